@@ -1,0 +1,77 @@
+/**
+ * What every command shares: a commander program that reports usage errors as one line and exit 2, and a runner
+ * that turns any thrown error into a one-line message and an exit code (never a stack trace).
+ */
+import { Command, CommanderError } from 'commander';
+import { DdfsError, messageOf } from '../errors.js';
+import { EXIT, EXIT_HELP } from './exit_codes.js';
+
+/** Thrown by option parsers for bad values; reported as a usage error. */
+export class UsageError extends Error {}
+
+/** A commander program for `name` that never calls process.exit itself. */
+export function makeProgram(name: string, description: string, extraHelp = EXIT_HELP): Command {
+  const program = new Command(name);
+  program
+    .description(description)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(s.startsWith(`${name}:`) ? s : `${name}: ${s.replace(/^error: /, '')}`),
+    })
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText('after', `\n${extraHelp}`)
+    .showHelpAfterError(false);
+  return program;
+}
+
+/**
+ * Parse `argv` with `program` and run `action`; map errors to exit codes.
+ * @returns the exit code (help and version give 0, usage errors 2, operating errors 1)
+ */
+export async function runCommand(name: string, program: Command, argv: string[], action: () => Promise<number>): Promise<number> {
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`${name}: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    throw err;
+  }
+  try {
+    return await action();
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof DdfsError && err.code === 'USAGE')) {
+      process.stderr.write(`${name}: ${messageOf(err)}\n`);
+      return EXIT.USAGE;
+    }
+    process.stderr.write(`${name}: ${messageOf(err)}\n`);
+    if (process.env.DDUMBFS_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    return EXIT.ERROR;
+  }
+}
+
+/** An option parser that throws UsageError with the option's name. */
+export function optionParser<T>(what: string, parse: (s: string) => T): (s: string) => T {
+  return (s: string) => {
+    try {
+      return parse(s);
+    } catch (err) {
+      throw new UsageError(`invalid ${what} '${s}': ${messageOf(err)}`);
+    }
+  };
+}
+
+// A reader that goes away (`mkddumbfs --help | head`) ends output quietly instead of crashing on EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}

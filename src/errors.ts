@@ -1,0 +1,66 @@
+/**
+ * One error class for every operating error of the product (style.md "Errors and exit codes").
+ *
+ * A DdfsError carries a stable `code` (never renamed: tests and scripts match on it), the errno that a FUSE op
+ * answers with, and structured `data` (paths, addresses). Programmer errors use `assert` from util/assert.ts instead.
+ */
+import { constants } from 'node:os';
+
+const E = constants.errno;
+
+/** The code table: code -> errno returned to FUSE callers. */
+export const ERROR_CODES = {
+  NOT_FOUND: E.ENOENT,
+  EXISTS: E.EEXIST,
+  NO_SPACE: E.ENOSPC,
+  CORRUPT: E.EIO,
+  IO: E.EIO,
+  BUSY: E.EBUSY,
+  ACCESS: E.EACCES,
+  INVALID: E.EINVAL,
+  BAD_CONFIG: E.EINVAL,
+  BAD_MAGIC: E.EIO,
+  TOO_SHORT: E.EIO,
+  BAD_HEADER: E.EIO,
+  USAGE: E.EINVAL,
+  NOT_SUPPORTED: E.ENOTSUP,
+  MOUNTED: E.EBUSY,
+  NEEDS_CHECK: E.EBUSY,
+} as const;
+
+export type DdfsErrorCode = keyof typeof ERROR_CODES;
+
+export class DdfsError extends Error {
+  readonly code: DdfsErrorCode;
+  readonly errno: number;
+  readonly data: Record<string, unknown>;
+
+  constructor(code: DdfsErrorCode, message: string, data: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'DdfsError';
+    this.code = code;
+    this.errno = ERROR_CODES[code];
+    this.data = data;
+  }
+}
+
+/**
+ * Map any thrown value to a positive errno: DdfsError -> its errno, a Node system error -> its errno,
+ * anything else -> EIO. Used once at the FUSE boundary.
+ */
+export function errnoOf(err: unknown): number {
+  if (err instanceof DdfsError) return err.errno;
+  const e = err as { errno?: unknown; code?: unknown };
+  if (typeof e?.errno === 'number' && e.errno !== 0) return Math.abs(e.errno);
+  if (typeof e?.code === 'string') {
+    const n = (E as Record<string, number>)[e.code];
+    if (typeof n === 'number') return n;
+  }
+  return E.EIO;
+}
+
+/** A one-line human message for any thrown value (CLI boundary; never a stack trace). */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

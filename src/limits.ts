@@ -1,0 +1,54 @@
+/**
+ * Every numeric bound of the product, each with the reason for it (style.md).
+ */
+
+/** Header magic of the block file, block 0 (spec §4). */
+export const BLOCK_FILE_MAGIC = 'DDUMBFSB';
+/** Header magic of the index file, page 0 (spec §5.1). */
+export const INDEX_FILE_MAGIC = 'DDUMBFSI';
+/** Magic of a UFS file header (spec §7). */
+export const UFS_FILE_MAGIC = 'DDUMBFSF';
+
+/** UFS header size in bytes: 8 magic + 8 big-endian size (spec §7). ddfs.cfg may not say more (spec §3.2). */
+export const UFS_HEADER_SIZE = 16;
+/** Index page size; the cfg's index_block_size may not exceed it (spec §3.2). */
+export const INDEX_PAGE_SIZE = 4096;
+/** Largest hash the format allows (spec §3.2). */
+export const HASH_SIZE_MAX = 64;
+/** Largest address the format allows, in bytes (spec §3.2). */
+export const ADDR_SIZE_MAX = 8;
+/** mkddumbfs block-size range (spec §12). */
+export const BLOCK_SIZE_MIN = 512;
+export const BLOCK_SIZE_MAX = 2 * 1024 * 1024;
+/** mkddumbfs overflow range (spec §12). */
+export const NODE_OVERFLOW_MIN = 1.1;
+export const NODE_OVERFLOW_MAX = 10.0;
+/** 1.1 alignment of the bitmap and node array in the index file (spec §3.3). */
+export const INDEX_ALIGNMENT = 65536;
+
+/** Address of the header block and of the zero block; never allocated (spec §4). */
+export const ADDR_ZERO = 0;
+export const ADDR_LOST = 1;
+
+/** Writes are refused below this many free blocks (spec §8.6 step 0, §8.10). */
+export const FREE_BLOCK_RESERVE = 1000;
+/** A checkpoint is due after this many net changes of the used-block count (spec §5.8). */
+export const CHECKPOINT_CHANGE_COUNT = 16000;
+/** The background tick checkpoints when at least this many blocks changed (spec §5.8). */
+export const CHECKPOINT_TICK_CHANGE_COUNT = 1000;
+/** Background thread period (spec §8.7). */
+export const BACKGROUND_TICK_MS = 60_000;
+/** Default auto-reclaim threshold in % of block_count (spec §8.1: code says 95). */
+export const RECLAIM_PERCENT_DEFAULT = 95;
+
+/** ddumbfs.log roll-over (spec §2). */
+export const LOG_FILE_SIZE_MAX = 10 * 1024 * 1024;
+export const LOG_FILE_BACKUP_COUNT = 10;
+/** corrupted.txt backups kept (spec §2, §10.3 step 6). */
+export const CORRUPTED_BACKUP_COUNT = 5;
+
+/**
+ * Index nodes are kept in memory in chunks of at most this many bytes, so a multi-TiB volume's index never needs a
+ * single Buffer over Node's 4 GiB limit. A chunk always holds whole nodes.
+ */
+export const INDEX_CHUNK_SIZE_MAX = 256 * 1024 * 1024;

@@ -1,0 +1,123 @@
+/**
+ * The allocation bitmap (spec §5.2, §5.7): one bit per block address, 1 = allocated, MSB-first within each byte
+ * (block a ↔ byte a>>3, mask 0x80 >> (a & 7)). Kept in memory; dirty 4 KiB pages are tracked for write-back into the
+ * index file. Allocation is next-fit from a cursor, wrapping to 0 once; addresses 0 and 1 are never handed out.
+ */
+import { assert } from '../util/assert.js';
+import { INDEX_PAGE_SIZE } from '../limits.js';
+
+export class Bitmap {
+  /** The bitmap words as stored: 4·ceil(blockCount/32) bytes. */
+  readonly bytes: Buffer;
+  private countSetCache: number;
+  /** Next-fit cursor (spec §5.7); 0 at every process start. */
+  cursor = 0;
+  private readonly dirtyPages = new Set<number>();
+
+  /**
+   * @param blockCount number of addresses (bits) that are meaningful
+   * @param bytes the stored words (copied by reference); bits ≥ blockCount are ignored
+   */
+  constructor(readonly blockCount: number, bytes: Buffer) {
+    assert(bytes.length >= Math.ceil(blockCount / 8), 'bitmap too short for block_count');
+    this.bytes = bytes;
+    this.countSetCache = this.recount();
+  }
+
+  /** A bitmap with only blocks 0 and 1 set (a fresh volume). */
+  static fresh(blockCount: number): Bitmap {
+    const b = Buffer.alloc(Math.ceil(blockCount / 32) * 4);
+    b[0] = 0xc0;
+    return new Bitmap(blockCount, b);
+  }
+
+  has(address: number): boolean {
+    return (this.bytes[Math.floor(address / 8)]! & (0x80 >>> (address & 7))) !== 0;
+  }
+
+  set(address: number): void {
+    assert(address >= 0 && address < this.blockCount, `bitmap address ${address} out of range`);
+    const i = Math.floor(address / 8);
+    const m = 0x80 >>> (address & 7);
+    if ((this.bytes[i]! & m) === 0) {
+      this.bytes[i] = this.bytes[i]! | m;
+      this.countSetCache++;
+      this.dirtyPages.add(Math.floor(i / INDEX_PAGE_SIZE));
+    }
+  }
+
+  clear(address: number): void {
+    assert(address >= 0 && address < this.blockCount, `bitmap address ${address} out of range`);
+    const i = Math.floor(address / 8);
+    const m = 0x80 >>> (address & 7);
+    if ((this.bytes[i]! & m) !== 0) {
+      this.bytes[i] = this.bytes[i]! & ~m;
+      this.countSetCache--;
+      this.dirtyPages.add(Math.floor(i / INDEX_PAGE_SIZE));
+    }
+  }
+
+  /** Number of set bits below blockCount. */
+  get countSet(): number {
+    return this.countSetCache;
+  }
+
+  /** Recount set bits (spec §5.2: the used count is a popcount at open). */
+  recount(): number {
+    let n = 0;
+    const full = Math.floor(this.blockCount / 8);
+    for (let i = 0; i < full; i++) n += POPCOUNT[this.bytes[i]!]!;
+    for (let a = full * 8; a < this.blockCount; a++) if (this.has(a)) n++;
+    this.countSetCache = n;
+    return n;
+  }
+
+  /**
+   * Next-fit allocation (spec §5.7): the first clear bit from the cursor, wrapping to 0 once; skips 0 and 1.
+   * @returns the allocated address, or -1 when every bit is set
+   */
+  allocate(): number {
+    if (this.countSetCache >= this.blockCount) return -1;
+    let a = this.findClear(Math.max(this.cursor, 2), this.blockCount);
+    if (a < 0) a = this.findClear(2, Math.min(Math.max(this.cursor, 2), this.blockCount));
+    if (a < 0) return -1;
+    this.set(a);
+    this.cursor = a + 1;
+    return a;
+  }
+
+  private findClear(from: number, to: number): number {
+    let a = from;
+    while (a < to) {
+      const byte = this.bytes[Math.floor(a / 8)]!;
+      if (byte === 0xff && (a & 7) === 0) {
+        a += 8;
+        continue;
+      }
+      if ((byte & (0x80 >>> (a & 7))) === 0) return a;
+      a++;
+    }
+    return -1;
+  }
+
+  /** Replace the content (fsck rebuild) and mark everything dirty. */
+  assign(bytes: Buffer): void {
+    bytes.copy(this.bytes, 0, 0, this.bytes.length);
+    this.recount();
+    this.markAllDirty();
+  }
+
+  markAllDirty(): void {
+    for (let p = 0; p * INDEX_PAGE_SIZE < this.bytes.length; p++) this.dirtyPages.add(p);
+  }
+
+  /** Dirty byte ranges [offset, end) relative to the bitmap start, and clear the dirty set. */
+  takeDirtyRanges(): Array<[number, number]> {
+    const pages = [...this.dirtyPages].sort((x, y) => x - y);
+    this.dirtyPages.clear();
+    return pages.map((p) => [p * INDEX_PAGE_SIZE, Math.min((p + 1) * INDEX_PAGE_SIZE, this.bytes.length)]);
+  }
+}
+
+const POPCOUNT = new Uint8Array(256);
+for (let i = 0; i < 256; i++) POPCOUNT[i] = (i & 1) + POPCOUNT[i >> 1]!;

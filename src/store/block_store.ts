@@ -1,0 +1,292 @@
+/**
+ * The block store: the dedup engine (spec §4, §5.7, §5.8, §8.6 step 5).
+ *
+ * `storeBlocks` hashes whole blocks; the zero block becomes address 0 (no I/O); a hash found in the index is
+ * referenced ("ghost write"); a new hash gets a next-fit address, an index node, and its data written once, with
+ * contiguous new blocks written by one pwrite. Lookup, allocation and insertion run synchronously (no await between
+ * them), so concurrent writers in the event loop never race on the index. Until a new block's data is on disk its
+ * address sits in the in-flight map, and reads of it wait (spec §8.5 "being-written" list).
+ *
+ * On-disk write order, as upstream: block data → index (memory, written back on sync) → UFS node.
+ */
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import {
+  ADDR_LOST, ADDR_ZERO, BLOCK_FILE_MAGIC, CHECKPOINT_CHANGE_COUNT,
+} from '../limits.js';
+import type { DdfsConfig } from '../format/config.js';
+import { bitmapWordBytes } from '../format/config.js';
+import { encodeAddress } from '../format/node.js';
+import type { Device, DeviceFactory } from '../io/device.js';
+import { fileDevices } from '../io/device.js';
+import { createHasher, type BlockHasher } from './hash.js';
+import { IndexFile } from './index_file.js';
+import { Counters } from './stats.js';
+
+const BLOCK_MAGIC = Buffer.from(BLOCK_FILE_MAGIC, 'ascii');
+
+export interface BlockStoreOptions {
+  readOnly?: boolean;
+  devices?: DeviceFactory;
+  /** Writes fail with NO_SPACE when fewer blocks than this are free (daemon: 1000, spec §8.6 step 0). */
+  freeBlockReserve?: number;
+  /** Skip the block-file magic check (fsck -f). */
+  skipBlockMagic?: boolean;
+}
+
+/** Resolve a cfg file name: absolute as is, else relative to the parent directory (spec §3.2 keys 22, 23). */
+export function resolveVolumePath(parentDir: string, name: string): string {
+  return path.isAbsolute(name) ? name : path.join(parentDir, name);
+}
+
+export class BlockStore {
+  readonly hasher: BlockHasher;
+  readonly zeroHash: Buffer;
+  readonly nullHash: Buffer;
+  readonly counters = new Counters();
+  /** Blocks being written: address → promise settled when the data is on disk. */
+  private readonly inFlight = new Map<number, Promise<void>>();
+  /** Net changes of the used-block count since the last checkpoint (spec §5.8). */
+  changesSinceCheckpoint = 0;
+  private readonly hashScratch: Buffer;
+  /** Set by reclaim: every address allocated or referenced while reclaim runs is recorded here (spec §9 step 1). */
+  reclaimFound: Set<number> | null = null;
+  freeBlockReserve: number;
+
+  private constructor(
+    readonly parentDir: string,
+    readonly cfg: DdfsConfig,
+    readonly blockDevice: Device,
+    readonly index: IndexFile,
+    private readonly readOnly: boolean,
+    private readonly devices: DeviceFactory,
+    options: BlockStoreOptions,
+  ) {
+    this.hasher = createHasher(cfg.hashName);
+    this.zeroHash = this.hasher.hash(Buffer.alloc(cfg.blockSize));
+    this.nullHash = Buffer.alloc(cfg.hashSize);
+    this.hashScratch = Buffer.alloc(cfg.hashSize);
+    this.freeBlockReserve = options.freeBlockReserve ?? 0;
+  }
+
+  /**
+   * Open the block file and the index of a volume whose cfg is already parsed.
+   * @throws DdfsError NOT_FOUND (a file is missing), BAD_MAGIC, TOO_SHORT (naming the file)
+   */
+  static async open(parentDir: string, cfg: DdfsConfig, options: BlockStoreOptions = {}): Promise<BlockStore> {
+    const devices = options.devices ?? fileDevices;
+    const readOnly = options.readOnly ?? false;
+    const blockPath = resolveVolumePath(parentDir, cfg.blockFilename);
+    const indexPath = resolveVolumePath(parentDir, cfg.indexFilename);
+    const blockDevice = await openExisting(devices, blockPath, readOnly, 'block file');
+    let indexDevice: Device | null = null;
+    try {
+      if (!options.skipBlockMagic) {
+        const head = Buffer.alloc(BLOCK_MAGIC.length);
+        const n = await blockDevice.read(head, 0, head.length, 0);
+        if (n < head.length) throw new DdfsError('TOO_SHORT', `${blockPath}: block file too short (no header block)`, { path: blockPath });
+        if (!head.equals(BLOCK_MAGIC)) throw new DdfsError('BAD_MAGIC', `${blockPath}: bad block file magic (expected ${BLOCK_FILE_MAGIC})`, { path: blockPath });
+      }
+      indexDevice = await openExisting(devices, indexPath, readOnly, 'index file');
+      const index = await IndexFile.load(indexDevice, cfg);
+      return new BlockStore(parentDir, cfg, blockDevice, index, readOnly, devices, options);
+    } catch (err) {
+      await blockDevice.close().catch(() => undefined);
+      await indexDevice?.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get blockCountUsed(): number {
+    return this.index.bitmap.countSet;
+  }
+
+  get blockCountFree(): number {
+    return this.cfg.blockCount - this.index.bitmap.countSet;
+  }
+
+  /** True for the zero-block hash and the all-zero (hole) hash (spec §7). */
+  isZeroHash(h: Buffer, offset = 0): boolean {
+    const hs = this.cfg.hashSize;
+    return this.zeroHash.compare(h, offset, offset + hs) === 0 || this.nullHash.compare(h, offset, offset + hs) === 0;
+  }
+
+  /**
+   * Store `count` whole blocks taken from `data` (count·block_size bytes) and write their nodes (address LE + hash,
+   * node_size bytes each) into `nodesOut` from `nodesOffset`.
+   *
+   * @returns the number of blocks stored; fewer than `count` only when the volume filled up (then `error` is set)
+   * @throws DdfsError IO when a block-file write fails (the nodes of this call must then not be written to a file)
+   */
+  async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number): Promise<{ stored: number; error: DdfsError | null }> {
+    const { blockSize: bs, nodeSize: ns, addrSize: as, hashSize: hs } = this.cfg;
+    const index = this.index.nodes;
+    const bitmap = this.index.bitmap;
+    const newAddresses: number[] = [];
+    const newBlockIndexes: number[] = [];
+    let stored = 0;
+    let error: DdfsError | null = null;
+    const t0 = performance.now();
+    for (let k = 0; k < count; k++) {
+      const block = data.subarray(k * bs, (k + 1) * bs);
+      const nodeOff = nodesOffset + k * ns;
+      this.hasher.hashInto(block, nodesOut, nodeOff + as);
+      this.counters.add('hash');
+      if (this.zeroHash.compare(nodesOut, nodeOff + as, nodeOff + as + hs) === 0) {
+        encodeAddress(nodesOut, nodeOff, as, ADDR_ZERO);
+        stored++;
+        continue;
+      }
+      const found = index.lookup(nodesOut, nodeOff + as);
+      if (found.found) {
+        encodeAddress(nodesOut, nodeOff, as, found.address);
+        this.counters.add('ghost_write');
+        this.reclaimFound?.add(found.address);
+        stored++;
+        continue;
+      }
+      if (this.readOnly) { error = new DdfsError('ACCESS', 'volume is open read-only'); break; }
+      if (this.blockCountFree <= this.freeBlockReserve) {
+        error = new DdfsError('NO_SPACE', 'no space left in the block file');
+        break;
+      }
+      const address = bitmap.allocate();
+      if (address < 0) { error = new DdfsError('NO_SPACE', 'no free block'); break; }
+      try {
+        index.insertAt(found.slot, address, nodesOut, nodeOff + as);
+      } catch (err) {
+        bitmap.clear(address);
+        error = err instanceof DdfsError ? err : new DdfsError('NO_SPACE', String(err));
+        break;
+      }
+      this.changesSinceCheckpoint++;
+      this.reclaimFound?.add(address);
+      encodeAddress(nodesOut, nodeOff, as, address);
+      newAddresses.push(address);
+      newBlockIndexes.push(k);
+      stored++;
+    }
+    this.counters.add('calc_hash', Math.round((performance.now() - t0) * 1000));
+    if (newAddresses.length > 0) await this.writeNewBlocks(data, newAddresses, newBlockIndexes);
+    return { stored, error };
+  }
+
+  /** Write new blocks, one pwrite per run of consecutive addresses taken from consecutive source blocks. */
+  private async writeNewBlocks(data: Buffer, addresses: number[], blockIndexes: number[]): Promise<void> {
+    const bs = this.cfg.blockSize;
+    const writes: Promise<void>[] = [];
+    let i = 0;
+    while (i < addresses.length) {
+      let j = i + 1;
+      while (j < addresses.length && addresses[j] === addresses[j - 1]! + 1 && blockIndexes[j] === blockIndexes[j - 1]! + 1) j++;
+      const first = addresses[i]!;
+      const buf = data.subarray(blockIndexes[i]! * bs, (blockIndexes[j - 1]! + 1) * bs);
+      const p = this.blockDevice.write(buf, first * bs);
+      for (let k = i; k < j; k++) this.inFlight.set(addresses[k]!, p);
+      this.counters.add('block_write', j - i);
+      writes.push(p.finally(() => {
+        for (let k = i; k < j; k++) if (this.inFlight.get(addresses[k]!) === p) this.inFlight.delete(addresses[k]!);
+      }));
+      i = j;
+    }
+    try {
+      await Promise.all(writes);
+    } catch (err) {
+      throw new DdfsError('IO', `${this.blockDevice.path}: block write failed: ${(err as Error).message}`, {}, err);
+    }
+  }
+
+  /**
+   * Read the block at `address` into `out` at `outOffset` (block_size bytes). Addresses 0 and 1 read as zeros.
+   * @throws DdfsError CORRUPT for an address ≥ block_count or a short read (spec §8.5)
+   */
+  async readBlock(address: number, out: Buffer, outOffset: number): Promise<void> {
+    await this.readBlocks(address, 1, out, outOffset);
+  }
+
+  /** Read `count` consecutive blocks from `address` (none of them 0 or 1) with one pread. */
+  async readBlocks(address: number, count: number, out: Buffer, outOffset: number): Promise<void> {
+    const bs = this.cfg.blockSize;
+    if (address === ADDR_ZERO || address === ADDR_LOST) {
+      out.fill(0, outOffset, outOffset + count * bs);
+      this.counters.add('block_read_zero', count);
+      return;
+    }
+    if (address + count > this.cfg.blockCount) {
+      throw new DdfsError('CORRUPT', `block address ${address + count - 1} beyond block_count ${this.cfg.blockCount}`, { address });
+    }
+    for (let a = address; a < address + count; a++) {
+      const p = this.inFlight.get(a);
+      if (p) await p.catch(() => undefined);
+    }
+    const n = await this.blockDevice.read(out, outOffset, count * bs, address * bs);
+    this.counters.add('block_read', count);
+    if (n !== count * bs) {
+      throw new DdfsError('CORRUPT', `${this.blockDevice.path}: cannot read block ${address + Math.floor(n / bs)} (beyond end of block file)`, { address });
+    }
+  }
+
+  /** Wait until every in-flight block write has settled. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...new Set(this.inFlight.values())]);
+  }
+
+  /** Make block data and index durable: drain writes, write dirty index pages, fsync both (spec §8.7). */
+  async sync(): Promise<void> {
+    await this.drain();
+    if (this.readOnly) return;
+    await this.blockDevice.sync();
+    await this.index.sync();
+  }
+
+  /** Path of the checkpoint file (spec §5.8). */
+  get checkpointPath(): string {
+    return path.join(this.parentDir, 'ddfsusedblocks');
+  }
+
+  /**
+   * Save a checkpoint (spec §5.8): write `ddfsusedblocks.0` and fsync it; sync block file and index; replace
+   * `ddfsusedblocks` by it. Afterwards "allocated in the checkpoint" means "data and index node are on disk".
+   */
+  async checkpoint(): Promise<void> {
+    if (this.readOnly) return;
+    const tmp = `${this.checkpointPath}.0`;
+    const words = this.index.bitmap.bytes.subarray(0, bitmapWordBytes(this.cfg));
+    await this.sync();
+    const dev = await this.devices.open(tmp, { create: true, truncate: true, mode: 0o644 });
+    try {
+      await dev.write(Buffer.from(words), 0);
+      await dev.sync();
+    } finally {
+      await dev.close();
+    }
+    await fsp.rm(this.checkpointPath, { force: true });
+    await fsp.rename(tmp, this.checkpointPath);
+    this.changesSinceCheckpoint = 0;
+  }
+
+  /** True when enough blocks changed for a checkpoint (spec §5.8: every 16000 net changes). */
+  get checkpointDue(): boolean {
+    return this.changesSinceCheckpoint >= CHECKPOINT_CHANGE_COUNT;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.sync();
+    } finally {
+      await this.blockDevice.close().catch(() => undefined);
+      await this.index.device.close().catch(() => undefined);
+    }
+  }
+}
+
+async function openExisting(devices: DeviceFactory, p: string, readOnly: boolean, what: string): Promise<Device> {
+  try {
+    return await devices.open(p, { readOnly });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new DdfsError('NOT_FOUND', `${p}: ${what} not found`, { path: p }, err);
+    throw new DdfsError('IO', `${p}: cannot open ${what}: ${(err as Error).message}`, { path: p }, err);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The index file (spec §5.1):
+ *
+ * | range                                  | content                                            |
+ * |----------------------------------------|----------------------------------------------------|
+ * | [0, 4096)                              | header page: `DDUMBFSI`, then zeros                |
+ * | [4096, freeblock_offset)               | unused (a sparse hole in 1.1 files)                |
+ * | [freeblock_offset, node_offset)        | allocation bitmap, 4·ceil(block_count/32) bytes used |
+ * | [node_offset, +node_count·node_size)   | node array                                         |
+ *
+ * The file must be at least index_size bytes long. The whole bitmap and node array are loaded into memory at open;
+ * `flush` writes back dirty pages only.
+ */
+import { DdfsError } from '../errors.js';
+import { INDEX_FILE_MAGIC, INDEX_PAGE_SIZE } from '../limits.js';
+import type { DdfsConfig } from '../format/config.js';
+import { bitmapWordBytes } from '../format/config.js';
+import type { Device } from '../io/device.js';
+import { Bitmap } from './bitmap.js';
+import { NodeIndex } from './node_index.js';
+
+const MAGIC = Buffer.from(INDEX_FILE_MAGIC, 'ascii');
+
+/** The header page of a new index file. */
+export function encodeIndexHeader(): Buffer {
+  const b = Buffer.alloc(INDEX_PAGE_SIZE);
+  MAGIC.copy(b, 0);
+  return b;
+}
+
+export class IndexFile {
+  private constructor(
+    readonly device: Device,
+    readonly cfg: DdfsConfig,
+    readonly bitmap: Bitmap,
+    readonly nodes: NodeIndex,
+  ) {}
+
+  /**
+   * Load the bitmap and node table from an index device.
+   * @param checkMagic false only for rebuild, which rewrites a damaged header (spec §10.1)
+   * @throws DdfsError BAD_MAGIC when page 0 lacks `DDUMBFSI`; TOO_SHORT when the file is shorter than index_size
+   */
+  static async load(device: Device, cfg: DdfsConfig, checkMagic = true): Promise<IndexFile> {
+    const size = await device.size();
+    if (size < cfg.indexSize) {
+      throw new DdfsError('TOO_SHORT', `${device.path}: index file is ${size} bytes, expected ${cfg.indexSize}`, { path: device.path });
+    }
+    if (checkMagic) {
+      const head = Buffer.alloc(MAGIC.length);
+      await device.read(head, 0, head.length, 0);
+      if (!head.equals(MAGIC)) throw new DdfsError('BAD_MAGIC', `${device.path}: bad index magic (expected ${INDEX_FILE_MAGIC})`, { path: device.path });
+    }
+    const bm = Buffer.alloc(bitmapWordBytes(cfg));
+    await device.read(bm, 0, bm.length, cfg.freeblockOffset);
+    const chunks: Buffer[] = [];
+    let pos = cfg.nodeOffset;
+    for (const len of NodeIndex.chunkSizes(cfg)) {
+      const c = Buffer.allocUnsafe(len);
+      const n = await device.read(c, 0, len, pos);
+      if (n !== len) throw new DdfsError('TOO_SHORT', `${device.path}: short read of the node array`, { path: device.path });
+      chunks.push(c);
+      pos += len;
+    }
+    return new IndexFile(device, cfg, new Bitmap(cfg.blockCount, bm), new NodeIndex(cfg, chunks));
+  }
+
+  /** An in-memory empty index (for mkddumbfs) bound to a device. */
+  static empty(device: Device, cfg: DdfsConfig): IndexFile {
+    return new IndexFile(device, cfg, Bitmap.fresh(cfg.blockCount), new NodeIndex(cfg));
+  }
+
+  /** Write the header page (mkddumbfs, or a rebuild repairing the magic). */
+  async writeHeader(): Promise<void> {
+    await this.device.write(encodeIndexHeader(), 0);
+  }
+
+  /** Write dirty bitmap and node pages back to the device (no fsync). */
+  async flush(): Promise<void> {
+    for (const [start, end] of this.bitmap.takeDirtyRanges()) {
+      await this.device.write(this.bitmap.bytes.subarray(start, end), this.cfg.freeblockOffset + start);
+    }
+    for (const r of this.nodes.takeDirtyRanges()) {
+      await this.device.write(r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length), this.cfg.nodeOffset + r.offset);
+    }
+  }
+
+  /** flush + fsync. */
+  async sync(): Promise<void> {
+    await this.flush();
+    await this.device.sync();
+  }
+}

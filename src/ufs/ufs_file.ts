@@ -1,0 +1,391 @@
+/**
+ * An open regular file of the volume: its UFS file (header + node list, spec §7) and the dedup read/write paths
+ * (spec §8.5, §8.6). One UfsFile per inode is shared by every handle of that inode, so handles see each other's
+ * buffered data (spec §8.4).
+ *
+ * State and invariants:
+ * - `nodes` caches the node list in memory (write-through: a node is written to the UFS file as soon as its block is
+ *   stored, after the block data, keeping upstream's order block data → index → UFS node).
+ * - At most one partial block is buffered (`buffer`); its content is the full logical block with zeros past EOF.
+ * - Bytes past EOF in the last block are always stored as zeros (upstream may store stale bytes there, spec §17.9),
+ *   so identical files always produce identical nodes and dedup completely.
+ * - The header is rewritten whenever the size changes (Changelog 1.0b6: "more crash safe").
+ * - `nodesOnDisk` = whole nodes present in the UFS file; a block below ceil(size/bs) that is neither buffered nor on
+ *   disk is a missing node and reads fail with EIO (spec §8.5).
+ * All operations run under a readers–writer lock: reads share, everything else is exclusive.
+ */
+import { DdfsError } from '../errors.js';
+import { UFS_HEADER_SIZE } from '../limits.js';
+import { decodeAddress } from '../format/node.js';
+import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
+import type { Device, DeviceFactory } from '../io/device.js';
+import { fileDevices } from '../io/device.js';
+import type { BlockStore } from '../store/block_store.js';
+import { RwLock } from '../util/rwlock.js';
+
+export interface UfsOpenOptions {
+  create?: boolean;
+  truncate?: boolean;
+  mode?: number;
+  readOnly?: boolean;
+  devices?: DeviceFactory;
+}
+
+interface BlockBuffer {
+  index: number;
+  data: Buffer;
+  dirty: boolean;
+}
+
+export class UfsFile {
+  private sizeBytes: number;
+  private nodes: Buffer;
+  private nodesOnDisk: number;
+  private buffer: BlockBuffer | null = null;
+  private readonly lock = new RwLock();
+  private readonly bs: number;
+  private readonly ns: number;
+  private closed = false;
+  /** Size the header on disk says; -1 while the UFS file has no header (a 0-byte file). */
+  private headerSizeOnDisk: number;
+  /** Called after an overwrite or shrink: reclaim may find free blocks (spec §8.6 step 1). */
+  onBlocksReleased: (() => void) | null = null;
+
+  private constructor(
+    readonly ufsPath: string,
+    private readonly device: Device,
+    private readonly store: BlockStore,
+    size: number,
+    nodes: Buffer,
+    nodesOnDisk: number,
+    hasHeader: boolean,
+  ) {
+    this.headerSizeOnDisk = hasHeader ? size : -1;
+    this.sizeBytes = size;
+    this.nodes = nodes;
+    this.nodesOnDisk = nodesOnDisk;
+    this.bs = store.cfg.blockSize;
+    this.ns = store.cfg.nodeSize;
+  }
+
+  /**
+   * Open (or create) the UFS file at `ufsPath`.
+   * A created or truncated file gets its 16-byte header at once, so it is valid after a crash (spec §8.4).
+   * @throws DdfsError BAD_HEADER for a header that is not valid (spec §7); Node errors (ENOENT, EACCES…) unchanged
+   */
+  static async open(store: BlockStore, ufsPath: string, options: UfsOpenOptions = {}): Promise<UfsFile> {
+    const devices = options.devices ?? fileDevices;
+    const device = await devices.open(ufsPath, {
+      readOnly: options.readOnly, create: options.create, truncate: options.truncate, mode: options.mode,
+    });
+    try {
+      const length = await device.size();
+      const ns = store.cfg.nodeSize;
+      if (length === 0) {
+        const writeHeader = !options.readOnly && (options.create === true || options.truncate === true);
+        if (writeHeader) await device.write(encodeUfsHeader(0), 0);
+        return new UfsFile(ufsPath, device, store, 0, Buffer.alloc(0), 0, writeHeader);
+      }
+      const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
+      await device.read(head, 0, head.length, 0);
+      const size = decodeUfsHeader(head, ufsPath);
+      store.counters.add('header_load');
+      const onDisk = Math.floor((length - UFS_HEADER_SIZE) / ns);
+      const expected = Math.ceil(size / store.cfg.blockSize);
+      const nodes = Buffer.alloc(Math.max(onDisk, expected) * ns);
+      const n = await device.read(nodes, 0, onDisk * ns, UFS_HEADER_SIZE);
+      return new UfsFile(ufsPath, device, store, size, nodes, Math.floor(n / ns), true);
+    } catch (err) {
+      await device.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Logical size in bytes. */
+  get size(): number {
+    return this.sizeBytes;
+  }
+
+  /** Address of block j from the node cache. */
+  private addressOf(j: number): number {
+    return decodeAddress(this.nodes, j * this.ns, this.store.cfg.addrSize);
+  }
+
+  /** Grow the node cache to hold `count` nodes (new nodes are zero = holes). */
+  private ensureNodeCapacity(count: number): void {
+    const need = count * this.ns;
+    if (this.nodes.length >= need) return;
+    const grown = Buffer.alloc(Math.max(need, Math.min(this.nodes.length * 2, need + 64 * 1024 * 1024)));
+    this.nodes.copy(grown, 0, 0, this.nodes.length);
+    this.nodes = grown;
+  }
+
+  private async writeHeader(): Promise<void> {
+    await this.device.write(encodeUfsHeader(this.sizeBytes), 0);
+    this.store.counters.add('header_save');
+  }
+
+  /** Write nodes [first, first+count) from `src` to the UFS file and the cache. */
+  private async writeNodes(first: number, count: number, src: Buffer): Promise<void> {
+    if (count === 0) return;
+    const bytes = src.subarray(0, count * this.ns);
+    this.ensureNodeCapacity(first + count);
+    bytes.copy(this.nodes, first * this.ns);
+    await this.device.write(bytes, UFS_HEADER_SIZE + first * this.ns);
+    if (first + count > this.nodesOnDisk) this.nodesOnDisk = first + count;
+  }
+
+  /**
+   * Read up to `length` bytes at `offset` (clamped at EOF; an offset past EOF gives 0 bytes).
+   * @throws DdfsError CORRUPT (EIO) for a missing node or an unreadable block
+   */
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.lock.read(() => this.readLocked(offset, length));
+  }
+
+  private async readLocked(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.sizeBytes, offset + length);
+    if (offset >= end) return Buffer.alloc(0);
+    const bs = this.bs;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((end - 1) / bs);
+    const out = Buffer.allocUnsafe((last - first + 1) * bs);
+    const reads: Promise<void>[] = [];
+    let j = first;
+    while (j <= last) {
+      if (this.buffer && this.buffer.index === j) {
+        this.buffer.data.copy(out, (j - first) * bs);
+        j++;
+        continue;
+      }
+      if (j >= this.nodesOnDisk) {
+        throw new DdfsError('CORRUPT', `${this.ufsPath}: node of block ${j} is missing`, { path: this.ufsPath, block: j });
+      }
+      const a = this.addressOf(j);
+      let k = j + 1;
+      if (a >= 2) {
+        while (k <= last && k < this.nodesOnDisk && !(this.buffer && this.buffer.index === k) && this.addressOf(k) === a + (k - j)) k++;
+      }
+      reads.push(this.store.readBlocks(a, k - j, out, (j - first) * bs));
+      j = k;
+    }
+    await Promise.all(reads);
+    return out.subarray(offset - first * bs, end - first * bs);
+  }
+
+  /**
+   * Write `data` at `offset`, extending the file (a gap reads as zeros).
+   * @throws DdfsError NO_SPACE when the block file is full; IO on a failed block or UFS write
+   */
+  write(offset: number, data: Buffer): Promise<void> {
+    return this.lock.write(() => this.writeLocked(offset, data));
+  }
+
+  private async writeLocked(offset: number, data: Buffer): Promise<void> {
+    this.assertOpen();
+    if (data.length === 0) return;
+    if (offset > this.sizeBytes) await this.growTo(offset);
+    else if (offset < this.sizeBytes) this.onBlocksReleased?.();
+    const bs = this.bs;
+    const end = offset + data.length;
+    this.ensureNodeCapacity(Math.ceil(end / bs));
+    let pos = offset;
+    try {
+      while (pos < end) {
+        const j = Math.floor(pos / bs);
+        const inBlock = pos - j * bs;
+        const n = Math.min(bs - inBlock, end - pos);
+        if (inBlock === 0 && n === bs) {
+          let run = 1;
+          while (pos + (run + 1) * bs <= end) run++;
+          if (this.buffer && this.buffer.index >= j && this.buffer.index < j + run) this.buffer = null;
+          await this.storeRun(j, data.subarray(pos - offset, pos - offset + run * bs), run);
+          pos += run * bs;
+          continue;
+        }
+        const buf = await this.loadBuffer(j);
+        data.copy(buf.data, inBlock, pos - offset, pos - offset + n);
+        buf.dirty = true;
+        if (pos + n > this.sizeBytes) this.sizeBytes = pos + n;
+        pos += n;
+        if (inBlock + n === bs) await this.flushBuffer();
+      }
+    } finally {
+      if (pos > this.sizeBytes) this.sizeBytes = pos;
+      if (pos > offset) {
+        // the header follows every extension at once (upstream 1.0b6)
+        const headerSize = this.sizeBytes;
+        if (headerSize > this.headerSizeOnDisk) {
+          await this.writeHeader();
+          this.headerSizeOnDisk = headerSize;
+        }
+      }
+    }
+  }
+
+  private async storeRun(first: number, data: Buffer, count: number): Promise<void> {
+    const nodes = Buffer.allocUnsafe(count * this.ns);
+    const { stored, error } = await this.store.storeBlocks(data, count, nodes, 0);
+    await this.writeNodes(first, stored, nodes);
+    if (stored > 0 && (first + stored) * this.bs > this.sizeBytes) {
+      this.sizeBytes = Math.min((first + stored) * this.bs, (first + count) * this.bs);
+    }
+    if (error) throw error;
+  }
+
+  /**
+   * Make block j the buffered block: flush another dirty one, then read the existing bytes [j·bs, min(size, (j+1)·bs))
+   * and zero the rest (read-before-write, spec §8.6 step 2). A stored block with bytes past EOF comes back dirty.
+   */
+  private async loadBuffer(j: number): Promise<BlockBuffer> {
+    if (this.buffer && this.buffer.index === j) return this.buffer;
+    if (this.buffer?.dirty) await this.flushBuffer();
+    const bs = this.bs;
+    const data = this.buffer?.data ?? Buffer.alloc(bs);
+    this.buffer = null;
+    const valid = Math.max(0, Math.min(bs, this.sizeBytes - j * bs));
+    let dirty = false;
+    if (valid > 0 && j < this.nodesOnDisk) {
+      await this.store.readBlock(this.addressOf(j), data, 0);
+      this.store.counters.add('read_before_write');
+      for (let i = valid; i < bs; i++) {
+        if (data[i] !== 0) {
+          dirty = true;
+          data.fill(0, valid);
+          break;
+        }
+      }
+    } else {
+      data.fill(0);
+      dirty = valid > 0; // a missing node within the file: store the zeros we now serve
+    }
+    this.buffer = { index: j, data, dirty };
+    return this.buffer;
+  }
+
+  /** Store the buffered block if dirty and write its node. */
+  private async flushBuffer(): Promise<void> {
+    const buf = this.buffer;
+    if (!buf || !buf.dirty) return;
+    const nodes = Buffer.allocUnsafe(this.ns);
+    const { stored, error } = await this.store.storeBlocks(buf.data, 1, nodes, 0);
+    if (error || stored !== 1) throw error ?? new DdfsError('IO', `${this.ufsPath}: block not stored`);
+    await this.writeNodes(buf.index, 1, nodes);
+    buf.dirty = false;
+    this.store.counters.add('write_save');
+  }
+
+  /** Zero-extend from the current size to `newSize` (spec §7 "Truncate", growing). */
+  private async growTo(newSize: number): Promise<void> {
+    const bs = this.bs;
+    if (this.sizeBytes % bs !== 0) await this.loadBuffer(Math.floor(this.sizeBytes / bs));
+    const k = Math.ceil(newSize / bs);
+    this.ensureNodeCapacity(k);
+    if (k > this.nodesOnDisk) {
+      await this.device.truncate(UFS_HEADER_SIZE + k * this.ns);
+      this.nodes.fill(0, this.nodesOnDisk * this.ns, k * this.ns);
+      this.nodesOnDisk = k;
+    }
+    this.sizeBytes = newSize;
+    await this.writeHeader();
+    this.headerSizeOnDisk = newSize;
+    this.store.counters.add('do_truncate');
+  }
+
+  /**
+   * Set the size to `newSize`. Shrinking rewrites the new last partial block with zeros past EOF and cuts the node
+   * list; growing adds holes (spec §7).
+   * @throws DdfsError NO_SPACE / IO
+   */
+  truncate(newSize: number): Promise<void> {
+    return this.lock.write(async () => {
+      this.assertOpen();
+      if (newSize === this.sizeBytes) {
+        if (this.headerSizeOnDisk !== newSize) { await this.writeHeader(); this.headerSizeOnDisk = newSize; }
+        return;
+      }
+      if (newSize > this.sizeBytes) {
+        await this.growTo(newSize);
+        return;
+      }
+      const bs = this.bs;
+      const k = Math.ceil(newSize / bs);
+      if (this.buffer && this.buffer.index >= k) this.buffer = null;
+      if (newSize % bs !== 0) {
+        const buf = await this.loadBuffer(k - 1);
+        const cut = newSize % bs;
+        for (let i = cut; i < bs; i++) {
+          if (buf.data[i] !== 0) {
+            buf.data.fill(0, cut);
+            buf.dirty = true;
+            break;
+          }
+        }
+      }
+      this.sizeBytes = newSize;
+      await this.flushBuffer();
+      await this.device.truncate(UFS_HEADER_SIZE + k * this.ns);
+      if (this.nodesOnDisk > k) this.nodesOnDisk = k;
+      this.nodes.fill(0, k * this.ns);
+      await this.writeHeader();
+      this.headerSizeOnDisk = newSize;
+      this.store.counters.add('do_truncate');
+      this.onBlocksReleased?.();
+    });
+  }
+
+  /** Push the buffered partial block to the block store and write its node (spec §8.7). */
+  flush(): Promise<void> {
+    return this.lock.write(async () => {
+      if (this.closed) return;
+      await this.flushBuffer();
+      if (this.headerSizeOnDisk !== this.sizeBytes && this.headerSizeOnDisk !== -1) {
+        await this.writeHeader();
+        this.headerSizeOnDisk = this.sizeBytes;
+      }
+    });
+  }
+
+  /** flush, then fsync the UFS file, the block file and the index (spec §8.7). */
+  async fsync(): Promise<void> {
+    await this.flush();
+    await this.lock.write(async () => {
+      if (this.closed) return;
+      await this.device.sync();
+    });
+    await this.store.sync();
+  }
+
+  /** flush and close the UFS file; further calls fail. The fd is closed even when the flush fails. */
+  close(): Promise<void> {
+    return this.lock.write(async () => {
+      if (this.closed) return;
+      try {
+        await this.flushBuffer();
+      } finally {
+        this.closed = true;
+        this.buffer = null;
+        await this.device.close();
+      }
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DdfsError('INVALID', `${this.ufsPath}: file is closed`);
+  }
+}
+
+/**
+ * The logical size of a UFS file from its header, without opening it for writing (getattr of a closed file, §8.3).
+ * @throws DdfsError BAD_HEADER; Node errors unchanged
+ */
+export async function readUfsSize(ufsPath: string, devices: DeviceFactory = fileDevices): Promise<number> {
+  const dev = await devices.open(ufsPath, { readOnly: true });
+  try {
+    const head = Buffer.alloc(UFS_HEADER_SIZE);
+    const n = await dev.read(head, 0, UFS_HEADER_SIZE, 0);
+    return decodeUfsHeader(head.subarray(0, n), ufsPath);
+  } finally {
+    await dev.close();
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * A ddumbfs volume: its parent directory (spec §2), cfg (§3), block store (§4–§6) and UFS tree (§7).
+ * The facade the daemon, cpddumbfs and fsck build on.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { parseConfig, type DdfsConfig } from '../format/config.js';
+import type { DeviceFactory } from '../io/device.js';
+import { fileDevices } from '../io/device.js';
+import { BlockStore } from '../store/block_store.js';
+import { statsLine } from '../store/stats.js';
+import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
+import type { Logger } from '../util/log.js';
+import { logger as defaultLogger } from '../util/log.js';
+
+/** Name of the UFS root inside the parent (hard-coded upstream, spec §2). */
+export const ROOT_DIRECTORY = 'ddfsroot';
+/** The special directory inside the root (spec §8.9). */
+export const SPECIAL_DIRECTORY = '.ddumbfs';
+/** Marker files in the parent (spec §2). */
+export const AUTOFSCK_MARKER = '.autofsck';
+export const REBUILDFSCK_MARKER = '.rebuildfsck';
+
+export interface VolumeOpenOptions {
+  readOnly?: boolean;
+  logger?: Logger;
+  devices?: DeviceFactory;
+  /** Writes fail with NO_SPACE below this many free blocks (the daemon uses 1000, spec §8.6). */
+  freeBlockReserve?: number;
+  /** Skip the block-file magic check (fsck -f). */
+  skipBlockMagic?: boolean;
+}
+
+/** Daemon facts shown in /.ddumbfs/stats (spec §8.9). */
+export interface MountFacts {
+  directIo: boolean;
+  lockIndex: boolean;
+  writerPool: number;
+  reclaimPercent: number;
+  nextReclaimPercent: number;
+  commandArgs: string;
+  extCommandArgs: string;
+}
+
+/**
+ * Find the parent directory of a path (spec §2): walk upward from `p` to the first directory holding a regular
+ * file `ddfs.cfg` and a directory `ddfsroot`.
+ * @returns the absolute parent, or null
+ */
+export function findParent(p: string): string | null {
+  let dir = path.resolve(p);
+  for (;;) {
+    try {
+      if (fs.statSync(path.join(dir, 'ddfs.cfg')).isFile() && fs.statSync(path.join(dir, ROOT_DIRECTORY)).isDirectory()) return dir;
+    } catch {
+      // not here
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/** Unescape a /proc/mounts field (\040 for space etc.). */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * Whether a ddumbfs mount of `parentDir` is active: an entry of /proc/self/mounts whose fsname resolves to the
+ * parent (spec §2, without upstream's trailing-slash quirk).
+ * @returns the mount point, or null
+ */
+export function mountPointOf(parentDir: string): string | null {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    return null;
+  }
+  const want = path.resolve(parentDir);
+  for (const line of text.split('\n')) {
+    const [fsname, mnt, type] = line.split(' ');
+    if (!fsname || !mnt || !type || !type.startsWith('fuse')) continue;
+    if (path.resolve(unescapeMountField(fsname)) === want) return unescapeMountField(mnt);
+  }
+  return null;
+}
+
+/**
+ * Read and parse `parentDir/ddfs.cfg`.
+ * @throws DdfsError NOT_FOUND when missing, BAD_CONFIG when malformed (message names the file)
+ */
+export async function readVolumeConfig(parentDir: string): Promise<DdfsConfig> {
+  const cfgPath = path.join(parentDir, 'ddfs.cfg');
+  let text: string;
+  try {
+    text = await fsp.readFile(cfgPath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DdfsError('NOT_FOUND', `${cfgPath}: not found: ${parentDir} is not a ddumbfs volume`, { path: cfgPath }, err);
+    }
+    throw new DdfsError('IO', `${cfgPath}: ${(err as Error).message}`, { path: cfgPath }, err);
+  }
+  return parseConfig(text, cfgPath);
+}
+
+export class Volume {
+  readonly rootDir: string;
+  mountFacts: MountFacts | null = null;
+  /** Set by overwrites, truncates and unlinks: reclaim may find free blocks (spec §8.6 step 1). */
+  mayFindFreeBlocks = false;
+  private readonly devices: DeviceFactory;
+  private checkpointRunning: Promise<void> | null = null;
+
+  private constructor(
+    readonly parentDir: string,
+    readonly config: DdfsConfig,
+    readonly store: BlockStore,
+    readonly logger: Logger,
+    options: VolumeOpenOptions,
+  ) {
+    this.rootDir = path.join(parentDir, ROOT_DIRECTORY);
+    this.devices = options.devices ?? fileDevices;
+  }
+
+  /**
+   * Open the volume whose parent is `parentDir` (exactly; use findParent first for a path inside it).
+   * @throws DdfsError NOT_FOUND (no ddfs.cfg, no ddfsroot, missing block/index file), BAD_CONFIG, BAD_MAGIC, TOO_SHORT
+   */
+  static async open(parentDir: string, options: VolumeOpenOptions = {}): Promise<Volume> {
+    const parent = path.resolve(parentDir);
+    const cfg = await readVolumeConfig(parent);
+    const root = path.join(parent, ROOT_DIRECTORY);
+    let st: fs.Stats;
+    try {
+      st = await fsp.stat(root);
+    } catch (err) {
+      throw new DdfsError('NOT_FOUND', `${root}: root directory not found`, { path: root }, err);
+    }
+    if (!st.isDirectory()) throw new DdfsError('NOT_FOUND', `${root}: not a directory`, { path: root });
+    const store = await BlockStore.open(parent, cfg, {
+      readOnly: options.readOnly,
+      devices: options.devices,
+      freeBlockReserve: options.freeBlockReserve,
+      skipBlockMagic: options.skipBlockMagic,
+    });
+    return new Volume(parent, cfg, store, options.logger ?? defaultLogger, options);
+  }
+
+  /** Absolute UFS path of a mount-relative path ("/a/b" → parent/ddfsroot/a/b). */
+  ufsPath(mountPath: string): string {
+    return path.join(this.rootDir, mountPath);
+  }
+
+  /**
+   * Open (or create) a regular file's UFS file; `ufsPath` is absolute or relative to the process cwd.
+   * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
+   */
+  async openFile(ufsPath: string, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
+    const f = await UfsFile.open(this.store, ufsPath, { ...options, devices: this.devices });
+    f.onBlocksReleased = () => {
+      this.mayFindFreeBlocks = true;
+    };
+    return f;
+  }
+
+  /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
+  readUfsSize(ufsPath: string): Promise<number> {
+    return readUfsSize(ufsPath, this.devices);
+  }
+
+  /** Block counts for statfs (spec §8.3). */
+  statfs(): { blockSize: number; blockCount: number; blockCountFree: number } {
+    return { blockSize: this.config.blockSize, blockCount: this.config.blockCount, blockCountFree: this.store.blockCountFree };
+  }
+
+  /** Content of /.ddumbfs/stats, or stats0 when `reset` (which then zeroes the counters) (spec §8.9). */
+  statsText(reset: boolean): string {
+    const c = this.store.counters;
+    let s = c.renderLines();
+    const f = this.mountFacts;
+    s += `${statsLine('block_allocated', this.store.blockCountUsed)}\n`;
+    s += `${statsLine('block_free', this.store.blockCountFree)}\n`;
+    s += `${statsLine('overflow', this.config.nodeOverflow.toFixed(2))}\n`;
+    s += `${statsLine('direct_io', f?.directIo ? 1 : 0)}\n`;
+    s += `${statsLine('align', 1024)}\n`;
+    s += `${statsLine('lock_index', f?.lockIndex ? 1 : 0)}\n`;
+    s += `${statsLine('hash', this.config.hashName)}\n`;
+    s += `${statsLine('writer_pool', f?.writerPool ?? 0)}\n`;
+    s += `${statsLine('reclaim', f?.reclaimPercent ?? 0)}\n`;
+    s += `${statsLine('next_reclaim', f?.nextReclaimPercent ?? 0)}\n`;
+    s += `${'command_args'.padEnd(30)} ${f?.commandArgs ?? ''}\n`;
+    s += `${'ext_command_args'.padEnd(30)} ${f?.extCommandArgs ?? ''}\n`;
+    if (reset) c.reset();
+    return s;
+  }
+
+  /** Run the online reclaim and return its report (spec §9). */
+  async reclaimText(): Promise<string> {
+    throw new DdfsError('NOT_SUPPORTED', 'online reclaim is not implemented yet');
+  }
+
+  /** Take a checkpoint when enough blocks changed (spec §5.8); never two at once. */
+  async maybeCheckpoint(): Promise<void> {
+    if (!this.store.checkpointDue || this.checkpointRunning) return;
+    this.checkpointRunning = this.store.checkpoint().finally(() => {
+      this.checkpointRunning = null;
+    });
+    await this.checkpointRunning;
+  }
+
+  /** Write back the index and fsync block file and index. */
+  sync(): Promise<void> {
+    return this.store.sync();
+  }
+
+  /** Sync and close the block and index files (the caller closes its UfsFiles first; .autofsck is not touched). */
+  async close(): Promise<void> {
+    await this.checkpointRunning?.catch(() => undefined);
+    await this.store.close();
+  }
+}
