@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// npm run bench [-- GIB]: throughput of the mount and of cpddumbfs against the raw disk, on the same disk.
+// Prints MB/s and the ratio to raw dd for: first write of unique data (testddumbfs), a second write of the same
+// content under another name (dedup), a sequential read after dropping caches, cpddumbfs upload (new and
+// duplicate) and download; for volumes of 4 KiB and 128 KiB blocks. A benchmark, not a test: nothing here fails on
+// slowness. Environment: BENCH_DIR (default a new directory under /var/tmp).
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const gib = Number(process.argv[2] ?? process.env.BENCH_GIB ?? 2);
+const bytes = gib * 1024 ** 3;
+const work = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-');
+const bin = (n) => path.join(here, 'bin', n);
+const results = [];
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout.toString();
+}
+function timed(label, n, fn) {
+  const t0 = process.hrtime.bigint();
+  fn();
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const mbs = n / 1e6 / s;
+  results.push({ label, seconds: s, mbs });
+  console.log(`${label.padEnd(44)} ${s.toFixed(2).padStart(7)} s ${mbs.toFixed(1).padStart(8)} MB/s`);
+  return mbs;
+}
+function dropCaches() {
+  spawnSync('sync');
+  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n'); } catch { console.log('  (cannot drop caches: not root?)'); }
+}
+function mounted(mnt) {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+function unmount(mnt) {
+  if (!mounted(mnt)) return;
+  spawnSync('fusermount', ['-u', mnt]);
+  for (let i = 0; i < 100 && mounted(mnt); i++) spawnSync('sleep', ['0.1']);
+}
+function median(xs) { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; }
+
+console.log(`== benchmark: ${gib} GiB per run, work dir ${work}, ${os.cpus().length} cores`);
+const raw = path.join(work, 'raw.bin');
+const rawW = timed('raw dd write (conv=fdatasync, 1 MiB)', bytes, () => run('dd', ['if=/dev/zero', `of=${raw}`, 'bs=1M', `count=${gib * 1024}`, 'conv=fdatasync']));
+dropCaches();
+const rawR = timed('raw dd read after drop_caches', bytes, () => run('dd', [`if=${raw}`, 'of=/dev/null', 'bs=1M']));
+fs.rmSync(raw);
+
+const src = path.join(work, 'source.bin');
+run(bin('testddumbfs'), ['-o', 'F', '-B', '131072', '-S', `${gib * 1024}M`, '-f', '-s', '7', src]);
+
+for (const bs of [4096, 131072]) {
+  const tag = `${bs / 1024} KiB blocks`;
+  const parent = path.join(work, `vol-${bs}`);
+  const mnt = path.join(work, `mnt-${bs}`);
+  fs.mkdirSync(parent, { recursive: true });
+  fs.mkdirSync(mnt, { recursive: true });
+  run(bin('mkddumbfs'), ['-s', `${gib * 3 + 1}G`, '-B', String(bs), parent]);
+  run(bin('ddumbfs'), [mnt, '-o', `parent=${parent}`]);
+  try {
+    const args = (seed, name) => ['-o', 'F', '-B', '131072', '-S', `${gib * 1024}M`, '-f', '-s', String(seed), path.join(mnt, name)];
+    timed(`[${tag}] mount: first write (unique)`, bytes, () => run(bin('testddumbfs'), args(1, 'first.bin')));
+    timed(`[${tag}] mount: second write (duplicate)`, bytes, () => run(bin('testddumbfs'), args(1, 'second.bin')));
+    dropCaches();
+    timed(`[${tag}] mount: read after drop_caches`, bytes, () => run('dd', [`if=${path.join(mnt, 'first.bin')}`, 'of=/dev/null', 'bs=128k']));
+  } finally {
+    unmount(mnt);
+  }
+  timed(`[${tag}] cpddumbfs upload (new)`, bytes, () => run(bin('cpddumbfs'), [src, path.join(parent, 'ddfsroot', 'up1.bin')]));
+  timed(`[${tag}] cpddumbfs upload (duplicate)`, bytes, () => run(bin('cpddumbfs'), [src, path.join(parent, 'ddfsroot', 'up2.bin')]));
+  dropCaches();
+  timed(`[${tag}] cpddumbfs download`, bytes, () => run(bin('cpddumbfs'), [path.join(parent, 'ddfsroot', 'up1.bin'), '/dev/null']));
+  fs.rmSync(parent, { recursive: true, force: true });
+}
+fs.rmSync(src);
+
+console.log('\n== ratios to raw disk (write vs raw write, read vs raw read)');
+for (const r of results.slice(2)) {
+  const base = /read|download/.test(r.label) ? rawR : rawW;
+  console.log(`${r.label.padEnd(44)} ${r.mbs.toFixed(1).padStart(8)} MB/s  ${(r.mbs / base).toFixed(2)}x raw`);
+}
+console.log(`raw write ${rawW.toFixed(1)} MB/s, raw read ${rawR.toFixed(1)} MB/s`);
+if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });
