@@ -21,6 +21,7 @@ import { encodeAddress } from '../format/node.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { createHasher, type BlockHasher } from './hash.js';
+import { Bitmap } from './bitmap.js';
 import { IndexFile } from './index_file.js';
 import { Counters } from './stats.js';
 
@@ -50,8 +51,8 @@ export class BlockStore {
   /** Net changes of the used-block count since the last checkpoint (spec §5.8). */
   changesSinceCheckpoint = 0;
   private readonly hashScratch: Buffer;
-  /** Set by reclaim: every address allocated or referenced while reclaim runs is recorded here (spec §9 step 1). */
-  reclaimFound: Set<number> | null = null;
+  /** Set by reclaim: every address allocated or referenced while reclaim runs is marked here (spec §9 step 1). */
+  reclaimFound: Bitmap | null = null;
   freeBlockReserve: number;
 
   private constructor(
@@ -142,7 +143,7 @@ export class BlockStore {
       if (found.found) {
         encodeAddress(nodesOut, nodeOff, as, found.address);
         this.counters.add('ghost_write');
-        this.reclaimFound?.add(found.address);
+        this.reclaimFound?.set(found.address);
         stored++;
         continue;
       }
@@ -161,7 +162,7 @@ export class BlockStore {
         break;
       }
       this.changesSinceCheckpoint++;
-      this.reclaimFound?.add(address);
+      this.reclaimFound?.set(address);
       encodeAddress(nodesOut, nodeOff, as, address);
       newAddresses.push(address);
       newBlockIndexes.push(k);
@@ -181,12 +182,13 @@ export class BlockStore {
       let j = i + 1;
       while (j < addresses.length && addresses[j] === addresses[j - 1]! + 1 && blockIndexes[j] === blockIndexes[j - 1]! + 1) j++;
       const first = addresses[i]!;
+      const count = j - i;
       const buf = data.subarray(blockIndexes[i]! * bs, (blockIndexes[j - 1]! + 1) * bs);
       const p = this.blockDevice.write(buf, first * bs);
-      for (let k = i; k < j; k++) this.inFlight.set(addresses[k]!, p);
-      this.counters.add('block_write', j - i);
+      for (let a = first; a < first + count; a++) this.inFlight.set(a, p);
+      this.counters.add('block_write', count);
       writes.push(p.finally(() => {
-        for (let k = i; k < j; k++) if (this.inFlight.get(addresses[k]!) === p) this.inFlight.delete(addresses[k]!);
+        for (let a = first; a < first + count; a++) if (this.inFlight.get(a) === p) this.inFlight.delete(a);
       }));
       i = j;
     }

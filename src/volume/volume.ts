@@ -11,6 +11,8 @@ import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
+import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
+import { reclaim, renderReclaimReport, type ReclaimReport } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
@@ -38,8 +40,6 @@ export interface MountFacts {
   directIo: boolean;
   lockIndex: boolean;
   writerPool: number;
-  reclaimPercent: number;
-  nextReclaimPercent: number;
   commandArgs: string;
   extCommandArgs: string;
 }
@@ -190,17 +190,82 @@ export class Volume {
     s += `${statsLine('lock_index', f?.lockIndex ? 1 : 0)}\n`;
     s += `${statsLine('hash', this.config.hashName)}\n`;
     s += `${statsLine('writer_pool', f?.writerPool ?? 0)}\n`;
-    s += `${statsLine('reclaim', f?.reclaimPercent ?? 0)}\n`;
-    s += `${statsLine('next_reclaim', f?.nextReclaimPercent ?? 0)}\n`;
+    s += `${statsLine('reclaim', this.reclaimPercent)}\n`;
+    s += `${statsLine('next_reclaim', this.nextReclaimPercent)}\n`;
     s += `${'command_args'.padEnd(30)} ${f?.commandArgs ?? ''}\n`;
     s += `${'ext_command_args'.padEnd(30)} ${f?.extCommandArgs ?? ''}\n`;
     if (reset) c.reset();
     return s;
   }
 
-  /** Run the online reclaim and return its report (spec §9). */
+  /** Run the online reclaim and return its report (spec §9); never two at once. */
   async reclaimText(): Promise<string> {
-    throw new DdfsError('NOT_SUPPORTED', 'online reclaim is not implemented yet');
+    return renderReclaimReport(await this.runReclaim(), this.config.blockCount);
+  }
+
+  /**
+   * Run the online reclaim (spec §9) and update the auto-reclaim threshold (halving rule).
+   * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed)
+   */
+  async runReclaim(): Promise<ReclaimReport> {
+    if (this.reclaimRunning) return this.reclaimRunning;
+    this.reclaimRunning = (async () => {
+      const report = await reclaim(this.store, this.rootDir, this.logger);
+      this.mayFindFreeBlocks = false;
+      this.updateNextReclaim();
+      this.logger.info(`reclaim: ${report.nodeDeleted} blocks freed, ${this.store.blockCountUsed} in use`);
+      return report;
+    })().finally(() => {
+      this.reclaimRunning = null;
+    });
+    return this.reclaimRunning;
+  }
+
+  /** Auto-reclaim threshold in % of block_count (mount option reclaim=N, spec §9). */
+  reclaimPercent = RECLAIM_PERCENT_DEFAULT;
+  /** The threshold in force: raised half way to 100 while usage stays above it (spec §9). */
+  nextReclaimPercent = RECLAIM_PERCENT_DEFAULT;
+  private reclaimRunning: Promise<ReclaimReport> | null = null;
+
+  private overThreshold(percent: number): boolean {
+    return this.store.blockCountUsed >= Math.floor(this.config.blockCount / 100) * percent;
+  }
+
+  private updateNextReclaim(): void {
+    if (this.overThreshold(this.nextReclaimPercent)) {
+      this.nextReclaimPercent = Math.min(100, Math.floor((this.nextReclaimPercent + 100) / 2) + (this.nextReclaimPercent === 99 ? 1 : 0));
+    } else {
+      this.nextReclaimPercent = this.reclaimPercent;
+      while (this.nextReclaimPercent < 100 && this.overThreshold(this.nextReclaimPercent)) {
+        this.nextReclaimPercent = Math.floor((this.nextReclaimPercent + 100) / 2) + (this.nextReclaimPercent === 99 ? 1 : 0);
+      }
+    }
+  }
+
+  /** True when the auto-reclaim is due: usage at the threshold and something was deleted or overwritten. */
+  get reclaimDue(): boolean {
+    return this.mayFindFreeBlocks && this.overThreshold(this.nextReclaimPercent);
+  }
+
+  private lastSyncMs = Date.now();
+
+  /**
+   * The daemon's periodic work (spec §5.8, §8.7, §9), to call every background tick (60 s, or sooner when signalled):
+   * checkpoint when ≥ 1000 blocks changed, auto-reclaim when due, sync block file and index every auto_sync seconds.
+   * Errors are logged, never thrown.
+   */
+  async backgroundTick(): Promise<void> {
+    try {
+      if (this.reclaimDue) await this.runReclaim();
+      if (this.store.changesSinceCheckpoint >= CHECKPOINT_TICK_CHANGE_COUNT) await this.store.checkpoint();
+      const syncMs = (this.config.autoSync ?? 120) * 1000;
+      if (Date.now() - this.lastSyncMs >= syncMs) {
+        this.lastSyncMs = Date.now();
+        await this.store.sync();
+      }
+    } catch (err) {
+      this.logger.error(`background: ${(err as Error).message}`);
+    }
   }
 
   /** Take a checkpoint when enough blocks changed (spec §5.8); never two at once. */
