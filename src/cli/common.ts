@@ -63,7 +63,8 @@ export function optionParser<T>(what: string, parse: (s: string) => T): (s: stri
     try {
       return parse(s);
     } catch (err) {
-      throw new UsageError(`invalid ${what} '${s}': ${messageOf(err)}`);
+      const m = messageOf(err);
+      throw new UsageError(m.includes(`'${s}'`) ? m : `invalid ${what} '${s}': ${m}`);
     }
   };
 }
