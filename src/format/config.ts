@@ -194,8 +194,17 @@ export function validateConfig(cfg: DdfsConfig, source = 'ddfs.cfg'): void {
   need(cfg.indexFilename.length > 0, 'index_filename', 'is empty');
 }
 
-/** C printf `%.2f` for the overflow factor. */
+/**
+ * C printf `%.2f` for the overflow factor. glibc rounds an exact binary tie (an odd multiple of 1/8, e.g. 1.125)
+ * to even ("1.12") where toFixed rounds it up ("1.13"); every other value has no exact tie and toFixed agrees.
+ */
 function formatOverflow(v: number): string {
+  const eighths = v * 8; // exact in binary
+  if (Number.isInteger(eighths) && Math.abs(eighths % 2) === 1) {
+    const hundredths = eighths * 12.5; // exact: ends in .5
+    const down = Math.floor(hundredths);
+    return ((down % 2 === 0 ? down : down + 1) / 100).toFixed(2);
+  }
   return v.toFixed(2);
 }
 

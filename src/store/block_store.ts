@@ -23,6 +23,7 @@ import { fileDevices } from '../io/device.js';
 import { createHasher, type BlockHasher } from './hash.js';
 import { Bitmap } from './bitmap.js';
 import { IndexFile } from './index_file.js';
+import type { LookupResult } from './node_index.js';
 import { Counters } from './stats.js';
 
 const BLOCK_MAGIC = Buffer.from(BLOCK_FILE_MAGIC, 'ascii');
@@ -139,7 +140,14 @@ export class BlockStore {
         stored++;
         continue;
       }
-      const found = index.lookup(nodesOut, nodeOff + as);
+      let found: LookupResult;
+      try {
+        found = index.lookup(nodesOut, nodeOff + as);
+      } catch (err) {
+        // index exhausted: stop here so the new blocks of this call so far still get their data written
+        error = err instanceof DdfsError ? err : new DdfsError('NO_SPACE', String(err));
+        break;
+      }
       if (found.found) {
         encodeAddress(nodesOut, nodeOff, as, found.address);
         this.counters.add('ghost_write');
@@ -148,7 +156,7 @@ export class BlockStore {
         continue;
       }
       if (this.readOnly) { error = new DdfsError('ACCESS', 'volume is open read-only'); break; }
-      if (this.blockCountFree <= this.freeBlockReserve) {
+      if (this.blockCountFree < this.freeBlockReserve) {
         error = new DdfsError('NO_SPACE', 'no space left in the block file');
         break;
       }

@@ -1,0 +1,288 @@
+/**
+ * The block store (spec §4, §5.7, §5.8, §8.6 step 5) on temporary volumes made by createVolume.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { bitmapWordBytes } from '../format/config.js';
+import { decodeAddress } from '../format/node.js';
+import { fileDevices } from '../io/device.js';
+import { BlockStore, resolveVolumePath } from './block_store.js';
+import { IndexFile } from './index_file.js';
+import { bytesDiff, makeTempVolume, type TempVolume, type TempVolumeOptions } from '../../test/helpers/temp_volume.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function openStore(opts: TempVolumeOptions, storeOptions: { freeBlockReserve?: number; readOnly?: boolean } = {}): Promise<{ tv: TempVolume; store: BlockStore }> {
+  const tv = await makeTempVolume(opts);
+  cleanups.push(tv.cleanup);
+  const store = await BlockStore.open(tv.parent, tv.config, storeOptions);
+  cleanups.push(() => store.close().catch(() => undefined));
+  return { tv, store };
+}
+
+/** A block of `bs` pseudo-random bytes determined by `seed`. */
+function block(bs: number, seed: number): Buffer {
+  const b = Buffer.alloc(bs);
+  let x = (seed * 2654435761 + 12345) >>> 0;
+  for (let i = 0; i < bs; i += 4) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    b.writeUInt32LE(x, i);
+  }
+  return b;
+}
+
+interface PutResult { addresses: number[]; hashes: Buffer[]; stored: number; error: string | null }
+
+async function put(store: BlockStore, blocks: Buffer[]): Promise<PutResult> {
+  const { nodeSize: ns, addrSize: as, hashSize: hs } = store.cfg;
+  const nodes = Buffer.alloc(blocks.length * ns);
+  const { stored, error } = await store.storeBlocks(Buffer.concat(blocks), blocks.length, nodes, 0);
+  const addresses: number[] = [];
+  const hashes: Buffer[] = [];
+  for (let k = 0; k < stored; k++) {
+    addresses.push(decodeAddress(nodes, k * ns, as));
+    hashes.push(Buffer.from(nodes.subarray(k * ns + as, k * ns + as + hs)));
+  }
+  return { addresses, hashes, stored, error: error?.code ?? null };
+}
+
+const SMALL: TempVolumeOptions = { blockSize: 4096, size: '1M' }; // 256 blocks, addr_size 1
+
+describe('BlockStore.storeBlocks', () => {
+  it('dedups: the same block twice gets the same address and one block write', async () => {
+    const { store } = await openStore(SMALL);
+    const A = block(4096, 1);
+    const first = await put(store, [A]);
+    expect(first.addresses).toEqual([2]);
+    expect(bytesDiff(first.hashes[0]!, store.hasher.hash(A))).toBe('');
+    expect(store.counters.get('block_write')).toBe(1);
+    const second = await put(store, [A]);
+    expect(second.addresses).toEqual([2]);
+    expect(store.counters.get('block_write')).toBe(1);
+    expect(store.counters.get('ghost_write')).toBe(1);
+    expect(store.blockCountUsed).toBe(3);
+    // twice within one call: one allocation, one write
+    const B = block(4096, 2);
+    expect((await put(store, [B, A, B])).addresses).toEqual([3, 2, 3]);
+    expect(store.counters.get('block_write')).toBe(2);
+    expect(store.index.nodes.countUsed()).toBe(2);
+  });
+
+  it('the zero block is address 0 with the zero-block hash: no allocation, no index node, no write', async () => {
+    const { store } = await openStore(SMALL);
+    const r = await put(store, [Buffer.alloc(4096)]);
+    expect(r.addresses).toEqual([0]);
+    expect(r.hashes[0]!.toString('hex')).toBe('c50b60fa710aa94f3e5615b4d4a194e3cdfacf95e0253b6a');
+    expect(store.isZeroHash(r.hashes[0]!)).toBe(true);
+    expect(store.isZeroHash(Buffer.alloc(24))).toBe(true);
+    expect(store.isZeroHash(block(24, 3))).toBe(false);
+    expect(store.blockCountUsed).toBe(2);
+    expect(store.counters.get('block_write')).toBe(0);
+    expect(store.index.nodes.countUsed()).toBe(0);
+  });
+
+  it('allocates next-fit 2, 3, 4…, across calls; the block file grows to the last address', async () => {
+    const { tv, store } = await openStore(SMALL);
+    const blocks = [0, 1, 2, 3, 4].map((s) => block(4096, 100 + s));
+    expect((await put(store, blocks)).addresses).toEqual([2, 3, 4, 5, 6]);
+    expect((await put(store, [block(4096, 7), Buffer.alloc(4096), block(4096, 8)])).addresses).toEqual([7, 0, 8]);
+    await store.sync();
+    expect(statSync(resolveVolumePath(tv.parent, tv.config.blockFilename)).size).toBe(9 * 4096);
+    for (let a = 0; a < 9; a++) expect(store.index.bitmap.has(a)).toBe(true);
+    expect(store.index.bitmap.has(9)).toBe(false);
+    expect(store.index.nodes.checkInvariants()).toEqual([]);
+  });
+
+  it('readBlocks returns what was stored; 0 and 1 read as zeros; bad addresses are CORRUPT', async () => {
+    const { store } = await openStore(SMALL);
+    const blocks = [0, 1, 2, 3].map((s) => block(4096, 200 + s));
+    const { addresses } = await put(store, blocks);
+    const out = Buffer.alloc(4 * 4096 + 10, 0xee);
+    await store.readBlocks(addresses[0]!, 4, out, 10);
+    expect(bytesDiff(out.subarray(10), Buffer.concat(blocks))).toBe('');
+    for (let k = 0; k < 4; k++) {
+      const one = Buffer.alloc(4096);
+      await store.readBlock(addresses[k]!, one, 0);
+      expect(bytesDiff(one, blocks[k]!)).toBe('');
+    }
+    const z = Buffer.alloc(8192, 0xee);
+    await store.readBlocks(0, 2, z, 0);
+    expect(z.every((b) => b === 0)).toBe(true);
+    z.fill(0xee);
+    await store.readBlock(1, z, 0);
+    expect(z.subarray(0, 4096).every((b) => b === 0)).toBe(true);
+    await expect(store.readBlock(256, z, 0)).rejects.toMatchObject({ code: 'CORRUPT' });
+    await expect(store.readBlocks(255, 2, Buffer.alloc(8192), 0)).rejects.toMatchObject({ code: 'CORRUPT' });
+    await expect(store.readBlock(200, z, 0)).rejects.toMatchObject({ code: 'CORRUPT' }); // past the block file's end
+  });
+
+  it('a read of a block being written waits for its data (the being-written list, spec §8.5)', async () => {
+    const { store } = await openStore(SMALL);
+    const blocks = [block(4096, 300), block(4096, 301)];
+    const nodes = Buffer.alloc(2 * store.cfg.nodeSize);
+    const storing = store.storeBlocks(Buffer.concat(blocks), 2, nodes, 0);
+    // lookup, allocation and node insertion ran synchronously: the addresses are already known
+    const a = decodeAddress(nodes, store.cfg.nodeSize, 1);
+    expect(a).toBe(3);
+    const out = Buffer.alloc(4096);
+    const reading = store.readBlock(a, out, 0);
+    await Promise.all([storing, reading]);
+    expect(bytesDiff(out, blocks[1]!)).toBe('');
+  });
+
+  it('NO_SPACE when the volume is full; stored blocks before it are valid; dedup and zero blocks still work', async () => {
+    const { store } = await openStore({ blockSize: 4096, size: 16 * 4096 }); // 14 usable blocks
+    const blocks = Array.from({ length: 15 }, (_, k) => block(4096, 400 + k));
+    const r = await put(store, blocks);
+    expect(r.stored).toBe(14);
+    expect(r.error).toBe('NO_SPACE');
+    expect(r.addresses).toEqual(Array.from({ length: 14 }, (_, k) => k + 2));
+    expect(store.blockCountFree).toBe(0);
+    const out = Buffer.alloc(4096);
+    await store.readBlock(15, out, 0);
+    expect(bytesDiff(out, blocks[13]!)).toBe('');
+    const again = await put(store, [blocks[3]!, Buffer.alloc(4096)]);
+    expect(again).toMatchObject({ stored: 2, error: null, addresses: [5, 0] });
+    const none = await put(store, [block(4096, 999)]);
+    expect(none).toMatchObject({ stored: 0, error: 'NO_SPACE' });
+    expect(store.blockCountUsed).toBe(16);
+    expect(store.index.nodes.countUsed()).toBe(14);
+  });
+
+  it('freeBlockReserve: new blocks are refused once fewer than the reserve are free (spec §8.6 step 0)', async () => {
+    const { store } = await openStore({ blockSize: 4096, size: 16 * 4096 }, { freeBlockReserve: 5 });
+    expect(store.blockCountFree).toBe(14);
+    const r = await put(store, Array.from({ length: 14 }, (_, k) => block(4096, 500 + k)));
+    // allowed while free ≥ 5 (upstream: block_count − used < reserve ⇒ ENOSPC): 14 → 4 free after 10 blocks
+    expect(r.stored).toBe(10);
+    expect(r.error).toBe('NO_SPACE');
+    expect(store.blockCountFree).toBe(4);
+    // below the reserve, writes that need no new block still succeed
+    expect((await put(store, [block(4096, 500), Buffer.alloc(4096)])).addresses).toEqual([2, 0]);
+    store.freeBlockReserve = 0;
+    expect((await put(store, [block(4096, 600)])).addresses).toEqual([12]);
+  });
+
+  it('a read-only store references known blocks but refuses new ones', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    const rw = await BlockStore.open(tv.parent, tv.config);
+    const A = block(4096, 700);
+    await put(rw, [A]);
+    await rw.close();
+    const ro = await BlockStore.open(tv.parent, tv.config, { readOnly: true });
+    cleanups.push(() => ro.close());
+    expect((await put(ro, [A, Buffer.alloc(4096)])).addresses).toEqual([2, 0]);
+    expect(await put(ro, [block(4096, 701)])).toMatchObject({ stored: 0, error: 'ACCESS' });
+  });
+
+  it('an exhausted index probe mid-call stops the call cleanly: earlier new blocks are written', async () => {
+    const { store } = await openStore(SMALL);
+    const nodes = store.index.nodes;
+    // find two blocks whose ideal slots are well apart
+    const candidates = Array.from({ length: 64 }, (_, k) => block(4096, 800 + k)).map((b) => ({ b, slot: nodes.idealSlot(store.hasher.hash(b)) }));
+    candidates.sort((x, y) => x.slot - y.slot);
+    const A = candidates[0]!;
+    const B = candidates[candidates.length - 1]!;
+    expect(A.slot).toBeLessThan(B.slot);
+    // fill every node from B's ideal slot to the end with nodes of a smaller hash: B's probe runs off the table
+    const small = Buffer.alloc(24);
+    small[23] = 1;
+    for (let i = B.slot; i < nodes.nodeCount; i++) nodes.writeNode(i, 255, small);
+    const r = await put(store, [A.b, B.b]);
+    expect(r.stored).toBe(1);
+    expect(r.error).toBe('NO_SPACE');
+    const out = Buffer.alloc(4096);
+    await store.readBlock(r.addresses[0]!, out, 0);
+    expect(bytesDiff(out, A.b)).toBe('');
+    expect(store.index.bitmap.countSet).toBe(3);
+  });
+});
+
+describe('BlockStore persistence', () => {
+  it('checkpoint: ddfsusedblocks holds exactly the bitmap words, 4·ceil(block_count/32) bytes', async () => {
+    const { tv, store } = await openStore(SMALL);
+    await put(store, [block(4096, 1), block(4096, 2), block(4096, 3)]);
+    expect(store.changesSinceCheckpoint).toBe(3);
+    await store.checkpoint();
+    const cp = readFileSync(join(tv.parent, 'ddfsusedblocks'));
+    expect(cp.length).toBe(32);
+    expect(bytesDiff(cp, store.index.bitmap.bytes.subarray(0, 32))).toBe('');
+    expect(cp[0]).toBe(0xf8);
+    expect(existsSync(join(tv.parent, 'ddfsusedblocks.0'))).toBe(false);
+    expect(store.changesSinceCheckpoint).toBe(0);
+    // a second checkpoint replaces the first
+    await put(store, [block(4096, 4)]);
+    await store.checkpoint();
+    expect(readFileSync(join(tv.parent, 'ddfsusedblocks'))[0]).toBe(0xfc);
+  });
+
+  it('checkpoint size for a block count that is not a multiple of 32', async () => {
+    const { tv, store } = await openStore({ blockSize: 4096, size: 40 * 4096 });
+    await store.checkpoint();
+    const cp = readFileSync(join(tv.parent, 'ddfsusedblocks'));
+    expect(cp.length).toBe(bitmapWordBytes(tv.config));
+    expect(cp.length).toBe(8);
+    expect(bytesDiff(cp, Buffer.from([0xc0, 0, 0, 0, 0, 0, 0, 0]))).toBe('');
+  });
+
+  it('sync writes the dirty bitmap and node pages: the index reloaded from disk equals memory', async () => {
+    const { tv, store } = await openStore({ blockSize: 512, size: 2 * 1024 * 1024 }); // 4096 blocks, 2-byte addresses
+    const indexPath = resolveVolumePath(tv.parent, tv.config.indexFilename);
+    const cfg = tv.config;
+    await put(store, Array.from({ length: 300 }, (_, k) => block(512, 1000 + k)));
+    const onDiskBefore = readFileSync(indexPath);
+    expect(onDiskBefore[cfg.freeblockOffset]).toBe(0xc0); // not written back yet
+    await store.sync();
+    const dev = await fileDevices.open(indexPath, { readOnly: true });
+    try {
+      const loaded = await IndexFile.load(dev, cfg);
+      expect(bytesDiff(loaded.bitmap.bytes, store.index.bitmap.bytes)).toBe('');
+      expect(bytesDiff(Buffer.concat(loaded.nodes.chunks), Buffer.concat(store.index.nodes.chunks))).toBe('');
+      expect(loaded.bitmap.countSet).toBe(302);
+      expect(loaded.nodes.countUsed()).toBe(300);
+      expect(loaded.nodes.checkInvariants()).toEqual([]);
+    } finally {
+      await dev.close();
+    }
+    // only the bitmap and node regions changed
+    const after = readFileSync(indexPath);
+    expect(after.length).toBe(cfg.indexSize);
+    expect(bytesDiff(after.subarray(0, cfg.freeblockOffset), onDiskBefore.subarray(0, cfg.freeblockOffset))).toBe('');
+    expect(after.subarray(0, 8).toString()).toBe('DDUMBFSI');
+  });
+
+  it('after close and reopen, known blocks dedup against the persisted index', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    const s1 = await BlockStore.open(tv.parent, tv.config);
+    const blocks = [block(4096, 11), block(4096, 12)];
+    const r1 = await put(s1, blocks);
+    await s1.close();
+    const s2 = await BlockStore.open(tv.parent, tv.config);
+    cleanups.push(() => s2.close());
+    const r2 = await put(s2, blocks);
+    expect(r2.addresses).toEqual(r1.addresses);
+    expect(s2.counters.get('block_write')).toBe(0);
+    expect(s2.blockCountUsed).toBe(4);
+    // the allocation cursor starts at 0 in every process (spec §5.7): next new block is the first free one
+    expect((await put(s2, [block(4096, 13)])).addresses).toEqual([4]);
+  });
+
+  it('open refuses a block file without magic and reports missing files as NOT_FOUND', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    const blockPath = resolveVolumePath(tv.parent, tv.config.blockFilename);
+    const dev = await fileDevices.open(blockPath, {});
+    await dev.write(Buffer.from('XXXXXXXX'), 0);
+    await dev.close();
+    await expect(BlockStore.open(tv.parent, tv.config)).rejects.toMatchObject({ code: 'BAD_MAGIC' });
+    const s = await BlockStore.open(tv.parent, tv.config, { skipBlockMagic: true });
+    await s.close();
+    await expect(BlockStore.open(tv.parent, { ...tv.config, indexFilename: 'nope' }, { skipBlockMagic: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
