@@ -26,6 +26,9 @@ function parseBlockSize(s: string): number {
 }
 
 function parseOverflow(s: string): number {
+  // ddfs.cfg keeps two decimals and every later reader sizes the table from them: more digits would size the
+  // node array for one factor and probe it with another.
+  if (!/^\d+(\.\d{1,2})?$/.test(s.trim())) throw new Error('must have at most two decimals, e.g. 1.3');
   const v = Number(s);
   if (!Number.isFinite(v) || v < NODE_OVERFLOW_MIN || v > NODE_OVERFLOW_MAX) {
     throw new Error(`must be a number from ${NODE_OVERFLOW_MIN} to ${NODE_OVERFLOW_MAX}`);

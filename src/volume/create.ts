@@ -10,7 +10,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { BLOCK_FILE_MAGIC } from '../limits.js';
-import { deriveConfig, renderConfig, type DdfsConfig, type HashName } from '../format/config.js';
+import { deriveConfig, renderConfig, validateConfig, type DdfsConfig, type HashName } from '../format/config.js';
 import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
@@ -99,6 +99,8 @@ export async function createVolume(parentDir: string, options: CreateOptions): P
     blockFilename,
     indexFilename,
   });
+  // Refuse before anything is written a geometry that Volume.open would refuse afterwards.
+  validateConfig(cfg, 'mkddumbfs');
   const indexIsDevice = isBlockDevice(indexPath);
   if (indexIsDevice && (await deviceSize(indexPath)) < cfg.indexSize) {
     throw new DdfsError('USAGE', `${indexPath}: device smaller than the index size ${cfg.indexSize}`, { path: indexPath });
