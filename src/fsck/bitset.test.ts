@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { BitSet, countCombined } from './bitset.js';
+import { runsOf } from './context.js';
+
+describe('BitSet against a Set model', () => {
+  it('add/delete/has/count/ascending/addRange agree with Set<number>', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 300 }),
+      fc.array(fc.tuple(fc.constantFrom('add', 'delete', 'range'), fc.nat(), fc.nat()), { maxLength: 60 }),
+      (size, ops) => {
+        const b = new BitSet(size);
+        const m = new Set<number>();
+        for (const [op, x, y] of ops) {
+          const a = x % size;
+          if (op === 'add') { b.add(a); m.add(a); }
+          else if (op === 'delete') { b.delete(a); m.delete(a); }
+          else {
+            const to = Math.min(size, a + (y % 40));
+            b.addRange(a, to);
+            for (let i = a; i < to; i++) m.add(i);
+          }
+        }
+        expect(b.count()).toBe(m.size);
+        expect([...b.ascending()]).toEqual([...m].sort((p, q) => p - q));
+        for (let a = 0; a < size; a++) expect(b.has(a)).toBe(m.has(a));
+        const from = ops.length % size;
+        expect([...b.ascending(from)]).toEqual([...m].filter((a) => a >= from).sort((p, q) => p - q));
+      },
+    ));
+  });
+
+  it('countCombined masks the bits past the size', () => {
+    const a = new BitSet(13);
+    const b = new BitSet(13);
+    a.addRange(0, 13);
+    b.add(3);
+    const raw = Uint8Array.from([0xff, 0xff]); // garbage past bit 12
+    expect(countCombined(13, [a.bytes, b.bytes], ([x, y]) => x! & ~y!)).toBe(12);
+    expect(countCombined(13, [raw, b.bytes], ([x, y]) => x! & ~y!)).toBe(12);
+  });
+
+  it('runsOf groups consecutive addresses', () => {
+    expect([...runsOf([2, 3, 4, 7, 9, 10])]).toEqual([{ address: 2, count: 3 }, { address: 7, count: 1 }, { address: 9, count: 2 }]);
+    expect([...runsOf([1, 2, 3, 4, 5], 2)]).toEqual([{ address: 1, count: 2 }, { address: 3, count: 2 }, { address: 5, count: 1 }]);
+    expect([...runsOf([])]).toEqual([]);
+  });
+});

@@ -1,0 +1,309 @@
+/**
+ * The read-only check, `fsckddumbfs -c` / `-C` (spec §10.5). Nothing is written to the volume.
+ *
+ * 1. Index scan: every node against the §5.5 invariants; collects the addresses in the index and duplicates.
+ *    The range check is address ≥ block_count (upstream compares with node_count, spec §17.6).
+ * 2. `-C`: re-hash every block the index references and compare with its node; mismatches are re-read one by one
+ *    ("unmatching" blocks) before they count as block errors.
+ * 3. File walk: for every node of every regular file, the address a repair would give it (0 for the zero-block and
+ *    null hashes, else the index's address for the hash, else 1 = lost) must be the address it has. A node already
+ *    lost (1 → 1) is a warning; anything else is a file error. This is exactly the rule of the repair's "fix files"
+ *    step, so a repaired volume checks clean.
+ * 4. Crash flag (`.autofsck` present): blocks in files but not in the checkpoint are re-hashed.
+ * 5. Summary table and verdict (findings.ts).
+ */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { decodeAddress } from '../format/node.js';
+import type { DeviceFactory } from '../io/device.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { AUTOFSCK_MARKER } from '../volume/volume.js';
+import { BitSet, countCombined } from './bitset.js';
+import {
+  bitmapAscending, closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, sameBytes, loadCheckpoint, openFsckVolume, runsOf, UfsNodeFile, walkRegularFiles,
+  type ProgressSink,
+} from './context.js';
+import {
+  emptySummary, exitCodeOf, FINDINGS_STORED_MAX, renderSummary, statusOf, usageBar,
+  type CheckStatus, type CheckSummary, type Finding, type FindingKind, type FsckExitCode, type Severity,
+} from './findings.js';
+import { defaultHashThreads, hashBlocks, HASH_WORKER_MIN_BLOCKS } from './hash_pool.js';
+
+export interface CheckOptions {
+  logger: Logger;
+  devices?: DeviceFactory;
+  /** `-C`: also re-hash every block referenced by the index. */
+  hashBlocks?: boolean;
+  /** The volume was not cleanly shut down; default: `.autofsck` exists in the parent. */
+  crashed?: boolean;
+  /** Receives upstream's plain report lines ("== Check index", findings, the summary), without newline. */
+  out?: (line: string) => void;
+  progress?: ProgressSink;
+  /** Hash threads for -C (default: one per CPU). */
+  hashThreads?: number;
+  /** Open even when the block file lacks its magic. */
+  skipBlockMagic?: boolean;
+}
+
+export interface CheckReport {
+  summary: CheckSummary;
+  status: CheckStatus;
+  exitCode: FsckExitCode;
+  /** The first FINDINGS_STORED_MAX findings. */
+  findings: Finding[];
+  /** Findings not stored because of the bound. */
+  findingsDropped: number;
+}
+
+/**
+ * Check the closed volume in `parentDir` (spec §10.5).
+ * @returns the summary, verdict, exit code (0 OK, 2 WARNING, 1 ERROR) and findings
+ * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT when the volume cannot be opened
+ */
+export async function checkVolume(parentDir: string, options: CheckOptions): Promise<CheckReport> {
+  const out = options.out ?? (() => undefined);
+  const log = options.logger;
+  const crashed = options.crashed ?? existsSync(path.join(parentDir, AUTOFSCK_MARKER));
+  const v = await openFsckVolume(parentDir, { readOnly: true, devices: options.devices, skipBlockMagic: options.skipBlockMagic });
+  const findings: Finding[] = [];
+  let dropped = 0;
+  const s = emptySummary();
+  const report = (kind: FindingKind, severity: Severity, message: string, extra: Partial<Finding> = {}): void => {
+    out(message);
+    if (findings.length < FINDINGS_STORED_MAX) findings.push({ kind, severity, message, ...extra });
+    else dropped++;
+  };
+  try {
+    const cfg = v.cfg;
+    const bc = cfg.blockCount;
+    const idx = v.store.index.nodes;
+    const bitmap = v.store.index.bitmap;
+    let checkpoint = null;
+    if (crashed) {
+      checkpoint = await loadCheckpoint(v.parentDir, cfg, v.devices);
+      if (!checkpoint) {
+        log.error('Cannot load last recently added block backup.');
+        if (findings.length < FINDINGS_STORED_MAX) {
+          findings.push({ kind: 'CHECKPOINT_MISSING', severity: 'WAR', message: 'Cannot load last recently added block backup.' });
+        }
+      }
+    }
+
+    // 1. index scan
+    out('== Check index');
+    let t0 = performance.now();
+    const inIndex = new BitSet(bc);
+    inIndex.add(0);
+    inIndex.add(1);
+    /** node position + 1 of the first node holding each address (0 = none). */
+    assert(idx.nodeCount < 0xffffffff, 'node_count fits 32 bits');
+    const nodeOfAddress = new Uint32Array(bc);
+    const dupNodes: number[] = [];
+    const dupAddresses = new BitSet(bc);
+    let prevEmpty = true;
+    const indexError = (kind: FindingKind, message: string, node: number, address: number): void => {
+      s.indexErrors++;
+      report(kind, 'ERR', message, { node, address });
+    };
+    for (let i = 0; i < idx.nodeCount; i++) {
+      if ((i & 0xffff) === 0) options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount });
+      const a = idx.address(i);
+      const h = idx.hashView(i);
+      if (a === 0) {
+        if (!isZeroOrNullHash(v, h)) indexError('INDEX_EMPTY_NODE_HASH', `node ${i} (addr=0) has a wrong hash`, i, 0);
+        prevEmpty = true;
+        continue;
+      }
+      if (a === 1) {
+        indexError('INDEX_LOST_ADDRESS', `node ${i} (addr=1) holds the lost-block address`, i, a);
+      } else if (a >= bc) {
+        indexError('INDEX_ADDRESS_OUT_OF_RANGE', `node ${i} (addr=${a}) is out of range (block_count=${bc})`, i, a);
+      } else if (nodeOfAddress[a] !== 0) {
+        // "Index blocks dup" counts addresses used more than once; every extra node is a finding
+        if (!dupAddresses.has(a)) s.indexBlocksDup++;
+        dupAddresses.add(a);
+        dupNodes.push(i);
+        report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeOfAddress[a]! - 1}`, { node: i, address: a });
+      } else {
+        inIndex.add(a);
+        nodeOfAddress[a] = i + 1;
+      }
+      if (isZeroOrNullHash(v, h)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
+      // one placement finding per node, the first that applies (as upstream)
+      const ideal = idx.idealSlotOf(i);
+      const c = prevEmpty ? 0 : idx.compareHash(i - 1, h);
+      const p = prevEmpty ? 0 : idx.address(i - 1);
+      if (i < ideal) indexError('INDEX_BEFORE_IDEAL', `node ${i} (addr=${a}) before its expected position ${ideal}`, i, a);
+      else if (i > ideal && prevEmpty) {
+        indexError('INDEX_GAP', `node ${i} (addr=${a}) is preceded by an empty node and is not at its optimum position`, i, a);
+      } else if (!prevEmpty && c === 0) {
+        indexError('INDEX_EQUAL_HASH', `node ${i} (addr=${a}) hash equal previous hash (addr=${p}), this is unexpected`, i, a);
+      } else if (!prevEmpty && c > 0) {
+        indexError('INDEX_ORDER', `node ${i} (addr=${a}) hash order mismatch with previous node (addr=${p})`, i, a);
+      }
+      prevEmpty = false;
+    }
+    out(`== Checked ${idx.nodeCount} nodes in ${elapsedText(t0)}s`);
+
+    // 2. -C: every indexed block
+    if (options.hashBlocks) {
+      const toHash = inIndex.count() - 2;
+      const threads = toHash < HASH_WORKER_MIN_BLOCKS ? 0 : (options.hashThreads ?? defaultHashThreads());
+      out(`started ${Math.max(1, threads)} hashing thread(s)`);
+      out('== Check block hash');
+      t0 = performance.now();
+      const unmatching: number[] = [];
+      const r = await hashBlocks({
+        device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, threads, totalBlocks: toHash,
+        runs: runsOf(inIndex.ascending(2)),
+        onBlock: (a, h) => {
+          const node = nodeOfAddress[a]! - 1;
+          if (!h || isZeroOrNullHash(v, h) || !sameBytes(idx.hashView(node), 0, h, 0, cfg.hashSize)) unmatching.push(node);
+        },
+        onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash }),
+      });
+      // upstream counts the reserved blocks 0 and 1 as checked
+      out(`== Checked ${r.hashed + r.unreadable + 2} blocks in ${elapsedText(t0)}s`);
+      for (const n of dupNodes) unmatching.push(n);
+      out(`== Check unmatching ${unmatching.length} block`);
+      t0 = performance.now();
+      const block = Buffer.allocUnsafe(cfg.blockSize);
+      for (const node of unmatching) {
+        const a = idx.address(node);
+        try {
+          await v.store.readBlock(a, block, 0);
+        } catch {
+          s.blockErrors++;
+          report('BLOCK_UNREADABLE', 'ERR', `node ${node} cannot read block ${a} (beyond the end of the block file).`, { node, address: a });
+          continue;
+        }
+        const h = v.store.hasher.hash(block);
+        if (isZeroOrNullHash(v, h)) {
+          s.blockErrors++;
+          report('BLOCK_ZERO', 'ERR', `node ${node} (addr=${a}) block ${a} is the zero block`, { node, address: a });
+        } else if (idx.compareHash(node, h) !== 0) {
+          s.blockErrors++;
+          report('BLOCK_HASH_MISMATCH', 'ERR', `node ${node} (addr=${a}) hash does not match the content of block ${a}`, { node, address: a });
+        }
+      }
+      out(`== Checked ${unmatching.length} unmatching blocks in ${elapsedText(t0)}s`);
+    }
+
+    // 3. files
+    out('== Read files');
+    options.progress?.({ phase: 'read files', done: 0, total: 0 });
+    t0 = performance.now();
+    const inFiles = new BitSet(bc);
+    inFiles.add(0);
+    inFiles.add(1);
+    const { nodeSize: ns, addrSize, blockSize: bs } = cfg;
+    const fileError = (kind: FindingKind, message: string, extra: Partial<Finding>): void => {
+      s.filesErrors++;
+      report(kind, 'ERR', message, extra);
+    };
+    const field = (what: string): string => what.padEnd(31);
+    for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
+      fileError('FILE_UNREADABLE', `cannot read directory: ${dir}: ${(err as Error).message}`, { path: dir });
+    })) {
+      s.files++;
+      if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0 });
+      let f: UfsNodeFile;
+      try {
+        f = await UfsNodeFile.open(v.devices, p, ns, false);
+      } catch (err) {
+        fileError('FILE_UNREADABLE', `cannot open file: ${p}: ${(err as Error).message}`, { path: p });
+        continue;
+      }
+      try {
+        if (f.headerState === 'empty') continue;
+        if (f.headerState === 'bad') {
+          fileError('FILE_BAD_HEADER', `corrupted header: ${p}`, { path: p });
+          continue;
+        }
+        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', `incomplete node in file: ${p}`, { path: p });
+        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', `size mismatch in file: ${p}`, { path: p });
+        let lostReported = false;
+        for await (const { first, count, nodes } of f.chunks()) {
+          for (let k = 0; k < count; k++) {
+            const o = k * ns;
+            const a = decodeAddress(nodes, o, addrSize);
+            if (a < bc) inFiles.add(a);
+            const exp = expectedAddress(v, nodes, o);
+            const where = { path: p, fileNode: first + k, address: a, expectedAddress: exp };
+            if (a === 1) {
+              // counted as lost even when the hash is back in the index (then also an error: repair re-links it)
+              s.filesLostBlocks++;
+              if (!lostReported) report('FILE_LOST_BLOCK', 'WAR', `${field('file has lost blocks')}: ${p}`, where);
+              lostReported = true;
+            }
+            if (a === exp) continue;
+            if (a === 0) fileError('FILE_ZERO_WRONG_HASH', `${field('wrong hash for block zero')}: ${p}`, where);
+            else if (a === 1) fileError('FILE_LOST_BUT_INDEXED', `${field('addr==1 but hash found in index')}: ${p}`, where);
+            else if (exp === 1) fileError('FILE_NOT_IN_INDEX', `${field('block not found in index')}: ${p} (${a} -> 1)`, where);
+            else if (exp === 0) fileError('FILE_ZERO_HASH_ADDRESS', `${field('zero block not at address 0')}: ${p} (${a} -> 0)`, where);
+            else fileError('FILE_OTHER_ADDRESS', `${field('found another block for hash')}: ${p} (${a} -> ${exp})`, where);
+          }
+        }
+      } catch (err) {
+        fileError('FILE_UNREADABLE', `cannot read file: ${p}: ${(err as Error).message}`, { path: p });
+      } finally {
+        await f.close().catch(() => undefined);
+      }
+    }
+    out(`== Read ${s.files} files in ${elapsedText(t0)}s`);
+
+    // 4. blocks added since the last checkpoint
+    if (!crashed) {
+      out("filesystem cleanly shut down: skip 'last recently added' blocks check");
+    } else if (checkpoint) {
+      const recent: number[] = [];
+      for (const a of inFiles.ascending(2)) if (!checkpoint.has(a)) recent.push(a);
+      out(`== Check 'last recently added' blocks: ${recent.length}.`);
+      await hashBlocks({
+        device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, totalBlocks: recent.length,
+        threads: options.hashThreads, runs: runsOf(recent),
+        onBlock: (a, h) => {
+          const node = nodeOfAddress[a]! - 1;
+          s.testedHashes++;
+          if (!h) {
+            s.wrongHashes++;
+            report('RECENT_UNREADABLE', 'ERR', `node ${node} cannot read block ${a} (beyond the end of the block file).`, { node, address: a });
+          } else if (node >= 0 && idx.compareHash(node, h) !== 0) {
+            s.wrongHashes++;
+            report('RECENT_WRONG_HASH', 'ERR', `node ${node} (addr=${a}) hash does not match the content of block ${a}`, { node, address: a });
+          }
+        },
+      });
+    }
+
+    // 5. summary
+    s.totalBlocks = bc;
+    s.usedBlocks = bitmap.countSet;
+    s.freeBlocks = bc - s.usedBlocks;
+    for (const a of bitmapAscending(bitmap)) s.lastUsedBlock = a;
+    s.usageBar = usageBar(bc, (from, to) => {
+      let n = 0;
+      for (let a = from; a < to; a++) if (bitmap.has(a)) n++;
+      return n;
+    });
+    s.indexBlocks = inIndex.count();
+    s.filesBlocks = inFiles.count();
+    const B = bitmap.bytes;
+    const I = inIndex.bytes;
+    const F = inFiles.bytes;
+    s.inIndexNotInFiles = countCombined(bc, [I, F], ([i, f]) => i! & ~f!);
+    s.inFilesNotInIndex = countCombined(bc, [I, F], ([i, f]) => f! & ~i!);
+    s.inFilesAndInIndex = countCombined(bc, [I, F], ([i, f]) => i! & f!);
+    s.inBlocksNotInFiles = countCombined(bc, [B, F], ([b, f]) => b! & ~f!);
+    s.inFilesNotInBlocks = countCombined(bc, [B, F], ([b, f]) => f! & ~b!);
+    s.inIndexNotInBlocks = countCombined(bc, [B, I], ([b, i]) => i! & ~b!);
+    s.inBlocksNotInIndex = countCombined(bc, [B, I], ([b, i]) => b! & ~i!);
+    const status = statusOf(s);
+    for (const line of renderSummary(s, status)) out(line);
+    return { summary: s, status, exitCode: exitCodeOf(status), findings, findingsDropped: dropped };
+  } finally {
+    await closeDiscard(v);
+  }
+}
+

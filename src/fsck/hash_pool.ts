@@ -1,0 +1,254 @@
+/**
+ * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n).
+ *
+ * The main thread reads batches (one pread of up to HASH_BATCH_SIZE_MAX bytes of consecutive addresses) and hands
+ * each batch (transferred, not copied) to the least busy worker, which hashes the wanted blocks and hands the buffer
+ * back. Up to 2 batches per worker are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
+ * the order of the runs, on the main thread (callers update the index there without locks).
+ *
+ * Small jobs (fewer than HASH_WORKER_MIN_BLOCKS blocks) and runs from TypeScript sources (tests: workers need the
+ * compiled hash_worker.js) hash inline on the main thread.
+ *
+ * A read error (EIO) of a batch is retried block by block so one bad sector costs one block; blocks past the end of
+ * the block file, or in a short read, are delivered with hash null.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { HashName } from '../format/config.js';
+import type { Device } from '../io/device.js';
+import { createHasher } from '../store/hash.js';
+import { assert } from '../util/assert.js';
+
+/** Largest batch read with one pread (4 MiB, as upstream's pack buffer): big enough to stream, small enough to pipeline. */
+export const HASH_BATCH_SIZE_MAX = 4 * 1024 * 1024;
+/** Below this many blocks, starting workers costs more than it saves. */
+export const HASH_WORKER_MIN_BLOCKS = 2048;
+/** Two unwanted blocks between wanted ones are read rather than split into two preads when the gap is at most this. */
+export const HASH_READ_GAP_MAX = 16;
+
+/** Message to a worker. */
+export interface HashJob {
+  id: number;
+  data: ArrayBuffer;
+  blockCount: number;
+  /** Bytes actually read (blocks wholly inside are hashed). */
+  validBytes: number;
+  /** wanted[k] = 0 skips block k (a gap read only to keep one pread). */
+  wanted: Uint8Array | null;
+}
+
+/** Message from a worker. */
+export interface HashDone {
+  id: number;
+  data: ArrayBuffer;
+  hashes: ArrayBuffer;
+}
+
+export interface BlockRun {
+  address: number;
+  count: number;
+}
+
+export interface HashBlocksOptions {
+  device: Device;
+  blockSize: number;
+  hashName: HashName;
+  /** Ascending, non-overlapping runs of addresses. */
+  runs: Iterable<BlockRun>;
+  /** Worker threads; 0 = inline; default: the number of CPUs (inline for small jobs). */
+  threads?: number;
+  /** Total blocks in `runs`, when known (decides inline vs workers and feeds progress). */
+  totalBlocks?: number;
+  /**
+   * Called once per block of the runs, in order. `hash` is a view valid only during the call (null: unreadable).
+   * `data` is the block's content (a view, same lifetime).
+   */
+  onBlock: (address: number, hash: Buffer | null, data: Buffer | null) => void;
+  onProgress?: (blocksDone: number) => void;
+}
+
+export interface HashBlocksResult {
+  hashed: number;
+  /** Blocks that could not be read (I/O error, short read, past EOF). */
+  unreadable: number;
+  /** Worker threads used (0 = inline). */
+  threads: number;
+}
+
+interface Batch {
+  address: number;
+  blockCount: number;
+  wanted: Uint8Array | null;
+}
+
+/** Group runs into batches of consecutive addresses (small gaps are read and skipped). */
+function* batchesOf(runs: Iterable<BlockRun>, blocksMax: number): Generator<Batch> {
+  let cur: { address: number; count: number; wanted: number[] | null } | null = null;
+  const finish = (b: { address: number; count: number; wanted: number[] | null }): Batch => {
+    let wanted: Uint8Array | null = null;
+    if (b.wanted) {
+      wanted = new Uint8Array(b.count);
+      for (const k of b.wanted) wanted[k] = 1;
+    }
+    return { address: b.address, blockCount: b.count, wanted };
+  };
+  for (const run of runs) {
+    let a = run.address;
+    let left = run.count;
+    while (left > 0) {
+      if (cur) {
+        const gap = a - (cur.address + cur.count);
+        assert(gap >= 0, 'hash runs must ascend');
+        if (gap <= HASH_READ_GAP_MAX && cur.count + gap < blocksMax) {
+          if (gap > 0 && !cur.wanted) cur.wanted = Array.from({ length: cur.count }, (_, k) => k);
+          const take = Math.min(left, blocksMax - cur.count - gap);
+          if (cur.wanted) for (let k = 0; k < take; k++) cur.wanted.push(cur.count + gap + k);
+          cur.count += gap + take;
+          a += take;
+          left -= take;
+          continue;
+        }
+        yield finish(cur);
+        cur = null;
+      }
+      const take = Math.min(left, blocksMax);
+      cur = { address: a, count: take, wanted: null };
+      a += take;
+      left -= take;
+    }
+  }
+  if (cur) yield finish(cur);
+}
+
+let workerUrlCache: URL | null | undefined;
+
+/** The compiled worker script, or null when running from TypeScript sources. */
+function workerUrl(): URL | null {
+  if (workerUrlCache !== undefined) return workerUrlCache;
+  const url = new URL('./hash_worker.js', import.meta.url);
+  workerUrlCache = import.meta.url.endsWith('.js') && existsSync(fileURLToPath(url)) ? url : null;
+  return workerUrlCache;
+}
+
+/** Number of hash threads fsck uses by default (one per CPU). */
+export function defaultHashThreads(): number {
+  return workerUrl() ? availableParallelism() : 0;
+}
+
+/**
+ * Read and hash every block of `runs` (spec §10.4: 1 reader, N hashing threads).
+ * @throws the device's errors other than EIO (EIO is retried per block and reported as unreadable blocks)
+ */
+export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocksResult> {
+  const bs = options.blockSize;
+  const blocksMax = Math.max(1, Math.floor(HASH_BATCH_SIZE_MAX / bs));
+  let threads = options.threads ?? availableParallelism();
+  if (!workerUrl() || (options.totalBlocks !== undefined && options.totalBlocks < HASH_WORKER_MIN_BLOCKS)) threads = 0;
+  const hasher = createHasher(options.hashName);
+  const hs = hasher.hashSize;
+  let hashed = 0;
+  let unreadable = 0;
+  let done = 0;
+
+  const deliver = (batch: Batch, data: Buffer, validBytes: number, hashes: Buffer | null, badBlocks: Set<number> | null): void => {
+    for (let k = 0; k < batch.blockCount; k++) {
+      if (batch.wanted && batch.wanted[k] === 0) continue;
+      const a = batch.address + k;
+      const ok = (k + 1) * bs <= validBytes && !(badBlocks?.has(k));
+      if (!ok) {
+        unreadable++;
+        options.onBlock(a, null, null);
+      } else {
+        const block = data.subarray(k * bs, (k + 1) * bs);
+        const h = hashes ? hashes.subarray(k * hs, (k + 1) * hs) : hasher.hashInto(block, Buffer.allocUnsafe(hs), 0);
+        hashed++;
+        options.onBlock(a, h, block);
+      }
+      done++;
+    }
+    options.onProgress?.(done);
+  };
+
+  /** pread a batch; EIO ⇒ per-block reads, failing blocks reported in badBlocks. */
+  const readBatch = async (batch: Batch, buf: Buffer): Promise<{ validBytes: number; badBlocks: Set<number> | null }> => {
+    const len = batch.blockCount * bs;
+    try {
+      return { validBytes: await options.device.read(buf, 0, len, batch.address * bs), badBlocks: null };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EIO') throw err;
+      const bad = new Set<number>();
+      let valid = len;
+      for (let k = 0; k < batch.blockCount; k++) {
+        try {
+          const n = await options.device.read(buf, k * bs, bs, (batch.address + k) * bs);
+          if (n < bs) { valid = Math.min(valid, k * bs + n); break; }
+        } catch {
+          bad.add(k);
+          buf.fill(0, k * bs, (k + 1) * bs);
+        }
+      }
+      return { validBytes: valid, badBlocks: bad };
+    }
+  };
+
+  if (threads === 0) {
+    const buf = Buffer.allocUnsafe(blocksMax * bs);
+    for (const batch of batchesOf(options.runs, blocksMax)) {
+      const { validBytes, badBlocks } = await readBatch(batch, buf);
+      deliver(batch, buf, validBytes, null, badBlocks);
+    }
+    return { hashed, unreadable, threads: 0 };
+  }
+
+  const workers: Array<{ w: Worker; pending: number }> = [];
+  const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
+  let failure: unknown = null;
+  for (let t = 0; t < threads; t++) {
+    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs } });
+    const slot = { w, pending: 0 };
+    w.on('message', (m: HashDone) => {
+      slot.pending--;
+      const p = waiting.get(m.id);
+      waiting.delete(m.id);
+      p?.resolve(m);
+    });
+    w.on('error', (err) => {
+      failure = err;
+      for (const p of waiting.values()) p.reject(err);
+      waiting.clear();
+    });
+    workers.push(slot);
+  }
+  try {
+    const free: ArrayBuffer[] = [];
+    const queue: Array<{ batch: Batch; result: Promise<HashDone>; validBytes: number; badBlocks: Set<number> | null }> = [];
+    let nextId = 0;
+    const inFlightMax = 2 * threads;
+    const finishOne = async (): Promise<void> => {
+      const head = queue.shift()!;
+      const r = await head.result;
+      deliver(head.batch, Buffer.from(r.data, 0, head.batch.blockCount * bs), head.validBytes, Buffer.from(r.hashes), head.badBlocks);
+      free.push(r.data);
+    };
+    for (const batch of batchesOf(options.runs, blocksMax)) {
+      if (failure) throw failure;
+      const ab = free.pop() ?? new ArrayBuffer(blocksMax * bs);
+      const { validBytes, badBlocks } = await readBatch(batch, Buffer.from(ab));
+      const slot = workers.reduce((x, y) => (y.pending < x.pending ? y : x));
+      const id = nextId++;
+      const result = new Promise<HashDone>((resolve, reject) => waiting.set(id, { resolve, reject }));
+      slot.pending++;
+      const job: HashJob = { id, data: ab, blockCount: batch.blockCount, validBytes, wanted: batch.wanted };
+      slot.w.postMessage(job, [ab]);
+      queue.push({ batch, result, validBytes, badBlocks });
+      while (queue.length >= inFlightMax) await finishOne();
+    }
+    while (queue.length > 0) await finishOne();
+    if (failure) throw failure;
+  } finally {
+    await Promise.all(workers.map((s) => s.w.terminate()));
+  }
+  return { hashed, unreadable, threads };
+}

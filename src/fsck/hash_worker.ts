@@ -1,0 +1,24 @@
+/**
+ * Worker thread of the fsck hash pool (hash_pool.ts): hashes the wanted blocks of a batch read by the main thread
+ * and sends back their hashes, returning the batch buffer for reuse. Protocol in hash_pool.ts (`HashJob`, `HashDone`).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { HashName } from '../format/config.js';
+import { createHasher } from '../store/hash.js';
+import type { HashDone, HashJob } from './hash_pool.js';
+
+const { hashName, blockSize } = workerData as { hashName: HashName; blockSize: number };
+const hasher = createHasher(hashName);
+
+parentPort!.on('message', (job: HashJob) => {
+  const data = Buffer.from(job.data, 0, job.blockCount * blockSize);
+  const out = new Uint8Array(job.blockCount * hasher.hashSize);
+  const hashes = Buffer.from(out.buffer);
+  for (let k = 0; k < job.blockCount; k++) {
+    if ((k + 1) * blockSize > job.validBytes) break;
+    if (job.wanted && job.wanted[k] === 0) continue;
+    hasher.hashInto(data.subarray(k * blockSize, (k + 1) * blockSize), hashes, k * hasher.hashSize);
+  }
+  const done: HashDone = { id: job.id, data: job.data, hashes: out.buffer };
+  parentPort!.postMessage(done, [job.data, out.buffer]);
+});

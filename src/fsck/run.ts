@@ -1,0 +1,128 @@
+/**
+ * One fsckddumbfs run: the mode, the markers and the refusals around check, repair, rebuild and pack
+ * (spec §10.1, §10.2; without upstream's `.autofck` typo, spec §17.2).
+ *
+ * - A `.rebuildfsck` left by an unfinished rebuild ⇒ only -r/-R may run.
+ * - Non-check modes refuse a mounted volume ("filesystem is online"); -c/-C on a mounted volume only warn.
+ * - -n/-N: the crash flag is whether `.autofsck` existed; `.autofsck` is created before repairing and deleted after
+ *   success (and after the pack, when asked).
+ * - -r/-R: `.autofsck` is created; the rebuild writes `.rebuildfsck` while it runs and deletes it on success; then
+ *   the pack if asked; then `.autofsck` is deleted.
+ * - `-f`: a block file without its magic gets block 0 rewritten and block 1 zeroed (repair modes), or is opened
+ *   anyway (check modes).
+ * Exit codes (findings.ts FSCK_EXIT): check: 0 OK, 2 WARNING, 1 ERROR; repair/rebuild: 0 every file good, 2 the
+ * volume is consistent but files are corrupted (listed in corrupted.txt), 1 failure.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { BLOCK_FILE_MAGIC } from '../limits.js';
+import type { DeviceFactory } from '../io/device.js';
+import { fileDevices } from '../io/device.js';
+import { resolveVolumePath } from '../store/block_store.js';
+import type { Logger } from '../util/log.js';
+import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { checkVolume, type CheckReport } from './check.js';
+import type { ProgressSink } from './context.js';
+import { FSCK_EXIT, type FsckExitCode } from './findings.js';
+import { packVolume, type PackReport } from './pack.js';
+import { rebuildVolume } from './rebuild.js';
+import { repairVolume, type RepairReport } from './repair.js';
+
+export type FsckMode = 'check' | 'check-blocks' | 'repair' | 'repair-relaxed' | 'rebuild' | 'rebuild-blocks';
+
+export interface FsckRunOptions {
+  mode: FsckMode;
+  /** -k: pack after a successful repair or rebuild. */
+  pack?: boolean;
+  /** -f: fix (or ignore, for checks) a missing block-file magic. */
+  force?: boolean;
+  verbose?: boolean;
+  logger: Logger;
+  /** Plain report lines of a check. */
+  out?: (line: string) => void;
+  progress?: ProgressSink;
+  devices?: DeviceFactory;
+  hashThreads?: number;
+}
+
+export interface FsckRunResult {
+  exitCode: FsckExitCode;
+  check?: CheckReport;
+  repair?: RepairReport;
+  pack?: PackReport;
+}
+
+/** Whether a mode writes to the volume. */
+export function isRepairMode(mode: FsckMode): boolean {
+  return mode !== 'check' && mode !== 'check-blocks';
+}
+
+/**
+ * Rewrite block 0 (magic + zeros) and zero block 1 when the block file lacks its magic (spec §4, `-f`).
+ * @returns true when the header was rewritten
+ */
+export async function repairBlockFileMagic(parentDir: string, logger: Logger, devices: DeviceFactory = fileDevices): Promise<boolean> {
+  const cfg = await readVolumeConfig(parentDir);
+  const p = resolveVolumePath(parentDir, cfg.blockFilename);
+  const dev = await devices.open(p, {});
+  try {
+    const head = Buffer.alloc(BLOCK_FILE_MAGIC.length);
+    await dev.read(head, 0, head.length, 0);
+    if (head.toString('latin1') === BLOCK_FILE_MAGIC) return false;
+    logger.warn(`block file ${p} has no magic: rewrite blocks 0 and 1`);
+    const blocks = Buffer.alloc(2 * cfg.blockSize);
+    blocks.write(BLOCK_FILE_MAGIC, 0, 'latin1');
+    await dev.write(blocks, 0);
+    await dev.sync();
+    return true;
+  } finally {
+    await dev.close();
+  }
+}
+
+/**
+ * Run fsck in `mode` on the volume whose parent is `parentDir`.
+ * @throws DdfsError MOUNTED (online volume, repair modes), NEEDS_CHECK (`.rebuildfsck` present, not a rebuild),
+ *   and whatever check/repair/rebuild/pack throw
+ */
+export async function runFsck(parentDir: string, options: FsckRunOptions): Promise<FsckRunResult> {
+  const parent = path.resolve(parentDir);
+  const log = options.logger;
+  const mode = options.mode;
+  const rebuild = mode === 'rebuild' || mode === 'rebuild-blocks';
+  const autofsck = path.join(parent, AUTOFSCK_MARKER);
+  if (!rebuild && fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
+    throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER} exists): only -r or -R can run`, { path: parent });
+  }
+  const mountPoint = mountPointOf(parent);
+  if (!isRepairMode(mode)) {
+    if (mountPoint) log.warn(`filesystem is online (mounted on ${mountPoint}): the result is not accurate`);
+    const check = await checkVolume(parent, {
+      logger: log, out: options.out, progress: options.progress, devices: options.devices, hashThreads: options.hashThreads,
+      hashBlocks: mode === 'check-blocks', skipBlockMagic: options.force,
+    });
+    return { exitCode: check.exitCode, check };
+  }
+  if (mountPoint) throw new DdfsError('MOUNTED', `${parent}: filesystem is online (mounted on ${mountPoint})`, { path: parent });
+  if (options.force) await repairBlockFileMagic(parent, log, options.devices);
+
+  const crashed = fs.existsSync(autofsck);
+  fs.writeFileSync(autofsck, '');
+  let repair: RepairReport;
+  if (rebuild) {
+    repair = await rebuildVolume(parent, {
+      logger: log, allBlocks: mode === 'rebuild-blocks', devices: options.devices, verbose: options.verbose,
+      progress: options.progress, hashThreads: options.hashThreads,
+    });
+  } else {
+    repair = await repairVolume(parent, {
+      logger: log, crashed, relaxed: mode === 'repair-relaxed', devices: options.devices, verbose: options.verbose,
+      progress: options.progress, hashThreads: options.hashThreads,
+    });
+  }
+  let pack: PackReport | undefined;
+  if (options.pack) pack = await packVolume(parent, { logger: log, devices: options.devices, progress: options.progress });
+  fs.rmSync(autofsck, { force: true });
+  return { exitCode: repair.exitCode === 0 ? FSCK_EXIT.OK : FSCK_EXIT.WARNING, repair, pack };
+}
