@@ -1,0 +1,151 @@
+/**
+ * ddumbfs MNT -o parent=DIR[,options] — mount a volume (the FUSE daemon, spec §8.1).
+ *
+ * Without -f/-d the command behaves like a mount helper: it starts the daemon detached (itself with -f), waits
+ * until the file system is served, prints the daemon's startup lines and exits 0 — or prints why the daemon
+ * stopped and exits with its code. Also accepted: `ddumbfs PARENT MNT` and fstab's `ddumbfs -oparent=P MNT -o opts`.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseMountOptions } from '../fs/mount_options.js';
+import { runDaemon } from '../fs/mount.js';
+import { logger } from '../util/log.js';
+import { makeProgram, runCommand, UsageError } from './common.js';
+import { EXIT } from './exit_codes.js';
+
+const VERSION = 'ddumbfs 1.1 (ddumbfs-ts 0.1.0)';
+
+/** Environment of a detached daemon: the fd on which it reports "mounted" to the command that started it. */
+const READY_FD_ENV = 'DDUMBFS_READY_FD';
+
+const HELP = `Options for -o (comma separated, -o may be repeated):
+  parent=DIR          the volume's parent directory (required; any path inside it works)
+  pool=N              writer pool: 0 disabled, N>0 threads, N<0 -N% of the CPUs (default -100)
+  lock_index          lock the index in memory (default; not available, reported as 0)
+  nolock_index        do not lock the index
+  dio / nodio         O_DIRECT writes to the block file (default: only for a block device)
+  reclaim=N           auto-reclaim when N% of the blocks are used (default 95)
+  check               check the volume before mounting even after a clean unmount
+  fuse_default        prepend use_ino,readdir_ino,default_permissions,allow_other,big_writes,
+                      max_read=131072,max_write=131072,negative_timeout=0,entry_timeout=0,attr_timeout=0 (default)
+  nofuse_default      do not
+  other options       passed to libfuse as given (e.g. ro, allow_root, attr_timeout=1)
+
+Exit status:
+  0    mounted (without -f), or unmounted cleanly (with -f)
+  1    error (bad volume, mount refused or failed, unclean stop)
+  2    usage error
+
+Example:
+  ddumbfs /ddumbfs -o parent=/l0/ddumbfs
+  fusermount -u /ddumbfs`;
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/**
+ * Start this command again, detached, in the foreground mode, and wait until it serves the file system or stops.
+ * @returns 0 once mounted, else the daemon's exit code
+ */
+async function runDetached(argv: string[]): Promise<number> {
+  const script = process.argv[1];
+  if (!script) throw new Error('cannot find the ddumbfs script to start the daemon');
+  // The daemon's stderr goes to an unlinked temp file: read back for the user, never a pipe that could break.
+  const errPath = path.join(os.tmpdir(), `ddumbfs-${process.pid}-${Date.now()}.err`);
+  const errFd = fs.openSync(errPath, 'w+', 0o600);
+  fs.unlinkSync(errPath);
+  try {
+    const child = spawn(process.execPath, [...process.execArgv, script, ...argv, '-f'], {
+      detached: true,
+      stdio: ['ignore', 'ignore', errFd, 'pipe'],
+      env: { ...process.env, [READY_FD_ENV]: '3' },
+    });
+    const ready = child.stdio[3] as NodeJS.ReadableStream | null;
+    const outcome = await new Promise<{ mounted: boolean; code: number }>((resolve) => {
+      let text = '';
+      ready?.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (text.includes('ready')) resolve({ mounted: true, code: EXIT.OK });
+      });
+      ready?.on('error', () => undefined);
+      child.on('error', (err) => {
+        process.stderr.write(`ddumbfs: cannot start the daemon: ${err.message}\n`);
+        resolve({ mounted: false, code: EXIT.ERROR });
+      });
+      child.on('exit', (code, signal) => resolve({ mounted: false, code: code ?? (signal ? EXIT.ERROR : EXIT.OK) }));
+    });
+    const size = fs.fstatSync(errFd).size;
+    if (size > 0) {
+      const buf = Buffer.alloc(size);
+      fs.readSync(errFd, buf, 0, size, 0);
+      process.stderr.write(buf);
+    }
+    if (outcome.mounted) {
+      (ready as unknown as { destroy?: () => void } | null)?.destroy?.();
+      child.unref();
+      return EXIT.OK;
+    }
+    return outcome.code === EXIT.OK ? EXIT.ERROR : outcome.code;
+  } finally {
+    fs.closeSync(errFd);
+  }
+}
+
+/** Tell the command that started this detached daemon that the file system is served. */
+function reportReady(): void {
+  const fdText = process.env[READY_FD_ENV];
+  if (!fdText) return;
+  delete process.env[READY_FD_ENV];
+  const fd = Number(fdText);
+  try {
+    fs.writeSync(fd, 'ready\n');
+    fs.closeSync(fd);
+  } catch {
+    // the starter went away: nothing to tell
+  }
+  // stderr is a file nobody reads any more; the log file keeps the messages
+  logger.quiet = true;
+}
+
+/** Run ddumbfs with `argv` (arguments after the command name). */
+export async function main(argv: string[]): Promise<number> {
+  const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP)
+    .usage('MNT -o parent=DIR[,options] [-f] [-d]')
+    .argument('[args...]', 'MNT, or PARENT MNT')
+    .option('-o <options>', 'mount options, comma separated (see below)', collect, [] as string[])
+    .option('-f', 'stay in the foreground (do not detach)')
+    .option('-d', 'debug logging (implies -f)')
+    .version(VERSION, '-V, --version', 'print the version');
+  return runCommand('ddumbfs', program, argv, async () => {
+    const o = program.opts<{ o: string[]; f?: boolean; d?: boolean }>();
+    const positional = program.args;
+    const mountOptions = parseMountOptions(o.o);
+    let mountPoint: string;
+    if (positional.length === 1) {
+      mountPoint = positional[0]!;
+    } else if (positional.length === 2) {
+      // `ddumbfs PARENT MNT` (mount -t fuse.ddumbfs PARENT MNT)
+      mountOptions.parent ??= positional[0]!;
+      mountPoint = positional[1]!;
+    } else {
+      throw new UsageError(positional.length === 0 ? 'missing mount point MNT' : `too many arguments: ${positional.join(' ')}`);
+    }
+    if (mountOptions.parent === null) throw new UsageError('missing -o parent=DIR');
+    if (o.d) logger.debug = true;
+    if (!o.f && !o.d) return runDetached(argv);
+    const code = await runDaemon({
+      ...mountOptions,
+      mountPoint,
+      commandArgs: ['ddumbfs', ...argv].join(' '),
+      logger,
+      onMounted: reportReady,
+    });
+    // The volume is closed. A lazily unmounted file system still in use keeps libfuse's thread (and so this
+    // process) alive: end it now; its remaining users get ENOTCONN, as with upstream.
+    setImmediate(() => process.exit(code));
+    return code;
+  });
+}

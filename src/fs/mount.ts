@@ -1,0 +1,407 @@
+/**
+ * Mount / unmount lifecycle of the daemon (spec §8.2).
+ *
+ * Order: every refusal (no volume, bad mount point, already mounted, `.rebuildfsck`, bad volume files) happens
+ * before anything is written; then the log file is attached, cwd becomes `ddfsroot`, `.autofsck` is created, the
+ * startup check runs if needed, and the file system is served.
+ *
+ * The daemon stops — closing every open file, then the volume, then removing `.autofsck` — when:
+ * - the FUSE loop ends (any unmount: `fusermount -u`, `umount`, `umount -l` once unused; reported by the patched
+ *   binding's onExit);
+ * - the mount disappeared from /proc/self/mounts and no handle is open (polled every MOUNT_POLL_MS, in case the
+ *   loop end is not reported);
+ * - SIGINT / SIGTERM / SIGHUP: lazy unmount, wait up to SHUTDOWN_GRACE_MS for the loop to end, then stop anyway.
+ * SIGPIPE is ignored (upstream died of it on `fusermount -u` and left `.autofsck`). A failed close keeps
+ * `.autofsck`, so the next mount checks the volume.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DdfsError, messageOf } from '../errors.js';
+import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE } from '../limits.js';
+import { resolveVolumePath } from '../store/block_store.js';
+import type { Logger } from '../util/log.js';
+import {
+  AUTOFSCK_MARKER,
+  REBUILDFSCK_MARKER,
+  SPECIAL_DIRECTORY,
+  Volume,
+  findParent,
+  mountPointOf,
+} from '../volume/volume.js';
+import { mountFuse, type FuseMount } from './fuse_binding.js';
+import { noAtimeDevices } from './noatime_devices.js';
+import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
+import { guardOps } from './op_guard.js';
+import { DdumbfsOps } from './ops.js';
+import { runStartupCheck } from './startup_check.js';
+
+/** How often the daemon looks for its mount in /proc/self/mounts. */
+const MOUNT_POLL_MS = 1000;
+/** After a signal: how long the lazily unmounted file system may stay in use before the daemon stops anyway. */
+const SHUTDOWN_GRACE_MS = 3000;
+/** An op not answered after this long answers EIO (a bound on every wait; reclaim and fsync may be slow). */
+const OP_TIMEOUT_MS = 10 * 60_000;
+/** Log file in the special directory (spec §2). */
+const LOG_FILE_NAME = 'ddumbfs.log';
+
+export interface DaemonOptions extends DdumbfsMountOptions {
+  /** Mount point as given. */
+  mountPoint: string;
+  /** The command line, for /.ddumbfs/stats. */
+  commandArgs: string;
+  logger: Logger;
+  /** Called once the file system is mounted and served. */
+  onMounted?: () => void;
+}
+
+/** Unescape a /proc/mounts field (\040 for space etc.). */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Whether `mountPoint` is the target of a mount in /proc/self/mounts (and with which fsname). */
+export function mountEntryAt(mountPoint: string): { fsname: string; type: string } | null {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    return null;
+  }
+  let found: { fsname: string; type: string } | null = null;
+  for (const line of text.split('\n')) {
+    const [fsname, mnt, type] = line.split(' ');
+    if (!fsname || !mnt || !type) continue;
+    if (unescapeMountField(mnt) === mountPoint) found = { fsname: unescapeMountField(fsname), type };
+  }
+  return found;
+}
+
+function exists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Validate everything that can refuse a mount, without writing anything.
+ * @returns the absolute parent directory and mount point
+ * @throws DdfsError naming the offending file
+ */
+function checkMountable(options: DaemonOptions): { parentDir: string; mountPoint: string } {
+  if (options.parent === null) throw new DdfsError('USAGE', 'missing -o parent=DIR');
+  const parentDir = findParent(options.parent);
+  if (parentDir === null) {
+    throw new DdfsError('NOT_FOUND', `${options.parent}: not a ddumbfs volume (no parent directory with ddfs.cfg and ddfsroot/)`, { path: options.parent });
+  }
+  const mountPoint = path.resolve(options.mountPoint);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(mountPoint);
+  } catch (err) {
+    throw new DdfsError('NOT_FOUND', `${mountPoint}: mount point: ${messageOf(err)}`, { path: mountPoint }, err);
+  }
+  if (!st.isDirectory()) throw new DdfsError('INVALID', `${mountPoint}: mount point is not a directory`, { path: mountPoint });
+  const mountedOn = mountPointOf(parentDir);
+  if (mountedOn !== null) throw new DdfsError('MOUNTED', `${parentDir}: volume is already mounted on ${mountedOn}`, { path: parentDir });
+  const busy = mountEntryAt(mountPoint);
+  if (busy !== null) throw new DdfsError('BUSY', `${mountPoint}: already a mount point (${busy.fsname}, ${busy.type})`, { path: mountPoint });
+  const rebuild = path.join(parentDir, REBUILDFSCK_MARKER);
+  if (exists(rebuild)) {
+    throw new DdfsError('NEEDS_CHECK', `${rebuild}: a rebuild is in progress or was interrupted; finish it with fsckddumbfs -r`, { path: rebuild });
+  }
+  return { parentDir, mountPoint };
+}
+
+/** The startup lines of upstream (spec §8.2 step 2). */
+function logStartup(volume: Volume, options: DaemonOptions, directIo: boolean, writers: number): void {
+  const log = options.logger;
+  const cfg = volume.config;
+  log.info(`hash: ${cfg.hashName}`);
+  log.info(`direct_io: ${directIo ? '1 enable' : '0 disable'}`);
+  log.info(`reclaim: ${options.reclaimPercent}`);
+  log.info(`writer pool: ${writers > 0 ? `${writers} cpus` : 'disable'}`);
+  log.info(`root directory: ${volume.rootDir}`);
+  log.info(`blockfile: ${resolveVolumePath(volume.parentDir, cfg.blockFilename)}`);
+  log.info(`indexfile: ${resolveVolumePath(volume.parentDir, cfg.indexFilename)}`);
+  if (options.lockIndex) log.dbg('lock_index: not available in this implementation (index not locked in memory)');
+}
+
+/** O_DIRECT default: on iff the block file is a block device (spec §8.1). */
+function isBlockDevice(p: string): boolean {
+  try {
+    return fs.statSync(p).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * SIGINT / SIGTERM / SIGHUP from the start of the daemon on (a signal before the mount is served is remembered and
+ * acted on once it is), and SIGPIPE ignored.
+ */
+class StopSignals {
+  private static readonly SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  /** Signals received so far. */
+  received: NodeJS.Signals[] = [];
+  private handler: ((sig: NodeJS.Signals, count: number) => void) | null = null;
+  private readonly listener = (sig: NodeJS.Signals): void => {
+    this.received.push(sig);
+    this.handler?.(sig, this.received.length);
+  };
+  private readonly ignore = (): void => undefined;
+
+  constructor() {
+    for (const s of StopSignals.SIGNALS) process.on(s, this.listener);
+    process.on('SIGPIPE', this.ignore);
+  }
+
+  /** Handle signals from now on; a signal received earlier is handled at once. */
+  handle(handler: (sig: NodeJS.Signals, count: number) => void): void {
+    this.handler = handler;
+    const first = this.received[0];
+    if (first) handler(first, this.received.length);
+  }
+
+  dispose(): void {
+    for (const s of StopSignals.SIGNALS) process.off(s, this.listener);
+    process.off('SIGPIPE', this.ignore);
+  }
+}
+
+/**
+ * Run the daemon in this process until the file system is unmounted.
+ * @returns the exit code (0 after a clean unmount)
+ * @throws DdfsError for a refused mount (nothing on disk was modified then) or a failed mount
+ */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const signals = new StopSignals();
+  try {
+    return await startDaemon(options, signals);
+  } finally {
+    signals.dispose();
+  }
+}
+
+async function startDaemon(options: DaemonOptions, signals: StopSignals): Promise<number> {
+  const log = options.logger;
+  const { parentDir, mountPoint } = checkMountable(options);
+  const volume = await Volume.open(parentDir, { logger: log, freeBlockReserve: FREE_BLOCK_RESERVE, devices: noAtimeDevices() });
+  const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
+  let autofsckOurs = false;
+  let markerRemovable = false;
+  const autofsck = path.join(parentDir, AUTOFSCK_MARKER);
+  try {
+    if (!fs.statSync(specialDir, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new DdfsError('NOT_FOUND', `${specialDir}: special directory missing (run fsckddumbfs)`, { path: specialDir });
+    }
+    const directIo = options.directIo ?? isBlockDevice(resolveVolumePath(parentDir, volume.config.blockFilename));
+    const writers = writerCount(options.pool, os.availableParallelism());
+    logStartup(volume, options, directIo, writers);
+    volume.mountFacts = {
+      directIo,
+      lockIndex: false,
+      writerPool: writers,
+      commandArgs: options.commandArgs,
+      extCommandArgs: '',
+    };
+    volume.reclaimPercent = options.reclaimPercent;
+    volume.nextReclaimPercent = options.reclaimPercent;
+
+    log.attachFile(path.join(specialDir, LOG_FILE_NAME));
+    process.chdir(volume.rootDir);
+    process.umask(0);
+
+    const crashed = exists(autofsck);
+    try {
+      fs.writeFileSync(autofsck, '', { mode: 0o644 });
+    } catch (err) {
+      throw new DdfsError('IO', `${autofsck}: cannot create: ${messageOf(err)}`, { path: autofsck }, err);
+    }
+    autofsckOurs = !crashed;
+    // whether a clean unmount may remove the marker: not after a crash the check could not repair
+    markerRemovable = !crashed;
+
+    if (crashed || options.check) {
+      try {
+        markerRemovable = await runStartupCheck(volume, crashed);
+      } catch (err) {
+        log.error(`${messageOf(err)}`);
+        log.error('ERROR filesystem corrupted. Run fsck !');
+        autofsckOurs = false; // the marker stays for the next attempt
+        throw new DdfsError('CORRUPT', `${parentDir}: filesystem corrupted, run fsckddumbfs`, { path: parentDir }, err);
+      }
+    }
+  } catch (err) {
+    await volume.close().catch(() => undefined);
+    if (autofsckOurs) fs.rmSync(autofsck, { force: true });
+    throw err;
+  }
+
+  return serve(volume, parentDir, mountPoint, autofsck, markerRemovable, options, signals, () => {
+    if (autofsckOurs) fs.rmSync(autofsck, { force: true });
+  });
+}
+
+/** Mount and serve until unmounted; then close everything. */
+async function serve(
+  volume: Volume,
+  parentDir: string,
+  mountPoint: string,
+  autofsck: string,
+  markerRemovable: boolean,
+  options: DaemonOptions,
+  signals: StopSignals,
+  undoMarker: () => void,
+): Promise<number> {
+  const log = options.logger;
+  const ops = new DdumbfsOps(volume, log);
+  let stopRequested: ((reason: string) => void) | null = null;
+  const stopped = new Promise<string>((resolve) => {
+    stopRequested = resolve;
+  });
+  const stop = (reason: string): void => stopRequested?.(reason);
+
+  let fatal = false;
+  const fuseOps = guardOps(ops, {
+    logger: log,
+    timeoutMs: OP_TIMEOUT_MS,
+    onFatal: () => {
+      fatal = true;
+      stop('assertion failure');
+    },
+  });
+
+  const fuseOptions = [
+    ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
+    ...options.fuseOptions,
+    'subtype=ddumbfs',
+    `fsname=${escapeOptionValue(parentDir)}`,
+  ];
+  log.dbg(`fuse options: ${fuseOptions.join(',')}`);
+
+  let loopEnded = false;
+  let loopEndedSignal: (() => void) | null = null;
+  const loopEndedPromise = new Promise<void>((resolve) => {
+    loopEndedSignal = resolve;
+  });
+  let mount: FuseMount | null;
+  try {
+    // An unmount right after mount(2), before libfuse's INIT, ends the loop without INIT: do not wait for it then.
+    mount = await Promise.race([
+      mountFuse(mountPoint, fuseOps, {
+        options: fuseOptions,
+        onExit: () => {
+          loopEnded = true;
+          loopEndedSignal?.();
+          stop('unmounted');
+        },
+      }),
+      loopEndedPromise.then(() => null),
+    ]);
+  } catch (err) {
+    await volume.close().catch(() => undefined);
+    undoMarker();
+    throw new DdfsError('IO', `${mountPoint}: mount failed: ${messageOf(err)}`, { path: mountPoint }, err);
+  }
+  if (mount === null) {
+    log.warn(`${mountPoint}: unmounted before the file system was served`);
+    return finish(volume, ops, parentDir, autofsck, markerRemovable, log, true);
+  }
+  const served: FuseMount = mount;
+  log.info(`[${process.pid}] filesystem ${parentDir} mounted on ${mountPoint}`);
+
+  // A programmer error anywhere: stop, flush what can be flushed, keep .autofsck (style.md), never a dead mount.
+  const onUncaught = (err: unknown): void => {
+    log.error(`uncaught error: ${messageOf(err)}\n${(err as Error | undefined)?.stack ?? ''}`);
+    fatal = true;
+    stop('uncaught error');
+  };
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
+
+  // Signals: lazy unmount, then stop once the loop ends or after the grace period.
+  signals.handle((sig, count) => {
+    if (count > 1) {
+      stop(`second signal ${sig}`);
+      return;
+    }
+    log.info(`${sig}: unmounting ${mountPoint}`);
+    served.unmount().catch((err: unknown) => log.warn(`unmount ${mountPoint}: ${messageOf(err)}`));
+    const grace = setTimeout(() => stop(`${sig} (file system still in use after ${SHUTDOWN_GRACE_MS} ms)`), SHUTDOWN_GRACE_MS);
+    grace.unref();
+  });
+
+  // External unmount that the loop did not report: the mount is gone and nobody holds a handle.
+  let goneCount = 0;
+  const poll = setInterval(() => {
+    const entry = mountEntryAt(mountPoint);
+    const ours = entry !== null && entry.type.startsWith('fuse') && path.resolve(entry.fsname) === parentDir;
+    goneCount = ours ? 0 : goneCount + 1;
+    if (goneCount >= 2 && ops.openFiles.handleCount === 0) stop('mount disappeared from /proc/self/mounts');
+  }, MOUNT_POLL_MS);
+
+  // Background work (spec §8.7): push long-lived partial blocks; the volume checkpoints, reclaims and syncs.
+  let tickRunning: Promise<void> | null = null;
+  const tick = setInterval(() => {
+    tickRunning ??= (async () => {
+      try {
+        await ops.flushAll();
+      } catch (err) {
+        log.error(`background flush: ${messageOf(err)}`);
+      }
+      await volume.backgroundTick();
+    })().finally(() => {
+      tickRunning = null;
+    });
+  }, BACKGROUND_TICK_MS);
+  tick.unref();
+
+  options.onMounted?.();
+
+  const reason = await stopped;
+  log.info(`stopping: ${reason}`);
+  clearInterval(poll);
+  clearInterval(tick);
+  await tickRunning;
+  if (!loopEnded) {
+    // make sure the kernel no longer sends requests to a closing volume
+    await served.unmount().catch(() => undefined);
+    await Promise.race([loopEndedPromise, new Promise((r) => setTimeout(r, 1000).unref())]);
+  }
+
+  process.off('uncaughtException', onUncaught);
+  process.off('unhandledRejection', onUncaught);
+  return finish(volume, ops, parentDir, autofsck, markerRemovable, log, !fatal);
+}
+
+/**
+ * Close every open file, then the volume; remove `.autofsck` when all went well and the marker may go.
+ * @returns the exit code
+ */
+async function finish(volume: Volume, ops: DdumbfsOps, parentDir: string, autofsck: string, markerRemovable: boolean, log: Logger, clean: boolean): Promise<number> {
+  let ok = clean;
+  for (const err of await ops.openFiles.closeAll()) {
+    ok = false;
+    log.error(`closing an open file: ${messageOf(err)}`);
+  }
+  try {
+    await volume.close();
+  } catch (err) {
+    ok = false;
+    log.error(`closing the volume: ${messageOf(err)}`);
+  }
+  for (const line of volume.statsText(false).trimEnd().split('\n')) log.dbg(line);
+  if (ok) {
+    if (markerRemovable) await fsp.rm(autofsck, { force: true });
+    else log.warn(`${autofsck} kept: the volume was not checked after the crash`);
+    log.info(`filesystem ${parentDir} unmounted`);
+    return 0;
+  }
+  log.error(`filesystem ${parentDir} unmounted with errors; ${AUTOFSCK_MARKER} kept, the next mount checks the volume`);
+  return 1;
+}

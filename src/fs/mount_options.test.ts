@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { DdfsError } from '../errors.js';
+import { escapeOptionValue, parseMountOptions, splitOptionList, writerCount } from './mount_options.js';
+
+describe('parseMountOptions', () => {
+  it('takes out ddumbfs keys and keeps the rest for libfuse, in order', () => {
+    const o = parseMountOptions(['parent=/l0/ddumbfs,pool=3,nodio', 'reclaim=90,check,allow_root,attr_timeout=0', 'ro']);
+    expect(o).toMatchObject({ parent: '/l0/ddumbfs', pool: 3, directIo: false, reclaimPercent: 90, check: true, fuseDefault: true });
+    expect(o.fuseOptions).toEqual(['allow_root', 'attr_timeout=0', 'ro']);
+  });
+
+  it('defaults (spec §8.1)', () => {
+    const o = parseMountOptions([]);
+    expect(o).toMatchObject({ parent: null, pool: -100, lockIndex: true, directIo: null, reclaimPercent: 95, check: false });
+  });
+
+  it('later options win; nofuse_default, nolock_index, dio', () => {
+    const o = parseMountOptions(['parent=a,parent=b,lock_index,nolock_index,dio,nofuse_default']);
+    expect(o).toMatchObject({ parent: 'b', lockIndex: false, directIo: true, fuseDefault: false });
+  });
+
+  it('rejects bad values with USAGE', () => {
+    for (const bad of ['pool=x', 'reclaim=101', 'reclaim=', 'parent=', 'pool']) {
+      expect(() => parseMountOptions([bad])).toThrow(DdfsError);
+      try {
+        parseMountOptions([bad]);
+      } catch (err) {
+        expect((err as DdfsError).code).toBe('USAGE');
+      }
+    }
+  });
+
+  it('backslash escapes a comma (libfuse rule) and escapeOptionValue round-trips', () => {
+    expect(splitOptionList('a\\,b,c,,d')).toEqual(['a\\,b', 'c', 'd']);
+    const dir = '/srv/odd,name\\x';
+    expect(parseMountOptions([`parent=${escapeOptionValue(dir)},ro`])).toMatchObject({ parent: dir, fuseOptions: ['ro'] });
+  });
+
+  it('writerCount: N<0 is -N% of the CPUs, at least 1', () => {
+    expect(writerCount(-100, 8)).toBe(8);
+    expect(writerCount(-50, 3)).toBe(1);
+    expect(writerCount(-10, 2)).toBe(1);
+    expect(writerCount(0, 8)).toBe(0);
+    expect(writerCount(5, 8)).toBe(5);
+  });
+});

@@ -1,0 +1,146 @@
+/**
+ * The `-o` options of ddumbfs (spec §8.1): ddumbfs's own keys are taken out, everything else goes to libfuse as
+ * given ("unknown -o options are passed to libfuse raw").
+ */
+import { DdfsError } from '../errors.js';
+import { RECLAIM_PERCENT_DEFAULT } from '../limits.js';
+
+/** Default writer-pool setting: −100 = one writer per CPU (spec §8.1). */
+export const POOL_DEFAULT = -100;
+
+/**
+ * Options that `fuse_default` prepends (spec §8.1); user options come after them and win. The zero timeouts make
+ * the kernel ask for sizes again, which special files and concurrent writers need.
+ */
+export const FUSE_DEFAULT_OPTIONS: readonly string[] = [
+  'use_ino',
+  'readdir_ino',
+  'default_permissions',
+  'allow_other',
+  'big_writes',
+  'max_read=131072',
+  'max_write=131072',
+  'negative_timeout=0',
+  'entry_timeout=0',
+  'attr_timeout=0',
+];
+
+export interface DdumbfsMountOptions {
+  /** `parent=` as typed (any path inside the parent works, spec §2); null when absent. */
+  parent: string | null;
+  /** Writer pool (spec §8.1): 0 = synchronous, N > 0 threads, N < 0 = −N % of the CPUs. */
+  pool: number;
+  lockIndex: boolean;
+  /** O_DIRECT for the block file: null = auto (on iff it is a block device). */
+  directIo: boolean | null;
+  reclaimPercent: number;
+  check: boolean;
+  fuseDefault: boolean;
+  /** Options for libfuse, in the order given. */
+  fuseOptions: string[];
+}
+
+/** Split one -o argument at commas; a backslash escapes the next character (libfuse's own rule). */
+export function splitOptionList(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\\' && i + 1 < text.length) {
+      cur += c + text[i + 1];
+      i++;
+    } else if (c === ',') {
+      if (cur !== '') out.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+  }
+  if (cur !== '') out.push(cur);
+  return out;
+}
+
+/** Escape a value for a libfuse option list (commas and backslashes). */
+export function escapeOptionValue(value: string): string {
+  return value.replace(/[\\,]/g, (c) => `\\${c}`);
+}
+
+function unescapeOptionValue(value: string): string {
+  return value.replace(/\\(.)/g, '$1');
+}
+
+function integerOf(key: string, value: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(value)) throw new DdfsError('USAGE', `invalid -o ${key}=${value}: not an integer`);
+  const n = Number(value);
+  if (n < min || n > max) throw new DdfsError('USAGE', `invalid -o ${key}=${value}: must be between ${min} and ${max}`);
+  return n;
+}
+
+/**
+ * Parse the -o arguments (each a comma-separated list).
+ * @throws DdfsError USAGE for a bad value of a ddumbfs option
+ */
+export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions {
+  const o: DdumbfsMountOptions = {
+    parent: null,
+    pool: POOL_DEFAULT,
+    lockIndex: true,
+    directIo: null,
+    reclaimPercent: RECLAIM_PERCENT_DEFAULT,
+    check: false,
+    fuseDefault: true,
+    fuseOptions: [],
+  };
+  for (const arg of args) {
+    for (const item of splitOptionList(arg)) {
+      const eq = item.indexOf('=');
+      const key = eq < 0 ? item : item.slice(0, eq);
+      const value = eq < 0 ? null : item.slice(eq + 1);
+      const need = (): string => {
+        if (value === null || value === '') throw new DdfsError('USAGE', `-o ${key} needs a value (${key}=...)`);
+        return value;
+      };
+      switch (key) {
+        case 'parent':
+          o.parent = unescapeOptionValue(need());
+          break;
+        case 'pool':
+          o.pool = integerOf(key, need(), -10000, 1024);
+          break;
+        case 'reclaim':
+          o.reclaimPercent = integerOf(key, need(), 0, 100);
+          break;
+        case 'lock_index':
+          o.lockIndex = true;
+          break;
+        case 'nolock_index':
+          o.lockIndex = false;
+          break;
+        case 'dio':
+          o.directIo = true;
+          break;
+        case 'nodio':
+          o.directIo = false;
+          break;
+        case 'check':
+          o.check = true;
+          break;
+        case 'fuse_default':
+          o.fuseDefault = true;
+          break;
+        case 'nofuse_default':
+          o.fuseDefault = false;
+          break;
+        default:
+          o.fuseOptions.push(item);
+      }
+    }
+  }
+  return o;
+}
+
+/** Writer threads a pool setting stands for (spec §8.1): N < 0 ⇒ max(1, trunc(−N/100 · cpus)). */
+export function writerCount(pool: number, cpuCount: number): number {
+  if (pool >= 0) return pool;
+  return Math.max(1, Math.trunc((-pool / 100) * cpuCount));
+}

@@ -1,0 +1,260 @@
+/**
+ * The FUSE boundary: turns the promise-based op table (FsOps, what ops.ts implements) into the callback table of
+ * the binding (FuseOps), wrapping every op exactly once (style.md "Every FUSE op is wrapped once").
+ *
+ * Invariants:
+ * - every request is answered exactly once: with the result, or with a negative errno (errnoOf of what was thrown,
+ *   EIO for anything unexpected, EIO after `timeoutMs`); a late result after a timeout is dropped (and a late open
+ *   is released so no handle leaks);
+ * - no handler runs synchronously inside the native dispatch: a synchronous throw is a rejected promise;
+ * - FUSE-owned memory (`buf` of read/write) is only touched before the answer: write copies its data first, read
+ *   copies its result in just before answering;
+ * - an AssertionError (programmer error) answers EIO, then calls `onFatal` (the daemon stops and leaves .autofsck).
+ */
+import { constants } from 'node:os';
+import { DdfsError, errnoOf, messageOf } from '../errors.js';
+import { AssertionError } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { displayPath } from './byte_path.js';
+import type { BytePath, FuseContext, FuseOps, FuseStat, FuseStatfs, FuseTimespec } from './fuse_binding.js';
+
+const EIO = constants.errno.EIO;
+
+/** What open/create/opendir answer. */
+export interface OpenResult {
+  fh: number;
+  /** fuse_file_info flags (FI_DIRECT_IO ...). */
+  fiFlags?: number;
+}
+
+/** A directory listing: names (byte strings) and, at the same index, their stats. */
+export interface DirListing {
+  names: BytePath[];
+  stats: FuseStat[];
+}
+
+/**
+ * The op table of the daemon, promise-based. Paths are byte strings ("/" = the root of the mount).
+ * Every method may throw a DdfsError or a Node system error; the guard maps it to an errno.
+ */
+export interface FsOps {
+  getattr(path: BytePath, ctx: FuseContext): Promise<FuseStat>;
+  fgetattr(path: BytePath | null, fh: number, ctx: FuseContext): Promise<FuseStat>;
+  readdir(path: BytePath, ctx: FuseContext): Promise<DirListing>;
+  access(path: BytePath, mode: number, ctx: FuseContext): Promise<void>;
+  statfs(path: BytePath, ctx: FuseContext): Promise<FuseStatfs>;
+  readlink(path: BytePath, ctx: FuseContext): Promise<BytePath>;
+  mkdir(path: BytePath, mode: number, ctx: FuseContext): Promise<void>;
+  rmdir(path: BytePath, ctx: FuseContext): Promise<void>;
+  unlink(path: BytePath, ctx: FuseContext): Promise<void>;
+  rename(src: BytePath, dest: BytePath, ctx: FuseContext): Promise<void>;
+  link(src: BytePath, dest: BytePath, ctx: FuseContext): Promise<void>;
+  symlink(target: BytePath, path: BytePath, ctx: FuseContext): Promise<void>;
+  chmod(path: BytePath, mode: number, ctx: FuseContext): Promise<void>;
+  chown(path: BytePath, uid: number, gid: number, ctx: FuseContext): Promise<void>;
+  utimens(path: BytePath, atime: FuseTimespec, mtime: FuseTimespec, ctx: FuseContext): Promise<void>;
+  mknod(path: BytePath, mode: number, dev: number, ctx: FuseContext): Promise<void>;
+  truncate(path: BytePath, size: number, ctx: FuseContext): Promise<void>;
+  ftruncate(path: BytePath | null, fh: number, size: number, ctx: FuseContext): Promise<void>;
+  open(path: BytePath, flags: number, ctx: FuseContext): Promise<OpenResult>;
+  create(path: BytePath, mode: number, flags: number, ctx: FuseContext): Promise<OpenResult>;
+  /** @returns at most `length` bytes read at `offset` (fewer at EOF) */
+  read(path: BytePath | null, fh: number, length: number, offset: number, ctx: FuseContext): Promise<Buffer>;
+  /** `data` is the daemon's own copy. @returns bytes written */
+  write(path: BytePath | null, fh: number, data: Buffer, offset: number, ctx: FuseContext): Promise<number>;
+  flush(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
+  fsync(path: BytePath | null, datasync: boolean, fh: number, ctx: FuseContext): Promise<void>;
+  release(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
+  opendir(path: BytePath, flags: number, ctx: FuseContext): Promise<OpenResult>;
+  releasedir(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
+}
+
+export interface GuardOptions {
+  logger: Logger;
+  /** An op not answered after this long answers EIO (0 = never). */
+  timeoutMs: number;
+  /** Called after an AssertionError was answered. */
+  onFatal: (err: unknown) => void;
+}
+
+/** Errors that are the normal answer of a file system (not worth more than a debug line). */
+const QUIET_CODES = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'ENODATA', 'EXDEV', 'EINVAL', 'ELOOP', 'ENAMETOOLONG']);
+
+export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
+  const { logger } = options;
+
+  function report(op: string, path: BytePath | null, err: unknown): void {
+    const where = `${op} ${displayPath(path)}`;
+    if (err instanceof AssertionError) {
+      logger.error(`${where}: ${err.message}\n${err.stack ?? ''}`);
+      options.onFatal(err);
+      return;
+    }
+    if (err instanceof DdfsError) {
+      if (err.code === 'NOT_FOUND' || err.code === 'EXISTS') logger.dbg(`${where}: ${err.message}`);
+      else logger.warn(`${where}: ${err.message}`);
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) {
+      if (QUIET_CODES.has(code)) logger.dbg(`${where}: ${messageOf(err)}`);
+      else logger.warn(`${where}: ${messageOf(err)}`);
+      return;
+    }
+    logger.error(`${where}: unexpected error: ${messageOf(err)}\n${(err as Error)?.stack ?? ''}`);
+  }
+
+  /**
+   * Run `work` and answer once: `ok(value)` or `fail(-errno)`. `late(value)` cleans up a result that arrives after
+   * the timeout answered.
+   */
+  function run<T>(op: string, path: BytePath | null, work: () => Promise<T>, ok: (v: T) => void, fail: (res: number) => void, late?: (v: T) => void): void {
+    let answered = false;
+    let timer: NodeJS.Timeout | null = null;
+    if (options.timeoutMs > 0) {
+      timer = setTimeout(() => {
+        if (answered) return;
+        answered = true;
+        logger.error(`${op} ${displayPath(path)}: no answer after ${options.timeoutMs} ms, answering EIO`);
+        fail(-EIO);
+      }, options.timeoutMs);
+      timer.unref();
+    }
+    const finish = (): boolean => {
+      if (answered) return false;
+      answered = true;
+      if (timer) clearTimeout(timer);
+      return true;
+    };
+    Promise.resolve()
+      .then(work)
+      .then(
+        (value) => {
+          if (!finish()) {
+            late?.(value);
+            return;
+          }
+          try {
+            ok(value);
+          } catch (err) {
+            report(op, path, err);
+            fail(-EIO);
+          }
+        },
+        (err: unknown) => {
+          if (!finish()) return;
+          report(op, path, err);
+          fail(-errnoOf(err));
+        },
+      );
+  }
+
+  /** An op whose only answer is 0 / -errno. */
+  function plain(op: string, path: BytePath | null, work: () => Promise<void>, cb: (res: number) => void): void {
+    run(op, path, work, () => cb(0), cb);
+  }
+
+  function releaseLate(path: BytePath, r: OpenResult, ctx: FuseContext, isDir: boolean): void {
+    const p = isDir ? ops.releasedir(path, r.fh, ctx) : ops.release(path, r.fh, ctx);
+    p.catch((err: unknown) => report('release(late open)', path, err));
+  }
+
+  return {
+    init(cb) {
+      cb(0);
+    },
+    getattr(path, cb, ctx) {
+      run('getattr', path, () => ops.getattr(path, ctx), (st) => cb(0, st), (res) => cb(res));
+    },
+    fgetattr(path, fh, cb, ctx) {
+      run('fgetattr', path, () => ops.fgetattr(path, fh, ctx), (st) => cb(0, st), (res) => cb(res));
+    },
+    readdir(path, cb, ctx) {
+      run('readdir', path, () => ops.readdir(path, ctx), (d) => cb(0, d.names, d.stats), (res) => cb(res));
+    },
+    access(path, mode, cb, ctx) {
+      plain('access', path, () => ops.access(path, mode, ctx), cb);
+    },
+    statfs(path, cb, ctx) {
+      run('statfs', path, () => ops.statfs(path, ctx), (s) => cb(0, s), (res) => cb(res));
+    },
+    readlink(path, cb, ctx) {
+      run('readlink', path, () => ops.readlink(path, ctx), (t) => cb(0, t), (res) => cb(res));
+    },
+    mkdir(path, mode, cb, ctx) {
+      plain('mkdir', path, () => ops.mkdir(path, mode, ctx), cb);
+    },
+    rmdir(path, cb, ctx) {
+      plain('rmdir', path, () => ops.rmdir(path, ctx), cb);
+    },
+    unlink(path, cb, ctx) {
+      plain('unlink', path, () => ops.unlink(path, ctx), cb);
+    },
+    rename(src, dest, cb, ctx) {
+      plain('rename', src, () => ops.rename(src, dest, ctx), cb);
+    },
+    link(src, dest, cb, ctx) {
+      plain('link', dest, () => ops.link(src, dest, ctx), cb);
+    },
+    symlink(target, path, cb, ctx) {
+      plain('symlink', path, () => ops.symlink(target, path, ctx), cb);
+    },
+    chmod(path, mode, cb, ctx) {
+      plain('chmod', path, () => ops.chmod(path, mode, ctx), cb);
+    },
+    chown(path, uid, gid, cb, ctx) {
+      plain('chown', path, () => ops.chown(path, uid, gid, ctx), cb);
+    },
+    utimens(path, atime, mtime, cb, ctx) {
+      plain('utimens', path, () => ops.utimens(path, atime, mtime, ctx), cb);
+    },
+    mknod(path, mode, dev, cb, ctx) {
+      plain('mknod', path, () => ops.mknod(path, mode, dev, ctx), cb);
+    },
+    truncate(path, size, cb, ctx) {
+      plain('truncate', path, () => ops.truncate(path, size, ctx), cb);
+    },
+    ftruncate(path, fh, size, cb, ctx) {
+      plain('ftruncate', path, () => ops.ftruncate(path, fh, size, ctx), cb);
+    },
+    open(path, flags, cb, ctx) {
+      run('open', path, () => ops.open(path, flags, ctx), (r) => cb(0, r.fh, r.fiFlags ?? 0), (res) => cb(res), (r) => releaseLate(path, r, ctx, false));
+    },
+    create(path, mode, flags, cb, ctx) {
+      run('create', path, () => ops.create(path, mode, flags, ctx), (r) => cb(0, r.fh, r.fiFlags ?? 0), (res) => cb(res), (r) => releaseLate(path, r, ctx, false));
+    },
+    opendir(path, flags, cb, ctx) {
+      run('opendir', path, () => ops.opendir(path, flags, ctx), (r) => cb(0, r.fh, r.fiFlags ?? 0), (res) => cb(res), (r) => releaseLate(path, r, ctx, true));
+    },
+    read(path, fh, buf, length, offset, cb, ctx) {
+      run(
+        'read',
+        path,
+        () => ops.read(path, fh, length, offset, ctx),
+        (data) => {
+          const n = Math.min(data.length, length, buf.length);
+          data.copy(buf, 0, 0, n);
+          cb(n);
+        },
+        cb,
+      );
+    },
+    write(path, fh, buf, length, offset, cb, ctx) {
+      // FUSE reuses `buf` once answered; the op keeps its own copy (it may buffer a partial block).
+      const data = Buffer.from(buf.subarray(0, Math.min(length, buf.length)));
+      run('write', path, () => ops.write(path, fh, data, offset, ctx), (n) => cb(n), cb);
+    },
+    flush(path, fh, cb, ctx) {
+      plain('flush', path, () => ops.flush(path, fh, ctx), cb);
+    },
+    fsync(path, datasync, fh, cb, ctx) {
+      plain('fsync', path, () => ops.fsync(path, datasync !== 0, fh, ctx), cb);
+    },
+    release(path, fh, cb, ctx) {
+      plain('release', path, () => ops.release(path, fh, ctx), cb);
+    },
+    releasedir(path, fh, cb, ctx) {
+      plain('releasedir', path, () => ops.releasedir(path, fh, ctx), cb);
+    },
+  };
+}

@@ -1,0 +1,468 @@
+/**
+ * The op table of the daemon (spec §8.3–§8.9): metadata passes through to the UFS tree `ddfsroot` (the process cwd,
+ * see byte_path.ts); regular files outside `/.ddumbfs/` go through the dedup layer (UfsFile); files inside
+ * `/.ddumbfs/` are raw pass-through, and its special files regenerate on open (special_files.ts).
+ *
+ * Invariants:
+ * - a caller's O_DIRECT and O_APPEND never reach a UFS file; O_WRONLY becomes O_RDWR (spec §8.4);
+ * - new objects (create, mkdir, mknod, symlink) belong to the caller (uid, and gid unless the directory is setgid);
+ * - st_size of a deduplicated file is its logical size (the open UfsFile's, else the UFS header's),
+ *   st_blksize = block size, st_blocks = ceil(size/bs)·bs/512 (spec §8.3);
+ * - before times are set on an open file its buffered data is flushed, so a later close does not move the UFS
+ *   file's mtime (cp -p, rsync -t, tar keep their times).
+ * Metadata syscalls on the UFS are synchronous: a few µs each on a cached inode, against ≈250 µs through the libuv
+ * pool, where they would also queue behind block I/O (getattr alone runs several times per file created, as the
+ * mount uses zero attr/entry timeouts). They only ever touch the UFS, never a FUSE mount. The data path (UfsFile)
+ * stays asynchronous.
+ * Every method may throw; op_guard.ts answers the errno.
+ */
+import * as fs from 'node:fs';
+import { constants as fsc } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { constants as osc } from 'node:os';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { decodeUfsHeader } from '../format/ufs_header.js';
+import { UFS_HEADER_SIZE } from '../limits.js';
+import type { UfsFile } from '../ufs/ufs_file.js';
+import type { Logger } from '../util/log.js';
+import type { Volume } from '../volume/volume.js';
+import { byteStringOf, displayPath, isInSpecialDir, specialFileOf, ufsPathOf, utf8PathOf } from './byte_path.js';
+import {
+  AT_SYMLINK_NOFOLLOW,
+  FI_DIRECT_IO,
+  hostMknod,
+  hostUtimensat,
+  type BytePath,
+  type FuseContext,
+  type FuseStat,
+  type FuseStatfs,
+  type FuseTimespec,
+} from './fuse_binding.js';
+import type { DirListing, FsOps, OpenResult } from './op_guard.js';
+import { OpenFiles, type OpenFile, type UfsHandle } from './open_files.js';
+import { regenerateSpecialFile } from './special_files.js';
+
+const O_ACCMODE = 3;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+/** chown's "leave unchanged" value as FUSE passes it ((uid_t)-1). */
+const ID_UNCHANGED = 0xffffffff;
+/** Default name length limit reported by statfs. */
+const NAME_LENGTH_MAX = 255;
+
+/** A Node-style system error for an errno number. */
+function errnoError(errno: number, syscall: string, p: Buffer | string): NodeJS.ErrnoException {
+  const code = Object.entries(osc.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
+  const shown = typeof p === 'string' ? p : p.toString('utf8');
+  return Object.assign(new Error(`${code}: ${syscall} '${shown}'`), { errno: -errno, code, syscall });
+}
+
+function codeError(code: string, message: string): NodeJS.ErrnoException {
+  const errno = (osc.errno as Record<string, number>)[code] ?? osc.errno.EIO;
+  return Object.assign(new Error(`${code}: ${message}`), { errno: -errno, code });
+}
+
+/** Flags for a UFS open: O_DIRECT / O_APPEND stripped, O_WRONLY → O_RDWR, no O_CREAT/O_EXCL (spec §8.4). */
+export function ufsOpenFlags(flags: number): number {
+  let f = flags & ~(fsc.O_DIRECT | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL);
+  if ((f & O_ACCMODE) === fsc.O_WRONLY) f = (f & ~O_ACCMODE) | fsc.O_RDWR;
+  return f;
+}
+
+/** Open read-only without moving the atime (O_NOATIME needs ownership or CAP_FOWNER: retried without). */
+function openNoAtime(ufsPath: Buffer): number {
+  try {
+    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NOATIME);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  }
+}
+
+function isReadOnly(flags: number): boolean {
+  return (flags & O_ACCMODE) === fsc.O_RDONLY;
+}
+
+export class DdumbfsOps implements FsOps {
+  readonly openFiles = new OpenFiles();
+  private readonly blockSize: number;
+  private readonly euid: number;
+  private readonly egid: number;
+
+  constructor(
+    private readonly volume: Volume,
+    private readonly logger: Logger,
+  ) {
+    this.blockSize = volume.config.blockSize;
+    this.euid = process.geteuid?.() ?? 0;
+    this.egid = process.getegid?.() ?? 0;
+  }
+
+  private count(name: Parameters<Volume['store']['counters']['add']>[0]): void {
+    this.volume.store.counters.add(name);
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------------------
+
+  /**
+   * Run `fn` with a string path naming the same file as `ufsPath`: the path itself when it is UTF-8, else
+   * /proc/self/fd/N of a descriptor opened here (for the APIs of the volume layer, which take strings).
+   */
+  private async withStringPath<T>(ufsPath: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
+    const s = utf8PathOf(ufsPath);
+    if (s !== null) return fn(s);
+    const fd = openNoAtime(ufsPath);
+    try {
+      return await fn(`/proc/self/fd/${fd}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Logical size of a closed deduplicated file from its header (spec §7, §8.3). Read with O_NOATIME: a stat must
+   * not move the file's atime (relatime would, after touch/utimens). An invalid header is reported and shown as
+   * size 0, so the file can still be listed and removed.
+   */
+  private readSize(ufsPath: Buffer, mountPath: BytePath): number {
+    this.count('header_load');
+    const fd = openNoAtime(ufsPath);
+    try {
+      const head = Buffer.alloc(UFS_HEADER_SIZE);
+      const n = fs.readSync(fd, head, 0, UFS_HEADER_SIZE, 0);
+      return decodeUfsHeader(head.subarray(0, n), displayPath(mountPath));
+    } catch (err) {
+      if (err instanceof DdfsError && err.code === 'BAD_HEADER') {
+        this.logger.warn(`${displayPath(mountPath)}: ${err.message} (shown with size 0; run fsckddumbfs)`);
+        return 0;
+      }
+      throw err;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The stat answer for a UFS object; `raw` objects (files of /.ddumbfs/) keep their UFS size. */
+  private statOf(mountPath: BytePath, ufsPath: Buffer, st: BigIntStats, open?: OpenFile, raw = isInSpecialDir(mountPath)): FuseStat {
+    const out: FuseStat = {
+      mode: Number(st.mode),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: st.size,
+      dev: st.dev,
+      nlink: st.nlink,
+      ino: st.ino,
+      rdev: st.rdev,
+      blksize: st.blksize,
+      blocks: st.blocks,
+      atimeNs: st.atimeNs,
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
+    };
+    if (st.isFile() && !raw) {
+      const entry = open ?? this.openFiles.find(st.ino);
+      const size = entry ? entry.file.size : this.readSize(ufsPath, mountPath);
+      const bs = this.blockSize;
+      out.size = size;
+      out.blksize = bs;
+      out.blocks = (Math.ceil(size / bs) * bs) / 512;
+    }
+    return out;
+  }
+
+  /** Give a new object to the caller: uid, and gid unless the parent directory is setgid (it chose the group). */
+  private chownNew(ufsPath: Buffer, ctx: FuseContext, mode?: number): void {
+    let gid = ctx.gid;
+    const dir = path.dirname(ufsPath.toString('latin1'));
+    const parent = fs.statSync(Buffer.from(dir, 'latin1'));
+    if (parent.mode & S_ISGID) gid = -1;
+    if (ctx.uid === this.euid && (gid === -1 || gid === this.egid)) return;
+    fs.lchownSync(ufsPath, ctx.uid, gid);
+    // chown clears set-user/group-ID bits of a regular file; the creator asked for them
+    if (mode !== undefined && mode & (S_ISUID | S_ISGID)) fs.chmodSync(ufsPath, mode & 0o7777);
+  }
+
+  private openUfsFile(ufsPath: Buffer, create: boolean): Promise<UfsFile> {
+    return this.withStringPath(ufsPath, (p) => this.volume.openFile(p, { create }));
+  }
+
+  /** Take a use of the deduplicated file at `ufsPath` (which must be a regular file). */
+  private acquireFile(ufsPath: Buffer, create: boolean): Promise<OpenFile> {
+    const st = fs.lstatSync(ufsPath, { bigint: true });
+    if (st.isDirectory()) throw codeError('EISDIR', `open '${ufsPath.toString('utf8')}'`);
+    if (!st.isFile()) throw codeError('EACCES', `open '${ufsPath.toString('utf8')}': not a regular file`);
+    return this.openFiles.acquire(st.ino, () => this.openUfsFile(ufsPath, create));
+  }
+
+  private ufsHandle(fh: number): UfsHandle | null {
+    const h = this.openFiles.handle(fh);
+    return h.kind === 'ufs' ? h : null;
+  }
+
+  private async addUfsHandle(openFile: OpenFile, flags: number, created: boolean): Promise<OpenResult> {
+    try {
+      if (!created && flags & fsc.O_TRUNC && openFile.file.size !== 0) await openFile.file.truncate(0);
+      return { fh: this.openFiles.addHandle({ kind: 'ufs', openFile }) };
+    } catch (err) {
+      await this.openFiles.release(openFile);
+      throw err;
+    }
+  }
+
+  /** Open a file of /.ddumbfs/ raw; a special file opened read-only is regenerated first (spec §8.9). */
+  private async openRaw(mountPath: BytePath, flags: number): Promise<OpenResult> {
+    const ufsPath = ufsPathOf(mountPath);
+    const special = specialFileOf(mountPath);
+    if (special) {
+      if (!isReadOnly(flags)) throw codeError('EACCES', `${displayPath(mountPath)}: special files are read-only`);
+      await regenerateSpecialFile(this.volume, special, ufsPath, this.logger);
+    }
+    const fileHandle = await fsp.open(ufsPath, ufsOpenFlags(flags));
+    const fh = this.openFiles.addHandle({ kind: 'raw', fileHandle });
+    return { fh, fiFlags: special ? FI_DIRECT_IO : 0 };
+  }
+
+  // ---- metadata --------------------------------------------------------------------------------------------------
+
+  async getattr(mountPath: BytePath): Promise<FuseStat> {
+    this.count('getattr');
+    const ufsPath = ufsPathOf(mountPath);
+    return this.statOf(mountPath, ufsPath, fs.lstatSync(ufsPath, { bigint: true }));
+  }
+
+  async fgetattr(mountPath: BytePath | null, fh: number): Promise<FuseStat> {
+    this.count('fgetattr');
+    const h = this.openFiles.handle(fh);
+    if (h.kind === 'raw') {
+      const st = await h.fileHandle.stat({ bigint: true });
+      return this.statOf(mountPath ?? '', Buffer.alloc(0), st, undefined, true);
+    }
+    if (mountPath === null) throw codeError('ENOENT', 'fgetattr of an unlinked file');
+    const ufsPath = ufsPathOf(mountPath);
+    const st = fs.lstatSync(ufsPath, { bigint: true });
+    return this.statOf(mountPath, ufsPath, st, st.ino === h.openFile.ino ? h.openFile : undefined);
+  }
+
+  async readdir(mountPath: BytePath): Promise<DirListing> {
+    const dir = ufsPathOf(mountPath);
+    const entries = fs.readdirSync(dir, { encoding: 'buffer' });
+    const self = fs.lstatSync(dir, { bigint: true });
+    const up = mountPath === '/' ? self : fs.lstatSync(Buffer.concat([dir, Buffer.from('/..')]), { bigint: true });
+    const names: BytePath[] = ['.', '..'];
+    const stats: FuseStat[] = [this.entryStat(self), this.entryStat(up)];
+    const slash = Buffer.from('/');
+    for (const name of entries) {
+      const st = fs.lstatSync(Buffer.concat([dir, slash, name]), { bigint: true, throwIfNoEntry: false });
+      if (!st) continue; // removed meanwhile
+      names.push(byteStringOf(name));
+      stats.push(this.entryStat(st));
+    }
+    return { names, stats };
+  }
+
+  /** What readdir needs of an entry: type and inode (libfuse uses nothing else without readdirplus). */
+  private entryStat(st: BigIntStats): FuseStat {
+    return { mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), size: st.size, nlink: st.nlink, ino: st.ino };
+  }
+
+  async access(mountPath: BytePath, mode: number): Promise<void> {
+    fs.accessSync(ufsPathOf(mountPath), mode);
+  }
+
+  /** spec §8.3: f_bsize = f_frsize = bs, f_blocks = block_count, free = min(UFS free × (frsize / addr_size), free bits). */
+  async statfs(): Promise<FuseStatfs> {
+    const u = fs.statfsSync('.', { bigint: true });
+    const { blockSize, blockCount, blockCountFree } = this.volume.statfs();
+    const perBlock = BigInt(Math.max(1, Math.floor(Number(u.bsize) / this.volume.config.addrSize)));
+    const free = BigInt(blockCountFree);
+    const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+    return {
+      bsize: blockSize,
+      frsize: blockSize,
+      blocks: blockCount,
+      bfree: min(u.bfree * perBlock, free),
+      bavail: min(u.bavail * perBlock, free),
+      files: u.files,
+      ffree: u.ffree,
+      favail: u.ffree,
+      namemax: NAME_LENGTH_MAX,
+    };
+  }
+
+  async readlink(mountPath: BytePath): Promise<BytePath> {
+    return byteStringOf(fs.readlinkSync(ufsPathOf(mountPath), { encoding: 'buffer' }));
+  }
+
+  async mkdir(mountPath: BytePath, mode: number, ctx: FuseContext): Promise<void> {
+    const ufsPath = ufsPathOf(mountPath);
+    fs.mkdirSync(ufsPath, { mode: mode & 0o7777 });
+    this.chownNew(ufsPath, ctx);
+  }
+
+  async rmdir(mountPath: BytePath): Promise<void> {
+    fs.rmdirSync(ufsPathOf(mountPath));
+  }
+
+  async unlink(mountPath: BytePath): Promise<void> {
+    fs.unlinkSync(ufsPathOf(mountPath));
+    this.volume.mayFindFreeBlocks = true;
+  }
+
+  async rename(src: BytePath, dest: BytePath): Promise<void> {
+    fs.renameSync(ufsPathOf(src), ufsPathOf(dest));
+    this.volume.mayFindFreeBlocks = true;
+  }
+
+  async link(src: BytePath, dest: BytePath): Promise<void> {
+    fs.linkSync(ufsPathOf(src), ufsPathOf(dest));
+  }
+
+  async symlink(target: BytePath, mountPath: BytePath, ctx: FuseContext): Promise<void> {
+    const ufsPath = ufsPathOf(mountPath);
+    fs.symlinkSync(Buffer.from(target, 'latin1'), ufsPath);
+    this.chownNew(ufsPath, ctx);
+  }
+
+  async chmod(mountPath: BytePath, mode: number): Promise<void> {
+    fs.chmodSync(ufsPathOf(mountPath), mode & 0o7777);
+  }
+
+  async chown(mountPath: BytePath, uid: number, gid: number): Promise<void> {
+    fs.lchownSync(ufsPathOf(mountPath), uid === ID_UNCHANGED ? -1 : uid, gid === ID_UNCHANGED ? -1 : gid);
+  }
+
+  async utimens(mountPath: BytePath, atime: FuseTimespec, mtime: FuseTimespec): Promise<void> {
+    const ufsPath = ufsPathOf(mountPath);
+    if (!isInSpecialDir(mountPath)) {
+      // buffered data written after this point would move the UFS mtime again
+      const st = fs.lstatSync(ufsPath, { bigint: true });
+      const open = st.isFile() ? this.openFiles.find(st.ino) : undefined;
+      if (open) await open.file.flush();
+    }
+    const res = hostUtimensat(ufsPath.toString('latin1'), atime, mtime, AT_SYMLINK_NOFOLLOW);
+    if (res < 0) throw errnoError(-res, 'utimensat', ufsPath);
+  }
+
+  async mknod(mountPath: BytePath, mode: number, dev: number, ctx: FuseContext): Promise<void> {
+    const ufsPath = ufsPathOf(mountPath);
+    if ((mode & fsc.S_IFMT) === fsc.S_IFREG || (mode & fsc.S_IFMT) === 0) {
+      // an empty regular file: a 0-byte UFS file is a valid empty file (spec §7)
+      fs.closeSync(fs.openSync(ufsPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, mode & 0o7777));
+    } else {
+      const res = hostMknod(ufsPath.toString('latin1'), mode, dev);
+      if (res < 0) throw errnoError(-res, 'mknod', ufsPath);
+    }
+    this.chownNew(ufsPath, ctx, mode);
+  }
+
+  async truncate(mountPath: BytePath, size: number): Promise<void> {
+    this.count('truncate');
+    const ufsPath = ufsPathOf(mountPath);
+    if (isInSpecialDir(mountPath)) {
+      fs.truncateSync(ufsPath, size);
+      return;
+    }
+    const openFile = await this.acquireFile(ufsPath, false);
+    try {
+      await openFile.file.truncate(size);
+    } finally {
+      await this.openFiles.release(openFile);
+    }
+  }
+
+  async ftruncate(_mountPath: BytePath | null, fh: number, size: number): Promise<void> {
+    this.count('ftruncate');
+    const h = this.openFiles.handle(fh);
+    if (h.kind === 'raw') await h.fileHandle.truncate(size);
+    else await h.openFile.file.truncate(size);
+  }
+
+  // ---- file handles ----------------------------------------------------------------------------------------------
+
+  async open(mountPath: BytePath, flags: number): Promise<OpenResult> {
+    this.count('open');
+    if (isInSpecialDir(mountPath)) return this.openRaw(mountPath, flags);
+    const openFile = await this.acquireFile(ufsPathOf(mountPath), false);
+    return this.addUfsHandle(openFile, flags, false);
+  }
+
+  async create(mountPath: BytePath, mode: number, flags: number, ctx: FuseContext): Promise<OpenResult> {
+    this.count('create');
+    if (isInSpecialDir(mountPath) || mountPath === '/.ddumbfs') {
+      throw codeError('EACCES', `${displayPath(mountPath)}: no new files in /.ddumbfs/`);
+    }
+    const ufsPath = ufsPathOf(mountPath);
+    let created = false;
+    try {
+      fs.closeSync(fs.openSync(ufsPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, mode & 0o7777));
+      created = true;
+    } catch (err) {
+      // an existing file (a lost race with another creator) is simply opened, unless the caller wanted O_EXCL
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || flags & fsc.O_EXCL) throw err;
+    }
+    if (created) this.chownNew(ufsPath, ctx, mode);
+    // create: true writes the header of the new (0-byte) UFS file at once (spec §8.4)
+    const openFile = await this.acquireFile(ufsPath, true);
+    return this.addUfsHandle(openFile, flags, created);
+  }
+
+  async read(_mountPath: BytePath | null, fh: number, length: number, offset: number): Promise<Buffer> {
+    this.count('read');
+    const h = this.openFiles.handle(fh);
+    if (h.kind === 'raw') {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await h.fileHandle.read(buf, 0, length, offset);
+      return buf.subarray(0, bytesRead);
+    }
+    return h.openFile.file.read(offset, length);
+  }
+
+  async write(_mountPath: BytePath | null, fh: number, data: Buffer, offset: number): Promise<number> {
+    this.count('write');
+    const h = this.openFiles.handle(fh);
+    if (h.kind === 'raw') {
+      const { bytesWritten } = await h.fileHandle.write(data, 0, data.length, offset);
+      return bytesWritten;
+    }
+    await h.openFile.file.write(offset, data);
+    this.volume.maybeCheckpoint().catch((err: unknown) => this.logger.error(`checkpoint: ${(err as Error).message}`));
+    return data.length;
+  }
+
+  async flush(_mountPath: BytePath | null, fh: number): Promise<void> {
+    this.count('flush');
+    const h = this.ufsHandle(fh);
+    if (h) await h.openFile.file.flush();
+  }
+
+  async fsync(_mountPath: BytePath | null, _datasync: boolean, fh: number): Promise<void> {
+    this.count('fsync');
+    const h = this.openFiles.handle(fh);
+    if (h.kind === 'raw') await h.fileHandle.sync();
+    else await h.openFile.file.fsync();
+  }
+
+  async release(_mountPath: BytePath | null, fh: number): Promise<void> {
+    this.count('release');
+    const h = this.openFiles.removeHandle(fh);
+    if (h.kind === 'raw') await h.fileHandle.close();
+    else await this.openFiles.release(h.openFile);
+  }
+
+  /** Push every open file's buffered partial block (background sweep, spec §8.7). */
+  async flushAll(): Promise<void> {
+    for (const f of this.openFiles.files()) await f.file.flush();
+  }
+
+  async opendir(mountPath: BytePath): Promise<OpenResult> {
+    const st = fs.lstatSync(ufsPathOf(mountPath));
+    if (!st.isDirectory()) throw codeError('ENOTDIR', `opendir '${displayPath(mountPath)}'`);
+    return { fh: 0 };
+  }
+
+  async releasedir(): Promise<void> {
+    // opendir keeps no state
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Real mounts for FUSE integration tests (style.md "FUSE integration"):
+ * - the daemon always runs in a child process (`node bin/ddumbfs MNT -o parent=P -f`), never in the test worker:
+ *   a synchronous call on the mount from the process serving it would deadlock;
+ * - `unmount()` does `fusermount -u` with a timeout and waits for the child; if that fails it kills only that pid
+ *   and lazily unmounts;
+ * - `unmountAll()` (for afterAll) cleans up whatever a test left mounted.
+ * Needs a built tree (`npx tsc -p tsconfig.json`, done by scripts/setup.sh) and root with /dev/fuse.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DDUMBFS_BIN = join(REPO_DIR, 'bin', 'ddumbfs');
+export const MKDDUMBFS_BIN = join(REPO_DIR, 'bin', 'mkddumbfs');
+
+const MOUNT_TIMEOUT_MS = 20_000;
+const UNMOUNT_TIMEOUT_MS = 10_000;
+const EXIT_TIMEOUT_MS = 15_000;
+
+export interface MountedVolume {
+  pid: number;
+  parentDir: string;
+  mountDir: string;
+  /** The daemon's stderr so far. */
+  stderr(): string;
+  /** Resolves with the daemon's exit code (null if killed by a signal). */
+  exited: Promise<number | null>;
+  /** fusermount -u, wait for the daemon; fallback: kill that pid + umount -l. Idempotent. */
+  unmount(): Promise<void>;
+}
+
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The fs type mounted on `mountDir` (e.g. "fuse.ddumbfs"), or null. */
+export function mountTypeAt(mountDir: string): string | null {
+  const target = resolve(mountDir);
+  let type: string | null = null;
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f.length >= 3 && unescapeMountField(f[1]!) === target) type = f[2]!;
+  }
+  return type;
+}
+
+export function isMounted(mountDir: string): boolean {
+  return mountTypeAt(mountDir) !== null;
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `pred` every 50 ms until true. @returns false on timeout */
+export async function waitFor(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (pred()) return true;
+    if (Date.now() > end) return false;
+    await sleep(50);
+  }
+}
+
+/** Run a command; never throws. */
+export async function sh(cmd: string, args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(cmd, args, { timeout: options.timeoutMs ?? 30_000, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number | string; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
+  }
+}
+
+function checkBuilt(): void {
+  if (!existsSync(join(REPO_DIR, 'dist', 'cli', 'ddumbfs.js'))) {
+    throw new Error('dist/ is not built: run scripts/setup.sh (or npx tsc -p tsconfig.json) first');
+  }
+}
+
+/** mkddumbfs into an existing directory `dir` (spec §12 CLI). */
+export async function makeVolume(dir: string, options: { blockSize: number | string; size: number | string; hash?: string }): Promise<void> {
+  checkBuilt();
+  const args = [MKDDUMBFS_BIN, '-s', String(options.size), '-B', String(options.blockSize)];
+  if (options.hash) args.push('-H', options.hash);
+  args.push(dir);
+  const r = await sh(process.execPath, args);
+  if (r.code !== 0) throw new Error(`mkddumbfs ${dir} failed (${r.code}): ${r.stderr}`);
+}
+
+const live = new Set<MountedVolume>();
+
+/**
+ * Mount `parentDir` on `mountDir` with a foreground daemon in a child process; resolves once the file system is
+ * served (the daemon logged "mounted on" and the mount is in /proc/self/mounts). `extraOpts` are more -o options
+ * (e.g. ['check', 'reclaim=90']).
+ * @throws when the daemon exits first or the mount does not appear in time (the child is then killed)
+ */
+export async function mountVolume(parentDir: string, mountDir: string, extraOpts: string[] = []): Promise<MountedVolume> {
+  checkBuilt();
+  const opts = [`parent=${parentDir}`, ...extraOpts].join(',');
+  const child: ChildProcess = spawn(process.execPath, [DDUMBFS_BIN, mountDir, '-o', opts, '-f'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let errText = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    errText += c.toString();
+  });
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((res) => {
+    child.on('exit', (code) => {
+      exitCode = code;
+      res(code);
+    });
+  });
+  // served = the daemon got libfuse's INIT (its "mounted on" line), not only mount(2) (already in /proc/mounts)
+  const served = (): boolean => / filesystem .* mounted on /.test(errText) && mountTypeAt(mountDir) === 'fuse.ddumbfs';
+  const mounted = await waitFor(() => exitCode !== undefined || served(), MOUNT_TIMEOUT_MS);
+  if (exitCode !== undefined || !mounted) {
+    if (exitCode === undefined) child.kill('SIGKILL');
+    throw new Error(`ddumbfs did not mount ${mountDir} (exit ${String(exitCode)}): ${errText}`);
+  }
+  let done: Promise<void> | null = null;
+  const mv: MountedVolume = {
+    pid: child.pid!,
+    parentDir,
+    mountDir,
+    stderr: () => errText,
+    exited,
+    unmount: () => {
+      done ??= (async () => {
+        if (isMounted(mountDir)) await sh('fusermount', ['-u', mountDir], { timeoutMs: UNMOUNT_TIMEOUT_MS });
+        const timedOut = await Promise.race([exited.then(() => false), sleep(EXIT_TIMEOUT_MS).then(() => true)]);
+        if (timedOut && exitCode === undefined) {
+          child.kill('SIGKILL');
+          await exited;
+        }
+        if (isMounted(mountDir)) await sh('umount', ['-l', mountDir], { timeoutMs: UNMOUNT_TIMEOUT_MS });
+        live.delete(mv);
+      })();
+      return done;
+    },
+  };
+  live.add(mv);
+  return mv;
+}
+
+/** Unmount everything mountVolume mounted and that is still up (afterAll safety net). */
+export async function unmountAll(): Promise<void> {
+  await Promise.all([...live].map((m) => m.unmount()));
+}
