@@ -129,13 +129,15 @@ describe('refused mounts change nothing', () => {
 });
 
 describe('crash marker and startup check', () => {
-  it('.autofsck at mount: the check hook runs; the marker stays (no repair yet)', async () => {
+  it('.autofsck at mount: the repair runs before serving and a clean unmount removes the marker', async () => {
     writeFileSync(autofsck(), '');
     const m = await mountVolume(parent, mnt);
     await m.unmount();
     expect(await m.exited).toBe(0);
-    expect(m.stderr()).toMatch(/WAR volume was not cleanly unmounted; automatic repair not implemented yet/);
-    expect(existsSync(autofsck())).toBe(true);
+    expect(m.stderr()).toMatch(/INF check filesystem .* \(not cleanly unmounted\)/);
+    expect(m.stderr()).toMatch(/Fixed:\s*0\s+Corrupted:\s*0/);
+    expect(m.stderr()).toMatch(/INF filesystem .* checked/);
+    expect(existsSync(autofsck())).toBe(false);
   });
 
   it('-o check on a clean volume runs the hook and still unmounts cleanly', async () => {

@@ -11,6 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseMountOptions } from '../fs/mount_options.js';
 import { runDaemon } from '../fs/mount.js';
+import { repairVolume } from '../fsck/repair.js';
+import { SPECIAL_DIRECTORY } from '../volume/volume.js';
 import { logger } from '../util/log.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
@@ -142,6 +144,12 @@ export async function main(argv: string[]): Promise<number> {
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,
       onMounted: reportReady,
+      startupRepair: async (parentDir, crashed, log) => {
+        const report = await repairVolume(parentDir, { logger: log, crashed });
+        if (report.corruptedFiles > 0) {
+          log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/corrupted.txt`);
+        }
+      },
     });
     // The volume is closed. A lazily unmounted file system still in use keeps libfuse's thread (and so this
     // process) alive: end it now; its remaining users get ENOTCONN, as with upstream.

@@ -31,11 +31,10 @@ import {
   mountPointOf,
 } from '../volume/volume.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
-import { noAtimeDevices } from './noatime_devices.js';
 import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { guardOps } from './op_guard.js';
 import { DdumbfsOps } from './ops.js';
-import { runStartupCheck } from './startup_check.js';
+import { runStartupCheck, type StartupRepair } from './startup_check.js';
 
 /** How often the daemon looks for its mount in /proc/self/mounts. */
 const MOUNT_POLL_MS = 1000;
@@ -54,6 +53,8 @@ export interface DaemonOptions extends DdumbfsMountOptions {
   logger: Logger;
   /** Called once the file system is mounted and served. */
   onMounted?: () => void;
+  /** The repair run before serving after an unclean unmount or with -o check (fsckddumbfs -n, spec §10.3). */
+  startupRepair?: StartupRepair;
 }
 
 /** Unescape a /proc/mounts field (\040 for space etc.). */
@@ -190,11 +191,37 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 async function startDaemon(options: DaemonOptions, signals: StopSignals): Promise<number> {
   const log = options.logger;
   const { parentDir, mountPoint } = checkMountable(options);
-  const volume = await Volume.open(parentDir, { logger: log, freeBlockReserve: FREE_BLOCK_RESERVE, devices: noAtimeDevices() });
-  const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
-  let autofsckOurs = false;
-  let markerRemovable = false;
   const autofsck = path.join(parentDir, AUTOFSCK_MARKER);
+  // Refuse a volume that cannot be opened before anything is written to it (no marker, no repair).
+  await (await Volume.open(parentDir, { logger: log, readOnly: true })).close();
+
+  const crashed = exists(autofsck);
+  try {
+    fs.writeFileSync(autofsck, '', { mode: 0o644 });
+  } catch (err) {
+    throw new DdfsError('IO', `${autofsck}: cannot create: ${messageOf(err)}`, { path: autofsck }, err);
+  }
+  let autofsckOurs = !crashed;
+  // whether a clean unmount may remove the marker: not after a crash the check could not repair
+  let markerRemovable = !crashed;
+  if (crashed || options.check) {
+    try {
+      markerRemovable = await runStartupCheck(parentDir, crashed, log, options.startupRepair);
+    } catch (err) {
+      log.error(`${messageOf(err)}`);
+      log.error('ERROR filesystem corrupted. Run fsck !');
+      throw new DdfsError('CORRUPT', `${parentDir}: filesystem corrupted, run fsckddumbfs`, { path: parentDir }, err);
+    }
+  }
+
+  let volume: Volume;
+  try {
+    volume = await Volume.open(parentDir, { logger: log, freeBlockReserve: FREE_BLOCK_RESERVE });
+  } catch (err) {
+    if (autofsckOurs) fs.rmSync(autofsck, { force: true });
+    throw err;
+  }
+  const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
   try {
     if (!fs.statSync(specialDir, { throwIfNoEntry: false })?.isDirectory()) {
       throw new DdfsError('NOT_FOUND', `${specialDir}: special directory missing (run fsckddumbfs)`, { path: specialDir });
@@ -215,30 +242,10 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
     log.attachFile(path.join(specialDir, LOG_FILE_NAME));
     process.chdir(volume.rootDir);
     process.umask(0);
-
-    const crashed = exists(autofsck);
-    try {
-      fs.writeFileSync(autofsck, '', { mode: 0o644 });
-    } catch (err) {
-      throw new DdfsError('IO', `${autofsck}: cannot create: ${messageOf(err)}`, { path: autofsck }, err);
-    }
-    autofsckOurs = !crashed;
-    // whether a clean unmount may remove the marker: not after a crash the check could not repair
-    markerRemovable = !crashed;
-
-    if (crashed || options.check) {
-      try {
-        markerRemovable = await runStartupCheck(volume, crashed);
-      } catch (err) {
-        log.error(`${messageOf(err)}`);
-        log.error('ERROR filesystem corrupted. Run fsck !');
-        autofsckOurs = false; // the marker stays for the next attempt
-        throw new DdfsError('CORRUPT', `${parentDir}: filesystem corrupted, run fsckddumbfs`, { path: parentDir }, err);
-      }
-    }
   } catch (err) {
     await volume.close().catch(() => undefined);
     if (autofsckOurs) fs.rmSync(autofsck, { force: true });
+    autofsckOurs = false;
     throw err;
   }
 

@@ -89,13 +89,25 @@ async function blockDeviceSize(fh: fsp.FileHandle): Promise<number> {
   return lo;
 }
 
-/** Devices on the real file system (O_DIRECT is never passed: spec §4 note on dio; see ddumbfs(8)). */
+/**
+ * Devices on the real file system. O_DIRECT is never passed (a caller's O_DIRECT must not reach UFS files: their
+ * unaligned header writes would fail). O_NOATIME keeps the volume's own reads of headers and node lists from moving
+ * a UFS file's atime, so atime stays what users set (cp -p, tar, rsync); it needs ownership or CAP_FOWNER, so an
+ * EPERM retries without it.
+ */
 export const fileDevices: DeviceFactory = {
   async open(path, options) {
     let flags = options.readOnly ? fsc.O_RDONLY : fsc.O_RDWR;
     if (options.create) flags |= fsc.O_CREAT;
     if (options.truncate) flags |= fsc.O_TRUNC;
-    const fh = await fsp.open(path, flags, options.mode ?? 0o600);
+    const mode = options.mode ?? 0o600;
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(path, flags | (fsc.O_NOATIME ?? 0), mode);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+      fh = await fsp.open(path, flags, mode);
+    }
     return new FileDevice(path, fh);
   },
 };
