@@ -3,7 +3,7 @@
  * UFS files, checkpoints) goes through a `Device`, so a fault-injecting or crash-simulating device is a drop-in.
  * This file and its siblings are the only importers of node:fs for volume data.
  */
-import * as fsp from 'node:fs/promises';
+import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
 
@@ -31,15 +31,27 @@ export interface DeviceFactory {
   open(path: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device>;
 }
 
+/**
+ * A file or block device on the real file system.
+ *
+ * Writes, small reads, size and truncate are synchronous system calls wrapped in promises: on page-cache I/O they
+ * cost microseconds, where a trip through libuv's thread pool costs far more than the call itself (the daemon's
+ * small-file work was latency-bound on it). Large reads, which may wait for the disk, and fsync stay asynchronous,
+ * so several of them can be in flight.
+ */
 class FileDevice implements Device {
-  constructor(readonly path: string, private readonly fh: fsp.FileHandle) {}
+  private closed = false;
+
+  constructor(readonly path: string, private readonly fd: number) {}
 
   async read(buf: Buffer, bufOffset: number, length: number, position: number): Promise<number> {
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await this.fh.read(buf, bufOffset + done, length - done, position + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
+      const n = length - done <= SYNC_READ_SIZE_MAX
+        ? fs.readSync(this.fd, buf, bufOffset + done, length - done, position + done)
+        : await readAsync(this.fd, buf, bufOffset + done, length - done, position + done);
+      if (n === 0) break;
+      done += n;
     }
     return done;
   }
@@ -47,43 +59,52 @@ class FileDevice implements Device {
   async write(buf: Buffer, position: number): Promise<void> {
     let done = 0;
     while (done < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, position + done);
-      if (bytesWritten <= 0) throw new DdfsError('IO', `${this.path}: short write`, { path: this.path });
-      done += bytesWritten;
+      const n = fs.writeSync(this.fd, buf, done, buf.length - done, position + done);
+      if (n <= 0) throw new DdfsError('IO', `${this.path}: short write`, { path: this.path });
+      done += n;
     }
   }
 
-  async sync(): Promise<void> {
-    await this.fh.sync();
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fsync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   async size(): Promise<number> {
-    const st = await this.fh.stat();
-    if (st.isBlockDevice()) return blockDeviceSize(this.fh);
+    const st = fs.fstatSync(this.fd);
+    if (st.isBlockDevice()) return blockDeviceSize(this.fd);
     return st.size;
   }
 
   async truncate(size: number): Promise<void> {
-    await this.fh.truncate(size);
+    fs.ftruncateSync(this.fd, size);
   }
 
   async close(): Promise<void> {
-    await this.fh.close();
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
   }
 }
 
-async function blockDeviceSize(fh: fsp.FileHandle): Promise<number> {
+/** Reads up to this size are synchronous (page-cache hits); larger ones go through the thread pool. */
+const SYNC_READ_SIZE_MAX = 64 * 1024;
+
+function readAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function blockDeviceSize(fd: number): number {
   // lseek(SEEK_END) is not exposed; reading past the end returns 0 bytes, so probe with a binary search.
   const probe = Buffer.alloc(1);
   let lo = 0;
   let hi = 1;
-  while ((await fh.read(probe, 0, 1, hi - 1)).bytesRead === 1) {
+  while (fs.readSync(fd, probe, 0, 1, hi - 1) === 1) {
     lo = hi;
     hi *= 2;
   }
   while (hi - lo > 1) {
     const mid = Math.floor((lo + hi) / 2);
-    if ((await fh.read(probe, 0, 1, mid - 1)).bytesRead === 1) lo = mid;
+    if (fs.readSync(fd, probe, 0, 1, mid - 1) === 1) lo = mid;
     else hi = mid;
   }
   return lo;
@@ -101,13 +122,13 @@ export const fileDevices: DeviceFactory = {
     if (options.create) flags |= fsc.O_CREAT;
     if (options.truncate) flags |= fsc.O_TRUNC;
     const mode = options.mode ?? 0o600;
-    let fh: fsp.FileHandle;
+    let fd: number;
     try {
-      fh = await fsp.open(path, flags | (fsc.O_NOATIME ?? 0), mode);
+      fd = fs.openSync(path, flags | (fsc.O_NOATIME ?? 0), mode);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-      fh = await fsp.open(path, flags, mode);
+      fd = fs.openSync(path, flags, mode);
     }
-    return new FileDevice(path, fh);
+    return new FileDevice(path, fd);
   },
 };
