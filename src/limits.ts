@@ -52,3 +52,9 @@ export const CORRUPTED_BACKUP_COUNT = 5;
  * single Buffer over Node's 4 GiB limit. A chunk always holds whole nodes.
  */
 export const INDEX_CHUNK_SIZE_MAX = 256 * 1024 * 1024;
+
+/**
+ * Bytes of accepted writes a file may have waiting to be hashed and stored (the daemon's writer pool, spec §8.6
+ * step 6): enough for a few 128 KiB requests to overlap with hashing, small enough to bound memory per open file.
+ */
+export const WRITE_BEHIND_SIZE_MAX = 4 * 1024 * 1024;

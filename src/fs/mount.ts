@@ -19,7 +19,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
-import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE } from '../limits.js';
+import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
 import {
@@ -266,7 +266,7 @@ async function serve(
   undoMarker: () => void,
 ): Promise<number> {
   const log = options.logger;
-  const ops = new DdumbfsOps(volume, log);
+  const ops = new DdumbfsOps(volume, log, options.pool === 0 ? 0 : WRITE_BEHIND_SIZE_MAX);
   let stopRequested: ((reason: string) => void) | null = null;
   const stopped = new Promise<string>((resolve) => {
     stopRequested = resolve;

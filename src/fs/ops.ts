@@ -91,9 +91,14 @@ export class DdumbfsOps implements FsOps {
   private readonly euid: number;
   private readonly egid: number;
 
+  /**
+   * @param writeBehindSizeMax bytes of accepted writes a file may have pending (0 = every write is stored before
+   *   it is answered: mount option pool=0)
+   */
   constructor(
     private readonly volume: Volume,
     private readonly logger: Logger,
+    private readonly writeBehindSizeMax = 0,
   ) {
     this.blockSize = volume.config.blockSize;
     this.euid = process.geteuid?.() ?? 0;
@@ -426,7 +431,8 @@ export class DdumbfsOps implements FsOps {
       const { bytesWritten } = await h.fileHandle.write(data, 0, data.length, offset);
       return bytesWritten;
     }
-    await h.openFile.file.write(offset, data);
+    if (this.writeBehindSizeMax > 0) await h.openFile.file.writeBehind(offset, data, this.writeBehindSizeMax);
+    else await h.openFile.file.write(offset, data);
     this.volume.maybeCheckpoint().catch((err: unknown) => this.logger.error(`checkpoint: ${(err as Error).message}`));
     return data.length;
   }

@@ -103,7 +103,63 @@ export class UfsFile {
 
   /** Logical size in bytes. */
   get size(): number {
-    return this.sizeBytes;
+    return this.pendingOps > 0 ? this.logicalSize : this.sizeBytes;
+  }
+
+  /** Mutations accepted (write-behind) or queued (truncate) but not yet applied. */
+  private pendingOps = 0;
+  private pendingBytes = 0;
+  /** The size callers see while mutations are pending: the size they will leave. */
+  private logicalSize = 0;
+  private readonly pendingDone = new Set<Promise<void>>();
+  /** The first error of a write-behind: reported by the next write, flush, fsync or close (spec §8.6 step 6). */
+  private deferredError: unknown = null;
+
+  private beginPending(sizeAfter: number): void {
+    this.logicalSize = sizeAfter;
+    this.pendingOps++;
+  }
+
+  private endPending(): void {
+    this.pendingOps--;
+  }
+
+  /** Throw (once) the error of an earlier write-behind. */
+  private throwDeferred(): void {
+    const err = this.deferredError;
+    if (err !== null) {
+      this.deferredError = null;
+      throw err;
+    }
+  }
+
+  /**
+   * Accept a write and apply it in the background, in call order with every other operation on this file (the
+   * daemon's writer pool, spec §8.6 step 6): the caller's next request arrives while this one is hashed and stored.
+   * `data` is copied. At most `pendingBytesMax` bytes wait at once; beyond that the call waits.
+   * Reads, truncates, flush, fsync and close queue behind the accepted writes; `size` includes them at once.
+   * @throws the deferred error of an earlier write-behind (then this write is not accepted)
+   */
+  async writeBehind(offset: number, data: Buffer, pendingBytesMax: number): Promise<void> {
+    this.throwDeferred();
+    while (this.pendingBytes > 0 && this.pendingBytes + data.length > pendingBytesMax) {
+      await Promise.race(this.pendingDone);
+    }
+    this.throwDeferred();
+    this.assertOpen();
+    const copy = Buffer.from(data);
+    this.beginPending(Math.max(this.size, offset + copy.length));
+    this.pendingBytes += copy.length;
+    const done: Promise<void> = this.write(offset, copy)
+      .catch((err: unknown) => {
+        this.deferredError ??= err;
+      })
+      .finally(() => {
+        this.pendingBytes -= copy.length;
+        this.pendingDone.delete(done);
+        this.endPending();
+      });
+    this.pendingDone.add(done);
   }
 
   /** Address of block j from the node cache. */
@@ -178,6 +234,11 @@ export class UfsFile {
    * @throws DdfsError NO_SPACE when the block file is full; IO on a failed block or UFS write
    */
   write(offset: number, data: Buffer): Promise<void> {
+    try {
+      this.throwDeferred();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.lock.write(() => this.writeLocked(offset, data));
   }
 
@@ -298,6 +359,7 @@ export class UfsFile {
    * @throws DdfsError NO_SPACE / IO
    */
   truncate(newSize: number): Promise<void> {
+    this.beginPending(newSize);
     return this.lock.write(async () => {
       this.assertOpen();
       if (newSize === this.sizeBytes) {
@@ -331,7 +393,7 @@ export class UfsFile {
       this.headerSizeOnDisk = newSize;
       this.store.counters.add('do_truncate');
       this.onBlocksReleased?.();
-    });
+    }).finally(() => this.endPending());
   }
 
   /** Push the buffered partial block to the block store and write its node (spec §8.7). */
@@ -343,6 +405,7 @@ export class UfsFile {
         await this.writeHeader();
         this.headerSizeOnDisk = this.sizeBytes;
       }
+      this.throwDeferred();
     });
   }
 
@@ -356,17 +419,25 @@ export class UfsFile {
     await this.store.sync();
   }
 
-  /** flush and close the UFS file; further calls fail. The fd is closed even when the flush fails. */
+  /**
+   * flush, save the header if it differs from the size (spec §8.7 release: e.g. an earlier header write failed),
+   * and close the UFS file; further calls fail. The fd is closed even when the flush fails.
+   */
   close(): Promise<void> {
     return this.lock.write(async () => {
       if (this.closed) return;
       try {
         await this.flushBuffer();
+        if (this.headerSizeOnDisk !== this.sizeBytes && (this.headerSizeOnDisk !== -1 || this.sizeBytes > 0)) {
+          await this.writeHeader();
+          this.headerSizeOnDisk = this.sizeBytes;
+        }
       } finally {
         this.closed = true;
         this.buffer = null;
         await this.device.close();
       }
+      this.throwDeferred();
     });
   }
 
