@@ -10,22 +10,17 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { BLOCK_FILE_MAGIC } from '../limits.js';
-import { deriveConfig, renderConfig, validateConfig, type DdfsConfig, type HashName } from '../format/config.js';
+import { deriveConfig, renderConfig, validateConfig, type DdfsConfig, type GeometryInput } from '../format/config.js';
 import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, mountPointOf } from './volume.js';
 
-export interface CreateOptions {
-  /** Block-file size in bytes; for a block device 0 means the device size (a larger value is ignored). */
-  partitionSize: number;
-  blockSize: number;
-  hashName: HashName;
-  nodeOverflow: number;
-  reuseAsap: boolean;
-  /** cfg names: relative to the parent or absolute ('' = default). */
-  blockFilename?: string;
-  indexFilename?: string;
+/**
+ * The geometry inputs of spec §3.3; `partitionSize` may be 0 for a block device (its size is used, and a larger
+ * value is ignored); the file names are relative to the parent or absolute ('' = default).
+ */
+export interface CreateOptions extends GeometryInput {
   /** Called before initialising a block device that lacks the block-file magic; false declines. */
   confirmDevice?: (devicePath: string) => Promise<boolean>;
 }
