@@ -49,6 +49,8 @@ export class BlockStore {
   readonly counters = new Counters();
   /** Blocks being written: address → promise settled when the data is on disk. */
   private readonly inFlight = new Map<number, Promise<void>>();
+  /** In-flight addresses another caller deduplicated against before their data was written. */
+  private readonly referencedInFlight = new Set<number>();
   /** Net changes of the used-block count since the last checkpoint (spec §5.8). */
   changesSinceCheckpoint = 0;
   private readonly hashScratch: Buffer;
@@ -119,7 +121,8 @@ export class BlockStore {
    * node_size bytes each) into `nodesOut` from `nodesOffset`.
    *
    * @returns the number of blocks stored; fewer than `count` only when the volume filled up (then `error` is set)
-   * @throws DdfsError IO when a block-file write fails (the nodes of this call must then not be written to a file)
+   * @throws DdfsError IO (NO_SPACE when the device said ENOSPC) when a block-file write fails: the nodes of this
+   *   call must then not be written to a file; the blocks that were not written are taken out of the index
    */
   async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number): Promise<{ stored: number; error: DdfsError | null }> {
     const { blockSize: bs, nodeSize: ns, addrSize: as, hashSize: hs } = this.cfg;
@@ -150,6 +153,7 @@ export class BlockStore {
       }
       if (found.found) {
         encodeAddress(nodesOut, nodeOff, as, found.address);
+        if (this.inFlight.has(found.address)) this.referencedInFlight.add(found.address);
         this.counters.add('ghost_write');
         this.reclaimFound?.set(found.address);
         stored++;
@@ -177,8 +181,41 @@ export class BlockStore {
       stored++;
     }
     this.counters.add('calc_hash', Math.round((performance.now() - t0) * 1000));
-    if (newAddresses.length > 0) await this.writeNewBlocks(data, newAddresses, newBlockIndexes);
+    if (newAddresses.length > 0) {
+      try {
+        await this.writeNewBlocks(data, newAddresses, newBlockIndexes);
+      } catch (err) {
+        this.forgetUnwritten(newAddresses, newBlockIndexes, nodesOut, nodesOffset, (err as DdfsError).data?.failed as Set<number> | undefined);
+        throw err;
+      }
+    }
     return { stored, error };
+  }
+
+  /**
+   * After a failed block write: take the index nodes of the blocks whose data was not written out of the index, so
+   * nothing dedups against a block that is not there; free their addresses unless another writer already
+   * referenced one while it was in flight (that address then stays allocated without a node: a leak fsck frees).
+   */
+  private forgetUnwritten(addresses: number[], blockIndexes: number[], nodes: Buffer, nodesOffset: number, failed: Set<number> | undefined): void {
+    const { nodeSize: ns, addrSize: as } = this.cfg;
+    const index = this.index.nodes;
+    for (let i = 0; i < addresses.length; i++) {
+      const a = addresses[i]!;
+      if (failed && !failed.has(a)) continue;
+      const hashOffset = nodesOffset + blockIndexes[i]! * ns + as;
+      try {
+        const r = index.lookup(nodes, hashOffset);
+        if (r.found && r.address === a) index.delete(r.slot);
+      } catch {
+        // probe ran off the table: the node is not there
+      }
+      if (!this.referencedInFlight.has(a)) {
+        this.index.bitmap.clear(a);
+        this.changesSinceCheckpoint--;
+      }
+      this.referencedInFlight.delete(a);
+    }
   }
 
   /** Write new blocks, one pwrite per run of consecutive addresses taken from consecutive source blocks. */
@@ -196,14 +233,28 @@ export class BlockStore {
       for (let a = first; a < first + count; a++) this.inFlight.set(a, p);
       this.counters.add('block_write', count);
       writes.push(p.finally(() => {
-        for (let a = first; a < first + count; a++) if (this.inFlight.get(a) === p) this.inFlight.delete(a);
+        for (let a = first; a < first + count; a++) {
+          if (this.inFlight.get(a) === p) this.inFlight.delete(a);
+        }
+      }).then(() => {
+        for (let a = first; a < first + count; a++) this.referencedInFlight.delete(a);
+      }, (err: unknown) => {
+        throw Object.assign(new Error((err as Error)?.message ?? String(err)), { cause: err, first, count });
       }));
       i = j;
     }
-    try {
-      await Promise.all(writes);
-    } catch (err) {
-      throw new DdfsError('IO', `${this.blockDevice.path}: block write failed: ${(err as Error).message}`, {}, err);
+    const results = await Promise.allSettled(writes);
+    const failed = new Set<number>();
+    let firstError: unknown = null;
+    for (const r of results) {
+      if (r.status === 'fulfilled') continue;
+      const e = r.reason as { first: number; count: number; cause: unknown };
+      for (let a = e.first; a < e.first + e.count; a++) failed.add(a);
+      firstError ??= e.cause;
+    }
+    if (firstError !== null) {
+      const errno = (firstError as NodeJS.ErrnoException).code === 'ENOSPC' ? 'NO_SPACE' : 'IO';
+      throw new DdfsError(errno, `${this.blockDevice.path}: block write failed: ${(firstError as Error).message}`, { failed }, firstError);
     }
   }
 

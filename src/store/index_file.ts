@@ -75,13 +75,30 @@ export class IndexFile {
     await this.device.write(encodeIndexHeader(), 0);
   }
 
-  /** Write dirty bitmap and node pages back to the device (no fsync). */
+  /** Node ranges taken as dirty whose write failed: written again (with their current bytes) by the next flush. */
+  private unwrittenNodeRanges: ReturnType<NodeIndex['takeDirtyRanges']> = [];
+
+  /**
+   * Write dirty bitmap and node pages back to the device (no fsync). When a write fails, what was not written stays
+   * dirty for the next flush (the dirty sets were already taken), and the error is thrown.
+   */
   async flush(): Promise<void> {
-    for (const [start, end] of this.bitmap.takeDirtyRanges()) {
-      await this.device.write(this.bitmap.bytes.subarray(start, end), this.cfg.freeblockOffset + start);
-    }
-    for (const r of this.nodes.takeDirtyRanges()) {
-      await this.device.write(r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length), this.cfg.nodeOffset + r.offset);
+    const bitmapRanges = this.bitmap.takeDirtyRanges();
+    const nodeRanges = [...this.unwrittenNodeRanges, ...this.nodes.takeDirtyRanges()];
+    this.unwrittenNodeRanges = [];
+    let k = 0;
+    try {
+      for (const [start, end] of bitmapRanges) {
+        await this.device.write(this.bitmap.bytes.subarray(start, end), this.cfg.freeblockOffset + start);
+      }
+      for (; k < nodeRanges.length; k++) {
+        const r = nodeRanges[k]!;
+        await this.device.write(r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length), this.cfg.nodeOffset + r.offset);
+      }
+    } catch (err) {
+      if (k === 0) this.bitmap.markAllDirty();
+      this.unwrittenNodeRanges = nodeRanges.slice(k);
+      throw err;
     }
   }
 
