@@ -22,7 +22,7 @@ import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { createHasher, type BlockHasher } from './hash.js';
 import { Bitmap } from './bitmap.js';
-import { IndexFile } from './index_file.js';
+import { IndexFile, type CapturedPages } from './index_file.js';
 import type { LookupResult } from './node_index.js';
 import { Counters } from './stats.js';
 
@@ -293,12 +293,44 @@ export class BlockStore {
     while (this.inFlight.size > 0) await Promise.allSettled([...new Set(this.inFlight.values())]);
   }
 
-  /** Make block data and index durable: drain writes, write dirty index pages, fsync both (spec §8.7). */
-  async sync(): Promise<void> {
-    await this.drain();
-    if (this.readOnly) return;
-    await this.blockDevice.sync();
-    await this.index.sync();
+  /**
+   * Make block data and index durable (spec §8.7): the index pages and the bitmap are captured at a moment when no
+   * block write is in flight, the block file is synced, and only then are the captured pages written and the index
+   * synced. So the index on disk never names a block whose data is not on disk, even while other writers go on
+   * (their newer pages stay dirty for the next sync). Syncs and checkpoints run one at a time.
+   * @returns the bitmap words as captured (what a checkpoint saves)
+   * @throws Node errors of the block or index device
+   */
+  sync(): Promise<Buffer> {
+    const run = this.durability.then(() => this.syncNow());
+    this.durability = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private durability: Promise<void> = Promise.resolve();
+
+  private async syncNow(): Promise<Buffer> {
+    let pages: CapturedPages;
+    let words: Buffer;
+    for (;;) {
+      await this.drain();
+      // no await between this check and the capture: no block can start being written in between
+      if (this.inFlight.size === 0) {
+        pages = this.readOnly ? [] : this.index.capture();
+        words = Buffer.from(this.index.bitmap.bytes.subarray(0, bitmapWordBytes(this.cfg)));
+        break;
+      }
+    }
+    if (this.readOnly) return words;
+    try {
+      await this.blockDevice.sync();
+    } catch (err) {
+      this.index.markDirtyAgain(pages);
+      throw err;
+    }
+    await this.index.writeCaptured(pages);
+    await this.index.device.sync();
+    return words;
   }
 
   /** Path of the checkpoint file (spec §5.8). */
@@ -307,24 +339,33 @@ export class BlockStore {
   }
 
   /**
-   * Save a checkpoint (spec §5.8): write `ddfsusedblocks.0` and fsync it; sync block file and index; replace
-   * `ddfsusedblocks` by it. Afterwards "allocated in the checkpoint" means "data and index node are on disk".
+   * Save a checkpoint (spec §5.8): sync (block file, then the index captured with the bitmap), write the captured
+   * bitmap words to `ddfsusedblocks.0` and fsync it, then replace `ddfsusedblocks` by it. Afterwards "allocated in
+   * the checkpoint" means "data and index node are on disk". Concurrent calls run one after the other.
    */
-  async checkpoint(): Promise<void> {
+  checkpoint(): Promise<void> {
+    const run = this.checkpointChain.then(() => this.checkpointNow());
+    this.checkpointChain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private checkpointChain: Promise<void> = Promise.resolve();
+
+  private async checkpointNow(): Promise<void> {
     if (this.readOnly) return;
     const tmp = `${this.checkpointPath}.0`;
-    const words = this.index.bitmap.bytes.subarray(0, bitmapWordBytes(this.cfg));
-    await this.sync();
+    const changes = this.changesSinceCheckpoint;
+    const words = await this.sync();
     const dev = await this.devices.open(tmp, { create: true, truncate: true, mode: 0o644 });
     try {
-      await dev.write(Buffer.from(words), 0);
+      await dev.write(words, 0);
       await dev.sync();
     } finally {
       await dev.close();
     }
     await fsp.rm(this.checkpointPath, { force: true });
     await fsp.rename(tmp, this.checkpointPath);
-    this.changesSinceCheckpoint = 0;
+    this.changesSinceCheckpoint -= changes;
   }
 
   /** True when enough blocks changed for a checkpoint (spec §5.8: every 16000 net changes). */

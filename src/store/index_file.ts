@@ -28,6 +28,9 @@ export function encodeIndexHeader(): Buffer {
   return b;
 }
 
+/** Index pages taken at one moment: bytes to write at a file position. */
+export type CapturedPages = Array<{ position: number; bytes: Buffer }>;
+
 export class IndexFile {
   private constructor(
     readonly device: Device,
@@ -75,30 +78,48 @@ export class IndexFile {
     await this.device.write(encodeIndexHeader(), 0);
   }
 
-  /** Node ranges taken as dirty whose write failed: written again (with their current bytes) by the next flush. */
-  private unwrittenNodeRanges: ReturnType<NodeIndex['takeDirtyRanges']> = [];
-
   /**
    * Write dirty bitmap and node pages back to the device (no fsync). When a write fails, what was not written stays
    * dirty for the next flush (the dirty sets were already taken), and the error is thrown.
    */
   async flush(): Promise<void> {
-    const bitmapRanges = this.bitmap.takeDirtyRanges();
-    const nodeRanges = [...this.unwrittenNodeRanges, ...this.nodes.takeDirtyRanges()];
-    this.unwrittenNodeRanges = [];
+    await this.writeCaptured(this.capture());
+  }
+
+  /**
+   * Take the dirty bitmap and node pages as they are now: copies of their bytes and their positions in the file.
+   * The pages are no longer dirty; `writeCaptured` puts them back if it fails.
+   */
+  capture(): CapturedPages {
+    const pages: CapturedPages = [];
+    for (const [start, end] of this.bitmap.takeDirtyRanges()) {
+      pages.push({ position: this.cfg.freeblockOffset + start, bytes: Buffer.from(this.bitmap.bytes.subarray(start, end)) });
+    }
+    for (const r of this.nodes.takeDirtyRanges()) {
+      pages.push({ position: this.cfg.nodeOffset + r.offset, bytes: Buffer.from(r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length)) });
+    }
+    return pages;
+  }
+
+  /**
+   * Write captured pages. On a failure the pages not written are marked dirty again (they are written from the
+   * live table next time, which is at least as new).
+   */
+  async writeCaptured(pages: CapturedPages): Promise<void> {
     let k = 0;
     try {
-      for (const [start, end] of bitmapRanges) {
-        await this.device.write(this.bitmap.bytes.subarray(start, end), this.cfg.freeblockOffset + start);
-      }
-      for (; k < nodeRanges.length; k++) {
-        const r = nodeRanges[k]!;
-        await this.device.write(r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length), this.cfg.nodeOffset + r.offset);
-      }
+      for (; k < pages.length; k++) await this.device.write(pages[k]!.bytes, pages[k]!.position);
     } catch (err) {
-      if (k === 0) this.bitmap.markAllDirty();
-      this.unwrittenNodeRanges = nodeRanges.slice(k);
+      this.markDirtyAgain(pages.slice(k));
       throw err;
+    }
+  }
+
+  /** Put captured pages that were not written back into the dirty sets (written from the live table later). */
+  markDirtyAgain(pages: CapturedPages): void {
+    this.bitmap.markAllDirty();
+    for (const p of pages) {
+      if (p.position >= this.cfg.nodeOffset) this.nodes.markDirtyBytes(p.position - this.cfg.nodeOffset, p.bytes.length);
     }
   }
 

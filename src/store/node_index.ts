@@ -90,6 +90,13 @@ export class NodeIndex {
     return (i % this.nodesPerChunk) * this.nodeSize;
   }
 
+  /** Mark the pages of bytes [offset, offset+length) of the node array dirty (a write-back that failed). */
+  markDirtyBytes(offset: number, length: number): void {
+    const p0 = Math.floor(offset / INDEX_PAGE_SIZE);
+    const p1 = Math.floor((offset + length - 1) / INDEX_PAGE_SIZE);
+    for (let p = p0; p <= p1; p++) this.dirtyPages.add(p);
+  }
+
   private markDirty(first: number, last: number): void {
     const p0 = Math.floor((first * this.nodeSize) / INDEX_PAGE_SIZE);
     const p1 = Math.floor(((last + 1) * this.nodeSize - 1) / INDEX_PAGE_SIZE);

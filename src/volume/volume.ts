@@ -278,8 +278,8 @@ export class Volume {
   }
 
   /** Write back the index and fsync block file and index. */
-  sync(): Promise<void> {
-    return this.store.sync();
+  async sync(): Promise<void> {
+    await this.store.sync();
   }
 
   /** Sync and close the block and index files (the caller closes its UfsFiles first; .autofsck is not touched). */
