@@ -58,3 +58,9 @@ export const INDEX_CHUNK_SIZE_MAX = 256 * 1024 * 1024;
  * step 6): enough for a few 128 KiB requests to overlap with hashing, small enough to bound memory per open file.
  */
 export const WRITE_BEHIND_SIZE_MAX = 4 * 1024 * 1024;
+
+/**
+ * Nodes a file may hold back before it syncs the block store and writes them (UfsFile: a node replacing one that
+ * names a stored block waits for the block file to be synced). Bounds the memory and the work lost to a crash.
+ */
+export const HELD_NODE_COUNT_MAX = 4096;

@@ -15,7 +15,7 @@
  * All operations run under a readers–writer lock: reads share, everything else is exclusive.
  */
 import { DdfsError } from '../errors.js';
-import { UFS_HEADER_SIZE } from '../limits.js';
+import { HELD_NODE_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
 import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
@@ -50,6 +50,8 @@ export class UfsFile {
   private headerSizeOnDisk: number;
   /** Called after an overwrite or shrink: reclaim may find free blocks (spec §8.6 step 1). */
   onBlocksReleased: (() => void) | null = null;
+  /** Called once when the file is closed. */
+  onClosed: (() => void) | null = null;
 
   private constructor(
     readonly ufsPath: string,
@@ -184,11 +186,69 @@ export class UfsFile {
   /** Write nodes [first, first+count) from `src` to the UFS file and the cache. */
   private async writeNodes(first: number, count: number, src: Buffer): Promise<void> {
     if (count === 0) return;
-    const bytes = src.subarray(0, count * this.ns);
+    const ns = this.ns;
+    const as = this.store.cfg.addrSize;
     this.ensureNodeCapacity(first + count);
-    bytes.copy(this.nodes, first * this.ns);
-    await this.device.write(bytes, UFS_HEADER_SIZE + first * this.ns);
-    if (first + count > this.nodesOnDisk) this.nodesOnDisk = first + count;
+    // Runs of nodes to write now; a node that replaces one naming a stored block in the UFS file is held back.
+    let runStart = -1;
+    const writeRun = async (end: number): Promise<void> => {
+      if (runStart < 0) return;
+      await this.device.write(this.nodes.subarray(runStart * ns, end * ns), UFS_HEADER_SIZE + runStart * ns);
+      if (end > this.nodesOnDisk) this.nodesOnDisk = end;
+      runStart = -1;
+    };
+    for (let k = 0; k < count; k++) {
+      const j = first + k;
+      const hold = j < this.nodesOnDisk && (this.heldNodes.has(j) || decodeAddress(this.nodes, j * ns, as) >= 2) &&
+        src.compare(this.nodes, j * ns, (j + 1) * ns, k * ns, (k + 1) * ns) !== 0;
+      src.copy(this.nodes, j * ns, k * ns, (k + 1) * ns);
+      if (hold) {
+        await writeRun(j);
+        this.heldNodes.add(j);
+      } else if (runStart < 0) {
+        runStart = j;
+      }
+    }
+    await writeRun(first + count);
+    if (this.heldNodes.size >= HELD_NODE_COUNT_MAX) await this.writeHeldNodes();
+  }
+
+  /**
+   * Nodes held back: they replace a node of the UFS file that names a stored block (an overwrite, an append to the
+   * last partial block, a shrinking truncate). Written only after the block file is synced, so a power cut can never
+   * leave the UFS file naming a new block whose data did not reach the disk in place of the old, durable one: the
+   * file then keeps its old content for that block instead of losing it (what fsync acknowledged stays intact).
+   */
+  private readonly heldNodes = new Set<number>();
+
+  /** Sync the block store, then write the held nodes (under the file lock). */
+  private async writeHeldNodes(): Promise<void> {
+    if (this.heldNodes.size === 0) return;
+    await this.store.sync();
+    const held = [...this.heldNodes].sort((a, b) => a - b);
+    this.heldNodes.clear();
+    const ns = this.ns;
+    let i = 0;
+    while (i < held.length) {
+      let j = i + 1;
+      while (j < held.length && held[j] === held[j - 1]! + 1) j++;
+      const first = held[i]!;
+      const end = held[j - 1]! + 1;
+      try {
+        await this.device.write(this.nodes.subarray(first * ns, end * ns), UFS_HEADER_SIZE + first * ns);
+      } catch (err) {
+        for (const h of held.slice(i)) this.heldNodes.add(h);
+        throw err;
+      }
+      i = j;
+    }
+  }
+
+  /** Write the held nodes now (reclaim walks UFS files on disk; the background tick bounds how long they wait). */
+  writeHeld(): Promise<void> {
+    return this.lock.write(async () => {
+      if (!this.closed) await this.writeHeldNodes();
+    });
   }
 
   /**
@@ -373,6 +433,7 @@ export class UfsFile {
       const bs = this.bs;
       const k = Math.ceil(newSize / bs);
       if (this.buffer && this.buffer.index >= k) this.buffer = null;
+      for (const j of this.heldNodes) if (j >= k) this.heldNodes.delete(j);
       if (newSize % bs !== 0) {
         const buf = await this.loadBuffer(k - 1);
         const cut = newSize % bs;
@@ -414,6 +475,7 @@ export class UfsFile {
     await this.flush();
     await this.lock.write(async () => {
       if (this.closed) return;
+      await this.writeHeldNodes();
       await this.device.sync();
     });
     await this.store.sync();
@@ -428,6 +490,7 @@ export class UfsFile {
       if (this.closed) return;
       try {
         await this.flushBuffer();
+        await this.writeHeldNodes();
         if (this.headerSizeOnDisk !== this.sizeBytes && (this.headerSizeOnDisk !== -1 || this.sizeBytes > 0)) {
           await this.writeHeader();
           this.headerSizeOnDisk = this.sizeBytes;
@@ -435,6 +498,7 @@ export class UfsFile {
       } finally {
         this.closed = true;
         this.buffer = null;
+        this.onClosed?.();
         await this.device.close();
       }
       this.throwDeferred();

@@ -51,16 +51,19 @@ async function* walkFiles(root: string, rel = ''): AsyncGenerator<string> {
 }
 
 /**
- * Run the online reclaim on an open store whose UFS tree is `rootDir` (spec §9).
+ * Run the online reclaim on an open store whose UFS tree is `rootDir` (spec §9). `beforeWalk` runs once reclaim
+ * mode is on and must write to disk every node a UFS file still holds in memory.
  * @throws DdfsError CORRUPT when files reference blocks the bitmap does not hold ("filesystem check required")
  */
-export async function reclaim(store: BlockStore, rootDir: string, logger: Logger): Promise<ReclaimReport> {
+export async function reclaim(store: BlockStore, rootDir: string, logger: Logger, beforeWalk?: () => Promise<void>): Promise<ReclaimReport> {
   const cfg = store.cfg;
   const t0 = performance.now();
   await store.drain();
   const found = Bitmap.fresh(cfg.blockCount);
   store.reclaimFound = found;
   try {
+    // From here every stored or referenced address is marked; what was stored before must be visible on disk.
+    await beforeWalk?.();
     let files = 0;
     let refs = 0;
     let hashNotFound = 0;

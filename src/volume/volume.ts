@@ -114,6 +114,8 @@ export class Volume {
   mayFindFreeBlocks = false;
   private readonly devices: DeviceFactory;
   private checkpointRunning: Promise<void> | null = null;
+  /** UfsFiles opened through this volume and not closed yet. */
+  private readonly openFiles = new Set<UfsFile>();
 
   private constructor(
     readonly parentDir: string,
@@ -164,6 +166,8 @@ export class Volume {
     f.onBlocksReleased = () => {
       this.mayFindFreeBlocks = true;
     };
+    this.openFiles.add(f);
+    f.onClosed = () => this.openFiles.delete(f);
     return f;
   }
 
@@ -210,7 +214,8 @@ export class Volume {
   async runReclaim(): Promise<ReclaimReport> {
     if (this.reclaimRunning) return this.reclaimRunning;
     this.reclaimRunning = (async () => {
-      const report = await reclaim(this.store, this.rootDir, this.logger);
+      // nodes held back in open files must be on disk before the walk reads the UFS files
+      const report = await reclaim(this.store, this.rootDir, this.logger, () => this.writeHeldNodes());
       this.mayFindFreeBlocks = false;
       this.updateNextReclaim();
       this.logger.info(`reclaim: ${report.nodeDeleted} blocks freed, ${this.store.blockCountUsed} in use`);
@@ -256,6 +261,7 @@ export class Volume {
    */
   async backgroundTick(): Promise<void> {
     try {
+      await this.writeHeldNodes();
       if (this.reclaimDue) await this.runReclaim();
       if (this.store.changesSinceCheckpoint >= CHECKPOINT_TICK_CHANGE_COUNT) await this.store.checkpoint();
       const syncMs = (this.config.autoSync ?? 120) * 1000;
@@ -266,6 +272,11 @@ export class Volume {
     } catch (err) {
       this.logger.error(`background: ${(err as Error).message}`);
     }
+  }
+
+  /** Write the nodes every open file holds back (see UfsFile): one block-store sync, then the UFS writes. */
+  async writeHeldNodes(): Promise<void> {
+    for (const f of [...this.openFiles]) await f.writeHeld();
   }
 
   /** Take a checkpoint when enough blocks changed (spec §5.8); never two at once. */
