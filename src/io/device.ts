@@ -34,10 +34,9 @@ export interface DeviceFactory {
 /**
  * A file or block device on the real file system.
  *
- * Writes, small reads, size and truncate are synchronous system calls wrapped in promises: on page-cache I/O they
- * cost microseconds, where a trip through libuv's thread pool costs far more than the call itself (the daemon's
- * small-file work was latency-bound on it). Large reads, which may wait for the disk, and fsync stay asynchronous,
- * so several of them can be in flight.
+ * Small reads and writes, size and truncate are synchronous system calls wrapped in promises: on page-cache I/O
+ * they cost microseconds, where a trip through libuv's thread pool costs far more than the call itself (the
+ * daemon's small-file work was latency-bound on it). Large reads and writes, and fsync, stay asynchronous.
  */
 class FileDevice implements Device {
   private closed = false;
@@ -47,7 +46,7 @@ class FileDevice implements Device {
   async read(buf: Buffer, bufOffset: number, length: number, position: number): Promise<number> {
     let done = 0;
     while (done < length) {
-      const n = length - done <= SYNC_READ_SIZE_MAX
+      const n = length - done <= SYNC_IO_SIZE_MAX
         ? fs.readSync(this.fd, buf, bufOffset + done, length - done, position + done)
         : await readAsync(this.fd, buf, bufOffset + done, length - done, position + done);
       if (n === 0) break;
@@ -59,7 +58,9 @@ class FileDevice implements Device {
   async write(buf: Buffer, position: number): Promise<void> {
     let done = 0;
     while (done < buf.length) {
-      const n = fs.writeSync(this.fd, buf, done, buf.length - done, position + done);
+      const n = buf.length - done <= SYNC_IO_SIZE_MAX
+        ? fs.writeSync(this.fd, buf, done, buf.length - done, position + done)
+        : await writeAsync(this.fd, buf, done, buf.length - done, position + done);
       if (n <= 0) throw new DdfsError('IO', `${this.path}: short write`, { path: this.path });
       done += n;
     }
@@ -86,8 +87,16 @@ class FileDevice implements Device {
   }
 }
 
-/** Reads up to this size are synchronous (page-cache hits); larger ones go through the thread pool. */
-const SYNC_READ_SIZE_MAX = 64 * 1024;
+/**
+ * Reads and writes up to this size are synchronous (headers, nodes, small blocks: page-cache work); larger ones go
+ * through the thread pool, so a write throttled by dirty-page write-back or a read waiting for the disk never stalls
+ * the daemon's event loop.
+ */
+const SYNC_IO_SIZE_MAX = 64 * 1024;
+
+function writeAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
 
 function readAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
