@@ -23,24 +23,25 @@ echo "== mkddumbfs: ${size_mb} MiB block file, 4 KiB blocks, TIGER"
 "$here/bin/mkddumbfs" -s "${size_mb}M" -B 4k "$parent" | head -1
 echo "== mount on $mnt"
 "$here/bin/ddumbfs" "$mnt" -o "parent=$parent"
-used_before=$(awk '$1=="block_allocated"{print $2}' "$mnt/.ddumbfs/stats")
+allocated() { awk '$1=="block_allocated"{print $2}' "$mnt/.ddumbfs/stats"; }
 
-echo "== cp -a $src $mnt/copy1"
-t0=$(date +%s.%N)
-cp -a "$src" "$mnt/copy1"
-t1=$(date +%s.%N)
-used1=$(awk '$1=="block_allocated"{print $2}' "$mnt/.ddumbfs/stats")
-echo "   copied ${src_mb} MiB in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
-echo "== verify copy1 byte for byte with metadata"
-node "$here/scripts/compare-trees.mjs" "$src" "$mnt/copy1"
+# copy_and_verify NAME WHY: cp -a the source to $mnt/NAME, time it, then compare every file and its metadata.
+copy_and_verify() {
+  echo "== cp -a $src $mnt/$1$2"
+  local t0 t1
+  t0=$(date +%s.%N)
+  cp -a "$src" "$mnt/$1"
+  t1=$(date +%s.%N)
+  echo "   copied ${src_mb} MiB in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+  echo "== verify $1 byte for byte with metadata"
+  node "$here/scripts/compare-trees.mjs" "$src" "$mnt/$1"
+}
 
-echo "== cp -a $src $mnt/copy2 (second copy: should dedup)"
-t0=$(date +%s.%N)
-cp -a "$src" "$mnt/copy2"
-t1=$(date +%s.%N)
-used2=$(awk '$1=="block_allocated"{print $2}' "$mnt/.ddumbfs/stats")
-echo "   copied ${src_mb} MiB in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
-node "$here/scripts/compare-trees.mjs" "$src" "$mnt/copy2"
+used_before=$(allocated)
+copy_and_verify copy1 ''
+used1=$(allocated)
+copy_and_verify copy2 ' (second copy: should dedup)'
+used2=$(allocated)
 
 echo "== dedup figures (/.ddumbfs/stats)"
 grep -E '^(block_allocated|block_free|ghost_write|block_write|hash) ' "$mnt/.ddumbfs/stats" || true
