@@ -152,7 +152,13 @@ export class UfsFile {
     const copy = Buffer.from(data);
     this.beginPending(Math.max(this.size, offset + copy.length));
     this.pendingBytes += copy.length;
-    const done: Promise<void> = this.write(offset, copy)
+    // The lock position is taken now (call order), but the work starts on a later turn of the event loop, after the
+    // caller has answered: otherwise hashing would run in the microtasks before the answer and nothing would overlap.
+    const done: Promise<void> = this.lock
+      .write(async () => {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.writeLocked(offset, copy);
+      })
       .catch((err: unknown) => {
         this.deferredError ??= err;
       })
