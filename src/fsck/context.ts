@@ -338,3 +338,42 @@ export function* runsOf(addresses: Iterable<number>, maxRun = Number.MAX_SAFE_IN
   }
   if (start >= 0) yield { address: start, count };
 }
+
+/**
+ * Open every regular UFS file (walkRegularFiles order) read-only as a UfsNodeFile, hand it to `visit`, and close it.
+ * Used by the passes that cannot go on with a file missing: repair's and rebuild's reading of file nodes.
+ * Progress is reported every 1024 files under the phase 'read files'.
+ * @param action what the message says was aborted ("repair", "rebuild")
+ * @returns the number of files visited
+ * @throws DdfsError IO "cannot read directory|cannot open file|cannot read file …: <action> aborted" on any error,
+ *   including one thrown by `visit`
+ */
+export async function visitUfsFilesOrAbort(
+  v: FsckVolume,
+  action: string,
+  progress: ProgressSink | undefined,
+  visit: (ufsPath: string, file: UfsNodeFile) => Promise<void>,
+): Promise<number> {
+  let files = 0;
+  for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
+    throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: ${action} aborted`, { path: dir }, err);
+  })) {
+    files++;
+    if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0 });
+    let f: UfsNodeFile;
+    try {
+      f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, false);
+    } catch (err) {
+      throw new DdfsError('IO', `cannot open file ${p}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
+    }
+    try {
+      await visit(p, f);
+    } catch (err) {
+      throw new DdfsError('IO', `cannot read file ${p}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
+    } finally {
+      await f.close().catch(() => undefined);
+    }
+  }
+  return files;
+}
+

@@ -25,10 +25,9 @@ import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import type { Logger } from '../util/log.js';
 import { REBUILDFSCK_MARKER, readVolumeConfig } from '../volume/volume.js';
-import { DdfsError } from '../errors.js';
 import { BitSet } from './bitset.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, UfsNodeFile, walkRegularFiles,
+  bitmapAscending, closeDiscard, closePersist, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { fixFiles } from './fix_files.js';
@@ -122,32 +121,15 @@ async function rebuildOpen(v: FsckVolume, options: RebuildOptions, t0: number): 
   } else {
     used.add(0);
     used.add(1);
-    let files = 0;
-    for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-      throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: rebuild aborted`, { path: dir }, err);
-    })) {
-      files++;
-      if ((files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: files, total: 0 });
-      let f: UfsNodeFile;
-      try {
-        f = await UfsNodeFile.open(v.devices, p, ns, false);
-      } catch (err) {
-        throw new DdfsError('IO', `cannot open file ${p}: ${(err as Error).message}: rebuild aborted`, { path: p }, err);
-      }
-      try {
-        // a bad header's node area is read too: fix files keeps those of its nodes the new index confirms
-        for await (const { count, nodes } of f.chunks()) {
-          for (let k = 0; k < count; k++) {
-            const a = decodeAddress(nodes, k * ns, cfg.addrSize);
-            if (a >= 2 && a < bc) used.add(a);
-          }
+    // a bad header's node area is read too: fix files keeps those of its nodes the new index confirms
+    const files = await visitUfsFilesOrAbort(v, 'rebuild', options.progress, async (_p, f) => {
+      for await (const { count, nodes } of f.chunks()) {
+        for (let k = 0; k < count; k++) {
+          const a = decodeAddress(nodes, k * ns, cfg.addrSize);
+          if (a >= 2 && a < bc) used.add(a);
         }
-      } catch (err) {
-        throw new DdfsError('IO', `cannot read file ${p}: ${(err as Error).message}: rebuild aborted`, { path: p }, err);
-      } finally {
-        await f.close().catch(() => undefined);
       }
-    }
+    });
     log.info(`Read ${files} files in ${elapsedText(t)}s.`);
     log.info(`${used.count()} blocks used in files.`);
   }

@@ -23,7 +23,6 @@
  */
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { DdfsError } from '../errors.js';
 import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
@@ -31,7 +30,7 @@ import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER } from '../volume/volume.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, UfsNodeFile, walkRegularFiles,
+  closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { fixFiles, type FixFilesResult } from './fix_files.js';
@@ -197,55 +196,38 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   const inFiles = new BitSet(bc);
   inFiles.add(0);
   inFiles.add(1);
-  let files = 0;
   let moreSuspect = 0;
   let insertedRelaxed = 0;
-  for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-    throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: repair aborted`, { path: dir }, err);
-  })) {
-    files++;
-    if ((files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: files, total: 0 });
-    let f: UfsNodeFile;
-    try {
-      f = await UfsNodeFile.open(v.devices, p, ns, false);
-    } catch (err) {
-      throw new DdfsError('IO', `cannot open file ${p}: ${(err as Error).message}: repair aborted`, { path: p }, err);
+  const files = await visitUfsFilesOrAbort(v, 'repair', options.progress, async (p, f) => {
+    if (f.headerState === 'bad') {
+      log.info(`invalid header, ignore file : ${p}`);
+      return;
     }
-    try {
-      if (f.headerState === 'bad') {
-        log.info(`invalid header, ignore file : ${p}`);
-        continue;
-      }
-      for await (const { count, nodes } of f.chunks()) {
-        for (let k = 0; k < count; k++) {
-          const o = k * ns;
-          const a = decodeAddress(nodes, o, cfg.addrSize);
-          if (a >= bc) continue;
-          inFiles.add(a);
-          if (a < 2 || suspect.has(a) || isZeroOrNullHash(v, nodes, o + cfg.addrSize)) continue;
-          let found = -1;
-          try {
-            const r = idx.lookup(nodes, o + cfg.addrSize);
-            if (r.found) found = r.address;
-          } catch {
-            // probe ran off the table: not found
-          }
-          if (found === a && !pastEnd(a)) continue;
-          if (options.relaxed && found < 0 && !pastEnd(a)) {
-            idx.add(a, nodes.subarray(o + cfg.addrSize, o + ns), 'duplicates');
-            insertedRelaxed++;
-            continue;
-          }
-          suspect.add(a);
-          moreSuspect++;
+    for await (const { count, nodes } of f.chunks()) {
+      for (let k = 0; k < count; k++) {
+        const o = k * ns;
+        const a = decodeAddress(nodes, o, cfg.addrSize);
+        if (a >= bc) continue;
+        inFiles.add(a);
+        if (a < 2 || suspect.has(a) || isZeroOrNullHash(v, nodes, o + cfg.addrSize)) continue;
+        let found = -1;
+        try {
+          const r = idx.lookup(nodes, o + cfg.addrSize);
+          if (r.found) found = r.address;
+        } catch {
+          // probe ran off the table: not found
         }
+        if (found === a && !pastEnd(a)) continue;
+        if (options.relaxed && found < 0 && !pastEnd(a)) {
+          idx.add(a, nodes.subarray(o + cfg.addrSize, o + ns), 'duplicates');
+          insertedRelaxed++;
+          continue;
+        }
+        suspect.add(a);
+        moreSuspect++;
       }
-    } catch (err) {
-      throw new DdfsError('IO', `cannot read file ${p}: ${(err as Error).message}: repair aborted`, { path: p }, err);
-    } finally {
-      await f.close().catch(() => undefined);
     }
-  }
+  });
   log.info(`Read ${files} files in ${elapsedText(t)}s.`);
   log.info(`${inFiles.count()} blocks used in files.`);
   if (options.relaxed) log.info(`${insertedRelaxed} nodes added to index from files without re-hashing.`);
