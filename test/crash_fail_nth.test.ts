@@ -22,7 +22,7 @@ import { FaultyDeviceFactory, type FaultyDeviceOptions } from '../src/io/faulty_
 import { SeededRandom } from '../src/io/crash_device.js';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
-import { copyVolumeDir, quietLogger, readCorruptedList, reportCount, soakCount } from './helpers/crash.js';
+import { copyVolumeDir, quietLogger, readCorruptedList, readVolumeFile, reportCount, soakCount } from './helpers/crash.js';
 
 const BS = 4096;
 const EIO = 5;
@@ -112,17 +112,7 @@ async function copyIn(dir: string, src: Buffer, faulty: FaultyDeviceFactory, rng
 /** Read the copy back (real devices); null when it cannot be read. */
 async function readCopy(dir: string): Promise<Buffer | Error> {
   try {
-    const v = await Volume.open(dir, { readOnly: true });
-    try {
-      const f = await v.openFile(path.join(v.rootDir, 'copy'), { readOnly: true });
-      try {
-        return await f.read(0, f.size);
-      } finally {
-        await f.close();
-      }
-    } finally {
-      await v.close();
-    }
+    return await readVolumeFile(dir, 'copy');
   } catch (err) {
     return err as Error;
   }

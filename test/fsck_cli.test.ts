@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
+import { copyFixtureVolume } from './helpers/crash.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/fsckddumbfs');
@@ -38,11 +39,9 @@ function expectStatus(r: { status: number; stdout: string; stderr: string }, sta
 }
 
 let copies = 0;
+/** A private, writable copy of a fixture volume. */
 function copyVolume(name: string): string {
-  const dir = path.join(work, `${copies++}-${name}`);
-  execFileSync('cp', ['-a', path.join(VOLS, name), dir]);
-  execFileSync('chmod', ['-R', 'u+w', dir]);
-  return dir;
+  return copyFixtureVolume(name, path.join(work, `${copies++}-${name}`));
 }
 
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');

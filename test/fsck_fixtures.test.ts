@@ -16,6 +16,7 @@ import { rebuildVolume } from '../src/fsck/rebuild.js';
 import { runFsck } from '../src/fsck/run.js';
 import { Logger } from '../src/util/log.js';
 import { Volume } from '../src/volume/volume.js';
+import { copyFixtureVolume } from './helpers/crash.js';
 
 const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1';
 const VOLS = path.join(FIXTURES, 'vols');
@@ -27,10 +28,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 let copies = 0;
 /** A private, writable copy of a fixture volume. */
 function copyVolume(name: string): string {
-  const dir = path.join(work, `${copies++}-${name}`);
-  execFileSync('cp', ['-a', path.join(VOLS, name), dir]);
-  execFileSync('chmod', ['-R', 'u+w', dir]);
-  return dir;
+  return copyFixtureVolume(name, path.join(work, `${copies++}-${name}`));
 }
 
 /** A logger that keeps its lines. */
