@@ -19,6 +19,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
+import { assert } from '../util/assert.js';
 import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
@@ -192,19 +193,25 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
   const log = options.logger;
   const { parentDir, mountPoint } = checkMountable(options);
   const autofsck = path.join(parentDir, AUTOFSCK_MARKER);
-  // Refuse a volume that cannot be opened before anything is written to it (no marker, no repair).
-  await (await Volume.open(parentDir, { logger: log, readOnly: true })).close();
-
   const crashed = exists(autofsck);
+  const repairFirst = crashed || options.check;
+  const openVolume = (): Promise<Volume> => Volume.open(parentDir, { logger: log, freeBlockReserve: FREE_BLOCK_RESERVE });
+  // A volume that cannot be opened is refused before anything is written to it (no marker, no repair). Without a
+  // repair the volume served is opened right away; with one, a read-only open checks it first and the repair runs
+  // on the closed volume.
+  let volume: Volume | null = repairFirst ? null : await openVolume();
+  if (repairFirst) await (await Volume.open(parentDir, { logger: log, readOnly: true })).close();
+
   try {
     fs.writeFileSync(autofsck, '', { mode: 0o644 });
   } catch (err) {
+    await volume?.close().catch(() => undefined);
     throw new DdfsError('IO', `${autofsck}: cannot create: ${messageOf(err)}`, { path: autofsck }, err);
   }
   let autofsckOurs = !crashed;
   // whether a clean unmount may remove the marker: not after a crash the check could not repair
   let markerRemovable = !crashed;
-  if (crashed || options.check) {
+  if (repairFirst) {
     try {
       markerRemovable = await runStartupCheck(parentDir, crashed, log, options.startupRepair);
     } catch (err) {
@@ -212,15 +219,14 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
       log.error('ERROR filesystem corrupted. Run fsck !');
       throw new DdfsError('CORRUPT', `${parentDir}: filesystem corrupted, run fsckddumbfs`, { path: parentDir }, err);
     }
+    try {
+      volume = await openVolume();
+    } catch (err) {
+      if (autofsckOurs) fs.rmSync(autofsck, { force: true });
+      throw err;
+    }
   }
-
-  let volume: Volume;
-  try {
-    volume = await Volume.open(parentDir, { logger: log, freeBlockReserve: FREE_BLOCK_RESERVE });
-  } catch (err) {
-    if (autofsckOurs) fs.rmSync(autofsck, { force: true });
-    throw err;
-  }
+  assert(volume, 'the volume is open once the startup check is done');
   const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
   try {
     if (!fs.statSync(specialDir, { throwIfNoEntry: false })?.isDirectory()) {
