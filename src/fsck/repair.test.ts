@@ -91,6 +91,7 @@ describe('a failing repair writes no index', () => {
     execFileSync('rm', ['-f', path.join(dir, 'ddfsusedblocks')]);
     const before = readFileSync(path.join(dir, 'ddfsidx'));
     const failing: DeviceFactory = {
+      ...fileDevices,
       open: async (p, o) => {
         if (p.endsWith('/ddfsroot/b')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
         return fileDevices.open(p, o);

@@ -23,16 +23,29 @@
  *     its sectors). It also makes states no disk makes: a later 26-byte node write surviving while the earlier
  *     16-byte header write to the same sector is lost, or a prefix of a 16-byte header. With it a new file can come
  *     back with an invalid header (a repair then only reports it: ` H  `).
- * - `crashAt: N` crashes automatically inside the Nth mutating call (write, truncate or sync, counted over every
- *   device from 1). That call's own operation is pending when the power fails (a write in flight may be torn, a
- *   sync in flight applies nothing) and it throws EIO, like every later call.
+ * - `crashAt: N` crashes automatically inside the Nth mutating call (write, truncate, sync, rename, remove, mkdir or
+ *   directory sync, counted over every device from 1). That call's own operation is pending when the power fails
+ *   (a write in flight may be torn, an entry operation in flight may be undone, a sync in flight applies nothing)
+ *   and it throws EIO, like every later call.
+ *
+ * Directory entries
+ * - An entry operation is a create (`open` with `create` of a missing path), `mkdir`, `rename` or `remove`. It acts
+ *   on the real file system at once, so the program sees it, and stays *pending* until it is committed.
+ * - The metadata journal is ordered (ext4, xfs): `syncDirectory(d)` commits every pending entry operation up to and
+ *   including the last one that changed `d` (a rename changes the directories of both its paths), so the committed
+ *   operations are always a prefix of the program's order. fsync of a *file* commits no entry (POSIX: a new file's
+ *   name is durable only once its directory is synced).
+ * - At the crash, after the data of every file is decided (above), a random prefix of the still-pending entry
+ *   operations survives (the last journal commit) and the rest are undone, newest first: a created file or
+ *   directory vanishes (with what is in it), a removed one comes back with its content as decided by the crash (the
+ *   factory holds a descriptor of every removed or replaced file until the removal is committed), a rename goes
+ *   back and the file it replaced comes back. So an unsynced create, rename or remove of an entry may be lost, a
+ *   synced one never is, and the name space after the crash is one the program passed through.
+ * - Pending data follows the inode (keyed by st_dev:st_ino), whatever the entry operations do to its names.
+ * - Only entry operations made through the factory are modelled: node:fs calls of the program act at once and are
+ *   durable at once.
  *
  * Simplifications (documented, deliberate)
- * - Directory operations are immediate and durable: creating a file (O_CREAT), unlink and rename act on the real
- *   file system at once and survive the crash. Pending state follows the inode (keyed by st_dev:st_ino), so a file
- *   renamed or unlinked with node:fs while it has pending writes keeps them (BlockStore.checkpoint renames
- *   `ddfsusedblocks.0` with node:fs after syncing it, which is therefore modelled correctly: its content is durable
- *   before the rename, and the rename is durable at once).
  * - There is no page-cache write-back before the crash: nothing reaches the disk without sync() except what the
  *   crash keeps. Real fsync(2) of the real file is skipped unless `realFsync` (the test never really loses power).
  * - Metadata other than the size (mode, times) is not modelled.
@@ -41,7 +54,8 @@
  * loop: a sync or a crash is atomic with respect to the program under test.
  */
 import * as fs from 'node:fs';
-import type { Device, DeviceFactory } from './device.js';
+import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
+import { pathText } from './device.js';
 import { systemError } from './memory_device.js';
 
 /** Sector size used for torn writes (the smallest unit a disk writes atomically). */
@@ -142,9 +156,117 @@ export interface CrashedFileReport {
 
 export interface CrashReport {
   model: CrashModel;
-  /** Mutating calls (write, truncate, sync) seen before the crash, including the one that crashed. */
+  /** Mutating calls (write, truncate, sync, entry operations) seen before the crash, including the one that crashed. */
   ioCount: number;
   files: CrashedFileReport[];
+  /** Entry operations pending at the crash, and how many of them (a prefix) survived. */
+  entriesPending: number;
+  entriesKept: number;
+  /** The entry operations undone, newest first, e.g. "rename a -> b". */
+  entriesUndone: string[];
+}
+
+/**
+ * A file or directory kept for the undo of a removal or of a rename over it: a read descriptor of the file (the
+ * inode lives on while it is open, and the crash writes its decided content through the inode), or the mode of a
+ * directory (an empty one: only empty directories are removed or replaced).
+ */
+interface StashedEntry {
+  fd: number;
+  mode: number;
+  isDirectory: boolean;
+}
+
+/** A create, mkdir, rename or remove not yet committed (see "Directory entries" in the file comment). */
+type EntryOperation =
+  | { kind: 'create' | 'mkdir'; path: string | Buffer; dirs: string[] }
+  | { kind: 'remove'; path: string | Buffer; dirs: string[]; stash: StashedEntry }
+  | { kind: 'rename'; from: string | Buffer; to: string | Buffer; dirs: string[]; replaced: StashedEntry | null };
+
+/** Which pending entry operations survive a crash: all of them, none, or a random prefix (the default). */
+export type EntryCrashPolicy = 'all' | 'none' | 'random';
+
+const SLASH = 0x2f;
+
+/** The directory part of a path, as bytes ('.' for a bare name), like dirname(3). */
+function dirnameOf(p: string | Buffer): Buffer {
+  let b = typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+  let end = b.length;
+  while (end > 1 && b[end - 1] === SLASH) end--;
+  b = b.subarray(0, end);
+  const cut = b.lastIndexOf(SLASH);
+  if (cut < 0) return Buffer.from('.');
+  if (cut === 0) return Buffer.from('/');
+  return b.subarray(0, cut);
+}
+
+/** The identity of the directory at `dir` (st_dev:st_ino), so that two spellings of it agree. */
+function directoryKey(dir: string | Buffer): string {
+  const st = fs.statSync(dir);
+  return `${st.dev}:${st.ino}`;
+}
+
+function describeEntry(op: EntryOperation): string {
+  if (op.kind === 'rename') return `rename ${pathText(op.from)} -> ${pathText(op.to)}`;
+  return `${op.kind} ${pathText(op.path)}`;
+}
+
+/** Keep what is at `p` (a file or an empty directory) so that it can be put back; null when nothing is there. */
+function stashEntry(p: string | Buffer): StashedEntry | null {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (!st) return null;
+  if (st.isDirectory()) return { fd: -1, mode: st.mode & 0o7777, isDirectory: true };
+  return { fd: fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW), mode: st.mode & 0o7777, isDirectory: false };
+}
+
+/** Put a stashed entry back at `p` (after the crash decided its content). */
+function restoreEntry(p: string | Buffer, stash: StashedEntry): void {
+  if (stash.isDirectory) {
+    fs.mkdirSync(p, { mode: stash.mode });
+    return;
+  }
+  const out = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, stash.mode);
+  try {
+    const size = fs.fstatSync(stash.fd).size;
+    const buf = Buffer.alloc(Math.min(size, 1024 * 1024));
+    for (let at = 0; at < size;) {
+      const n = fs.readSync(stash.fd, buf, 0, Math.min(buf.length, size - at), at);
+      if (n <= 0) break;
+      writeAllSync(out, buf.subarray(0, n), at);
+      at += n;
+    }
+    fs.fchmodSync(out, stash.mode);
+  } finally {
+    fs.closeSync(out);
+  }
+}
+
+function releaseStash(stash: StashedEntry | null): void {
+  if (stash && stash.fd >= 0) fs.closeSync(stash.fd);
+}
+
+function releaseEntry(op: EntryOperation): void {
+  if (op.kind === 'remove') releaseStash(op.stash);
+  else if (op.kind === 'rename') releaseStash(op.replaced);
+}
+
+/** Undo one entry operation on the real file system (the later ones are already undone). */
+function undoEntry(op: EntryOperation): void {
+  switch (op.kind) {
+    case 'create':
+      fs.rmSync(op.path, { force: true });
+      break;
+    case 'mkdir':
+      fs.rmSync(op.path, { recursive: true, force: true });
+      break;
+    case 'remove':
+      restoreEntry(op.path, op.stash);
+      break;
+    case 'rename':
+      fs.renameSync(op.to, op.from);
+      if (op.replaced) restoreEntry(op.to, op.replaced);
+      break;
+  }
 }
 /** One real file (inode) and its pending operations, shared by every handle on it. */
 class CrashFile {
@@ -293,18 +415,37 @@ export class CrashDeviceFactory implements DeviceFactory {
   ioCount = 0;
   /** Syncs that reached the real files. */
   syncCount = 0;
+  /** Directory syncs that committed (see "Directory entries" in the file comment). */
+  syncDirectoryCount = 0;
+  /** Entry operations not yet committed, in the program's order. */
+  private readonly entryOps: EntryOperation[] = [];
   /** The crash's report, once crashed. */
   report: CrashReport | null = null;
   private readonly files = new Map<string, CrashFile>();
 
   constructor(private readonly options: CrashDeviceOptions = {}) {}
 
-  async open(path: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
+  async open(path: string, options: DeviceOpenOptions): Promise<Device> {
     if (this.dead) throw systemError('EIO', 'open', path);
     const readOnly = options.readOnly ?? false;
     let flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
-    if (options.create) flags |= fs.constants.O_CREAT; // a directory operation: immediate and durable
-    const fd = fs.openSync(path, flags, options.mode ?? 0o600);
+    if (options.noFollow) flags |= fs.constants.O_NOFOLLOW;
+    const mode = options.mode ?? 0o600;
+    let fd: number;
+    let created = false;
+    if (options.create && options.exclusive) {
+      fd = fs.openSync(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+      created = true;
+    } else {
+      try {
+        fd = fs.openSync(path, flags);
+      } catch (err) {
+        if (!options.create || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        fd = fs.openSync(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+        created = true;
+      }
+    }
+    if (created) this.entryOps.push({ kind: 'create', path, dirs: [directoryKey(dirnameOf(path))] });
     let file: CrashFile;
     try {
       const st = fs.fstatSync(fd);
@@ -328,6 +469,76 @@ export class CrashDeviceFactory implements DeviceFactory {
     file.handles++;
     if (options.truncate && !readOnly) file.pending.push({ kind: 'truncate', size: 0 });
     return new CrashDevice(path, fd, file, readOnly, this);
+  }
+
+  /** rename(2) at once; pending until a directory of either path is synced (file comment). */
+  async rename(from: string | Buffer, to: string | Buffer): Promise<void> {
+    if (this.dead) throw systemError('EIO', 'rename', pathText(from));
+    const dirs = [directoryKey(dirnameOf(from)), directoryKey(dirnameOf(to))];
+    const replaced = stashEntry(to);
+    try {
+      fs.renameSync(from, to);
+    } catch (err) {
+      releaseStash(replaced);
+      throw err;
+    }
+    this.entryOps.push({ kind: 'rename', from, to, dirs, replaced });
+    this.countMutation('rename', pathText(from));
+  }
+
+  /** unlink(2) or rmdir(2) at once; pending until its directory is synced (file comment). */
+  async remove(p: string | Buffer): Promise<void> {
+    if (this.dead) throw systemError('EIO', 'unlink', pathText(p));
+    const stash = stashEntry(p);
+    if (!stash) throw systemError('ENOENT', 'unlink', pathText(p));
+    try {
+      if (stash.isDirectory) fs.rmdirSync(p);
+      else fs.unlinkSync(p);
+    } catch (err) {
+      releaseStash(stash);
+      throw err;
+    }
+    this.entryOps.push({ kind: 'remove', path: p, dirs: [directoryKey(dirnameOf(p))], stash });
+    this.countMutation('unlink', pathText(p));
+  }
+
+  /** mkdir(2) at once; pending until its parent is synced (file comment). */
+  async mkdir(p: string | Buffer, mode: number): Promise<void> {
+    if (this.dead) throw systemError('EIO', 'mkdir', pathText(p));
+    fs.mkdirSync(p, { mode });
+    this.entryOps.push({ kind: 'mkdir', path: p, dirs: [directoryKey(dirnameOf(p))] });
+    this.countMutation('mkdir', pathText(p));
+  }
+
+  /**
+   * fsync(2) of a directory: commits every pending entry operation up to the last one that changed it (file
+   * comment). A sync in flight at an automatic crash commits nothing.
+   */
+  async syncDirectory(p: string | Buffer): Promise<void> {
+    if (this.dead) throw systemError('EIO', 'fsync', pathText(p));
+    const st = fs.statSync(p);
+    if (!st.isDirectory()) throw systemError('ENOTDIR', 'fsync', pathText(p));
+    this.countMutation('fsync', pathText(p));
+    const key = `${st.dev}:${st.ino}`;
+    let last = -1;
+    this.entryOps.forEach((op, i) => {
+      if (op.dirs.includes(key)) last = i;
+    });
+    for (const op of this.entryOps.splice(0, last + 1)) releaseEntry(op);
+    if (this.options.realFsync) {
+      const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    this.syncDirectoryCount++;
+  }
+
+  /** Entry operations not yet committed (for tests of the model). */
+  get pendingEntryCount(): number {
+    return this.entryOps.length;
   }
 
   /** Count a mutating call; crash inside it when it is the `crashAt`th. @throws EIO when it crashed */
@@ -375,13 +586,15 @@ export class CrashDeviceFactory implements DeviceFactory {
    * disk, write that to the real files, drop the rest; every device is dead afterwards.
    * @param policy for targeted scenarios: per file path, 'all' (every pending operation reaches the disk, in
    *   order), 'none' (nothing does) or 'random' (the model decides; the default)
-   * @returns what happened to each file with pending operations
+   * @param entries which pending entry operations survive: 'random' (a random prefix, the default), 'all', 'none'
+   * @returns what happened to each file with pending operations, and to the pending entry operations
    */
-  crash(rng: SeededRandom, policy?: (path: string) => 'all' | 'none' | 'random'): CrashReport {
+  crash(rng: SeededRandom, policy?: (path: string) => 'all' | 'none' | 'random', entries: EntryCrashPolicy = 'random'): CrashReport {
     if (this.dead && this.report) return this.report;
     this.dead = true;
     const model = this.options.model ?? 'sectors';
-    const report: CrashReport = { model, ioCount: this.ioCount, files: [] };
+    const pendingEntries = this.entryOps.length;
+    const report: CrashReport = { model, ioCount: this.ioCount, files: [], entriesPending: pendingEntries, entriesKept: 0, entriesUndone: [] };
     for (const file of [...this.files.values()]) {
       const ops = file.pending;
       file.pending = [];
@@ -398,6 +611,15 @@ export class CrashDeviceFactory implements DeviceFactory {
       }
       report.files.push(model === 'sectors' ? crashSectors(file, ops, rng) : crashSubset(file, ops, rng));
     }
+    // the data is decided; now the name space: a prefix of the pending entry operations survives
+    const kept = entries === 'all' ? pendingEntries : entries === 'none' ? 0 : rng.int(pendingEntries + 1);
+    report.entriesKept = kept;
+    const undone = this.entryOps.splice(kept).reverse();
+    for (const op of undone) {
+      undoEntry(op);
+      report.entriesUndone.push(describeEntry(op));
+    }
+    for (const op of [...this.entryOps.splice(0), ...undone]) releaseEntry(op);
     for (const file of [...this.files.values()]) {
       if (file.handles === 0) this.forget(file);
     }
@@ -408,6 +630,7 @@ export class CrashDeviceFactory implements DeviceFactory {
   /** Close the descriptors the factory still holds (after a crash, or when a test is done). */
   dispose(): void {
     for (const file of [...this.files.values()]) this.forget(file);
+    for (const op of this.entryOps.splice(0)) releaseEntry(op);
   }
 }
 

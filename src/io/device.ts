@@ -25,10 +25,52 @@ export interface Device {
 /** How devices are opened: the real file system, or a test's fault-injecting factory. */
 export interface DeviceFactory {
   /**
-   * Open `path`. `create` makes it if missing (mode applies then); `readOnly` opens O_RDONLY.
+   * Open `path`. `create` makes it if missing (mode applies then); `readOnly` opens O_RDONLY; `exclusive` fails
+   * with EEXIST when it exists (O_EXCL); `noFollow` fails with ELOOP when the last component is a symlink
+   * (O_NOFOLLOW).
    * @throws Node system errors (ENOENT...) unchanged
    */
-  open(path: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device>;
+  open(path: string, options: DeviceOpenOptions): Promise<Device>;
+  /**
+   * rename(2): replace `to` atomically by `from` (a file or a directory). Durable only once the directories of
+   * both are synced (`syncDirectory`).
+   * @throws Node system errors (ENOENT, EXDEV...) unchanged
+   */
+  rename(from: string | Buffer, to: string | Buffer): Promise<void>;
+  /**
+   * Remove the file or empty directory `path` (unlink(2) or rmdir(2)); a symlink is removed, never followed.
+   * Durable only once its directory is synced.
+   * @throws Node system errors (ENOENT, ENOTEMPTY...) unchanged
+   */
+  remove(path: string | Buffer): Promise<void>;
+  /**
+   * mkdir(2) with permission bits `mode` (before the umask). Durable only once its parent directory is synced.
+   * @throws Node system errors (EEXIST, ENOENT...) unchanged
+   */
+  mkdir(path: string | Buffer, mode: number): Promise<void>;
+  /**
+   * fsync(2) of the directory `path`: makes the creations, renames and removals of its entries durable.
+   * @throws Node system errors (ENOENT, ENOTDIR...) unchanged
+   */
+  syncDirectory(path: string | Buffer): Promise<void>;
+}
+
+/**
+ * A path as text for messages and classification only (a Buffer path is decoded as UTF-8 with replacement
+ * characters; never use the result to reach the file).
+ */
+export function pathText(p: string | Buffer): string {
+  return typeof p === 'string' ? p : p.toString('utf8');
+}
+
+/** Options of `DeviceFactory.open`. */
+export interface DeviceOpenOptions {
+  readOnly?: boolean;
+  create?: boolean;
+  truncate?: boolean;
+  mode?: number;
+  exclusive?: boolean;
+  noFollow?: boolean;
 }
 
 /**
@@ -130,6 +172,8 @@ export const fileDevices: DeviceFactory = {
     let flags = options.readOnly ? fsc.O_RDONLY : fsc.O_RDWR;
     if (options.create) flags |= fsc.O_CREAT;
     if (options.truncate) flags |= fsc.O_TRUNC;
+    if (options.exclusive) flags |= fsc.O_EXCL;
+    if (options.noFollow) flags |= fsc.O_NOFOLLOW;
     const mode = options.mode ?? 0o600;
     let fd: number;
     try {
@@ -139,5 +183,28 @@ export const fileDevices: DeviceFactory = {
       fd = fs.openSync(path, flags, mode);
     }
     return new FileDevice(path, fd);
+  },
+
+  async rename(from, to) {
+    fs.renameSync(from, to);
+  },
+
+  async remove(p) {
+    const st = fs.lstatSync(p);
+    if (st.isDirectory()) fs.rmdirSync(p);
+    else fs.unlinkSync(p);
+  },
+
+  async mkdir(p, mode) {
+    fs.mkdirSync(p, { mode });
+  },
+
+  async syncDirectory(p) {
+    const fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    try {
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      fs.closeSync(fd);
+    }
   },
 };

@@ -1,6 +1,7 @@
 /**
  * A fault-injecting `DeviceFactory` (style.md: "fail the Nth I/O" tests): it wraps another factory (real files by
- * default) and makes the Nth matching write, sync or truncate fail with EIO or ENOSPC.
+ * default) and makes the Nth matching write, sync or truncate of a file, or the Nth rename, remove, mkdir or
+ * directory sync, fail with EIO or ENOSPC.
  *
  * - Matching calls are counted from 1 over every device the factory opened, optionally only for some operations
  *   (`ops`) and some kinds of file (`kinds`: the block file, the index, UFS files, the checkpoint, anything else).
@@ -9,14 +10,15 @@
  *   fails (a transient error) and the rest go through.
  * - The thrown error is shaped like node:fs's (`code`, negative `errno`, `syscall`, `path`), so callers' errno
  *   handling is exercised exactly as with a real failure.
+ * - A directory operation is classified by its (first) path, like a file.
  * Reads, opens, sizes and closes are never failed.
  */
 import * as path from 'node:path';
-import type { Device, DeviceFactory } from './device.js';
-import { fileDevices } from './device.js';
+import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
+import { fileDevices, pathText } from './device.js';
 import { systemError } from './memory_device.js';
 
-export type FaultOperation = 'write' | 'sync' | 'truncate';
+export type FaultOperation = 'write' | 'sync' | 'truncate' | 'rename' | 'remove' | 'mkdir' | 'syncDirectory';
 export type FileKind = 'block' | 'index' | 'ufs' | 'checkpoint' | 'other';
 
 /**
@@ -27,7 +29,7 @@ export function defaultFileKind(p: string): FileKind {
   const base = path.basename(p);
   if (base === 'ddfsblocks') return 'block';
   if (base === 'ddfsidx') return 'index';
-  if (base === 'ddfsusedblocks' || base === 'ddfsusedblocks.0') return 'checkpoint';
+  if (base.startsWith('ddfsusedblocks')) return 'checkpoint';
   if (p.split(path.sep).includes('ddfsroot')) return 'ufs';
   return 'other';
 }
@@ -37,7 +39,7 @@ export interface FaultyDeviceOptions {
   base?: DeviceFactory;
   /** Fail the Nth matching call (1-based). 0 or undefined: never fail (count only). */
   failAt?: number;
-  /** Operations counted (default all three). */
+  /** Operations counted (default all). */
   ops?: readonly FaultOperation[];
   /** Kinds of file counted (default all). */
   kinds?: readonly FileKind[];
@@ -48,6 +50,11 @@ export interface FaultyDeviceOptions {
   /** Path classifier (default `defaultFileKind`). */
   kindOf?: (path: string) => FileKind;
 }
+
+/** The system call named in an injected error. */
+const SYSCALLS: Record<FaultOperation, string> = {
+  write: 'write', sync: 'fsync', truncate: 'ftruncate', rename: 'rename', remove: 'unlink', mkdir: 'mkdir', syncDirectory: 'fsync',
+};
 
 /** One injected failure, for reports. */
 export interface InjectedFault {
@@ -125,9 +132,29 @@ export class FaultyDeviceFactory implements DeviceFactory {
     this.options.sticky = v;
   }
 
-  async open(p: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
+  async open(p: string, options: DeviceOpenOptions): Promise<Device> {
     const inner = await this.base.open(p, options);
     return new FaultyDevice(inner, this.kindOf(p), this);
+  }
+
+  async rename(from: string | Buffer, to: string | Buffer): Promise<void> {
+    this.before('rename', this.kindOf(pathText(from)), pathText(from));
+    await this.base.rename(from, to);
+  }
+
+  async remove(p: string | Buffer): Promise<void> {
+    this.before('remove', this.kindOf(pathText(p)), pathText(p));
+    await this.base.remove(p);
+  }
+
+  async mkdir(p: string | Buffer, mode: number): Promise<void> {
+    this.before('mkdir', this.kindOf(pathText(p)), pathText(p));
+    await this.base.mkdir(p, mode);
+  }
+
+  async syncDirectory(p: string | Buffer): Promise<void> {
+    this.before('syncDirectory', this.kindOf(pathText(p)), pathText(p));
+    await this.base.syncDirectory(p);
   }
 
   /** Count a call; throw the injected error when it is the one to fail. */
@@ -142,7 +169,7 @@ export class FaultyDeviceFactory implements DeviceFactory {
     if (n <= 0) return;
     if (this.count === n || (o.sticky && this.count > n)) {
       this.faults.push({ count: this.count, op, kind, path: p });
-      const syscall = op === 'sync' ? 'fsync' : op === 'truncate' ? 'ftruncate' : 'write';
+      const syscall = SYSCALLS[op];
       throw systemError(o.errno ?? 'EIO', syscall, p);
     }
   }

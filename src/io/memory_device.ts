@@ -8,16 +8,27 @@
  * - Every `MemoryFile` also keeps `durable`: its content as of the last `sync()` of any handle on it (a copy).
  *   `crash()` replaces every file's content by its durable copy, i.e. "drop every unsynced write at a power cut".
  *   A file that was never synced comes back empty (metadata is assumed durable: the file itself survives).
- * - Opening follows open(2): a missing path without `create` fails with an ENOENT-shaped error; `truncate` empties.
+ * - Opening follows open(2): a missing path without `create` fails with an ENOENT-shaped error; `truncate` empties;
+ *   `exclusive` fails with EEXIST on an existing path (there are no symlinks here, so `noFollow` changes nothing).
  *   A read-only handle rejects writes with EBADF; a closed handle rejects everything with EBADF.
+ * - Paths are bytes: a Buffer path and the string whose UTF-8 encoding it is name the same file (`keyOf`).
+ * - Directories: `mkdir` records a directory; a path under no recorded directory lives in an implicit one (the
+ *   factory has no tree to check). `remove` deletes a file or an empty directory (ENOTEMPTY otherwise); `rename`
+ *   moves a file, or a directory with everything under it. The namespace is always durable here: `crash()` reverts
+ *   content only, `syncDirectory` only counts (the crash device, crash_device.ts, models unsynced entries).
  * - Subclasses may override the `beforeWrite`/`beforeSync` hooks to inject faults (throw) or tear writes.
  * Nothing here is asynchronous in reality; the Promise API only matches `Device`.
  */
-import type { Device, DeviceFactory } from './device.js';
+import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
+import { pathText } from './device.js';
 
 /** A Node-style system error (what node:fs would throw), so callers' `code` checks work unchanged. */
-export function systemError(code: 'ENOENT' | 'EBADF' | 'EIO' | 'ENOSPC', syscall: string, path: string): NodeJS.ErrnoException {
-  const errnos = { ENOENT: -2, EBADF: -9, EIO: -5, ENOSPC: -28 } as const;
+export function systemError(
+  code: 'ENOENT' | 'EBADF' | 'EIO' | 'ENOSPC' | 'EEXIST' | 'ENOTEMPTY' | 'ENOTDIR' | 'EISDIR',
+  syscall: string,
+  path: string,
+): NodeJS.ErrnoException {
+  const errnos = { ENOENT: -2, EBADF: -9, EIO: -5, ENOSPC: -28, EEXIST: -17, ENOTEMPTY: -39, ENOTDIR: -20, EISDIR: -21 } as const;
   const err = new Error(`${code}: ${syscall} '${path}'`) as NodeJS.ErrnoException;
   err.code = code;
   err.errno = errnos[code];
@@ -90,11 +101,11 @@ export class MemoryFile {
   }
 }
 
-export interface MemoryOpenOptions {
-  readOnly?: boolean;
-  create?: boolean;
-  truncate?: boolean;
-  mode?: number;
+export type MemoryOpenOptions = DeviceOpenOptions;
+
+/** The key of a path in the file map: its bytes, one char per byte (so Buffer and string paths agree). */
+export function keyOf(p: string | Buffer): string {
+  return (typeof p === 'string' ? Buffer.from(p, 'utf8') : p).toString('latin1');
 }
 
 /** One open handle on a `MemoryFile`. */
@@ -157,6 +168,10 @@ export class MemoryDevice implements Device {
  */
 export class MemoryDeviceFactory implements DeviceFactory {
   readonly files = new Map<string, MemoryFile>();
+  /** Directories made by `mkdir` (keys as `keyOf`), with their modes. */
+  readonly directories = new Map<string, number>();
+  /** Successful `syncDirectory` calls. */
+  syncDirectoryCount = 0;
   /** Handles currently open (a leak check for tests). */
   openCount = 0;
   /** Successful writes and syncs so far, over all handles. */
@@ -164,11 +179,14 @@ export class MemoryDeviceFactory implements DeviceFactory {
   syncCount = 0;
 
   async open(path: string, options: MemoryOpenOptions): Promise<MemoryDevice> {
-    let file = this.files.get(path);
+    const key = keyOf(path);
+    if (this.directories.has(key)) throw systemError('EISDIR', 'open', path);
+    let file = this.files.get(key);
+    if (file && options.create && options.exclusive) throw systemError('EEXIST', 'open', path);
     if (!file) {
       if (!options.create) throw systemError('ENOENT', 'open', path);
       file = new MemoryFile(Buffer.alloc(0), options.mode ?? 0o600);
-      this.files.set(path, file);
+      this.files.set(key, file);
     }
     if (options.truncate && !options.readOnly) file.truncate(0);
     this.openCount++;
@@ -176,33 +194,91 @@ export class MemoryDeviceFactory implements DeviceFactory {
   }
 
   /** Create or replace a file with `content` (counts as durable, as if written and synced). */
-  writeFile(path: string, content: Buffer, mode = 0o600): MemoryFile {
+  writeFile(path: string | Buffer, content: Buffer, mode = 0o600): MemoryFile {
     const f = new MemoryFile(content, mode);
     f.sync();
-    this.files.set(path, f);
+    this.files.set(keyOf(path), f);
     return f;
   }
 
   /** A copy of a file's content. @throws ENOENT-shaped error when absent */
-  readFile(path: string): Buffer {
-    const f = this.files.get(path);
-    if (!f) throw systemError('ENOENT', 'open', path);
+  readFile(path: string | Buffer): Buffer {
+    const f = this.files.get(keyOf(path));
+    if (!f) throw systemError('ENOENT', 'open', pathText(path));
     return f.bytes();
   }
 
-  exists(path: string): boolean {
-    return this.files.has(path);
+  /** True when `path` is a file or a directory made by `mkdir`. */
+  exists(path: string | Buffer): boolean {
+    const key = keyOf(path);
+    return this.files.has(key) || this.directories.has(key);
   }
 
-  unlink(path: string): void {
-    if (!this.files.delete(path)) throw systemError('ENOENT', 'unlink', path);
+  /** Remove a file (synchronous twin of `remove`, files only). @throws ENOENT-shaped error when absent */
+  unlink(path: string | Buffer): void {
+    if (!this.files.delete(keyOf(path))) throw systemError('ENOENT', 'unlink', pathText(path));
   }
 
-  rename(from: string, to: string): void {
-    const f = this.files.get(from);
-    if (!f) throw systemError('ENOENT', 'rename', from);
-    this.files.delete(from);
-    this.files.set(to, f);
+  /**
+   * rename(2): a file replaces a file at `to`; a directory moves with everything under it and replaces only an
+   * empty directory. Immediate and durable.
+   */
+  async rename(from: string | Buffer, to: string | Buffer): Promise<void> {
+    const src = keyOf(from);
+    const dst = keyOf(to);
+    if (src === dst) {
+      if (!this.exists(from)) throw systemError('ENOENT', 'rename', pathText(from));
+      return;
+    }
+    const file = this.files.get(src);
+    if (file) {
+      if (this.directories.has(dst)) throw systemError('EISDIR', 'rename', pathText(to));
+      this.files.delete(src);
+      this.files.set(dst, file);
+      return;
+    }
+    const mode = this.directories.get(src);
+    if (mode === undefined) throw systemError('ENOENT', 'rename', pathText(from));
+    if (this.files.has(dst)) throw systemError('ENOTDIR', 'rename', pathText(to));
+    if (this.directories.has(dst) && this.hasChildren(dst)) throw systemError('ENOTEMPTY', 'rename', pathText(to));
+    const prefix = `${src}/`;
+    for (const map of [this.files, this.directories] as Map<string, unknown>[]) {
+      for (const [k, v] of [...map]) {
+        if (!k.startsWith(prefix)) continue;
+        map.delete(k);
+        map.set(`${dst}/${k.slice(prefix.length)}`, v);
+      }
+    }
+    this.directories.delete(src);
+    this.directories.set(dst, mode);
+  }
+
+  /** unlink(2) of a file or rmdir(2) of an empty directory. Immediate and durable. */
+  async remove(path: string | Buffer): Promise<void> {
+    const key = keyOf(path);
+    if (this.files.delete(key)) return;
+    if (!this.directories.has(key)) throw systemError('ENOENT', 'remove', pathText(path));
+    if (this.hasChildren(key)) throw systemError('ENOTEMPTY', 'rmdir', pathText(path));
+    this.directories.delete(key);
+  }
+
+  /** mkdir(2). Immediate and durable. */
+  async mkdir(path: string | Buffer, mode: number): Promise<void> {
+    if (this.exists(path)) throw systemError('EEXIST', 'mkdir', pathText(path));
+    this.directories.set(keyOf(path), mode & 0o7777);
+  }
+
+  /** fsync(2) of a directory: the namespace is always durable here, so it only counts (and fails on a file). */
+  async syncDirectory(path: string | Buffer): Promise<void> {
+    if (this.files.has(keyOf(path))) throw systemError('ENOTDIR', 'fsync', pathText(path));
+    this.syncDirectoryCount++;
+  }
+
+  private hasChildren(dirKey: string): boolean {
+    const prefix = `${dirKey}/`;
+    for (const k of this.files.keys()) if (k.startsWith(prefix)) return true;
+    for (const k of this.directories.keys()) if (k.startsWith(prefix)) return true;
+    return false;
   }
 
   /** Simulated power cut: every file loses the writes made since its last sync. Open handles stay usable. */

@@ -14,6 +14,7 @@
  *   disk is a missing node and reads fail with EIO (spec §8.5).
  * All operations run under a readers–writer lock: reads share, everything else is exclusive.
  */
+import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { HELD_NODE_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
@@ -52,6 +53,12 @@ export class UfsFile {
   onBlocksReleased: (() => void) | null = null;
   /** Called once when the file is closed. */
   onClosed: (() => void) | null = null;
+  /**
+   * Set when the file was opened with `create` (this open or an earlier one may have made it): the first fsync also
+   * syncs its directory, so that the name of a new file is as durable as its content (POSIX: fsync of a file does
+   * not commit its directory entry).
+   */
+  private entryDevices: DeviceFactory | null = null;
 
   private constructor(
     readonly ufsPath: string,
@@ -86,7 +93,7 @@ export class UfsFile {
       if (length === 0) {
         const writeHeader = !options.readOnly && (options.create === true || options.truncate === true);
         if (writeHeader) await device.write(encodeUfsHeader(0), 0);
-        return new UfsFile(ufsPath, device, store, 0, Buffer.alloc(0), 0, writeHeader);
+        return UfsFile.withEntry(new UfsFile(ufsPath, device, store, 0, Buffer.alloc(0), 0, writeHeader), options, devices);
       }
       const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
       await device.read(head, 0, head.length, 0);
@@ -96,11 +103,17 @@ export class UfsFile {
       const expected = Math.ceil(size / store.cfg.blockSize);
       const nodes = Buffer.alloc(Math.max(onDisk, expected) * ns);
       const n = await device.read(nodes, 0, onDisk * ns, UFS_HEADER_SIZE);
-      return new UfsFile(ufsPath, device, store, size, nodes, Math.floor(n / ns), true);
+      return UfsFile.withEntry(new UfsFile(ufsPath, device, store, size, nodes, Math.floor(n / ns), true), options, devices);
     } catch (err) {
       await device.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** An open with `create` may have made the file, now or in an earlier open: its first fsync syncs the directory. */
+  private static withEntry(file: UfsFile, options: UfsOpenOptions, devices: DeviceFactory): UfsFile {
+    if (options.create && !options.readOnly) file.entryDevices = devices;
+    return file;
   }
 
   /** Logical size in bytes. */
@@ -483,6 +496,10 @@ export class UfsFile {
       if (this.closed) return;
       await this.writeHeldNodes();
       await this.device.sync();
+      if (this.entryDevices) {
+        await this.entryDevices.syncDirectory(path.dirname(this.ufsPath));
+        this.entryDevices = null;
+      }
     });
     await this.store.sync();
   }
