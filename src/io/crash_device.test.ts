@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CrashDeviceFactory, SeededRandom, CRASH_SECTOR_SIZE } from './crash_device.js';
+import { CrashDeviceFactory, SeededRandom, CRASH_SECTOR_SIZE, type CrashReport } from './crash_device.js';
 import { MemoryFile } from './memory_device.js';
 
 let dir: string;
@@ -262,5 +262,154 @@ describe('CrashDeviceFactory', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('CrashDeviceFactory directory entries (pending until the directory is synced)', () => {
+  function freshDir(): string {
+    const d = path.join(dir, `d${n++}`);
+    fs.mkdirSync(d);
+    return d;
+  }
+
+  it('an unsynced create, rename and remove are all undone when no entry survives; data follows the inode', async () => {
+    const d = freshDir();
+    fs.writeFileSync(path.join(d, 'old'), 'old content');
+    fs.writeFileSync(path.join(d, 'gone'), 'removed content');
+    const f = new CrashDeviceFactory();
+    const dev = await f.open(path.join(d, 'new'), { create: true });
+    await dev.write(Buffer.from('new content'), 0);
+    await dev.sync(); // the data is durable, the name is not
+    await dev.close();
+    await f.rename(path.join(d, 'new'), path.join(d, 'old'));
+    await f.remove(path.join(d, 'gone'));
+    await f.mkdir(path.join(d, 'sub'), 0o700);
+    // the program sees every operation at once
+    expect(fs.readdirSync(d).sort()).toEqual(['old', 'sub']);
+    expect(fs.readFileSync(path.join(d, 'old'), 'utf8')).toBe('new content');
+    expect(f.pendingEntryCount).toBe(4);
+    const report = f.crash(new SeededRandom(1), undefined, 'none');
+    expect(report.entriesPending).toBe(4);
+    expect(report.entriesKept).toBe(0);
+    expect(report.entriesUndone.map((e) => e.split(' ')[0])).toEqual(['mkdir', 'remove', 'rename', 'create']);
+    expect(fs.readdirSync(d).sort()).toEqual(['gone', 'old']);
+    expect(fs.readFileSync(path.join(d, 'old'), 'utf8')).toBe('old content');
+    expect(fs.readFileSync(path.join(d, 'gone'), 'utf8')).toBe('removed content');
+    f.dispose();
+  });
+
+  it('syncDirectory commits the entries of that directory and every earlier one (an ordered journal)', async () => {
+    const a = freshDir();
+    const b = freshDir();
+    const f = new CrashDeviceFactory();
+    await (await f.open(path.join(a, 'x'), { create: true })).close();
+    await (await f.open(path.join(b, 'y'), { create: true })).close();
+    await (await f.open(path.join(a, 'z'), { create: true })).close();
+    await f.syncDirectory(b); // commits a/x and b/y, not a/z
+    expect(f.pendingEntryCount).toBe(1);
+    const report = f.crash(new SeededRandom(2), undefined, 'none');
+    expect(report.entriesUndone).toEqual([`create ${path.join(a, 'z')}`]);
+    expect(fs.readdirSync(a)).toEqual(['x']);
+    expect(fs.readdirSync(b)).toEqual(['y']);
+    f.dispose();
+  });
+
+  it('a rename across directories is committed by a sync of either directory', async () => {
+    for (const which of ['from', 'to'] as const) {
+      const a = freshDir();
+      const b = freshDir();
+      fs.writeFileSync(path.join(a, 'f'), 'moved');
+      const f = new CrashDeviceFactory();
+      await f.rename(path.join(a, 'f'), path.join(b, 'f'));
+      await f.syncDirectory(which === 'from' ? a : b);
+      f.crash(new SeededRandom(3), undefined, 'none');
+      expect(fs.readdirSync(a)).toEqual([]);
+      expect(fs.readFileSync(path.join(b, 'f'), 'utf8')).toBe('moved');
+      f.dispose();
+    }
+  });
+
+  it('a file created with O_EXCL, written and synced, then renamed over another: a crash leaves old or new, never a mix', async () => {
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 60; seed++) {
+      const d = freshDir();
+      const target = path.join(d, 'target');
+      fs.writeFileSync(target, 'version 1');
+      const f = new CrashDeviceFactory();
+      const tmp = path.join(d, 'target.tmp');
+      const dev = await f.open(tmp, { create: true, exclusive: true, noFollow: true });
+      await dev.write(Buffer.from('version 2'), 0);
+      await dev.sync();
+      await dev.close();
+      await f.rename(tmp, target);
+      f.crash(new SeededRandom(seed));
+      const names = fs.readdirSync(d).sort();
+      const content = fs.readFileSync(target, 'utf8');
+      expect(['version 1', 'version 2']).toContain(content);
+      // before the rename survives, the temporary is there (created) or not (its create undone too)
+      if (content === 'version 2') expect(names).toEqual(['target']);
+      seen.add(`${content}:${names.join(',')}`);
+      f.dispose();
+    }
+    // every prefix happens: nothing kept, the create only, both
+    expect([...seen].sort()).toEqual(['version 1:target', 'version 1:target,target.tmp', 'version 2:target']);
+  });
+
+  it('a removed file with unsynced writes comes back with what the crash kept of its data', async () => {
+    const d = freshDir();
+    const p = path.join(d, 'f');
+    fs.writeFileSync(p, 'durable!');
+    const f = new CrashDeviceFactory();
+    const dev = await f.open(p, {});
+    await dev.write(Buffer.from('LOST'), 0);
+    await f.remove(p);
+    expect(fs.existsSync(p)).toBe(false);
+    f.crash(new SeededRandom(4), () => 'none', 'none');
+    expect(fs.readFileSync(p, 'utf8')).toBe('durable!');
+    await dev.close();
+    f.dispose();
+  });
+
+  it('a mkdir undone takes the files created in it along; a removed directory comes back', async () => {
+    const d = freshDir();
+    fs.mkdirSync(path.join(d, 'empty'), { mode: 0o750 });
+    const f = new CrashDeviceFactory();
+    await f.mkdir(path.join(d, 'sub'), 0o700);
+    await (await f.open(path.join(d, 'sub', 'inner'), { create: true })).close();
+    await f.remove(path.join(d, 'empty'));
+    await f.syncDirectory(path.join(d, 'sub')); // commits the mkdir and the create, not the rmdir
+    await f.mkdir(path.join(d, 'later'), 0o700);
+    await (await f.open(path.join(d, 'later', 'x'), { create: true })).close();
+    f.crash(new SeededRandom(5), undefined, 'none');
+    expect(fs.readdirSync(d).sort()).toEqual(['empty', 'sub']);
+    expect(fs.statSync(path.join(d, 'empty')).mode & 0o777).toBe(0o750);
+    expect(fs.readdirSync(path.join(d, 'sub'))).toEqual(['inner']);
+    f.dispose();
+  });
+
+  it('crashAt inside an entry operation: it happened, may be undone, and throws EIO like everything after', async () => {
+    const d = freshDir();
+    fs.writeFileSync(path.join(d, 'a'), 'A');
+    let report: CrashReport | null = null;
+    const f = new CrashDeviceFactory({ crashAt: 1, onCrash: (r) => { report = r; } });
+    await expect(f.rename(path.join(d, 'a'), path.join(d, 'b'))).rejects.toMatchObject({ code: 'EIO', syscall: 'rename' });
+    expect(report!.entriesPending).toBe(1);
+    expect(fs.readdirSync(d)).toEqual([report!.entriesKept === 1 ? 'b' : 'a']);
+    await expect(f.mkdir(path.join(d, 'x'), 0o700)).rejects.toMatchObject({ code: 'EIO' });
+    await expect(f.syncDirectory(d)).rejects.toMatchObject({ code: 'EIO' });
+    await expect(f.remove(path.join(d, 'a'))).rejects.toMatchObject({ code: 'EIO' });
+    expect(fs.existsSync(path.join(d, 'x'))).toBe(false);
+    f.dispose();
+  });
+
+  it('refuses to follow a symlink with noFollow, and O_EXCL refuses an existing file', async () => {
+    const d = freshDir();
+    fs.writeFileSync(path.join(d, 'outside'), 'keep');
+    fs.symlinkSync(path.join(d, 'outside'), path.join(d, 'link'));
+    const f = new CrashDeviceFactory();
+    await expect(f.open(path.join(d, 'link'), { create: true, noFollow: true })).rejects.toMatchObject({ code: 'ELOOP' });
+    await expect(f.open(path.join(d, 'outside'), { create: true, exclusive: true })).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(f.pendingEntryCount).toBe(0);
+    f.dispose();
   });
 });

@@ -45,4 +45,18 @@ describe('FaultyDeviceFactory', () => {
     await blocks.close();
     await index.close();
   });
+
+  it('fails the Nth directory operation too, and applies nothing then', async () => {
+    const mem = new MemoryDeviceFactory();
+    mem.writeFile('/v/ddfsusedblocks.tmp', Buffer.from('new'));
+    const f = new FaultyDeviceFactory({ base: mem, failAt: 2, ops: ['rename', 'remove', 'mkdir', 'syncDirectory'] });
+    await f.mkdir('/v/ddfsroot/d', 0o700);
+    await expect(f.rename('/v/ddfsusedblocks.tmp', '/v/ddfsusedblocks')).rejects.toMatchObject({ code: 'EIO', syscall: 'rename' });
+    expect(mem.exists('/v/ddfsusedblocks')).toBe(false);
+    await f.syncDirectory('/v');
+    await f.remove('/v/ddfsroot/d');
+    expect(f.faults).toEqual([{ count: 2, op: 'rename', kind: 'checkpoint', path: '/v/ddfsusedblocks.tmp' }]);
+    expect(f.count).toBe(4);
+    expect(mem.exists('/v/ddfsroot/d')).toBe(false);
+  });
 });

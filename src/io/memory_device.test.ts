@@ -80,15 +80,43 @@ describe('MemoryDeviceFactory', () => {
     expect(f.exists('/b')).toBe(true);
   });
 
-  it('rename and unlink', () => {
+  it('rename and unlink', async () => {
     const f = new MemoryDeviceFactory();
     f.writeFile('/a', Buffer.from('1'));
-    f.rename('/a', '/b');
+    await f.rename('/a', '/b');
     expect(f.exists('/a')).toBe(false);
     expect(f.readFile('/b').toString()).toBe('1');
     f.unlink('/b');
     expect(() => f.readFile('/b')).toThrow(/ENOENT/);
     expect(() => f.unlink('/b')).toThrow(/ENOENT/);
+  });
+
+  it('directory operations: mkdir, rename of a directory with its files, remove of files and empty directories', async () => {
+    const f = new MemoryDeviceFactory();
+    await f.mkdir('/v/d', 0o700);
+    await expect(f.mkdir('/v/d', 0o700)).rejects.toMatchObject({ code: 'EEXIST' });
+    await (await f.open('/v/d/x', { create: true })).close();
+    await expect(f.open('/v/d/x', { create: true, exclusive: true })).rejects.toMatchObject({ code: 'EEXIST' });
+    await f.rename('/v/d', '/v/e');
+    expect(f.exists('/v/d/x')).toBe(false);
+    expect(f.exists('/v/e/x')).toBe(true);
+    await expect(f.remove('/v/e')).rejects.toMatchObject({ code: 'ENOTEMPTY' });
+    await f.remove('/v/e/x');
+    await f.remove('/v/e');
+    expect(f.exists('/v/e')).toBe(false);
+    await expect(f.remove('/v/e')).rejects.toMatchObject({ code: 'ENOENT' });
+    await f.syncDirectory('/v');
+    expect(f.syncDirectoryCount).toBe(1);
+  });
+
+  it('a Buffer path and the string of its UTF-8 bytes name the same file; other bytes stay distinct', async () => {
+    const f = new MemoryDeviceFactory();
+    f.writeFile(Buffer.from('/r/\u00e9', 'utf8'), Buffer.from('utf8 name'));
+    f.writeFile(Buffer.from([0x2f, 0x72, 0x2f, 0xe9]), Buffer.from('latin1 byte'));
+    expect(f.readFile('/r/\u00e9').toString()).toBe('utf8 name');
+    expect(f.readFile(Buffer.from([0x2f, 0x72, 0x2f, 0xe9])).toString()).toBe('latin1 byte');
+    await f.rename(Buffer.from([0x2f, 0x72, 0x2f, 0xe9]), '/r/plain');
+    expect(f.readFile('/r/plain').toString()).toBe('latin1 byte');
   });
 
   it('hooks can fail or tear writes (fault-injection seam)', async () => {
