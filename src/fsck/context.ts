@@ -292,7 +292,7 @@ export async function loadCheckpoint(parentDir: string, cfg: DdfsConfig, devices
   for (const name of ['ddfsusedblocks', 'ddfsusedblocks.0']) {
     let dev: Device;
     try {
-      dev = await devices.open(path.join(parentDir, name), { readOnly: true });
+      dev = await devices.open(path.join(parentDir, name), { readOnly: true, noFollow: true });
     } catch {
       continue;
     }

@@ -425,6 +425,15 @@ export class CrashDeviceFactory implements DeviceFactory {
 
   constructor(private readonly options: CrashDeviceOptions = {}) {}
 
+  /** Arm (or move, or disarm with undefined) the automatic crash: inside the Nth mutating call counted from 1. */
+  set crashAt(n: number | undefined) {
+    this.options.crashAt = n;
+  }
+
+  get crashAt(): number | undefined {
+    return this.options.crashAt;
+  }
+
   async open(path: string, options: DeviceOpenOptions): Promise<Device> {
     if (this.dead) throw systemError('EIO', 'open', path);
     const readOnly = options.readOnly ?? false;

@@ -2,14 +2,16 @@
  * The block store (spec §4, §5.7, §5.8, §8.6 step 5) on temporary volumes made by createVolume.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bitmapWordBytes } from '../format/config.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices } from '../io/device.js';
+import { CrashDeviceFactory, SeededRandom } from '../io/crash_device.js';
+import { FaultyDeviceFactory } from '../io/faulty_device.js';
 import { BlockStore, resolveVolumePath } from './block_store.js';
 import { IndexFile } from './index_file.js';
-import { bytesDiff, makeTempVolume, type TempVolume, type TempVolumeOptions } from '../../test/helpers/temp_volume.js';
+import { bytesDiff, makeMemoryVolume, makeTempVolume, type TempVolume, type TempVolumeOptions } from '../../test/helpers/temp_volume.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -219,6 +221,86 @@ describe('BlockStore persistence', () => {
     await put(store, [block(4096, 4)]);
     await store.checkpoint();
     expect(readFileSync(join(tv.parent, 'ddfsusedblocks'))[0]).toBe(0xfc);
+  });
+
+  it('checkpoint goes through the device seam: it works on a memory volume, and renames and syncs the directory', async () => {
+    const mem = await makeMemoryVolume(SMALL);
+    cleanups.push(() => mem.store.close());
+    await put(mem.store, [block(4096, 1), block(4096, 2)]);
+    await mem.store.checkpoint();
+    expect(mem.devices.readFile(`${mem.parent}/ddfsusedblocks`)[0]).toBe(0xf0);
+    expect(mem.devices.exists(`${mem.parent}/ddfsusedblocks.tmp`)).toBe(false);
+    expect(mem.devices.syncDirectoryCount).toBe(1);
+    const faulty = new FaultyDeviceFactory({ ops: ['rename', 'syncDirectory'] });
+    const { tv } = await openStore(SMALL);
+    const store = await BlockStore.open(tv.parent, tv.config, { devices: faulty });
+    cleanups.push(() => store.close());
+    await store.checkpoint();
+    expect(faulty.seen.get('rename:checkpoint')).toBe(1);
+    expect(faulty.seen.get('syncDirectory:other')).toBe(1);
+  });
+
+  it('a crash inside any I/O of a checkpoint leaves the old or the new checkpoint, whole; a finished one survives', async () => {
+    // how many mutating I/Os one checkpoint makes (block file, index, temporary, rename, directory)
+    const probe = await openStore(SMALL);
+    const counting = new CrashDeviceFactory();
+    const s0 = await BlockStore.open(probe.tv.parent, probe.tv.config, { devices: counting });
+    await put(s0, [block(4096, 1)]);
+    await s0.checkpoint();
+    await put(s0, [block(4096, 2)]);
+    const before = counting.ioCount;
+    await s0.checkpoint();
+    const perCheckpoint = counting.ioCount - before;
+    await s0.close();
+    counting.dispose();
+    expect(perCheckpoint).toBeGreaterThanOrEqual(5);
+    const outcomes = new Set<string>();
+    for (let k = 1; k <= perCheckpoint + 1; k++) {
+      for (let seed = 0; seed < 4; seed++) {
+        const { tv } = await openStore(SMALL);
+        const first = await BlockStore.open(tv.parent, tv.config);
+        await put(first, [block(4096, 1)]);
+        await first.checkpoint(); // the old checkpoint: blocks 0, 1, 2
+        await first.close();
+        const old = readFileSync(join(tv.parent, 'ddfsusedblocks'));
+        const crash = new CrashDeviceFactory({ rng: new SeededRandom(seed) });
+        const store = await BlockStore.open(tv.parent, tv.config, { devices: crash });
+        await put(store, [block(4096, 2)]);
+        // k = perCheckpoint + 1: no crash inside; the power fails after the checkpoint finished
+        crash.crashAt = k <= perCheckpoint ? crash.ioCount + k : undefined;
+        let finished = false;
+        try {
+          await store.checkpoint();
+          finished = true;
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('EIO');
+        }
+        if (!crash.dead) crash.crash(new SeededRandom(seed));
+        await store.close().catch(() => undefined);
+        crash.dispose();
+        const cp = readFileSync(join(tv.parent, 'ddfsusedblocks'));
+        const got = cp.equals(old) ? 'old' : cp[0] === 0xf0 && cp.length === 32 ? 'new' : `other ${cp.toString('hex')}`;
+        if (finished) expect(got).toBe('new');
+        else expect(['old', 'new']).toContain(got);
+        expect(lstatSync(join(tv.parent, 'ddfsusedblocks')).isFile()).toBe(true);
+        outcomes.add(got);
+      }
+    }
+    expect([...outcomes].sort()).toEqual(['new', 'old']);
+  });
+
+  it('a symlink planted at ddfsusedblocks.0 or ddfsusedblocks.tmp is never followed: the outside file is untouched', async () => {
+    const { tv, store } = await openStore(SMALL);
+    const outside = join(tv.parent, '..', `outside-${process.pid}-${Date.now()}`);
+    writeFileSync(outside, 'precious bytes');
+    cleanups.push(async () => void (await import('node:fs/promises')).rm(outside, { force: true }));
+    for (const name of ['ddfsusedblocks.0', 'ddfsusedblocks.tmp']) symlinkSync(outside, join(tv.parent, name));
+    await put(store, [block(4096, 1)]);
+    await store.checkpoint();
+    expect(readFileSync(outside, 'utf8')).toBe('precious bytes');
+    expect(readFileSync(join(tv.parent, 'ddfsusedblocks'))[0]).toBe(0xe0);
+    expect(existsSync(join(tv.parent, 'ddfsusedblocks.0'))).toBe(false);
+    expect(existsSync(join(tv.parent, 'ddfsusedblocks.tmp'))).toBe(false);
   });
 
   it('checkpoint size for a block count that is not a multiple of 32', async () => {

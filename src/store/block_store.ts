@@ -9,7 +9,6 @@
  *
  * On-disk write order, as upstream: block data → index (memory, written back on sync) → UFS node.
  */
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
@@ -335,13 +334,18 @@ export class BlockStore {
 
   /** Path of the checkpoint file (spec §5.8). */
   get checkpointPath(): string {
-    return path.join(this.parentDir, 'ddfsusedblocks');
+    return path.join(this.parentDir, CHECKPOINT_FILE_NAME);
   }
 
   /**
-   * Save a checkpoint (spec §5.8): sync (block file, then the index captured with the bitmap), write the captured
-   * bitmap words to `ddfsusedblocks.0` and fsync it, then replace `ddfsusedblocks` by it. Afterwards "allocated in
-   * the checkpoint" means "data and index node are on disk". Concurrent calls run one after the other.
+   * Save a checkpoint (spec §5.8): sync (block file, then the index captured with the bitmap), then replace
+   * `ddfsusedblocks` by the captured bitmap words through the device seam: write them to a new temporary file
+   * (`ddfsusedblocks.tmp`, created O_EXCL|O_NOFOLLOW, so a symlink planted there is never followed), fsync it,
+   * rename it over `ddfsusedblocks`, fsync the parent directory. A crash at any point leaves the old checkpoint or
+   * the new one, each whole; once this resolves, the new one survives a crash. A stale `ddfsusedblocks.0` (the
+   * temporary of ddumbfs 1.1) is removed afterwards: `ddfsusedblocks` is loaded first. Afterwards "allocated in the
+   * checkpoint" means "data and index node are on disk". Concurrent calls run one after the other.
+   * @throws Node errors of the devices (the old checkpoint stays then)
    */
   checkpoint(): Promise<void> {
     const run = this.checkpointChain.then(() => this.checkpointNow());
@@ -353,18 +357,20 @@ export class BlockStore {
 
   private async checkpointNow(): Promise<void> {
     if (this.readOnly) return;
-    const tmp = `${this.checkpointPath}.0`;
     const changes = this.changesSinceCheckpoint;
     const words = await this.sync();
-    const dev = await this.devices.open(tmp, { create: true, truncate: true, mode: 0o644 });
+    const tmp = path.join(this.parentDir, CHECKPOINT_TEMPORARY_NAME);
+    await removeIfPresent(this.devices, tmp); // left by a crash: never loaded, so never needed
+    const dev = await this.devices.open(tmp, { create: true, exclusive: true, noFollow: true, mode: 0o600 });
     try {
       await dev.write(words, 0);
       await dev.sync();
     } finally {
       await dev.close();
     }
-    await fsp.rm(this.checkpointPath, { force: true });
-    await fsp.rename(tmp, this.checkpointPath);
+    await this.devices.rename(tmp, this.checkpointPath);
+    await this.devices.syncDirectory(this.parentDir);
+    await removeIfPresent(this.devices, path.join(this.parentDir, CHECKPOINT_OLD_TEMPORARY_NAME));
     this.changesSinceCheckpoint -= changes;
   }
 
@@ -380,6 +386,22 @@ export class BlockStore {
       await this.blockDevice.close().catch(() => undefined);
       await this.index.device.close().catch(() => undefined);
     }
+  }
+}
+
+/** The checkpoint (spec §2, §5.8). */
+const CHECKPOINT_FILE_NAME = 'ddfsusedblocks';
+/** The temporary a checkpoint is written to before it replaces `ddfsusedblocks` (ours; never loaded). */
+const CHECKPOINT_TEMPORARY_NAME = 'ddfsusedblocks.tmp';
+/** The temporary of ddumbfs 1.1 (loaded when `ddfsusedblocks` is missing, spec §5.8); we no longer write it. */
+const CHECKPOINT_OLD_TEMPORARY_NAME = 'ddfsusedblocks.0';
+
+/** Remove `p` through the device seam; a missing `p` is fine. */
+async function removeIfPresent(devices: DeviceFactory, p: string): Promise<void> {
+  try {
+    await devices.remove(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 

@@ -6,8 +6,8 @@
  * - `openTempVolume(parent, options)`: `Volume.open` on such a parent. Close the Volume before `cleanup`.
  * - `withTempVolume(opts, fn)`: make + open + run + close + cleanup, even when `fn` throws.
  * - `makeMemoryVolume(opts)`: the same block and index files in a `MemoryDeviceFactory` (no disk I/O), opened as a
- *   `BlockStore` with those devices; UFS files opened with the same factory live in memory too. (`BlockStore.checkpoint`
- *   renames with node:fs, so it does not work on a memory volume.)
+ *   `BlockStore` with those devices; UFS files opened with the same factory live in memory too, and
+ *   `BlockStore.checkpoint` writes `ddfsusedblocks` there (its rotation goes through the device seam).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
