@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   NOT_SUPPORTED: E.ENOTSUP,
   MOUNTED: E.EBUSY,
   NEEDS_CHECK: E.EBUSY,
+  SYMLINK: E.ELOOP,
 } as const;
 
 export type DdfsErrorCode = keyof typeof ERROR_CODES;

@@ -24,6 +24,7 @@ import { fileDevices } from '../io/device.js';
 import { SeededRandom } from '../io/crash_device.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
 import { AUTOFSCK_MARKER, ROOT_DIRECTORY, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { createFunnyFiles, simulateCrash } from './funny_files.js';
 import { alterNodes, NODE_ALTERATION_KINDS, type NodeAlterationKind } from './index_nodes.js';
 
@@ -91,7 +92,8 @@ export async function alterVolume(parentDir: string, request: AlterRequest, opti
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem is mounted on ${mnt}: unmount it first`, { path: parent });
   const cfg = await readVolumeConfig(parent);
   const rootDir = path.join(parent, ROOT_DIRECTORY);
-  fs.writeFileSync(path.join(parent, AUTOFSCK_MARKER), '');
+  refuseSpecialSymlinks(parent);
+  writeFileNoFollow(path.join(parent, AUTOFSCK_MARKER), '', { mode: 0o600 });
 
   const nodeCounts = NODE_ALTERATION_KINDS.map((k) => [k, request.nodes?.[k] ?? 0] as const);
   const needsIndex = request.crash || request.funny || (request.rounds ?? 0) > 0 || nodeCounts.some(([, n]) => n > 0);

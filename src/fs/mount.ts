@@ -31,10 +31,12 @@ import {
   findParent,
   mountPointOf,
 } from '../volume/volume.js';
+import { LOG_FILE_NAME, openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
 import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { guardOps } from './op_guard.js';
 import { DdumbfsOps } from './ops.js';
+import { prepareSpecialFiles } from './special_files.js';
 import { runStartupCheck, type StartupRepair } from './startup_check.js';
 
 /** How often the daemon looks for its mount in /proc/self/mounts. */
@@ -43,8 +45,6 @@ const MOUNT_POLL_MS = 1000;
 const SHUTDOWN_GRACE_MS = 3000;
 /** An op not answered after this long answers EIO (a bound on every wait; reclaim and fsync may be slow). */
 const OP_TIMEOUT_MS = 10 * 60_000;
-/** Log file in the special directory (spec §2). */
-const LOG_FILE_NAME = 'ddumbfs.log';
 
 export interface DaemonOptions extends DdumbfsMountOptions {
   /** Mount point as given. */
@@ -112,6 +112,7 @@ function checkMountable(options: DaemonOptions): { parentDir: string; mountPoint
   if (mountedOn !== null) throw new DdfsError('MOUNTED', `${parentDir}: volume is already mounted on ${mountedOn}`, { path: parentDir });
   const busy = mountEntryAt(mountPoint);
   if (busy !== null) throw new DdfsError('BUSY', `${mountPoint}: already a mount point (${busy.fsname}, ${busy.type})`, { path: mountPoint });
+  refuseSpecialSymlinks(parentDir); // before a marker is even looked at: exists() would follow a link
   const rebuild = path.join(parentDir, REBUILDFSCK_MARKER);
   if (exists(rebuild)) {
     throw new DdfsError('NEEDS_CHECK', `${rebuild}: a rebuild is in progress or was interrupted; finish it with fsckddumbfs -r`, { path: rebuild });
@@ -203,7 +204,7 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
   if (repairFirst) await (await Volume.open(parentDir, { logger: log, readOnly: true })).close();
 
   try {
-    fs.writeFileSync(autofsck, '', { mode: 0o644 });
+    writeFileNoFollow(autofsck, '', { mode: 0o600, exclusive: !crashed });
   } catch (err) {
     await volume?.close().catch(() => undefined);
     throw new DdfsError('IO', `${autofsck}: cannot create: ${messageOf(err)}`, { path: autofsck }, err);
@@ -245,7 +246,8 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
     volume.reclaimPercent = options.reclaimPercent;
     volume.nextReclaimPercent = options.reclaimPercent;
 
-    log.attachFile(path.join(specialDir, LOG_FILE_NAME));
+    prepareSpecialFiles(specialDir);
+    log.attachFile(path.join(specialDir, LOG_FILE_NAME), openLogFileNoFollow);
     process.chdir(volume.rootDir);
     process.umask(0);
   } catch (err) {

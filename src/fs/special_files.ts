@@ -2,11 +2,55 @@
  * The special files of `/.ddumbfs/` (spec §8.9): opening one read-only rewrites its underlying UFS file with fresh
  * content, then reads pass through raw. The handle is opened with direct_io, so the kernel neither caches the old
  * content nor trusts the old size, and no attr_timeout sleep is needed (upstream sleeps ≈1.1 s instead).
+ *
+ * Permissions: the mount uses default_permissions, so the kernel decides who may open a special file from the mode
+ * and owner of its UFS file. At every mount `prepareSpecialFiles` sets them (whatever mkddumbfs or an older version
+ * left): `stats` is readable by everyone; `stats0` (resets the counters), `reclaim` (runs a reclaim) and `test` are
+ * the daemon user's only (root's, as the daemon runs as root); `corrupted.txt` (names of damaged files of every
+ * user) and `ddumbfs.log` likewise. Content is written without following a symlink (io/no_follow.ts).
  */
-import * as fsp from 'node:fs/promises';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
 import type { SpecialFileName } from './byte_path.js';
+import { CORRUPTED_LIST_NAME, LOG_FILE_NAME, SPECIAL_FILES, openNoFollow, writeFileNoFollow } from '../volume/special_paths.js';
+
+/** Mode of each file of the special directory, set at every mount (file comment). */
+export const SPECIAL_FILE_MODES: Readonly<Record<string, number>> = {
+  stats: 0o644,
+  stats0: 0o600,
+  reclaim: 0o600,
+  test: 0o600,
+  [CORRUPTED_LIST_NAME]: 0o600,
+  [LOG_FILE_NAME]: 0o600,
+};
+
+/**
+ * Give the files of the special directory `specialDir` their modes (SPECIAL_FILE_MODES) and, when the daemon runs
+ * as root, root's ownership; a missing special file (stats, stats0, reclaim, test) is created empty, a missing
+ * corrupted.txt or log is left missing. Never follows a symlink (the volume was refused before if one was there).
+ * @throws Node system errors (ELOOP for a symlink planted since, EACCES...)
+ */
+export function prepareSpecialFiles(specialDir: string): void {
+  const root = process.getuid?.() === 0;
+  for (const [name, mode] of Object.entries(SPECIAL_FILE_MODES)) {
+    const required = (SPECIAL_FILES as readonly string[]).includes(name);
+    let fd: number;
+    try {
+      fd = openNoFollow(path.join(specialDir, name), { access: 'read', create: required, mode });
+    } catch (err) {
+      if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    try {
+      if (root) fs.fchownSync(fd, 0, 0);
+      fs.fchmodSync(fd, mode);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
 
 /**
  * Regenerate the content of special file `name` at UFS path `ufsPath` (relative to the daemon's cwd).
@@ -30,5 +74,5 @@ export async function regenerateSpecialFile(volume: Volume, name: SpecialFileNam
       logger.warn('/.ddumbfs/test: the write benchmark is not implemented; use testddumbfs');
       return;
   }
-  await fsp.writeFile(ufsPath, text);
+  writeFileNoFollow(ufsPath, text, { mode: SPECIAL_FILE_MODES[name] });
 }

@@ -28,6 +28,7 @@ import { decodeAddress, encodeAddress } from '../format/node.js';
 import type { Logger } from '../util/log.js';
 import { rollOver } from '../util/log.js';
 import { SPECIAL_DIRECTORY } from '../volume/volume.js';
+import { openNoFollow } from '../volume/special_paths.js';
 import { elapsedText, expectedAddress, UfsNodeFile, walkRegularFiles, type FsckVolume, type ProgressSink } from './context.js';
 import { fileFlags, isBadFile, type FileRepairStatus } from './findings.js';
 
@@ -84,7 +85,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   if (fs.existsSync(path.dirname(listPath))) {
     try {
       rollOver(listPath, CORRUPTED_BACKUP_COUNT);
-      listFd = fs.openSync(listPath, 'w', 0o644);
+      listFd = openNoFollow(listPath, { access: 'write', create: true, mode: 0o600 });
     } catch (err) {
       log.warn(`cannot write ${listPath}: ${(err as Error).message}`);
     }

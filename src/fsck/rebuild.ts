@@ -25,6 +25,7 @@ import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import type { Logger } from '../util/log.js';
 import { REBUILDFSCK_MARKER, readVolumeConfig } from '../volume/volume.js';
+import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
 import {
   bitmapAscending, closeDiscard, closePersist, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, visitUfsFilesOrAbort,
@@ -91,7 +92,8 @@ export async function rebuildVolume(parentDir: string, options: RebuildOptions):
   const parent = path.resolve(parentDir);
   const cfg = await readVolumeConfig(parent);
   const marker = path.join(parent, REBUILDFSCK_MARKER);
-  fs.writeFileSync(marker, '');
+  refuseSpecialSymlinks(parent);
+  writeFileNoFollow(marker, '', { mode: 0o600 });
   await prepareIndexFile(parent, cfg, log, options.devices);
   const v = await openFsckVolume(parent, { readOnly: false, devices: options.devices, skipBlockMagic: options.skipBlockMagic });
   let report: RepairReport;

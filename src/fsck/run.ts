@@ -22,6 +22,7 @@ import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { checkVolume, type CheckReport } from './check.js';
 import type { ProgressSink } from './context.js';
 import { FSCK_EXIT, type FsckExitCode } from './findings.js';
@@ -83,7 +84,8 @@ export async function repairBlockFileMagic(parentDir: string, logger: Logger, de
 
 /**
  * Run fsck in `mode` on the volume whose parent is `parentDir`.
- * @throws DdfsError MOUNTED (online volume, repair modes), NEEDS_CHECK (`.rebuildfsck` present, not a rebuild),
+ * @throws DdfsError SYMLINK (a special path is a symlink: nothing is written), MOUNTED (online volume, repair
+ *   modes), NEEDS_CHECK (`.rebuildfsck` present, not a rebuild),
  *   and whatever check/repair/rebuild/pack throw
  */
 export async function runFsck(parentDir: string, options: FsckRunOptions): Promise<FsckRunResult> {
@@ -92,6 +94,7 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
   const mode = options.mode;
   const rebuild = mode === 'rebuild' || mode === 'rebuild-blocks';
   const autofsck = path.join(parent, AUTOFSCK_MARKER);
+  refuseSpecialSymlinks(parent);
   if (!rebuild && fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
     throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER} exists): only -r or -R can run`, { path: parent });
   }
@@ -108,7 +111,7 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
   if (options.force) await repairBlockFileMagic(parent, log, options.devices);
 
   const crashed = fs.existsSync(autofsck);
-  fs.writeFileSync(autofsck, '');
+  writeFileNoFollow(autofsck, '', { mode: 0o600, exclusive: !crashed });
   let repair: RepairReport;
   if (rebuild) {
     repair = await rebuildVolume(parent, {

@@ -395,6 +395,8 @@ const CHECKPOINT_FILE_NAME = 'ddfsusedblocks';
 const CHECKPOINT_TEMPORARY_NAME = 'ddfsusedblocks.tmp';
 /** The temporary of ddumbfs 1.1 (loaded when `ddfsusedblocks` is missing, spec §5.8); we no longer write it. */
 const CHECKPOINT_OLD_TEMPORARY_NAME = 'ddfsusedblocks.0';
+/** Every name a checkpoint may have in the parent directory. */
+export const CHECKPOINT_FILE_NAMES = [CHECKPOINT_FILE_NAME, CHECKPOINT_OLD_TEMPORARY_NAME, CHECKPOINT_TEMPORARY_NAME] as const;
 
 /** Remove `p` through the device seam; a missing `p` is fine. */
 async function removeIfPresent(devices: DeviceFactory, p: string): Promise<void> {

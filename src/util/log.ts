@@ -2,6 +2,10 @@
  * Logging in ddumbfs's style (spec §8.9): stderr lines `HH:MM:SS LVL message`, and, when a log file is attached,
  * `YYYY-MM-DD HH:MM:SS LVL message` appended to `ddfsroot/.ddumbfs/ddumbfs.log`, rolled over at 10 MiB keeping
  * `.1` … `.10` (spec §2). LVL is one of ERR, WAR, INF, NOT, DEB.
+ *
+ * The log file is opened by the caller's `open` function (io/no_follow.ts: O_APPEND|O_CREAT|O_NOFOLLOW, mode 0600),
+ * so a symlink planted at its path is never followed; a log found writable by group or others is made 0600 (it
+ * names every file a repair touched and is never meant for other users).
  */
 import * as fs from 'node:fs';
 import { LOG_FILE_SIZE_MAX, LOG_FILE_BACKUP_COUNT } from '../limits.js';
@@ -17,16 +21,24 @@ export function clockText(d: Date): string {
   return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
 }
 
+/** Opens the log file for appending (creating it 0600) and returns its descriptor. */
+export type LogFileOpener = (path: string) => number;
+
 export class Logger {
   private filePath: string | null = null;
+  private openFile: LogFileOpener | null = null;
   debug = false;
   quiet = false;
 
   constructor(private readonly stderr: (line: string) => void = (l) => process.stderr.write(l)) {}
 
-  /** Append log lines to `path` too (best effort: a failing log file never fails the caller). */
-  attachFile(path: string): void {
+  /**
+   * Append log lines to `path` too, each opened with `open` (best effort: a failing log file never fails the
+   * caller, and a log that cannot be opened, e.g. a symlink, is skipped).
+   */
+  attachFile(path: string, open: LogFileOpener): void {
     this.filePath = path;
+    this.openFile = open;
   }
 
   log(level: LogLevel, message: string): void {
@@ -46,20 +58,33 @@ export class Logger {
     const path = this.filePath!;
     try {
       const date = `${now.getFullYear()}-${pad2(now.getMonth() + 1)}-${pad2(now.getDate())}`;
-      fs.appendFileSync(path, `${date} ${clockText(now)} ${level} ${message}\n`);
-      if (fs.statSync(path).size > LOG_FILE_SIZE_MAX) rollOver(path, LOG_FILE_BACKUP_COUNT);
+      const fd = this.openFile!(path);
+      let size: number;
+      try {
+        const st = fs.fstatSync(fd);
+        if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+        fs.writeSync(fd, `${date} ${clockText(now)} ${level} ${message}\n`);
+        size = fs.fstatSync(fd).size;
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (size > LOG_FILE_SIZE_MAX) rollOver(path, LOG_FILE_BACKUP_COUNT);
     } catch {
       // logging is best effort
     }
   }
 }
 
-/** Rename `path` to `path.1`, `path.1` to `path.2`, … keeping `count` backups (spec §2, §10.6). */
+/**
+ * Rename `path` to `path.1`, `path.1` to `path.2`, … keeping `count` backups (spec §2, §10.6). rename(2) moves a
+ * symlink itself, never its target, and presence is tested with lstat, so a planted link is never followed.
+ */
 export function rollOver(path: string, count: number): void {
+  const present = (p: string): boolean => fs.lstatSync(p, { throwIfNoEntry: false }) !== undefined;
   for (let i = count - 1; i >= 1; i--) {
-    if (fs.existsSync(`${path}.${i}`)) fs.renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+    if (present(`${path}.${i}`)) fs.renameSync(`${path}.${i}`, `${path}.${i + 1}`);
   }
-  if (fs.existsSync(path)) fs.renameSync(path, `${path}.1`);
+  if (present(path)) fs.renameSync(path, `${path}.1`);
 }
 
 /** The process-wide logger; commands may attach a file or change verbosity. */

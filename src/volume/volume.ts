@@ -17,13 +17,10 @@ import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 
-/** Name of the UFS root inside the parent (hard-coded upstream, spec §2). */
-export const ROOT_DIRECTORY = 'ddfsroot';
-/** The special directory inside the root (spec §8.9). */
-export const SPECIAL_DIRECTORY = '.ddumbfs';
-/** Marker files in the parent (spec §2). */
-export const AUTOFSCK_MARKER = '.autofsck';
-export const REBUILDFSCK_MARKER = '.rebuildfsck';
+import { ROOT_DIRECTORY, refuseSpecialSymlinks } from './special_paths.js';
+
+/** Layout names (spec §2, §8.9): ddfsroot, .ddumbfs, the markers. */
+export { ROOT_DIRECTORY, SPECIAL_DIRECTORY, AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from './special_paths.js';
 
 export interface VolumeOpenOptions {
   readOnly?: boolean;
@@ -130,11 +127,13 @@ export class Volume {
 
   /**
    * Open the volume whose parent is `parentDir` (exactly; use findParent first for a path inside it).
-   * @throws DdfsError NOT_FOUND (no ddfs.cfg, no ddfsroot, missing block/index file), BAD_CONFIG, BAD_MAGIC, TOO_SHORT
+   * @throws DdfsError NOT_FOUND (no ddfs.cfg, no ddfsroot, missing block/index file), BAD_CONFIG, BAD_MAGIC, TOO_SHORT,
+   *   SYMLINK (a marker, checkpoint or special path is a symlink: special_paths.ts)
    */
   static async open(parentDir: string, options: VolumeOpenOptions = {}): Promise<Volume> {
     const parent = path.resolve(parentDir);
     const cfg = await readVolumeConfig(parent);
+    refuseSpecialSymlinks(parent);
     const root = path.join(parent, ROOT_DIRECTORY);
     let st: fs.Stats;
     try {
