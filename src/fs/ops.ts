@@ -224,7 +224,8 @@ export class DdumbfsOps implements FsOps {
       if (!isReadOnly(flags)) throw codeError('EACCES', `${displayPath(mountPath)}: special files are read-only`);
       await regenerateSpecialFile(this.volume, special, ufsPath, this.logger);
     }
-    const fileHandle = await fsp.open(ufsPath, ufsOpenFlags(flags));
+    // a file of the special directory is never reached through a symlink (issue 6 §3)
+    const fileHandle = await fsp.open(ufsPath, ufsOpenFlags(flags) | fsc.O_NOFOLLOW);
     const fh = this.openFiles.addHandle({ kind: 'raw', fileHandle });
     return { fh, fiFlags: special ? FI_DIRECT_IO : 0 };
   }

@@ -58,6 +58,9 @@ import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
 import { pathText } from './device.js';
 import { systemError } from './memory_device.js';
 
+/** Bytes copied per read when a removed or replaced file is put back at a crash (bounds the buffer, not the file). */
+const RESTORE_CHUNK_SIZE = 1024 * 1024;
+
 /** Sector size used for torn writes (the smallest unit a disk writes atomically). */
 export const CRASH_SECTOR_SIZE = 512;
 
@@ -228,7 +231,7 @@ function restoreEntry(p: string | Buffer, stash: StashedEntry): void {
   const out = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, stash.mode);
   try {
     const size = fs.fstatSync(stash.fd).size;
-    const buf = Buffer.alloc(Math.min(size, 1024 * 1024));
+    const buf = Buffer.alloc(Math.min(size, RESTORE_CHUNK_SIZE));
     for (let at = 0; at < size;) {
       const n = fs.readSync(stash.fd, buf, 0, Math.min(buf.length, size - at), at);
       if (n <= 0) break;

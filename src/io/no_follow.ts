@@ -6,9 +6,10 @@
  * Invariants
  * - Every open here passes O_NOFOLLOW (the last component is never a symlink: ELOOP instead), and O_EXCL when it
  *   creates a file that must be new (a marker whose presence means something).
- * - `refuseSymlinks` is the up-front check of a tool: a special path, or a directory on the way to one, that is a
- *   symlink refuses the whole volume with one line naming it, before anything is written. (O_NOFOLLOW only covers
- *   the last component; the check covers `ddfsroot/.ddumbfs` itself.)
+ * - `refuseSymlinks` is the up-front check of a tool: any of the paths it is given (volume/special_paths.ts lists
+ *   them, the directory `ddfsroot/.ddumbfs` among them) that is a symlink refuses the whole volume with one line
+ *   naming it, before anything is written. O_NOFOLLOW only covers the last component of a path; the check covers
+ *   the special directory on the way to its files.
  * This is the one place where these flags are spelled; callers never build the flags themselves.
  */
 import * as fs from 'node:fs';
