@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DdfsError, messageOf } from '../errors.js';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
 import type { SpecialFileName } from './byte_path.js';
@@ -30,22 +31,25 @@ export const SPECIAL_FILE_MODES: Readonly<Record<string, number>> = {
  * Give the files of the special directory `specialDir` their modes (SPECIAL_FILE_MODES) and, when the daemon runs
  * as root, root's ownership; a missing special file (stats, stats0, reclaim, test) is created empty, a missing
  * corrupted.txt or log is left missing. Never follows a symlink (the volume was refused before if one was there).
- * @throws Node system errors (ELOOP for a symlink planted since, EACCES...)
+ * @throws DdfsError ACCESS naming the file (ELOOP for a symlink planted since, EPERM...)
  */
 export function prepareSpecialFiles(specialDir: string): void {
   const root = process.getuid?.() === 0;
   for (const [name, mode] of Object.entries(SPECIAL_FILE_MODES)) {
     const required = (SPECIAL_FILES as readonly string[]).includes(name);
+    const p = path.join(specialDir, name);
     let fd: number;
     try {
-      fd = openNoFollow(path.join(specialDir, name), { access: 'read', create: required, mode });
+      fd = openNoFollow(p, { access: 'read', create: required, mode });
     } catch (err) {
       if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw err;
+      throw new DdfsError('ACCESS', `${p}: cannot open special file: ${messageOf(err)}`, { path: p }, err);
     }
     try {
       if (root) fs.fchownSync(fd, 0, 0);
       fs.fchmodSync(fd, mode);
+    } catch (err) {
+      throw new DdfsError('ACCESS', `${p}: cannot set mode ${mode.toString(8)}: ${messageOf(err)}`, { path: p }, err);
     } finally {
       fs.closeSync(fd);
     }

@@ -1,6 +1,9 @@
 /**
  * The I/O seam (style.md, after SQLite's os layer): every read and write of volume data (block file, index file,
- * UFS files, checkpoints) goes through a `Device`, so a fault-injecting or crash-simulating device is a drop-in.
+ * UFS files, checkpoints) goes through a `Device`, and the directory operations that make such files durable under
+ * their names (rename, remove, mkdir, fsync of a directory) go through its `DeviceFactory`, so a fault-injecting or
+ * crash-simulating device is a drop-in (the crash device keeps an entry operation undurable until its directory is
+ * synced: callers that need a name to survive a power cut sync the directory, as POSIX requires).
  * This file and its siblings are the only importers of node:fs for volume data.
  */
 import * as fs from 'node:fs';
