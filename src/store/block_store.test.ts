@@ -289,6 +289,30 @@ describe('BlockStore persistence', () => {
     expect([...outcomes].sort()).toEqual(['new', 'old']);
   });
 
+  it('a failed rename or directory sync keeps the old checkpoint; the next checkpoint clears the leftover temporary', async () => {
+    for (const op of ['rename', 'syncDirectory'] as const) {
+      const { tv } = await openStore(SMALL);
+      const faulty = new FaultyDeviceFactory({ ops: [op] });
+      const store = await BlockStore.open(tv.parent, tv.config, { devices: faulty });
+      cleanups.push(() => store.close());
+      await store.checkpoint(); // blocks 0 and 1 only
+      const old = readFileSync(join(tv.parent, 'ddfsusedblocks'));
+      await put(store, [block(4096, 1)]);
+      faulty.failAt = 2;
+      await expect(store.checkpoint(), op).rejects.toMatchObject({ code: 'EIO' });
+      expect(faulty.faults.map((f) => f.op)).toEqual([op]);
+      if (op === 'rename') {
+        expect(readFileSync(join(tv.parent, 'ddfsusedblocks')).equals(old)).toBe(true);
+        expect(existsSync(join(tv.parent, 'ddfsusedblocks.tmp'))).toBe(true);
+      }
+      expect(store.changesSinceCheckpoint).toBe(1); // not counted as saved
+      await store.checkpoint();
+      expect(readFileSync(join(tv.parent, 'ddfsusedblocks'))[0]).toBe(0xe0);
+      expect(existsSync(join(tv.parent, 'ddfsusedblocks.tmp'))).toBe(false);
+      expect(store.changesSinceCheckpoint).toBe(0);
+    }
+  });
+
   it('a symlink planted at ddfsusedblocks.0 or ddfsusedblocks.tmp is never followed: the outside file is untouched', async () => {
     const { tv, store } = await openStore(SMALL);
     const outside = join(tv.parent, '..', `outside-${process.pid}-${Date.now()}`);
