@@ -23,7 +23,8 @@ import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { SeededRandom } from '../io/crash_device.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
-import { AUTOFSCK_MARKER, ROOT_DIRECTORY, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
+import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { createFunnyFiles, simulateCrash } from './funny_files.js';
 import { alterNodes, NODE_ALTERATION_KINDS, type NodeAlterationKind } from './index_nodes.js';
 

@@ -12,7 +12,8 @@ import { DdfsError, messageOf } from '../errors.js';
 import { UfsDownload, type DownloadBlockRecord } from '../copy/download.js';
 import { fileReader, fileWriter, streamReader, streamWriter, type ByteReader, type ByteWriter } from '../copy/stream_io.js';
 import { openVolumeForUpload, uploadFile, type UploadBlockRecord } from '../copy/upload.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, Volume, findParent } from '../volume/volume.js';
+import { ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { Volume, findParent } from '../volume/volume.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 

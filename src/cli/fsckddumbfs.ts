@@ -18,7 +18,8 @@ import type { ProgressEvent } from '../fsck/context.js';
 import { volumePaths } from '../fsck/context.js';
 import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, findParent, readVolumeConfig } from '../volume/volume.js';
+import { LOG_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { makeProgram } from './common.js';
 
 const NAME = 'fsckddumbfs';
@@ -161,7 +162,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`root directory: ${paths.root}\nblockfile: ${paths.block}\nindexfile: ${paths.index}\n`);
     const writes = mode !== 'check' && mode !== 'check-blocks';
     const special = path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY);
-    if (writes && fs.existsSync(special)) logger.attachFile(path.join(special, 'ddumbfs.log'));
+    if (writes && fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE));
     if (o.lockIndex || o.lock_index) logger.dbg('lock index: the index is held in memory by design');
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     const r = await runFsck(parent, {

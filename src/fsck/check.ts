@@ -18,7 +18,7 @@ import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER } from '../volume/volume.js';
+import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet, countCombined } from './bitset.js';
 import {
   bitmapAscending, closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, sameBytes, loadCheckpoint, openFsckVolume, runsOf, UfsNodeFile, walkRegularFiles,

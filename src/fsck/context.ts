@@ -16,7 +16,8 @@ import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { Bitmap } from '../store/bitmap.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, readVolumeConfig } from '../volume/volume.js';
+import { CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { readVolumeConfig } from '../volume/volume.js';
 
 /** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
 export const UFS_NODE_CHUNK_COUNT = 64 * 1024;
@@ -289,7 +290,7 @@ export class UfsNodeFile {
  */
 export async function loadCheckpoint(parentDir: string, cfg: DdfsConfig, devices: DeviceFactory = fileDevices): Promise<Bitmap | null> {
   const want = bitmapWordBytes(cfg);
-  for (const name of ['ddfsusedblocks', 'ddfsusedblocks.0']) {
+  for (const name of [CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE]) {
     let dev: Device;
     try {
       dev = await devices.open(path.join(parentDir, name), { readOnly: true });

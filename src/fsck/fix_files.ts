@@ -27,7 +27,7 @@ import { CORRUPTED_BACKUP_COUNT } from '../limits.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
 import type { Logger } from '../util/log.js';
 import { rollOver } from '../util/log.js';
-import { SPECIAL_DIRECTORY } from '../volume/volume.js';
+import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { elapsedText, expectedAddress, UfsNodeFile, walkRegularFiles, type FsckVolume, type ProgressSink } from './context.js';
 import { fileFlags, isBadFile, type FileRepairStatus } from './findings.js';
 
@@ -58,7 +58,7 @@ export interface FixFilesResult {
 
 /** Path of corrupted.txt in a volume (spec §2). */
 export function corruptedListPath(rootDir: string): string {
-  return path.join(rootDir, SPECIAL_DIRECTORY, 'corrupted.txt');
+  return path.join(rootDir, SPECIAL_DIRECTORY, CORRUPTED_LIST_FILE);
 }
 
 /**

@@ -27,7 +27,7 @@ import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER } from '../volume/volume.js';
+import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
   closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
