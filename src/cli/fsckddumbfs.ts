@@ -19,6 +19,7 @@ import { volumePaths } from '../fsck/context.js';
 import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
 import { LOG_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { concatText } from '../util/path_text.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { makeProgram } from './common.js';
 
@@ -86,7 +87,7 @@ class ProgressView {
   }
 
   /** Write a line to stderr or stdout without tearing the spinner. */
-  write(line: string, stream: NodeJS.WriteStream = process.stderr): void {
+  write(line: string | Buffer, stream: NodeJS.WriteStream = process.stderr): void {
     if (this.spinner) {
       this.spinner.clear();
       stream.write(line);
@@ -167,7 +168,7 @@ export async function main(argv: string[]): Promise<number> {
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
-      out: (line) => view.write(`${line}\n`, process.stdout),
+      out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });
     view.stop();

@@ -40,8 +40,8 @@ export interface FsckRunOptions {
   force?: boolean;
   verbose?: boolean;
   logger: Logger;
-  /** Plain report lines of a check. */
-  out?: (line: string) => void;
+  /** Plain report lines of a check (a Buffer when the line names a UFS path that is not UTF-8). */
+  out?: (line: string | Buffer) => void;
   progress?: ProgressSink;
   devices?: DeviceFactory;
   hashThreads?: number;

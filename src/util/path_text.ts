@@ -57,3 +57,47 @@ export function joinPathBytes(a: Buffer, b: Buffer): Buffer {
   b.copy(out, a.length + slash);
   return out;
 }
+
+/**
+ * A report line naming UFS paths exactly: a tagged template whose Buffer interpolations are raw bytes. Gives a
+ * string when every Buffer is valid UTF-8 (the same bytes once written as UTF-8), else a Buffer of the UTF-8 text
+ * around the raw bytes (for corrupted.txt, the log, stdout). Other interpolations are formatted as by `${}`.
+ * Example: rawText`corrupted header: ${path}`.
+ */
+export function rawText(strings: TemplateStringsArray, ...values: unknown[]): string | Buffer {
+  const raw = values.some((v) => Buffer.isBuffer(v) && !isUtf8(v));
+  if (!raw) {
+    let s = strings[0]!;
+    values.forEach((v, k) => {
+      s += (Buffer.isBuffer(v) ? v.toString('utf8') : String(v)) + strings[k + 1]!;
+    });
+    return s;
+  }
+  const parts: Buffer[] = [Buffer.from(strings[0]!, 'utf8')];
+  values.forEach((v, k) => {
+    parts.push(Buffer.isBuffer(v) ? v : Buffer.from(String(v), 'utf8'), Buffer.from(strings[k + 1]!, 'utf8'));
+  });
+  return Buffer.concat(parts);
+}
+
+/** Whether `b` is well-formed UTF-8. */
+export function isUtf8(b: Buffer): boolean {
+  let k = 0;
+  while (k < b.length) {
+    const n = utf8SequenceLength(b, k);
+    if (n === 0) return false;
+    k += n;
+  }
+  return true;
+}
+
+/** A report text as the bytes to write (a string as UTF-8). */
+export function textBytes(t: string | Buffer): Buffer {
+  return typeof t === 'string' ? Buffer.from(t, 'utf8') : t;
+}
+
+/** `a` followed by `b` (text as UTF-8, bytes raw), as rawText does: a string unless either is raw bytes. */
+export function concatText(a: string | Buffer, b: string | Buffer): string | Buffer {
+  if (typeof a === 'string' && typeof b === 'string') return a + b;
+  return Buffer.concat([typeof a === 'string' ? Buffer.from(a, 'utf8') : a, typeof b === 'string' ? Buffer.from(b, 'utf8') : b]);
+}
