@@ -1,10 +1,12 @@
 /**
  * What check, repair, rebuild and pack share: opening a closed volume through the Device seam, walking the UFS tree
- * (spec §10.3 step 2: regular files only, `/.ddumbfs/` skipped, symlinks not followed, no mount crossing), reading
- * and rewriting the node lists of UFS files (spec §7) in bounded chunks, and loading the checkpoint (spec §5.8).
+ * (spec §10.3 step 2: regular files only, `/.ddumbfs/` skipped, symlinks not followed, no mount crossing) with the
+ * one walker (ufs/walk.ts) as byte paths, visiting UFS files through the one reader (ufs/ufs_reader.ts), and loading
+ * the checkpoint (spec §5.8).
  *
- * Volume data (block file, index, UFS files, checkpoint) goes through `DeviceFactory`; directory listing and the
- * corrupted.txt report use node:fs directly.
+ * Volume data (block file, index, UFS files, checkpoint) goes through `DeviceFactory`, directories through
+ * io/tree_read.ts; only the stat of ddfsroot at open uses node:fs here. UFS paths are Buffers: messages show them
+ * with pathText, reports write their raw bytes (rawText).
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
