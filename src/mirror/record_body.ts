@@ -318,7 +318,7 @@ export interface UnknownRecord {
 
 // ---- schema ----------------------------------------------------------------------------------------------------
 
-type Kind =
+export type Kind =
   | { k: 'u8' | 'u16' | 'u32'; min?: number; max?: number }
   | { k: 'u64' | 'i64' | 'bool' | 'id128' | 'digest' | 'hash' | 'block' | 'path' | 'hashes' | 'paths' | 'xattrs' | 'entries' | 'bitmap' }
   | { k: 'bytes'; min: number; max: number }

@@ -406,10 +406,10 @@ export class StreamDecoder {
     if (this.state === 'done' && this.bufferedSize === 0) return;
     const seq = this.expectedSeq;
     let what: string;
-    if (this.state === 'magic') what = `the stream ended in the preamble (${this.bufferedSize} of ${STREAM_MAGIC.length} bytes), before seq 1`;
-    else if (this.state === 'body') what = `the stream ended inside the body of seq ${seq} (${this.bufferedSize} of ${this.pending!.bodyLen} bytes)`;
-    else if (this.bufferedSize > 0) what = `the stream ended inside the header of seq ${seq} (${this.bufferedSize} of ${RECORD_HEADER_SIZE} bytes)`;
-    else what = `the stream ended after seq ${seq - 1n} without TERM: seq ${seq} and later are missing`;
+    if (this.state === 'magic') what = `truncated: the stream ended in the preamble (${this.bufferedSize} of ${STREAM_MAGIC.length} bytes)`;
+    else if (this.state === 'body') what = `truncated: the stream ended inside the body (${this.bufferedSize} of ${this.pending!.bodyLen} bytes)`;
+    else if (this.bufferedSize > 0) what = `truncated: the stream ended inside the header (${this.bufferedSize} of ${RECORD_HEADER_SIZE} bytes)`;
+    else what = `missing: the stream ended after seq ${seq - 1n} without TERM`;
     this.fault = this.error('truncated', seq, this.offset + this.bufferedSize, what);
     throw this.fault;
   }
@@ -423,7 +423,7 @@ export class StreamDecoder {
       if (this.state === 'magic') {
         if (this.bufferedSize < STREAM_MAGIC.length) return null;
         const magic = this.take(STREAM_MAGIC.length);
-        if (!magic.equals(STREAM_MAGIC)) throw this.error('magic', 1n, 0, `not a DDMS v1 stream (magic ${magic.toString('hex')}), before seq 1`);
+        if (!magic.equals(STREAM_MAGIC)) throw this.error('magic', 1n, 0, `not a DDMS v1 stream (magic ${magic.toString('hex')}, expected ${STREAM_MAGIC.toString('hex')})`);
         this.state = 'header';
       }
       if (this.state === 'header') {
