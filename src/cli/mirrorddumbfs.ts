@@ -25,7 +25,8 @@ Examples:
   mirrorddumbfs dump --full < pass.ddms | less`;
 
 const DUMP_HELP = `Each line: SEQ TYPE @OFFSET+SIZE [flags=...] field=value ...
-Paths, names and text are quoted; a byte that is not printable ASCII (and \\ and ") is shown as \\xHH.
+Paths, names and text are quoted; space, \\, " and every byte that is not printable ASCII are
+shown as \\xHH, so no value contains a space.
 The last line is "# N records, B bytes, ends with TERM|ERROR". A stream that fails a check
 (magic, signature, length bound, CRC32C, seq, running digest, truncation) prints the records
 before the fault, then the fault naming its seq on stderr, and exits 1.

@@ -3,9 +3,9 @@
  * a decoder for debugging and tests). Rendering only: the CLI prints.
  *
  * Line shape: `SEQ TYPE @OFFSET+SIZE [flags=...] field=value ...`, fields in tag order with their wire names
- * (stream_codec.ts byte table). Invariants: one record is one line (no byte of a value can start a new line or
- * split a field: paths, names and text are quoted and escaped), and paths are shown from their bytes, never decoded
- * as UTF-8: printable ASCII other than `\` and `"` as itself, every other byte as `\xHH`.
+ * (stream_codec.ts byte table). Invariants: one record is one line and fields are separated by single spaces that
+ * no value contains (paths, names and text are quoted and escaped), and paths are shown from their bytes, never
+ * decoded as UTF-8: printable ASCII other than space, `\` and `"` as itself, every other byte as `\xHH`.
  */
 import { FLAG_COMPRESSED, FLAG_MUST_UNDERSTAND, decodeStream, type DecodedRecord } from './stream_codec.js';
 import { SCHEMAS, type DirEntry, type Field, type Kind, type Xattr } from './record_body.js';
@@ -19,11 +19,11 @@ export interface DumpOptions {
 /** Items of a hash or path list shown without --full: enough to recognise a list, one line stays readable. */
 const DUMP_LIST_ITEM_COUNT = 4;
 
-/** Bytes as a quoted, escaped string: printable ASCII except `\` and `"` as is, anything else `\xHH`. */
+/** Bytes as a quoted, escaped string: printable ASCII but space, `\` and `"` as is, anything else `\xHH`. */
 export function escapeBytes(bytes: Uint8Array): string {
   let out = '"';
   for (const b of bytes) {
-    if (b >= 0x20 && b <= 0x7e && b !== 0x5c && b !== 0x22) out += String.fromCharCode(b);
+    if (b > 0x20 && b <= 0x7e && b !== 0x5c && b !== 0x22) out += String.fromCharCode(b);
     else out += `\\x${b.toString(16).padStart(2, '0')}`;
   }
   return `${out}"`;
