@@ -98,5 +98,8 @@ export const STREAM_XATTR_NAME_SIZE_MAX = 255;
 /** Largest extended-attribute value (bytes) in a record's meta: Linux XATTR_SIZE_MAX. */
 export const STREAM_XATTR_VALUE_SIZE_MAX = 65536;
 
-/** Longest ASCII text field (hash name, error message) in a DDMS record: one readable line, no more. */
+/** Longest ASCII text field (an error message) in a DDMS record: one readable line, no more. */
 export const STREAM_TEXT_SIZE_MAX = 1024;
+
+/** Longest hash-algorithm name in a HELLO: the longest ddfs.cfg name (TIGER128/160/192) with room to spare. */
+export const STREAM_HASH_NAME_SIZE_MAX = 16;

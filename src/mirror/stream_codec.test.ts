@@ -296,6 +296,27 @@ describe('DDMS corruption is rejected with the seq named (invariant 5)', () => {
     );
   });
 
+  it('rejects a flip of every bit of one small pass, naming the record it hit', async () => {
+    const e = await encodeAll([
+      HELLO,
+      { type: 'PASS_BEGIN', passId: Buffer.alloc(16, 9), tidBeg: 1n, tidEnd: 2n, mode: 'incremental' },
+      { type: 'DELETE', path: Buffer.from('a/b'), tid: 2n },
+      { type: 'CHECKPOINT', keyCur: Buffer.from('a') },
+      { type: 'COMMIT', passId: Buffer.alloc(16, 9), tidEnd: 2n, claimKind: 'exact' },
+      { type: 'TERM', reason: 0 },
+    ]);
+    let flips = 0;
+    for (let offset = 0; offset < e.stream.length; offset++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const mutated = Buffer.from(e.stream);
+        mutated[offset]! ^= 1 << bit;
+        expectFault(decodeChunks([mutated]), offset < STREAM_MAGIC.length ? 1n : seqAt(e, offset));
+        flips++;
+      }
+    }
+    expect(flips).toBe(8 * e.stream.length);
+  });
+
   it('rejects every truncation, naming the first incomplete or missing seq', async () => {
     await fc.assert(
       fc.asyncProperty(streamArb, fc.nat(), async ({ inputs, compress }, at) => {
