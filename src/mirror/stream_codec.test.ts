@@ -492,7 +492,7 @@ describe('DDMS framing refusals (spec §5 scenarios 5, 13)', () => {
     const v2 = forge(1n, RECORD_TYPES.HELLO, encodeBody({ ...HELLO, version: 2 }, CTX));
     expect(expectFault(decodeChunks([STREAM_MAGIC, v2]), 1n, 'version').code).toBe('NOT_SUPPORTED');
     expectFault(decodeChunks([STREAM_MAGIC, idle(1n)]), 1n, 'first-not-hello');
-    expectFault(decodeChunks([HELLO_STREAM, HELLO_STREAM.subarray(8).map((b) => b)]), 2n, 'seq');
+    expectFault(decodeChunks([HELLO_STREAM, Buffer.from(HELLO_STREAM.subarray(8))]), 2n, 'seq');
     const second = forge(2n, RECORD_TYPES.HELLO, encodeBody(HELLO, CTX));
     expectFault(decodeChunks([HELLO_STREAM, second]), 2n, 'hello-repeated');
   });
