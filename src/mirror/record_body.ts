@@ -515,7 +515,7 @@ export function pathProblem(path: Uint8Array): string | null {
   for (let i = 0; i <= path.length; i++) {
     if (i === path.length || path[i] === SLASH) {
       const problem = nameProblem(path.subarray(start, i));
-      if (problem !== null) return problem === "'/' in a name" ? 'empty component' : problem;
+      if (problem !== null) return problem;
       start = i + 1;
     }
   }
