@@ -23,15 +23,9 @@ import { assert } from '../util/assert.js';
 import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
-import {
-  AUTOFSCK_MARKER,
-  REBUILDFSCK_MARKER,
-  SPECIAL_DIRECTORY,
-  Volume,
-  findParent,
-  mountPointOf,
-} from '../volume/volume.js';
-import { LOG_FILE_NAME, openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
+import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { Volume, findParent, mountPointOf } from '../volume/volume.js';
+import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
 import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { guardOps } from './op_guard.js';
@@ -247,7 +241,7 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
     volume.nextReclaimPercent = options.reclaimPercent;
 
     prepareSpecialFiles(specialDir);
-    log.attachFile(path.join(specialDir, LOG_FILE_NAME), openLogFileNoFollow);
+    log.attachFile(path.join(specialDir, LOG_FILE), openLogFileNoFollow);
     process.chdir(volume.rootDir);
     process.umask(0);
   } catch (err) {

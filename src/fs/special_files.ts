@@ -15,7 +15,8 @@ import { DdfsError, messageOf } from '../errors.js';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
 import type { SpecialFileName } from './byte_path.js';
-import { CORRUPTED_LIST_NAME, LOG_FILE_NAME, SPECIAL_FILES, openNoFollow, writeFileNoFollow } from '../volume/special_paths.js';
+import { CORRUPTED_LIST_FILE, LOG_FILE, SPECIAL_FILES } from '../format/layout.js';
+import { openNoFollow, writeFileNoFollow } from '../volume/special_paths.js';
 
 /** Mode of each file of the special directory, set at every mount (file comment). */
 export const SPECIAL_FILE_MODES: Readonly<Record<string, number>> = {
@@ -23,8 +24,8 @@ export const SPECIAL_FILE_MODES: Readonly<Record<string, number>> = {
   stats0: 0o600,
   reclaim: 0o600,
   test: 0o600,
-  [CORRUPTED_LIST_NAME]: 0o600,
-  [LOG_FILE_NAME]: 0o600,
+  [CORRUPTED_LIST_FILE]: 0o600,
+  [LOG_FILE]: 0o600,
 };
 
 /**

@@ -55,8 +55,8 @@
  */
 import * as fs from 'node:fs';
 import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
-import { pathText } from './device.js';
 import { systemError } from './memory_device.js';
+import { dirnameBytes, pathText } from '../util/path_text.js';
 
 /** Bytes copied per read when a removed or replaced file is put back at a crash (bounds the buffer, not the file). */
 const RESTORE_CHUNK_SIZE = 1024 * 1024;
@@ -188,20 +188,6 @@ type EntryOperation =
 
 /** Which pending entry operations survive a crash: all of them, none, or a random prefix (the default). */
 export type EntryCrashPolicy = 'all' | 'none' | 'random';
-
-const SLASH = 0x2f;
-
-/** The directory part of a path, as bytes ('.' for a bare name), like dirname(3). */
-function dirnameOf(p: string | Buffer): Buffer {
-  let b = typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
-  let end = b.length;
-  while (end > 1 && b[end - 1] === SLASH) end--;
-  b = b.subarray(0, end);
-  const cut = b.lastIndexOf(SLASH);
-  if (cut < 0) return Buffer.from('.');
-  if (cut === 0) return Buffer.from('/');
-  return b.subarray(0, cut);
-}
 
 /** The identity of the directory at `dir` (st_dev:st_ino), so that two spellings of it agree. */
 function directoryKey(dir: string | Buffer): string {
@@ -437,7 +423,8 @@ export class CrashDeviceFactory implements DeviceFactory {
     return this.options.crashAt;
   }
 
-  async open(path: string, options: DeviceOpenOptions): Promise<Device> {
+  async open(p: string | Buffer, options: DeviceOpenOptions): Promise<Device> {
+    const path = pathText(p);
     if (this.dead) throw systemError('EIO', 'open', path);
     const readOnly = options.readOnly ?? false;
     let flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
@@ -446,18 +433,18 @@ export class CrashDeviceFactory implements DeviceFactory {
     let fd: number;
     let created = false;
     if (options.create && options.exclusive) {
-      fd = fs.openSync(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+      fd = fs.openSync(p, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
       created = true;
     } else {
       try {
-        fd = fs.openSync(path, flags);
+        fd = fs.openSync(p, flags);
       } catch (err) {
         if (!options.create || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        fd = fs.openSync(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
+        fd = fs.openSync(p, flags | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
         created = true;
       }
     }
-    if (created) this.entryOps.push({ kind: 'create', path, dirs: [directoryKey(dirnameOf(path))] });
+    if (created) this.entryOps.push({ kind: 'create', path: p, dirs: [directoryKey(dirnameBytes(p))] });
     let file: CrashFile;
     try {
       const st = fs.fstatSync(fd);
@@ -466,7 +453,7 @@ export class CrashDeviceFactory implements DeviceFactory {
       if (!f) {
         let applyFd = -1;
         try {
-          applyFd = fs.openSync(path, fs.constants.O_RDWR);
+          applyFd = fs.openSync(p, fs.constants.O_RDWR);
         } catch {
           // read-only file: it can have no pending writes
         }
@@ -486,7 +473,7 @@ export class CrashDeviceFactory implements DeviceFactory {
   /** rename(2) at once; pending until a directory of either path is synced (file comment). */
   async rename(from: string | Buffer, to: string | Buffer): Promise<void> {
     if (this.dead) throw systemError('EIO', 'rename', pathText(from));
-    const dirs = [directoryKey(dirnameOf(from)), directoryKey(dirnameOf(to))];
+    const dirs = [directoryKey(dirnameBytes(from)), directoryKey(dirnameBytes(to))];
     const replaced = stashEntry(to);
     try {
       fs.renameSync(from, to);
@@ -510,7 +497,7 @@ export class CrashDeviceFactory implements DeviceFactory {
       releaseStash(stash);
       throw err;
     }
-    this.entryOps.push({ kind: 'remove', path: p, dirs: [directoryKey(dirnameOf(p))], stash });
+    this.entryOps.push({ kind: 'remove', path: p, dirs: [directoryKey(dirnameBytes(p))], stash });
     this.countMutation('unlink', pathText(p));
   }
 
@@ -518,7 +505,7 @@ export class CrashDeviceFactory implements DeviceFactory {
   async mkdir(p: string | Buffer, mode: number): Promise<void> {
     if (this.dead) throw systemError('EIO', 'mkdir', pathText(p));
     fs.mkdirSync(p, { mode });
-    this.entryOps.push({ kind: 'mkdir', path: p, dirs: [directoryKey(dirnameOf(p))] });
+    this.entryOps.push({ kind: 'mkdir', path: p, dirs: [directoryKey(dirnameBytes(p))] });
     this.countMutation('mkdir', pathText(p));
   }
 

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
+import { pathText } from '../util/path_text.js';
 
 /** Random-access storage of bytes: a file or a block device. Offsets and sizes are in bytes. */
 export interface Device {
@@ -28,12 +29,13 @@ export interface Device {
 /** How devices are opened: the real file system, or a test's fault-injecting factory. */
 export interface DeviceFactory {
   /**
-   * Open `path`. `create` makes it if missing (mode applies then); `readOnly` opens O_RDONLY; `exclusive` fails
-   * with EEXIST when it exists (O_EXCL); `noFollow` fails with ELOOP when the last component is a symlink
-   * (O_NOFOLLOW).
+   * Open `path` (a Buffer for a byte path of the UFS tree). `create` makes it if missing (mode applies then);
+   * `readOnly` opens O_RDONLY; `exclusive` fails with EEXIST when it exists (O_EXCL); `noFollow` fails with ELOOP
+   * when the last component is a symlink (O_NOFOLLOW). The device's `path` is the path as text for messages
+   * (util/path_text.ts).
    * @throws Node system errors (ENOENT...) unchanged
    */
-  open(path: string, options: DeviceOpenOptions): Promise<Device>;
+  open(path: string | Buffer, options: DeviceOpenOptions): Promise<Device>;
   /**
    * rename(2): replace `to` atomically by `from` (a file or a directory). Durable only once the directories of
    * both are synced (`syncDirectory`).
@@ -56,14 +58,6 @@ export interface DeviceFactory {
    * @throws Node system errors (ENOENT, ENOTDIR...) unchanged
    */
   syncDirectory(path: string | Buffer): Promise<void>;
-}
-
-/**
- * A path as text for messages and classification only (a Buffer path is decoded as UTF-8 with replacement
- * characters; never use the result to reach the file).
- */
-export function pathText(p: string | Buffer): string {
-  return typeof p === 'string' ? p : p.toString('utf8');
 }
 
 /** Options of `DeviceFactory.open`. */
@@ -185,7 +179,7 @@ export const fileDevices: DeviceFactory = {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
       fd = fs.openSync(path, flags, mode);
     }
-    return new FileDevice(path, fd);
+    return new FileDevice(pathText(path), fd);
   },
 
   async rename(from, to) {

@@ -15,8 +15,9 @@
  */
 import * as path from 'node:path';
 import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
-import { fileDevices, pathText } from './device.js';
+import { fileDevices } from './device.js';
 import { systemError } from './memory_device.js';
+import { pathText } from '../util/path_text.js';
 
 export type FaultOperation = 'write' | 'sync' | 'truncate' | 'rename' | 'remove' | 'mkdir' | 'syncDirectory';
 export type FileKind = 'block' | 'index' | 'ufs' | 'checkpoint' | 'other';
@@ -132,9 +133,9 @@ export class FaultyDeviceFactory implements DeviceFactory {
     this.options.sticky = v;
   }
 
-  async open(p: string, options: DeviceOpenOptions): Promise<Device> {
+  async open(p: string | Buffer, options: DeviceOpenOptions): Promise<Device> {
     const inner = await this.base.open(p, options);
-    return new FaultyDevice(inner, this.kindOf(p), this);
+    return new FaultyDevice(inner, this.kindOf(pathText(p)), this);
   }
 
   async rename(from: string | Buffer, to: string | Buffer): Promise<void> {

@@ -20,7 +20,7 @@
  * Nothing here is asynchronous in reality; the Promise API only matches `Device`.
  */
 import type { Device, DeviceFactory, DeviceOpenOptions } from './device.js';
-import { pathText } from './device.js';
+import { pathText } from '../util/path_text.js';
 
 /** A Node-style system error (what node:fs would throw), so callers' `code` checks work unchanged. */
 export function systemError(
@@ -178,8 +178,10 @@ export class MemoryDeviceFactory implements DeviceFactory {
   writeCount = 0;
   syncCount = 0;
 
-  async open(path: string, options: MemoryOpenOptions): Promise<MemoryDevice> {
-    const key = keyOf(path);
+  async open(p: string | Buffer, options: MemoryOpenOptions): Promise<MemoryDevice> {
+    // keyed by the path's bytes (keyOf): a string path and its UTF-8 bytes name the same file
+    const key = keyOf(p);
+    const path = pathText(p);
     if (this.directories.has(key)) throw systemError('EISDIR', 'open', path);
     let file = this.files.get(key);
     if (file && options.create && options.exclusive) throw systemError('EEXIST', 'open', path);

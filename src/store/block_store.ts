@@ -17,6 +17,7 @@ import {
 import type { DdfsConfig } from '../format/config.js';
 import { bitmapWordBytes } from '../format/config.js';
 import { encodeAddress } from '../format/node.js';
+import { CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE } from '../format/layout.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { createHasher, type BlockHasher } from './hash.js';
@@ -334,7 +335,7 @@ export class BlockStore {
 
   /** Path of the checkpoint file (spec §5.8). */
   get checkpointPath(): string {
-    return path.join(this.parentDir, CHECKPOINT_FILE_NAME);
+    return path.join(this.parentDir, CHECKPOINT_FILE);
   }
 
   /**
@@ -359,7 +360,7 @@ export class BlockStore {
     if (this.readOnly) return;
     const changes = this.changesSinceCheckpoint;
     const words = await this.sync();
-    const tmp = path.join(this.parentDir, CHECKPOINT_TEMPORARY_NAME);
+    const tmp = path.join(this.parentDir, CHECKPOINT_TEMPORARY_FILE);
     await removeIfPresent(this.devices, tmp); // left by a crash: never loaded, so never needed
     const dev = await this.devices.open(tmp, { create: true, exclusive: true, noFollow: true, mode: 0o600 });
     try {
@@ -370,7 +371,7 @@ export class BlockStore {
     }
     await this.devices.rename(tmp, this.checkpointPath);
     await this.devices.syncDirectory(this.parentDir);
-    await removeIfPresent(this.devices, path.join(this.parentDir, CHECKPOINT_OLD_TEMPORARY_NAME));
+    await removeIfPresent(this.devices, path.join(this.parentDir, CHECKPOINT_NEXT_FILE));
     this.changesSinceCheckpoint -= changes;
   }
 
@@ -389,14 +390,6 @@ export class BlockStore {
   }
 }
 
-/** The checkpoint (spec §2, §5.8). */
-const CHECKPOINT_FILE_NAME = 'ddfsusedblocks';
-/** The temporary a checkpoint is written to before it replaces `ddfsusedblocks` (ours; never loaded). */
-const CHECKPOINT_TEMPORARY_NAME = 'ddfsusedblocks.tmp';
-/** The temporary of ddumbfs 1.1 (loaded when `ddfsusedblocks` is missing, spec §5.8); we no longer write it. */
-const CHECKPOINT_OLD_TEMPORARY_NAME = 'ddfsusedblocks.0';
-/** Every name a checkpoint may have in the parent directory. */
-export const CHECKPOINT_FILE_NAMES = [CHECKPOINT_FILE_NAME, CHECKPOINT_OLD_TEMPORARY_NAME, CHECKPOINT_TEMPORARY_NAME] as const;
 
 /** Remove `p` through the device seam; a missing `p` is fine. */
 async function removeIfPresent(devices: DeviceFactory, p: string): Promise<void> {

@@ -3,6 +3,9 @@
  * `YYYY-MM-DD HH:MM:SS LVL message` appended to `ddfsroot/.ddumbfs/ddumbfs.log`, rolled over at 10 MiB keeping
  * `.1` … `.10` (spec §2). LVL is one of ERR, WAR, INF, NOT, DEB.
  *
+ * A message is text or bytes: a Buffer message (a line naming a UFS path that is not UTF-8, see `rawText` in
+ * path_text.ts) is written as its raw bytes, to the file and to the sink, so a name in the log is the name on disk.
+ *
  * The log file is opened by the caller's `open` function (io/no_follow.ts: O_APPEND|O_CREAT|O_NOFOLLOW, mode 0600),
  * so a symlink planted at its path is never followed; a log found writable by group or others is made 0600 (it
  * names every file a repair touched and is never meant for other users).
@@ -24,13 +27,17 @@ export function clockText(d: Date): string {
 /** Opens the log file for appending (creating it 0600) and returns its descriptor. */
 export type LogFileOpener = (path: string) => number;
 
+/** A log message: text, or raw bytes (UTF-8 text around raw name bytes). */
+export type LogMessage = string | Buffer;
+
 export class Logger {
   private filePath: string | null = null;
   private openFile: LogFileOpener | null = null;
   debug = false;
   quiet = false;
 
-  constructor(private readonly stderr: (line: string) => void = (l) => process.stderr.write(l)) {}
+  /** @param stderr receives each stderr line with its newline: a string, or a Buffer for a bytes message */
+  constructor(private readonly stderr: (line: string | Buffer) => void = (l) => process.stderr.write(l)) {}
 
   /**
    * Append log lines to `path` too, each opened with `open` (best effort: a failing log file never fails the
@@ -41,20 +48,20 @@ export class Logger {
     this.openFile = open;
   }
 
-  log(level: LogLevel, message: string): void {
+  log(level: LogLevel, message: LogMessage): void {
     if (level === 'DEB' && !this.debug) return;
     const now = new Date();
-    if (!this.quiet) this.stderr(`${clockText(now)} ${level} ${message}\n`);
+    if (!this.quiet) this.stderr(withPrefix(`${clockText(now)} ${level} `, message));
     if (this.filePath) this.appendFile(now, level, message);
   }
 
-  error(m: string): void { this.log('ERR', m); }
-  warn(m: string): void { this.log('WAR', m); }
-  info(m: string): void { this.log('INF', m); }
-  notice(m: string): void { this.log('NOT', m); }
-  dbg(m: string): void { this.log('DEB', m); }
+  error(m: LogMessage): void { this.log('ERR', m); }
+  warn(m: LogMessage): void { this.log('WAR', m); }
+  info(m: LogMessage): void { this.log('INF', m); }
+  notice(m: LogMessage): void { this.log('NOT', m); }
+  dbg(m: LogMessage): void { this.log('DEB', m); }
 
-  private appendFile(now: Date, level: LogLevel, message: string): void {
+  private appendFile(now: Date, level: LogLevel, message: LogMessage): void {
     const path = this.filePath!;
     try {
       const date = `${now.getFullYear()}-${pad2(now.getMonth() + 1)}-${pad2(now.getDate())}`;
@@ -63,7 +70,9 @@ export class Logger {
       try {
         const st = fs.fstatSync(fd);
         if ((st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
-        fs.writeSync(fd, `${date} ${clockText(now)} ${level} ${message}\n`);
+        const line = withPrefix(`${date} ${clockText(now)} ${level} `, message);
+        if (typeof line === 'string') fs.writeSync(fd, line);
+        else fs.writeSync(fd, line);
         size = fs.fstatSync(fd).size;
       } finally {
         fs.closeSync(fd);
@@ -73,6 +82,12 @@ export class Logger {
       // logging is best effort
     }
   }
+}
+
+/** `prefix` + message + newline: a string for a text message, raw bytes for a bytes message. */
+function withPrefix(prefix: string, message: LogMessage): string | Buffer {
+  if (typeof message === 'string') return `${prefix}${message}\n`;
+  return Buffer.concat([Buffer.from(prefix, 'utf8'), message, Buffer.from('\n')]);
 }
 
 /**

@@ -17,10 +17,10 @@ import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 
-import { ROOT_DIRECTORY, refuseSpecialSymlinks } from './special_paths.js';
-
-/** Layout names (spec §2, §8.9): ddfsroot, .ddumbfs, the markers. */
-export { ROOT_DIRECTORY, SPECIAL_DIRECTORY, AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from './special_paths.js';
+import { ROOT_DIRECTORY } from '../format/layout.js';
+import { refuseSpecialSymlinks } from './special_paths.js';
+/** The layout names live in format/layout.ts (so fsck and ufs need not import the volume); re-exported here. */
+export { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 
 export interface VolumeOpenOptions {
   readOnly?: boolean;
