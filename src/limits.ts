@@ -81,3 +81,42 @@ export const WALK_DIRECTORY_ENTRY_COUNT_MAX = 16 * 1024 * 1024;
 
 /** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
 export const UFS_NODE_CHUNK_COUNT = 64 * 1024;
+
+/**
+ * DDMS mirror stream (mirroring spec §4.5, §4.15): the largest body of any record but BLOCK, checked against the
+ * header's body_len before a byte of the body is buffered. It bounds a receiver's memory per record whatever a peer
+ * claims (spec §5 scenario 14: a body_len of 4 GiB), and still holds a FILE_NODES piece of ~43,000 TIGER hashes
+ * (a 170 MiB file at 4 KiB blocks) or a DIRLIST part of thousands of entries; longer lists are split into pieces.
+ */
+export const STREAM_RECORD_BODY_SIZE_MAX = 1024 * 1024;
+
+/**
+ * Bytes a BLOCK body may hold beyond the HELLO's block_size: two TLV headers (12) and the format's largest hash
+ * (HASH_SIZE_MAX, 64) are 76, over the spec's "e.g. block_size + 64"; 128 also leaves room for a small optional
+ * field without letting a BLOCK carry a second block.
+ */
+export const STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX = 128;
+
+/**
+ * Longest path (bytes) a DDMS record may name, relative to ddfsroot: Linux PATH_MAX (4096) less its NUL, so every
+ * path a slave accepts can also be named to the kernel in one piece.
+ */
+export const STREAM_PATH_SIZE_MAX = 4095;
+
+/** Longest name component (bytes) in a DDMS path or DIRLIST entry: Linux NAME_MAX, what the UFS itself allows. */
+export const STREAM_NAME_SIZE_MAX = 255;
+
+/** Longest symlink target (bytes) a SYMLINK record carries: the kernel refuses longer ones (PATH_MAX less NUL). */
+export const STREAM_SYMLINK_TARGET_SIZE_MAX = 4095;
+
+/** Longest extended-attribute name (bytes) in a record's meta: Linux XATTR_NAME_MAX. */
+export const STREAM_XATTR_NAME_SIZE_MAX = 255;
+
+/** Largest extended-attribute value (bytes) in a record's meta: Linux XATTR_SIZE_MAX. */
+export const STREAM_XATTR_VALUE_SIZE_MAX = 65536;
+
+/** Longest ASCII text field (an error message) in a DDMS record: one readable line, no more. */
+export const STREAM_TEXT_SIZE_MAX = 1024;
+
+/** Longest hash-algorithm name in a HELLO: the longest ddfs.cfg name (TIGER128/160/192) with room to spare. */
+export const STREAM_HASH_NAME_SIZE_MAX = 16;

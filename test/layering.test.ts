@@ -83,6 +83,7 @@ const LIBRARY_HOME: Record<string, string[]> = {
   koffi: ['store/hash.ts'],
   commander: ['cli/'],
   ora: ['cli/'],
+  'hash-wasm': ['mirror/crc32c.ts'],
 };
 
 interface ImportRecord {

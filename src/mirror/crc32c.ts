@@ -1,0 +1,51 @@
+/**
+ * CRC32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every DDMS record (mirroring spec §4.5,
+ * §4.17). Node's `zlib.crc32` is CRC-32/IEEE and must not be used for this.
+ *
+ * The only importer of hash-wasm. hash-wasm compiles its WebAssembly asynchronously, so the API is
+ * "async once, sync after": `await Crc32c.load()` resolves to a checksummer whose `compute()` is synchronous.
+ * Callers load it once (the stream encoder and decoder factories do) and then checksum every record without
+ * awaiting. load() caches one promise per process; each Crc32c owns its own wasm hasher.
+ *
+ * Invariants: `compute(parts)` equals the CRC32C of the concatenation of `parts` (no copy is made); it never
+ * yields to the event loop, so a hasher is never shared by two interleaved computations (one JS thread).
+ * Values are unsigned 32-bit numbers; on the DDMS wire they are written little-endian.
+ */
+import { createCRC32, type IHasher } from 'hash-wasm';
+
+/** The reflected Castagnoli polynomial (RFC 3720 §12.1, B.4). */
+export const CRC32C_POLYNOMIAL = 0x82f63b78;
+
+let loading: Promise<Crc32c> | null = null;
+
+/** A loaded CRC32C checksummer: synchronous after `Crc32c.load()`. */
+export class Crc32c {
+  private constructor(private readonly hasher: IHasher) {}
+
+  /**
+   * The process-wide checksummer, compiling hash-wasm's CRC module on the first call.
+   * @throws whatever WebAssembly instantiation throws (not expected on Node 20)
+   */
+  static load(): Promise<Crc32c> {
+    loading ??= createCRC32(CRC32C_POLYNOMIAL).then(
+      (hasher) => new Crc32c(hasher),
+      (err: unknown) => {
+        loading = null;
+        throw err;
+      },
+    );
+    return loading;
+  }
+
+  /**
+   * CRC32C of the concatenation of `parts`, as an unsigned 32-bit number.
+   * @param parts byte ranges checksummed in order (subarrays are fine; nothing is copied on the JS side)
+   */
+  compute(...parts: Uint8Array[]): number {
+    this.hasher.init();
+    for (const part of parts) if (part.length > 0) this.hasher.update(part);
+    const digest = this.hasher.digest('binary');
+    // hash-wasm renders the CRC value most significant byte first.
+    return ((digest[0]! << 24) | (digest[1]! << 16) | (digest[2]! << 8) | digest[3]!) >>> 0;
+  }
+}
