@@ -164,6 +164,19 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     });
   });
 
+  it('a UFS file with a bad header: verify stops with one line naming it, exit 1, nothing on stdout', () => {
+    const b = copyOfBase();
+    const fd = fs.openSync(ufsAbs(b, 'keep/sub/k1'), 'r+');
+    fs.writeSync(fd, Buffer.from('DDUMBFSX'), 0, 8, 0);
+    fs.closeSync(fd);
+    const r = run(['verify', base.parent, b]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`${b}: cannot read ${path.join(b, 'ddfsroot/keep/sub/k1')}`);
+    expect(r.stderr).toContain('verify aborted');
+  });
+
   it('--json: one document with every line, paths escaped and in hex', () => {
     const b = copyOfBase();
     fs.unlinkSync(ufsAbs(b, LATIN));
