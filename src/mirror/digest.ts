@@ -48,6 +48,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { assert } from '../util/assert.js';
 import { ADDR_LOST, ADDR_ZERO, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import type { HashName } from '../format/config.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
@@ -60,9 +61,6 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { walkUfsTree } from '../ufs/walk.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
-
-/** SHA-256 output size in bytes. */
-export const DIGEST_SIZE_BYTES = 32;
 
 /** What an entry of the tree is. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
@@ -142,11 +140,21 @@ export interface DigestTree {
   /** For messages: the volume's parent directory or `host:path`. */
   readonly label: string;
   format(): Promise<TreeFormat>;
-  /** The record of `p` (its digest covers the subtree), or null when nothing is there. */
+  /**
+   * The record of `p` (its digest covers the subtree), or null when nothing is there.
+   * @throws DdfsError IO when the tree cannot be read (a walk or lstat error, a bad UFS header): no exact answer
+   */
   entry(p: Buffer): Promise<EntryRecord | null>;
-  /** The entries of directory `p`, sorted bytewise by name, each with its digests. */
+  /**
+   * The entries of directory `p`, sorted bytewise by name, each with its digests (a DIRLIST with entry digests).
+   * @throws DdfsError IO as entry(), also when a directory's digest changed since the first walk
+   */
   list(p: Buffer): Promise<EntryRecord[]>;
-  /** The canonical node list of file `p` (byte table: zero blocks as the zero-block hash), in chunks from node 0. */
+  /**
+   * The canonical node list of file `p`: ceil(size / block_size) hashes of hash_size bytes, zero blocks as the
+   * zero-block hash (byte table), in chunks from node 0 (FILE_NODES pieces).
+   * @throws DdfsError IO as entry()
+   */
   nodes(p: Buffer): AsyncIterable<Buffer>;
   /** CORRUPT and DANGLING findings of the whole tree, in canonical order (complete once the root is known). */
   findings(): Promise<IntegrityFinding[]>;
@@ -450,6 +458,7 @@ export class VolumeDigests implements DigestTree {
     });
     for await (const e of walk) {
       while (stack[stack.length - 1]!.childDepth > e.depth) closeTop();
+      assert(stack[stack.length - 1]!.childDepth === e.depth, 'walk order: an entry below the open directory');
       let meta: TreeEntryMeta;
       try {
         meta = await this.access.lstat(this.abs(e.path));
