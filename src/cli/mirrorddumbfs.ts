@@ -54,7 +54,8 @@ One line per difference, in canonical order (names sorted bytewise), then each v
   DANGLING P HASH on A|B    a node names a block the volume does not have (beyond the block file,
                             or a hash its index does not hold at that address)
 P is the path from the root with a leading /, quoted; space, \\, " and bytes that are not
-printable ASCII as \\xHH. Directory mtimes are never compared.
+printable ASCII as \\xHH. Directory mtimes are never compared; extended attributes and
+atimes are not compared yet.
 A mounted volume is read from its UFS tree as it is on disk: the result is only exact when
 nothing writes to it during the verify, and its index file is not checked (DANGLING then means
 beyond the block file only).

@@ -41,6 +41,10 @@
  *   A mounted volume is read from its UFS tree the same way: its daemon's index lives in memory and the index file
  *   may lag behind it, so an index miss is not reported as DANGLING for it, and the result is only exact when
  *   nothing writes during the verify.
+ * - Not covered yet: extended attributes (spec §4.11 lists them; Node has no xattr call, so they wait for the
+ *   io/ seam to read them) and atime. A later encoding adds them under a new domain tag (`DDVRFYE2`).
+ * - A file whose other names lie outside the walked tree (nlink > 1 through a name in `.ddumbfs` or outside the
+ *   volume) is its own group's first path: a difference from a volume where it has one name, which it is.
  * - Lazy: the first request walks the tree once (the UFS walker) and keeps one digest per directory; a listing or a
  *   node list is read again only when the comparison asks for it, so comparing two trees lists only directories
  *   whose digests differ.
