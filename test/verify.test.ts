@@ -107,7 +107,7 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     { name: 'a symlink retargeted', change: (b) => { fs.unlinkSync(ufsAbs(b, 's')); symlinkUfs(b, 'elsewhere', 's'); }, lines: ['DIFF "/s" target'] },
     {
       name: 'a hard link replaced by a copy',
-      change: (b) => { fs.unlinkSync(ufsAbs(b, 'd/h2')); execFileSync('cp', ['-p', ufsAbs(b, 'h1'), ufsAbs(b, 'd/h2')]); },
+      change: (b) => { fs.unlinkSync(ufsAbs(b, 'd/h2')); execFileSync('cp', ['-p', ufsAbs(b, 'h1').toString(), ufsAbs(b, 'd/h2').toString()]); },
       lines: ['DIFF "/d/h2" link', 'DIFF "/h1" link'],
     },
   ];

@@ -89,9 +89,9 @@ export function linkUfs(parent: string, existing: RelPath, rel: RelPath): void {
   fs.linkSync(ufsAbs(parent, existing), ufsAbs(parent, rel));
 }
 
-/** A FIFO through mkfifo(1) (node:fs has no mknod). */
-export function fifoUfs(parent: string, rel: RelPath): void {
-  const r = spawnSync('mkfifo', [ufsAbs(parent, rel)]);
+/** A FIFO through mkfifo(1) (node:fs has no mknod); a command's arguments are strings: UTF-8 paths only. */
+export function fifoUfs(parent: string, rel: string): void {
+  const r = spawnSync('mkfifo', [ufsAbs(parent, rel).toString('utf8')]);
   if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
 }
 
