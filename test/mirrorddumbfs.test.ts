@@ -97,11 +97,12 @@ describe('mirrorddumbfs usage', () => {
     }
   });
 
-  it('--help lists dump, says the other commands are coming, and gives the exit codes', () => {
+  it('--help lists dump and verify, says the other commands are coming, and gives the exit codes', () => {
     const r = run(['--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('dump');
-    expect(r.stdout).toMatch(/Coming \(issue 7\): init-slave, copy, read, write, verify, status,\s+promote and serve/);
+    expect(r.stdout).toMatch(/\n  verify \[options\] <A> <B>/);
+    expect(r.stdout).toMatch(/Coming \(issue 7\): init-slave, copy, read, write, status,\s+promote and serve/);
     expect(r.stdout).toContain('2    usage error');
     const d = run(['dump', '--help']);
     expect(d.status).toBe(0);

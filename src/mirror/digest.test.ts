@@ -1,0 +1,213 @@
+/**
+ * Merkle digests (digest.ts): the encoding's sensitivity and insensitivity on its own, then on real volumes built in
+ * process: readdir order, a one-byte name change, a hole against a written zero block against a node of address 0
+ * with junk hash bytes, names that are not UTF-8 and 255-byte names, hard links under other inode numbers.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  directoryContentDigest, entryDigest, specialContentDigest, symlinkContentDigest, VolumeDigests, type EntryFacts,
+} from './digest.js';
+import { nodeTreeAccess } from '../cli/mirrorddumbfs.js';
+import { makeTempVolume, type TempVolume } from '../../test/helpers/temp_volume.js';
+import {
+  linkUfs, mkdirUfs, readUfsNode, ufsAbs, verifyInProcess, withVolume, writeUfsFile, writeUfsNode,
+} from '../../test/helpers/ufs_tree.js';
+
+const BS = 4096;
+const volumes: TempVolume[] = [];
+
+afterEach(async () => {
+  for (const v of volumes.splice(0)) await v.cleanup();
+});
+
+async function volume(): Promise<TempVolume> {
+  const v = await makeTempVolume({ blockSize: BS, size: '4M' });
+  volumes.push(v);
+  return v;
+}
+
+/** Deterministic block-sized content: no dedup between different seeds. */
+function block(seed: string, count = 1): Buffer {
+  const out = Buffer.alloc(count * BS);
+  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
+  return out;
+}
+
+async function rootDigest(parent: string): Promise<Buffer> {
+  const t = await VolumeDigests.open(parent, { access: nodeTreeAccess });
+  try {
+    return (await t.entry(Buffer.alloc(0)))!.digest;
+  } finally {
+    await t.close();
+  }
+}
+
+const FILE: EntryFacts = { kind: 'file', mode: 0o644, uid: 1000, gid: 100, mtimeNs: 1_700_000_000_123_456_789n, sizeBytes: 8192, rdev: 0, link: Buffer.alloc(0) };
+const CONTENT = createHash('sha256').update('content').digest();
+
+describe('the encoding', () => {
+  it('a directory digest does not depend on the order its entries come in', () => {
+    const entries = ['b', 'a', 'c\xff', 'a\x00x', 'A'].map((n, k) => ({ name: Buffer.from(n, 'latin1'), digest: createHash('sha256').update(String(k)).digest() }));
+    const d = directoryContentDigest(entries);
+    expect(directoryContentDigest([...entries].reverse())).toEqual(d);
+    expect(directoryContentDigest([entries[2]!, entries[0]!, entries[4]!, entries[1]!, entries[3]!])).toEqual(d);
+    // the same digests under swapped names are another directory
+    const swapped = entries.map((e, k) => ({ name: entries[(k + 1) % entries.length]!.name, digest: e.digest }));
+    expect(directoryContentDigest(swapped)).not.toEqual(d);
+  });
+
+  it('a one-byte change of one name changes the directory digest', () => {
+    const entries = [{ name: Buffer.from('report.txt'), digest: CONTENT }];
+    const changed = [{ name: Buffer.from('report.txu'), digest: CONTENT }];
+    expect(directoryContentDigest(changed)).not.toEqual(directoryContentDigest(entries));
+  });
+
+  it('length prefixes keep neighbouring names apart ("ab"+"c" is not "a"+"bc")', () => {
+    const x = directoryContentDigest([{ name: Buffer.from('ab'), digest: CONTENT }, { name: Buffer.from('c'), digest: CONTENT }]);
+    const y = directoryContentDigest([{ name: Buffer.from('a'), digest: CONTENT }, { name: Buffer.from('bc'), digest: CONTENT }]);
+    expect(x).not.toEqual(y);
+    expect(symlinkContentDigest(Buffer.from('ab'))).not.toEqual(symlinkContentDigest(Buffer.from('abc')));
+  });
+
+  it('every fact of an entry is in its digest', () => {
+    const d = entryDigest(FILE, CONTENT);
+    const variants: Array<Partial<EntryFacts>> = [
+      { kind: 'fifo' }, { mode: 0o640 }, { mode: 0o4644 }, { uid: 1001 }, { gid: 101 }, { mtimeNs: FILE.mtimeNs! + 1n },
+      { mtimeNs: null }, { sizeBytes: 8191 }, { link: Buffer.from('a/b') },
+    ];
+    const seen = new Set([d.toString('hex')]);
+    for (const v of variants) {
+      const e = entryDigest({ ...FILE, ...v }, CONTENT);
+      expect(seen.has(e.toString('hex')), JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? String(x) : x))).toBe(false);
+      seen.add(e.toString('hex'));
+    }
+    expect(entryDigest(FILE, createHash('sha256').update('other').digest())).not.toEqual(d);
+    const dev: EntryFacts = { ...FILE, kind: 'char', sizeBytes: 0, rdev: 0x0501 };
+    expect(entryDigest({ ...dev, rdev: 0x0502 }, specialContentDigest())).not.toEqual(entryDigest(dev, specialContentDigest()));
+  });
+
+  it('a directory ignores mtime, and a non-file ignores size and link', () => {
+    const dir: EntryFacts = { ...FILE, kind: 'directory', sizeBytes: 0 };
+    expect(entryDigest({ ...dir, mtimeNs: 5n }, CONTENT)).toEqual(entryDigest({ ...dir, mtimeNs: null }, CONTENT));
+    const fifo: EntryFacts = { ...FILE, kind: 'fifo' };
+    expect(entryDigest({ ...fifo, sizeBytes: 1, link: Buffer.from('x') }, CONTENT)).toEqual(entryDigest({ ...fifo, sizeBytes: 0 }, CONTENT));
+  });
+});
+
+describe('digests of volumes', () => {
+  it('the root digest is the digest of its sorted entries, whatever order they are given in', async () => {
+    const v = await volume();
+    await withVolume(v.parent, async (vol) => {
+      for (const n of ['zeta', 'alpha', 'Mid', 'b\xe9ta']) await writeUfsFile(vol, Buffer.from(n, 'latin1'), block(n));
+    });
+    const t = await VolumeDigests.open(v.parent, { access: nodeTreeAccess });
+    try {
+      const root = (await t.entry(Buffer.alloc(0)))!;
+      const listed = await t.list(Buffer.alloc(0));
+      expect(listed.map((e) => e.name.toString('latin1'))).toEqual(['Mid', 'alpha', 'b\xe9ta', 'zeta']);
+      expect(directoryContentDigest([...listed].reverse())).toEqual(root.contentDigest);
+      expect(directoryContentDigest([listed[2]!, listed[0]!, listed[3]!, listed[1]!])).toEqual(root.contentDigest);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('two volumes with one tree written in opposite orders have one root digest; a one-byte name change differs', async () => {
+    const a = await volume();
+    const b = await volume();
+    const names = ['d/one', 'd/two', 'three', 'd/e/four'];
+    for (const [v, order] of [[a, names], [b, [...names].reverse()]] as const) {
+      mkdirUfs(v.parent, 'd');
+      mkdirUfs(v.parent, 'd/e');
+      await withVolume(v.parent, async (vol) => {
+        for (const n of order) await writeUfsFile(vol, n, block(n, 2));
+      });
+      for (const n of names) fs.utimesSync(ufsAbs(v.parent, n), 1_600_000_000, 1_600_000_000);
+    }
+    expect(await rootDigest(a.parent)).toEqual(await rootDigest(b.parent));
+    expect((await verifyInProcess(a.parent, b.parent)).lines).toEqual([]);
+
+    fs.renameSync(ufsAbs(b.parent, 'd/e/four'), ufsAbs(b.parent, 'd/e/foub'));
+    expect(await rootDigest(a.parent)).not.toEqual(await rootDigest(b.parent));
+    expect((await verifyInProcess(a.parent, b.parent)).lines).toEqual(['EXTRA "/d/e/foub"', 'MISSING "/d/e/four"']);
+  });
+
+  it('a hole, a written zero block and a node of address 0 with junk hash bytes are one zero block', async () => {
+    const a = await volume();
+    const b = await volume();
+    const c = await volume();
+    const data = block('tail');
+    await withVolume(a.parent, (vol) => writeUfsFile(vol, 'f', Buffer.concat([Buffer.alloc(BS), data])));
+    await withVolume(b.parent, (vol) => writeUfsFile(vol, 'f', data, BS)); // block 0 is a hole
+    await withVolume(c.parent, (vol) => writeUfsFile(vol, 'f', Buffer.concat([Buffer.alloc(BS), data])));
+    const cfg = a.config;
+    await writeUfsNode(c.parent, cfg.nodeSize, cfg.addrSize, 'f', 0, 0, Buffer.alloc(cfg.hashSize, 0xa5));
+    for (const v of [a, b, c]) fs.utimesSync(ufsAbs(v.parent, 'f'), 1_600_000_000, 1_600_000_000);
+
+    // the three node lists really differ in node 0's hash bytes, and agree in its address
+    const n0 = await Promise.all([a, b, c].map((v) => readUfsNode(v.parent, cfg.nodeSize, cfg.addrSize, 'f', 0)));
+    expect(n0.map((n) => n.address)).toEqual([0, 0, 0]);
+    expect(n0[2]!.hash.equals(n0[0]!.hash)).toBe(false);
+
+    const digests = await Promise.all([a, b, c].map((v) => rootDigest(v.parent)));
+    expect(digests[1]).toEqual(digests[0]);
+    expect(digests[2]).toEqual(digests[0]);
+    expect((await verifyInProcess(a.parent, c.parent)).lines).toEqual([]);
+
+    // and a real block in its place is not
+    const d = await volume();
+    await withVolume(d.parent, (vol) => writeUfsFile(vol, 'f', Buffer.concat([block('head'), data])));
+    fs.utimesSync(ufsAbs(d.parent, 'f'), 1_600_000_000, 1_600_000_000);
+    expect((await verifyInProcess(a.parent, d.parent)).lines).toEqual(['DIFF "/f" hashes@0']);
+  });
+
+  it('names that are not UTF-8 and 255-byte names compare by their bytes', async () => {
+    const a = await volume();
+    const b = await volume();
+    const latin = Buffer.from('caf\xe9 \xff', 'latin1');
+    const long = Buffer.alloc(255, 0x61);
+    long[254] = 0xfe;
+    for (const v of [a, b]) {
+      await withVolume(v.parent, async (vol) => {
+        await writeUfsFile(vol, latin, block('latin'));
+        await writeUfsFile(vol, long, block('long'));
+      });
+      for (const n of [latin, long]) fs.utimesSync(ufsAbs(v.parent, n), 1_600_000_000, 1_600_000_000);
+    }
+    expect(await rootDigest(a.parent)).toEqual(await rootDigest(b.parent));
+
+    const other = Buffer.from(long);
+    other[254] = 0xfd; // one byte, the last of 255, and still not UTF-8
+    fs.renameSync(ufsAbs(b.parent, long), ufsAbs(b.parent, other));
+    const lines = (await verifyInProcess(a.parent, b.parent)).lines;
+    expect(lines).toEqual([`EXTRA "/${'a'.repeat(254)}\\xfd"`, `MISSING "/${'a'.repeat(254)}\\xfe"`]);
+  });
+
+  it('hard links compare equal under different inode numbers, and a copy in place of a link does not', async () => {
+    const a = await volume();
+    const b = await volume();
+    mkdirUfs(a.parent, 'd');
+    await withVolume(a.parent, (vol) => writeUfsFile(vol, 'x', block('x')));
+    linkUfs(a.parent, 'x', 'd/y');
+    // b: other files first, so x gets another inode number
+    await withVolume(b.parent, async (vol) => {
+      for (let k = 0; k < 5; k++) await writeUfsFile(vol, `filler${k}`, Buffer.alloc(0));
+    });
+    for (let k = 0; k < 5; k++) fs.unlinkSync(ufsAbs(b.parent, `filler${k}`));
+    mkdirUfs(b.parent, 'd');
+    await withVolume(b.parent, (vol) => writeUfsFile(vol, 'x', block('x')));
+    linkUfs(b.parent, 'x', 'd/y');
+    for (const v of [a, b]) fs.utimesSync(ufsAbs(v.parent, 'x'), 1_600_000_000, 1_600_000_000);
+    expect(fs.statSync(ufsAbs(a.parent, 'x')).ino).not.toBe(fs.statSync(ufsAbs(b.parent, 'x')).ino);
+    expect(await rootDigest(a.parent)).toEqual(await rootDigest(b.parent));
+
+    // b: d/y becomes a copy with the same bytes, mode and mtime
+    fs.unlinkSync(ufsAbs(b.parent, 'd/y'));
+    fs.copyFileSync(ufsAbs(b.parent, 'x'), ufsAbs(b.parent, 'd/y'));
+    fs.chmodSync(ufsAbs(b.parent, 'd/y'), fs.statSync(ufsAbs(b.parent, 'x')).mode & 0o7777);
+    fs.utimesSync(ufsAbs(b.parent, 'd/y'), 1_600_000_000, 1_600_000_000);
+    expect((await verifyInProcess(a.parent, b.parent)).lines).toEqual(['DIFF "/d/y" link', 'DIFF "/x" link']);
+  });
+});
