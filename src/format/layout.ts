@@ -12,6 +12,7 @@
  * | `.rebuildfsck`              | parent               | "rebuild in progress": no mount, only -r/-R may run     |
  * | `ddfsusedblocks`            | parent               | checkpoint: a copy of the allocation bitmap (spec §5.8) |
  * | `ddfsusedblocks.0`          | parent               | the next checkpoint, renamed over `ddfsusedblocks`      |
+ * | `ddfs.lock`                 | parent               | the volume lock's record: who holds the volume (volume/lock.ts); ignored by ddumbfs 1.1 |
  * | `.ddumbfs`                  | root                 | the special directory (spec §8.9); never walked as data |
  * | `ddfsmirror`                | root                 | reserved: the mirror's state directory; never walked as data |
  * | `.ddumbfs/corrupted.txt`    | root                 | files fixed or corrupted by the last repair (spec §10.6) |
@@ -35,6 +36,11 @@ export const REBUILDFSCK_MARKER = '.rebuildfsck';
 /** The checkpoint of the allocation bitmap in the parent, and the next one written before the rename (spec §5.8). */
 export const CHECKPOINT_FILE = 'ddfsusedblocks';
 export const CHECKPOINT_NEXT_FILE = 'ddfsusedblocks.0';
+/**
+ * The volume lock file in the parent (volume/lock.ts, format/lock_record.ts): present while a daemon or a writing
+ * tool holds the volume, naming it. ddumbfs 1.1's tools neither create nor read it.
+ */
+export const LOCK_FILE = 'ddfs.lock';
 /** The list of fixed and corrupted files, in the special directory (spec §2, §10.6). */
 export const CORRUPTED_LIST_FILE = 'corrupted.txt';
 /** The log file, in the special directory (spec §2). */
