@@ -46,6 +46,11 @@ export interface FsckRunOptions {
   progress?: ProgressSink;
   devices?: DeviceFactory;
   hashThreads?: number;
+  /**
+   * Repair modes: called once the volume lock is held and the volume may be written, before anything is (the CLI
+   * attaches the volume's log file then, so a refused run writes nothing to the volume, not even a log line).
+   */
+  onLocked?: () => void;
 }
 
 export interface FsckRunResult {
@@ -121,6 +126,7 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
   const lock = await takeVolumeLock(parent, 'fsckddumbfs');
   try {
     refuseInterruptedRebuild();
+    options.onLocked?.();
     return await repairLocked(parent, options, autofsck, rebuild);
   } finally {
     await lock.release();
