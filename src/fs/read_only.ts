@@ -10,13 +10,11 @@
  * - every other op (getattr, readdir, read, statfs, release...) reaches the op table unchanged.
  * The kernel refuses most writes to a mount flagged `ro` before they reach the daemon; this gate does not rely on it.
  */
-import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
+import { O_ACCMODE, O_RDONLY, O_TRUNC } from '../io/open_flags.js';
 import { displayPath, specialFileOf } from './byte_path.js';
 import type { BytePath } from './fuse_binding.js';
 import type { FsOps } from './op_guard.js';
-
-const O_ACCMODE = 3;
 
 /** Ops that write, answered EROFS. The xattr names are listed so that the ops, once added, are gated at once. */
 export const WRITE_OPS = [
@@ -47,7 +45,7 @@ export function readOnlyOps(ops: FsOps): FsOps {
       }
       if (prop === 'open') {
         return async (path: BytePath, flags: number, ...rest: unknown[]) => {
-          if ((flags & O_ACCMODE) !== fsc.O_RDONLY || flags & fsc.O_TRUNC) throw readOnlyError('open for writing', path);
+          if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) throw readOnlyError('open for writing', path);
           if (specialFileOf(path) !== null) throw readOnlyError('open of a special file (regenerated on open)', path);
           return (value as (...a: unknown[]) => unknown).call(target, path, flags, ...rest);
         };
