@@ -42,7 +42,15 @@ describe('readOnlyOps', () => {
       expect(errnoOf(err), op).toBe(E.EROFS);
       expect((err as DdfsError).message, op).toContain('/some/file');
     }
+    // an op the table does not declare as a reader (one added later) is refused too
+    const table = ro as Record<string, unknown>;
+    (ops as unknown as Record<string, unknown>).fallocate = async () => 'ok';
+    expect(errnoOf(await rejection((table.fallocate as (p: string) => Promise<unknown>)('/f')))).toBe(E.EROFS);
+    expect(errnoOf(await rejection(ro.access('/f', 2, ctx)))).toBe(E.EROFS);
+    expect(errnoOf(await rejection(ro.access('/f', 7, ctx)))).toBe(E.EROFS);
     expect(calls).toEqual([]);
+    await ro.access('/f', 4, ctx);
+    expect(calls).toEqual(['access']);
   });
 
   it('open answers EROFS for writing, O_TRUNC and special files; read-only opens and reads pass', async () => {
