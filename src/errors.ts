@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   NOT_SUPPORTED: E.ENOTSUP,
   MOUNTED: E.EBUSY,
   NEEDS_CHECK: E.EBUSY,
+  /** The volume lock is held by another process (volume/lock.ts). */
+  LOCKED: E.EBUSY,
+  /** A write to a volume served or opened read-only (mount option ro). */
+  READ_ONLY: E.EROFS,
   /** A walk of the UFS tree met a mount point (another device) and did not cross it. */
   CROSS_DEVICE: E.EXDEV,
   SYMLINK: E.ELOOP,

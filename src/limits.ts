@@ -120,3 +120,16 @@ export const STREAM_TEXT_SIZE_MAX = 1024;
 
 /** Longest hash-algorithm name in a HELLO: the longest ddfs.cfg name (TIGER128/160/192) with room to spare. */
 export const STREAM_HASH_NAME_SIZE_MAX = 16;
+
+/**
+ * Largest volume lock file (bytes) a tool reads: one record line (tool, pid, start time, boot id, time) is about
+ * 150 bytes; anything much larger is not a lock record, and reading it whole would be pointless.
+ */
+export const LOCK_RECORD_SIZE_MAX = 512;
+
+/**
+ * How long a refused taker waits for the lock holder to answer "who are you" on the lock socket, before naming the
+ * holder from the lock file alone: a holder answers from its event loop, which a long synchronous step may stall,
+ * and the refusal must not hang on it.
+ */
+export const LOCK_QUERY_TIMEOUT_MS = 2000;

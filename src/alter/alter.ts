@@ -23,6 +23,7 @@ import { fileDevices } from '../io/device.js';
 import { SeededRandom } from '../io/crash_device.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
 import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
+import { takeVolumeLock } from '../volume/lock.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { createFunnyFiles, simulateCrash } from './funny_files.js';
@@ -76,7 +77,8 @@ export function requestIsEmpty(r: AlterRequest): boolean {
 
 /**
  * Damage the offline volume in `parentDir` as `request` says (order in the file comment).
- * @throws DdfsError MOUNTED (the volume is mounted), NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT (it cannot be
+ * Holds the volume lock (volume/lock.ts) throughout.
+ * @throws DdfsError MOUNTED (the volume is mounted), LOCKED (another process holds the volume lock), NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT (it cannot be
  *   opened for the alterations that need the index), USAGE (a -k file that is not a valid UFS file)
  */
 export async function alterVolume(parentDir: string, request: AlterRequest, options: AlterOptions): Promise<AlterReport> {
@@ -90,6 +92,19 @@ export async function alterVolume(parentDir: string, request: AlterRequest, opti
   };
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem is mounted on ${mnt}: unmount it first`, { path: parent });
+  const lock = await takeVolumeLock(parent, 'alterddumbfs');
+  try {
+    return await alterLocked(parent, request, options, devices, rng, lines, say);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** alterVolume under the volume lock. */
+async function alterLocked(
+  parent: string, request: AlterRequest, options: AlterOptions, devices: DeviceFactory, rng: SeededRandom, lines: string[],
+  say: (line: string) => void,
+): Promise<AlterReport> {
   const cfg = await readVolumeConfig(parent);
   const rootDir = path.join(parent, ROOT_DIRECTORY);
   refuseSpecialSymlinks(parent);

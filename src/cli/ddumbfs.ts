@@ -30,14 +30,20 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
   dio / nodio         O_DIRECT writes to the block file (default: only for a block device)
   reclaim=N           auto-reclaim when N% of the blocks are used (default 95)
   check               check the volume before mounting even after a clean unmount
+  ro                  read-only: nothing written to the volume (no .autofsck, log, checkpoint
+                      or reclaim), every write answers EROFS; works on a read-only parent
+  rw                  read-write (default)
   fuse_default        prepend use_ino,readdir_ino,default_permissions,allow_other,big_writes,
                       max_read=131072,max_write=131072,negative_timeout=0,entry_timeout=0,attr_timeout=0 (default)
   nofuse_default      do not
-  other options       passed to libfuse as given (e.g. ro, allow_root, attr_timeout=1)
+  other options       passed to libfuse as given (e.g. allow_root, noexec, attr_timeout=1)
+
+The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddumbfs
+repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
 
 Exit status:
   0    mounted (without -f), or unmounted cleanly (with -f)
-  1    error (bad volume, mount refused or failed, unclean stop)
+  1    error (bad volume, mount refused or failed, volume locked, unclean stop)
   2    usage error
 
 Example:

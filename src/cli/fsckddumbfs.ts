@@ -165,11 +165,14 @@ export async function main(argv: string[]): Promise<number> {
     const writes = mode !== 'check' && mode !== 'check-blocks';
     const special = path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY);
     refuseSpecialSymlinks(parent); // before the log is attached: it lives in the special directory
-    if (writes && fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
     if (o.lockIndex || o.lock_index) logger.dbg('lock index: the index is held in memory by design');
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
+      // the log file is written only once the volume is ours (locked): a refusal leaves the volume untouched
+      onLocked: () => {
+        if (fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
+      },
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });

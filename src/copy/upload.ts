@@ -20,6 +20,7 @@ import { UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices, type DeviceFactory } from '../io/device.js';
 import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from '../format/layout.js';
+import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, mountPointOf } from '../volume/volume.js';
 import { copyChunkSize, readFull, type ByteReader } from './stream_io.js';
 
@@ -53,22 +54,30 @@ export interface UploadResult {
 }
 
 /**
- * Refuse to upload into `parentDir` unless it is offline and clean, then open it for writing.
- * Nothing on disk is changed when it refuses.
- * @throws DdfsError MOUNTED (a ddumbfs mount of the parent is active), NEEDS_CHECK (`.autofsck` or `.rebuildfsck`
+ * Refuse to upload into `parentDir` unless it is offline and clean, then take the volume lock and open it for
+ * writing; closing the volume releases the lock. Nothing on disk is changed when it refuses.
+ * @throws DdfsError MOUNTED (a ddumbfs mount of the parent is active), LOCKED (another process holds the volume
+ *   lock), NEEDS_CHECK (`.autofsck` or `.rebuildfsck`
  *   present: "The filesystem must be checked."), and whatever Volume.open throws
  */
 export async function openVolumeForUpload(parentDir: string, options: { devices?: DeviceFactory } = {}): Promise<Volume> {
   const parent = path.resolve(parentDir);
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem already mounted on ${mnt}`, { path: parent });
-  for (const marker of [AUTOFSCK_MARKER, REBUILDFSCK_MARKER]) {
-    const p = path.join(parent, marker);
-    if (fs.existsSync(p)) {
-      throw new DdfsError('NEEDS_CHECK', `${parent}: The filesystem must be checked (${marker} is present).`, { path: p });
+  // the markers are looked at under the lock: a repair in progress is named as such, not as "must be checked"
+  const lock = await takeVolumeLock(parent, 'cpddumbfs');
+  try {
+    for (const marker of [AUTOFSCK_MARKER, REBUILDFSCK_MARKER]) {
+      const p = path.join(parent, marker);
+      if (fs.existsSync(p)) {
+        throw new DdfsError('NEEDS_CHECK', `${parent}: The filesystem must be checked (${marker} is present).`, { path: p });
+      }
     }
+    return await Volume.open(parent, { freeBlockReserve: 0, devices: options.devices, lock });
+  } catch (err) {
+    await lock.release();
+    throw err;
   }
-  return Volume.open(parent, { freeBlockReserve: 0, devices: options.devices });
 }
 
 /**

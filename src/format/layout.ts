@@ -13,6 +13,7 @@
  * | `ddfsusedblocks`            | parent               | checkpoint: a copy of the allocation bitmap (spec §5.8) |
  * | `ddfsusedblocks.0`          | parent               | ddumbfs 1.1's next checkpoint; loaded if the other is missing |
  * | `ddfsusedblocks.tmp`        | parent               | our next checkpoint, renamed over `ddfsusedblocks`      |
+ * | `ddfs.lock`                 | parent               | the volume lock's record: who holds the volume (volume/lock.ts); ignored by ddumbfs 1.1 |
  * | `.ddumbfs`                  | root                 | the special directory (spec §8.9); never walked as data |
  * | `ddfsmirror`                | root                 | reserved: the mirror's state directory; never walked as data |
  * | `.ddumbfs/corrupted.txt`    | root                 | files fixed or corrupted by the last repair (spec §10.6) |
@@ -43,6 +44,11 @@ export const CHECKPOINT_NEXT_FILE = 'ddfsusedblocks.0';
 export const CHECKPOINT_TEMPORARY_FILE = 'ddfsusedblocks.tmp';
 /** The files of the special directory that the daemon regenerates on open (spec §8.9). */
 export const SPECIAL_FILES = ['stats', 'stats0', 'reclaim', 'test'] as const;
+/**
+ * The volume lock file in the parent (volume/lock.ts, format/lock_record.ts): present while a daemon or a writing
+ * tool holds the volume, naming it. ddumbfs 1.1's tools neither create nor read it.
+ */
+export const LOCK_FILE = 'ddfs.lock';
 /** The list of fixed and corrupted files, in the special directory (spec §2, §10.6). */
 export const CORRUPTED_LIST_FILE = 'corrupted.txt';
 /** The log file, in the special directory (spec §2). */

@@ -1,9 +1,14 @@
 /**
  * Mount / unmount lifecycle of the daemon (spec §8.2).
  *
- * Order: every refusal (no volume, bad mount point, already mounted, `.rebuildfsck`, bad volume files) happens
- * before anything is written; then the log file is attached, cwd becomes `ddfsroot`, `.autofsck` is created, the
- * startup check runs if needed, and the file system is served.
+ * Order: every refusal (no volume, bad mount point, already mounted, `.rebuildfsck`, a read-only parent without
+ * -o ro, the volume lock held by another process, bad volume files) happens before anything is written; the volume
+ * lock (volume/lock.ts) is held from then on until the volume is closed; then the log file is attached, cwd becomes
+ * `ddfsroot`, `.autofsck` is created, the startup check runs if needed, and the file system is served.
+ *
+ * With -o ro (read-only, startReadOnly) the volume is opened read-only and nothing is written to the parent: no
+ * `.autofsck`, no startup check, no log file, no checkpoint or reclaim; every write op answers EROFS (read_only.ts)
+ * and the mount is flagged ro (statvfs reports ST_RDONLY).
  *
  * The daemon stops — closing every open file, then the volume, then removing `.autofsck` — when:
  * - the FUSE loop ends (any unmount: `fusermount -u`, `umount`, `umount -l` once unused; reported by the patched
@@ -23,12 +28,14 @@ import { assert } from '../util/assert.js';
 import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
 import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { guardOps } from './op_guard.js';
+import { readOnlyOps } from './read_only.js';
 import { DdumbfsOps } from './ops.js';
 import { prepareSpecialFiles } from './special_files.js';
 import { runStartupCheck, type StartupRepair } from './startup_check.js';
@@ -111,7 +118,25 @@ function checkMountable(options: DaemonOptions): { parentDir: string; mountPoint
   if (exists(rebuild)) {
     throw new DdfsError('NEEDS_CHECK', `${rebuild}: a rebuild is in progress or was interrupted; finish it with fsckddumbfs -r`, { path: rebuild });
   }
+  if (options.readOnly && options.check) throw new DdfsError('USAGE', '-o check repairs the volume: not with -o ro');
+  if (!options.readOnly) {
+    for (const dir of [parentDir, path.join(parentDir, ROOT_DIRECTORY)]) {
+      if (isOnReadOnlyFileSystem(dir)) {
+        throw new DdfsError('READ_ONLY', `${dir}: read-only file system: mount the volume with -o ro`, { path: dir });
+      }
+    }
+  }
   return { parentDir, mountPoint };
+}
+
+/** Whether `dir` lies on a file system mounted read-only (access(2) W_OK answers EROFS; root is not exempt). */
+function isOnReadOnlyFileSystem(dir: string): boolean {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EROFS';
+  }
 }
 
 /** The startup lines of upstream (spec §8.2 step 2). */
@@ -178,15 +203,41 @@ class StopSignals {
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const signals = new StopSignals();
   try {
-    return await startDaemon(options, signals);
+    const { parentDir, mountPoint } = checkMountable(options);
+    // held for the whole mount: taken before anything is written, released once the volume is closed
+    const lock = await takeVolumeLock(parentDir, 'ddumbfs');
+    try {
+      return await (options.readOnly ? startReadOnly : startDaemon)(options, signals, parentDir, mountPoint);
+    } finally {
+      await lock.release();
+    }
   } finally {
     signals.dispose();
   }
 }
 
-async function startDaemon(options: DaemonOptions, signals: StopSignals): Promise<number> {
+/**
+ * The read-only daemon (mount option ro): the volume opened read-only, no `.autofsck`, no startup check, no log
+ * file (the parent stays byte for byte as it was), every write answered EROFS (read_only.ts), no background work.
+ */
+async function startReadOnly(options: DaemonOptions, signals: StopSignals, parentDir: string, mountPoint: string): Promise<number> {
   const log = options.logger;
-  const { parentDir, mountPoint } = checkMountable(options);
+  const autofsck = path.join(parentDir, AUTOFSCK_MARKER);
+  if (exists(autofsck)) {
+    log.warn(`${autofsck}: the volume was not cleanly unmounted: served read-only without a check (run fsckddumbfs -n before a writable mount)`);
+  }
+  const volume = await Volume.open(parentDir, { logger: log, readOnly: true });
+  try {
+    prepareServing(volume, options, parentDir, false);
+  } catch (err) {
+    await volume.close().catch(() => undefined);
+    throw err;
+  }
+  return serve(volume, parentDir, mountPoint, null, false, options, signals, () => undefined);
+}
+
+async function startDaemon(options: DaemonOptions, signals: StopSignals, parentDir: string, mountPoint: string): Promise<number> {
+  const log = options.logger;
   const autofsck = path.join(parentDir, AUTOFSCK_MARKER);
   const crashed = exists(autofsck);
   const repairFirst = crashed || options.check;
@@ -222,28 +273,8 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
     }
   }
   assert(volume, 'the volume is open once the startup check is done');
-  const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
   try {
-    if (!fs.statSync(specialDir, { throwIfNoEntry: false })?.isDirectory()) {
-      throw new DdfsError('NOT_FOUND', `${specialDir}: special directory missing (run fsckddumbfs)`, { path: specialDir });
-    }
-    const directIo = options.directIo ?? isBlockDevice(resolveVolumePath(parentDir, volume.config.blockFilename));
-    const writers = writerCount(options.pool, os.availableParallelism());
-    logStartup(volume, options, directIo, writers);
-    volume.mountFacts = {
-      directIo,
-      lockIndex: false,
-      writerPool: writers,
-      commandArgs: options.commandArgs,
-      extCommandArgs: '',
-    };
-    volume.reclaimPercent = options.reclaimPercent;
-    volume.nextReclaimPercent = options.reclaimPercent;
-
-    prepareSpecialFiles(specialDir);
-    log.attachFile(path.join(specialDir, LOG_FILE), openLogFileNoFollow);
-    process.chdir(volume.rootDir);
-    process.umask(0);
+    prepareServing(volume, options, parentDir, true);
   } catch (err) {
     await volume.close().catch(() => undefined);
     if (autofsckOurs) fs.rmSync(autofsck, { force: true });
@@ -256,12 +287,45 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
   });
 }
 
-/** Mount and serve until unmounted; then close everything. */
+/**
+ * What every daemon does between opening the volume and mounting it: check the special directory, log the startup
+ * lines, record the mount facts, attach the log file (`attachLog`), make `ddfsroot` the cwd.
+ * @throws DdfsError NOT_FOUND when the special directory is missing; Node errors of chdir
+ */
+function prepareServing(volume: Volume, options: DaemonOptions, parentDir: string, attachLog: boolean): void {
+  const log = options.logger;
+  const specialDir = path.join(volume.rootDir, SPECIAL_DIRECTORY);
+  if (!fs.statSync(specialDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new DdfsError('NOT_FOUND', `${specialDir}: special directory missing (run fsckddumbfs)`, { path: specialDir });
+  }
+  const directIo = options.directIo ?? isBlockDevice(resolveVolumePath(parentDir, volume.config.blockFilename));
+  const writers = writerCount(options.pool, os.availableParallelism());
+  logStartup(volume, options, directIo, writers);
+  volume.mountFacts = {
+    directIo,
+    lockIndex: false,
+    writerPool: writers,
+    commandArgs: options.commandArgs,
+    extCommandArgs: '',
+  };
+  volume.reclaimPercent = options.reclaimPercent;
+  volume.nextReclaimPercent = options.reclaimPercent;
+
+  if (attachLog) {
+    prepareSpecialFiles(specialDir);
+    log.attachFile(path.join(specialDir, LOG_FILE), openLogFileNoFollow);
+  }
+  else log.info('read-only: nothing is written to the volume, not even its log file');
+  process.chdir(volume.rootDir);
+  process.umask(0);
+}
+
+/** Mount and serve until unmounted; then close everything. `autofsck` is null for a read-only mount (no marker). */
 async function serve(
   volume: Volume,
   parentDir: string,
   mountPoint: string,
-  autofsck: string,
+  autofsck: string | null,
   markerRemovable: boolean,
   options: DaemonOptions,
   signals: StopSignals,
@@ -269,6 +333,8 @@ async function serve(
 ): Promise<number> {
   const log = options.logger;
   const ops = new DdumbfsOps(volume, log, options.pool === 0 ? 0 : WRITE_BEHIND_SIZE_MAX);
+  // read-only: the one EROFS gate, between the op table and the FUSE guard
+  const opTable = options.readOnly ? readOnlyOps(ops) : ops;
   let stopRequested: ((reason: string) => void) | null = null;
   const stopped = new Promise<string>((resolve) => {
     stopRequested = resolve;
@@ -276,7 +342,7 @@ async function serve(
   const stop = (reason: string): void => stopRequested?.(reason);
 
   let fatal = false;
-  const fuseOps = guardOps(ops, {
+  const fuseOps = guardOps(opTable, {
     logger: log,
     timeoutMs: OP_TIMEOUT_MS,
     onFatal: () => {
@@ -288,6 +354,7 @@ async function serve(
   const fuseOptions = [
     ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
     ...options.fuseOptions,
+    ...(options.readOnly ? ['ro'] : []),
     'subtype=ddumbfs',
     `fsname=${escapeOptionValue(parentDir)}`,
   ];
@@ -355,8 +422,10 @@ async function serve(
   }, MOUNT_POLL_MS);
 
   // Background work (spec §8.7): push long-lived partial blocks; the volume checkpoints, reclaims and syncs.
+  // A read-only daemon has none: no checkpoint, no reclaim, nothing to sync.
   let tickRunning: Promise<void> | null = null;
   const tick = setInterval(() => {
+    if (options.readOnly) return;
     tickRunning ??= (async () => {
       try {
         await ops.flushAll();
@@ -392,7 +461,7 @@ async function serve(
  * Close every open file, then the volume; remove `.autofsck` when all went well and the marker may go.
  * @returns the exit code
  */
-async function finish(volume: Volume, ops: DdumbfsOps, parentDir: string, autofsck: string, markerRemovable: boolean, log: Logger, clean: boolean): Promise<number> {
+async function finish(volume: Volume, ops: DdumbfsOps, parentDir: string, autofsck: string | null, markerRemovable: boolean, log: Logger, clean: boolean): Promise<number> {
   let ok = clean;
   for (const err of await ops.openFiles.closeAll()) {
     ok = false;
@@ -405,6 +474,11 @@ async function finish(volume: Volume, ops: DdumbfsOps, parentDir: string, autofs
     log.error(`closing the volume: ${messageOf(err)}`);
   }
   for (const line of volume.statsText(false).trimEnd().split('\n')) log.dbg(line);
+  if (autofsck === null) {
+    // read-only: no marker was written, none is removed
+    log.info(`filesystem ${parentDir} unmounted${ok ? '' : ' with errors'}`);
+    return ok ? 0 : 1;
+  }
   if (ok) {
     if (markerRemovable) await fsp.rm(autofsck, { force: true });
     else log.warn(`${autofsck} kept: the volume was not checked after the crash`);

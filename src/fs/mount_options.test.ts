@@ -4,14 +4,20 @@ import { escapeOptionValue, parseMountOptions, splitOptionList, writerCount } fr
 
 describe('parseMountOptions', () => {
   it('takes out ddumbfs keys and keeps the rest for libfuse, in order', () => {
-    const o = parseMountOptions(['parent=/l0/ddumbfs,pool=3,nodio', 'reclaim=90,check,allow_root,attr_timeout=0', 'ro']);
+    const o = parseMountOptions(['parent=/l0/ddumbfs,pool=3,nodio', 'reclaim=90,check,allow_root,attr_timeout=0', 'noexec']);
     expect(o).toMatchObject({ parent: '/l0/ddumbfs', pool: 3, directIo: false, reclaimPercent: 90, check: true, fuseDefault: true });
-    expect(o.fuseOptions).toEqual(['allow_root', 'attr_timeout=0', 'ro']);
+    expect(o.fuseOptions).toEqual(['allow_root', 'attr_timeout=0', 'noexec']);
   });
 
   it('defaults (spec §8.1)', () => {
     const o = parseMountOptions([]);
-    expect(o).toMatchObject({ parent: null, pool: -100, lockIndex: true, directIo: null, reclaimPercent: 95, check: false });
+    expect(o).toMatchObject({ parent: null, pool: -100, lockIndex: true, directIo: null, reclaimPercent: 95, check: false, readOnly: false });
+  });
+
+  it('ro is the read-only mode (mount.ts flags the mount ro itself), rw undoes it; neither goes to libfuse as given', () => {
+    expect(parseMountOptions(['parent=p,ro'])).toMatchObject({ readOnly: true, fuseOptions: [] });
+    expect(parseMountOptions(['ro', 'rw'])).toMatchObject({ readOnly: false, fuseOptions: [] });
+    expect(parseMountOptions(['rw,ro,allow_root'])).toMatchObject({ readOnly: true, fuseOptions: ['allow_root'] });
   });
 
   it('later options win; nofuse_default, nolock_index, dio', () => {
@@ -33,7 +39,7 @@ describe('parseMountOptions', () => {
   it('backslash escapes a comma (libfuse rule) and escapeOptionValue round-trips', () => {
     expect(splitOptionList('a\\,b,c,,d')).toEqual(['a\\,b', 'c', 'd']);
     const dir = '/srv/odd,name\\x';
-    expect(parseMountOptions([`parent=${escapeOptionValue(dir)},ro`])).toMatchObject({ parent: dir, fuseOptions: ['ro'] });
+    expect(parseMountOptions([`parent=${escapeOptionValue(dir)},noexec`])).toMatchObject({ parent: dir, fuseOptions: ['noexec'] });
   });
 
   it('writerCount: N<0 is -N% of the CPUs, at least 1', () => {

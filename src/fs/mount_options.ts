@@ -38,6 +38,11 @@ export interface DdumbfsMountOptions {
   directIo: boolean | null;
   reclaimPercent: number;
   check: boolean;
+  /**
+   * `ro`: serve the volume read-only (block file, index and UFS opened O_RDONLY, every write EROFS, no .autofsck,
+   * checkpoint or reclaim); the mount is flagged `ro` for the kernel too. `rw` (the default) undoes it.
+   */
+  readOnly: boolean;
   fuseDefault: boolean;
   /** Options for libfuse, in the order given. */
   fuseOptions: string[];
@@ -91,6 +96,7 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
     directIo: null,
     reclaimPercent: RECLAIM_PERCENT_DEFAULT,
     check: false,
+    readOnly: false,
     fuseDefault: true,
     fuseOptions: [],
   };
@@ -127,6 +133,12 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
           break;
         case 'check':
           o.check = true;
+          break;
+        case 'ro':
+          o.readOnly = true;
+          break;
+        case 'rw':
+          o.readOnly = false;
           break;
         case 'fuse_default':
           o.fuseDefault = true;

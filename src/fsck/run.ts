@@ -22,6 +22,7 @@ import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from '../format/layout.js';
+import { readVolumeLockHolder, takeVolumeLock } from '../volume/lock.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { checkVolume, type CheckReport } from './check.js';
@@ -46,6 +47,11 @@ export interface FsckRunOptions {
   progress?: ProgressSink;
   devices?: DeviceFactory;
   hashThreads?: number;
+  /**
+   * Repair modes: called once the volume lock is held and the volume may be written, before anything is (the CLI
+   * attaches the volume's log file then, so a refused run writes nothing to the volume, not even a log line).
+   */
+  onLocked?: () => void;
 }
 
 export interface FsckRunResult {
@@ -85,7 +91,9 @@ export async function repairBlockFileMagic(parentDir: string, logger: Logger, de
 
 /**
  * Run fsck in `mode` on the volume whose parent is `parentDir`.
- * @throws DdfsError SYMLINK (a special path is a symlink: nothing is written), MOUNTED (online volume, repair
+  refuseSpecialSymlinks(parent);
+ * Repair modes take the volume lock (volume/lock.ts) for the whole run; checks take none.
+ * @throws DdfsError MOUNTED (online volume, repair modes), LOCKED (another process holds the volume lock, repair
  *   modes), NEEDS_CHECK (`.rebuildfsck` present, not a rebuild),
  *   and whatever check/repair/rebuild/pack throw
  */
@@ -96,12 +104,21 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
   const rebuild = mode === 'rebuild' || mode === 'rebuild-blocks';
   const autofsck = path.join(parent, AUTOFSCK_MARKER);
   refuseSpecialSymlinks(parent);
-  if (!rebuild && fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
-    throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER} exists): only -r or -R can run`, { path: parent });
-  }
+  const refuseInterruptedRebuild = (): void => {
+    if (!rebuild && fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
+      throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER} exists): only -r or -R can run`, { path: parent });
+    }
+  };
   const mountPoint = mountPointOf(parent);
   if (!isRepairMode(mode)) {
-    if (mountPoint) log.warn(`filesystem is online (mounted on ${mountPoint}): the result is not accurate`);
+    // a check is a reader: it takes no lock and runs on a volume in use, warning that the result is not accurate
+    refuseInterruptedRebuild();
+    if (mountPoint) {
+      log.warn(`filesystem is online (mounted on ${mountPoint}): the result is not accurate`);
+    } else {
+      const holder = await readVolumeLockHolder(parent);
+      if (holder) log.warn(`volume in use by ${holder.tool} (pid ${holder.pid}): the result is not accurate`);
+    }
     const check = await checkVolume(parent, {
       logger: log, out: options.out, progress: options.progress, devices: options.devices, hashThreads: options.hashThreads,
       hashBlocks: mode === 'check-blocks', skipBlockMagic: options.force,
@@ -109,6 +126,20 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
     return { exitCode: check.exitCode, check };
   }
   if (mountPoint) throw new DdfsError('MOUNTED', `${parent}: filesystem is online (mounted on ${mountPoint})`, { path: parent });
+  const lock = await takeVolumeLock(parent, 'fsckddumbfs');
+  try {
+    refuseInterruptedRebuild();
+    options.onLocked?.();
+    return await repairLocked(parent, options, autofsck, rebuild);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The repair, rebuild and pack modes of runFsck, under the volume lock. */
+async function repairLocked(parent: string, options: FsckRunOptions, autofsck: string, rebuild: boolean): Promise<FsckRunResult> {
+  const log = options.logger;
+  const mode = options.mode;
   if (options.force) await repairBlockFileMagic(parent, log, options.devices);
 
   const crashed = fs.existsSync(autofsck);

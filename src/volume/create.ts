@@ -17,6 +17,7 @@ import { encodeIndexHeader } from '../store/index_file.js';
 import {
   AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CONFIG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY,
 } from '../format/layout.js';
+import { takeVolumeLock } from './lock.js';
 import { mountPointOf } from './volume.js';
 
 /**
@@ -51,7 +52,8 @@ function isBlockDevice(p: string): boolean {
 /**
  * Create a volume in `parentDir` (spec §12).
  * @returns the cfg written
- * @throws DdfsError NOT_FOUND (parent missing), MOUNTED, USAGE (bad size/geometry, /dev path not a block device),
+ * Holds the volume lock (volume/lock.ts) throughout, so an existing volume in use by an offline tool is not re-created.
+ * @throws DdfsError NOT_FOUND (parent missing), MOUNTED, LOCKED (another process holds the volume lock), USAGE (bad size/geometry, /dev path not a block device),
  *   ACCESS (declined by confirmDevice)
  */
 export async function createVolume(parentDir: string, options: CreateOptions): Promise<DdfsConfig> {
@@ -65,6 +67,17 @@ export async function createVolume(parentDir: string, options: CreateOptions): P
   if (!st.isDirectory()) throw new DdfsError('USAGE', `${parent}: not a directory`, { path: parent });
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: volume is mounted on ${mnt}`, { path: parent });
+  // an existing volume may be in use by an offline tool (fsck, upload): never re-create it under one
+  const lock = await takeVolumeLock(parent, 'mkddumbfs');
+  try {
+    return await createLocked(parent, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** createVolume under the volume lock. */
+async function createLocked(parent: string, options: CreateOptions): Promise<DdfsConfig> {
 
   const blockFilename = options.blockFilename || 'ddfsblocks';
   const indexFilename = options.indexFilename || 'ddfsidx';

@@ -12,6 +12,7 @@ import { fileDevices } from '../io/device.js';
 import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
 import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
+import type { VolumeLock } from './lock.js';
 import { reclaim, renderReclaimReport, type ReclaimReport } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
@@ -30,6 +31,8 @@ export interface VolumeOpenOptions {
   freeBlockReserve?: number;
   /** Skip the block-file magic check (fsck -f). */
   skipBlockMagic?: boolean;
+  /** The volume lock the opener took (volume/lock.ts): released when the volume closes. */
+  lock?: VolumeLock;
 }
 
 /** Daemon facts shown in /.ddumbfs/stats (spec §8.9). */
@@ -113,6 +116,9 @@ export class Volume {
   private checkpointRunning: Promise<void> | null = null;
   /** UfsFiles opened through this volume and not closed yet. */
   private readonly openFiles = new Set<UfsFile>();
+  /** Opened read-only: block file, index and UFS files are opened O_RDONLY, reclaim refuses. */
+  readonly readOnly: boolean;
+  private readonly lock: VolumeLock | null;
 
   private constructor(
     readonly parentDir: string,
@@ -123,6 +129,8 @@ export class Volume {
   ) {
     this.rootDir = path.join(parentDir, ROOT_DIRECTORY);
     this.devices = options.devices ?? fileDevices;
+    this.readOnly = options.readOnly ?? false;
+    this.lock = options.lock ?? null;
   }
 
   /**
@@ -157,11 +165,14 @@ export class Volume {
   }
 
   /**
-   * Open (or create) a regular file's UFS file; `ufsPath` is absolute or relative to the process cwd.
+   * Open (or create) a regular file's UFS file; `ufsPath` is absolute or relative to the process cwd. On a volume
+   * opened read-only the UFS file is opened O_RDONLY (and a missing one is not created).
    * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
    */
   async openFile(ufsPath: string, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
-    const f = await UfsFile.open(this.store, ufsPath, { ...options, devices: this.devices });
+    const f = await UfsFile.open(this.store, ufsPath, this.readOnly
+      ? { ...options, readOnly: true, create: false, truncate: false, devices: this.devices }
+      : { ...options, devices: this.devices });
     f.onBlocksReleased = () => {
       this.mayFindFreeBlocks = true;
     };
@@ -208,9 +219,11 @@ export class Volume {
 
   /**
    * Run the online reclaim (spec §9) and update the auto-reclaim threshold (halving rule).
-   * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed)
+   * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed), READ_ONLY on a volume opened
+   *   read-only
    */
   async runReclaim(): Promise<ReclaimReport> {
+    if (this.readOnly) throw new DdfsError('READ_ONLY', `${this.parentDir}: no reclaim on a volume opened read-only`, { path: this.parentDir });
     if (this.reclaimRunning) return this.reclaimRunning;
     this.reclaimRunning = (async () => {
       // nodes held back in open files must be on disk before the walk reads the UFS files
@@ -292,9 +305,16 @@ export class Volume {
     await this.store.sync();
   }
 
-  /** Sync and close the block and index files (the caller closes its UfsFiles first; .autofsck is not touched). */
+  /**
+   * Sync and close the block and index files (the caller closes its UfsFiles first; .autofsck is not touched), then
+   * release the volume lock given to open, if any (also when the close fails).
+   */
   async close(): Promise<void> {
-    await this.checkpointRunning?.catch(() => undefined);
-    await this.store.close();
+    try {
+      await this.checkpointRunning?.catch(() => undefined);
+      await this.store.close();
+    } finally {
+      await this.lock?.release();
+    }
   }
 }

@@ -1,0 +1,200 @@
+/**
+ * The volume lock: one writer per volume (issue 7 item 0). Taken exclusively, for as long as they work on the
+ * volume, by the daemon (the whole mount, read-only mounts too), fsckddumbfs's repair and rebuild modes, cpddumbfs
+ * upload, alterddumbfs and mkddumbfs. Readers (fsckddumbfs -c/-C, cpddumbfs download, mirrorddumbfs verify) take
+ * no lock: they run on a volume in use as they always did, and a check warns that its result is not accurate.
+ *
+ * How (the system calls are in io/exclusive_lock.ts):
+ * - the lock itself is the abstract UNIX socket `\0ddumbfs-ts/volume-lock/DEV:INO`, keyed by the device and inode
+ *   of the parent directory, so every path and bind mount of one parent names the same lock, and a read-only view
+ *   of the parent excludes a writer through a writable view. Binding it is exclusive and the kernel releases it
+ *   when the holder exits, kill -9 included: a dead holder never leaves the volume locked;
+ * - the lock file `ddfs.lock` in the parent (format/lock_record.ts) names the holder: tool, pid, start time, boot
+ *   id. It is written after the socket is bound, created O_CREAT | O_EXCL | O_NOFOLLOW, and removed on release. A
+ *   file left by a dead holder is stale and replaced; a live holder named there (pid alive with the same start time
+ *   in the same boot) refuses the lock even when the socket was free, which covers takers in another network
+ *   namespace that share the pid namespace. A lock file that is a symlink, a directory, a FIFO or anything but a
+ *   small regular file is refused and left alone (the administrator removes it);
+ * - on a read-only file system no lock file can be written: the socket alone excludes then.
+ *
+ * Limits: advisory (ddumbfs 1.1's tools and anything else ignore it); one host only (a parent on NFS shared by two
+ * hosts is not protected); takers must share the network namespace or the pid namespace; Linux only.
+ */
+import * as path from 'node:path';
+import { DdfsError, messageOf } from '../errors.js';
+import { LOCK_FILE } from '../format/layout.js';
+import { parseLockRecord, renderLockRecord, type LockRecord } from '../format/lock_record.js';
+import {
+  bindExclusiveName, bootId, createLockFile, directoryIdentity, processStartTicks, queryExclusiveName, readLockFile, removeLockFile,
+  type HeldName, type LockFileState,
+} from '../io/exclusive_lock.js';
+import { LOCK_QUERY_TIMEOUT_MS, LOCK_RECORD_SIZE_MAX } from '../limits.js';
+
+/** Who holds a volume. */
+export interface LockHolder {
+  tool: string;
+  pid: number;
+  /** When the lock was taken (ISO 8601). */
+  time: string;
+}
+
+/** A volume lock held by this process. */
+export interface VolumeLock {
+  readonly parentDir: string;
+  /** The lock file, or null when it could not be written (read-only file system). */
+  readonly lockPath: string | null;
+  readonly holder: LockHolder;
+  /** Remove the lock file (if still ours) and release the lock; idempotent, never throws. */
+  release(): Promise<void>;
+}
+
+function lockNameOf(parentDir: string): string {
+  let id: { dev: bigint; ino: bigint };
+  try {
+    id = directoryIdentity(parentDir);
+  } catch (err) {
+    throw new DdfsError('NOT_FOUND', `${parentDir}: ${messageOf(err)}`, { path: parentDir }, err);
+  }
+  return `ddumbfs-ts/volume-lock/${id.dev}:${id.ino}`;
+}
+
+/** Whether the process a record names is still the one that wrote it (same boot, same pid, same start time). */
+function isLive(r: LockRecord): boolean {
+  const boot = bootId();
+  if (r.bootId !== '-' && boot !== null && r.bootId !== boot) return false;
+  return processStartTicks(r.pid) === r.startTicks;
+}
+
+function holderOf(r: LockRecord): LockHolder {
+  return { tool: r.tool, pid: r.pid, time: r.time };
+}
+
+/** The live holder named by the lock file, if any. */
+function liveHolderInFile(lockPath: string): LockHolder | null {
+  try {
+    const state = readLockFile(lockPath, LOCK_RECORD_SIZE_MAX);
+    if (state.kind !== 'file') return null;
+    const r = parseLockRecord(state.text);
+    return r && isLive(r) ? holderOf(r) : null;
+  } catch {
+    return null;
+  }
+}
+
+function lockedError(parentDir: string, holder: LockHolder | null): DdfsError {
+  const who = holder ? `${holder.tool} (pid ${holder.pid}, since ${holder.time})` : 'another process (pid unknown)';
+  return new DdfsError('LOCKED', `${parentDir}: volume in use by ${who}; try again when it has finished`, {
+    path: parentDir, pid: holder?.pid, tool: holder?.tool,
+  });
+}
+
+/**
+ * Who holds the volume whose parent is `parentDir`, without taking anything: the socket's holder answers with its
+ * record; else the lock file's record when its process is alive.
+ * @returns the holder, or null when the volume is not locked (as far as can be told)
+ */
+export async function readVolumeLockHolder(parentDir: string): Promise<LockHolder | null> {
+  const parent = path.resolve(parentDir);
+  const answer = await queryExclusiveName(lockNameOf(parent), LOCK_RECORD_SIZE_MAX, LOCK_QUERY_TIMEOUT_MS);
+  const r = answer === null ? null : parseLockRecord(answer);
+  if (r) return holderOf(r);
+  return liveHolderInFile(path.join(parent, LOCK_FILE));
+}
+
+/**
+ * Take the volume lock of the parent directory `parentDir` for `tool` (a command name, [a-z0-9_-]).
+ * Nothing is written when it refuses.
+ * @returns the held lock; release it when done (the process exiting releases it too, but leaves a stale lock file)
+ * @throws DdfsError LOCKED (held by another process: the message names its tool and pid), INVALID (the lock file
+ *   is a symlink or not a regular file), NOT_FOUND (no such parent), IO (the lock file cannot be written)
+ */
+export async function takeVolumeLock(parentDir: string, tool: string): Promise<VolumeLock> {
+  const parent = path.resolve(parentDir);
+  const lockPath = path.join(parent, LOCK_FILE);
+  const name = lockNameOf(parent);
+  const record: LockRecord = {
+    tool,
+    pid: process.pid,
+    startTicks: processStartTicks(process.pid) ?? '0',
+    bootId: bootId() ?? '-',
+    time: new Date().toISOString(),
+  };
+  const text = renderLockRecord(record);
+  let held: HeldName | null;
+  try {
+    held = await bindExclusiveName(name, () => text);
+  } catch (err) {
+    throw new DdfsError('IO', `${parent}: cannot take the volume lock: ${messageOf(err)}`, { path: parent }, err);
+  }
+  if (!held) {
+    const answer = await queryExclusiveName(name, LOCK_RECORD_SIZE_MAX, LOCK_QUERY_TIMEOUT_MS);
+    const r = answer === null ? null : parseLockRecord(answer);
+    throw lockedError(parent, r ? holderOf(r) : liveHolderInFile(lockPath));
+  }
+  let ino: bigint | null;
+  try {
+    ino = writeLockFile(parent, lockPath, text);
+  } catch (err) {
+    await held.release();
+    throw err;
+  }
+  const socket = held;
+  let released: Promise<void> | null = null;
+  return {
+    parentDir: parent,
+    lockPath: ino === null ? null : lockPath,
+    holder: holderOf(record),
+    release: () => {
+      released ??= (async () => {
+        // the file first: once the socket is free a new holder may write its own file, which must stay
+        try {
+          if (ino !== null) removeLockFile(lockPath, ino);
+        } catch {
+          // a lock file left behind is stale: the next taker replaces it
+        }
+        await socket.release();
+      })();
+      return released;
+    },
+  };
+}
+
+/**
+ * With the socket held: replace a stale lock file by ours.
+ * @returns our file's inode, or null on a read-only file system (no file then)
+ */
+function writeLockFile(parent: string, lockPath: string, text: string): bigint | null {
+  let state: LockFileState;
+  try {
+    state = readLockFile(lockPath, LOCK_RECORD_SIZE_MAX);
+  } catch (err) {
+    throw new DdfsError('IO', `${lockPath}: cannot read the lock file: ${messageOf(err)}`, { path: lockPath }, err);
+  }
+  if (state.kind === 'symlink') {
+    throw new DdfsError('INVALID', `${lockPath}: the lock file is a symbolic link: refused (remove it if no ddumbfs tool is running)`, { path: lockPath });
+  }
+  if (state.kind === 'other') {
+    throw new DdfsError('INVALID', `${lockPath}: not a lock file (not a small regular file): refused (remove it if no ddumbfs tool is running)`, { path: lockPath });
+  }
+  if (state.kind === 'file') {
+    const r = parseLockRecord(state.text);
+    // a live holder that did not answer on the socket: it does not share our network namespace
+    if (r && r.pid !== process.pid && isLive(r)) throw lockedError(parent, holderOf(r));
+    // stale: its holder is gone (or it is not a record at all: a taker died before writing it)
+    try {
+      removeLockFile(lockPath, state.ino);
+    } catch (err) {
+      // a stale file on a file system mounted read-only since: it stays, the socket alone excludes
+      if ((err as NodeJS.ErrnoException).code === 'EROFS') return null;
+      throw new DdfsError('IO', `${lockPath}: cannot remove the stale lock file: ${messageOf(err)}`, { path: lockPath }, err);
+    }
+  }
+  try {
+    return createLockFile(lockPath, text);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return null;
+    if (code === 'EEXIST') throw lockedError(parent, liveHolderInFile(lockPath));
+    throw new DdfsError('IO', `${lockPath}: cannot write the lock file: ${messageOf(err)}`, { path: lockPath }, err);
+  }
+}
