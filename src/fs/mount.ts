@@ -247,6 +247,8 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
 
     log.attachFile(path.join(specialDir, LOG_FILE_NAME));
     process.chdir(volume.rootDir);
+    // tree paths stay relative (as FUSE's): a deep tree never hits ENAMETOOLONG earlier than on the UFS itself
+    volume.tree.useCwdAsRoot();
     process.umask(0);
   } catch (err) {
     await volume.close().catch(() => undefined);

@@ -12,8 +12,9 @@ import { fileDevices } from '../io/device.js';
 import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
 import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
-import { reclaim, renderReclaimReport, type ReclaimReport } from './reclaim.js';
+import { reclaim, renderReclaimReport, type ReclaimReport, type ReclaimTestHooks } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
+import { UfsTree } from './tree.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 
@@ -117,6 +118,9 @@ export class Volume {
   /** UfsFiles opened through this volume and not closed yet. */
   private readonly openFiles = new Set<UfsFile>();
 
+  /** The UFS tree: every namespace change goes through it (tree.ts). */
+  readonly tree: UfsTree;
+
   private constructor(
     readonly parentDir: string,
     readonly config: DdfsConfig,
@@ -126,6 +130,13 @@ export class Volume {
   ) {
     this.rootDir = path.join(parentDir, ROOT_DIRECTORY);
     this.devices = options.devices ?? fileDevices;
+    this.tree = new UfsTree(Buffer.from(`${this.rootDir}/`));
+    this.tree.addObserver({
+      afterChange: (change) => {
+        // an unlink or a rename over an existing file may drop the last reference to blocks (spec §8.6 step 1)
+        if (change.op === 'unlink' || change.op === 'rename') this.mayFindFreeBlocks = true;
+      },
+    });
   }
 
   /**
@@ -211,11 +222,11 @@ export class Volume {
    * Run the online reclaim (spec §9) and update the auto-reclaim threshold (halving rule).
    * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed)
    */
-  async runReclaim(): Promise<ReclaimReport> {
+  async runReclaim(testHooks: ReclaimTestHooks = {}): Promise<ReclaimReport> {
     if (this.reclaimRunning) return this.reclaimRunning;
     this.reclaimRunning = (async () => {
       // nodes held back in open files must be on disk before the walk reads the UFS files
-      const report = await reclaim(this.store, this.rootDir, this.logger, () => this.writeHeldNodes());
+      const report = await reclaim(this.store, this.rootDir, this.logger, () => this.writeHeldNodes(), testHooks);
       this.mayFindFreeBlocks = false;
       this.updateNextReclaim();
       this.logger.info(`reclaim: ${report.nodeDeleted} blocks freed, ${this.store.blockCountUsed} in use`);
