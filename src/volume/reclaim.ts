@@ -35,9 +35,19 @@ export interface ReclaimReport {
   cleanupSeconds: number;
 }
 
-async function* walkFiles(root: string, rel = ''): AsyncGenerator<string> {
+/** Test-only hooks: interleave namespace changes with the walk exactly, inject walk errors. */
+export interface ReclaimTestHooks {
+  /** Runs after the walk reaches each entry (path relative to the root, bytes), before the entry is read. */
+  afterWalkStep?: (path: Buffer) => Promise<void>;
+  /** An error to report for reading directory `path` (relative bytes, "" for the root), or null to read it. */
+  directoryError?: (path: Buffer) => Error | null;
+}
+
+async function* walkFiles(root: string, rel = '', hooks: ReclaimTestHooks = {}): AsyncGenerator<string> {
   let entries;
   try {
+    const injected = hooks.directoryError?.(Buffer.from(rel));
+    if (injected) throw injected;
     entries = await fsp.readdir(path.join(root, rel), { withFileTypes: true });
   } catch {
     return;
@@ -45,7 +55,8 @@ async function* walkFiles(root: string, rel = ''): AsyncGenerator<string> {
   for (const e of entries) {
     const r = rel ? path.join(rel, e.name) : e.name;
     if (!rel && e.name === '.ddumbfs') continue;
-    if (e.isDirectory()) yield* walkFiles(root, r);
+    await hooks.afterWalkStep?.(Buffer.from(r));
+    if (e.isDirectory()) yield* walkFiles(root, r, hooks);
     else if (e.isFile()) yield path.join(root, r);
   }
 }
@@ -55,7 +66,7 @@ async function* walkFiles(root: string, rel = ''): AsyncGenerator<string> {
  * mode is on and must write to disk every node a UFS file still holds in memory.
  * @throws DdfsError CORRUPT when files reference blocks the bitmap does not hold ("filesystem check required")
  */
-export async function reclaim(store: BlockStore, rootDir: string, logger: Logger, beforeWalk?: () => Promise<void>): Promise<ReclaimReport> {
+export async function reclaim(store: BlockStore, rootDir: string, logger: Logger, beforeWalk?: () => Promise<void>, hooks: ReclaimTestHooks = {}): Promise<ReclaimReport> {
   const cfg = store.cfg;
   const t0 = performance.now();
   await store.drain();
@@ -68,7 +79,7 @@ export async function reclaim(store: BlockStore, rootDir: string, logger: Logger
     let refs = 0;
     let hashNotFound = 0;
     let fragmented = 0;
-    for await (const file of walkFiles(rootDir)) {
+    for await (const file of walkFiles(rootDir, '', hooks)) {
       let data: Buffer;
       try {
         data = await fsp.readFile(file);
