@@ -10,6 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { makeTempVolume, openTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { bytes, readTree, SELF, treeDiff, writeTreeFile } from './helpers/ufs_model.js';
 import type { Volume } from '../src/volume/volume.js';
+import { Logger } from '../src/util/log.js';
+
+const quiet = new Logger(() => undefined);
 import type { ReclaimReport } from '../src/volume/reclaim.js';
 
 const BLOCK_SIZE = 4096;
@@ -32,7 +35,7 @@ afterEach(async () => {
 /** A reuse_asap volume holding `dirs` (created in order) and files of 3 unique blocks each. */
 async function setup(dirs: string[], files: string[]): Promise<Setup> {
   const tv = await makeTempVolume({ blockSize: BLOCK_SIZE, size: '8M', reuseAsap: true });
-  const vol = await openTempVolume(tv.parent);
+  const vol = await openTempVolume(tv.parent, { logger: quiet });
   const s: Setup = { tv, vol, model: new Map() };
   setups.push(s);
   for (const d of dirs) await vol.tree.mkdir(bytes(d), 0o755, SELF);

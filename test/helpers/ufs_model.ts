@@ -3,9 +3,9 @@
  * raw bytes, never decoded), and compare the tree with a model (latin1 path → content).
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Volume } from '../../src/volume/volume.js';
 import type { TreeCaller } from '../../src/volume/tree.js';
+import type { UfsFile } from '../../src/ufs/ufs_file.js';
 
 /** The test process as the caller of tree changes (new objects stay ours). */
 export const SELF: TreeCaller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
@@ -16,7 +16,7 @@ export function bytes(p: string): Buffer {
 }
 
 /** Run `fn` with a string path naming the same file as the byte path `abs` (via /proc/self/fd when not UTF-8). */
-async function withPath<T>(abs: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
+export async function withPath<T>(abs: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
   const s = abs.toString('utf8');
   if (Buffer.from(s, 'utf8').equals(abs)) return fn(s);
   const fd = fs.openSync(abs, fs.constants.O_RDWR);
@@ -83,7 +83,8 @@ export function treeDiff(actual: Map<string, Buffer>, model: Map<string, Buffer>
   return lines.slice(0, 20).join('\n') + (lines.length > 20 ? `\n... ${lines.length - 20} more` : '');
 }
 
-/** Path join for latin1 tree paths. */
-export function treeJoin(...parts: string[]): string {
-  return path.posix.join(...parts);
+/** Open the UFS file at tree path `rel` (latin1) through the volume. */
+export function openTreeFile(vol: Volume, rel: string, options: { readOnly?: boolean } = {}): Promise<UfsFile> {
+  const abs = Buffer.concat([Buffer.from(`${vol.rootDir}/`), bytes(rel)]);
+  return withPath(abs, (p) => vol.openFile(p, options));
 }
