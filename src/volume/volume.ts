@@ -12,7 +12,7 @@ import { fileDevices } from '../io/device.js';
 import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
 import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
-import { reclaim, renderReclaimReport, type ReclaimReport, type ReclaimTestHooks } from './reclaim.js';
+import { reclaim, renderReclaimFailure, renderReclaimReport, type ReclaimReport, type ReclaimTestHooks } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import { UfsTree } from './tree.js';
 import type { Logger } from '../util/log.js';
@@ -213,20 +213,37 @@ export class Volume {
     return s;
   }
 
-  /** Run the online reclaim and return its report (spec §9); never two at once. */
+  /**
+   * Run the online reclaim and return its report (spec §9); never two at once. A failed reclaim (nothing freed)
+   * gives the reason instead of the report.
+   */
   async reclaimText(): Promise<string> {
-    return renderReclaimReport(await this.runReclaim(), this.config.blockCount);
+    try {
+      return renderReclaimReport(await this.runReclaim(), this.config.blockCount);
+    } catch (err) {
+      if (err instanceof DdfsError) return renderReclaimFailure(err);
+      throw err;
+    }
   }
 
   /**
    * Run the online reclaim (spec §9) and update the auto-reclaim threshold (halving rule).
-   * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed)
+   * @param testHooks test-only: interleave changes with the walk, inject walk errors
+   * @throws DdfsError (nothing freed; logged once): IO on a walk error, CORRUPT when files reference unallocated
+   *   blocks or a UFS header is invalid (fsck needed)
    */
   async runReclaim(testHooks: ReclaimTestHooks = {}): Promise<ReclaimReport> {
     if (this.reclaimRunning) return this.reclaimRunning;
     this.reclaimRunning = (async () => {
-      // nodes held back in open files must be on disk before the walk reads the UFS files
-      const report = await reclaim(this.store, this.rootDir, this.logger, () => this.writeHeldNodes(), testHooks);
+      const report = await reclaim({
+        store: this.store,
+        rootDir: this.rootDir,
+        tree: this.tree,
+        devices: this.devices,
+        logger: this.logger,
+        openFiles: () => this.openFiles,
+        hooks: testHooks,
+      });
       this.mayFindFreeBlocks = false;
       this.updateNextReclaim();
       this.logger.info(`reclaim: ${report.nodeDeleted} blocks freed, ${this.store.blockCountUsed} in use`);
@@ -273,7 +290,8 @@ export class Volume {
   async backgroundTick(): Promise<void> {
     try {
       await this.writeHeldNodes();
-      if (this.reclaimDue) await this.runReclaim();
+      // a failed reclaim has logged its reason and freed nothing; the next tick tries again
+      if (this.reclaimDue) await this.runReclaim().catch(() => undefined);
       if (this.store.changesSinceCheckpoint >= CHECKPOINT_TICK_CHANGE_COUNT) await this.store.checkpoint();
       const syncMs = (this.config.autoSync ?? 120) * 1000;
       if (Date.now() - this.lastSyncMs >= syncMs) {
