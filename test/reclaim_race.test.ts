@@ -152,6 +152,10 @@ describe('reclaim never frees a block a file references, under concurrent change
     const run = s.vol.runReclaim({ directoryError: (p) => (p.toString('latin1') === 'b' ? emfile() : null) });
     await expect(run).rejects.toThrow(/EMFILE.*nothing freed|nothing freed.*EMFILE/);
     expect(s.vol.store.blockCountUsed).toBe(usedBefore);
+    // what a read of /.ddumbfs/reclaim shows then
+    const text = await s.vol.reclaimText({ directoryError: (p) => (p.length === 0 ? emfile() : null) });
+    expect(text).toMatch(/^== Reclaim failed: reclaim aborted, nothing freed: .*EMFILE/);
+    expect(s.vol.store.blockCountUsed).toBe(usedBefore);
     await overwriteFreedAndCheck(s);
     // the same volume reclaims normally once the walk can read everything: only the unlinked file's 3 blocks go
     const report = await s.vol.runReclaim();

@@ -51,26 +51,32 @@ export function createRegularFile(p: Buffer, mode: number, exclusive: boolean): 
   }
 }
 
+/** mkdir with the permission bits of `mode`. @throws Node errors (EEXIST, ENOENT...) */
 export function makeDirectory(p: Buffer, mode: number): void {
   fs.mkdirSync(p, { mode: mode & 0o7777 });
 }
 
+/** rmdir. @throws Node errors (ENOTEMPTY, ENOTDIR...) */
 export function removeDirectory(p: Buffer): void {
   fs.rmdirSync(p);
 }
 
+/** unlink a non-directory. @throws Node errors */
 export function unlinkEntry(p: Buffer): void {
   fs.unlinkSync(p);
 }
 
+/** rename(2), replacing `dest` as POSIX says. @throws Node errors */
 export function renameEntry(src: Buffer, dest: Buffer): void {
   fs.renameSync(src, dest);
 }
 
+/** A hard link `dest` to the inode at `src`. @throws Node errors */
 export function linkEntry(src: Buffer, dest: Buffer): void {
   fs.linkSync(src, dest);
 }
 
+/** A symlink at `p` holding `target` (bytes, unchanged). @throws Node errors */
 export function makeSymlink(target: Buffer, p: Buffer): void {
   fs.symlinkSync(target, p);
 }
@@ -90,6 +96,7 @@ export function makeNode(p: Buffer, mode: number, dev: number, native: NativeTre
   if (res < 0) throw errnoError(res, 'mknod', p);
 }
 
+/** chmod with the permission bits of `mode` (follows a symlink, as chmod(2); FUSE never chmods a symlink). */
 export function changeMode(p: Buffer, mode: number): void {
   fs.chmodSync(p, mode & 0o7777);
 }
@@ -116,7 +123,7 @@ export function changeTimes(p: Buffer, atime: TreeTimespec, mtime: TreeTimespec,
   fs.lutimesSync(p, seconds(atime, st.atimeMs / 1000), seconds(mtime, st.mtimeMs / 1000));
 }
 
-/** Mode bits of a directory (lstat); used for the setgid rule of new objects. */
+/** st_mode of a directory (stat); used for the setgid rule of new objects. @throws Node errors */
 export function directoryMode(p: Buffer): number {
   return fs.statSync(p).mode;
 }

@@ -217,9 +217,9 @@ export class Volume {
    * Run the online reclaim and return its report (spec §9); never two at once. A failed reclaim (nothing freed)
    * gives the reason instead of the report.
    */
-  async reclaimText(): Promise<string> {
+  async reclaimText(testHooks: ReclaimTestHooks = {}): Promise<string> {
     try {
-      return renderReclaimReport(await this.runReclaim(), this.config.blockCount);
+      return renderReclaimReport(await this.runReclaim(testHooks), this.config.blockCount);
     } catch (err) {
       if (err instanceof DdfsError) return renderReclaimFailure(err);
       throw err;
