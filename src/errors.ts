@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   NOT_SUPPORTED: E.ENOTSUP,
   MOUNTED: E.EBUSY,
   NEEDS_CHECK: E.EBUSY,
+  /** A walk of the UFS tree met a mount point (another device) and did not cross it. */
+  CROSS_DEVICE: E.EXDEV,
 } as const;
 
 export type DdfsErrorCode = keyof typeof ERROR_CODES;

@@ -78,3 +78,20 @@ export const WRITE_BEHIND_SIZE_MAX = 4 * 1024 * 1024;
  * names a stored block waits for the block file to be synced). Bounds the memory and the work lost to a crash.
  */
 export const HELD_NODE_COUNT_MAX = 4096;
+
+/**
+ * Deepest directory nesting a walk of the UFS tree descends to. PATH_MAX (4096) allows at most 2048 levels of
+ * 1-byte names, so a deeper tree cannot be reached by path at all; the bound also caps the walker's stack.
+ */
+export const WALK_DEPTH_MAX = 2048;
+
+/**
+ * Entries one directory may hold for a walk of the UFS tree. A walk sorts each directory's names, so it holds them
+ * all in memory at once (packed: the name bytes plus 9 bytes per entry, about 40 MiB for 1 Mi entries of 30 bytes);
+ * 16 Mi entries is beyond what ext4 (about 10 M without large_dir) or XFS directories hold in practice while
+ * keeping one directory's listing well under a gigabyte.
+ */
+export const WALK_DIRECTORY_ENTRY_COUNT_MAX = 16 * 1024 * 1024;
+
+/** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
+export const UFS_NODE_CHUNK_COUNT = 64 * 1024;

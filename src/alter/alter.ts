@@ -15,15 +15,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
-import { decodeUfsHeader } from '../format/ufs_header.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import type { DdfsConfig } from '../format/config.js';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { SeededRandom } from '../io/crash_device.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
-import { AUTOFSCK_MARKER, ROOT_DIRECTORY, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
+import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { createFunnyFiles, simulateCrash } from './funny_files.js';
 import { alterNodes, NODE_ALTERATION_KINDS, type NodeAlterationKind } from './index_nodes.js';
 
@@ -131,20 +131,17 @@ function resolveUfsPath(p: string, rootDir: string): string {
  */
 async function shakeFile(p: string, cfg: DdfsConfig, devices: DeviceFactory, rng: SeededRandom): Promise<string> {
   const { nodeSize: ns, addrSize, blockCount: bc } = cfg;
-  let dev;
+  let file: UfsNodeFile;
   try {
-    dev = await devices.open(p, {});
+    file = await UfsNodeFile.open(devices, p, ns, { write: true, strict: true });
   } catch (err) {
+    if (err instanceof DdfsError && err.code === 'BAD_HEADER') throw new DdfsError('USAGE', `${p}: not a valid ddumbfs file: ${err.message}`, { path: p }, err);
     throw new DdfsError('USAGE', `${p}: cannot open: ${(err as Error).message}`, { path: p }, err);
   }
   try {
-    const length = await dev.size();
-    const head = Buffer.alloc(Math.min(UFS_HEADER_SIZE, length));
-    await dev.read(head, 0, head.length, 0);
-    decodeUfsHeader(head, p);
-    const count = length < UFS_HEADER_SIZE ? 0 : Math.floor((length - UFS_HEADER_SIZE) / ns);
-    const nodes = Buffer.alloc(count * ns);
-    await dev.read(nodes, 0, nodes.length, UFS_HEADER_SIZE);
+    if (!file.writable) throw new DdfsError('USAGE', `${p}: cannot open for writing`, { path: p });
+    const count = file.nodeCount;
+    const nodes = await file.readNodes(0, count);
     let changed = 0;
     for (let k = 0; k < count; k++) {
       const a = decodeAddress(nodes, k * ns, addrSize);
@@ -154,14 +151,11 @@ async function shakeFile(p: string, cfg: DdfsConfig, devices: DeviceFactory, rng
       encodeAddress(nodes, k * ns, addrSize, b);
       changed++;
     }
-    if (nodes.length > 0) await dev.write(nodes, UFS_HEADER_SIZE);
-    await dev.sync();
+    if (nodes.length > 0) await file.writeNodes(0, nodes);
+    await file.sync();
     return `shake ${p}: ${changed} of ${count} block addresses replaced by random ones`;
-  } catch (err) {
-    if (err instanceof DdfsError && err.code === 'BAD_HEADER') throw new DdfsError('USAGE', `${p}: not a valid ddumbfs file: ${err.message}`, { path: p }, err);
-    throw err;
   } finally {
-    await dev.close();
+    await file.close();
   }
 }
 

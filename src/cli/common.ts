@@ -2,6 +2,7 @@
  * What every command shares: a commander program that reports usage errors as one line and exit 2, and a runner
  * that turns any thrown error into a one-line message and an exit code (never a stack trace).
  */
+import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { DdfsError, messageOf } from '../errors.js';
 import { EXIT, EXIT_HELP } from './exit_codes.js';
@@ -75,4 +76,35 @@ for (const stream of [process.stdout, process.stderr]) {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw err;
   });
+}
+
+/**
+ * The raw bytes of a command-line argument. Node decodes argv as UTF-8 and replaces invalid bytes by U+FFFD, so a
+ * path naming a file whose name is not UTF-8 no longer reaches it; the kernel keeps the bytes in
+ * /proc/self/cmdline. For an argument holding U+FFFD, the cmdline entry (searched from the end, where the
+ * command's own arguments are) that decodes to exactly this string and is not valid UTF-8 is returned as a Buffer.
+ * @returns `arg` itself when it was valid UTF-8 or no such entry is found (no /proc: the lossy string)
+ */
+export function rawArgument(arg: string): string | Buffer {
+  if (!arg.includes('\uFFFD')) return arg;
+  let cmdline: Buffer;
+  try {
+    cmdline = fs.readFileSync('/proc/self/cmdline');
+  } catch {
+    return arg;
+  }
+  const entries: Buffer[] = [];
+  let start = 0;
+  for (let k = 0; k < cmdline.length; k++) {
+    if (cmdline[k] === 0) {
+      entries.push(cmdline.subarray(start, k));
+      start = k + 1;
+    }
+  }
+  for (let k = entries.length - 1; k >= 0; k--) {
+    const e = entries[k]!;
+    const s = e.toString('utf8');
+    if (s === arg && !Buffer.from(s, 'utf8').equals(e)) return Buffer.from(e);
+  }
+  return arg;
 }

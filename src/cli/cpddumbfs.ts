@@ -12,8 +12,10 @@ import { DdfsError, messageOf } from '../errors.js';
 import { UfsDownload, type DownloadBlockRecord } from '../copy/download.js';
 import { fileReader, fileWriter, streamReader, streamWriter, type ByteReader, type ByteWriter } from '../copy/stream_io.js';
 import { openVolumeForUpload, uploadFile, type UploadBlockRecord } from '../copy/upload.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, Volume, findParent } from '../volume/volume.js';
-import { makeProgram, runCommand, UsageError } from './common.js';
+import { ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { Volume, findParent } from '../volume/volume.js';
+import { makeProgram, rawArgument, runCommand, UsageError } from './common.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { EXIT } from './exit_codes.js';
 
 const NAME = 'cpddumbfs';
@@ -79,14 +81,14 @@ const ERRNO_TEXT: Record<string, string> = {
 };
 
 /** A Node system error as `path: text` (like perror), anything else unchanged. */
-function describe(err: unknown, p: string): Error {
+function describe(err: unknown, p: string | Buffer): Error {
   if (err instanceof DdfsError || !(err instanceof Error)) return err as Error;
   const code = (err as NodeJS.ErrnoException).code;
-  if (code && ERRNO_TEXT[code]) return new DdfsError('IO', `${p}: ${ERRNO_TEXT[code]}`, { path: p }, err);
+  if (code && ERRNO_TEXT[code]) return new DdfsError('IO', `${pathText(p)}: ${ERRNO_TEXT[code]}`, { path: p }, err);
   return err;
 }
 
-function isDirectory(p: string): boolean {
+function isDirectory(p: string | Buffer): boolean {
   try {
     return fs.statSync(p).isDirectory();
   } catch {
@@ -114,6 +116,30 @@ function ufsPathOf(parent: string, p: string): string {
     throw new DdfsError('ACCESS', `${p}: inside the special directory ${path.join(root, SPECIAL_DIRECTORY)}`, { path: p });
   }
   return abs;
+}
+
+/**
+ * The UFS path (bytes) of a download source, which may be a byte path (`rawArgument`): as `ufsPathOf`, computed on
+ * the bytes (a byte string holds one char per byte, so path.posix works on it without decoding names).
+ */
+function ufsBytePathOf(parent: string, p: string | Buffer): Buffer {
+  const bytes = (q: string | Buffer): string => pathBytes(q).toString('latin1');
+  const root = path.posix.join(bytes(parent), ROOT_DIRECTORY);
+  const abs = path.posix.resolve(bytes(process.cwd()), bytes(p));
+  if (abs === bytes(parent)) return Buffer.from(root, 'latin1');
+  const rel = path.posix.relative(root, abs);
+  if (rel.startsWith('..') || path.posix.isAbsolute(rel)) {
+    throw new DdfsError('INVALID', `${pathText(p)}: not inside ${pathText(Buffer.from(root, 'latin1'))}`, { path: p });
+  }
+  if (rel === SPECIAL_DIRECTORY || rel.startsWith(`${SPECIAL_DIRECTORY}/`)) {
+    throw new DdfsError('ACCESS', `${pathText(p)}: inside the special directory ${path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY)}`, { path: p });
+  }
+  return Buffer.from(abs, 'latin1');
+}
+
+/** The last component of a byte path. */
+function baseNameBytes(p: Buffer): Buffer {
+  return Buffer.from(path.posix.basename(p.toString('latin1')), 'latin1');
 }
 
 async function upload(parent: string, source: string, target: string, o: Options): Promise<number> {
@@ -154,10 +180,10 @@ async function upload(parent: string, source: string, target: string, o: Options
   return EXIT.OK;
 }
 
-async function download(parent: string, source: string, target: string, o: Options): Promise<number> {
-  if (o.verbose) stderrLine(`download ${source} ${target}`);
-  const ufsPath = ufsPathOf(parent, source);
-  if (isDirectory(ufsPath)) throw new DdfsError('INVALID', `${source}: Is a directory`, { path: source });
+async function download(parent: string, source: string | Buffer, target: string | Buffer, o: Options): Promise<number> {
+  if (o.verbose) stderrLine(`download ${pathText(source)} ${pathText(target)}`);
+  const ufsPath = ufsBytePathOf(parent, source);
+  if (isDirectory(ufsPath)) throw new DdfsError('INVALID', `${pathText(source)}: Is a directory`, { path: source });
   const volume = await Volume.open(parent, { readOnly: true });
   try {
     let dl: UfsDownload;
@@ -174,7 +200,8 @@ async function download(parent: string, source: string, target: string, o: Optio
       if (target === '-') {
         write = streamWriter(process.stdout);
       } else {
-        if (isDirectory(target)) outPath = path.join(target, path.basename(source));
+        // a directory target gets the source's raw base name
+        if (isDirectory(target)) outPath = joinPathBytes(pathBytes(target), baseNameBytes(ufsPath));
         try {
           out = await fsp.open(outPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
         } catch (err) {
@@ -238,7 +265,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (!srcParent) throw new UsageError(`neither ${source} nor ${target} is inside a ddumbfs volume`);
     try {
-      const code = await download(srcParent, source, target, o);
+      const code = await download(srcParent, rawArgument(source), target === '-' ? target : rawArgument(target), o);
       if (o.check) stderrLine(code === EXIT.OK ? 'OK' : 'ERR');
       return code;
     } catch (err) {

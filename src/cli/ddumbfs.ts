@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { parseMountOptions } from '../fs/mount_options.js';
 import { runDaemon } from '../fs/mount.js';
 import { repairVolume } from '../fsck/repair.js';
-import { SPECIAL_DIRECTORY } from '../volume/volume.js';
+import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { logger } from '../util/log.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
@@ -147,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
       startupRepair: async (parentDir, crashed, log) => {
         const report = await repairVolume(parentDir, { logger: log, crashed });
         if (report.corruptedFiles > 0) {
-          log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/corrupted.txt`);
+          log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);
         }
       },
     });

@@ -18,7 +18,9 @@ import type { ProgressEvent } from '../fsck/context.js';
 import { volumePaths } from '../fsck/context.js';
 import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, findParent, readVolumeConfig } from '../volume/volume.js';
+import { LOG_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { concatText } from '../util/path_text.js';
+import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { makeProgram } from './common.js';
 
 const NAME = 'fsckddumbfs';
@@ -85,7 +87,7 @@ class ProgressView {
   }
 
   /** Write a line to stderr or stdout without tearing the spinner. */
-  write(line: string, stream: NodeJS.WriteStream = process.stderr): void {
+  write(line: string | Buffer, stream: NodeJS.WriteStream = process.stderr): void {
     if (this.spinner) {
       this.spinner.clear();
       stream.write(line);
@@ -161,12 +163,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`root directory: ${paths.root}\nblockfile: ${paths.block}\nindexfile: ${paths.index}\n`);
     const writes = mode !== 'check' && mode !== 'check-blocks';
     const special = path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY);
-    if (writes && fs.existsSync(special)) logger.attachFile(path.join(special, 'ddumbfs.log'));
+    if (writes && fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE));
     if (o.lockIndex || o.lock_index) logger.dbg('lock index: the index is held in memory by design');
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
-      out: (line) => view.write(`${line}\n`, process.stdout),
+      out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });
     view.stop();

@@ -22,9 +22,11 @@
  * Integrity is intact iff the header was valid and no block ended `corrupted`, `bad`, `err` or `unreadable`.
  */
 import { DdfsError } from '../errors.js';
-import { ADDR_LOST, ADDR_ZERO, UFS_FILE_MAGIC, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_LOST, ADDR_ZERO, UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
-import { fileDevices, type Device, type DeviceFactory } from '../io/device.js';
+import { fileDevices, type DeviceFactory } from '../io/device.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { pathText } from '../util/path_text.js';
 import type { Volume } from '../volume/volume.js';
 import { copyChunkSize, type ByteWriter } from './stream_io.js';
 
@@ -84,8 +86,8 @@ export class UfsDownload {
 
   private constructor(
     private readonly volume: Volume,
-    readonly ufsPath: string,
-    private readonly device: Device,
+    readonly ufsPath: string | Buffer,
+    private readonly file: UfsNodeFile,
     /** Size from the header, or null when unknown. */
     readonly size: number | null,
     /** Whole nodes present in the UFS file. */
@@ -95,45 +97,30 @@ export class UfsDownload {
   ) {}
 
   /**
-   * Open and validate the UFS file `ufsPath` of `volume`.
-   * @throws DdfsError BAD_HEADER (missing magic, short header), CORRUPT (partial node, fewer nodes than the size
-   *   needs) unless `force`; Node errors of opening the file (ENOENT, EISDIR, EACCES…) unchanged
+   * Open and validate the UFS file `ufsPath` of `volume` (a Buffer for a byte path), through the UFS reader.
+   * @throws DdfsError BAD_HEADER (missing magic, short header, absurd size), CORRUPT (partial node, fewer nodes than
+   *   the size needs) unless `force`; Node errors of opening the file (ENOENT, EISDIR, EACCES…) unchanged
    */
-  static async open(volume: Volume, ufsPath: string, options: DownloadOpenOptions = {}): Promise<UfsDownload> {
+  static async open(volume: Volume, ufsPath: string | Buffer, options: DownloadOpenOptions = {}): Promise<UfsDownload> {
     const { blockSize: bs, nodeSize: ns } = volume.config;
     const force = options.force ?? false;
-    const device = await (options.devices ?? fileDevices).open(ufsPath, { readOnly: true });
+    const name = pathText(ufsPath);
+    const file = await UfsNodeFile.open(options.devices ?? fileDevices, ufsPath, ns);
     try {
-      const length = await device.size();
       const warnings: string[] = [];
-      let size: number | null = 0;
-      if (length > 0) {
-        const head = Buffer.alloc(UFS_HEADER_SIZE);
-        const n = await device.read(head, 0, UFS_HEADER_SIZE, 0);
-        if (n < UFS_HEADER_SIZE || head.toString('latin1', 0, 8) !== UFS_FILE_MAGIC) {
-          const why = n < UFS_HEADER_SIZE ? `header truncated (${n} bytes)` : 'magic header missing';
-          if (!force) {
-            throw new DdfsError('BAD_HEADER', `${ufsPath}: ${why}, not a valid ddumbfs file`, { path: ufsPath });
-          }
-          warnings.push(`${ufsPath}: ${why}, unknown file size, continue`);
-          size = null;
-        } else {
-          const big = head.readBigUInt64BE(8);
-          if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
-            if (!force) throw new DdfsError('BAD_HEADER', `${ufsPath}: absurd size ${big} in the header`, { path: ufsPath });
-            warnings.push(`${ufsPath}: absurd size ${big} in the header, unknown file size, continue`);
-            size = null;
-          } else {
-            size = Number(big);
-          }
-        }
+      let size: number | null = file.size;
+      if (file.headerState === 'bad') {
+        const message = file.headerError?.message ?? 'bad header';
+        const why = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
+        if (!force) throw new DdfsError('BAD_HEADER', `${name}: ${why}, not a valid ddumbfs file`, { path: ufsPath });
+        warnings.push(`${name}: ${why}, unknown file size, continue`);
+        size = null;
       }
-      const nodeBytes = Math.max(0, length - UFS_HEADER_SIZE);
-      const nodesOnDisk = Math.floor(nodeBytes / ns);
+      const nodesOnDisk = file.nodeCount;
       let nodeCount = nodesOnDisk;
-      if (nodeBytes % ns !== 0) {
+      if (file.partialBytes !== 0) {
         const offset = UFS_HEADER_SIZE + nodesOnDisk * ns;
-        const msg = `${ufsPath}: partial node at offset ${offset} (${nodeBytes % ns} of ${ns} bytes)`;
+        const msg = `${name}: partial node at offset ${offset} (${file.partialBytes} of ${ns} bytes)`;
         if (!force) throw new DdfsError('CORRUPT', msg, { path: ufsPath, offset });
         warnings.push(`${msg}: lost block`);
         nodeCount++;
@@ -141,17 +128,17 @@ export class UfsDownload {
       if (size !== null) {
         const needed = Math.ceil(size / bs);
         if (nodeCount < needed) {
-          const msg = `${ufsPath}: ${nodeCount} nodes for a size of ${size} bytes (${needed} needed)`;
+          const msg = `${name}: ${nodeCount} nodes for a size of ${size} bytes (${needed} needed)`;
           if (!force) throw new DdfsError('CORRUPT', msg, { path: ufsPath, size, nodeCount });
           warnings.push(`${msg}: missing blocks are lost`);
           nodeCount = needed;
         }
       }
-      const dl = new UfsDownload(volume, ufsPath, device, size, nodesOnDisk, nodeCount);
+      const dl = new UfsDownload(volume, ufsPath, file, size, nodesOnDisk, nodeCount);
       dl.warnings.push(...warnings);
       return dl;
     } catch (err) {
-      await device.close().catch(() => undefined);
+      await file.close().catch(() => undefined);
       throw err;
     }
   }
@@ -183,9 +170,11 @@ export class UfsDownload {
       nodes.fill(0, 0, count * ns);
       const onDisk = Math.max(0, Math.min(count, this.nodesOnDisk - first));
       if (onDisk > 0) {
-        const n = await this.device.read(nodes, 0, onDisk * ns, UFS_HEADER_SIZE + first * ns);
-        if (n !== onDisk * ns) {
-          throw new DdfsError('CORRUPT', `${this.ufsPath}: the UFS file shrank while being read`, { path: this.ufsPath });
+        try {
+          await this.file.readNodes(first, onDisk, nodes);
+        } catch (err) {
+          if (!(err instanceof DdfsError && err.code === 'IO')) throw err;
+          throw new DdfsError('CORRUPT', `${pathText(this.ufsPath)}: the UFS file shrank while being read`, { path: this.ufsPath }, err);
         }
       }
       for (let k = 0; k < count; k++) {
@@ -234,7 +223,7 @@ export class UfsDownload {
         }
         if (unreadable[k]) {
           if (!force) {
-            throw new DdfsError('CORRUPT', `${this.ufsPath}: cannot read block ${address} (node ${first + k}) of ${store.blockDevice.path}`,
+            throw new DdfsError('CORRUPT', `${pathText(this.ufsPath)}: cannot read block ${address} (node ${first + k}) of ${store.blockDevice.path}`,
               { path: this.ufsPath, address, node: first + k });
           }
           record.status = 'unreadable';
@@ -341,6 +330,6 @@ export class UfsDownload {
   }
 
   async close(): Promise<void> {
-    await this.device.close();
+    await this.file.close();
   }
 }

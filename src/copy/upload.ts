@@ -19,7 +19,8 @@ import { DdfsError } from '../errors.js';
 import { UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices, type DeviceFactory } from '../io/device.js';
-import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, Volume, mountPointOf } from '../volume/volume.js';
+import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from '../format/layout.js';
+import { Volume, mountPointOf } from '../volume/volume.js';
 import { copyChunkSize, readFull, type ByteReader } from './stream_io.js';
 
 /** Mode of a UFS file created by an upload (upstream cpddumbfs: open(…, O_CREAT | O_TRUNC, 0600)). */

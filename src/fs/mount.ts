@@ -23,14 +23,8 @@ import { assert } from '../util/assert.js';
 import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
-import {
-  AUTOFSCK_MARKER,
-  REBUILDFSCK_MARKER,
-  SPECIAL_DIRECTORY,
-  Volume,
-  findParent,
-  mountPointOf,
-} from '../volume/volume.js';
+import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
 import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { guardOps } from './op_guard.js';
@@ -43,8 +37,6 @@ const MOUNT_POLL_MS = 1000;
 const SHUTDOWN_GRACE_MS = 3000;
 /** An op not answered after this long answers EIO (a bound on every wait; reclaim and fsync may be slow). */
 const OP_TIMEOUT_MS = 10 * 60_000;
-/** Log file in the special directory (spec §2). */
-const LOG_FILE_NAME = 'ddumbfs.log';
 
 export interface DaemonOptions extends DdumbfsMountOptions {
   /** Mount point as given. */
@@ -245,7 +237,7 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals): Promis
     volume.reclaimPercent = options.reclaimPercent;
     volume.nextReclaimPercent = options.reclaimPercent;
 
-    log.attachFile(path.join(specialDir, LOG_FILE_NAME));
+    log.attachFile(path.join(specialDir, LOG_FILE));
     process.chdir(volume.rootDir);
     // tree paths stay relative (as FUSE's): a deep tree never hits ENAMETOOLONG earlier than on the UFS itself
     volume.tree.useCwdAsRoot();

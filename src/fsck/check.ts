@@ -18,10 +18,12 @@ import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER } from '../volume/volume.js';
+import { AUTOFSCK_MARKER } from '../format/layout.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countCombined } from './bitset.js';
 import {
-  bitmapAscending, closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, sameBytes, loadCheckpoint, openFsckVolume, runsOf, UfsNodeFile, walkRegularFiles,
+  bitmapAscending, closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, sameBytes, loadCheckpoint, openFsckVolume, runsOf, walkUfsFiles,
   type ProgressSink,
 } from './context.js';
 import {
@@ -37,8 +39,9 @@ export interface CheckOptions {
   hashBlocks?: boolean;
   /** The volume was not cleanly shut down; default: `.autofsck` exists in the parent. */
   crashed?: boolean;
-  /** Receives upstream's plain report lines ("== Check index", findings, the summary), without newline. */
-  out?: (line: string) => void;
+  /** Receives upstream's plain report lines ("== Check index", findings, the summary), without newline; a line
+   *  naming a UFS path that is not UTF-8 is a Buffer holding the name's raw bytes (path_text.ts rawText). */
+  out?: (line: string | Buffer) => void;
   progress?: ProgressSink;
   /** Hash threads for -C (default: one per CPU). */
   hashThreads?: number;
@@ -69,8 +72,9 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
   const findings: Finding[] = [];
   let dropped = 0;
   const s = emptySummary();
-  const report = (kind: FindingKind, severity: Severity, message: string, extra: Partial<Finding> = {}): void => {
-    out(message);
+  const report = (kind: FindingKind, severity: Severity, line: string | Buffer, extra: Partial<Finding> = {}): void => {
+    out(line);
+    const message = pathText(line);
     if (findings.length < FINDINGS_STORED_MAX) findings.push({ kind, severity, message, ...extra });
     else dropped++;
   };
@@ -198,31 +202,33 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
     inFiles.add(0);
     inFiles.add(1);
     const { nodeSize: ns, addrSize, blockSize: bs } = cfg;
-    const fileError = (kind: FindingKind, message: string, extra: Partial<Finding>): void => {
+    const fileError = (kind: FindingKind, message: string | Buffer, extra: Partial<Finding>): void => {
       s.filesErrors++;
       report(kind, 'ERR', message, extra);
     };
     const field = (what: string): string => what.padEnd(31);
-    for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-      fileError('FILE_UNREADABLE', `cannot read directory: ${dir}: ${(err as Error).message}`, { path: dir });
+    for await (const p of walkUfsFiles(v, (dir, err) => {
+      fileError('FILE_UNREADABLE', rawText`cannot read directory: ${dir}: ${err.message}`, { path: pathText(dir) });
+      return 'skip';
     })) {
+      const where0 = { path: pathText(p) };
       s.files++;
       if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0 });
       let f: UfsNodeFile;
       try {
-        f = await UfsNodeFile.open(v.devices, p, ns, false);
+        f = await UfsNodeFile.open(v.devices, p, ns);
       } catch (err) {
-        fileError('FILE_UNREADABLE', `cannot open file: ${p}: ${(err as Error).message}`, { path: p });
+        fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0);
         continue;
       }
       try {
         if (f.headerState === 'empty') continue;
         if (f.headerState === 'bad') {
-          fileError('FILE_BAD_HEADER', `corrupted header: ${p}`, { path: p });
+          fileError('FILE_BAD_HEADER', rawText`corrupted header: ${p}`, where0);
           continue;
         }
-        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', `incomplete node in file: ${p}`, { path: p });
-        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', `size mismatch in file: ${p}`, { path: p });
+        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', rawText`incomplete node in file: ${p}`, where0);
+        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', rawText`size mismatch in file: ${p}`, where0);
         let lostReported = false;
         for await (const { first, count, nodes } of f.chunks()) {
           for (let k = 0; k < count; k++) {
@@ -230,23 +236,23 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
             const a = decodeAddress(nodes, o, addrSize);
             if (a < bc) inFiles.add(a);
             const exp = expectedAddress(v, nodes, o);
-            const where = { path: p, fileNode: first + k, address: a, expectedAddress: exp };
+            const where = { path: where0.path, fileNode: first + k, address: a, expectedAddress: exp };
             if (a === 1) {
               // counted as lost even when the hash is back in the index (then also an error: repair re-links it)
               s.filesLostBlocks++;
-              if (!lostReported) report('FILE_LOST_BLOCK', 'WAR', `${field('file has lost blocks')}: ${p}`, where);
+              if (!lostReported) report('FILE_LOST_BLOCK', 'WAR', rawText`${field('file has lost blocks')}: ${p}`, where);
               lostReported = true;
             }
             if (a === exp) continue;
-            if (a === 0) fileError('FILE_ZERO_WRONG_HASH', `${field('wrong hash for block zero')}: ${p}`, where);
-            else if (a === 1) fileError('FILE_LOST_BUT_INDEXED', `${field('addr==1 but hash found in index')}: ${p}`, where);
-            else if (exp === 1) fileError('FILE_NOT_IN_INDEX', `${field('block not found in index')}: ${p} (${a} -> 1)`, where);
-            else if (exp === 0) fileError('FILE_ZERO_HASH_ADDRESS', `${field('zero block not at address 0')}: ${p} (${a} -> 0)`, where);
-            else fileError('FILE_OTHER_ADDRESS', `${field('found another block for hash')}: ${p} (${a} -> ${exp})`, where);
+            if (a === 0) fileError('FILE_ZERO_WRONG_HASH', rawText`${field('wrong hash for block zero')}: ${p}`, where);
+            else if (a === 1) fileError('FILE_LOST_BUT_INDEXED', rawText`${field('addr==1 but hash found in index')}: ${p}`, where);
+            else if (exp === 1) fileError('FILE_NOT_IN_INDEX', rawText`${field('block not found in index')}: ${p} (${a} -> 1)`, where);
+            else if (exp === 0) fileError('FILE_ZERO_HASH_ADDRESS', rawText`${field('zero block not at address 0')}: ${p} (${a} -> 0)`, where);
+            else fileError('FILE_OTHER_ADDRESS', rawText`${field('found another block for hash')}: ${p} (${a} -> ${exp})`, where);
           }
         }
       } catch (err) {
-        fileError('FILE_UNREADABLE', `cannot read file: ${p}: ${(err as Error).message}`, { path: p });
+        fileError('FILE_UNREADABLE', rawText`cannot read file: ${p}: ${(err as Error).message}`, where0);
       } finally {
         await f.close().catch(() => undefined);
       }

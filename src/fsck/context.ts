@@ -1,27 +1,27 @@
 /**
  * What check, repair, rebuild and pack share: opening a closed volume through the Device seam, walking the UFS tree
- * (spec §10.3 step 2: regular files only, `/.ddumbfs/` skipped, symlinks not followed, no mount crossing), reading
- * and rewriting the node lists of UFS files (spec §7) in bounded chunks, and loading the checkpoint (spec §5.8).
+ * (spec §10.3 step 2: regular files only, `/.ddumbfs/` skipped, symlinks not followed, no mount crossing) with the
+ * one walker (ufs/walk.ts) as byte paths, visiting UFS files through the one reader (ufs/ufs_reader.ts), and loading
+ * the checkpoint (spec §5.8).
  *
- * Volume data (block file, index, UFS files, checkpoint) goes through `DeviceFactory`; directory listing and the
- * corrupted.txt report use node:fs directly.
+ * Volume data (block file, index, UFS files, checkpoint) goes through `DeviceFactory`, directories through
+ * io/tree_read.ts; only the stat of ddfsroot at open uses node:fs here. UFS paths are Buffers: messages show them
+ * with pathText, reports write their raw bytes (rawText).
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { UFS_HEADER_SIZE } from '../limits.js';
 import { bitmapWordBytes, type DdfsConfig } from '../format/config.js';
-import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { Bitmap } from '../store/bitmap.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
-import { ROOT_DIRECTORY, SPECIAL_DIRECTORY, readVolumeConfig } from '../volume/volume.js';
+import { CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { walkUfsTree } from '../ufs/walk.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
+import { readVolumeConfig } from '../volume/volume.js';
 
-/** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
-export const UFS_NODE_CHUNK_COUNT = 64 * 1024;
-/** Deepest directory nesting walked (PATH_MAX 4096 allows at most 2048 levels of 1-char names). */
-export const WALK_DEPTH_MAX = 2048;
 
 /** A progress event of a long phase: `done` of `total` units (blocks, files or nodes). */
 export interface ProgressEvent {
@@ -118,168 +118,20 @@ export function volumePaths(parentDir: string, cfg: DdfsConfig): { root: string;
 }
 
 /**
- * Regular files of the UFS tree in a stable order (names sorted per directory), skipping `/.ddumbfs/`, never
- * following symlinks nor crossing into another mounted filesystem. Directory errors go to `onError` (which may
- * throw to abort); the walk then skips that directory.
+ * Regular files of the UFS tree (spec §10.3 step 2), as absolute byte paths, in the walker's stable order
+ * (ufs/walk.ts: `/.ddumbfs/` and `/ddfsmirror/` skipped, symlinks not followed, names never decoded). A mount point
+ * is not ours and is passed over silently, as upstream does; every other walk error goes to `onError`, which
+ * returns 'skip' to go on or throws to abort.
  */
-export async function* walkRegularFiles(rootDir: string, onError: (p: string, err: unknown) => void): AsyncGenerator<string> {
-  const rootDev = (await fsp.lstat(rootDir)).dev;
-  const stack: Array<{ dir: string; depth: number }> = [{ dir: rootDir, depth: 0 }];
-  while (stack.length > 0) {
-    const { dir, depth } = stack.pop()!;
-    let entries: import('node:fs').Dirent[];
-    try {
-      entries = await fsp.readdir(dir, { withFileTypes: true });
-    } catch (err) {
-      onError(dir, err);
-      continue;
-    }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const subdirs: string[] = [];
-    for (const e of entries) {
-      const p = path.join(dir, e.name);
-      if (depth === 0 && e.name === SPECIAL_DIRECTORY) continue;
-      let isFile = e.isFile();
-      let isDir = e.isDirectory();
-      if (!isFile && !isDir && !e.isSymbolicLink() && !e.isFIFO() && !e.isSocket() && !e.isBlockDevice() && !e.isCharacterDevice()) {
-        // d_type unknown on this filesystem: ask lstat
-        try {
-          const st = await fsp.lstat(p);
-          isFile = st.isFile();
-          isDir = st.isDirectory();
-        } catch (err) {
-          onError(p, err);
-          continue;
-        }
-      }
-      if (isFile) yield p;
-      else if (isDir) subdirs.push(p);
-    }
-    for (let k = subdirs.length - 1; k >= 0; k--) {
-      const d = subdirs[k]!;
-      if (depth + 1 > WALK_DEPTH_MAX) {
-        onError(d, new DdfsError('INVALID', `${d}: directory nesting deeper than ${WALK_DEPTH_MAX}`));
-        continue;
-      }
-      try {
-        if ((await fsp.lstat(d)).dev !== rootDev) continue; // a mount point: not ours
-      } catch (err) {
-        onError(d, err);
-        continue;
-      }
-      stack.push({ dir: d, depth: depth + 1 });
-    }
-  }
-}
-
-/**
- * A UFS file seen as a header and a node list (spec §7), for fsck. The node area is `[16, length)`; whole nodes are
- * counted even when the header is invalid (a damaged header may still have a parseable node area).
- */
-export class UfsNodeFile {
-  private constructor(
-    readonly path: string,
-    private readonly device: Device,
-    /** Whether writes are possible (the file could be opened read-write). */
-    readonly writable: boolean,
-    private readonly nodeSize: number,
-    /** UFS length in bytes. */
-    public length: number,
-    /** 'empty' = 0-byte file (valid, size 0); 'bad' = length < 16 or wrong magic/size. */
-    readonly headerState: 'empty' | 'valid' | 'bad',
-    /** Logical size from the header (0 when empty or bad). */
-    public size: number,
-  ) {}
-
-  /**
-   * Open `p`; with `wantWrite`, read-write when permitted, else read-only (writes then fail).
-   * @throws Node errors (ENOENT, EACCES...) when the file cannot even be read
-   */
-  static async open(devices: DeviceFactory, p: string, nodeSize: number, wantWrite: boolean): Promise<UfsNodeFile> {
-    let device: Device;
-    let writable = false;
-    if (wantWrite) {
-      try {
-        device = await devices.open(p, {});
-        writable = true;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err;
-        device = await devices.open(p, { readOnly: true });
-      }
-    } else {
-      device = await devices.open(p, { readOnly: true });
-    }
-    try {
-      const length = await device.size();
-      if (length === 0) return new UfsNodeFile(p, device, writable, nodeSize, 0, 'empty', 0);
-      const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
-      await device.read(head, 0, head.length, 0);
-      let state: 'valid' | 'bad' = 'valid';
-      let size = 0;
-      try {
-        size = decodeUfsHeader(head, p);
-      } catch {
-        state = 'bad';
-      }
-      return new UfsNodeFile(p, device, writable, nodeSize, length, state, size);
-    } catch (err) {
-      await device.close().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /** Whole nodes after the header. */
-  get nodeCount(): number {
-    return this.length < UFS_HEADER_SIZE ? 0 : Math.floor((this.length - UFS_HEADER_SIZE) / this.nodeSize);
-  }
-
-  /** Bytes of a trailing partial node (0 when the length is 16 + k·node_size). */
-  get partialBytes(): number {
-    return this.length < UFS_HEADER_SIZE ? 0 : (this.length - UFS_HEADER_SIZE) % this.nodeSize;
-  }
-
-  /** Read nodes [first, first+count). @throws DdfsError IO on a short read */
-  async readNodes(first: number, count: number, into?: Buffer): Promise<Buffer> {
-    const len = count * this.nodeSize;
-    const buf = into && into.length >= len ? into.subarray(0, len) : Buffer.allocUnsafe(len);
-    const n = await this.device.read(buf, 0, len, UFS_HEADER_SIZE + first * this.nodeSize);
-    if (n !== len) throw new DdfsError('IO', `${this.path}: short read of the node list`, { path: this.path });
-    return buf;
-  }
-
-  /** Chunks of the node list, in order (the buffer is reused between chunks). */
-  async *chunks(chunkCount = UFS_NODE_CHUNK_COUNT): AsyncGenerator<{ first: number; count: number; nodes: Buffer }> {
-    const total = this.nodeCount;
-    let scratch: Buffer | undefined;
-    for (let first = 0; first < total; first += chunkCount) {
-      const count = Math.min(chunkCount, total - first);
-      scratch ??= Buffer.allocUnsafe(Math.min(chunkCount, total) * this.nodeSize);
-      yield { first, count, nodes: await this.readNodes(first, count, scratch) };
-    }
-  }
-
-  /** Write `nodes` (whole nodes) at node position `first`. */
-  async writeNodes(first: number, nodes: Buffer): Promise<void> {
-    await this.device.write(nodes, UFS_HEADER_SIZE + first * this.nodeSize);
-  }
-
-  /** Cut the UFS file to the header and `count` nodes. */
-  async truncateToNodes(count: number): Promise<void> {
-    const len = UFS_HEADER_SIZE + count * this.nodeSize;
-    await this.device.truncate(len);
-    this.length = len;
-  }
-
-  /** Rewrite the header with `size`. */
-  async writeHeader(size: number): Promise<void> {
-    await this.device.write(encodeUfsHeader(size), 0);
-    this.size = size;
-  }
-
-  async close(): Promise<void> {
-    await this.device.close();
-  }
+export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: Error) => 'skip'): AsyncGenerator<Buffer> {
+  const root = pathBytes(v.rootDir);
+  const walk = walkUfsTree(root, {
+    onError: (rel, err) => {
+      if (err instanceof DdfsError && err.code === 'CROSS_DEVICE') return 'skip';
+      return onError(joinPathBytes(root, rel), err);
+    },
+  });
+  for await (const e of walk) if (e.kind === 'file') yield joinPathBytes(root, e.path);
 }
 
 /**
@@ -289,7 +141,7 @@ export class UfsNodeFile {
  */
 export async function loadCheckpoint(parentDir: string, cfg: DdfsConfig, devices: DeviceFactory = fileDevices): Promise<Bitmap | null> {
   const want = bitmapWordBytes(cfg);
-  for (const name of ['ddfsusedblocks', 'ddfsusedblocks.0']) {
+  for (const name of [CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE]) {
     let dev: Device;
     try {
       dev = await devices.open(path.join(parentDir, name), { readOnly: true });
@@ -340,7 +192,7 @@ export function* runsOf(addresses: Iterable<number>, maxRun = Number.MAX_SAFE_IN
 }
 
 /**
- * Open every regular UFS file (walkRegularFiles order) read-only as a UfsNodeFile, hand it to `visit`, and close it.
+ * Open every regular UFS file (walkUfsFiles order) read-only as a UfsNodeFile, hand it to `visit`, and close it.
  * Used by the passes that cannot go on with a file missing: repair's and rebuild's reading of file nodes.
  * Progress is reported every 1024 files under the phase 'read files'.
  * @param action what the message says was aborted ("repair", "rebuild")
@@ -352,24 +204,24 @@ export async function visitUfsFilesOrAbort(
   v: FsckVolume,
   action: string,
   progress: ProgressSink | undefined,
-  visit: (ufsPath: string, file: UfsNodeFile) => Promise<void>,
+  visit: (ufsPath: Buffer, file: UfsNodeFile) => Promise<void>,
 ): Promise<number> {
   let files = 0;
-  for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-    throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: ${action} aborted`, { path: dir }, err);
+  for await (const p of walkUfsFiles(v, (dir, err) => {
+    throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: ${action} aborted`, { path: dir }, err);
   })) {
     files++;
     if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0 });
     let f: UfsNodeFile;
     try {
-      f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, false);
+      f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize);
     } catch (err) {
-      throw new DdfsError('IO', `cannot open file ${p}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
+      throw new DdfsError('IO', `cannot open file ${pathText(p)}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
     }
     try {
       await visit(p, f);
     } catch (err) {
-      throw new DdfsError('IO', `cannot read file ${p}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
+      throw new DdfsError('IO', `cannot read file ${pathText(p)}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
     } finally {
       await f.close().catch(() => undefined);
     }

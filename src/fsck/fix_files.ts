@@ -27,8 +27,10 @@ import { CORRUPTED_BACKUP_COUNT } from '../limits.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
 import type { Logger } from '../util/log.js';
 import { rollOver } from '../util/log.js';
-import { SPECIAL_DIRECTORY } from '../volume/volume.js';
-import { elapsedText, expectedAddress, UfsNodeFile, walkRegularFiles, type FsckVolume, type ProgressSink } from './context.js';
+import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { concatText, pathText, rawText, textBytes } from '../util/path_text.js';
+import { elapsedText, expectedAddress, walkUfsFiles, type FsckVolume, type ProgressSink } from './context.js';
 import { fileFlags, isBadFile, type FileRepairStatus } from './findings.js';
 
 /** Per-node "update file" lines logged per file before they are summarised (a rebuild may re-point millions). */
@@ -58,7 +60,7 @@ export interface FixFilesResult {
 
 /** Path of corrupted.txt in a volume (spec §2). */
 export function corruptedListPath(rootDir: string): string {
-  return path.join(rootDir, SPECIAL_DIRECTORY, 'corrupted.txt');
+  return path.join(rootDir, SPECIAL_DIRECTORY, CORRUPTED_LIST_FILE);
 }
 
 /**
@@ -96,8 +98,8 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
     files: 0, fixedFiles: 0, corruptedFiles: 0, listed: [], salvagedBlocks: 0, uselessNodesDeleted: 0, blocksUsed: 0, blocksFree: 0,
   };
   try {
-    for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-      throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: repair aborted`, { path: dir }, err);
+    for await (const p of walkUfsFiles(v, (dir, err) => {
+      throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: repair aborted`, { path: dir }, err);
     })) {
       result.files++;
       if ((result.files & 0x3ff) === 0) options.progress?.({ phase: 'fix files', done: result.files, total: 0 });
@@ -108,9 +110,10 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
       const bad = isBadFile(status);
       if (bad) result.corruptedFiles++;
       else if (status.fixed) result.fixedFiles++;
-      const line = `${fileFlags(status)} ${p}`;
+      // the raw name bytes, so the list names the file on disk (never a U+FFFD look-alike)
+      const line = rawText`${fileFlags(status)} ${p}`;
       log.warn(line);
-      if (listFd !== null) fs.writeSync(listFd, `${line}\n`);
+      if (listFd !== null) fs.writeSync(listFd, textBytes(concatText(line, '\n')));
       if (result.listed.length < LISTED_FILES_STORED_MAX) result.listed.push(status);
     }
   } finally {
@@ -134,13 +137,13 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   log.info(`blocks in use: ${result.blocksUsed}   blocks free: ${result.blocksFree}.`);
   return result;
 
-  async function fixOneFile(vol: FsckVolume, p: string, o: FixFilesOptions): Promise<{ status: FileRepairStatus; listed: boolean; salvaged: number }> {
-    const status: FileRepairStatus = { path: p, fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
+  async function fixOneFile(vol: FsckVolume, p: Buffer, o: FixFilesOptions): Promise<{ status: FileRepairStatus; listed: boolean; salvaged: number }> {
+    const status: FileRepairStatus = { path: pathText(p), fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
     let f: UfsNodeFile;
     try {
-      f = await UfsNodeFile.open(vol.devices, p, ns, true);
+      f = await UfsNodeFile.open(vol.devices, p, ns, { write: true });
     } catch (err) {
-      throw new DdfsError('IO', `cannot open file ${p}: ${(err as Error).message}: repair aborted`, { path: p }, err);
+      throw new DdfsError('IO', `cannot open file ${pathText(p)}: ${(err as Error).message}: repair aborted`, { path: p }, err);
     }
     let modified = false;
     let salvaged = 0;
@@ -148,7 +151,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
       if (f.headerState === 'empty') return { status, listed: false, salvaged };
       if (f.headerState === 'bad') {
         status.badHeader = true;
-        log.info(`invalid header, ignore file : ${p}`);
+        log.info(rawText`invalid header, ignore file : ${p}`);
         for await (const { count, nodes } of f.chunks()) {
           for (let k = 0; k < count; k++) {
             const a = decodeAddress(nodes, k * ns, addrSize);
@@ -158,7 +161,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
             }
           }
         }
-        if (salvaged > 0) log.info(`kept ${salvaged} blocks still referenced by the node area of ${p}`);
+        if (salvaged > 0) log.info(rawText`kept ${salvaged} blocks still referenced by the node area of ${p}`);
         return { status, listed: true, salvaged };
       }
       if (f.partialBytes > 0) {
@@ -168,10 +171,10 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
           await f.truncateToNodes(f.nodeCount);
           status.length = 'fixed';
           modified = true;
-          log.info(`fixed underneath file length mismatch: ${p} ${before} -> ${f.length}`);
+          log.info(rawText`fixed underneath file length mismatch: ${p} ${before} -> ${f.length}`);
         } catch (err) {
           status.length = 'failed';
-          log.error(`cannot fix underneath file length mismatch: ${p}: ${(err as Error).message}`);
+          log.error(rawText`cannot fix underneath file length mismatch: ${p}: ${(err as Error).message}`);
         }
       }
       let updates = 0;
@@ -192,7 +195,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
           changed = true;
           updates++;
           if (updates <= UPDATE_LINES_PER_FILE_MAX) {
-            const line = `update file: ${p} #${first + k} ${a} --> ${exp} `;
+            const line = rawText`update file: ${p} #${first + k} ${a} --> ${exp} `;
             if (o.verbose) log.info(line);
             else log.dbg(line);
           }
@@ -204,11 +207,11 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
           modified = true;
         } catch (err) {
           status.corrupted = true;
-          log.error(`cannot update file ${p}: ${(err as Error).message}`);
+          log.error(rawText`cannot update file ${p}: ${(err as Error).message}`);
         }
       }
       if (updates > UPDATE_LINES_PER_FILE_MAX) {
-        const line = `update file: ${p}: ${updates - UPDATE_LINES_PER_FILE_MAX} more nodes updated`;
+        const line = rawText`update file: ${p}: ${updates - UPDATE_LINES_PER_FILE_MAX} more nodes updated`;
         if (o.verbose) log.info(line);
         else log.dbg(line);
       }
@@ -221,21 +224,21 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
           if (have > want && lastDataNode < want) {
             // only zero/hole nodes beyond the size: cut them, keep the size
             await f.truncateToNodes(want);
-            log.info(`fixed file size mismatch: ${p} dropped ${have - want} trailing zero nodes, size ${before} kept`);
+            log.info(rawText`fixed file size mismatch: ${p} dropped ${have - want} trailing zero nodes, size ${before} kept`);
           } else {
             await f.writeHeader(have * bs);
-            log.info(`fixed file size mismatch: ${p} ${before} -> ${f.size}`);
+            log.info(rawText`fixed file size mismatch: ${p} ${before} -> ${f.size}`);
           }
           status.size = 'fixed';
           modified = true;
         } catch (err) {
           status.size = 'failed';
-          log.error(`cannot fix file size mismatch: ${p}: ${(err as Error).message}`);
+          log.error(rawText`cannot fix file size mismatch: ${p}: ${(err as Error).message}`);
         }
       }
     } catch (err) {
       if (err instanceof DdfsError && err.code === 'IO' && /repair aborted/.test(err.message)) throw err;
-      throw new DdfsError('IO', `cannot read file ${p}: ${(err as Error).message}: repair aborted`, { path: p }, err);
+      throw new DdfsError('IO', `cannot read file ${pathText(p)}: ${(err as Error).message}: repair aborted`, { path: p }, err);
     } finally {
       await f.close().catch(() => undefined);
     }

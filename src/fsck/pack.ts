@@ -20,9 +20,11 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { DdfsError } from '../errors.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, elapsedText, expectedAddress, openFsckVolume, UfsNodeFile, walkRegularFiles,
+  bitmapAscending, closeDiscard, closePersist, elapsedText, expectedAddress, openFsckVolume, walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { pathText, rawText } from '../util/path_text.js';
 import { HASH_BATCH_SIZE_MAX } from './hash_pool.js';
 
 export interface PackOptions {
@@ -117,10 +119,10 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
   t = performance.now();
   let fileNodes = 0;
   if (sources.length > 0) {
-    for await (const p of walkRegularFiles(v.rootDir, (dir, err) => {
-      throw new DdfsError('IO', `cannot read directory ${dir}: ${(err as Error).message}: pack aborted`, { path: dir }, err);
+    for await (const p of walkUfsFiles(v, (dir, err) => {
+      throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: pack aborted`, { path: dir }, err);
     })) {
-      const f = await UfsNodeFile.open(v.devices, p, ns, true);
+      const f = await UfsNodeFile.open(v.devices, p, ns, { write: true });
       try {
         if (f.headerState === 'empty') continue;
         for await (const { first, count, nodes } of f.chunks()) {
@@ -131,7 +133,7 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
             if (f.headerState === 'bad' && expectedAddress(v, nodes, k * ns) !== a) continue;
             const b = remap(a);
             if (b < 0) {
-              log.warn(`pack: ${p} node #${first + k} has address ${a} that is not allocated: left as is`);
+              log.warn(rawText`pack: ${p} node #${first + k} has address ${a} that is not allocated: left as is`);
               continue;
             }
             encodeAddress(nodes, k * ns, addrSize, b);

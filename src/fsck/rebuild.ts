@@ -24,7 +24,8 @@ import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import type { Logger } from '../util/log.js';
-import { REBUILDFSCK_MARKER, readVolumeConfig } from '../volume/volume.js';
+import { REBUILDFSCK_MARKER } from '../format/layout.js';
+import { readVolumeConfig } from '../volume/volume.js';
 import { BitSet } from './bitset.js';
 import {
   bitmapAscending, closeDiscard, closePersist, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, visitUfsFilesOrAbort,

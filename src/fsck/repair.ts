@@ -27,12 +27,13 @@ import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER } from '../volume/volume.js';
+import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
   closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
+import { rawText } from '../util/path_text.js';
 import { fixFiles, type FixFilesResult } from './fix_files.js';
 import type { FileRepairStatus } from './findings.js';
 import { hashBlocks } from './hash_pool.js';
@@ -200,7 +201,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   let insertedRelaxed = 0;
   const files = await visitUfsFilesOrAbort(v, 'repair', options.progress, async (p, f) => {
     if (f.headerState === 'bad') {
-      log.info(`invalid header, ignore file : ${p}`);
+      log.info(rawText`invalid header, ignore file : ${p}`);
       return;
     }
     for await (const { count, nodes } of f.chunks()) {

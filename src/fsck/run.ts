@@ -21,7 +21,8 @@ import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
-import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from '../format/layout.js';
+import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { checkVolume, type CheckReport } from './check.js';
 import type { ProgressSink } from './context.js';
 import { FSCK_EXIT, type FsckExitCode } from './findings.js';
@@ -39,8 +40,8 @@ export interface FsckRunOptions {
   force?: boolean;
   verbose?: boolean;
   logger: Logger;
-  /** Plain report lines of a check. */
-  out?: (line: string) => void;
+  /** Plain report lines of a check (a Buffer when the line names a UFS path that is not UTF-8). */
+  out?: (line: string | Buffer) => void;
   progress?: ProgressSink;
   devices?: DeviceFactory;
   hashThreads?: number;

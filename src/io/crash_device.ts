@@ -43,6 +43,7 @@
 import * as fs from 'node:fs';
 import type { Device, DeviceFactory } from './device.js';
 import { systemError } from './memory_device.js';
+import { pathText } from '../util/path_text.js';
 
 /** Sector size used for torn writes (the smallest unit a disk writes atomically). */
 export const CRASH_SECTOR_SIZE = 512;
@@ -299,12 +300,13 @@ export class CrashDeviceFactory implements DeviceFactory {
 
   constructor(private readonly options: CrashDeviceOptions = {}) {}
 
-  async open(path: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
+  async open(p: string | Buffer, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
+    const path = pathText(p);
     if (this.dead) throw systemError('EIO', 'open', path);
     const readOnly = options.readOnly ?? false;
     let flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
     if (options.create) flags |= fs.constants.O_CREAT; // a directory operation: immediate and durable
-    const fd = fs.openSync(path, flags, options.mode ?? 0o600);
+    const fd = fs.openSync(p, flags, options.mode ?? 0o600);
     let file: CrashFile;
     try {
       const st = fs.fstatSync(fd);
@@ -313,7 +315,7 @@ export class CrashDeviceFactory implements DeviceFactory {
       if (!f) {
         let applyFd = -1;
         try {
-          applyFd = fs.openSync(path, fs.constants.O_RDWR);
+          applyFd = fs.openSync(p, fs.constants.O_RDWR);
         } catch {
           // read-only file: it can have no pending writes
         }

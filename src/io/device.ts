@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
+import { pathText } from '../util/path_text.js';
 
 /** Random-access storage of bytes: a file or a block device. Offsets and sizes are in bytes. */
 export interface Device {
@@ -25,10 +26,11 @@ export interface Device {
 /** How devices are opened: the real file system, or a test's fault-injecting factory. */
 export interface DeviceFactory {
   /**
-   * Open `path`. `create` makes it if missing (mode applies then); `readOnly` opens O_RDONLY.
+   * Open `path` (a Buffer for a byte path of the UFS tree). `create` makes it if missing (mode applies then);
+   * `readOnly` opens O_RDONLY. The device's `path` is the path as text for messages (util/path_text.ts).
    * @throws Node system errors (ENOENT...) unchanged
    */
-  open(path: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device>;
+  open(path: string | Buffer, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device>;
 }
 
 /**
@@ -138,6 +140,6 @@ export const fileDevices: DeviceFactory = {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
       fd = fs.openSync(path, flags, mode);
     }
-    return new FileDevice(path, fd);
+    return new FileDevice(pathText(path), fd);
   },
 };

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import type { Device, DeviceFactory } from './device.js';
 import { fileDevices } from './device.js';
 import { systemError } from './memory_device.js';
+import { pathText } from '../util/path_text.js';
 
 export type FaultOperation = 'write' | 'sync' | 'truncate';
 export type FileKind = 'block' | 'index' | 'ufs' | 'checkpoint' | 'other';
@@ -125,9 +126,9 @@ export class FaultyDeviceFactory implements DeviceFactory {
     this.options.sticky = v;
   }
 
-  async open(p: string, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
+  async open(p: string | Buffer, options: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }): Promise<Device> {
     const inner = await this.base.open(p, options);
-    return new FaultyDevice(inner, this.kindOf(p), this);
+    return new FaultyDevice(inner, this.kindOf(pathText(p)), this);
   }
 
   /** Count a call; throw the injected error when it is the one to fail. */

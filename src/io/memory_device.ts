@@ -14,6 +14,7 @@
  * Nothing here is asynchronous in reality; the Promise API only matches `Device`.
  */
 import type { Device, DeviceFactory } from './device.js';
+import { pathText } from '../util/path_text.js';
 
 /** A Node-style system error (what node:fs would throw), so callers' `code` checks work unchanged. */
 export function systemError(code: 'ENOENT' | 'EBADF' | 'EIO' | 'ENOSPC', syscall: string, path: string): NodeJS.ErrnoException {
@@ -163,7 +164,9 @@ export class MemoryDeviceFactory implements DeviceFactory {
   writeCount = 0;
   syncCount = 0;
 
-  async open(path: string, options: MemoryOpenOptions): Promise<MemoryDevice> {
+  async open(p: string | Buffer, options: MemoryOpenOptions): Promise<MemoryDevice> {
+    // a byte path is keyed by its text (UTF-8 where valid, \xNN otherwise): the same key as the string path
+    const path = pathText(p);
     let file = this.files.get(path);
     if (!file) {
       if (!options.create) throw systemError('ENOENT', 'open', path);

@@ -17,12 +17,14 @@
 import { DdfsError } from '../errors.js';
 import { HELD_NODE_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
-import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
+import { encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import type { Bitmap } from '../store/bitmap.js';
 import type { BlockStore } from '../store/block_store.js';
+import { pathText } from '../util/path_text.js';
 import { RwLock } from '../util/rwlock.js';
+import { peekUfsSize, readUfsHeader } from './ufs_reader.js';
 
 export interface UfsOpenOptions {
   create?: boolean;
@@ -55,7 +57,7 @@ export class UfsFile {
   onClosed: (() => void) | null = null;
 
   private constructor(
-    readonly ufsPath: string,
+    readonly ufsPath: string | Buffer,
     private readonly device: Device,
     private readonly store: BlockStore,
     size: number,
@@ -74,24 +76,25 @@ export class UfsFile {
   /**
    * Open (or create) the UFS file at `ufsPath`.
    * A created or truncated file gets its 16-byte header at once, so it is valid after a crash (spec §8.4).
+   * @param ufsPath a Buffer for a byte path of the UFS tree
    * @throws DdfsError BAD_HEADER for a header that is not valid (spec §7); Node errors (ENOENT, EACCES…) unchanged
    */
-  static async open(store: BlockStore, ufsPath: string, options: UfsOpenOptions = {}): Promise<UfsFile> {
+  static async open(store: BlockStore, ufsPath: string | Buffer, options: UfsOpenOptions = {}): Promise<UfsFile> {
     const devices = options.devices ?? fileDevices;
     const device = await devices.open(ufsPath, {
       readOnly: options.readOnly, create: options.create, truncate: options.truncate, mode: options.mode,
     });
     try {
-      const length = await device.size();
+      const header = await readUfsHeader(device, ufsPath);
+      const length = header.length;
       const ns = store.cfg.nodeSize;
-      if (length === 0) {
+      if (header.state === 'empty') {
         const writeHeader = !options.readOnly && (options.create === true || options.truncate === true);
         if (writeHeader) await device.write(encodeUfsHeader(0), 0);
         return new UfsFile(ufsPath, device, store, 0, Buffer.alloc(0), 0, writeHeader);
       }
-      const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
-      await device.read(head, 0, head.length, 0);
-      const size = decodeUfsHeader(head, ufsPath);
+      if (header.error) throw header.error;
+      const size = header.size;
       store.counters.add('header_load');
       const onDisk = Math.floor((length - UFS_HEADER_SIZE) / ns);
       const expected = Math.ceil(size / store.cfg.blockSize);
@@ -284,7 +287,7 @@ export class UfsFile {
         continue;
       }
       if (j >= this.nodesOnDisk) {
-        throw new DdfsError('CORRUPT', `${this.ufsPath}: node of block ${j} is missing`, { path: this.ufsPath, block: j });
+        throw new DdfsError('CORRUPT', `${pathText(this.ufsPath)}: node of block ${j} is missing`, { path: this.ufsPath, block: j });
       }
       const a = this.addressOf(j);
       let k = j + 1;
@@ -411,7 +414,7 @@ export class UfsFile {
     this.nodesInTransit.add(nodes);
     try {
       const { stored, error } = await this.store.storeBlocks(buf.data, 1, nodes, 0);
-      if (error || stored !== 1) throw error ?? new DdfsError('IO', `${this.ufsPath}: block not stored`);
+      if (error || stored !== 1) throw error ?? new DdfsError('IO', `${pathText(this.ufsPath)}: block not stored`);
       await this.writeNodes(buf.index, 1, nodes);
     } finally {
       this.nodesInTransit.delete(nodes);
@@ -556,21 +559,14 @@ export class UfsFile {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new DdfsError('INVALID', `${this.ufsPath}: file is closed`);
+    if (this.closed) throw new DdfsError('INVALID', `${pathText(this.ufsPath)}: file is closed`);
   }
 }
 
 /**
- * The logical size of a UFS file from its header, without opening it for writing (getattr of a closed file, §8.3).
- * @throws DdfsError BAD_HEADER; Node errors unchanged
+ * Logical size of a closed UFS file from its header (the cheap peek, ufs_reader.ts `peekUfsSize`).
+ * @throws DdfsError BAD_HEADER for an invalid header; Node errors (ENOENT…) unchanged
  */
-export async function readUfsSize(ufsPath: string, devices: DeviceFactory = fileDevices): Promise<number> {
-  const dev = await devices.open(ufsPath, { readOnly: true });
-  try {
-    const head = Buffer.alloc(UFS_HEADER_SIZE);
-    const n = await dev.read(head, 0, UFS_HEADER_SIZE, 0);
-    return decodeUfsHeader(head.subarray(0, n), ufsPath);
-  } finally {
-    await dev.close();
-  }
+export function readUfsSize(ufsPath: string | Buffer, devices: DeviceFactory = fileDevices): Promise<number> {
+  return peekUfsSize(devices, ufsPath);
 }

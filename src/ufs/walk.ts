@@ -1,50 +1,162 @@
 /**
- * STAND-IN for helper "seam"'s walker (branch `seam`, /work/notes/seam.md item 3), with the same API, so reclaim
- * can be written and tested before the merge; replaced by seam's file when `seam` is merged.
+ * THE walker of the UFS tree (spec §7, §9 step 2, §10.3 step 2): every entry below a directory of `ddfsroot`, as raw
+ * byte paths, for reclaim, fsck and anything else that walks the tree.
+ *
+ * Invariants:
+ * - Paths are Buffers relative to the root (no leading '/'), built from the raw name bytes: never decoded.
+ * - Order is stable: names sorted bytewise per directory, pre-order (a directory is yielded before its contents, and
+ *   its contents before its next sibling).
+ * - Symlinks are yielded as 'symlink' and never followed. A directory on another device than the root (a mount
+ *   point) is not yielded and not entered: it is reported to `onError` as DdfsError CROSS_DEVICE.
+ * - Nesting is bounded (`depthMax`): a directory whose entries would lie deeper is reported (DdfsError INVALID) and
+ *   not entered. One directory's listing is bounded too (WALK_DIRECTORY_ENTRY_COUNT_MAX, io/tree_read.ts).
+ * - Nothing is swallowed: every readdir or lstat error (including ENOENT of an entry that vanished, and ENOTDIR of a
+ *   directory replaced by a file after it was listed) goes to `onError`, which returns 'skip' to go on without that
+ *   entry or directory, or throws to abort the walk (the error then leaves the generator).
+ * - `<root>/.ddumbfs` and `<root>/ddfsmirror` are skipped unless `skipSpecial` is false (only directly below the root).
+ *
+ * Memory: one sorted listing per directory on the current path (bounded by depth), names packed (io/tree_read.ts).
+ * All file-system access goes through io/tree_read.ts.
  */
-import * as fs from 'node:fs';
 import { DdfsError } from '../errors.js';
+import { WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
+import { ROOT_RESERVED_NAMES } from '../format/layout.js';
+import { lstatEntry, readDirectory, type DirectoryListing } from '../io/tree_read.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 
 export type UfsEntryKind = 'file' | 'directory' | 'symlink' | 'other';
-export interface UfsTreeEntry { path: Buffer; kind: UfsEntryKind; depth: number }
+
+export interface UfsTreeEntry {
+  /** Relative to the root, no leading '/', raw bytes. */
+  path: Buffer;
+  kind: UfsEntryKind;
+  /** Path components: 1 for an entry directly below the root. */
+  depth: number;
+}
+
 export interface UfsWalkOptions {
+  /** Called for every error (readdir, lstat, depth bound exceeded, device change). Return 'skip' to go on without
+   *  that entry/directory, or throw to abort the walk. Nothing is ever swallowed without asking this. */
   onError: (path: Buffer, err: Error) => 'skip';
+  /** Deepest nesting (default WALK_DEPTH_MAX in limits.ts). */
   depthMax?: number;
+  /** Skip <root>/.ddumbfs and <root>/ddfsmirror (default true). */
   skipSpecial?: boolean;
 }
 
-const SLASH = Buffer.from('/');
+const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
 
+interface Frame {
+  /** The directory, relative to the root. */
+  path: Buffer;
+  /** Depth of its entries. */
+  depth: number;
+  listing: DirectoryListing;
+  next: number;
+}
+
+/** An Error for `onError`: Node errors pass unchanged, anything else is wrapped. */
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Number of path components of a relative path (0 for the empty path). */
+function componentCount(p: Buffer): number {
+  if (p.length === 0) return 0;
+  let n = 1;
+  for (let k = 0; k < p.length; k++) if (p[k] === 0x2f && k > 0 && k < p.length - 1 && p[k - 1] !== 0x2f) n++;
+  return n;
+}
+
+/** Strip leading and trailing '/' of a relative path. */
+function trimSlashes(p: Buffer): Buffer {
+  let a = 0;
+  let b = p.length;
+  while (a < b && p[a] === 0x2f) a++;
+  while (b > a && p[b - 1] === 0x2f) b--;
+  return p.subarray(a, b);
+}
+
+/**
+ * Walk the subtree `start` (relative byte path, default the root itself) of the UFS root directory `rootDir`:
+ * yields every entry below it (not `start` itself) in a stable order (names sorted bytewise per directory),
+ * directories before their contents, never following symlinks, never crossing into another device (a mount point
+ * is reported to onError as DdfsError CROSS_DEVICE), depth-bounded (DdfsError INVALID).
+ * @param rootDir the UFS root (`<parent>/ddfsroot`); a string is taken as UTF-8, as node:fs does
+ * @throws whatever `onError` throws; nothing else
+ */
 export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOptions, start?: Buffer): AsyncGenerator<UfsTreeEntry> {
-  const root = typeof rootDir === 'string' ? Buffer.from(rootDir) : rootDir;
-  const depthMax = options.depthMax ?? 1024;
-  const abs = (rel: Buffer): Buffer => (rel.length === 0 ? root : Buffer.concat([root, SLASH, rel]));
-  async function* visit(rel: Buffer, depth: number): AsyncGenerator<UfsTreeEntry> {
-    if (depth > depthMax) {
-      options.onError(rel, new DdfsError('INVALID', `${rel.toString('latin1')}: deeper than ${depthMax}`));
-      return;
-    }
-    let names: Buffer[];
+  const root = pathBytes(rootDir);
+  const depthMax = options.depthMax ?? WALK_DEPTH_MAX;
+  const skipSpecial = options.skipSpecial ?? true;
+  const startRel = trimSlashes(start ?? Buffer.alloc(0));
+  const abs = (rel: Buffer): Buffer => joinPathBytes(root, rel);
+
+  let rootDev: number;
+  try {
+    rootDev = (await lstatEntry(root)).dev;
+  } catch (err) {
+    options.onError(Buffer.alloc(0), asError(err));
+    return;
+  }
+  const startDepth = componentCount(startRel);
+  if (startRel.length > 0) {
     try {
-      names = fs.readdirSync(abs(rel), { encoding: 'buffer' }).sort(Buffer.compare);
-    } catch (err) {
-      options.onError(rel, err as Error);
-      return;
-    }
-    for (const name of names) {
-      const child = rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]);
-      if (rel.length === 0 && options.skipSpecial !== false && (name.equals(Buffer.from('.ddumbfs')) || name.equals(Buffer.from('ddfsmirror')))) continue;
-      let st: fs.Stats;
-      try {
-        st = fs.lstatSync(abs(child));
-      } catch (err) {
-        options.onError(child, err as Error);
-        continue;
+      const st = await lstatEntry(abs(startRel));
+      if (st.type !== 'directory') {
+        throw new DdfsError('INVALID', `${pathText(abs(startRel))}: not a directory`, { path: startRel });
       }
-      const kind: UfsEntryKind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
-      yield { path: child, kind, depth };
-      if (kind === 'directory') yield* visit(child, depth + 1);
+      if (st.dev !== rootDev) throw crossDevice(abs(startRel));
+    } catch (err) {
+      options.onError(startRel, asError(err));
+      return;
     }
   }
-  yield* visit(start ?? Buffer.alloc(0), start ? start.toString('latin1').split('/').length : 0);
+  const frames: Frame[] = [];
+  const enter = async (rel: Buffer, depth: number): Promise<void> => {
+    let listing: DirectoryListing;
+    try {
+      listing = await readDirectory(abs(rel), WALK_DIRECTORY_ENTRY_COUNT_MAX);
+    } catch (err) {
+      options.onError(rel, asError(err));
+      return;
+    }
+    if (listing.count > 0 && depth > depthMax) {
+      options.onError(rel, new DdfsError('INVALID', `${pathText(abs(rel))}: directory nesting deeper than ${depthMax}`, { path: rel, depthMax }));
+      return;
+    }
+    frames.push({ path: rel, depth, listing, next: 0 });
+  };
+  await enter(startRel, startDepth + 1);
+
+  while (frames.length > 0) {
+    const f = frames[frames.length - 1]!;
+    if (f.next >= f.listing.count) {
+      frames.pop();
+      continue;
+    }
+    const k = f.next++;
+    const name = f.listing.name(k);
+    if (skipSpecial && f.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
+    const rel = joinPathBytes(f.path, Buffer.from(name));
+    let type = f.listing.type(k);
+    if (type === 'unknown' || type === 'directory') {
+      // a directory's device must be known before it is yielded or entered; unknown d_type needs lstat anyway
+      try {
+        const st = await lstatEntry(abs(rel));
+        type = st.type;
+        if (type === 'directory' && st.dev !== rootDev) throw crossDevice(abs(rel));
+      } catch (err) {
+        options.onError(rel, asError(err));
+        continue;
+      }
+    }
+    const kind: UfsEntryKind = type;
+    yield { path: rel, kind, depth: f.depth };
+    if (kind === 'directory') await enter(rel, f.depth + 1);
+  }
+}
+
+function crossDevice(p: Buffer): DdfsError {
+  return new DdfsError('CROSS_DEVICE', `${pathText(p)}: a mount point (another device): not walked`, { path: p });
 }

@@ -14,7 +14,10 @@ import { deriveConfig, renderConfig, validateConfig, type DdfsConfig, type Geome
 import { fileDevices } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
-import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, mountPointOf } from './volume.js';
+import {
+  AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CONFIG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY,
+} from '../format/layout.js';
+import { mountPointOf } from './volume.js';
 
 /**
  * The geometry inputs of spec §3.3; `partitionSize` may be 0 for a block device (its size is used, and a larger
@@ -101,7 +104,7 @@ export async function createVolume(parentDir: string, options: CreateOptions): P
     throw new DdfsError('USAGE', `${indexPath}: device smaller than the index size ${cfg.indexSize}`, { path: indexPath });
   }
 
-  for (const name of [AUTOFSCK_MARKER, REBUILDFSCK_MARKER, 'ddfsusedblocks', 'ddfsusedblocks.0']) {
+  for (const name of [AUTOFSCK_MARKER, REBUILDFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE]) {
     await fsp.rm(path.join(parent, name), { force: true });
   }
   const root = path.join(parent, ROOT_DIRECTORY);
@@ -140,6 +143,6 @@ export async function createVolume(parentDir: string, options: CreateOptions): P
     await indexDev.close();
   }
 
-  await fsp.writeFile(path.join(parent, 'ddfs.cfg'), renderConfig(cfg), { mode: 0o644 });
+  await fsp.writeFile(path.join(parent, CONFIG_FILE), renderConfig(cfg), { mode: 0o644 });
   return cfg;
 }

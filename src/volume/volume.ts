@@ -18,13 +18,9 @@ import { UfsTree } from './tree.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 
-/** Name of the UFS root inside the parent (hard-coded upstream, spec §2). */
-export const ROOT_DIRECTORY = 'ddfsroot';
-/** The special directory inside the root (spec §8.9). */
-export const SPECIAL_DIRECTORY = '.ddumbfs';
-/** Marker files in the parent (spec §2). */
-export const AUTOFSCK_MARKER = '.autofsck';
-export const REBUILDFSCK_MARKER = '.rebuildfsck';
+import { ROOT_DIRECTORY } from '../format/layout.js';
+/** The layout names live in format/layout.ts (so fsck and ufs need not import the volume); re-exported here. */
+export { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 
 export interface VolumeOpenOptions {
   readOnly?: boolean;

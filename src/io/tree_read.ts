@@ -1,0 +1,122 @@
+/**
+ * Reading directories of the UFS tree (the walker's only contact with node:fs): a directory's names as raw bytes,
+ * packed and sorted bytewise, and lstat of one entry. Paths are Buffers, so names that are not UTF-8 reach the
+ * file system unchanged; nothing here decodes a name.
+ *
+ * Invariants of a `DirectoryListing`: names are stored back to back in one Buffer (no Buffer object per entry, so a
+ * directory of millions of entries costs its name bytes plus 9 bytes per entry); `order` lists entry numbers in
+ * bytewise order of their names; a listing never holds more than the `entryCountMax` it was read with.
+ */
+import * as fsp from 'node:fs/promises';
+import { DdfsError } from '../errors.js';
+import { pathText } from '../util/path_text.js';
+
+/** What an entry is, never following a symlink; 'unknown' when the directory did not say (d_type DT_UNKNOWN). */
+export type TreeEntryType = 'file' | 'directory' | 'symlink' | 'other' | 'unknown';
+
+const TYPES: readonly TreeEntryType[] = ['file', 'directory', 'symlink', 'other', 'unknown'];
+
+/** Entries read per readdir batch: bounds the transient Dirent objects of a huge directory. */
+const READDIR_BATCH_COUNT = 256;
+
+/** The entries of one directory, sorted bytewise by name. */
+export class DirectoryListing {
+  constructor(
+    private readonly pool: Buffer,
+    private readonly starts: Uint32Array,
+    private readonly types: Uint8Array,
+    /** Entry numbers in bytewise order of their names. */
+    readonly order: Uint32Array,
+  ) {}
+
+  /** Number of entries ('.' and '..' never included). */
+  get count(): number {
+    return this.order.length;
+  }
+
+  /** Name bytes of the entry at sorted position `k` (a view into the listing: copy it to keep it). */
+  name(k: number): Buffer {
+    const i = this.order[k]!;
+    return this.pool.subarray(this.starts[i]!, this.starts[i + 1]!);
+  }
+
+  /** The type the directory gave for the entry at sorted position `k`. */
+  type(k: number): TreeEntryType {
+    return TYPES[this.types[this.order[k]!]!]!;
+  }
+}
+
+function typeOf(d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): number {
+  if (d.isFile()) return 0;
+  if (d.isDirectory()) return 1;
+  if (d.isSymbolicLink()) return 2;
+  if (d.isFIFO() || d.isSocket() || d.isBlockDevice() || d.isCharacterDevice()) return 3;
+  return 4;
+}
+
+/**
+ * Read the names of directory `dir` (raw bytes, sorted bytewise).
+ * @param entryCountMax more entries than this is an error (the listing must fit in memory to be sorted)
+ * @throws Node system errors of opendir/readdir unchanged (ENOENT, ENOTDIR, EACCES, EMFILE…);
+ *   DdfsError INVALID when the directory holds more than `entryCountMax` entries
+ */
+export async function readDirectory(dir: Buffer, entryCountMax: number): Promise<DirectoryListing> {
+  // encoding 'buffer' gives raw name bytes (Node supports it; its typings only list string encodings)
+  const handle = await fsp.opendir(dir, { encoding: 'buffer' as BufferEncoding, bufferSize: READDIR_BATCH_COUNT });
+  let pool = Buffer.allocUnsafe(4096);
+  let used = 0;
+  let starts = new Uint32Array(64);
+  let types = new Uint8Array(64);
+  let count = 0;
+  try {
+    for (;;) {
+      const d = await handle.read();
+      if (d === null) break;
+      const name = d.name as unknown as Buffer;
+      if (count >= entryCountMax) {
+        throw new DdfsError('INVALID', `${pathText(dir)}: more than ${entryCountMax} entries in one directory`, { path: dir, entryCountMax });
+      }
+      if (used + name.length > pool.length) {
+        const grown = Buffer.allocUnsafe(Math.max(pool.length * 2, used + name.length));
+        pool.copy(grown, 0, 0, used);
+        pool = grown;
+      }
+      if (count + 2 > starts.length) {
+        const s = new Uint32Array(starts.length * 2);
+        s.set(starts);
+        starts = s;
+        const t = new Uint8Array(types.length * 2);
+        t.set(types);
+        types = t;
+      }
+      starts[count] = used;
+      types[count] = typeOf(d);
+      name.copy(pool, used);
+      used += name.length;
+      count++;
+    }
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+  starts[count] = used;
+  const order = new Uint32Array(count);
+  for (let i = 0; i < count; i++) order[i] = i;
+  order.sort((a, b) => pool.compare(pool, starts[b]!, starts[b + 1]!, starts[a]!, starts[a + 1]!));
+  return new DirectoryListing(pool, starts, types, order);
+}
+
+/** What lstat says about a path: its type (never 'unknown') and the device it lives on. */
+export interface TreeEntryStat {
+  type: Exclude<TreeEntryType, 'unknown'>;
+  dev: number;
+}
+
+/**
+ * lstat `p` (a symlink is reported as one, not followed).
+ * @throws Node system errors unchanged (ENOENT when it vanished, EACCES…)
+ */
+export async function lstatEntry(p: Buffer): Promise<TreeEntryStat> {
+  const st = await fsp.lstat(p);
+  const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
+  return { type, dev: st.dev };
+}

@@ -1,0 +1,89 @@
+/**
+ * The UFS reader (spec §7): strict and tolerant header modes, the size peek, chunked node reads, and byte paths
+ * (a non-UTF-8 name opened through a Buffer reaches the file, on disk and in memory).
+ */
+import * as fsp from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DdfsError } from '../errors.js';
+import { encodeUfsHeader } from '../format/ufs_header.js';
+import { fileDevices } from '../io/device.js';
+import { MemoryDeviceFactory } from '../io/memory_device.js';
+import { UfsNodeFile, peekUfsSize } from './ufs_reader.js';
+
+const NODE_SIZE = 28;
+let dir: string;
+beforeAll(async () => {
+  dir = await fsp.mkdtemp(path.join(tmpdir(), 'ufs-reader-'));
+});
+afterAll(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+const nodes = (count: number): Buffer => Buffer.from(Array.from({ length: count * NODE_SIZE }, (_, k) => (k * 7 + 3) & 0xff));
+
+describe('UfsNodeFile', () => {
+  it('reads header and node list of a byte path that is not UTF-8, in chunks', async () => {
+    const p = Buffer.concat([Buffer.from(`${dir}/`), Buffer.from('bad\xff\xfename', 'latin1')]);
+    await fsp.writeFile(p, Buffer.concat([encodeUfsHeader(5000), nodes(5)]));
+    const f = await UfsNodeFile.open(fileDevices, p, NODE_SIZE, { strict: true });
+    try {
+      expect([f.headerState, f.size, f.nodeCount, f.partialBytes, f.writable]).toEqual(['valid', 5000, 5, 0, false]);
+      const seen: Buffer[] = [];
+      for await (const c of f.chunks(2)) seen.push(Buffer.from(c.nodes.subarray(0, c.count * NODE_SIZE)));
+      expect(seen.map((b) => b.length / NODE_SIZE)).toEqual([2, 2, 1]);
+      expect(Buffer.concat(seen)).toEqual(nodes(5));
+    } finally {
+      await f.close();
+    }
+    expect(await peekUfsSize(fileDevices, p)).toBe(5000);
+  });
+
+  it('tolerant mode gives headerState bad (and the node area); strict mode throws BAD_HEADER', async () => {
+    const p = path.join(dir, 'badmagic');
+    await fsp.writeFile(p, Buffer.concat([Buffer.from('XXXXXXXX\0\0\0\0\0\0\0\x10', 'latin1'), nodes(2), Buffer.alloc(3)]));
+    const f = await UfsNodeFile.open(fileDevices, p, NODE_SIZE, { write: true });
+    try {
+      expect([f.headerState, f.size, f.nodeCount, f.partialBytes, f.writable]).toEqual(['bad', 0, 2, 3, true]);
+      expect(f.headerError?.code).toBe('BAD_HEADER');
+      expect(await f.readNodes(0, 2)).toEqual(nodes(2));
+    } finally {
+      await f.close();
+    }
+    await expect(UfsNodeFile.open(fileDevices, p, NODE_SIZE, { strict: true })).rejects.toMatchObject({ code: 'BAD_HEADER' });
+    await expect(peekUfsSize(fileDevices, p)).rejects.toBeInstanceOf(DdfsError);
+  });
+
+  it('a 0-byte file is empty (size 0) in both modes; a 1–15 byte file is a bad header', async () => {
+    const empty = path.join(dir, 'empty');
+    const short = path.join(dir, 'short');
+    await fsp.writeFile(empty, '');
+    await fsp.writeFile(short, encodeUfsHeader(9).subarray(0, 10));
+    const f = await UfsNodeFile.open(fileDevices, empty, NODE_SIZE, { strict: true });
+    expect([f.headerState, f.size, f.nodeCount]).toEqual(['empty', 0, 0]);
+    await f.close();
+    expect(await peekUfsSize(fileDevices, empty)).toBe(0);
+    await expect(peekUfsSize(fileDevices, short)).rejects.toMatchObject({ code: 'BAD_HEADER' });
+  });
+
+  it('a short read of the node list (the file shrank) is DdfsError IO', async () => {
+    const p = path.join(dir, 'shrinks');
+    await fsp.writeFile(p, Buffer.concat([encodeUfsHeader(3 * 4096), nodes(3)]));
+    const f = await UfsNodeFile.open(fileDevices, p, NODE_SIZE);
+    try {
+      await fsp.truncate(p, 16 + NODE_SIZE);
+      await expect(f.readNodes(0, 3)).rejects.toMatchObject({ code: 'IO' });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('memory devices accept byte paths under the same key as the equal string path', async () => {
+    const mem = new MemoryDeviceFactory();
+    mem.writeFile('/m/caf\u00e9', Buffer.concat([encodeUfsHeader(12), nodes(1)]));
+    expect(await peekUfsSize(mem, Buffer.from('/m/caf\u00e9', 'utf8'))).toBe(12);
+    await expect(peekUfsSize(mem, Buffer.from('/m/caf\xe9', 'latin1'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(mem.openCount).toBe(0);
+  });
+});
