@@ -52,6 +52,11 @@ export const RECLAIM_DRAIN_ROUND_COUNT_FREE = 4;
  * at worst); beyond that it aborts with nothing freed rather than grow without bound.
  */
 export const RECLAIM_CHANGE_RECORD_COUNT_MAX = 1_000_000;
+/**
+ * Times reclaim reads a UFS file that came out shorter than it was (a truncate running meanwhile) before it gives up
+ * and aborts: a file is rarely truncated twice during one read of it.
+ */
+export const RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX = 3;
 /** Nodes reclaim reads from a UFS file at once: bounds its memory for huge files (64 Ki nodes ≈ 1.5 MiB). */
 export const RECLAIM_READ_NODE_COUNT = 64 * 1024;
 

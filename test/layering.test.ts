@@ -60,7 +60,7 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'alter/alter.ts': 'writes the .autofsck marker and deletes the index/block file (-I/-B delete) directly',
   'copy/upload.ts': 'checks the markers (.autofsck, .rebuildfsck) with existsSync before an upload',
   'fs/mount.ts': 'daemon start-up and shutdown: markers, the special directory, /proc/self/mounts, the mount point',
-  'fs/ops.ts': 'the FUSE namespace ops still reach ddfsroot directly (issue 6 §1: they move into the volume, "ns" task)',
+  'fs/ops.ts': 'metadata reads of ddfsroot (getattr, readdir, readlink, access, statfs, the header peek) and raw files of /.ddumbfs; every change of the tree goes through volume/tree.ts',
   'fs/special_files.ts': 'regenerates /.ddumbfs/stats, reclaim and test in the special directory',
   'fsck/check.ts': 'looks for the .autofsck marker',
   'fsck/context.ts': 'stats ddfsroot when opening a volume for fsck',
@@ -73,7 +73,6 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'store/block_store.ts': 'renames the new checkpoint over the old one (the Device seam gains rename: "device" task)',
   'util/log.ts': 'appends to ddumbfs.log and rolls it over',
   'volume/create.ts': 'mkddumbfs: creates the parent layout (directories, special files, ddfs.cfg)',
-  'volume/reclaim.ts': 'reads UFS files with its own walker (moves to ufs/walk.ts and the reader: "ns" task)',
   'volume/volume.ts': 'finds the parent (stat of ddfs.cfg and ddfsroot) and reads ddfs.cfg',
 };
 

@@ -27,7 +27,7 @@ import { UFS_HEADER_SIZE } from '../limits.js';
 import type { UfsFile } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
-import { byteStringOf, displayPath, isInSpecialDir, specialFileOf, ufsPathOf, utf8PathOf } from './byte_path.js';
+import { byteStringOf, displayPath, isInSpecialDir, specialFileOf, ufsPathOf } from './byte_path.js';
 import {
   AT_SYMLINK_NOFOLLOW,
   FI_DIRECT_IO,
@@ -102,21 +102,6 @@ export class DdumbfsOps implements FsOps {
   // ---- helpers -------------------------------------------------------------------------------------------------
 
   /**
-   * Run `fn` with a string path naming the same file as `ufsPath`: the path itself when it is UTF-8, else
-   * /proc/self/fd/N of a descriptor opened here (for the APIs of the volume layer, which take strings).
-   */
-  private async withStringPath<T>(ufsPath: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
-    const s = utf8PathOf(ufsPath);
-    if (s !== null) return fn(s);
-    const fd = openNoAtime(ufsPath);
-    try {
-      return await fn(`/proc/self/fd/${fd}`);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  /**
    * Logical size of a closed deduplicated file from its header (spec §7, §8.3). Read with O_NOATIME: a stat must
    * not move the file's atime (relatime would, after touch/utimens). An invalid header is reported and shown as
    * size 0, so the file can still be listed and removed.
@@ -168,7 +153,7 @@ export class DdumbfsOps implements FsOps {
   }
 
   private openUfsFile(ufsPath: Buffer, create: boolean): Promise<UfsFile> {
-    return this.withStringPath(ufsPath, (p) => this.volume.openFile(p, { create }));
+    return this.volume.openTreeFile(ufsPath, { create });
   }
 
   /** Take a use of the deduplicated file at `ufsPath` (which must be a regular file). */

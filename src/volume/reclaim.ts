@@ -24,15 +24,18 @@
  * Leaked bitmap bits without an index node are left to fsck (as upstream).
  */
 import { DdfsError } from '../errors.js';
-import { RECLAIM_CHANGE_RECORD_COUNT_MAX, RECLAIM_DRAIN_ROUND_COUNT_FREE, RECLAIM_READ_NODE_COUNT, UFS_HEADER_SIZE } from '../limits.js';
+import {
+  RECLAIM_CHANGE_RECORD_COUNT_MAX, RECLAIM_DRAIN_ROUND_COUNT_FREE, RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX, RECLAIM_READ_NODE_COUNT,
+} from '../limits.js';
 import { decodeAddress } from '../format/node.js';
-import { decodeUfsHeader } from '../format/ufs_header.js';
 import type { DeviceFactory } from '../io/device.js';
 import { entryKind } from '../io/tree_ops.js';
 import { Bitmap } from '../store/bitmap.js';
 import type { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
 import type { UfsFile } from '../ufs/ufs_file.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { pathText } from '../util/path_text.js';
 import { walkUfsTree } from '../ufs/walk.js';
 import type { Logger } from '../util/log.js';
 import type { TreeChange, TreeChangeObserver, UfsTree } from './tree.js';
@@ -73,15 +76,6 @@ export interface ReclaimContext {
   /** The UfsFiles open now. */
   openFiles: () => Iterable<UfsFile>;
   hooks?: ReclaimTestHooks;
-}
-
-/** A path for messages: UTF-8 when it is, else bytes ≥ 0x80 as \xNN (never U+FFFD). */
-export function displayBytes(p: Buffer): string {
-  const s = p.toString('utf8');
-  if (Buffer.from(s, 'utf8').equals(p)) return s;
-  let out = '';
-  for (const b of p) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
-  return out;
 }
 
 const SLASH = 0x2f;
@@ -149,7 +143,7 @@ class ReclaimRun {
   onError(p: Buffer, err: Error): 'skip' {
     if (isVanished(err) && this.changes.explains(p)) return 'skip';
     if (err instanceof WalkAbort) throw err;
-    throw new WalkAbort('IO', `${displayBytes(p) || '.'}: ${err.message}`, { path: p, cause: (err as NodeJS.ErrnoException).code }, err);
+    throw new WalkAbort('IO', `${pathText(p) || '.'}: ${err.message}`, { path: p, cause: (err as NodeJS.ErrnoException).code }, err);
   }
 
   /** Mark every open file's in-memory references (synchronous). */
@@ -186,57 +180,61 @@ class ReclaimRun {
     else if (kind === 'directory') await this.walk(p);
   }
 
-  /** Read the node list of the UFS file at `p` (relative bytes) and mark its addresses (spec §9 step 2). */
+  /**
+   * Read the node list of the UFS file at `p` (relative bytes) and mark its addresses (spec §9 step 2). A file that
+   * shrinks while it is read (a concurrent truncate: the nodes it drops are marked by UfsFile in reclaim mode) is
+   * read again, at most RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX times.
+   */
   async markFile(p: Buffer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.markFileOnce(p);
+        return;
+      } catch (err) {
+        if (err instanceof WalkAbort) throw err;
+        const shrank = err instanceof DdfsError && err.code === 'IO' && attempt < RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX;
+        if (!shrank) this.onError(p, err as Error);
+        if (!shrank) return;
+      }
+    }
+  }
+
+  private async markFileOnce(p: Buffer): Promise<void> {
     const { store, devices } = this.ctx;
     const cfg = store.cfg;
-    let dev;
+    let file: UfsNodeFile;
     try {
-      // the device factory takes byte paths too (node:fs accepts a Buffer): names are never decoded
-      dev = await devices.open(this.abs(p) as unknown as string, { readOnly: true });
+      file = await UfsNodeFile.open(devices, this.abs(p), cfg.nodeSize, { strict: true });
     } catch (err) {
+      if (err instanceof DdfsError && err.code === 'BAD_HEADER') {
+        // its nodes may still name live blocks: fsck decides, reclaim frees nothing meanwhile
+        throw new WalkAbort('CORRUPT', `${pathText(p)}: ${err.message}; run fsckddumbfs`, { path: p }, err);
+      }
       this.onError(p, err as Error);
       return;
     }
     try {
-      const length = await dev.size();
-      if (length === 0) {
-        this.files++;
-        return; // a valid empty file (spec §7)
-      }
-      const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
-      await dev.read(head, 0, head.length, 0);
-      try {
-        decodeUfsHeader(head, displayBytes(p));
-      } catch (err) {
-        // its nodes may still name live blocks: fsck decides, reclaim frees nothing meanwhile
-        throw new WalkAbort('CORRUPT', `${displayBytes(p)}: ${(err as Error).message}; run fsckddumbfs`, { path: p }, err);
-      }
       this.files++;
-      const ns = cfg.nodeSize;
-      const chunk = Buffer.alloc(RECLAIM_READ_NODE_COUNT * ns);
       let prev = -1;
-      for (let pos = UFS_HEADER_SIZE; pos < length; pos += chunk.length) {
-        const n = await dev.read(chunk, 0, chunk.length, pos);
-        for (let off = 0; off + ns <= n; off += ns) {
-          const a = decodeAddress(chunk, off, cfg.addrSize);
+      for await (const { count, nodes } of file.chunks(RECLAIM_READ_NODE_COUNT)) {
+        for (let off = 0; off < count * cfg.nodeSize; off += cfg.nodeSize) {
+          const a = decodeAddress(nodes, off, cfg.addrSize);
           if (a === 0 || a >= cfg.blockCount) continue;
           this.refs++;
           if (prev >= 0 && a !== prev + 1) this.fragmented++;
           prev = a;
           if (a === 1) continue;
           this.found.set(a);
-          const r = store.index.nodes.lookup(chunk, off + cfg.addrSize);
+          const r = store.index.nodes.lookup(nodes, off + cfg.addrSize);
           if (!r.found) this.hashNotFound++;
           else if (r.address !== a) this.found.set(r.address);
         }
-        if (n < chunk.length) break;
       }
     } catch (err) {
-      if (err instanceof WalkAbort) throw err;
-      this.onError(p, err as Error);
+      this.files--;
+      throw err;
     } finally {
-      await dev.close().catch(() => undefined);
+      await file.close().catch(() => undefined);
     }
   }
 }

@@ -168,7 +168,7 @@ export class Volume {
    * Open (or create) a regular file's UFS file; `ufsPath` is absolute or relative to the process cwd.
    * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
    */
-  async openFile(ufsPath: string, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
+  async openFile(ufsPath: string | Buffer, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
     const f = await UfsFile.open(this.store, ufsPath, { ...options, devices: this.devices });
     f.onBlocksReleased = () => {
       this.mayFindFreeBlocks = true;
@@ -176,6 +176,15 @@ export class Volume {
     this.openFiles.add(f);
     f.onClosed = () => this.openFiles.delete(f);
     return f;
+  }
+
+  /**
+   * Open (or create, with `create`) the regular file at tree path `p` (bytes relative to ddfsroot, tree.ts): its
+   * UFS file, through the dedup layer. The caller shares one UfsFile per inode (the daemon's OpenFiles).
+   * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
+   */
+  openTreeFile(p: Buffer, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
+    return this.openFile(this.tree.resolve(p), options);
   }
 
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */

@@ -15,30 +15,15 @@ export function bytes(p: string): Buffer {
   return Buffer.from(p, 'latin1');
 }
 
-/** Run `fn` with a string path naming the same file as the byte path `abs` (via /proc/self/fd when not UTF-8). */
-export async function withPath<T>(abs: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
-  const s = abs.toString('utf8');
-  if (Buffer.from(s, 'utf8').equals(abs)) return fn(s);
-  const fd = fs.openSync(abs, fs.constants.O_RDWR);
-  try {
-    return await fn(`/proc/self/fd/${fd}`);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** Create (or replace the content of) the file at tree path `rel` (latin1) with `data`, through the dedup layer. */
 export async function writeTreeFile(vol: Volume, rel: string, data: Buffer): Promise<void> {
-  const abs = Buffer.concat([Buffer.from(`${vol.rootDir}/`), bytes(rel)]);
-  if (!fs.existsSync(abs)) await vol.tree.createFile(bytes(rel), 0o644, SELF, false);
-  await withPath(abs, async (p) => {
-    const f = await vol.openFile(p, { truncate: true });
-    try {
-      await f.write(0, data);
-    } finally {
-      await f.close();
-    }
-  });
+  await vol.tree.createFile(bytes(rel), 0o644, SELF, false);
+  const f = await vol.openTreeFile(bytes(rel), { truncate: true });
+  try {
+    await f.write(0, data);
+  } finally {
+    await f.close();
+  }
 }
 
 /** Every regular file under ddfsroot (outside .ddumbfs) and its logical content, keyed by latin1 path. */
@@ -55,14 +40,13 @@ export async function readTree(vol: Volume): Promise<Map<string, Buffer>> {
       const st = fs.lstatSync(abs);
       if (st.isDirectory()) await visit(childRel);
       else if (st.isFile()) {
-        const content = await withPath(abs, async (p) => {
-          const f = await vol.openFile(p, { readOnly: true });
-          try {
-            return await f.read(0, f.size);
-          } finally {
-            await f.close();
-          }
-        });
+        const f = await vol.openTreeFile(childRel, { readOnly: true });
+        let content: Buffer;
+        try {
+          content = await f.read(0, f.size);
+        } finally {
+          await f.close();
+        }
         out.set(childRel.toString('latin1'), Buffer.from(content));
       }
     }
@@ -85,6 +69,5 @@ export function treeDiff(actual: Map<string, Buffer>, model: Map<string, Buffer>
 
 /** Open the UFS file at tree path `rel` (latin1) through the volume. */
 export function openTreeFile(vol: Volume, rel: string, options: { readOnly?: boolean } = {}): Promise<UfsFile> {
-  const abs = Buffer.concat([Buffer.from(`${vol.rootDir}/`), bytes(rel)]);
-  return withPath(abs, (p) => vol.openFile(p, options));
+  return vol.openTreeFile(bytes(rel), options);
 }
