@@ -22,8 +22,6 @@ import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { DdfsError } from '../errors.js';
-import { decodeUfsHeader } from '../format/ufs_header.js';
-import { UFS_HEADER_SIZE } from '../limits.js';
 import type { UfsFile } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
@@ -61,16 +59,6 @@ export function ufsOpenFlags(flags: number): number {
   return f;
 }
 
-/** Open read-only without moving the atime (O_NOATIME needs ownership or CAP_FOWNER: retried without). */
-function openNoAtime(ufsPath: Buffer): number {
-  try {
-    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NOATIME);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  }
-}
-
 function isReadOnly(flags: number): boolean {
   return (flags & O_ACCMODE) === fsc.O_RDONLY;
 }
@@ -106,26 +94,21 @@ export class DdumbfsOps implements FsOps {
    * not move the file's atime (relatime would, after touch/utimens). An invalid header is reported and shown as
    * size 0, so the file can still be listed and removed.
    */
-  private readSize(ufsPath: Buffer, mountPath: BytePath): number {
+  private async readSize(ufsPath: Buffer, mountPath: BytePath): Promise<number> {
     this.count('header_load');
-    const fd = openNoAtime(ufsPath);
     try {
-      const head = Buffer.alloc(UFS_HEADER_SIZE);
-      const n = fs.readSync(fd, head, 0, UFS_HEADER_SIZE, 0);
-      return decodeUfsHeader(head.subarray(0, n), displayPath(mountPath));
+      return await this.volume.readTreeFileSize(ufsPath);
     } catch (err) {
       if (err instanceof DdfsError && err.code === 'BAD_HEADER') {
         this.logger.warn(`${displayPath(mountPath)}: ${err.message} (shown with size 0; run fsckddumbfs)`);
         return 0;
       }
       throw err;
-    } finally {
-      fs.closeSync(fd);
     }
   }
 
   /** The stat answer for a UFS object; `raw` objects (files of /.ddumbfs/) keep their UFS size. */
-  private statOf(mountPath: BytePath, ufsPath: Buffer, st: BigIntStats, open?: OpenFile, raw = isInSpecialDir(mountPath)): FuseStat {
+  private async statOf(mountPath: BytePath, ufsPath: Buffer, st: BigIntStats, open?: OpenFile, raw = isInSpecialDir(mountPath)): Promise<FuseStat> {
     const out: FuseStat = {
       mode: Number(st.mode),
       uid: Number(st.uid),
@@ -143,7 +126,7 @@ export class DdumbfsOps implements FsOps {
     };
     if (st.isFile() && !raw) {
       const entry = open ?? this.openFiles.find(st.ino);
-      const size = entry ? entry.file.size : this.readSize(ufsPath, mountPath);
+      const size = entry ? entry.file.size : await this.readSize(ufsPath, mountPath);
       const bs = this.blockSize;
       out.size = size;
       out.blksize = bs;

@@ -187,6 +187,15 @@ export class Volume {
     return this.openFile(this.tree.resolve(p), options);
   }
 
+  /**
+   * Logical size of the closed regular file at tree path `p` (bytes relative to ddfsroot) from its UFS header, the
+   * reader's cheap peek (spec §7, §8.3); read with O_NOATIME, so a stat does not move the file's atime.
+   * @throws DdfsError BAD_HEADER; Node errors unchanged
+   */
+  readTreeFileSize(p: Buffer): Promise<number> {
+    return readUfsSize(this.tree.resolve(p), this.devices);
+  }
+
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
   readUfsSize(ufsPath: string): Promise<number> {
     return readUfsSize(ufsPath, this.devices);
