@@ -311,7 +311,15 @@ export async function reclaim(ctx: ReclaimContext): Promise<ReclaimReport> {
     tree.removeObserver(run.changes);
     release?.();
     release = null;
-    await store.checkpoint();
+    try {
+      await store.checkpoint();
+    } catch (err) {
+      // the disk still holds the index and checkpoint of before the sweep (a consistent state); the next checkpoint
+      // (background tick, close) writes the swept one
+      const e = new DdfsError('IO', `reclaim freed ${deleted} blocks in memory, but its checkpoint failed: ${(err as Error).message}`, {}, err);
+      logger.error(e.message);
+      throw e;
+    }
     return {
       blockAllocated,
       blockInUse: found.countSet,

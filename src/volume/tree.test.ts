@@ -1,3 +1,4 @@
+/** UfsTree (tree.ts): the change sink, observers, the hold on renames and links, byte paths end to end. */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
