@@ -56,7 +56,7 @@ export interface Finding {
   address?: number;
   /** The address the index gives instead (FILE_OTHER_ADDRESS: the other block; FILE_NOT_IN_INDEX: 1). */
   expectedAddress?: number;
-  /** Absolute UFS path, for file findings. */
+  /** Absolute UFS path as text (path_text.ts pathText: bytes of invalid UTF-8 escaped as \xNN), for file findings. */
   path?: string;
   /** Node number inside the file, for file findings. */
   fileNode?: number;
@@ -193,6 +193,7 @@ export function usageBar(blockCount: number, usedIn: (from: number, to: number) 
 
 /** Per-file status of a repair (spec §10.6). */
 export interface FileRepairStatus {
+  /** Absolute UFS path as text (pathText); corrupted.txt itself holds the raw bytes. */
   path: string;
   /** F: modified and now good. */
   fixed: boolean;

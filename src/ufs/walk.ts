@@ -12,7 +12,10 @@
  *   not entered. One directory's listing is bounded too (WALK_DIRECTORY_ENTRY_COUNT_MAX, io/tree_read.ts).
  * - Nothing is swallowed: every readdir or lstat error (including ENOENT of an entry that vanished, and ENOTDIR of a
  *   directory replaced by a file after it was listed) goes to `onError`, which returns 'skip' to go on without that
- *   entry or directory, or throws to abort the walk (the error then leaves the generator).
+ *   entry or directory, or throws to abort the walk (the error then leaves the generator). An error of the root
+ *   itself (lstat or readdir of `rootDir`) is reported with the empty path; after 'skip' the walk yields nothing.
+ * - Directory handles are open only while a directory is listed, never across a yield, so a walk holds at most one
+ *   descriptor whatever the tree's depth (a daemon near its descriptor limit still walks).
  * - `<root>/.ddumbfs` and `<root>/ddfsmirror` are skipped unless `skipSpecial` is false (only directly below the root).
  *
  * Memory: one sorted listing per directory on the current path (bounded by depth), names packed (io/tree_read.ts).
