@@ -114,9 +114,15 @@ class ChangeRecord implements TreeChangeObserver {
 /** Raised inside the walk to abort the reclaim. */
 class WalkAbort extends DdfsError {}
 
+/**
+ * Whether `err` says the entry is gone or is no longer what the walk saw: ENOENT, ENOTDIR, EISDIR (a file listed
+ * then replaced by a directory), or the walker's "start is not a directory" (a queued destination replaced by a
+ * file). Such an error is skipped only when a recorded change explains it.
+ */
 function isVanished(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return true;
+  return err instanceof DdfsError && err.code === 'INVALID' && err.data.path !== undefined && err.data.depthMax === undefined;
 }
 
 class ReclaimRun {
