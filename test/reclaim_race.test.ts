@@ -143,6 +143,24 @@ describe('reclaim never frees a block a file references, under concurrent change
     await overwriteFreedAndCheck(s);
   });
 
+  it('a file replaced by a directory after its directory was listed', async () => {
+    const s = await setup(['b'], ['b/e', 'b/f', 'b/g']);
+    let done = false;
+    const report = await reclaimWith(s.vol, async (p) => {
+      if (done || p !== 'b/e') return;
+      done = true;
+      await s.vol.tree.unlink(bytes('b/f'));
+      s.model.delete('b/f');
+      await s.vol.tree.mkdir(bytes('b/f'), 0o755, SELF);
+      const data = randomBytes(2 * BLOCK_SIZE);
+      await writeTreeFile(s.vol, 'b/f/new', data);
+      s.model.set('b/f/new', data);
+    });
+    expect(done).toBe(true);
+    expect(report.nodeDeleted).toBe(3);
+    await overwriteFreedAndCheck(s);
+  });
+
   it('a readdir that fails with EMFILE aborts the reclaim with nothing freed', async () => {
     const s = await setup(['a', 'b'], ['a/f0', 'b/f0', 'gone']);
     await s.vol.tree.unlink(bytes('gone'));
