@@ -307,7 +307,8 @@ describe('randomized namespace operations interleaved with reclaims (issue 6 §2
   it('every file reads back its model bytes', async () => {
     const list = seeds();
     const t0 = Date.now();
-    for (const seed of list) {
+    for (const [i, seed] of list.entries()) {
+      if (i > 0 && i % 1000 === 0) console.log(`reclaim randomized: ${i} seeds passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       try {
         await runSeed(seed);
       } catch (err) {
