@@ -41,6 +41,25 @@ export const BACKGROUND_TICK_MS = 60_000;
 /** Default auto-reclaim threshold in % of block_count (spec §8.1: code says 95). */
 export const RECLAIM_PERCENT_DEFAULT = 95;
 
+/**
+ * Reclaim (spec §9): queued rename/link destinations are walked in rounds; after this many rounds renames and links
+ * are held back until the sweep, so a rename loop running during the reclaim cannot keep it from ending. Small: each
+ * round only re-walks what moved during the previous one, and holding back is brief.
+ */
+export const RECLAIM_DRAIN_ROUND_COUNT_FREE = 4;
+/**
+ * Reclaim records at most this many removals (unlink, rmdir, rename source) during one walk (about 100 MB of paths
+ * at worst); beyond that it aborts with nothing freed rather than grow without bound.
+ */
+export const RECLAIM_CHANGE_RECORD_COUNT_MAX = 1_000_000;
+/**
+ * Times reclaim reads a UFS file that came out shorter than it was (a truncate running meanwhile) before it gives up
+ * and aborts: a file is rarely truncated twice during one read of it.
+ */
+export const RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX = 3;
+/** Nodes reclaim reads from a UFS file at once: bounds its memory for huge files (64 Ki nodes ≈ 1.5 MiB). */
+export const RECLAIM_READ_NODE_COUNT = 64 * 1024;
+
 /** ddumbfs.log roll-over (spec §2). */
 export const LOG_FILE_SIZE_MAX = 10 * 1024 * 1024;
 export const LOG_FILE_BACKUP_COUNT = 10;

@@ -60,8 +60,8 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'alter/alter.ts': 'resolves a file argument, deletes the index/block file (-I/-B delete) directly',
   'copy/upload.ts': 'checks the markers (.autofsck, .rebuildfsck) with existsSync before an upload',
   'fs/mount.ts': 'daemon start-up and shutdown: markers, the special directory, /proc/self/mounts, the mount point',
-  'fs/ops.ts': 'the FUSE namespace ops still reach ddfsroot directly (issue 6 §1: they move into the volume, "ns" task)',
-  'fs/special_files.ts': 'sets the modes and owner of the special files at mount (fchmod/fchown of a no-follow descriptor)',
+  'fs/ops.ts': 'metadata reads of ddfsroot (getattr, readdir, readlink, access, statfs, the header peek) and raw files of /.ddumbfs; every change of the tree goes through volume/tree.ts',
+  'fs/special_files.ts': 'regenerates /.ddumbfs/stats, reclaim and test in the special directory, and sets their modes and owner at mount (fchmod/fchown of a no-follow descriptor)',
   'fsck/check.ts': 'looks for the .autofsck marker',
   'fsck/context.ts': 'stats ddfsroot when opening a volume for fsck',
   'fsck/fix_files.ts': 'writes corrupted.txt (opened by io/no_follow.ts) and tests its directory',
@@ -72,7 +72,6 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'fsck/run.ts': 'removes the .autofsck marker, looks for .rebuildfsck',
   'util/log.ts': 'appends to ddumbfs.log and rolls it over',
   'volume/create.ts': 'mkddumbfs: creates the parent layout (directories, special files, ddfs.cfg)',
-  'volume/reclaim.ts': 'reads UFS files with its own walker (moves to ufs/walk.ts and the reader: "ns" task)',
   'volume/volume.ts': 'finds the parent (stat of ddfs.cfg and ddfsroot) and reads ddfs.cfg',
 };
 

@@ -25,15 +25,6 @@ export function byteStringOf(bytes: Buffer): BytePath {
   return bytes.toString('latin1');
 }
 
-/**
- * The UFS path as a JS string when its bytes are valid UTF-8 (so APIs that only take strings reach the same file),
- * else null.
- */
-export function utf8PathOf(ufsPath: Buffer): string | null {
-  const s = ufsPath.toString('utf8');
-  return Buffer.from(s, 'utf8').equals(ufsPath) ? s : null;
-}
-
 /** A mount path for log lines (bytes decoded as UTF-8, invalid bytes replaced). */
 export function displayPath(path: BytePath | null): string {
   if (path === null) return '(unlinked)';

@@ -314,9 +314,12 @@ function prepareServing(volume: Volume, options: DaemonOptions, parentDir: strin
   if (attachLog) {
     prepareSpecialFiles(specialDir);
     log.attachFile(path.join(specialDir, LOG_FILE), openLogFileNoFollow);
+  } else {
+    log.info('read-only: nothing is written to the volume, not even its log file');
   }
-  else log.info('read-only: nothing is written to the volume, not even its log file');
   process.chdir(volume.rootDir);
+  // tree paths stay relative (as FUSE's): a deep tree never hits ENAMETOOLONG earlier than on the UFS itself
+  volume.tree.useCwdAsRoot();
   process.umask(0);
 }
 

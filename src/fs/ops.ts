@@ -5,7 +5,7 @@
  *
  * Invariants:
  * - a caller's O_DIRECT and O_APPEND never reach a UFS file; O_WRONLY becomes O_RDWR (spec §8.4);
- * - new objects (create, mkdir, mknod, symlink) belong to the caller (uid, and gid unless the directory is setgid);
+ * - every change of the tree goes through the volume (volume/tree.ts), which gives new objects to the caller;
  * - st_size of a deduplicated file is its logical size (the open UfsFile's, else the UFS header's),
  *   st_blksize = block size, st_blocks = ceil(size/bs)·bs/512 (spec §8.3);
  * - before times are set on an open file its buffered data is flushed, so a later close does not move the UFS
@@ -21,14 +21,11 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import { constants as osc } from 'node:os';
-import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { decodeUfsHeader } from '../format/ufs_header.js';
-import { UFS_HEADER_SIZE } from '../limits.js';
 import type { UfsFile } from '../ufs/ufs_file.js';
 import type { Logger } from '../util/log.js';
 import type { Volume } from '../volume/volume.js';
-import { byteStringOf, displayPath, isInSpecialDir, specialFileOf, ufsPathOf, utf8PathOf } from './byte_path.js';
+import { byteStringOf, displayPath, isInSpecialDir, specialFileOf, ufsPathOf } from './byte_path.js';
 import {
   AT_SYMLINK_NOFOLLOW,
   FI_DIRECT_IO,
@@ -45,19 +42,10 @@ import { OpenFiles, type OpenFile, type UfsHandle } from './open_files.js';
 import { regenerateSpecialFile } from './special_files.js';
 
 const O_ACCMODE = 3;
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
 /** chown's "leave unchanged" value as FUSE passes it ((uid_t)-1). */
 const ID_UNCHANGED = 0xffffffff;
 /** Default name length limit reported by statfs. */
 const NAME_LENGTH_MAX = 255;
-
-/** A Node-style system error for an errno number. */
-function errnoError(errno: number, syscall: string, p: Buffer | string): NodeJS.ErrnoException {
-  const code = Object.entries(osc.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
-  const shown = typeof p === 'string' ? p : p.toString('utf8');
-  return Object.assign(new Error(`${code}: ${syscall} '${shown}'`), { errno: -errno, code, syscall });
-}
 
 function codeError(code: string, message: string): NodeJS.ErrnoException {
   const errno = (osc.errno as Record<string, number>)[code] ?? osc.errno.EIO;
@@ -71,16 +59,6 @@ export function ufsOpenFlags(flags: number): number {
   return f;
 }
 
-/** Open read-only without moving the atime (O_NOATIME needs ownership or CAP_FOWNER: retried without). */
-function openNoAtime(ufsPath: Buffer): number {
-  try {
-    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NOATIME);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    return fs.openSync(ufsPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  }
-}
-
 function isReadOnly(flags: number): boolean {
   return (flags & O_ACCMODE) === fsc.O_RDONLY;
 }
@@ -88,8 +66,6 @@ function isReadOnly(flags: number): boolean {
 export class DdumbfsOps implements FsOps {
   readonly openFiles = new OpenFiles();
   private readonly blockSize: number;
-  private readonly euid: number;
-  private readonly egid: number;
 
   /**
    * @param writeBehindSizeMax bytes of accepted writes a file may have pending (0 = every write is stored before
@@ -101,8 +77,10 @@ export class DdumbfsOps implements FsOps {
     private readonly writeBehindSizeMax = 0,
   ) {
     this.blockSize = volume.config.blockSize;
-    this.euid = process.geteuid?.() ?? 0;
-    this.egid = process.getegid?.() ?? 0;
+    volume.tree.native = {
+      mknod: (p, mode, dev) => hostMknod(p.toString('latin1'), mode, dev),
+      utimensat: (p, atime, mtime) => hostUtimensat(p.toString('latin1'), atime, mtime, AT_SYMLINK_NOFOLLOW),
+    };
   }
 
   private count(name: Parameters<Volume['store']['counters']['add']>[0]): void {
@@ -112,45 +90,25 @@ export class DdumbfsOps implements FsOps {
   // ---- helpers -------------------------------------------------------------------------------------------------
 
   /**
-   * Run `fn` with a string path naming the same file as `ufsPath`: the path itself when it is UTF-8, else
-   * /proc/self/fd/N of a descriptor opened here (for the APIs of the volume layer, which take strings).
-   */
-  private async withStringPath<T>(ufsPath: Buffer, fn: (p: string) => Promise<T>): Promise<T> {
-    const s = utf8PathOf(ufsPath);
-    if (s !== null) return fn(s);
-    const fd = openNoAtime(ufsPath);
-    try {
-      return await fn(`/proc/self/fd/${fd}`);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
-  /**
    * Logical size of a closed deduplicated file from its header (spec §7, §8.3). Read with O_NOATIME: a stat must
    * not move the file's atime (relatime would, after touch/utimens). An invalid header is reported and shown as
    * size 0, so the file can still be listed and removed.
    */
-  private readSize(ufsPath: Buffer, mountPath: BytePath): number {
+  private async readSize(ufsPath: Buffer, mountPath: BytePath): Promise<number> {
     this.count('header_load');
-    const fd = openNoAtime(ufsPath);
     try {
-      const head = Buffer.alloc(UFS_HEADER_SIZE);
-      const n = fs.readSync(fd, head, 0, UFS_HEADER_SIZE, 0);
-      return decodeUfsHeader(head.subarray(0, n), displayPath(mountPath));
+      return await this.volume.readTreeFileSize(ufsPath);
     } catch (err) {
       if (err instanceof DdfsError && err.code === 'BAD_HEADER') {
         this.logger.warn(`${displayPath(mountPath)}: ${err.message} (shown with size 0; run fsckddumbfs)`);
         return 0;
       }
       throw err;
-    } finally {
-      fs.closeSync(fd);
     }
   }
 
   /** The stat answer for a UFS object; `raw` objects (files of /.ddumbfs/) keep their UFS size. */
-  private statOf(mountPath: BytePath, ufsPath: Buffer, st: BigIntStats, open?: OpenFile, raw = isInSpecialDir(mountPath)): FuseStat {
+  private async statOf(mountPath: BytePath, ufsPath: Buffer, st: BigIntStats, open?: OpenFile, raw = isInSpecialDir(mountPath)): Promise<FuseStat> {
     const out: FuseStat = {
       mode: Number(st.mode),
       uid: Number(st.uid),
@@ -168,7 +126,7 @@ export class DdumbfsOps implements FsOps {
     };
     if (st.isFile() && !raw) {
       const entry = open ?? this.openFiles.find(st.ino);
-      const size = entry ? entry.file.size : this.readSize(ufsPath, mountPath);
+      const size = entry ? entry.file.size : await this.readSize(ufsPath, mountPath);
       const bs = this.blockSize;
       out.size = size;
       out.blksize = bs;
@@ -177,20 +135,8 @@ export class DdumbfsOps implements FsOps {
     return out;
   }
 
-  /** Give a new object to the caller: uid, and gid unless the parent directory is setgid (it chose the group). */
-  private chownNew(ufsPath: Buffer, ctx: FuseContext, mode?: number): void {
-    let gid = ctx.gid;
-    const dir = path.dirname(ufsPath.toString('latin1'));
-    const parent = fs.statSync(Buffer.from(dir, 'latin1'));
-    if (parent.mode & S_ISGID) gid = -1;
-    if (ctx.uid === this.euid && (gid === -1 || gid === this.egid)) return;
-    fs.lchownSync(ufsPath, ctx.uid, gid);
-    // chown clears set-user/group-ID bits of a regular file; the creator asked for them
-    if (mode !== undefined && mode & (S_ISUID | S_ISGID)) fs.chmodSync(ufsPath, mode & 0o7777);
-  }
-
   private openUfsFile(ufsPath: Buffer, create: boolean): Promise<UfsFile> {
-    return this.withStringPath(ufsPath, (p) => this.volume.openFile(p, { create }));
+    return this.volume.openTreeFile(ufsPath, { create });
   }
 
   /** Take a use of the deduplicated file at `ufsPath` (which must be a regular file). */
@@ -302,41 +248,35 @@ export class DdumbfsOps implements FsOps {
   }
 
   async mkdir(mountPath: BytePath, mode: number, ctx: FuseContext): Promise<void> {
-    const ufsPath = ufsPathOf(mountPath);
-    fs.mkdirSync(ufsPath, { mode: mode & 0o7777 });
-    this.chownNew(ufsPath, ctx);
+    await this.volume.tree.mkdir(ufsPathOf(mountPath), mode, ctx);
   }
 
   async rmdir(mountPath: BytePath): Promise<void> {
-    fs.rmdirSync(ufsPathOf(mountPath));
+    await this.volume.tree.rmdir(ufsPathOf(mountPath));
   }
 
   async unlink(mountPath: BytePath): Promise<void> {
-    fs.unlinkSync(ufsPathOf(mountPath));
-    this.volume.mayFindFreeBlocks = true;
+    await this.volume.tree.unlink(ufsPathOf(mountPath));
   }
 
   async rename(src: BytePath, dest: BytePath): Promise<void> {
-    fs.renameSync(ufsPathOf(src), ufsPathOf(dest));
-    this.volume.mayFindFreeBlocks = true;
+    await this.volume.tree.rename(ufsPathOf(src), ufsPathOf(dest));
   }
 
   async link(src: BytePath, dest: BytePath): Promise<void> {
-    fs.linkSync(ufsPathOf(src), ufsPathOf(dest));
+    await this.volume.tree.link(ufsPathOf(src), ufsPathOf(dest));
   }
 
   async symlink(target: BytePath, mountPath: BytePath, ctx: FuseContext): Promise<void> {
-    const ufsPath = ufsPathOf(mountPath);
-    fs.symlinkSync(Buffer.from(target, 'latin1'), ufsPath);
-    this.chownNew(ufsPath, ctx);
+    await this.volume.tree.symlink(Buffer.from(target, 'latin1'), ufsPathOf(mountPath), ctx);
   }
 
   async chmod(mountPath: BytePath, mode: number): Promise<void> {
-    fs.chmodSync(ufsPathOf(mountPath), mode & 0o7777);
+    await this.volume.tree.chmod(ufsPathOf(mountPath), mode);
   }
 
   async chown(mountPath: BytePath, uid: number, gid: number): Promise<void> {
-    fs.lchownSync(ufsPathOf(mountPath), uid === ID_UNCHANGED ? -1 : uid, gid === ID_UNCHANGED ? -1 : gid);
+    await this.volume.tree.chown(ufsPathOf(mountPath), uid === ID_UNCHANGED ? -1 : uid, gid === ID_UNCHANGED ? -1 : gid);
   }
 
   async utimens(mountPath: BytePath, atime: FuseTimespec, mtime: FuseTimespec): Promise<void> {
@@ -347,20 +287,11 @@ export class DdumbfsOps implements FsOps {
       const open = st.isFile() ? this.openFiles.find(st.ino) : undefined;
       if (open) await open.file.flush();
     }
-    const res = hostUtimensat(ufsPath.toString('latin1'), atime, mtime, AT_SYMLINK_NOFOLLOW);
-    if (res < 0) throw errnoError(-res, 'utimensat', ufsPath);
+    await this.volume.tree.utimens(ufsPath, atime, mtime);
   }
 
   async mknod(mountPath: BytePath, mode: number, dev: number, ctx: FuseContext): Promise<void> {
-    const ufsPath = ufsPathOf(mountPath);
-    if ((mode & fsc.S_IFMT) === fsc.S_IFREG || (mode & fsc.S_IFMT) === 0) {
-      // an empty regular file: a 0-byte UFS file is a valid empty file (spec §7)
-      fs.closeSync(fs.openSync(ufsPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, mode & 0o7777));
-    } else {
-      const res = hostMknod(ufsPath.toString('latin1'), mode, dev);
-      if (res < 0) throw errnoError(-res, 'mknod', ufsPath);
-    }
-    this.chownNew(ufsPath, ctx, mode);
+    await this.volume.tree.mknod(ufsPathOf(mountPath), mode, dev, ctx);
   }
 
   async truncate(mountPath: BytePath, size: number): Promise<void> {
@@ -372,7 +303,7 @@ export class DdumbfsOps implements FsOps {
     }
     const openFile = await this.acquireFile(ufsPath, false);
     try {
-      await openFile.file.truncate(size);
+      await this.volume.tree.truncate(ufsPath, () => openFile.file.truncate(size));
     } finally {
       await this.openFiles.release(openFile);
     }
@@ -400,15 +331,8 @@ export class DdumbfsOps implements FsOps {
       throw codeError('EACCES', `${displayPath(mountPath)}: no new files in /.ddumbfs/`);
     }
     const ufsPath = ufsPathOf(mountPath);
-    let created = false;
-    try {
-      fs.closeSync(fs.openSync(ufsPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, mode & 0o7777));
-      created = true;
-    } catch (err) {
-      // an existing file (a lost race with another creator) is simply opened, unless the caller wanted O_EXCL
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || flags & fsc.O_EXCL) throw err;
-    }
-    if (created) this.chownNew(ufsPath, ctx, mode);
+    // an existing file (a lost race with another creator) is simply opened, unless the caller wanted O_EXCL
+    const created = await this.volume.tree.createFile(ufsPath, mode, ctx, (flags & fsc.O_EXCL) !== 0);
     // create: true writes the header of the new (0-byte) UFS file at once (spec §8.4)
     const openFile = await this.acquireFile(ufsPath, true);
     return this.addUfsHandle(openFile, flags, created);

@@ -20,6 +20,7 @@ import { decodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
+import type { Bitmap } from '../store/bitmap.js';
 import type { BlockStore } from '../store/block_store.js';
 import { dirnameBytes, pathText } from '../util/path_text.js';
 import { RwLock } from '../util/rwlock.js';
@@ -222,6 +223,8 @@ export class UfsFile {
       const j = first + k;
       const hold = j < this.nodesOnDisk && (this.heldNodes.has(j) || decodeAddress(this.nodes, j * ns, as) >= 2) &&
         src.compare(this.nodes, j * ns, (j + 1) * ns, k * ns, (k + 1) * ns) !== 0;
+      // a reclaim running now keeps the block this node named (it was referenced during the walk)
+      if (this.store.reclaimFound && j < this.nodesOnDisk) this.markAddress(this.store.reclaimFound, decodeAddress(this.nodes, j * ns, as));
       src.copy(this.nodes, j * ns, k * ns, (k + 1) * ns);
       if (hold) {
         await writeRun(j);
@@ -366,7 +369,17 @@ export class UfsFile {
   }
 
   private async storeRun(first: number, data: Buffer, count: number): Promise<void> {
-    const nodes = Buffer.allocUnsafe(count * this.ns);
+    // zeroed: nodes not filled in yet read as address 0 when reclaim marks the nodes in transit
+    const nodes = Buffer.alloc(count * this.ns);
+    this.nodesInTransit.add(nodes);
+    try {
+      await this.storeRunNodes(first, data, count, nodes);
+    } finally {
+      this.nodesInTransit.delete(nodes);
+    }
+  }
+
+  private async storeRunNodes(first: number, data: Buffer, count: number, nodes: Buffer): Promise<void> {
     const { stored, error } = await this.store.storeBlocks(data, count, nodes, 0);
     await this.writeNodes(first, stored, nodes);
     if (stored > 0 && (first + stored) * this.bs > this.sizeBytes) {
@@ -409,10 +422,15 @@ export class UfsFile {
   private async flushBuffer(): Promise<void> {
     const buf = this.buffer;
     if (!buf || !buf.dirty) return;
-    const nodes = Buffer.allocUnsafe(this.ns);
-    const { stored, error } = await this.store.storeBlocks(buf.data, 1, nodes, 0);
-    if (error || stored !== 1) throw error ?? new DdfsError('IO', `${pathText(this.ufsPath)}: block not stored`);
-    await this.writeNodes(buf.index, 1, nodes);
+    const nodes = Buffer.alloc(this.ns);
+    this.nodesInTransit.add(nodes);
+    try {
+      const { stored, error } = await this.store.storeBlocks(buf.data, 1, nodes, 0);
+      if (error || stored !== 1) throw error ?? new DdfsError('IO', `${pathText(this.ufsPath)}: block not stored`);
+      await this.writeNodes(buf.index, 1, nodes);
+    } finally {
+      this.nodesInTransit.delete(nodes);
+    }
     buf.dirty = false;
     this.store.counters.add('write_save');
   }
@@ -470,6 +488,7 @@ export class UfsFile {
       await this.flushBuffer();
       await this.device.truncate(UFS_HEADER_SIZE + k * this.ns);
       if (this.nodesOnDisk > k) this.nodesOnDisk = k;
+      if (this.store.reclaimFound) this.markNodes(this.store.reclaimFound, this.nodes.subarray(k * this.ns));
       this.nodes.fill(0, k * this.ns);
       await this.writeHeader();
       this.headerSizeOnDisk = newSize;
@@ -528,6 +547,31 @@ export class UfsFile {
       }
       this.throwDeferred();
     });
+  }
+
+  /**
+   * Node buffers between the block store's answer and their write into `nodes` (storeRun, flushBuffer): the
+   * addresses in them are referenced by this file already, though no node list shows them yet.
+   */
+  private readonly nodesInTransit = new Set<Buffer>();
+
+  private markAddress(found: Bitmap, address: number): void {
+    if (address >= 2 && address < this.store.cfg.blockCount) found.set(address);
+  }
+
+  private markNodes(found: Bitmap, nodes: Buffer): void {
+    const { addrSize, nodeSize } = this.store.cfg;
+    for (let off = 0; off + nodeSize <= nodes.length; off += nodeSize) this.markAddress(found, decodeAddress(nodes, off, addrSize));
+  }
+
+  /**
+   * Mark in `found` every block this file references from memory (reclaim, spec §9): its node list (including the
+   * nodes held back, whose UFS file still names the older block) and the nodes in transit. Synchronous, lock-free:
+   * it reads only memory, so it sees one consistent moment.
+   */
+  markReferencedBlocks(found: Bitmap): void {
+    this.markNodes(found, this.nodes);
+    for (const nodes of this.nodesInTransit) this.markNodes(found, nodes);
   }
 
   private assertOpen(): void {

@@ -13,8 +13,9 @@ import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
 import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
 import type { VolumeLock } from './lock.js';
-import { reclaim, renderReclaimReport, type ReclaimReport } from './reclaim.js';
+import { reclaim, renderReclaimFailure, renderReclaimReport, type ReclaimReport, type ReclaimTestHooks } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
+import { UfsTree } from './tree.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 
@@ -120,6 +121,9 @@ export class Volume {
   readonly readOnly: boolean;
   private readonly lock: VolumeLock | null;
 
+  /** The UFS tree: every namespace change goes through it (tree.ts). */
+  readonly tree: UfsTree;
+
   private constructor(
     readonly parentDir: string,
     readonly config: DdfsConfig,
@@ -131,6 +135,13 @@ export class Volume {
     this.devices = options.devices ?? fileDevices;
     this.readOnly = options.readOnly ?? false;
     this.lock = options.lock ?? null;
+    this.tree = new UfsTree(Buffer.from(`${this.rootDir}/`));
+    this.tree.addObserver({
+      afterChange: (change) => {
+        // an unlink or a rename over an existing file may drop the last reference to blocks (spec §8.6 step 1)
+        if (change.op === 'unlink' || change.op === 'rename') this.mayFindFreeBlocks = true;
+      },
+    });
   }
 
   /**
@@ -169,7 +180,7 @@ export class Volume {
    * opened read-only the UFS file is opened O_RDONLY (and a missing one is not created).
    * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
    */
-  async openFile(ufsPath: string, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
+  async openFile(ufsPath: string | Buffer, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
     const f = await UfsFile.open(this.store, ufsPath, this.readOnly
       ? { ...options, readOnly: true, create: false, truncate: false, devices: this.devices }
       : { ...options, devices: this.devices });
@@ -179,6 +190,24 @@ export class Volume {
     this.openFiles.add(f);
     f.onClosed = () => this.openFiles.delete(f);
     return f;
+  }
+
+  /**
+   * Open (or create, with `create`) the regular file at tree path `p` (bytes relative to ddfsroot, tree.ts): its
+   * UFS file, through the dedup layer. The caller shares one UfsFile per inode (the daemon's OpenFiles).
+   * @throws DdfsError BAD_HEADER; Node errors (ENOENT, EACCES…) unchanged
+   */
+  openTreeFile(p: Buffer, options: Omit<UfsOpenOptions, 'devices'> = {}): Promise<UfsFile> {
+    return this.openFile(this.tree.resolve(p), options);
+  }
+
+  /**
+   * Logical size of the closed regular file at tree path `p` (bytes relative to ddfsroot) from its UFS header, the
+   * reader's cheap peek (spec §7, §8.3); read with O_NOATIME, so a stat does not move the file's atime.
+   * @throws DdfsError BAD_HEADER; Node errors unchanged
+   */
+  readTreeFileSize(p: Buffer): Promise<number> {
+    return readUfsSize(this.tree.resolve(p), this.devices);
   }
 
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
@@ -212,22 +241,38 @@ export class Volume {
     return s;
   }
 
-  /** Run the online reclaim and return its report (spec §9); never two at once. */
-  async reclaimText(): Promise<string> {
-    return renderReclaimReport(await this.runReclaim(), this.config.blockCount);
+  /**
+   * Run the online reclaim and return its report (spec §9); never two at once. A failed reclaim (nothing freed)
+   * gives the reason instead of the report.
+   */
+  async reclaimText(testHooks: ReclaimTestHooks = {}): Promise<string> {
+    try {
+      return renderReclaimReport(await this.runReclaim(testHooks), this.config.blockCount);
+    } catch (err) {
+      if (err instanceof DdfsError) return renderReclaimFailure(err);
+      throw err;
+    }
   }
 
   /**
    * Run the online reclaim (spec §9) and update the auto-reclaim threshold (halving rule).
-   * @throws DdfsError CORRUPT when files reference unallocated blocks (fsck needed), READ_ONLY on a volume opened
-   *   read-only
+   * @param testHooks test-only: interleave changes with the walk, inject walk errors
+   * @throws DdfsError (nothing freed; logged once): IO on a walk error, CORRUPT when files reference unallocated
+   *   blocks or a UFS header is invalid (fsck needed), READ_ONLY on a volume opened read-only
    */
-  async runReclaim(): Promise<ReclaimReport> {
+  async runReclaim(testHooks: ReclaimTestHooks = {}): Promise<ReclaimReport> {
     if (this.readOnly) throw new DdfsError('READ_ONLY', `${this.parentDir}: no reclaim on a volume opened read-only`, { path: this.parentDir });
     if (this.reclaimRunning) return this.reclaimRunning;
     this.reclaimRunning = (async () => {
-      // nodes held back in open files must be on disk before the walk reads the UFS files
-      const report = await reclaim(this.store, this.rootDir, this.logger, () => this.writeHeldNodes());
+      const report = await reclaim({
+        store: this.store,
+        rootDir: this.rootDir,
+        tree: this.tree,
+        devices: this.devices,
+        logger: this.logger,
+        openFiles: () => this.openFiles,
+        hooks: testHooks,
+      });
       this.mayFindFreeBlocks = false;
       this.updateNextReclaim();
       this.logger.info(`reclaim: ${report.nodeDeleted} blocks freed, ${this.store.blockCountUsed} in use`);
@@ -274,7 +319,8 @@ export class Volume {
   async backgroundTick(): Promise<void> {
     try {
       await this.writeHeldNodes();
-      if (this.reclaimDue) await this.runReclaim();
+      // a failed reclaim has logged its reason and freed nothing; the next tick tries again
+      if (this.reclaimDue) await this.runReclaim().catch(() => undefined);
       if (this.store.changesSinceCheckpoint >= CHECKPOINT_TICK_CHANGE_COUNT) await this.store.checkpoint();
       const syncMs = (this.config.autoSync ?? 120) * 1000;
       if (Date.now() - this.lastSyncMs >= syncMs) {
