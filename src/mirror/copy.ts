@@ -1,0 +1,96 @@
+/**
+ * The transports of a pass (mirroring spec §4.15): both sides of `copy` in one process over an in-memory duplex,
+ * one side over a pair of Node streams (a child `mirrorddumbfs serve`, ssh's stdio), and `init-slave`.
+ * The same runMaster/runSlave code runs on every transport.
+ *
+ * Invariants: when one side fails, the streams are destroyed so the other side stops too; the slave's error (the
+ * one that explains a refusal) is preferred in the report.
+ */
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { readVolumeConfig } from '../volume/volume.js';
+import { listNames } from '../io/mirror_fs.js';
+import { ROOT_DIRECTORY } from '../format/layout.js';
+import { pathBytes } from '../util/path_text.js';
+import { RecordReader, RecordWriter } from './channel.js';
+import type { TreeAccess } from './digest.js';
+import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
+import { runSlave, type SlaveSummary } from './pass_slave.js';
+import { masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
+
+/** Options of a copy. */
+export interface CopyOptions {
+  access: TreeAccess;
+  allowMassDelete?: boolean;
+  checkpointRecordCount?: number;
+  progress?: MasterOptions['progress'];
+  report?: MasterOptions['report'];
+  /** Test hook: sees every master record's bytes (cut the stream by throwing). */
+  onMasterBytes?: RecordWriter['onBytes'];
+}
+
+/**
+ * One pass from the local master `src` to the local slave `dst`, both sides in this process.
+ * @throws DdfsError of either side (the slave's when both fail)
+ */
+export async function copyLocal(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
+  refuseMounted(src);
+  refuseMounted(dst);
+  const m2s = new PassThrough();
+  const s2m = new PassThrough();
+  const masterOut = await RecordWriter.create(m2s, true);
+  masterOut.onBytes = options.onMasterBytes ?? null;
+  const slaveOut = await RecordWriter.create(s2m, false);
+  const masterIn = await RecordReader.create(s2m);
+  const slaveIn = await RecordReader.create(m2s);
+  const stop = (err: unknown): never => {
+    m2s.destroy();
+    s2m.destroy();
+    throw err;
+  };
+  const results = await Promise.allSettled([
+    runMaster(src, masterOut, { access: options.access, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report }).catch(stop),
+    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete }).catch(stop),
+  ]);
+  const [m, s] = results;
+  if (s.status === 'rejected') throw s.reason;
+  if (m.status === 'rejected') throw m.reason;
+  return { master: m.value, slave: s.value };
+}
+
+/** The master side over a stream pair (the far side is `serve` or `write`). */
+export async function masterOverStreams(src: string, out: Writable, input: Readable | null, options: CopyOptions): Promise<PassSummary> {
+  const writer = await RecordWriter.create(out, true);
+  writer.onBytes = options.onMasterBytes ?? null;
+  const reader = input === null ? null : await RecordReader.create(input);
+  return runMaster(src, writer, { access: options.access, input: reader, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report });
+}
+
+/** The slave side over a stream pair (`serve`, or `write` with out = null). */
+export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary> {
+  const reader = await RecordReader.create(input);
+  const writer = out === null ? null : await RecordWriter.create(out, false);
+  return runSlave(dst, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
+}
+
+/**
+ * Bind the empty volume `slave` to `master`'s lineage (mirrorddumbfs init-slave). The master gets its uuids on
+ * first use.
+ * @throws DdfsError INVALID (not empty, another block size or hash, already bound, the master is a slave), MOUNTED
+ */
+export async function initSlave(slave: string, master: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
+  refuseMounted(slave);
+  const [cs, cm] = await Promise.all([readVolumeConfig(slave), readVolumeConfig(master)]);
+  if (cs.blockSize !== cm.blockSize) throw new DdfsError('INVALID', `${slave}: block size ${cs.blockSize}, the master's is ${cm.blockSize}: a replica needs the same block size`, { path: slave });
+  if (cs.hashName !== cm.hashName) throw new DdfsError('INVALID', `${slave}: hash ${cs.hashName}, the master's is ${cm.hashName}: a replica needs the same hash`, { path: slave });
+  if (path.resolve(slave) === path.resolve(master)) throw new DdfsError('INVALID', `${slave}: the slave and the master are the same volume`, { path: slave });
+  const existing = readMirrorState(slave);
+  if (existing !== null) throw new DdfsError('INVALID', `${slave}: already a ${existing.role} of ${existing.sharedUuid}`, { path: slave });
+  const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
+  if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
+  const ms = masterState(master);
+  const ss = slaveStateFor(ms);
+  writeMirrorState(slave, ss);
+  return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };
+}
