@@ -44,14 +44,15 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   const slaveOut = await RecordWriter.create(s2m, false);
   const masterIn = await RecordReader.create(s2m);
   const slaveIn = await RecordReader.create(m2s);
-  const stop = (err: unknown): never => {
-    m2s.destroy();
-    s2m.destroy();
+  // a side that fails ends its own direction (the peer reads what was sent, then the end) and drains the other
+  const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
+    if (!out.writableEnded) out.end();
+    other.resume();
     throw err;
   };
   const results = await Promise.allSettled([
-    runMaster(src, masterOut, { access: options.access, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report }).catch(stop),
-    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete }).catch(stop),
+    runMaster(src, masterOut, { access: options.access, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report }).catch(endOf(m2s, s2m)),
+    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete }).catch(endOf(s2m, m2s)),
   ]);
   const [m, s] = results;
   if (s.status === 'rejected') throw s.reason;

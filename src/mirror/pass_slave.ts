@@ -127,7 +127,10 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     if (st === null) return 0;
     if (st.kind !== 'dir') return 1;
     let n = 1;
-    for (const name of listNames(p)) n += countTree(joinPathBytes(p, name));
+    for (const name of listNames(p)) {
+      if (p.equals(rootDir) && RESERVED.some((r) => r.equals(name))) continue;
+      n += countTree(joinPathBytes(p, name));
+    }
     return n;
   };
 
