@@ -110,8 +110,8 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
   const t0 = Date.now();
   refuseMounted(parentDir);
   const parent = path.resolve(parentDir);
-  const state = masterState(parent);
   const cfg = await readVolumeConfig(parent);
+  const state = masterState(parent);
   const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true });
   const store = await BlockStore.open(parent, cfg, { readOnly: true });
   const input = options.input;
