@@ -16,7 +16,7 @@ import { readMirrorState } from '../mirror/state.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
 import { dumpLines } from '../mirror/dump.js';
 import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine } from '../mirror/verify.js';
-import { makeProgram, runCommand, UsageError } from './common.js';
+import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
 const NAME = 'mirrorddumbfs';
@@ -104,7 +104,13 @@ export async function main(argv: string[]): Promise<number> {
     });
   const passOptions = (c: ReturnType<typeof program.command>): typeof c => c
     .option('-p, --progress', 'plain progress lines on standard error')
-    .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries');
+    .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
+    .option('--checkpoint-records <N>', 'records between two CHECKPOINTs (default 2000): what a cut pass resends at most',
+      optionParser('record count', (t) => {
+        const n = Number(t);
+        if (!Number.isInteger(n) || n < 1) throw new Error('a positive integer');
+        return n;
+      }));
   const remoteOptions = (c: ReturnType<typeof program.command>): typeof c => c
     .option('-e, --rsh <CMD>', 'the remote shell for host:PATH endpoints (split on spaces, as rsync does)', 'ssh')
     .option('--mirror-path <PATH>', 'the mirrorddumbfs command on the remote host (as rsync\'s --rsync-path)', 'mirrorddumbfs');
@@ -202,12 +208,14 @@ interface PassFlags {
   allowMassDelete?: boolean;
   rsh?: string;
   mirrorPath?: string;
+  checkpointRecords?: number;
 }
 
 function passCopyOptions(opts: PassFlags): CopyOptions {
   return {
     access: nodeTreeAccess,
     allowMassDelete: opts.allowMassDelete === true,
+    checkpointRecordCount: opts.checkpointRecords,
     progress: opts.progress ? (l) => process.stderr.write(`${NAME}: ${l}\n`) : undefined,
     report: (l) => process.stderr.write(`${NAME}: ${l}\n`),
   };
@@ -247,7 +255,7 @@ function spawnRemote(endpoint: string, role: 'master' | 'slave', opts: PassFlags
       process.stderr.write(`${NAME}: cannot run ${rsh[0]}: ${err.message}\n`);
       resolve(255);
     });
-    child.on('close', (code) => resolve(code ?? 255));
+    child.on('exit', (code) => resolve(code ?? 255));
   });
   return { child, done };
 }
@@ -263,6 +271,7 @@ async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<n
     const { child, done } = spawnRemote(dst, 'slave', opts);
     try {
       const s = await masterOverStreams(src, child.stdin!, child.stdout!, options);
+      child.stdout!.resume(); // the slave's last records (its TERM) are not read: drain them so it can exit
       const code = await done;
       if (code !== 0) throw new DdfsError('IO', `${dst}: the remote side exited with status ${code}`);
       return summaryExit(s, process.stdout);
@@ -276,6 +285,7 @@ async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<n
   const { child, done } = spawnRemote(src, 'master', opts);
   try {
     const s = await slaveOverStreams(dst, child.stdout!, child.stdin!, options);
+    child.stdout!.resume();
     const code = await done;
     process.stdout.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
     return code === 0 ? EXIT.OK : EXIT.ERROR;

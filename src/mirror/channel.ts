@@ -54,7 +54,13 @@ export class RecordWriter {
   /** End the Writable (after TERM or ERROR) and wait until its bytes are handed on. */
   async end(): Promise<void> {
     if (this.out.writableEnded || this.out.destroyed) return;
-    await new Promise<void>((resolve) => this.out.end(() => resolve()));
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      this.out.once('finish', done);
+      this.out.once('close', done);
+      this.out.once('error', done);
+      this.out.end();
+    });
   }
 }
 
