@@ -15,7 +15,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
-import { copyLocal, initSlave, slaveOverStreams } from '../src/mirror/copy.js';
+import { copyLocal, initSlave, masterOverStreams, slaveOverStreams } from '../src/mirror/copy.js';
+import { FileContentHasher } from '../src/mirror/digest.js';
 import { readMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
 import { BlockStore } from '../src/store/block_store.js';
@@ -284,5 +285,73 @@ describe('mirror pass by content (in process)', () => {
     await initSlave(s, master);
     await expect(initSlave(s, master)).rejects.toThrow(/already a slave of/);
     expect(fs.existsSync(path.join(full, 'ddfsmirror'))).toBe(false);
+  }, 60_000);
+
+  /** A one-way stream of `master` as bytes (what `read` writes). */
+  async function readStream(master: string): Promise<Buffer> {
+    const out = new PassThrough();
+    const chunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    await masterOverStreams(master, out, null, { access: nodeTreeAccess });
+    return Buffer.concat(chunks);
+  }
+
+  function feed(bytes: Buffer): PassThrough {
+    const s = new PassThrough();
+    s.end(bytes);
+    return s;
+  }
+
+  it('replaying a one-way pass is idempotent: every op a no-op, verify still empty', async () => {
+    const { master, slave } = await pair();
+    await buildTree(master);
+    const bytes = await readStream(master);
+    const first = await slaveOverStreams(slave, feed(bytes), null, { access: nodeTreeAccess });
+    expect(first.committed).toBe(true);
+    expect(await verifyLines(master, slave)).toEqual([]);
+    const again = await slaveOverStreams(slave, feed(bytes), null, { access: nodeTreeAccess });
+    expect(again.committed).toBe(true);
+    // the files with one name are byte-equal already: no rename
+    expect(again.opsNoop).toBeGreaterThanOrEqual(7);
+    expect(again.deleted).toBe(0);
+    expect(again.filesApplied).toBe(0);
+    expect(await verifyLines(master, slave)).toEqual([]);
+  }, 120_000);
+
+  /** A forged one-way stream from `master`'s identity with `body` records between PASS_BEGIN and COMMIT. */
+  async function forged(master: string, body: (enc: StreamEncoder) => Buffer[]): Promise<Buffer> {
+    const ms = readMirrorState(master)!;
+    const cfg = await readVolumeConfig(master);
+    const enc = await StreamEncoder.create();
+    const passId = Buffer.alloc(16, 9);
+    return Buffer.concat([
+      enc.encode({ type: 'HELLO', version: 1, role: 'master', sharedUuid: Buffer.from(ms.sharedUuid, 'hex'), uniqueUuid: Buffer.from(ms.uniqueUuid, 'hex'), generation: 1, blockSize: BS, hashAlgo: cfg.hashName, hashSize: cfg.hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0 }),
+      enc.encode({ type: 'PASS_BEGIN', passId, tidBeg: 0n, tidEnd: 0n, mode: 'full' }),
+      ...body(enc),
+      enc.encode({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: 'exact' }),
+      enc.encode({ type: 'TERM', reason: 0 }),
+    ]);
+  }
+
+  it('hostile names: a reserved root name and a path through a symlink planted on the slave are refused, nothing outside touched', async () => {
+    const { master, slave } = await pair();
+    const meta = { mode: 0o755, uid: 0, gid: 0, mtimeNs: 0n, atimeNs: 0n };
+    const stateBefore = fs.readFileSync(path.join(slave, 'ddfsmirror', 'state'));
+    const reserved = await forged(master, (enc) => [enc.encode({ type: 'DIR', path: Buffer.from('ddfsmirror'), meta, tid: 0n })]);
+    await expect(slaveOverStreams(slave, feed(reserved), null, { access: nodeTreeAccess })).rejects.toThrow(/path "?ddfsmirror"?: a reserved name of the root: refused/);
+    expect(fs.readdirSync(path.join(slave, 'ddfsmirror')).filter((n) => n !== 'staging')).toEqual(['state']);
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-outside-'));
+    fs.symlinkSync(outside, ufsAbs(slave, 'a'));
+    const cfg = await readVolumeConfig(master);
+    const through = await forged(master, (enc) => [
+      enc.encode({ type: 'FILE_BEGIN', path: Buffer.from('a/x'), meta: { ...meta, mode: 0o644 }, sizeBytes: 0n, nodeCount: 0n, tid: 0n, linkGroup: 0n }),
+      enc.encode({ type: 'FILE_END', digest: new FileContentHasher(0, cfg.hashSize).digest() }),
+    ]);
+    await expect(slaveOverStreams(slave, feed(through), null, { access: nodeTreeAccess })).rejects.toThrow(/path \S*a\/x\S*: \S*a\S* is not a directory on the slave: refused/);
+    expect(fs.readdirSync(outside)).toEqual([]);
+    fs.rmSync(outside, { recursive: true });
+    expect(readMirrorState(slave)!.claim).toBeNull();
+    expect(fs.readFileSync(path.join(slave, 'ddfsmirror', 'state')).length).toBeGreaterThan(0);
+    void stateBefore;
   }, 60_000);
 });

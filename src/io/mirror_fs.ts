@@ -98,6 +98,8 @@ export function ensureDirectory(dir: string | Buffer, mode = 0o755): void {
 /** What lstat says, or null when nothing is there. */
 export interface EntryStat {
   kind: 'file' | 'dir' | 'symlink' | 'special';
+  /** The kind of a special file, else null. */
+  special: 'fifo' | 'char' | 'block' | 'socket' | null;
   mode: number;
   uid: number;
   gid: number;
@@ -119,10 +121,20 @@ export function lstatOrNull(p: Buffer): EntryStat | null {
     throw err;
   }
   const kind = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'special';
+  const special = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isSocket() ? 'socket' : null;
   return {
-    kind, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, ino: st.ino,
+    kind, special, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, ino: st.ino,
     nlink: Number(st.nlink), rdev: st.rdev, sizeBytes: st.size,
   };
+}
+
+/** readlink of `p` as raw bytes, or null when it is not a symlink or absent. */
+export function readLinkOrNull(p: Buffer): Buffer | null {
+  try {
+    return fs.readlinkSync(p, { encoding: 'buffer' });
+  } catch {
+    return null;
+  }
 }
 
 /** The names in directory `dir` (raw bytes). @throws Node errors */

@@ -27,7 +27,7 @@ import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
 } from '../io/mirror_fs.js';
 import { BlockStore } from '../store/block_store.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -151,6 +151,11 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     removeTree(p);
   };
 
+  /** Remove what an upsert replaces (a type change): not a deletion for the mass-delete bound, DIRLIST counted it. */
+  const replace = (p: Buffer): void => {
+    removeTree(p);
+  };
+
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
     // deletions of this window: refuse before anything changes
@@ -193,7 +198,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
       const st = lstatOrNull(target);
       switch (o.op) {
         case 'dir': {
-          if (st !== null && st.kind !== 'dir') remove(target);
+          if (st !== null && st.kind !== 'dir') replace(target);
           if (st === null || st.kind !== 'dir') makeDirectory(target, o.meta.mode & 0o7777);
           setMeta(target, o.meta, false);
           touched.add(target.toString('latin1'));
@@ -213,31 +218,42 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
           break;
         }
         case 'file': {
-          if (st !== null && st.kind === 'file' && st.nlink === 1 && o.linkGroup === 0n && st.mode === (o.meta.mode & 0o7777)
+          // a no-op when the target holds the same node list and metadata, and is shared exactly when a link group says so
+          if (st !== null && st.kind === 'file' && (st.nlink === 1) === (o.linkGroup === 0n) && st.mode === (o.meta.mode & 0o7777)
             && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
             const a = readBytesOrNull(target);
             const b = readBytesOrNull(o.staged);
             if (a !== null && b !== null && a.equals(b)) {
               removeTree(o.staged);
+              if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
               summary.opsNoop++;
               break;
             }
           }
-          if (st !== null && st.kind === 'dir') remove(target);
+          if (st !== null && st.kind === 'dir') replace(target);
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
           break;
         }
         case 'symlink': {
-          if (st !== null) remove(target);
+          if (st !== null && st.kind === 'symlink' && readLinkOrNull(target)?.equals(o.target) && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
+            summary.opsNoop++;
+            break;
+          }
+          if (st !== null) replace(target);
           makeSymlink(o.target, target);
           setMeta(target, o.meta, true);
           later.push({ path: target, mtimeNs: o.meta.mtimeNs });
           break;
         }
         case 'special': {
-          if (st !== null) remove(target);
+          if (st !== null && st.kind === 'special' && st.rdev === o.rdev && st.mode === (o.meta.mode & 0o7777) && st.uid === o.meta.uid && st.gid === o.meta.gid
+            && st.mtimeNs === o.meta.mtimeNs && st.special === o.kind) {
+            summary.opsNoop++;
+            break;
+          }
+          if (st !== null) replace(target);
           const at = target.lastIndexOf(SLASH);
           await makeSpecial(target.subarray(0, at), target.subarray(at + 1), o.kind, o.rdev, o.meta.mode);
           setMeta(target, o.meta, false);
@@ -252,7 +268,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             summary.opsNoop++;
             break;
           }
-          if (st !== null) remove(target);
+          if (st !== null) replace(target);
           makeHardLink(abs(first!), target);
           break;
         }
