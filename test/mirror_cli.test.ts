@@ -105,6 +105,19 @@ describe('mirrorddumbfs commands', () => {
     expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
   }, 240_000);
 
+  it('-p prints plain progress lines on stderr (one at each CHECKPOINT), the summary on stdout', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 20);
+    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    const c = run(['copy', '-p', '--checkpoint-records', '10', master, slave]);
+    expect(c.status).toBe(0);
+    const lines = c.stderr.split('\n').filter((l) => l !== '');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, at \S+$/);
+    expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 23 files visited, 21 files sent, 40 blocks sent, 0 blocks already held/);
+  }, 120_000);
+
   it('a mounted slave is refused with one line, exit 1, nothing changed', async () => {
     const master = await volume();
     const slave = await volume();

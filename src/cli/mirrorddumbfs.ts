@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
 import { copyLocal, initSlave, masterOverStreams, slaveOverStreams, type CopyOptions } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
@@ -211,18 +212,43 @@ interface PassFlags {
   checkpointRecords?: number;
 }
 
-function passCopyOptions(opts: PassFlags): CopyOptions {
+/** The ora spinner of copy on a terminal (a terminal of 0 columns, as under script(1), gets none). */
+let spinner: Ora | null = null;
+
+function stopSpinner(): void {
+  spinner?.stop();
+  spinner = null;
+}
+
+/** Write a line on stderr without tearing the spinner. */
+function stderrLine(line: string): void {
+  if (spinner) {
+    spinner.clear();
+    process.stderr.write(line);
+    spinner.render();
+  } else {
+    process.stderr.write(line);
+  }
+}
+
+function passCopyOptions(opts: PassFlags, spin = false): CopyOptions {
+  const tty = spin && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && opts.progress !== true;
   return {
     access: nodeTreeAccess,
     allowMassDelete: opts.allowMassDelete === true,
     checkpointRecordCount: opts.checkpointRecords,
-    progress: opts.progress ? (l) => process.stderr.write(`${NAME}: ${l}\n`) : undefined,
-    report: (l) => process.stderr.write(`${NAME}: ${l}\n`),
+    progress: opts.progress ? (l) => process.stderr.write(`${NAME}: progress ${l}\n`)
+      : tty ? (l) => {
+        spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
+        spinner.text = l;
+      } : undefined,
+    report: (l) => stderrLine(`${NAME}: ${l}\n`),
   };
 }
 
 /** The exit code of a finished master side: 1 when a corrupt master block kept a file back. */
 function summaryExit(s: PassSummary, to: NodeJS.WriteStream): number {
+  stopSpinner();
   to.write(`${NAME}: ${renderSummary(s)}\n`);
   return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
 }
@@ -261,7 +287,15 @@ function spawnRemote(endpoint: string, role: 'master' | 'slave', opts: PassFlags
 }
 
 async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<number> {
-  const options = passCopyOptions(opts);
+  try {
+    return await copyPass(src, dst, opts);
+  } finally {
+    stopSpinner();
+  }
+}
+
+async function copyPass(src: string, dst: string, opts: PassFlags): Promise<number> {
+  const options = passCopyOptions(opts, true);
   if (isRemote(src) && isRemote(dst)) throw new UsageError('copy between two remote endpoints is not supported: run it on one of the hosts');
   if (!isRemote(src) && !isRemote(dst)) {
     const r = await copyLocal(src, dst, options);

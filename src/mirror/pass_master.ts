@@ -66,6 +66,8 @@ export interface MasterOptions {
 export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
 
 const EMPTY = Buffer.alloc(0);
+/** At most one progress line a second between CHECKPOINTs (one at each CHECKPOINT). */
+const PROGRESS_INTERVAL_MS = 1000;
 
 function entryTypeOf(r: EntryRecord): EntryType {
   if (r.kind === 'file') return 'file';
@@ -145,8 +147,9 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
       await out.send({ type: 'CHECKPOINT', keyCur: key });
       recordsAtCheckpoint = c.records;
       bytesAtCheckpoint = c.bytes;
+      lastProgress = 0; // a progress line at every CHECKPOINT
     }
-    if (options.progress && Date.now() - lastProgress >= 1000) {
+    if (options.progress && Date.now() - lastProgress >= PROGRESS_INTERVAL_MS) {
       lastProgress = Date.now();
       options.progress(`files ${summary.filesVisited}, blocks sent ${summary.blocksSent}, held ${summary.blocksHeld}, ${out.counters.bytes} bytes, at ${pathText(key)}`);
     }
