@@ -354,4 +354,22 @@ describe('mirror pass by content (in process)', () => {
     expect(fs.readFileSync(path.join(slave, 'ddfsmirror', 'state')).length).toBeGreaterThan(0);
     void stateBefore;
   }, 60_000);
+
+  it('a new name for a hard-link group whose other names did not change joins the group on the slave', async () => {
+    const { master, slave } = await pair();
+    mkdirUfs(master, 'a');
+    mkdirUfs(master, 'b');
+    await withVolume(master, (v) => writeUfsFile(v, 'a/x', block('hl', 2)));
+    linkUfs(master, 'a/x', 'b/y');
+    await copy(master, slave);
+    expect(await verifyLines(master, slave)).toEqual([]);
+    mkdirUfs(master, 'c');
+    linkUfs(master, 'a/x', 'c/z');
+    const r = await copy(master, slave);
+    expect(r.master.blocksSent).toBe(0);
+    expect(await verifyLines(master, slave)).toEqual([]);
+    const ino = fs.statSync(ufsAbs(slave, 'a/x')).ino;
+    expect(fs.statSync(ufsAbs(slave, 'b/y')).ino).toBe(ino);
+    expect(fs.statSync(ufsAbs(slave, 'c/z')).ino).toBe(ino);
+  }, 60_000);
 });

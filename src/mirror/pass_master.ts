@@ -187,6 +187,12 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
   const sendFile = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
     const group = rec.link.length > 0 ? (linkGroups.get(rec.link.toString('latin1')) ?? BigInt(linkGroups.size + 1)) : 0n;
     if (group !== 0n) linkGroups.set(rec.link.toString('latin1'), group);
+    if (group !== 0n && !sentGroups.has(group) && !rec.link.equals(rel)) {
+      // a new name of a group whose first name did not change (its subtree matched): send the group under its first
+      // name (a no-op on a slave that has it), so this name can join that inode instead of becoming another one
+      const first = await digests.entry(rec.link);
+      if (first !== null && first.kind === 'file' && first.link.equals(rec.link)) await sendFile(rec.link, first);
+    }
     if (group !== 0n && sentGroups.has(group)) {
       await out.send({ type: 'LINK', path: rel, linkGroup: group });
       return;
