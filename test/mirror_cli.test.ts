@@ -147,11 +147,15 @@ describe('mirrorddumbfs over a real sshd', () => {
 
   const remoteArgs = (): string[] => ['-e', sshd.sshCommand, '--mirror-path', BIN];
 
-  it('copy to user@127.0.0.1:PATH, then verify is empty', async () => {
+  it('init-slave --from user@127.0.0.1:PATH, copy to user@127.0.0.1:PATH, verify is empty, pull back', async () => {
     const master = await volume();
     const slave = await volume();
     await tree(master, 5);
-    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    // init-slave --from host:PATH: the master's identity comes over ssh (its uuids are made there on first use)
+    const init = run(['init-slave', ...remoteArgs(), slave, '--from', `${sshd.destination}:${master}`]);
+    expect(init.stderr).toBe('');
+    expect(init.status).toBe(0);
+    expect(readMirrorState(slave)!.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);
     const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
     expect(c.stderr).toBe('');
     expect(c.status).toBe(0);

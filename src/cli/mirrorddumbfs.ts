@@ -11,7 +11,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
-import { copyLocal, initSlave, masterOverStreams, slaveOverStreams, type CopyOptions } from '../mirror/copy.js';
+import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
 import { readMirrorState } from '../mirror/state.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
@@ -120,8 +120,8 @@ export async function main(argv: string[]): Promise<number> {
     .description('bind the empty volume SLAVE to the lineage of MASTER (same block size and hash)')
     .argument('<SLAVE>', 'the replica (parent directory), empty')
     .requiredOption('--from <MASTER>', 'the master volume (parent directory)'))
-    .action((slave: string, opts: { from: string }) => {
-      action = () => initSlaveCommand(slave, opts.from);
+    .action((slave: string, opts: { from: string } & PassFlags) => {
+      action = () => initSlaveCommand(slave, opts.from, opts);
     });
   remoteOptions(passOptions(program
     .command('copy')
@@ -150,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('the far side of an ssh endpoint: run one side of a pass on standard input/output')
     .requiredOption('--restrict <ROOT>', 'refuse any volume outside ROOT')
     .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
-    .argument('<ROLE>', 'master or slave')
+    .argument('<ROLE>', 'master, slave, or identity (print the master\'s identity as JSON, for init-slave --from host:PATH)')
     .argument('<VOLUME>', 'the volume (parent directory)')
     .action((role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }) => {
       action = () => serveCommand(role, vol, opts);
@@ -253,9 +253,26 @@ function summaryExit(s: PassSummary, to: NodeJS.WriteStream): number {
   return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
 }
 
-async function initSlaveCommand(slave: string, master: string): Promise<number> {
-  if (isRemote(slave) || isRemote(master)) throw new UsageError('init-slave over ssh is not supported yet: run it on the slave\'s host with a local --from');
-  const r = await initSlave(slave, master);
+async function initSlaveCommand(slave: string, master: string, opts: PassFlags): Promise<number> {
+  if (isRemote(slave)) throw new UsageError(`${slave}: init-slave binds a local slave: run it on the slave's host (--from may be host:PATH)`);
+  let r: { sharedUuid: string; uniqueUuid: string };
+  if (isRemote(master)) {
+    const { child, done } = spawnRemote(master, 'identity', opts);
+    child.stdin!.end();
+    const chunks: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+    const code = await done;
+    if (code !== 0) throw new DdfsError('IO', `${master}: the remote side exited with status ${code}`);
+    let id: MasterIdentity;
+    try {
+      id = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MasterIdentity;
+    } catch {
+      throw new DdfsError('CORRUPT', `${master}: the remote side did not answer with the master's identity`);
+    }
+    r = await bindSlave(slave, id, master);
+  } else {
+    r = await initSlave(slave, master);
+  }
   process.stdout.write(`${slave}: slave of ${r.sharedUuid} (unique uuid ${r.uniqueUuid})\n`);
   return EXIT.OK;
 }
@@ -266,7 +283,7 @@ function shellQuote(s: string): string {
 }
 
 /** Start `serve ROLE PATH` on the host of `endpoint` through the remote shell. */
-function spawnRemote(endpoint: string, role: 'master' | 'slave', opts: PassFlags): { child: ChildProcess; done: Promise<number> } {
+function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity', opts: PassFlags): { child: ChildProcess; done: Promise<number> } {
   const colon = endpoint.indexOf(':');
   const host = endpoint.slice(0, colon);
   const remotePath = endpoint.slice(colon + 1);
@@ -357,7 +374,11 @@ async function serveCommand(role: string, vol: string, opts: { restrict: string;
     const s = await masterOverStreams(target, process.stdout, process.stdin, options);
     return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
   }
-  throw new UsageError(`serve: role must be master or slave, not ${role}`);
+  if (role === 'identity') {
+    process.stdout.write(`${JSON.stringify(await masterIdentity(target))}\n`);
+    return EXIT.OK;
+  }
+  throw new UsageError(`serve: role must be master, slave or identity, not ${role}`);
 }
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {

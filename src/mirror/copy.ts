@@ -75,23 +75,51 @@ export async function slaveOverStreams(dst: string, input: Readable, out: Writab
   return runSlave(dst, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
 }
 
+/** What a slave needs of its master to bind to it (what `serve identity` prints as JSON). */
+export interface MasterIdentity {
+  sharedUuid: string;
+  lineage: number;
+  generation: number;
+  blockSize: number;
+  hashName: string;
+}
+
 /**
- * Bind the empty volume `slave` to `master`'s lineage (mirrorddumbfs init-slave). The master gets its uuids on
- * first use.
- * @throws DdfsError INVALID (not empty, another block size or hash, already bound, the master is a slave), MOUNTED
+ * The identity of the master volume `master` (its uuids are made on first use).
+ * @throws DdfsError NOT_FOUND/BAD_CONFIG (not a volume), INVALID (it is a slave)
  */
-export async function initSlave(slave: string, master: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
+export async function masterIdentity(master: string): Promise<MasterIdentity> {
+  const cm = await readVolumeConfig(master);
+  const ms = masterState(master);
+  return { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName };
+}
+
+/**
+ * Bind the empty volume `slave` to the master of identity `master` (described by `label` in messages).
+ * @throws DdfsError INVALID (not empty, another block size or hash, already bound), MOUNTED
+ */
+export async function bindSlave(slave: string, master: MasterIdentity, label: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
   refuseMounted(slave);
-  const [cs, cm] = await Promise.all([readVolumeConfig(slave), readVolumeConfig(master)]);
-  if (cs.blockSize !== cm.blockSize) throw new DdfsError('INVALID', `${slave}: block size ${cs.blockSize}, the master's is ${cm.blockSize}: a replica needs the same block size`, { path: slave });
-  if (cs.hashName !== cm.hashName) throw new DdfsError('INVALID', `${slave}: hash ${cs.hashName}, the master's is ${cm.hashName}: a replica needs the same hash`, { path: slave });
-  if (path.resolve(slave) === path.resolve(master)) throw new DdfsError('INVALID', `${slave}: the slave and the master are the same volume`, { path: slave });
+  const cs = await readVolumeConfig(slave);
+  if (cs.blockSize !== master.blockSize) throw new DdfsError('INVALID', `${slave}: block size ${cs.blockSize}, the master's is ${master.blockSize}: a replica needs the same block size`, { path: slave });
+  if (cs.hashName !== master.hashName) throw new DdfsError('INVALID', `${slave}: hash ${cs.hashName}, the master's is ${master.hashName}: a replica needs the same hash`, { path: slave });
   const existing = readMirrorState(slave);
   if (existing !== null) throw new DdfsError('INVALID', `${slave}: already a ${existing.role} of ${existing.sharedUuid}`, { path: slave });
   const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
   if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
-  const ms = masterState(master);
-  const ss = slaveStateFor(ms);
+  const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null });
   writeMirrorState(slave, ss);
+  void label;
   return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };
+}
+
+/**
+ * Bind the empty volume `slave` to `master`'s lineage (mirrorddumbfs init-slave), both local.
+ * @throws as masterIdentity and bindSlave; INVALID when both are the same volume
+ */
+export async function initSlave(slave: string, master: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
+  refuseMounted(slave);
+  if (path.resolve(slave) === path.resolve(master)) throw new DdfsError('INVALID', `${slave}: the slave and the master are the same volume`, { path: slave });
+  await readVolumeConfig(slave);
+  return bindSlave(slave, await masterIdentity(master), master);
 }
