@@ -372,4 +372,17 @@ describe('mirror pass by content (in process)', () => {
     expect(fs.statSync(ufsAbs(slave, 'b/y')).ino).toBe(ino);
     expect(fs.statSync(ufsAbs(slave, 'c/z')).ino).toBe(ino);
   }, 60_000);
+
+  it('a slave whose block file fills up aborts the pass cleanly: one line, no claim, nothing applied', async () => {
+    const master = await volume();
+    const small = await makeTempVolume({ blockSize: BS, size: '1M' });
+    volumes.push(small);
+    await initSlave(small.parent, master);
+    await withVolume(master, async (v) => {
+      for (let k = 0; k < 10; k++) await writeUfsFile(v, `big${k}`, block(`fill${k}`, 40));
+    });
+    await expect(copy(master, small.parent)).rejects.toThrow(/cannot store a block: no (space left in the block file|free block)/);
+    expect(readMirrorState(small.parent)!.claim).toBeNull();
+    expect(fs.readdirSync(ufsAbs(small.parent, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+  }, 60_000);
 });

@@ -6,7 +6,6 @@
  * Invariants: a reader yields a record only after every check of the codec; a fault or a premature end throws the
  * codec's DdfsError naming the seq. A writer never writes after TERM or ERROR (the encoder asserts it).
  */
-import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
 
@@ -46,9 +45,23 @@ export class RecordWriter {
     }
     if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');
     const ok = this.out.write(bytes);
-    if (!ok && this.waitForDrain) {
-      await Promise.race([once(this.out, 'drain'), once(this.out, 'close').then(() => { throw new Error('the stream closed'); })]);
-    }
+    if (!ok && this.waitForDrain) await this.drained();
+  }
+
+  /** Wait for 'drain'; reject when the Writable closes first. Leaves no listener behind. */
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        this.out.off('drain', onDrain);
+        this.out.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = (): void => done();
+      const onClose = (): void => done(new Error('the stream closed'));
+      this.out.on('drain', onDrain);
+      this.out.on('close', onClose);
+    });
   }
 
   /** End the Writable (after TERM or ERROR) and wait until its bytes are handed on. */

@@ -44,10 +44,11 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   const slaveOut = await RecordWriter.create(s2m, false);
   const masterIn = await RecordReader.create(s2m);
   const slaveIn = await RecordReader.create(m2s);
-  // a side that fails ends its own direction (the peer reads what was sent, then the end) and drains the other
+  // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
+  // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
   const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
     if (!out.writableEnded) out.end();
-    other.resume();
+    other.destroy();
     throw err;
   };
   const results = await Promise.allSettled([
