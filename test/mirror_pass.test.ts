@@ -17,7 +17,7 @@ import { PassThrough } from 'node:stream';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave, masterOverStreams, slaveOverStreams } from '../src/mirror/copy.js';
 import { FileContentHasher } from '../src/mirror/digest.js';
-import { readMirrorState } from '../src/mirror/state.js';
+import { readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
 import { BlockStore } from '../src/store/block_store.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
@@ -384,5 +384,32 @@ describe('mirror pass by content (in process)', () => {
     await expect(copy(master, small.parent)).rejects.toThrow(/cannot store a block: no (space left in the block file|free block)/);
     expect(readMirrorState(small.parent)!.claim).toBeNull();
     expect(fs.readdirSync(ufsAbs(small.parent, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+  }, 60_000);
+
+  it('a one-way stream with one flipped byte is rejected naming the seq: nothing applied, no claim', async () => {
+    const { master, slave } = await pair();
+    await buildTree(master);
+    const bytes = await readStream(master);
+    const bad = Buffer.from(bytes);
+    bad[bad.length - 200] ^= 0x01; // inside one of the last records (a FILE_* or DIRLIST), after every BLOCK
+    await expect(slaveOverStreams(slave, feed(bad), null, { access: nodeTreeAccess })).rejects.toThrow(/^DDMS stream: seq \d+: /);
+    expect(readMirrorState(slave)!.claim).toBeNull();
+    expect(fs.readdirSync(ufsAbs(slave, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+  }, 60_000);
+
+  it('forged resume data (a key_cur the master does not have) starts a fresh pass, which still converges', async () => {
+    const { master, slave } = await pair();
+    await withVolume(master, (v) => writeUfsFile(v, 'only', block('only')));
+    // a key that is not a path at all (the slave drops it), and a path the master does not have (the master does)
+    for (const key of ['../../etc', 'not/on/the/master']) {
+      await withVolume(master, (v) => writeUfsFile(v, 'only', block(key)));
+      const st = readMirrorState(slave)!;
+      writeMirrorState(slave, { ...st, pass: { passId: 'cd'.repeat(16), keyCurHex: Buffer.from(key).toString('hex'), recordsApplied: 3, startedAt: 'then' } });
+      const r = await copy(master, slave);
+      expect(r.master.resumed, key).toBe(false);
+      expect(await verifyLines(master, slave)).toEqual([]);
+      expect(readMirrorState(slave)!.pass).toBeNull();
+      expect(readMirrorState(slave)!.claim?.passId).not.toBe('cd'.repeat(16));
+    }
   }, 60_000);
 });

@@ -35,7 +35,7 @@ import { readVolumeConfig } from '../volume/volume.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
 import { REASON, refuseMounted } from './pass_master.js';
-import type { DirEntry, EntryType, Meta, SpecialKind } from './record_body.js';
+import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
 import { mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
 
@@ -292,7 +292,8 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
           : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     if (out !== null) {
-      const pending = state.pass;
+      // resume data that is not even a valid key (a damaged state file) is dropped: a fresh pass is always safe
+      const pending = state.pass !== null && pathProblem(Buffer.from(state.pass.keyCurHex, 'hex')) === null ? state.pass : null;
       await out.send({
         type: 'HELLO', version: STREAM_VERSION, role: 'slave', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
         generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: state.claim === null ? 'none' : state.claim.claimKind,
