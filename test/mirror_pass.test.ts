@@ -17,6 +17,7 @@ import { PassThrough } from 'node:stream';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave, masterOverStreams, slaveOverStreams } from '../src/mirror/copy.js';
 import { FileContentHasher } from '../src/mirror/digest.js';
+import { activePassPins } from '../src/mirror/pass_slave.js';
 import { readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
 import { BlockStore } from '../src/store/block_store.js';
@@ -411,5 +412,22 @@ describe('mirror pass by content (in process)', () => {
       expect(readMirrorState(slave)!.pass).toBeNull();
       expect(readMirrorState(slave)!.claim?.passId).not.toBe('cd'.repeat(16));
     }
+  }, 60_000);
+
+  it('reclaim pin hook: during a pass the hashes the slave said it holds are pinned; the pins go when the pass ends', async () => {
+    const { master, slave } = await pair();
+    await withVolume(master, (v) => writeUfsFile(v, 'p', block('pin', 2)));
+    await copy(master, slave);
+    await withVolume(master, (v) => writeUfsFile(v, 'q', block('pin', 2))); // same blocks under a new name: held
+    const cfg = await readVolumeConfig(master);
+    const held = (await readUfsNode(master, cfg.nodeSize, cfg.addrSize, 'q', 1)).hash;
+    let pinnedAtCommit: boolean | null = null;
+    await copy(master, slave, {
+      onMasterBytes: (_b, rec) => {
+        if (rec.type === 'COMMIT') pinnedAtCommit = activePassPins(slave)?.has(held.toString('latin1')) ?? false;
+      },
+    });
+    expect(pinnedAtCommit).toBe(true);
+    expect(activePassPins(slave)).toBeNull();
   }, 60_000);
 });

@@ -15,14 +15,15 @@
  *   nothing outside `ddfsroot/` or under `ddfsmirror/` is ever touched through a name.
  * - A pass deleting more than MIRROR_MASS_DELETE_PERCENT of the slave's entries is refused before the window that
  *   crosses the bound is applied, unless allowed.
- * - RECLAIM PIN HOOK: `pinnedHashes` holds every hash answered "have" and every hash of a staged node list. Reclaim
- *   on the slave must treat them as references until the pass commits or is abandoned; that wiring waits for the
- *   reclaim rewrite (helper "ns"); a slave is unmounted during a pass here, so no reclaim runs meanwhile.
+ * - RECLAIM PIN HOOK: `activePassPins(parentDir)` gives the hashes pinned by the pass running on that slave: every
+ *   hash answered "have", every block received and every hash of a staged node list (spec §4.8). Reclaim on the slave
+ *   must treat them as references until the pass commits or is abandoned; calling it from reclaim waits for the
+ *   reclaim rewrite (helper "ns"). A slave is unmounted during a pass here, so no reclaim runs meanwhile.
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, UFS_HEADER_SIZE } from '../limits.js';
-import { MIRROR_DIRECTORY, ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
+import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
@@ -38,6 +39,17 @@ import { REASON, refuseMounted } from './pass_master.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
 import { mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
+
+/** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
+const PASS_PINS = new Map<string, Set<string>>();
+
+/**
+ * The hashes pinned by the pass running on the slave at `parentDir` in this process (latin1 keys of the raw hash
+ * bytes), or null when none runs. Reclaim must keep every block whose hash is in it (spec §4.8).
+ */
+export function activePassPins(parentDir: string): ReadonlySet<string> | null {
+  return PASS_PINS.get(path.resolve(parentDir)) ?? null;
+}
 
 /** Options of the slave side. */
 export interface SlaveOptions {
@@ -90,8 +102,9 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
   const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false };
-  /** RECLAIM PIN HOOK (see the file comment). */
+  /** RECLAIM PIN HOOK (see the file comment): released when the pass ends, committed or not. */
   const pinnedHashes = new Set<string>();
+  PASS_PINS.set(parent, pinnedHashes);
   const linkTargets = new Map<bigint, Buffer>();
   let digests: VolumeDigests | null = null;
   let ops: Op[] = [];
@@ -449,8 +462,8 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     }
     throw err;
   } finally {
+    PASS_PINS.delete(parent);
     await digests?.close();
     await store.close().catch(() => undefined);
-    void MIRROR_DIRECTORY;
   }
 }
