@@ -430,4 +430,20 @@ describe('mirror pass by content (in process)', () => {
     expect(pinnedAtCommit).toBe(true);
     expect(activePassPins(slave)).toBeNull();
   }, 60_000);
+
+  it('a directory of 2100 entries (DIRLIST in pieces, DIGESTQ in batches) arrives, and one deletion in it is exact', async () => {
+    const { master, slave } = await pair();
+    mkdirUfs(master, 'wide');
+    for (let k = 0; k < 2100; k++) fs.writeFileSync(ufsAbs(master, `wide/e${k}`), Buffer.alloc(0));
+    const dirlists: number[] = [];
+    await copy(master, slave, { onMasterBytes: (_b, rec) => { if (rec.type === 'DIRLIST' && rec.path.toString() === 'wide') dirlists.push(rec.entries.length); } });
+    expect(dirlists).toEqual([2048, 52]);
+    expect(await verifyLines(master, slave)).toEqual([]);
+    fs.rmSync(ufsAbs(master, 'wide/e2099'));
+    const r = await copy(master, slave);
+    expect(r.master.filesSent).toBe(0);
+    expect(fs.existsSync(ufsAbs(slave, 'wide/e2099'))).toBe(false);
+    expect(fs.readdirSync(ufsAbs(slave, 'wide'))).toHaveLength(2099);
+    expect(await verifyLines(master, slave)).toEqual([]);
+  }, 120_000);
 });

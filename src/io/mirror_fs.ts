@@ -8,8 +8,9 @@
  * - Paths are bytes (Buffer) or text paths of the volume's parent; a UFS name is never decoded.
  * - readNoFollow and writeAtomic refuse a symlink at the final component (O_NOFOLLOW): `ddfsmirror/state` is never
  *   read or written through a link planted in its place.
- * - mtimes are set with nanosecond precision through touch(1) (node's utimes takes a double of seconds and loses the
- *   last digits; verify compares mtimes in ns), grouped by value so one process sets many paths.
+ * - mtimes are set with nanosecond precision (node's utimes takes a double of seconds and loses the last digits;
+ *   verify compares mtimes in ns): by one python3 process per call when there is one (os.utime with ns), else by
+ *   touch(1), one process per distinct value.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -251,12 +252,9 @@ export function setOwner(p: Buffer, uid: number, gid: number): void {
 function touchTime(ns: bigint): string {
   const neg = ns < 0n;
   const abs = neg ? -ns : ns;
-  let s = abs / 1_000_000_000n;
-  let frac = abs % 1_000_000_000n;
-  if (neg && frac !== 0n) {
-    s += 1n;
-    frac = 1_000_000_000n - frac;
-  }
+  // touch reads @-1.5 as minus 1.5 seconds: the sign applies to the whole decimal
+  const s = abs / 1_000_000_000n;
+  const frac = abs % 1_000_000_000n;
   return `@${neg ? '-' : ''}${s}.${frac.toString().padStart(9, '0')}`;
 }
 
@@ -266,6 +264,47 @@ function touchTime(ns: bigint): string {
  * @throws DdfsError IO when touch fails
  */
 export async function setMtimes(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
+  if (items.length === 0) return;
+  if (pythonUsable !== false && (await setMtimesPython(items))) return;
+  await setMtimesTouch(items);
+}
+
+/** Whether python3 can be run here (null: not tried yet). */
+let pythonUsable: boolean | null = null;
+
+/** One python3 process sets every mtime (os.utime with ns, no symlink following; paths as hex, so bytes exact). */
+const PY_SET_MTIMES = [
+  'import os, sys',
+  'for line in sys.stdin.buffer:',
+  '    p, ns = line.split()',
+  '    p = bytes.fromhex(p.decode())',
+  '    st = os.lstat(p)',
+  '    os.utime(p, ns=(st.st_atime_ns, int(ns)), follow_symlinks=False)',
+].join('\n');
+
+function setMtimesPython(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('python3', ['-c', PY_SET_MTIMES], (err) => {
+      if (err === null) {
+        pythonUsable = true;
+        resolve(true);
+      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        pythonUsable = false;
+        resolve(false);
+      } else if (pythonUsable === null) {
+        pythonUsable = false; // python3 is there but cannot do it: touch from now on
+        resolve(false);
+      } else {
+        reject(new DdfsError('IO', `setting mtimes failed: ${err.message.split('\n')[0]}`, {}, err));
+      }
+    });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(items.map((it) => `${it.path.toString('hex')} ${it.mtimeNs}\n`).join(''));
+  });
+}
+
+/** The touch(1) fallback of setMtimes (exported for its test). */
+export async function setMtimesTouch(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
   const groups = new Map<bigint, Buffer[]>();
   for (const it of items) {
     const g = groups.get(it.mtimeNs);
