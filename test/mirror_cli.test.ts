@@ -118,7 +118,7 @@ describe('mirrorddumbfs commands', () => {
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 23 files visited, 21 files sent, 40 blocks sent, 0 blocks already held/);
   }, 120_000);
 
-  it('a mounted slave is refused with one line, exit 1, nothing changed', async () => {
+  it('a mounted slave or master is refused with one line, exit 1, nothing changed or written', async () => {
     const master = await volume();
     const slave = await volume();
     await tree(master, 2);
@@ -132,6 +132,15 @@ describe('mirrorddumbfs commands', () => {
       expect(fs.readdirSync(ufsAbs(slave, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
     } finally {
       await m.unmount();
+    }
+    const mm = await mountVolume(master, mnt);
+    try {
+      const r = run(['read', master]);
+      expect(r.status).toBe(1);
+      expect(r.stdout.length).toBe(0);
+      expect(r.stderr).toBe(`mirrorddumbfs: ${master}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
+    } finally {
+      await mm.unmount();
     }
   }, 120_000);
 });
