@@ -178,6 +178,19 @@ describe('mirrorddumbfs over a real sshd', () => {
     expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted\n$/);
   }, 240_000);
 
+  it('a remote slave of another master refuses the pass before any change; both sides end (no hang)', async () => {
+    const master = await volume();
+    const stranger = await volume();
+    await tree(master, 2);
+    expect(run(['init-slave', stranger, '--from', await volume()]).status).toBe(0);
+    const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${stranger}`]);
+    expect(c.status).toBe(1);
+    expect(c.stderr).toMatch(/^mirrorddumbfs: the slave does not match the master: it is bound to [0-9a-f]{32}, this master is [0-9a-f]{32} \(init-slave it from this master\)$/m);
+    expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+    expect(readMirrorState(stranger)!.claim).toBeNull();
+    expect(await waitFor(() => sshd.sessionPids().length === 0, 30_000)).toBe(true);
+  }, 120_000);
+
   it('a copy whose ssh client is killed after a CHECKPOINT resumes that pass and converges', async () => {
     const master = await volume();
     const slave = await volume();

@@ -362,6 +362,14 @@ async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
 }
 
 async function serveCommand(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
+  try {
+    return await serveRole(role, vol, opts);
+  } finally {
+    process.stdin.destroy(); // a side that failed stops reading: let the process exit even if the peer keeps its end open
+  }
+}
+
+async function serveRole(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
   const root = path.resolve(opts.restrict);
   const target = path.resolve(vol);
   if (target !== root && !target.startsWith(`${root}/`)) throw new UsageError(`${vol}: outside the restricted root ${opts.restrict}: refused`);

@@ -299,11 +299,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     const first = await input.next();
     const hello = first.record;
     if (hello.type !== 'HELLO') return await fail(REASON.CORRUPT, 'CORRUPT', 'the stream does not start with HELLO');
-    const why = hello.role !== 'master' ? `the peer is a ${hello.role}, not a master`
-      : hello.sharedUuid.toString('hex') !== state.sharedUuid ? `the master's shared uuid is ${hello.sharedUuid.toString('hex')}, this slave is bound to ${state.sharedUuid}`
-        : hello.blockSize !== blockSize ? `the master's block size is ${hello.blockSize}, the slave's ${blockSize}`
-          : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}` : null;
-    if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
+    // our HELLO first, even to refuse: a stream's first record is its HELLO, so the ERROR that follows can be read
     if (out !== null) {
       // resume data that is not even a valid key (a damaged state file) is dropped: a fresh pass is always safe
       const pending = state.pass !== null && pathProblem(Buffer.from(state.pass.keyCurHex, 'hex')) === null ? state.pass : null;
@@ -314,6 +310,11 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
         capabilities: 0,
       });
     }
+    const why = hello.role !== 'master' ? `the peer is a ${hello.role}, not a master`
+      : hello.sharedUuid.toString('hex') !== state.sharedUuid ? `the master's shared uuid is ${hello.sharedUuid.toString('hex')}, this slave is bound to ${state.sharedUuid}`
+        : hello.blockSize !== blockSize ? `the master's block size is ${hello.blockSize}, the slave's ${blockSize}`
+          : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}` : null;
+    if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     for (;;) {
       const d = await input.next();
       const r = d.record;
