@@ -135,4 +135,3 @@ export const STREAM_TEXT_SIZE_MAX = 1024;
 
 /** Longest hash-algorithm name in a HELLO: the longest ddfs.cfg name (TIGER128/160/192) with room to spare. */
 export const STREAM_HASH_NAME_SIZE_MAX = 16;
-
