@@ -101,6 +101,21 @@ export const WALK_DIRECTORY_ENTRY_COUNT_MAX = 16 * 1024 * 1024;
 /** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
 export const UFS_NODE_CHUNK_COUNT = 64 * 1024;
 
+/** Records between two CHECKPOINTs of a mirror pass (spec §4.6 "every few thousand records"): a kill resends at most this. */
+export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
+/** Stream bytes between two CHECKPOINTs of a mirror pass (spec §4.6 "about every 64 MiB"). */
+export const MIRROR_CHECKPOINT_SIZE_BYTES = 64 * 1024 * 1024;
+/** Hashes in one HASHQ: 4096 × 64-byte hashes = 256 KiB, well under the 1 MiB record body bound. */
+export const MIRROR_HASHQ_COUNT_MAX = 4096;
+/** Hashes in one FILE_NODES: 8192 × 64 bytes = 512 KiB, under the 1 MiB record body bound. */
+export const MIRROR_FILE_NODES_COUNT_MAX = 8192;
+/** Entries in one DIRLIST piece: 2048 × (255-byte name + TLV framing) stays under the 1 MiB body bound. */
+export const MIRROR_DIRLIST_ENTRY_COUNT_MAX = 2048;
+/** DIGESTQs the master sends before reading their answers: bounds what sits unread in a pipe (≈ 256 × 70 bytes). */
+export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
+/** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
+export const MIRROR_MASS_DELETE_PERCENT = 25;
+
 /**
  * DDMS mirror stream (mirroring spec §4.5, §4.15): the largest body of any record but BLOCK, checked against the
  * header's body_len before a byte of the body is buffered. It bounds a receiver's memory per record whatever a peer

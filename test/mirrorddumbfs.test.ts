@@ -90,19 +90,22 @@ describe('mirrorddumbfs dump', () => {
 
 describe('mirrorddumbfs usage', () => {
   it('exits 2 without a command, with an unknown one, or with stray arguments', () => {
-    for (const args of [[], ['copy', 'a', 'b'], ['dump', 'extra'], ['dump', '--bogus']]) {
+    for (const args of [[], ['promote', 'a'], ['copy', 'a'], ['dump', 'extra'], ['dump', '--bogus'], ['copy', '--checkpoint-records', '0', 'a', 'b']]) {
       const r = run(args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).not.toContain('    at '); // no stack trace
     }
   });
 
-  it('--help lists dump and verify, says the other commands are coming, and gives the exit codes', () => {
+  it('--help lists the commands, says what is not there yet, and gives the exit codes', () => {
     const r = run(['--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('dump');
     expect(r.stdout).toMatch(/\n  verify \[options\] <A> <B>/);
-    expect(r.stdout).toMatch(/Coming \(issue 7\): init-slave, copy, read, write, status,\s+promote and serve/);
+    for (const c of ['init-slave [options] <SLAVE>', 'copy [options] <SRC> <DST>', 'read [options] <MASTER>', 'write [options] <SLAVE>', 'serve [options] <ROLE> <VOLUME>', 'status [options] <VOLUME>']) {
+      expect(r.stdout).toContain(`\n  ${c}`);
+    }
+    expect(r.stdout).toMatch(/Not there yet: promote, stream, a mounted master\./);
     expect(r.stdout).toContain('2    usage error');
     const d = run(['dump', '--help']);
     expect(d.status).toBe(0);

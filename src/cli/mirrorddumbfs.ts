@@ -6,18 +6,27 @@
  * Output: dump lines on stdout; a fault of the stream as one line on stderr. Exit status (style.md, new commands):
  * 0 ok, 1 error or difference found, 2 usage, 130 interrupted.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
+import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
+import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
+import { readMirrorState } from '../mirror/state.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
 import { dumpLines } from '../mirror/dump.js';
-import { renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine } from '../mirror/verify.js';
-import { makeProgram, runCommand, UsageError } from './common.js';
+import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine } from '../mirror/verify.js';
+import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
 const NAME = 'mirrorddumbfs';
 
-const HELP = `dump and verify exist so far. Coming (issue 7): init-slave, copy, read, write, status,
-promote and serve, which replicate a volume to a slave over a pipe or ssh.
+const HELP = `A replica (slave) is an empty volume of the same block size and hash, bound to its master by
+init-slave; copy runs one pass by content (only the blocks the replica lacks cross), read/write carry
+a self-contained pass through a file. Endpoints are a parent directory or [user@]host:PATH (ssh runs
+"mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
+unmounted for now. Not there yet: promote, stream, a mounted master.
 
 Exit status:
   0    success
@@ -26,6 +35,11 @@ Exit status:
   130  interrupted
 
 Examples:
+  mirrorddumbfs init-slave /l1/replica --from /l0/ddumbfs
+  mirrorddumbfs copy /l0/ddumbfs /mnt/usb/replica
+  mirrorddumbfs copy -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica
+  mirrorddumbfs read /l0/ddumbfs > pass.ddms; mirrorddumbfs write /l1/replica < pass.ddms
+  mirrorddumbfs status /l1/replica --json
   mirrorddumbfs dump < pass.ddms
   mirrorddumbfs dump --full < pass.ddms | less
   mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep`;
@@ -89,6 +103,66 @@ export async function main(argv: string[]): Promise<number> {
     .action((a: string, b: string, opts: { deep?: boolean; json?: boolean; mtime: boolean }) => {
       action = () => verify(a, b, { deep: opts.deep === true, json: opts.json === true, mtime: opts.mtime });
     });
+  const passOptions = (c: ReturnType<typeof program.command>): typeof c => c
+    .option('-p, --progress', 'plain progress lines on standard error')
+    .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
+    .option('--checkpoint-records <N>', 'records between two CHECKPOINTs (default 2000): what a cut pass resends at most',
+      optionParser('record count', (t) => {
+        const n = Number(t);
+        if (!Number.isInteger(n) || n < 1) throw new Error('a positive integer');
+        return n;
+      }));
+  const remoteOptions = (c: ReturnType<typeof program.command>): typeof c => c
+    .option('-e, --rsh <CMD>', 'the remote shell for host:PATH endpoints (split on spaces, as rsync does)', 'ssh')
+    .option('--mirror-path <PATH>', 'the mirrorddumbfs command on the remote host (as rsync\'s --rsync-path)', 'mirrorddumbfs');
+  remoteOptions(program
+    .command('init-slave')
+    .description('bind the empty volume SLAVE to the lineage of MASTER (same block size and hash)')
+    .argument('<SLAVE>', 'the replica (parent directory), empty')
+    .requiredOption('--from <MASTER>', 'the master volume (parent directory)'))
+    .action((slave: string, opts: { from: string } & PassFlags) => {
+      action = () => initSlaveCommand(slave, opts.from, opts);
+    });
+  remoteOptions(passOptions(program
+    .command('copy')
+    .description('one pass by content from SRC (master) to DST (slave): only the blocks DST lacks are sent')
+    .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
+    .argument('<DST>', 'slave: parent directory or [user@]host:PATH')))
+    .action((src: string, dst: string, opts: PassFlags) => {
+      action = () => copyCommand(src, dst, opts);
+    });
+  passOptions(program
+    .command('read')
+    .description('write a self-contained pass of MASTER (every block it references, once) to standard output')
+    .argument('<MASTER>', 'the master volume (parent directory)'))
+    .action((master: string, opts: PassFlags) => {
+      action = () => readCommand(master, opts);
+    });
+  passOptions(program
+    .command('write')
+    .description('apply a pass read from standard input to SLAVE')
+    .argument('<SLAVE>', 'the slave volume (parent directory)'))
+    .action((slave: string, opts: PassFlags) => {
+      action = () => writeCommand(slave, opts);
+    });
+  program
+    .command('serve')
+    .description('the far side of an ssh endpoint: run one side of a pass on standard input/output')
+    .requiredOption('--restrict <ROOT>', 'refuse any volume outside ROOT')
+    .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
+    .argument('<ROLE>', 'master, slave, or identity (print the master\'s identity as JSON, for init-slave --from host:PATH)')
+    .argument('<VOLUME>', 'the volume (parent directory)')
+    .action((role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }) => {
+      action = () => serveCommand(role, vol, opts);
+    });
+  program
+    .command('status')
+    .description('role, uuids, lineage, claim and pass in progress of a volume')
+    .argument('<VOLUME>', 'parent directory')
+    .option('--json', 'one JSON document')
+    .action((vol: string, opts: { json?: boolean }) => {
+      action = () => statusCommand(vol, opts.json === true);
+    });
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;
@@ -128,6 +202,220 @@ export const nodeTreeAccess: TreeAccess = {
 /** `[user@]host:PATH` as rsync reads it: a colon before the first slash. */
 function isRemote(endpoint: string): boolean {
   return /^[^/]*:/.test(endpoint);
+}
+
+interface PassFlags {
+  progress?: boolean;
+  allowMassDelete?: boolean;
+  rsh?: string;
+  mirrorPath?: string;
+  checkpointRecords?: number;
+}
+
+/** The ora spinner of copy on a terminal (a terminal of 0 columns, as under script(1), gets none). */
+let spinner: Ora | null = null;
+
+function stopSpinner(): void {
+  spinner?.stop();
+  spinner = null;
+}
+
+/** Write a line on stderr without tearing the spinner. */
+function stderrLine(line: string): void {
+  if (spinner) {
+    spinner.clear();
+    process.stderr.write(line);
+    spinner.render();
+  } else {
+    process.stderr.write(line);
+  }
+}
+
+function passCopyOptions(opts: PassFlags, spin = false): CopyOptions {
+  const tty = spin && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && opts.progress !== true;
+  return {
+    access: nodeTreeAccess,
+    allowMassDelete: opts.allowMassDelete === true,
+    checkpointRecordCount: opts.checkpointRecords,
+    progress: opts.progress ? (l) => process.stderr.write(`${NAME}: progress ${l}\n`)
+      : tty ? (l) => {
+        spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
+        spinner.text = l;
+      } : undefined,
+    report: (l) => stderrLine(`${NAME}: ${l}\n`),
+  };
+}
+
+/** The exit code of a finished master side: 1 when a corrupt master block kept a file back. */
+function summaryExit(s: PassSummary, to: NodeJS.WriteStream): number {
+  stopSpinner();
+  to.write(`${NAME}: ${renderSummary(s)}\n`);
+  return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
+}
+
+async function initSlaveCommand(slave: string, master: string, opts: PassFlags): Promise<number> {
+  if (isRemote(slave)) throw new UsageError(`${slave}: init-slave binds a local slave: run it on the slave's host (--from may be host:PATH)`);
+  let r: { sharedUuid: string; uniqueUuid: string };
+  if (isRemote(master)) {
+    const { child, done } = spawnRemote(master, 'identity', opts);
+    child.stdin!.end();
+    const chunks: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+    const code = await done;
+    if (code !== 0) throw new DdfsError('IO', `${master}: the remote side exited with status ${code}`);
+    let id: MasterIdentity;
+    try {
+      id = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MasterIdentity;
+    } catch {
+      throw new DdfsError('CORRUPT', `${master}: the remote side did not answer with the master's identity`);
+    }
+    r = await bindSlave(slave, id, master);
+  } else {
+    r = await initSlave(slave, master);
+  }
+  process.stdout.write(`${slave}: slave of ${r.sharedUuid} (unique uuid ${r.uniqueUuid})\n`);
+  return EXIT.OK;
+}
+
+/** Quote `s` for a POSIX remote shell. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Start `serve ROLE PATH` on the host of `endpoint` through the remote shell. */
+function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity', opts: PassFlags): { child: ChildProcess; done: Promise<number> } {
+  const colon = endpoint.indexOf(':');
+  const host = endpoint.slice(0, colon);
+  const remotePath = endpoint.slice(colon + 1);
+  if (host === '' || remotePath === '') throw new UsageError(`${endpoint}: expected [user@]host:PATH`);
+  const rsh = (opts.rsh ?? 'ssh').split(/\s+/).filter((w) => w !== '');
+  const remote = [opts.mirrorPath ?? 'mirrorddumbfs', 'serve', '--restrict', remotePath, ...(opts.allowMassDelete ? ['--allow-mass-delete'] : []), role, remotePath]
+    .map(shellQuote).join(' ');
+  const child = spawn(rsh[0]!, [...rsh.slice(1), host, remote], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin!.on('error', () => undefined); // EPIPE when the far side ended first: its exit status tells why
+  const done = new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      process.stderr.write(`${NAME}: cannot run ${rsh[0]}: ${err.message}\n`);
+      resolve(255);
+    });
+    child.on('exit', (code) => resolve(code ?? 255));
+  });
+  return { child, done };
+}
+
+async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<number> {
+  try {
+    return await copyPass(src, dst, opts);
+  } finally {
+    stopSpinner();
+  }
+}
+
+async function copyPass(src: string, dst: string, opts: PassFlags): Promise<number> {
+  const options = passCopyOptions(opts, true);
+  if (isRemote(src) && isRemote(dst)) throw new UsageError('copy between two remote endpoints is not supported: run it on one of the hosts');
+  if (!isRemote(src) && !isRemote(dst)) {
+    const r = await copyLocal(src, dst, options);
+    return summaryExit(r.master, process.stdout);
+  }
+  if (isRemote(dst)) {
+    const { child, done } = spawnRemote(dst, 'slave', opts);
+    try {
+      const s = await masterOverStreams(src, child.stdin!, child.stdout!, options);
+      child.stdout!.resume(); // the slave's last records (its TERM) are not read: drain them so it can exit
+      const code = await done;
+      if (code !== 0) throw new DdfsError('IO', `${dst}: the remote side exited with status ${code}`);
+      return summaryExit(s, process.stdout);
+    } catch (err) {
+      child.stdin!.destroy();
+      const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+      if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
+      throw err;
+    }
+  }
+  const { child, done } = spawnRemote(src, 'master', opts);
+  try {
+    const s = await slaveOverStreams(dst, child.stdout!, child.stdin!, options);
+    child.stdout!.resume();
+    const code = await done;
+    process.stdout.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+    return code === 0 ? EXIT.OK : EXIT.ERROR;
+  } catch (err) {
+    child.stdin!.destroy();
+    const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
+    throw err;
+  }
+}
+
+async function readCommand(master: string, opts: PassFlags): Promise<number> {
+  if (process.stdout.isTTY) throw new UsageError('read writes a binary stream: redirect standard output (mirrorddumbfs read VOL > pass.ddms)');
+  const s = await masterOverStreams(master, process.stdout, null, passCopyOptions(opts));
+  return summaryExit(s, process.stderr);
+}
+
+async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
+  if (process.stdin.isTTY) throw new UsageError('write reads a stream on standard input (mirrorddumbfs write VOL < pass.ddms)');
+  const s = await slaveOverStreams(slave, process.stdin, null, passCopyOptions(opts));
+  process.stderr.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+  return EXIT.OK;
+}
+
+async function serveCommand(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
+  try {
+    return await serveRole(role, vol, opts);
+  } finally {
+    process.stdin.destroy(); // a side that failed stops reading: let the process exit even if the peer keeps its end open
+  }
+}
+
+async function serveRole(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
+  const root = path.resolve(opts.restrict);
+  const target = path.resolve(vol);
+  if (target !== root && !target.startsWith(`${root}/`)) throw new UsageError(`${vol}: outside the restricted root ${opts.restrict}: refused`);
+  const options: CopyOptions = { access: nodeTreeAccess, allowMassDelete: opts.allowMassDelete === true, report: (l) => process.stderr.write(`${NAME}: ${l}\n`) };
+  if (role === 'slave') {
+    await slaveOverStreams(target, process.stdin, process.stdout, options);
+    return EXIT.OK;
+  }
+  if (role === 'master') {
+    const s = await masterOverStreams(target, process.stdout, process.stdin, options);
+    return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
+  }
+  if (role === 'identity') {
+    process.stdout.write(`${JSON.stringify(await masterIdentity(target))}\n`);
+    return EXIT.OK;
+  }
+  throw new UsageError(`serve: role must be master, slave or identity, not ${role}`);
+}
+
+async function statusCommand(vol: string, json: boolean): Promise<number> {
+  if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
+  const st = readMirrorState(vol);
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ volume: path.resolve(vol), state: st })}\n`);
+    return EXIT.OK;
+  }
+  if (st === null) {
+    process.stdout.write(`${vol}: no mirror state (a master gets one on its first copy; a slave from init-slave)\n`);
+    return EXIT.OK;
+  }
+  const lines = [
+    `role: ${st.role}`,
+    `shared uuid: ${st.sharedUuid}`,
+    `unique uuid: ${st.uniqueUuid}`,
+    `lineage: ${st.lineage}, generation: ${st.generation}`,
+  ];
+  if (st.role === 'slave') {
+    lines.push(`claim: ${st.claim === null ? 'none' : `${st.claim.claimKind}, content pass at ${st.claim.time} (pass ${st.claim.passId})`}`);
+    lines.push(`pass in progress: ${st.pass === null ? 'none' : `${st.pass.passId} since ${st.pass.startedAt}, applied up to ${st.pass.keyCurHex === '' ? '/' : pathTextOfHex(st.pass.keyCurHex)} (${st.pass.recordsApplied} records)`}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT.OK;
+}
+
+function pathTextOfHex(hex: string): string {
+  return renderPathBytes(Buffer.from(hex, 'hex'));
 }
 
 async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }): Promise<number> {

@@ -1,0 +1,337 @@
+/**
+ * The namespace system calls of mirroring (mirroring spec §4.2 `ddfsmirror/`, §4.8 slave apply): atomic small-file
+ * replace (temp, fsync, rename, fsync dir), reading without following symlinks, and the tree edits a slave applies
+ * (mkdir, rename, recursive remove, symlink, mknod, link, chmod/chown, ns-exact mtimes). mirror/ may not import
+ * node:fs (test/layering.test.ts), so they live here.
+ *
+ * Invariants:
+ * - Paths are bytes (Buffer) or text paths of the volume's parent; a UFS name is never decoded.
+ * - readNoFollow and writeAtomic refuse a symlink at the final component (O_NOFOLLOW): `ddfsmirror/state` is never
+ *   read or written through a link planted in its place.
+ * - mtimes are set with nanosecond precision (node's utimes takes a double of seconds and loses the last digits;
+ *   verify compares mtimes in ns): by one python3 process per call when there is one (os.utime with ns), else by
+ *   touch(1), one process per distinct value.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { DdfsError } from '../errors.js';
+
+const execFileP = promisify(execFile);
+
+/**
+ * Read the whole file `p` without following a symlink at its last component.
+ * @returns its bytes, or null when it does not exist
+ * @throws DdfsError INVALID when `p` is a symlink; Node errors otherwise
+ */
+export function readNoFollow(p: string): Buffer | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') throw new DdfsError('INVALID', `${p}: is a symbolic link: refused`, { path: p });
+    throw err;
+  }
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync the directory `dir`. @throws Node errors */
+export function syncDirectory(dir: string | Buffer): void {
+  const fd = fs.openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync the file `p` (opened without following a symlink). @throws Node errors */
+export function syncFile(p: string | Buffer): void {
+  const fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Replace `dir/name` by `data` atomically: write `dir/name.tmp` (O_EXCL after removing a stale one, O_NOFOLLOW),
+ * fsync it, rename it over `name`, fsync `dir`.
+ * @throws DdfsError INVALID when `dir` is a symlink; Node errors
+ */
+export function writeAtomic(dir: string, name: string, data: Buffer, mode = 0o644): void {
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new DdfsError('INVALID', `${dir}: not a directory: refused`, { path: dir });
+  const tmp = `${dir}/${name}.tmp`;
+  fs.rmSync(tmp, { force: true });
+  const fd = fs.openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, `${dir}/${name}`);
+  syncDirectory(dir);
+}
+
+/** Create directory `dir` (and its parents) unless it exists as a directory. @throws DdfsError INVALID for a symlink */
+export function ensureDirectory(dir: string | Buffer, mode = 0o755): void {
+  try {
+    const st = fs.lstatSync(dir);
+    if (st.isDirectory()) return;
+    throw new DdfsError('INVALID', `${String(dir)}: not a directory`, { path: dir });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  fs.mkdirSync(dir, { recursive: true, mode });
+}
+
+/** What lstat says, or null when nothing is there. */
+export interface EntryStat {
+  kind: 'file' | 'dir' | 'symlink' | 'special';
+  /** The kind of a special file, else null. */
+  special: 'fifo' | 'char' | 'block' | 'socket' | null;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  ino: bigint;
+  nlink: number;
+  rdev: bigint;
+  sizeBytes: bigint;
+}
+
+/** lstat of `p`, or null when absent. @throws Node errors other than ENOENT/ENOTDIR */
+export function lstatOrNull(p: Buffer): EntryStat | null {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.lstatSync(p, { bigint: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+  const kind = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'special';
+  const special = st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isSocket() ? 'socket' : null;
+  return {
+    kind, special, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), mtimeNs: st.mtimeNs, ino: st.ino,
+    nlink: Number(st.nlink), rdev: st.rdev, sizeBytes: st.size,
+  };
+}
+
+/** readlink of `p` as raw bytes, or null when it is not a symlink or absent. */
+export function readLinkOrNull(p: Buffer): Buffer | null {
+  try {
+    return fs.readlinkSync(p, { encoding: 'buffer' });
+  } catch {
+    return null;
+  }
+}
+
+/** The names in directory `dir` (raw bytes). @throws Node errors */
+export function listNames(dir: Buffer): Buffer[] {
+  return fs.readdirSync(dir, { encoding: 'buffer' });
+}
+
+/** Read a whole small file (a staged or target UFS file) without following a symlink; null when absent. */
+export function readBytesOrNull(p: Buffer): Buffer | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Append-write handle of a new file `p` (O_EXCL|O_NOFOLLOW). @returns the fd */
+export function createExclusive(p: Buffer, mode = 0o600): number {
+  return fs.openSync(p, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+}
+
+/** Write all of `data` to `fd` at `position`. */
+export function writeAt(fd: number, data: Buffer, position: number): void {
+  let done = 0;
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** fsync and close `fd`. */
+export function syncClose(fd: number): void {
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Close `fd` without syncing. */
+export function closeFd(fd: number): void {
+  fs.closeSync(fd);
+}
+
+/** rename(2). */
+export function renamePath(from: Buffer | string, to: Buffer | string): void {
+  fs.renameSync(from, to);
+}
+
+/** Remove `p` recursively; no-op when absent. */
+export function removeTree(p: Buffer | string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+/** mkdir(2) of one directory. */
+export function makeDirectory(p: Buffer, mode: number): void {
+  fs.mkdirSync(p, { mode });
+}
+
+/** symlink(2): `p` pointing at the raw `target` bytes. */
+export function makeSymlink(target: Buffer, p: Buffer): void {
+  fs.symlinkSync(target, p);
+}
+
+/** link(2). */
+export function makeHardLink(existing: Buffer, p: Buffer): void {
+  fs.linkSync(existing, p);
+}
+
+/**
+ * mknod of a FIFO, device or socket through mknod(1) (node:fs has none). Command arguments are strings: a path that
+ * is not valid UTF-8 is made under a temporary ASCII name in the same directory and renamed into place.
+ * @throws DdfsError IO when mknod(1) fails
+ */
+export async function makeSpecial(dir: Buffer, name: Buffer, kind: 'fifo' | 'char' | 'block' | 'socket', rdev: bigint, mode: number): Promise<void> {
+  if (kind === 'socket') throw new DdfsError('NOT_SUPPORTED', 'a socket cannot be made by mknod(1)');
+  const tmpName = Buffer.from(`.ddfs-mknod-${process.pid}-${Date.now()}`);
+  const tmp = Buffer.concat([dir, Buffer.from('/'), tmpName]);
+  const args = ['-m', (mode & 0o7777).toString(8), tmp.toString('utf8')];
+  if (kind === 'fifo') args.push('p');
+  else {
+    const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+    const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+    args.push(kind === 'char' ? 'c' : 'b', String(major), String(minor));
+  }
+  try {
+    await execFileP('mknod', args);
+  } catch (err) {
+    throw new DdfsError('IO', `mknod of ${kind} failed: ${(err as Error).message.split('\n')[0]}`, {}, err);
+  }
+  fs.renameSync(tmp, Buffer.concat([dir, Buffer.from('/'), name]));
+}
+
+/** chmod(2) (not for symlinks). */
+export function setMode(p: Buffer, mode: number): void {
+  fs.chmodSync(p, mode & 0o7777);
+}
+
+/** lchown(2); EPERM is ignored when not running as root (owners then stay the receiver's). */
+export function setOwner(p: Buffer, uid: number, gid: number): void {
+  try {
+    fs.lchownSync(p, uid, gid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+  }
+}
+
+/** Render ns since the epoch as touch(1)'s `@S.NNNNNNNNN`. */
+function touchTime(ns: bigint): string {
+  const neg = ns < 0n;
+  const abs = neg ? -ns : ns;
+  // touch reads @-1.5 as minus 1.5 seconds: the sign applies to the whole decimal
+  const s = abs / 1_000_000_000n;
+  const frac = abs % 1_000_000_000n;
+  return `@${neg ? '-' : ''}${s}.${frac.toString().padStart(9, '0')}`;
+}
+
+/**
+ * Set the mtimes of many paths, ns-exact, without following symlinks: one touch(1) per distinct value (paths that
+ * are not valid UTF-8 are renamed to an ASCII temporary name around the call, as command arguments are strings).
+ * @throws DdfsError IO when touch fails
+ */
+export async function setMtimes(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
+  if (items.length === 0) return;
+  if (pythonUsable !== false && (await setMtimesPython(items))) return;
+  await setMtimesTouch(items);
+}
+
+/** Whether python3 can be run here (null: not tried yet). */
+let pythonUsable: boolean | null = null;
+
+/** One python3 process sets every mtime (os.utime with ns, no symlink following; paths as hex, so bytes exact). */
+const PY_SET_MTIMES = [
+  'import os, sys',
+  'for line in sys.stdin.buffer:',
+  '    p, ns = line.split()',
+  '    p = bytes.fromhex(p.decode())',
+  '    st = os.lstat(p)',
+  '    os.utime(p, ns=(st.st_atime_ns, int(ns)), follow_symlinks=False)',
+].join('\n');
+
+function setMtimesPython(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('python3', ['-c', PY_SET_MTIMES], (err) => {
+      if (err === null) {
+        pythonUsable = true;
+        resolve(true);
+      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        pythonUsable = false;
+        resolve(false);
+      } else if (pythonUsable === null) {
+        pythonUsable = false; // python3 is there but cannot do it: touch from now on
+        resolve(false);
+      } else {
+        reject(new DdfsError('IO', `setting mtimes failed: ${err.message.split('\n')[0]}`, {}, err));
+      }
+    });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(items.map((it) => `${it.path.toString('hex')} ${it.mtimeNs}\n`).join(''));
+  });
+}
+
+/** The touch(1) fallback of setMtimes (exported for its test). */
+export async function setMtimesTouch(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
+  const groups = new Map<bigint, Buffer[]>();
+  for (const it of items) {
+    const g = groups.get(it.mtimeNs);
+    if (g) g.push(it.path);
+    else groups.set(it.mtimeNs, [it.path]);
+  }
+  for (const [ns, paths] of groups) {
+    const renamed: Array<{ from: Buffer; to: Buffer }> = [];
+    const args = ['-h', '-c', '-m', '-d', touchTime(ns), '--'];
+    for (const p of paths) {
+      const text = p.toString('utf8');
+      if (Buffer.from(text, 'utf8').equals(p)) {
+        args.push(text);
+      } else {
+        const slash = p.lastIndexOf(0x2f);
+        const tmp = Buffer.concat([p.subarray(0, slash + 1), Buffer.from(`.ddfs-touch-${process.pid}-${renamed.length}`)]);
+        fs.renameSync(p, tmp);
+        renamed.push({ from: p, to: tmp });
+        args.push(tmp.toString('utf8'));
+      }
+    }
+    try {
+      for (let k = 6; k < args.length; k += 500) await execFileP('touch', [...args.slice(0, 6), ...args.slice(k, k + 500)]);
+    } catch (err) {
+      throw new DdfsError('IO', `setting mtimes failed: ${(err as Error).message.split('\n')[0]}`, {}, err);
+    } finally {
+      for (const r of renamed) fs.renameSync(r.to, r.from);
+    }
+  }
+}

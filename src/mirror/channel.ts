@@ -1,0 +1,120 @@
+/**
+ * One direction of a DDMS v1 stream over a Node stream (mirroring spec §4.15 "same code on both sides"): a
+ * RecordWriter encodes records onto a Writable (with backpressure, counting bytes and BLOCK records), a RecordReader
+ * pulls checked records from a Readable (any chunking). The pass code sees only these two.
+ *
+ * Invariants: a reader yields a record only after every check of the codec; a fault or a premature end throws the
+ * codec's DdfsError naming the seq. A writer never writes after TERM or ERROR (the encoder asserts it).
+ */
+import type { Readable, Writable } from 'node:stream';
+import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
+
+/** Counters of what one side wrote. */
+export interface WireCounters {
+  records: number;
+  bytes: number;
+  blockRecords: number;
+  blockBytes: number;
+}
+
+/** Records -> a Writable. */
+export class RecordWriter {
+  readonly counters: WireCounters = { records: 0, bytes: 0, blockRecords: 0, blockBytes: 0 };
+  /** Called with every record's bytes before they are written (tests cut a stream with it). */
+  onBytes: ((bytes: Buffer, record: RecordInput) => void) | null = null;
+
+  private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean) {}
+
+  /**
+   * @param waitForDrain await 'drain' when the Writable is full (a master); a side that only answers questions
+   *   never waits, so two peers can never block on each other's full buffers
+   */
+  static async create(out: Writable, waitForDrain: boolean): Promise<RecordWriter> {
+    return new RecordWriter(await StreamEncoder.create(), out, waitForDrain);
+  }
+
+  /** Encode and write one record. @throws DdfsError INVALID from the encoder; the Writable's error */
+  async send(record: RecordInput, options: EncodeOptions = {}): Promise<void> {
+    const bytes = this.encoder.encode(record, options);
+    this.onBytes?.(bytes, record);
+    this.counters.records++;
+    this.counters.bytes += bytes.length;
+    if (record.type === 'BLOCK') {
+      this.counters.blockRecords++;
+      this.counters.blockBytes += bytes.length;
+    }
+    if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');
+    const ok = this.out.write(bytes);
+    if (!ok && this.waitForDrain) await this.drained();
+  }
+
+  /** Wait for 'drain'; reject when the Writable closes first. Leaves no listener behind. */
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        this.out.off('drain', onDrain);
+        this.out.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = (): void => done();
+      const onClose = (): void => done(new Error('the stream closed'));
+      this.out.on('drain', onDrain);
+      this.out.on('close', onClose);
+    });
+  }
+
+  /** End the Writable (after TERM or ERROR) and wait until its bytes are handed on. */
+  async end(): Promise<void> {
+    if (this.out.writableEnded || this.out.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      this.out.once('finish', done);
+      this.out.once('close', done);
+      this.out.once('error', done);
+      this.out.end();
+    });
+  }
+}
+
+/** A Readable -> checked records, pulled one at a time. */
+export class RecordReader {
+  bytes = 0;
+  private readonly iterator: AsyncIterator<Buffer>;
+  private ended = false;
+
+  private constructor(private readonly decoder: StreamDecoder, source: Readable | AsyncIterable<Buffer>) {
+    this.iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  static async create(source: Readable | AsyncIterable<Buffer>): Promise<RecordReader> {
+    return new RecordReader(await StreamDecoder.create(), source);
+  }
+
+  /**
+   * The next record.
+   * @throws DdfsError of the codec (a fault, or the end of the input before TERM/ERROR: TOO_SHORT)
+   */
+  async next(): Promise<DecodedRecord> {
+    for (;;) {
+      const r = this.decoder.read();
+      if (r !== null) return r;
+      if (this.ended) {
+        this.decoder.finish();
+        throw new Error('DDMS stream: no record after the end of the stream');
+      }
+      const chunk = await this.iterator.next();
+      if (chunk.done) {
+        this.ended = true;
+        continue;
+      }
+      this.bytes += chunk.value.length;
+      this.decoder.push(chunk.value);
+    }
+  }
+
+  /** Stop reading the source. */
+  async close(): Promise<void> {
+    await this.iterator.return?.();
+  }
+}

@@ -1,0 +1,381 @@
+/**
+ * The master side of a pass by content (mirroring spec §4.6 step 5 without a journal, §4.7, §4.9): the master walks
+ * its UFS tree in canonical key order, and in a two-way stream exchanges DIGESTQ/DIGESTA from the root down and
+ * descends only into mismatches; it sends DIR + DIRLIST (deletions exact), FILE_BEGIN/FILE_NODES/FILE_END, SYMLINK,
+ * SPECIAL, LINK (further names of a hard-link group sent in this pass), HASHQ/HAVE and BLOCK for the hashes the slave
+ * lacks, CHECKPOINT every MIRROR_CHECKPOINT_RECORD_COUNT records or MIRROR_CHECKPOINT_SIZE_BYTES bytes, and COMMIT.
+ * A one-way stream (`read`) sends the whole tree and every distinct block it references once (self-contained).
+ *
+ * Invariants:
+ * - Each distinct hash is queried (HASHQ) or sent (BLOCK) at most once per pass; the zero block never.
+ * - A BLOCK is sent only after its bytes were re-read from the master's block file and hash to the node's hash.
+ *   On a mismatch the file's node list is read again; if the hash still does not match, the block is corrupt on the
+ *   master: it is reported (`CORRUPT path block i`), never sent, and when the slave lacks it the file is not sent
+ *   (the slave keeps what it has) and the claim is only `atleast`.
+ * - Blocks come before the FILE_BEGIN that needs them.
+ * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids).
+ */
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import {
+  MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
+  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, ADDR_ZERO,
+} from '../limits.js';
+import { ROOT_DIRECTORY } from '../format/layout.js';
+import { decodeAddress } from '../format/node.js';
+import { fileDevices } from '../io/device.js';
+import { BlockStore } from '../store/block_store.js';
+import { UfsNodeFile } from '../ufs/ufs_reader.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
+import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { RecordReader, RecordWriter } from './channel.js';
+import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } from './digest.js';
+import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
+import { masterState } from './state.js';
+import { STREAM_VERSION } from './stream_codec.js';
+
+/** What a pass did, for the summary line (spec §4.9 progress; issue 7 item 9). */
+export interface PassSummary {
+  filesVisited: number;
+  filesSent: number;
+  blocksSent: number;
+  blocksHeld: number;
+  bytesOnWire: number;
+  corrupt: Array<{ path: Buffer; blockIndex: number }>;
+  skippedFiles: Buffer[];
+  resumed: boolean;
+  elapsedMs: number;
+  claimKind: 'exact' | 'atleast';
+}
+
+/** Options of the master side. */
+export interface MasterOptions {
+  access: TreeAccess;
+  /** Read the slave's answers (two-way); null for a one-way stream. */
+  input: RecordReader | null;
+  checkpointRecordCount?: number;
+  checkpointSizeBytes?: number;
+  /** A progress line every so often (the -p option). */
+  progress?: (line: string) => void;
+  /** A finding to report at once (a corrupt master block). */
+  report?: (line: string) => void;
+}
+
+/** Error reason codes of ERROR/TERM records. */
+export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
+
+const EMPTY = Buffer.alloc(0);
+/** At most one progress line a second between CHECKPOINTs (one at each CHECKPOINT). */
+const PROGRESS_INTERVAL_MS = 1000;
+
+function entryTypeOf(r: EntryRecord): EntryType {
+  if (r.kind === 'file') return 'file';
+  if (r.kind === 'directory') return 'dir';
+  if (r.kind === 'symlink') return 'symlink';
+  return 'special';
+}
+
+function metaOf(r: EntryRecord, fallbackMode: number): Meta {
+  void fallbackMode;
+  return { mode: r.mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs ?? 0n, atimeNs: 0n };
+}
+
+/**
+ * Refuse a mounted volume (until the daemon's control socket exists, issue 7 item 0).
+ * @throws DdfsError MOUNTED with one line naming the volume and the mount point
+ */
+export function refuseMounted(parentDir: string): void {
+  const mp = mountPointOf(path.resolve(parentDir));
+  if (mp !== null) throw new DdfsError('MOUNTED', `${parentDir}: is mounted on ${mp}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)`, { path: parentDir });
+}
+
+/** Whether the slave's pending pass may be resumed: a well-formed id and a key_cur that is a path of this volume. */
+async function resumable(digests: VolumeDigests, hello: HelloRecord): Promise<Buffer | null> {
+  const p = hello.pendingPass;
+  if (p === undefined) return null;
+  try {
+    if (p.keyCur.length > 0 && (await digests.entry(p.keyCur)) === null) return null;
+  } catch {
+    return null;
+  }
+  return p.passId;
+}
+
+/**
+ * Run the master side of one pass of the volume at `parentDir` onto `out`.
+ * @returns the pass summary (after the slave's ACK in a two-way stream)
+ * @throws DdfsError MOUNTED, INVALID (the slave's HELLO does not match: shared uuid, block size, hash), CORRUPT (the
+ *   slave answered ERROR or the stream is corrupt), IO
+ */
+export async function runMaster(parentDir: string, out: RecordWriter, options: MasterOptions): Promise<PassSummary> {
+  const t0 = Date.now();
+  refuseMounted(parentDir);
+  const parent = path.resolve(parentDir);
+  const cfg = await readVolumeConfig(parent);
+  const state = masterState(parent);
+  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true });
+  const store = await BlockStore.open(parent, cfg, { readOnly: true });
+  const input = options.input;
+  const summary: PassSummary = {
+    filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, elapsedMs: 0, claimKind: 'exact',
+  };
+  const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
+  const { hashSize, blockSize, nodeSize, addrSize } = cfg;
+  const zeroHash = store.zeroHash;
+  /** Hashes already queried or sent in this pass; value: the slave holds it (after the pass sent it, true). */
+  const known = new Map<string, boolean>();
+  const linkGroups = new Map<string, bigint>();
+  const sentGroups = new Set<bigint>();
+  let recordsAtCheckpoint = 0;
+  let bytesAtCheckpoint = 0;
+  const cpRecords = options.checkpointRecordCount ?? MIRROR_CHECKPOINT_RECORD_COUNT;
+  const cpBytes = options.checkpointSizeBytes ?? MIRROR_CHECKPOINT_SIZE_BYTES;
+  let lastProgress = Date.now();
+
+  const expect = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
+    const d = await input!.next();
+    const r = d.record;
+    if (r.type === 'ERROR') throw new DdfsError(r.reason === REASON.REFUSED || r.reason === REASON.INCOMPATIBLE ? 'INVALID' : 'CORRUPT', `the slave refused the pass: ${r.message ?? `reason ${r.reason}`}`, { reason: r.reason });
+    if (r.type !== type) throw new DdfsError('CORRUPT', `DDMS stream: seq ${d.seq}: expected ${type} from the slave, got ${r.type}`);
+    return r as Extract<MirrorRecord, { type: T }>;
+  };
+
+  const maybeCheckpoint = async (key: Buffer): Promise<void> => {
+    const c = out.counters;
+    if (c.records - recordsAtCheckpoint >= cpRecords || c.bytes - bytesAtCheckpoint >= cpBytes) {
+      await out.send({ type: 'CHECKPOINT', keyCur: key });
+      recordsAtCheckpoint = c.records;
+      bytesAtCheckpoint = c.bytes;
+      lastProgress = 0; // a progress line at every CHECKPOINT
+    }
+    if (options.progress && Date.now() - lastProgress >= PROGRESS_INTERVAL_MS) {
+      lastProgress = Date.now();
+      options.progress(`files ${summary.filesVisited}, blocks sent ${summary.blocksSent}, held ${summary.blocksHeld}, ${out.counters.bytes} bytes, at ${pathText(key)}`);
+    }
+  };
+
+  /** Read the raw node list (address, hash) of file `rel`, padded with zero nodes to ceil(size / block_size). */
+  const readNodes = async (rel: Buffer): Promise<{ size: number; nodes: Buffer; count: number }> => {
+    const f = await UfsNodeFile.open(fileDevices, joinPathBytes(rootDir, rel), nodeSize, { strict: true });
+    try {
+      const count = Math.ceil(f.size / blockSize);
+      const nodes = Buffer.alloc(count * nodeSize);
+      const have = Math.min(count, f.nodeCount);
+      if (have > 0) await f.readNodes(0, have, nodes.subarray(0, have * nodeSize));
+      for (let j = have; j < count; j++) zeroHash.copy(nodes, j * nodeSize + addrSize);
+      return { size: f.size, nodes, count };
+    } finally {
+      await f.close().catch(() => undefined);
+    }
+  };
+
+  const blockScratch = Buffer.alloc(blockSize);
+  const hashScratch = Buffer.alloc(hashSize);
+  /** The block at `address` if it hashes to `hash`, else null. */
+  const checkedBlock = async (address: number, hash: Buffer): Promise<Buffer | null> => {
+    if (address < 2 || address >= cfg.blockCount) return null;
+    try {
+      await store.readBlock(address, blockScratch, 0);
+    } catch {
+      return null;
+    }
+    store.hasher.hashInto(blockScratch, hashScratch, 0);
+    return hashScratch.equals(hash) ? Buffer.from(blockScratch) : null;
+  };
+
+  const sendFile = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
+    const group = rec.link.length > 0 ? (linkGroups.get(rec.link.toString('latin1')) ?? BigInt(linkGroups.size + 1)) : 0n;
+    if (group !== 0n) linkGroups.set(rec.link.toString('latin1'), group);
+    if (group !== 0n && !sentGroups.has(group) && !rec.link.equals(rel)) {
+      // a new name of a group whose first name did not change (its subtree matched): send the group under its first
+      // name (a no-op on a slave that has it), so this name can join that inode instead of becoming another one
+      const first = await digests.entry(rec.link);
+      if (first !== null && first.kind === 'file' && first.link.equals(rec.link)) await sendFile(rec.link, first);
+    }
+    if (group !== 0n && sentGroups.has(group)) {
+      await out.send({ type: 'LINK', path: rel, linkGroup: group });
+      return;
+    }
+    let { nodes, count } = await readNodes(rel);
+    const canonical = (j: number): Buffer => {
+      const at = j * nodeSize;
+      return decodeAddress(nodes, at, addrSize) === ADDR_ZERO ? zeroHash : nodes.subarray(at + addrSize, at + addrSize + hashSize);
+    };
+    // distinct new hashes of this file, first node index of each
+    const fresh: Array<{ key: string; hash: Buffer; index: number }> = [];
+    const seen = new Set<string>();
+    for (let j = 0; j < count; j++) {
+      const h = canonical(j);
+      if (h.equals(zeroHash)) continue;
+      const key = h.toString('latin1');
+      if (known.has(key) || seen.has(key)) continue;
+      seen.add(key);
+      fresh.push({ key, hash: Buffer.from(h), index: j });
+    }
+    let unavailable = false;
+    for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
+      const batch = fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX);
+      let missing: boolean[];
+      if (input !== null) {
+        await out.send({ type: 'HASHQ', hashes: batch.map((b) => b.hash) });
+        const have = await expect('HAVE');
+        if (have.hashCount !== batch.length) throw new DdfsError('CORRUPT', `the slave's HAVE counts ${have.hashCount} hashes, the HASHQ had ${batch.length}`);
+        missing = batch.map((_, i) => (have.missing[i >> 3]! & (1 << (i & 7))) !== 0);
+      } else {
+        missing = batch.map(() => true);
+      }
+      for (let i = 0; i < batch.length; i++) {
+        const b = batch[i]!;
+        if (!missing[i]) {
+          known.set(b.key, true);
+          summary.blocksHeld++;
+          continue;
+        }
+        let data = await checkedBlock(decodeAddress(nodes, b.index * nodeSize, addrSize), b.hash);
+        if (data === null) {
+          // the address may have been reused (reclaim) or the file rewritten: read its node list again once
+          const again = await readNodes(rel);
+          for (let j = 0; j < again.count && data === null; j++) {
+            const o = j * nodeSize;
+            if (again.nodes.compare(b.hash, 0, hashSize, o + addrSize, o + addrSize + hashSize) === 0) data = await checkedBlock(decodeAddress(again.nodes, o, addrSize), b.hash);
+          }
+        }
+        if (data === null) {
+          summary.corrupt.push({ path: rel, blockIndex: b.index });
+          options.report?.(`CORRUPT ${pathText(rel)} block ${b.index} on the master: not sent`);
+          known.set(b.key, false);
+          unavailable = true;
+          continue;
+        }
+        await out.send({ type: 'BLOCK', hash: b.hash, data });
+        known.set(b.key, true);
+        summary.blocksSent++;
+      }
+    }
+    // a hash known unavailable earlier in the pass makes this file unsendable too
+    for (let j = 0; j < count && !unavailable; j++) {
+      const h = canonical(j);
+      if (!h.equals(zeroHash) && known.get(h.toString('latin1')) === false) unavailable = true;
+    }
+    if (unavailable) {
+      summary.skippedFiles.push(rel);
+      summary.claimKind = 'atleast';
+      return;
+    }
+    await out.send({ type: 'FILE_BEGIN', path: rel, meta: metaOf(rec, 0o644), sizeBytes: BigInt(rec.sizeBytes), nodeCount: BigInt(count), tid: 0n, linkGroup: group });
+    const hasher = new FileContentHasher(count, hashSize);
+    for (let j = 0; j < count; j += MIRROR_FILE_NODES_COUNT_MAX) {
+      const hashes: Buffer[] = [];
+      for (let i = j; i < Math.min(count, j + MIRROR_FILE_NODES_COUNT_MAX); i++) hashes.push(Buffer.from(canonical(i)));
+      hasher.update(Buffer.concat(hashes));
+      await out.send({ type: 'FILE_NODES', firstIndex: BigInt(j), hashes });
+    }
+    await out.send({ type: 'FILE_END', digest: hasher.digest() });
+    summary.filesSent++;
+    if (group !== 0n) sentGroups.add(group);
+    nodes = Buffer.alloc(0);
+  };
+
+  const sendLeaf = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
+    summary.filesVisited++;
+    if (rec.kind === 'file') await sendFile(rel, rec);
+    else if (rec.kind === 'symlink') await out.send({ type: 'SYMLINK', path: rel, target: rec.target, meta: metaOf(rec, 0o777), tid: 0n });
+    else await out.send({ type: 'SPECIAL', path: rel, kind: rec.kind as SpecialKind, rdev: BigInt(rec.rdev), meta: metaOf(rec, 0o644), tid: 0n });
+    await maybeCheckpoint(rel);
+  };
+
+  const visitDirectory = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
+    await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
+    const children = await digests.list(rel);
+    children.sort((a, b) => Buffer.compare(a.name, b.name));
+    const entries: DirEntry[] = children.map((c) => ({ name: c.name, entryType: entryTypeOf(c), tid: 0n }));
+    for (let k = 0; k === 0 || k < entries.length; k += MIRROR_DIRLIST_ENTRY_COUNT_MAX) {
+      const piece = entries.slice(k, k + MIRROR_DIRLIST_ENTRY_COUNT_MAX);
+      await out.send({ type: 'DIRLIST', path: rel, entries: piece, continues: k + MIRROR_DIRLIST_ENTRY_COUNT_MAX < entries.length });
+    }
+    await maybeCheckpoint(rel);
+    for (let k = 0; k < children.length; k += MIRROR_DIGESTQ_BATCH_COUNT) {
+      const batch = children.slice(k, k + MIRROR_DIGESTQ_BATCH_COUNT);
+      let differs = batch.map(() => true);
+      if (input !== null) {
+        for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
+        differs = [];
+        for (const c of batch) {
+          const a = await expect('DIGESTA');
+          if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
+          differs.push(!a.match);
+        }
+      }
+      for (let i = 0; i < batch.length; i++) {
+        const c = batch[i]!;
+        const childRel = joinPathBytes(rel, c.name);
+        if (!differs[i]) {
+          if (c.kind !== 'directory') summary.filesVisited++;
+          continue;
+        }
+        if (c.kind === 'directory') await visitDirectory(childRel, c);
+        else await sendLeaf(childRel, c);
+      }
+    }
+  };
+
+  try {
+    const hello: HelloRecord = {
+      type: 'HELLO', version: STREAM_VERSION, role: 'master', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
+      generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0,
+    };
+    await out.send(hello);
+    let passId: Buffer = randomBytes(16);
+    if (input !== null) {
+      const peer = await expect('HELLO');
+      const why = peer.role !== 'slave' ? `it is a ${peer.role}, not a slave`
+        : !peer.sharedUuid.equals(hello.sharedUuid) ? `it is bound to ${peer.sharedUuid.toString('hex')}, this master is ${state.sharedUuid} (init-slave it from this master)`
+          : peer.blockSize !== blockSize ? `block size ${peer.blockSize}, the master's is ${blockSize}`
+            : peer.hashAlgo !== cfg.hashName ? `hash ${peer.hashAlgo}, the master's is ${cfg.hashName}` : null;
+      if (why !== null) {
+        await out.send({ type: 'ERROR', reason: REASON.INCOMPATIBLE, message: `the slave does not match: ${why}` });
+        throw new DdfsError('INVALID', `the slave does not match the master: ${why}`);
+      }
+      const resume = await resumable(digests, peer);
+      if (resume !== null) {
+        passId = resume;
+        summary.resumed = true;
+      }
+    }
+    await out.send({ type: 'PASS_BEGIN', passId, tidBeg: 0n, tidEnd: 0n, mode: 'full' });
+    const root = await digests.entry(EMPTY);
+    if (root === null) throw new DdfsError('IO', `${parentDir}: no root directory`);
+    let rootDiffers = true;
+    if (input !== null) {
+      await out.send({ type: 'DIGESTQ', path: EMPTY, digest: root.digest });
+      rootDiffers = !(await expect('DIGESTA')).match;
+    }
+    if (rootDiffers) await visitDirectory(EMPTY, root);
+    await out.send({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: summary.claimKind });
+    if (input !== null) {
+      const ack = await expect('ACK');
+      if (ack.error !== undefined) throw new DdfsError('CORRUPT', `the slave did not commit the pass (error ${ack.error})`);
+    }
+    await out.send({ type: 'TERM', reason: REASON.OK });
+    await out.end();
+    summary.bytesOnWire = out.counters.bytes + (input?.bytes ?? 0);
+    summary.elapsedMs = Date.now() - t0;
+    return summary;
+  } finally {
+    await digests.close();
+    await store.blockDevice.close().catch(() => undefined);
+    await store.index.device.close().catch(() => undefined);
+  }
+}
+
+/** The summary as one line (issue 7 item 9). */
+export function renderSummary(s: PassSummary): string {
+  const parts = [
+    `${s.filesVisited} files visited`, `${s.filesSent} files sent`, `${s.blocksSent} blocks sent`, `${s.blocksHeld} blocks already held by the replica`,
+    `${s.bytesOnWire} bytes on the wire`, `${(s.elapsedMs / 1000).toFixed(1)} s`, `claim ${s.claimKind}`,
+  ];
+  if (s.resumed) parts.push('resumed');
+  if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);
+  return parts.join(', ');
+}

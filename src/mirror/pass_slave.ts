@@ -1,0 +1,470 @@
+/**
+ * The slave side of a pass by content (mirroring spec §4.7, §4.8, §4.9): answers DIGESTQ/HASHQ in a two-way stream,
+ * hashes and stores every BLOCK, stages node lists with the slave's OWN addresses under
+ * `<parent>/ddfsmirror/staging/<pass>/`, and applies the staged ops by renames at each CHECKPOINT and at COMMIT.
+ *
+ * Durability order of a window (§4.8): block file and index synced, staged UFS files fsynced, renames, directories
+ * fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
+ *
+ * Invariants:
+ * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
+ *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
+ * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
+ * - Paths come from the codec (components checked: no `..`, NUL, `/` or empty component); every parent on the way
+ *   is lstat-ed and must be a real directory, and the root's reserved names (`.ddumbfs`, `ddfsmirror`) are refused:
+ *   nothing outside `ddfsroot/` or under `ddfsmirror/` is ever touched through a name.
+ * - A pass deleting more than MIRROR_MASS_DELETE_PERCENT of the slave's entries is refused before the window that
+ *   crosses the bound is applied, unless allowed.
+ * - RECLAIM PIN HOOK: `activePassPins(parentDir)` gives the hashes pinned by the pass running on that slave: every
+ *   hash answered "have", every block received and every hash of a staged node list (spec §4.8). Reclaim on the slave
+ *   must treat them as references until the pass commits or is abandoned; calling it from reclaim waits for the
+ *   reclaim rewrite (helper "ns"). A slave is unmounted during a pass here, so no reclaim runs meanwhile.
+ */
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, UFS_HEADER_SIZE } from '../limits.js';
+import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
+import { encodeAddress } from '../format/node.js';
+import { encodeUfsHeader } from '../format/ufs_header.js';
+import {
+  closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
+} from '../io/mirror_fs.js';
+import { BlockStore } from '../store/block_store.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
+import { readVolumeConfig } from '../volume/volume.js';
+import type { RecordReader, RecordWriter } from './channel.js';
+import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
+import { REASON, refuseMounted } from './pass_master.js';
+import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
+import { mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
+import { STREAM_VERSION } from './stream_codec.js';
+
+/** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
+const PASS_PINS = new Map<string, Set<string>>();
+
+/**
+ * The hashes pinned by the pass running on the slave at `parentDir` in this process (latin1 keys of the raw hash
+ * bytes), or null when none runs. Reclaim must keep every block whose hash is in it (spec §4.8).
+ */
+export function activePassPins(parentDir: string): ReadonlySet<string> | null {
+  return PASS_PINS.get(path.resolve(parentDir)) ?? null;
+}
+
+/** Options of the slave side. */
+export interface SlaveOptions {
+  access: TreeAccess;
+  /** Answers to the master (two-way); null for a one-way stream (`write`). */
+  output: RecordWriter | null;
+  allowMassDelete?: boolean;
+}
+
+/** What the slave did. */
+export interface SlaveSummary {
+  blocksReceived: number;
+  filesApplied: number;
+  opsNoop: number;
+  deleted: number;
+  windows: number;
+  committed: boolean;
+}
+
+type Op =
+  | { op: 'dir'; path: Buffer; meta: Meta }
+  | { op: 'dirlist'; path: Buffer; entries: DirEntry[] }
+  | { op: 'file'; path: Buffer; staged: Buffer; meta: Meta; linkGroup: bigint }
+  | { op: 'symlink'; path: Buffer; target: Buffer; meta: Meta }
+  | { op: 'special'; path: Buffer; kind: SpecialKind; rdev: bigint; meta: Meta }
+  | { op: 'link'; path: Buffer; linkGroup: bigint };
+
+const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
+const SLASH = 0x2f;
+
+function typeOfStat(kind: 'file' | 'dir' | 'symlink' | 'special'): EntryType {
+  return kind;
+}
+
+/**
+ * Run the slave side of one pass into the volume at `parentDir`, reading records from `input`.
+ * @throws DdfsError MOUNTED; INVALID (not a slave, a master of another lineage, another block size or hash, a mass
+ *   delete refused, a hostile path); CORRUPT (a BLOCK that does not match its hash, a corrupt stream, a missing
+ *   block); TOO_SHORT (the stream ended before COMMIT)
+ */
+export async function runSlave(parentDir: string, input: RecordReader, options: SlaveOptions): Promise<SlaveSummary> {
+  refuseMounted(parentDir);
+  const parent = path.resolve(parentDir);
+  const state0 = readMirrorState(parent);
+  if (state0 === null || state0.role !== 'slave') throw new DdfsError('INVALID', `${parentDir}: not a slave (run mirrorddumbfs init-slave ${parentDir} --from MASTER first)`, { path: parentDir });
+  let state: MirrorState = state0;
+  const cfg = await readVolumeConfig(parent);
+  const out = options.output;
+  const store = await BlockStore.open(parent, cfg, {});
+  const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
+  const { hashSize, blockSize, nodeSize, addrSize } = cfg;
+  const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false };
+  /** RECLAIM PIN HOOK (see the file comment): released when the pass ends, committed or not. */
+  const pinnedHashes = new Set<string>();
+  PASS_PINS.set(parent, pinnedHashes);
+  const linkTargets = new Map<bigint, Buffer>();
+  let digests: VolumeDigests | null = null;
+  let ops: Op[] = [];
+  let stagingDir = '';
+  let passIdHex = '';
+  let entryCountAtStart = -1;
+  let file: { path: Buffer; staged: Buffer; fd: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
+
+  const fail = async (reason: number, code: 'INVALID' | 'CORRUPT', message: string, seq?: bigint): Promise<never> => {
+    try {
+      await out?.send({ type: 'ERROR', reason, seq, message: message.slice(0, 1000) });
+    } catch {
+      // the master may be gone already
+    }
+    throw new DdfsError(code, message, { seq });
+  };
+
+  const abs = (rel: Buffer): Buffer => (rel.length === 0 ? rootDir : joinPathBytes(rootDir, rel));
+
+  /** Refuse a reserved root name and any parent that is not a real directory (a planted symlink). */
+  const checkPath = async (rel: Buffer): Promise<void> => {
+    if (rel.length === 0) return;
+    const first = rel.subarray(0, rel.indexOf(SLASH) < 0 ? rel.length : rel.indexOf(SLASH));
+    if (RESERVED.some((r) => r.equals(first))) await fail(REASON.REFUSED, 'INVALID', `path ${pathText(rel)}: a reserved name of the root: refused`);
+    for (let at = rel.indexOf(SLASH); at >= 0; at = rel.indexOf(SLASH, at + 1)) {
+      const st = lstatOrNull(abs(rel.subarray(0, at)));
+      if (st === null || st.kind !== 'dir') await fail(REASON.REFUSED, 'INVALID', `path ${pathText(rel)}: ${pathText(rel.subarray(0, at))} is not a directory on the slave: refused`);
+    }
+  };
+
+  const countTree = (p: Buffer): number => {
+    const st = lstatOrNull(p);
+    if (st === null) return 0;
+    if (st.kind !== 'dir') return 1;
+    let n = 1;
+    for (const name of listNames(p)) {
+      if (p.equals(rootDir) && RESERVED.some((r) => r.equals(name))) continue;
+      n += countTree(joinPathBytes(p, name));
+    }
+    return n;
+  };
+
+  const localAddress = (hash: Buffer): number => {
+    if (hash.equals(store.zeroHash)) return ADDR_ZERO;
+    const r = store.index.nodes.lookup(hash, 0);
+    return r.found ? r.address : -1;
+  };
+
+  const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
+    if (!isSymlink) setMode(p, meta.mode);
+    setOwner(p, meta.uid, meta.gid);
+  };
+
+  /** Remove `p` (recursively), counting entries for the mass-delete bound. */
+  const remove = (p: Buffer): void => {
+    summary.deleted += countTree(p);
+    removeTree(p);
+  };
+
+  /** Remove what an upsert replaces (a type change): not a deletion for the mass-delete bound, DIRLIST counted it. */
+  const replace = (p: Buffer): void => {
+    removeTree(p);
+  };
+
+  /** Apply the staged ops of the window, in order; then make them durable. */
+  const applyWindow = async (): Promise<void> => {
+    // deletions of this window: refuse before anything changes
+    let deleting = 0;
+    for (const o of ops) {
+      if (o.op !== 'dirlist') continue;
+      const st = lstatOrNull(abs(o.path));
+      if (st === null || st.kind !== 'dir') continue;
+      const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
+      for (const name of listNames(abs(o.path))) {
+        if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
+        const child = joinPathBytes(abs(o.path), name);
+        const t = listed.get(name.toString('latin1'));
+        const cst = lstatOrNull(child);
+        if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) deleting += countTree(child);
+      }
+    }
+    if (deleting > 0) {
+      if (entryCountAtStart < 0) entryCountAtStart = countTree(rootDir) - 1;
+      const total = summary.deleted + deleting;
+      if (!options.allowMassDelete && total * 100 > entryCountAtStart * MIRROR_MASS_DELETE_PERCENT) {
+        await fail(REASON.REFUSED, 'INVALID', `${parentDir}: the pass would delete ${total} of the slave's ${entryCountAtStart} entries (more than ${MIRROR_MASS_DELETE_PERCENT}%): refused without --allow-mass-delete`);
+      }
+    }
+    // blocks first: no UFS file may become visible before the blocks it names are durable
+    await store.sync();
+    const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
+    await setMtimes(staged.map((o) => ({ path: o.staged, mtimeNs: o.meta.mtimeNs })));
+    for (const o of staged) {
+      setMeta(o.staged, o.meta, false);
+      syncFile(o.staged);
+    }
+    const touched = new Set<string>();
+    const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
+    const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
+    for (const o of ops) {
+      await checkPath(o.path);
+      const target = abs(o.path);
+      touched.add(parentOf(o.path).toString('latin1'));
+      const st = lstatOrNull(target);
+      switch (o.op) {
+        case 'dir': {
+          if (st !== null && st.kind !== 'dir') replace(target);
+          if (st === null || st.kind !== 'dir') makeDirectory(target, o.meta.mode & 0o7777);
+          setMeta(target, o.meta, false);
+          touched.add(target.toString('latin1'));
+          break;
+        }
+        case 'dirlist': {
+          if (st === null || st.kind !== 'dir') break;
+          const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
+          for (const name of listNames(target)) {
+            if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
+            const child = joinPathBytes(target, name);
+            const t = listed.get(name.toString('latin1'));
+            const cst = lstatOrNull(child);
+            if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) remove(child);
+          }
+          touched.add(target.toString('latin1'));
+          break;
+        }
+        case 'file': {
+          // a no-op when the target holds the same node list and metadata, and is shared exactly when a link group says so
+          if (st !== null && st.kind === 'file' && (st.nlink === 1) === (o.linkGroup === 0n) && st.mode === (o.meta.mode & 0o7777)
+            && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
+            const a = readBytesOrNull(target);
+            const b = readBytesOrNull(o.staged);
+            if (a !== null && b !== null && a.equals(b)) {
+              removeTree(o.staged);
+              if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
+              summary.opsNoop++;
+              break;
+            }
+          }
+          if (st !== null && st.kind === 'dir') replace(target);
+          renamePath(o.staged, target);
+          if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
+          summary.filesApplied++;
+          break;
+        }
+        case 'symlink': {
+          if (st !== null && st.kind === 'symlink' && readLinkOrNull(target)?.equals(o.target) && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
+            summary.opsNoop++;
+            break;
+          }
+          if (st !== null) replace(target);
+          makeSymlink(o.target, target);
+          setMeta(target, o.meta, true);
+          later.push({ path: target, mtimeNs: o.meta.mtimeNs });
+          break;
+        }
+        case 'special': {
+          if (st !== null && st.kind === 'special' && st.rdev === o.rdev && st.mode === (o.meta.mode & 0o7777) && st.uid === o.meta.uid && st.gid === o.meta.gid
+            && st.mtimeNs === o.meta.mtimeNs && st.special === o.kind) {
+            summary.opsNoop++;
+            break;
+          }
+          if (st !== null) replace(target);
+          const at = target.lastIndexOf(SLASH);
+          await makeSpecial(target.subarray(0, at), target.subarray(at + 1), o.kind, o.rdev, o.meta.mode);
+          setMeta(target, o.meta, false);
+          later.push({ path: target, mtimeNs: o.meta.mtimeNs });
+          break;
+        }
+        case 'link': {
+          const first = linkTargets.get(o.linkGroup);
+          if (first === undefined) await fail(REASON.CORRUPT, 'CORRUPT', `LINK ${pathText(o.path)}: link group ${o.linkGroup} was not sent in this pass`);
+          const fst = lstatOrNull(abs(first!));
+          if (st !== null && fst !== null && st.ino === fst.ino) {
+            summary.opsNoop++;
+            break;
+          }
+          if (st !== null) replace(target);
+          makeHardLink(abs(first!), target);
+          break;
+        }
+      }
+    }
+    await setMtimes(later);
+    for (const d of touched) {
+      if (lstatOrNull(Buffer.from(d, 'latin1'))?.kind === 'dir') syncDirectory(Buffer.from(d, 'latin1'));
+    }
+    ops = [];
+    summary.windows++;
+  };
+
+  try {
+    const first = await input.next();
+    const hello = first.record;
+    if (hello.type !== 'HELLO') return await fail(REASON.CORRUPT, 'CORRUPT', 'the stream does not start with HELLO');
+    // our HELLO first, even to refuse: a stream's first record is its HELLO, so the ERROR that follows can be read
+    if (out !== null) {
+      // resume data that is not even a valid key (a damaged state file) is dropped: a fresh pass is always safe
+      const pending = state.pass !== null && pathProblem(Buffer.from(state.pass.keyCurHex, 'hex')) === null ? state.pass : null;
+      await out.send({
+        type: 'HELLO', version: STREAM_VERSION, role: 'slave', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
+        generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: state.claim === null ? 'none' : state.claim.claimKind,
+        pendingPass: pending === null ? undefined : { passId: Buffer.from(pending.passId, 'hex'), tidBeg: 0n, tidEnd: 0n, keyCur: Buffer.from(pending.keyCurHex, 'hex'), runningDigest: Buffer.alloc(32) },
+        capabilities: 0,
+      });
+    }
+    const why = hello.role !== 'master' ? `the peer is a ${hello.role}, not a master`
+      : hello.sharedUuid.toString('hex') !== state.sharedUuid ? `the master's shared uuid is ${hello.sharedUuid.toString('hex')}, this slave is bound to ${state.sharedUuid}`
+        : hello.blockSize !== blockSize ? `the master's block size is ${hello.blockSize}, the slave's ${blockSize}`
+          : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}` : null;
+    if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
+    for (;;) {
+      const d = await input.next();
+      const r = d.record;
+      switch (r.type) {
+        case 'PASS_BEGIN': {
+          passIdHex = r.passId.toString('hex');
+          stagingDir = path.join(mirrorDirectory(parent), 'staging', passIdHex);
+          removeTree(path.join(mirrorDirectory(parent), 'staging'));
+          ensureDirectory(stagingDir, 0o700);
+          const resumed = state.pass !== null && state.pass.passId === passIdHex;
+          state = { ...state, pass: { passId: passIdHex, keyCurHex: resumed ? state.pass!.keyCurHex : '', recordsApplied: resumed ? state.pass!.recordsApplied : 0, startedAt: resumed ? state.pass!.startedAt : new Date().toISOString() } };
+          writeMirrorState(parent, state);
+          break;
+        }
+        case 'DIGESTQ': {
+          let match = false;
+          try {
+            digests ??= await VolumeDigests.open(parent, { access: options.access, mtime: true });
+            const mine = await digests.entry(r.path);
+            match = mine !== null && mine.digest.equals(r.digest);
+          } catch {
+            match = false;
+          }
+          await out?.send({ type: 'DIGESTA', path: r.path, match });
+          break;
+        }
+        case 'HASHQ': {
+          const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
+          r.hashes.forEach((h, i) => {
+            if (localAddress(h) < 2) missing[i >> 3]! |= 1 << (i & 7);
+            else pinnedHashes.add(h.toString('latin1'));
+          });
+          await out?.send({ type: 'HAVE', passId: Buffer.from(passIdHex, 'hex'), hashCount: r.hashes.length, missing });
+          break;
+        }
+        case 'BLOCK': {
+          if (r.data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: ${r.data.length} bytes`, d.seq);
+          const data = Buffer.alloc(blockSize);
+          r.data.copy(data);
+          const h = Buffer.alloc(hashSize);
+          store.hasher.hashInto(data, h, 0);
+          if (!h.equals(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${d.seq}: its bytes do not hash to ${r.hash.toString('hex')}: pass rejected`, d.seq);
+          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
+          if (localAddress(r.hash) < 2) {
+            const nodes = Buffer.alloc(nodeSize);
+            const res = await store.storeBlocks(data, 1, nodes, 0);
+            if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, d.seq);
+          }
+          pinnedHashes.add(r.hash.toString('latin1'));
+          summary.blocksReceived++;
+          break;
+        }
+        case 'DIR':
+          ops.push({ op: 'dir', path: r.path, meta: r.meta });
+          break;
+        case 'DIRLIST': {
+          const last = ops[ops.length - 1];
+          if (last !== undefined && last.op === 'dirlist' && last.path.equals(r.path) && (last as { cont?: boolean }).cont) last.entries.push(...r.entries);
+          else ops.push({ op: 'dirlist', path: r.path, entries: [...r.entries] });
+          (ops[ops.length - 1] as { cont?: boolean }).cont = r.continues;
+          break;
+        }
+        case 'DELETE':
+          ops.push({ op: 'dirlist', path: r.path, entries: [] });
+          break;
+        case 'SYMLINK':
+          ops.push({ op: 'symlink', path: r.path, target: r.target, meta: r.meta });
+          break;
+        case 'SPECIAL':
+          ops.push({ op: 'special', path: r.path, kind: r.kind, rdev: r.rdev, meta: r.meta });
+          break;
+        case 'LINK':
+          ops.push({ op: 'link', path: r.path, linkGroup: r.linkGroup });
+          break;
+        case 'FILE_BEGIN': {
+          if (file !== null) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq} inside another file`, d.seq);
+          const staged = pathBytes(path.join(stagingDir, String(d.seq)));
+          const fd = createExclusive(staged);
+          writeAt(fd, encodeUfsHeader(Number(r.sizeBytes)), 0);
+          const count = Number(r.nodeCount);
+          if (count !== Math.ceil(Number(r.sizeBytes) / blockSize)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq}: ${count} nodes for ${r.sizeBytes} bytes`, d.seq);
+          file = { path: r.path, staged, fd, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
+          break;
+        }
+        case 'FILE_NODES': {
+          if (file === null || Number(r.firstIndex) !== file.next || file.next + r.hashes.length > file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_NODES seq ${d.seq} out of place`, d.seq);
+          const f = file!;
+          const nodes = Buffer.alloc(r.hashes.length * nodeSize);
+          r.hashes.forEach((h, i) => {
+            const address = localAddress(h);
+            if (address < 0 || address === 1) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            encodeAddress(nodes, i * nodeSize, addrSize, address);
+            h.copy(nodes, i * nodeSize + addrSize);
+            pinnedHashes.add(h.toString('latin1'));
+            f.hasher.update(h);
+          });
+          writeAt(f.fd, nodes, UFS_HEADER_SIZE + f.next * nodeSize);
+          f.next += r.hashes.length;
+          break;
+        }
+        case 'FILE_END': {
+          if (file === null || file.next !== file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq} out of place`, d.seq);
+          const f = file!;
+          file = null;
+          syncClose(f.fd);
+          if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
+          ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
+          break;
+        }
+        case 'CHECKPOINT': {
+          await applyWindow();
+          state = { ...state, pass: { ...state.pass!, keyCurHex: r.keyCur.toString('hex'), recordsApplied: Number(r.recordCount) } };
+          writeMirrorState(parent, state);
+          break;
+        }
+        case 'COMMIT': {
+          await applyWindow();
+          await store.sync();
+          state = { ...state, pass: null, claim: { kind: 'content', claimKind: r.claimKind, passId: r.passId.toString('hex'), time: new Date().toISOString() } };
+          writeMirrorState(parent, state);
+          removeTree(path.join(mirrorDirectory(parent), 'staging'));
+          summary.committed = true;
+          await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
+          break;
+        }
+        case 'TERM':
+          await out?.send({ type: 'TERM', reason: REASON.OK });
+          await out?.end();
+          if (!summary.committed) throw new DdfsError('TOO_SHORT', `${parentDir}: the master ended the stream before COMMIT`);
+          return summary;
+        case 'ERROR':
+          throw new DdfsError('CORRUPT', `the master aborted the pass: ${r.message ?? `reason ${r.reason}`}`);
+        default:
+          await fail(REASON.CORRUPT, 'CORRUPT', `unexpected ${r.type} from the master (seq ${d.seq})`, d.seq);
+      }
+    }
+  } catch (err) {
+    if (file !== null) closeFd(file.fd);
+    if (err instanceof DdfsError && out !== null && !(err.data as { sent?: boolean } | undefined)?.sent) {
+      // tell the master why (a codec fault of its stream, a missing block), when not already done
+      try {
+        await out.send({ type: 'ERROR', reason: REASON.CORRUPT, message: err.message.slice(0, 1000) });
+      } catch {
+        // already ended
+      }
+    }
+    throw err;
+  } finally {
+    PASS_PINS.delete(parent);
+    await digests?.close();
+    await store.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * `<parent>/ddfsmirror/state` (mirroring spec §4.2, §4.4, §4.9): a volume's mirror identity and its slave claim.
+ *
+ * The file is JSON (one object, version 1): `sharedUuid` (the lineage shared by a master and its slaves, 32 hex
+ * digits), `uniqueUuid` (this volume), `role` (master | slave), `lineage` (epoch, u32, bumped by a promote),
+ * `generation` (u32), `claim` (the last committed content pass: kind "content", claim kind exact|atleast, pass id
+ * and ISO time) and `pass` (a pass in progress: pass id, key_cur as hex bytes, records applied, start time).
+ *
+ * Invariants:
+ * - Rewritten atomically (temp, fsync, rename, fsync directory: io/mirror_fs.ts writeAtomic); never read or
+ *   written through a symlink planted at `ddfsmirror` or `state`.
+ * - A master gets its uuids on first use; a slave gets its shared uuid from init-slave and never changes it.
+ * - The claim only moves after the applied data is durable (§4.8): writers of `claim` call this after their fsyncs.
+ */
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import { MIRROR_DIRECTORY } from '../format/layout.js';
+import { ensureDirectory, lstatOrNull, readNoFollow, writeAtomic } from '../io/mirror_fs.js';
+import { pathBytes } from '../util/path_text.js';
+import type { CommitClaimKind, Role } from './record_body.js';
+
+/** The name of the state file in `ddfsmirror/`. */
+export const STATE_FILE = 'state';
+const STATE_VERSION = 1;
+
+/** The last committed pass of a slave. */
+export interface MirrorClaim {
+  /** How the claim was reached: by content (no journal yet: issue 7). */
+  kind: 'content';
+  claimKind: CommitClaimKind;
+  passId: string;
+  /** ISO 8601 time of the commit. */
+  time: string;
+}
+
+/** A pass in progress on a slave: its resume data (§4.9). */
+export interface PassInProgress {
+  passId: string;
+  /** Canonical key of the last applied CHECKPOINT, hex of the raw path bytes ('' = the root). */
+  keyCurHex: string;
+  recordsApplied: number;
+  startedAt: string;
+}
+
+/** The decoded state file. */
+export interface MirrorState {
+  version: number;
+  sharedUuid: string;
+  uniqueUuid: string;
+  role: Role;
+  lineage: number;
+  generation: number;
+  claim: MirrorClaim | null;
+  pass: PassInProgress | null;
+}
+
+/** `<parent>/ddfsmirror`. */
+export function mirrorDirectory(parentDir: string): string {
+  return path.join(path.resolve(parentDir), MIRROR_DIRECTORY);
+}
+
+/** A new random uuid as 32 hex digits. */
+export function newUuid(): string {
+  return randomBytes(16).toString('hex');
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+
+/**
+ * Read the state of the volume at `parentDir`.
+ * @returns null when the volume has no state yet
+ * @throws DdfsError CORRUPT naming the file when it is not a valid state; INVALID when it or ddfsmirror is a symlink
+ */
+export function readMirrorState(parentDir: string): MirrorState | null {
+  const dir = mirrorDirectory(parentDir);
+  const st = lstatOrNull(pathBytes(dir));
+  if (st === null) return null;
+  if (st.kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+  const file = path.join(dir, STATE_FILE);
+  const bytes = readNoFollow(file);
+  if (bytes === null) return null;
+  let doc: Partial<MirrorState>;
+  try {
+    doc = JSON.parse(bytes.toString('utf8')) as Partial<MirrorState>;
+  } catch {
+    throw new DdfsError('CORRUPT', `${file}: not a mirror state file (bad JSON)`, { path: file });
+  }
+  const bad = (what: string): never => {
+    throw new DdfsError('CORRUPT', `${file}: bad mirror state: ${what}`, { path: file });
+  };
+  if (doc.version !== STATE_VERSION) bad(`version ${String(doc.version)}, expected ${STATE_VERSION}`);
+  if (typeof doc.sharedUuid !== 'string' || !HEX32.test(doc.sharedUuid)) bad('sharedUuid');
+  if (typeof doc.uniqueUuid !== 'string' || !HEX32.test(doc.uniqueUuid)) bad('uniqueUuid');
+  if (doc.role !== 'master' && doc.role !== 'slave') bad('role');
+  if (!Number.isInteger(doc.lineage) || !Number.isInteger(doc.generation)) bad('lineage/generation');
+  const claim = doc.claim ?? null;
+  if (claim !== null && (claim.kind !== 'content' || (claim.claimKind !== 'exact' && claim.claimKind !== 'atleast') || typeof claim.passId !== 'string')) bad('claim');
+  const pass = doc.pass ?? null;
+  if (pass !== null && (typeof pass.passId !== 'string' || !HEX32.test(pass.passId) || typeof pass.keyCurHex !== 'string' || !/^([0-9a-f]{2})*$/.test(pass.keyCurHex))) bad('pass');
+  return { version: STATE_VERSION, sharedUuid: doc.sharedUuid!, uniqueUuid: doc.uniqueUuid!, role: doc.role!, lineage: doc.lineage!, generation: doc.generation!, claim, pass };
+}
+
+/**
+ * Rewrite the state of `parentDir` atomically (creating `ddfsmirror/` when missing).
+ * @throws DdfsError INVALID for a symlink in the way; Node errors of the writes
+ */
+export function writeMirrorState(parentDir: string, state: MirrorState): void {
+  const dir = mirrorDirectory(parentDir);
+  ensureDirectory(dir);
+  writeAtomic(dir, STATE_FILE, Buffer.from(`${JSON.stringify(state, null, 2)}\n`, 'utf8'));
+}
+
+/**
+ * The state of a master, created with fresh uuids on first use.
+ * @throws DdfsError INVALID when the volume is a slave (a slave is not a source until promoted)
+ */
+export function masterState(parentDir: string): MirrorState {
+  const s = readMirrorState(parentDir);
+  if (s !== null) {
+    if (s.role !== 'master') throw new DdfsError('INVALID', `${parentDir}: is a slave of ${s.sharedUuid}: not a source (promote it first)`, { path: parentDir });
+    return s;
+  }
+  const fresh: MirrorState = {
+    version: STATE_VERSION, sharedUuid: newUuid(), uniqueUuid: newUuid(), role: 'master', lineage: 1, generation: 1, claim: null, pass: null,
+  };
+  writeMirrorState(parentDir, fresh);
+  return fresh;
+}
+
+/** The state of a new slave bound to `master`'s lineage. */
+export function slaveStateFor(master: MirrorState): MirrorState {
+  return {
+    version: STATE_VERSION, sharedUuid: master.sharedUuid, uniqueUuid: newUuid(), role: 'slave', lineage: master.lineage, generation: master.generation, claim: null, pass: null,
+  };
+}

@@ -1,0 +1,233 @@
+/**
+ * mirrorddumbfs init-slave / copy / read / write / serve / status as commands (node bin/mirrorddumbfs, compiled
+ * dist/: run `npx tsc -p tsconfig.json` first): a one-way pass through a file equals a copy and carries every block
+ * once; status shows the claim; a mounted volume is refused with one line and nothing changes; and over a real sshd on
+ * 127.0.0.1 (test/helpers/sshd.ts): a copy, a verify of the result, and a copy resumed after the ssh client was
+ * killed mid-pass.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readMirrorState } from '../src/mirror/state.js';
+import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
+import { mountVolume, unmountAll, waitFor } from './helpers/mount.js';
+import { startSshd, stopAllSshd, type SshdHandle } from './helpers/sshd.js';
+import { linkUfs, mkdirUfs, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+
+const ROOT = path.resolve(__dirname, '..');
+const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
+const BS = 4096;
+const volumes: TempVolume[] = [];
+let work: string;
+
+function block(seed: string, count = 1): Buffer {
+  const out = Buffer.alloc(count * BS);
+  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
+  return out;
+}
+
+function run(args: string[], input?: Buffer): { status: number; stdout: Buffer; stderr: string } {
+  const r = spawnSync('node', [BIN, ...args], { timeout: 180_000, input, maxBuffer: 256 * 1024 * 1024 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString('latin1') };
+}
+
+async function volume(): Promise<string> {
+  const v = await makeTempVolume({ blockSize: BS, size: '16M' });
+  volumes.push(v);
+  return v.parent;
+}
+
+async function tree(master: string, files: number): Promise<void> {
+  mkdirUfs(master, 'd');
+  await withVolume(master, async (v) => {
+    for (let k = 0; k < files; k++) await writeUfsFile(v, `d/f${String(k).padStart(4, '0')}`, block(`t${k}`, 2));
+    await writeUfsFile(v, 'same', block('t0', 2));
+  });
+  linkUfs(master, 'd/f0000', 'hard');
+  symlinkUfs(master, 'd/f0001', 'sym');
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist/mirror/pass_master.js'))) throw new Error('dist/ is not built: run `npx tsc -p tsconfig.json` first');
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mirror-cli-'));
+});
+
+afterAll(async () => {
+  await unmountAll();
+  await stopAllSshd();
+  for (const v of volumes) await v.cleanup();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+describe('mirrorddumbfs commands', () => {
+  it('read > file, write < file equals copy; the file holds each distinct block once; status shows the claim', async () => {
+    const master = await volume();
+    const viaCopy = await volume();
+    const viaFile = await volume();
+    await tree(master, 6);
+    for (const s of [viaCopy, viaFile]) expect(run(['init-slave', s, '--from', master]).status).toBe(0);
+    const c = run(['copy', master, viaCopy]);
+    expect(c.stderr).toBe('');
+    expect(c.status).toBe(0);
+    expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, \d+ bytes on the wire, [\d.]+ s, claim exact\n$/);
+    const r = run(['read', master]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/12 blocks sent/);
+    const streamFile = path.join(work, 'pass.ddms');
+    fs.writeFileSync(streamFile, r.stdout);
+    const dump = run(['dump', '--full'], r.stdout);
+    expect(dump.status).toBe(0);
+    expect(dump.stdout.toString().split('\n').filter((l) => / BLOCK /.test(l))).toHaveLength(12);
+    const w = run(['write', viaFile], fs.readFileSync(streamFile));
+    expect(w.stderr).toMatch(/12 blocks received/);
+    expect(w.status).toBe(0);
+    for (const [a, b] of [[master, viaFile], [viaCopy, viaFile]]) {
+      const v = run(['verify', a!, b!]);
+      expect(v.stdout.toString()).toBe('');
+      expect(v.status).toBe(0);
+    }
+    const st = run(['status', viaFile]);
+    expect(st.stdout.toString()).toMatch(/^role: slave\nshared uuid: [0-9a-f]{32}\nunique uuid: [0-9a-f]{32}\nlineage: 1, generation: 1\nclaim: exact, content pass at \S+ \(pass [0-9a-f]{32}\)\npass in progress: none\n$/);
+    const js = JSON.parse(run(['status', viaFile, '--json']).stdout.toString()) as { state: { role: string; sharedUuid: string; claim: { claimKind: string } } };
+    expect(js.state.role).toBe('slave');
+    expect(js.state.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);
+    expect(js.state.claim.claimKind).toBe('exact');
+    // a slave of another master refuses the stream before any change
+    const stranger = await volume();
+    const other = await volume();
+    expect(run(['init-slave', stranger, '--from', other]).status).toBe(0);
+    const wrong = run(['write', stranger], fs.readFileSync(streamFile));
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/^mirrorddumbfs: \S+: refused: the master's shared uuid is [0-9a-f]{32}, this slave is bound to [0-9a-f]{32}\n$/);
+    expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+  }, 240_000);
+
+  it('-p prints plain progress lines on stderr (one at each CHECKPOINT), the summary on stdout', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 20);
+    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    const c = run(['copy', '-p', '--checkpoint-records', '10', master, slave]);
+    expect(c.status).toBe(0);
+    const lines = c.stderr.split('\n').filter((l) => l !== '');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, at \S+$/);
+    expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 23 files visited, 21 files sent, 40 blocks sent, 0 blocks already held/);
+  }, 120_000);
+
+  it('a mounted slave or master is refused with one line, exit 1, nothing changed or written', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 2);
+    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+    const m = await mountVolume(slave, mnt);
+    try {
+      const c = run(['copy', master, slave]);
+      expect(c.status).toBe(1);
+      expect(c.stderr).toBe(`mirrorddumbfs: ${slave}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
+      expect(fs.readdirSync(ufsAbs(slave, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+    } finally {
+      await m.unmount();
+    }
+    const mm = await mountVolume(master, mnt);
+    try {
+      const r = run(['read', master]);
+      expect(r.status).toBe(1);
+      expect(r.stdout.length).toBe(0);
+      expect(r.stderr).toBe(`mirrorddumbfs: ${master}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
+    } finally {
+      await mm.unmount();
+    }
+  }, 120_000);
+});
+
+describe('mirrorddumbfs over a real sshd', () => {
+  let sshd: SshdHandle;
+  beforeAll(async () => {
+    sshd = await startSshd();
+  }, 120_000);
+  afterAll(async () => {
+    await sshd?.stop();
+  });
+
+  const remoteArgs = (): string[] => ['-e', sshd.sshCommand, '--mirror-path', BIN];
+
+  it('init-slave --from user@127.0.0.1:PATH, copy to user@127.0.0.1:PATH, verify is empty, pull back', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 5);
+    // init-slave --from host:PATH: the master's identity comes over ssh (its uuids are made there on first use)
+    const init = run(['init-slave', ...remoteArgs(), slave, '--from', `${sshd.destination}:${master}`]);
+    expect(init.stderr).toBe('');
+    expect(init.status).toBe(0);
+    expect(readMirrorState(slave)!.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);
+    const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
+    expect(c.stderr).toBe('');
+    expect(c.status).toBe(0);
+    expect(c.stdout.toString()).toMatch(/10 blocks sent/);
+    const v = run(['verify', master, slave]);
+    expect(v.stdout.toString()).toBe('');
+    expect(v.status).toBe(0);
+    // pulling from a remote master into a local slave: nothing left to send
+    const back = run(['copy', ...remoteArgs(), `${sshd.destination}:${master}`, slave]);
+    expect(back.status, back.stderr).toBe(0);
+    expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted\n$/);
+  }, 240_000);
+
+  it('a remote slave of another master refuses the pass before any change; both sides end (no hang)', async () => {
+    const master = await volume();
+    const stranger = await volume();
+    await tree(master, 2);
+    expect(run(['init-slave', stranger, '--from', await volume()]).status).toBe(0);
+    const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${stranger}`]);
+    expect(c.status).toBe(1);
+    expect(c.stderr).toMatch(/^mirrorddumbfs: the slave does not match the master: it is bound to [0-9a-f]{32}, this master is [0-9a-f]{32} \(init-slave it from this master\)$/m);
+    expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
+    expect(readMirrorState(stranger)!.claim).toBeNull();
+    expect(await waitFor(() => sshd.sessionPids().length === 0, 30_000)).toBe(true);
+  }, 120_000);
+
+  it('a copy whose ssh client is killed after a CHECKPOINT resumes that pass and converges', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 300);
+    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    const child = spawn('node', [BIN, 'copy', '--checkpoint-records', '20', ...remoteArgs(), master, `${sshd.destination}:${slave}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    // the slave has applied a CHECKPOINT window: stop the master, kill its ssh client (its child), let it go on
+    const sawCheckpoint = await waitFor(() => {
+      try {
+        const p = readMirrorState(slave)?.pass;
+        return p !== null && p !== undefined && p.keyCurHex !== '';
+      } catch {
+        return false;
+      }
+    }, 120_000);
+    expect(sawCheckpoint).toBe(true);
+    process.kill(child.pid!, 'SIGSTOP');
+    const sshPids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'latin1').trim().split(/\s+/).filter((p) => p !== '').map(Number);
+    expect(sshPids.length).toBe(1);
+    process.kill(sshPids[0]!, 'SIGKILL');
+    process.kill(child.pid!, 'SIGCONT');
+    expect(await exited).toBe(1);
+    expect(err).not.toBe('');
+    await waitFor(() => sshd.sessionPids().length === 0, 30_000);
+    const st = readMirrorState(slave)!;
+    expect(st.claim).toBeNull();
+    expect(st.pass).not.toBeNull();
+    const again = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    expect(again.stdout.toString()).toMatch(/, resumed\n$/);
+    const v = run(['verify', master, slave]);
+    expect(v.stdout.toString()).toBe('');
+    expect(v.status).toBe(0);
+    expect(readMirrorState(slave)!.pass).toBeNull();
+  }, 300_000);
+});
