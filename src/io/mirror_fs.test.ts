@@ -1,12 +1,12 @@
 /**
- * io/mirror_fs.ts: ns-exact mtimes (python3 and the touch(1) fallback) on a non-UTF-8 name and on a symlink itself
- * (its target untouched), negative times included; writeAtomic leaves no temp file and refuses a symlinked directory.
+ * io/mirror_fs.ts: ns-exact mtimes (utimensat through io/libc.ts) on a non-UTF-8 name and on a symlink itself
+ * (its target untouched), negative times included; mknod of a FIFO under a non-UTF-8 name; writeAtomic leaves no temp file and refuses a symlinked directory.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { setMtimes, setMtimesTouch, writeAtomic } from './mirror_fs.js';
+import { makeSpecial, setMtimes, writeAtomic } from './mirror_fs.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -26,17 +26,28 @@ function setup(): { dir: string; latin: Buffer; link: Buffer; target: string } {
 }
 
 describe('mirror_fs', () => {
-  for (const [name, fn] of [['python3', setMtimes], ['touch', setMtimesTouch]] as const) {
-    it(`${name}: mtimes are set to the nanosecond, on the link itself, negative ones too`, async () => {
+  it('mtimes are set to the nanosecond, on the link itself, negative ones too; atimes stay', async () => {
       const { latin, link, target } = setup();
       const before = fs.statSync(target, { bigint: true }).mtimeNs;
-      await fn([{ path: latin, mtimeNs: 1_600_000_000_123_456_789n }, { path: link, mtimeNs: -1_500_000_001n }]);
+      const atimeBefore = fs.lstatSync(latin, { bigint: true }).atimeNs;
+      await setMtimes([{ path: latin, mtimeNs: 1_600_000_000_123_456_789n }, { path: link, mtimeNs: -1_500_000_001n }]);
       expect(fs.lstatSync(latin, { bigint: true }).mtimeNs).toBe(1_600_000_000_123_456_789n);
       expect(fs.lstatSync(link, { bigint: true }).mtimeNs).toBe(-1_500_000_001n);
       expect(fs.statSync(target, { bigint: true }).mtimeNs).toBe(before);
       expect(fs.existsSync(latin)).toBe(true);
-    });
-  }
+      expect(fs.lstatSync(latin, { bigint: true }).atimeNs).toBe(atimeBefore);
+  });
+
+  it('makeSpecial makes a FIFO under a non-UTF-8 name, and refuses to replace an entry (EEXIST)', async () => {
+    const { dir } = setup();
+    const name = Buffer.from('fifo\xfe', 'latin1');
+    await makeSpecial(Buffer.from(dir), name, 'fifo', 0n, 0o640);
+    const p = Buffer.concat([Buffer.from(`${dir}/`), name]);
+    const st = fs.lstatSync(p);
+    expect(st.isFIFO()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o640 & ~process.umask());
+    await expect(makeSpecial(Buffer.from(dir), name, 'fifo', 0n, 0o640)).rejects.toMatchObject({ code: 'EEXIST' });
+  });
 
   it('writeAtomic replaces a file, leaves no temp, and refuses a directory that is a symlink', () => {
     const { dir } = setup();

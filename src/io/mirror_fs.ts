@@ -9,17 +9,13 @@
  * - readNoFollow and writeAtomic refuse a symlink at the final component (O_NOFOLLOW): `ddfsmirror/state` is never
  *   read or written through a link planted in its place.
  * - mtimes are set with nanosecond precision (node's utimes takes a double of seconds and loses the last digits;
- *   verify compares mtimes in ns): by one python3 process per call when there is one (os.utime with ns), else by
- *   touch(1), one process per distinct value.
+ *   verify compares mtimes in ns) through utimensat(2) (io/libc.ts).
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { DdfsError } from '../errors.js';
-
-const execFileP = promisify(execFile);
+import { makeNode, setTimesNoFollow } from './libc.js';
 
 /**
  * Read the whole file `p` without following a symlink at its last component.
@@ -211,27 +207,12 @@ export function makeHardLink(existing: Buffer, p: Buffer): void {
 }
 
 /**
- * mknod of a FIFO, device or socket through mknod(1) (node:fs has none). Command arguments are strings: a path that
- * is not valid UTF-8 is made under a temporary ASCII name in the same directory and renamed into place.
- * @throws DdfsError IO when mknod(1) fails
+ * mknod(2) of a FIFO, device or socket named `name` in `dir` (byte paths, never decoded).
+ * @throws a Node-style system error when mknod fails
  */
 export async function makeSpecial(dir: Buffer, name: Buffer, kind: 'fifo' | 'char' | 'block' | 'socket', rdev: bigint, mode: number): Promise<void> {
-  if (kind === 'socket') throw new DdfsError('NOT_SUPPORTED', 'a socket cannot be made by mknod(1)');
-  const tmpName = Buffer.from(`.ddfs-mknod-${process.pid}-${Date.now()}`);
-  const tmp = Buffer.concat([dir, Buffer.from('/'), tmpName]);
-  const args = ['-m', (mode & 0o7777).toString(8), tmp.toString('utf8')];
-  if (kind === 'fifo') args.push('p');
-  else {
-    const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-    const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-    args.push(kind === 'char' ? 'c' : 'b', String(major), String(minor));
-  }
-  try {
-    await execFileP('mknod', args);
-  } catch (err) {
-    throw new DdfsError('IO', `mknod of ${kind} failed: ${(err as Error).message.split('\n')[0]}`, {}, err);
-  }
-  fs.renameSync(tmp, Buffer.concat([dir, Buffer.from('/'), name]));
+  const type = { fifo: 0o010000, char: 0o020000, block: 0o060000, socket: 0o140000 }[kind];
+  makeNode(Buffer.concat([dir, Buffer.from('/'), name]), type | (mode & 0o7777), kind === 'char' || kind === 'block' ? rdev : 0n);
 }
 
 /** chmod(2) (not for symlinks). */
@@ -248,90 +229,10 @@ export function setOwner(p: Buffer, uid: number, gid: number): void {
   }
 }
 
-/** Render ns since the epoch as touch(1)'s `@S.NNNNNNNNN`. */
-function touchTime(ns: bigint): string {
-  const neg = ns < 0n;
-  const abs = neg ? -ns : ns;
-  // touch reads @-1.5 as minus 1.5 seconds: the sign applies to the whole decimal
-  const s = abs / 1_000_000_000n;
-  const frac = abs % 1_000_000_000n;
-  return `@${neg ? '-' : ''}${s}.${frac.toString().padStart(9, '0')}`;
-}
-
 /**
- * Set the mtimes of many paths, ns-exact, without following symlinks: one touch(1) per distinct value (paths that
- * are not valid UTF-8 are renamed to an ASCII temporary name around the call, as command arguments are strings).
- * @throws DdfsError IO when touch fails
+ * Set the mtimes of many paths, ns-exact, without following symlinks (atimes unchanged).
+ * @throws a Node-style system error when one cannot be set
  */
 export async function setMtimes(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
-  if (items.length === 0) return;
-  if (pythonUsable !== false && (await setMtimesPython(items))) return;
-  await setMtimesTouch(items);
-}
-
-/** Whether python3 can be run here (null: not tried yet). */
-let pythonUsable: boolean | null = null;
-
-/** One python3 process sets every mtime (os.utime with ns, no symlink following; paths as hex, so bytes exact). */
-const PY_SET_MTIMES = [
-  'import os, sys',
-  'for line in sys.stdin.buffer:',
-  '    p, ns = line.split()',
-  '    p = bytes.fromhex(p.decode())',
-  '    st = os.lstat(p)',
-  '    os.utime(p, ns=(st.st_atime_ns, int(ns)), follow_symlinks=False)',
-].join('\n');
-
-function setMtimesPython(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('python3', ['-c', PY_SET_MTIMES], (err) => {
-      if (err === null) {
-        pythonUsable = true;
-        resolve(true);
-      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        pythonUsable = false;
-        resolve(false);
-      } else if (pythonUsable === null) {
-        pythonUsable = false; // python3 is there but cannot do it: touch from now on
-        resolve(false);
-      } else {
-        reject(new DdfsError('IO', `setting mtimes failed: ${err.message.split('\n')[0]}`, {}, err));
-      }
-    });
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(items.map((it) => `${it.path.toString('hex')} ${it.mtimeNs}\n`).join(''));
-  });
-}
-
-/** The touch(1) fallback of setMtimes (exported for its test). */
-export async function setMtimesTouch(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
-  const groups = new Map<bigint, Buffer[]>();
-  for (const it of items) {
-    const g = groups.get(it.mtimeNs);
-    if (g) g.push(it.path);
-    else groups.set(it.mtimeNs, [it.path]);
-  }
-  for (const [ns, paths] of groups) {
-    const renamed: Array<{ from: Buffer; to: Buffer }> = [];
-    const args = ['-h', '-c', '-m', '-d', touchTime(ns), '--'];
-    for (const p of paths) {
-      const text = p.toString('utf8');
-      if (Buffer.from(text, 'utf8').equals(p)) {
-        args.push(text);
-      } else {
-        const slash = p.lastIndexOf(0x2f);
-        const tmp = Buffer.concat([p.subarray(0, slash + 1), Buffer.from(`.ddfs-touch-${process.pid}-${renamed.length}`)]);
-        fs.renameSync(p, tmp);
-        renamed.push({ from: p, to: tmp });
-        args.push(tmp.toString('utf8'));
-      }
-    }
-    try {
-      for (let k = 6; k < args.length; k += 500) await execFileP('touch', [...args.slice(0, 6), ...args.slice(k, k + 500)]);
-    } catch (err) {
-      throw new DdfsError('IO', `setting mtimes failed: ${(err as Error).message.split('\n')[0]}`, {}, err);
-    } finally {
-      for (const r of renamed) fs.renameSync(r.to, r.from);
-    }
-  }
+  for (const it of items) setTimesNoFollow(it.path, null, it.mtimeNs);
 }

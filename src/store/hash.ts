@@ -3,10 +3,10 @@
  * SHA1. A block is always hashed at its full block size (a short last block is zero-padded by the caller).
  *
  * TIGER comes from libgcrypt's GCRY_MD_TIGER (algorithm 6), which emits each 64-bit state word most-significant byte
- * first: exactly mhash's order that ddumbfs stores. This file is the only importer of koffi. SHA1 comes from node:crypto.
+ * first: exactly mhash's order that ddumbfs stores. libgcrypt is loaded through io/ffi.ts. SHA1 comes from node:crypto.
  */
 import { createHash } from 'node:crypto';
-import koffi from 'koffi';
+import { loadNativeLibrary, type NativeLibrary } from '../io/ffi.js';
 import { DdfsError } from '../errors.js';
 import type { HashName } from '../format/config.js';
 import { HASH_SIZES } from '../format/config.js';
@@ -20,9 +20,9 @@ let gcryHashBuffer: HashBufferFn | null = null;
 
 function loadGcrypt(): HashBufferFn {
   if (gcryHashBuffer) return gcryHashBuffer;
-  let lib: ReturnType<typeof koffi.load>;
+  let lib: NativeLibrary;
   try {
-    lib = koffi.load('libgcrypt.so.20');
+    lib = loadNativeLibrary('libgcrypt.so.20');
   } catch (err) {
     throw new DdfsError('NOT_SUPPORTED', 'libgcrypt.so.20 not found: install the libgcrypt20 package', {}, err);
   }

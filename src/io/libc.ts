@@ -1,0 +1,85 @@
+/**
+ * The two system calls node:fs lacks and the volume needs on byte paths: utimensat(2) with nanosecond times and
+ * AT_SYMLINK_NOFOLLOW (node's utimes takes a double of seconds, which cannot hold a 2026 time to the nanosecond,
+ * and follows symlinks), and mknod(2) of FIFOs, devices and sockets; glibc's, called through io/ffi.ts.
+ *
+ * Paths are Buffers of raw bytes (NUL-terminated here), never decoded: a name that is not UTF-8 reaches the UFS as
+ * it is. Times are bigint nanoseconds since the epoch (negative before 1970).
+ */
+import { constants as osc } from 'node:os';
+import { DdfsError } from '../errors.js';
+import { lastNativeErrno, loadNativeLibrary } from './ffi.js';
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+/** tv_nsec value that leaves a time unchanged (linux/stat.h). */
+const UTIME_OMIT = (1 << 30) - 2;
+const NS_PER_SECOND = 1_000_000_000n;
+
+type UtimensatFn = (dirfd: number, path: Buffer, times: Buffer, flags: number) => number;
+type MknodFn = (path: Buffer, mode: number, dev: bigint) => number;
+let calls: { utimensat: UtimensatFn; mknod: MknodFn } | null = null;
+
+function libc(): { utimensat: UtimensatFn; mknod: MknodFn } {
+  if (calls) return calls;
+  const lib = loadNativeLibrary('libc.so.6');
+  calls = {
+    utimensat: lib.func('int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)') as UtimensatFn,
+    mknod: lib.func('int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)') as MknodFn,
+  };
+  return calls;
+}
+
+function cPath(p: Buffer): Buffer {
+  return Buffer.concat([p, Buffer.alloc(1)]);
+}
+
+/** A Node-style system error for the errno of the last call (code, errno, syscall), as node:fs throws them. */
+function systemError(syscall: string, p: Buffer): NodeJS.ErrnoException {
+  const errno = lastNativeErrno();
+  const code = Object.entries(osc.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
+  return Object.assign(new Error(`${code}: ${syscall} '${p.toString('latin1')}'`), { errno: -errno, code, syscall });
+}
+
+function writeTimespec(out: Buffer, offset: number, ns: bigint | null): void {
+  if (ns === null) {
+    out.writeBigInt64LE(0n, offset);
+    out.writeBigInt64LE(BigInt(UTIME_OMIT), offset + 8);
+    return;
+  }
+  let sec = ns / NS_PER_SECOND;
+  let nsec = ns % NS_PER_SECOND;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS_PER_SECOND;
+  }
+  out.writeBigInt64LE(sec, offset);
+  out.writeBigInt64LE(nsec, offset + 8);
+}
+
+/**
+ * Set the access and/or modification time of `p` to the nanosecond, not following a symlink at its last component.
+ * @param atimeNs ns since the epoch, or null to leave it unchanged
+ * @param mtimeNs ns since the epoch, or null to leave it unchanged
+ * @throws a Node-style system error (ENOENT, EPERM...) when utimensat fails
+ */
+export function setTimesNoFollow(p: Buffer, atimeNs: bigint | null, mtimeNs: bigint | null): void {
+  const times = Buffer.alloc(32);
+  writeTimespec(times, 0, atimeNs);
+  writeTimespec(times, 16, mtimeNs);
+  if (libc().utimensat(AT_FDCWD, cPath(p), times, AT_SYMLINK_NOFOLLOW) !== 0) throw systemError('utimensat', p);
+}
+
+/**
+ * mknod(2): make a FIFO, character or block device, or socket at `p`. `mode` holds the type bits (S_IFIFO...) and
+ * the permission bits (the umask applies); `dev` is the device number as stat's st_rdev gives it.
+ * @throws a Node-style system error (EEXIST, EPERM...) when mknod fails; DdfsError INVALID for a regular file or
+ *   directory type (those have their own calls)
+ */
+export function makeNode(p: Buffer, mode: number, dev: bigint): void {
+  const type = mode & 0o170000;
+  if (type !== 0o010000 && type !== 0o020000 && type !== 0o060000 && type !== 0o140000) {
+    throw new DdfsError('INVALID', `mknod: type 0o${type.toString(8)} is not a FIFO, device or socket`);
+  }
+  if (libc().mknod(cPath(p), mode >>> 0, dev) !== 0) throw systemError('mknod', p);
+}
