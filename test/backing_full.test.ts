@@ -117,6 +117,14 @@ function readBlocks(file: string, size: number): Array<Buffer | null> {
 describe('the backing filesystem fills up under a mounted volume', () => {
   let lostBlocks = 0;
 
+  it('statfs of the fresh mount reports no more free blocks than the 64 MiB tmpfs can take', () => {
+    const mine = statfsSync(mnt);
+    const backing = statfsSync(tmpfsDir);
+    expect(mine.bsize).toBe(BS);
+    expect(mine.bavail).toBeGreaterThan(0);
+    expect(mine.bavail).toBeLessThanOrEqual(Math.floor((backing.bavail * backing.bsize) / BS));
+  });
+
   it('acknowledged writes read back as written or fail with EIO, never as other bytes', () => {
     const file = join(mnt, 'big');
     const r = writeUntilFull(file, 4242n, 4096);
@@ -149,11 +157,20 @@ describe('the backing filesystem fills up under a mounted volume', () => {
 
   it('lost blocks are reported: fsckddumbfs -c is not OK, corrupted.txt lists the file, cpddumbfs -c refuses it', async () => {
     await m!.unmount();
+    try {
+      await checkUnmounted();
+    } finally {
+      m = await mountVolume(parent, mnt);
+    }
+  }, TEST_TIMEOUT_MS);
+
+  /** The checks of the unmounted volume (the next test needs the mount back, whatever they find). */
+  async function checkUnmounted(): Promise<void> {
     const fsck = await sh(process.execPath, [join(REPO_DIR, 'bin', 'fsckddumbfs'), '-c', parent], { timeoutMs: 10 * 60_000 });
     reportCount('backing_full: fsckddumbfs -c exit code', fsck.code);
     const listed = readCorruptedList(parent);
     const out = join(work, 'big.out');
-    const cp = await sh(process.execPath, [join(REPO_DIR, 'bin', 'cpddumbfs'), '-c', '-d', join(parent, 'ddfsroot', 'big'), out], { timeoutMs: 10 * 60_000 });
+    const cp = await sh(process.execPath, [join(REPO_DIR, 'bin', 'cpddumbfs'), '-c', join(parent, 'ddfsroot', 'big'), out], { timeoutMs: 10 * 60_000 });
     if (lostBlocks > 0) {
       expect(fsck.code, fsck.stdout + fsck.stderr).toBe(2);
       expect(fsck.stdout + fsck.stderr).toMatch(/lost/i);
@@ -164,8 +181,7 @@ describe('the backing filesystem fills up under a mounted volume', () => {
       expect(cp.code, cp.stderr).toBe(0);
     }
     rmSync(out, { force: true });
-    m = await mountVolume(parent, mnt);
-  }, TEST_TIMEOUT_MS);
+  }
 
   it('after rm + reclaim the freed blocks are reused: a new file is written and reads back', () => {
     rmSync(join(mnt, 'big'));
