@@ -49,7 +49,7 @@ async function answerWrites(f: Awaited<ReturnType<Volume['openFile']>>, data: Bu
 
 describe('answered writes whose blocks cannot be stored', () => {
   for (const failAt of [1, 3, 6]) {
-    it(`block-file writes fail with ENOSPC from the ${failAt}th on: each answered block reads as written or fails, lost ones are reported`, async () => {
+    it(`block-file writes fail with ENOSPC from write #${failAt} on: each answered block reads as written or fails, lost ones are reported`, async () => {
       const tv = await makeTempVolume({ blockSize: BS, size: '4M' });
       volumes.push(tv);
       const faulty = new FaultyDeviceFactory({ kinds: ['block'], ops: ['write'], errno: 'ENOSPC', sticky: true, failAt });
