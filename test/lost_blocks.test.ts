@@ -3,9 +3,10 @@
  * they must never read back as other bytes. The block file's writes fail with ENOSPC from the Nth on (a filesystem
  * filled by someone else after the space check): every answered block then reads back as written or fails with
  * CORRUPT (EIO); the lost ones are address-1 nodes carrying the hash of what was written, the file is listed in
- * corrupted.txt, and fsckddumbfs -c reports lost blocks (WARNING), also after a reopen.
+ * corrupted.txt, fsckddumbfs -c reports lost blocks (WARNING) and cpddumbfs -c refuses the file.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeAddress } from '../src/format/node.js';
@@ -14,6 +15,7 @@ import { FaultyDeviceFactory } from '../src/io/faulty_device.js';
 import { ADDR_LOST, UFS_HEADER_SIZE } from '../src/limits.js';
 import { Volume } from '../src/volume/volume.js';
 import { quietLogger, readCorruptedList, reportCount } from './helpers/crash.js';
+import { REPO_DIR, sh } from './helpers/mount.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 
 const BS = 4096;
@@ -108,6 +110,16 @@ describe('answered writes whose blocks cannot be stored', () => {
       const check = await checkVolume(tv.parent, { logger: quietLogger(), crashed: false, hashThreads: 0 });
       expect(check.findings.some((x) => x.kind === 'FILE_LOST_BLOCK'), check.findings.map((x) => x.message).join('\n')).toBe(true);
       expect(check.exitCode, check.findings.map((x) => x.message).join('\n')).toBe(2);
+      if (failAt === 3) {
+        // the commands say so too: fsckddumbfs -c WARNING (2), cpddumbfs -c refuses the file (1, a corrupted block)
+        const fsck = await sh(process.execPath, [path.join(REPO_DIR, 'bin', 'fsckddumbfs'), '-c', tv.parent]);
+        expect(fsck.code, fsck.stdout + fsck.stderr).toBe(2);
+        const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-lost-out-'));
+        const cp = await sh(process.execPath, [path.join(REPO_DIR, 'bin', 'cpddumbfs'), '-c', p, path.join(outDir, 'wb')]);
+        fs.rmSync(outDir, { recursive: true, force: true });
+        expect(cp.code, cp.stderr).toBe(1);
+        expect(cp.stderr).toMatch(/corrupted/);
+      }
     });
   }
 });
