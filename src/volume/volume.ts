@@ -218,8 +218,9 @@ export class Volume {
 
   /**
    * Acknowledged blocks of an open file could not be stored and are now lost nodes (address 1): log it and list the
-   * file in corrupted.txt as fsck does (` C   <absolute UFS path>`, spec §10.6), once per open file. Never throws:
-   * the volume may be full, and the loss is in the file itself either way (reads fail, fsck reports it).
+   * file in corrupted.txt as fsck does (` C   <absolute UFS path>`, spec §10.6), once per open file, in the background
+   * (close waits for it). Never throws: the volume may be full, and the loss is in the file itself either way (reads
+   * fail, fsck reports it).
    */
   private recordLostBlocks(file: UfsFile, blocks: number[], handlePath: string | Buffer, cause: unknown): void {
     if (this.filesWithLostBlocks.has(file)) return;
@@ -236,17 +237,22 @@ export class Volume {
     }
     const list = `${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`;
     this.logger.error(`${pathText(name)}: ${blocks.length} acknowledged blocks from block ${blocks[0]} could not be stored (${(cause as Error)?.message ?? String(cause)}): marked lost, reads of them fail; listed in ${list}`);
-    try {
-      const fd = fs.openSync(path.join(this.rootDir, SPECIAL_DIRECTORY, CORRUPTED_LIST_FILE), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+    const line = Buffer.concat([Buffer.from(' C   '), name, Buffer.from('\n')]);
+    // appends one after the other (each reads the size it writes at); never a symlink followed out of the volume
+    this.corruptedListing = this.corruptedListing.then(async () => {
+      const dev = await this.devices.open(path.join(this.rootDir, SPECIAL_DIRECTORY, CORRUPTED_LIST_FILE), { create: true, noFollow: true, mode: 0o600 });
       try {
-        fs.writeSync(fd, Buffer.concat([Buffer.from(' C   '), name, Buffer.from('\n')]));
+        await dev.write(line, await dev.size());
       } finally {
-        fs.closeSync(fd);
+        await dev.close();
       }
-    } catch (err) {
+    }).catch((err: unknown) => {
       this.logger.error(`${list}: cannot list ${pathText(name)}: ${(err as Error).message}`);
-    }
+    });
   }
+
+  /** The appends to corrupted.txt, in order; awaited by close. */
+  private corruptedListing: Promise<void> = Promise.resolve();
 
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
   readUfsSize(ufsPath: string): Promise<number> {
@@ -398,6 +404,7 @@ export class Volume {
    */
   async close(): Promise<void> {
     try {
+      await this.corruptedListing;
       await this.checkpointRunning?.catch(() => undefined);
       await this.store.close();
     } finally {
