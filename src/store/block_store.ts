@@ -149,7 +149,8 @@ export class BlockStore {
     let free = Number.POSITIVE_INFINITY;
     for (const e of byFilesystem.values()) {
       const avail = Math.max(0, e.freeBytes - e.reservedBytes);
-      if (e.perBlockBytes > 0) free = Math.min(free, Math.floor(avail / e.perBlockBytes));
+      // blocks allocated but still being written are not in the statfs yet: they will take their space too
+      if (e.perBlockBytes > 0) free = Math.min(free, Math.max(0, Math.floor(avail / e.perBlockBytes) - this.inFlight.size));
       else if (avail === 0) free = 0;
     }
     this.backingEstimate = { blockCountFree: free, allocationCount: this.allocationCount };
