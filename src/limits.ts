@@ -167,3 +167,16 @@ export const LOCK_RECORD_SIZE_MAX = 512;
  * and the refusal must not hang on it.
  */
 export const LOCK_QUERY_TIMEOUT_MS = 2000;
+
+/**
+ * Bytes kept free on each filesystem holding volume files (block file, index, UFS tree), on top of what the index
+ * write-back and the next checkpoint will need: room for node lists, headers, the log and buffered partial blocks.
+ * Below it new blocks are refused (ENOSPC to the writer) and writes are no longer answered ahead of storing, so a
+ * full filesystem never fails a write the daemon already acknowledged (issue 6 §3).
+ */
+export const BACKING_FREE_RESERVE_BYTES = 4 * 1024 * 1024;
+/**
+ * New blocks allocated between two statfs of the filesystems under a volume while they are far from full: a statfs
+ * per write would cost more than the write's own system calls; 256 blocks keep the estimate close.
+ */
+export const BACKING_RECHECK_BLOCK_COUNT = 256;

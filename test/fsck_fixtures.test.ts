@@ -16,7 +16,7 @@ import { rebuildVolume } from '../src/fsck/rebuild.js';
 import { runFsck } from '../src/fsck/run.js';
 import { Logger } from '../src/util/log.js';
 import { Volume } from '../src/volume/volume.js';
-import { copyFixtureVolume } from './helpers/crash.js';
+import { copyFixtureVolume, readLostAsZeros } from './helpers/crash.js';
 
 const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1';
 const VOLS = path.join(FIXTURES, 'vols');
@@ -160,10 +160,14 @@ describe('damaged upstream volumes: check → repair → check', () => {
     const cc = await check(dir, true);
     expect(cc.exitCode).toBe(2);
     await expectMd5s(dir);
-    // the recoverable file survives; the bad one reads back as zeros, no I/O error
+    // the recoverable file survives; the bad one's lost blocks fail to read (EIO: upstream served zeros, other
+    // bytes than the ones written), the others read as stored
     const vol = await Volume.open(dir, { readOnly: true });
     const f = await vol.openFile(path.join(vol.rootDir, 'ff_unexpected_shutdown_bad'), { readOnly: true });
-    expect((await f.read(0, f.size)).every((b) => b === 0)).toBe(true);
+    await expect(f.read(0, f.size)).rejects.toMatchObject({ code: 'CORRUPT', data: { lost: true } });
+    const { data, lostBlocks } = await readLostAsZeros(f, vol.config.blockSize);
+    expect(lostBlocks.length).toBeGreaterThan(0);
+    expect(data.every((b) => b === 0)).toBe(true);
     await f.close();
     await vol.close();
   });

@@ -72,7 +72,7 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'fsck/run.ts': 'removes the .autofsck marker, looks for .rebuildfsck',
   'util/log.ts': 'appends to ddumbfs.log and rolls it over',
   'volume/create.ts': 'mkddumbfs: creates the parent layout (directories, special files, ddfs.cfg)',
-  'volume/volume.ts': 'finds the parent (stat of ddfs.cfg and ddfsroot) and reads ddfs.cfg',
+  'volume/volume.ts': 'finds the parent (stat of ddfs.cfg and ddfsroot), reads ddfs.cfg, and names a file with lost blocks by its /proc/self/fd link',
 };
 
 /** Third-party libraries and the only files (or folders, ending in '/') that may import each. */

@@ -8,8 +8,8 @@
  * - every change of the tree goes through the volume (volume/tree.ts), which gives new objects to the caller;
  * - st_size of a deduplicated file is its logical size (the open UfsFile's, else the UFS header's),
  *   st_blksize = block size, st_blocks = ceil(size/bs)·bs/512 (spec §8.3);
- * - before times are set on an open file its buffered data is flushed, so a later close does not move the UFS
- *   file's mtime (cp -p, rsync -t, tar keep their times).
+ * - times set on an open file are the last word: its buffered data is stored first, and they are set again after
+ *   any later write of the UFS file that is not a new write of the user (cp -p, rsync -t, tar keep their times).
  * Metadata syscalls on the UFS are synchronous: a few µs each on a cached inode, against ≈250 µs through the libuv
  * pool, where they would also queue behind block I/O (getattr alone runs several times per file created, as the
  * mount uses zero attr/entry timeouts). They only ever touch the UFS, never a FUSE mount. The data path (UfsFile)
@@ -279,15 +279,38 @@ export class DdumbfsOps implements FsOps {
     await this.volume.tree.chown(ufsPathOf(mountPath), uid === ID_UNCHANGED ? -1 : uid, gid === ID_UNCHANGED ? -1 : gid);
   }
 
+  /**
+   * Set times on the UFS object. On an open deduplicated file they are pinned (UfsFile.pinTimes): data still being
+   * stored (held nodes, the header at close) would move the UFS mtime again, so the times read back after setting
+   * (UTIME_NOW resolved) are set again after each such write: tar, cp -p and rsync -t keep exactly what they set.
+   */
   async utimens(mountPath: BytePath, atime: FuseTimespec, mtime: FuseTimespec): Promise<void> {
     const ufsPath = ufsPathOf(mountPath);
-    if (!isInSpecialDir(mountPath)) {
-      // buffered data written after this point would move the UFS mtime again
-      const st = fs.lstatSync(ufsPath, { bigint: true });
-      const open = st.isFile() ? this.openFiles.find(st.ino) : undefined;
-      if (open) await open.file.flush();
+    const st = isInSpecialDir(mountPath) ? null : fs.lstatSync(ufsPath, { bigint: true });
+    const open = st?.isFile() ? this.openFiles.find(st.ino) : undefined;
+    if (!open) {
+      await this.volume.tree.utimens(ufsPath, atime, mtime);
+      return;
     }
-    await this.volume.tree.utimens(ufsPath, atime, mtime);
+    const timespecOf = (ns: bigint): FuseTimespec => {
+      const nsec = ((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n; // times before 1970 are negative
+      return { sec: Number((ns - nsec) / 1_000_000_000n), nsec: Number(nsec) };
+    };
+    await open.file.pinTimes(async () => {
+      await this.volume.tree.utimens(ufsPath, atime, mtime);
+      const now = fs.lstatSync(ufsPath, { bigint: true });
+      const a = timespecOf(now.atimeNs);
+      const m = timespecOf(now.mtimeNs);
+      // the handle path is the open file's own /proc/self/fd link: following it is following to the file itself
+      return (handlePath) => {
+        const bytes = typeof handlePath === 'string' ? Buffer.from(handlePath, 'utf8') : handlePath;
+        const res = hostUtimensat(bytes.toString('latin1'), a, m, 0);
+        if (res < 0) {
+          const code = Object.entries(osc.errno).find(([, n]) => n === -res)?.[0] ?? 'EIO';
+          throw codeError(code, `utimensat '${bytes.toString('latin1')}'`);
+        }
+      };
+    });
   }
 
   async mknod(mountPath: BytePath, mode: number, dev: number, ctx: FuseContext): Promise<void> {

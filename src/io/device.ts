@@ -14,6 +14,8 @@ import { pathText } from '../util/path_text.js';
 /** Random-access storage of bytes: a file or a block device. Offsets and sizes are in bytes. */
 export interface Device {
   readonly path: string;
+  /** A path naming the open file itself (/proc/self/fd/N), for calls the seam does not model (utimensat). */
+  readonly handlePath?: string;
   /** Read up to `length` bytes at `position` into `buf` at `bufOffset`; returns the number read (short at EOF). */
   read(buf: Buffer, bufOffset: number, length: number, position: number): Promise<number>;
   /** Write all of `buf` at `position` (loops over short writes). */
@@ -80,7 +82,11 @@ export interface DeviceOpenOptions {
 class FileDevice implements Device {
   private closed = false;
 
-  constructor(readonly path: string, private readonly fd: number) {}
+  readonly handlePath: string;
+
+  constructor(readonly path: string, private readonly fd: number) {
+    this.handlePath = `/proc/self/fd/${fd}`;
+  }
 
   async read(buf: Buffer, bufOffset: number, length: number, position: number): Promise<number> {
     let done = 0;

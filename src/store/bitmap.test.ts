@@ -188,3 +188,31 @@ describe('Bitmap vs a Set model (fast-check)', () => {
     );
   });
 });
+
+describe('Bitmap.allocateBelow / countClearBelow (reuse inside a block file that cannot grow)', () => {
+  it('allocates only below the limit, next-fit from the cursor with one wrap, and counts the clear bits there', () => {
+    fc.assert(fc.property(fc.integer({ min: 3, max: 300 }), fc.array(fc.nat(299)), fc.nat(300), fc.nat(300), (blockCount, setBits, limitSeed, cursor) => {
+      const b = Bitmap.fresh(blockCount);
+      const model = new Set<number>([0, 1]);
+      for (const a of setBits) {
+        if (a >= blockCount) continue;
+        b.set(a);
+        model.add(a);
+      }
+      const limit = limitSeed % (blockCount + 5);
+      const clearBelow = (): number[] => Array.from({ length: Math.max(0, Math.min(limit, blockCount)) }, (_, a) => a).filter((a) => !model.has(a));
+      expect(b.countClearBelow(limit)).toBe(clearBelow().length);
+      b.cursor = cursor;
+      const start = Math.min(Math.max(cursor, 2), Math.min(limit, blockCount));
+      const free = clearBelow();
+      const want = free.find((a) => a >= start) ?? free[0] ?? -1;
+      const got = b.allocateBelow(limit);
+      expect(got).toBe(want);
+      if (got >= 0) {
+        expect(b.has(got)).toBe(true);
+        expect(b.cursor).toBe(got + 1);
+        expect(b.countClearBelow(limit)).toBe(free.length - 1);
+      }
+    }), { numRuns: 300 });
+  });
+});

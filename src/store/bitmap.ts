@@ -86,6 +86,34 @@ export class Bitmap {
     return a;
   }
 
+  /**
+   * Next-fit allocation restricted to addresses below `limit` (a block file that cannot grow: its filesystem is full,
+   * so only the blocks already in it can be reused). Same cursor and wrap rule as `allocate`.
+   * @returns the allocated address, or -1 when every bit below `limit` is set
+   */
+  allocateBelow(limit: number): number {
+    const end = Math.min(limit, this.blockCount);
+    if (end <= 2) return -1;
+    const start = Math.min(Math.max(this.cursor, 2), end);
+    let a = this.findClear(start, end);
+    if (a < 0) a = this.findClear(2, start);
+    if (a < 0) return -1;
+    this.set(a);
+    this.cursor = a + 1;
+    return a;
+  }
+
+  /** Number of clear bits in [2, limit): blocks that can be reused without growing the block file. */
+  countClearBelow(limit: number): number {
+    const end = Math.min(limit, this.blockCount);
+    let set = 0;
+    let a = 2;
+    for (; a < end && (a & 7) !== 0; a++) if (this.has(a)) set++;
+    for (; a + 8 <= end; a += 8) set += POPCOUNT[this.bytes[a >>> 3]!]!;
+    for (; a < end; a++) if (this.has(a)) set++;
+    return Math.max(0, end - 2 - set);
+  }
+
   private findClear(from: number, to: number): number {
     let a = from;
     while (a < to) {

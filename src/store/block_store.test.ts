@@ -205,6 +205,60 @@ describe('BlockStore.storeBlocks', () => {
   });
 });
 
+describe('BlockStore: blocks that cannot be written are lost, never other bytes (issue 6 §3)', () => {
+  it('a failed block write: its node gets address 1 and the thrown error lists it; a block deduplicated against it while in flight too', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    let failNext = false;
+    const devices = {
+      async open(p: string, o: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }) {
+        const d = await fileDevices.open(p, o);
+        if (!p.endsWith('ddfsblocks')) return d;
+        return {
+          path: d.path,
+          read: d.read.bind(d), sync: d.sync.bind(d), size: d.size.bind(d), truncate: d.truncate.bind(d), close: d.close.bind(d),
+          async write(buf: Buffer, position: number) {
+            if (!failNext) return d.write(buf, position);
+            failNext = false;
+            await new Promise((r) => setImmediate(r)); // fail later, while another call dedups against it
+            throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+          },
+        };
+      },
+    };
+    const store = await BlockStore.open(tv.parent, tv.config, { devices });
+    cleanups.push(() => store.close().catch(() => undefined));
+    const { nodeSize: ns, addrSize: as, hashSize: hs } = store.cfg;
+    const A = block(4096, 800);
+    const B = block(4096, 801);
+    const known = await put(store, [B]);
+    failNext = true;
+    const first = Buffer.alloc(2 * ns);
+    const second = Buffer.alloc(2 * ns);
+    const writing = store.storeBlocks(Buffer.concat([B, A]), 2, first, 0); // B known, A new: its write fails
+    const deduplicating = store.storeBlocks(Buffer.concat([A, Buffer.alloc(4096)]), 2, second, 0); // A while in flight
+    const [e1, e2] = await Promise.allSettled([writing, deduplicating]);
+    for (const [result, lostIndex] of [[e1, 1], [e2, 0]] as const) {
+      expect(result.status).toBe('rejected');
+      const err = (result as PromiseRejectedResult).reason;
+      expect(err).toMatchObject({ code: 'NO_SPACE', data: { stored: 2, lost: [lostIndex] } });
+    }
+    expect(decodeAddress(first, 0, as)).toBe(known.addresses[0]);
+    expect(decodeAddress(first, ns, as)).toBe(1);
+    expect(first.subarray(ns + as, ns + as + hs).equals(store.hasher.hash(A))).toBe(true);
+    expect(decodeAddress(second, 0, as)).toBe(1);
+    expect(second.subarray(as, as + hs).equals(store.hasher.hash(A))).toBe(true);
+    expect(decodeAddress(second, ns, as)).toBe(0);
+    // A is not in the index: storing it again writes it anew
+    const again = await put(store, [A]);
+    expect(again.stored).toBe(1);
+    expect(again.addresses[0]).toBeGreaterThanOrEqual(2);
+    const out = Buffer.alloc(4096);
+    await store.readBlock(again.addresses[0]!, out, 0);
+    expect(bytesDiff(out, A)).toBe('');
+  });
+});
+
 describe('BlockStore persistence', () => {
   it('checkpoint: ddfsusedblocks holds exactly the bitmap words, 4·ceil(block_count/32) bytes', async () => {
     const { tv, store } = await openStore(SMALL);

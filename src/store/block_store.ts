@@ -12,7 +12,7 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
-  ADDR_LOST, ADDR_ZERO, BLOCK_FILE_MAGIC, CHECKPOINT_CHANGE_COUNT,
+  ADDR_LOST, ADDR_ZERO, BACKING_FREE_RESERVE_BYTES, BACKING_RECHECK_BLOCK_COUNT, BLOCK_FILE_MAGIC, CHECKPOINT_CHANGE_COUNT,
 } from '../limits.js';
 import type { DdfsConfig } from '../format/config.js';
 import { bitmapWordBytes } from '../format/config.js';
@@ -20,6 +20,7 @@ import { encodeAddress } from '../format/node.js';
 import { CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE } from '../format/layout.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
+import { fileSizeOf, filesystemSpaceOf, unallocatedBytesOf } from '../io/free_space.js';
 import { createHasher, type BlockHasher } from './hash.js';
 import { Bitmap } from './bitmap.js';
 import { IndexFile, type CapturedPages } from './index_file.js';
@@ -57,6 +58,13 @@ export class BlockStore {
   /** Set by reclaim: every address allocated or referenced while reclaim runs is marked here (spec §9 step 1). */
   reclaimFound: Bitmap | null = null;
   freeBlockReserve: number;
+  /** Bytes of writes answered and not yet stored, over every open file (UfsFile.writeBehind). */
+  bytesAhead = 0;
+  /** The UFS root, whose filesystem takes a node for every new block (set by the volume; null offline). */
+  ufsRootDir: string | null = null;
+  /** New blocks allocated by this process: the backing space estimate counts them down between two statfs. */
+  private allocationCount = 0;
+  private backingEstimate = { blockCountFree: 0, allocationCount: Number.NEGATIVE_INFINITY };
 
   private constructor(
     readonly parentDir: string,
@@ -110,6 +118,79 @@ export class BlockStore {
     return this.cfg.blockCount - this.index.bitmap.countSet;
   }
 
+  /**
+   * New blocks the filesystems under the volume can still take (issue 6 §3): per filesystem (block file, index,
+   * checkpoint, UFS tree; the same filesystem counted once), its free bytes less BACKING_FREE_RESERVE_BYTES, less the
+   * holes of the sparse index (its write-back fills them), less two checkpoints (the new one is written before the old
+   * one goes), divided by what a new block costs there (block_size on the block file's, node_size on the UFS tree's).
+   * Infinity when no volume file is on a filesystem (block devices, memory devices). Between two statfs the estimate
+   * is counted down by the blocks allocated; `fresh` forces the statfs (the statfs op).
+   */
+  backingBlockCountFree(fresh = false): number {
+    const since = this.allocationCount - this.backingEstimate.allocationCount;
+    if (!fresh && since < BACKING_RECHECK_BLOCK_COUNT && this.backingEstimate.blockCountFree - since > 4 * BACKING_RECHECK_BLOCK_COUNT) {
+      return this.backingEstimate.blockCountFree - since;
+    }
+    const { blockSize, nodeSize } = this.cfg;
+    const byFilesystem = new Map<number, { freeBytes: number; perBlockBytes: number; reservedBytes: number }>();
+    const need = (p: string | null, perBlockBytes: number, reservedBytes: number): void => {
+      if (p === null) return;
+      const space = filesystemSpaceOf(p);
+      if (space === null) return;
+      const e = byFilesystem.get(space.deviceId) ?? { freeBytes: space.freeBytes, perBlockBytes: 0, reservedBytes: BACKING_FREE_RESERVE_BYTES };
+      e.perBlockBytes += perBlockBytes;
+      e.reservedBytes += reservedBytes;
+      byFilesystem.set(space.deviceId, e);
+    };
+    need(this.blockDevice.path, blockSize, 0);
+    need(this.index.device.path, 0, unallocatedBytesOf(this.index.device.path));
+    need(this.parentDir, 0, 2 * bitmapWordBytes(this.cfg));
+    need(this.ufsRootDir, nodeSize, 0);
+    let free = Number.POSITIVE_INFINITY;
+    for (const e of byFilesystem.values()) {
+      const avail = Math.max(0, e.freeBytes - e.reservedBytes);
+      // blocks allocated but still being written are not in the statfs yet: they will take their space too
+      if (e.perBlockBytes > 0) free = Math.min(free, Math.max(0, Math.floor(avail / e.perBlockBytes) - this.inFlight.size));
+      else if (avail === 0) free = 0;
+    }
+    this.backingEstimate = { blockCountFree: free, allocationCount: this.allocationCount };
+    return free;
+  }
+
+  /**
+   * Free blocks a writer can really fill: the free bits of the bitmap, but no more than the filesystems under the
+   * volume can take (fresh statfs) plus the free blocks inside the block file (statfs of the volume, spec §8.3).
+   */
+  blockCountFreeBacked(): number {
+    const free = this.blockCountFree;
+    const backing = this.backingBlockCountFree(true);
+    if (backing >= free) return free;
+    const size = fileSizeOf(this.blockDevice.path);
+    const inFile = size === null ? 0 : this.index.bitmap.countClearBelow(Math.floor(size / this.cfg.blockSize));
+    return Math.min(free, backing + inFile);
+  }
+
+  /**
+   * Whether `bytes` more may be answered before they are stored (write-behind): the block store and the filesystems
+   * under it can take every block answered so far and not stored yet, plus these. When not, the caller stores first,
+   * so an ENOSPC reaches the writer of the data it concerns instead of a later write (issue 6 §3).
+   */
+  canWriteAhead(bytes: number): boolean {
+    const blocks = Math.ceil((this.bytesAhead + bytes) / this.cfg.blockSize);
+    if (this.blockCountFree - this.freeBlockReserve < blocks) return false;
+    return this.backingBlockCountFree() >= blocks;
+  }
+
+  /**
+   * Highest address + 1 a new block may get: block_count, or, when the filesystem under the block file cannot take
+   * `blockCountNeeded` more blocks, the blocks already in the block file (freed ones are rewritten in place).
+   */
+  private allocationLimit(blockCountNeeded: number): number {
+    if (this.backingBlockCountFree() >= blockCountNeeded) return this.cfg.blockCount;
+    const size = fileSizeOf(this.blockDevice.path);
+    return size === null ? this.cfg.blockCount : Math.floor(size / this.cfg.blockSize);
+  }
+
   /** True for the zero-block hash and the all-zero (hole) hash (spec §7). */
   isZeroHash(h: Buffer, offset = 0): boolean {
     const hs = this.cfg.hashSize;
@@ -121,8 +202,11 @@ export class BlockStore {
    * node_size bytes each) into `nodesOut` from `nodesOffset`.
    *
    * @returns the number of blocks stored; fewer than `count` only when the volume filled up (then `error` is set)
-   * @throws DdfsError IO (NO_SPACE when the device said ENOSPC) when a block-file write fails: the nodes of this
-   *   call must then not be written to a file; the blocks that were not written are taken out of the index
+   * @throws DdfsError IO (NO_SPACE when the device said ENOSPC) when a block-file write fails, this call's or that of
+   *   a block in flight it deduplicated against: the blocks that were not written are taken out of the index, and
+   *   `data.stored` nodes are in `nodesOut`, those of the unwritten blocks with address 1 (lost, spec §7) and listed
+   *   by their index in the call in `data.lost`. A caller that had not answered the write yet may ignore the nodes;
+   *   one that had must write them (the data is lost, and must read as lost, not as other bytes).
    */
   async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number): Promise<{ stored: number; error: DdfsError | null }> {
     const { blockSize: bs, nodeSize: ns, addrSize: as, hashSize: hs } = this.cfg;
@@ -130,8 +214,11 @@ export class BlockStore {
     const bitmap = this.index.bitmap;
     const newAddresses: number[] = [];
     const newBlockIndexes: number[] = [];
+    /** Blocks deduplicated against a block still being written: [index in the call, that write]. */
+    const dependencies: Array<[number, Promise<void>]> = [];
     let stored = 0;
     let error: DdfsError | null = null;
+    let addressLimit = -1;
     const t0 = performance.now();
     for (let k = 0; k < count; k++) {
       const block = data.subarray(k * bs, (k + 1) * bs);
@@ -153,7 +240,11 @@ export class BlockStore {
       }
       if (found.found) {
         encodeAddress(nodesOut, nodeOff, as, found.address);
-        if (this.inFlight.has(found.address)) this.referencedInFlight.add(found.address);
+        const writing = this.inFlight.get(found.address);
+        if (writing) {
+          this.referencedInFlight.add(found.address);
+          dependencies.push([k, writing]);
+        }
         this.counters.add('ghost_write');
         this.reclaimFound?.set(found.address);
         stored++;
@@ -164,8 +255,15 @@ export class BlockStore {
         error = new DdfsError('NO_SPACE', 'no space left in the block file');
         break;
       }
-      const address = bitmap.allocate();
-      if (address < 0) { error = new DdfsError('NO_SPACE', 'no free block'); break; }
+      if (addressLimit < 0) addressLimit = this.allocationLimit(count - k);
+      const address = addressLimit >= this.cfg.blockCount ? bitmap.allocate() : bitmap.allocateBelow(addressLimit);
+      if (address < 0) {
+        error = addressLimit >= this.cfg.blockCount
+          ? new DdfsError('NO_SPACE', 'no free block')
+          : new DdfsError('NO_SPACE', `${this.blockDevice.path}: the filesystem holding the volume is full`, { path: this.blockDevice.path });
+        break;
+      }
+      this.allocationCount++;
       try {
         index.insertAt(found.slot, address, nodesOut, nodeOff + as);
       } catch (err) {
@@ -181,14 +279,38 @@ export class BlockStore {
       stored++;
     }
     this.counters.add('calc_hash', Math.round((performance.now() - t0) * 1000));
+    const lost: number[] = [];
+    let writeError: unknown = null;
     if (newAddresses.length > 0) {
       try {
         await this.writeNewBlocks(data, newAddresses, newBlockIndexes);
       } catch (err) {
-        this.forgetUnwritten(newAddresses, newBlockIndexes, nodesOut, nodesOffset, (err as DdfsError).data?.failed as Set<number> | undefined);
-        throw err;
+        const failed = (err as DdfsError).data?.failed as Set<number> | undefined;
+        this.forgetUnwritten(newAddresses, newBlockIndexes, nodesOut, nodesOffset, failed);
+        for (let i = 0; i < newAddresses.length; i++) {
+          if (failed && !failed.has(newAddresses[i]!)) continue;
+          encodeAddress(nodesOut, nodesOffset + newBlockIndexes[i]! * ns, as, ADDR_LOST);
+          lost.push(newBlockIndexes[i]!);
+        }
+        writeError = err;
       }
     }
+    for (const [k, writing] of dependencies) {
+      const written = await writing.then(() => true, (err: unknown) => {
+        writeError ??= err;
+        return false;
+      });
+      if (written) continue;
+      encodeAddress(nodesOut, nodesOffset + k * ns, as, ADDR_LOST);
+      lost.push(k);
+    }
+    if (lost.length > 0) {
+      const cause = writeError instanceof DdfsError ? writeError.cause ?? writeError : writeError;
+      const code = writeError instanceof DdfsError ? writeError.code : (cause as NodeJS.ErrnoException)?.code === 'ENOSPC' ? 'NO_SPACE' : 'IO';
+      const message = writeError instanceof DdfsError ? writeError.message : `${this.blockDevice.path}: block write failed: ${(cause as Error)?.message ?? String(cause)}`;
+      throw new DdfsError(code, message, { ...(writeError instanceof DdfsError ? writeError.data : {}), stored, lost: lost.sort((x, y) => x - y) }, cause);
+    }
+    if (writeError !== null) throw writeError;
     return { stored, error };
   }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { decodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import type { BlockStore } from '../store/block_store.js';
+import { FaultyDeviceFactory } from '../io/faulty_device.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from './ufs_file.js';
 import type { Volume } from '../volume/volume.js';
 import {
@@ -467,6 +468,77 @@ describe('UfsFile through the Volume facade (withTempVolume)', () => {
       expect(volume.mayFindFreeBlocks).toBe(true);
       await f.close();
       expect(await volume.readUfsSize(volume.ufsPath('/a'))).toBe(100);
+    });
+  });
+});
+
+describe('UfsFile.pinTimes: times set by utimens are the last word', () => {
+  /** A file whose block 0 is stored, then completed: its new node is held until a block-store sync. */
+  async function fileWithHeldNode(volume: Volume, name: string): Promise<UfsFile> {
+    const f = await volume.openFile(volume.ufsPath(name), { create: true, truncate: true });
+    await f.write(0, noise(20, 100));
+    await f.fsync();
+    await f.write(100, noise(21, 4096 + 50));
+    return f;
+  }
+
+  it('stores buffered and held data before setting the times, so nothing is written after them', async () => {
+    await withTempVolume({ blockSize: '4k', size: '1M' }, async (volume) => {
+      const f = await fileWithHeldNode(volume, '/held');
+      const calls: string[] = [];
+      const before = readFileSync(volume.ufsPath('/held'));
+      await f.pinTimes(() => {
+        calls.push('set');
+        return () => calls.push('again');
+      });
+      const after = readFileSync(volume.ufsPath('/held'));
+      expect(after.equals(before), 'the held node and the buffered block were not written before the times').toBe(false);
+      await f.close();
+      expect(readFileSync(volume.ufsPath('/held')).equals(after)).toBe(true);
+      expect(calls).toEqual(['set']);
+    });
+  });
+
+  it('a UFS write after the times (a held node whose first write failed) is followed by setting them again', async () => {
+    const tv = await makeTempVolume({ blockSize: '4k', size: '1M' });
+    try {
+      const faulty = new FaultyDeviceFactory({ kinds: ['ufs'], ops: ['write'] });
+      const volume = await openTempVolume(tv.parent, { devices: faulty });
+      const f = await fileWithHeldNode(volume, '/retry');
+      await f.flush();
+      const calls: string[] = [];
+      faulty.failAt = faulty.count + 1; // the held node's write inside pinTimes fails once
+      await expect(f.pinTimes(() => {
+        calls.push('set');
+        return (handlePath) => calls.push(`again ${handlePath}`);
+      })).rejects.toMatchObject({ code: 'EIO' });
+      expect(calls).toEqual(['set']);
+      await f.close(); // writes the held node now, then the times again
+      expect(calls).toEqual(['set', `again ${volume.ufsPath('/retry')}`]);
+      await volume.close();
+    } finally {
+      await tv.cleanup();
+    }
+  });
+
+  it('a write or truncate of the user after the times ends the pin: they move the times, as on any file', async () => {
+    await withTempVolume({ blockSize: '4k', size: '1M' }, async (volume) => {
+      for (const change of [
+        (f: UfsFile) => f.write(0, noise(22, 5000)),
+        (f: UfsFile) => f.truncate(10),
+        (f: UfsFile) => f.writeBehind(3, noise(23, 9000), 1 << 20),
+      ]) {
+        const f = await volume.openFile(volume.ufsPath('/moved'), { create: true, truncate: true });
+        const calls: string[] = [];
+        await f.pinTimes(() => {
+          calls.push('set');
+          return () => calls.push('again');
+        });
+        await change(f);
+        await f.write(20_000, noise(24, 10)); // held nodes, header: all after the user's change
+        await f.close();
+        expect(calls).toEqual(['set']);
+      }
     });
   });
 });

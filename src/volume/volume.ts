@@ -18,8 +18,9 @@ import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import { UfsTree } from './tree.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 
-import { ROOT_DIRECTORY } from '../format/layout.js';
+import { CORRUPTED_LIST_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { refuseSpecialSymlinks } from './special_paths.js';
 /** The layout names live in format/layout.ts (so fsck and ufs need not import the volume); re-exported here. */
 export { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
@@ -142,6 +143,7 @@ export class Volume {
         if (change.op === 'unlink' || change.op === 'rename') this.mayFindFreeBlocks = true;
       },
     });
+    store.ufsRootDir = this.rootDir;
   }
 
   /**
@@ -187,6 +189,7 @@ export class Volume {
     f.onBlocksReleased = () => {
       this.mayFindFreeBlocks = true;
     };
+    f.onBlocksLost = (blocks, handlePath, cause) => this.recordLostBlocks(f, blocks, handlePath, cause);
     this.openFiles.add(f);
     f.onClosed = () => this.openFiles.delete(f);
     return f;
@@ -210,14 +213,58 @@ export class Volume {
     return readUfsSize(this.tree.resolve(p), this.devices);
   }
 
+  /** Files already listed in corrupted.txt for blocks lost while open. */
+  private readonly filesWithLostBlocks = new WeakSet<UfsFile>();
+
+  /**
+   * Acknowledged blocks of an open file could not be stored and are now lost nodes (address 1): log it and list the
+   * file in corrupted.txt as fsck does (` C   <absolute UFS path>`, spec §10.6), once per open file, in the background
+   * (close waits for it). Never throws: the volume may be full, and the loss is in the file itself either way (reads
+   * fail, fsck reports it).
+   */
+  private recordLostBlocks(file: UfsFile, blocks: number[], handlePath: string | Buffer, cause: unknown): void {
+    if (this.filesWithLostBlocks.has(file)) return;
+    this.filesWithLostBlocks.add(file);
+    // the current name of the open file (its /proc/self/fd link), else the path it was opened by, made absolute
+    const opened = pathBytes(file.ufsPath);
+    let name = opened[0] === 0x2f ? opened : joinPathBytes(Buffer.from(process.cwd()), opened);
+    if (typeof handlePath === 'string' && handlePath.startsWith('/proc/self/fd/')) {
+      try {
+        name = fs.readlinkSync(handlePath, { encoding: 'buffer' });
+      } catch {
+        // keep the path it was opened by
+      }
+    }
+    const list = `${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`;
+    this.logger.error(`${pathText(name)}: ${blocks.length} acknowledged blocks from block ${blocks[0]} could not be stored (${(cause as Error)?.message ?? String(cause)}): marked lost, reads of them fail; listed in ${list}`);
+    const line = Buffer.concat([Buffer.from(' C   '), name, Buffer.from('\n')]);
+    // appends one after the other (each reads the size it writes at); never a symlink followed out of the volume
+    this.corruptedListing = this.corruptedListing.then(async () => {
+      const dev = await this.devices.open(path.join(this.rootDir, SPECIAL_DIRECTORY, CORRUPTED_LIST_FILE), { create: true, noFollow: true, mode: 0o600 });
+      try {
+        await dev.write(line, await dev.size());
+      } finally {
+        await dev.close();
+      }
+    }).catch((err: unknown) => {
+      this.logger.error(`${list}: cannot list ${pathText(name)}: ${(err as Error).message}`);
+    });
+  }
+
+  /** The appends to corrupted.txt, in order; awaited by close. */
+  private corruptedListing: Promise<void> = Promise.resolve();
+
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
   readUfsSize(ufsPath: string): Promise<number> {
     return readUfsSize(ufsPath, this.devices);
   }
 
-  /** Block counts for statfs (spec §8.3). */
+  /**
+   * Block counts for statfs (spec §8.3). Free blocks are never more than the filesystems under the volume can take
+   * (BlockStore.backingBlockCountFree) plus the free blocks inside the block file, which are rewritten in place.
+   */
   statfs(): { blockSize: number; blockCount: number; blockCountFree: number } {
-    return { blockSize: this.config.blockSize, blockCount: this.config.blockCount, blockCountFree: this.store.blockCountFree };
+    return { blockSize: this.config.blockSize, blockCount: this.config.blockCount, blockCountFree: this.store.blockCountFreeBacked() };
   }
 
   /** Content of /.ddumbfs/stats, or stats0 when `reset` (which then zeroes the counters) (spec §8.9). */
@@ -357,6 +404,7 @@ export class Volume {
    */
   async close(): Promise<void> {
     try {
+      await this.corruptedListing;
       await this.checkpointRunning?.catch(() => undefined);
       await this.store.close();
     } finally {

@@ -9,7 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DdfsError } from '../../src/errors.js';
 import { runFsck, type FsckMode, type FsckRunResult } from '../../src/fsck/run.js';
+import type { UfsFile } from '../../src/ufs/ufs_file.js';
 import { Logger } from '../../src/util/log.js';
 import { Volume } from '../../src/volume/volume.js';
 
@@ -88,6 +90,25 @@ export async function readVolumeFile(parent: string, rel: string): Promise<Buffe
   } finally {
     await v.close();
   }
+}
+
+/**
+ * Read a whole open file, lost blocks (address 1: reads of them fail with CORRUPT, `data.lost`) as zeros, for tests
+ * that judge a repaired file by its content and check separately that it is listed in corrupted.txt.
+ * @returns the content and the indexes of the lost blocks
+ */
+export async function readLostAsZeros(f: UfsFile, blockSize: number): Promise<{ data: Buffer; lostBlocks: number[] }> {
+  const data = Buffer.alloc(f.size);
+  const lostBlocks: number[] = [];
+  for (let pos = 0; pos < data.length; pos += blockSize) {
+    try {
+      (await f.read(pos, blockSize)).copy(data, pos);
+    } catch (err) {
+      if (!(err instanceof DdfsError && err.code === 'CORRUPT' && err.data.lost === true)) throw err;
+      lostBlocks.push(pos / blockSize);
+    }
+  }
+  return { data, lostBlocks };
 }
 
 export function md5(b: Buffer): string {
