@@ -152,3 +152,11 @@ export const LOCK_RECORD_SIZE_MAX = 512;
  * and the refusal must not hang on it.
  */
 export const LOCK_QUERY_TIMEOUT_MS = 2000;
+
+/**
+ * Most names of new files a volume remembers as "directory not synced since this session made the entry" (volume.ts
+ * `syncNewEntry`): each costs a path string, and a tool creating millions of files without ever fsyncing must not
+ * grow the daemon without bound. Past it the record gives up being precise and every fsync syncs the file's
+ * directory (always safe, only slower).
+ */
+export const NEW_ENTRY_COUNT_MAX = 65536;
