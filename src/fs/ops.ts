@@ -383,7 +383,10 @@ export class DdumbfsOps implements FsOps {
     if (mountPath !== null) await this.volume.syncNewTreeEntry(ufsPathOf(mountPath));
   }
 
-  /** fsync of a directory (FUSE fsyncdir): commits the mkdir, create, rename and unlink of its entries. */
+  /**
+   * fsync of a directory (FUSE fsyncdir; fuse-native passes it, and without the op the kernel answers a directory
+   * fsync itself): commits the mkdir, create, rename and unlink of its entries. Counted as an fsync in the stats.
+   */
   async fsyncdir(mountPath: BytePath): Promise<void> {
     this.count('fsync');
     await this.volume.syncTreeDirectory(ufsPathOf(mountPath));
