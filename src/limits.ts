@@ -180,3 +180,11 @@ export const BACKING_FREE_RESERVE_BYTES = 4 * 1024 * 1024;
  * per write would cost more than the write's own system calls; 256 blocks keep the estimate close.
  */
 export const BACKING_RECHECK_BLOCK_COUNT = 256;
+
+/**
+ * Most names of new files a volume remembers as "directory not synced since this session made the entry" (volume.ts
+ * `syncNewEntry`): each costs a path string, and a tool creating millions of files without ever fsyncing must not
+ * grow the daemon without bound. Past it the record gives up being precise and every fsync syncs the file's
+ * directory (always safe, only slower).
+ */
+export const NEW_ENTRY_COUNT_MAX = 65536;

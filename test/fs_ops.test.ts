@@ -2,7 +2,7 @@
  * The op table through a real mount (spec §8.3–§8.9): metadata pass-through to ddfsroot, dedup files with sizes
  * from the UFS header, truncate, unlink while open, hard links, names that are not UTF-8, statfs block counts.
  */
-import { chmodSync, closeSync, fstatSync, ftruncateSync, rmdirSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, fdatasyncSync, fstatSync, ftruncateSync, rmdirSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,36 @@ beforeAll(async () => {
 afterAll(async () => {
   await unmountAll();
   rmSync(work, { recursive: true, force: true });
+});
+
+describe('fsync through the mount', () => {
+  // a counter still at 0 is not listed
+  const fsyncCount = (): number => Number(/^fsync\s+(\d+)$/m.exec(readFileSync(join(mnt, '.ddumbfs', 'stats'), 'utf8'))?.[1] ?? 0);
+
+  it('fsync and fdatasync of a new file and fsync of its directory (FUSE fsyncdir) reach the daemon', () => {
+    mkdirSync(join(mnt, 'synced'));
+    const p = join(mnt, 'synced', 'new');
+    const data = randomBytes(BS + 7);
+    const before = fsyncCount();
+    const fd = openSync(p, 'w');
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    expect(fsyncCount(), 'fsync + fdatasync of the file').toBe(before + 2);
+    // without an fsyncdir op the kernel answers a directory fsync itself and the daemon never sees it
+    const dir = openSync(join(mnt, 'synced'), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+    expect(fsyncCount(), 'fsync of the directory').toBe(before + 3);
+    expect(readFileSync(p).equals(data)).toBe(true);
+  });
 });
 
 describe('regular files go through the dedup layer', () => {

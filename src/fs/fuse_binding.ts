@@ -107,6 +107,7 @@ export interface FuseOps {
   write(path: BytePath | null, fh: number, buf: Buffer, length: number, offset: number, cb: (res: number) => void, ctx: FuseContext): void;
   flush(path: BytePath | null, fh: number, cb: FuseDone, ctx: FuseContext): void;
   fsync(path: BytePath | null, datasync: number, fh: number, cb: FuseDone, ctx: FuseContext): void;
+  fsyncdir(path: BytePath, datasync: number, fh: number, cb: FuseDone, ctx: FuseContext): void;
   release(path: BytePath | null, fh: number, cb: FuseDone, ctx: FuseContext): void;
   opendir(path: BytePath, flags: number, cb: FuseOpenDone, ctx: FuseContext): void;
   releasedir(path: BytePath | null, fh: number, cb: FuseDone, ctx: FuseContext): void;

@@ -64,6 +64,7 @@ export interface FsOps {
   write(path: BytePath | null, fh: number, data: Buffer, offset: number, ctx: FuseContext): Promise<number>;
   flush(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
   fsync(path: BytePath | null, datasync: boolean, fh: number, ctx: FuseContext): Promise<void>;
+  fsyncdir(path: BytePath, datasync: boolean, fh: number, ctx: FuseContext): Promise<void>;
   release(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
   opendir(path: BytePath, flags: number, ctx: FuseContext): Promise<OpenResult>;
   releasedir(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
@@ -249,6 +250,9 @@ export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
     },
     fsync(path, datasync, fh, cb, ctx) {
       plain('fsync', path, () => ops.fsync(path, datasync !== 0, fh, ctx), cb);
+    },
+    fsyncdir(path, datasync, fh, cb, ctx) {
+      plain('fsyncdir', path, () => ops.fsyncdir(path, datasync !== 0, fh, ctx), cb);
     },
     release(path, fh, cb, ctx) {
       plain('release', path, () => ops.release(path, fh, ctx), cb);

@@ -391,11 +391,28 @@ export class DdumbfsOps implements FsOps {
     if (h) await h.openFile.file.flush();
   }
 
-  async fsync(_mountPath: BytePath | null, _datasync: boolean, fh: number): Promise<void> {
+  /**
+   * fsync and fdatasync: the file's data, then its name when this session made it and its directory was not synced
+   * since (volume.ts `syncNewEntry`: by the path the file was opened at, and by its current one after a rename).
+   */
+  async fsync(mountPath: BytePath | null, _datasync: boolean, fh: number): Promise<void> {
     this.count('fsync');
     const h = this.openFiles.handle(fh);
-    if (h.kind === 'raw') await h.fileHandle.sync();
-    else await h.openFile.file.fsync();
+    if (h.kind === 'raw') {
+      await h.fileHandle.sync();
+      return;
+    }
+    await h.openFile.file.fsync();
+    if (mountPath !== null) await this.volume.syncNewTreeEntry(ufsPathOf(mountPath));
+  }
+
+  /**
+   * fsync of a directory (FUSE fsyncdir; fuse-native passes it, and without the op the kernel answers a directory
+   * fsync itself): commits the mkdir, create, rename and unlink of its entries. Counted as an fsync in the stats.
+   */
+  async fsyncdir(mountPath: BytePath): Promise<void> {
+    this.count('fsync');
+    await this.volume.syncTreeDirectory(ufsPathOf(mountPath));
   }
 
   async release(_mountPath: BytePath | null, fh: number): Promise<void> {

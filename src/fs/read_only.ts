@@ -19,7 +19,7 @@ import type { FsOps } from './op_guard.js';
 
 /** Ops that only read: they reach the op table (open and access after a look at their flags). */
 export const READ_OPS: ReadonlySet<string> = new Set([
-  'getattr', 'fgetattr', 'readdir', 'access', 'statfs', 'readlink', 'open', 'read', 'flush', 'fsync', 'release', 'opendir',
+  'getattr', 'fgetattr', 'readdir', 'access', 'statfs', 'readlink', 'open', 'read', 'flush', 'fsync', 'fsyncdir', 'release', 'opendir',
   'releasedir', 'getxattr', 'listxattr',
 ]);
 

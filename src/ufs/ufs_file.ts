@@ -71,11 +71,12 @@ export class UfsFile {
   /** Called once when the file is closed. */
   onClosed: (() => void) | null = null;
   /**
-   * Set when the file was opened with `create` (this open or an earlier one may have made it): the first fsync also
-   * syncs its directory, so that the name of a new file is as durable as its content (POSIX: fsync of a file does
-   * not commit its directory entry).
+   * Called by every fsync after the UFS file is synced: makes the file's name as durable as its content (POSIX: fsync
+   * of a file does not commit its directory entry), when it may not be yet. By default, for a file opened with
+   * `create` (this open or an earlier one may have made it), it syncs the file's directory at the first fsync only.
+   * The volume replaces it with its record of the entries made in this session (volume.ts `syncNewEntry`), which
+   * outlives this UfsFile: a file created, closed and opened again still gets its directory synced once.
    */
-  private entryDevices: DeviceFactory | null = null;
   /**
    * Called when acknowledged blocks could not be stored and were marked lost (address 1): `blocks` are their
    * indexes, `handlePath` names the open UFS file (see TimesReapply), `cause` the storing error.
@@ -85,6 +86,7 @@ export class UfsFile {
   private pinnedTimes: TimesReapply | null = null;
   /** The UFS file was written since the times were pinned. */
   private writtenSincePin = false;
+  syncEntry: (() => Promise<void>) | null = null;
 
   private constructor(
     readonly ufsPath: string | Buffer,
@@ -139,7 +141,14 @@ export class UfsFile {
 
   /** An open with `create` may have made the file, now or in an earlier open: its first fsync syncs the directory. */
   private static withEntry(file: UfsFile, options: UfsOpenOptions, devices: DeviceFactory): UfsFile {
-    if (options.create && !options.readOnly) file.entryDevices = devices;
+    if (options.create && !options.readOnly) {
+      let synced = false;
+      file.syncEntry = async () => {
+        if (synced) return;
+        await devices.syncDirectory(dirnameBytes(file.ufsPath));
+        synced = true;
+      };
+    }
     return file;
   }
 
@@ -726,7 +735,7 @@ export class UfsFile {
     });
   }
 
-  /** flush, then fsync the UFS file, the block file and the index (spec §8.7). */
+  /** flush, then fsync the UFS file (and its directory entry when `syncEntry` says so), the block file and the index (spec §8.7). */
   async fsync(): Promise<void> {
     await this.flush();
     await this.lock.write(async () => {
@@ -734,10 +743,7 @@ export class UfsFile {
       await this.writeHeldNodes();
       this.reapplyPinnedTimes();
       await this.device.sync();
-      if (this.entryDevices) {
-        await this.entryDevices.syncDirectory(dirnameBytes(this.ufsPath));
-        this.entryDevices = null;
-      }
+      if (this.syncEntry) await this.syncEntry();
     });
     await this.store.sync();
   }

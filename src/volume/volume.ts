@@ -11,11 +11,12 @@ import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { BlockStore } from '../store/block_store.js';
 import { statsLine } from '../store/stats.js';
-import { CHECKPOINT_TICK_CHANGE_COUNT, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
+import { CHECKPOINT_TICK_CHANGE_COUNT, NEW_ENTRY_COUNT_MAX, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
 import type { VolumeLock } from './lock.js';
 import { reclaim, renderReclaimFailure, renderReclaimReport, type ReclaimReport, type ReclaimTestHooks } from './reclaim.js';
 import { UfsFile, readUfsSize, type UfsOpenOptions } from '../ufs/ufs_file.js';
 import { UfsTree } from './tree.js';
+import { dirnameBytes } from '../util/path_text.js';
 import type { Logger } from '../util/log.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -141,9 +142,74 @@ export class Volume {
       afterChange: (change) => {
         // an unlink or a rename over an existing file may drop the last reference to blocks (spec §8.6 step 1)
         if (change.op === 'unlink' || change.op === 'rename') this.mayFindFreeBlocks = true;
+        this.trackNewEntry(change.op, this.tree.resolve(change.path), change.dest && this.tree.resolve(change.dest));
       },
     });
     store.ufsRootDir = this.rootDir;
+  }
+
+  /**
+   * Syscall paths (latin1 keys of their bytes) of files whose directory entry this session made (tree create or
+   * mknod, an open with `create`) and whose directory has not been synced since: the first fsync of such a file
+   * syncs its directory (POSIX: fsync of a file does not commit its name), later ones do not. Bounded by
+   * NEW_ENTRY_COUNT_MAX; past it `newEntriesOverflowed` makes every fsync sync the directory.
+   */
+  private readonly newEntries = new Set<string>();
+  private newEntriesOverflowed = false;
+
+  private static entryKey(p: string | Buffer): string {
+    return (typeof p === 'string' ? Buffer.from(p, 'utf8') : p).toString('latin1');
+  }
+
+  private noteNewEntry(p: string | Buffer): void {
+    if (this.newEntries.size >= NEW_ENTRY_COUNT_MAX) {
+      this.newEntriesOverflowed = true;
+      return;
+    }
+    this.newEntries.add(Volume.entryKey(p));
+  }
+
+  /** Keep the record of new entries in step with a tree change (the name follows a rename, goes with an unlink). */
+  private trackNewEntry(op: string, p: Buffer, dest: Buffer | undefined): void {
+    if (op === 'create' || op === 'mknod') {
+      this.noteNewEntry(p);
+    } else if (op === 'unlink') {
+      this.newEntries.delete(Volume.entryKey(p));
+    } else if (op === 'rename' && dest && this.newEntries.delete(Volume.entryKey(p))) {
+      this.noteNewEntry(dest);
+    }
+  }
+
+  /**
+   * Sync the directory of the file at `ufsPath` (a syscall path) when this session made its entry and has not synced
+   * that directory since (see `newEntries`); otherwise nothing. Called by every fsync of a file opened here, and by
+   * the daemon with the file's current path.
+   * @throws Node system errors of the directory sync (the entry stays recorded then)
+   */
+  async syncNewEntry(ufsPath: string | Buffer): Promise<void> {
+    const key = Volume.entryKey(ufsPath);
+    if (!this.newEntries.has(key) && !this.newEntriesOverflowed) return;
+    await this.devices.syncDirectory(dirnameBytes(ufsPath));
+    this.newEntries.delete(key);
+  }
+
+  /** syncNewEntry for tree path `p` (bytes relative to ddfsroot, tree.ts). */
+  syncNewTreeEntry(p: Buffer): Promise<void> {
+    return this.syncNewEntry(this.tree.resolve(p));
+  }
+
+  /**
+   * fsync(2) of the directory at tree path `p` (FUSE fsyncdir): commits the creations, renames and removals of its
+   * entries (a mkdir in it, an unlink...), so the record of new entries in it is cleared.
+   * @throws Node system errors (ENOENT, ENOTDIR...)
+   */
+  async syncTreeDirectory(p: Buffer): Promise<void> {
+    const dir = this.tree.resolve(p);
+    await this.devices.syncDirectory(dir);
+    const dirKey = Volume.entryKey(dir);
+    for (const key of this.newEntries) {
+      if (Volume.entryKey(dirnameBytes(Buffer.from(key, 'latin1'))) === dirKey) this.newEntries.delete(key);
+    }
   }
 
   /**
@@ -190,6 +256,9 @@ export class Volume {
       this.mayFindFreeBlocks = true;
     };
     f.onBlocksLost = (blocks, handlePath, cause) => this.recordLostBlocks(f, blocks, handlePath, cause);
+    // an open with `create` may have made the file; either way the volume's record decides what fsync syncs
+    if (options.create && !this.readOnly) this.noteNewEntry(ufsPath);
+    f.syncEntry = () => this.syncNewEntry(f.ufsPath);
     this.openFiles.add(f);
     f.onClosed = () => this.openFiles.delete(f);
     return f;
