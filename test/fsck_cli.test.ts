@@ -14,10 +14,11 @@ import * as path from 'node:path';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume } from './helpers/crash.js';
+import { FIXTURE_VOLS_DIR } from './helpers/fixtures.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/fsckddumbfs');
-const VOLS = '/work/shared/fixtures/ddumbfs-1.1/vols';
+const VOLS = FIXTURE_VOLS_DIR;
 
 const work = mkdtempSync(path.join(tmpdir(), 'fsck-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
