@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { decodeAddress } from '../src/format/node.js';
+import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 import {
   FIXTURE_SRC_DIR, fixtureSidePath, listFiles, makeTempDir, readUploadLog, removeTempDirs,
 } from './helpers/fixtures.js';
@@ -98,7 +99,7 @@ beforeAll(() => {
     // type errors elsewhere in the tree still emit JavaScript; the check below is what matters
   }
   expect(existsSync(join(REPO, 'dist', 'cli', 'cpddumbfs.js'))).toBe(true);
-}, 60_000);
+}, TEST_TIMEOUT_MS);
 
 afterAll(removeTempDirs);
 

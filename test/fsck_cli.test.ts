@@ -15,6 +15,7 @@ import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume } from './helpers/crash.js';
 import { FIXTURE_VOLS_DIR } from './helpers/fixtures.js';
+import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/fsckddumbfs');
@@ -30,7 +31,7 @@ beforeAll(() => {
 });
 
 function fsck(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('node', [BIN, ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -23,6 +23,24 @@ function sha1(b: Buffer): string {
 const SOURCE = process.env.DDUMBFS_TEST_TREE ?? '/usr/share/doc';
 const ROOT = path.resolve(__dirname, '..');
 
+/** Bytes of the regular files below `dir` (symbolic links not followed). */
+function treeSizeBytes(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += treeSizeBytes(p);
+    else if (e.isFile()) total += fs.statSync(p).size;
+  }
+  return total;
+}
+
+/**
+ * Limit of each test below, scaled by the tree: a copy or a full comparison of /usr/share/doc (110 MiB in 4,238 files)
+ * takes about 20 s on an idle machine (0.16 s per MiB); 5 s per MiB allows 30 times that, so a machine ten times
+ * slower passes. A hang detector only.
+ */
+const STEP_TIMEOUT_MS = 120_000 + Math.ceil(treeSizeBytes(SOURCE) / (1024 * 1024)) * 5_000;
+
 function blockAllocated(mnt: string): number {
   const text = fs.readFileSync(path.join(mnt, '.ddumbfs', 'stats'), 'utf8');
   const m = /^block_allocated\s+(\d+)/m.exec(text);
@@ -62,14 +80,14 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     if (work) await fsp.rm(work, { recursive: true, force: true });
   });
 
-  it('cp -a copies every byte and the metadata', async () => {
+  it('cp -a copies every byte and the metadata', { timeout: STEP_TIMEOUT_MS }, async () => {
     execFileSync('cp', ['-a', SOURCE, path.join(mnt, 'copy1')]);
     const r = await compareTrees(SOURCE, path.join(mnt, 'copy1'));
     expect(r.differences).toEqual([]);
     expect(r.files).toBeGreaterThan(100);
   });
 
-  it('a second copy under another name allocates less than 1 % more blocks', async () => {
+  it('a second copy under another name allocates less than 1 % more blocks', { timeout: STEP_TIMEOUT_MS }, async () => {
     const before = blockAllocated(mnt);
     execFileSync('cp', ['-a', SOURCE, path.join(mnt, 'copy2')]);
     const after = blockAllocated(mnt);
@@ -79,7 +97,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     expect(r.differences).toEqual([]);
   });
 
-  it('after unmount and remount the copy is still identical', async () => {
+  it('after unmount and remount the copy is still identical', { timeout: STEP_TIMEOUT_MS }, async () => {
     await mounted!.unmount();
     mounted = null;
     expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
@@ -88,7 +106,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     expect(r.differences).toEqual([]);
   });
 
-  it('cpddumbfs downloads every file of the unmounted volume byte for byte', async () => {
+  it('cpddumbfs downloads every file of the unmounted volume byte for byte', { timeout: STEP_TIMEOUT_MS }, async () => {
     await mounted!.unmount();
     mounted = null;
     const files = await listFiles(SOURCE);
