@@ -100,10 +100,11 @@ function generated(file: WrittenFile): Buffer {
 
 const totals = { killPoints: 0, filesCompleted: 0, filesInterrupted: 0, interruptedPresent: 0, listed: 0, checks: 0, checkWarnings: 0 };
 
-/** Bytes of `file` on the mount so far (0 when it does not exist yet). */
-function sizeOnMount(file: WrittenFile): number {
+/** Bytes of `file` on the mount so far (0 when it does not exist yet). Asynchronous: a hung daemon must not block
+ * the test's event loop, so that its time limit still fires. */
+async function sizeOnMount(file: WrittenFile): Promise<number> {
   try {
-    return fs.statSync(path.join(mnt, file.name)).size;
+    return (await fs.promises.stat(path.join(mnt, file.name))).size;
   } catch {
     return 0;
   }
@@ -145,7 +146,8 @@ describe.skipIf(!BUILT)('kill -9 of the daemon during parallel writes, remount (
       let progressAt = Date.now();
       for (;;) {
         const completedCount = files.filter((x) => x.completed).length;
-        const inProgressBytes = completedCount >= completedTarget ? files.filter((x) => !x.completed).reduce((n, x) => n + sizeOnMount(x), 0) : 0;
+        let inProgressBytes = 0;
+        for (const x of files.filter((y) => !y.completed)) inProgressBytes += await sizeOnMount(x);
         if (writeFailed !== null || (completedCount >= completedTarget && inProgressBytes >= bytesTarget)) break;
         const now = completedCount * 2 ** 32 + inProgressBytes;
         if (now !== progress) {
