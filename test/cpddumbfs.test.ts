@@ -5,7 +5,8 @@
  * of the upstream fixtures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -92,9 +93,10 @@ function lines(s: string): string[] {
   return s.split('\n').filter((l) => l !== '');
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, stdio: 'ignore' });
+    // asynchronous: a worker blocked for a minute on a slow machine fails vitest's own RPC
+    await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, maxBuffer: 64 * 1024 * 1024 });
   } catch {
     // type errors elsewhere in the tree still emit JavaScript; the check below is what matters
   }
