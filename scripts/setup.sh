@@ -3,8 +3,8 @@
 # quick then). Steps:
 #   1. apt: libfuse2 libfuse-dev fuse libgcrypt20 pkg-config, and the compiler toolchain node-gyp needs
 #      (skipped when all are installed);
-#   2. npm ci (skipped when node_modules matches package-lock.json and patches/; npm install --no-save when npm ci
-#      refuses the lock file); its postinstall runs patch-package, which applies patches/fuse-native+2.2.6.patch;
+#   2. npm ci (skipped when node_modules matches package-lock.json and patches/; a refused lock file is an error,
+#      never a silent npm install); its postinstall runs patch-package, which applies patches/fuse-native+2.2.6.patch;
 #   3. rebuild fuse-native from the patched source with node-gyp against the system libfuse (the package's own
 #      install script is not trusted to do it), and check that the patched build is the one Node loads;
 #   4. build: npx tsc -p tsconfig.json (src -> dist).
@@ -53,17 +53,21 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && [ -d node_mo
   say "npm ci: node_modules already matches package-lock.json and patches/"
 else
   say "npm ci (postinstall: patch-package applies patches/)"
-  if ! npm ci --no-audit --no-fund 2>/tmp/ddumbfs-npm-ci.err; then
-    if grep -q 'in sync' /tmp/ddumbfs-npm-ci.err; then
-      # The lock file lacks entries npm ci insists on (e.g. optional packages of other platforms): install the
-      # locked versions without rewriting package.json or package-lock.json.
-      say "npm ci refused the lock file (not in sync with package.json); npm install --no-save instead"
-      npm install --no-save --no-audit --no-fund
+  npm_log=$(mktemp /tmp/ddumbfs-npm-ci-XXXXXX.err)
+  if ! npm ci --no-audit --no-fund 2>"$npm_log"; then
+    cat "$npm_log" >&2
+    if grep -q 'in sync' "$npm_log"; then
+      # No fallback to npm install: it would install versions nobody reviewed and hide a broken lock file.
+      echo "setup.sh: npm ci refused package-lock.json (not in sync with package.json, e.g. optional packages of" \
+        "other platforms missing): regenerate it with no node_modules present: rm -rf node_modules &&" \
+        "npm install --package-lock-only, then commit package-lock.json" >&2
     else
-      cat /tmp/ddumbfs-npm-ci.err >&2
-      exit 1
+      echo "setup.sh: npm ci failed (see above)" >&2
     fi
+    rm -f "$npm_log"
+    exit 1
   fi
+  rm -f "$npm_log"
 fi
 
 # 3. the patched fuse-native ----------------------------------------------------------------------------------------
@@ -86,11 +90,13 @@ fi
 gyp_args=(rebuild)
 if [ -f /usr/include/node/node_api.h ]; then gyp_args+=(--nodedir=/usr); fi
 say "rebuild fuse-native: (cd $fn && $node_gyp ${gyp_args[*]})"
-(cd "$fn" && $node_gyp "${gyp_args[@]}" >/tmp/ddumbfs-node-gyp.log 2>&1) || {
-  cat /tmp/ddumbfs-node-gyp.log >&2
+gyp_log=$(mktemp /tmp/ddumbfs-node-gyp-XXXXXX.log)
+(cd "$fn" && $node_gyp "${gyp_args[@]}" >"$gyp_log" 2>&1) || {
+  cat "$gyp_log" >&2
   echo "setup.sh: node-gyp rebuild of fuse-native failed" >&2
   exit 1
 }
+rm -f "$gyp_log"
 loaded=$(node -e "
   const dir = '$root/$fn';
   const p = require('$root/node_modules/node-gyp-build').path(dir);

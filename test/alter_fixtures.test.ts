@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { COMMAND_TIMEOUT_MS, MOUNT_TIMEOUT_MS } from './helpers/timeouts.js';
 import { alterVolume, type AlterRequest, type FileOperation } from '../src/alter/alter.js';
 import { NODE_ALTERATION_KINDS } from '../src/alter/index_nodes.js';
 import { checkVolume } from '../src/fsck/check.js';
@@ -262,7 +263,7 @@ describe('bin/alterddumbfs (built CLI)', () => {
   it.skipIf(!built)('-f run as upstream was (cwd = vols, PARENT = funny-f): the funny files match upstream byte for byte but for bb', () => {
     const cwd = fs.mkdtempSync(path.join(work, 'cwd-'));
     copyFixtureVolume(CLEAN, path.join(cwd, 'funny-f'));
-    const a = spawnSync(process.execPath, [path.resolve('bin', 'alterddumbfs'), '-n', '42', '-f', 'funny-f'], { cwd, encoding: 'utf8', timeout: 30_000 });
+    const a = spawnSync(process.execPath, [path.resolve('bin', 'alterddumbfs'), '-n', '42', '-f', 'funny-f'], { cwd, encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS });
     expect(a.status, a.stderr).toBe(0);
     const ours = (name: string): Buffer => fs.readFileSync(path.join(cwd, 'funny-f', 'ddfsroot', name));
     const theirs = (name: string): Buffer => fs.readFileSync(path.join(FIXTURE_VOLS, 'funny-f', 'ddfsroot', name));
@@ -292,7 +293,7 @@ describe('bin/alterddumbfs (built CLI)', () => {
 
   it.skipIf(!built)('-n 42 -i 5, then fsckddumbfs -c / -n / -c exit 1 / 0 / 0; usage errors exit 2', () => {
     const dir = freshCopy();
-    const run = (bin: string, args: string[]) => spawnSync(process.execPath, [path.resolve('bin', bin), ...args], { encoding: 'utf8', timeout: 30_000 });
+    const run = (bin: string, args: string[]) => spawnSync(process.execPath, [path.resolve('bin', bin), ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS });
     const a = run('alterddumbfs', ['-n', '42', '-i', '5', dir]);
     expect(a.status, a.stderr).toBe(0);
     expect(a.stdout.trim().split('\n')).toHaveLength(35);
@@ -320,7 +321,7 @@ describe('alter_meta: a damaged index or block file is refused by the daemon; fs
   const cases: AlterRequest[] = [
     { indexFile: 'delete' }, { indexFile: 'truncate' }, { indexFile: 'empty' }, { indexFile: 'magic' }, { blockFile: 'magic' },
   ];
-  it.skipIf(!daemon)(`${cases.length} cases`, { timeout: 120_000 }, async () => {
+  it.skipIf(!daemon)(`${cases.length} cases`, { timeout: MOUNT_TIMEOUT_MS + cases.length * 60_000 }, async () => {
     const { mountVolume, unmountAll } = await import('./helpers/mount.js');
     const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
     try {

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { REPO_DIR, makeVolume, mountVolume, sh, type MountedVolume } from './helpers/mount.js';
+import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
 
@@ -115,7 +116,7 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
       const mnt = path.join(work, `mnt${counter++}`);
       await fsp.mkdir(mnt);
       const runs = [
-        await sh(process.execPath, [bin('ddumbfs'), mnt, '-o', `parent=${parent}`, '-f'], { timeoutMs: 30_000 }),
+        await sh(process.execPath, [bin('ddumbfs'), mnt, '-o', `parent=${parent}`, '-f'], { timeoutMs: COMMAND_TIMEOUT_MS }),
         await sh(process.execPath, [bin('cpddumbfs'), path.join(work, 'src.bin'), path.join(parent, 'ddfsroot', 'new.bin')]),
         await sh(process.execPath, [bin('fsckddumbfs'), '-c', parent]),
       ];

@@ -5,7 +5,8 @@
  * of the upstream fixtures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -13,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { decodeAddress } from '../src/format/node.js';
+import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 import {
   FIXTURE_SRC_DIR, fixtureSidePath, listFiles, makeTempDir, readUploadLog, removeTempDirs,
 } from './helpers/fixtures.js';
@@ -91,14 +93,15 @@ function lines(s: string): string[] {
   return s.split('\n').filter((l) => l !== '');
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, stdio: 'ignore' });
+    // asynchronous: a worker blocked for a minute on a slow machine fails vitest's own RPC
+    await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, maxBuffer: 64 * 1024 * 1024 });
   } catch {
     // type errors elsewhere in the tree still emit JavaScript; the check below is what matters
   }
   expect(existsSync(join(REPO, 'dist', 'cli', 'cpddumbfs.js'))).toBe(true);
-}, 60_000);
+}, TEST_TIMEOUT_MS);
 
 afterAll(removeTempDirs);
 

@@ -27,7 +27,8 @@ import { copyVolumeDir, quietLogger, readCorruptedList, readVolumeFile, reportCo
 const BS = 4096;
 const EIO = 5;
 const ENOSPC = 28;
-const RUN_TIMEOUT_MS = 10_000;
+/** A run (10–50 ms on an idle machine) still going after this has hung: a hang detector, generous for slow machines. */
+const RUN_TIMEOUT_MS = 60_000;
 const SOURCE_VARIANTS = soakCount(1, 6);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'crash-failnth-'));

@@ -1,8 +1,11 @@
 /**
  * kill -9 of the daemon during writes (spec §16 "crash", §8.2 step 4): per kill point, three `testddumbfs -o F`
- * writers with their own seeds write 2–4 MiB files one after another into the mount; at a random moment the daemon
- * gets SIGKILL; the dead mount is lazily unmounted (umount -l); the volume is mounted again, and that mount runs the
- * automatic repair because `.autofsck` was left behind. Then:
+ * writers with their own seeds write 2–4 MiB files one after another into the mount; at a kill point chosen by
+ * progress, never by elapsed time (round r waits until r % 3 files have completed, then until the files still being
+ * written hold a seeded random number of bytes, up to 2 MiB), the daemon gets SIGKILL; the dead mount is lazily
+ * unmounted (umount -l); the volume is mounted again, and that mount runs the automatic repair because `.autofsck`
+ * was left behind. So every third round kills before any file completed, and the others after one or two did,
+ * however slow the machine. Then:
  * - every file whose testddumbfs exited 0 before the kill (F fsyncs at the end) compares equal with
  *   `testddumbfs -o C`;
  * - every other file (if it exists) is an exact prefix of its generated content, or is listed in corrupted.txt;
@@ -12,7 +15,7 @@
  *
  * Needs the built daemon (dist/cli/ddumbfs.js) and /dev/fuse; skipped otherwise. CI: KILL_POINTS kill points;
  * DDUMBFS_SOAK=1: many more. A failing kill point prints its round and seed; DDUMBFS_SEED=<seed> replays the
- * writers' choices (the kill moment is wall-clock dependent).
+ * writers' seeds and the kill points' progress targets (how far the kernel got with them at the kill still varies).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,6 +28,7 @@ import { SeededRandom } from '../src/io/crash_device.js';
 import { BlockGenerator } from '../src/testgen/lcg.js';
 import { REPO_DIR, isMounted, makeVolume, mountVolume, sh, sleep, unmountAll, type MountedVolume } from './helpers/mount.js';
 import { SOAK, quietLogger, readCorruptedList, reportCount, soakCount } from './helpers/crash.js';
+import { MOUNT_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const BUILT = fs.existsSync(path.join(REPO_DIR, 'dist', 'cli', 'ddumbfs.js')) && fs.existsSync('/dev/fuse');
 const KILL_POINTS = soakCount(20, 200);
@@ -32,6 +36,12 @@ const CHECK_EVERY = SOAK ? 10 : 7;
 const BS = 4096;
 const TESTDDUMBFS = path.join(REPO_DIR, 'bin', 'testddumbfs');
 const SEED = Number(process.env.DDUMBFS_SEED ?? 4242);
+/** Upper bound of the bytes the files in progress hold at a kill point (below the smallest file, 2 MiB - 5000 B). */
+const KILL_BYTES_MAX = 2 * 1024 * 1024 - 8192;
+/** Progress is sampled this often (a poll interval, not a limit). */
+const POLL_MS = 50;
+/** Writers that add no byte for this long have hung (a hang detector only: progress decides the kill point). */
+const STALL_MS = 5 * 60_000;
 
 
 interface WrittenFile {
@@ -90,9 +100,22 @@ function generated(file: WrittenFile): Buffer {
 
 const totals = { killPoints: 0, filesCompleted: 0, filesInterrupted: 0, interruptedPresent: 0, listed: 0, checks: 0, checkWarnings: 0 };
 
+/** Bytes of `file` on the mount so far (0 when it does not exist yet). Asynchronous: a hung daemon must not block
+ * the test's event loop, so that its time limit still fires. */
+async function sizeOnMount(file: WrittenFile): Promise<number> {
+  try {
+    return (await fs.promises.stat(path.join(mnt, file.name))).size;
+  } catch {
+    return 0;
+  }
+}
+
 describe.skipIf(!BUILT)('kill -9 of the daemon during parallel writes, remount (automatic repair), verify', () => {
-  it(`${KILL_POINTS} kill points`, { timeout: 60_000 + KILL_POINTS * 10_000 }, async () => {
+  // per kill point: a few MiB written through FUSE, a kill, a remount with its repair, the files read back (about
+  // 2.5 s on an idle machine); the limit allows 25 times that, so a machine ten times slower passes
+  it(`${KILL_POINTS} kill points`, { timeout: MOUNT_TIMEOUT_MS + KILL_POINTS * 60_000 }, async () => {
     const rng = new SeededRandom(SEED);
+    const killRng = new SeededRandom(SEED + 1);
     const problems: string[] = [];
     let mv: MountedVolume = await mountVolume(parent, mnt);
     // alterddumbfs refuses a mounted volume
@@ -102,18 +125,41 @@ describe.skipIf(!BUILT)('kill -9 of the daemon during parallel writes, remount (
     for (let round = 0; round < KILL_POINTS && problems.length === 0; round++) {
       const files: WrittenFile[] = [];
       let killed = false;
+      let writeFailed: string | null = null;
       const writer = async (w: number): Promise<void> => {
-        for (let k = 0; !killed; k++) {
+        for (let k = 0; !killed && writeFailed === null; k++) {
           const file: WrittenFile = {
             name: `r${round}-w${w}-f${k}`, seed: SEED * 1000 + round * 100 + w * 10 + k, size: rng.range(2, 4) * 1024 * 1024 - rng.int(5000), completed: false, round,
           };
           files.push(file);
           const r = await testddumbfs('F', file);
           file.completed = r.code === 0;
+          if (!file.completed && !killed) writeFailed = `${file.name} (seed ${file.seed}): testddumbfs -o F exited ${String(r.code)} before the kill: ${r.stdout.trim()}`;
         }
       };
       const writers = [0, 1, 2].map((w) => writer(w));
-      await sleep(rng.range(200, 1500));
+      // the kill point, by progress: `completedTarget` files completed, then `bytesTarget` bytes in the files in
+      // progress (a file counts once its testddumbfs has started; its size is what the daemon reports)
+      const completedTarget = round % 3;
+      const bytesTarget = killRng.int(KILL_BYTES_MAX);
+      let progress = -1;
+      let progressAt = Date.now();
+      for (;;) {
+        const completedCount = files.filter((x) => x.completed).length;
+        let inProgressBytes = 0;
+        for (const x of files.filter((y) => !y.completed)) inProgressBytes += await sizeOnMount(x);
+        if (writeFailed !== null || (completedCount >= completedTarget && inProgressBytes >= bytesTarget)) break;
+        const now = completedCount * 2 ** 32 + inProgressBytes;
+        if (now !== progress) {
+          progress = now;
+          progressAt = Date.now();
+        } else if (Date.now() - progressAt > STALL_MS) {
+          writeFailed = `the writers made no progress for ${STALL_MS} ms (${completedCount} files completed, ${inProgressBytes} bytes in progress)`;
+          break;
+        }
+        await sleep(POLL_MS);
+      }
+      if (writeFailed !== null) problems.push(`round ${round}: ${writeFailed}`);
       killed = true;
       process.kill(mv.pid, 'SIGKILL');
       await mv.exited;

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DDUMBFS_BIN, isMounted, makeVolume, mountVolume, sh, unmountAll, waitFor } from './helpers/mount.js';
+import { COMMAND_TIMEOUT_MS, EXIT_TIMEOUT_MS } from './helpers/timeouts.js';
 
 let work: string;
 let parent: string;
@@ -43,7 +44,7 @@ function snapshot(): string {
 }
 
 async function daemon(args: string[]): Promise<{ code: number; stderr: string }> {
-  const r = await sh(process.execPath, [DDUMBFS_BIN, ...args], { timeoutMs: 30_000 });
+  const r = await sh(process.execPath, [DDUMBFS_BIN, ...args], { timeoutMs: COMMAND_TIMEOUT_MS });
   return { code: r.code, stderr: r.stderr };
 }
 
@@ -159,7 +160,7 @@ describe('detached mode', () => {
     } finally {
       await sh('fusermount', ['-u', mnt]);
     }
-    expect(await waitFor(() => !existsSync(autofsck()), 15_000)).toBe(true);
+    expect(await waitFor(() => !existsSync(autofsck()), EXIT_TIMEOUT_MS)).toBe(true);
   });
 
   it('a refused detached mount prints the reason and exits 1', async () => {

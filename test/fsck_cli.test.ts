@@ -6,7 +6,7 @@
  * a one-line test of mountPointOf() and is left to the FUSE integration suite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,10 +14,12 @@ import * as path from 'node:path';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume } from './helpers/crash.js';
+import { FIXTURE_VOLS_DIR } from './helpers/fixtures.js';
+import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/fsckddumbfs');
-const VOLS = '/work/shared/fixtures/ddumbfs-1.1/vols';
+const VOLS = FIXTURE_VOLS_DIR;
 
 const work = mkdtempSync(path.join(tmpdir(), 'fsck-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -28,9 +30,17 @@ beforeAll(() => {
   }
 });
 
-function fsck(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+/**
+ * Run fsckddumbfs. Asynchronous on purpose: a spawnSync blocks the test worker, and one that lasts more than a
+ * minute on a slow machine fails vitest's own RPC ("Timeout calling onTaskUpdate") although every test passed.
+ */
+function fsck(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', [BIN, ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({ status: err === null ? 0 : typeof code === 'number' ? code : -1, stdout, stderr });
+    });
+  });
 }
 
 /** Assert an exit status, showing the command's output when it differs. */
@@ -78,47 +88,47 @@ async function readBack(dir: string, rel: string): Promise<string> {
 }
 
 describe('usage', () => {
-  it('exactly one mode is required (exit 1, upstream message)', () => {
+  it('exactly one mode is required (exit 1, upstream message)', async () => {
     const dir = copyVolume('v11-4k-tiger');
     for (const args of [[dir], ['-c', '-n', dir], ['-r', '-R', dir]]) {
-      const r = fsck(...args);
+      const r = await fsck(...args);
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('One of the options c, C, n, N, r, R must be selected, and only one !');
     }
   });
 
-  it('unknown options and missing arguments exit 1; --help exits 0 and lists the exit codes', () => {
-    expectStatus(fsck('--bogus', '-c', work), 1);
-    expectStatus(fsck('-c'), 1);
-    const h = fsck('--help');
+  it('unknown options and missing arguments exit 1; --help exits 0 and lists the exit codes', async () => {
+    expectStatus(await fsck('--bogus', '-c', work), 1);
+    expectStatus(await fsck('-c'), 1);
+    const h = await fsck('--help');
     expect(h.status).toBe(0);
     expect(h.stdout).toContain('--repair-relaxed');
     expect(h.stdout).toContain('2    WARNING');
   });
 
-  it('a path outside any volume is an error', () => {
-    const r = fsck('-c', work);
+  it('a path outside any volume is an error', async () => {
+    const r = await fsck('-c', work);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/ERR .*not inside a ddumbfs volume/);
   });
 });
 
 describe('modes and exit codes', () => {
-  it('check of a clean volume: 0, upstream lines on stdout, OK with -v; a path inside the volume works', () => {
+  it('check of a clean volume: 0, upstream lines on stdout, OK with -v; a path inside the volume works', async () => {
     const dir = copyVolume('v11-8k-sha1');
-    const r = fsck('-c', '-v', path.join(dir, 'ddfsroot/dir/sub'));
+    const r = await fsck('-c', '-v', path.join(dir, 'ddfsroot/dir/sub'));
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`root directory: ${dir}/ddfsroot\nblockfile: ${dir}/ddfsblocks\nindexfile: ${dir}/ddfsidx\n`);
     expect(r.stdout).toContain('Filesystem status        : OK \nOK\n');
-    expectStatus(fsck('--check-block', dir), 0);
+    expectStatus(await fsck('--check-block', dir), 0);
     // a check writes nothing, not even the log
     expect(readFileSync(path.join(dir, 'ddfsroot/.ddumbfs/ddumbfs.log'), 'utf8')).toBe('');
   });
 
-  it('crash-u: -c 1, -n 2 (a corrupted file), then -c 2; markers and log', () => {
+  it('crash-u: -c 1, -n 2 (a corrupted file), then -c 2; markers and log', async () => {
     const dir = copyVolume('crash-u');
-    expectStatus(fsck('-c', dir), 1);
-    const n = fsck('--normal', dir);
+    expectStatus(await fsck('-c', dir), 1);
+    const n = await fsck('--normal', dir);
     expect(n.status).toBe(2);
     expect(n.stderr).toMatch(/\d\d:\d\d:\d\d WAR  C   .*ff_unexpected_shutdown_bad\n/);
     expect(n.stderr).toContain('INF Fixed:0  Corrupted:1  Total:9 files in ');
@@ -126,51 +136,51 @@ describe('modes and exit codes', () => {
     expect(existsSync(path.join(dir, '.autofck'))).toBe(false);
     const log = readFileSync(path.join(dir, 'ddfsroot/.ddumbfs/ddumbfs.log'), 'utf8');
     expect(log).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INF Check and repair node order in index: fixed 0 errors\.$/m);
-    const c = fsck('-c', '-v', dir);
+    const c = await fsck('-c', '-v', dir);
     expect(c.status).toBe(2);
     expect(c.stdout).toContain('Filesystem status        : WARNING\nWARNING\n');
   });
 
-  it('index-i: -n then -c: 0', () => {
+  it('index-i: -n then -c: 0', async () => {
     const dir = copyVolume('index-i');
-    expectStatus(fsck('-n', dir), 0);
-    expectStatus(fsck('-C', dir), 0);
+    expectStatus(await fsck('-n', dir), 0);
+    expectStatus(await fsck('-C', dir), 0);
   });
 
-  it('.rebuildfsck left by a rebuild: only -r/-R run, and remove it', () => {
+  it('.rebuildfsck left by a rebuild: only -r/-R run, and remove it', async () => {
     const dir = copyVolume('v11-4k-tiger');
     writeFileSync(path.join(dir, '.rebuildfsck'), '');
     for (const m of ['-n', '-N', '-c', '-C']) {
-      const r = fsck(m, dir);
+      const r = await fsck(m, dir);
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('only -r or -R can run');
     }
-    expectStatus(fsck('-r', dir), 0);
+    expectStatus(await fsck('-r', dir), 0);
     expect(existsSync(path.join(dir, '.rebuildfsck'))).toBe(false);
-    expectStatus(fsck('-c', dir), 0);
+    expectStatus(await fsck('-c', dir), 0);
   });
 
-  it('a missing index: -c and -n fail and point at -r; -r rebuilds it', () => {
+  it('a missing index: -c and -n fail and point at -r; -r rebuilds it', async () => {
     const dir = copyVolume('v11-16k-tiger160');
     unlinkSync(path.join(dir, 'ddfsidx'));
-    expectStatus(fsck('-c', dir), 1);
-    const n = fsck('-n', dir);
+    expectStatus(await fsck('-c', dir), 1);
+    const n = await fsck('-n', dir);
     expect(n.status).toBe(1);
     expect(existsSync(path.join(dir, '.autofsck'))).toBe(true); // failed repair: the next mount must check
-    const r = fsck('-r', dir);
+    const r = await fsck('-r', dir);
     expect(r.status).toBe(0);
-    expectStatus(fsck('-C', dir), 0);
+    expectStatus(await fsck('-C', dir), 0);
   });
 
-  it('a block file without magic needs -f', () => {
+  it('a block file without magic needs -f', async () => {
     const dir = copyVolume('v11-4k-tiger');
     writeFileSync(path.join(dir, 'ddfsblocks'), Buffer.from('garbage!'), { flag: 'r+' });
-    const r = fsck('-n', dir);
+    const r = await fsck('-n', dir);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('use -f');
-    expectStatus(fsck('-f', '-n', dir), 0);
+    expectStatus(await fsck('-f', '-n', dir), 0);
     expect(readFileSync(path.join(dir, 'ddfsblocks')).subarray(0, 8).toString()).toBe('DDUMBFSB');
-    expectStatus(fsck('-C', dir), 0);
+    expectStatus(await fsck('-C', dir), 0);
   });
 
   it.skip('refuses to repair a mounted volume ("filesystem is online") — needs a FUSE mount of the daemon', () => {});
@@ -187,17 +197,17 @@ describe('bigger volumes: hash workers, rebuild and pack', () => {
 
   it('-C, -r, -R with workers keep every byte; -p prints progress lines', async () => {
     const dir = await makeVolume('big', 64 * 1024 * 1024, files);
-    const c = fsck('-C', '-p', dir);
+    const c = await fsck('-C', '-p', dir);
     expect(c.status).toBe(0);
     expect(c.stdout).toMatch(/started 2 hashing thread\(s\)|started \d+ hashing thread\(s\)/);
     expect(c.stderr).toContain('INF progress check block hash:');
     const idx = readFileSync(path.join(dir, 'ddfsidx'));
-    expectStatus(fsck('-r', dir), 0);
+    expectStatus(await fsck('-r', dir), 0);
     expect(readFileSync(path.join(dir, 'ddfsidx')).equals(idx)).toBe(true);
     unlinkSync(path.join(dir, 'ddfsidx'));
-    expectStatus(fsck('-R', dir), 0);
+    expectStatus(await fsck('-R', dir), 0);
     expect(readFileSync(path.join(dir, 'ddfsidx')).equals(idx)).toBe(true);
-    expectStatus(fsck('-C', dir), 0);
+    expectStatus(await fsck('-C', dir), 0);
     for (const [rel, sum] of Object.entries(sums)) expect(await readBack(dir, rel), rel).toBe(sum);
   });
 
@@ -205,14 +215,14 @@ describe('bigger volumes: hash workers, rebuild and pack', () => {
     const dir = await makeVolume('pack', 64 * 1024 * 1024, files);
     const usedBefore = Math.ceil(files.a!.length / 4096) + Math.ceil(files.b!.length / 4096) + Math.ceil(files['sub/c']!.length / 4096) + 2;
     unlinkSync(path.join(dir, 'ddfsroot/b'));
-    const r = fsck('-n', '-k', dir);
+    const r = await fsck('-n', '-k', dir);
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/Deleted 3072 useless nodes\./);
     // c (8195..12803) moves down past U = 9732: 12803 - 9732 + 1 = 3072 blocks
     expect(r.stderr).toMatch(/Pack: moved 3072 blocks/);
     const used = usedBefore - 3072;
     expect(statSync(path.join(dir, 'ddfsblocks')).size).toBe(used * 4096);
-    const c = fsck('-C', dir);
+    const c = await fsck('-C', dir);
     expect(c.status).toBe(0);
     expect(c.stdout).toMatch(new RegExp(`Used blocks +: +${used}\\n`));
     expect(c.stdout).toMatch(new RegExp(`Last used blocks +: +${used - 1}\\n`));

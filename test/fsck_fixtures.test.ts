@@ -17,8 +17,9 @@ import { runFsck } from '../src/fsck/run.js';
 import { Logger } from '../src/util/log.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume, readLostAsZeros } from './helpers/crash.js';
+import { FIXTURE_DIR } from './helpers/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1';
+const FIXTURES = FIXTURE_DIR;
 const VOLS = path.join(FIXTURES, 'vols');
 const CLEAN = ['v11-4k-tiger', 'v11-8k-sha1', 'v11-4k-tiger128', 'v11-16k-tiger160'];
 

@@ -4,7 +4,8 @@
  * every file with cpddumbfs from the unmounted volume.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -21,7 +22,30 @@ function sha1(b: Buffer): string {
 }
 
 const SOURCE = process.env.DDUMBFS_TEST_TREE ?? '/usr/share/doc';
+/**
+ * Asynchronous on purpose: a cp -a that blocks the test worker for minutes on a slow machine also blocks vitest's
+ * worker RPC, which then fails the run ("Timeout calling onTaskUpdate") although every test passed.
+ */
+const execFileAsync = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..');
+
+/** Bytes of the regular files below `dir` (symbolic links not followed). */
+function treeSizeBytes(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += treeSizeBytes(p);
+    else if (e.isFile()) total += fs.statSync(p).size;
+  }
+  return total;
+}
+
+/**
+ * Limit of each test below, scaled by the tree: a copy or a full comparison of /usr/share/doc (110 MiB in 4,238 files)
+ * takes about 20 s on an idle machine (0.16 s per MiB); 5 s per MiB allows 30 times that, so a machine ten times
+ * slower passes. A hang detector only.
+ */
+const STEP_TIMEOUT_MS = 120_000 + Math.ceil(treeSizeBytes(SOURCE) / (1024 * 1024)) * 5_000;
 
 function blockAllocated(mnt: string): number {
   const text = fs.readFileSync(path.join(mnt, '.ddumbfs', 'stats'), 'utf8');
@@ -62,16 +86,16 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     if (work) await fsp.rm(work, { recursive: true, force: true });
   });
 
-  it('cp -a copies every byte and the metadata', async () => {
-    execFileSync('cp', ['-a', SOURCE, path.join(mnt, 'copy1')]);
+  it('cp -a copies every byte and the metadata', { timeout: STEP_TIMEOUT_MS }, async () => {
+    await execFileAsync('cp', ['-a', SOURCE, path.join(mnt, 'copy1')]);
     const r = await compareTrees(SOURCE, path.join(mnt, 'copy1'));
     expect(r.differences).toEqual([]);
     expect(r.files).toBeGreaterThan(100);
   });
 
-  it('a second copy under another name allocates less than 1 % more blocks', async () => {
+  it('a second copy under another name allocates less than 1 % more blocks', { timeout: STEP_TIMEOUT_MS }, async () => {
     const before = blockAllocated(mnt);
-    execFileSync('cp', ['-a', SOURCE, path.join(mnt, 'copy2')]);
+    await execFileAsync('cp', ['-a', SOURCE, path.join(mnt, 'copy2')]);
     const after = blockAllocated(mnt);
     expect(before).toBeGreaterThan(100);
     expect(after - before).toBeLessThan(before * 0.01);
@@ -79,7 +103,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     expect(r.differences).toEqual([]);
   });
 
-  it('after unmount and remount the copy is still identical', async () => {
+  it('after unmount and remount the copy is still identical', { timeout: STEP_TIMEOUT_MS }, async () => {
     await mounted!.unmount();
     mounted = null;
     expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
@@ -88,7 +112,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     expect(r.differences).toEqual([]);
   });
 
-  it('cpddumbfs downloads every file of the unmounted volume byte for byte', async () => {
+  it('cpddumbfs downloads every file of the unmounted volume byte for byte', { timeout: STEP_TIMEOUT_MS }, async () => {
     await mounted!.unmount();
     mounted = null;
     const files = await listFiles(SOURCE);
@@ -108,7 +132,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     }
     const out = path.join(work, 'dl');
     for (const rel of files.filter((_, i) => i % Math.ceil(files.length / 20) === 0)) {
-      execFileSync(process.execPath, [path.join(ROOT, 'bin', 'cpddumbfs'), '-c', path.join(parent, 'ddfsroot', 'copy2', rel), out]);
+      await execFileAsync(process.execPath, [path.join(ROOT, 'bin', 'cpddumbfs'), '-c', path.join(parent, 'ddfsroot', 'copy2', rel), out]);
       expect(sha1(await fsp.readFile(out)), rel).toBe(sha1(await fsp.readFile(path.join(SOURCE, rel))));
     }
     expect(files.length).toBeGreaterThan(100);

@@ -11,9 +11,10 @@ import { BlockGenerator, generatedSizeOf, lcgStep } from '../src/testgen/lcg.js'
 import { compareGeneratedFile, writeGeneratedFile, TRANSFER_SIZE } from '../src/testgen/genfile.js';
 import { speedFileName } from '../src/testgen/speed.js';
 import { main, parseMask, parseOperations } from '../src/cli/testddumbfs.js';
+import { FIXTURE_SRC_DIR } from './helpers/fixtures.js';
 
 const TWO_64 = 1n << 64n;
-const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1/src';
+const FIXTURES = FIXTURE_SRC_DIR;
 
 /**
  * Reference model, written straight from the spec's prose with BigInt and DataView (no shared code with lcg.ts):

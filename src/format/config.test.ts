@@ -6,12 +6,13 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { DdfsError } from '../errors.js';
+import { FIXTURE_VOLS_DIR } from '../../test/helpers/fixtures.js';
 import {
   bitmapWordBytes, deriveConfig, parseConfig, parseHashName, renderConfig, validateConfig, HASH_SIZES,
   type DdfsConfig, type GeometryInput, type HashName,
 } from './config.js';
 
-const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1/vols';
+const FIXTURES = FIXTURE_VOLS_DIR;
 const MiB = 1024 * 1024;
 
 function derive(partitionSize: number, blockSize: number, hashName: HashName = 'TIGER', nodeOverflow = 1.3): DdfsConfig {

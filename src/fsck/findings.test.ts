@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { fixtureSidePath } from '../../test/helpers/fixtures.js';
 import {
   emptySummary, exitCodeOf, fileFlags, isBadFile, renderSummary, statusOf, usageBar, type FileRepairStatus,
 } from './findings.js';
@@ -8,7 +9,7 @@ describe('summary', () => {
   it('renders the upstream table byte for byte', () => {
     const s = { ...emptySummary(), usedBlocks: 37, freeBlocks: 987, lastUsedBlock: 36, totalBlocks: 1024, usageBar: '3.........',
       indexBlocks: 37, files: 7, filesBlocks: 37, inFilesAndInIndex: 37 };
-    const want = readFileSync('/work/shared/fixtures/ddumbfs-1.1/vols/v11-4k-tiger.fsck-c.out', 'utf8').split('\n');
+    const want = readFileSync(fixtureSidePath('v11-4k-tiger', 'fsck-c.out'), 'utf8').split('\n');
     const start = want.indexOf('== Summary   ');
     expect(renderSummary(s, statusOf(s))).toEqual(want.slice(start, start + 22));
   });

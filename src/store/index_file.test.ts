@@ -13,8 +13,9 @@ import { fileDevices } from '../io/device.js';
 import { MemoryDeviceFactory } from '../io/memory_device.js';
 import { encodeIndexHeader, IndexFile } from './index_file.js';
 import { bytesDiff } from '../../test/helpers/temp_volume.js';
+import { FIXTURE_VOLS_DIR } from '../../test/helpers/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures/ddumbfs-1.1/vols';
+const FIXTURES = FIXTURE_VOLS_DIR;
 
 function cfg1M(): DdfsConfig {
   return deriveConfig({ partitionSize: 1024 * 1024, blockSize: 4096, hashName: 'TIGER', nodeOverflow: 1.3, reuseAsap: false });

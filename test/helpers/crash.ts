@@ -15,8 +15,10 @@ import type { UfsFile } from '../../src/ufs/ufs_file.js';
 import { Logger } from '../../src/util/log.js';
 import { Volume } from '../../src/volume/volume.js';
 
-export const FIXTURE_DIR = '/work/shared/fixtures/ddumbfs-1.1';
-export const FIXTURE_VOLS = path.join(FIXTURE_DIR, 'vols');
+import { FIXTURE_DIR, FIXTURE_VOLS_DIR } from './fixtures.js';
+
+export { FIXTURE_DIR };
+export const FIXTURE_VOLS = FIXTURE_VOLS_DIR;
 
 /** True when the soak mode is on. */
 export const SOAK = !!process.env.DDUMBFS_SOAK && process.env.DDUMBFS_SOAK !== '0';

@@ -1,19 +1,23 @@
 /**
- * The ddumbfs 1.1 fixtures made by the upstream C tools (/work/shared/fixtures/ddumbfs-1.1, see its README):
- * paths, the mkddumbfs options of the clean volumes, MD5SUMS and .upload.out parsing, and copying a volume into a
- * private writable temp directory (the shared tree must never be written).
+ * The ddumbfs 1.1 fixtures made by the upstream C tools (test/fixtures/ddumbfs-1.1 in this repository, see its
+ * README): paths, the mkddumbfs options of the clean volumes, MD5SUMS and .upload.out parsing, and copying a volume
+ * into a private writable temp directory (the committed tree must never be written).
+ * Invariant: FIXTURE_DIR is the one place that says where the fixtures are; it is found from this file's own
+ * location, so a fresh clone anywhere works and no test reads fixtures from outside the repository.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { HashName } from '../../src/format/config.js';
 
 const run = promisify(execFile);
 
-export const FIXTURE_DIR = '/work/shared/fixtures/ddumbfs-1.1';
+/** test/fixtures/ddumbfs-1.1 of this checkout (read-only by convention: copy a volume before writing to it). */
+export const FIXTURE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'ddumbfs-1.1');
 export const FIXTURE_SRC_DIR = join(FIXTURE_DIR, 'src');
 export const FIXTURE_VOLS_DIR = join(FIXTURE_DIR, 'vols');
 

@@ -4,6 +4,8 @@
  *   a synchronous call on the mount from the process serving it would deadlock;
  * - `unmount()` does `fusermount -u` with a timeout and waits for the child; if that fails it kills only that pid
  *   and lazily unmounts;
+ * - every wait is for an event (the "mounted on" line, the child's exit); its limit (helpers/timeouts.ts) only ends
+ *   a hang, so the helpers behave the same on a slow or loaded machine;
  * - `unmountAll()` (for afterAll) cleans up whatever a test left mounted.
  * Needs a built tree (`npx tsc -p tsconfig.json`, done by scripts/setup.sh) and root with /dev/fuse.
  */
@@ -12,16 +14,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { COMMAND_TIMEOUT_MS, EXIT_TIMEOUT_MS, MOUNT_TIMEOUT_MS, UNMOUNT_TIMEOUT_MS } from './timeouts.js';
 
 const run = promisify(execFile);
 
 export const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DDUMBFS_BIN = join(REPO_DIR, 'bin', 'ddumbfs');
 export const MKDDUMBFS_BIN = join(REPO_DIR, 'bin', 'mkddumbfs');
-
-const MOUNT_TIMEOUT_MS = 20_000;
-const UNMOUNT_TIMEOUT_MS = 10_000;
-const EXIT_TIMEOUT_MS = 15_000;
 
 export interface MountedVolume {
   pid: number;
@@ -68,10 +67,10 @@ export async function waitFor(pred: () => boolean, timeoutMs: number): Promise<b
   }
 }
 
-/** Run a command; never throws. */
+/** Run a command; never throws. A command still running after `timeoutMs` (default COMMAND_TIMEOUT_MS) is killed. */
 export async function sh(cmd: string, args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(cmd, args, { timeout: options.timeoutMs ?? 30_000, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024 });
+    const r = await run(cmd, args, { timeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code?: number | string; stdout?: string; stderr?: string };
@@ -137,7 +136,13 @@ export async function mountVolume(parentDir: string, mountDir: string, extraOpts
     unmount: () => {
       done ??= (async () => {
         if (isMounted(mountDir)) await sh('fusermount', ['-u', mountDir], { timeoutMs: UNMOUNT_TIMEOUT_MS });
-        const timedOut = await Promise.race([exited.then(() => false), sleep(EXIT_TIMEOUT_MS).then(() => true)]);
+        const timedOut = await new Promise<boolean>((res) => {
+          const timer = setTimeout(() => res(true), EXIT_TIMEOUT_MS);
+          void exited.then(() => {
+            clearTimeout(timer);
+            res(false);
+          });
+        });
         if (timedOut && exitCode === undefined) {
           child.kill('SIGKILL');
           await exited;
