@@ -24,7 +24,7 @@ import { fileDevices } from '../io/device.js';
 import { checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import type { Logger } from '../util/log.js';
-import { REBUILDFSCK_MARKER } from '../format/layout.js';
+import { REBUILDFSCK_MARKER, VOLUME_FILE_MODE } from '../format/layout.js';
 import { readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
@@ -61,7 +61,7 @@ export async function prepareIndexFile(parentDir: string, cfg: DdfsConfig, logge
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     logger.warn(`index file ${p} is missing: create it`);
-    dev = await devices.open(p, { create: true, mode: 0o644 });
+    dev = await devices.open(p, { create: true, mode: VOLUME_FILE_MODE });
   }
   try {
     const size = await dev.size();
