@@ -84,12 +84,12 @@ async function runOfflineTools(parent: string): Promise<Run[]> {
   return runs;
 }
 
-/** A mount after a crash: `.autofsck` present, so the startup repair would run before serving. */
-async function mountAfterCrash(parent: string): Promise<Run> {
+/** A mount; with `.autofsck` present (after a crash) the startup repair would run before serving. */
+async function mount(parent: string, what: string): Promise<Run> {
   const mnt = path.join(work, `mnt${counter++}`);
   await fsp.mkdir(mnt);
   const r = await sh(process.execPath, [bin('ddumbfs'), mnt, '-o', `parent=${parent}`, '-f'], { timeoutMs: 60_000 });
-  return { what: 'ddumbfs (with .autofsck)', code: r.code, stderr: r.stderr };
+  return { what, code: r.code, stderr: r.stderr };
 }
 
 function expectRefused(runs: Run[], key: string): void {
@@ -145,11 +145,11 @@ describe('a cfg that lies about the geometry is refused by every tool, and nothi
       const parent = await freshVolume();
       await c.damage(parent);
       let before = await snapshot(parent);
-      expectRefused(await runOfflineTools(parent), c.key);
+      expectRefused([...await runOfflineTools(parent), await mount(parent, 'ddumbfs')], c.key);
       expect(await snapshot(parent)).toEqual(before);
       await fsp.writeFile(path.join(parent, '.autofsck'), '');
       before = await snapshot(parent);
-      expectRefused([await mountAfterCrash(parent)], c.key);
+      expectRefused([await mount(parent, 'ddumbfs (with .autofsck: startup repair)')], c.key);
       expect(await snapshot(parent)).toEqual(before);
     }, 600_000);
   }
