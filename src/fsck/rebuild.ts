@@ -85,7 +85,8 @@ export async function prepareIndexFile(parentDir: string, cfg: DdfsConfig, logge
  * Rebuild the index of the closed volume in `parentDir` (spec §10.4), then fix files (spec §10.3 step 6).
  * @returns what was done; `exitCode` 2 when files remain corrupted, else 0
  * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC (block file) when the volume cannot be opened (BAD_CONFIG
- *   before anything is written); IO when the tree cannot be read. On failure `.rebuildfsck` stays, so the volume is not mounted half rebuilt.
+ *   before anything is written); IO when the tree cannot be read. On failure `.rebuildfsck` stays, so the volume is
+ *   not mounted half rebuilt.
  */
 export async function rebuildVolume(parentDir: string, options: RebuildOptions): Promise<RepairReport> {
   const t0 = performance.now();
