@@ -11,7 +11,7 @@ export const UFS_FILE_MAGIC = 'DDUMBFSF';
 
 /** UFS header size in bytes: 8 magic + 8 big-endian size (spec §7). ddfs.cfg may not say more (spec §3.2). */
 export const UFS_HEADER_SIZE = 16;
-/** Index page size; the cfg's index_block_size may not exceed it (spec §3.2). */
+/** Index page size; the cfg's index_block_size must be it, as every layout formula uses it (spec §3.2, §3.3). */
 export const INDEX_PAGE_SIZE = 4096;
 /** Largest hash the format allows (spec §3.2). */
 export const HASH_SIZE_MAX = 64;
@@ -25,6 +25,17 @@ export const NODE_OVERFLOW_MIN = 1.1;
 export const NODE_OVERFLOW_MAX = 10.0;
 /** 1.1 alignment of the bitmap and node array in the index file (spec §3.3). */
 export const INDEX_ALIGNMENT = 65536;
+/**
+ * node_overflow a cfg may hold: wider than mkddumbfs's range (older versions may have allowed other factors), but a
+ * factor below 1 cannot give every block a slot, and one above 100 is a damaged file, not a volume.
+ */
+export const NODE_OVERFLOW_CFG_MIN = 1;
+export const NODE_OVERFLOW_CFG_MAX = 100;
+/**
+ * ddfs.cfg keeps the overflow factor with two decimals (`%.2f`) while mkddumbfs sized the node array with the factor
+ * as typed: the factor behind a stored text is within half a hundredth of it (spec §3.3).
+ */
+export const NODE_OVERFLOW_TEXT_ROUNDING = 0.005;
 
 /** Address of the header block and of the zero block; never allocated (spec §4). */
 export const ADDR_ZERO = 0;

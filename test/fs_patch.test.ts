@@ -26,6 +26,8 @@ beforeAll(async () => {
   chmodSync(mnt, 0o777);
   await makeVolume(parent, { blockSize: '4k', size: '64M' });
   m = await mountVolume(parent, mnt);
+  // a new volume's root is private (ddfsroot 0700, as ddumbfs 1.1 makes it): open it, as an admin would
+  chmodSync(mnt, 0o755);
 });
 
 afterAll(async () => {

@@ -152,6 +152,10 @@ describe('special files through the mount are root-only where they act; the log 
     for (const name of ['stats', 'stats0', 'reclaim', 'test']) fs.chmodSync(path.join(special, name), 0o666);
     fs.writeFileSync(path.join(special, 'ddumbfs.log'), 'old line\n', { mode: 0o666 });
     fs.chmodSync(path.join(special, 'ddumbfs.log'), 0o666);
+    // mkddumbfs makes ddfsroot and .ddumbfs 0700 (as ddumbfs 1.1): open them, as an admin sharing the volume would,
+    // so that what is tested here is the special files' own modes
+    fs.chmodSync(path.join(parent, 'ddfsroot'), 0o755);
+    fs.chmodSync(special, 0o755);
     const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
     fs.chmodSync(mnt, 0o755);
     const m = await mountVolume(parent, mnt);

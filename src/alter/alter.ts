@@ -21,7 +21,7 @@ import type { DdfsConfig } from '../format/config.js';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { SeededRandom } from '../io/crash_device.js';
-import { BlockStore, resolveVolumePath } from '../store/block_store.js';
+import { BlockStore, checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
 import { takeVolumeLock } from '../volume/lock.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
@@ -106,6 +106,8 @@ async function alterLocked(
   say: (line: string) => void,
 ): Promise<AlterReport> {
   const cfg = await readVolumeConfig(parent);
+  // a cfg that contradicts the real files would aim every alteration at other bytes: refuse before the marker
+  await checkVolumeFileSizes(parent, cfg, devices);
   const rootDir = path.join(parent, ROOT_DIRECTORY);
   refuseSpecialSymlinks(parent);
   writeFileNoFollow(path.join(parent, AUTOFSCK_MARKER), '', { mode: 0o600 });

@@ -1,5 +1,9 @@
 /**
  * mkddumbfs [options] parent-directory — create a volume (spec §12).
+ *
+ * `-f/--force` keeps upstream's meaning: initialise a block device without asking. Erasing a volume the parent
+ * already holds needs `--overwrite` (upstream erased it silently, spec §17.8), so a script that passes -f for its
+ * block device does not erase a volume by accident.
  */
 import * as readline from 'node:readline/promises';
 import { parseHashName, renderConfig, type HashName } from '../format/config.js';
@@ -9,13 +13,17 @@ import { createVolume } from '../volume/create.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
-const HELP = `Exit status:
+const HELP = `A PARENT that already holds a volume (ddfs.cfg, ddfsroot, the block or index file) is
+refused unless --overwrite is given; -f only skips the question about a block device.
+
+Exit status:
   0    volume created
-  1    error
+  1    error (the parent already holds a volume, is mounted or missing; I/O error)
   2    usage error, or the user declined to initialise a block device
 
-Example:
-  mkddumbfs -s 100G -B 64k /l0/ddumbfs`;
+Examples:
+  mkddumbfs -s 100G -B 64k /l0/ddumbfs
+  mkddumbfs --overwrite -s 100G -B 64k /l0/ddumbfs     erase the volume and make a new one`;
 
 function parseBlockSize(s: string): number {
   const n = parseSize(s);
@@ -64,10 +72,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('-i, --index <PATH>', 'index file: relative to PARENT, absolute, or a block device (default ddfsidx)', '')
     .option('-b, --block <PATH>', 'block file: relative to PARENT, absolute, or a block device (default ddfsblocks)', '')
     .option('-a, --asap', 'reuse freed blocks as soon as possible after a reclaim', false)
-    .option('-f, --force', 'initialise a block device without asking', false);
+    .option('-f, --force', 'initialise a block device without asking', false)
+    .option('--overwrite', 'erase the volume PARENT already holds (every file in it is lost)', false);
   return runCommand('mkddumbfs', program, argv, async () => {
     const [parent] = program.args as [string];
-    const o = program.opts<{ size?: number; blockSize: number; hash: HashName; overflow: number; index: string; block: string; asap: boolean; force: boolean }>();
+    const o = program.opts<{
+      size?: number; blockSize: number; hash: HashName; overflow: number; index: string; block: string; asap: boolean;
+      force: boolean; overwrite: boolean;
+    }>();
     if (o.size === undefined && !(o.block || '').startsWith('/dev/')) throw new UsageError('the block file size -s is required');
     let declined = false;
     const cfg = await createVolume(parent, {
@@ -78,6 +90,8 @@ export async function main(argv: string[]): Promise<number> {
       reuseAsap: o.asap,
       blockFilename: o.block,
       indexFilename: o.index,
+      overwrite: o.overwrite,
+      onWarning: (message) => process.stderr.write(`mkddumbfs: warning: ${message}\n`),
       confirmDevice: async (dev) => {
         if (o.force) return true;
         const yes = await askYesNo(`Do you really want to initialize this block device: ${dev} (y/N)? `);

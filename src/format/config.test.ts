@@ -252,22 +252,63 @@ describe('parseConfig rejects malformed cfgs with BAD_CONFIG naming the file and
   it('node_size mismatch', () => {
     expectBadConfig(replaceLine(CFG_1M, 'node_size', 'node_size: 26'), 'node_size');
   });
-  it('addr_size too small for block_count', () => {
+  it('addr_size not the smallest for block_count', () => {
     let t = replaceLine(CFG_1M, 'block_count', 'block_count: 257');
+    t = replaceLine(t, 'partition_size', `partition_size: ${257 * 4096}`);
     expectBadConfig(t, 'addr_size');
-    t = replaceLine(CFG_1M, 'addr_size', 'addr_size: 0');
-    expectBadConfig(t, 'addr_size');
+    expectBadConfig(replaceLine(CFG_1M, 'addr_size', 'addr_size: 0'), 'addr_size');
+    expectBadConfig(replaceLine(CFG_1M, 'addr_size', 'addr_size: 2'), 'addr_size');
   });
-  it('node_count too small for block_count and node_overflow', () => {
-    // floor(256 · 1.30) = 332 is the highest ideal slot: 332 nodes are one too few
+  it('node_count is not what node_block_count pages hold', () => {
+    // 7 pages of 25-byte nodes hold 1146 nodes: fewer would leave the tail unused, more would run past the pages
     expectBadConfig(replaceLine(CFG_1M, 'node_count', 'node_count: 332'), 'node_count');
-    expect(parseConfig(replaceLine(CFG_1M, 'node_count', 'node_count: 333')).nodeCount).toBe(333);
+    expectBadConfig(replaceLine(CFG_1M, 'node_count', 'node_count: 1145'), 'node_count');
+    expectBadConfig(replaceLine(CFG_1M, 'node_count', 'node_count: 1147'), 'node_count');
   });
   it('incoherent layout (node array past the index, bitmap over the nodes)', () => {
     expectBadConfig(replaceLine(CFG_1M, 'index_size', 'index_size: 131072'), 'index_size');
     expectBadConfig(replaceLine(CFG_1M, 'node_offset', 'node_offset: 65536'), 'node_offset');
     expectBadConfig(replaceLine(CFG_1M, 'node_block_count', 'node_block_count: 6'), 'node_block_count');
     expectBadConfig(replaceLine(CFG_1M, 'file_header_size', 'file_header_size: 8'), 'file_header_size');
+  });
+  it('block_size changed to another power of two, or block_count changed: the fuzz cases of issue 6', () => {
+    for (const bs of [512, 2048, 8192, 2 * MiB]) {
+      const e = expectBadConfig(replaceLine(CFG_1M, 'block_size', `block_size: ${bs}`), 'block_count');
+      expect(e.message).toContain(`partition_size / block_size = 1048576 / ${bs} gives ${Math.floor(MiB / bs)}`);
+    }
+    expectBadConfig(replaceLine(CFG_1M, 'block_count', 'block_count: 2'), 'block_count');
+    expectBadConfig(replaceLine(CFG_1M, 'partition_size', 'partition_size: 2097152'), 'block_count');
+    // a partition_size that is not a whole number of blocks keeps its block count (as mkddumbfs -s 1M+100 does)
+    expect(parseConfig(replaceLine(CFG_1M, 'partition_size', 'partition_size: 1048676')).blockCount).toBe(256);
+  });
+  it('every derived key must be what mkddumbfs derives (1.1 layout)', () => {
+    const cases: Array<[string, string, string]> = [
+      ['node_block_count', 'node_block_count: 8', 'node_block_count'],
+      ['node_overflow', 'node_overflow: 2.00', 'node_block_count'],
+      ['freeblock_offset', 'freeblock_offset: 4096', 'node_offset'],
+      ['freeblock_offset', 'freeblock_offset: 8192', 'freeblock_offset'],
+      ['freeblock_size', 'freeblock_size: 33', 'freeblock_size'],
+      ['node_offset', 'node_offset: 196608', 'node_offset'],
+      ['index_size', 'index_size: 163840', 'index_size'],
+      ['index_block_count', 'index_block_count: 40', 'index_block_count'],
+      ['index_block_size', 'index_block_size: 2048', 'index_block_size'],
+      ['node_size', 'node_size: 24', 'node_size'],
+    ];
+    for (const [key, line, named] of cases) expectBadConfig(replaceLine(CFG_1M, key, line), named);
+  });
+  it('every derived key must be what mkddumbfs derives (pre-1.1 layout)', () => {
+    expectBadConfig(replaceLine(CFG_PRE11, 'node_offset', 'node_offset: 393216'), 'node_offset');
+    expectBadConfig(replaceLine(CFG_PRE11, 'freeblock_offset', 'freeblock_offset: 65536'), 'node_offset');
+    expectBadConfig(replaceLine(CFG_PRE11, 'block_size', 'block_size: 8192'), 'block_count');
+    expectBadConfig(replaceLine(CFG_PRE11, 'node_count', 'node_count: 3408631'), 'node_count');
+  });
+  it('a factor typed with more digits than the cfg keeps (upstream mkddumbfs -o 1.333) is accepted', () => {
+    const typed = deriveConfig({ partitionSize: 500 * MiB, blockSize: 4096, hashName: 'TIGER', nodeOverflow: 1.334, reuseAsap: false });
+    const text = renderConfig(typed);
+    expect(text).toContain('node_overflow: 1.33\n');
+    const parsed = parseConfig(text);
+    expect(parsed.nodeBlockCount).toBe(typed.nodeBlockCount);
+    expect(parsed.nodeBlockCount).not.toBe(derive(500 * MiB, 4096, 'TIGER', 1.33).nodeBlockCount);
   });
   it('validateConfig uses the given source name', () => {
     const cfg = { ...parseConfig(CFG_1M), nodeSize: 99 };
@@ -319,6 +360,60 @@ describe('property: deriveConfig → renderConfig → parseConfig is the identit
         expect(cfg.blockFilename).toBe(inp.blockFilename ?? 'ddfsblocks');
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('property: a cfg with one derived key changed is refused', () => {
+  /** Keys whose every other value makes the geometry a lie (partition_size only when the block count changes). */
+  const DERIVED_KEYS = [
+    'file_header_size', 'hash_size', 'block_size', 'index_block_size', 'block_count', 'addr_size', 'node_size',
+    'node_count', 'node_block_count', 'freeblock_offset', 'freeblock_size', 'node_offset', 'index_size',
+    'index_block_count',
+  ] as const;
+
+  it('BAD_CONFIG naming a key, for any volume and any other value of any derived key', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          log2Bs: fc.integer({ min: 9, max: 21 }),
+          blockCount: fc.oneof(fc.integer({ min: 2, max: 5000 }), fc.integer({ min: 2, max: 2 ** 32 })),
+          hashName: fc.constantFrom(...(Object.keys(HASH_SIZES) as HashName[])),
+          overflowHundredths: fc.integer({ min: 110, max: 1000 }),
+          key: fc.constantFrom(...DERIVED_KEYS),
+          delta: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 2 ** 20 })),
+          down: fc.boolean(),
+        }).filter(({ log2Bs, blockCount }) => blockCount * 2 ** log2Bs < 2 ** 52),
+        ({ log2Bs, blockCount, hashName, overflowHundredths, key, delta, down }) => {
+          const text = renderConfig(deriveConfig({
+            partitionSize: blockCount * 2 ** log2Bs, blockSize: 2 ** log2Bs, hashName, nodeOverflow: overflowHundredths / 100, reuseAsap: false,
+          }));
+          const m = new RegExp(`^${key}: (\\d+)$`, 'm').exec(text)!;
+          const old = Number(m[1]);
+          const value = down && old >= delta ? old - delta : old + delta;
+          const lied = text.replace(m[0], `${key}: ${value}`);
+          expect(() => parseConfig(lied)).toThrow(DdfsError);
+          try {
+            parseConfig(lied);
+          } catch (err) {
+            expect((err as DdfsError).code).toBe('BAD_CONFIG');
+            expect(typeof (err as DdfsError).data.key).toBe('string');
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('partition_size: refused exactly when it changes the block count', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 100000 }), fc.integer({ min: 0, max: 3 * 4096 }), (blockCount, extra) => {
+        const text = renderConfig(derive(blockCount * 4096, 4096));
+        const lied = replaceLine(text, 'partition_size', `partition_size: ${blockCount * 4096 + extra}`);
+        if (extra < 4096) expect(parseConfig(lied).blockCount).toBe(blockCount);
+        else expect(() => parseConfig(lied)).toThrow(/key 'block_count'/);
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -2,8 +2,10 @@
  * ddfs.cfg: parse and render (spec §3).
  *
  * The file is `key: value` lines. Readers always use the stored values (two layouts exist: 1.1 with a 64 KiB-aligned
- * bitmap and node array, and the older one with the bitmap at 4096; spec §3.4), so parsing never recomputes geometry;
- * it only checks that the stored values are coherent enough to be used safely.
+ * bitmap and node array, and the older one with the bitmap at 4096; spec §3.4). Invariant of a parsed cfg: every
+ * derived key is exactly what mkddumbfs derives from the others in one of the two layouts (`validateConfig`), so a
+ * cfg edited by hand or damaged cannot make the tools address the block and index files with the wrong geometry.
+ * The real sizes of those files are checked against it when they are opened (store/block_store.ts).
  *
  * | #  | key               | type   | meaning                                        |
  * |----|-------------------|--------|------------------------------------------------|
@@ -33,7 +35,8 @@
  */
 import { DdfsError } from '../errors.js';
 import {
-  ADDR_SIZE_MAX, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, HASH_SIZE_MAX, INDEX_PAGE_SIZE, UFS_HEADER_SIZE,
+  BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, HASH_SIZE_MAX, INDEX_ALIGNMENT, INDEX_PAGE_SIZE, NODE_OVERFLOW_CFG_MAX,
+  NODE_OVERFLOW_CFG_MIN, NODE_OVERFLOW_TEXT_ROUNDING, UFS_HEADER_SIZE,
 } from '../limits.js';
 
 export type HashName = 'TIGER' | 'SHA1' | 'TIGER128' | 'TIGER160';
@@ -165,12 +168,25 @@ export function parseConfig(text: string, source = 'ddfs.cfg'): DdfsConfig {
 }
 
 /**
- * Check that stored geometry is coherent enough to address files safely (never recomputes it).
- * @throws DdfsError BAD_CONFIG
+ * Cross-check every key of a parsed cfg against the others (spec §3.2, §3.3), so a cfg that lies about the geometry
+ * is refused before any tool reads or writes the volume with it: a wrong `block_size` or `block_count` makes every
+ * address point at other bytes, and a repair would then "fix" good files into bad ones.
+ *
+ * Each derived key must be exactly what mkddumbfs computes from the keys it derives from, in either layout
+ * (spec §3.4): 1.1 (bitmap at 65536, node array 64 KiB-aligned) or pre-1.1 (bitmap at 4096, node array right after
+ * the bitmap pages: the C formula without its 64 KiB rounding). The one tolerance: mkddumbfs sizes the node array
+ * (`node_block_count`) with the factor as typed, while the cfg keeps it with two decimals, so any factor that prints
+ * as the stored text is accepted.
+ * The keys are checked in derivation order and the first mismatch is reported, naming the derived key.
+ *
+ * @throws DdfsError BAD_CONFIG, one line naming `source`, the key, its value and what the other keys require
  */
 export function validateConfig(cfg: DdfsConfig, source = 'ddfs.cfg'): void {
   const need = (ok: boolean, key: string, what: string): void => {
     if (!ok) throw bad(source, `key '${key}' ${what}`, key);
+  };
+  const derived = (key: string, actual: number, expected: number, from: string): void => {
+    need(actual === expected, key, `is ${actual}, but ${from} gives ${expected}`);
   };
   need(cfg.fileHeaderSize === UFS_HEADER_SIZE, 'file_header_size', `must be ${UFS_HEADER_SIZE}`);
   need(cfg.hashSize >= 1 && cfg.hashSize <= HASH_SIZE_MAX && cfg.hashSize === HASH_SIZES[cfg.hashName], 'hash_size',
@@ -178,20 +194,59 @@ export function validateConfig(cfg: DdfsConfig, source = 'ddfs.cfg'): void {
   const bs = cfg.blockSize;
   need(bs >= BLOCK_SIZE_MIN && bs <= BLOCK_SIZE_MAX && (bs & (bs - 1)) === 0, 'block_size',
     `must be a power of two from ${BLOCK_SIZE_MIN} to ${BLOCK_SIZE_MAX}`);
-  need(cfg.indexBlockSize > 0 && cfg.indexBlockSize <= INDEX_PAGE_SIZE, 'index_block_size', `must be at most ${INDEX_PAGE_SIZE}`);
-  need(cfg.nodeOverflow >= 1 && cfg.nodeOverflow <= 100, 'node_overflow', 'is absurd');
-  need(cfg.blockCount >= 2, 'block_count', 'must be at least 2');
-  need(cfg.addrSize >= 1 && cfg.addrSize <= ADDR_SIZE_MAX && (cfg.addrSize >= 7 || cfg.blockCount <= 2 ** (8 * cfg.addrSize)),
-    'addr_size', 'is too small for block_count');
-  need(cfg.nodeSize === cfg.addrSize + cfg.hashSize, 'node_size', 'must be addr_size + hash_size');
-  need(cfg.nodeCount > Math.floor(cfg.blockCount * cfg.nodeOverflow), 'node_count', 'is too small for block_count and node_overflow');
-  need(cfg.nodeCount * cfg.nodeSize <= cfg.nodeBlockCount * INDEX_PAGE_SIZE, 'node_block_count', 'is too small for node_count');
-  need(cfg.freeblockOffset >= INDEX_PAGE_SIZE, 'freeblock_offset', 'overlaps the index header');
-  need(cfg.freeblockSize >= Math.ceil(cfg.blockCount / 8), 'freeblock_size', 'is too small for block_count');
-  need(cfg.nodeOffset >= cfg.freeblockOffset + Math.ceil(cfg.blockCount / 32) * 4, 'node_offset', 'overlaps the bitmap');
-  need(cfg.indexSize >= cfg.nodeOffset + cfg.nodeCount * cfg.nodeSize, 'index_size', 'is too small for the node array');
+  need(cfg.indexBlockSize === INDEX_PAGE_SIZE, 'index_block_size', `must be ${INDEX_PAGE_SIZE}`);
+  need(cfg.nodeOverflow >= NODE_OVERFLOW_CFG_MIN && cfg.nodeOverflow <= NODE_OVERFLOW_CFG_MAX, 'node_overflow',
+    `must be from ${NODE_OVERFLOW_CFG_MIN} to ${NODE_OVERFLOW_CFG_MAX}`);
+
+  const bc = cfg.blockCount;
+  need(bc >= 2, 'block_count', 'must be at least 2');
+  derived('block_count', bc, Math.floor(cfg.partitionSize / bs), `partition_size / block_size = ${cfg.partitionSize} / ${bs}`);
+  derived('addr_size', cfg.addrSize, addrSizeFor(bc), `block_count ${bc}`);
+  derived('node_size', cfg.nodeSize, cfg.addrSize + cfg.hashSize, 'addr_size + hash_size');
+
+  const ov = cfg.nodeOverflow;
+  const nbcMin = nodeBlockCountFor(bc, cfg.nodeSize, ov - NODE_OVERFLOW_TEXT_ROUNDING);
+  const nbcMax = nodeBlockCountFor(bc, cfg.nodeSize, ov + NODE_OVERFLOW_TEXT_ROUNDING);
+  need(cfg.nodeBlockCount >= nbcMin && cfg.nodeBlockCount <= nbcMax, 'node_block_count',
+    `is ${cfg.nodeBlockCount}, but block_count ${bc}, node_size ${cfg.nodeSize} and node_overflow ${ov.toFixed(2)} give ` +
+    (nbcMin === nbcMax ? `${nbcMin}` : `${nbcMin} to ${nbcMax}`));
+  derived('node_count', cfg.nodeCount, Math.floor((cfg.nodeBlockCount * INDEX_PAGE_SIZE) / cfg.nodeSize),
+    `node_block_count × ${INDEX_PAGE_SIZE} / node_size`);
+  // the hash never maps past floor(block_count·overflow) (spec §3.3): the table must reach that slot
+  need(cfg.nodeCount > Math.floor(bc * ov), 'node_count', 'is too small for block_count and node_overflow');
+
+  need(cfg.freeblockOffset === INDEX_ALIGNMENT || cfg.freeblockOffset === INDEX_PAGE_SIZE, 'freeblock_offset',
+    `is ${cfg.freeblockOffset}, but must be ${INDEX_ALIGNMENT} (1.1 layout) or ${INDEX_PAGE_SIZE} (pre-1.1 layout)`);
+  derived('freeblock_size', cfg.freeblockSize, Math.ceil(bc / 8), `block_count ${bc} / 8`);
+  derived('node_offset', cfg.nodeOffset, nodeOffsetFor(cfg.freeblockOffset, cfg.freeblockSize),
+    `freeblock_offset ${cfg.freeblockOffset} and freeblock_size ${cfg.freeblockSize}`);
+  derived('index_size', cfg.indexSize, cfg.nodeOffset + cfg.nodeBlockCount * INDEX_PAGE_SIZE,
+    `node_offset + node_block_count × ${INDEX_PAGE_SIZE}`);
+  derived('index_block_count', cfg.indexBlockCount, cfg.indexSize / INDEX_PAGE_SIZE, `index_size / ${INDEX_PAGE_SIZE}`);
   need(cfg.blockFilename.length > 0, 'block_filename', 'is empty');
   need(cfg.indexFilename.length > 0, 'index_filename', 'is empty');
+}
+
+/** Smallest n ≥ 1 with 2^(8n) ≥ block_count: bytes per address (spec §3.3). */
+function addrSizeFor(blockCount: number): number {
+  let addrSize = 1;
+  while (2 ** (8 * addrSize) < blockCount) addrSize++;
+  return addrSize;
+}
+
+/** Index pages of the node array for an overflow factor as mkddumbfs uses it (spec §3.3: n0, then page rounding). */
+function nodeBlockCountFor(blockCount: number, nodeSize: number, overflow: number): number {
+  const n0 = Math.trunc(blockCount * overflow + 512 * overflow);
+  return Math.ceil((n0 * nodeSize) / INDEX_PAGE_SIZE);
+}
+
+/**
+ * Where the node array starts (spec §3.3, §3.4): in the 1.1 layout (bitmap at 65536) after the bitmap pages rounded
+ * up to 64 KiB; in the pre-1.1 layout (bitmap at 4096) right after the bitmap pages.
+ */
+function nodeOffsetFor(freeblockOffset: number, freeblockSize: number): number {
+  const afterBitmap = freeblockOffset + Math.ceil(freeblockSize / INDEX_PAGE_SIZE) * INDEX_PAGE_SIZE;
+  return freeblockOffset === INDEX_ALIGNMENT ? alignUp(afterBitmap, INDEX_ALIGNMENT) : afterBitmap;
 }
 
 /**
@@ -251,17 +306,15 @@ export function deriveConfig(input: GeometryInput): DdfsConfig {
   const bs = input.blockSize;
   const blockCount = Math.floor(input.partitionSize / bs);
   if (blockCount < 2) throw new DdfsError('USAGE', `partition of ${input.partitionSize} bytes holds fewer than 2 blocks`);
-  let addrSize = 1;
-  while (2 ** (8 * addrSize) < blockCount) addrSize++;
+  const addrSize = addrSizeFor(blockCount);
   const hashSize = HASH_SIZES[input.hashName];
   const nodeSize = addrSize + hashSize;
   const ov = Math.fround(input.nodeOverflow);
-  const n0 = Math.trunc(blockCount * ov + 512 * ov);
-  const nodeBlockCount = Math.ceil((n0 * nodeSize) / INDEX_PAGE_SIZE);
+  const nodeBlockCount = nodeBlockCountFor(blockCount, nodeSize, ov);
   const nodeCount = Math.floor((nodeBlockCount * INDEX_PAGE_SIZE) / nodeSize);
-  const freeblockOffset = alignUp(INDEX_PAGE_SIZE, 65536);
+  const freeblockOffset = alignUp(INDEX_PAGE_SIZE, INDEX_ALIGNMENT);
   const freeblockSize = Math.ceil(blockCount / 8);
-  const nodeOffset = alignUp(freeblockOffset + Math.ceil(freeblockSize / INDEX_PAGE_SIZE) * INDEX_PAGE_SIZE, 65536);
+  const nodeOffset = nodeOffsetFor(freeblockOffset, freeblockSize);
   const indexSize = nodeOffset + nodeBlockCount * INDEX_PAGE_SIZE;
   const text = formatOverflow(ov);
   return {

@@ -56,3 +56,13 @@ export const LOG_FILE = 'ddumbfs.log';
 
 /** Names directly below the root that are not user data: walks of the UFS tree skip them. */
 export const ROOT_RESERVED_NAMES: readonly string[] = [SPECIAL_DIRECTORY, MIRROR_DIRECTORY];
+
+/**
+ * Modes of what mkddumbfs creates, as ddumbfs 1.1 does (mkddumbfs.c), less the umask: the block and index files are
+ * private to their owner (they hold every backed-up byte), and so are the root and the special directory; the
+ * special files and ddfs.cfg are created 0666 (upstream: open(…, 0666) and fopen).
+ */
+export const VOLUME_FILE_MODE = 0o600;
+export const VOLUME_DIRECTORY_MODE = 0o700;
+export const SPECIAL_FILE_MODE = 0o666;
+export const CONFIG_FILE_MODE = 0o666;

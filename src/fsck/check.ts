@@ -10,6 +10,9 @@
  *    lost (1 → 1) is a warning; anything else is a file error. This is exactly the rule of the repair's "fix files"
  *    step, so a repaired volume checks clean.
  * 4. Crash flag (`.autofsck` present): blocks in files but not in the checkpoint are re-hashed.
+ * 4b. Every block used by the index or by a file must lie inside the block file: one past its end (a truncated
+ *    block file) is reported as upstream reports a block it cannot read, once per address, as a block error, unless
+ *    step 2 or 4 already read and reported it. A repair makes such blocks lost (address 1). No block is read here.
  * 5. Summary table and verdict (findings.ts).
  */
 import { existsSync } from 'node:fs';
@@ -93,6 +96,9 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         }
       }
     }
+
+    /** Addresses already reported as unreadable (by -C or the recent-block check). */
+    const unreadableReported = new BitSet(bc);
 
     // 1. index scan
     out('== Check index');
@@ -178,6 +184,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         try {
           await v.store.readBlock(a, block, 0);
         } catch {
+          unreadableReported.add(a);
           s.blockErrors++;
           report('BLOCK_UNREADABLE', 'ERR', `node ${node} cannot read block ${a} (beyond the end of the block file).`, { node, address: a });
           continue;
@@ -274,6 +281,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           s.testedHashes++;
           if (!h) {
             s.wrongHashes++;
+            unreadableReported.add(a);
             report('RECENT_UNREADABLE', 'ERR', `node ${node} cannot read block ${a} (beyond the end of the block file).`, { node, address: a });
           } else if (node >= 0 && idx.compareHash(node, h) !== 0) {
             s.wrongHashes++;
@@ -281,6 +289,20 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           }
         },
       });
+    }
+
+    // 4b. used blocks past the end of the block file
+    const pastEndFrom = Math.max(2, v.blocksInFile);
+    for (const used of [inIndex, inFiles]) {
+      for (const a of used.ascending(pastEndFrom)) {
+        if (unreadableReported.has(a)) continue;
+        unreadableReported.add(a);
+        s.blockErrors++;
+        const node = nodeOfAddress[a]! - 1;
+        const who = node >= 0 ? `node ${node}` : 'a file node';
+        report('BLOCK_PAST_END', 'ERR', `${who} cannot read block ${a} (beyond the end of the block file).`,
+          { node: node >= 0 ? node : undefined, address: a });
+      }
     }
 
     // 5. summary

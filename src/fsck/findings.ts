@@ -41,6 +41,8 @@ export type FindingKind =
   | 'CHECKPOINT_MISSING'
   | 'RECENT_UNREADABLE'
   | 'RECENT_WRONG_HASH'
+  // used block past the end of the block file (step 4b)
+  | 'BLOCK_PAST_END'
   // bitmap vs index
   | 'BITMAP_FREE_IN_INDEX'
   | 'BITMAP_NOT_IN_INDEX';

@@ -21,10 +21,10 @@ import { decodeAddress } from '../format/node.js';
 import type { DdfsConfig } from '../format/config.js';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
-import { resolveVolumePath } from '../store/block_store.js';
+import { checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import type { Logger } from '../util/log.js';
-import { REBUILDFSCK_MARKER } from '../format/layout.js';
+import { REBUILDFSCK_MARKER, VOLUME_FILE_MODE } from '../format/layout.js';
 import { readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
@@ -61,7 +61,7 @@ export async function prepareIndexFile(parentDir: string, cfg: DdfsConfig, logge
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     logger.warn(`index file ${p} is missing: create it`);
-    dev = await devices.open(p, { create: true, mode: 0o644 });
+    dev = await devices.open(p, { create: true, mode: VOLUME_FILE_MODE });
   }
   try {
     const size = await dev.size();
@@ -84,14 +84,17 @@ export async function prepareIndexFile(parentDir: string, cfg: DdfsConfig, logge
 /**
  * Rebuild the index of the closed volume in `parentDir` (spec §10.4), then fix files (spec §10.3 step 6).
  * @returns what was done; `exitCode` 2 when files remain corrupted, else 0
- * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC (block file) when the volume cannot be opened; IO when the
- *   tree cannot be read. On failure `.rebuildfsck` stays, so the volume is not mounted half rebuilt.
+ * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC (block file) when the volume cannot be opened (BAD_CONFIG
+ *   before anything is written); IO when the tree cannot be read. On failure `.rebuildfsck` stays, so the volume is
+ *   not mounted half rebuilt.
  */
 export async function rebuildVolume(parentDir: string, options: RebuildOptions): Promise<RepairReport> {
   const t0 = performance.now();
   const log = options.logger;
   const parent = path.resolve(parentDir);
   const cfg = await readVolumeConfig(parent);
+  // the index may be missing or short (it is rebuilt), but no file may contradict the cfg's geometry
+  await checkVolumeFileSizes(parent, cfg, options.devices);
   const marker = path.join(parent, REBUILDFSCK_MARKER);
   refuseSpecialSymlinks(parent);
   writeFileNoFollow(marker, '', { mode: 0o600 });

@@ -10,6 +10,9 @@
  *   the pack if asked; then `.autofsck` is deleted.
  * - `-f`: a block file without its magic gets block 0 rewritten and block 1 zeroed (repair modes), or is opened
  *   anyway (check modes).
+ * - Nothing is written (lock, marker, log line, magic, index) before the cfg has been cross-checked with itself and with
+ *   the real sizes of the block and index files: a cfg that lies about the geometry is refused with the volume as
+ *   it was (BAD_CONFIG).
  * Exit codes (findings.ts FSCK_EXIT): check: 0 OK, 2 WARNING, 1 ERROR; repair/rebuild: 0 every file good, 2 the
  * volume is consistent but files are corrupted (listed in corrupted.txt), 1 failure.
  */
@@ -19,7 +22,7 @@ import { DdfsError } from '../errors.js';
 import { BLOCK_FILE_MAGIC } from '../limits.js';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
-import { resolveVolumePath } from '../store/block_store.js';
+import { checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER } from '../format/layout.js';
 import { readVolumeLockHolder, takeVolumeLock } from '../volume/lock.js';
@@ -91,11 +94,11 @@ export async function repairBlockFileMagic(parentDir: string, logger: Logger, de
 
 /**
  * Run fsck in `mode` on the volume whose parent is `parentDir`.
-  refuseSpecialSymlinks(parent);
  * Repair modes take the volume lock (volume/lock.ts) for the whole run; checks take none.
- * @throws DdfsError MOUNTED (online volume, repair modes), LOCKED (another process holds the volume lock, repair
- *   modes), NEEDS_CHECK (`.rebuildfsck` present, not a rebuild),
- *   and whatever check/repair/rebuild/pack throw
+ * @throws DdfsError SYMLINK (a special path is a symlink: nothing is written), MOUNTED (online volume, repair
+ *   modes), NOT_FOUND / BAD_CONFIG (ddfs.cfg missing or lying about the geometry: nothing written, not even the
+ *   lock), LOCKED (another process holds the volume lock, repair modes), NEEDS_CHECK (`.rebuildfsck` present, not
+ *   a rebuild), and whatever check/repair/rebuild/pack throw
  */
 export async function runFsck(parentDir: string, options: FsckRunOptions): Promise<FsckRunResult> {
   const parent = path.resolve(parentDir);
@@ -126,6 +129,8 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
     return { exitCode: check.exitCode, check };
   }
   if (mountPoint) throw new DdfsError('MOUNTED', `${parent}: filesystem is online (mounted on ${mountPoint})`, { path: parent });
+  // read-only, so a cfg that lies about the geometry is refused before even the lock is written
+  await checkVolumeFileSizes(parent, await readVolumeConfig(parent), options.devices);
   const lock = await takeVolumeLock(parent, 'fsckddumbfs');
   try {
     refuseInterruptedRebuild();

@@ -211,3 +211,16 @@ export const fileDevices: DeviceFactory = {
     }
   },
 };
+
+/**
+ * Whether `path` is a block device (a volume's block or index file may be one, spec §2). A block device keeps its
+ * size whatever the volume writes, where a regular file grows with it, so the size checks differ. False for a path
+ * that does not exist or cannot be stat'ed (e.g. the invented paths of a test's memory devices).
+ */
+export function isBlockDevicePath(path: string): boolean {
+  try {
+    return fs.statSync(path).isBlockDevice();
+  } catch {
+    return false;
+  }
+}

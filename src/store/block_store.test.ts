@@ -2,14 +2,14 @@
  * The block store (spec §4, §5.7, §5.8, §8.6 step 5) on temporary volumes made by createVolume.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bitmapWordBytes } from '../format/config.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices } from '../io/device.js';
 import { CrashDeviceFactory, SeededRandom } from '../io/crash_device.js';
 import { FaultyDeviceFactory } from '../io/faulty_device.js';
-import { BlockStore, resolveVolumePath } from './block_store.js';
+import { BlockStore, checkBlockFileSize, checkIndexFileSize, checkVolumeFileSizes, resolveVolumePath } from './block_store.js';
 import { IndexFile } from './index_file.js';
 import { bytesDiff, makeMemoryVolume, makeTempVolume, type TempVolume, type TempVolumeOptions } from '../../test/helpers/temp_volume.js';
 
@@ -444,5 +444,49 @@ describe('BlockStore persistence', () => {
     const s = await BlockStore.open(tv.parent, tv.config, { skipBlockMagic: true });
     await s.close();
     await expect(BlockStore.open(tv.parent, { ...tv.config, indexFilename: 'nope' }, { skipBlockMagic: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('the real sizes of the block and index files against the cfg', () => {
+  it('a regular block file may hold up to block_count blocks, a block device must hold them all', () => {
+    const cfg = { blockCount: 256, blockSize: 4096 } as Parameters<typeof checkBlockFileSize>[0];
+    for (const size of [0, 8192, 256 * 4096 - 1, 256 * 4096]) expect(() => checkBlockFileSize(cfg, '/b', size, false)).not.toThrow();
+    expect(() => checkBlockFileSize(cfg, '/b', 256 * 4096 + 1, false)).toThrow(/\/b: block file is 1048577 bytes.*key 'block_count'/);
+    expect(() => checkBlockFileSize(cfg, '/dev/x', 256 * 4096 - 1, true)).toThrow(/\/dev\/x: block device holds 1048575 bytes.*key 'block_count'/);
+    expect(() => checkBlockFileSize(cfg, '/dev/x', 2 * 256 * 4096, true)).not.toThrow();
+  });
+
+  it('a regular index file may not be longer than index_size, a block device not shorter', () => {
+    const cfg = { indexSize: 159744 } as Parameters<typeof checkIndexFileSize>[0];
+    expect(() => checkIndexFileSize(cfg, '/i', 159744, false)).not.toThrow();
+    expect(() => checkIndexFileSize(cfg, '/i', 4096, false)).not.toThrow(); // short: IndexFile.load's TOO_SHORT, or a rebuild
+    expect(() => checkIndexFileSize(cfg, '/i', 159745, false)).toThrow(/\/i: index file is 159745 bytes.*key 'index_size'/);
+    expect(() => checkIndexFileSize(cfg, '/dev/i', 159743, true)).toThrow(/index device holds 159743 bytes.*key 'index_size'/);
+    expect(() => checkIndexFileSize(cfg, '/dev/i', 1 << 30, true)).not.toThrow();
+  });
+
+  it('open and checkVolumeFileSizes refuse a block file longer than block_count blocks with BAD_CONFIG', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    const blockPath = resolveVolumePath(tv.parent, tv.config.blockFilename);
+    truncateSync(blockPath, 257 * 4096);
+    const before = readFileSync(join(tv.parent, 'ddfsidx'));
+    await expect(BlockStore.open(tv.parent, tv.config)).rejects.toMatchObject({ code: 'BAD_CONFIG', data: { key: 'block_count' } });
+    await expect(checkVolumeFileSizes(tv.parent, tv.config)).rejects.toMatchObject({ code: 'BAD_CONFIG', data: { key: 'block_count' } });
+    expect(readFileSync(join(tv.parent, 'ddfsidx')).equals(before)).toBe(true);
+    truncateSync(blockPath, 256 * 4096);
+    await checkVolumeFileSizes(tv.parent, tv.config);
+    const s = await BlockStore.open(tv.parent, tv.config);
+    await s.close();
+  });
+
+  it('open refuses an index file longer than index_size; checkVolumeFileSizes ignores a missing index (a rebuild makes it)', async () => {
+    const tv = await makeTempVolume(SMALL);
+    cleanups.push(tv.cleanup);
+    const indexPath = resolveVolumePath(tv.parent, tv.config.indexFilename);
+    truncateSync(indexPath, tv.config.indexSize + 4096);
+    await expect(BlockStore.open(tv.parent, tv.config)).rejects.toMatchObject({ code: 'BAD_CONFIG', data: { key: 'index_size' } });
+    await expect(checkVolumeFileSizes(tv.parent, tv.config)).rejects.toMatchObject({ code: 'BAD_CONFIG', data: { key: 'index_size' } });
+    await checkVolumeFileSizes(tv.parent, { ...tv.config, indexFilename: 'missing' });
   });
 });

@@ -19,7 +19,7 @@ import { bitmapWordBytes } from '../format/config.js';
 import { encodeAddress } from '../format/node.js';
 import { CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE } from '../format/layout.js';
 import type { Device, DeviceFactory } from '../io/device.js';
-import { fileDevices } from '../io/device.js';
+import { fileDevices, isBlockDevicePath } from '../io/device.js';
 import { fileSizeOf, filesystemSpaceOf, unallocatedBytesOf } from '../io/free_space.js';
 import { createHasher, type BlockHasher } from './hash.js';
 import { Bitmap } from './bitmap.js';
@@ -83,8 +83,11 @@ export class BlockStore {
   }
 
   /**
-   * Open the block file and the index of a volume whose cfg is already parsed.
-   * @throws DdfsError NOT_FOUND (a file is missing), BAD_MAGIC, TOO_SHORT (naming the file)
+   * Open the block file and the index of a volume whose cfg is already parsed (and so consistent in itself,
+   * format/config.ts). The real sizes of both files are checked against the cfg first (`checkBlockFileSize`,
+   * `checkIndexFileSize`), before a byte is read with its geometry.
+   * @throws DdfsError NOT_FOUND (a file is missing), BAD_CONFIG (a file's size contradicts the cfg), BAD_MAGIC,
+   *   TOO_SHORT (naming the file)
    */
   static async open(parentDir: string, cfg: DdfsConfig, options: BlockStoreOptions = {}): Promise<BlockStore> {
     const devices = options.devices ?? fileDevices;
@@ -94,6 +97,7 @@ export class BlockStore {
     const blockDevice = await openExisting(devices, blockPath, readOnly, 'block file');
     let indexDevice: Device | null = null;
     try {
+      checkBlockFileSize(cfg, blockPath, await blockDevice.size(), isBlockDevicePath(blockPath));
       if (!options.skipBlockMagic) {
         const head = Buffer.alloc(BLOCK_MAGIC.length);
         const n = await blockDevice.read(head, 0, head.length, 0);
@@ -101,6 +105,7 @@ export class BlockStore {
         if (!head.equals(BLOCK_MAGIC)) throw new DdfsError('BAD_MAGIC', `${blockPath}: bad block file magic (expected ${BLOCK_FILE_MAGIC})`, { path: blockPath });
       }
       indexDevice = await openExisting(devices, indexPath, readOnly, 'index file');
+      checkIndexFileSize(cfg, indexPath, await indexDevice.size(), isBlockDevicePath(indexPath));
       const index = await IndexFile.load(indexDevice, cfg);
       return new BlockStore(parentDir, cfg, blockDevice, index, readOnly, devices, options);
     } catch (err) {
@@ -519,6 +524,73 @@ async function removeIfPresent(devices: DeviceFactory, p: string): Promise<void>
     await devices.remove(p);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function badSize(source: string, key: string, message: string): DdfsError {
+  return new DdfsError('BAD_CONFIG', `${source}: ${message}: key '${key}' of ddfs.cfg does not describe it`, { path: source, key });
+}
+
+/**
+ * Cross-check the block file's real size with the cfg (spec §4): a regular block file starts with 2 blocks and grows
+ * as blocks are written at address · block_size, so it never holds more than block_count blocks; a block device has
+ * a fixed size that must hold them all. (A regular file shorter than block_count blocks is normal; one cut short of
+ * the blocks in use is what fsck reports as lost blocks.)
+ * @param sizeBytes the file's size, or the device's
+ * @throws DdfsError BAD_CONFIG naming the file and the key `block_count`
+ */
+export function checkBlockFileSize(cfg: DdfsConfig, blockPath: string, sizeBytes: number, isBlockDevice: boolean): void {
+  const capacity = cfg.blockCount * cfg.blockSize;
+  if (!isBlockDevice && sizeBytes > capacity) {
+    throw badSize(blockPath, 'block_count', `block file is ${sizeBytes} bytes, more than block_count × block_size = ` +
+      `${cfg.blockCount} × ${cfg.blockSize} = ${capacity}`);
+  }
+  if (isBlockDevice && sizeBytes < capacity) {
+    throw badSize(blockPath, 'block_count', `block device holds ${sizeBytes} bytes, fewer than block_count × block_size = ` +
+      `${cfg.blockCount} × ${cfg.blockSize} = ${capacity}`);
+  }
+}
+
+/**
+ * Cross-check the index file's real size with the cfg (spec §5.1): mkddumbfs makes a regular index file exactly
+ * index_size bytes and nothing extends it, so a longer one was laid out by another geometry; a block device must be at
+ * least index_size. A shorter regular file is not a geometry lie: IndexFile.load refuses it (TOO_SHORT) and a rebuild
+ * extends it.
+ * @throws DdfsError BAD_CONFIG naming the file and the key `index_size`
+ */
+export function checkIndexFileSize(cfg: DdfsConfig, indexPath: string, sizeBytes: number, isBlockDevice: boolean): void {
+  if (!isBlockDevice && sizeBytes > cfg.indexSize) {
+    throw badSize(indexPath, 'index_size', `index file is ${sizeBytes} bytes, more than index_size ${cfg.indexSize}`);
+  }
+  if (isBlockDevice && sizeBytes < cfg.indexSize) {
+    throw badSize(indexPath, 'index_size', `index device holds ${sizeBytes} bytes, fewer than index_size ${cfg.indexSize}`);
+  }
+}
+
+/**
+ * Check, before a tool writes anything, that the real block and index files agree with the cfg's geometry
+ * (`checkBlockFileSize`, `checkIndexFileSize`): each file is opened read-only, measured and closed. A missing file,
+ * a short index or a bad magic is not checked here: `BlockStore.open` refuses those, and a rebuild repairs the index.
+ * @throws DdfsError BAD_CONFIG; IO when a file exists but cannot be opened
+ */
+export async function checkVolumeFileSizes(parentDir: string, cfg: DdfsConfig, devices: DeviceFactory = fileDevices): Promise<void> {
+  const files: Array<[string, 'block file' | 'index file', typeof checkBlockFileSize]> = [
+    [resolveVolumePath(parentDir, cfg.blockFilename), 'block file', checkBlockFileSize],
+    [resolveVolumePath(parentDir, cfg.indexFilename), 'index file', checkIndexFileSize],
+  ];
+  for (const [p, what, check] of files) {
+    let dev: Device;
+    try {
+      dev = await openExisting(devices, p, true, what);
+    } catch (err) {
+      if (err instanceof DdfsError && err.code === 'NOT_FOUND') continue;
+      throw err;
+    }
+    try {
+      check(cfg, p, await dev.size(), isBlockDevicePath(p));
+    } finally {
+      await dev.close();
+    }
   }
 }
 

@@ -4,18 +4,24 @@
  * Effects, in order: remove `.autofsck`, `.rebuildfsck` and stale checkpoints; delete any existing `ddfsroot` tree;
  * create `ddfsroot/.ddumbfs/{stats,stats0,reclaim,test}`; write the block file (header block + zero block), the
  * index file (header page, bitmap 0xC0…, zero nodes, sparse), then `ddfs.cfg`.
+ *
+ * Unlike upstream (spec §17.8), a parent that already holds a volume (ddfs.cfg, ddfsroot, the block or index file;
+ * on a block device: its ddumbfs magic) is refused unless `overwrite` is set, before anything is written.
+ * Modes as ddumbfs 1.1 (mkddumbfs.c): block and index files 0600 and the directories ddfsroot and .ddumbfs 0700, so
+ * the backed-up bytes are private to the owner; the special files 0666 and ddfs.cfg 0666 (fopen), less the umask.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { BLOCK_FILE_MAGIC } from '../limits.js';
+import { BLOCK_FILE_MAGIC, INDEX_FILE_MAGIC } from '../limits.js';
 import { deriveConfig, renderConfig, validateConfig, type DdfsConfig, type GeometryInput } from '../format/config.js';
-import { fileDevices } from '../io/device.js';
+import { fileDevices, isBlockDevicePath } from '../io/device.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import {
-  AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CONFIG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY,
+  AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CONFIG_FILE, CONFIG_FILE_MODE, REBUILDFSCK_MARKER, ROOT_DIRECTORY,
+  SPECIAL_DIRECTORY, SPECIAL_FILE_MODE, VOLUME_DIRECTORY_MODE, VOLUME_FILE_MODE,
 } from '../format/layout.js';
 import { takeVolumeLock } from './lock.js';
 import { mountPointOf } from './volume.js';
@@ -27,7 +33,12 @@ import { mountPointOf } from './volume.js';
 export interface CreateOptions extends GeometryInput {
   /** Called before initialising a block device that lacks the block-file magic; false declines. */
   confirmDevice?: (devicePath: string) => Promise<boolean>;
+  /** Erase a volume the parent already holds (mkddumbfs --overwrite); without it such a parent is refused. */
+  overwrite?: boolean;
+  /** Receives warnings that do not stop the creation (a block file larger than the free space). */
+  onWarning?: (message: string) => void;
 }
+
 
 /** Special files created empty in /.ddumbfs (spec §2). */
 export const SPECIAL_FILES = ['stats', 'stats0', 'reclaim', 'test'] as const;
@@ -41,11 +52,43 @@ async function deviceSize(p: string): Promise<number> {
   }
 }
 
-function isBlockDevice(p: string): boolean {
+async function hasMagic(devicePath: string, magic: string): Promise<boolean> {
+  const head = Buffer.alloc(magic.length);
+  const dev = await fileDevices.open(devicePath, { readOnly: true });
   try {
-    return fs.statSync(p).isBlockDevice();
+    await dev.read(head, 0, head.length, 0);
+  } finally {
+    await dev.close();
+  }
+  return head.toString('latin1') === magic;
+}
+
+/**
+ * What in `parent` shows that it already holds a volume: ddfs.cfg, ddfsroot, a regular block or index file at the
+ * paths the new volume would use, or a block device carrying the ddumbfs block or index magic.
+ * @returns the first such path, or null
+ */
+async function existingVolumeFile(parent: string, blockPath: string, indexPath: string): Promise<string | null> {
+  for (const p of [path.join(parent, CONFIG_FILE), path.join(parent, ROOT_DIRECTORY)]) {
+    if (fs.lstatSync(p, { throwIfNoEntry: false })) return p;
+  }
+  for (const [p, magic] of [[blockPath, BLOCK_FILE_MAGIC], [indexPath, INDEX_FILE_MAGIC]] as const) {
+    if (isBlockDevicePath(p)) {
+      if (await hasMagic(p, magic)) return p;
+    } else if (fs.lstatSync(p, { throwIfNoEntry: false })) {
+      return p;
+    }
+  }
+  return null;
+}
+
+/** Bytes the unprivileged user may still write on the filesystem holding `dir`, or null when unknown. */
+function freeSpaceBytes(dir: string): number | null {
+  try {
+    const st = fs.statfsSync(dir);
+    return st.bavail * st.bsize;
   } catch {
-    return false;
+    return null;
   }
 }
 
@@ -53,7 +96,8 @@ function isBlockDevice(p: string): boolean {
  * Create a volume in `parentDir` (spec §12).
  * @returns the cfg written
  * Holds the volume lock (volume/lock.ts) throughout, so an existing volume in use by an offline tool is not re-created.
- * @throws DdfsError NOT_FOUND (parent missing), MOUNTED, LOCKED (another process holds the volume lock), USAGE (bad size/geometry, /dev path not a block device),
+ * @throws DdfsError NOT_FOUND (parent missing), MOUNTED, LOCKED (another process holds the volume lock), EXISTS (the
+ *   parent holds a volume and `overwrite` is not set), USAGE (bad size/geometry, /dev path not a block device),
  *   ACCESS (declined by confirmDevice)
  */
 export async function createVolume(parentDir: string, options: CreateOptions): Promise<DdfsConfig> {
@@ -78,17 +122,23 @@ export async function createVolume(parentDir: string, options: CreateOptions): P
 
 /** createVolume under the volume lock. */
 async function createLocked(parent: string, options: CreateOptions): Promise<DdfsConfig> {
-
   const blockFilename = options.blockFilename || 'ddfsblocks';
   const indexFilename = options.indexFilename || 'ddfsidx';
   const blockPath = resolveVolumePath(parent, blockFilename);
   const indexPath = resolveVolumePath(parent, indexFilename);
   for (const p of [blockPath, indexPath]) {
-    if (p.startsWith('/dev/') && !isBlockDevice(p)) throw new DdfsError('USAGE', `${p}: not a block device`, { path: p });
+    if (p.startsWith('/dev/') && !isBlockDevicePath(p)) throw new DdfsError('USAGE', `${p}: not a block device`, { path: p });
+  }
+
+  if (!options.overwrite) {
+    const found = await existingVolumeFile(parent, blockPath, indexPath);
+    if (found) {
+      throw new DdfsError('EXISTS', `${parent}: already holds a ddumbfs volume (${found} exists): use --overwrite to erase it`, { path: found });
+    }
   }
 
   let partitionSize = options.partitionSize;
-  const blockIsDevice = isBlockDevice(blockPath);
+  const blockIsDevice = isBlockDevicePath(blockPath);
   if (blockIsDevice) {
     const size = await deviceSize(blockPath);
     if (partitionSize <= 0 || partitionSize > size) partitionSize = size;
@@ -112,7 +162,15 @@ async function createLocked(parent: string, options: CreateOptions): Promise<Ddf
   });
   // Refuse before anything is written a geometry that Volume.open would refuse afterwards.
   validateConfig(cfg, 'mkddumbfs');
-  const indexIsDevice = isBlockDevice(indexPath);
+  if (!blockIsDevice) {
+    // the block file is sparse and grows as blocks are stored: a volume larger than the space left fills the disk
+    const free = freeSpaceBytes(path.dirname(blockPath));
+    if (free !== null && cfg.partitionSize > free) {
+      options.onWarning?.(`the block file ${blockPath} may grow to ${cfg.partitionSize} bytes (-s), but its file system has ` +
+        `only ${free} bytes free: writes will fail with "no space" before the volume is full`);
+    }
+  }
+  const indexIsDevice = isBlockDevicePath(indexPath);
   if (indexIsDevice && (await deviceSize(indexPath)) < cfg.indexSize) {
     throw new DdfsError('USAGE', `${indexPath}: device smaller than the index size ${cfg.indexSize}`, { path: indexPath });
   }
@@ -122,15 +180,17 @@ async function createLocked(parent: string, options: CreateOptions): Promise<Ddf
   }
   const root = path.join(parent, ROOT_DIRECTORY);
   await fsp.rm(root, { recursive: true, force: true });
-  await fsp.mkdir(path.join(root, SPECIAL_DIRECTORY), { recursive: true });
+  await fsp.mkdir(root, { mode: VOLUME_DIRECTORY_MODE });
+  await fsp.mkdir(path.join(root, SPECIAL_DIRECTORY), { mode: VOLUME_DIRECTORY_MODE });
   for (const name of SPECIAL_FILES) {
-    await fsp.writeFile(path.join(root, SPECIAL_DIRECTORY, name), '', { mode: 0o666 });
+    await fsp.writeFile(path.join(root, SPECIAL_DIRECTORY, name), '', { mode: SPECIAL_FILE_MODE });
   }
 
   const bs = cfg.blockSize;
   const blocks = Buffer.alloc(2 * bs);
   blocks.write(BLOCK_FILE_MAGIC, 0, 'latin1');
-  const blockDev = await fileDevices.open(blockPath, { create: !blockIsDevice, truncate: !blockIsDevice, mode: 0o644 });
+  const blockDev = await fileDevices.open(blockPath, { create: !blockIsDevice, truncate: !blockIsDevice, mode: VOLUME_FILE_MODE });
+  if (!blockIsDevice) await makePrivate(blockPath);
   try {
     await blockDev.write(blocks, 0);
     await blockDev.sync();
@@ -138,7 +198,8 @@ async function createLocked(parent: string, options: CreateOptions): Promise<Ddf
     await blockDev.close();
   }
 
-  const indexDev = await fileDevices.open(indexPath, { create: !indexIsDevice, truncate: !indexIsDevice, mode: 0o644 });
+  const indexDev = await fileDevices.open(indexPath, { create: !indexIsDevice, truncate: !indexIsDevice, mode: VOLUME_FILE_MODE });
+  if (!indexIsDevice) await makePrivate(indexPath);
   try {
     await indexDev.write(encodeIndexHeader(), 0);
     if (indexIsDevice) {
@@ -156,6 +217,12 @@ async function createLocked(parent: string, options: CreateOptions): Promise<Ddf
     await indexDev.close();
   }
 
-  await fsp.writeFile(path.join(parent, CONFIG_FILE), renderConfig(cfg), { mode: 0o644 });
+  await fsp.writeFile(path.join(parent, CONFIG_FILE), renderConfig(cfg), { mode: CONFIG_FILE_MODE });
   return cfg;
+}
+
+/** Take the group and other permission bits off a regular file (an overwritten one keeps its mode through O_TRUNC). */
+async function makePrivate(p: string): Promise<void> {
+  const mode = (await fsp.stat(p)).mode & 0o7777;
+  if ((mode & 0o077) !== 0) await fsp.chmod(p, mode & 0o700);
 }
