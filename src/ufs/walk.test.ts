@@ -91,7 +91,7 @@ describe('walkUfsTree', () => {
     await make('target/');
     await make('target/inside');
     await fsp.symlink(path.join(root, 'target'), path.join(root, 'link'));
-    execFileSync('mkfifo', [path.join(root, 'fifo')]);
+    await runOk('mkfifo', [path.join(root, 'fifo')]);
     expect(lines(await collect())).toEqual(['other 1 fifo', 'symlink 1 link', 'directory 1 target', 'file 2 target/inside']);
   });
 
