@@ -8,7 +8,6 @@
  *
  * Counts: CI runs ALTER_SEEDS seeds per node alteration kind; DDUMBFS_SOAK=1 runs more.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +20,7 @@ import { renderSummary } from '../src/fsck/findings.js';
 import {
   FIXTURE_VOLS, copyFixtureVolume, fsck, md5Mismatches, quietLogger, readCorruptedList, reportCount, soakCount,
 } from './helpers/crash.js';
+import { run } from './helpers/run.js';
 
 const CLEAN = 'v11-4k-tiger';
 const ALTER_SEEDS = soakCount(3, 40);
@@ -30,7 +30,7 @@ let copies = 0;
 const kindsRun = new Set<string>();
 afterAll(() => reportCount('alter_fixtures: alteration kinds exercised', `${kindsRun.size} (${[...kindsRun].join(' ')})`));
 
-function freshCopy(): string {
+async function freshCopy(): Promise<string> {
   return copyFixtureVolume(CLEAN, path.join(work, `${copies++}`));
 }
 
@@ -56,7 +56,7 @@ describe('alterddumbfs index node alterations: check finds, -n repairs, check cl
     it(`${kind} ×3 (${ALTER_SEEDS} seeds)`, async () => {
       kindsRun.add(kind);
       for (let seed = 1; seed <= ALTER_SEEDS; seed++) {
-        const dir = freshCopy();
+        const dir = await freshCopy();
         const lines = await alter(dir, { nodes: { [kind]: 3 } }, seed);
         expect(lines, `seed ${seed}`).toHaveLength(3);
         expect(lines.join('\n')).not.toMatch(/nothing done/);
@@ -75,7 +75,7 @@ describe('alterddumbfs index node alterations: check finds, -n repairs, check cl
   it('-i 5: five rounds of everything (like the fixture index-i)', async () => {
     kindsRun.add('-i');
     for (let seed = 42; seed < 42 + ALTER_SEEDS; seed++) {
-      const dir = freshCopy();
+      const dir = await freshCopy();
       const lines = await alter(dir, { rounds: 5 }, seed);
       expect(lines).toHaveLength(5 * NODE_ALTERATION_KINDS.length);
       expect((await fsck(dir, 'check')).exitCode).toBe(1);
@@ -89,23 +89,23 @@ describe('alterddumbfs index node alterations: check finds, -n repairs, check cl
   });
 
   it('the same seed makes the same damage; .autofsck is created', async () => {
-    const a = freshCopy();
-    const b = freshCopy();
+    const a = await freshCopy();
+    const b = await freshCopy();
     const la = await alter(a, { rounds: 2, funny: true, crash: true }, 7);
     const lb = await alter(b, { rounds: 2, funny: true, crash: true }, 7);
     expect(la).toEqual(lb);
     expect(fs.readFileSync(path.join(a, 'ddfsidx')).equals(fs.readFileSync(path.join(b, 'ddfsidx')))).toBe(true);
     expect(fs.readFileSync(path.join(a, 'ddfsblocks')).equals(fs.readFileSync(path.join(b, 'ddfsblocks')))).toBe(true);
     expect(fs.existsSync(path.join(a, '.autofsck'))).toBe(true);
-    const c = freshCopy();
-    expect(await alter(c, { rounds: 2 }, 8)).not.toEqual(await alter(freshCopy(), { rounds: 2 }, 7));
+    const c = await freshCopy();
+    expect(await alter(c, { rounds: 2 }, 8)).not.toEqual(await alter(await freshCopy(), { rounds: 2 }, 7));
   });
 });
 
 describe('alterddumbfs -u: a simulated power cut', () => {
   it('matches upstream crash-u: the check sees 2 recent blocks, 1 wrong; -n marks the bad file lost; check warns', async () => {
     kindsRun.add('-u');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     const lines = await alter(dir, { crash: true });
     expect(lines).toHaveLength(3);
     expect(fs.statSync(path.join(dir, 'ddfsusedblocks')).size).toBe(128);
@@ -130,7 +130,7 @@ describe('alterddumbfs -u: a simulated power cut', () => {
 describe('alterddumbfs -f: the funny files', () => {
   it('matches upstream funny-f: same check summary, same per-file verdicts after -n', async () => {
     kindsRun.add('-f');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     const lines = await alter(dir, { funny: true });
     expect(lines).toHaveLength(5 + 15);
     const before = await checkVolume(dir, { logger: quietLogger() });
@@ -166,7 +166,7 @@ describe('alterddumbfs -k: a shaken file', () => {
   it('-n re-points every node by its hash; -R too', async () => {
     kindsRun.add('-k');
     for (const mode of ['repair', 'rebuild-blocks'] as const) {
-      const dir = freshCopy();
+      const dir = await freshCopy();
       const lines = await alter(dir, { shakeFiles: ['random-100k.bin'] }, 3);
       expect(lines[0]).toMatch(/25 of 25 block addresses replaced/);
       const before = await fsck(dir, 'check');
@@ -186,7 +186,7 @@ describe('alterddumbfs -I: the index file', () => {
     for (const mode of ['rebuild', 'rebuild-blocks'] as const) {
       it(`-I ${op}: check and -n refuse, ${mode === 'rebuild' ? '-r' : '-R'} restores every file byte for byte`, async () => {
         kindsRun.add(`-I ${op}`);
-        const dir = freshCopy();
+        const dir = await freshCopy();
         await alter(dir, { indexFile: op });
         const before = await fsck(dir, 'check');
         expect(before.exitCode).toBe(1);
@@ -208,7 +208,7 @@ describe('alterddumbfs -I: the index file', () => {
 describe('alterddumbfs -B: the block file', () => {
   it('-B magic: check refuses; -f -n rewrites the header; files intact', async () => {
     kindsRun.add('-B magic');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     await alter(dir, { blockFile: 'magic' });
     const before = await fsck(dir, 'check');
     expect(before.exitCode).toBe(1);
@@ -222,7 +222,7 @@ describe('alterddumbfs -B: the block file', () => {
 
   it('-B truncate: -C finds the missing blocks; -n marks every file block lost; check then only warns', async () => {
     kindsRun.add('-B truncate');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     await alter(dir, { blockFile: 'truncate' });
     const before = await fsck(dir, 'check-blocks');
     expect(before.exitCode).toBe(1);
@@ -237,7 +237,7 @@ describe('alterddumbfs -B: the block file', () => {
 
   it('-B empty: check refuses; -f -n rewrites the header, every block is lost', async () => {
     kindsRun.add('-B empty');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     await alter(dir, { blockFile: 'empty' });
     expect((await fsck(dir, 'check')).exitCode).toBe(1);
     const r = await fsck(dir, 'repair', { force: true });
@@ -247,7 +247,7 @@ describe('alterddumbfs -B: the block file', () => {
 
   it('-B delete: check and repair fail and name the block file', async () => {
     kindsRun.add('-B delete');
-    const dir = freshCopy();
+    const dir = await freshCopy();
     await alter(dir, { blockFile: 'delete' });
     const c = await fsck(dir, 'check');
     expect(c.exitCode).toBe(1);
@@ -260,11 +260,11 @@ describe('alterddumbfs -B: the block file', () => {
 
 describe('bin/alterddumbfs (built CLI)', () => {
   const built = fs.existsSync(path.resolve('dist/cli/alterddumbfs.js')) && fs.existsSync(path.resolve('dist/cli/fsckddumbfs.js'));
-  it.skipIf(!built)('-f run as upstream was (cwd = vols, PARENT = funny-f): the funny files match upstream byte for byte but for bb', () => {
+  it.skipIf(!built)('-f run as upstream was (cwd = vols, PARENT = funny-f): the funny files match upstream byte for byte but for bb', async () => {
     const cwd = fs.mkdtempSync(path.join(work, 'cwd-'));
-    copyFixtureVolume(CLEAN, path.join(cwd, 'funny-f'));
-    const a = spawnSync(process.execPath, [path.resolve('bin', 'alterddumbfs'), '-n', '42', '-f', 'funny-f'], { cwd, encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS });
-    expect(a.status, a.stderr).toBe(0);
+    await copyFixtureVolume(CLEAN, path.join(cwd, 'funny-f'));
+    const a = await run(process.execPath, [path.resolve('bin', 'alterddumbfs'), '-n', '42', '-f', 'funny-f'], { cwd, encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
+    expect(a.code, a.stderr).toBe(0);
     const ours = (name: string): Buffer => fs.readFileSync(path.join(cwd, 'funny-f', 'ddfsroot', name));
     const theirs = (name: string): Buffer => fs.readFileSync(path.join(FIXTURE_VOLS, 'funny-f', 'ddfsroot', name));
     // independent of the random block bb
@@ -291,24 +291,23 @@ describe('bin/alterddumbfs (built CLI)', () => {
     expect(blocks.subarray(0, 37 * 4096).equals(upstream.subarray(0, 37 * 4096))).toBe(true);
   });
 
-  it.skipIf(!built)('-n 42 -i 5, then fsckddumbfs -c / -n / -c exit 1 / 0 / 0; usage errors exit 2', () => {
-    const dir = freshCopy();
-    const run = (bin: string, args: string[]) => spawnSync(process.execPath, [path.resolve('bin', bin), ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS });
-    const a = run('alterddumbfs', ['-n', '42', '-i', '5', dir]);
-    expect(a.status, a.stderr).toBe(0);
+  it.skipIf(!built)('-n 42 -i 5, then fsckddumbfs -c / -n / -c exit 1 / 0 / 0; usage errors exit 2', async () => {
+    const dir = await freshCopy();
+    const cli = (bin: string, args: string[]) => run(process.execPath, [path.resolve('bin', bin), ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
+    const a = await cli('alterddumbfs', ['-n', '42', '-i', '5', dir]);
+    expect(a.code, a.stderr).toBe(0);
     expect(a.stdout.trim().split('\n')).toHaveLength(35);
-    expect(run('fsckddumbfs', ['-c', dir]).status).toBe(1);
-    expect(run('fsckddumbfs', ['-n', dir]).status).toBe(0);
-    expect(run('fsckddumbfs', ['-c', dir]).status).toBe(0);
-    expect(run('alterddumbfs', [dir]).status).toBe(2);
-    expect(run('alterddumbfs', ['-I', 'nope', dir]).status).toBe(2);
-    const notVolume = run('alterddumbfs', ['-r', '1', work]);
-    expect(notVolume.status).toBe(1);
+    expect((await cli('fsckddumbfs', ['-c', dir])).code).toBe(1);
+    expect((await cli('fsckddumbfs', ['-n', dir])).code).toBe(0);
+    expect((await cli('fsckddumbfs', ['-c', dir])).code).toBe(0);
+    expect((await cli('alterddumbfs', [dir])).code).toBe(2);
+    expect((await cli('alterddumbfs', ['-I', 'nope', dir])).code).toBe(2);
+    const notVolume = await cli('alterddumbfs', ['-r', '1', work]);
+    expect(notVolume.code).toBe(1);
     expect(notVolume.stderr).toMatch(/not inside a ddumbfs volume/);
     // the first line without -n gives the seed to replay
-    const b = run('alterddumbfs', ['-s', '1', dir]);
+    const b = await cli('alterddumbfs', ['-s', '1', dir]);
     expect(b.stdout, b.stderr).toMatch(/^seed \d+ \(replay with -n \d+\)/);
-    execFileSync('true');
   });
 });
 
@@ -328,7 +327,7 @@ describe('alter_meta: a damaged index or block file is refused by the daemon; fs
       for (const request of cases) {
         const what = Object.entries(request).map(([k, v]) => `${k}=${v}`).join(' ');
         kindsRun.add(`mount refused after ${what}`);
-        const dir = freshCopy();
+        const dir = await freshCopy();
         await alter(dir, request);
         await expect(mountVolume(dir, mnt), what).rejects.toThrow();
         const r = await fsck(dir, 'rebuild', { force: true });

@@ -5,8 +5,6 @@
  * of the upstream fixtures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { decodeAddress } from '../src/format/node.js';
+import { run } from './helpers/run.js';
 import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 import {
   FIXTURE_SRC_DIR, fixtureSidePath, listFiles, makeTempDir, readUploadLog, removeTempDirs,
@@ -26,21 +25,12 @@ const BS = 4096;
 const NS = 26;
 const AS = 2;
 
-interface RunResult { code: number | null; stdout: Buffer; stderr: string }
+interface CpResult { code: number | null; stdout: Buffer; stderr: string }
 
-/** Run cpddumbfs in a child process. */
-function cp(args: string[], options: { input?: Buffer; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? Buffer.alloc(0));
-  });
+/** Run cpddumbfs in a child process (helpers/run.ts); stderr decoded as UTF-8. */
+async function cp(args: string[], options: { input?: Buffer; cwd?: string } = {}): Promise<CpResult> {
+  const r = await run(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, input: options.input });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
 /** Deterministic pseudo-random bytes (every block distinct). */
@@ -95,10 +85,11 @@ function lines(s: string): string[] {
 
 beforeAll(async () => {
   try {
-    // asynchronous: a worker blocked for a minute on a slow machine fails vitest's own RPC
-    await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, maxBuffer: 64 * 1024 * 1024 });
+    // asynchronous: a worker blocked for a minute on a slow machine fails vitest's own RPC. Its exit status is
+    // ignored: type errors elsewhere in the tree still emit JavaScript; the check below is what matters
+    await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, timeoutMs: TEST_TIMEOUT_MS });
   } catch {
-    // type errors elsewhere in the tree still emit JavaScript; the check below is what matters
+    // npx could not be started: the check below says whether dist/ is there anyway
   }
   expect(existsSync(join(REPO, 'dist', 'cli', 'cpddumbfs.js'))).toBe(true);
 }, TEST_TIMEOUT_MS);

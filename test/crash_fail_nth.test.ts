@@ -150,7 +150,7 @@ describe('fail the Nth I/O of a copy-in, then check', () => {
         const src = makeSource(100 + variant, existing);
         for (let n = 1; n < 10_000; n++) {
           const dir = path.join(work, `${config.name.replace(/\W+/g, '_')}-${variant}-${n}`);
-          copyVolumeDir(template, dir);
+          await copyVolumeDir(template, dir);
           const faulty = new FaultyDeviceFactory({ ...config.options, failAt: n });
           const r = await copyIn(dir, src, faulty, new SeededRandom(n));
           counts.runs++;

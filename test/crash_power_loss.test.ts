@@ -201,7 +201,7 @@ async function runSeed(seed: number, stats: SeedStats, crashModel: CrashModel = 
 async function runSeedInner(seed: number, stats: SeedStats, crashModel: CrashModel): Promise<SeedOutcome | string> {
   const rng = new SeededRandom(seed);
   const dir = path.join(work, `s${seed}`);
-  copyVolumeDir(template, dir);
+  await copyVolumeDir(template, dir);
   fs.writeFileSync(path.join(dir, '.autofsck'), ''); // what the daemon does at mount
   const trace: string[] = [];
   const log = (s: string): void => {
@@ -454,7 +454,7 @@ describe('power loss at a random moment (crash device), then repair, check and r
 describe('KNOWN BUG K1: a rewritten block loses its acknowledged bytes when only its new node reaches the disk', () => {
   async function scenario(rewrite: (f: UfsFile) => Promise<void>): Promise<Buffer> {
     const dir = path.join(work, `k1-${Math.random().toString(36).slice(2)}`);
-    copyVolumeDir(template, dir);
+    await copyVolumeDir(template, dir);
     fs.writeFileSync(path.join(dir, '.autofsck'), '');
     const devices = new CrashDeviceFactory();
     const v = await Volume.open(dir, { devices });

@@ -6,7 +6,6 @@
  * a one-line test of mountPointOf() and is left to the FUSE integration suite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume } from './helpers/crash.js';
 import { FIXTURE_VOLS_DIR } from './helpers/fixtures.js';
+import { run } from './helpers/run.js';
 import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -30,17 +30,10 @@ beforeAll(() => {
   }
 });
 
-/**
- * Run fsckddumbfs. Asynchronous on purpose: a spawnSync blocks the test worker, and one that lasts more than a
- * minute on a slow machine fails vitest's own RPC ("Timeout calling onTaskUpdate") although every test passed.
- */
-function fsck(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', [BIN, ...args], { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({ status: err === null ? 0 : typeof code === 'number' ? code : -1, stdout, stderr });
-    });
-  });
+/** Run fsckddumbfs (asynchronously: helpers/run.ts); status -1 when it ended by a signal. */
+async function fsck(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const r = await run('node', [BIN, ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
+  return { status: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Assert an exit status, showing the command's output when it differs. */
@@ -50,7 +43,7 @@ function expectStatus(r: { status: number; stdout: string; stderr: string }, sta
 
 let copies = 0;
 /** A private, writable copy of a fixture volume. */
-function copyVolume(name: string): string {
+async function copyVolume(name: string): Promise<string> {
   return copyFixtureVolume(name, path.join(work, `${copies++}-${name}`));
 }
 
@@ -89,7 +82,7 @@ async function readBack(dir: string, rel: string): Promise<string> {
 
 describe('usage', () => {
   it('exactly one mode is required (exit 1, upstream message)', async () => {
-    const dir = copyVolume('v11-4k-tiger');
+    const dir = await copyVolume('v11-4k-tiger');
     for (const args of [[dir], ['-c', '-n', dir], ['-r', '-R', dir]]) {
       const r = await fsck(...args);
       expect(r.status).toBe(1);
@@ -115,7 +108,7 @@ describe('usage', () => {
 
 describe('modes and exit codes', () => {
   it('check of a clean volume: 0, upstream lines on stdout, OK with -v; a path inside the volume works', async () => {
-    const dir = copyVolume('v11-8k-sha1');
+    const dir = await copyVolume('v11-8k-sha1');
     const r = await fsck('-c', '-v', path.join(dir, 'ddfsroot/dir/sub'));
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`root directory: ${dir}/ddfsroot\nblockfile: ${dir}/ddfsblocks\nindexfile: ${dir}/ddfsidx\n`);
@@ -126,7 +119,7 @@ describe('modes and exit codes', () => {
   });
 
   it('crash-u: -c 1, -n 2 (a corrupted file), then -c 2; markers and log', async () => {
-    const dir = copyVolume('crash-u');
+    const dir = await copyVolume('crash-u');
     expectStatus(await fsck('-c', dir), 1);
     const n = await fsck('--normal', dir);
     expect(n.status).toBe(2);
@@ -142,13 +135,13 @@ describe('modes and exit codes', () => {
   });
 
   it('index-i: -n then -c: 0', async () => {
-    const dir = copyVolume('index-i');
+    const dir = await copyVolume('index-i');
     expectStatus(await fsck('-n', dir), 0);
     expectStatus(await fsck('-C', dir), 0);
   });
 
   it('.rebuildfsck left by a rebuild: only -r/-R run, and remove it', async () => {
-    const dir = copyVolume('v11-4k-tiger');
+    const dir = await copyVolume('v11-4k-tiger');
     writeFileSync(path.join(dir, '.rebuildfsck'), '');
     for (const m of ['-n', '-N', '-c', '-C']) {
       const r = await fsck(m, dir);
@@ -161,7 +154,7 @@ describe('modes and exit codes', () => {
   });
 
   it('a missing index: -c and -n fail and point at -r; -r rebuilds it', async () => {
-    const dir = copyVolume('v11-16k-tiger160');
+    const dir = await copyVolume('v11-16k-tiger160');
     unlinkSync(path.join(dir, 'ddfsidx'));
     expectStatus(await fsck('-c', dir), 1);
     const n = await fsck('-n', dir);
@@ -173,7 +166,7 @@ describe('modes and exit codes', () => {
   });
 
   it('a block file without magic needs -f', async () => {
-    const dir = copyVolume('v11-4k-tiger');
+    const dir = await copyVolume('v11-4k-tiger');
     writeFileSync(path.join(dir, 'ddfsblocks'), Buffer.from('garbage!'), { flag: 'r+' });
     const r = await fsck('-n', dir);
     expect(r.status).toBe(1);

@@ -4,7 +4,6 @@
  * contents (MD5SUMS), idempotence of the repair, and index rebuilds after deleting or truncating the index.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { runFsck } from '../src/fsck/run.js';
 import { Logger } from '../src/util/log.js';
 import { Volume } from '../src/volume/volume.js';
 import { copyFixtureVolume, readLostAsZeros } from './helpers/crash.js';
+import { runOk } from './helpers/run.js';
 import { FIXTURE_DIR } from './helpers/fixtures.js';
 
 const FIXTURES = FIXTURE_DIR;
@@ -28,7 +28,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 let copies = 0;
 /** A private, writable copy of a fixture volume. */
-function copyVolume(name: string): string {
+async function copyVolume(name: string): Promise<string> {
   return copyFixtureVolume(name, path.join(work, `${copies++}-${name}`));
 }
 
@@ -94,7 +94,7 @@ function flagsOf(listPath: string, rootPrefix: string): Record<string, string> {
 describe('clean upstream volumes', () => {
   for (const name of CLEAN) {
     it(`${name}: -c and -C say OK with upstream's summary`, async () => {
-      const dir = copyVolume(name);
+      const dir = await copyVolume(name);
       const c = await check(dir);
       expect(c.exitCode).toBe(0);
       expect(c.status).toBe('OK');
@@ -108,21 +108,21 @@ describe('clean upstream volumes', () => {
   }
 
   it('a repair of a clean volume changes no byte of the index, the block file or any UFS file', async () => {
-    const dir = copyVolume('v11-4k-tiger');
+    const dir = await copyVolume('v11-4k-tiger');
     const before = readFileSync(path.join(dir, 'ddfsidx'));
     const r = await repairVolume(dir, { logger: quietLogger(), crashed: false });
     expect(r.exitCode).toBe(0);
     expect(r.fixedFiles + r.corruptedFiles + r.uselessNodesDeleted + r.nodeOrderFixed).toBe(0);
     expect(readFileSync(path.join(dir, 'ddfsidx')).equals(before)).toBe(true);
     expect(readFileSync(path.join(dir, 'ddfsroot/.ddumbfs/corrupted.txt'), 'utf8')).toBe('');
-    expect(execFileSync('diff', ['-r', '-x', '.ddumbfs', path.join(VOLS, 'v11-4k-tiger/ddfsroot'), path.join(dir, 'ddfsroot')]).length).toBe(0);
+    expect((await runOk('diff', ['-r', '-x', '.ddumbfs', path.join(VOLS, 'v11-4k-tiger/ddfsroot'), path.join(dir, 'ddfsroot')])).length).toBe(0);
   });
 });
 
 describe('damaged upstream volumes: check → repair → check', () => {
   for (const name of ['crash-u', 'funny-f', 'index-i']) {
     it(`${name}: -c gives ERROR with upstream's summary numbers`, async () => {
-      const dir = copyVolume(name);
+      const dir = await copyVolume(name);
       const c = await check(dir);
       expect(c.exitCode).toBe(1);
       // our table may add lines upstream does not print (bitmap vs index); upstream's lines must be identical
@@ -133,7 +133,7 @@ describe('damaged upstream volumes: check → repair → check', () => {
   }
 
   it('index-i: the repair restores a clean volume (OK, exit 0) and every file', async () => {
-    const dir = copyVolume('index-i');
+    const dir = await copyVolume('index-i');
     const r = await runFsck(dir, { mode: 'repair', logger: quietLogger() });
     expect(r.exitCode).toBe(0);
     expect(r.repair!.nodeOrderFixed).toBe(13); // upstream: "fixed 13 errors."
@@ -146,7 +146,7 @@ describe('damaged upstream volumes: check → repair → check', () => {
   });
 
   it('crash-u: one repair converges: the lost block is marked (C), the next check only warns', async () => {
-    const dir = copyVolume('crash-u');
+    const dir = await copyVolume('crash-u');
     const r = await runFsck(dir, { mode: 'repair', logger: quietLogger() });
     expect(r.exitCode).toBe(2); // a file is corrupted
     expect(r.repair!.corruptedFiles).toBe(1);
@@ -174,7 +174,7 @@ describe('damaged upstream volumes: check → repair → check', () => {
   });
 
   it('funny-f: per-file flags equal upstream\'s corrupted.txt; the remaining errors are the two bad headers', async () => {
-    const dir = copyVolume('funny-f');
+    const dir = await copyVolume('funny-f');
     const r = await runFsck(dir, { mode: 'repair', logger: quietLogger() });
     expect(r.exitCode).toBe(2);
     expect(r.repair!.fixedFiles).toBe(5); // upstream: "Fixed:5  Corrupted:6  Total:22"
@@ -211,22 +211,22 @@ describe('damaged upstream volumes: check → repair → check', () => {
 
   for (const name of ['crash-u', 'funny-f', 'index-i']) {
     it(`${name}: a second repair changes nothing`, async () => {
-      const dir = copyVolume(name);
+      const dir = await copyVolume(name);
       await runFsck(dir, { mode: 'repair', logger: quietLogger() });
       const idx = readFileSync(path.join(dir, 'ddfsidx'));
-      const tree = execFileSync('sh', ['-c', `cd ${dir}/ddfsroot && find . -path ./.ddumbfs -prune -o -type f -print0 | sort -z | xargs -0 md5sum`]);
+      const tree = await runOk('sh', ['-c', `cd ${dir}/ddfsroot && find . -path ./.ddumbfs -prune -o -type f -print0 | sort -z | xargs -0 md5sum`]);
       const r = await runFsck(dir, { mode: 'repair', logger: quietLogger() });
       expect(r.repair!.fixedFiles).toBe(0);
       expect(r.repair!.uselessNodesDeleted + r.repair!.nodeOrderFixed + r.repair!.nodesFixed).toBe(0);
       expect(readFileSync(path.join(dir, 'ddfsidx')).equals(idx)).toBe(true);
-      expect(execFileSync('sh', ['-c', `cd ${dir}/ddfsroot && find . -path ./.ddumbfs -prune -o -type f -print0 | sort -z | xargs -0 md5sum`]).equals(tree)).toBe(true);
+      expect((await runOk('sh', ['-c', `cd ${dir}/ddfsroot && find . -path ./.ddumbfs -prune -o -type f -print0 | sort -z | xargs -0 md5sum`])).equals(tree)).toBe(true);
       // corrupted.txt was rolled over: the previous list is kept as .1
       expect(existsSync(path.join(dir, 'ddfsroot/.ddumbfs/corrupted.txt.1'))).toBe(true);
     });
   }
 
   it('a relaxed repair (-N) of index-i also ends clean', async () => {
-    const dir = copyVolume('index-i');
+    const dir = await copyVolume('index-i');
     const r = await runFsck(dir, { mode: 'repair-relaxed', logger: quietLogger() });
     expect(r.exitCode).toBe(0);
     expect((await check(dir, true)).exitCode).toBe(0);
@@ -237,7 +237,7 @@ describe('damaged upstream volumes: check → repair → check', () => {
 describe('rebuild', () => {
   for (const [damage, mode] of [['delete', 'rebuild'], ['delete', 'rebuild-blocks'], ['truncate', 'rebuild'], ['truncate', 'rebuild-blocks'], ['magic', 'rebuild']] as const) {
     it(`index ${damage}d, then ${mode === 'rebuild' ? '-r' : '-R'}: every file back byte for byte`, async () => {
-      const dir = copyVolume('v11-4k-tiger');
+      const dir = await copyVolume('v11-4k-tiger');
       const original = readFileSync(path.join(dir, 'ddfsidx'));
       const idx = path.join(dir, 'ddfsidx');
       if (damage === 'delete') unlinkSync(idx);
@@ -258,7 +258,7 @@ describe('rebuild', () => {
   }
 
   it('-R re-finds a lost block anywhere in the block file (funny-f: ff_already_corrupted stays lost, others heal)', async () => {
-    const dir = copyVolume('funny-f');
+    const dir = await copyVolume('funny-f');
     await runFsck(dir, { mode: 'repair', logger: quietLogger() });
     const r = await rebuildVolume(dir, { logger: quietLogger(), allBlocks: true });
     expect(r.corruptedFiles).toBe(6); // nothing in the block file matches their hashes

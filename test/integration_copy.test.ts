@@ -4,8 +4,6 @@
  * every file with cpddumbfs from the unmounted volume.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -14,6 +12,7 @@ import { createHash } from 'node:crypto';
 // @ts-expect-error plain JS helper shared with scripts/main-job.sh
 import { compareTrees } from '../scripts/compare-trees.mjs';
 import { makeVolume, mountVolume, type MountedVolume } from './helpers/mount.js';
+import { runOk } from './helpers/run.js';
 import { Volume } from '../src/volume/volume.js';
 import { UfsDownload } from '../src/copy/download.js';
 
@@ -22,11 +21,6 @@ function sha1(b: Buffer): string {
 }
 
 const SOURCE = process.env.DDUMBFS_TEST_TREE ?? '/usr/share/doc';
-/**
- * Asynchronous on purpose: a cp -a that blocks the test worker for minutes on a slow machine also blocks vitest's
- * worker RPC, which then fails the run ("Timeout calling onTaskUpdate") although every test passed.
- */
-const execFileAsync = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..');
 
 /** Bytes of the regular files below `dir` (symbolic links not followed). */
@@ -87,7 +81,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
   });
 
   it('cp -a copies every byte and the metadata', { timeout: STEP_TIMEOUT_MS }, async () => {
-    await execFileAsync('cp', ['-a', SOURCE, path.join(mnt, 'copy1')]);
+    await runOk('cp', ['-a', SOURCE, path.join(mnt, 'copy1')], { timeoutMs: STEP_TIMEOUT_MS });
     const r = await compareTrees(SOURCE, path.join(mnt, 'copy1'));
     expect(r.differences).toEqual([]);
     expect(r.files).toBeGreaterThan(100);
@@ -95,7 +89,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
 
   it('a second copy under another name allocates less than 1 % more blocks', { timeout: STEP_TIMEOUT_MS }, async () => {
     const before = blockAllocated(mnt);
-    await execFileAsync('cp', ['-a', SOURCE, path.join(mnt, 'copy2')]);
+    await runOk('cp', ['-a', SOURCE, path.join(mnt, 'copy2')], { timeoutMs: STEP_TIMEOUT_MS });
     const after = blockAllocated(mnt);
     expect(before).toBeGreaterThan(100);
     expect(after - before).toBeLessThan(before * 0.01);
@@ -132,7 +126,7 @@ describe(`real tree (${SOURCE}) through the mount`, () => {
     }
     const out = path.join(work, 'dl');
     for (const rel of files.filter((_, i) => i % Math.ceil(files.length / 20) === 0)) {
-      await execFileAsync(process.execPath, [path.join(ROOT, 'bin', 'cpddumbfs'), '-c', path.join(parent, 'ddfsroot', 'copy2', rel), out]);
+      await runOk(process.execPath, [path.join(ROOT, 'bin', 'cpddumbfs'), '-c', path.join(parent, 'ddfsroot', 'copy2', rel), out], { timeoutMs: STEP_TIMEOUT_MS });
       expect(sha1(await fsp.readFile(out)), rel).toBe(sha1(await fsp.readFile(path.join(SOURCE, rel))));
     }
     expect(files.length).toBeGreaterThan(100);

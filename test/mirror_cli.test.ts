@@ -6,7 +6,7 @@
  * killed mid-pass.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,6 +16,7 @@ import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mountVolume, unmountAll, waitFor } from './helpers/mount.js';
 import { startSshd, stopAllSshd, type SshdHandle } from './helpers/sshd.js';
 import { linkUfs, mkdirUfs, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { run } from './helpers/run.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -29,9 +30,10 @@ function block(seed: string, count = 1): Buffer {
   return out;
 }
 
-function run(args: string[], input?: Buffer): { status: number; stdout: Buffer; stderr: string } {
-  const r = spawnSync('node', [BIN, ...args], { timeout: 180_000, input, maxBuffer: 256 * 1024 * 1024 });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString('latin1') };
+/** Run mirrorddumbfs (asynchronously: helpers/run.ts). */
+async function mirror(args: string[], input?: Buffer): Promise<{ status: number; stdout: Buffer; stderr: string }> {
+  const r = await run('node', [BIN, ...args], { timeoutMs: 180_000, input });
+  return { status: r.code ?? -1, stdout: r.stdout, stderr: r.stderr.toString('latin1') };
 }
 
 async function volume(): Promise<string> {
@@ -68,38 +70,38 @@ describe('mirrorddumbfs commands', () => {
     const viaCopy = await volume();
     const viaFile = await volume();
     await tree(master, 6);
-    for (const s of [viaCopy, viaFile]) expect(run(['init-slave', s, '--from', master]).status).toBe(0);
-    const c = run(['copy', master, viaCopy]);
+    for (const s of [viaCopy, viaFile]) expect((await mirror(['init-slave', s, '--from', master])).status).toBe(0);
+    const c = await mirror(['copy', master, viaCopy]);
     expect(c.stderr).toBe('');
     expect(c.status).toBe(0);
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, \d+ bytes on the wire, [\d.]+ s, claim exact\n$/);
-    const r = run(['read', master]);
+    const r = await mirror(['read', master]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/12 blocks sent/);
     const streamFile = path.join(work, 'pass.ddms');
     fs.writeFileSync(streamFile, r.stdout);
-    const dump = run(['dump', '--full'], r.stdout);
+    const dump = await mirror(['dump', '--full'], r.stdout);
     expect(dump.status).toBe(0);
     expect(dump.stdout.toString().split('\n').filter((l) => / BLOCK /.test(l))).toHaveLength(12);
-    const w = run(['write', viaFile], fs.readFileSync(streamFile));
+    const w = await mirror(['write', viaFile], fs.readFileSync(streamFile));
     expect(w.stderr).toMatch(/12 blocks received/);
     expect(w.status).toBe(0);
     for (const [a, b] of [[master, viaFile], [viaCopy, viaFile]]) {
-      const v = run(['verify', a!, b!]);
+      const v = await mirror(['verify', a!, b!]);
       expect(v.stdout.toString()).toBe('');
       expect(v.status).toBe(0);
     }
-    const st = run(['status', viaFile]);
+    const st = await mirror(['status', viaFile]);
     expect(st.stdout.toString()).toMatch(/^role: slave\nshared uuid: [0-9a-f]{32}\nunique uuid: [0-9a-f]{32}\nlineage: 1, generation: 1\nclaim: exact, content pass at \S+ \(pass [0-9a-f]{32}\)\npass in progress: none\n$/);
-    const js = JSON.parse(run(['status', viaFile, '--json']).stdout.toString()) as { state: { role: string; sharedUuid: string; claim: { claimKind: string } } };
+    const js = JSON.parse((await mirror(['status', viaFile, '--json'])).stdout.toString()) as { state: { role: string; sharedUuid: string; claim: { claimKind: string } } };
     expect(js.state.role).toBe('slave');
     expect(js.state.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);
     expect(js.state.claim.claimKind).toBe('exact');
     // a slave of another master refuses the stream before any change
     const stranger = await volume();
     const other = await volume();
-    expect(run(['init-slave', stranger, '--from', other]).status).toBe(0);
-    const wrong = run(['write', stranger], fs.readFileSync(streamFile));
+    expect((await mirror(['init-slave', stranger, '--from', other])).status).toBe(0);
+    const wrong = await mirror(['write', stranger], fs.readFileSync(streamFile));
     expect(wrong.status).toBe(1);
     expect(wrong.stderr).toMatch(/^mirrorddumbfs: \S+: refused: the master's shared uuid is [0-9a-f]{32}, this slave is bound to [0-9a-f]{32}\n$/);
     expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
@@ -109,8 +111,8 @@ describe('mirrorddumbfs commands', () => {
     const master = await volume();
     const slave = await volume();
     await tree(master, 20);
-    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
-    const c = run(['copy', '-p', '--checkpoint-records', '10', master, slave]);
+    expect((await mirror(['init-slave', slave, '--from', master])).status).toBe(0);
+    const c = await mirror(['copy', '-p', '--checkpoint-records', '10', master, slave]);
     expect(c.status).toBe(0);
     const lines = c.stderr.split('\n').filter((l) => l !== '');
     expect(lines.length).toBeGreaterThanOrEqual(3);
@@ -122,11 +124,11 @@ describe('mirrorddumbfs commands', () => {
     const master = await volume();
     const slave = await volume();
     await tree(master, 2);
-    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    expect((await mirror(['init-slave', slave, '--from', master])).status).toBe(0);
     const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
     const m = await mountVolume(slave, mnt);
     try {
-      const c = run(['copy', master, slave]);
+      const c = await mirror(['copy', master, slave]);
       expect(c.status).toBe(1);
       expect(c.stderr).toBe(`mirrorddumbfs: ${slave}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
       expect(fs.readdirSync(ufsAbs(slave, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
@@ -135,7 +137,7 @@ describe('mirrorddumbfs commands', () => {
     }
     const mm = await mountVolume(master, mnt);
     try {
-      const r = run(['read', master]);
+      const r = await mirror(['read', master]);
       expect(r.status).toBe(1);
       expect(r.stdout.length).toBe(0);
       expect(r.stderr).toBe(`mirrorddumbfs: ${master}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
@@ -161,19 +163,19 @@ describe('mirrorddumbfs over a real sshd', () => {
     const slave = await volume();
     await tree(master, 5);
     // init-slave --from host:PATH: the master's identity comes over ssh (its uuids are made there on first use)
-    const init = run(['init-slave', ...remoteArgs(), slave, '--from', `${sshd.destination}:${master}`]);
+    const init = await mirror(['init-slave', ...remoteArgs(), slave, '--from', `${sshd.destination}:${master}`]);
     expect(init.stderr).toBe('');
     expect(init.status).toBe(0);
     expect(readMirrorState(slave)!.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);
-    const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
+    const c = await mirror(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
     expect(c.stderr).toBe('');
     expect(c.status).toBe(0);
     expect(c.stdout.toString()).toMatch(/10 blocks sent/);
-    const v = run(['verify', master, slave]);
+    const v = await mirror(['verify', master, slave]);
     expect(v.stdout.toString()).toBe('');
     expect(v.status).toBe(0);
     // pulling from a remote master into a local slave: nothing left to send
-    const back = run(['copy', ...remoteArgs(), `${sshd.destination}:${master}`, slave]);
+    const back = await mirror(['copy', ...remoteArgs(), `${sshd.destination}:${master}`, slave]);
     expect(back.status, back.stderr).toBe(0);
     expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted\n$/);
   }, 240_000);
@@ -182,8 +184,8 @@ describe('mirrorddumbfs over a real sshd', () => {
     const master = await volume();
     const stranger = await volume();
     await tree(master, 2);
-    expect(run(['init-slave', stranger, '--from', await volume()]).status).toBe(0);
-    const c = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${stranger}`]);
+    expect((await mirror(['init-slave', stranger, '--from', await volume()])).status).toBe(0);
+    const c = await mirror(['copy', ...remoteArgs(), master, `${sshd.destination}:${stranger}`]);
     expect(c.status).toBe(1);
     expect(c.stderr).toMatch(/^mirrorddumbfs: the slave does not match the master: it is bound to [0-9a-f]{32}, this master is [0-9a-f]{32} \(init-slave it from this master\)$/m);
     expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
@@ -195,7 +197,7 @@ describe('mirrorddumbfs over a real sshd', () => {
     const master = await volume();
     const slave = await volume();
     await tree(master, 300);
-    expect(run(['init-slave', slave, '--from', master]).status).toBe(0);
+    expect((await mirror(['init-slave', slave, '--from', master])).status).toBe(0);
     const child = spawn('node', [BIN, 'copy', '--checkpoint-records', '20', ...remoteArgs(), master, `${sshd.destination}:${slave}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
@@ -221,11 +223,11 @@ describe('mirrorddumbfs over a real sshd', () => {
     const st = readMirrorState(slave)!;
     expect(st.claim).toBeNull();
     expect(st.pass).not.toBeNull();
-    const again = run(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
+    const again = await mirror(['copy', ...remoteArgs(), master, `${sshd.destination}:${slave}`]);
     expect(again.stderr).toBe('');
     expect(again.status).toBe(0);
     expect(again.stdout.toString()).toMatch(/, resumed\n$/);
-    const v = run(['verify', master, slave]);
+    const v = await mirror(['verify', master, slave]);
     expect(v.stdout.toString()).toBe('');
     expect(v.status).toBe(0);
     expect(readMirrorState(slave)!.pass).toBeNull();

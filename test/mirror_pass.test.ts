@@ -8,7 +8,6 @@
  * cpddumbfs (dist/) reads files back: run `npx tsc -p tsconfig.json` first.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -22,6 +21,7 @@ import { readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
 import { BlockStore } from '../src/store/block_store.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
+import { run, runOk } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { fifoUfs, linkUfs, mkdirUfs, readUfsNode, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 
@@ -59,10 +59,10 @@ async function verifyLines(a: string, b: string): Promise<string[]> {
 }
 
 /** The bytes of UFS file `rel` of `parent`, through cpddumbfs download. */
-function download(parent: string, rel: string): Buffer {
+async function download(parent: string, rel: string): Promise<Buffer> {
   const out = path.join(os.tmpdir(), `ddfs-pass-dl-${process.pid}-${Math.random()}`);
-  const r = spawnSync('node', [CP, path.join(parent, 'ddfsroot', rel), out]);
-  expect(r.status, r.stderr.toString()).toBe(0);
+  const r = await run('node', [CP, path.join(parent, 'ddfsroot', rel), out]);
+  expect(r.code, r.stderr.toString()).toBe(0);
   const b = fs.readFileSync(out);
   fs.rmSync(out);
   return b;
@@ -87,8 +87,8 @@ async function buildTree(master: string): Promise<void> {
   linkUfs(master, 'a/f1', 'b/f1link');
   symlinkUfs(master, 'nowhere/at/all', 'dangling');
   symlinkUfs(master, Buffer.concat([Buffer.from('b/'), LATIN]), 'b/tolatin');
-  fifoUfs(master, 'a/fifo');
-  execFileSync('mknod', [ufsAbs(master, 'chardev').toString(), 'c', '1', '3']);
+  await fifoUfs(master, 'a/fifo');
+  await runOk('mknod', [ufsAbs(master, 'chardev').toString(), 'c', '1', '3']);
   fs.chmodSync(ufsAbs(master, 'a/f1'), 0o640);
 }
 
@@ -111,7 +111,7 @@ describe('mirror pass by content (in process)', () => {
     expect(ss.blocksReceived).toBe(8);
     expect(sum.blocksHeld).toBe(0);
     for (const rel of ['a/f1', 'a/deep/f2', 'a/dup', 'empty', 'sparse', 'zeros', 'b/f1link', `b/${LONG}`]) {
-      expect(download(slave, rel).equals(download(master, rel)), rel).toBe(true);
+      expect((await download(slave, rel)).equals(await download(master, rel)), rel).toBe(true);
     }
     expect(fs.readFileSync(ufsAbs(slave, Buffer.concat([Buffer.from('b/'), LATIN]))).length).toBeGreaterThan(16);
     expect(fs.statSync(ufsAbs(slave, 'a/f1')).ino).toBe(fs.statSync(ufsAbs(slave, 'b/f1link')).ino);
@@ -147,7 +147,7 @@ describe('mirror pass by content (in process)', () => {
     expect(third.master.filesSent).toBe(1);
     expect(third.master.blocksHeld).toBe(1); // block 0 of f7: queried, the slave holds it
     expect(await verifyLines(master, slave)).toEqual([]);
-    expect(download(slave, 'f7').equals(download(master, 'f7'))).toBe(true);
+    expect((await download(slave, 'f7')).equals(await download(master, 'f7'))).toBe(true);
   }, 120_000);
 
   it('renaming a directory holding many blocks sends no BLOCK; deletes, type changes and truncations arrive', async () => {
@@ -176,7 +176,7 @@ describe('mirror pass by content (in process)', () => {
     expect(await verifyLines(master, slave)).toEqual([]);
     expect(fs.existsSync(ufsAbs(slave, 'gone'))).toBe(false);
     expect(fs.existsSync(ufsAbs(slave, 'big'))).toBe(false);
-    expect(download(slave, 'shrink').equals(download(master, 'shrink'))).toBe(true);
+    expect((await download(slave, 'shrink')).equals(await download(master, 'shrink'))).toBe(true);
   }, 120_000);
 
   it('a pass deleting more than 25% of the slave is refused, the slave unchanged; --allow-mass-delete lets it through', async () => {
@@ -216,7 +216,7 @@ describe('mirror pass by content (in process)', () => {
     expect(r.master.corrupt).toHaveLength(1);
     expect(r.master.claimKind).toBe('atleast');
     expect(fs.existsSync(ufsAbs(slave, 'bad'))).toBe(false);
-    expect(download(slave, 'good').equals(download(master, 'good'))).toBe(true);
+    expect((await download(slave, 'good')).equals(await download(master, 'good'))).toBe(true);
     expect(readMirrorState(slave)!.claim?.claimKind).toBe('atleast');
   }, 120_000);
 

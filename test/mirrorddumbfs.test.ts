@@ -4,10 +4,10 @@
  * (0 ok, 1 error, 2 usage).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { StreamEncoder, type RecordInput } from '../src/mirror/stream_codec.js';
+import { run } from './helpers/run.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -16,9 +16,10 @@ beforeAll(() => {
   if (!existsSync(path.join(ROOT, 'dist/cli/mirrorddumbfs.js'))) throw new Error('dist/ is not built: run `npx tsc -p tsconfig.json` first');
 });
 
-function run(args: string[], input?: Buffer): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', [BIN, ...args], { input: input ?? Buffer.alloc(0), timeout: 60_000 });
-  return { status: r.status ?? -1, stdout: r.stdout.toString('latin1'), stderr: r.stderr.toString('latin1') };
+/** Run mirrorddumbfs (asynchronously: helpers/run.ts). */
+async function mirror(args: string[], input?: Buffer): Promise<{ status: number; stdout: string; stderr: string }> {
+  const r = await run('node', [BIN, ...args], { input: input ?? Buffer.alloc(0), timeoutMs: 60_000 });
+  return { status: r.code ?? -1, stdout: r.stdout.toString('latin1'), stderr: r.stderr.toString('latin1') };
 }
 
 const NAME = Buffer.from([0x6e, 0x6f, 0x6e, 0x2d, 0xe9, 0xff, 0x20, 0x31]); // "non-\xe9\xff 1": not UTF-8, with a space
@@ -46,7 +47,7 @@ async function samplePass(): Promise<{ stream: Buffer; frames: Buffer[] }> {
 describe('mirrorddumbfs dump', () => {
   it('decodes an encoded stream: one line per record, paths escaped, exit 0', async () => {
     const { stream } = await samplePass();
-    const r = run(['dump'], stream);
+    const r = await mirror(['dump'], stream);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     const lines = r.stdout.trimEnd().split('\n');
@@ -68,7 +69,7 @@ describe('mirrorddumbfs dump', () => {
     const bad = Buffer.concat(frames);
     const fifthAt = frames.slice(0, 4).reduce((n, f) => n + f.length, 0); // frames[0] includes the magic
     bad[fifthAt + 26]! ^= 0x10; // a body byte of seq 5
-    const r = run(['dump'], bad);
+    const r = await mirror(['dump'], bad);
     expect(r.status).toBe(1);
     expect(r.stdout.trimEnd().split('\n').map((l) => l.split(' ')[0])).toEqual(['1', '2', '3', '4']);
     expect(r.stderr).toMatch(/^mirrorddumbfs: DDMS stream: seq 5: CRC32C mismatch .*\n$/);
@@ -76,29 +77,29 @@ describe('mirrorddumbfs dump', () => {
 
   it('exits 1 on a truncated stream, naming the missing seq', async () => {
     const { stream, frames } = await samplePass();
-    const r = run(['dump'], stream.subarray(0, stream.length - frames[9]!.length));
+    const r = await mirror(['dump'], stream.subarray(0, stream.length - frames[9]!.length));
     expect(r.status).toBe(1);
     expect(r.stderr).toBe('mirrorddumbfs: DDMS stream: seq 10: missing: the stream ended after seq 9 without TERM (stream offset ' + `${stream.length - frames[9]!.length})\n`);
-    const empty = run(['dump'], Buffer.alloc(0));
+    const empty = await mirror(['dump'], Buffer.alloc(0));
     expect(empty.status).toBe(1);
     expect(empty.stderr).toContain('seq 1: truncated: the stream ended in the preamble (0 of 8 bytes)');
-    const text = run(['dump'], Buffer.from('hello world\n'));
+    const text = await mirror(['dump'], Buffer.from('hello world\n'));
     expect(text.status).toBe(1);
     expect(text.stderr).toContain('not a DDMS v1 stream');
   });
 });
 
 describe('mirrorddumbfs usage', () => {
-  it('exits 2 without a command, with an unknown one, or with stray arguments', () => {
+  it('exits 2 without a command, with an unknown one, or with stray arguments', async () => {
     for (const args of [[], ['promote', 'a'], ['copy', 'a'], ['dump', 'extra'], ['dump', '--bogus'], ['copy', '--checkpoint-records', '0', 'a', 'b']]) {
-      const r = run(args);
+      const r = await mirror(args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).not.toContain('    at '); // no stack trace
     }
   });
 
-  it('--help lists the commands, says what is not there yet, and gives the exit codes', () => {
-    const r = run(['--help']);
+  it('--help lists the commands, says what is not there yet, and gives the exit codes', async () => {
+    const r = await mirror(['--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('dump');
     expect(r.stdout).toMatch(/\n  verify \[options\] <A> <B>/);
@@ -107,7 +108,7 @@ describe('mirrorddumbfs usage', () => {
     }
     expect(r.stdout).toMatch(/Not there yet: promote, stream, a mounted master\./);
     expect(r.stdout).toContain('2    usage error');
-    const d = run(['dump', '--help']);
+    const d = await mirror(['dump', '--help']);
     expect(d.status).toBe(0);
     expect(d.stdout).toContain('SEQ TYPE @OFFSET+SIZE');
   });

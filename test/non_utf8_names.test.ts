@@ -10,7 +10,6 @@
  * Commands run from dist/ (`npx tsc -p tsconfig.json` first). Raw name bytes reach argv through printf in sh
  * (child_process would encode a JS string as UTF-8).
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import * as path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UfsFile } from '../src/ufs/ufs_file.js';
 import { Volume } from '../src/volume/volume.js';
+import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -70,14 +70,17 @@ async function volumeWithBadName(): Promise<{ parent: string; badPath: Buffer }>
   return { parent: tv.parent, badPath };
 }
 
-/** Run a command in sh (so raw bytes can be spelled with printf); stdout and stderr as bytes. */
-function sh(script: string): { status: number; stdout: Buffer; stderr: Buffer } {
-  const r = spawnSync('sh', ['-c', script], { cwd: ROOT, timeout: 120_000 });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+/**
+ * Run a command in sh (so raw bytes can be spelled with printf); stdout and stderr as bytes. Asynchronous
+ * (helpers/run.ts): a blocked worker fails vitest's RPC.
+ */
+async function sh(script: string): Promise<{ status: number; stdout: Buffer; stderr: Buffer }> {
+  const r = await run('sh', ['-c', script], { cwd: ROOT, timeoutMs: 120_000 });
+  return { status: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-function fsck(mode: string, parent: string): { status: number; out: string } {
-  const r = sh(`exec node bin/fsckddumbfs ${mode} '${parent}'`);
+async function fsck(mode: string, parent: string): Promise<{ status: number; out: string }> {
+  const r = await sh(`exec node bin/fsckddumbfs ${mode} '${parent}'`);
   return { status: r.status, out: `${r.stdout.toString('latin1')}\n${r.stderr.toString('latin1')}` };
 }
 
@@ -99,7 +102,7 @@ async function readThroughVolume(parent: string, p: Buffer): Promise<Buffer> {
 describe('a file whose name is not UTF-8', () => {
   it('fsckddumbfs -c sees it (2 files, no ENOENT) and calls the volume OK', async () => {
     const { parent } = await volumeWithBadName();
-    const r = fsck('-c', parent);
+    const r = await fsck('-c', parent);
     expect(r.out).not.toMatch(/ENOENT|no such file/i);
     expect(r.out).toMatch(/== Read 2 files/);
     expect(r.out).not.toMatch(/in index & not in files\s*:\s*[1-9]/);
@@ -109,11 +112,11 @@ describe('a file whose name is not UTF-8', () => {
   for (const mode of ['-n', '-N', '-r', '-R']) {
     it(`fsckddumbfs ${mode} does not abort and keeps the file readable, byte for byte`, async () => {
       const { parent, badPath } = await volumeWithBadName();
-      const r = fsck(mode, parent);
+      const r = await fsck(mode, parent);
       expect(r.status, r.out).toBe(0);
       expect(md5(await readThroughVolume(parent, badPath))).toBe(md5(BAD_CONTENT));
       expect(md5(await readThroughVolume(parent, Buffer.from(path.join(parent, 'ddfsroot', 'good'))))).toBe(md5(GOOD_CONTENT));
-      const after = fsck('-c', parent);
+      const after = await fsck('-c', parent);
       expect(after.status, after.out).toBe(0);
       expect(after.out).toMatch(/== Read 2 files/);
     });
@@ -122,9 +125,9 @@ describe('a file whose name is not UTF-8', () => {
   it('a repair of it names its raw bytes in corrupted.txt, the log and the check output (never U+FFFD)', async () => {
     const { parent, badPath } = await volumeWithBadName();
     appendFileSync(badPath, Buffer.from([1, 2, 3])); // a partial trailing node: fixed and listed by a repair
-    const check = sh(`exec node bin/fsckddumbfs -c '${parent}'`);
+    const check = await sh(`exec node bin/fsckddumbfs -c '${parent}'`);
     expect(check.stdout.includes(Buffer.concat([Buffer.from('incomplete node in file: '), badPath]))).toBe(true);
-    expect(fsck('-n', parent).status).toBe(0);
+    expect((await fsck('-n', parent)).status).toBe(0);
     const list = readFileSync(path.join(parent, 'ddfsroot/.ddumbfs/corrupted.txt'));
     expect(list.equals(Buffer.concat([Buffer.from('F  l '), badPath, Buffer.from('\n')])), list.toString('latin1')).toBe(true);
     const log = readFileSync(path.join(parent, 'ddfsroot/.ddumbfs/ddumbfs.log'));
@@ -135,7 +138,7 @@ describe('a file whose name is not UTF-8', () => {
 
   it('cpddumbfs downloads it byte for byte (raw name on the command line)', async () => {
     const { parent } = await volumeWithBadName();
-    const r = sh(`exec node bin/cpddumbfs -c "$(printf '${parent}/ddfsroot/${BAD_NAME_PRINTF}')" -`);
+    const r = await sh(`exec node bin/cpddumbfs -c "$(printf '${parent}/ddfsroot/${BAD_NAME_PRINTF}')" -`);
     expect(r.status, r.stderr.toString()).toBe(0);
     expect(md5(r.stdout)).toBe(md5(BAD_CONTENT));
   });
@@ -144,7 +147,7 @@ describe('a file whose name is not UTF-8', () => {
     const { parent } = await volumeWithBadName();
     const out = mkdtempSync(path.join(tmpdir(), 'non-utf8-out-'));
     try {
-      const r = sh(`exec node bin/cpddumbfs "$(printf '${parent}/ddfsroot/${BAD_NAME_PRINTF}')" '${out}'`);
+      const r = await sh(`exec node bin/cpddumbfs "$(printf '${parent}/ddfsroot/${BAD_NAME_PRINTF}')" '${out}'`);
       expect(r.status, r.stderr.toString()).toBe(0);
       expect(md5(readFileSync(Buffer.concat([Buffer.from(`${out}/`), BAD_NAME])))).toBe(md5(BAD_CONTENT));
     } finally {

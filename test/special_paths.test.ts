@@ -12,7 +12,6 @@
  * 65534, opening `/.ddumbfs/reclaim` or `/.ddumbfs/stats0` fails with EACCES (so it cannot start a reclaim or reset
  * the counters), `/.ddumbfs/stats` stays readable; ddumbfs.log is 0600 even when an older version left it 0666.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { REPO_DIR, mountVolume, sh, unmountAll } from './helpers/mount.js';
+import { run } from './helpers/run.js';
 
 const FSCK_BIN = path.join(REPO_DIR, 'bin', 'fsckddumbfs');
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -83,9 +83,10 @@ function plantSymlink(parent: string, rel: string, kind: 'file' | 'dir'): string
   return outside;
 }
 
-function fsck(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [FSCK_BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+/** Run fsckddumbfs (asynchronously: helpers/run.ts). */
+async function fsck(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const r = await run(process.execPath, [FSCK_BIN, ...args], { encoding: 'utf8', timeoutMs: 120_000 });
+  return { status: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Mount and unmount at once; returns whether it mounted and what the daemon said. */
@@ -127,7 +128,7 @@ describe('a special path that is a symlink refuses the volume; nothing outside o
           expect(r.mounted, r.message).toBe(false);
           message = r.message;
         } else {
-          const r = fsck(tool.endsWith('-n') ? '-n' : '-c', parent);
+          const r = await fsck(tool.endsWith('-n') ? '-n' : '-c', parent);
           expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(1);
           message = r.stderr;
           // one line, naming the path, no stack trace

@@ -6,7 +6,6 @@
  * descended), counted through the DigestTree interface.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +14,7 @@ import { VolumeDigests, type DigestTree } from '../src/mirror/digest.js';
 import { BlockStore } from '../src/store/block_store.js';
 import { renderVerifyLine, verifyTrees } from '../src/mirror/verify.js';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
+import { run, runOk } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mountVolume, unmountAll } from './helpers/mount.js';
 import {
@@ -37,21 +37,22 @@ function block(seed: string, count = 1): Buffer {
   return out;
 }
 
-function run(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', [BIN, ...args], { timeout: 120_000 });
-  return { status: r.status ?? -1, stdout: r.stdout.toString('latin1'), stderr: r.stderr.toString('latin1') };
+/** Run mirrorddumbfs (asynchronously: helpers/run.ts). */
+async function mirror(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const r = await run('node', [BIN, ...args], { timeoutMs: 120_000 });
+  return { status: r.code ?? -1, stdout: r.stdout.toString('latin1'), stderr: r.stderr.toString('latin1') };
 }
 
 /** A private copy of the base volume (cp -a: modes, owners, ns times and hard links kept). */
-function copyOfBase(): string {
+async function copyOfBase(): Promise<string> {
   const dest = path.join(work, `copy${copies++}`);
-  execFileSync('cp', ['-a', base.parent, dest]);
+  await runOk('cp', ['-a', base.parent, dest]);
   return dest;
 }
 
 /** The lines of `verify A B [args]`, and its exit status. */
-function verify(a: string, b: string, args: string[] = []): { status: number; lines: string[]; stderr: string } {
-  const r = run(['verify', a, b, ...args]);
+async function verify(a: string, b: string, args: string[] = []): Promise<{ status: number; lines: string[]; stderr: string }> {
+  const r = await mirror(['verify', a, b, ...args]);
   return { status: r.status, lines: r.stdout.split('\n').filter((l) => l !== ''), stderr: r.stderr };
 }
 
@@ -71,7 +72,7 @@ beforeAll(async () => {
   });
   linkUfs(p, 'h1', 'd/h2');
   symlinkUfs(p, 'big', 's');
-  fifoUfs(p, 'p');
+  await fifoUfs(p, 'p');
   for (const f of ['big', 'd/f1', 'e', 'h1', LATIN, 'keep/sub/k0', 'keep/sub/k1', 'keep/sub/k2', 'keep/sub/k3', 'p']) {
     fs.utimesSync(ufsAbs(p, f), T0, T0);
   }
@@ -85,10 +86,10 @@ afterAll(async () => {
 });
 
 describe('mirrorddumbfs verify: one line per difference', () => {
-  it('identical trees (cp -a) print nothing and exit 0, with and without --deep', () => {
-    const b = copyOfBase();
-    expect(verify(base.parent, b)).toEqual({ status: 0, lines: [], stderr: '' });
-    expect(verify(base.parent, b, ['--deep'])).toEqual({ status: 0, lines: [], stderr: '' });
+  it('identical trees (cp -a) print nothing and exit 0, with and without --deep', async () => {
+    const b = await copyOfBase();
+    expect(await verify(base.parent, b)).toEqual({ status: 0, lines: [], stderr: '' });
+    expect(await verify(base.parent, b, ['--deep'])).toEqual({ status: 0, lines: [], stderr: '' });
   });
 
   const cases: Array<{ name: string; change: (b: string) => Promise<void> | void; lines: string[]; args?: string[] }> = [
@@ -107,69 +108,69 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     { name: 'a symlink retargeted', change: (b) => { fs.unlinkSync(ufsAbs(b, 's')); symlinkUfs(b, 'elsewhere', 's'); }, lines: ['DIFF "/s" target'] },
     {
       name: 'a hard link replaced by a copy',
-      change: (b) => { fs.unlinkSync(ufsAbs(b, 'd/h2')); execFileSync('cp', ['-p', ufsAbs(b, 'h1').toString(), ufsAbs(b, 'd/h2').toString()]); },
+      change: async (b) => { fs.unlinkSync(ufsAbs(b, 'd/h2')); await runOk('cp', ['-p', ufsAbs(b, 'h1').toString(), ufsAbs(b, 'd/h2').toString()]); },
       lines: ['DIFF "/d/h2" link', 'DIFF "/h1" link'],
     },
   ];
   for (const c of cases) {
     it(`${c.name}: ${c.lines.join(' | ')}`, async () => {
-      const b = copyOfBase();
+      const b = await copyOfBase();
       await c.change(b);
-      expect(verify(base.parent, b, ['--no-mtime', ...(c.args ?? [])])).toEqual({ status: 1, lines: c.lines, stderr: '' });
+      expect(await verify(base.parent, b, ['--no-mtime', ...(c.args ?? [])])).toEqual({ status: 1, lines: c.lines, stderr: '' });
     });
   }
 
-  it('an mtime is compared unless --no-mtime; a directory mtime never is', () => {
-    const b = copyOfBase();
+  it('an mtime is compared unless --no-mtime; a directory mtime never is', async () => {
+    const b = await copyOfBase();
     fs.utimesSync(ufsAbs(b, 'd/f1'), T0 + 10, T0 + 10);
     fs.utimesSync(ufsAbs(b, 'keep'), T0 + 10, T0 + 10);
-    expect(verify(base.parent, b)).toEqual({ status: 1, lines: ['DIFF "/d/f1" mtime'], stderr: '' });
-    expect(verify(base.parent, b, ['--no-mtime'])).toEqual({ status: 0, lines: [], stderr: '' });
+    expect(await verify(base.parent, b)).toEqual({ status: 1, lines: ['DIFF "/d/f1" mtime'], stderr: '' });
+    expect(await verify(base.parent, b, ['--no-mtime'])).toEqual({ status: 0, lines: [], stderr: '' });
   });
 
   it('a block whose bytes were overwritten in the block file: CORRUPT with --deep only', async () => {
-    const b = copyOfBase();
+    const b = await copyOfBase();
     const cfg = base.config;
     const { address } = await readUfsNode(b, cfg.nodeSize, cfg.addrSize, 'big', 0);
     expect(address).toBeGreaterThan(1);
     const fd = fs.openSync(path.join(b, cfg.blockFilename), 'r+');
     fs.writeSync(fd, Buffer.alloc(BS, 0x77), 0, BS, address * BS);
     fs.closeSync(fd);
-    expect(verify(base.parent, b)).toEqual({ status: 0, lines: [], stderr: '' });
-    expect(verify(base.parent, b, ['--deep'])).toEqual({ status: 1, lines: ['CORRUPT "/big" block 0 on B'], stderr: '' });
-    expect(verify(b, base.parent, ['--deep'])).toEqual({ status: 1, lines: ['CORRUPT "/big" block 0 on A'], stderr: '' });
+    expect(await verify(base.parent, b)).toEqual({ status: 0, lines: [], stderr: '' });
+    expect(await verify(base.parent, b, ['--deep'])).toEqual({ status: 1, lines: ['CORRUPT "/big" block 0 on B'], stderr: '' });
+    expect(await verify(b, base.parent, ['--deep'])).toEqual({ status: 1, lines: ['CORRUPT "/big" block 0 on A'], stderr: '' });
   });
 
   it('a lost block (address 1): CORRUPT without --deep, on the side that lost it', async () => {
-    const a = copyOfBase();
+    const a = await copyOfBase();
     const cfg = base.config;
     const n = await readUfsNode(a, cfg.nodeSize, cfg.addrSize, 'big', 2);
     await writeUfsNode(a, cfg.nodeSize, cfg.addrSize, 'big', 2, 1, n.hash);
     fs.utimesSync(ufsAbs(a, 'big'), T0, T0); // the node write moved the UFS file's mtime: the file's own
-    expect(verify(a, base.parent)).toEqual({ status: 1, lines: ['CORRUPT "/big" block 2 on A'], stderr: '' });
+    expect(await verify(a, base.parent)).toEqual({ status: 1, lines: ['CORRUPT "/big" block 2 on A'], stderr: '' });
   });
 
   it('a node naming an address beyond the block file, or one its index does not hold there: DANGLING', async () => {
-    const b = copyOfBase();
+    const b = await copyOfBase();
     const cfg = base.config;
     const n1 = await readUfsNode(b, cfg.nodeSize, cfg.addrSize, 'big', 1);
     const n0 = await readUfsNode(b, cfg.nodeSize, cfg.addrSize, 'd/f1', 0);
     await writeUfsNode(b, cfg.nodeSize, cfg.addrSize, 'big', 1, cfg.blockCount + 5, n1.hash);
     await writeUfsNode(b, cfg.nodeSize, cfg.addrSize, 'd/f1', 0, n1.address, n0.hash);
     for (const f of ['big', 'd/f1']) fs.utimesSync(ufsAbs(b, f), T0, T0);
-    expect(verify(base.parent, b)).toEqual({
+    expect(await verify(base.parent, b)).toEqual({
       status: 1,
       lines: [`DANGLING "/big" ${n1.hash.toString('hex')} on B`, `DANGLING "/d/f1" ${n0.hash.toString('hex')} on B`],
       stderr: '',
     });
   });
 
-  it('a UFS file with a bad header: verify stops with one line naming it, exit 1, nothing on stdout', () => {
-    const b = copyOfBase();
+  it('a UFS file with a bad header: verify stops with one line naming it, exit 1, nothing on stdout', async () => {
+    const b = await copyOfBase();
     const fd = fs.openSync(ufsAbs(b, 'keep/sub/k1'), 'r+');
     fs.writeSync(fd, Buffer.from('DDUMBFSX'), 0, 8, 0);
     fs.closeSync(fd);
-    const r = run(['verify', base.parent, b]);
+    const r = await mirror(['verify', base.parent, b]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -177,11 +178,11 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     expect(r.stderr).toContain('verify aborted');
   });
 
-  it('--json: one document with every line, paths escaped and in hex', () => {
-    const b = copyOfBase();
+  it('--json: one document with every line, paths escaped and in hex', async () => {
+    const b = await copyOfBase();
     fs.unlinkSync(ufsAbs(b, LATIN));
     fs.chmodSync(ufsAbs(b, 'd/f1'), 0o600);
-    const r = run(['verify', '--json', base.parent, b]);
+    const r = await mirror(['verify', '--json', base.parent, b]);
     expect(r.status).toBe(1);
     const doc = JSON.parse(r.stdout) as { count: number; lines: unknown[]; deep: boolean; mtime: boolean };
     expect(doc.count).toBe(2);
@@ -191,7 +192,7 @@ describe('mirrorddumbfs verify: one line per difference', () => {
       { kind: 'MISSING', path: '/caf\\xe9', pathHex: Buffer.concat([Buffer.from('/'), LATIN]).toString('hex') },
       { kind: 'DIFF', path: '/d/f1', pathHex: Buffer.from('/d/f1').toString('hex'), what: 'mode' },
     ]);
-    const same = run(['verify', '--json', base.parent, copyOfBase()]);
+    const same = await mirror(['verify', '--json', base.parent, await copyOfBase()]);
     expect(same.status).toBe(0);
     expect(JSON.parse(same.stdout)).toMatchObject({ count: 0, lines: [] });
   });
@@ -201,7 +202,7 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     const sha = await makeTempVolume({ blockSize: BS, size: '4M', hash: 'SHA1' });
     try {
       for (const [o, what] of [[other, 'different block sizes'], [sha, 'different hashes']] as const) {
-        const r = run(['verify', base.parent, o.parent]);
+        const r = await mirror(['verify', base.parent, o.parent]);
         expect(r.status).toBe(2);
         expect(r.stdout).toBe('');
         expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -213,12 +214,12 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     }
   });
 
-  it('usage: a remote endpoint (not yet), a missing argument, a path that is no volume', () => {
-    const remote = run(['verify', base.parent, 'backup2:/l1/replica']);
+  it('usage: a remote endpoint (not yet), a missing argument, a path that is no volume', async () => {
+    const remote = await mirror(['verify', base.parent, 'backup2:/l1/replica']);
     expect(remote.status).toBe(2);
     expect(remote.stderr).toMatch(/^mirrorddumbfs: backup2:\/l1\/replica: remote volumes are not supported by verify yet/);
-    expect(run(['verify', base.parent]).status).toBe(2);
-    const none = run(['verify', base.parent, work]);
+    expect((await mirror(['verify', base.parent])).status).toBe(2);
+    const none = await mirror(['verify', base.parent, work]);
     expect(none.status).toBe(1);
     expect(none.stderr.trim().split('\n')).toHaveLength(1);
     expect(none.stderr).toContain('ddfs.cfg: not found');
@@ -271,14 +272,14 @@ async function requestsOf(a: string, b: string): Promise<{ lines: string[]; ra: 
 
 describe('verify descends only into mismatches', () => {
   it('identical trees: one root entry per side, no listing, no node list', async () => {
-    const r = await requestsOf(base.parent, copyOfBase());
+    const r = await requestsOf(base.parent, await copyOfBase());
     expect(r.lines).toEqual([]);
     expect(r.ra).toEqual(['entry /']);
     expect(r.rb).toEqual(['entry /']);
   });
 
   it('one changed file two levels down: the root and its directories are listed, no sibling subtree', async () => {
-    const b = copyOfBase();
+    const b = await copyOfBase();
     await withVolume(b, (v) => writeUfsFile(v, 'keep/sub/k2', block('changed'), BS));
     fs.utimesSync(ufsAbs(b, 'keep/sub/k2'), T0, T0);
     const r = await requestsOf(base.parent, b);
@@ -292,7 +293,7 @@ describe('verify descends only into mismatches', () => {
   });
 
   it('a chmod of a directory: the directory is not listed (its entries did not change)', async () => {
-    const b = copyOfBase();
+    const b = await copyOfBase();
     fs.chmodSync(ufsAbs(b, 'keep'), 0o700);
     const r = await requestsOf(base.parent, b);
     expect(r.lines).toEqual(['DIFF "/keep" mode']);
@@ -302,11 +303,11 @@ describe('verify descends only into mismatches', () => {
 
 describe('verify of a mounted volume', () => {
   it('reads its UFS tree as it is on disk, says so on stderr, and does not take a lagging index file for DANGLING', async () => {
-    const b = copyOfBase();
+    const b = await copyOfBase();
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-verify-mnt-'));
     const m = await mountVolume(b, mnt);
     try {
-      const same = verify(base.parent, b);
+      const same = await verify(base.parent, b);
       expect(same.status).toBe(0);
       expect(same.lines).toEqual([]);
       expect(same.stderr).toBe(`mirrorddumbfs: ${b} is mounted on ${mnt}: read as it is on disk; exact only if nothing writes during the verify\n`);
@@ -322,7 +323,7 @@ describe('verify of a mounted volume', () => {
         await onDisk.blockDevice.close();
         await onDisk.index.device.close();
       }
-      const after = verify(base.parent, b);
+      const after = await verify(base.parent, b);
       expect(after.lines).toEqual(['EXTRA "/new"']);
       expect(after.status).toBe(1);
     } finally {

@@ -3,7 +3,6 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -91,7 +90,7 @@ describe('crash recovery', () => {
 describe('a failing repair writes no index', () => {
   it('an unreadable file aborts before anything is freed', async () => {
     const { dir } = await volumeWithRecentFile();
-    execFileSync('rm', ['-f', path.join(dir, 'ddfsusedblocks')]);
+    rmSync(path.join(dir, 'ddfsusedblocks'), { force: true });
     const before = readFileSync(path.join(dir, 'ddfsidx'));
     const failing: DeviceFactory = {
       ...fileDevices,

@@ -7,12 +7,12 @@
  * mount namespace, gone with the child) are walked by a child process running the compiled walker in dist/: run
  * `npx tsc -p tsconfig.json` first.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runOk } from '../../test/helpers/run.js';
 import { DdfsError } from '../errors.js';
 import { walkUfsTree, type UfsTreeEntry, type UfsWalkOptions } from './walk.js';
 
@@ -91,7 +91,7 @@ describe('walkUfsTree', () => {
     await make('target/');
     await make('target/inside');
     await fsp.symlink(path.join(root, 'target'), path.join(root, 'link'));
-    execFileSync('mkfifo', [path.join(root, 'fifo')]);
+    await runOk('mkfifo', [path.join(root, 'fifo')]);
     expect(lines(await collect())).toEqual(['other 1 fifo', 'symlink 1 link', 'directory 1 target', 'file 2 target/inside']);
   });
 
@@ -154,8 +154,12 @@ describe('walkUfsTree', () => {
   });
 });
 
-/** Walk `root` in a child process (compiled walker) under `prefix` (e.g. setpriv, unshare); JSON of entries and errors. */
-function walkInChild(prefix: string[], setup = ''): { entries: string[]; errors: Array<[string, string]> } {
+/**
+ * Walk `root` in a child process (compiled walker) under `prefix` (e.g. setpriv, unshare); JSON of entries and errors.
+ * Asynchronous (test/helpers/run.ts): a node started under load can hold a synchronous worker past vitest's RPC limit.
+ * @throws Error when the child does not exit 0
+ */
+async function walkInChild(prefix: string[], setup = ''): Promise<{ entries: string[]; errors: Array<[string, string]> }> {
   const script = `
     import { walkUfsTree } from ${JSON.stringify(DIST_WALK)};
     const entries = [], errors = [];
@@ -164,8 +168,8 @@ function walkInChild(prefix: string[], setup = ''): { entries: string[]; errors:
     }
     process.stdout.write(JSON.stringify({ entries, errors }));`;
   const cmd = `${setup}exec node --input-type=module -e "$WALK_SCRIPT"`;
-  const out = execFileSync(prefix[0]!, [...prefix.slice(1), 'sh', '-c', cmd], { env: { ...process.env, WALK_SCRIPT: script }, encoding: 'utf8' });
-  return JSON.parse(out) as { entries: string[]; errors: Array<[string, string]> };
+  const out = await runOk(prefix[0]!, [...prefix.slice(1), 'sh', '-c', cmd], { env: { ...process.env, WALK_SCRIPT: script } });
+  return JSON.parse(out.toString('utf8')) as { entries: string[]; errors: Array<[string, string]> };
 }
 
 describe.skipIf(!existsSync(DIST_WALK))('walkUfsTree in a child (compiled walker)', () => {
@@ -174,7 +178,7 @@ describe.skipIf(!existsSync(DIST_WALK))('walkUfsTree in a child (compiled walker
     await fsp.chmod(root, 0o755);
     await fsp.chmod(path.join(root, 'b'), 0o644);
     await fsp.chmod(path.join(root, 'a'), 0o000);
-    const r = walkInChild(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+    const r = await walkInChild(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
     expect(r.entries).toEqual(['directory a', 'file b']);
     expect(r.errors).toEqual([['a', 'EACCES']]);
   });
@@ -182,7 +186,7 @@ describe.skipIf(!existsSync(DIST_WALK))('walkUfsTree in a child (compiled walker
   it.skipIf(process.getuid?.() !== 0)('does not cross a mount point: reported as CROSS_DEVICE, not yielded nor entered', async () => {
     for (const p of ['m/', 'n/', 'n/f']) await make(p);
     // the tmpfs lives in the child's own mount namespace: nothing to unmount afterwards
-    const r = walkInChild(['unshare', '-m'], `mount -t tmpfs none '${root}/m' && echo x > '${root}/m/inside' && `);
+    const r = await walkInChild(['unshare', '-m'], `mount -t tmpfs none '${root}/m' && echo x > '${root}/m/inside' && `);
     expect(r.entries).toEqual(['directory n', 'file n/f']);
     expect(r.errors).toEqual([['m', 'CROSS_DEVICE']]);
   });

@@ -5,9 +5,9 @@
  * Soak mode: `DDUMBFS_SOAK=1` raises the counts of every heavy test (CI keeps each file well under 60 s on 2 cores);
  * `DDUMBFS_SOAK=N` (N > 1) multiplies the soak count by N.
  */
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../../src/errors.js';
 import { runFsck, type FsckMode, type FsckRunResult } from '../../src/fsck/run.js';
@@ -16,6 +16,7 @@ import { Logger } from '../../src/util/log.js';
 import { Volume } from '../../src/volume/volume.js';
 
 import { FIXTURE_DIR, FIXTURE_VOLS_DIR } from './fixtures.js';
+import { runOk } from './run.js';
 
 export { FIXTURE_DIR };
 export const FIXTURE_VOLS = FIXTURE_VOLS_DIR;
@@ -45,16 +46,24 @@ export function quietLogger(): Logger & { lines: string[] } {
   return l;
 }
 
-/** A private writable copy of the fixture volume `name` as `dest` (cp -a, chmod -R u+w). */
-export function copyFixtureVolume(name: string, dest: string): string {
-  execFileSync('cp', ['-a', path.join(FIXTURE_VOLS, name), dest]);
-  execFileSync('chmod', ['-R', 'u+w', dest]);
+/**
+ * A private writable copy of the fixture volume `name` as `dest` (cp -a, chmod -R u+w). Asynchronous: a copy of a
+ * volume can take many seconds on a slow machine, and a blocked worker fails vitest's RPC (helpers/run.ts).
+ * @returns `dest`
+ * @throws Error when cp or chmod fails
+ */
+export async function copyFixtureVolume(name: string, dest: string): Promise<string> {
+  await runOk('cp', ['-a', path.join(FIXTURE_VOLS, name), dest]);
+  await runOk('chmod', ['-R', 'u+w', dest]);
   return dest;
 }
 
-/** Copy a volume directory tree (our own, already writable) to `dest`. */
-export function copyVolumeDir(src: string, dest: string): string {
-  fs.cpSync(src, dest, { recursive: true });
+/**
+ * Copy a volume directory tree (our own, already writable) to `dest`; asynchronous for the same reason.
+ * @returns `dest`
+ */
+export async function copyVolumeDir(src: string, dest: string): Promise<string> {
+  await fsp.cp(src, dest, { recursive: true });
   return dest;
 }
 

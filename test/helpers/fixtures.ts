@@ -5,16 +5,13 @@
  * Invariant: FIXTURE_DIR is the one place that says where the fixtures are; it is found from this file's own
  * location, so a fresh clone anywhere works and no test reads fixtures from outside the repository.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { HashName } from '../../src/format/config.js';
-
-const run = promisify(execFile);
+import { runOk } from './run.js';
 
 /** test/fixtures/ddumbfs-1.1 of this checkout (read-only by convention: copy a volume before writing to it). */
 export const FIXTURE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'ddumbfs-1.1');
@@ -67,9 +64,9 @@ export async function removeTempDirs(): Promise<void> {
  */
 export async function copyFixtureVolume(name: string): Promise<string> {
   const dir = await makeTempDir(`ddfs-${name}-`);
-  await run('cp', ['-a', fixtureVolumePath(name), dir]);
+  await runOk('cp', ['-a', fixtureVolumePath(name), dir]);
   const copy = join(dir, name);
-  await run('chmod', ['-R', 'u+w', copy]);
+  await runOk('chmod', ['-R', 'u+w', copy]);
   return copy;
 }
 

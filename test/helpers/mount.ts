@@ -9,14 +9,13 @@
  * - `unmountAll()` (for afterAll) cleans up whatever a test left mounted.
  * Needs a built tree (`npx tsc -p tsconfig.json`, done by scripts/setup.sh) and root with /dev/fuse.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { run as runCommand } from './run.js';
 import { COMMAND_TIMEOUT_MS, EXIT_TIMEOUT_MS, MOUNT_TIMEOUT_MS, UNMOUNT_TIMEOUT_MS } from './timeouts.js';
 
-const run = promisify(execFile);
 
 export const REPO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DDUMBFS_BIN = join(REPO_DIR, 'bin', 'ddumbfs');
@@ -67,14 +66,17 @@ export async function waitFor(pred: () => boolean, timeoutMs: number): Promise<b
   }
 }
 
-/** Run a command; never throws. A command still running after `timeoutMs` (default COMMAND_TIMEOUT_MS) is killed. */
+/**
+ * Run a command; never throws. A command still running after `timeoutMs` (default COMMAND_TIMEOUT_MS) is killed.
+ * A thin shape over run() (helpers/run.ts), kept for its many callers: code is 1 for a command that could not start
+ * or ended by a signal, and stdout/stderr are decoded as UTF-8.
+ */
 export async function sh(cmd: string, args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(cmd, args, { timeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    const r = await runCommand(cmd, args, { timeoutMs: options.timeoutMs, env: options.env, encoding: 'utf8' });
+    return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr || (r.signal !== null ? `killed by ${r.signal}` : '') };
   } catch (err) {
-    const e = err as { code?: number | string; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
+    return { code: 1, stdout: '', stderr: String(err) };
   }
 }
 

@@ -4,7 +4,6 @@
  * symlinks, hard links, FIFOs, modes, owners, times) straight in ddfsroot, as the UFS allows (spec §7).
  * Paths are byte paths relative to ddfsroot (a string is taken as UTF-8).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeAddress, encodeAddress } from '../../src/format/node.js';
@@ -15,6 +14,7 @@ import { Volume } from '../../src/volume/volume.js';
 import { VolumeDigests } from '../../src/mirror/digest.js';
 import { nodeTreeAccess } from '../../src/cli/mirrorddumbfs.js';
 import { verifyTrees, renderVerifyLine } from '../../src/mirror/verify.js';
+import { runOk } from './run.js';
 
 export type RelPath = string | Buffer;
 
@@ -89,10 +89,14 @@ export function linkUfs(parent: string, existing: RelPath, rel: RelPath): void {
   fs.linkSync(ufsAbs(parent, existing), ufsAbs(parent, rel));
 }
 
-/** A FIFO through mkfifo(1) (node:fs has no mknod); a command's arguments are strings: UTF-8 paths only. */
-export function fifoUfs(parent: string, rel: string): void {
-  const r = spawnSync('mkfifo', [ufsAbs(parent, rel).toString('utf8')]);
-  if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
+/**
+ * A FIFO through mkfifo(1) (node:fs has no mknod); a command's arguments are strings: UTF-8 paths only.
+ * Asynchronous like every child process of the tests (helpers/run.ts): starting a process from a big, loaded worker
+ * is not instant.
+ * @throws Error when mkfifo fails
+ */
+export async function fifoUfs(parent: string, rel: string): Promise<void> {
+  await runOk('mkfifo', [ufsAbs(parent, rel).toString('utf8')]);
 }
 
 /**
