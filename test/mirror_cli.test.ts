@@ -187,7 +187,10 @@ describe('mirrorddumbfs over a real sshd', () => {
     expect((await mirror(['init-slave', stranger, '--from', await volume()])).status).toBe(0);
     const c = await mirror(['copy', ...remoteArgs(), master, `${sshd.destination}:${stranger}`]);
     expect(c.status).toBe(1);
-    expect(c.stderr).toMatch(/^mirrorddumbfs: the slave does not match the master: it is bound to [0-9a-f]{32}, this master is [0-9a-f]{32} \(init-slave it from this master\)$/m);
+    // both sides check the other's HELLO at once: whichever refusal reaches stderr first names both uuids
+    expect(c.stderr).toMatch(new RegExp(
+      '^mirrorddumbfs: (the slave does not match the master: it is bound to [0-9a-f]{32}, this master is [0-9a-f]{32} \\(init-slave it from this master\\)'
+      + `|${stranger.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: refused: the master's shared uuid is [0-9a-f]{32}, this slave is bound to [0-9a-f]{32})$`, 'm'));
     expect(fs.readdirSync(ufsAbs(stranger, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
     expect(readMirrorState(stranger)!.claim).toBeNull();
     expect(await waitFor(() => sshd.sessionPids().length === 0, 30_000)).toBe(true);
