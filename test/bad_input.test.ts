@@ -8,31 +8,11 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
 import { REPO_DIR, makeVolume, mountVolume, sh, type MountedVolume } from './helpers/mount.js';
 import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string): Promise<void> {
-    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      const p = path.join(dir, r);
-      const st = await fsp.lstat(p);
-      if (e.isDirectory()) {
-        out[r] = 'dir';
-        await walk(r);
-      } else {
-        const h = e.isFile() ? createHash('sha1').update(await fsp.readFile(p)).digest('hex') : '';
-        out[r] = `${st.size}:${h}:${st.mtimeMs}`;
-      }
-    }
-  }
-  await walk('');
-  return out;
-}
 
 let work: string;
 let template: string;
@@ -112,7 +92,7 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
     it(`${c.name}: ddumbfs, cpddumbfs and fsckddumbfs -c refuse it`, async () => {
       const parent = await freshVolume();
       await c.damage(parent);
-      const before = await snapshot(parent);
+      const before = await snapshotTree(parent);
       const mnt = path.join(work, `mnt${counter++}`);
       await fsp.mkdir(mnt);
       const runs = [
@@ -128,7 +108,7 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
       // ddumbfs and cpddumbfs say it in one line
       for (const r of runs.slice(0, 2)) expect(r.stderr.trim().split('\n').filter((l) => / ERR |^\w*ddumbfs: /.test(l)).length, r.stderr).toBeGreaterThanOrEqual(1);
       expect(runs[1]!.stderr.trim().split('\n')).toHaveLength(1);
-      expect(await snapshot(parent)).toEqual(before);
+      expect(await snapshotTree(parent)).toEqual(before);
     });
   }
 
@@ -138,22 +118,22 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
     const fh = await fsp.open(ufs, 'r+');
     await fh.write(Buffer.from('garbage!'), 0, 8, 0);
     await fh.close();
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     const r = await sh(process.execPath, [bin('cpddumbfs'), ufs, path.join(work, 'out.bin')]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('file.bin');
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
   });
 
   it('a mount point that does not exist', async () => {
     const parent = await freshVolume();
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     const r = await sh(process.execPath, [bin('ddumbfs'), path.join(work, 'nowhere'), '-o', `parent=${parent}`, '-f']);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('nowhere');
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
   });
 
   it('a volume already mounted', async () => {
@@ -164,7 +144,7 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
     await fsp.mkdir(mnt2);
     let m: MountedVolume | null = await mountVolume(parent, mnt1);
     try {
-      const before = await snapshot(parent);
+      const before = await snapshotTree(parent);
       const runs = [
         await sh(process.execPath, [bin('ddumbfs'), mnt2, '-o', `parent=${parent}`, '-f']),
         await sh(process.execPath, [bin('cpddumbfs'), path.join(work, 'src.bin'), path.join(parent, 'ddfsroot', 'x.bin')]),
@@ -176,7 +156,7 @@ describe('bad input: one line naming the file, non-zero exit, nothing modified',
         expect(r.stderr).toContain(parent);
         expect(r.stderr).not.toMatch(/\n\s+at /);
       }
-      const after = await snapshot(parent);
+      const after = await snapshotTree(parent);
       // the running daemon may append to its own log; nothing else may change
       delete before['ddfsroot/.ddumbfs/ddumbfs.log'];
       delete after['ddfsroot/.ddumbfs/ddumbfs.log'];

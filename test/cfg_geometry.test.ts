@@ -7,36 +7,15 @@
  * present (the startup repair), cpddumbfs in both directions, alterddumbfs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openVolumeForUpload, uploadFile } from '../src/copy/upload.js';
 import { SeededRandom } from '../src/io/crash_device.js';
 import { REPO_DIR, makeVolume, sh } from './helpers/mount.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
-
-/** Every entry of `dir`: directories as 'dir', files as size:sha1:mtime. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string): Promise<void> {
-    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      const p = path.join(dir, r);
-      const st = await fsp.lstat(p);
-      if (e.isDirectory()) {
-        out[r] = 'dir';
-        await walk(r);
-      } else {
-        const h = e.isFile() ? createHash('sha1').update(await fsp.readFile(p)).digest('hex') : '';
-        out[r] = `${st.size}:${h}:${st.mtimeMs}`;
-      }
-    }
-  }
-  await walk('');
-  return out;
-}
 
 let work: string;
 let template: string;
@@ -144,13 +123,13 @@ describe('a cfg that lies about the geometry is refused by every tool, and nothi
     it(`${c.name}: every tool refuses naming '${c.key}', every file unchanged`, async () => {
       const parent = await freshVolume();
       await c.damage(parent);
-      let before = await snapshot(parent);
+      let before = await snapshotTree(parent);
       expectRefused([...await runOfflineTools(parent), await mount(parent, 'ddumbfs')], c.key);
-      expect(await snapshot(parent)).toEqual(before);
+      expect(await snapshotTree(parent)).toEqual(before);
       await fsp.writeFile(path.join(parent, '.autofsck'), '');
-      before = await snapshot(parent);
+      before = await snapshotTree(parent);
       expectRefused([await mount(parent, 'ddumbfs (with .autofsck: startup repair)')], c.key);
-      expect(await snapshot(parent)).toEqual(before);
+      expect(await snapshotTree(parent)).toEqual(before);
     }, 600_000);
   }
 
@@ -172,14 +151,14 @@ describe('a cfg that lies about the geometry is refused by every tool, and nothi
     it(`${c.name}: fsckddumbfs -n and -r refuse naming '${c.key}', every file unchanged`, async () => {
       const parent = await freshVolume();
       await c.damage(parent);
-      const before = await snapshot(parent);
+      const before = await snapshotTree(parent);
       const runs: Run[] = [];
       for (const mode of ['-n', '-r']) {
         const r = await sh(process.execPath, [bin('fsckddumbfs'), mode, parent], { timeoutMs: 60_000 });
         runs.push({ what: `fsckddumbfs ${mode}`, code: r.code, stderr: r.stderr });
       }
       expectRefused(runs, c.key);
-      expect(await snapshot(parent)).toEqual(before);
+      expect(await snapshotTree(parent)).toEqual(before);
     }, 300_000);
   }
 

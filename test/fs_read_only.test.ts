@@ -6,35 +6,15 @@
  * read-only daemon still holds the volume lock against a writer on the writable path. Needs dist/ and root.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_DIR, isMounted, makeVolume, mountVolume, sh, unmountAll, type MountedVolume } from './helpers/mount.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string): Promise<void> {
-    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      const p = path.join(dir, r);
-      const st = await fsp.lstat(p);
-      if (e.isDirectory()) {
-        out[r] = `dir:${st.mode}:${st.mtimeMs}`;
-        await walk(r);
-      } else {
-        const h = e.isFile() ? createHash('sha1').update(await fsp.readFile(p)).digest('hex') : e.isSymbolicLink() ? await fsp.readlink(p) : '';
-        out[r] = `${st.mode}:${st.size}:${h}:${st.mtimeMs}`;
-      }
-    }
-  }
-  await walk('');
-  return out;
-}
 
 /** Deterministic bytes (an LCG), so a failure can be replayed. */
 function bytes(size: number, seed: number): Buffer {
@@ -120,7 +100,7 @@ describe('ddumbfs -o ro', () => {
   });
 
   it('every write op answers EROFS, reads are byte for byte, nothing of the parent changes', async () => {
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     const mnt = await freshDir();
     const m: MountedVolume = await mountVolume(parent, mnt, ['ro']);
     const at = (p: string): string => path.join(mnt, p);
@@ -162,7 +142,7 @@ describe('ddumbfs -o ro', () => {
     await m.unmount();
     expect(await m.exited).toBe(0);
     expect(m.stderr()).not.toMatch(/ ERR /);
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
   });
 
   it('a read-only parent mounts with -o ro, is refused without it, and still locks out writers', async () => {
@@ -170,7 +150,7 @@ describe('ddumbfs -o ro', () => {
     expect((await sh('mount', ['--bind', parent, view])).code).toBe(0);
     binds.push(view);
     expect((await sh('mount', ['-o', 'remount,bind,ro', view])).code).toBe(0);
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     const mnt = await freshDir();
 
     const refused = await sh(process.execPath, [bin('ddumbfs'), mnt, '-o', `parent=${view}`, '-f'], { timeoutMs: 30_000 });
@@ -196,7 +176,7 @@ describe('ddumbfs -o ro', () => {
     expect(up.stderr).toContain(`ddumbfs (pid ${m.pid}`);
     await m.unmount();
     expect(await m.exited).toBe(0);
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
     expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
   });
 });

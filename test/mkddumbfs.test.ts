@@ -11,12 +11,12 @@
  *   0666 less the umask (022 here); a rebuild that recreates a missing index also makes it 0600.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_DIR, sh } from './helpers/mount.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
 
@@ -24,26 +24,6 @@ const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
 function tool(name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const quoted = [process.execPath, bin(name), ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   return sh('/bin/sh', ['-c', `umask 022; exec ${quoted}`], { timeoutMs: 60_000 });
-}
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string): Promise<void> {
-    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      const p = path.join(dir, r);
-      const st = await fsp.lstat(p);
-      if (e.isDirectory()) {
-        out[r] = `dir:${(st.mode & 0o7777).toString(8)}`;
-        await walk(r);
-      } else {
-        const h = e.isFile() ? createHash('sha1').update(await fsp.readFile(p)).digest('hex') : '';
-        out[r] = `${st.size}:${h}:${st.mtimeMs}:${(st.mode & 0o7777).toString(8)}`;
-      }
-    }
-  }
-  await walk('');
-  return out;
 }
 
 const modeOf = (p: string): string => (fs.statSync(p).mode & 0o7777).toString(8);
@@ -86,10 +66,10 @@ afterAll(async () => {
 describe('mkddumbfs refuses a parent that holds a volume', () => {
   it('a volume with a file: exit 1, one line naming ddfs.cfg and --overwrite, nothing changed; -f does not erase either', async () => {
     const parent = await volumeWithAFile();
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     expectRefusedExisting(await tool('mkddumbfs', ['-s', '4M', '-B', '4k', parent]), path.join(parent, 'ddfs.cfg'));
     expectRefusedExisting(await tool('mkddumbfs', ['-f', '-s', '8M', '-B', '8k', parent]), path.join(parent, 'ddfs.cfg'));
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
     const down = await tool('cpddumbfs', [path.join(parent, 'ddfsroot', 'keep.bin'), path.join(work, `out${counter++}.bin`)]);
     expect(down.code, down.stderr).toBe(0);
   });
@@ -100,9 +80,9 @@ describe('mkddumbfs refuses a parent that holds a volume', () => {
       for (const other of ['ddfs.cfg', 'ddfsroot', 'ddfsblocks', 'ddfsidx']) {
         if (other !== name) await fsp.rm(path.join(parent, other), { recursive: true });
       }
-      const before = await snapshot(parent);
+      const before = await snapshotTree(parent);
       expectRefusedExisting(await tool('mkddumbfs', ['-s', '4M', '-B', '4k', parent]), path.join(parent, name));
-      expect(await snapshot(parent)).toEqual(before);
+      expect(await snapshotTree(parent)).toEqual(before);
     });
   }
 

@@ -12,7 +12,6 @@
  * 65534, opening `/.ddumbfs/reclaim` or `/.ddumbfs/stats0` fails with EACCES (so it cannot start a reclaim or reset
  * the counters), `/.ddumbfs/stats` stays readable; ddumbfs.log is 0600 even when an older version left it 0666.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +20,7 @@ import { createVolume } from '../src/volume/create.js';
 import { Volume } from '../src/volume/volume.js';
 import { REPO_DIR, mountVolume, sh, unmountAll } from './helpers/mount.js';
 import { run } from './helpers/run.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const FSCK_BIN = path.join(REPO_DIR, 'bin', 'fsckddumbfs');
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -49,25 +49,6 @@ async function makeVolume(): Promise<string> {
   await v.store.checkpoint();
   await v.close();
   return parent;
-}
-
-/** Every entry under `dir`: type, mode, size, content hash or link target (what "nothing written" compares). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string): void => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = fs.lstatSync(p);
-      const rel = path.relative(dir, p);
-      if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(p)}`;
-      else if (st.isDirectory()) {
-        out[rel] = `dir ${(st.mode & 0o7777).toString(8)}`;
-        walk(p);
-      } else out[rel] = `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${createHash('sha1').update(fs.readFileSync(p)).digest('hex')}`;
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 /** Replace `rel` in the volume by a symlink to a new outside file (or directory); returns the outside path. */
@@ -119,9 +100,9 @@ describe('a special path that is a symlink refuses the volume; nothing outside o
       it(`${rel} -> outside ${kind}: ${tool}`, { timeout: 120_000 }, async () => {
         const parent = await makeVolume();
         const outside = plantSymlink(parent, rel, kind);
-        const outsideBefore = snapshot(path.dirname(outside))[path.basename(outside)];
-        const outsideTree = kind === 'dir' ? snapshot(outside) : null;
-        const before = snapshot(parent);
+        const outsideBefore = (await snapshotTree(path.dirname(outside)))[path.basename(outside)];
+        const outsideTree = kind === 'dir' ? await snapshotTree(outside) : null;
+        const before = await snapshotTree(parent);
         let message: string;
         if (tool === 'mount') {
           const r = await tryMount(parent);
@@ -137,9 +118,9 @@ describe('a special path that is a symlink refuses the volume; nothing outside o
           expect(r.stderr).not.toMatch(/\n\s+at /);
         }
         expect(message).toContain(`${path.join(parent, rel)}: is a symbolic link`);
-        expect(snapshot(path.dirname(outside))[path.basename(outside)]).toBe(outsideBefore);
-        if (outsideTree) expect(snapshot(outside)).toEqual(outsideTree);
-        expect(snapshot(parent)).toEqual(before);
+        expect((await snapshotTree(path.dirname(outside)))[path.basename(outside)]).toBe(outsideBefore);
+        if (outsideTree) expect(await snapshotTree(outside)).toEqual(outsideTree);
+        expect(await snapshotTree(parent)).toEqual(before);
       });
     }
   }

@@ -7,7 +7,6 @@
  * does not block the next mount. Needs dist/ (npx tsc -p tsconfig.json) and root for FUSE and mount --bind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -15,29 +14,10 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseLockRecord } from '../src/format/lock_record.js';
 import { REPO_DIR, isMounted, makeVolume, mountVolume, sh, unmountAll, waitFor } from './helpers/mount.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
 const DIST_LOCK = path.join(REPO_DIR, 'dist', 'volume', 'lock.js');
-
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  async function walk(rel: string): Promise<void> {
-    for (const e of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      const p = path.join(dir, r);
-      const st = await fsp.lstat(p);
-      if (e.isDirectory()) {
-        out[r] = 'dir';
-        await walk(r);
-      } else {
-        const h = e.isFile() ? createHash('sha1').update(await fsp.readFile(p)).digest('hex') : '';
-        out[r] = `${st.size}:${h}:${st.mtimeMs}`;
-      }
-    }
-  }
-  await walk('');
-  return out;
-}
 
 let work: string;
 let template: string;
@@ -112,7 +92,7 @@ describe('volume lock: the commands', () => {
   it('a held lock refuses every writing tool with exit 1 and one line naming the pid; readers run; nothing modified', async () => {
     const parent = await freshVolume();
     const holder = await childHolder(parent);
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     const mnt = await freshDir();
     const writers: Array<[string, string[]]> = [
       ['ddumbfs', [mnt, '-o', `parent=${parent}`, '-f']],
@@ -142,7 +122,7 @@ describe('volume lock: the commands', () => {
     const down = await sh(process.execPath, [bin('cpddumbfs'), path.join(parent, 'ddfsroot', 'file.bin'), out]);
     expect(down.code, down.stderr).toBe(0);
     expect(fs.readFileSync(out).equals(data)).toBe(true);
-    expect(await snapshot(parent)).toEqual(before);
+    expect(await snapshotTree(parent)).toEqual(before);
     // once the holder is gone (kill -9: no release), a repair runs and leaves no lock file behind
     await kill9(holder);
     const repair = await sh(process.execPath, [bin('fsckddumbfs'), '-n', parent]);
@@ -158,7 +138,7 @@ describe('volume lock: the commands', () => {
     const m = await mountVolume(parent, await freshDir());
     expect(lockRecordOf(parent)).toMatchObject({ tool: 'ddumbfs', pid: m.pid });
     // the mount table names `parent`, not `view`: only the lock stands between these tools and the mounted volume
-    const before = await snapshot(parent);
+    const before = await snapshotTree(parent);
     for (const args of [['-n', view], ['-r', view]]) {
       const r = await sh(process.execPath, [bin('fsckddumbfs'), ...args]);
       expect(r.code, r.stderr).toBe(1);
@@ -167,7 +147,7 @@ describe('volume lock: the commands', () => {
     const up = await sh(process.execPath, [bin('cpddumbfs'), path.join(work, 'src.bin'), path.join(view, 'ddfsroot', 'x.bin')]);
     expect(up.code, up.stderr).toBe(1);
     expect(up.stderr).toContain(`ddumbfs (pid ${m.pid}`);
-    const after = await snapshot(parent);
+    const after = await snapshotTree(parent);
     delete before['ddfsroot/.ddumbfs/ddumbfs.log'];
     delete after['ddfsroot/.ddumbfs/ddumbfs.log'];
     expect(after).toEqual(before);
