@@ -17,6 +17,7 @@ import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 import {
   FIXTURE_SRC_DIR, fixtureSidePath, listFiles, makeTempDir, readUploadLog, removeTempDirs,
 } from './helpers/fixtures.js';
+import { lcgBytes } from './helpers/bytes.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(REPO, 'bin', 'cpddumbfs');
@@ -31,17 +32,6 @@ interface CpResult { code: number | null; stdout: Buffer; stderr: string }
 async function cp(args: string[], options: { input?: Buffer; cwd?: string } = {}): Promise<CpResult> {
   const r = await run(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, input: options.input });
   return { code: r.code, stdout: r.stdout, stderr: r.stderr.toString() };
-}
-
-/** Deterministic pseudo-random bytes (every block distinct). */
-function pseudoRandom(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
 }
 
 /** A fresh 4 MiB / 4 KiB / TIGER volume; returns its parent. */
@@ -103,7 +93,7 @@ describe('cpddumbfs round trips', () => {
     await Promise.all(sizes.map(async (size, k) => {
       const parent = await newVolume();
       const host = join(dirname(parent), 'in.bin');
-      const data = pseudoRandom(size, 1000 + k);
+      const data = lcgBytes(size, 1000 + k);
       await writeFile(host, data);
       const ufs = join(parent, 'ddfsroot', 'f.bin');
 
@@ -153,7 +143,7 @@ describe('cpddumbfs round trips', () => {
 
   it('stdin upload equals a file upload (short pipe reads still give whole blocks); stdout download', async () => {
     const parent = await newVolume();
-    const data = pseudoRandom(300 * 1024 + 5, 77);
+    const data = lcgBytes(300 * 1024 + 5, 77);
     const host = join(dirname(parent), 'p.bin');
     await writeFile(host, data);
     const viaFile = join(parent, 'ddfsroot', 'file.bin');
@@ -179,7 +169,7 @@ describe('cpddumbfs round trips', () => {
     const parent = await newVolume();
     const hostDir = join(dirname(parent), 'host');
     await mkdir(hostDir);
-    const data = pseudoRandom(BS + 3, 5);
+    const data = lcgBytes(BS + 3, 5);
     await writeFile(join(hostDir, 'name.bin'), data);
     await mkdir(join(parent, 'ddfsroot', 'sub'));
     expect((await cp([join(hostDir, 'name.bin'), join(parent, 'ddfsroot', 'sub')])).code).toBe(0);
@@ -201,7 +191,7 @@ describe('cpddumbfs integrity checks', () => {
   it('a garbage block is `err` with -c (exit 1, ERR), silent without -c', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'g.bin');
-    const data = pseudoRandom(3 * BS, 9);
+    const data = lcgBytes(3 * BS, 9);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'g.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -224,7 +214,7 @@ describe('cpddumbfs integrity checks', () => {
   it('a duplicate good copy in the index makes it `corrected` (exit 0, OK, good bytes)', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'c.bin');
-    const data = pseudoRandom(3 * BS, 11);
+    const data = lcgBytes(3 * BS, 11);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'c.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -256,7 +246,7 @@ describe('cpddumbfs integrity checks', () => {
   it('an address-1 node is `corrupted` (zeros, exit 1), with or without -c', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'l.bin');
-    const data = pseudoRandom(2 * BS + 10, 13);
+    const data = lcgBytes(2 * BS + 10, 13);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'l.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -280,7 +270,7 @@ describe('cpddumbfs integrity checks', () => {
   it('an unreadable block fails without -f and is zero-filled with -f; a foreign hash at address 0 is `bad`', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'u.bin');
-    const data = pseudoRandom(2 * BS, 23);
+    const data = lcgBytes(2 * BS, 23);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'u.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -309,7 +299,7 @@ describe('cpddumbfs integrity checks', () => {
   it('bad header and partial node: error without -f (no output file), lost with -f', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'h.bin');
-    const data = pseudoRandom(2 * BS + 1, 17);
+    const data = lcgBytes(2 * BS + 1, 17);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'h.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -341,7 +331,7 @@ describe('cpddumbfs integrity checks', () => {
   it('a file written by upstream with its extra zero node (spec §17.1) downloads intact', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'u.bin');
-    const data = pseudoRandom(BS, 19);
+    const data = lcgBytes(BS, 19);
     await writeFile(host, data);
     const ufs = join(parent, 'ddfsroot', 'u.bin');
     expect((await cp([host, ufs])).code).toBe(0);
@@ -359,7 +349,7 @@ describe('cpddumbfs refusals and usage', () => {
   it('upload is refused while .autofsck or .rebuildfsck exists, leaving the volume untouched', async () => {
     const parent = await newVolume();
     const host = join(dirname(parent), 'r.bin');
-    await writeFile(host, pseudoRandom(BS * 2, 21));
+    await writeFile(host, lcgBytes(BS * 2, 21));
     expect((await cp([host, join(parent, 'ddfsroot', 'old.bin')])).code).toBe(0);
     for (const marker of ['.autofsck', '.rebuildfsck']) {
       await writeFile(join(parent, marker), '');

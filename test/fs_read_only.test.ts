@@ -13,26 +13,16 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_DIR, isMounted, makeVolume, mountVolume, sh, unmountAll, type MountedVolume } from './helpers/mount.js';
 import { snapshotTree } from './helpers/snapshot.js';
+import { lcgBytes } from './helpers/bytes.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
 
-/** Deterministic bytes (an LCG), so a failure can be replayed. */
-function bytes(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
 const files: Record<string, Buffer> = {
-  'big.bin': bytes(300_000, 1),
+  'big.bin': lcgBytes(300_000, 1),
   'dir/a.txt': Buffer.from('hello\n'),
-  'dir/sub/b.bin': bytes(5000, 2),
+  'dir/sub/b.bin': lcgBytes(5000, 2),
   'empty': Buffer.alloc(0),
-  'sparse.bin': Buffer.concat([Buffer.alloc(20_000), bytes(100, 3), Buffer.alloc(9000)]),
+  'sparse.bin': Buffer.concat([Buffer.alloc(20_000), lcgBytes(100, 3), Buffer.alloc(9000)]),
 };
 
 let work: string;
@@ -104,7 +94,7 @@ describe('ddumbfs -o ro', () => {
     const mnt = await freshDir();
     const m: MountedVolume = await mountVolume(parent, mnt, ['ro']);
     const at = (p: string): string => path.join(mnt, p);
-    await fsp.writeFile(path.join(work, 'other.bin'), bytes(777, 9));
+    await fsp.writeFile(path.join(work, 'other.bin'), lcgBytes(777, 9));
     const writes: string[][] = [
       ['touch', at('new')],
       ['touch', at('dir/a.txt')],

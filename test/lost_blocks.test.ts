@@ -17,23 +17,13 @@ import { Volume } from '../src/volume/volume.js';
 import { quietLogger, readCorruptedList, reportCount } from './helpers/crash.js';
 import { REPO_DIR, sh } from './helpers/mount.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
+import { noiseBytes } from './helpers/bytes.js';
 
 const BS = 4096;
 const volumes: TempVolume[] = [];
 afterAll(async () => {
   for (const tv of volumes) await tv.cleanup();
 });
-
-/** Deterministic bytes, unique per seed. */
-function noise(seed: number, length: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /** Answer writes of `pieceSize` bytes ahead of storing until one is refused; the bytes answered. */
 async function answerWrites(f: Awaited<ReturnType<Volume['openFile']>>, data: Buffer, pieceSize: number): Promise<number> {
@@ -59,7 +49,7 @@ describe('answered writes whose blocks cannot be stored', () => {
       const v = await Volume.open(tv.parent, { devices: faulty, logger });
       const p = path.join(v.rootDir, 'wb');
       const f = await v.openFile(p, { create: true });
-      const data = noise(failAt, 12 * BS + 1000);
+      const data = noiseBytes(failAt, 12 * BS + 1000);
       // pieces straddle blocks, so partial blocks are buffered and answered too
       const answered = await answerWrites(f, data, 3000);
       expect(answered).toBeGreaterThan(0);

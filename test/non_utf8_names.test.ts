@@ -19,6 +19,7 @@ import { UfsFile } from '../src/ufs/ufs_file.js';
 import { Volume } from '../src/volume/volume.js';
 import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
+import { lcgBytes } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BAD_NAME = Buffer.from('bad\xff\xfename', 'latin1');
@@ -31,20 +32,9 @@ beforeAll(() => {
   }
 });
 
-/** Deterministic bytes, every block distinct. */
-function content(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
-const BAD_CONTENT = content(5 * 4096 + 123, 7);
-const GOOD_CONTENT = content(3 * 4096, 8);
+const BAD_CONTENT = lcgBytes(5 * 4096 + 123, 7);
+const GOOD_CONTENT = lcgBytes(3 * 4096, 8);
 
 let tv: TempVolume | null = null;
 afterEach(async () => {

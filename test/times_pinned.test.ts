@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeVolume, mountVolume, sh, unmountAll } from './helpers/mount.js';
+import { noiseBytes } from './helpers/bytes.js';
 
 const BS = 4096;
 /** 2001-09-09 01:46:40 UTC and 1995-06-15: old, whole seconds (what tar keeps). */
@@ -39,21 +40,10 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 }, TEST_TIMEOUT_MS);
 
-/** Deterministic bytes, unique per (seed, offset). */
-function noise(seed: number, length: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
 describe('times set on an open file survive what is still being stored', () => {
   it('several blocks + a partial one, futimens, close: stat shows the time set', () => {
     const file = join(mnt, 'plain');
-    const data = noise(1, 5 * BS + 123);
+    const data = noiseBytes(1, 5 * BS + 123);
     const fd = openSync(file, 'w');
     writeSync(fd, data, 0, 3 * BS + 100, 0);
     writeSync(fd, data, 3 * BS + 100, data.length - (3 * BS + 100), 3 * BS + 100);
@@ -66,12 +56,12 @@ describe('times set on an open file survive what is still being stored', () => {
 
   it('blocks rewritten after they were stored (held nodes), futimens, close: stat shows the time set', () => {
     const file = join(mnt, 'rewritten');
-    const data = noise(2, 6 * BS + 777);
+    const data = noiseBytes(2, 6 * BS + 777);
     const fd = openSync(file, 'w');
     writeSync(fd, data, 0, 100, 0); // a partial first block...
     fsyncSync(fd); // ...stored now: its node names a stored block
     writeSync(fd, data, 100, data.length - 100, 100); // completing it replaces that node: held until a sync
-    const head = noise(3, 2 * BS);
+    const head = noiseBytes(3, 2 * BS);
     writeSync(fd, head, 0, head.length, 0); // rewrite two stored blocks: held too
     head.copy(data, 0);
     futimesSync(fd, OLD_TIME_SEC, OLD_TIME_SEC);
@@ -86,9 +76,9 @@ describe('times set on an open file survive what is still being stored', () => {
   it('a write after futimens moves the mtime again, as on any file', () => {
     const file = join(mnt, 'written-after');
     const fd = openSync(file, 'w');
-    writeSync(fd, noise(4, 2 * BS + 5), 0, 2 * BS + 5, 0);
+    writeSync(fd, noiseBytes(4, 2 * BS + 5), 0, 2 * BS + 5, 0);
     futimesSync(fd, OLD_TIME_SEC, OLD_TIME_SEC);
-    writeSync(fd, noise(5, BS), 0, BS, 2 * BS + 5);
+    writeSync(fd, noiseBytes(5, BS), 0, BS, 2 * BS + 5);
     closeSync(fd);
     expect(statSync(file).mtimeMs).toBeGreaterThan(OLD_TIME_SEC * 1000 + 1000);
   });
@@ -104,7 +94,7 @@ describe('times set on an open file survive what is still being stored', () => {
       const name = `d${i % 7}/f${i}`;
       // sizes from empty to several blocks, mostly with a partial last block (tar writes 10240-byte records)
       const size = (i * 7919) % (9 * BS) + (i % 5 === 0 ? 0 : 1);
-      writeFileSync(join(src, name), noise(100 + i, size));
+      writeFileSync(join(src, name), noiseBytes(100 + i, size));
       const t = OLDER_TIME_SEC + i * 3607;
       utimesSync(join(src, name), t, t);
       expected.set(name, t * 1000);

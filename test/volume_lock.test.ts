@@ -6,7 +6,6 @@
  * mount (which the mount table does not show as mounted), and a kill -9 of the daemon leaves a stale lock file that
  * does not block the next mount. Needs dist/ (npx tsc -p tsconfig.json) and root for FUSE and mount --bind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -15,14 +14,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseLockRecord } from '../src/format/lock_record.js';
 import { REPO_DIR, isMounted, makeVolume, mountVolume, sh, unmountAll, waitFor } from './helpers/mount.js';
 import { snapshotTree } from './helpers/snapshot.js';
+import { kill9, killLockHolders, startLockHolder } from './helpers/lock_holder.js';
 
 const bin = (name: string): string => path.join(REPO_DIR, 'bin', name);
-const DIST_LOCK = path.join(REPO_DIR, 'dist', 'volume', 'lock.js');
 
 let work: string;
 let template: string;
 let counter = 0;
-const children: ChildProcess[] = [];
 const binds: string[] = [];
 const data = Buffer.alloc(10000, 7);
 
@@ -36,30 +34,6 @@ async function freshDir(): Promise<string> {
   const dir = path.join(work, `dir${counter++}`);
   await fsp.mkdir(dir);
   return dir;
-}
-
-/** A child process holding the lock of `parent` as tool 'holder' until killed. */
-async function childHolder(parent: string): Promise<ChildProcess> {
-  const script = `import(${JSON.stringify(DIST_LOCK)}).then(async (m) => { await m.takeVolumeLock(${JSON.stringify(parent)}, 'holder');` +
-    ` process.stdout.write('held\\n'); setInterval(() => {}, 1000); });`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('held')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`holder exited early (${code})`)));
-  });
-  return child;
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 function lockRecordOf(parent: string): ReturnType<typeof parseLockRecord> {
@@ -80,7 +54,7 @@ describe('volume lock: the commands', () => {
   });
 
   afterEach(async () => {
-    for (const c of children.splice(0)) await kill9(c);
+    await killLockHolders();
     await unmountAll();
     for (const b of binds.splice(0)) if (isMounted(b)) await sh('umount', [b]);
   });
@@ -91,7 +65,7 @@ describe('volume lock: the commands', () => {
 
   it('a held lock refuses every writing tool with exit 1 and one line naming the pid; readers run; nothing modified', async () => {
     const parent = await freshVolume();
-    const holder = await childHolder(parent);
+    const holder = await startLockHolder(parent);
     const before = await snapshotTree(parent);
     const mnt = await freshDir();
     const writers: Array<[string, string[]]> = [

@@ -14,9 +14,8 @@ import { LOCK_FILE } from '../format/layout.js';
 import { parseLockRecord, renderLockRecord } from '../format/lock_record.js';
 import { bootId, processStartTicks } from '../io/exclusive_lock.js';
 import { readVolumeLockHolder, takeVolumeLock } from './lock.js';
+import { kill9, killLockHolders, startLockHolder } from '../../test/helpers/lock_holder.js';
 
-const REPO = path.resolve(__dirname, '../..');
-const DIST_LOCK = path.join(REPO, 'dist', 'volume', 'lock.js');
 
 let work: string;
 let counter = 0;
@@ -38,35 +37,13 @@ async function lockedError(p: Promise<unknown>): Promise<DdfsError> {
   throw new Error('the lock was taken, expected a refusal');
 }
 
-/** A child process holding the lock of `parent` until killed. */
-async function childHolder(parent: string): Promise<ChildProcess> {
-  const script = `import(${JSON.stringify(DIST_LOCK)}).then(async (m) => { await m.takeVolumeLock(${JSON.stringify(parent)}, 'holder');` +
-    ` process.stdout.write('held\\n'); setInterval(() => {}, 1000); });`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('held')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`holder exited early (${code})`)));
-  });
-  return child;
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGKILL');
-  await exited;
-}
-
 beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-lock-'));
 });
 
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) await kill9(c);
+  for (const c of children.splice(0)) await kill9(c);
+  await killLockHolders();
 });
 
 afterAll(() => {
@@ -100,7 +77,7 @@ describe('volume lock', () => {
 
   it('a holder in another process is named; after its kill -9 the lock is free again', async () => {
     const parent = freshParent();
-    const child = await childHolder(parent);
+    const child = await startLockHolder(parent);
     const err = await lockedError(takeVolumeLock(parent, 'fsckddumbfs'));
     expect(err.code).toBe('LOCKED');
     expect(err.message).toContain(`holder (pid ${child.pid}`);
