@@ -160,16 +160,35 @@ describe('walkUfsTree', () => {
  * @throws Error when the child does not exit 0
  */
 async function walkInChild(prefix: string[], setup = ''): Promise<{ entries: string[]; errors: Array<[string, string]> }> {
+  // The child may run as an unprivileged user, and the checkout may sit in a directory only root can enter (a
+  // mktemp -d clone): it runs a world-readable copy of dist/, from that copy's directory.
+  const distCopy = await fsp.mkdtemp(path.join(tmpdir(), 'walk-dist-'));
+  await fsp.cp(path.dirname(path.dirname(DIST_WALK)), distCopy, { recursive: true });
+  await chmodTreeReadable(distCopy);
   const script = `
-    import { walkUfsTree } from ${JSON.stringify(DIST_WALK)};
+    import { walkUfsTree } from ${JSON.stringify(path.join(distCopy, 'ufs', 'walk.js'))};
     const entries = [], errors = [];
     for await (const e of walkUfsTree(${JSON.stringify(root)}, { onError: (p, err) => { errors.push([p.toString('latin1'), err.code]); return 'skip'; } })) {
       entries.push(e.kind + ' ' + e.path.toString('latin1'));
     }
     process.stdout.write(JSON.stringify({ entries, errors }));`;
   const cmd = `${setup}exec node --input-type=module -e "$WALK_SCRIPT"`;
-  const out = await runOk(prefix[0]!, [...prefix.slice(1), 'sh', '-c', cmd], { env: { ...process.env, WALK_SCRIPT: script } });
-  return JSON.parse(out.toString('utf8')) as { entries: string[]; errors: Array<[string, string]> };
+  try {
+    const out = await runOk(prefix[0]!, [...prefix.slice(1), 'sh', '-c', cmd], { cwd: distCopy, env: { ...process.env, WALK_SCRIPT: script } });
+    return JSON.parse(out.toString('utf8')) as { entries: string[]; errors: Array<[string, string]> };
+  } finally {
+    await fsp.rm(distCopy, { recursive: true, force: true });
+  }
+}
+
+/** Directories 0755 and files 0644 below (and including) `dir`. */
+async function chmodTreeReadable(dir: string): Promise<void> {
+  await fsp.chmod(dir, 0o755);
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chmodTreeReadable(p);
+    else await fsp.chmod(p, 0o644);
+  }
 }
 
 describe.skipIf(!existsSync(DIST_WALK))('walkUfsTree in a child (compiled walker)', () => {
