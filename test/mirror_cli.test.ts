@@ -116,7 +116,12 @@ describe('mirrorddumbfs commands', () => {
     expect(c.status).toBe(0);
     const lines = c.stderr.split('\n').filter((l) => l !== '');
     expect(lines.length).toBeGreaterThanOrEqual(3);
-    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, at \S+$/);
+    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, \d+ B\/s, ETA (\d+s|\?) \(\d+ of 40 used blocks\), at \S+$/);
+    // the ETA's basis is the master's 40 used blocks; what was done is what was sent and held so far
+    for (const l of lines) {
+      const m = /blocks sent (\d+), held (\d+), .* \((\d+) of 40 used blocks\)/.exec(l)!;
+      expect(Number(m[3])).toBe(Number(m[1]) + Number(m[2]));
+    }
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 23 files visited, 21 files sent, 40 blocks sent, 0 blocks already held/);
   }, 120_000);
 

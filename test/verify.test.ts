@@ -214,6 +214,25 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     }
   });
 
+  it('-p: plain progress lines and the summary on stderr, the report on stdout unchanged; its figures are the walk\'s', async () => {
+    const b = await copyOfBase();
+    fs.unlinkSync(ufsAbs(b, 'd/f1'));
+    const r = await mirror(['verify', '-p', base.parent, b]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('MISSING "/d/f1"\n');
+    const err = r.stderr.split('\n').filter((l) => l !== '');
+    // the first entry (the root) always gives a line; the others at most one a second
+    expect(err[0]).toMatch(/^mirrorddumbfs: progress entries 1, differences 0, \d+ entries\/s, at "\/"$/);
+    for (const l of err.slice(0, -1)) expect(l).toMatch(/^mirrorddumbfs: progress entries \d+, differences [01], \d+ entries\/s, at "\/[^"]*"$/);
+    // the root, its 9 entries, then the 2 of /d (f1 on A only, h2): 12 entries; one line printed
+    expect(err[err.length - 1]).toMatch(/^mirrorddumbfs: 12 entries compared, 1 differences, [\d.]+ s$/);
+    // an equal pair: the root's digests match, nothing is listed
+    const same = await mirror(['verify', '-p', base.parent, await copyOfBase()]);
+    expect(same.status).toBe(0);
+    expect(same.stdout).toBe('');
+    expect(same.stderr).toMatch(/^mirrorddumbfs: progress entries 1, differences 0, \d+ entries\/s, at "\/"\nmirrorddumbfs: 1 entries compared, 0 differences, [\d.]+ s\n$/);
+  });
+
   it('a remote shell that fails, a missing argument, a path that is no volume', async () => {
     // the far side never answers: one line naming the endpoint and the remote shell's status (over ssh: test/mirror_cli)
     const remote = await mirror(['verify', '-e', 'false', base.parent, 'backup2:/l1/replica']);
