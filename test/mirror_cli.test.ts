@@ -77,14 +77,17 @@ describe('mirrorddumbfs commands', () => {
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, \d+ bytes on the wire, [\d.]+ s, claim exact\n$/);
     const r = await mirror(['read', master]);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/12 blocks sent/);
+    // a first pass sends each distinct block of the tree once (6 files of 2 blocks; 'same' and 'hard' share f0000's),
+    // and every byte it wrote is the stream on standard output
+    expect(r.stderr).toMatch(new RegExp(`^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, ${r.stdout.length} bytes on the wire, [\\d.]+ s, claim exact\n$`));
     const streamFile = path.join(work, 'pass.ddms');
     fs.writeFileSync(streamFile, r.stdout);
     const dump = await mirror(['dump', '--full'], r.stdout);
     expect(dump.status).toBe(0);
     expect(dump.stdout.toString().split('\n').filter((l) => / BLOCK /.test(l))).toHaveLength(12);
     const w = await mirror(['write', viaFile], fs.readFileSync(streamFile));
-    expect(w.stderr).toMatch(/12 blocks received/);
+    // the stream's every byte was read from standard input: the summary's bytes on the wire is the file's size
+    expect(w.stderr).toMatch(new RegExp(`^mirrorddumbfs: 12 blocks received, 7 files applied, 0 entries deleted, ${r.stdout.length} bytes on the wire, [\\d.]+ s\n$`));
     expect(w.status).toBe(0);
     for (const [a, b] of [[master, viaFile], [viaCopy, viaFile]]) {
       const v = await mirror(['verify', a!, b!]);
@@ -192,7 +195,7 @@ describe('mirrorddumbfs over a real sshd', () => {
     // pulling from a remote master into a local slave: nothing left to send
     const back = await mirror(['copy', ...remoteArgs(), `${sshd.destination}:${master}`, slave]);
     expect(back.status, back.stderr).toBe(0);
-    expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted\n$/);
+    expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted, \d+ bytes on the wire, [\d.]+ s\n$/);
   }, 240_000);
 
   it('a remote slave of another master refuses the pass before any change; both sides end (no hang)', async () => {

@@ -11,7 +11,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
-import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
+import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, renderSlaveSummary, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
 import { readMirrorState } from '../mirror/state.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
@@ -342,7 +342,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags): Promise<numb
     const s = await slaveOverStreams(dst, child.stdout!, child.stdin!, options);
     child.stdout!.resume();
     const code = await done;
-    process.stdout.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+    process.stdout.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
     return code === 0 ? EXIT.OK : EXIT.ERROR;
   } catch (err) {
     child.stdin!.destroy();
@@ -361,7 +361,7 @@ async function readCommand(master: string, opts: PassFlags): Promise<number> {
 async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
   if (process.stdin.isTTY) throw new UsageError('write reads a stream on standard input (mirrorddumbfs write VOL < pass.ddms)');
   const s = await slaveOverStreams(slave, process.stdin, null, passCopyOptions(opts));
-  process.stderr.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+  process.stderr.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
   return EXIT.OK;
 }
 
