@@ -233,6 +233,17 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     expect(same.stderr).toMatch(/^mirrorddumbfs: progress entries 1, differences 0, \d+ entries\/s, at "\/"\nmirrorddumbfs: 1 entries compared, 0 differences, [\d.]+ s\n$/);
   });
 
+  it('on a terminal (script(1), 80 columns): the ora spinner shows the progress, then the summary; the report is whole', async () => {
+    const b = await copyOfBase();
+    fs.unlinkSync(ufsAbs(b, 'd/f1'));
+    const r = await run('script', ['-qec', `stty cols 80 rows 24; node ${BIN} verify ${base.parent} ${b}`, '/dev/null'], { timeoutMs: 120_000 });
+    const tty = r.stdout.toString('utf8'); // ora's frames are UTF-8; the report's paths are escaped ASCII
+    expect(r.code).toBe(1);
+    expect(tty).toContain('MISSING "/d/f1"\r\n');
+    expect(tty).toMatch(/\x1b\[\d+m\S+\x1b\[\d+m entries 1, differences 0, \d+ entries\/s, at "\/"/); // a spinner frame and its text
+    expect(tty).toMatch(/mirrorddumbfs: 12 entries compared, 1 differences, [\d.]+ s\r\n/);
+  });
+
   it('a remote shell that fails, a missing argument, a path that is no volume', async () => {
     // the far side never answers: one line naming the endpoint and the remote shell's status (over ssh: test/mirror_cli)
     const remote = await mirror(['verify', '-e', 'false', base.parent, 'backup2:/l1/replica']);
