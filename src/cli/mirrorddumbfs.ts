@@ -1,7 +1,7 @@
 /**
- * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7). For now `dump`, which
- * decodes a DDMS stream on stdin for humans, and `verify`, which compares two local volumes by content (§4.11);
- * the replication commands come next.
+ * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7): `dump`, which decodes a
+ * DDMS stream on stdin for humans, `verify`, which compares two volumes by content (§4.11), local or through
+ * `serve verify` over the remote shell (mirror/verify_remote.ts), and the replication commands.
  *
  * Output: dump lines on stdout; a fault of the stream as one line on stderr. Exit status (style.md, new commands):
  * 0 ok, 1 error or difference found, 2 usage, 130 interrupted.
@@ -45,7 +45,8 @@ Examples:
   mirrorddumbfs status /l1/replica --json
   mirrorddumbfs dump < pass.ddms
   mirrorddumbfs dump --full < pass.ddms | less
-  mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep`;
+  mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep
+  mirrorddumbfs verify -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica --deep`;
 
 const DUMP_HELP = `Each line: SEQ TYPE @OFFSET+SIZE [flags=...] field=value ...
 Paths, names and text are quoted; space, \\, " and every byte that is not printable ASCII are
@@ -62,6 +63,9 @@ Exit status:
 const VERIFY_HELP = `Compares volume A (the reference) with volume B by content: Merkle digests of the UFS trees
 computed from node lists and metadata, descending only into directories whose digests differ.
 Reads no claim, state or journal. Opens both volumes read-only and changes nothing.
+A or B (or both) may be [user@]host:PATH: ssh (-e CMD) runs "mirrorddumbfs serve --restrict PATH
+verify PATH" there, which answers digests, listings and node lists over the stream (with --deep it
+re-hashes its own blocks); lines, JSON and exit status are those of a local verify.
 One line per difference, in canonical order (names sorted bytewise), then each volume's findings:
   MISSING P                 P is in A, not in B
   EXTRA P                   P is in B, not in A
@@ -73,6 +77,9 @@ One line per difference, in canonical order (names sorted bytewise), then each v
 P is the path from the root with a leading /, quoted; space, \\, " and bytes that are not
 printable ASCII as \\xHH. Directory mtimes are never compared; extended attributes and
 atimes are not compared yet.
+-p: progress lines (entries compared, differences, rate; no ETA: only differing subtrees are
+descended) and the summary "N entries compared, D differences, T s" on stderr; a terminal gets a
+spinner and the summary; otherwise stderr stays empty.
 A mounted volume is read from its UFS tree as it is on disk: the result is only exact when
 nothing writes to it during the verify, and its index file is not checked (DANGLING then means
 beyond the block file only).

@@ -1,6 +1,7 @@
 /**
  * `mirrorddumbfs verify A B` (mirroring spec §4.11, §4.18 invariant 12): compares two trees by content, through the
- * DigestTree interface of digest.ts (a local volume today, a stream peer later), and renders the differences.
+ * DigestTree interface of digest.ts (a local volume, or a volume on the far side of a verify session:
+ * verify_remote.ts), and renders the differences.
  *
  * Independence rule: nothing here reads a claim, a state file or a journal; only digests, listings and node lists.
  *
