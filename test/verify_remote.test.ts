@@ -155,6 +155,21 @@ describe('verify over a verify session gives the local report', () => {
     expect(await f.served).toBe(1);
   });
 
+  it('a far volume of another block size: the USAGE refusal of a local verify, from the far side\'s HELLO', async () => {
+    const other = await makeTempVolume({ blockSize: 2 * BS, size: '4M' });
+    try {
+      const f = await far(other.parent);
+      const a = await VolumeDigests.open(base.parent, { access: nodeTreeAccess });
+      const err = await lines(a, f.tree).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(DdfsError);
+      expect((err as DdfsError).code).toBe('USAGE');
+      expect((err as DdfsError).message).toContain(`different block sizes (${BS} and ${2 * BS})`);
+      expect(await f.served).toBe(0);
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   it('a path that is no volume: StreamDigests.open throws IO with the far side\'s reason; the answerer ends with 1', async () => {
     const none = fs.mkdtempSync(path.join(work, 'none-'));
     const toServer = new PassThrough();

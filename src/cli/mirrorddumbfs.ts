@@ -22,6 +22,7 @@ import { RecordReader, RecordWriter } from '../mirror/channel.js';
 import type { DigestTree } from '../mirror/digest.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
+import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
 
 const NAME = 'mirrorddumbfs';
 
@@ -447,8 +448,6 @@ interface VerifySide {
   explain(err: unknown): Promise<unknown>;
 }
 
-/** How long a remote side gets to exit once its stream is closed, before it is sent SIGTERM. */
-const REMOTE_EXIT_WAIT_MS = 5000;
 
 async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags): Promise<VerifySide> {
   if (!isRemote(endpoint)) {
@@ -461,7 +460,7 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
   const { child, done } = spawnRemote(endpoint, 'verify', flags);
   const ended = async (): Promise<number> => {
     let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([done, new Promise<number>((r) => { timer = setTimeout(() => r(-1), REMOTE_EXIT_WAIT_MS); })]);
+    const code = await Promise.race([done, new Promise<number>((r) => { timer = setTimeout(() => r(-1), MIRROR_REMOTE_EXIT_WAIT_MS); })]);
     clearTimeout(timer); // a pending timer would keep the process alive after the verify
     if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
     return code;
@@ -512,8 +511,6 @@ async function verifyCommand(a: string, b: string, options: { deep: boolean; jso
   }
 }
 
-/** At most one verify progress line a second (the first at once). */
-const VERIFY_PROGRESS_INTERVAL_MS = 1000;
 
 async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }, flags: PassFlags): Promise<number> {
   const t0 = Date.now();
@@ -532,7 +529,7 @@ async function verify(a: string, b: string, options: { deep: boolean; json: bool
     differences: 0,
     onEntry: show === undefined ? undefined : (p) => {
       const now = Date.now();
-      if (now - lastProgress < VERIFY_PROGRESS_INTERVAL_MS) return;
+      if (now - lastProgress < MIRROR_VERIFY_PROGRESS_INTERVAL_MS) return;
       lastProgress = now;
       const rate = progress.entriesCompared / Math.max((now - t0) / 1000, 0.001);
       show(`entries ${progress.entriesCompared}, differences ${progress.differences}, ${rate.toFixed(0)} entries/s, at ${renderPathBytes(p)}`);

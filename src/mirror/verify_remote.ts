@@ -26,7 +26,7 @@
  * - Paths are bytes end to end (VENTRY path and link, VFINDING path); names are never decoded.
  */
 import { DdfsError } from '../errors.js';
-import { BLOCK_SIZE_MIN, MIRROR_FILE_NODES_COUNT_MAX } from '../limits.js';
+import { BLOCK_SIZE_MIN, MIRROR_FILE_NODES_COUNT_MAX, STREAM_TEXT_SIZE_MAX } from '../limits.js';
 import type { HashName } from '../format/config.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { VolumeDigests, type DigestTree, type EntryRecord, type IntegrityFinding, type TreeAccess, type TreeFormat } from './digest.js';
@@ -48,7 +48,7 @@ function placeholderHello(): HelloRecord {
 /** An error message as ERROR text: printable ASCII (other characters as \xHH), at most the text bound. */
 function errorText(message: string): string {
   const t = message.replace(/[^\x20-\x7e]/g, (c) => `\\x${(c.charCodeAt(0) & 0xff).toString(16).padStart(2, '0')}`);
-  return t.length > 1000 ? `${t.slice(0, 997)}...` : t;
+  return t.length > STREAM_TEXT_SIZE_MAX ? `${t.slice(0, STREAM_TEXT_SIZE_MAX - 3)}...` : t;
 }
 
 function ventryOf(p: Buffer, r: EntryRecord): VentryRecord {
