@@ -102,6 +102,22 @@ export async function main(argv: string[]): Promise<number> {
     .action((opts: { full?: boolean }) => {
       action = () => dump(opts.full === true);
     });
+  program
+    .command('verify')
+    .description('compare two volumes by content: MISSING, EXTRA, DIFF, CORRUPT and DANGLING lines')
+    .argument('<A>', 'the reference volume: parent directory or [user@]host:PATH')
+    .argument('<B>', 'the volume compared with it: parent directory or [user@]host:PATH')
+    .option('--deep', 're-read and re-hash every referenced block on both sides (a remote side re-hashes its own)')
+    .option('--json', 'print one JSON document instead of lines')
+    .option('--no-mtime', 'do not compare mtimes')
+    .option('-p, --progress', 'plain progress lines and the summary on standard error')
+    // as remoteOptions below (declared with the pass commands)
+    .option('-e, --rsh <CMD>', 'the remote shell for host:PATH endpoints (split on spaces, as rsync does)', 'ssh')
+    .option('--mirror-path <PATH>', 'the mirrorddumbfs command on the remote host (as rsync\'s --rsync-path)', 'mirrorddumbfs')
+    .addHelpText('after', `\n${VERIFY_HELP}`)
+    .action((a: string, b: string, opts: { deep?: boolean; json?: boolean; mtime: boolean } & PassFlags) => {
+      action = () => verifyCommand(a, b, { deep: opts.deep === true, json: opts.json === true, mtime: opts.mtime }, opts);
+    });
   const passOptions = (c: ReturnType<typeof program.command>): typeof c => c
     .option('-p, --progress', 'plain progress lines on standard error')
     .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
@@ -114,19 +130,6 @@ export async function main(argv: string[]): Promise<number> {
   const remoteOptions = (c: ReturnType<typeof program.command>): typeof c => c
     .option('-e, --rsh <CMD>', 'the remote shell for host:PATH endpoints (split on spaces, as rsync does)', 'ssh')
     .option('--mirror-path <PATH>', 'the mirrorddumbfs command on the remote host (as rsync\'s --rsync-path)', 'mirrorddumbfs');
-  remoteOptions(program
-    .command('verify')
-    .description('compare two volumes by content: MISSING, EXTRA, DIFF, CORRUPT and DANGLING lines')
-    .argument('<A>', 'the reference volume: parent directory or [user@]host:PATH')
-    .argument('<B>', 'the volume compared with it: parent directory or [user@]host:PATH')
-    .option('--deep', 're-read and re-hash every referenced block on both sides (a remote side re-hashes its own)')
-    .option('--json', 'print one JSON document instead of lines')
-    .option('--no-mtime', 'do not compare mtimes')
-    .option('-p, --progress', 'plain progress lines and the summary on standard error')
-    .addHelpText('after', `\n${VERIFY_HELP}`))
-    .action((a: string, b: string, opts: { deep?: boolean; json?: boolean; mtime: boolean } & PassFlags) => {
-      action = () => verifyCommand(a, b, { deep: opts.deep === true, json: opts.json === true, mtime: opts.mtime }, opts);
-    });
   remoteOptions(program
     .command('init-slave')
     .description('bind the empty volume SLAVE to the lineage of MASTER (same block size and hash)')
