@@ -31,7 +31,7 @@ import type { HashName } from '../format/config.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { VolumeDigests, type DigestTree, type EntryRecord, type IntegrityFinding, type TreeAccess, type TreeFormat } from './digest.js';
 import type { HelloRecord, MirrorRecord, VentryRecord } from './record_body.js';
-import { STREAM_VERSION } from './stream_codec.js';
+import { STREAM_VERSION, type RecordInput } from './stream_codec.js';
 import { REASON } from './pass_master.js';
 
 const ZERO_ID = Buffer.alloc(16);
@@ -273,9 +273,9 @@ export class StreamDigests implements DigestTree {
   }
 
   /** Send `q`, then read its answer with `answer`, after every earlier question was answered. */
-  private ask<T>(q: MirrorRecord, answer: () => Promise<T>): Promise<T> {
+  private ask<T>(q: RecordInput, answer: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
-      await this.out.send(q as never);
+      await this.out.send(q);
       return answer();
     };
     const p = this.queue.then(run, run);
