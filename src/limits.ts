@@ -126,6 +126,10 @@ export const MIRROR_DIRLIST_ENTRY_COUNT_MAX = 2048;
 export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
+/** Time a remote side gets to exit once its streams are closed before it is sent SIGTERM: an ssh teardown is quick. */
+export const MIRROR_REMOTE_EXIT_WAIT_MS = 5000;
+/** At most one verify progress line a second (the first at once): readable, and cheap next to the comparison. */
+export const MIRROR_VERIFY_PROGRESS_INTERVAL_MS = 1000;
 
 /**
  * DDMS mirror stream (mirroring spec §4.5, §4.15): the largest body of any record but BLOCK, checked against the

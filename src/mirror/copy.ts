@@ -69,11 +69,25 @@ export async function masterOverStreams(src: string, out: Writable, input: Reada
   return runMaster(src, writer, { access: options.access, input: reader, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report });
 }
 
+/** A slave's summary with what its streams carried (the summary line of `write` and of a pull). */
+export interface SlaveStreamSummary extends SlaveSummary {
+  /** Bytes read and written on the streams. */
+  bytesOnWire: number;
+  elapsedMs: number;
+}
+
 /** The slave side over a stream pair (`serve`, or `write` with out = null). */
-export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary> {
+export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveStreamSummary> {
+  const t0 = Date.now();
   const reader = await RecordReader.create(input);
   const writer = out === null ? null : await RecordWriter.create(out, false);
-  return runSlave(dst, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
+  const s = await runSlave(dst, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
+  return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0), elapsedMs: Date.now() - t0 };
+}
+
+/** The slave's summary as one line (issue 7 item 9, as the slave sees a pass). */
+export function renderSlaveSummary(s: SlaveStreamSummary): string {
+  return `${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted, ${s.bytesOnWire} bytes on the wire, ${(s.elapsedMs / 1000).toFixed(1)} s`;
 }
 
 /** What a slave needs of its master to bind to it (what `serve identity` prints as JSON). */
