@@ -77,6 +77,8 @@ export async function promote(parentDir: string, options: PromoteOptions = {}): 
     lineage: settled.lineage + 1,
     lineageId: newUuid(),
     generation: settled.generation + 1,
+    // a master has no claim: the one it had as a slave is kept in lastPromote
+    claim: null,
     pass: null,
     previousLineages: previousOf(settled, 'promote', at),
     lastPromote: { time: at, fromLineage: settled.lineage, fromLineageId: lineageIdOf(settled), claim: settled.claim, rolledBack: rollback !== null },
