@@ -46,7 +46,7 @@ function rsyncBytes(stats) {
 }
 
 /** Write the benchmark tree into the unmounted volume `parent` through the volume's own writer (dist/). */
-async function fill(parent, gib) {
+export async function fill(parent, gib) {
   const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
   const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
   const total = Math.round(gib * 1024 ** 3);
