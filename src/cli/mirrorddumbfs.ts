@@ -30,8 +30,8 @@ a self-contained pass through a file. Endpoints are a parent directory or [user@
 "mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
 unmounted for now. promote makes a slave the master of a new lineage; rebind makes a volume of an
 older lineage (the old master once back) a slave of the new master; a pass between volumes of
-different lineages is refused on both sides before any change. Not there yet: stream, a mounted
-master.
+different lineages is refused on both sides before any change.
+Not there yet: stream, a mounted master.
 
 Exit status:
   0    success
