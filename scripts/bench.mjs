@@ -4,12 +4,25 @@
 // content under another name (dedup), a sequential read after dropping caches, cpddumbfs upload (new and
 // duplicate) and download; for volumes of 4 KiB and 128 KiB blocks. A benchmark, not a test: nothing here fails on
 // slowness. Environment: BENCH_DIR (default a new directory under /var/tmp).
+// Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const mirrorOnly = process.argv[2] === 'mirror' || process.env.BENCH_ONLY === 'mirror';
+if (mirrorOnly) {
+  const { benchMirror } = await import('./bench-mirror.mjs');
+  const mgib = Number((process.argv[2] === 'mirror' ? process.argv[3] : process.argv[2]) ?? process.env.BENCH_MIRROR_GIB ?? 2);
+  const mwork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-mirror-');
+  try {
+    await benchMirror(mgib, mwork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(mwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
 const gib = Number(process.argv[2] ?? process.env.BENCH_GIB ?? 2);
 const bytes = gib * 1024 ** 3;
 const work = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-');
@@ -110,5 +123,7 @@ for (const r of results.slice(2).filter((x) => !/fsck|reclaim/.test(x.label))) {
   const base = /read|download/.test(r.label) ? rawR : rawW;
   console.log(`${r.label.padEnd(44)} ${r.mbs.toFixed(1).padStart(8)} MB/s  ${(r.mbs / base).toFixed(2)}x raw`);
 }
-console.log(`raw write ${rawW.toFixed(1)} MB/s, raw read ${rawR.toFixed(1)} MB/s`);
+console.log(`raw write ${rawW.toFixed(1)} MB/s, raw read ${rawR.toFixed(1)} MB/s\n`);
+const { benchMirror } = await import('./bench-mirror.mjs');
+await benchMirror(Number(process.env.BENCH_MIRROR_GIB ?? gib), work);
 if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });

@@ -95,7 +95,7 @@ describe('mirrorddumbfs commands', () => {
       expect(v.status).toBe(0);
     }
     const st = await mirror(['status', viaFile]);
-    expect(st.stdout.toString()).toMatch(/^role: slave\nshared uuid: [0-9a-f]{32}\nunique uuid: [0-9a-f]{32}\nlineage: 1, generation: 1\nclaim: exact, content pass at \S+ \(pass [0-9a-f]{32}\)\npass in progress: none\n$/);
+    expect(st.stdout.toString()).toMatch(/^role: slave\nshared uuid: [0-9a-f]{32}\nunique uuid: [0-9a-f]{32}\nlineage: 1, generation: 1\nlineage id: [0-9a-f]{32} \(the initial lineage\)\nclaim: exact, content pass at \S+ \(pass [0-9a-f]{32}\)\npass in progress: none\nlast promote: none\napply areas present: none\nlast verify: \S+, 0 differences, against \S+\n$/);
     const js = JSON.parse((await mirror(['status', viaFile, '--json'])).stdout.toString()) as { state: { role: string; sharedUuid: string; claim: { claimKind: string } } };
     expect(js.state.role).toBe('slave');
     expect(js.state.sharedUuid).toBe(readMirrorState(master)!.sharedUuid);

@@ -91,7 +91,7 @@ describe('mirrorddumbfs dump', () => {
 
 describe('mirrorddumbfs usage', () => {
   it('exits 2 without a command, with an unknown one, or with stray arguments', async () => {
-    for (const args of [[], ['promote', 'a'], ['copy', 'a'], ['dump', 'extra'], ['dump', '--bogus'], ['copy', '--checkpoint-records', '0', 'a', 'b']]) {
+    for (const args of [[], ['bogus', 'a'], ['promote'], ['rebind', 'a'], ['promote', 'a', 'b'], ['copy', 'a'], ['dump', 'extra'], ['dump', '--bogus'], ['copy', '--checkpoint-records', '0', 'a', 'b']]) {
       const r = await mirror(args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).not.toContain('    at '); // no stack trace
@@ -103,10 +103,10 @@ describe('mirrorddumbfs usage', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('dump');
     expect(r.stdout).toMatch(/\n  verify \[options\] <A> <B>/);
-    for (const c of ['init-slave [options] <SLAVE>', 'copy [options] <SRC> <DST>', 'read [options] <MASTER>', 'write [options] <SLAVE>', 'serve [options] <ROLE> <VOLUME>', 'status [options] <VOLUME>']) {
+    for (const c of ['init-slave [options] <SLAVE>', 'copy [options] <SRC> <DST>', 'read [options] <MASTER>', 'write [options] <SLAVE>', 'serve [options] <ROLE> <VOLUME>', 'status [options] <VOLUME>', 'promote [options] <VOLUME>', 'rebind [options] <VOLUME>']) {
       expect(r.stdout).toContain(`\n  ${c}`);
     }
-    expect(r.stdout).toMatch(/Not there yet: promote, stream, a mounted master\./);
+    expect(r.stdout).toMatch(/Not there yet: stream, a mounted master\./);
     expect(r.stdout).toContain('2    usage error');
     const d = await mirror(['dump', '--help']);
     expect(d.status).toBe(0);

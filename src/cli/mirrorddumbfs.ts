@@ -13,7 +13,9 @@ import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
 import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, renderSlaveSummary, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
-import { readMirrorState } from '../mirror/state.js';
+import { promote, rebind } from '../mirror/promote.js';
+import { mirrorStatus, renderStatusLines } from '../mirror/status.js';
+import { recordVerify } from '../mirror/verify_record.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
 import { dumpLines } from '../mirror/dump.js';
 import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine, type VerifyProgress } from '../mirror/verify.js';
@@ -30,7 +32,10 @@ const HELP = `A replica (slave) is an empty volume of the same block size and ha
 init-slave; copy runs one pass by content (only the blocks the replica lacks cross), read/write carry
 a self-contained pass through a file. Endpoints are a parent directory or [user@]host:PATH (ssh runs
 "mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
-unmounted for now. Not there yet: promote, stream, a mounted master.
+unmounted for now. promote makes a slave the master of a new lineage; rebind makes a volume of an
+older lineage (the old master once back) a slave of the new master; a pass between volumes of
+different lineages is refused on both sides before any change.
+Not there yet: stream, a mounted master.
 
 Exit status:
   0    success
@@ -44,6 +49,8 @@ Examples:
   mirrorddumbfs copy -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica
   mirrorddumbfs read /l0/ddumbfs > pass.ddms; mirrorddumbfs write /l1/replica < pass.ddms
   mirrorddumbfs status /l1/replica --json
+  mirrorddumbfs promote /l1/replica            (the master /l0/ddumbfs is lost)
+  mirrorddumbfs rebind /l0/ddumbfs --from /l1/replica; mirrorddumbfs copy /l1/replica /l0/ddumbfs
   mirrorddumbfs dump < pass.ddms
   mirrorddumbfs dump --full < pass.ddms | less
   mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep
@@ -171,10 +178,27 @@ export async function main(argv: string[]): Promise<number> {
       action = () => serveCommand(role, vol, opts);
     });
   program
+    .command('promote')
+    .description('make the slave VOLUME the master of a new lineage (new unique uuid, lineage id, epoch; generation + 1)')
+    .argument('<VOLUME>', 'the slave (parent directory), unmounted')
+    .option('--rollback', 'first roll a half-applied pass back to the last claim (instead of refusing)')
+    .action((vol: string, opts: { rollback?: boolean }) => {
+      action = () => promoteCommand(vol, opts.rollback === true);
+    });
+  remoteOptions(program
+    .command('rebind')
+    .description('make VOLUME (the old master once back, or a slave of an older lineage) a slave of the lineage of MASTER')
+    .argument('<VOLUME>', 'the volume to rebind (parent directory), unmounted; its tree is kept, its next copy is a full content pass')
+    .requiredOption('--from <MASTER>', 'the new master (parent directory or [user@]host:PATH)')
+    .option('--rollback', 'first roll a half-applied pass back (instead of refusing)'))
+    .action((vol: string, opts: { from: string; rollback?: boolean } & PassFlags) => {
+      action = () => rebindCommand(vol, opts.from, opts);
+    });
+  program
     .command('status')
-    .description('role, uuids, lineage, claim and pass in progress of a volume')
+    .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume')
     .argument('<VOLUME>', 'parent directory')
-    .option('--json', 'one JSON document')
+    .option('--json', 'one JSON document (shape: man mirrorddumbfs, STATUS)')
     .action((vol: string, opts: { json?: boolean }) => {
       action = () => statusCommand(vol, opts.json === true);
     });
@@ -272,24 +296,52 @@ async function initSlaveCommand(slave: string, master: string, opts: PassFlags):
   if (isRemote(slave)) throw new UsageError(`${slave}: init-slave binds a local slave: run it on the slave's host (--from may be host:PATH)`);
   let r: { sharedUuid: string; uniqueUuid: string };
   if (isRemote(master)) {
-    const { child, done } = spawnRemote(master, 'identity', opts);
-    child.stdin!.end();
-    const chunks: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => chunks.push(c));
-    const code = await done;
-    if (code !== 0) throw new DdfsError('IO', `${master}: the remote side exited with status ${code}`);
-    let id: MasterIdentity;
-    try {
-      id = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MasterIdentity;
-    } catch {
-      throw new DdfsError('CORRUPT', `${master}: the remote side did not answer with the master's identity`);
-    }
-    r = await bindSlave(slave, id, master);
+    r = await bindSlave(slave, await remoteIdentity(master, opts), master);
   } else {
     r = await initSlave(slave, master);
   }
   process.stdout.write(`${slave}: slave of ${r.sharedUuid} (unique uuid ${r.uniqueUuid})\n`);
   return EXIT.OK;
+}
+
+/** The identity of the remote master `master` ([user@]host:PATH), through `serve identity`. */
+async function remoteIdentity(master: string, opts: PassFlags): Promise<MasterIdentity> {
+  const { child, done } = spawnRemote(master, 'identity', opts);
+  child.stdin!.end();
+  const chunks: Buffer[] = [];
+  child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+  const code = await done;
+  if (code !== 0) throw new DdfsError('IO', `${master}: the remote side exited with status ${code}`);
+  let id: MasterIdentity;
+  try {
+    id = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MasterIdentity;
+  } catch {
+    throw new DdfsError('CORRUPT', `${master}: the remote side did not answer with the master's identity`);
+  }
+  if (id.lineageId !== undefined && !/^[0-9a-f]{32}$/.test(String(id.lineageId))) throw new DdfsError('CORRUPT', `${master}: the remote side answered a bad lineage id`);
+  return id;
+}
+
+async function promoteCommand(vol: string, rollback: boolean): Promise<number> {
+  if (isRemote(vol)) throw new UsageError(`${vol}: promote a local volume: run it on the slave's host`);
+  const r = await promote(vol, { rollback });
+  if (r.rollback !== null) process.stderr.write(`${NAME}: ${rollbackLine(r.rollback)}\n`);
+  process.stdout.write(`${vol}: master of lineage ${r.state.lineage} (${r.state.lineageId}), generation ${r.state.generation}, unique uuid ${r.state.uniqueUuid}\n`);
+  return EXIT.OK;
+}
+
+async function rebindCommand(vol: string, master: string, opts: { rollback?: boolean } & PassFlags): Promise<number> {
+  if (isRemote(vol)) throw new UsageError(`${vol}: rebind a local volume: run it on its host (--from may be host:PATH)`);
+  const id = isRemote(master) ? await remoteIdentity(master, opts) : await masterIdentity(master);
+  const r = await rebind(vol, id, master, { rollback: opts.rollback === true });
+  if (r.rollback !== null) process.stderr.write(`${NAME}: ${rollbackLine(r.rollback)}\n`);
+  process.stdout.write(`${vol}: slave of lineage ${r.state.lineage} (${r.state.lineageId ?? r.state.sharedUuid}) of ${master}, unique uuid ${r.state.uniqueUuid}: the next copy is a full content pass\n`);
+  return EXIT.OK;
+}
+
+function rollbackLine(r: { discardedPassId: string | null; recordsKept: number; stagingRemoved: boolean; exact: boolean }): string {
+  if (r.discardedPassId === null) return 'rollback: a staging area of an unfinished pass was removed';
+  return `rollback: pass ${r.discardedPassId} discarded${r.stagingRemoved ? ' with its staging area' : ''}; the tree keeps the ${r.recordsKept} records applied before its last checkpoint${r.exact ? '' : ' (no undo area yet)'}`;
 }
 
 /** Quote `s` for a POSIX remote shell. */
@@ -413,31 +465,10 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {
   if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
-  const st = readMirrorState(vol);
-  if (json) {
-    process.stdout.write(`${JSON.stringify({ volume: path.resolve(vol), state: st })}\n`);
-    return EXIT.OK;
-  }
-  if (st === null) {
-    process.stdout.write(`${vol}: no mirror state (a master gets one on its first copy; a slave from init-slave)\n`);
-    return EXIT.OK;
-  }
-  const lines = [
-    `role: ${st.role}`,
-    `shared uuid: ${st.sharedUuid}`,
-    `unique uuid: ${st.uniqueUuid}`,
-    `lineage: ${st.lineage}, generation: ${st.generation}`,
-  ];
-  if (st.role === 'slave') {
-    lines.push(`claim: ${st.claim === null ? 'none' : `${st.claim.claimKind}, content pass at ${st.claim.time} (pass ${st.claim.passId})`}`);
-    lines.push(`pass in progress: ${st.pass === null ? 'none' : `${st.pass.passId} since ${st.pass.startedAt}, applied up to ${st.pass.keyCurHex === '' ? '/' : pathTextOfHex(st.pass.keyCurHex)} (${st.pass.recordsApplied} records)`}`);
-  }
-  process.stdout.write(`${lines.join('\n')}\n`);
+  const st = mirrorStatus(vol);
+  if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
+  else process.stdout.write(`${renderStatusLines(st, vol).join('\n')}\n`);
   return EXIT.OK;
-}
-
-function pathTextOfHex(hex: string): string {
-  return renderPathBytes(Buffer.from(hex, 'hex'));
 }
 
 /** One side of a verify: a local volume, or a verify session with `serve verify` on a host, over the remote shell. */
@@ -449,6 +480,8 @@ interface VerifySide {
   finish(): Promise<number>;
   /** The error to report for `err` (a broken stream of a remote side that failed becomes its exit status). */
   explain(err: unknown): Promise<unknown>;
+  /** A local volume that is not mounted: where verify records its result (status shows it); null otherwise. */
+  recordAt: string | null;
 }
 
 
@@ -458,7 +491,7 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
     if (t.mountPoint !== null) {
       stderrLine(`${NAME}: ${t.label} is mounted on ${t.mountPoint}: read as it is on disk; exact only if nothing writes during the verify\n`);
     }
-    return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err };
+    return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err, recordAt: t.mountPoint === null ? t.parentDir : null };
   }
   const { child, done } = spawnRemote(endpoint, 'verify', flags);
   const ended = async (): Promise<number> => {
@@ -492,6 +525,7 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
       return ended();
     },
     explain,
+    recordAt: null,
   };
 }
 
@@ -559,6 +593,17 @@ async function verify(a: string, b: string, options: { deep: boolean; json: bool
   }
   const bad = codes.findIndex((c) => c !== 0);
   if (bad >= 0) throw new DdfsError('IO', `${[a, b][bad]}: the remote side exited with status ${codes[bad]}`);
+  // the result goes to ddfsmirror/verify of each local unmounted side that has one (status shows it); nothing else is written
+  const time = new Date().toISOString();
+  for (const [s, peer] of [[sa, sb], [sb, sa]] as const) {
+    if (s.recordAt === null) continue;
+    try {
+      recordVerify(s.recordAt, { time, differences: progress.differences, deep: options.deep, mtime: options.mtime, peer: peer.name });
+    } catch (err) {
+      // a read-only parent: the verify's result stands, only the record of it is lost
+      process.stderr.write(`${NAME}: warning: ${s.recordAt}: cannot record the verify result: ${(err as Error).message}\n`);
+    }
+  }
   if (show !== undefined) {
     stopSpinner();
     process.stderr.write(`${NAME}: ${progress.entriesCompared} entries compared, ${progress.differences} differences, ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);

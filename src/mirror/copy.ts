@@ -17,7 +17,7 @@ import { RecordReader, RecordWriter } from './channel.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
 import { runSlave, type SlaveSummary } from './pass_slave.js';
-import { masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
+import { lineageIdOf, masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
 
 /** Options of a copy. */
 export interface CopyOptions {
@@ -97,6 +97,8 @@ export interface MasterIdentity {
   generation: number;
   blockSize: number;
   hashName: string;
+  /** The master's lineage id (§4.14); absent from older peers: the initial lineage (the shared uuid). */
+  lineageId?: string;
 }
 
 /**
@@ -106,7 +108,7 @@ export interface MasterIdentity {
 export async function masterIdentity(master: string): Promise<MasterIdentity> {
   const cm = await readVolumeConfig(master);
   const ms = masterState(master);
-  return { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName };
+  return { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName, lineageId: lineageIdOf(ms) };
 }
 
 /**
@@ -122,7 +124,7 @@ export async function bindSlave(slave: string, master: MasterIdentity, label: st
   if (existing !== null) throw new DdfsError('INVALID', `${slave}: already a ${existing.role} of ${existing.sharedUuid}`, { path: slave });
   const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
   if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
-  const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null });
+  const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null, lineageId: master.lineageId });
   writeMirrorState(slave, ss);
   void label;
   return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };

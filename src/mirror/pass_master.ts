@@ -32,7 +32,7 @@ import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } from './digest.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
-import { masterState } from './state.js';
+import { lineageIdOf, masterState } from './state.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
 
@@ -326,6 +326,7 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
     const hello: HelloRecord = {
       type: 'HELLO', version: STREAM_VERSION, role: 'master', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
       generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0,
+      lineageId: Buffer.from(lineageIdOf(state), 'hex'),
     };
     await out.send(hello);
     let passId: Buffer = randomBytes(16);
@@ -334,7 +335,8 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
       const why = peer.role !== 'slave' ? `it is a ${peer.role}, not a slave`
         : !peer.sharedUuid.equals(hello.sharedUuid) ? `it is bound to ${peer.sharedUuid.toString('hex')}, this master is ${state.sharedUuid} (init-slave it from this master)`
           : peer.blockSize !== blockSize ? `block size ${peer.blockSize}, the master's is ${blockSize}`
-            : peer.hashAlgo !== cfg.hashName ? `hash ${peer.hashAlgo}, the master's is ${cfg.hashName}` : null;
+            : peer.hashAlgo !== cfg.hashName ? `hash ${peer.hashAlgo}, the master's is ${cfg.hashName}`
+              : !(peer.lineageId ?? peer.sharedUuid).equals(hello.lineageId!) ? `it is bound to lineage ${(peer.lineageId ?? peer.sharedUuid).toString('hex')}, this master is lineage ${lineageIdOf(state)} (epoch ${state.lineage}): rebind it (mirrorddumbfs rebind SLAVE --from MASTER)` : null;
       if (why !== null) {
         await out.send({ type: 'ERROR', reason: REASON.INCOMPATIBLE, message: `the slave does not match: ${why}` });
         throw new DdfsError('INVALID', `the slave does not match the master: ${why}`);

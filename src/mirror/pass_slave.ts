@@ -37,7 +37,7 @@ import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
 import { REASON, refuseMounted } from './pass_master.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
-import { mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
+import { lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
 
 /** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
@@ -94,6 +94,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
   refuseMounted(parentDir);
   const parent = path.resolve(parentDir);
   const state0 = readMirrorState(parent);
+  if (state0?.role === 'master') throw new DdfsError('INVALID', `${parentDir}: is a master (lineage epoch ${state0.lineage}): not a target; to make it a replica of another master: mirrorddumbfs rebind ${parentDir} --from MASTER`, { path: parentDir });
   if (state0 === null || state0.role !== 'slave') throw new DdfsError('INVALID', `${parentDir}: not a slave (run mirrorddumbfs init-slave ${parentDir} --from MASTER first)`, { path: parentDir });
   let state: MirrorState = state0;
   const cfg = await readVolumeConfig(parent);
@@ -307,13 +308,14 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
         type: 'HELLO', version: STREAM_VERSION, role: 'slave', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
         generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: state.claim === null ? 'none' : state.claim.claimKind,
         pendingPass: pending === null ? undefined : { passId: Buffer.from(pending.passId, 'hex'), tidBeg: 0n, tidEnd: 0n, keyCur: Buffer.from(pending.keyCurHex, 'hex'), runningDigest: Buffer.alloc(32) },
-        capabilities: 0,
+        capabilities: 0, lineageId: Buffer.from(lineageIdOf(state), 'hex'),
       });
     }
     const why = hello.role !== 'master' ? `the peer is a ${hello.role}, not a master`
       : hello.sharedUuid.toString('hex') !== state.sharedUuid ? `the master's shared uuid is ${hello.sharedUuid.toString('hex')}, this slave is bound to ${state.sharedUuid}`
         : hello.blockSize !== blockSize ? `the master's block size is ${hello.blockSize}, the slave's ${blockSize}`
-          : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}` : null;
+          : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}`
+            : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     for (;;) {
       const d = await input.next();

@@ -137,6 +137,8 @@ export interface HelloRecord {
   claimKind: ClaimKind;
   pendingPass?: PendingPass;
   capabilities: number;
+  /** The sender's lineage id (§4.14; optional tag 14: absent from older peers = the initial lineage, the shared uuid). */
+  lineageId?: Buffer;
 }
 export interface PassBeginRecord {
   type: 'PASS_BEGIN';
@@ -440,6 +442,7 @@ export const SCHEMAS: Readonly<Record<RecordTypeName, readonly Field[]>> = {
     f(11, 'claimKind', 'claim_kind', { k: 'enum', values: CLAIM_KINDS }),
     f(12, 'pendingPass', 'pending_pass', { k: 'struct', fields: PENDING }, 'optional'),
     f(13, 'capabilities', 'capabilities', { k: 'u32' }),
+    f(14, 'lineageId', 'lineage_id', { k: 'id128' }, 'optional'),
   ],
   PASS_BEGIN: [
     f(1, 'passId', 'pass_id', { k: 'id128' }),

@@ -51,6 +51,17 @@ describe('mirror state file', () => {
     expect(fs.readFileSync(outside, 'utf8')).toBe('keep');
   });
 
+  it('the lineage fields of promote/rebind round-trip; a slave of a promoted master takes its lineage id; a bad one is CORRUPT', () => {
+    const p = tmp();
+    const m = { ...masterState(tmp()), lineage: 2, lineageId: 'cd'.repeat(16), previousLineages: [{ lineage: 1, lineageId: 'ef'.repeat(16), uniqueUuid: '01'.repeat(16), role: 'slave' as const, endedBy: 'promote' as const, endedAt: 't' }], lastPromote: { time: 't', fromLineage: 1, fromLineageId: 'ef'.repeat(16), claim: null, rolledBack: false } };
+    writeMirrorState(p, m);
+    expect(readMirrorState(p)).toEqual(m);
+    expect(slaveStateFor(m)).toMatchObject({ role: 'slave', lineage: 2, lineageId: 'cd'.repeat(16) });
+    expect(slaveStateFor(masterState(tmp())).lineageId).toBeUndefined(); // the initial lineage: no id (= shared uuid)
+    writeMirrorState(p, { ...m, lineageId: 'nothex' });
+    expect(() => readMirrorState(p)).toThrow(`${path.join(p, 'ddfsmirror', 'state')}: bad mirror state: lineageId`);
+  });
+
   it('a damaged state file is CORRUPT with one line naming it', () => {
     const p = tmp();
     fs.mkdirSync(path.join(p, 'ddfsmirror'));

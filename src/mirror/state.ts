@@ -5,12 +5,17 @@
  * digits), `uniqueUuid` (this volume), `role` (master | slave), `lineage` (epoch, u32, bumped by a promote),
  * `generation` (u32), `claim` (the last committed content pass: kind "content", claim kind exact|atleast, pass id
  * and ISO time) and `pass` (a pass in progress: pass id, key_cur as hex bytes, records applied, start time).
+ * Optional (absent in files written before promote existed, §4.14): `lineageId` (32 hex digits; absent = the initial
+ * lineage, whose id is the shared uuid), `previousLineages` (what the volume was before each promote or rebind,
+ * oldest first) and `lastPromote`.
  *
  * Invariants:
  * - Rewritten atomically (temp, fsync, rename, fsync directory: io/mirror_fs.ts writeAtomic); never read or
  *   written through a symlink planted at `ddfsmirror` or `state`.
  * - A master gets its uuids on first use; a slave gets its shared uuid from init-slave and never changes it.
  * - The claim only moves after the applied data is durable (§4.8): writers of `claim` call this after their fsyncs.
+ * - A master and its slaves share `sharedUuid` AND the lineage id; a pass between two volumes of different lineage ids
+ *   is refused (§4.18 inv. 11): only promote makes a new lineage, only rebind (or init-slave) joins one.
  */
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -43,6 +48,31 @@ export interface PassInProgress {
   startedAt: string;
 }
 
+/** What a volume was before a promote or a rebind ended its membership of a lineage (§4.14). */
+export interface PreviousLineage {
+  lineage: number;
+  lineageId: string;
+  uniqueUuid: string;
+  role: Role;
+  /** 'promote' or 'rebind': what ended it. */
+  endedBy: 'promote' | 'rebind';
+  /** ISO 8601 time it ended. */
+  endedAt: string;
+}
+
+/** The last promote of a volume (shown by status). */
+export interface LastPromote {
+  /** ISO 8601 time of the promote. */
+  time: string;
+  /** The lineage epoch and id the volume was a slave of. */
+  fromLineage: number;
+  fromLineageId: string;
+  /** The claim it had then (null: none). */
+  claim: MirrorClaim | null;
+  /** Whether a half-applied pass was rolled back first (--rollback). */
+  rolledBack: boolean;
+}
+
 /** The decoded state file. */
 export interface MirrorState {
   version: number;
@@ -53,6 +83,15 @@ export interface MirrorState {
   generation: number;
   claim: MirrorClaim | null;
   pass: PassInProgress | null;
+  /** Absent: the initial lineage (id = sharedUuid): see lineageIdOf. */
+  lineageId?: string;
+  previousLineages?: PreviousLineage[];
+  lastPromote?: LastPromote;
+}
+
+/** The lineage id of a state: its `lineageId`, or the shared uuid for the initial lineage (§4.14). */
+export function lineageIdOf(state: MirrorState): string {
+  return state.lineageId ?? state.sharedUuid;
 }
 
 /** `<parent>/ddfsmirror`. */
@@ -98,7 +137,16 @@ export function readMirrorState(parentDir: string): MirrorState | null {
   if (claim !== null && (claim.kind !== 'content' || (claim.claimKind !== 'exact' && claim.claimKind !== 'atleast') || typeof claim.passId !== 'string')) bad('claim');
   const pass = doc.pass ?? null;
   if (pass !== null && (typeof pass.passId !== 'string' || !HEX32.test(pass.passId) || typeof pass.keyCurHex !== 'string' || !/^([0-9a-f]{2})*$/.test(pass.keyCurHex))) bad('pass');
-  return { version: STATE_VERSION, sharedUuid: doc.sharedUuid!, uniqueUuid: doc.uniqueUuid!, role: doc.role!, lineage: doc.lineage!, generation: doc.generation!, claim, pass };
+  if (doc.lineageId !== undefined && (typeof doc.lineageId !== 'string' || !HEX32.test(doc.lineageId))) bad('lineageId');
+  const previous = doc.previousLineages;
+  if (previous !== undefined && (!Array.isArray(previous) || previous.some((l) => typeof l !== 'object' || l === null || !Number.isInteger(l.lineage) || typeof l.lineageId !== 'string' || !HEX32.test(l.lineageId) || typeof l.uniqueUuid !== 'string' || (l.endedBy !== 'promote' && l.endedBy !== 'rebind')))) bad('previousLineages');
+  const lp = doc.lastPromote;
+  if (lp !== undefined && (typeof lp !== 'object' || lp === null || typeof lp.time !== 'string' || !Number.isInteger(lp.fromLineage) || typeof lp.fromLineageId !== 'string')) bad('lastPromote');
+  const out: MirrorState = { version: STATE_VERSION, sharedUuid: doc.sharedUuid!, uniqueUuid: doc.uniqueUuid!, role: doc.role!, lineage: doc.lineage!, generation: doc.generation!, claim, pass };
+  if (doc.lineageId !== undefined) out.lineageId = doc.lineageId;
+  if (previous !== undefined) out.previousLineages = previous;
+  if (lp !== undefined) out.lastPromote = lp;
+  return out;
 }
 
 /**
@@ -128,9 +176,11 @@ export function masterState(parentDir: string): MirrorState {
   return fresh;
 }
 
-/** The state of a new slave bound to `master`'s lineage. */
+/** The state of a new slave bound to `master`'s lineage (its lineage id too, when it is not the initial one). */
 export function slaveStateFor(master: MirrorState): MirrorState {
-  return {
+  const s: MirrorState = {
     version: STATE_VERSION, sharedUuid: master.sharedUuid, uniqueUuid: newUuid(), role: 'slave', lineage: master.lineage, generation: master.generation, claim: null, pass: null,
   };
+  if (master.lineageId !== undefined && master.lineageId !== master.sharedUuid) s.lineageId = master.lineageId;
+  return s;
 }

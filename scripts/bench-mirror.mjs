@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// npm run bench -- mirror [GIB] (or BENCH_ONLY=mirror npm run bench): mirrorddumbfs against the user's alternative,
+// `rsync -aH --inplace --stats` of the whole unmounted parent directory to another directory (issue 7 goals).
+// On a GIB (default 2) volume of 4 KiB blocks filled with random data: half in many small files (4..124 KiB, 100 a
+// directory), half in 64 MiB files under big/ (one directory holding GIB/2). Prints, each with its goal:
+//   initial copy time, mirrorddumbfs vs rsync (goal: mirror at least as fast, ratio rsync/mirror >= 1);
+//   after rewriting 64 KiB (or all) of 1 % of the files: time ratio (goal >= 10x) and bytes ratio (goal >= 20x),
+//   rsync's "Total bytes sent" against mirrorddumbfs's "bytes on the wire";
+//   renaming big/ (GIB/2 of data): bytes on the wire of the next pass (goal < 1 MiB);
+//   verify of the unchanged pair against the initial copy time (goal < 10 %).
+// A benchmark, not a test: nothing fails on slowness; on a shared machine the figures are indicative only. Page
+// caches are not dropped (that needs root); both tools read the same warm source. Environment: BENCH_DIR (a work
+// directory to use and keep), BENCH_MIRROR_GIB.
+import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const bin = (n) => path.join(here, 'bin', n);
+const MIB = 1024 ** 2;
+const BLOCK_SIZE = 4096;
+const BIG_FILE_BYTES = 64 * MIB;
+const SMALL_FILES_PER_DIR = 100;
+const CHANGE_BYTES = 64 * 1024;
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * MIB });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return { stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+function timed(fn) {
+  const t0 = process.hrtime.bigint();
+  const out = fn();
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, out };
+}
+function wireBytes(summary) {
+  const m = /(\d+) bytes on the wire/.exec(summary);
+  if (!m) throw new Error(`no "bytes on the wire" in: ${summary}`);
+  return Number(m[1]);
+}
+function rsyncBytes(stats) {
+  const m = /Total bytes sent: ([\d,.]+)/.exec(stats);
+  if (!m) throw new Error(`no "Total bytes sent" in rsync --stats: ${stats}`);
+  return Number(m[1].replace(/[,.]/g, ''));
+}
+
+/** Write the benchmark tree into the unmounted volume `parent` through the volume's own writer (dist/). */
+export async function fill(parent, gib) {
+  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
+  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
+  const total = Math.round(gib * 1024 ** 3);
+  const files = [];
+  const v = await Volume.open(parent);
+  const buf = Buffer.alloc(MIB);
+  const write = async (rel, size) => {
+    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), { create: true, mode: 0o644 });
+    try {
+      for (let at = 0; at < size; at += MIB) {
+        const n = Math.min(MIB, size - at);
+        randomFillSync(buf, 0, n);
+        await f.write(at, buf.subarray(0, n));
+      }
+    } finally {
+      await f.close();
+    }
+    files.push({ rel, size });
+  };
+  try {
+    fs.mkdirSync(path.join(parent, 'ddfsroot', 'big'));
+    for (let k = 0, done = 0; done < total / 2; k++, done += BIG_FILE_BYTES) await write(`big/large${k}.bin`, Math.min(BIG_FILE_BYTES, total / 2 - done));
+    let sizeSeed = 1;
+    for (let k = 0, done = 0; done < total / 2; k++) {
+      const dir = `small/d${String(Math.floor(k / SMALL_FILES_PER_DIR)).padStart(4, '0')}`;
+      if (k % SMALL_FILES_PER_DIR === 0) fs.mkdirSync(path.join(parent, 'ddfsroot', dir), { recursive: true });
+      sizeSeed = (sizeSeed * 1103515245 + 12345) % 2 ** 31;
+      const size = BLOCK_SIZE * (1 + (sizeSeed % 31)) - (sizeSeed % 7) * 100; // 4..124 KiB, most not block-aligned
+      await write(`${dir}/f${k}`, size);
+      done += size;
+    }
+  } finally {
+    await v.close();
+  }
+  return files;
+}
+
+/** Rewrite CHANGE_BYTES (or the whole file) at the start of every 100th file with new random data. */
+async function change(parent, files) {
+  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
+  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
+  const v = await Volume.open(parent);
+  let count = 0;
+  try {
+    for (let k = 0; k < files.length; k += 100) {
+      const { rel, size } = files[k];
+      const data = randomFillSync(Buffer.alloc(Math.min(size, CHANGE_BYTES)));
+      const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), {});
+      try {
+        await f.write(0, data);
+      } finally {
+        await f.close();
+      }
+      count++;
+    }
+  } finally {
+    await v.close();
+  }
+  return count;
+}
+
+function line(label, value, goal, ok) {
+  console.log(`${label.padEnd(58)} ${value.padStart(14)}   goal ${goal}${ok === null ? '' : ok ? '  (met)' : '  (NOT met)'}`);
+}
+
+export async function benchMirror(gib, work) {
+  const size = `${Math.ceil((gib * 1.25 + 0.25) * 1024)}M`;
+  const a = path.join(work, 'mirror-a');
+  const b = path.join(work, 'mirror-b');
+  const r = path.join(work, 'rsync-copy');
+  for (const d of [a, b]) {
+    fs.mkdirSync(d, { recursive: true });
+    run(bin('mkddumbfs'), ['-s', size, '-B', String(BLOCK_SIZE), d]);
+  }
+  fs.mkdirSync(r, { recursive: true });
+  console.log(`== mirror benchmark: ${gib} GiB of random data, 4 KiB blocks, work dir ${work}`);
+  const t0 = process.hrtime.bigint();
+  const files = await fill(a, gib);
+  console.log(`filled ${files.length} files (${files.filter((f) => f.rel.startsWith('big/')).length} large) in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s`);
+
+  const rsync = () => run('rsync', ['-aH', '--inplace', '--stats', `${a}/`, `${r}/`]).stdout;
+  const mirror = (...args) => run('node', [bin('mirrorddumbfs'), ...args]).stdout;
+
+  const r1 = timed(rsync);
+  run('node', [bin('mirrorddumbfs'), 'init-slave', b, '--from', a]);
+  const m1 = timed(() => mirror('copy', a, b));
+  console.log(`initial: rsync ${r1.seconds.toFixed(1)} s, ${rsyncBytes(r1.out)} bytes sent; mirrorddumbfs ${m1.seconds.toFixed(1)} s, ${wireBytes(m1.out)} bytes on the wire`);
+
+  const changed = await change(a, files);
+  const r2 = timed(rsync);
+  const m2 = timed(() => mirror('copy', a, b));
+  console.log(`1 % changed (${changed} files): rsync ${r2.seconds.toFixed(1)} s, ${rsyncBytes(r2.out)} bytes sent; mirrorddumbfs ${m2.seconds.toFixed(1)} s, ${wireBytes(m2.out)} bytes on the wire`);
+
+  fs.renameSync(path.join(a, 'ddfsroot', 'big'), path.join(a, 'ddfsroot', 'big-renamed'));
+  const m3 = timed(() => mirror('copy', a, b));
+  console.log(`renamed big/ (${(gib / 2).toFixed(2)} GiB): mirrorddumbfs ${m3.seconds.toFixed(1)} s, ${wireBytes(m3.out)} bytes on the wire`);
+
+  const v = timed(() => mirror('verify', a, b));
+  console.log(`verify of the unchanged pair: ${v.seconds.toFixed(1)} s, ${v.out.split('\n').filter((l) => l !== '').length} lines`);
+
+  console.log('\n== mirror ratios (issue 7 goals)');
+  const initialRatio = r1.seconds / m1.seconds;
+  line('initial copy speed, rsync time / mirrorddumbfs time', `${initialRatio.toFixed(2)}x`, '>= 1x', initialRatio >= 1);
+  const timeRatio = r2.seconds / m2.seconds;
+  line('1 % change: rsync time / mirrorddumbfs time', `${timeRatio.toFixed(1)}x`, '>= 10x', timeRatio >= 10);
+  const bytesRatio = rsyncBytes(r2.out) / wireBytes(m2.out);
+  line('1 % change: rsync bytes sent / mirrorddumbfs bytes on the wire', `${bytesRatio.toFixed(1)}x`, '>= 20x', bytesRatio >= 20);
+  const renameBytes = wireBytes(m3.out);
+  line(`directory rename (${(gib / 2).toFixed(2)} GiB): bytes on the wire`, `${(renameBytes / MIB).toFixed(3)} MiB`, '< 1 MiB', renameBytes < MIB);
+  const verifyShare = v.seconds / m1.seconds;
+  line('verify of the unchanged pair / initial mirrorddumbfs copy', `${(verifyShare * 100).toFixed(1)} %`, '< 10 %', verifyShare < 0.1);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const gib = Number(process.argv[2] ?? process.env.BENCH_MIRROR_GIB ?? 2);
+  const work = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-mirror-');
+  try {
+    await benchMirror(gib, work);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * `mirrorddumbfs status` (mirroring spec §4.16, the pfs-status counterpart): everything a volume knows of its mirror
+ * relation, as one document of a stable shape (version 1, documented in man/mirrorddumbfs.8) and as lines for humans.
+ *
+ * Document: `statusVersion` 1; `volume` (resolved parent directory); `state` (the state file as it is, null when the
+ * volume has none: version, sharedUuid, uniqueUuid, role, lineage (epoch), lineageId (absent: the initial lineage,
+ * whose id is sharedUuid), generation, claim, pass, previousLineages?, lastPromote?); `lineageId` (always the
+ * effective id, null without state); `staging`, `undo` (whether those areas of ddfsmirror/ are present);
+ * `lastVerify` (ddfsmirror/verify or null). New fields may be added; none is renamed or removed.
+ *
+ * Invariants: reading only; path bytes of key_cur are rendered as verify renders paths (never decoded as UTF-8).
+ */
+import * as path from 'node:path';
+import { mirrorAreaPresent, STAGING_DIRECTORY, UNDO_DIRECTORY } from './rollback.js';
+import { lineageIdOf, readMirrorState, type MirrorState } from './state.js';
+import { renderPath } from './verify.js';
+import { readLastVerify, type VerifyResult } from './verify_record.js';
+
+/** The status document (version 1). */
+export interface MirrorStatus {
+  statusVersion: 1;
+  volume: string;
+  state: MirrorState | null;
+  lineageId: string | null;
+  staging: boolean;
+  undo: boolean;
+  lastVerify: VerifyResult | null;
+}
+
+/**
+ * The status of the volume at `parentDir`.
+ * @throws DdfsError CORRUPT/INVALID of the state file (readMirrorState)
+ */
+export function mirrorStatus(parentDir: string): MirrorStatus {
+  const state = readMirrorState(parentDir);
+  return {
+    statusVersion: 1,
+    volume: path.resolve(parentDir),
+    state,
+    lineageId: state === null ? null : lineageIdOf(state),
+    staging: mirrorAreaPresent(parentDir, STAGING_DIRECTORY),
+    undo: mirrorAreaPresent(parentDir, UNDO_DIRECTORY),
+    lastVerify: readLastVerify(parentDir),
+  };
+}
+
+/** The status as lines for humans (`label` names the volume in the no-state line). */
+export function renderStatusLines(s: MirrorStatus, label: string): string[] {
+  const st = s.state;
+  const lines: string[] = [];
+  if (st === null) {
+    lines.push(`${label}: no mirror state (a master gets one on its first copy; a slave from init-slave)`);
+  } else {
+    lines.push(
+      `role: ${st.role}`,
+      `shared uuid: ${st.sharedUuid}`,
+      `unique uuid: ${st.uniqueUuid}`,
+      `lineage: ${st.lineage}, generation: ${st.generation}`,
+      `lineage id: ${s.lineageId}${st.lineageId === undefined ? ' (the initial lineage)' : ''}`,
+    );
+    if (st.role === 'slave' || st.claim !== null) {
+      lines.push(`claim: ${st.claim === null ? 'none' : `${st.claim.claimKind}, content pass at ${st.claim.time} (pass ${st.claim.passId})`}`);
+    }
+    if (st.role === 'slave' || st.pass !== null) {
+      const p = st.pass;
+      lines.push(`pass in progress: ${p === null ? 'none' : `${p.passId} since ${p.startedAt}, applied up to ${p.keyCurHex === '' ? '/' : renderPath(Buffer.from(p.keyCurHex, 'hex'))} (${p.recordsApplied} records)`}`);
+    }
+    const lp = st.lastPromote;
+    lines.push(`last promote: ${lp === undefined ? 'none' : `${lp.time}, from lineage ${lp.fromLineage} (${lp.fromLineageId})${lp.claim === null ? ', no claim' : `, claim ${lp.claim.claimKind} at ${lp.claim.time}`}${lp.rolledBack ? ', a half-applied pass rolled back' : ''}`}`);
+    for (const l of st.previousLineages ?? []) lines.push(`previous lineage: ${l.lineage} (${l.lineageId}) as ${l.role}, left by ${l.endedBy} at ${l.endedAt}`);
+  }
+  if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
+  else if (st !== null) lines.push('apply areas present: none');
+  const v = s.lastVerify;
+  if (st !== null || v !== null) lines.push(`last verify: ${v === null ? 'none recorded' : `${v.time}, ${v.differences} differences${v.deep ? ', deep' : ''}, against ${v.peer}`}`);
+  return lines;
+}
