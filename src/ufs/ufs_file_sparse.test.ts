@@ -171,6 +171,53 @@ describe('UfsFile: terabyte sparse files keep a bounded node cache', () => {
   }, TIMEOUT_MS);
 });
 
+describe('UfsFile node cache and reclaim, held nodes', () => {
+  it('a shrinking truncate during a reclaim walk keeps the blocks its cut nodes named, also those only on disk', async () => {
+    await withTempVolume({ blockSize: 4096, size: '64M' }, async (volume: Volume) => {
+      const p = volume.ufsPath('/cut-during-walk');
+      const f = await volume.openFile(p, { create: true, truncate: true });
+      const pageBytes = UFS_NODE_PAGE_NODE_COUNT * 4096;
+      const pages = UFS_NODE_PAGE_COUNT_RESIDENT_MAX + 40;
+      for (let i = 0; i < pages; i++) await f.write(i * pageBytes, noiseBytes(600 + i, 4096));
+      await f.fsync();
+      expect(f.nodeCachePageCount).toBeLessThan(pages);
+      let cut = false;
+      // the walk reaches the file, and before it is read the file is cut to nothing
+      const first = await volume.runReclaim({
+        afterWalkStep: async (entry) => {
+          if (entry.toString() !== 'cut-during-walk' || cut) return;
+          cut = true;
+          await f.truncate(0);
+        },
+      });
+      expect(cut).toBe(true);
+      expect(first.nodeDeleted, 'blocks referenced when the walk began are kept by that reclaim').toBe(0);
+      const second = await volume.runReclaim();
+      expect(second.nodeDeleted).toBe(pages);
+      await f.close();
+    });
+  }, TIMEOUT_MS);
+
+  it('a held node written again with the same node stays held: the UFS file names the older block until a sync', async () => {
+    await withTempVolume({ blockSize: 4096, size: '16M' }, async (volume: Volume) => {
+      const { nodeSize } = volume.store.cfg;
+      const p = volume.ufsPath('/held-again');
+      const f = await volume.openFile(p, { create: true, truncate: true });
+      await f.write(0, noiseBytes(700, 4096));
+      await f.fsync();
+      const durable = nodeAt(p, 0, nodeSize);
+      await f.write(0, noiseBytes(701, 4096)); // held: the new block is not synced yet
+      expect(nodeAt(p, 0, nodeSize).equals(durable)).toBe(true);
+      await f.write(0, noiseBytes(701, 4096)); // the same node again: still not synced
+      expect(nodeAt(p, 0, nodeSize).equals(durable), 'the UFS file still names the synced block').toBe(true);
+      expect(bytesDiff(await f.read(0, 4096), noiseBytes(701, 4096))).toBe('');
+      await f.fsync();
+      expect(nodeAt(p, 0, nodeSize).equals(durable)).toBe(false);
+      await f.close();
+    });
+  }, TIMEOUT_MS);
+});
+
 describe('UfsFile with tiny node pages against a Buffer model (fast-check)', () => {
   it('a shrink then a grow reads holes where the cut nodes were, while their page stays in memory', async () => {
     const mem = await makeMemoryVolume({ blockSize: 4096, size: '8M' });
