@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   /** A walk of the UFS tree met a mount point (another device) and did not cross it. */
   CROSS_DEVICE: E.EXDEV,
   SYMLINK: E.ELOOP,
+  /** A truncate or write beyond the largest file the volume can address (UfsFile.sizeMax, limits.ts). */
+  FILE_TOO_BIG: E.EFBIG,
 } as const;
 
 export type DdfsErrorCode = keyof typeof ERROR_CODES;

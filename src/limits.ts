@@ -68,6 +68,13 @@ export const RECLAIM_CHANGE_RECORD_COUNT_MAX = 1_000_000;
  * and aborts: a file is rarely truncated twice during one read of it.
  */
 export const RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX = 3;
+/**
+ * Rounds in which reclaim reads the node lists of open files before its sweep (files opened during one round are read
+ * in the next): an open file keeps only part of its node list in memory. Each round reads only files opened during
+ * the previous one, so a few rounds end it; past this many, files are being opened faster than they are read and the
+ * reclaim aborts with nothing freed rather than loop.
+ */
+export const RECLAIM_OPEN_FILE_ROUND_COUNT_MAX = 8;
 /** Nodes reclaim reads from a UFS file at once: bounds its memory for huge files (64 Ki nodes ≈ 1.5 MiB). */
 export const RECLAIM_READ_NODE_COUNT = 64 * 1024;
 
@@ -108,6 +115,28 @@ export const WALK_DEPTH_MAX = 2048;
  * keeping one directory's listing well under a gigabyte.
  */
 export const WALK_DIRECTORY_ENTRY_COUNT_MAX = 16 * 1024 * 1024;
+
+/**
+ * Nodes one file's node list may hold, so the largest file is UFS_FILE_NODE_COUNT_MAX blocks: 16 TiB at 4 KiB
+ * blocks, 512 TiB at 128 KiB (capped at 2^53 - 1 bytes, the exact range of a JS number and of fuse-native's offsets,
+ * reached only by 2 MiB blocks). It is ext4's own bound for the same reason (32-bit logical block numbers: 16 TiB at
+ * 4 KiB), keeps the UFS file (16 + 2^32 · node_size bytes, at most 288 GiB) within what ext4 — the usual host of
+ * ddfsroot — can hold, and bounds the node list fsck and reclaim read per file. A truncate or write beyond it is
+ * refused with FILE_TOO_BIG (EFBIG) and changes nothing; the kernel's own bound (2^63 - 1) is far above it.
+ */
+export const UFS_FILE_NODE_COUNT_MAX = 2 ** 32;
+
+/**
+ * Nodes per page of an open file's node cache (ufs/node_cache.ts): 256 nodes are 6–18 KiB (one pread) and cover
+ * 1 MiB of file at 4 KiB blocks; small, so that every open small file costs one small page.
+ */
+export const UFS_NODE_PAGE_NODE_COUNT = 256;
+/**
+ * Pages of its node list an open file keeps in memory, least recently used dropped first: 256 pages (64 Ki nodes,
+ * 1.6–4.5 MiB) cover 256 MiB of file at 4 KiB blocks, more than a sequential stream or a VM image's working set
+ * revisits, and bound the daemon's memory per open file whatever the file's apparent size (issue 9).
+ */
+export const UFS_NODE_PAGE_COUNT_RESIDENT_MAX = 256;
 
 /** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
 export const UFS_NODE_CHUNK_COUNT = 64 * 1024;

@@ -379,10 +379,13 @@ export class DdumbfsOps implements FsOps {
       const { bytesWritten } = await h.fileHandle.write(data, 0, data.length, offset);
       return bytesWritten;
     }
-    if (this.writeBehindSizeMax > 0) await h.openFile.file.writeBehind(offset, data, this.writeBehindSizeMax);
-    else await h.openFile.file.write(offset, data);
+    // as on any file (POSIX write): what fits below the largest size is written; a write starting at it is EFBIG
+    const room = h.openFile.file.sizeMax - offset;
+    const piece = room > 0 && room < data.length ? data.subarray(0, room) : data;
+    if (this.writeBehindSizeMax > 0) await h.openFile.file.writeBehind(offset, piece, this.writeBehindSizeMax);
+    else await h.openFile.file.write(offset, piece);
     this.volume.maybeCheckpoint().catch((err: unknown) => this.logger.error(`checkpoint: ${(err as Error).message}`));
-    return data.length;
+    return piece.length;
   }
 
   async flush(_mountPath: BytePath | null, fh: number): Promise<void> {

@@ -4,8 +4,13 @@
  * buffered data (spec §8.4).
  *
  * State and invariants:
- * - `nodes` caches the node list in memory (write-through: a node is written to the UFS file as soon as its block is
- *   stored, after the block data, keeping upstream's order block data → index → UFS node).
+ * - `cache` (node_cache.ts) is the node list as this process sees it, never held whole in memory: a bounded set of
+ *   node pages read on demand from the UFS file, plus the nodes held back or not written. It is write-through: a node
+ *   is written to the UFS file as soon as its block is stored, after the block data, keeping upstream's order block
+ *   data → index → UFS node. Holes are all-zero nodes, as 1.1's ftruncate leaves them (spec §7): a terabyte sparse
+ *   file is a sparse UFS file on the host and a few pages in memory (issue 9).
+ * - The size never exceeds `sizeMax` (UFS_FILE_NODE_COUNT_MAX blocks): a truncate or write beyond it is refused
+ *   with FILE_TOO_BIG (EFBIG) before anything changes.
  * - At most one partial block is buffered (`buffer`); its content is the full logical block with zeros past EOF.
  * - Bytes past EOF in the last block are always stored as zeros (upstream may store stale bytes there, spec §17.9),
  *   so identical files always produce identical nodes and dedup completely.
@@ -21,7 +26,10 @@
  * All operations run under a readers–writer lock: reads share, everything else is exclusive.
  */
 import { DdfsError } from '../errors.js';
-import { ADDR_LOST, ADDR_ZERO, HELD_NODE_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import {
+  ADDR_LOST, ADDR_ZERO, HELD_NODE_COUNT_MAX, UFS_FILE_NODE_COUNT_MAX, UFS_HEADER_SIZE, UFS_NODE_CHUNK_COUNT,
+  UFS_NODE_PAGE_COUNT_RESIDENT_MAX, UFS_NODE_PAGE_NODE_COUNT,
+} from '../limits.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
@@ -30,6 +38,7 @@ import type { Bitmap } from '../store/bitmap.js';
 import type { BlockStore } from '../store/block_store.js';
 import { dirnameBytes, pathText } from '../util/path_text.js';
 import { RwLock } from '../util/rwlock.js';
+import { NodeCache } from './node_cache.js';
 import { peekUfsSize, readUfsHeader } from './ufs_reader.js';
 
 export interface UfsOpenOptions {
@@ -38,6 +47,10 @@ export interface UfsOpenOptions {
   mode?: number;
   readOnly?: boolean;
   devices?: DeviceFactory;
+  /** Nodes per page of the node cache (default UFS_NODE_PAGE_NODE_COUNT; tests use tiny pages). */
+  nodePageNodeCount?: number;
+  /** Node pages kept in memory at most (default UFS_NODE_PAGE_COUNT_RESIDENT_MAX). */
+  nodePageCountResidentMax?: number;
 }
 
 interface BlockBuffer {
@@ -57,8 +70,7 @@ type WriteMode = 'plain' | 'answered' | 'storeNow';
 
 export class UfsFile {
   private sizeBytes: number;
-  private nodes: Buffer;
-  private nodesOnDisk: number;
+  private readonly cache: NodeCache;
   private buffer: BlockBuffer | null = null;
   private readonly lock = new RwLock();
   private readonly bs: number;
@@ -93,16 +105,49 @@ export class UfsFile {
     private readonly device: Device,
     private readonly store: BlockStore,
     size: number,
-    nodes: Buffer,
     nodesOnDisk: number,
     hasHeader: boolean,
+    options: UfsOpenOptions,
   ) {
     this.headerSizeOnDisk = hasHeader ? size : -1;
     this.sizeBytes = size;
-    this.nodes = nodes;
-    this.nodesOnDisk = nodesOnDisk;
     this.bs = store.cfg.blockSize;
     this.ns = store.cfg.nodeSize;
+    this.cache = new NodeCache(device, nodesOnDisk, {
+      nodeSize: this.ns,
+      addrSize: store.cfg.addrSize,
+      pageNodeCount: options.nodePageNodeCount ?? UFS_NODE_PAGE_NODE_COUNT,
+      pageCountResidentMax: options.nodePageCountResidentMax ?? UFS_NODE_PAGE_COUNT_RESIDENT_MAX,
+    });
+    this.sizeMax = Math.min(UFS_FILE_NODE_COUNT_MAX * this.bs, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The largest size this file may have on this volume, in bytes (UFS_FILE_NODE_COUNT_MAX blocks). */
+  readonly sizeMax: number;
+
+  /** Bytes of node state held in memory (node pages and held nodes): bounded whatever the file's size. */
+  get nodeCacheSizeBytes(): number {
+    return this.cache.sizeBytes;
+  }
+
+  /** Node pages held in memory (at most nodePageCountResidentMax). */
+  get nodeCachePageCount(): number {
+    return this.cache.pageCount;
+  }
+
+  /** Whole nodes in the UFS file. */
+  private get nodesOnDisk(): number {
+    return this.cache.nodeCountOnDisk;
+  }
+
+  /** @throws DdfsError FILE_TOO_BIG when `sizeBytes` is beyond sizeMax */
+  private assertSizeAddressable(sizeBytes: number): void {
+    if (sizeBytes <= this.sizeMax) return;
+    throw new DdfsError(
+      'FILE_TOO_BIG',
+      `${pathText(this.ufsPath)}: size ${sizeBytes} is beyond the largest file this volume can address (${this.sizeMax} bytes, ${UFS_FILE_NODE_COUNT_MAX} blocks of ${this.bs})`,
+      { path: this.ufsPath, size: sizeBytes, sizeMax: this.sizeMax },
+    );
   }
 
   /**
@@ -123,16 +168,14 @@ export class UfsFile {
       if (header.state === 'empty') {
         const writeHeader = !options.readOnly && (options.create === true || options.truncate === true);
         if (writeHeader) await device.write(encodeUfsHeader(0), 0);
-        return UfsFile.withEntry(new UfsFile(ufsPath, device, store, 0, Buffer.alloc(0), 0, writeHeader), options, devices);
+        return UfsFile.withEntry(new UfsFile(ufsPath, device, store, 0, 0, writeHeader, options), options, devices);
       }
       if (header.error) throw header.error;
       const size = header.size;
       store.counters.add('header_load');
+      // nothing of the node list is read now: the cache reads its pages when they are needed
       const onDisk = Math.floor((length - UFS_HEADER_SIZE) / ns);
-      const expected = Math.ceil(size / store.cfg.blockSize);
-      const nodes = Buffer.alloc(Math.max(onDisk, expected) * ns);
-      const n = await device.read(nodes, 0, onDisk * ns, UFS_HEADER_SIZE);
-      return UfsFile.withEntry(new UfsFile(ufsPath, device, store, size, nodes, Math.floor(n / ns), true), options, devices);
+      return UfsFile.withEntry(new UfsFile(ufsPath, device, store, size, onDisk, true, options), options, devices);
     } catch (err) {
       await device.close().catch(() => undefined);
       throw err;
@@ -193,9 +236,10 @@ export class UfsFile {
    * (BlockStore.canWriteAhead), the write is stored before the call returns, with its partial block: its error then
    * reaches this caller. An accepted write that fails later is marked lost (see the file comment).
    * @throws the deferred error of an earlier write-behind (then this write is not accepted); when stored at once,
-   *   what `write` throws
+   *   what `write` throws; DdfsError FILE_TOO_BIG when it would end past sizeMax (nothing is accepted)
    */
   async writeBehind(offset: number, data: Buffer, pendingBytesMax: number): Promise<void> {
+    this.assertSizeAddressable(offset + data.length);
     this.throwDeferred();
     while (this.pendingBytes > 0 && this.pendingBytes + data.length > pendingBytesMax) {
       await Promise.race(this.pendingDone);
@@ -280,18 +324,9 @@ export class UfsFile {
     });
   }
 
-  /** Address of block j from the node cache. */
-  private addressOf(j: number): number {
-    return decodeAddress(this.nodes, j * this.ns, this.store.cfg.addrSize);
-  }
-
-  /** Grow the node cache to hold `count` nodes (new nodes are zero = holes). */
-  private ensureNodeCapacity(count: number): void {
-    const need = count * this.ns;
-    if (this.nodes.length >= need) return;
-    const grown = Buffer.alloc(Math.max(need, Math.min(this.nodes.length * 2, need + 64 * 1024 * 1024)));
-    this.nodes.copy(grown, 0, 0, this.nodes.length);
-    this.nodes = grown;
+  /** Address of block j in memory (the node cache: a page read when not resident). */
+  private addressOf(j: number): Promise<number> {
+    return this.cache.address(j);
   }
 
   private async writeHeader(): Promise<void> {
@@ -304,25 +339,35 @@ export class UfsFile {
     if (count === 0) return;
     const ns = this.ns;
     const as = this.store.cfg.addrSize;
-    this.ensureNodeCapacity(first + count);
+    // the nodes these replace, as this process sees them (held ones included); none past the UFS file
+    const oldCount = Math.max(0, Math.min(count, this.nodesOnDisk - first));
+    const old = oldCount > 0 ? await this.cache.read(first, oldCount) : Buffer.alloc(0);
     // Runs of nodes to write now; a node that replaces one naming a stored block in the UFS file is held back.
     let runStart = -1;
     const writeRun = async (end: number): Promise<void> => {
       if (runStart < 0) return;
-      await this.writeUfs(this.nodes.subarray(runStart * ns, end * ns), UFS_HEADER_SIZE + runStart * ns);
-      if (end > this.nodesOnDisk) this.nodesOnDisk = end;
+      const run = src.subarray((runStart - first) * ns, (end - first) * ns);
+      try {
+        await this.writeUfs(run, UFS_HEADER_SIZE + runStart * ns);
+      } catch (err) {
+        // not in the UFS file, but this process reads them as written (as it does a held node)
+        for (let j = runStart; j < end; j++) this.cache.setOverride(j, run.subarray((j - runStart) * ns));
+        throw err;
+      }
+      this.cache.wrote(runStart, run);
       runStart = -1;
     };
     for (let k = 0; k < count; k++) {
       const j = first + k;
-      const hold = j < this.nodesOnDisk && (this.heldNodes.has(j) || decodeAddress(this.nodes, j * ns, as) >= 2) &&
-        src.compare(this.nodes, j * ns, (j + 1) * ns, k * ns, (k + 1) * ns) !== 0;
+      // a held node stays held (the UFS file still names the older block) until the block store is synced
+      const hold = k < oldCount && (this.heldNodes.has(j) || (decodeAddress(old, k * ns, as) >= 2 &&
+        src.compare(old, k * ns, (k + 1) * ns, k * ns, (k + 1) * ns) !== 0));
       // a reclaim running now keeps the block this node named (it was referenced during the walk)
-      if (this.store.reclaimFound && j < this.nodesOnDisk) this.markAddress(this.store.reclaimFound, decodeAddress(this.nodes, j * ns, as));
-      src.copy(this.nodes, j * ns, k * ns, (k + 1) * ns);
+      if (this.store.reclaimFound && k < oldCount) this.markAddress(this.store.reclaimFound, decodeAddress(old, k * ns, as));
       if (hold) {
         await writeRun(j);
         this.heldNodes.add(j);
+        this.cache.setOverride(j, src.subarray(k * ns, (k + 1) * ns));
       } else if (runStart < 0) {
         runStart = j;
       }
@@ -353,7 +398,9 @@ export class UfsFile {
       const first = held[i]!;
       const end = held[j - 1]! + 1;
       try {
-        await this.writeUfs(this.nodes.subarray(first * ns, end * ns), UFS_HEADER_SIZE + first * ns);
+        const nodes = await this.cache.read(first, end - first);
+        await this.writeUfs(nodes, UFS_HEADER_SIZE + first * ns);
+        this.cache.wrote(first, nodes);
       } catch (err) {
         for (const h of held.slice(i)) this.heldNodes.add(h);
         throw err;
@@ -388,6 +435,11 @@ export class UfsFile {
     const last = Math.floor((end - 1) / bs);
     const out = Buffer.allocUnsafe((last - first + 1) * bs);
     const reads: Promise<void>[] = [];
+    const ns = this.ns;
+    const as = this.store.cfg.addrSize;
+    const known = Math.min(last + 1, this.nodesOnDisk) - first;
+    const nodes = known > 0 ? await this.cache.read(first, known) : Buffer.alloc(0);
+    const addressOf = (k: number): number => decodeAddress(nodes, (k - first) * ns, as);
     let j = first;
     while (j <= last) {
       if (this.buffer && this.buffer.index === j) {
@@ -398,11 +450,11 @@ export class UfsFile {
       if (j >= this.nodesOnDisk) {
         throw new DdfsError('CORRUPT', `${pathText(this.ufsPath)}: node of block ${j} is missing`, { path: this.ufsPath, block: j });
       }
-      const a = this.addressOf(j);
+      const a = addressOf(j);
       if (a === ADDR_LOST) throw this.lostError(j);
       let k = j + 1;
       if (a >= 2) {
-        while (k <= last && k < this.nodesOnDisk && !(this.buffer && this.buffer.index === k) && this.addressOf(k) === a + (k - j)) k++;
+        while (k <= last && k < this.nodesOnDisk && !(this.buffer && this.buffer.index === k) && addressOf(k) === a + (k - j)) k++;
       }
       reads.push(this.store.readBlocks(a, k - j, out, (j - first) * bs));
       j = k;
@@ -413,10 +465,12 @@ export class UfsFile {
 
   /**
    * Write `data` at `offset`, extending the file (a gap reads as zeros).
-   * @throws DdfsError NO_SPACE when the block file is full; IO on a failed block or UFS write
+   * @throws DdfsError NO_SPACE when the block file is full; IO on a failed block or UFS write; FILE_TOO_BIG when it
+   *   would end past sizeMax (nothing is written)
    */
   write(offset: number, data: Buffer): Promise<void> {
     try {
+      this.assertSizeAddressable(offset + data.length);
       this.throwDeferred();
     } catch (err) {
       return Promise.reject(err);
@@ -440,7 +494,6 @@ export class UfsFile {
     try {
       if (offset > this.sizeBytes) await this.growTo(offset);
       else if (offset < this.sizeBytes) this.onBlocksReleased?.();
-      this.ensureNodeCapacity(Math.ceil(end / bs));
       while (pos < end) {
         const j = Math.floor(pos / bs);
         const inBlock = pos - j * bs;
@@ -585,12 +638,11 @@ export class UfsFile {
       if (!zero) lost.push(first + k);
     }
     if (this.buffer && this.buffer.index >= first && this.buffer.index < first + count) this.buffer = null;
-    this.ensureNodeCapacity(first + count);
     try {
       if (lost.length > 0) this.onBlocksLost?.(lost, this.handlePath, cause);
       await this.writeNodes(first, count, nodes);
     } catch (err) {
-      nodes.copy(this.nodes, first * ns);
+      for (let k = 0; k < count; k++) this.cache.setOverride(first + k, nodes.subarray(k * ns, (k + 1) * ns));
       throw err;
     }
   }
@@ -615,11 +667,12 @@ export class UfsFile {
     const bs = this.bs;
     const data = this.buffer?.data ?? Buffer.alloc(bs);
     const valid = Math.max(0, Math.min(bs, this.sizeBytes - j * bs));
-    if (valid > 0 && j < this.nodesOnDisk && this.addressOf(j) === ADDR_LOST) throw this.lostError(j);
+    const address = valid > 0 && j < this.nodesOnDisk ? await this.addressOf(j) : ADDR_ZERO;
+    if (valid > 0 && j < this.nodesOnDisk && address === ADDR_LOST) throw this.lostError(j);
     this.buffer = null;
     let dirty = false;
     if (valid > 0 && j < this.nodesOnDisk) {
-      await this.store.readBlock(this.addressOf(j), data, 0);
+      await this.store.readBlock(address, data, 0);
       this.store.counters.add('read_before_write');
       for (let i = valid; i < bs; i++) {
         if (data[i] !== 0) {
@@ -661,13 +714,12 @@ export class UfsFile {
     const bs = this.bs;
     const last = Math.floor(this.sizeBytes / bs);
     // the old last partial block gets zeros past its end; a lost one stays lost
-    if (this.sizeBytes % bs !== 0 && !(last < this.nodesOnDisk && this.addressOf(last) === ADDR_LOST)) await this.loadBuffer(last);
+    if (this.sizeBytes % bs !== 0 && !(last < this.nodesOnDisk && (await this.addressOf(last)) === ADDR_LOST)) await this.loadBuffer(last);
     const k = Math.ceil(newSize / bs);
-    this.ensureNodeCapacity(k);
     if (k > this.nodesOnDisk) {
+      // the new nodes are holes: all-zero bytes, a hole of the host file as with 1.1's ftruncate (spec §7)
       await this.truncateUfs(UFS_HEADER_SIZE + k * this.ns);
-      this.nodes.fill(0, this.nodesOnDisk * this.ns, k * this.ns);
-      this.nodesOnDisk = k;
+      this.cache.extendTo(k);
     }
     this.sizeBytes = newSize;
     await this.writeHeader();
@@ -678,9 +730,14 @@ export class UfsFile {
   /**
    * Set the size to `newSize`. Shrinking rewrites the new last partial block with zeros past EOF and cuts the node
    * list; growing adds holes (spec §7).
-   * @throws DdfsError NO_SPACE / IO
+   * @throws DdfsError NO_SPACE / IO; FILE_TOO_BIG beyond sizeMax (nothing changes)
    */
   truncate(newSize: number): Promise<void> {
+    try {
+      this.assertSizeAddressable(newSize);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.beginPending(newSize);
     return this.lock.write(async () => {
       this.assertOpen();
@@ -697,7 +754,7 @@ export class UfsFile {
       const k = Math.ceil(newSize / bs);
       if (this.buffer && this.buffer.index >= k) this.buffer = null;
       for (const j of this.heldNodes) if (j >= k) this.heldNodes.delete(j);
-      if (newSize % bs !== 0 && !(k - 1 < this.nodesOnDisk && this.addressOf(k - 1) === ADDR_LOST)) {
+      if (newSize % bs !== 0 && !(k - 1 < this.nodesOnDisk && (await this.addressOf(k - 1)) === ADDR_LOST)) {
         const buf = await this.loadBuffer(k - 1);
         const cut = newSize % bs;
         for (let i = cut; i < bs; i++) {
@@ -710,10 +767,18 @@ export class UfsFile {
       }
       this.sizeBytes = newSize;
       await this.flushBuffer();
+      // a reclaim running now keeps the blocks the cut nodes named: those only in the UFS file are read before the cut
+      const reclaimBefore = this.store.reclaimFound;
+      const cutInMemory = this.cache.residentFrom(k);
+      if (reclaimBefore && !cutInMemory) await this.markNodesOfUfs(reclaimBefore, k, this.nodesOnDisk);
       await this.truncateUfs(UFS_HEADER_SIZE + k * this.ns);
-      if (this.nodesOnDisk > k) this.nodesOnDisk = k;
-      if (this.store.reclaimFound) this.markNodes(this.store.reclaimFound, this.nodes.subarray(k * this.ns));
-      this.nodes.fill(0, k * this.ns);
+      const found = this.store.reclaimFound;
+      if (found) {
+        // a reclaim that started during the cut cannot be told every node it dropped: it frees nothing this time
+        if (found !== reclaimBefore && !cutInMemory) this.markAllocated(found);
+        this.markInMemory(found, k);
+      }
+      this.cache.cut(k);
       await this.writeHeader();
       this.headerSizeOnDisk = newSize;
       this.store.counters.add('do_truncate');
@@ -808,8 +873,66 @@ export class UfsFile {
    * it reads only memory, so it sees one consistent moment.
    */
   markReferencedBlocks(found: Bitmap): void {
-    this.markNodes(found, this.nodes);
+    this.markInMemory(found, 0);
     for (const nodes of this.nodesInTransit) this.markNodes(found, nodes);
+  }
+
+  /** Mark the addresses of the nodes from index `from` on that are in memory (node pages, held nodes). */
+  private markInMemory(found: Bitmap, from: number): void {
+    const ns = this.ns;
+    this.cache.forEachInMemory((nodes, first) => {
+      this.markNodes(found, first >= from ? nodes : nodes.subarray(Math.min(nodes.length, (from - first) * ns)));
+    });
+  }
+
+  /** Mark every allocated block (a reclaim that could not see every reference frees nothing). */
+  private markAllocated(found: Bitmap): void {
+    const allocated = this.store.index.bitmap.bytes;
+    for (let i = 0; i < found.bytes.length; i++) found.bytes[i]! |= allocated[i]!;
+    found.recount();
+  }
+
+  /**
+   * Mark the addresses of the UFS file's nodes [from, to), read in chunks of UFS_NODE_CHUNK_COUNT nodes (bounded
+   * memory); a short read (the file is shorter) ends it. Caller holds the lock.
+   */
+  private async markNodesOfUfs(found: Bitmap, from: number, to: number): Promise<void> {
+    const ns = this.ns;
+    const chunk = Buffer.allocUnsafe(Math.min(UFS_NODE_CHUNK_COUNT, Math.max(0, to - from)) * ns);
+    for (let first = from; first < to; first += UFS_NODE_CHUNK_COUNT) {
+      const count = Math.min(UFS_NODE_CHUNK_COUNT, to - first);
+      const n = await this.device.read(chunk, 0, count * ns, UFS_HEADER_SIZE + first * ns);
+      this.markNodes(found, chunk.subarray(0, Math.floor(n / ns) * ns));
+      if (n < count * ns) return;
+    }
+  }
+
+  /** Whether markReferencedBlocks alone sees every block this file references (its node list is all in memory). */
+  get referencesInMemory(): boolean {
+    return this.closed || this.cache.fullyResident;
+  }
+
+  /**
+   * Mark in `found` every block this file's node list references (reclaim, spec §9), reading from the UFS file what
+   * is not in memory: an open file that was unlinked is not walked, and markReferencedBlocks sees only the node pages
+   * in memory. Reads in chunks under the read lock, so writes go on between them (what they change is marked by
+   * reclaim mode); a closed file is left (its name, if any, is walked).
+   * @throws Device read errors
+   */
+  async markNodesOnDisk(found: Bitmap): Promise<void> {
+    let first = 0;
+    for (;;) {
+      const done = await this.lock.read(async () => {
+        if (this.closed) return true;
+        const end = Math.min(this.nodesOnDisk, first + UFS_NODE_CHUNK_COUNT);
+        if (first >= end) return true;
+        await this.markNodesOfUfs(found, first, end);
+        first = end;
+        return false;
+      });
+      if (done) break;
+    }
+    this.markReferencedBlocks(found);
   }
 
   private assertOpen(): void {

@@ -5,7 +5,10 @@
  * 1. reclaim mode (`store.reclaimFound`): every address the block store allocates or dedups against while reclaim
  *    runs, and (UfsFile) every address a node list drops meanwhile (overwrite, shrinking truncate);
  * 2. open files, from memory, at the start and again at the sweep: their node lists (held-back nodes included) and
- *    the nodes between the block store's answer and the node list (UfsFile.markReferencedBlocks);
+ *    the nodes between the block store's answer and the node list (UfsFile.markReferencedBlocks); an open file keeps
+ *    only some pages of its node list in memory, so before the sweep every open file whose list is not all in memory
+ *    is read from its UFS file too (UfsFile.markNodesOnDisk: an unlinked open file is not walked), until the sync
+ *    check that none is left; what changes after a file was read is marked by reclaim mode;
  * 3. the walk of ddfsroot (ufs/walk.ts: byte paths, sorted, no symlink follow, no mount crossing, depth-bounded),
  *    reading each regular file's node list from disk;
  * 4. the namespace changes of the volume (tree.ts observers) during the walk: every rename and link destination is
@@ -26,6 +29,7 @@
 import { DdfsError } from '../errors.js';
 import {
   RECLAIM_CHANGE_RECORD_COUNT_MAX, RECLAIM_DRAIN_ROUND_COUNT_FREE, RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX, RECLAIM_READ_NODE_COUNT,
+  RECLAIM_OPEN_FILE_ROUND_COUNT_MAX,
 } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
@@ -157,6 +161,37 @@ class ReclaimRun {
     for (const f of this.ctx.openFiles()) f.markReferencedBlocks(this.found);
   }
 
+  /** Open files whose node lists were read from their UFS files (markOpenFilesOnDisk). */
+  private readonly openFilesRead = new WeakSet<UfsFile>();
+
+  /** Whether markOpenFiles alone now sees every block of every open file (synchronous: the sweep's last check). */
+  openFilesCovered(): boolean {
+    for (const f of this.ctx.openFiles()) if (!f.referencesInMemory && !this.openFilesRead.has(f)) return false;
+    return true;
+  }
+
+  private openFileRounds = 0;
+
+  /**
+   * One round: read the node lists of the open files not covered (openFilesCovered) from their UFS files. The
+   * caller repeats it until openFilesCovered, checked synchronously; past RECLAIM_OPEN_FILE_ROUND_COUNT_MAX rounds
+   * it aborts.
+   */
+  async markOpenFilesOnDisk(): Promise<void> {
+    if (++this.openFileRounds > RECLAIM_OPEN_FILE_ROUND_COUNT_MAX) {
+      throw new WalkAbort('BUSY', `files kept being opened while reclaim read the open ones (${RECLAIM_OPEN_FILE_ROUND_COUNT_MAX} rounds)`);
+    }
+    for (const f of [...this.ctx.openFiles()]) {
+      if (f.referencesInMemory || this.openFilesRead.has(f)) continue;
+      this.openFilesRead.add(f);
+      try {
+        await f.markNodesOnDisk(this.found);
+      } catch (err) {
+        throw new WalkAbort('IO', `${pathText(f.ufsPath)} (open): ${(err as Error).message}`, { path: f.ufsPath }, err);
+      }
+    }
+  }
+
   /** Walk the subtree below `start` (the whole tree when empty), marking every regular file. */
   async walk(start: Buffer): Promise<void> {
     const hooks = this.ctx.hooks;
@@ -276,8 +311,10 @@ export async function reclaim(ctx: ReclaimContext): Promise<ReclaimReport> {
     if (run.changes.overflowed) {
       throw new WalkAbort('IO', `more than ${RECLAIM_CHANGE_RECORD_COUNT_MAX} namespace changes during the walk`);
     }
+    while (!run.openFilesCovered()) await run.markOpenFilesOnDisk();
     const t1 = performance.now();
-    // From here to the end of the sweep nothing awaits, so no write or namespace change interleaves.
+    // From here to the end of the sweep nothing awaits, so no write or namespace change interleaves (and no file
+    // opens: markOpenFilesOnDisk ended on the check that every open file is covered by the marks below).
     run.markOpenFiles();
     const found = run.found;
     const bitmap = store.index.bitmap;
