@@ -288,10 +288,6 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
     await maybeCheckpoint(rel);
   };
 
-  /** Whether `a` is `b` or an ancestor of it. */
-  const selfOrAncestor = (a: Buffer, b: Buffer): boolean =>
-    a.equals(b) || (b.length > a.length && b[a.length] === 0x2f && b.subarray(0, a.length).equals(a));
-
   /**
    * The slave holds an entry at `source` with the digest of our `target` (its DIGESTA hint). When `source` is gone or
    * different here (a move, not a copy), send RENAME(source → target) and ask DIGESTQ of `target` again: the slave's
@@ -299,7 +295,7 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
    * @returns whether the slave's `target` now matches
    */
   const renameHint = async (source: Buffer, target: Buffer, rec: EntryRecord): Promise<boolean> => {
-    if (summary.renamesSent >= MIRROR_RENAME_COUNT_MAX || source.length === 0 || selfOrAncestor(source, target)) return false;
+    if (summary.renamesSent >= MIRROR_RENAME_COUNT_MAX || source.length === 0 || source.equals(target)) return false;
     let here: EntryRecord | null;
     try {
       here = await digests.entry(source);

@@ -382,7 +382,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
    */
   const applyRename = async (from: Buffer, to: Buffer, digest: Buffer): Promise<boolean> => {
     if (undo === null || digests === null || from.length === 0 || to.length === 0) return false;
-    if (isSelfOrAncestor(from, to) || reservedFirst(from) || reservedFirst(to) || !realParents(rootDir, to)) return false;
+    if (from.equals(to) || reservedFirst(from) || reservedFirst(to) || !realParents(rootDir, to)) return false;
     const u: UndoLog = undo;
     const located = (): Buffer | null => {
       const loc = u.locate(from);
@@ -391,7 +391,9 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
       return u.absOf(loc);
     };
     const at = located();
-    if (at === null) return false;
+    // a source still in the tree cannot move into itself (a source moved aside, e.g. by a type change of `to`'s
+    // parent, can: file x becoming x/inner)
+    if (at === null || (u.locate(from)!.n === null && isSelfOrAncestor(from, to))) return false;
     const now = await digests.digestAt(at);
     if (now === null || !now.equals(digest)) return false;
     if (lstatOrNull(abs(to)) !== null) replace(to);

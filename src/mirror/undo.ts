@@ -283,8 +283,10 @@ export function rollbackInterrupted(parentDir: string): boolean {
  */
 export function dropUndoAreas(parentDir: string): number {
   const areas = listAreas(parentDir);
-  for (const a of areas) removeTree(a.dir);
-  if (areas.length > 0) syncDirectory(undoDirectory(parentDir));
+  if (lstatOrNull(pathBytes(undoDirectory(parentDir))) !== null) {
+    removeTree(undoDirectory(parentDir));
+    syncDirectory(mirrorDirectory(parentDir));
+  }
   return areas.length;
 }
 
@@ -329,6 +331,7 @@ export function rollbackPass(parentDir: string, options: RollbackOptions = {}): 
       summary.areasReversed++;
     }
   }
+  if (state.pass !== null) dropUndoAreas(parent); // all reversed and removed: only the empty undo/ is left
   removeTree(path.join(mirrorDirectory(parent), 'staging'));
   if (state.pass !== null) writeMirrorState(parent, { ...state, pass: null });
   return summary;
