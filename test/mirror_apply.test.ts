@@ -13,18 +13,22 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
-import { copyLocal, initSlave } from '../src/mirror/copy.js';
+import { copyLocal, initSlave, slaveOverStreams } from '../src/mirror/copy.js';
+import { VolumeDigests } from '../src/mirror/digest.js';
 import type { SlaveHookPoint } from '../src/mirror/pass_slave.js';
 import { readMirrorState } from '../src/mirror/state.js';
+import { StreamEncoder } from '../src/mirror/stream_codec.js';
 import { rollbackPass } from '../src/mirror/undo.js';
 import { referenceProblems, treeShape } from './helpers/slave_check.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
-import { mkdirUfs, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { readVolumeConfig } from '../src/volume/volume.js';
+import { fifoUfs, mkdirUfs, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 
 const BS = 4096;
-const HASH_SIZE = 24; // TIGER, the default of mkddumbfs
 const volumes: TempVolume[] = [];
 
 function block(seed: string, count = 1): Buffer {
@@ -79,7 +83,7 @@ describe('RENAME hints (spec §4.5, §4.18 inv. 9, §5 scenario 2)', () => {
     expect(first.master.blocksSent).toBe(realBlocks + 2);
     mv(master, 'data', 'renamed');
     const r = await copy(master, slave);
-    const nodeListBytes = (realBlocks + (1024 * 1024 * 1024) / BS) * HASH_SIZE;
+    const nodeListBytes = (realBlocks + (1024 * 1024 * 1024) / BS) * (await readVolumeConfig(master)).hashSize;
     console.log(`directory rename of ${realBlocks} blocks + a 1 GiB sparse file: ${r.master.bytesOnWire} bytes on the wire, node lists ${nodeListBytes} bytes, first copy ${first.master.bytesOnWire} bytes`);
     expect(r.master.blocksSent).toBe(0);
     expect(r.master.filesSent).toBe(0);
@@ -198,6 +202,51 @@ describe('RENAME hints (spec §4.5, §4.18 inv. 9, §5 scenario 2)', () => {
     expect(r.master.blocksSent).toBe(0);
     await expectConverged(master, slave);
   }, 120_000);
+});
+
+describe('hostile RENAMEs (spec §4.15, §4.18 inv. 10)', () => {
+  it('a RENAME out of ddfsmirror, through a symlink planted on the slave, into one, or with a wrong digest moves nothing', async () => {
+    const { master, slave } = await pair();
+    await withVolume(master, (v) => writeUfsFile(v, 'real', block('real')));
+    await copy(master, slave);
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-apply-outside-'));
+    await fifoUfs(slave, 'probe');
+    fs.renameSync(ufsAbs(slave, 'probe'), Buffer.from(path.join(outside, 'secret')));
+    fs.symlinkSync(outside, ufsAbs(slave, 'lnk'));
+    const stateBefore = fs.readFileSync(path.join(slave, 'ddfsmirror', 'state'));
+    const before = treeShape(slave);
+    // the right digests, so that only the containment checks can refuse
+    const digests = await VolumeDigests.open(slave, { access: nodeTreeAccess });
+    const secretDigest = (await digests.digestAt(Buffer.from(path.join(outside, 'secret'))))!;
+    // the state file is no UFS file: it has no digest, the reserved name refuses it before any digest is computed
+    const stateDigest = (await digests.digestAt(Buffer.from(path.join(slave, 'ddfsmirror', 'state')))) ?? Buffer.alloc(32, 2);
+    const realDigest = (await digests.digestAt(ufsAbs(slave, 'real')))!;
+    await digests.close();
+    const ms = readMirrorState(master)!;
+    const cfg = await readVolumeConfig(master);
+    const enc = await StreamEncoder.create();
+    const passId = Buffer.alloc(16, 7);
+    const rename = (from: string, to: string, fromDigest: Buffer) => enc.encode({ type: 'RENAME', from: Buffer.from(from), to: Buffer.from(to), tid: 0n, fromType: 'file', fromDigest });
+    const stream = new PassThrough();
+    stream.end(Buffer.concat([
+      enc.encode({ type: 'HELLO', version: 1, role: 'master', sharedUuid: Buffer.from(ms.sharedUuid, 'hex'), uniqueUuid: Buffer.from(ms.uniqueUuid, 'hex'), generation: 1, blockSize: BS, hashAlgo: cfg.hashName, hashSize: cfg.hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0 }),
+      enc.encode({ type: 'PASS_BEGIN', passId, tidBeg: 0n, tidEnd: 0n, mode: 'full' }),
+      enc.encode({ type: 'DIGESTQ', path: Buffer.alloc(0), digest: Buffer.alloc(32) }),
+      rename('lnk/secret', 'stolen', secretDigest),
+      rename('ddfsmirror/state', 'stolen', stateDigest),
+      rename('real', 'lnk/real', realDigest),
+      rename('real', 'elsewhere', Buffer.alloc(32, 1)),
+      enc.encode({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: 'exact' }),
+      enc.encode({ type: 'TERM', reason: 0 }),
+    ]));
+    const r = await slaveOverStreams(slave, stream, null, { access: nodeTreeAccess });
+    expect(r.renamesApplied).toBe(0);
+    expect(r.renamesRefused).toBe(4);
+    expect(fs.readdirSync(outside)).toEqual(['secret']);
+    expect(fs.readFileSync(path.join(slave, 'ddfsmirror', 'state')).subarray(0, 20)).toEqual(stateBefore.subarray(0, 20));
+    expect(treeShape(slave)).toEqual(before);
+    fs.rmSync(outside, { recursive: true });
+  }, 60_000);
 });
 
 /** A slave with a committed claim, and a master changed since in every way an apply step handles. */
