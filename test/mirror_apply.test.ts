@@ -20,9 +20,9 @@ import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave, slaveOverStreams } from '../src/mirror/copy.js';
 import { VolumeDigests } from '../src/mirror/digest.js';
 import type { SlaveHookPoint } from '../src/mirror/pass_slave.js';
-import { readMirrorState } from '../src/mirror/state.js';
+import { readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
-import { rollbackPass } from '../src/mirror/undo.js';
+import { liveUndoAreas, rollbackPass } from '../src/mirror/undo.js';
 import { referenceProblems, treeShape } from './helpers/slave_check.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
@@ -361,10 +361,14 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
   it('two passes cut in a row, then a rollback killed mid-way: rolling back again gives the last claim\'s tree', async () => {
     const { master, slave, claimPass, claimShape } = await changedPair();
     await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('op-applied', 5)({ count: 0 }) })).rejects.toThrow();
-    // a second pass (a fresh pass id: the master does not resume this one) cut later: two live undo areas
+    // a second pass with a fresh pass id (resume data the master cannot validate: it starts over, spec §4.9) is cut
+    // later too: two live undo areas
+    const st = readMirrorState(slave)!;
+    writeMirrorState(slave, { ...st, pass: { ...st.pass!, keyCurHex: Buffer.from('no/such/key').toString('hex') } });
     await withVolume(master, async (v) => writeUfsFile(v, 'n/later', block('later', 2)));
     await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('op-applied', 12)({ count: 0 }) })).rejects.toThrow();
     await expectSafeAfterKill(master, slave, claimPass);
+    expect(liveUndoAreas(slave)).toHaveLength(2); // what reclaim must keep (RECLAIM HOOK)
     let steps = 0;
     expect(() => rollbackPass(slave, {
       onStep: () => {
@@ -379,6 +383,7 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
     expect(await referenceProblems(slave)).toEqual([]);
     // and once more: nothing left to do, nothing changes
     expect(rollbackPass(slave)).toEqual({ areasReversed: 0, actionsReversed: 0, areasDropped: 0 });
+    expect(liveUndoAreas(slave)).toEqual([]);
     expect(treeShape(slave)).toEqual(claimShape);
   }, 300_000);
 

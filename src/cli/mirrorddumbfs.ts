@@ -27,6 +27,8 @@ init-slave; copy runs one pass by content (only the blocks the replica lacks cro
 a self-contained pass through a file. Endpoints are a parent directory or [user@]host:PATH (ssh runs
 "mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
 unmounted for now. Not there yet: promote, stream, a mounted master.
+A renamed or moved entry the replica still holds is moved there (RENAME), not resent; what a pass
+replaces on the replica is kept in ddfsmirror/undo/ until its COMMIT, so a cut pass can be rolled back.
 
 Exit status:
   0    success

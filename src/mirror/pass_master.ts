@@ -13,6 +13,9 @@
  *   master: it is reported (`CORRUPT path block i`), never sent, and when the slave lacks it the file is not sent
  *   (the slave keeps what it has) and the claim is only `atleast`.
  * - Blocks come before the FILE_BEGIN that needs them.
+ * - A RENAME is sent only for a DIGESTA hint whose source path is gone or different on the master (a move, never a
+ *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
+ *   hint, decides whether the target's state is sent, so a refused hint still converges.
  * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids).
  */
 import { randomBytes } from 'node:crypto';

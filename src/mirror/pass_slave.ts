@@ -10,6 +10,13 @@
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
  *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
  * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
+ * - Nothing of the tree is removed by a pass: what an op replaces or deletes is moved aside into the pass's undo area,
+ *   and every change is logged there first (mirror/undo.ts), so `rollbackPass` can put back the last claim's tree. The
+ *   areas are dropped only after the COMMIT claim is durable.
+ * - RENAME (a hint, spec §4.5) is applied at once, after the window staged before it: the entry the slave had at
+ *   `from` when the pass began (in the tree or already in the undo area) moves to `to` only if its digest NOW is the
+ *   precondition digest, and never through a symlink, out of or into a reserved root name, or into itself. The
+ *   master's next DIGESTQ of `to` is answered with the digest that precondition verified.
  * - Paths come from the codec (components checked: no `..`, NUL, `/` or empty component); every parent on the way
  *   is lstat-ed and must be a real directory, and the root's reserved names (`.ddumbfs`, `ddfsmirror`) are refused:
  *   nothing outside `ddfsroot/` or under `ddfsmirror/` is ever touched through a name.

@@ -272,6 +272,19 @@ function reverse(dir: string, rootDir: Buffer, x: UndoAction): void {
   }
 }
 
+/**
+ * RECLAIM HOOK (spec §4.8: "every hash in a staged or undo node list is pinned"): the directories of the LIVE undo
+ * areas of the slave at `parentDir` (a pass is in progress or was abandoned), newest first. The UFS files below them
+ * are what a rollback puts back, so reclaim on the slave must count their node lists as references, as it does the
+ * tree's; the reclaim rewrite (helper "ns") calls it. Empty when no pass is in progress (stale areas do not count).
+ * @throws DdfsError CORRUPT (a damaged manifest or state), INVALID (a symlink in the way)
+ */
+export function liveUndoAreas(parentDir: string): string[] {
+  const state = readMirrorState(parentDir);
+  if (state === null || state.pass === null) return [];
+  return listAreas(parentDir).sort((a, b) => b.seq - a.seq).map((a) => a.dir);
+}
+
 /** Whether an undo area of the slave at `parentDir` is half rolled back (a rollback was killed). */
 export function rollbackInterrupted(parentDir: string): boolean {
   return listAreas(parentDir).some((a) => lstatOrNull(pathBytes(path.join(a.dir, ROLLED))) !== null);
