@@ -387,6 +387,31 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
     expect(treeShape(slave)).toEqual(claimShape);
   }, 300_000);
 
+  it('manifest lines whose change was never made (a kill right after the log) and a torn last line are harmless to resume and rollback', async () => {
+    const { master, slave, claimPass, claimShape } = await changedPair();
+    await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('op-applied', 8)({ count: 0 }) })).rejects.toThrow();
+    const [area] = liveUndoAreas(slave);
+    const hex = (p: string) => Buffer.from(p).toString('hex');
+    // write-ahead lines of changes a kill prevented: an aside, a RENAME and a creation never made, then a torn line
+    fs.appendFileSync(path.join(area!, 'manifest'), [
+      JSON.stringify({ a: 'aside', n: 999, p: hex('a/f0') }),
+      JSON.stringify({ a: 'move', n: null, f: hex('a/f1'), p: hex('a/f1-moved') }),
+      JSON.stringify({ a: 'create', p: hex('never-made') }),
+      '{"a":"asi',
+    ].join('\n'));
+    // the pass resumes into the same area (its torn tail cut first), logs more changes, and is killed again
+    const linesBefore = fs.readFileSync(path.join(area!, 'manifest'), 'latin1').split('\n').length;
+    await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('block-stored', 3)({ count: 0 }) })).rejects.toThrow();
+    expect(liveUndoAreas(slave)).toEqual([area]);
+    const linesAfter = fs.readFileSync(path.join(area!, 'manifest'), 'latin1').split('\n').length;
+    expect(linesAfter).toBeGreaterThan(linesBefore);
+    await expectSafeAfterKill(master, slave, claimPass);
+    rollbackPass(slave);
+    expect(treeShape(slave)).toEqual(claimShape);
+    await copy(master, slave);
+    await expectConverged(master, slave);
+  }, 300_000);
+
   it('a rollback killed mid-way, then a pass (roll forward): the pass finishes the rollback first and converges', async () => {
     const { master, slave, claimPass } = await changedPair();
     await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('op-applied', 9)({ count: 0 }) })).rejects.toThrow();

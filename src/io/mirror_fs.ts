@@ -105,6 +105,20 @@ export function appendDurable(p: string, data: Buffer, mode = 0o600): void {
   if (created) syncDirectory(p.slice(0, Math.max(1, p.lastIndexOf('/'))));
 }
 
+/**
+ * Cut the file `p` to `sizeBytes` and fsync it (drops the torn tail of an append-only log). Never through a symlink.
+ * @throws Node errors of the open, truncate or fsync
+ */
+export function truncateDurable(p: string, sizeBytes: number): void {
+  const fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+  try {
+    fs.ftruncateSync(fd, sizeBytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Create directory `dir` (and its parents) unless it exists as a directory. @throws DdfsError INVALID for a symlink */
 export function ensureDirectory(dir: string | Buffer, mode = 0o755): void {
   try {

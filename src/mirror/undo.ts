@@ -31,7 +31,7 @@ import { DdfsError } from '../errors.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import {
   appendDurable, ensureDirectory, listNames, lstatOrNull, readNoFollow, removeTree, renamePath, setMode, setOwner, syncDirectory,
-  writeAtomic,
+  truncateDurable, writeAtomic,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { refuseMounted } from './pass_master.js';
@@ -152,7 +152,11 @@ export class UndoLog {
     const dir = path.join(undoDirectory(parentDir), passIdHex);
     const rootDir = pathBytes(path.join(path.resolve(parentDir), ROOT_DIRECTORY));
     const mine = areas.find((a) => a.dir === dir);
-    if (mine !== undefined && readNoFollow(path.join(dir, MANIFEST)) !== null) {
+    const bytes = mine === undefined ? null : readNoFollow(path.join(dir, MANIFEST));
+    if (mine !== undefined && bytes !== null) {
+      // a torn last line (a kill while appending) names a change never made: cut it before appending after it
+      const end = bytes.lastIndexOf(0x0a) + 1;
+      if (end < bytes.length) truncateDurable(path.join(dir, MANIFEST), end);
       const n = mine.actions.reduce((m, x) => (x.a === 'aside' ? Math.max(m, x.n + 1) : m), 0);
       return new UndoLog(dir, rootDir, n, null);
     }
