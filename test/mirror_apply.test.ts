@@ -68,7 +68,7 @@ afterAll(async () => {
 });
 
 describe('RENAME hints (spec §4.5, §4.18 inv. 9, §5 scenario 2)', () => {
-  it('a renamed directory of many blocks and a 1 GiB sparse file sends no BLOCK, no node list, and < 1/20 of the node lists in bytes', async () => {
+  it('a renamed directory of many blocks and a 1 GiB sparse file, then the renamed file alone, send no BLOCK, no node list, and < 1/20 of the node lists in bytes', async () => {
     const { master, slave } = await pair('32M');
     mkdirUfs(master, 'data');
     mkdirUfs(master, 'data/sub');
@@ -92,6 +92,14 @@ describe('RENAME hints (spec §4.5, §4.18 inv. 9, §5 scenario 2)', () => {
     expect(r.slave.renamesApplied).toBe(1);
     expect(r.master.bytesOnWire).toBeLessThan(nodeListBytes / 20);
     expect(r.master.bytesOnWire).toBeLessThan(1024 * 1024);
+    await expectConverged(master, slave);
+    // a file too: the 1 GiB sparse file moved out of the directory costs no node list (262,144 hashes)
+    mv(master, 'renamed/sparse', 'sparse-top');
+    const f = await copy(master, slave);
+    console.log(`file rename of a 1 GiB sparse file: ${f.master.bytesOnWire} bytes on the wire`);
+    expect(f.master.filesSent).toBe(0);
+    expect(f.master.renamesMatched).toBe(1);
+    expect(f.master.bytesOnWire).toBeLessThan(1024 * 1024);
     await expectConverged(master, slave);
   }, 300_000);
 
