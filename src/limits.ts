@@ -159,6 +159,13 @@ export const MIRROR_MASS_DELETE_PERCENT = 25;
 export const MIRROR_REMOTE_EXIT_WAIT_MS = 5000;
 /** At most one verify progress line a second (the first at once): readable, and cheap next to the comparison. */
 export const MIRROR_VERIFY_PROGRESS_INTERVAL_MS = 1000;
+/**
+ * Entries of its own tree a slave remembers by digest for RENAME hints (spec §4.5 RENAME): one path and one 32-byte
+ * digest each, so at most ≈ 100 MB for the largest tree; past it a moved entry is resent instead (correct, slower).
+ */
+export const MIRROR_RENAME_HINT_COUNT_MAX = 1024 * 1024;
+/** RENAME hints the master acts on per pass: each costs a round trip (RENAME, DIGESTQ, DIGESTA), bounded like a loop. */
+export const MIRROR_RENAME_COUNT_MAX = 1024 * 1024;
 
 /**
  * DDMS mirror stream (mirroring spec §4.5, §4.15): the largest body of any record but BLOCK, checked against the

@@ -28,6 +28,7 @@ import { STREAM_VERSION } from '../src/mirror/stream_codec.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
 import { mountVolume, unmountAll } from './helpers/mount.js';
 import { run } from './helpers/run.js';
+import { treeShape } from './helpers/slave_check.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
@@ -103,7 +104,9 @@ describe('promote', () => {
   it('refuses a half-applied pass with one line naming both ways out and changes nothing; --rollback then promotes', async () => {
     const { master, slave } = await mirroredPair();
     await files(master, 'e', 12);
+    const claimed = treeShape(slave);
     await halfApply(master, slave);
+    expect(treeShape(slave)).not.toEqual(claimed);
     const before = readMirrorState(slave)!;
     const snap = await snapshotTree(slave);
     const r = await mirror(['promote', slave]);
@@ -118,7 +121,8 @@ describe('promote', () => {
 
     const p = await mirror(['promote', slave, '--rollback']);
     expect(p.status, p.stderr).toBe(0);
-    expect(p.stderr).toMatch(new RegExp(`^mirrorddumbfs: rollback: pass ${before.pass!.passId} discarded with its staging area; the tree keeps the ${before.pass!.recordsApplied} records applied before its last checkpoint \\(no undo area yet\\)\n$`));
+    expect(p.stderr).toMatch(new RegExp(`^mirrorddumbfs: rollback: pass ${before.pass!.passId} discarded with its staging area; the tree is back at the last claim \\([1-9][0-9]* changes undone\\)\n$`));
+    expect(treeShape(slave)).toEqual(claimed);
     const after = readMirrorState(slave)!;
     expect(p.stdout).toBe(`${slave}: master of lineage ${before.lineage + 1} (${after.lineageId}), generation ${before.generation + 1}, unique uuid ${after.uniqueUuid}\n`);
     expect(after.role).toBe('master');
@@ -273,11 +277,11 @@ describe('status and the recorded verify', () => {
       `claim: exact, content pass at ${st.claim!.time} (pass ${st.claim!.passId})`,
       `pass in progress: ${st.pass!.passId} since ${st.pass!.startedAt}, applied up to "/${key}" (${st.pass!.recordsApplied} records)`,
       'last promote: none',
-      'apply areas present: staging',
+      'apply areas present: staging, undo',
       'last verify: none recorded',
     ].join('\n') + '\n');
     const j = JSON.parse((await mirror(['status', slave, '--json'])).stdout) as Record<string, unknown>;
-    expect(j).toEqual({ statusVersion: 1, volume: slave, state: st, lineageId: st.sharedUuid, staging: true, undo: false, lastVerify: null });
+    expect(j).toEqual({ statusVersion: 1, volume: slave, state: st, lineageId: st.sharedUuid, staging: true, undo: true, lastVerify: null });
   }, 180_000);
 
   it('after promote and verify: status shows the new lineage, the previous one, the last promote and the last verify', async () => {

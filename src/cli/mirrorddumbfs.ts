@@ -36,6 +36,8 @@ unmounted for now. promote makes a slave the master of a new lineage; rebind mak
 older lineage (the old master once back) a slave of the new master; a pass between volumes of
 different lineages is refused on both sides before any change.
 Not there yet: stream, a mounted master.
+A renamed or moved entry the replica still holds is moved there (RENAME), not resent; what a pass
+replaces on the replica is kept in ddfsmirror/undo/ until its COMMIT, so a cut pass can be rolled back.
 
 Exit status:
   0    success
@@ -339,9 +341,10 @@ async function rebindCommand(vol: string, master: string, opts: { rollback?: boo
   return EXIT.OK;
 }
 
-function rollbackLine(r: { discardedPassId: string | null; recordsKept: number; stagingRemoved: boolean; exact: boolean }): string {
+function rollbackLine(r: { discardedPassId: string | null; recordsKept: number; stagingRemoved: boolean; exact: boolean; actionsReversed: number }): string {
   if (r.discardedPassId === null) return 'rollback: a staging area of an unfinished pass was removed';
-  return `rollback: pass ${r.discardedPassId} discarded${r.stagingRemoved ? ' with its staging area' : ''}; the tree keeps the ${r.recordsKept} records applied before its last checkpoint${r.exact ? '' : ' (no undo area yet)'}`;
+  const tree = r.exact ? `the tree is back at the last claim (${r.actionsReversed} changes undone)` : `the tree keeps the ${r.recordsKept} records applied before its last checkpoint`;
+  return `rollback: pass ${r.discardedPassId} discarded${r.stagingRemoved ? ' with its staging area' : ''}; ${tree}`;
 }
 
 /** Quote `s` for a POSIX remote shell. */

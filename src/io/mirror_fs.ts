@@ -80,6 +80,45 @@ export function writeAtomic(dir: string, name: string, data: Buffer, mode = 0o64
   syncDirectory(dir);
 }
 
+/**
+ * Append `data` to the file `p` (created with `mode` when missing, never through a symlink) and fsync it before
+ * returning: one write-ahead record (the undo manifest of mirror/undo.ts). A new file's directory is fsynced too.
+ * @throws Node errors of the open, write or fsync
+ */
+export function appendDurable(p: string, data: Buffer, mode = 0o600): void {
+  let created = false;
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+    created = true;
+  }
+  try {
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (created) syncDirectory(p.slice(0, Math.max(1, p.lastIndexOf('/'))));
+}
+
+/**
+ * Cut the file `p` to `sizeBytes` and fsync it (drops the torn tail of an append-only log). Never through a symlink.
+ * @throws Node errors of the open, truncate or fsync
+ */
+export function truncateDurable(p: string, sizeBytes: number): void {
+  const fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_NOFOLLOW);
+  try {
+    fs.ftruncateSync(fd, sizeBytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Create directory `dir` (and its parents) unless it exists as a directory. @throws DdfsError INVALID for a symlink */
 export function ensureDirectory(dir: string | Buffer, mode = 0o755): void {
   try {

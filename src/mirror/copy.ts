@@ -16,7 +16,7 @@ import { pathBytes } from '../util/path_text.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
-import { runSlave, type SlaveSummary } from './pass_slave.js';
+import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
 import { lineageIdOf, masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
 
 /** Options of a copy. */
@@ -28,6 +28,8 @@ export interface CopyOptions {
   report?: MasterOptions['report'];
   /** Test hook: sees every master record's bytes (cut the stream by throwing). */
   onMasterBytes?: RecordWriter['onBytes'];
+  /** Test hooks of the slave side (a simulated kill at an apply step, spec §5 scenario 9). */
+  slaveHooks?: SlaveHooks;
 }
 
 /**
@@ -53,7 +55,7 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   };
   const results = await Promise.allSettled([
     runMaster(src, masterOut, { access: options.access, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report }).catch(endOf(m2s, s2m)),
-    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete }).catch(endOf(s2m, m2s)),
+    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks }).catch(endOf(s2m, m2s)),
   ]);
   const [m, s] = results;
   if (s.status === 'rejected') throw s.reason;

@@ -53,7 +53,7 @@ import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { assert } from '../util/assert.js';
-import { ADDR_LOST, ADDR_ZERO, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
+import { ADDR_LOST, ADDR_ZERO, WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import type { HashName } from '../format/config.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
@@ -253,6 +253,11 @@ export interface VolumeDigestsOptions {
   mtime?: boolean;
   /** Re-read and re-hash every referenced block (default false). */
   deep?: boolean;
+  /**
+   * Called once per entry of the first walk (not the root) with its path and entry digest, leaves before their
+   * directory: what a slave indexes for RENAME hints (spec §4.5). `singleName` is false for a file with nlink > 1.
+   */
+  onDigest?: (p: Buffer, kind: EntryKind, digest: Buffer, singleName: boolean) => void;
 }
 
 /** How often each request was answered: lets a test prove an unchanged subtree is not descended. */
@@ -300,6 +305,7 @@ export class VolumeDigests implements DigestTree {
   private readonly mtime: boolean;
   private readonly deep: boolean;
   private readonly access: TreeAccess;
+  private readonly onDigest: VolumeDigestsOptions['onDigest'];
   /** --deep: addresses already re-hashed, and those whose bytes did not match. */
   private readonly scrubbed: Bitmap | null;
   private readonly scrubbedBad: Bitmap | null;
@@ -324,6 +330,7 @@ export class VolumeDigests implements DigestTree {
     this.mtime = options.mtime ?? true;
     this.deep = options.deep ?? false;
     this.access = options.access;
+    this.onDigest = options.onDigest;
     this.scrubbed = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
     this.scrubbedBad = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
     this.blockScratch = Buffer.alloc(this.deep ? cfg.blockSize : 0);
@@ -424,6 +431,51 @@ export class VolumeDigests implements DigestTree {
     }
   }
 
+  /**
+   * The entry digest of whatever is at the absolute byte path `abs` NOW (not from the first walk), computed from its
+   * subtree: the precondition of a RENAME on the slave (spec §4.5), whose source may also sit in `ddfsmirror/undo/`.
+   * @returns the digest, or null when nothing is there, when it is or holds a file with nlink > 1 (its digest names
+   *   its link group's first path, which only a whole-tree walk knows), or when it cannot be read
+   */
+  async digestAt(abs: Buffer): Promise<Buffer | null> {
+    try {
+      return await this.digestNow(abs, 0);
+    } catch {
+      return null;
+    }
+  }
+
+  private async digestNow(abs: Buffer, depth: number): Promise<Buffer | null> {
+    if (depth > WALK_DEPTH_MAX) return null;
+    let meta: TreeEntryMeta;
+    try {
+      meta = await this.access.lstat(abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    if (meta.kind === 'file') {
+      if (meta.nlink > 1) return null;
+      const { sizeBytes, contentDigest } = await this.scanFile(Buffer.alloc(0), false, abs);
+      return entryDigest(this.facts(meta, sizeBytes, Buffer.alloc(0)), contentDigest);
+    }
+    if (meta.kind === 'symlink') return entryDigest(this.facts(meta, 0, Buffer.alloc(0)), symlinkContentDigest(await this.access.readlink(abs)));
+    if (meta.kind !== 'directory') return entryDigest(this.facts(meta, 0, Buffer.alloc(0)), specialContentDigest());
+    if (meta.dev !== this.rootDev) return null;
+    const listing = await readDirectory(abs, WALK_DIRECTORY_ENTRY_COUNT_MAX);
+    const entries: Array<{ name: Buffer; digest: Buffer }> = [];
+    for (let k = 0; k < listing.count; k++) {
+      const name = Buffer.from(listing.name(k));
+      const child = joinPathBytes(abs, name);
+      const cm = await this.access.lstat(child);
+      if (cm.kind === 'directory' && cm.dev !== this.rootDev) continue; // the walk does not enter a mount point
+      const digest = await this.digestNow(child, depth + 1);
+      if (digest === null) return null;
+      entries.push({ name, digest });
+    }
+    return entryDigest(this.facts(meta, 0, Buffer.alloc(0)), directoryContentDigest(entries));
+  }
+
   async findings(): Promise<IntegrityFinding[]> {
     await this.walk();
     return this.found;
@@ -452,6 +504,7 @@ export class VolumeDigests implements DigestTree {
       const contentDigest = directoryContentDigest(d.entries);
       const digest = entryDigest(this.facts(d.meta, 0, Buffer.alloc(0)), contentDigest);
       this.directories.set(keyOf(d.path), { meta: d.meta, contentDigest, digest });
+      if (d.path.length > 0) this.onDigest?.(d.path, 'directory', digest, true);
       stack[stack.length - 1]?.entries.push({ name: Buffer.from(lastComponent(d.path)), digest });
     };
     const walk = walkUfsTree(this.rootDir, {
@@ -475,6 +528,7 @@ export class VolumeDigests implements DigestTree {
       }
       if (meta.kind === 'file' && meta.nlink > 1 && !this.linkFirst.has(meta.ino)) this.linkFirst.set(meta.ino, e.path);
       const record = await this.leafRecord(e.path, meta, true);
+      this.onDigest?.(e.path, meta.kind, record.digest, !(meta.kind === 'file' && meta.nlink > 1));
       stack[stack.length - 1]!.entries.push({ name: Buffer.from(lastComponent(e.path)), digest: record.digest });
     }
     while (stack.length > 0) closeTop();
@@ -546,9 +600,9 @@ export class VolumeDigests implements DigestTree {
   }
 
   /** Read the node list of file `p`: its size, canonical node count and content digest (and findings). */
-  private async scanFile(p: Buffer, collect: boolean): Promise<{ sizeBytes: number; nodeCount: number; contentDigest: Buffer }> {
+  private async scanFile(p: Buffer, collect: boolean, abs = this.abs(p)): Promise<{ sizeBytes: number; nodeCount: number; contentDigest: Buffer }> {
     const { hashSize, nodeSize, addrSize, blockSize } = this.store.cfg;
-    const f = await this.openUfs(p);
+    const f = await this.openUfs(p, abs);
     try {
       const count = Math.ceil(f.size / blockSize);
       const hasher = new FileContentHasher(count, hashSize);
@@ -643,9 +697,9 @@ export class VolumeDigests implements DigestTree {
     if (!good) this.found.push({ kind: 'CORRUPT', path: p, blockIndex });
   }
 
-  private async openUfs(p: Buffer): Promise<UfsNodeFile> {
+  private async openUfs(p: Buffer, abs = this.abs(p)): Promise<UfsNodeFile> {
     try {
-      return await UfsNodeFile.open(fileDevices, this.abs(p), this.store.cfg.nodeSize, { strict: true });
+      return await UfsNodeFile.open(fileDevices, abs, this.store.cfg.nodeSize, { strict: true });
     } catch (err) {
       throw this.readError(p, err);
     }

@@ -13,6 +13,9 @@
  *   master: it is reported (`CORRUPT path block i`), never sent, and when the slave lacks it the file is not sent
  *   (the slave keeps what it has) and the claim is only `atleast`.
  * - Blocks come before the FILE_BEGIN that needs them.
+ * - A RENAME is sent only for a DIGESTA hint whose source path is gone or different on the master (a move, never a
+ *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
+ *   hint, decides whether the target's state is sent, so a refused hint still converges.
  * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids).
  */
 import { randomBytes } from 'node:crypto';
@@ -20,7 +23,7 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
   MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
-  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, ADDR_ZERO,
+  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO,
 } from '../limits.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
@@ -46,6 +49,9 @@ export interface PassSummary {
   corrupt: Array<{ path: Buffer; blockIndex: number }>;
   skippedFiles: Buffer[];
   resumed: boolean;
+  /** RENAME hints sent, and those after which the slave's entry matched (its subtree was not resent). */
+  renamesSent: number;
+  renamesMatched: number;
   elapsedMs: number;
   claimKind: 'exact' | 'atleast';
 }
@@ -119,7 +125,7 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
   const store = await BlockStore.open(parent, cfg, { readOnly: true });
   const input = options.input;
   const summary: PassSummary = {
-    filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, elapsedMs: 0, claimKind: 'exact',
+    filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
   };
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
@@ -287,6 +293,30 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
     await maybeCheckpoint(rel);
   };
 
+  /**
+   * The slave holds an entry at `source` with the digest of our `target` (its DIGESTA hint). When `source` is gone or
+   * different here (a move, not a copy), send RENAME(source → target) and ask DIGESTQ of `target` again: the slave's
+   * answer, not the hint, decides whether `target`'s state is still sent (spec §4.5: RENAME is only a hint).
+   * @returns whether the slave's `target` now matches
+   */
+  const renameHint = async (source: Buffer, target: Buffer, rec: EntryRecord): Promise<boolean> => {
+    if (summary.renamesSent >= MIRROR_RENAME_COUNT_MAX || source.length === 0 || source.equals(target)) return false;
+    let here: EntryRecord | null;
+    try {
+      here = await digests.entry(source);
+    } catch {
+      here = null; // a path whose parent is a file here, or changed: not a copy of ours
+    }
+    if (here !== null && here.digest.equals(rec.digest)) return false; // a copy: the slave keeps its source
+    await out.send({ type: 'RENAME', from: source, to: target, tid: 0n, fromType: entryTypeOf(rec), fromDigest: rec.digest });
+    summary.renamesSent++;
+    await out.send({ type: 'DIGESTQ', path: target, digest: rec.digest });
+    const a = await expect('DIGESTA');
+    if (!a.path.equals(target)) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(target)}`);
+    if (a.match) summary.renamesMatched++;
+    return a.match;
+  };
+
   const visitDirectory = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     const children = await digests.list(rel);
@@ -300,6 +330,7 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
     for (let k = 0; k < children.length; k += MIRROR_DIGESTQ_BATCH_COUNT) {
       const batch = children.slice(k, k + MIRROR_DIGESTQ_BATCH_COUNT);
       let differs = batch.map(() => true);
+      const sources: Array<Buffer | undefined> = [];
       if (input !== null) {
         for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
         differs = [];
@@ -307,11 +338,13 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
           const a = await expect('DIGESTA');
           if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
           differs.push(!a.match);
+          sources.push(a.match ? undefined : a.source);
         }
       }
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i]!;
         const childRel = joinPathBytes(rel, c.name);
+        if (differs[i] && sources[i] !== undefined && (await renameHint(sources[i]!, childRel, c))) differs[i] = false;
         if (!differs[i]) {
           if (c.kind !== 'directory') summary.filesVisited++;
           continue;
@@ -380,6 +413,7 @@ export function renderSummary(s: PassSummary): string {
     `${s.bytesOnWire} bytes on the wire`, `${(s.elapsedMs / 1000).toFixed(1)} s`, `claim ${s.claimKind}`,
   ];
   if (s.resumed) parts.push('resumed');
+  if (s.renamesSent > 0) parts.push(`${s.renamesMatched} of ${s.renamesSent} renames applied by the replica`);
   if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);
   return parts.join(', ');
 }

@@ -10,6 +10,13 @@
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
  *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
  * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
+ * - Nothing of the tree is removed by a pass: what an op replaces or deletes is moved aside into the pass's undo area,
+ *   and every change is logged there first (mirror/undo.ts), so `rollbackPass` can put back the last claim's tree. The
+ *   areas are dropped only after the COMMIT claim is durable.
+ * - RENAME (a hint, spec §4.5) is applied at once, after the window staged before it: the entry the slave had at
+ *   `from` when the pass began (in the tree or already in the undo area) moves to `to` only if its digest NOW is the
+ *   precondition digest, and never through a symlink, out of or into a reserved root name, or into itself. The
+ *   master's next DIGESTQ of `to` is answered with the digest that precondition verified.
  * - Paths come from the codec (components checked: no `..`, NUL, `/` or empty component); every parent on the way
  *   is lstat-ed and must be a real directory, and the root's reserved names (`.ddumbfs`, `ddfsmirror`) are refused:
  *   nothing outside `ddfsroot/` or under `ddfsmirror/` is ever touched through a name.
@@ -22,7 +29,7 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
@@ -39,6 +46,7 @@ import { REASON, refuseMounted } from './pass_master.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
 import { lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
+import { dropUndoAreas, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
 
 /** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
 const PASS_PINS = new Map<string, Set<string>>();
@@ -57,6 +65,24 @@ export interface SlaveOptions {
   /** Answers to the master (two-way); null for a one-way stream (`write`). */
   output: RecordWriter | null;
   allowMassDelete?: boolean;
+  /** Test hooks (spec §5 scenario 9): a hook that throws stops the slave as a kill would (see SlaveHooks). */
+  hooks?: SlaveHooks;
+}
+
+/**
+ * Where the slave calls its test hook: after a received block is stored and before the store is synced
+ * ('block-stored'), after a window's staged files are fsynced and before its renames ('staged-synced'), after each op
+ * of a window (and each RENAME) is applied ('op-applied', with the op's index in the window), after the claim is
+ * written and before the undo areas are dropped and ACK is sent ('claim-written').
+ */
+export type SlaveHookPoint = 'block-stored' | 'staged-synced' | 'op-applied' | 'claim-written';
+
+/**
+ * Test hooks of the slave. When `at` throws, the slave stops at once as if killed: it sends no ERROR, and it closes
+ * its block file and index WITHOUT syncing them (what is not yet synced is as a kill leaves it).
+ */
+export interface SlaveHooks {
+  at?: (point: SlaveHookPoint, detail: number) => void;
 }
 
 /** What the slave did. */
@@ -67,6 +93,9 @@ export interface SlaveSummary {
   deleted: number;
   windows: number;
   committed: boolean;
+  /** RENAME hints applied (the subtree moved, not resent) and refused (precondition failed: the master resends). */
+  renamesApplied: number;
+  renamesRefused: number;
 }
 
 type Op =
@@ -76,6 +105,12 @@ type Op =
   | { op: 'symlink'; path: Buffer; target: Buffer; meta: Meta }
   | { op: 'special'; path: Buffer; kind: SpecialKind; rdev: bigint; meta: Meta }
   | { op: 'link'; path: Buffer; linkGroup: bigint };
+
+/** Whether `a` is `b` or one of its ancestors (byte paths, '' = the root). */
+function isSelfOrAncestor(a: Buffer, b: Buffer): boolean {
+  if (a.length === 0 || a.equals(b)) return true;
+  return b.length > a.length && b[a.length] === 0x2f && b.subarray(0, a.length).equals(a);
+}
 
 const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
 const SLASH = 0x2f;
@@ -102,7 +137,22 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
   const store = await BlockStore.open(parent, cfg, {});
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
-  const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false };
+  const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false, renamesApplied: 0, renamesRefused: 0 };
+  let killed = false;
+  /** Call the test hook; a throw is a simulated kill (see SlaveHooks). */
+  const hook = (point: SlaveHookPoint, detail = 0): void => {
+    try {
+      options.hooks?.at?.(point, detail);
+    } catch (err) {
+      killed = true;
+      throw err;
+    }
+  };
+  let undo: UndoLog | null = null;
+  /** RENAME hints: entry digest (latin1) → a path of the slave's tree at the first walk with that digest. */
+  const hintIndex = new Map<string, Buffer>();
+  /** Targets of the RENAMEs applied, with the digest their precondition verified: the master's next DIGESTQ of it. */
+  const renamed = new Map<string, Buffer>();
   /** RECLAIM PIN HOOK (see the file comment): released when the pass ends, committed or not. */
   const pinnedHashes = new Set<string>();
   PASS_PINS.set(parent, pinnedHashes);
@@ -159,15 +209,27 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     setOwner(p, meta.uid, meta.gid);
   };
 
-  /** Remove `p` (recursively), counting entries for the mass-delete bound. */
-  const remove = (p: Buffer): void => {
-    summary.deleted += countTree(p);
-    removeTree(p);
+  /** Move the tree entry `rel` aside into the undo area (the pass's undo log is open once PASS_BEGIN was seen). */
+  const aside = (rel: Buffer): void => {
+    if (undo === null) throw new DdfsError('CORRUPT', `${parentDir}: a namespace record before PASS_BEGIN`);
+    undo.aside(rel);
   };
 
-  /** Remove what an upsert replaces (a type change): not a deletion for the mass-delete bound, DIRLIST counted it. */
-  const replace = (p: Buffer): void => {
-    removeTree(p);
+  /** Delete `rel` (recursively) into the undo area, counting entries for the mass-delete bound. */
+  const remove = (rel: Buffer): void => {
+    summary.deleted += countTree(abs(rel));
+    aside(rel);
+  };
+
+  /** Move aside what an upsert replaces (a type change): not a deletion for the mass-delete bound, DIRLIST counted it. */
+  const replace = (rel: Buffer): void => {
+    aside(rel);
+  };
+
+  /** Log a creation at `rel` in the undo area before making it. */
+  const willCreate = (rel: Buffer): void => {
+    if (undo === null) throw new DdfsError('CORRUPT', `${parentDir}: a namespace record before PASS_BEGIN`);
+    undo.willCreate(rel);
   };
 
   /** Apply the staged ops of the window, in order; then make them durable. */
@@ -202,18 +264,25 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
       setMeta(o.staged, o.meta, false);
       syncFile(o.staged);
     }
+    hook('staged-synced');
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
     const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
-    for (const o of ops) {
+    for (const [opIndex, o] of ops.entries()) {
+      if (opIndex > 0) hook('op-applied', opIndex - 1);
       await checkPath(o.path);
       const target = abs(o.path);
       touched.add(parentOf(o.path).toString('latin1'));
       const st = lstatOrNull(target);
       switch (o.op) {
         case 'dir': {
-          if (st !== null && st.kind !== 'dir') replace(target);
-          if (st === null || st.kind !== 'dir') makeDirectory(target, o.meta.mode & 0o7777);
+          if (st !== null && st.kind !== 'dir') replace(o.path);
+          if (st === null || st.kind !== 'dir') {
+            if (o.path.length > 0) willCreate(o.path);
+            makeDirectory(target, o.meta.mode & 0o7777);
+          } else if (st.mode !== (o.meta.mode & 0o7777) || st.uid !== o.meta.uid || st.gid !== o.meta.gid) {
+            undo?.willChangeMeta(o.path, st);
+          }
           setMeta(target, o.meta, false);
           touched.add(target.toString('latin1'));
           break;
@@ -226,7 +295,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             const child = joinPathBytes(target, name);
             const t = listed.get(name.toString('latin1'));
             const cst = lstatOrNull(child);
-            if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) remove(child);
+            if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) remove(joinPathBytes(o.path, name));
           }
           touched.add(target.toString('latin1'));
           break;
@@ -244,7 +313,8 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
               break;
             }
           }
-          if (st !== null && st.kind === 'dir') replace(target);
+          if (st !== null) replace(o.path);
+          willCreate(o.path);
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
@@ -255,7 +325,8 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             summary.opsNoop++;
             break;
           }
-          if (st !== null) replace(target);
+          if (st !== null) replace(o.path);
+          willCreate(o.path);
           makeSymlink(o.target, target);
           setMeta(target, o.meta, true);
           later.push({ path: target, mtimeNs: o.meta.mtimeNs });
@@ -267,7 +338,8 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             summary.opsNoop++;
             break;
           }
-          if (st !== null) replace(target);
+          if (st !== null) replace(o.path);
+          willCreate(o.path);
           const at = target.lastIndexOf(SLASH);
           await makeSpecial(target.subarray(0, at), target.subarray(at + 1), o.kind, o.rdev, o.meta.mode);
           setMeta(target, o.meta, false);
@@ -282,18 +354,65 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             summary.opsNoop++;
             break;
           }
-          if (st !== null) replace(target);
+          if (st !== null) replace(o.path);
+          willCreate(o.path);
           makeHardLink(abs(first!), target);
           break;
         }
       }
     }
+    if (ops.length > 0) hook('op-applied', ops.length - 1);
     await setMtimes(later);
     for (const d of touched) {
       if (lstatOrNull(Buffer.from(d, 'latin1'))?.kind === 'dir') syncDirectory(Buffer.from(d, 'latin1'));
     }
     ops = [];
     summary.windows++;
+  };
+
+  /** Whether every parent of `p` below `base` is a real directory (no symlink on the way). */
+  const realParents = (base: Buffer, rel: Buffer): boolean => {
+    for (let at = rel.indexOf(SLASH); at >= 0; at = rel.indexOf(SLASH, at + 1)) {
+      if (lstatOrNull(joinPathBytes(base, rel.subarray(0, at)))?.kind !== 'dir') return false;
+    }
+    return true;
+  };
+  const reservedFirst = (rel: Buffer): boolean => {
+    const first = rel.subarray(0, rel.indexOf(SLASH) < 0 ? rel.length : rel.indexOf(SLASH));
+    return RESERVED.some((x) => x.equals(first));
+  };
+
+  /**
+   * RENAME (spec §4.5): move the slave's entry that was at `from` when the pass began (in the tree, or moved aside into
+   * the undo area by this pass) to `to` if its digest NOW is `digest`; whatever is at `to` goes aside first. The
+   * master asks DIGESTQ of `to` next and sends its state when the move was refused, so a refusal is never wrong.
+   * @returns whether the entry was moved
+   */
+  const applyRename = async (from: Buffer, to: Buffer, digest: Buffer): Promise<boolean> => {
+    if (undo === null || digests === null || from.length === 0 || to.length === 0) return false;
+    if (from.equals(to) || reservedFirst(from) || reservedFirst(to) || !realParents(rootDir, to)) return false;
+    const u: UndoLog = undo;
+    const located = (): Buffer | null => {
+      const loc = u.locate(from);
+      if (loc === null) return null;
+      if (loc.n === null ? !realParents(rootDir, from) : !realParents(u.absOf({ n: loc.n, p: Buffer.alloc(0) }), loc.p)) return null;
+      return u.absOf(loc);
+    };
+    const at = located();
+    // a source still in the tree cannot move into itself (a source moved aside, e.g. by a type change of `to`'s
+    // parent, can: file x becoming x/inner)
+    if (at === null || (u.locate(from)!.n === null && isSelfOrAncestor(from, to))) return false;
+    const now = await digests.digestAt(at);
+    if (now === null || !now.equals(digest)) return false;
+    if (lstatOrNull(abs(to)) !== null) replace(to);
+    const loc = u.locate(from); // `from` may have gone aside with `to` (a move up into a former ancestor)
+    if (loc === null || located() === null) return false;
+    u.move(from, loc, to);
+    const parentOf = (p: Buffer): Buffer => p.subarray(0, Math.max(0, p.lastIndexOf(SLASH)));
+    syncDirectory(abs(parentOf(to)));
+    syncDirectory(parentOf(u.absOf(loc)).length > 0 ? parentOf(u.absOf(loc)) : rootDir);
+    renamed.set(to.toString('latin1'), Buffer.from(digest));
+    return true;
   };
 
   try {
@@ -323,24 +442,56 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
+          // a rollback that was killed is finished first (its areas are half reversed: they cannot take more lines);
+          // with no pass in progress the areas left are those of a committed pass (killed before it dropped them)
+          if (rollbackInterrupted(parent)) {
+            rollbackPass(parent);
+            state = readMirrorState(parent) ?? state;
+          }
+          if (state.pass === null) dropUndoAreas(parent);
           stagingDir = path.join(mirrorDirectory(parent), 'staging', passIdHex);
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           ensureDirectory(stagingDir, 0o700);
           const resumed = state.pass !== null && state.pass.passId === passIdHex;
           state = { ...state, pass: { passId: passIdHex, keyCurHex: resumed ? state.pass!.keyCurHex : '', recordsApplied: resumed ? state.pass!.recordsApplied : 0, startedAt: resumed ? state.pass!.startedAt : new Date().toISOString() } };
           writeMirrorState(parent, state);
+          // the undo area is live from here on (state.pass is set): every change of the tree is logged in it first
+          undo = UndoLog.open(parent, passIdHex);
           break;
         }
         case 'DIGESTQ': {
           let match = false;
+          const verified = renamed.get(r.path.toString('latin1'));
           try {
-            digests ??= await VolumeDigests.open(parent, { access: options.access, mtime: true });
-            const mine = await digests.entry(r.path);
-            match = mine !== null && mine.digest.equals(r.digest);
+            digests ??= await VolumeDigests.open(parent, {
+              access: options.access, mtime: true,
+              onDigest: (p, _kind, digest, singleName) => {
+                const key = digest.toString('latin1');
+                if (singleName && hintIndex.size < MIRROR_RENAME_HINT_COUNT_MAX && !hintIndex.has(key)) hintIndex.set(key, Buffer.from(p));
+              },
+            });
+            if (verified !== undefined) {
+              // the target of a RENAME just applied: the digest its precondition verified (the walk predates it)
+              renamed.delete(r.path.toString('latin1'));
+              match = verified.equals(r.digest);
+            } else {
+              const mine = await digests.entry(r.path);
+              match = mine !== null && mine.digest.equals(r.digest);
+            }
           } catch {
             match = false;
           }
-          await out?.send({ type: 'DIGESTA', path: r.path, match });
+          // a mismatch may carry a RENAME hint: one of our own entries (at the first walk) with the asked digest
+          const hint = match || verified !== undefined ? undefined : hintIndex.get(r.digest.toString('latin1'));
+          await out?.send({ type: 'DIGESTA', path: r.path, match, ...(hint !== undefined && !hint.equals(r.path) ? { source: hint } : {}) });
+          break;
+        }
+        case 'RENAME': {
+          // in order: everything staged before it is applied first (its target's parent may be a DIR of this window)
+          await applyWindow();
+          if (await applyRename(r.from, r.to, r.fromDigest)) summary.renamesApplied++;
+          else summary.renamesRefused++;
+          hook('op-applied', 0);
           break;
         }
         case 'HASHQ': {
@@ -364,6 +515,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
             const nodes = Buffer.alloc(nodeSize);
             const res = await store.storeBlocks(data, 1, nodes, 0);
             if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, d.seq);
+            hook('block-stored');
           }
           pinnedHashes.add(r.hash.toString('latin1'));
           summary.blocksReceived++;
@@ -437,6 +589,10 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
           await store.sync();
           state = { ...state, pass: null, claim: { kind: 'content', claimKind: r.claimKind, passId: r.passId.toString('hex'), time: new Date().toISOString() } };
           writeMirrorState(parent, state);
+          hook('claim-written');
+          // the claim is durable: the undo areas are stale now (state.pass is null) and go
+          dropUndoAreas(parent);
+          undo = null;
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           summary.committed = true;
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
@@ -455,6 +611,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     }
   } catch (err) {
     if (file !== null) closeFd(file.fd);
+    if (killed) throw err;
     if (err instanceof DdfsError && out !== null && !(err.data as { sent?: boolean } | undefined)?.sent) {
       // tell the master why (a codec fault of its stream, a missing block), when not already done
       try {
@@ -467,6 +624,12 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
   } finally {
     PASS_PINS.delete(parent);
     await digests?.close();
-    await store.close().catch(() => undefined);
+    if (killed) {
+      // a simulated kill: nothing more reaches the disk (the index pages and bitmap in memory are lost)
+      await store.blockDevice.close().catch(() => undefined);
+      await store.index.device.close().catch(() => undefined);
+    } else {
+      await store.close().catch(() => undefined);
+    }
   }
 }

@@ -248,6 +248,8 @@ export interface DigestaRecord {
   type: 'DIGESTA';
   path: Buffer;
   match: boolean;
+  /** RENAME hint (optional): on a mismatch, a path of the slave's own tree whose entry has the asked digest. */
+  source?: Buffer;
 }
 export interface CheckpointRecord {
   type: 'CHECKPOINT';
@@ -499,7 +501,7 @@ export const SCHEMAS: Readonly<Record<RecordTypeName, readonly Field[]>> = {
   ],
   SKIP: [f(1, 'from', 'from', { k: 'path' }), f(2, 'to', 'to', { k: 'path' }, 'optional')],
   DIGESTQ: [f(1, 'path', 'path', { k: 'path' }), f(2, 'digest', 'digest', { k: 'digest' })],
-  DIGESTA: [f(1, 'path', 'path', { k: 'path' }), f(2, 'match', 'match', { k: 'bool' })],
+  DIGESTA: [f(1, 'path', 'path', { k: 'path' }), f(2, 'match', 'match', { k: 'bool' }), f(3, 'source', 'source', { k: 'path' }, 'optional')],
   CHECKPOINT: [
     f(1, 'keyCur', 'key_cur', { k: 'path' }),
     f(2, 'recordCount', 'record_count', { k: 'u64' }),

@@ -1,18 +1,18 @@
 /**
- * Rolling a slave back from a half-applied pass (mirroring spec §4.14 "rolls back with undo to the last claim").
+ * Rolling a slave back from a half-applied pass (mirroring spec §4.14 "rolls back with undo to the last claim"), as
+ * `promote --rollback` and `rebind --rollback` need it: for a slave, the undo areas of `ddfsmirror/undo/` are
+ * reversed (undo.ts `rollbackPass`), so the tree is exactly the last claim again; for a volume that is not a slave
+ * (a master with a stray staging area), only the staging area is removed.
  *
- * INTERIM BODY: the slave's undo area (`ddfsmirror/undo/`) is built by helper "apply" on another branch, whose
- * `rollbackPass(parent)` replaces the body of this function at the merge. Until then a rollback discards the staging
- * area and the pending pass: the tree KEEPS the windows already applied (each window is a consistent set of renames,
- * §4.8), so after it the tree is the last claim plus those windows, not exactly the last claim. The result says so.
- *
- * Invariants: the claim is never changed; `state.pass` is cleared only after staging is gone (a crash in between
- * leaves a pass that a next rollback or pass clears again); nothing under `ddfsroot/` is touched.
+ * Invariants: the claim is never changed; `state.pass` is cleared only after the tree is back (a crash in between is
+ * finished by running the rollback again, or by a resumed pass); the undo areas are the only source of what is put
+ * back.
  */
 import * as path from 'node:path';
 import { lstatOrNull, removeTree } from '../io/mirror_fs.js';
 import { pathBytes } from '../util/path_text.js';
 import { mirrorDirectory, readMirrorState, writeMirrorState } from './state.js';
+import { rollbackPass as reverseUndoAreas } from './undo.js';
 
 /** The slave-side apply areas under `ddfsmirror/` (§4.2, §4.8). */
 export const STAGING_DIRECTORY = 'staging';
@@ -22,11 +22,13 @@ export const UNDO_DIRECTORY = 'undo';
 export interface RollbackResult {
   /** The pass id that was pending, or null when none was. */
   discardedPassId: string | null;
-  /** Records of that pass already applied to the tree (kept: see the file comment). */
+  /** Records of that pass left applied to the tree: 0 when the undo areas were reversed. */
   recordsKept: number;
   stagingRemoved: boolean;
-  /** True: the tree is exactly the last claim; false (interim body): it keeps the windows already applied. */
+  /** True: the tree is exactly the last claim (a slave's undo areas were reversed, or no pass was pending). */
   exact: boolean;
+  /** Undo manifest lines reversed. */
+  actionsReversed: number;
 }
 
 /** Whether `ddfsmirror/<name>` is present (as anything: a stray file counts). */
@@ -35,15 +37,20 @@ export function mirrorAreaPresent(parentDir: string, name: string): boolean {
 }
 
 /**
- * Roll the slave at `parentDir` back from its half-applied pass (see the file comment for what the interim body
- * keeps). A volume with no pending pass and no staging is left as it is.
- * @throws DdfsError CORRUPT/INVALID of reading the state file; Node errors of the removal
+ * Roll the volume at `parentDir` back from its half-applied pass: a slave's undo areas are reversed (the tree becomes
+ * its last claim), staging is removed and the pending pass cleared. A volume with no pending pass and no staging is
+ * left as it is (stale undo areas of a slave are dropped).
+ * @throws DdfsError MOUNTED; CORRUPT/INVALID of reading the state file or an undo manifest; Node errors of the renames
  */
 export async function rollbackPass(parentDir: string): Promise<RollbackResult> {
   const state = readMirrorState(parentDir);
   const stagingPresent = mirrorAreaPresent(parentDir, STAGING_DIRECTORY);
-  if (stagingPresent) removeTree(path.join(mirrorDirectory(parentDir), STAGING_DIRECTORY));
   const pass = state?.pass ?? null;
+  if (state !== null && state.role === 'slave') {
+    const r = reverseUndoAreas(parentDir);
+    return { discardedPassId: pass?.passId ?? null, recordsKept: 0, stagingRemoved: stagingPresent, exact: true, actionsReversed: r.actionsReversed };
+  }
+  if (stagingPresent) removeTree(path.join(mirrorDirectory(parentDir), STAGING_DIRECTORY));
   if (state !== null && pass !== null) writeMirrorState(parentDir, { ...state, pass: null });
-  return { discardedPassId: pass?.passId ?? null, recordsKept: pass?.recordsApplied ?? 0, stagingRemoved: stagingPresent, exact: pass === null };
+  return { discardedPassId: pass?.passId ?? null, recordsKept: pass?.recordsApplied ?? 0, stagingRemoved: stagingPresent, exact: pass === null, actionsReversed: 0 };
 }

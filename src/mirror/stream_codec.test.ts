@@ -112,7 +112,7 @@ function middleRecord(h: HelloRecord): fc.Arbitrary<RecordInput> {
     rec({ type: fc.constant('RENAME'), from: path, to: path, tid: u64, fromType: entryType, fromDigest: digest }, ['type', 'from', 'to', 'tid', 'fromType', 'fromDigest']),
     rec({ type: fc.constant('SKIP'), from: path, to: opt(path) }, ['type', 'from']),
     rec({ type: fc.constant('DIGESTQ'), path, digest }, ['type', 'path', 'digest']),
-    rec({ type: fc.constant('DIGESTA'), path, match: fc.boolean() }, ['type', 'path', 'match']),
+    rec({ type: fc.constant('DIGESTA'), path, match: fc.boolean(), source: opt(path) }, ['type', 'path', 'match']),
     rec({ type: fc.constant('CHECKPOINT'), keyCur: path }, ['type', 'keyCur']),
     rec({ type: fc.constant('ACK'), passId: id128, committedTid: opt(u64), error: opt(u32), keyCur: opt(path) }, ['type', 'passId']),
     rec({ type: fc.constant('IDLE'), headTid: u64 }, ['type', 'headTid']),

@@ -80,7 +80,7 @@
  * | 16 RENAME     | 1 path from, 2 path to, 3 u64 tid, 4 enum from_type, 5 digest from_digest                   |
  * | 17 SKIP       | 1 path from, 2 path to? (absent: to the end of the tree)                                    |
  * | 18 DIGESTQ    | 1 path path, 2 digest digest                                                                |
- * | 19 DIGESTA    | 1 path path, 2 bool match                                                                   |
+ * | 19 DIGESTA    | 1 path path, 2 bool match, 3 path source (optional: RENAME hint, §4.5)                      |
  * | 20 CHECKPOINT | 1 path key_cur, 2 u64 record_count, 3 digest running_digest                                 |
  * | 21 COMMIT     | 1 id128 pass_id, 2 u64 tid_end, 3 enum claim_kind (exact or atleast), 4 u64 record_count,  |
  * |               | 5 digest running_digest                                                                     |
