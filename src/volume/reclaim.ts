@@ -5,7 +5,8 @@
  * 1. reclaim mode (`store.reclaimFound`): every address the block store allocates or dedups against while reclaim
  *    runs, and (UfsFile) every address a node list drops meanwhile (overwrite, shrinking truncate);
  * 2. open files, from memory, at the start and again at the sweep: their node lists (held-back nodes included) and
- *    the nodes between the block store's answer and the node list (UfsFile.markReferencedBlocks);
+ *    the nodes between the block store's answer and the node list (UfsFile.markReferencedBlocks); and the extra
+ *    referenced hashes (`referencedHashes`: a running mirror pass's pins), at the same two moments;
  * 3. the walk of ddfsroot (ufs/walk.ts: byte paths, sorted, no symlink follow, no mount crossing, depth-bounded),
  *    reading each regular file's node list from disk;
  * 4. the namespace changes of the volume (tree.ts observers) during the walk: every rename and link destination is
@@ -75,6 +76,11 @@ export interface ReclaimContext {
   logger: Logger;
   /** The UfsFiles open now. */
   openFiles: () => Iterable<UfsFile>;
+  /**
+   * Hashes that are references though no UFS file in the tree names them yet (a mirror pass's pins: spec §4.8,
+   * mirroring §5 scenario 8); read at the start and at the sweep, like the open files.
+   */
+  referencedHashes?: () => Iterable<Buffer>;
   hooks?: ReclaimTestHooks;
 }
 
@@ -152,9 +158,14 @@ class ReclaimRun {
     throw new WalkAbort('IO', `${pathText(p) || '.'}: ${err.message}`, { path: p, cause: (err as NodeJS.ErrnoException).code }, err);
   }
 
-  /** Mark every open file's in-memory references (synchronous). */
+  /** Mark every open file's in-memory references and every extra referenced hash (synchronous). */
   markOpenFiles(): void {
     for (const f of this.ctx.openFiles()) f.markReferencedBlocks(this.found);
+    const nodes = this.ctx.store.index.nodes;
+    for (const h of this.ctx.referencedHashes?.() ?? []) {
+      const r = nodes.lookup(h, 0);
+      if (r.found) this.found.set(r.address);
+    }
   }
 
   /** Walk the subtree below `start` (the whole tree when empty), marking every regular file. */
