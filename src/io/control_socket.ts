@@ -12,7 +12,8 @@
  * - A socket file left by a killed daemon (nobody accepts on it: ECONNREFUSED) is stale and replaced; a symlink
  *   planted at the socket's name is removed (unlinking a link touches nothing else); a live socket (another
  *   daemon answers) or any other file there refuses.
- * - The socket file is removed when the server closes, only if it is still ours (same inode).
+ * - The socket file is removed when the server closes, only if it is still ours (same inode); closing drops the
+ *   connections still open, so a peer that never hangs up cannot keep a daemon from stopping.
  * Linux only (/proc/self/fd).
  */
 import * as fs from 'node:fs';
@@ -66,7 +67,10 @@ export async function listenControlSocket(dir: string, name: string, onConnectio
   const socketPath = `${dir}/${name}`;
   const viaFd = `/proc/self/fd/${dirFd}/${name}`;
   let ino: bigint | null = null;
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     onConnection(socket);
   });
@@ -106,6 +110,8 @@ export async function listenControlSocket(dir: string, name: string, onConnectio
     socketPath,
     close: () => {
       closed ??= new Promise<void>((resolve) => {
+        // close waits for every connection: a peer that never hangs up must not keep the daemon from stopping
+        for (const c of sockets) c.destroy();
         server.close(() => {
           try {
             const st = fs.lstatSync(viaFd, { bigint: true, throwIfNoEntry: false });
@@ -131,7 +137,7 @@ export async function connectControlSocket(dir: string, name: string): Promise<n
   const socketPath = `${dir}/${name}`;
   try {
     return await new Promise<net.Socket>((resolve, reject) => {
-      const c = net.createConnection({ path: `/proc/self/fd/${dirFd}/${name}`, allowHalfOpen: true });
+      const c = net.createConnection({ path: `/proc/self/fd/${dirFd}/${name}` });
       c.once('connect', () => {
         c.off('error', reject);
         resolve(c);
