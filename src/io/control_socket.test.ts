@@ -46,6 +46,8 @@ describe('the control socket (io/control_socket.ts)', () => {
     expect(await roundTrip(dir)).toBe('ping');
     await l.close();
     expect(fs.existsSync(path.join(dir, 'control'))).toBe(false);
+    expect(fs.existsSync(dir)).toBe(false); // made for the socket alone, and empty again
+    fs.mkdirSync(dir);
     await expect(connectControlSocket(dir, 'control')).rejects.toThrow(/control: the daemon does not serve a control socket$/);
   });
 

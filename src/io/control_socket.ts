@@ -8,7 +8,7 @@
  *   refused) and the socket is bound and connected through that descriptor (`/proc/self/fd/N/name`), so a later
  *   swap of `dir` cannot redirect it; bind(2) itself never follows a symlink at the last component.
  * - Mode 0600 from the start (the umask is narrowed around the synchronous bind): only the volume's owner (root)
- *   may connect; `dir` is created 0700 when missing.
+ *   may connect; `dir` is created 0700 when missing, and removed again at close when it is still empty.
  * - A socket file left by a killed daemon (nobody accepts on it: ECONNREFUSED) is stale and replaced; a symlink
  *   planted at the socket's name is removed (unlinking a link touches nothing else); a live socket (another
  *   daemon answers) or any other file there refuses.
@@ -58,8 +58,10 @@ function answers(p: string): Promise<boolean> {
  *   BUSY (a live socket: another daemon serves it), IO
  */
 export async function listenControlSocket(dir: string, name: string, onConnection: (socket: net.Socket) => void): Promise<ControlListener> {
+  let created = false;
   try {
     fs.mkdirSync(dir, { mode: 0o700 });
+    created = true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DdfsError('IO', `${dir}: cannot create: ${messageOf(err)}`, { path: dir }, err);
   }
@@ -120,6 +122,14 @@ export async function listenControlSocket(dir: string, name: string, onConnectio
             // gone already: fine
           }
           fs.closeSync(dirFd);
+          // a directory made only for the socket goes with it (a volume never mirrored keeps no ddfsmirror/)
+          if (created) {
+            try {
+              fs.rmdirSync(dir);
+            } catch {
+              // not empty (a pass wrote the state meanwhile) or gone: it stays
+            }
+          }
           resolve();
         });
       });
