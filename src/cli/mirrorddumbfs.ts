@@ -1,7 +1,7 @@
 /**
- * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7). For now `dump`, which
- * decodes a DDMS stream on stdin for humans, and `verify`, which compares two local volumes by content (§4.11);
- * the replication commands come next.
+ * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7): init-slave, copy, read, write,
+ * serve and status (mounted volumes through their daemon's control socket, mirror/copy.ts), `dump`, which decodes a
+ * DDMS stream on stdin for humans, and `verify`, which compares two local volumes by content (§4.11).
  *
  * Output: dump lines on stdout; a fault of the stream as one line on stderr. Exit status (style.md, new commands):
  * 0 ok, 1 error or difference found, 2 usage, 130 interrupted.
@@ -25,8 +25,11 @@ const NAME = 'mirrorddumbfs';
 const HELP = `A replica (slave) is an empty volume of the same block size and hash, bound to its master by
 init-slave; copy runs one pass by content (only the blocks the replica lacks cross), read/write carry
 a self-contained pass through a file. Endpoints are a parent directory or [user@]host:PATH (ssh runs
-"mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
-unmounted for now. Not there yet: promote, stream, a mounted master.
+"mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). An unmounted volume is
+opened under the volume lock (PARENT/ddfs.lock); a mounted one is read or applied through its
+daemon's control socket (PARENT/ddfsmirror/control); a mounted slave is served read-only. Refused:
+a volume locked by another tool, one mounted -o ro, init-slave of a mounted volume.
+Not there yet: promote, stream.
 
 Exit status:
   0    success
