@@ -5,7 +5,8 @@
  *   answer, so it happens inside the pass by construction, not by timing): claim atleast; then a quiescent copy:
  *   claim exact, verify empty, every file equal;
  * - a copy into a MOUNTED slave: served read-only (every write op answers EROFS), the files readable through its
- *   mount byte for byte, and a later pass's new file visible without a remount;
+ *   mount byte for byte, and a later pass's new file visible without a remount; a slave whose daemon serves it
+ *   writable (mounted before it became a slave) is refused with one line;
  * - the volume lock: while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused
  *   with one line naming it;
  * - reclaim pins (mirroring spec §5 scenario 8), in process against the Volume the way the daemon runs a pass
@@ -26,7 +27,7 @@ import type { TreeAccess } from '../src/mirror/digest.js';
 import { runMaster } from '../src/mirror/pass_master.js';
 import { runSlave } from '../src/mirror/pass_slave.js';
 import { daemonPassVolume, openPassVolume } from '../src/mirror/pass_volume.js';
-import { readMirrorState } from '../src/mirror/state.js';
+import { masterState, readMirrorState, slaveStateFor, writeMirrorState } from '../src/mirror/state.js';
 import { Volume } from '../src/volume/volume.js';
 import { mountVolume, unmountAll, type MountedVolume } from './helpers/mount.js';
 import { run } from './helpers/run.js';
@@ -207,6 +208,21 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(again.status).toBe(0);
     expect(fs.readFileSync(at('d/later')).equals(block('later', 2))).toBe(true);
     expect(s.stderr()).toMatch(/mirror: slave pass applied: /);
+  }, 300_000);
+
+  it('a slave mounted writable (mounted before it became one) is refused with one line, nothing applied', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await masterTree(master);
+    const s = await mount(slave);
+    expect(s.stderr()).not.toMatch(/served read-only/);
+    // bound behind the daemon's back (init-slave refuses a mounted volume): its daemon serves it writable
+    writeMirrorState(slave, slaveStateFor(masterState(master)));
+    const c = await mirror(['copy', master, slave]);
+    expect(c.status).toBe(1);
+    expect(c.stderr).toBe(`mirrorddumbfs: ${slave}: mounted writable (it was mounted before it became a slave): unmount it and mount it again to apply passes\n`);
+    expect(readMountTree(s.mountDir).size).toBe(0);
+    expect(readMirrorState(slave)?.claim).toBeNull();
   }, 300_000);
 
   it('while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused with one line naming it', async () => {

@@ -158,7 +158,7 @@ export async function main(argv: string[]): Promise<number> {
     const code = await runDaemon({
       ...mountOptions,
       servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
-      onServing: ({ volume, flush }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger }),
+      onServing: ({ volume, flush, servedReadOnly }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly }),
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,

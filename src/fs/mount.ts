@@ -68,9 +68,10 @@ export interface DaemonOptions extends DdumbfsMountOptions {
   /**
    * Started once the file system is served (not with -o ro), stopped before the volume closes: the mirror's control
    * socket (injected by the cli, so fs does not import mirror). `flush` writes the write-behind buffers and the held
-   * node lists back. A failure to start is logged; the mount goes on without it.
+   * node lists back; `servedReadOnly` says FUSE writes answer EROFS. A failure to start is logged; the mount goes on
+   * without it.
    */
-  onServing?: (served: { volume: Volume; flush: () => Promise<void> }) => Promise<{ close(): Promise<void> }>;
+  onServing?: (served: { volume: Volume; flush: () => Promise<void>; servedReadOnly: boolean }) => Promise<{ close(): Promise<void> }>;
 }
 
 /** Unescape a /proc/mounts field (\040 for space etc.). */
@@ -467,6 +468,7 @@ async function serve(
           await ops.flushAll();
           await volume.writeHeldNodes();
         },
+        servedReadOnly,
       });
     } catch (err) {
       log.error(`${messageOf(err)}: mirror passes of this mounted volume are refused`);

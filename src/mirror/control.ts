@@ -17,7 +17,8 @@
  * - RESULT (daemon → client, last frame): JSON `{ ok: true, summary }` or `{ ok: false, code, message }`.
  * - LINE (daemon → client): JSON `{ kind: "progress" | "report", line }`, the master's progress and findings.
  *
- * Invariants: one pass at a time per daemon (a second connection gets RESULT BUSY); a pass's failure ends its
+ * Invariants: one pass at a time per daemon (a second connection gets RESULT BUSY); a slave pass only into a
+ * read-only served mount (FUSE writers never race a pass); a pass's failure ends its
  * DDMS direction so the peer stops too; a connection that closes early destroys both DDMS directions, so a pass
  * waiting on it fails instead of hanging. Payload lengths are checked before anything is allocated.
  */
@@ -184,11 +185,12 @@ export interface ControlServer {
 }
 
 /**
- * Serve mirror passes of the daemon's volume `vol` on `<parent>/ddfsmirror/control` (issue 7 item 0).
+ * Serve mirror passes of the daemon's volume `vol` on `<parent>/ddfsmirror/control` (issue 7 item 0). The slave
+ * side is refused (MOUNTED) unless `slaveAllowed`: the mount is served read-only, so only passes write the volume.
  * @throws DdfsError INVALID (a symlink at `ddfsmirror` or a non-socket at `control`), BUSY (another daemon serves
  *   it), IO — see io/control_socket.ts
  */
-export async function serveMirrorControl(vol: PassVolume, options: { access: TreeAccess; logger: Logger }): Promise<ControlServer> {
+export async function serveMirrorControl(vol: PassVolume, options: { access: TreeAccess; logger: Logger; slaveAllowed: boolean }): Promise<ControlServer> {
   const log = options.logger;
   let running: Promise<void> | null = null;
   const connections = new Set<FrameChannel>();
@@ -206,6 +208,11 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
         request = parseRequest(parseDocument(payload, 'request'));
       } catch (err) {
         void channel.send(KIND.RESULT, { ok: false, code: 'CORRUPT', message: messageOf(err) }).then(() => socket.end());
+        return;
+      }
+      if (request.role === 'slave' && !options.slaveAllowed) {
+        // FUSE writers would race the pass: a slave is written by its passes alone (a read-only mount)
+        void channel.send(KIND.RESULT, { ok: false, code: 'MOUNTED', message: `${vol.parentDir}: mounted writable (it was mounted before it became a slave): unmount it and mount it again to apply passes` }).then(() => socket.end());
         return;
       }
       if (running !== null) {
