@@ -170,7 +170,7 @@ describe('mirrorddumbfs commands', () => {
       const r = await mirror(['read', master]);
       expect(r.status).toBe(1);
       expect(r.stdout.length).toBe(0);
-      expect(r.stderr).toBe(`mirrorddumbfs: ${path.join(master, 'ddfsmirror', 'control')}: the daemon does not serve a control socket\n`);
+      expect(r.stderr).toBe(`mirrorddumbfs: ${master}: mounted, and its daemon serves no control socket (mounted -o ro?): unmount it or mount it writable\n`);
     } finally {
       await ro.unmount();
     }

@@ -208,6 +208,15 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(again.status).toBe(0);
     expect(fs.readFileSync(at('d/later')).equals(block('later', 2))).toBe(true);
     expect(s.stderr()).toMatch(/mirror: slave pass applied: /);
+    // one way into the mounted slave: read > bytes, write < bytes
+    await withVolume(master, (v) => writeUfsFile(v, 'oneway', block('oneway', 3)));
+    const r = await run('node', [MIRROR_BIN, 'read', master], { timeoutMs: 180_000 });
+    expect(r.code).toBe(0);
+    const w = await mirror(['write', slave], r.stdout);
+    expect(w.stderr).toMatch(/^mirrorddumbfs: \d+ blocks received, \d+ files applied, 0 entries deleted\n$/);
+    expect(w.status).toBe(0);
+    expect(fs.readFileSync(at('oneway')).equals(block('oneway', 3))).toBe(true);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   }, 300_000);
 
   it('a slave mounted writable (mounted before it became one) is refused with one line, nothing applied', async () => {

@@ -71,6 +71,21 @@ async function closeEndpoint(e: Endpoint | null): Promise<void> {
   if (e?.kind === 'local') await e.vol.close();
 }
 
+/**
+ * The daemon's side of a pass of the mounted `label`.
+ * @throws DdfsError NOT_FOUND in one line when its daemon serves no control socket (mounted -o ro)
+ */
+async function controlPass(label: string, request: Parameters<typeof openControlPass>[1], onLine?: Parameters<typeof openControlPass>[2]): Promise<ControlPass> {
+  try {
+    return await openControlPass(label, request, onLine);
+  } catch (err) {
+    if (err instanceof DdfsError && err.code === 'NOT_FOUND') {
+      throw new DdfsError('NOT_FOUND', `${label}: mounted, and its daemon serves no control socket (mounted -o ro?): unmount it or mount it writable`, { path: label }, err);
+    }
+    throw err;
+  }
+}
+
 /** The daemon's report and progress lines, to the options' callbacks. */
 function lineSink(options: CopyOptions) {
   return (kind: 'progress' | 'report', line: string): void => (kind === 'report' ? options.report : options.progress)?.(line);
@@ -91,7 +106,7 @@ async function masterSide(src: Endpoint, out: Writable, input: Readable | null, 
     const reader = input === null ? null : await RecordReader.create(input);
     return runMaster(src.vol, writer, masterOptions(options, reader));
   }
-  const ctl = await openControlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount }, lineSink(options));
+  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount }, lineSink(options));
   return relay(ctl, out, input).then((r) => resultSummary(r, 'master'));
 }
 
@@ -102,7 +117,7 @@ async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, o
     const writer = out === null ? null : await RecordWriter.create(out, false);
     return runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
   }
-  const ctl = await openControlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
+  const ctl = await controlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
   return relay(ctl, out, input).then((r) => resultSummary(r, 'slave'));
 }
 
