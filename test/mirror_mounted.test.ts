@@ -6,7 +6,8 @@
  *   claim exact, verify empty, every file equal;
  * - a copy into a MOUNTED slave: served read-only (every write op answers EROFS), the files readable through its
  *   mount byte for byte, and a later pass's new file visible without a remount; a slave whose daemon serves it
- *   writable (mounted before it became a slave) is refused with one line;
+ *   writable (mounted before it became a slave) is refused with one line; a symlink planted at ddfsmirror refuses
+ *   the mount;
  * - the volume lock: while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused
  *   with one line naming it;
  * - reclaim pins (mirroring spec §5 scenario 8), in process against the Volume the way the daemon runs a pass
@@ -232,6 +233,16 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(c.stderr).toBe(`mirrorddumbfs: ${slave}: mounted writable (it was mounted before it became a slave): unmount it and mount it again to apply passes\n`);
     expect(readMountTree(s.mountDir).size).toBe(0);
     expect(readMirrorState(slave)?.claim).toBeNull();
+  }, 300_000);
+
+  it('a symlink planted at ddfsmirror refuses the mount (whether it is a slave cannot be told); its target is untouched', async () => {
+    const parent = await volume();
+    const elsewhere = fs.mkdtempSync(path.join(work, 'elsewhere-'));
+    fs.symlinkSync(elsewhere, path.join(parent, 'ddfsmirror'));
+    const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+    await expect(mountVolume(parent, mnt)).rejects.toThrow(new RegExp(`ddumbfs: ${path.join(parent, 'ddfsmirror')}: not a directory \\(a symlink\\?\\): refused\n`));
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+    expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
   }, 300_000);
 
   it('while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused with one line naming it', async () => {
