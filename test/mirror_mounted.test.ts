@@ -7,7 +7,7 @@
  * - a copy into a MOUNTED slave: served read-only (every write op answers EROFS), the files readable through its
  *   mount byte for byte, and a later pass's new file visible without a remount; a slave whose daemon serves it
  *   writable (mounted before it became a slave) is refused with one line; a symlink planted at ddfsmirror refuses
- *   the mount;
+ *   the mount; a slave unmounted while a pass runs through its daemon fails the pass, and its daemon stops cleanly;
  * - the volume lock: while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused
  *   with one line naming it;
  * - reclaim pins (mirroring spec §5 scenario 8), in process against the Volume the way the daemon runs a pass
@@ -30,7 +30,7 @@ import { runSlave } from '../src/mirror/pass_slave.js';
 import { daemonPassVolume, openPassVolume } from '../src/mirror/pass_volume.js';
 import { masterState, readMirrorState, slaveStateFor, writeMirrorState } from '../src/mirror/state.js';
 import { Volume } from '../src/volume/volume.js';
-import { mountVolume, unmountAll, type MountedVolume } from './helpers/mount.js';
+import { mountVolume, unmountAll, waitFor, type MountedVolume } from './helpers/mount.js';
 import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readTree } from './helpers/ufs_model.js';
@@ -243,6 +243,25 @@ describe('mirroring a mounted volume through its daemon', () => {
     await expect(mountVolume(parent, mnt)).rejects.toThrow(new RegExp(`ddumbfs: ${path.join(parent, 'ddfsmirror')}: not a directory \\(a symlink\\?\\): refused\n`));
     expect(fs.readdirSync(elsewhere)).toEqual([]);
     expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
+  }, 300_000);
+
+  it('unmounting a slave while a pass runs through its daemon: the pass fails in one line, the daemon stops cleanly, nothing applied', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await masterTree(master);
+    await initSlave(slave, master);
+    const s = await mount(slave);
+    // the master waits in its first lstat while the slave's daemon, already running its side, is unmounted
+    const access = gatedAccess(async () => {
+      expect(await waitFor(() => /mirror: slave side of a pass through the control socket/.test(s.stderr()), 120_000)).toBe(true);
+      await s.unmount();
+    });
+    await expect(copyLocal(master, slave, { access })).rejects.toThrow(/^\/\S+: the daemon closed the control socket without a result$|the daemon is stopping/);
+    expect(await s.exited).toBe(0);
+    expect(s.stderr()).toMatch(/mirror: slave pass failed: /);
+    expect(fs.existsSync(path.join(slave, 'ddfsmirror', 'control'))).toBe(false);
+    expect(readMirrorState(slave)?.claim).toBeNull();
+    expect(fs.readdirSync(path.join(slave, 'ddfsroot')).filter((n) => n !== '.ddumbfs')).toEqual([]);
   }, 300_000);
 
   it('while mirrorddumbfs holds a volume, fsckddumbfs -n and a second mirrorddumbfs are refused with one line naming it', async () => {
