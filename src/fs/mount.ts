@@ -409,6 +409,23 @@ async function serve(
     return finish(volume, ops, parentDir, autofsck, markerRemovable, log, true);
   }
   const served: FuseMount = mount;
+  // the control socket is up before the mount is reported: whoever sees "mounted" can mirror the volume
+  let service: { close(): Promise<void> } | null = null;
+  if (options.onServing && !options.readOnly) {
+    try {
+      service = await options.onServing({
+        volume,
+        flush: async () => {
+          await ops.flushAll();
+          await volume.writeHeldNodes();
+        },
+        servedReadOnly,
+      });
+    } catch (err) {
+      log.error(`${messageOf(err)}: mirror passes of this mounted volume are refused`);
+    }
+  }
+
   log.info(`[${process.pid}] filesystem ${parentDir} mounted on ${mountPoint}`);
 
   // A programmer error anywhere: stop, flush what can be flushed, keep .autofsck (style.md), never a dead mount.
@@ -458,22 +475,6 @@ async function serve(
     });
   }, BACKGROUND_TICK_MS);
   tick.unref();
-
-  let service: { close(): Promise<void> } | null = null;
-  if (options.onServing && !options.readOnly) {
-    try {
-      service = await options.onServing({
-        volume,
-        flush: async () => {
-          await ops.flushAll();
-          await volume.writeHeldNodes();
-        },
-        servedReadOnly,
-      });
-    } catch (err) {
-      log.error(`${messageOf(err)}: mirror passes of this mounted volume are refused`);
-    }
-  }
 
   options.onMounted?.();
 
