@@ -134,6 +134,10 @@ export const MIRROR_MASS_DELETE_PERCENT = 25;
 export const MIRROR_CONTROL_FRAME_SIZE_MAX = 1024 * 1024;
 /** Largest request or result document on the control socket (JSON): a summary with a few thousand paths. */
 export const MIRROR_CONTROL_DOCUMENT_SIZE_MAX = 256 * 1024;
+/** Time a remote side gets to exit once its streams are closed before it is sent SIGTERM: an ssh teardown is quick. */
+export const MIRROR_REMOTE_EXIT_WAIT_MS = 5000;
+/** At most one verify progress line a second (the first at once): readable, and cheap next to the comparison. */
+export const MIRROR_VERIFY_PROGRESS_INTERVAL_MS = 1000;
 
 /**
  * DDMS mirror stream (mirroring spec §4.5, §4.15): the largest body of any record but BLOCK, checked against the

@@ -176,7 +176,6 @@ describe('modes and exit codes', () => {
     expectStatus(await fsck('-C', dir), 0);
   });
 
-  it.skip('refuses to repair a mounted volume ("filesystem is online") — needs a FUSE mount of the daemon', () => {});
 });
 
 describe('bigger volumes: hash workers, rebuild and pack', () => {

@@ -16,8 +16,8 @@ import { readMirrorState } from '../src/mirror/state.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mountVolume, unmountAll, waitFor } from './helpers/mount.js';
 import { startSshd, stopAllSshd, type SshdHandle } from './helpers/sshd.js';
-import { linkUfs, mkdirUfs, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
-import { run } from './helpers/run.js';
+import { linkUfs, mkdirUfs, readUfsNode, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { run, runOk } from './helpers/run.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -78,14 +78,17 @@ describe('mirrorddumbfs commands', () => {
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, \d+ bytes on the wire, [\d.]+ s, claim exact\n$/);
     const r = await mirror(['read', master]);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/12 blocks sent/);
+    // a first pass sends each distinct block of the tree once (6 files of 2 blocks; 'same' and 'hard' share f0000's),
+    // and every byte it wrote is the stream on standard output
+    expect(r.stderr).toMatch(new RegExp(`^mirrorddumbfs: 9 files visited, 7 files sent, 12 blocks sent, 0 blocks already held by the replica, ${r.stdout.length} bytes on the wire, [\\d.]+ s, claim exact\n$`));
     const streamFile = path.join(work, 'pass.ddms');
     fs.writeFileSync(streamFile, r.stdout);
     const dump = await mirror(['dump', '--full'], r.stdout);
     expect(dump.status).toBe(0);
     expect(dump.stdout.toString().split('\n').filter((l) => / BLOCK /.test(l))).toHaveLength(12);
     const w = await mirror(['write', viaFile], fs.readFileSync(streamFile));
-    expect(w.stderr).toMatch(/12 blocks received/);
+    // the stream's every byte was read from standard input: the summary's bytes on the wire is the file's size
+    expect(w.stderr).toMatch(new RegExp(`^mirrorddumbfs: 12 blocks received, 7 files applied, 0 entries deleted, ${r.stdout.length} bytes on the wire, [\\d.]+ s\n$`));
     expect(w.status).toBe(0);
     for (const [a, b] of [[master, viaFile], [viaCopy, viaFile]]) {
       const v = await mirror(['verify', a!, b!]);
@@ -117,9 +120,24 @@ describe('mirrorddumbfs commands', () => {
     expect(c.status).toBe(0);
     const lines = c.stderr.split('\n').filter((l) => l !== '');
     expect(lines.length).toBeGreaterThanOrEqual(3);
-    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, at \S+$/);
+    for (const l of lines) expect(l).toMatch(/^mirrorddumbfs: progress files \d+, blocks sent \d+, held \d+, \d+ bytes, \d+ B\/s, ETA (\d+s|\?) \(\d+ of 40 used blocks\), at \S+$/);
+    // the ETA's basis is the master's 40 used blocks; what was done is what was sent and held so far
+    for (const l of lines) {
+      const m = /blocks sent (\d+), held (\d+), .* \((\d+) of 40 used blocks\)/.exec(l)!;
+      expect(Number(m[3])).toBe(Number(m[1]) + Number(m[2]));
+    }
     expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 23 files visited, 21 files sent, 40 blocks sent, 0 blocks already held/);
   }, 120_000);
+
+  it('serve --restrict refuses a volume outside its root: one line, exit 2, nothing on stdout', async () => {
+    const inside = await volume();
+    for (const role of ['verify', 'master', 'slave']) {
+      const r = await mirror(['serve', '--restrict', inside, role, path.dirname(inside)], Buffer.alloc(0));
+      expect(r.status).toBe(2);
+      expect(r.stdout.length).toBe(0);
+      expect(r.stderr).toBe(`mirrorddumbfs: ${path.dirname(inside)}: outside the restricted root ${inside}: refused\n`);
+    }
+  }, 60_000);
 
   it('mounted volumes are mirrored through their daemons (copy, read | write); what cannot work is refused with one line', async () => {
     const master = await volume();
@@ -207,7 +225,7 @@ describe('mirrorddumbfs over a real sshd', () => {
     // pulling from a remote master into a local slave: nothing left to send
     const back = await mirror(['copy', ...remoteArgs(), `${sshd.destination}:${master}`, slave]);
     expect(back.status, back.stderr).toBe(0);
-    expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted\n$/);
+    expect(back.stdout.toString()).toMatch(/^mirrorddumbfs: 0 blocks received, 0 files applied, 0 entries deleted, \d+ bytes on the wire, [\d.]+ s\n$/);
   }, 240_000);
 
   it('a remote slave of another master refuses the pass before any change; both sides end (no hang)', async () => {
@@ -225,6 +243,51 @@ describe('mirrorddumbfs over a real sshd', () => {
     expect(readMirrorState(stranger)!.claim).toBeNull();
     expect(await waitFor(() => sshd.sessionPids().length === 0, 30_000)).toBe(true);
   }, 120_000);
+
+  it('verify with a remote side or two: the same lines, exit codes and JSON as a local verify; the far side ends', async () => {
+    const master = await volume();
+    await tree(master, 3);
+    const replica = path.join(work, 'replica');
+    await runOk('cp', ['-a', master, replica]);
+    const far = `${sshd.destination}:${replica}`;
+    const verifyBoth = async (extra: string[]): Promise<Array<{ status: number; stdout: string; stderr: string }>> => {
+      const out = [];
+      for (const [a, b] of [[master, replica], [master, far], [`${sshd.destination}:${master}`, far]]) {
+        const r = await mirror(['verify', ...remoteArgs(), ...extra, a!, b!]);
+        out.push({ status: r.status, stdout: r.stdout.toString('latin1'), stderr: r.stderr });
+      }
+      return out;
+    };
+    const equal = { status: 0, stdout: '', stderr: '' };
+    expect(await verifyBoth(['--deep'])).toEqual([equal, equal, equal]);
+    // behind the mirror's back, on the replica: a deleted file, an extra file, a chmod, one flipped byte of a block
+    fs.unlinkSync(ufsAbs(replica, 'd/f0002'));
+    await withVolume(replica, (v) => writeUfsFile(v, 'd/x', block('extra')));
+    fs.chmodSync(ufsAbs(replica, 'same'), 0o600);
+    const cfg = volumes[volumes.length - 1]!.config;
+    const { address } = await readUfsNode(replica, cfg.nodeSize, cfg.addrSize, 'd/f0001', 0);
+    const fd = fs.openSync(path.join(replica, cfg.blockFilename), 'r+');
+    fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, address * BS + 100);
+    fs.closeSync(fd);
+    const shallow = ['MISSING "/d/f0002"', 'EXTRA "/d/x"', 'DIFF "/same" mode'];
+    const lines = (l: string[]): { status: number; stdout: string; stderr: string } => ({ status: 1, stdout: l.map((x) => `${x}\n`).join(''), stderr: '' });
+    expect(await verifyBoth([])).toEqual([lines(shallow), lines(shallow), lines(shallow)]);
+    const deep = [...shallow, 'CORRUPT "/d/f0001" block 0 on B'];
+    expect(await verifyBoth(['--deep'])).toEqual([lines(deep), lines(deep), lines(deep)]);
+    const json = (await verifyBoth(['--deep', '--json'])).map((r) => {
+      expect(r.status).toBe(1);
+      return JSON.parse(r.stdout) as { a: string; b: string; count: number; lines: unknown[] };
+    });
+    expect(json.map((d) => [d.a, d.b])).toEqual([[master, replica], [master, far], [`${sshd.destination}:${master}`, far]]);
+    expect(json[0]!.count).toBe(4);
+    for (const d of json) expect({ count: d.count, lines: d.lines }).toEqual({ count: json[0]!.count, lines: json[0]!.lines });
+    expect(await waitFor(() => sshd.sessionPids().length === 0, 30_000)).toBe(true);
+    // a far path that is no volume: one line from the far side, exit 1
+    const none = await mirror(['verify', ...remoteArgs(), master, `${sshd.destination}:${work}`]);
+    expect(none.status).toBe(1);
+    expect(none.stdout.toString()).toBe('');
+    expect(none.stderr).toBe(`mirrorddumbfs: ${sshd.destination}:${work}: ${path.join(work, 'ddfs.cfg')}: not found: ${work} is not a ddumbfs volume\n`);
+  }, 300_000);
 
   it('a copy whose ssh client is killed after a CHECKPOINT resumes that pass and converges', async () => {
     const master = await volume();

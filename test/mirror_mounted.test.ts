@@ -214,7 +214,7 @@ describe('mirroring a mounted volume through its daemon', () => {
     const r = await run('node', [MIRROR_BIN, 'read', master], { timeoutMs: 180_000 });
     expect(r.code).toBe(0);
     const w = await mirror(['write', slave], r.stdout);
-    expect(w.stderr).toMatch(/^mirrorddumbfs: \d+ blocks received, \d+ files applied, 0 entries deleted\n$/);
+    expect(w.stderr).toMatch(/^mirrorddumbfs: \d+ blocks received, \d+ files applied, 0 entries deleted, \d+ bytes on the wire, [0-9.]+ s\n$/);
     expect(w.status).toBe(0);
     expect(fs.readFileSync(at('oneway')).equals(block('oneway', 3))).toBe(true);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);

@@ -214,10 +214,42 @@ describe('mirrorddumbfs verify: one line per difference', () => {
     }
   });
 
-  it('usage: a remote endpoint (not yet), a missing argument, a path that is no volume', async () => {
-    const remote = await mirror(['verify', base.parent, 'backup2:/l1/replica']);
-    expect(remote.status).toBe(2);
-    expect(remote.stderr).toMatch(/^mirrorddumbfs: backup2:\/l1\/replica: remote volumes are not supported by verify yet/);
+  it('-p: plain progress lines and the summary on stderr, the report on stdout unchanged; its figures are the walk\'s', async () => {
+    const b = await copyOfBase();
+    fs.unlinkSync(ufsAbs(b, 'd/f1'));
+    const r = await mirror(['verify', '-p', base.parent, b]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('MISSING "/d/f1"\n');
+    const err = r.stderr.split('\n').filter((l) => l !== '');
+    // the first entry (the root) always gives a line; the others at most one a second
+    expect(err[0]).toMatch(/^mirrorddumbfs: progress entries 1, differences 0, \d+ entries\/s, at "\/"$/);
+    for (const l of err.slice(0, -1)) expect(l).toMatch(/^mirrorddumbfs: progress entries \d+, differences [01], \d+ entries\/s, at "\/[^"]*"$/);
+    // the root, its 9 entries, then the 2 of /d (f1 on A only, h2): 12 entries; one line printed
+    expect(err[err.length - 1]).toMatch(/^mirrorddumbfs: 12 entries compared, 1 differences, [\d.]+ s$/);
+    // an equal pair: the root's digests match, nothing is listed
+    const same = await mirror(['verify', '-p', base.parent, await copyOfBase()]);
+    expect(same.status).toBe(0);
+    expect(same.stdout).toBe('');
+    expect(same.stderr).toMatch(/^mirrorddumbfs: progress entries 1, differences 0, \d+ entries\/s, at "\/"\nmirrorddumbfs: 1 entries compared, 0 differences, [\d.]+ s\n$/);
+  });
+
+  it('on a terminal (script(1), 80 columns): the ora spinner shows the progress, then the summary; the report is whole', async () => {
+    const b = await copyOfBase();
+    fs.unlinkSync(ufsAbs(b, 'd/f1'));
+    const r = await run('script', ['-qec', `stty cols 80 rows 24; node ${BIN} verify ${base.parent} ${b}`, '/dev/null'], { timeoutMs: 120_000 });
+    const tty = r.stdout.toString('utf8'); // ora's frames are UTF-8; the report's paths are escaped ASCII
+    expect(r.code).toBe(1);
+    expect(tty).toContain('MISSING "/d/f1"\r\n');
+    expect(tty).toMatch(/\x1b\[\d+m\S+\x1b\[\d+m entries 1, differences 0, \d+ entries\/s, at "\/"/); // a spinner frame and its text
+    expect(tty).toMatch(/mirrorddumbfs: 12 entries compared, 1 differences, [\d.]+ s\r\n/);
+  });
+
+  it('a remote shell that fails, a missing argument, a path that is no volume', async () => {
+    // the far side never answers: one line naming the endpoint and the remote shell's status (over ssh: test/mirror_cli)
+    const remote = await mirror(['verify', '-e', 'false', base.parent, 'backup2:/l1/replica']);
+    expect(remote.status).toBe(1);
+    expect(remote.stdout).toBe('');
+    expect(remote.stderr).toBe('mirrorddumbfs: backup2:/l1/replica: the remote side exited with status 1\n');
     expect((await mirror(['verify', base.parent])).status).toBe(2);
     const none = await mirror(['verify', base.parent, work]);
     expect(none.status).toBe(1);

@@ -1,7 +1,8 @@
 /**
  * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7): init-slave, copy, read, write,
  * serve and status (mounted volumes through their daemon's control socket, mirror/copy.ts), `dump`, which decodes a
- * DDMS stream on stdin for humans, and `verify`, which compares two local volumes by content (§4.11).
+ * DDMS stream on stdin for humans, and `verify`, which compares two volumes by content (§4.11), local or through
+ * `serve verify` over the remote shell (mirror/verify_remote.ts).
  *
  * Output: dump lines on stdout; a fault of the stream as one line on stderr. Exit status (style.md, new commands):
  * 0 ok, 1 error or difference found, 2 usage, 130 interrupted.
@@ -11,14 +12,18 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import ora, { type Ora } from 'ora';
 import { DdfsError } from '../errors.js';
-import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
+import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, renderSlaveSummary, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
 import { readMirrorState } from '../mirror/state.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
 import { dumpLines } from '../mirror/dump.js';
-import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine } from '../mirror/verify.js';
+import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine, type VerifyProgress } from '../mirror/verify.js';
+import { serveVerify, StreamDigests } from '../mirror/verify_remote.js';
+import { RecordReader, RecordWriter } from '../mirror/channel.js';
+import type { DigestTree } from '../mirror/digest.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
+import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
 
 const NAME = 'mirrorddumbfs';
 
@@ -45,7 +50,8 @@ Examples:
   mirrorddumbfs status /l1/replica --json
   mirrorddumbfs dump < pass.ddms
   mirrorddumbfs dump --full < pass.ddms | less
-  mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep`;
+  mirrorddumbfs verify /l0/ddumbfs /mnt/usb/replica --deep
+  mirrorddumbfs verify -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica --deep`;
 
 const DUMP_HELP = `Each line: SEQ TYPE @OFFSET+SIZE [flags=...] field=value ...
 Paths, names and text are quoted; space, \\, " and every byte that is not printable ASCII are
@@ -62,6 +68,9 @@ Exit status:
 const VERIFY_HELP = `Compares volume A (the reference) with volume B by content: Merkle digests of the UFS trees
 computed from node lists and metadata, descending only into directories whose digests differ.
 Reads no claim, state or journal. Opens both volumes read-only and changes nothing.
+A or B (or both) may be [user@]host:PATH: ssh (-e CMD) runs "mirrorddumbfs serve --restrict PATH
+verify PATH" there, which answers digests, listings and node lists over the stream (with --deep it
+re-hashes its own blocks); lines, JSON and exit status are those of a local verify.
 One line per difference, in canonical order (names sorted bytewise), then each volume's findings:
   MISSING P                 P is in A, not in B
   EXTRA P                   P is in B, not in A
@@ -73,6 +82,9 @@ One line per difference, in canonical order (names sorted bytewise), then each v
 P is the path from the root with a leading /, quoted; space, \\, " and bytes that are not
 printable ASCII as \\xHH. Directory mtimes are never compared; extended attributes and
 atimes are not compared yet.
+-p: progress lines (entries compared, differences, rate; no ETA: only differing subtrees are
+descended) and the summary "N entries compared, D differences, T s" on stderr; a terminal gets a
+spinner and the summary; otherwise stderr stays empty.
 A mounted volume is read from its UFS tree as it is on disk: the result is only exact when
 nothing writes to it during the verify, and its index file is not checked (DANGLING then means
 beyond the block file only).
@@ -97,14 +109,18 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('verify')
     .description('compare two volumes by content: MISSING, EXTRA, DIFF, CORRUPT and DANGLING lines')
-    .argument('<A>', 'the reference volume (parent directory)')
-    .argument('<B>', 'the volume compared with it (parent directory)')
-    .option('--deep', 're-read and re-hash every referenced block on both sides')
+    .argument('<A>', 'the reference volume: parent directory or [user@]host:PATH')
+    .argument('<B>', 'the volume compared with it: parent directory or [user@]host:PATH')
+    .option('--deep', 're-read and re-hash every referenced block on both sides (a remote side re-hashes its own)')
     .option('--json', 'print one JSON document instead of lines')
     .option('--no-mtime', 'do not compare mtimes')
+    .option('-p, --progress', 'plain progress lines and the summary on standard error')
+    // as remoteOptions below (declared with the pass commands)
+    .option('-e, --rsh <CMD>', 'the remote shell for host:PATH endpoints (split on spaces, as rsync does)', 'ssh')
+    .option('--mirror-path <PATH>', 'the mirrorddumbfs command on the remote host (as rsync\'s --rsync-path)', 'mirrorddumbfs')
     .addHelpText('after', `\n${VERIFY_HELP}`)
-    .action((a: string, b: string, opts: { deep?: boolean; json?: boolean; mtime: boolean }) => {
-      action = () => verify(a, b, { deep: opts.deep === true, json: opts.json === true, mtime: opts.mtime });
+    .action((a: string, b: string, opts: { deep?: boolean; json?: boolean; mtime: boolean } & PassFlags) => {
+      action = () => verifyCommand(a, b, { deep: opts.deep === true, json: opts.json === true, mtime: opts.mtime }, opts);
     });
   const passOptions = (c: ReturnType<typeof program.command>): typeof c => c
     .option('-p, --progress', 'plain progress lines on standard error')
@@ -153,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('the far side of an ssh endpoint: run one side of a pass on standard input/output')
     .requiredOption('--restrict <ROOT>', 'refuse any volume outside ROOT')
     .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
-    .argument('<ROLE>', 'master, slave, or identity (print the master\'s identity as JSON, for init-slave --from host:PATH)')
+    .argument('<ROLE>', 'master, slave, verify (answer a verify session about VOLUME), or identity (print the master\'s identity as JSON, for init-slave --from host:PATH)')
     .argument('<VOLUME>', 'the volume (parent directory)')
     .action((role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }) => {
       action = () => serveCommand(role, vol, opts);
@@ -286,7 +302,7 @@ function shellQuote(s: string): string {
 }
 
 /** Start `serve ROLE PATH` on the host of `endpoint` through the remote shell. */
-function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity', opts: PassFlags): { child: ChildProcess; done: Promise<number> } {
+function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity' | 'verify', opts: PassFlags): { child: ChildProcess; done: Promise<number> } {
   const colon = endpoint.indexOf(':');
   const host = endpoint.slice(0, colon);
   const remotePath = endpoint.slice(colon + 1);
@@ -341,7 +357,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags): Promise<numb
     const s = await slaveOverStreams(dst, child.stdout!, child.stdin!, options);
     child.stdout!.resume();
     const code = await done;
-    process.stdout.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+    process.stdout.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
     return code === 0 ? EXIT.OK : EXIT.ERROR;
   } catch (err) {
     child.stdin!.destroy();
@@ -360,7 +376,7 @@ async function readCommand(master: string, opts: PassFlags): Promise<number> {
 async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
   if (process.stdin.isTTY) throw new UsageError('write reads a stream on standard input (mirrorddumbfs write VOL < pass.ddms)');
   const s = await slaveOverStreams(slave, process.stdin, null, passCopyOptions(opts));
-  process.stderr.write(`${NAME}: ${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted\n`);
+  process.stderr.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
   return EXIT.OK;
 }
 
@@ -389,7 +405,14 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
     process.stdout.write(`${JSON.stringify(await masterIdentity(target))}\n`);
     return EXIT.OK;
   }
-  throw new UsageError(`serve: role must be master, slave or identity, not ${role}`);
+  if (role === 'verify') {
+    const code = await serveVerify(target, await RecordReader.create(process.stdin), await RecordWriter.create(process.stdout, false), {
+      access: nodeTreeAccess,
+      note: (l) => process.stderr.write(`${NAME}: ${l}\n`),
+    });
+    return code === 0 ? EXIT.OK : EXIT.ERROR;
+  }
+  throw new UsageError(`serve: role must be master, slave, verify or identity, not ${role}`);
 }
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {
@@ -421,41 +444,139 @@ function pathTextOfHex(hex: string): string {
   return renderPathBytes(Buffer.from(hex, 'hex'));
 }
 
-async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }): Promise<number> {
-  for (const e of [a, b]) {
-    if (isRemote(e)) throw new UsageError(`${e}: remote volumes are not supported by verify yet (a local path with a colon: ./${e})`);
+/** One side of a verify: a local volume, or a verify session with `serve verify` on a host, over the remote shell. */
+interface VerifySide {
+  tree: DigestTree;
+  /** What --json names it: the resolved parent directory, or the endpoint as given. */
+  name: string;
+  /** Close the tree (and wait for the remote side to end). @returns the remote side's exit status, 0 for a local one */
+  finish(): Promise<number>;
+  /** The error to report for `err` (a broken stream of a remote side that failed becomes its exit status). */
+  explain(err: unknown): Promise<unknown>;
+}
+
+
+async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags): Promise<VerifySide> {
+  if (!isRemote(endpoint)) {
+    const t = await VolumeDigests.open(endpoint, { access: nodeTreeAccess, deep: options.deep, mtime: options.mtime });
+    if (t.mountPoint !== null) {
+      stderrLine(`${NAME}: ${t.label} is mounted on ${t.mountPoint}: read as it is on disk; exact only if nothing writes during the verify\n`);
+    }
+    return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err };
   }
-  const open = (p: string): Promise<VolumeDigests> => VolumeDigests.open(p, { access: nodeTreeAccess, deep: options.deep, mtime: options.mtime });
-  const ta = await open(a);
-  let tb: VolumeDigests;
+  const { child, done } = spawnRemote(endpoint, 'verify', flags);
+  const ended = async (): Promise<number> => {
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([done, new Promise<number>((r) => { timer = setTimeout(() => r(-1), MIRROR_REMOTE_EXIT_WAIT_MS); })]);
+    clearTimeout(timer); // a pending timer would keep the process alive after the verify
+    if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
+    return code;
+  };
+  const explain = async (err: unknown): Promise<unknown> => {
+    if (err instanceof DdfsError && err.data.remote === true) return err; // the far side said why
+    child.stdin!.destroy();
+    const code = await ended();
+    return code !== 0 ? new DdfsError('IO', `${endpoint}: the remote side exited with status ${code}`) : err;
+  };
+  let tree: StreamDigests;
   try {
-    tb = await open(b);
+    tree = await StreamDigests.open(endpoint, await RecordReader.create(child.stdout!), await RecordWriter.create(child.stdin!, true), options);
   } catch (err) {
-    await ta.close();
+    const e = await explain(err);
+    child.stdout!.resume();
+    await ended();
+    throw e;
+  }
+  return {
+    tree,
+    name: endpoint,
+    finish: async () => {
+      await tree.close();
+      child.stdout!.resume();
+      return ended();
+    },
+    explain,
+  };
+}
+
+/** Where progress lines go: plain lines with -p, the spinner on a terminal, else nowhere. */
+function progressSink(opts: PassFlags, spin: boolean): ((line: string) => void) | undefined {
+  const tty = spin && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && opts.progress !== true;
+  if (opts.progress) return (l) => process.stderr.write(`${NAME}: progress ${l}\n`);
+  if (!tty) return undefined;
+  return (l) => {
+    spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
+    spinner.text = l;
+  };
+}
+
+async function verifyCommand(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }, flags: PassFlags): Promise<number> {
+  try {
+    return await verify(a, b, options, flags);
+  } finally {
+    stopSpinner();
+  }
+}
+
+
+async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }, flags: PassFlags): Promise<number> {
+  const t0 = Date.now();
+  const sa = await openVerifySide(a, options, flags);
+  let sb: VerifySide;
+  try {
+    sb = await openVerifySide(b, options, flags);
+  } catch (err) {
+    await sa.finish();
     throw err;
   }
+  const show = progressSink(flags, true);
+  let lastProgress = 0;
+  const progress: VerifyProgress = {
+    entriesCompared: 0,
+    differences: 0,
+    onEntry: show === undefined ? undefined : (p) => {
+      const now = Date.now();
+      if (now - lastProgress < MIRROR_VERIFY_PROGRESS_INTERVAL_MS) return;
+      lastProgress = now;
+      const rate = progress.entriesCompared / Math.max((now - t0) / 1000, 0.001);
+      show(`entries ${progress.entriesCompared}, differences ${progress.differences}, ${rate.toFixed(0)} entries/s, at ${renderPathBytes(p)}`);
+    },
+  };
+  let codes: number[] = [];
   try {
-    for (const t of [ta, tb]) {
-      if (t.mountPoint !== null) {
-        process.stderr.write(`${NAME}: ${t.label} is mounted on ${t.mountPoint}: read as it is on disk; exact only if nothing writes during the verify\n`);
-      }
-    }
     const lines: VerifyLine[] = [];
-    let count = 0;
-    for await (const l of verifyTrees(ta, tb)) {
-      count++;
+    for await (const l of verifyTrees(sa.tree, sb.tree, progress)) {
       if (options.json) lines.push(l);
-      else process.stdout.write(`${renderVerifyLine(l)}\n`);
+      else stdoutLine(`${renderVerifyLine(l)}\n`);
     }
     if (options.json) {
-      const doc = { a: ta.parentDir, b: tb.parentDir, deep: options.deep, mtime: options.mtime, count, lines: lines.map(verifyLineJson) };
+      const doc = { a: sa.name, b: sb.name, deep: options.deep, mtime: options.mtime, count: progress.differences, lines: lines.map(verifyLineJson) };
       process.stdout.write(`${JSON.stringify(doc)}\n`);
     }
-    return count === 0 ? EXIT.OK : EXIT.ERROR;
   } catch (err) {
     if (err instanceof DdfsError && err.code === 'USAGE') throw new UsageError(err.message);
-    throw err;
+    let e = err;
+    for (const s of [sa, sb]) e = await s.explain(e);
+    throw e;
   } finally {
-    await Promise.all([ta.close(), tb.close()]);
+    codes = await Promise.all([sa.finish(), sb.finish()]);
+  }
+  const bad = codes.findIndex((c) => c !== 0);
+  if (bad >= 0) throw new DdfsError('IO', `${[a, b][bad]}: the remote side exited with status ${codes[bad]}`);
+  if (show !== undefined) {
+    stopSpinner();
+    process.stderr.write(`${NAME}: ${progress.entriesCompared} entries compared, ${progress.differences} differences, ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  }
+  return progress.differences === 0 ? EXIT.OK : EXIT.ERROR;
+}
+
+/** Write a line on stdout without tearing the spinner (it lives on stderr, which may be the same terminal). */
+function stdoutLine(line: string): void {
+  if (spinner) {
+    spinner.clear();
+    process.stdout.write(line);
+    spinner.render();
+  } else {
+    process.stdout.write(line);
   }
 }

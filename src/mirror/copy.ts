@@ -110,15 +110,24 @@ async function masterSide(src: Endpoint, out: Writable, input: Readable | null, 
   return relay(ctl, out, input).then((r) => resultSummary(r, 'master'));
 }
 
-/** Run the slave side on `dst` reading `input`, answering on `out` (null for one way). */
-async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary> {
+/** Run the slave side on `dst` reading `input`, answering on `out` (null for one way); with the bytes both carried. */
+async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary & { bytesOnWire: number }> {
   if (dst.kind === 'local') {
     const reader = await RecordReader.create(input);
     const writer = out === null ? null : await RecordWriter.create(out, false);
-    return runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
+    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
+    return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0) };
   }
   const ctl = await controlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
-  return relay(ctl, out, input).then((r) => resultSummary(r, 'slave'));
+  let bytesOnWire = 0;
+  const count = (c: Buffer): void => {
+    bytesOnWire += c.length;
+  };
+  input.on('data', count);
+  ctl.ddmsIn.on('data', count);
+  const s = resultSummary(await relay(ctl, out, input), 'slave');
+  input.off('data', count);
+  return { ...s, bytesOnWire };
 }
 
 /**
@@ -193,14 +202,27 @@ export async function masterOverStreams(src: string, out: Writable, input: Reada
   }
 }
 
+/** A slave's summary with what its streams carried (the summary line of `write` and of a pull). */
+export interface SlaveStreamSummary extends SlaveSummary {
+  /** Bytes read and written on the streams. */
+  bytesOnWire: number;
+  elapsedMs: number;
+}
+
 /** The slave side over a stream pair (`serve`, or `write` with out = null). */
-export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary> {
+export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveStreamSummary> {
+  const t0 = Date.now();
   const s = await openEndpoint(dst, false);
   try {
-    return await slaveSide(s, input, out, options);
+    return { ...(await slaveSide(s, input, out, options)), elapsedMs: Date.now() - t0 };
   } finally {
     await closeEndpoint(s);
   }
+}
+
+/** The slave's summary as one line (issue 7 item 9, as the slave sees a pass). */
+export function renderSlaveSummary(s: SlaveStreamSummary): string {
+  return `${s.blocksReceived} blocks received, ${s.filesApplied} files applied, ${s.deleted} entries deleted, ${s.bytesOnWire} bytes on the wire, ${(s.elapsedMs / 1000).toFixed(1)} s`;
 }
 
 /** What a slave needs of its master to bind to it (what `serve identity` prints as JSON). */

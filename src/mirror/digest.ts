@@ -137,7 +137,7 @@ export interface TreeFormat {
 
 /**
  * A tree that gives digests, listings and node lists by path: what verify compares. A local volume implements it
- * here; a stream peer (DIGESTQ/DIGESTA, DIRLIST, FILE_NODES of spec §4.5) can implement it later.
+ * here; a volume on the far side of a verify session (verify_remote.ts: VQUERY/VENTRY, FILE_NODES) implements it too.
  * Paths are relative byte paths, no leading '/', the root is the empty path.
  */
 export interface DigestTree {

@@ -35,6 +35,7 @@ import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } f
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { masterState } from './state.js';
+import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
 
 /** What a pass did, for the summary line (spec §4.9 progress; issue 7 item 9). */
@@ -157,7 +158,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
     if (options.progress && Date.now() - lastProgress >= PROGRESS_INTERVAL_MS) {
       lastProgress = Date.now();
-      options.progress(`files ${summary.filesVisited}, blocks sent ${summary.blocksSent}, held ${summary.blocksHeld}, ${out.counters.bytes} bytes, at ${pathText(key)}`);
+      const rateAndEta = renderRateAndEta({ blocksDone: summary.blocksSent + summary.blocksHeld, blocksUsed: Math.max(store.blockCountUsed - 2, 0), bytes: out.counters.bytes, elapsedMs: Date.now() - t0 });
+      options.progress(`files ${summary.filesVisited}, blocks sent ${summary.blocksSent}, held ${summary.blocksHeld}, ${out.counters.bytes} bytes, ${rateAndEta}, at ${pathText(key)}`);
     }
   };
 

@@ -54,6 +54,10 @@ export const RECORD_TYPES = {
   IDLE: 23,
   TERM: 24,
   ERROR: 25,
+  VQUERY: 26,
+  VENTRY: 27,
+  VFINDING: 28,
+  VDONE: 29,
 } as const;
 
 export type RecordTypeName = keyof typeof RECORD_TYPES;
@@ -282,6 +286,55 @@ export interface ErrorRecord {
   message?: string;
 }
 
+/** What a verify session asks of the far side (verify_remote.ts). */
+export type VerifyOp = 'open' | 'entry' | 'list' | 'nodes' | 'findings';
+/** Entry kinds of a verify session (digest.ts EntryKind). */
+export type VerifyEntryKind = 'file' | 'directory' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
+export interface VqueryRecord {
+  type: 'VQUERY';
+  op: VerifyOp;
+  path: Buffer;
+  /** nodes: the first node index asked for. */
+  firstIndex?: bigint;
+  /** open: re-hash every referenced block. */
+  deep?: boolean;
+  /** open: compare mtimes. */
+  mtime?: boolean;
+}
+/** One entry record of a verify session (digest.ts EntryRecord, the name being the last component of path). */
+export interface VentryRecord {
+  type: 'VENTRY';
+  path: Buffer;
+  kind: VerifyEntryKind;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Absent: mtimes are not compared (and never for a directory). */
+  mtimeNs?: bigint;
+  sizeBytes: bigint;
+  nodeCount: bigint;
+  /** First path of the hard-link group; empty when the file has one name. */
+  link: Buffer;
+  target: Buffer;
+  rdev: bigint;
+  contentDigest: Buffer;
+  digest: Buffer;
+}
+export interface VfindingRecord {
+  type: 'VFINDING';
+  kind: 'corrupt' | 'dangling';
+  path: Buffer;
+  blockIndex?: bigint;
+  hash?: Buffer;
+}
+export interface VdoneRecord {
+  type: 'VDONE';
+  /** Records of the answer before this one. */
+  count: bigint;
+  /** nodes: the node list goes on past this piece (ask again from the next index). */
+  more: boolean;
+}
+
 /** Every v1 record, as the codec encodes and decodes it. */
 export type MirrorRecord =
   | HelloRecord
@@ -308,7 +361,11 @@ export type MirrorRecord =
   | AckRecord
   | IdleRecord
   | TermRecord
-  | ErrorRecord;
+  | ErrorRecord
+  | VqueryRecord
+  | VentryRecord
+  | VfindingRecord
+  | VdoneRecord;
 
 /** A record of a type v1 does not know, without the must-understand flag: skipped, body kept raw. */
 export interface UnknownRecord {
@@ -346,6 +403,9 @@ const COMMIT_CLAIM_KINDS = ['', 'exact', 'atleast'] as const;
 const PASS_MODES = ['', 'incremental', 'full', 'strict'] as const;
 const ENTRY_TYPES = ['', 'file', 'dir', 'symlink', 'special'] as const;
 const SPECIAL_KINDS = ['', 'fifo', 'char', 'block', 'socket'] as const;
+const VERIFY_OPS = ['', 'open', 'entry', 'list', 'nodes', 'findings'] as const;
+const VERIFY_ENTRY_KINDS = ['', 'file', 'directory', 'symlink', 'fifo', 'char', 'block', 'socket'] as const;
+const VERIFY_FINDINGS = ['', 'corrupt', 'dangling'] as const;
 
 const META: readonly Field[] = [
   f(1, 'mode', 'mode', { k: 'u32' }),
@@ -462,6 +522,35 @@ export const SCHEMAS: Readonly<Record<RecordTypeName, readonly Field[]>> = {
     f(2, 'seq', 'seq', { k: 'u64' }, 'optional'),
     f(3, 'message', 'message', { k: 'text', max: STREAM_TEXT_SIZE_MAX }, 'optional'),
   ],
+  VQUERY: [
+    f(1, 'op', 'op', { k: 'enum', values: VERIFY_OPS }),
+    f(2, 'path', 'path', { k: 'path' }),
+    f(3, 'firstIndex', 'first_index', { k: 'u64' }, 'optional'),
+    f(4, 'deep', 'deep', { k: 'bool' }, 'optional'),
+    f(5, 'mtime', 'mtime', { k: 'bool' }, 'optional'),
+  ],
+  VENTRY: [
+    f(1, 'path', 'path', { k: 'path' }),
+    f(2, 'kind', 'kind', { k: 'enum', values: VERIFY_ENTRY_KINDS }),
+    f(3, 'mode', 'mode', { k: 'u32' }),
+    f(4, 'uid', 'uid', { k: 'u32' }),
+    f(5, 'gid', 'gid', { k: 'u32' }),
+    f(6, 'mtimeNs', 'mtime_ns', { k: 'i64' }, 'optional'),
+    f(7, 'sizeBytes', 'size', { k: 'u64' }),
+    f(8, 'nodeCount', 'node_count', { k: 'u64' }),
+    f(9, 'link', 'link', { k: 'path' }),
+    f(10, 'target', 'target', { k: 'bytes', min: 0, max: STREAM_SYMLINK_TARGET_SIZE_MAX }),
+    f(11, 'rdev', 'rdev', { k: 'u64' }),
+    f(12, 'contentDigest', 'content_digest', { k: 'digest' }),
+    f(13, 'digest', 'digest', { k: 'digest' }),
+  ],
+  VFINDING: [
+    f(1, 'kind', 'kind', { k: 'enum', values: VERIFY_FINDINGS }),
+    f(2, 'path', 'path', { k: 'path' }),
+    f(3, 'blockIndex', 'block_index', { k: 'u64' }, 'optional'),
+    f(4, 'hash', 'hash', { k: 'hash' }, 'optional'),
+  ],
+  VDONE: [f(1, 'count', 'count', { k: 'u64' }), f(2, 'more', 'more', { k: 'bool' })],
 };
 
 /** What the body codec needs from the stream's HELLO: the sizes hashes and blocks must have. */

@@ -116,6 +116,13 @@ function middleRecord(h: HelloRecord): fc.Arbitrary<RecordInput> {
     rec({ type: fc.constant('CHECKPOINT'), keyCur: path }, ['type', 'keyCur']),
     rec({ type: fc.constant('ACK'), passId: id128, committedTid: opt(u64), error: opt(u32), keyCur: opt(path) }, ['type', 'passId']),
     rec({ type: fc.constant('IDLE'), headTid: u64 }, ['type', 'headTid']),
+    rec({ type: fc.constant('VQUERY'), op: fc.constantFrom('open', 'entry', 'list', 'nodes', 'findings'), path, firstIndex: opt(u64), deep: opt(fc.boolean()), mtime: opt(fc.boolean()) }, ['type', 'op', 'path']),
+    rec({
+      type: fc.constant('VENTRY'), path, kind: fc.constantFrom('file', 'directory', 'symlink', 'fifo', 'char', 'block', 'socket'), mode: u32, uid: u32, gid: u32,
+      mtimeNs: opt(i64), sizeBytes: u64, nodeCount: u64, link: path, target: bytes(0, 300), rdev: u64, contentDigest: digest, digest,
+    }, ['type', 'path', 'kind', 'mode', 'uid', 'gid', 'sizeBytes', 'nodeCount', 'link', 'target', 'rdev', 'contentDigest', 'digest']),
+    rec({ type: fc.constant('VFINDING'), kind: fc.constantFrom('corrupt', 'dangling'), path, blockIndex: opt(u64), hash: opt(hash) }, ['type', 'kind', 'path']),
+    rec({ type: fc.constant('VDONE'), count: u64, more: fc.boolean() }, ['type', 'count', 'more']),
   );
 }
 

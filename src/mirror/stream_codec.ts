@@ -88,6 +88,14 @@
  * | 23 IDLE       | 1 u64 head_tid                                                                              |
  * | 24 TERM       | 1 u32 reason                                                                                |
  * | 25 ERROR      | 1 u32 reason, 2 u64 seq? (the record it is about), 3 text message? (<= 1024)                |
+ * | 26 VQUERY     | 1 enum op (1 open 2 entry 3 list 4 nodes 5 findings), 2 path path, 3 u64 first_index?       |
+ * |               | (nodes), 4 bool deep? (open), 5 bool mtime? (open): a verify session's question               |
+ * | 27 VENTRY     | 1 path path, 2 enum kind (1 file 2 dir 3 symlink 4 fifo 5 char 6 block 7 socket), 3 u32 mode, |
+ * |               | 4 u32 uid, 5 u32 gid, 6 i64 mtime_ns? (absent: not compared), 7 u64 size, 8 u64 node_count,  |
+ * |               | 9 path link (empty: one name), 10 bytes target (0..4095), 11 u64 rdev, 12 digest             |
+ * |               | content_digest, 13 digest digest (mirror/digest.ts)                                          |
+ * | 28 VFINDING   | 1 enum kind (1 corrupt 2 dangling), 2 path path, 3 u64 block_index?, 4 hash hash?            |
+ * | 29 VDONE      | 1 u64 count (records of the answer before it), 2 bool more (nodes: the list goes on)        |
  *
  * Running digest (spec §4.5, the ZFS running-checksum idea): in the record with seq n (CHECKPOINT or COMMIT),
  * record_count = n - 1 and running_digest = SHA-256(seq_1 u64 LE ‖ crc_1 u32 LE ‖ ... ‖ seq_{n-1} ‖ crc_{n-1}) over

@@ -1,6 +1,7 @@
 /**
  * `mirrorddumbfs verify A B` (mirroring spec §4.11, §4.18 invariant 12): compares two trees by content, through the
- * DigestTree interface of digest.ts (a local volume today, a stream peer later), and renders the differences.
+ * DigestTree interface of digest.ts (a local volume, or a volume on the far side of a verify session:
+ * verify_remote.ts), and renders the differences.
  *
  * Independence rule: nothing here reads a claim, a state file or a journal; only digests, listings and node lists.
  *
@@ -41,6 +42,17 @@ export type VerifyLine =
 
 const SLASH = Buffer.from('/', 'latin1');
 
+/**
+ * What a comparison has done so far (the progress and summary of verify): `entriesCompared` counts every path looked
+ * at, the root and each entry of a listed directory, on either side or both (a subtree whose digests match counts
+ * once, as its root: it is not descended); `differences` counts the lines yielded. `onEntry` is called with each.
+ */
+export interface VerifyProgress {
+  entriesCompared: number;
+  differences: number;
+  onEntry?: (p: Buffer) => void;
+}
+
 function join(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? Buffer.from(name) : Buffer.concat([dir, SLASH, name]);
 }
@@ -50,7 +62,14 @@ function join(dir: Buffer, name: Buffer): Buffer {
  * @throws DdfsError USAGE when the two differ in block size or hash algorithm (no comparison is possible: spec §4.1
  *   non-goals); DdfsError NOT_FOUND when a root is missing; whatever the trees throw (IO when a file cannot be read)
  */
-export async function* verifyTrees(a: DigestTree, b: DigestTree): AsyncGenerator<VerifyLine> {
+export async function* verifyTrees(a: DigestTree, b: DigestTree, progress: VerifyProgress = { entriesCompared: 0, differences: 0 }): AsyncGenerator<VerifyLine> {
+  for await (const l of compareTrees(a, b, progress)) {
+    progress.differences++;
+    yield l;
+  }
+}
+
+async function* compareTrees(a: DigestTree, b: DigestTree, progress: VerifyProgress): AsyncGenerator<VerifyLine> {
   const [fa, fb] = await Promise.all([a.format(), b.format()]);
   if (fa.blockSize !== fb.blockSize) {
     throw new DdfsError('USAGE', `${a.label} and ${b.label} have different block sizes (${fa.blockSize} and ${fb.blockSize}): verify compares volumes of one block size and hash`, { a: fa, b: fb });
@@ -61,7 +80,9 @@ export async function* verifyTrees(a: DigestTree, b: DigestTree): AsyncGenerator
   const root = Buffer.alloc(0);
   const [ra, rb] = await Promise.all([a.entry(root), b.entry(root)]);
   if (ra === null || rb === null) throw new DdfsError('NOT_FOUND', `${(ra === null ? a : b).label}: the root of the tree is missing`);
-  const cmp = new Comparison(a, b, fa.hashSize);
+  const cmp = new Comparison(a, b, fa.hashSize, progress);
+  progress.entriesCompared++;
+  progress.onEntry?.(root);
   if (!ra.digest.equals(rb.digest)) yield* cmp.entries(root, ra, rb);
   const [la, lb] = await Promise.all([a.findings(), b.findings()]);
   for (const f of la) yield finding(f, 'A');
@@ -73,7 +94,7 @@ function finding(f: IntegrityFinding, side: 'A' | 'B'): VerifyLine {
 }
 
 class Comparison {
-  constructor(private readonly a: DigestTree, private readonly b: DigestTree, private readonly hashSize: number) {}
+  constructor(private readonly a: DigestTree, private readonly b: DigestTree, private readonly hashSize: number, private readonly progress: VerifyProgress) {}
 
   /** The differences of two records of one path whose digests differ. */
   async *entries(p: Buffer, x: EntryRecord, y: EntryRecord): AsyncGenerator<VerifyLine> {
@@ -106,6 +127,8 @@ class Comparison {
     let j = 0;
     while (i < la.length || j < lb.length) {
       const c = i >= la.length ? 1 : j >= lb.length ? -1 : Buffer.compare(la[i]!.name, lb[j]!.name);
+      this.progress.entriesCompared++;
+      this.progress.onEntry?.(join(p, (c > 0 ? lb[j] : la[i])!.name));
       if (c < 0) {
         yield { kind: 'MISSING', path: join(p, la[i++]!.name) };
       } else if (c > 0) {

@@ -21,7 +21,7 @@ import { resolveVolumePath } from '../store/block_store.js';
 import { encodeIndexHeader } from '../store/index_file.js';
 import {
   AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CONFIG_FILE, CONFIG_FILE_MODE, REBUILDFSCK_MARKER, ROOT_DIRECTORY,
-  SPECIAL_DIRECTORY, SPECIAL_FILE_MODE, VOLUME_DIRECTORY_MODE, VOLUME_FILE_MODE,
+  SPECIAL_DIRECTORY, SPECIAL_FILE_MODE, SPECIAL_FILES, VOLUME_DIRECTORY_MODE, VOLUME_FILE_MODE,
 } from '../format/layout.js';
 import { takeVolumeLock } from './lock.js';
 import { mountPointOf } from './volume.js';
@@ -38,10 +38,6 @@ export interface CreateOptions extends GeometryInput {
   /** Receives warnings that do not stop the creation (a block file larger than the free space). */
   onWarning?: (message: string) => void;
 }
-
-
-/** Special files created empty in /.ddumbfs (spec §2). */
-export const SPECIAL_FILES = ['stats', 'stats0', 'reclaim', 'test'] as const;
 
 async function deviceSize(p: string): Promise<number> {
   const dev = await fileDevices.open(p, { readOnly: true });

@@ -1,0 +1,37 @@
+/**
+ * The rate and ETA of a pass's progress line (issue 7 item 9: "files, blocks sent/held, bytes, rate, ETA").
+ *
+ * Basis of the estimate: the master's used-block count (its bitmap's set bits less the two reserved addresses) is
+ * the total, and the blocks the pass has dealt with so far (sent, or found held by the replica) are the part done;
+ * the rest is expected at the block rate seen so far. A subtree whose digests match is skipped without counting its
+ * blocks, and blocks shared by several files count once, so the estimate is an upper bound on an incremental pass
+ * and exact only for a first pass over a volume with no unreferenced blocks.
+ *
+ * Invariant: pure arithmetic on the figures given; never reads a clock or a volume.
+ */
+
+/** Figures of a pass at one moment. */
+export interface PassFigures {
+  /** Blocks sent or found held by the replica so far. */
+  blocksDone: number;
+  /** The master's used blocks (the ETA's total). */
+  blocksUsed: number;
+  /** Bytes written to the stream so far. */
+  bytes: number;
+  /** Time since the pass began, in ms. */
+  elapsedMs: number;
+}
+
+/**
+ * "R B/s, ETA Ts (D of U used blocks)": the stream's byte rate and the estimate described above; "ETA ?" before
+ * the first block (no rate yet), "ETA 0s" once the used blocks are all done.
+ */
+export function renderRateAndEta(f: PassFigures): string {
+  const seconds = Math.max(f.elapsedMs, 1) / 1000;
+  const rate = Math.round(f.bytes / seconds);
+  let eta: string;
+  if (f.blocksDone >= f.blocksUsed) eta = '0s';
+  else if (f.blocksDone === 0) eta = '?';
+  else eta = `${Math.ceil(((f.blocksUsed - f.blocksDone) * seconds) / f.blocksDone)}s`;
+  return `${rate} B/s, ETA ${eta} (${f.blocksDone} of ${f.blocksUsed} used blocks)`;
+}
