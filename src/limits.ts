@@ -155,6 +155,14 @@ export const MIRROR_DIRLIST_ENTRY_COUNT_MAX = 2048;
 export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
+/**
+ * Largest payload of one frame on a daemon's control socket (mirror/control.ts): a DDMS chunk is cut to it, and a
+ * peer announcing more is refused before anything is allocated. 1 MiB holds a few BLOCK records of the largest
+ * block size while keeping a hostile length from costing memory.
+ */
+export const MIRROR_CONTROL_FRAME_SIZE_MAX = 1024 * 1024;
+/** Largest request or result document on the control socket (JSON): a summary with a few thousand paths. */
+export const MIRROR_CONTROL_DOCUMENT_SIZE_MAX = 256 * 1024;
 /** Time a remote side gets to exit once its streams are closed before it is sent SIGTERM: an ssh teardown is quick. */
 export const MIRROR_REMOTE_EXIT_WAIT_MS = 5000;
 /** At most one verify progress line a second (the first at once): readable, and cheap next to the comparison. */

@@ -1,7 +1,8 @@
 /**
  * mirrorddumbfs init-slave / copy / read / write / serve / status as commands (node bin/mirrorddumbfs, compiled
  * dist/: run `npx tsc -p tsconfig.json` first): a one-way pass through a file equals a copy and carries every block
- * once; status shows the claim; a mounted volume is refused with one line and nothing changes; and over a real sshd on
+ * once; status shows the claim; mounted volumes are mirrored through their daemons (what cannot work is refused with
+ * one line and nothing changes); and over a real sshd on
  * 127.0.0.1 (test/helpers/sshd.ts): a copy, a verify of the result, and a copy resumed after the ssh client was
  * killed mid-pass.
  */
@@ -138,31 +139,60 @@ describe('mirrorddumbfs commands', () => {
     }
   }, 60_000);
 
-  it('a mounted slave or master is refused with one line, exit 1, nothing changed or written', async () => {
+  it('mounted volumes are mirrored through their daemons (copy, read | write); what cannot work is refused with one line', async () => {
     const master = await volume();
     const slave = await volume();
+    const other = await volume();
     await tree(master, 2);
     expect((await mirror(['init-slave', slave, '--from', master])).status).toBe(0);
+    expect((await mirror(['init-slave', other, '--from', master])).status).toBe(0);
     const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
-    const m = await mountVolume(slave, mnt);
-    try {
-      const c = await mirror(['copy', master, slave]);
-      expect(c.status).toBe(1);
-      expect(c.stderr).toBe(`mirrorddumbfs: ${slave}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
-      expect(fs.readdirSync(ufsAbs(slave, '')).filter((n) => n !== '.ddumbfs')).toEqual([]);
-    } finally {
-      await m.unmount();
-    }
+    const mntSlave = fs.mkdtempSync(path.join(work, 'mnt-'));
     const mm = await mountVolume(master, mnt);
+    const ms = await mountVolume(slave, mntSlave);
+    try {
+      // both mounted: each side runs in its own daemon, mirrorddumbfs relays the streams
+      const c = await mirror(['copy', master, slave]);
+      expect(c.stderr).toBe('');
+      expect(c.status).toBe(0);
+      expect(c.stdout.toString()).toMatch(/^mirrorddumbfs: 5 files visited, 3 files sent, .*claim exact\n$/);
+      expect(fs.readFileSync(path.join(mntSlave, 'd', 'f0001')).equals(block('t1', 2))).toBe(true);
+      // one way from the mounted master, into an unmounted slave
+      const r = await mirror(['read', master]);
+      expect(r.status).toBe(0);
+      expect(r.stderr).toMatch(/^mirrorddumbfs: 5 files visited, 3 files sent, \d+ blocks sent, 0 blocks already held/);
+      const w = await mirror(['write', other], r.stdout);
+      expect(w.status).toBe(0);
+      expect((await mirror(['verify', master, other])).status).toBe(0);
+      // init-slave of a mounted volume cannot work (its daemon would keep serving it writable)
+      const mountedOther = await volume();
+      const mo = fs.mkdtempSync(path.join(work, 'mnt-'));
+      const mov = await mountVolume(mountedOther, mo);
+      try {
+        const i = await mirror(['init-slave', mountedOther, '--from', master]);
+        expect(i.status).toBe(1);
+        expect(i.stderr).toBe(`mirrorddumbfs: ${mountedOther}: is mounted on ${mo}: unmount it first (its daemon would keep serving it writable)\n`);
+        expect(readMirrorState(mountedOther)).toBeNull();
+      } finally {
+        await mov.unmount();
+      }
+    } finally {
+      await ms.unmount();
+      await mm.unmount();
+    }
+    expect(fs.existsSync(path.join(master, 'ddfsmirror', 'control'))).toBe(false);
+    expect(fs.existsSync(path.join(slave, 'ddfsmirror', 'control'))).toBe(false);
+    // a read-only mount serves no control socket (nothing may be written to it): refused, nothing written
+    const ro = await mountVolume(master, mnt, ['ro']);
     try {
       const r = await mirror(['read', master]);
       expect(r.status).toBe(1);
       expect(r.stdout.length).toBe(0);
-      expect(r.stderr).toBe(`mirrorddumbfs: ${master}: is mounted on ${mnt}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)\n`);
+      expect(r.stderr).toBe(`mirrorddumbfs: ${master}: mounted, and its daemon serves no control socket (mounted -o ro?): unmount it or mount it writable\n`);
     } finally {
-      await mm.unmount();
+      await ro.unmount();
     }
-  }, 120_000);
+  }, 300_000);
 });
 
 describe('mirrorddumbfs over a real sshd', () => {

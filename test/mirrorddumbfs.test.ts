@@ -106,7 +106,8 @@ describe('mirrorddumbfs usage', () => {
     for (const c of ['init-slave [options] <SLAVE>', 'copy [options] <SRC> <DST>', 'read [options] <MASTER>', 'write [options] <SLAVE>', 'serve [options] <ROLE> <VOLUME>', 'status [options] <VOLUME>', 'promote [options] <VOLUME>', 'rebind [options] <VOLUME>']) {
       expect(r.stdout).toContain(`\n  ${c}`);
     }
-    expect(r.stdout).toMatch(/Not there yet: stream, a mounted master\./);
+    expect(r.stdout).toMatch(/Not there yet: stream\./);
+    expect(r.stdout).toMatch(/a mounted one is read or applied through its\s+daemon.s control socket/);
     expect(r.stdout).toContain('2    usage error');
     const d = await mirror(['dump', '--help']);
     expect(d.status).toBe(0);

@@ -13,7 +13,12 @@ import { parseMountOptions } from '../fs/mount_options.js';
 import { runDaemon } from '../fs/mount.js';
 import { repairVolume } from '../fsck/repair.js';
 import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { serveMirrorControl } from '../mirror/control.js';
+import { daemonPassVolume } from '../mirror/pass_volume.js';
+import { readMirrorState } from '../mirror/state.js';
 import { logger } from '../util/log.js';
+import { findParent } from '../volume/volume.js';
+import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
@@ -40,6 +45,9 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
 
 The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddumbfs
 repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
+It serves mirrorddumbfs passes of the mounted volume on PARENT/ddfsmirror/control (mode 0600,
+removed at unmount; not with -o ro). A mirror slave (ddfsmirror/state says role slave) is
+served read-only: every write answers EROFS; only its mirror passes change it.
 
 Exit status:
   0    mounted (without -f), or unmounted cleanly (with -f)
@@ -144,8 +152,13 @@ export async function main(argv: string[]): Promise<number> {
     if (mountOptions.parent === null) throw new UsageError('missing -o parent=DIR');
     if (o.d) logger.debug = true;
     if (!o.f && !o.d) return runDetached(argv);
+    // a mirror slave is written only by its passes (issue 7 item 0): served read-only, passes through the socket
+    const parentDir = findParent(mountOptions.parent);
+    const role = parentDir === null ? null : readMirrorState(parentDir)?.role ?? null;
     const code = await runDaemon({
       ...mountOptions,
+      servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
+      onServing: ({ volume, flush, servedReadOnly }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly }),
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,

@@ -1,7 +1,8 @@
 /**
- * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7): `dump`, which decodes a
- * DDMS stream on stdin for humans, `verify`, which compares two volumes by content (§4.11), local or through
- * `serve verify` over the remote shell (mirror/verify_remote.ts), and the replication commands.
+ * mirrorddumbfs COMMAND — replicate a ddumbfs volume (mirroring spec §4.16; issue 7): init-slave, copy, read, write,
+ * serve and status (mounted volumes through their daemon's control socket, mirror/copy.ts), `dump`, which decodes a
+ * DDMS stream on stdin for humans, and `verify`, which compares two volumes by content (§4.11), local or through
+ * `serve verify` over the remote shell (mirror/verify_remote.ts).
  *
  * Output: dump lines on stdout; a fault of the stream as one line on stderr. Exit status (style.md, new commands):
  * 0 ok, 1 error or difference found, 2 usage, 130 interrupted.
@@ -31,13 +32,15 @@ const NAME = 'mirrorddumbfs';
 const HELP = `A replica (slave) is an empty volume of the same block size and hash, bound to its master by
 init-slave; copy runs one pass by content (only the blocks the replica lacks cross), read/write carry
 a self-contained pass through a file. Endpoints are a parent directory or [user@]host:PATH (ssh runs
-"mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). Both volumes must be
-unmounted for now. promote makes a slave the master of a new lineage; rebind makes a volume of an
-older lineage (the old master once back) a slave of the new master; a pass between volumes of
-different lineages is refused on both sides before any change.
-Not there yet: stream, a mounted master.
-A renamed or moved entry the replica still holds is moved there (RENAME), not resent; what a pass
-replaces on the replica is kept in ddfsmirror/undo/ until its COMMIT, so a cut pass can be rolled back.
+"mirrorddumbfs serve" there; -e chooses the remote shell as rsync does). An unmounted volume is
+opened under the volume lock (PARENT/ddfs.lock); a mounted one is read or applied through its
+daemon's control socket (PARENT/ddfsmirror/control); a mounted slave is served read-only. Refused:
+a volume locked by another tool, one mounted -o ro, init-slave of a mounted volume.
+promote makes a slave the master of a new lineage; rebind makes a volume of an older lineage (the
+old master once back) a slave of the new master; a pass between volumes of different lineages is
+refused on both sides before any change. A renamed or moved entry the replica still holds is moved
+there (RENAME), not resent; what a pass replaces on the replica is kept in ddfsmirror/undo/ until
+its COMMIT, so a cut pass can be rolled back. Not there yet: stream.
 
 Exit status:
   0    success

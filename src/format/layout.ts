@@ -16,6 +16,7 @@
  * | `ddfs.lock`                 | parent               | the volume lock's record: who holds the volume (volume/lock.ts); ignored by ddumbfs 1.1 |
  * | `.ddumbfs`                  | root                 | the special directory (spec §8.9); never walked as data |
  * | `ddfsmirror`                | root                 | reserved: the mirror's state directory; never walked as data |
+ * | `ddfsmirror/control`        | parent               | the daemon's control socket: mirror passes of a mounted volume |
  * | `.ddumbfs/corrupted.txt`    | root                 | files fixed or corrupted by the last repair (spec §10.6) |
  * | `.ddumbfs/ddumbfs.log`      | root                 | the log of every tool and the daemon                    |
  */
@@ -31,6 +32,11 @@ export const SPECIAL_DIRECTORY = '.ddumbfs';
  * `.ddumbfs`, so reclaim and fsck never take its files for user files.
  */
 export const MIRROR_DIRECTORY = 'ddfsmirror';
+/**
+ * The UNIX socket a mounted volume's daemon serves mirror passes on, in the mirror's state directory (issue 7 item
+ * 0): mode 0600, removed at unmount.
+ */
+export const MIRROR_CONTROL_SOCKET = 'control';
 /** Marker files in the parent (spec §2). */
 export const AUTOFSCK_MARKER = '.autofsck';
 export const REBUILDFSCK_MARKER = '.rebuildfsck';

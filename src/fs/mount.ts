@@ -6,6 +6,9 @@
  * lock (volume/lock.ts) is held from then on until the volume is closed; then the log file is attached, cwd becomes
  * `ddfsroot`, `.autofsck` is created, the startup check runs if needed, and the file system is served.
  *
+ * A mirror slave (servedReadOnlyReason) is opened writable but served like -o ro: every write op answers EROFS;
+ * its mirror passes write it through the control socket (onServing), which stops before the volume closes.
+ *
  * With -o ro (read-only, startReadOnly) the volume is opened read-only and nothing is written to the parent: no
  * `.autofsck`, no startup check, no log file, no checkpoint or reclaim; every write op answers EROFS (read_only.ts)
  * and the mount is flagged ro (statvfs reports ST_RDONLY).
@@ -57,6 +60,18 @@ export interface DaemonOptions extends DdumbfsMountOptions {
   onMounted?: () => void;
   /** The repair run before serving after an unclean unmount or with -o check (fsckddumbfs -n, spec §10.3). */
   startupRepair?: StartupRepair;
+  /**
+   * Why the file system is served read-only although the volume is opened writable (a mirror slave: its passes
+   * write it through the control socket, issue 7 item 0), or null: every write op answers EROFS, the mount is ro.
+   */
+  servedReadOnlyReason?: string | null;
+  /**
+   * Started once the file system is served (not with -o ro), stopped before the volume closes: the mirror's control
+   * socket (injected by the cli, so fs does not import mirror). `flush` writes the write-behind buffers and the held
+   * node lists back; `servedReadOnly` says FUSE writes answer EROFS. A failure to start is logged; the mount goes on
+   * without it.
+   */
+  onServing?: (served: { volume: Volume; flush: () => Promise<void>; servedReadOnly: boolean }) => Promise<{ close(): Promise<void> }>;
 }
 
 /** Unescape a /proc/mounts field (\040 for space etc.). */
@@ -273,6 +288,7 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals, parentD
     }
   }
   assert(volume, 'the volume is open once the startup check is done');
+  if (options.servedReadOnlyReason) log.info(`served read-only: ${options.servedReadOnlyReason}`);
   try {
     prepareServing(volume, options, parentDir, true);
   } catch (err) {
@@ -337,7 +353,8 @@ async function serve(
   const log = options.logger;
   const ops = new DdumbfsOps(volume, log, options.pool === 0 ? 0 : WRITE_BEHIND_SIZE_MAX);
   // read-only: the one EROFS gate, between the op table and the FUSE guard
-  const opTable = options.readOnly ? readOnlyOps(ops) : ops;
+  const servedReadOnly = options.readOnly || Boolean(options.servedReadOnlyReason);
+  const opTable = servedReadOnly ? readOnlyOps(ops) : ops;
   let stopRequested: ((reason: string) => void) | null = null;
   const stopped = new Promise<string>((resolve) => {
     stopRequested = resolve;
@@ -357,7 +374,7 @@ async function serve(
   const fuseOptions = [
     ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
     ...options.fuseOptions,
-    ...(options.readOnly ? ['ro'] : []),
+    ...(servedReadOnly ? ['ro'] : []),
     'subtype=ddumbfs',
     `fsname=${escapeOptionValue(parentDir)}`,
   ];
@@ -392,6 +409,23 @@ async function serve(
     return finish(volume, ops, parentDir, autofsck, markerRemovable, log, true);
   }
   const served: FuseMount = mount;
+  // the control socket is up before the mount is reported: whoever sees "mounted" can mirror the volume
+  let service: { close(): Promise<void> } | null = null;
+  if (options.onServing && !options.readOnly) {
+    try {
+      service = await options.onServing({
+        volume,
+        flush: async () => {
+          await ops.flushAll();
+          await volume.writeHeldNodes();
+        },
+        servedReadOnly,
+      });
+    } catch (err) {
+      log.error(`${messageOf(err)}: mirror passes of this mounted volume are refused`);
+    }
+  }
+
   log.info(`[${process.pid}] filesystem ${parentDir} mounted on ${mountPoint}`);
 
   // A programmer error anywhere: stop, flush what can be flushed, keep .autofsck (style.md), never a dead mount.
@@ -446,6 +480,8 @@ async function serve(
 
   const reason = await stopped;
   log.info(`stopping: ${reason}`);
+  // a pass through the control socket uses the volume: it ends (or is cut) before the volume closes
+  await service?.close().catch((err: unknown) => log.warn(`control socket: ${messageOf(err)}`));
   clearInterval(poll);
   clearInterval(tick);
   await tickRunning;

@@ -3,21 +3,35 @@
  * one side over a pair of Node streams (a child `mirrorddumbfs serve`, ssh's stdio), and `init-slave`.
  * The same runMaster/runSlave code runs on every transport.
  *
+ * Every volume is an endpoint (issue 7 item 0): an unmounted one is opened here under the volume lock
+ * (pass_volume.ts); one whose lock a running ddumbfs daemon holds is served by that daemon through its control
+ * socket (control.ts), the socket carrying that side's streams. Any other holder of the lock refuses the pass with
+ * one line naming it; a volume mounted by a daemon that holds no lock (ddumbfs 1.1) is refused too.
+ *
  * Invariants: when one side fails, the streams are destroyed so the other side stops too; the slave's error (the
- * one that explains a refusal) is preferred in the report.
+ * one that explains a refusal) is preferred in the report; every volume opened here is closed and its lock
+ * released, whatever happened.
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { readVolumeConfig } from '../volume/volume.js';
+import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { takeVolumeLock } from '../volume/lock.js';
 import { listNames } from '../io/mirror_fs.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { pathBytes } from '../util/path_text.js';
 import { RecordReader, RecordWriter } from './channel.js';
+import { openControlPass, resultSummary, type ControlPass } from './control.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
 import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
+import { openPassVolume, type PassVolume } from './pass_volume.js';
 import { lineageIdOf, masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
+
+/** The tool name mirrorddumbfs takes the volume lock as. */
+const LOCK_TOOL = 'mirrorddumbfs';
+/** The tool name the daemon takes the volume lock as (fs/mount.ts). */
+const DAEMON_TOOL = 'ddumbfs';
 
 /** Options of a copy. */
 export interface CopyOptions {
@@ -32,43 +46,162 @@ export interface CopyOptions {
   slaveHooks?: SlaveHooks;
 }
 
+/** A volume of a pass: opened here, or served by its daemon. */
+type Endpoint = { kind: 'local'; vol: PassVolume } | { kind: 'daemon'; label: string };
+
 /**
- * One pass from the local master `src` to the local slave `dst`, both sides in this process.
- * @throws DdfsError of either side (the slave's when both fail)
+ * Open `p` for a pass: under the volume lock, or through its daemon when a running ddumbfs holds the lock.
+ * @throws DdfsError LOCKED (another tool holds it), MOUNTED (mounted by a daemon without the lock), as openPassVolume
+ */
+async function openEndpoint(p: string, readOnly: boolean): Promise<Endpoint> {
+  let vol: PassVolume;
+  try {
+    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly });
+  } catch (err) {
+    if (err instanceof DdfsError && err.code === 'LOCKED' && err.data.tool === DAEMON_TOOL) return { kind: 'daemon', label: p };
+    throw err;
+  }
+  const mp = mountPointOf(vol.parentDir);
+  if (mp !== null) {
+    await vol.close();
+    throw new DdfsError('MOUNTED', `${p}: is mounted on ${mp} by a daemon that does not hold the volume lock (ddumbfs 1.1?): unmount it first`, { path: p });
+  }
+  return { kind: 'local', vol };
+}
+
+async function closeEndpoint(e: Endpoint | null): Promise<void> {
+  if (e?.kind === 'local') await e.vol.close();
+}
+
+/**
+ * The daemon's side of a pass of the mounted `label`.
+ * @throws DdfsError NOT_FOUND in one line when its daemon serves no control socket (mounted -o ro)
+ */
+async function controlPass(label: string, request: Parameters<typeof openControlPass>[1], onLine?: Parameters<typeof openControlPass>[2]): Promise<ControlPass> {
+  try {
+    return await openControlPass(label, request, onLine);
+  } catch (err) {
+    if (err instanceof DdfsError && err.code === 'NOT_FOUND') {
+      throw new DdfsError('NOT_FOUND', `${label}: mounted, and its daemon serves no control socket (mounted -o ro?): unmount it or mount it writable`, { path: label }, err);
+    }
+    throw err;
+  }
+}
+
+/** The daemon's report and progress lines, to the options' callbacks. */
+function lineSink(options: CopyOptions) {
+  return (kind: 'progress' | 'report', line: string): void => (kind === 'report' ? options.report : options.progress)?.(line);
+}
+
+function masterOptions(options: CopyOptions, input: RecordReader | null): MasterOptions {
+  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report };
+}
+
+/**
+ * Run the master side on `src` with `out` (its records) and `input` (the slave's, null for one way).
+ * Through a daemon, its DDMS stream is relayed to `out` and `input` to it.
+ */
+async function masterSide(src: Endpoint, out: Writable, input: Readable | null, options: CopyOptions): Promise<PassSummary> {
+  if (src.kind === 'local') {
+    const writer = await RecordWriter.create(out, true);
+    writer.onBytes = options.onMasterBytes ?? null;
+    const reader = input === null ? null : await RecordReader.create(input);
+    return runMaster(src.vol, writer, masterOptions(options, reader));
+  }
+  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount }, lineSink(options));
+  return relay(ctl, out, input).then((r) => resultSummary(r, 'master'));
+}
+
+/** Run the slave side on `dst` reading `input`, answering on `out` (null for one way); with the bytes both carried. */
+async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary & { bytesOnWire: number }> {
+  if (dst.kind === 'local') {
+    const reader = await RecordReader.create(input);
+    const writer = out === null ? null : await RecordWriter.create(out, false);
+    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks });
+    return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0) };
+  }
+  const ctl = await controlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
+  let bytesOnWire = 0;
+  const count = (c: Buffer): void => {
+    bytesOnWire += c.length;
+  };
+  input.on('data', count);
+  ctl.ddmsIn.on('data', count);
+  const s = resultSummary(await relay(ctl, out, input), 'slave');
+  input.off('data', count);
+  return { ...s, bytesOnWire };
+}
+
+/**
+ * Relay a daemon's side: its DDMS stream to `out` (ended with it; when `out` is null the daemon answers nothing),
+ * `input` to it. Resolves with the daemon's result; a failure of either stream drops the connection.
+ */
+async function relay(ctl: ControlPass, out: Writable | null, input: Readable | null): Promise<Awaited<ControlPass['result']>> {
+  const broken = (): void => ctl.close();
+  if (out !== null) {
+    ctl.ddmsIn.pipe(out);
+    out.on('error', broken);
+    out.on('close', () => {
+      if (!out.writableFinished) broken();
+    });
+  } else {
+    ctl.ddmsIn.resume();
+  }
+  if (input !== null) {
+    input.pipe(ctl.ddmsOut);
+    input.on('error', broken);
+  } else {
+    ctl.ddmsOut.end();
+  }
+  try {
+    return await ctl.result;
+  } finally {
+    if (input !== null) input.unpipe(ctl.ddmsOut);
+    ctl.close();
+  }
+}
+
+/**
+ * One pass from the local master `src` to the local slave `dst`, both sides in this process (each served by its
+ * daemon when mounted).
+ * @throws DdfsError of either side (the slave's when both fail); LOCKED, MOUNTED (openEndpoint)
  */
 export async function copyLocal(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
-  refuseMounted(src);
-  refuseMounted(dst);
-  const m2s = new PassThrough();
-  const s2m = new PassThrough();
-  const masterOut = await RecordWriter.create(m2s, true);
-  masterOut.onBytes = options.onMasterBytes ?? null;
-  const slaveOut = await RecordWriter.create(s2m, false);
-  const masterIn = await RecordReader.create(s2m);
-  const slaveIn = await RecordReader.create(m2s);
-  // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
-  // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
-  const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
-    if (!out.writableEnded) out.end();
-    other.destroy();
-    throw err;
-  };
-  const results = await Promise.allSettled([
-    runMaster(src, masterOut, { access: options.access, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report }).catch(endOf(m2s, s2m)),
-    runSlave(dst, slaveIn, { access: options.access, output: slaveOut, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks }).catch(endOf(s2m, m2s)),
-  ]);
-  const [m, s] = results;
-  if (s.status === 'rejected') throw s.reason;
-  if (m.status === 'rejected') throw m.reason;
-  return { master: m.value, slave: s.value };
+  const m = await openEndpoint(src, true);
+  let s: Endpoint | null = null;
+  try {
+    s = await openEndpoint(dst, false);
+    const m2s = new PassThrough();
+    const s2m = new PassThrough();
+    // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
+    // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
+    const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
+      if (!out.writableEnded) out.end();
+      other.destroy();
+      throw err;
+    };
+    const results = await Promise.allSettled([
+      masterSide(m, m2s, s2m, options).catch(endOf(m2s, s2m)),
+      slaveSide(s, m2s, s2m, options).catch(endOf(s2m, m2s)),
+    ]);
+    const [mr, sr] = results;
+    if (sr.status === 'rejected') throw sr.reason;
+    if (mr.status === 'rejected') throw mr.reason;
+    return { master: mr.value, slave: sr.value };
+  } finally {
+    await closeEndpoint(s);
+    await closeEndpoint(m);
+  }
 }
 
 /** The master side over a stream pair (the far side is `serve` or `write`). */
 export async function masterOverStreams(src: string, out: Writable, input: Readable | null, options: CopyOptions): Promise<PassSummary> {
-  const writer = await RecordWriter.create(out, true);
-  writer.onBytes = options.onMasterBytes ?? null;
-  const reader = input === null ? null : await RecordReader.create(input);
-  return runMaster(src, writer, { access: options.access, input: reader, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report });
+  const m = await openEndpoint(src, true);
+  try {
+    return await masterSide(m, out, input, options);
+  } finally {
+    await closeEndpoint(m);
+  }
 }
 
 /** A slave's summary with what its streams carried (the summary line of `write` and of a pull). */
@@ -81,10 +214,12 @@ export interface SlaveStreamSummary extends SlaveSummary {
 /** The slave side over a stream pair (`serve`, or `write` with out = null). */
 export async function slaveOverStreams(dst: string, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveStreamSummary> {
   const t0 = Date.now();
-  const reader = await RecordReader.create(input);
-  const writer = out === null ? null : await RecordWriter.create(out, false);
-  const s = await runSlave(dst, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete });
-  return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0), elapsedMs: Date.now() - t0 };
+  const s = await openEndpoint(dst, false);
+  try {
+    return { ...(await slaveSide(s, input, out, options)), elapsedMs: Date.now() - t0 };
+  } finally {
+    await closeEndpoint(s);
+  }
 }
 
 /** The slave's summary as one line (issue 7 item 9, as the slave sees a pass). */
@@ -115,21 +250,28 @@ export async function masterIdentity(master: string): Promise<MasterIdentity> {
 
 /**
  * Bind the empty volume `slave` to the master of identity `master` (described by `label` in messages).
- * @throws DdfsError INVALID (not empty, another block size or hash, already bound), MOUNTED
+ * @throws DdfsError INVALID (not empty, another block size or hash, already bound), MOUNTED, LOCKED (another tool
+ *   holds the volume lock)
  */
 export async function bindSlave(slave: string, master: MasterIdentity, label: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
-  refuseMounted(slave);
+  refuseMounted(slave, 'unmount it first (its daemon would keep serving it writable)');
   const cs = await readVolumeConfig(slave);
   if (cs.blockSize !== master.blockSize) throw new DdfsError('INVALID', `${slave}: block size ${cs.blockSize}, the master's is ${master.blockSize}: a replica needs the same block size`, { path: slave });
   if (cs.hashName !== master.hashName) throw new DdfsError('INVALID', `${slave}: hash ${cs.hashName}, the master's is ${master.hashName}: a replica needs the same hash`, { path: slave });
-  const existing = readMirrorState(slave);
-  if (existing !== null) throw new DdfsError('INVALID', `${slave}: already a ${existing.role} of ${existing.sharedUuid}`, { path: slave });
-  const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
-  if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
-  const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null, lineageId: master.lineageId });
-  writeMirrorState(slave, ss);
-  void label;
-  return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };
+  // the state is written under the volume lock: never beside a repairing fsck or another mirrorddumbfs
+  const lock = await takeVolumeLock(slave, LOCK_TOOL);
+  try {
+    const existing = readMirrorState(slave);
+    if (existing !== null) throw new DdfsError('INVALID', `${slave}: already a ${existing.role} of ${existing.sharedUuid}`, { path: slave });
+    const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
+    if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
+    const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null, lineageId: master.lineageId });
+    writeMirrorState(slave, ss);
+    void label;
+    return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };
+  } finally {
+    await lock.release();
+  }
 }
 
 /**
@@ -137,7 +279,7 @@ export async function bindSlave(slave: string, master: MasterIdentity, label: st
  * @throws as masterIdentity and bindSlave; INVALID when both are the same volume
  */
 export async function initSlave(slave: string, master: string): Promise<{ sharedUuid: string; uniqueUuid: string }> {
-  refuseMounted(slave);
+  refuseMounted(slave, 'unmount it first (its daemon would keep serving it writable)');
   if (path.resolve(slave) === path.resolve(master)) throw new DdfsError('INVALID', `${slave}: the slave and the master are the same volume`, { path: slave });
   await readVolumeConfig(slave);
   return bindSlave(slave, await masterIdentity(master), master);

@@ -17,6 +17,8 @@
  *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
  *   hint, decides whether the target's state is sent, so a refused hint still converges.
  * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids).
+ * - A mounted master is read inside its daemon (control.ts): the daemon's held node lists are written back first,
+ *   and the claim is `exact` only when nothing was written to the volume from the start of the pass to its COMMIT.
  */
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -28,13 +30,13 @@ import {
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices } from '../io/device.js';
-import { BlockStore } from '../store/block_store.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
-import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } from './digest.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
+import type { PassVolume } from './pass_volume.js';
 import { lineageIdOf, masterState } from './state.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -89,12 +91,13 @@ function metaOf(r: EntryRecord, fallbackMode: number): Meta {
 }
 
 /**
- * Refuse a mounted volume (until the daemon's control socket exists, issue 7 item 0).
+ * Refuse a mounted volume, for what its daemon cannot do (init-slave: a daemon mounted before the volume became a
+ * slave serves it writable).
  * @throws DdfsError MOUNTED with one line naming the volume and the mount point
  */
-export function refuseMounted(parentDir: string): void {
+export function refuseMounted(parentDir: string, why = 'unmount it first'): void {
   const mp = mountPointOf(path.resolve(parentDir));
-  if (mp !== null) throw new DdfsError('MOUNTED', `${parentDir}: is mounted on ${mp}: unmount it first (mirroring a mounted volume needs its daemon's control socket, not there yet)`, { path: parentDir });
+  if (mp !== null) throw new DdfsError('MOUNTED', `${parentDir}: is mounted on ${mp}: ${why}`, { path: parentDir });
 }
 
 /** Whether the slave's pending pass may be resumed: a well-formed id and a key_cur that is a path of this volume. */
@@ -110,19 +113,22 @@ async function resumable(digests: VolumeDigests, hello: HelloRecord): Promise<Bu
 }
 
 /**
- * Run the master side of one pass of the volume at `parentDir` onto `out`.
+ * Run the master side of one pass of the opened volume `vol` (pass_volume.ts; the caller closes it) onto `out`.
  * @returns the pass summary (after the slave's ACK in a two-way stream)
- * @throws DdfsError MOUNTED, INVALID (the slave's HELLO does not match: shared uuid, block size, hash), CORRUPT (the
+ * @throws DdfsError INVALID (the slave's HELLO does not match: shared uuid, block size, hash), CORRUPT (the
  *   slave answered ERROR or the stream is corrupt), IO
  */
-export async function runMaster(parentDir: string, out: RecordWriter, options: MasterOptions): Promise<PassSummary> {
+export async function runMaster(vol: PassVolume, out: RecordWriter, options: MasterOptions): Promise<PassSummary> {
   const t0 = Date.now();
-  refuseMounted(parentDir);
-  const parent = path.resolve(parentDir);
-  const cfg = await readVolumeConfig(parent);
+  const parentDir = vol.label;
+  const parent = vol.parentDir;
+  const cfg = vol.config;
   const state = masterState(parent);
+  // what the daemon holds in memory goes to the UFS files first: the pass reads node lists from disk
+  await vol.flush();
+  const changesAtStart = vol.changeCount();
   const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true });
-  const store = await BlockStore.open(parent, cfg, { readOnly: true });
+  const store = vol.store;
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
@@ -389,6 +395,8 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
       rootDiffers = !(await expect('DIGESTA')).match;
     }
     if (rootDiffers) await visitDirectory(EMPTY, root);
+    await vol.flush();
+    if (vol.changeCount() !== changesAtStart) summary.claimKind = 'atleast';
     await out.send({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: summary.claimKind });
     if (input !== null) {
       const ack = await expect('ACK');
@@ -401,8 +409,6 @@ export async function runMaster(parentDir: string, out: RecordWriter, options: M
     return summary;
   } finally {
     await digests.close();
-    await store.blockDevice.close().catch(() => undefined);
-    await store.index.device.close().catch(() => undefined);
   }
 }
 

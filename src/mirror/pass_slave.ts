@@ -24,8 +24,9 @@
  *   crosses the bound is applied, unless allowed.
  * - RECLAIM PIN HOOK: `activePassPins(parentDir)` gives the hashes pinned by the pass running on that slave: every
  *   hash answered "have", every block received and every hash of a staged node list (spec §4.8). Reclaim on the slave
- *   must treat them as references until the pass commits or is abandoned; calling it from reclaim waits for the
- *   reclaim rewrite (helper "ns"). A slave is unmounted during a pass here, so no reclaim runs meanwhile.
+ *   must treat them as references until the pass commits or is abandoned: the pass registers them with its
+ *   volume (PassVolume.pin, Volume.addReferenceProvider), which the daemon's reclaim reads at its start and sweep.
+ * - A mounted slave is applied inside its daemon (control.ts), against the daemon's block store and index.
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
@@ -37,12 +38,11 @@ import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
   readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
 } from '../io/mirror_fs.js';
-import { BlockStore } from '../store/block_store.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
-import { readVolumeConfig } from '../volume/volume.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
-import { REASON, refuseMounted } from './pass_master.js';
+import { REASON } from './pass_master.js';
+import type { PassVolume } from './pass_volume.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
 import { lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -120,21 +120,22 @@ function typeOfStat(kind: 'file' | 'dir' | 'symlink' | 'special'): EntryType {
 }
 
 /**
- * Run the slave side of one pass into the volume at `parentDir`, reading records from `input`.
- * @throws DdfsError MOUNTED; INVALID (not a slave, a master of another lineage, another block size or hash, a mass
+ * Run the slave side of one pass into the opened volume `vol` (pass_volume.ts; the caller closes it), reading
+ * records from `input`.
+ * @throws DdfsError INVALID (not a slave, a master of another lineage, another block size or hash, a mass
  *   delete refused, a hostile path); CORRUPT (a BLOCK that does not match its hash, a corrupt stream, a missing
  *   block); TOO_SHORT (the stream ended before COMMIT)
  */
-export async function runSlave(parentDir: string, input: RecordReader, options: SlaveOptions): Promise<SlaveSummary> {
-  refuseMounted(parentDir);
-  const parent = path.resolve(parentDir);
+export async function runSlave(vol: PassVolume, input: RecordReader, options: SlaveOptions): Promise<SlaveSummary> {
+  const parentDir = vol.label;
+  const parent = vol.parentDir;
   const state0 = readMirrorState(parent);
   if (state0?.role === 'master') throw new DdfsError('INVALID', `${parentDir}: is a master (lineage epoch ${state0.lineage}): not a target; to make it a replica of another master: mirrorddumbfs rebind ${parentDir} --from MASTER`, { path: parentDir });
   if (state0 === null || state0.role !== 'slave') throw new DdfsError('INVALID', `${parentDir}: not a slave (run mirrorddumbfs init-slave ${parentDir} --from MASTER first)`, { path: parentDir });
   let state: MirrorState = state0;
-  const cfg = await readVolumeConfig(parent);
+  const cfg = vol.config;
   const out = options.output;
-  const store = await BlockStore.open(parent, cfg, {});
+  const store = vol.store;
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
   const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false, renamesApplied: 0, renamesRefused: 0 };
@@ -156,6 +157,7 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
   /** RECLAIM PIN HOOK (see the file comment): released when the pass ends, committed or not. */
   const pinnedHashes = new Set<string>();
   PASS_PINS.set(parent, pinnedHashes);
+  const unpin = vol.pin(pinnedHashes);
   const linkTargets = new Map<bigint, Buffer>();
   let digests: VolumeDigests | null = null;
   let ops: Op[] = [];
@@ -622,14 +624,10 @@ export async function runSlave(parentDir: string, input: RecordReader, options: 
     }
     throw err;
   } finally {
+    unpin();
     PASS_PINS.delete(parent);
     await digests?.close();
-    if (killed) {
-      // a simulated kill: nothing more reaches the disk (the index pages and bitmap in memory are lost)
-      await store.blockDevice.close().catch(() => undefined);
-      await store.index.device.close().catch(() => undefined);
-    } else {
-      await store.close().catch(() => undefined);
-    }
+    // a simulated kill (test hooks): nothing more reaches the disk (the index pages and bitmap in memory are lost)
+    if (killed) await vol.crash?.();
   }
 }

@@ -57,6 +57,8 @@ export class BlockStore {
   private readonly hashScratch: Buffer;
   /** Set by reclaim: every address allocated or referenced while reclaim runs is marked here (spec §9 step 1). */
   reclaimFound: Bitmap | null = null;
+  /** Calls of storeBlocks so far (monotonic, unlike the stats counters): tells a reader that something was written. */
+  storeCallCount = 0;
   freeBlockReserve: number;
   /** Bytes of writes answered and not yet stored, over every open file (UfsFile.writeBehind). */
   bytesAhead = 0;
@@ -214,6 +216,7 @@ export class BlockStore {
    *   one that had must write them (the data is lost, and must read as lost, not as other bytes).
    */
   async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number): Promise<{ stored: number; error: DdfsError | null }> {
+    this.storeCallCount++;
     const { blockSize: bs, nodeSize: ns, addrSize: as, hashSize: hs } = this.cfg;
     const index = this.index.nodes;
     const bitmap = this.index.bitmap;

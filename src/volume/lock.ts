@@ -1,7 +1,9 @@
 /**
  * The volume lock: one writer per volume (issue 7 item 0). Taken exclusively, for as long as they work on the
  * volume, by the daemon (the whole mount, read-only mounts too), fsckddumbfs's repair and rebuild modes, cpddumbfs
- * upload, alterddumbfs and mkddumbfs. Readers (fsckddumbfs -c/-C, cpddumbfs download, mirrorddumbfs verify) take
+ * upload, alterddumbfs, mkddumbfs, and mirrorddumbfs for every volume it opens itself (copy, read, write, serve,
+ * init-slave; a master that only reads too: it must not run beside a repair; a volume its daemon holds is mirrored
+ * through that daemon instead, mirror/copy.ts). Readers (fsckddumbfs -c/-C, cpddumbfs download, mirrorddumbfs verify) take
  * no lock: they run on a volume in use as they always did, and a check warns that its result is not accurate.
  *
  * How (the system calls are in io/exclusive_lock.ts):

@@ -9,6 +9,7 @@
  *    only some pages of its node list in memory, so before the sweep every open file whose list is not all in memory
  *    is read from its UFS file too (UfsFile.markNodesOnDisk: an unlinked open file is not walked), until the sync
  *    check that none is left; what changes after a file was read is marked by reclaim mode;
+ *    and the extra referenced hashes (`referencedHashes`: a running mirror pass's pins), at the same two moments;
  * 3. the walk of ddfsroot (ufs/walk.ts: byte paths, sorted, no symlink follow, no mount crossing, depth-bounded),
  *    reading each regular file's node list from disk;
  * 4. the namespace changes of the volume (tree.ts observers) during the walk: every rename and link destination is
@@ -79,6 +80,11 @@ export interface ReclaimContext {
   logger: Logger;
   /** The UfsFiles open now. */
   openFiles: () => Iterable<UfsFile>;
+  /**
+   * Hashes that are references though no UFS file in the tree names them yet (a mirror pass's pins: spec §4.8,
+   * mirroring §5 scenario 8); read at the start and at the sweep, like the open files.
+   */
+  referencedHashes?: () => Iterable<Buffer>;
   hooks?: ReclaimTestHooks;
 }
 
@@ -156,9 +162,14 @@ class ReclaimRun {
     throw new WalkAbort('IO', `${pathText(p) || '.'}: ${err.message}`, { path: p, cause: (err as NodeJS.ErrnoException).code }, err);
   }
 
-  /** Mark every open file's in-memory references (synchronous). */
+  /** Mark every open file's in-memory references and every extra referenced hash (synchronous). */
   markOpenFiles(): void {
     for (const f of this.ctx.openFiles()) f.markReferencedBlocks(this.found);
+    const nodes = this.ctx.store.index.nodes;
+    for (const h of this.ctx.referencedHashes?.() ?? []) {
+      const r = nodes.lookup(h, 0);
+      if (r.found) this.found.set(r.address);
+    }
   }
 
   /** Open files whose node lists were read from their UFS files (markOpenFilesOnDisk). */

@@ -26,6 +26,15 @@ import { refuseSpecialSymlinks } from './special_paths.js';
 /** The layout names live in format/layout.ts (so fsck and ufs need not import the volume); re-exported here. */
 export { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 
+/**
+ * Extra references reclaim must keep (volume must not import mirror: a running mirror pass registers its pinned
+ * hashes through this, issue 7 item 0, mirroring spec §4.8). `hashes()` is called synchronously, at the start of a
+ * reclaim and at its sweep; each hash held in the index keeps its block.
+ */
+export interface ReferenceProvider {
+  hashes(): Iterable<Buffer>;
+}
+
 export interface VolumeOpenOptions {
   readOnly?: boolean;
   logger?: Logger;
@@ -110,6 +119,14 @@ export async function readVolumeConfig(parentDir: string): Promise<DdfsConfig> {
   return parseConfig(text, cfgPath);
 }
 
+/** Call `mark` with the address of every hash of `hashes` the index holds (the zero hash has none). */
+function markHashes(store: BlockStore, hashes: Iterable<Buffer>, mark: (address: number) => void): void {
+  for (const h of hashes) {
+    const r = store.index.nodes.lookup(h, 0);
+    if (r.found) mark(r.address);
+  }
+}
+
 export class Volume {
   readonly rootDir: string;
   mountFacts: MountFacts | null = null;
@@ -125,6 +142,32 @@ export class Volume {
 
   /** The UFS tree: every namespace change goes through it (tree.ts). */
   readonly tree: UfsTree;
+
+  /**
+   * Tree changes plus block-store calls so far (monotonic, never reset): a mirror pass compares it at its start and
+   * at its COMMIT to tell whether anything was written meanwhile (claim exact or atleast).
+   */
+  private treeChangeCount = 0;
+  get changeCount(): number {
+    return this.treeChangeCount + this.store.storeCallCount;
+  }
+
+  /** Registered extra references (ReferenceProvider). */
+  private readonly referenceProviders = new Set<ReferenceProvider>();
+
+  /**
+   * Register `provider`: reclaim keeps every block whose hash it gives, until the returned function unregisters it.
+   * Unregistering while a reclaim runs marks the provider's hashes in that reclaim first, so a reference it covered
+   * (a file renamed into the tree behind the walk) is never freed by that sweep.
+   */
+  addReferenceProvider(provider: ReferenceProvider): () => void {
+    this.referenceProviders.add(provider);
+    return () => {
+      if (!this.referenceProviders.delete(provider)) return;
+      const found = this.store.reclaimFound;
+      if (found !== null) markHashes(this.store, provider.hashes(), (a) => found.set(a));
+    };
+  }
 
   private constructor(
     readonly parentDir: string,
@@ -142,6 +185,7 @@ export class Volume {
       afterChange: (change) => {
         // an unlink or a rename over an existing file may drop the last reference to blocks (spec §8.6 step 1)
         if (change.op === 'unlink' || change.op === 'rename') this.mayFindFreeBlocks = true;
+        this.treeChangeCount++;
         this.trackNewEntry(change.op, this.tree.resolve(change.path), change.dest && this.tree.resolve(change.dest));
       },
     });
@@ -387,6 +431,7 @@ export class Volume {
         devices: this.devices,
         logger: this.logger,
         openFiles: () => this.openFiles,
+        referencedHashes: () => [...this.referenceProviders].flatMap((p) => [...p.hashes()]),
         hooks: testHooks,
       });
       this.mayFindFreeBlocks = false;

@@ -1,0 +1,91 @@
+/**
+ * The opened volume a pass runs against (issue 7 item 0): the same runMaster/runSlave code serves an unmounted
+ * volume, opened here by mirrorddumbfs under the volume lock, and a mounted one, inside its daemon against the
+ * daemon's own Volume (its block store, index and UFS tree), reached through the control socket (control.ts).
+ *
+ * Invariants:
+ * - Never two writers of one index: an unmounted volume is opened only after takeVolumeLock succeeded (the lock the
+ *   daemon and fsck's repair take), also by a master that only reads (it must not run beside a repairing fsck);
+ *   the lock is released when the handle closes, whatever happened.
+ * - A daemon's handle never closes the daemon's volume: `close` only ends the pass's use of it.
+ * - Pins (spec §4.8): a slave pass registers its pinned hashes with the Volume's reference providers, so the
+ *   daemon's reclaim keeps them until the pass ends.
+ */
+import * as path from 'node:path';
+import type { DdfsConfig } from '../format/config.js';
+import type { BlockStore } from '../store/block_store.js';
+import { takeVolumeLock } from '../volume/lock.js';
+import { Volume } from '../volume/volume.js';
+import { logger as defaultLogger } from '../util/log.js';
+
+/** What a pass needs of an opened volume. */
+export interface PassVolume {
+  /** The volume as the user named it (for messages). */
+  readonly label: string;
+  /** The resolved parent directory. */
+  readonly parentDir: string;
+  readonly config: DdfsConfig;
+  readonly store: BlockStore;
+  /** Whether this is a mounted volume's daemon serving the pass. */
+  readonly mounted: boolean;
+  /** Write back what the daemon holds in memory (write-behind buffers, held node lists) so the UFS files on disk are current. */
+  flush(): Promise<void>;
+  /** Monotonic count of changes (tree changes and block-store writes): equal twice means nothing was written between. */
+  changeCount(): number;
+  /** Keep every block whose hash is in `hashes` (latin1 keys of the raw bytes) from reclaim until the returned function is called. */
+  pin(hashes: ReadonlySet<string>): () => void;
+  /** End the pass's use of the volume (the unmounted one is closed and its lock released). */
+  close(): Promise<void>;
+  /**
+   * Tests only (a slave killed by its test hooks): drop the unmounted volume as a killed process would, closing its
+   * devices without writing back what is in memory and releasing the lock; a later close() does nothing.
+   */
+  crash?(): Promise<void>;
+}
+
+function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => Promise<void>, close: () => Promise<void>): PassVolume {
+  return {
+    label,
+    parentDir: volume.parentDir,
+    config: volume.config,
+    store: volume.store,
+    mounted,
+    flush,
+    changeCount: () => volume.changeCount,
+    pin: (hashes) => volume.addReferenceProvider({ hashes: () => [...hashes].map((k) => Buffer.from(k, 'latin1')) }),
+    close,
+  };
+}
+
+/**
+ * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool`.
+ * @throws DdfsError LOCKED (another tool or a daemon holds it: the message names it, with `data.tool`), NOT_FOUND,
+ *   BAD_CONFIG, BAD_MAGIC, TOO_SHORT, SYMLINK (Volume.open); nothing is written when it refuses
+ */
+export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean }): Promise<PassVolume> {
+  const parent = path.resolve(parentDir);
+  const lock = await takeVolumeLock(parent, options.tool);
+  let volume: Volume;
+  try {
+    volume = await Volume.open(parent, { readOnly: options.readOnly, lock, logger: defaultLogger });
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  let closed: Promise<void> | null = null;
+  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()));
+  handle.crash = () => (closed ??= (async () => {
+    await volume.store.blockDevice.close().catch(() => undefined);
+    await volume.store.index.device.close().catch(() => undefined);
+    await lock.release();
+  })());
+  return handle;
+}
+
+/**
+ * The handle of the daemon's open volume, for a pass served through its control socket.
+ * @param flush writes the daemon's write-behind buffers and held node lists back (ops.flushAll, Volume.writeHeldNodes)
+ */
+export function daemonPassVolume(volume: Volume, flush: () => Promise<void>): PassVolume {
+  return handleOf(volume, volume.parentDir, true, flush, async () => undefined);
+}
