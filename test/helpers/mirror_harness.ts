@@ -50,6 +50,10 @@ export interface PassOptions {
   cutSlaveToMaster?: number;
   checkpointRecordCount?: number;
   allowMassDelete?: boolean;
+  /** Sees every record the master sends (before it is written). */
+  onMasterRecord?: (record: RecordInput) => void;
+  /** Awaited before each record of the slave reaches the master (a test changes the master there). */
+  beforeSlaveRecord?: (type: RecordInput['type']) => Promise<void>;
 }
 
 export interface PassResult {
@@ -65,11 +69,22 @@ export interface PassResult {
 class CutWritable extends Writable {
   delivered = 0;
   private cut = false;
-  constructor(private readonly to: PassThrough, private readonly cutAt: number | undefined) {
+  /** Types of the records written, in order (a RecordWriter writes one record per write). */
+  readonly types: Array<RecordInput['type']> = [];
+  constructor(private readonly to: PassThrough, private readonly cutAt: number | undefined, private readonly before?: (type: RecordInput['type']) => Promise<void>) {
     super();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    const type = this.types.shift();
+    if (this.before !== undefined && type !== undefined) {
+      this.before(type).then(() => this.forward(chunk, done), (err: unknown) => done(err as Error));
+      return;
+    }
+    this.forward(chunk, done);
+  }
+
+  private forward(chunk: Buffer, done: (err?: Error | null) => void): void {
     if (this.cut || this.to.destroyed || this.to.writableEnded) return done();
     let piece = chunk;
     if (this.cutAt !== undefined && this.delivered + chunk.length >= this.cutAt) {
@@ -88,9 +103,11 @@ class CutWritable extends Writable {
   }
 }
 
-function logOf(writer: RecordWriter): DirectionLog {
+function logOf(writer: RecordWriter, cut?: CutWritable, also?: (record: RecordInput) => void): DirectionLog {
   const log: DirectionLog = { records: [], producedBytes: 0, deliveredBytes: 0, deliveredBlockRecords: 0 };
   writer.onBytes = (bytes, record) => {
+    also?.(record);
+    cut?.types.push(record.type);
     log.records.push({ type: record.type, offset: log.producedBytes, sizeBytes: bytes.length });
     log.producedBytes += bytes.length;
   };
@@ -105,11 +122,11 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
   const m2s = new PassThrough();
   const s2m = new PassThrough();
   const m2sCut = new CutWritable(m2s, options.cutMasterToSlave);
-  const s2mCut = new CutWritable(s2m, options.cutSlaveToMaster);
+  const s2mCut = new CutWritable(s2m, options.cutSlaveToMaster, options.beforeSlaveRecord);
   const masterOut = await RecordWriter.create(m2sCut, true);
   const slaveOut = await RecordWriter.create(s2mCut, false);
-  const m2sLog = logOf(masterOut);
-  const s2mLog = logOf(slaveOut);
+  const m2sLog = logOf(masterOut, undefined, options.onMasterRecord);
+  const s2mLog = logOf(slaveOut, s2mCut);
   const masterIn = await RecordReader.create(s2m);
   const slaveIn = await RecordReader.create(m2s);
   // as copyLocal: a failed side ends its direction and destroys the other, so its peer stops at once
