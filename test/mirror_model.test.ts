@@ -4,7 +4,7 @@
  * operations applied to a master volume through the product's own code (Volume.tree and UfsFile, so node lists,
  * blocks and the index are real) — write, overwrite, truncate, rename of files and directories (over an existing
  * entry, a swap through a temporary name, a directory moved under its former child), delete, link, symlink,
- * mkdir/rmdir, chmod — interleaved with passes: two-way, one-way through a buffer, two-way cut at a byte offset of
+ * mkdir/rmdir, chmod, chown, utimens — interleaved with passes: two-way, one-way through a buffer, two-way cut at a byte offset of
  * either direction, one-way cut (a slave "crash"), and reclaim on the master (reuse_asap or not) or on the slave
  * between passes. A model (path -> kind, inode content, mode) says what the master
  * must hold.
@@ -48,6 +48,8 @@ const NAMES = ['a', 'b', 'B', 'Z_1', 'a b', 'caf\xe9', '\xff\xfe', 'L'.repeat(25
 /** Block contents a write draws from: shared between files (dedup), the last one is a zero block. */
 const POOL = [...[1, 2, 3, 4, 5].map((s) => noiseBytes(s, BS)), Buffer.alloc(BS)];
 const MODES = [0o600, 0o640, 0o644, 0o700, 0o755];
+/** uid/gid pairs of chown (the test runs as root on the test machine; elsewhere chown fails and the op says so). */
+const OWNERS = [[0, 0], [1000, 1000], [65534, 65534], [0, 1000]] as const;
 const TARGETS = ['nowhere', '../up/and/away', 'a', 'B/a b', '\xe9\xff'].map((t) => Buffer.from(t, 'latin1'));
 
 // ---- the model ---------------------------------------------------------------------------------------------------
@@ -100,6 +102,8 @@ type Op =
   | { t: 'mkdir'; dir: number; name: number }
   | { t: 'rmdir'; pick: number }
   | { t: 'chmod'; pick: number; mode: number }
+  | { t: 'utimens'; pick: number; sec: number; nsec: number }
+  | { t: 'chown'; pick: number; owner: number }
   | { t: 'reclaim'; slave: boolean }
   | { t: 'pass' }
   | { t: 'oneway' }
@@ -119,6 +123,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ t: fc.constant('mkdir' as const), dir: nat(50), name: nat(NAMES.length - 1) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('rmdir' as const), pick: nat(50) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('chmod' as const), pick: nat(50), mode: nat(MODES.length - 1) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('utimens' as const), pick: nat(50), sec: nat(1000), nsec: nat(999_999_999) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('chown' as const), pick: nat(50), owner: nat(OWNERS.length - 1) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('reclaim' as const), slave: fc.boolean() }) },
   { weight: 2, arbitrary: fc.constant({ t: 'pass' as const }) },
   { weight: 1, arbitrary: fc.constant({ t: 'oneway' as const }) },
@@ -295,6 +301,25 @@ async function applyOp(v: Volume, m: Model, op: Op): Promise<string> {
       if (e.kind === 'dir') e.mode = MODES[op.mode]!;
       else if (e.kind === 'file') e.inode.mode = MODES[op.mode]!;
       return `chmod ${JSON.stringify(k)} ${MODES[op.mode]!.toString(8)}`;
+    }
+    case 'utimens': {
+      // any entry, a symlink too (never followed); mtime is compared by verify, content unchanged
+      const k = pick(sortedKeys(m, () => true), op.pick);
+      if (k === undefined) return 'utimens: nothing';
+      await v.tree.utimens(bytesOf(k), { sec: 1_600_000_000, nsec: 0 }, { sec: 1_600_000_000 + op.sec, nsec: op.nsec });
+      return `utimens ${JSON.stringify(k)}`;
+    }
+    case 'chown': {
+      const k = pick(sortedKeys(m, () => true), op.pick);
+      if (k === undefined) return 'chown: nothing';
+      const [uid, gid] = OWNERS[op.owner]!;
+      try {
+        await v.tree.chown(bytesOf(k), uid, gid);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'EPERM') return 'chown: not permitted';
+        throw err;
+      }
+      return `chown ${JSON.stringify(k)} ${uid}:${gid}`;
     }
     default:
       throw new Error(`not a tree op: ${op.t}`);
