@@ -29,7 +29,6 @@ import { readAllFiles, referenceProblems, twoWayPass, readOneWay, writeOneWay } 
 import { runOk } from './helpers/run.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { makeTempVolume, type TempVolume, type TempVolumeOptions } from './helpers/temp_volume.js';
-import { SELF } from './helpers/ufs_model.js';
 import { fifoUfs, linkUfs, mkdirUfs, readUfsNode, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 
 const BS = 512;
@@ -481,4 +480,3 @@ describe('invariant 12: verify reports divergence made behind the mirror\'s back
   }, 60_000);
 });
 
-void SELF;

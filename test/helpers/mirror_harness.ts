@@ -39,8 +39,6 @@ export interface DirectionLog {
   producedBytes: number;
   /** Bytes the reader was given (at most the cut). */
   deliveredBytes: number;
-  /** Bytes of BLOCK records the reader was given in full. */
-  deliveredBlockRecords: number;
 }
 
 export interface PassOptions {
@@ -104,7 +102,7 @@ class CutWritable extends Writable {
 }
 
 function logOf(writer: RecordWriter, cut?: CutWritable, also?: (record: RecordInput) => void): DirectionLog {
-  const log: DirectionLog = { records: [], producedBytes: 0, deliveredBytes: 0, deliveredBlockRecords: 0 };
+  const log: DirectionLog = { records: [], producedBytes: 0, deliveredBytes: 0 };
   writer.onBytes = (bytes, record) => {
     also?.(record);
     cut?.types.push(record.type);
@@ -141,7 +139,6 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
     log.deliveredBytes = cut.delivered;
-    log.deliveredBlockRecords = log.records.filter((r) => r.type === 'BLOCK' && r.offset + r.sizeBytes <= cut.delivered).length;
     return log;
   };
   return {
