@@ -454,6 +454,32 @@ describe('scenario 15: names, links and metadata', () => {
   }, 180_000);
 });
 
+describe('invariant 7: idempotence', () => {
+  it('replaying the master stream of a committed two-way pass (one-way) changes nothing of the slave tree', async () => {
+    const { master, slave } = await pair();
+    for (const d of ['d', 'd/e']) mkdirUfs(master, d);
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'd/f', Buffer.concat([noiseBytes(1, BS), noiseBytes(2, 9)]));
+      await writeUfsFile(v, 'd/e/g', noiseBytes(3, 3 * BS), BS);
+      await writeUfsFile(v, 'empty', Buffer.alloc(0));
+    });
+    linkUfs(master, 'd/f', 'd/e/h');
+    symlinkUfs(master, 'nowhere', 'd/ln');
+    await fifoUfs(master, 'd/fifo');
+    await runOk('mknod', [ufsAbs(master, 'chr').toString(), 'c', '1', '3']);
+    const r = await pass(master, slave, 3);
+    const tree = await snapshotTree(path.join(slave, 'ddfsroot'));
+    const claim = readMirrorState(slave)!.claim;
+    const replay = await writeOneWay(slave, Buffer.concat(r.m2s.chunks));
+    expect(replay.committed).toBe(true);
+    expect(replay.filesApplied).toBe(0);
+    expect(replay.deleted).toBe(0);
+    expect(changed(tree, await snapshotTree(path.join(slave, 'ddfsroot')))).toEqual([]);
+    expect(readMirrorState(slave)!.claim?.passId).toBe(claim?.passId);
+    await expectConverged(master, slave);
+  }, 60_000);
+});
+
 describe('invariant 12: verify reports divergence made behind the mirror\'s back', () => {
   it('a deleted slave file is MISSING (the next pass restores it); a flipped slave block is CORRUPT with --deep only', async () => {
     const { master, slave } = await pair();

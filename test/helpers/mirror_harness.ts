@@ -39,6 +39,8 @@ export interface DirectionLog {
   producedBytes: number;
   /** Bytes the reader was given (at most the cut). */
   deliveredBytes: number;
+  /** Every record's bytes as the writer produced them (small test passes only). */
+  chunks: Buffer[];
 }
 
 export interface PassOptions {
@@ -102,11 +104,12 @@ class CutWritable extends Writable {
 }
 
 function logOf(writer: RecordWriter, cut?: CutWritable, also?: (record: RecordInput) => void): DirectionLog {
-  const log: DirectionLog = { records: [], producedBytes: 0, deliveredBytes: 0 };
+  const log: DirectionLog = { records: [], producedBytes: 0, deliveredBytes: 0, chunks: [] };
   writer.onBytes = (bytes, record) => {
     also?.(record);
     cut?.types.push(record.type);
     log.records.push({ type: record.type, offset: log.producedBytes, sizeBytes: bytes.length });
+    log.chunks.push(bytes);
     log.producedBytes += bytes.length;
   };
   return log;
