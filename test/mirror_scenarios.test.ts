@@ -25,7 +25,7 @@ import { encodeFrame, STREAM_MAGIC, StreamEncoder } from '../src/mirror/stream_c
 import { BlockStore } from '../src/store/block_store.js';
 import { readVolumeConfig, Volume } from '../src/volume/volume.js';
 import { noiseBytes } from './helpers/bytes.js';
-import { readAllFiles, referenceProblems, twoWayPass, readOneWay, writeOneWay } from './helpers/mirror_harness.js';
+import { lackedCount, readAllFiles, readOneWay, referencedHashes, referenceProblems, twoWayPass, writeOneWay } from './helpers/mirror_harness.js';
 import { runOk } from './helpers/run.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { makeTempVolume, type TempVolume, type TempVolumeOptions } from './helpers/temp_volume.js';
@@ -46,7 +46,7 @@ async function volume(options: Partial<TempVolumeOptions> = {}): Promise<string>
 
 async function pair(options: Partial<TempVolumeOptions> = {}): Promise<{ master: string; slave: string }> {
   const master = await volume(options);
-  const slave = await volume();
+  const slave = await volume(options.size === undefined ? {} : { size: options.size });
   await initSlave(slave, master);
   return { master, slave };
 }
@@ -450,6 +450,45 @@ describe('scenario 15: names, links and metadata', () => {
     expect(r.master!.blocksSent).toBe(0);
     expect(r.master!.blocksHeld).toBe(600);
     expect(r.m2s.records.filter((x) => x.type === 'BLOCK')).toHaveLength(0);
+    await expectConverged(master, slave);
+  }, 180_000);
+});
+
+describe('a file of more nodes than one FILE_NODES and more new hashes than one HASHQ', () => {
+  it('arrives whole, cut between its FILE_NODES pieces and resumed; BLOCK records = hashes the slave lacked', async () => {
+    const { master, slave } = await pair({ size: '12M' });
+    const count = 9000; // > MIRROR_FILE_NODES_COUNT_MAX (8192) nodes, > MIRROR_HASHQ_COUNT_MAX (4096) new hashes
+    const data = noiseBytes(77, count * BS);
+    data.fill(0, 100 * BS, 200 * BS); // zero blocks in the middle: never queried nor sent
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'half', data.subarray(0, 4500 * BS)); // the slave will hold these
+    });
+    await pass(master, slave, 100_000);
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'big', data);
+      await writeUfsFile(v, 'big', noiseBytes(78, 10), count * BS + 5 * BS); // a hole, then a tail
+    });
+    const lacked = await lackedCount(slave, await referencedHashes(master));
+    expect(lacked).toBe(4500 + 1);
+    const full = await pass(master, slave, 100_000);
+    const nodes = full.m2s.records.filter((x) => x.type === 'FILE_NODES');
+    expect(nodes.length).toBeGreaterThanOrEqual(2);
+    expect(full.m2s.records.filter((x) => x.type === 'HASHQ').length).toBeGreaterThanOrEqual(2);
+    expect(full.master!.blocksSent).toBe(lacked);
+    await expectConverged(master, slave);
+    // once more from the state before the pass, cut between the two FILE_NODES pieces
+    fs.rmSync(ufsAbs(slave, 'big'));
+    let pieces = 0;
+    const r = await twoWayPass(master, slave, {
+      checkpointRecordCount: 100_000,
+      onMasterRecord: (rec) => {
+        if (rec.type === 'FILE_NODES' && ++pieces === 2) throw new Error('cut after the first FILE_NODES of big');
+      },
+    });
+    expect(String(r.masterError)).toMatch(/cut after the first FILE_NODES/);
+    expect(r.slaveError).not.toBeNull();
+    expect(fs.existsSync(ufsAbs(slave, 'big'))).toBe(false);
+    await pass(master, slave);
     await expectConverged(master, slave);
   }, 180_000);
 });
