@@ -20,6 +20,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import type { HashName } from '../src/format/config.js';
 import { initSlave } from '../src/mirror/copy.js';
 import { readMirrorState, type MirrorClaim } from '../src/mirror/state.js';
 import type { Volume } from '../src/volume/volume.js';
@@ -361,9 +362,9 @@ async function afterCut(slave: string, claimBefore: MirrorClaim | null, commitAr
 }
 
 /** Run one op sequence on a fresh master/slave pair; returns the log of what it did (for a failure message). */
-async function runCase(reuseAsap: boolean, ops: Op[]): Promise<void> {
-  const mv = await makeTempVolume({ blockSize: BS, size: '1M', reuseAsap });
-  const sv = await makeTempVolume({ blockSize: BS, size: '1M' });
+async function runCase(hash: HashName, reuseAsap: boolean, ops: Op[]): Promise<void> {
+  const mv = await makeTempVolume({ blockSize: BS, size: '1M', reuseAsap, hash });
+  const sv = await makeTempVolume({ blockSize: BS, size: '1M', hash });
   live.push(mv, sv);
   const master = mv.parent;
   const slave = sv.parent;
@@ -452,7 +453,12 @@ async function runCase(reuseAsap: boolean, ops: Op[]): Promise<void> {
 describe('mirror model (fast-check)', () => {
   it(`random tree operations interleaved with passes, cuts and crashes converge (${RUNS} runs)`, async () => {
     console.log(`mirror model: seed ${SEED}, ${RUNS} runs (replay: DDUMBFS_SEED=${SEED})`);
-    await fc.assert(fc.asyncProperty(fc.boolean(), fc.array(opArb, { minLength: 10, maxLength: 60, size: 'max' }), (reuseAsap, ops) => runCase(reuseAsap, ops)), {
+    await fc.assert(fc.asyncProperty(
+      fc.constantFrom<HashName>('TIGER', 'SHA1', 'TIGER128'),
+      fc.boolean(),
+      fc.array(opArb, { minLength: 10, maxLength: 60, size: 'max' }),
+      (hash, reuseAsap, ops) => runCase(hash, reuseAsap, ops),
+    ), {
       seed: SEED,
       numRuns: RUNS,
       path: process.env.DDUMBFS_PATH,
