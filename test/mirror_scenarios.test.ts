@@ -10,6 +10,7 @@
  * block).
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -251,6 +252,49 @@ describe('scenario 13: format and lineage skew is refused before any change', ()
       await expect(runSlave(slave, await RecordReader.create(s), { access: nodeTreeAccess, output: null }), name).rejects.toThrow(why);
       expect(changed(before, await volumeBytes(slave)), name).toEqual([]);
     }
+  }, 60_000);
+  it('a HELLO with an unknown optional field is accepted and its pass applies; an unknown required field is refused', async () => {
+    const { master, slave } = await pair();
+    const ms = readMirrorState(master)!;
+    const cfg = await readVolumeConfig(master);
+    const crc = await Crc32c.load();
+    const ctx = { blockSize: BS, hashSize: cfg.hashSize };
+    /** A stream whose HELLO body ends with one more TLV field `tag`, every later frame (running digest) made here. */
+    const streamWith = (tag: number): Buffer => {
+      const hello = encodeBody({
+        type: 'HELLO', version: 1, role: 'master', sharedUuid: Buffer.from(ms.sharedUuid, 'hex'), uniqueUuid: Buffer.from(ms.uniqueUuid, 'hex'), generation: 1,
+        blockSize: BS, hashAlgo: cfg.hashName, hashSize: cfg.hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0,
+      }, ctx);
+      const field = Buffer.alloc(9);
+      field.writeUInt16LE(tag, 0);
+      field.writeUInt32LE(3, 2);
+      field.write('new', 6, 'latin1');
+      const passId = Buffer.alloc(16, 4);
+      const records: MirrorRecord[] = [
+        { type: 'PASS_BEGIN', passId, tidBeg: 0n, tidEnd: 0n, mode: 'full' },
+        { type: 'DIR', path: Buffer.alloc(0), meta: META, tid: 0n },
+        { type: 'DIRLIST', path: Buffer.alloc(0), entries: [{ name: Buffer.from('newdir'), entryType: 'dir', tid: 0n }], continues: false },
+        { type: 'DIR', path: Buffer.from('newdir'), meta: META, tid: 0n },
+      ];
+      const frames = [encodeFrame(crc, { typeCode: RECORD_TYPES.HELLO, flags: 0, seq: 1n, body: Buffer.concat([hello, field]) })];
+      const digest = createHash('sha256');
+      const pair = (f: Buffer): Buffer => Buffer.concat([f.subarray(12, 20), f.subarray(20, 24)]); // seq u64, crc u32
+      digest.update(pair(frames[0]!));
+      let seq = 2n;
+      for (const r of [...records, { type: 'COMMIT', passId, tidEnd: 0n, claimKind: 'exact', recordCount: 0n, runningDigest: Buffer.alloc(32) } as MirrorRecord, { type: 'TERM', reason: 0 } as MirrorRecord]) {
+        const rec = r.type === 'COMMIT' ? { ...r, recordCount: seq - 1n, runningDigest: digest.copy().digest() } : r;
+        const f = encodeFrame(crc, { typeCode: RECORD_TYPES[rec.type], flags: 0, seq: seq++, body: encodeBody(rec, ctx) });
+        digest.update(pair(f));
+        frames.push(f);
+      }
+      return Buffer.concat([STREAM_MAGIC, ...frames]);
+    };
+    const before = await slaveBytes(slave);
+    await expect(writeOneWay(slave, streamWith(0x8001))).rejects.toThrow(/seq 1: .*unknown required field tag 0x8001/);
+    expect(changed(before, await slaveBytes(slave))).toEqual([]);
+    expect((await writeOneWay(slave, streamWith(0x7001))).committed).toBe(true);
+    expect(fs.lstatSync(ufsAbs(slave, 'newdir')).isDirectory()).toBe(true);
+    expect(readMirrorState(slave)!.claim?.claimKind).toBe('exact');
   }, 60_000);
 });
 
