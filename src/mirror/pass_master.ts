@@ -11,7 +11,9 @@
  * - A BLOCK is sent only after its bytes were re-read from the master's block file and hash to the node's hash.
  *   On a mismatch the file's node list is read again; if the hash still does not match, the block is corrupt on the
  *   master: it is reported (`CORRUPT path block i`), never sent, and when the slave lacks it the file is not sent
- *   (the slave keeps what it has) and the claim is only `atleast`.
+ *   (the slave keeps what it has) and the claim is only `atleast`. When the node list read again no longer names
+ *   the hash (the file was rewritten or deleted during the pass), nothing is corrupt: the file is not sent in this
+ *   pass and the claim is only `atleast`.
  * - Blocks come before the FILE_BEGIN that needs them.
  * - A RENAME is sent only for a DIGESTA hint whose source path is gone or different on the master (a move, never a
  *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
@@ -228,6 +230,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       fresh.push({ key, hash: Buffer.from(h), index: j });
     }
     let unavailable = false;
+    /** The file was deleted or rewritten during the pass (spec §5 scenario 7): not sent now. */
+    let changed = false;
     for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
       const batch = fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX);
       let missing: boolean[];
@@ -246,13 +250,27 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           summary.blocksHeld++;
           continue;
         }
+        if (changed) continue;
         let data = await checkedBlock(decodeAddress(nodes, b.index * nodeSize, addrSize), b.hash);
         if (data === null) {
           // the address may have been reused (reclaim) or the file rewritten: read its node list again once
-          const again = await readNodes(rel);
-          for (let j = 0; j < again.count && data === null; j++) {
+          const again = await readNodes(rel).catch((err: unknown) => {
+            if ((err as { code?: string }).code === 'ENOENT') return null;
+            throw err;
+          });
+          let named = false;
+          for (let j = 0; again !== null && j < again.count && data === null; j++) {
             const o = j * nodeSize;
-            if (again.nodes.compare(b.hash, 0, hashSize, o + addrSize, o + addrSize + hashSize) === 0) data = await checkedBlock(decodeAddress(again.nodes, o, addrSize), b.hash);
+            if (again.nodes.compare(b.hash, 0, hashSize, o + addrSize, o + addrSize + hashSize) === 0) {
+              named = true;
+              data = await checkedBlock(decodeAddress(again.nodes, o, addrSize), b.hash);
+            }
+          }
+          if (!named) {
+            // deleted or rewritten since its node list was read: the file no longer names this hash, so no block is
+            // corrupt; it is not sent in this pass (the slave keeps what it has, the next pass sends its new state)
+            changed = true;
+            continue;
           }
         }
         if (data === null) {
@@ -266,6 +284,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         known.set(b.key, true);
         summary.blocksSent++;
       }
+    }
+    if (changed) {
+      summary.skippedFiles.push(rel);
+      summary.claimKind = 'atleast';
+      return;
     }
     // a hash known unavailable earlier in the pass makes this file unsendable too
     for (let j = 0; j < count && !unavailable; j++) {
