@@ -101,6 +101,7 @@ export interface SlaveSummary {
 type Op =
   | { op: 'dir'; path: Buffer; meta: Meta }
   | { op: 'dirlist'; path: Buffer; entries: DirEntry[] }
+  | { op: 'delete'; path: Buffer }
   | { op: 'file'; path: Buffer; staged: Buffer; meta: Meta; linkGroup: bigint }
   | { op: 'symlink'; path: Buffer; target: Buffer; meta: Meta }
   | { op: 'special'; path: Buffer; kind: SpecialKind; rdev: bigint; meta: Meta }
@@ -239,6 +240,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     // deletions of this window: refuse before anything changes
     let deleting = 0;
     for (const o of ops) {
+      if (o.op === 'delete') {
+        deleting += countTree(abs(o.path));
+        continue;
+      }
       if (o.op !== 'dirlist') continue;
       const st = lstatOrNull(abs(o.path));
       if (st === null || st.kind !== 'dir') continue;
@@ -287,6 +292,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           }
           setMeta(target, o.meta, false);
           touched.add(target.toString('latin1'));
+          break;
+        }
+        case 'delete': {
+          // spec §4.5 DELETE: a recursive delete (into the undo area), a no-op if absent
+          if (st !== null) remove(o.path);
           break;
         }
         case 'dirlist': {
@@ -534,7 +544,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         }
         case 'DELETE':
-          ops.push({ op: 'dirlist', path: r.path, entries: [] });
+          if (r.path.length === 0) await fail(REASON.CORRUPT, 'CORRUPT', `DELETE seq ${d.seq}: of the root: refused`, d.seq);
+          ops.push({ op: 'delete', path: r.path });
           break;
         case 'SYMLINK':
           ops.push({ op: 'symlink', path: r.path, target: r.target, meta: r.meta });

@@ -19,6 +19,7 @@ import { fileDevices } from '../../src/io/device.js';
 import { RecordReader, RecordWriter } from '../../src/mirror/channel.js';
 import { runMaster, type PassSummary } from '../../src/mirror/pass_master.js';
 import { runSlave, type SlaveSummary } from '../../src/mirror/pass_slave.js';
+import { openPassVolume, type PassVolume } from '../../src/mirror/pass_volume.js';
 import type { RecordInput } from '../../src/mirror/stream_codec.js';
 import { BlockStore } from '../../src/store/block_store.js';
 import { UfsNodeFile } from '../../src/ufs/ufs_reader.js';
@@ -115,6 +116,16 @@ function logOf(writer: RecordWriter, cut?: CutWritable, also?: (record: RecordIn
   return log;
 }
 
+/** Run `fn` on the volume at `p` opened for a pass as mirrorddumbfs opens it (under the volume lock), then close it. */
+export async function onVolume<T>(p: string, readOnly: boolean, fn: (v: PassVolume) => Promise<T>): Promise<T> {
+  const v = await openPassVolume(p, { tool: 'mirrorddumbfs', readOnly });
+  try {
+    return await fn(v);
+  } finally {
+    await v.close();
+  }
+}
+
 /**
  * One two-way pass from the local master to the local slave in this process, either direction cut at a byte offset.
  * Never throws for a failed side: the errors are in the result.
@@ -137,8 +148,8 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
     throw err;
   };
   const [m, s] = await Promise.allSettled([
-    runMaster(master, masterOut, { access: nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount }).catch(endOf(m2sCut, s2m)),
-    runSlave(slave, slaveIn, { access: nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true }).catch(endOf(s2mCut, m2s)),
+    onVolume(master, true, (v) => runMaster(v, masterOut, { access: nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount })).catch(endOf(m2sCut, s2m)),
+    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true })).catch(endOf(s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
     log.deliveredBytes = cut.delivered;
@@ -161,7 +172,7 @@ export async function readOneWay(master: string, checkpointRecordCount?: number)
   out.on('data', (c: Buffer) => chunks.push(c));
   const writer = await RecordWriter.create(out, true);
   const log = logOf(writer);
-  const summary = await runMaster(master, writer, { access: nodeTreeAccess, input: null, checkpointRecordCount });
+  const summary = await onVolume(master, true, (v) => runMaster(v, writer, { access: nodeTreeAccess, input: null, checkpointRecordCount }));
   log.deliveredBytes = log.producedBytes;
   return { bytes: Buffer.concat(chunks), summary, log };
 }
@@ -170,7 +181,8 @@ export async function readOneWay(master: string, checkpointRecordCount?: number)
 export async function writeOneWay(slave: string, bytes: Buffer, cutAt?: number): Promise<SlaveSummary> {
   const s = new PassThrough();
   s.end(cutAt === undefined ? bytes : bytes.subarray(0, cutAt));
-  return runSlave(slave, await RecordReader.create(s), { access: nodeTreeAccess, output: null, allowMassDelete: true });
+  const reader = await RecordReader.create(s);
+  return onVolume(slave, false, (v) => runSlave(v, reader, { access: nodeTreeAccess, output: null, allowMassDelete: true }));
 }
 
 const SLASH = Buffer.from('/');
@@ -213,48 +225,8 @@ export async function readAllFiles(parent: string): Promise<Map<string, Buffer>>
   return out;
 }
 
-/**
- * Invariant 6 of §4.18 on the volume at `parent`: every node of every UFS file whose address is not 0 names an
- * address the index maps its hash to, and the block there hashes to it. @returns the violations (empty when it holds)
- */
-export async function referenceProblems(parent: string): Promise<string[]> {
-  const cfg = await readVolumeConfig(parent);
-  const store = await BlockStore.open(parent, cfg, { readOnly: true });
-  const problems: string[] = [];
-  const block = Buffer.alloc(cfg.blockSize);
-  const hash = Buffer.alloc(cfg.hashSize);
-  try {
-    for (const { rel, st } of walkRoot(parent)) {
-      if (!st.isFile()) continue;
-      const f = await UfsNodeFile.open(fileDevices, Buffer.concat([Buffer.from(path.join(parent, 'ddfsroot')), SLASH, rel]), cfg.nodeSize, { strict: true });
-      try {
-        const count = Math.min(f.nodeCount, Math.ceil(f.size / cfg.blockSize));
-        const nodes = count > 0 ? await f.readNodes(0, count) : Buffer.alloc(0);
-        for (let i = 0; i < count; i++) {
-          const at = i * cfg.nodeSize;
-          const address = decodeAddress(nodes, at, cfg.addrSize);
-          if (address === ADDR_ZERO) continue;
-          const h = nodes.subarray(at + cfg.addrSize, at + cfg.nodeSize);
-          const where = `${rel.toString('latin1')} node ${i}`;
-          const r = store.index.nodes.lookup(h, 0);
-          if (!r.found) {
-            problems.push(`${where}: hash ${h.toString('hex')} is not in the index`);
-            continue;
-          }
-          if (r.address !== address) problems.push(`${where}: address ${address}, the index says ${r.address}`);
-          await store.readBlock(address, block, 0);
-          store.hasher.hashInto(block, hash, 0);
-          if (!hash.equals(h)) problems.push(`${where}: the block at ${address} does not hash to the node's hash`);
-        }
-      } finally {
-        await f.close();
-      }
-    }
-  } finally {
-    await store.close();
-  }
-  return problems;
-}
+/** Invariant 6 of §4.18 (one checker for every mirror test: test/helpers/slave_check.ts). */
+export { referenceProblems } from './slave_check.js';
 
 /** The distinct non-zero hashes the files of `master` reference (latin1 keys), holes and zero blocks excluded. */
 export async function referencedHashes(parent: string): Promise<Set<string>> {
