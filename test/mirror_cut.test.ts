@@ -34,11 +34,11 @@ async function volume(): Promise<string> {
 
 /**
  * Copy the whole volume directory `from` onto `to` (the slave's starting point, again for each cut), file and symlink
- * mtimes kept to the nanosecond (verify compares them; fs.cpSync keeps milliseconds at best).
+ * mtimes kept to the nanosecond (verify compares them; fs.cp keeps milliseconds at best).
  */
 async function cloneVolume(from: string, to: string): Promise<void> {
   fs.rmSync(to, { recursive: true, force: true });
-  fs.cpSync(from, to, { recursive: true, verbatimSymlinks: true });
+  await fs.promises.cp(from, to, { recursive: true, verbatimSymlinks: true });
   const times = walkRoot(from).filter((e) => !e.st.isDirectory()).map((e) => ({
     path: Buffer.concat([Buffer.from(path.join(to, 'ddfsroot/')), e.rel]),
     mtimeNs: fs.lstatSync(Buffer.concat([Buffer.from(path.join(from, 'ddfsroot/')), e.rel]), { bigint: true }).mtimeNs,

@@ -236,7 +236,11 @@ describe('mirrorddumbfs verify: one line per difference', () => {
   it('on a terminal (script(1), 80 columns): the ora spinner shows the progress, then the summary; the report is whole', async () => {
     const b = await copyOfBase();
     fs.unlinkSync(ufsAbs(b, 'd/f1'));
-    const r = await run('script', ['-qec', `stty cols 80 rows 24; node ${BIN} verify ${base.parent} ${b}`, '/dev/null'], { timeoutMs: 120_000 });
+    // ora draws no spinner when CI is set (as CI runs this suite) and no colours with NO_COLOR: a user's terminal has neither
+    const env = { ...process.env };
+    delete env.CI;
+    delete env.NO_COLOR;
+    const r = await run('script', ['-qec', `stty cols 80 rows 24; node ${BIN} verify ${base.parent} ${b}`, '/dev/null'], { timeoutMs: 120_000, env });
     const tty = r.stdout.toString('utf8'); // ora's frames are UTF-8; the report's paths are escaped ASCII
     expect(r.code).toBe(1);
     expect(tty).toContain('MISSING "/d/f1"\r\n');

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -55,7 +56,7 @@ describe('the control socket (io/control_socket.ts)', () => {
     const dir = tempDir();
     const stale = path.join(dir, 'control');
     // a socket bound by a process that is gone: the file stays, connect answers ECONNREFUSED
-    execFileSync('python3', ['-c', `import socket; s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(stale)})`]);
+    await promisify(execFile)('python3', ['-c', `import socket; s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(stale)})`]);
     expect(fs.lstatSync(stale).isSocket()).toBe(true);
     const l = await listenControlSocket(dir, 'control', echo);
     expect(await roundTrip(dir)).toBe('ping');
