@@ -11,7 +11,6 @@
  *   that was itself killed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,14 +26,13 @@ import { referenceProblems, treeShape } from './helpers/slave_check.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
 import { fifoUfs, mkdirUfs, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const BS = 4096;
 const volumes: TempVolume[] = [];
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function pair(size = '8M'): Promise<{ master: string; slave: string }> {

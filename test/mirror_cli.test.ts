@@ -8,7 +8,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,6 +17,7 @@ import { mountVolume, unmountAll, waitFor } from './helpers/mount.js';
 import { startSshd, stopAllSshd, type SshdHandle } from './helpers/sshd.js';
 import { linkUfs, mkdirUfs, readUfsNode, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { run, runOk } from './helpers/run.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -26,9 +26,7 @@ const volumes: TempVolume[] = [];
 let work: string;
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 /** Run mirrorddumbfs (asynchronously: helpers/run.ts). */

@@ -35,6 +35,7 @@ import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readTree } from './helpers/ufs_model.js';
 import { mkdirUfs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const MIRROR_BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -45,9 +46,7 @@ const mounts: MountedVolume[] = [];
 let work: string;
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function volume(): Promise<string> {

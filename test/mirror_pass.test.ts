@@ -8,7 +8,6 @@
  * cpddumbfs (dist/) reads files back: run `npx tsc -p tsconfig.json` first.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,6 +23,7 @@ import { readVolumeConfig } from '../src/volume/volume.js';
 import { run, runOk } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { fifoUfs, linkUfs, mkdirUfs, readUfsNode, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const CP = path.join(ROOT, 'bin/cpddumbfs');
@@ -33,9 +33,7 @@ const LONG = 'n'.repeat(255);
 const volumes: TempVolume[] = [];
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function volume(): Promise<string> {

@@ -14,7 +14,6 @@
  *   volume; status shows role, uuids, lineage, claim, pass in progress, apply areas, last verify, last promote.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,6 +31,7 @@ import { treeShape } from './helpers/slave_check.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -41,9 +41,7 @@ const volumes: TempVolume[] = [];
 let work: string;
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function volume(): Promise<string> {

@@ -6,7 +6,7 @@
  * descended), counted through the DigestTree interface.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
+import { seededBlocks } from './helpers/bytes.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,9 +32,7 @@ let work: string;
 let copies = 0;
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 /** Run mirrorddumbfs (asynchronously: helpers/run.ts). */

@@ -6,7 +6,6 @@
  * DdfsError IO naming the endpoint, and the answerer ends (no hang).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +20,7 @@ import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { runOk } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, readUfsNode, symlinkUfs, ufsAbs, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { seededBlocks } from './helpers/bytes.js';
 
 const BS = 4096;
 const LATIN = Buffer.from('caf\xe9', 'latin1');
@@ -33,9 +33,7 @@ let work: string;
 let copies = 0;
 
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function copyOfBase(): Promise<string> {

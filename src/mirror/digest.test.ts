@@ -4,6 +4,7 @@
  * with junk hash bytes, names that are not UTF-8 and 255-byte names, hard links under other inode numbers.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededBlocks } from '../../test/helpers/bytes.js';
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import {
@@ -30,9 +31,7 @@ async function volume(): Promise<TempVolume> {
 
 /** Deterministic block-sized content: no dedup between different seeds. */
 function block(seed: string, count = 1): Buffer {
-  const out = Buffer.alloc(count * BS);
-  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
-  return out;
+  return seededBlocks(seed, count, BS);
 }
 
 async function rootDigest(parent: string): Promise<Buffer> {

@@ -1,7 +1,9 @@
 /**
- * Deterministic test data, so a failure can be replayed: two generators whose byte streams earlier tests already
+ * Deterministic test data, so a failure can be replayed: generators whose byte streams earlier tests already
  * depend on (each keeps its exact formula).
  */
+
+import { createHash } from 'node:crypto';
 
 /** `size` bytes from the LCG x := x·1103515245 + 12345 (top byte of each step), started at `seed`: every block distinct. */
 export function lcgBytes(size: number, seed: number): Buffer {
@@ -23,4 +25,14 @@ export function noiseBytes(seed: number, length: number): Buffer {
     b[i] = x >>> 24;
   }
   return b;
+}
+
+/**
+ * `count` blocks of `blockSize` bytes that depend only on `seed` (SHA-256 of "seed:k" for each 32-byte piece k), so
+ * two calls with one seed give one block content (a dedup hit) and different seeds give distinct blocks.
+ */
+export function seededBlocks(seed: string, count: number, blockSize: number): Buffer {
+  const out = Buffer.alloc(count * blockSize);
+  for (let k = 0; k * 32 < out.length; k++) createHash('sha256').update(`${seed}:${k}`).digest().copy(out, k * 32);
+  return out;
 }
