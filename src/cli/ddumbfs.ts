@@ -15,6 +15,7 @@ import { repairVolume } from '../fsck/repair.js';
 import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { serveMirrorControl } from '../mirror/control.js';
 import { daemonPassVolume } from '../mirror/pass_volume.js';
+import { openMasterJournal } from '../mirror/master_journal.js';
 import { readMirrorState } from '../mirror/state.js';
 import { logger } from '../util/log.js';
 import { findParent } from '../volume/volume.js';
@@ -47,7 +48,9 @@ The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddu
 repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
 It serves mirrorddumbfs passes of the mounted volume on PARENT/ddfsmirror/control (mode 0600,
 removed at unmount; not with -o ro). A mirror slave (ddfsmirror/state says role slave) is
-served read-only: every write answers EROFS; only its mirror passes change it.
+served read-only: every write answers EROFS; only its mirror passes change it. A mirror master
+(role master) journals every change before it happens in PARENT/ddfsmirror/journal/ and writes
+PARENT/ddfsmirror/seal at a clean unmount; a mount without a valid seal bumps its generation.
 
 Exit status:
   0    mounted (without -f), or unmounted cleanly (with -f)
@@ -158,6 +161,20 @@ export async function main(argv: string[]): Promise<number> {
     const code = await runDaemon({
       ...mountOptions,
       servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
+      // a master journals every change before it happens (issue 8): no journal, no sink, no cost for other volumes
+      onVolumeReady: role !== 'master' ? undefined : async ({ volume, parentDir: parent, crashed }) => {
+        const mj = await openMasterJournal(parent, { crashed, rootDir: volume.rootDir, logger });
+        if (mj === null) return null;
+        volume.tree.sink = mj.sink;
+        const st = mj.journal.stats();
+        logger.info(`mirror master: journal next_tid ${st.nextTid}, durable_head ${st.durableHead}, ${st.segmentCount} segments`);
+        return {
+          close: async (clean: boolean) => {
+            volume.tree.sink = null;
+            await mj.close(clean);
+          },
+        };
+      },
       onServing: ({ volume, flush, servedReadOnly }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly }),
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),

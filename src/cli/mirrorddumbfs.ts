@@ -471,7 +471,7 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {
   if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
-  const st = mirrorStatus(vol);
+  const st = await mirrorStatus(vol);
   if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
   else process.stdout.write(`${renderStatusLines(st, vol).join('\n')}\n`);
   return EXIT.OK;

@@ -545,3 +545,51 @@ async function scanSegment(crc: Crc32c, devices: DeviceFactory, file: string, li
   out.goodBytes = o;
   return out;
 }
+
+/** What `mirrorddumbfs status` shows of a master's journal (read only: nothing is truncated or created). */
+export interface JournalSummary {
+  /** Decimal u64 text (JSON has no bigint). */
+  nextTid: string;
+  durableHead: string;
+  oldestTid: string;
+  segmentCount: number;
+  sizeBytes: number;
+  recordCount: number;
+  /** Bytes past the last valid record (a torn tail the next mount cuts). */
+  tailBytes: number;
+}
+
+/**
+ * Summarise the journal under `mirrorDir` without changing anything.
+ * @param nextTidFloor state's next_tid (the summary's nextTid is never below it)
+ * @returns null when there is no journal directory
+ * @throws DdfsError INVALID when it is a symlink or not a directory; Node/device errors of the reads
+ */
+export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory, nextTidFloor = 1n): Promise<JournalSummary | null> {
+  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
+  const kind = entryKind(dir);
+  if (kind === null) return null;
+  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+  const crc = await Crc32c.load();
+  const names = listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort();
+  let next = nextTidFloor;
+  let head = 0n;
+  let oldest: bigint | null = null;
+  let sizeBytes = 0;
+  let records = 0;
+  let tail = 0;
+  for (const n of names) {
+    const scan = await scanSegment(crc, devices, path.join(dir, n));
+    sizeBytes += scan.sizeBytes;
+    records += scan.recordCount;
+    tail += scan.sizeBytes - scan.goodBytes;
+    if (scan.baseTid !== null) {
+      oldest ??= scan.baseTid;
+      if (scan.baseTid > next) next = scan.baseTid;
+    }
+    if (scan.maxTid > head) head = scan.maxTid;
+  }
+  if (head + 1n > next) next = head + 1n;
+  if (head === 0n) head = next - 1n;
+  return { nextTid: next.toString(), durableHead: head.toString(), oldestTid: (oldest ?? next).toString(), segmentCount: names.length, sizeBytes, recordCount: records, tailBytes: tail };
+}
