@@ -16,7 +16,7 @@ import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { serveMirrorControl } from '../mirror/control.js';
 import { daemonPassVolume } from '../mirror/pass_volume.js';
 import { openMasterJournal } from '../mirror/master_journal.js';
-import { readMirrorState } from '../mirror/state.js';
+import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { logger } from '../util/log.js';
 import { findParent } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
@@ -181,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       onMounted: reportReady,
       startupRepair: async (parentDir, crashed, log) => {
+        // the startup repair is not journaled: a mirror master's generation goes up first
+        bumpMasterGeneration(parentDir);
         const report = await repairVolume(parentDir, { logger: log, crashed });
         if (report.corruptedFiles > 0) {
           log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);
