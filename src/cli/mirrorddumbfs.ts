@@ -201,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   program
     .command('status')
-    .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume')
+    .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume; a master\'s journal (next_tid, durable_head, segments, bytes) and seal')
     .argument('<VOLUME>', 'parent directory')
     .option('--json', 'one JSON document (shape: man mirrorddumbfs, STATUS)')
     .action((vol: string, opts: { json?: boolean }) => {
