@@ -172,6 +172,8 @@ export async function main(argv: string[]): Promise<number> {
           close: async (clean: boolean) => {
             volume.tree.sink = null;
             await mj.close(clean);
+            const end = mj.journal.stats();
+            logger.info(`mirror master: journal closed at durable_head ${end.durableHead}: ${end.recordCount - st.recordCount} records in ${end.syncCount} fsyncs this mount${clean ? ', sealed' : ''}`);
           },
         };
       },

@@ -6,10 +6,9 @@
  * volume has none: version, sharedUuid, uniqueUuid, role, lineage (epoch), lineageId (absent: the initial lineage,
  * whose id is sharedUuid), generation, claim, pass, previousLineages?, lastPromote?); `lineageId` (always the
  * effective id, null without state); `staging`, `undo` (whether those areas of ddfsmirror/ are present);
- * `lastVerify` (ddfsmirror/verify or null); `journal` (a master's TID journal, null for a slave or before its first
- * mount as a master: nextTid, durableHead, oldestTid as decimal text, segmentCount, sizeBytes, recordCount,
- * tailBytes); `seal` (ddfsmirror/seal of the last clean unmount, or null). New fields may be added; none is renamed
- * or removed.
+ * `lastVerify` (ddfsmirror/verify or null); only for a master whose journal exists (mounted once as a master):
+ * `journal` (nextTid, durableHead, oldestTid as decimal text, segmentCount, sizeBytes, recordCount, tailBytes) and
+ * `seal` (ddfsmirror/seal of the last clean unmount, or null). New fields may be added; none is renamed or removed.
  *
  * Invariants: reading only; path bytes of key_cur are rendered as verify renders paths (never decoded as UTF-8).
  */
@@ -31,8 +30,9 @@ export interface MirrorStatus {
   staging: boolean;
   undo: boolean;
   lastVerify: VerifyResult | null;
-  journal: JournalSummary | null;
-  seal: MirrorSeal | null;
+  /** Absent unless the volume is a master with a journal. */
+  journal?: JournalSummary;
+  seal?: MirrorSeal | null;
 }
 
 /**
@@ -42,7 +42,8 @@ export interface MirrorStatus {
 export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
   const state = readMirrorState(parentDir);
   const master = state !== null && state.role === 'master';
-  return {
+  const journal = master ? await summarizeJournal(mirrorDirectory(parentDir), fileDevices, state.nextTid !== undefined ? BigInt(state.nextTid) : 1n) : null;
+  const out: MirrorStatus = {
     statusVersion: 1,
     volume: path.resolve(parentDir),
     state,
@@ -50,9 +51,12 @@ export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
     staging: mirrorAreaPresent(parentDir, STAGING_DIRECTORY),
     undo: mirrorAreaPresent(parentDir, UNDO_DIRECTORY),
     lastVerify: readLastVerify(parentDir),
-    journal: master ? await summarizeJournal(mirrorDirectory(parentDir), fileDevices, state.nextTid !== undefined ? BigInt(state.nextTid) : 1n) : null,
-    seal: master ? readSeal(parentDir) : null,
   };
+  if (journal !== null) {
+    out.journal = journal;
+    out.seal = readSeal(parentDir);
+  }
+  return out;
 }
 
 /** The status as lines for humans (`label` names the volume in the no-state line). */
@@ -81,9 +85,9 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
     for (const l of st.previousLineages ?? []) lines.push(`previous lineage: ${l.lineage} (${l.lineageId}) as ${l.role}, left by ${l.endedBy} at ${l.endedAt}`);
   }
   const j = s.journal;
-  if (st !== null && st.role === 'master') {
-    lines.push(`journal: ${j === null ? 'none yet (made at the first mount as a master)' : `next_tid ${j.nextTid}, durable_head ${j.durableHead}, oldest ${j.oldestTid}, ${j.segmentCount} segments, ${j.sizeBytes} bytes, ${j.recordCount} records${j.tailBytes > 0 ? `, ${j.tailBytes} bytes of torn tail` : ''}`}`);
-    lines.push(`seal: ${s.seal === null ? 'none (mounted, or not cleanly unmounted)' : `TID ${s.seal.lastTid} at ${s.seal.sealedAt}, ${s.seal.entryCount} entries`}`);
+  if (j !== undefined) {
+    lines.push(`journal: ${`next_tid ${j.nextTid}, durable_head ${j.durableHead}, oldest ${j.oldestTid}, ${j.segmentCount} segments, ${j.sizeBytes} bytes, ${j.recordCount} records${j.tailBytes > 0 ? `, ${j.tailBytes} bytes of torn tail` : ''}`}`);
+    lines.push(`seal: ${!s.seal ? 'none (mounted, or not cleanly unmounted)' : `TID ${s.seal.lastTid} at ${s.seal.sealedAt}, ${s.seal.entryCount} entries`}`);
   }
   if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
   else if (st !== null) lines.push('apply areas present: none');
