@@ -25,6 +25,8 @@ import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 const ROOT = path.resolve(__dirname, '..');
 const CP_BIN = path.join(ROOT, 'bin/cpddumbfs');
 const MIRROR_BIN = path.join(ROOT, 'bin/mirrorddumbfs');
+const FSCK_BIN = path.join(ROOT, 'bin/fsckddumbfs');
+const ALTER_BIN = path.join(ROOT, 'bin/alterddumbfs');
 const volumes: TempVolume[] = [];
 let work: string;
 let crc: Crc32c;
@@ -218,5 +220,19 @@ describe('journal of a mounted master', () => {
     const r2 = await run(process.execPath, [CP_BIN, src, path.join(plain, 'ddfsroot', 'up')], { encoding: 'utf8' });
     expect(r2.code, r2.stderr).toBe(0);
     expect(fs.existsSync(path.join(plain, 'ddfsmirror'))).toBe(false);
+  });
+
+  it('fsckddumbfs repairs and alterddumbfs on a master bump its generation; a check does not', async () => {
+    const parent = await volume(true);
+    const g0 = readMirrorState(parent)!.generation;
+    const check = await run(process.execPath, [FSCK_BIN, '-c', parent], { encoding: 'utf8' });
+    expect(check.code, check.stderr).toBe(0);
+    expect(readMirrorState(parent)!.generation).toBe(g0);
+    const repair = await run(process.execPath, [FSCK_BIN, '-n', parent], { encoding: 'utf8' });
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(readMirrorState(parent)!.generation).toBe(g0 + 1);
+    const alter = await run(process.execPath, [ALTER_BIN, '-r', '1', '-n', '7', parent], { encoding: 'utf8' });
+    expect(alter.code, alter.stderr).toBe(0);
+    expect(readMirrorState(parent)!.generation).toBe(g0 + 2);
   });
 });
