@@ -247,3 +247,24 @@ export const BACKING_RECHECK_BLOCK_COUNT = 256;
  * directory (always safe, only slower).
  */
 export const NEW_ENTRY_COUNT_MAX = 65536;
+
+/**
+ * Size at which the master's journal starts a new segment (mirroring spec §4.2 `journal/NNNNNNNN.jnl`): retention
+ * drops whole segments, so smaller ones free space sooner; 16 MiB is ~300,000 records of short paths, few files.
+ */
+export const JOURNAL_SEGMENT_SIZE_MAX = 16 * 1024 * 1024;
+/**
+ * Largest body of a journal record: TID, op, two length-prefixed paths of at most STREAM_PATH_SIZE_MAX bytes each.
+ * A length field above it is corruption (recovery stops there, never reading past), not a record.
+ */
+export const JOURNAL_RECORD_BODY_SIZE_MAX = 8 + 1 + 2 + 4095 + 2 + 4095;
+/**
+ * Length of the data-write window (§4.3 "one record per file per group-commit window"): the first write to a file in
+ * a window waits for its record, later ones in the same window do not. A pass taking the durable head also closes
+ * the window, so no claim covers a record made before a write it did not see; the clock only keeps the map small.
+ */
+export const JOURNAL_WRITE_WINDOW_MS = 1000;
+/** Most files remembered as "has a record in this window": past it the window closes early (memory bound). */
+export const JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX = 65536;
+/** Largest journal segment number (8 decimal digits in `NNNNNNNN.jnl`). */
+export const JOURNAL_SEGMENT_NUMBER_MAX = 99_999_999;

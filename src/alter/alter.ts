@@ -60,6 +60,8 @@ export interface AlterOptions {
   devices?: DeviceFactory;
   /** Receives each line as it is produced. */
   out?: (line: string) => void;
+  /** Called under the lock before anything is changed (the cli bumps a mirror master's generation here). */
+  beforeChange?: (parentDir: string) => void;
   /** The parent as the user typed it (ff_bad_header_long holds a path built from it). Default: the absolute parent. */
   displayParent?: string;
 }
@@ -110,6 +112,7 @@ async function alterLocked(
   await checkVolumeFileSizes(parent, cfg, devices);
   const rootDir = path.join(parent, ROOT_DIRECTORY);
   refuseSpecialSymlinks(parent);
+  options.beforeChange?.(parent);
   writeFileNoFollow(path.join(parent, AUTOFSCK_MARKER), '', { mode: 0o600 });
 
   const nodeCounts = NODE_ALTERATION_KINDS.map((k) => [k, request.nodes?.[k] ?? 0] as const);

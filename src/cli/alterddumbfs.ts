@@ -9,6 +9,7 @@ import type { NodeAlterationKind } from '../alter/index_nodes.js';
 import { findParent } from '../volume/volume.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
+import { bumpMasterGeneration } from '../mirror/state.js';
 
 const NAME = 'alterddumbfs';
 
@@ -108,6 +109,8 @@ export async function main(argv: string[]): Promise<number> {
     if (o.verbose) process.stdout.write(`volume ${parent}\n`);
     await alterVolume(parent, request, {
       seed,
+      // alterations are not journaled: a mirror master's generation goes up (its slaves take a content pass)
+      beforeChange: (p) => void bumpMasterGeneration(p),
       displayParent: target.replace(/\/+$/, '') || target,
       out: (line) => process.stdout.write(`${line}\n`),
     });

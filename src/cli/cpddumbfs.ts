@@ -13,6 +13,7 @@ import { UfsDownload, type DownloadBlockRecord } from '../copy/download.js';
 import { fileReader, fileWriter, streamReader, streamWriter, type ByteReader, type ByteWriter } from '../copy/stream_io.js';
 import { openVolumeForUpload, uploadFile, type UploadBlockRecord } from '../copy/upload.js';
 import { ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
+import { bumpMasterGeneration } from '../mirror/state.js';
 import { Volume, findParent } from '../volume/volume.js';
 import { makeProgram, rawArgument, runCommand, UsageError } from './common.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -163,7 +164,8 @@ async function upload(parent: string, source: string, target: string, o: Options
     read = fileReader(fh);
   }
   try {
-    const volume = await openVolumeForUpload(parent);
+    // an upload is not journaled: a mirror master's generation goes up (its slaves take a content pass)
+    const volume = await openVolumeForUpload(parent, { beforeChange: (p) => void bumpMasterGeneration(p) });
     try {
       if (o.verbose) stderrLine(`upload ${source} ${target}`);
       await uploadFile(volume, read, ufsPath, {

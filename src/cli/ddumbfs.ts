@@ -15,7 +15,8 @@ import { repairVolume } from '../fsck/repair.js';
 import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { serveMirrorControl } from '../mirror/control.js';
 import { daemonPassVolume } from '../mirror/pass_volume.js';
-import { readMirrorState } from '../mirror/state.js';
+import { openMasterJournal } from '../mirror/master_journal.js';
+import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { logger } from '../util/log.js';
 import { findParent } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
@@ -47,7 +48,9 @@ The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddu
 repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
 It serves mirrorddumbfs passes of the mounted volume on PARENT/ddfsmirror/control (mode 0600,
 removed at unmount; not with -o ro). A mirror slave (ddfsmirror/state says role slave) is
-served read-only: every write answers EROFS; only its mirror passes change it.
+served read-only: every write answers EROFS; only its mirror passes change it. A mirror master
+(role master) journals every change before it happens in PARENT/ddfsmirror/journal/ and writes
+PARENT/ddfsmirror/seal at a clean unmount; a mount without a valid seal bumps its generation.
 
 Exit status:
   0    mounted (without -f), or unmounted cleanly (with -f)
@@ -158,12 +161,30 @@ export async function main(argv: string[]): Promise<number> {
     const code = await runDaemon({
       ...mountOptions,
       servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
+      // a master journals every change before it happens (issue 8): no journal, no sink, no cost for other volumes
+      onVolumeReady: role !== 'master' ? undefined : async ({ volume, parentDir: parent, crashed }) => {
+        const mj = await openMasterJournal(parent, { crashed, rootDir: volume.rootDir, logger });
+        if (mj === null) return null;
+        volume.tree.sink = mj.sink;
+        const st = mj.journal.stats();
+        logger.info(`mirror master: journal next_tid ${st.nextTid}, durable_head ${st.durableHead}, ${st.segmentCount} segments`);
+        return {
+          close: async (clean: boolean) => {
+            volume.tree.sink = null;
+            await mj.close(clean);
+            const end = mj.journal.stats();
+            logger.info(`mirror master: journal closed at durable_head ${end.durableHead}: ${end.recordCount - st.recordCount} records in ${end.syncCount} fsyncs this mount${clean ? ', sealed' : ''}`);
+          },
+        };
+      },
       onServing: ({ volume, flush, servedReadOnly }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly }),
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,
       onMounted: reportReady,
       startupRepair: async (parentDir, crashed, log) => {
+        // the startup repair is not journaled: a mirror master's generation goes up first
+        bumpMasterGeneration(parentDir);
         const report = await repairVolume(parentDir, { logger: log, crashed });
         if (report.corruptedFiles > 0) {
           log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);

@@ -23,6 +23,7 @@ import { concatText } from '../util/path_text.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
+import { bumpMasterGeneration } from '../mirror/state.js';
 
 const NAME = 'fsckddumbfs';
 
@@ -172,6 +173,9 @@ export async function main(argv: string[]): Promise<number> {
       // the log file is written only once the volume is ours (locked): a refusal leaves the volume untouched
       onLocked: () => {
         if (fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
+        // a repair, rebuild or pack is not journaled: a mirror master's generation goes up before it changes anything
+        const generation = bumpMasterGeneration(parent);
+        if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),

@@ -201,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   program
     .command('status')
-    .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume')
+    .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume; a master\'s journal (next_tid, durable_head, segments, bytes) and seal')
     .argument('<VOLUME>', 'parent directory')
     .option('--json', 'one JSON document (shape: man mirrorddumbfs, STATUS)')
     .action((vol: string, opts: { json?: boolean }) => {
@@ -471,7 +471,7 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {
   if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
-  const st = mirrorStatus(vol);
+  const st = await mirrorStatus(vol);
   if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
   else process.stdout.write(`${renderStatusLines(st, vol).join('\n')}\n`);
   return EXIT.OK;

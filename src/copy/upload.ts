@@ -58,9 +58,10 @@ export interface UploadResult {
  * writing; closing the volume releases the lock. Nothing on disk is changed when it refuses.
  * @throws DdfsError MOUNTED (a ddumbfs mount of the parent is active), LOCKED (another process holds the volume
  *   lock), NEEDS_CHECK (`.autofsck` or `.rebuildfsck`
- *   present: "The filesystem must be checked."), and whatever Volume.open throws
+ *   present: "The filesystem must be checked."), whatever `beforeChange` (called under the lock, before the volume
+ *   is opened for writing) and Volume.open throw
  */
-export async function openVolumeForUpload(parentDir: string, options: { devices?: DeviceFactory } = {}): Promise<Volume> {
+export async function openVolumeForUpload(parentDir: string, options: { devices?: DeviceFactory; beforeChange?: (parentDir: string) => void } = {}): Promise<Volume> {
   const parent = path.resolve(parentDir);
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem already mounted on ${mnt}`, { path: parent });
@@ -73,6 +74,8 @@ export async function openVolumeForUpload(parentDir: string, options: { devices?
         throw new DdfsError('NEEDS_CHECK', `${parent}: The filesystem must be checked (${marker} is present).`, { path: p });
       }
     }
+    // under the lock and before anything changes (a mirror master bumps its generation: the upload is not journaled)
+    options.beforeChange?.(parent);
     return await Volume.open(parent, { freeBlockReserve: 0, devices: options.devices, lock });
   } catch (err) {
     await lock.release();

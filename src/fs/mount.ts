@@ -72,7 +72,22 @@ export interface DaemonOptions extends DdumbfsMountOptions {
    * without it.
    */
   onServing?: (served: { volume: Volume; flush: () => Promise<void>; servedReadOnly: boolean }) => Promise<{ close(): Promise<void> }>;
+  /**
+   * Called on a writable mount once the volume is open and checked, BEFORE the file system is mounted: the mirror
+   * journal of a master sets the tree's change sink here (injected by the cli: fs does not import mirror). `crashed`:
+   * `.autofsck` was present. Its `close(clean)` runs after every open file is closed, before the volume closes.
+   * A throw refuses the mount (a master must not take changes it cannot journal).
+   */
+  onVolumeReady?: (ready: { volume: Volume; parentDir: string; crashed: boolean }) => Promise<VolumeReadyHandle | null>;
 }
+
+/** What `onVolumeReady` returns: closed at unmount, `clean` when every open file and the stop went well. */
+export interface VolumeReadyHandle {
+  close(clean: boolean): Promise<void>;
+}
+
+/** The onVolumeReady handle of each served volume, closed by finish(). */
+const readyHandles = new WeakMap<Volume, VolumeReadyHandle>();
 
 /** Unescape a /proc/mounts field (\040 for space etc.). */
 function unescapeMountField(s: string): string {
@@ -291,7 +306,10 @@ async function startDaemon(options: DaemonOptions, signals: StopSignals, parentD
   if (options.servedReadOnlyReason) log.info(`served read-only: ${options.servedReadOnlyReason}`);
   try {
     prepareServing(volume, options, parentDir, true);
+    const handle = options.onVolumeReady ? await options.onVolumeReady({ volume, parentDir, crashed }) : null;
+    if (handle) readyHandles.set(volume, handle);
   } catch (err) {
+    volume.tree.sink = null;
     await volume.close().catch(() => undefined);
     if (autofsckOurs) fs.rmSync(autofsck, { force: true });
     autofsckOurs = false;
@@ -400,6 +418,7 @@ async function serve(
       loopEndedPromise.then(() => null),
     ]);
   } catch (err) {
+    await readyHandles.get(volume)?.close(false).catch(() => undefined);
     await volume.close().catch(() => undefined);
     undoMarker();
     throw new DdfsError('IO', `${mountPoint}: mount failed: ${messageOf(err)}`, { path: mountPoint }, err);
@@ -505,6 +524,16 @@ async function finish(volume: Volume, ops: DdumbfsOps, parentDir: string, autofs
   for (const err of await ops.openFiles.closeAll()) {
     ok = false;
     log.error(`closing an open file: ${messageOf(err)}`);
+  }
+  const handle = readyHandles.get(volume);
+  if (handle) {
+    readyHandles.delete(volume);
+    try {
+      await handle.close(ok);
+    } catch (err) {
+      ok = false;
+      log.error(`closing the mirror journal: ${messageOf(err)}`);
+    }
   }
   try {
     await volume.close();

@@ -147,6 +147,18 @@ export class DdumbfsOps implements FsOps {
     return this.openFiles.acquire(st.ino, () => this.openUfsFile(ufsPath, create));
   }
 
+  /**
+   * What to await before a data change of `openFile` (write, ftruncate, O_TRUNC): the tree sink's record (a mirror
+   * master's journal, spec mirroring §4.3: the first change of a file in a window waits, later ones get null), or
+   * null at no cost when there is no sink.
+   */
+  private beforeData(openFile: OpenFile): Promise<void> | null {
+    const sink = this.volume.tree.sink;
+    if (!sink?.beforeWrite) return null;
+    const p = openFile.file.ufsPath;
+    return sink.beforeWrite(openFile.ino, typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+  }
+
   private ufsHandle(fh: number): UfsHandle | null {
     const h = this.openFiles.handle(fh);
     return h.kind === 'ufs' ? h : null;
@@ -154,7 +166,11 @@ export class DdumbfsOps implements FsOps {
 
   private async addUfsHandle(openFile: OpenFile, flags: number, created: boolean): Promise<OpenResult> {
     try {
-      if (!created && flags & fsc.O_TRUNC && openFile.file.size !== 0) await openFile.file.truncate(0);
+      if (!created && flags & fsc.O_TRUNC && openFile.file.size !== 0) {
+        const wait = this.beforeData(openFile);
+        if (wait) await wait;
+        await openFile.file.truncate(0);
+      }
       return { fh: this.openFiles.addHandle({ kind: 'ufs', openFile }) };
     } catch (err) {
       await this.openFiles.release(openFile);
@@ -335,8 +351,13 @@ export class DdumbfsOps implements FsOps {
   async ftruncate(_mountPath: BytePath | null, fh: number, size: number): Promise<void> {
     this.count('ftruncate');
     const h = this.openFiles.handle(fh);
-    if (h.kind === 'raw') await h.fileHandle.truncate(size);
-    else await h.openFile.file.truncate(size);
+    if (h.kind === 'raw') {
+      await h.fileHandle.truncate(size);
+      return;
+    }
+    const wait = this.beforeData(h.openFile);
+    if (wait) await wait;
+    await h.openFile.file.truncate(size);
   }
 
   // ---- file handles ----------------------------------------------------------------------------------------------
@@ -382,6 +403,8 @@ export class DdumbfsOps implements FsOps {
     // as on any file (POSIX write): what fits below the largest size is written; a write starting at it is EFBIG
     const room = h.openFile.file.sizeMax - offset;
     const piece = room > 0 && room < data.length ? data.subarray(0, room) : data;
+    const wait = this.beforeData(h.openFile);
+    if (wait) await wait;
     if (this.writeBehindSizeMax > 0) await h.openFile.file.writeBehind(offset, piece, this.writeBehindSizeMax);
     else await h.openFile.file.write(offset, piece);
     this.volume.maybeCheckpoint().catch((err: unknown) => this.logger.error(`checkpoint: ${(err as Error).message}`));

@@ -87,6 +87,13 @@ export interface MirrorState {
   lineageId?: string;
   previousLineages?: PreviousLineage[];
   lastPromote?: LastPromote;
+  /**
+   * Master only (§4.2, §4.3), decimal u64 text (a bigint): the TID floor for the next change and the highest TID
+   * known durable, as of the last journal close. Absent before the journal existed. The journal keeps next_tid above
+   * every TID it holds even when this says less.
+   */
+  nextTid?: string;
+  durableHead?: string;
 }
 
 /** The lineage id of a state: its `lineageId`, or the shared uuid for the initial lineage (§4.14). */
@@ -146,6 +153,12 @@ export function readMirrorState(parentDir: string): MirrorState | null {
   if (doc.lineageId !== undefined) out.lineageId = doc.lineageId;
   if (previous !== undefined) out.previousLineages = previous;
   if (lp !== undefined) out.lastPromote = lp;
+  for (const key of ['nextTid', 'durableHead'] as const) {
+    const v = doc[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !/^\d{1,20}$/.test(v) || BigInt(v) >= 2n ** 64n) bad(key);
+    out[key] = v;
+  }
   return out;
 }
 
@@ -183,4 +196,19 @@ export function slaveStateFor(master: MirrorState): MirrorState {
   };
   if (master.lineageId !== undefined && master.lineageId !== master.sharedUuid) s.lineageId = master.lineageId;
   return s;
+}
+
+/**
+ * Bump the lineage generation of a master (§4.3: incremental history can no longer be trusted, e.g. a tool changed
+ * ddfsroot without journaling it; slaves then take a content pass). Nothing is done for a volume without state or a
+ * slave.
+ * @returns the new generation, or null when the volume is not a master
+ * @throws DdfsError CORRUPT/INVALID of readMirrorState; Node errors of the atomic rewrite
+ */
+export function bumpMasterGeneration(parentDir: string): number | null {
+  const s = readMirrorState(parentDir);
+  if (s === null || s.role !== 'master') return null;
+  const next: MirrorState = { ...s, generation: s.generation + 1 };
+  writeMirrorState(parentDir, next);
+  return next.generation;
 }

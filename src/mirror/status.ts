@@ -6,13 +6,18 @@
  * volume has none: version, sharedUuid, uniqueUuid, role, lineage (epoch), lineageId (absent: the initial lineage,
  * whose id is sharedUuid), generation, claim, pass, previousLineages?, lastPromote?); `lineageId` (always the
  * effective id, null without state); `staging`, `undo` (whether those areas of ddfsmirror/ are present);
- * `lastVerify` (ddfsmirror/verify or null). New fields may be added; none is renamed or removed.
+ * `lastVerify` (ddfsmirror/verify or null); only for a master whose journal exists (mounted once as a master):
+ * `journal` (nextTid, durableHead, oldestTid as decimal text, segmentCount, sizeBytes, recordCount, tailBytes) and
+ * `seal` (ddfsmirror/seal of the last clean unmount, or null). New fields may be added; none is renamed or removed.
  *
  * Invariants: reading only; path bytes of key_cur are rendered as verify renders paths (never decoded as UTF-8).
  */
 import * as path from 'node:path';
+import { fileDevices } from '../io/device.js';
+import { summarizeJournal, type JournalSummary } from './journal.js';
+import { readSeal, type MirrorSeal } from './master_journal.js';
 import { mirrorAreaPresent, STAGING_DIRECTORY, UNDO_DIRECTORY } from './rollback.js';
-import { lineageIdOf, readMirrorState, type MirrorState } from './state.js';
+import { lineageIdOf, mirrorDirectory, readMirrorState, type MirrorState } from './state.js';
 import { renderPath } from './verify.js';
 import { readLastVerify, type VerifyResult } from './verify_record.js';
 
@@ -25,15 +30,20 @@ export interface MirrorStatus {
   staging: boolean;
   undo: boolean;
   lastVerify: VerifyResult | null;
+  /** Absent unless the volume is a master with a journal. */
+  journal?: JournalSummary;
+  seal?: MirrorSeal | null;
 }
 
 /**
  * The status of the volume at `parentDir`.
  * @throws DdfsError CORRUPT/INVALID of the state file (readMirrorState)
  */
-export function mirrorStatus(parentDir: string): MirrorStatus {
+export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
   const state = readMirrorState(parentDir);
-  return {
+  const master = state !== null && state.role === 'master';
+  const journal = master ? await summarizeJournal(mirrorDirectory(parentDir), fileDevices, state.nextTid !== undefined ? BigInt(state.nextTid) : 1n) : null;
+  const out: MirrorStatus = {
     statusVersion: 1,
     volume: path.resolve(parentDir),
     state,
@@ -42,6 +52,11 @@ export function mirrorStatus(parentDir: string): MirrorStatus {
     undo: mirrorAreaPresent(parentDir, UNDO_DIRECTORY),
     lastVerify: readLastVerify(parentDir),
   };
+  if (journal !== null) {
+    out.journal = journal;
+    out.seal = readSeal(parentDir);
+  }
+  return out;
 }
 
 /** The status as lines for humans (`label` names the volume in the no-state line). */
@@ -68,6 +83,11 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
     const lp = st.lastPromote;
     lines.push(`last promote: ${lp === undefined ? 'none' : `${lp.time}, from lineage ${lp.fromLineage} (${lp.fromLineageId})${lp.claim === null ? ', no claim' : `, claim ${lp.claim.claimKind} at ${lp.claim.time}`}${lp.rolledBack ? ', a half-applied pass rolled back' : ''}`}`);
     for (const l of st.previousLineages ?? []) lines.push(`previous lineage: ${l.lineage} (${l.lineageId}) as ${l.role}, left by ${l.endedBy} at ${l.endedAt}`);
+  }
+  const j = s.journal;
+  if (j !== undefined) {
+    lines.push(`journal: ${`next_tid ${j.nextTid}, durable_head ${j.durableHead}, oldest ${j.oldestTid}, ${j.segmentCount} segments, ${j.sizeBytes} bytes, ${j.recordCount} records${j.tailBytes > 0 ? `, ${j.tailBytes} bytes of torn tail` : ''}`}`);
+    lines.push(`seal: ${!s.seal ? 'none (mounted, or not cleanly unmounted)' : `TID ${s.seal.lastTid} at ${s.seal.sealedAt}, ${s.seal.entryCount} entries`}`);
   }
   if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
   else if (st !== null) lines.push('apply areas present: none');

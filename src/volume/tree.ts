@@ -32,6 +32,12 @@ export interface TreeChange {
 /** Where changes are announced before they happen (the mirror journal hooks in here). */
 export interface TreeChangeSink {
   beforeChange(change: TreeChange): Promise<void>;
+  /**
+   * Before a data change of the open file `fileKey` (its inode) at tree path `path` (write, ftruncate, O_TRUNC):
+   * a promise to await, or null when nothing needs awaiting (a record of this file already exists in the current
+   * window, mirroring spec §4.3). Absent: data changes are not announced.
+   */
+  beforeWrite?(fileKey: bigint, path: Buffer): Promise<void> | null;
 }
 
 /** Told synchronously after each successful change (reclaim records renames, links and removals). */

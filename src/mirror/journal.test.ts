@@ -1,0 +1,305 @@
+/**
+ * The master's TID journal (mirroring spec §4.2, §4.3, §4.18 inv. 8): record codec, recovery of torn and corrupt
+ * tails, next_tid above every TID ever written (also after a crash cut at every byte of the last segment and after
+ * power cuts of the crash device), group commit counted through the Device seam, rotation, retention, reader API.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CrashDeviceFactory, SeededRandom } from '../io/crash_device.js';
+import { fileDevices, type Device, type DeviceFactory } from '../io/device.js';
+import { Crc32c } from './crc32c.js';
+import {
+  decodeJournalRecord, encodeJournalRecord, Journal, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, type JournalRecord,
+} from './journal.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-journal-'));
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A factory over real files that counts device syncs, and the number of waiters resolved before each sync ended. */
+function countingDevices(): DeviceFactory & { syncs: number; syncsDone: number } {
+  const f = {
+    syncs: 0,
+    syncsDone: 0,
+    async open(p: string | Buffer, o: Parameters<DeviceFactory['open']>[1]): Promise<Device> {
+      const d = await fileDevices.open(p, o);
+      return {
+        path: d.path,
+        read: (...a: Parameters<Device['read']>) => d.read(...a),
+        write: (...a: Parameters<Device['write']>) => d.write(...a),
+        size: () => d.size(),
+        truncate: (n: number) => d.truncate(n),
+        close: () => d.close(),
+        sync: async () => {
+          f.syncs++;
+          await d.sync();
+          f.syncsDone++;
+        },
+      };
+    },
+    rename: fileDevices.rename,
+    remove: fileDevices.remove,
+    mkdir: fileDevices.mkdir,
+    syncDirectory: fileDevices.syncDirectory,
+  };
+  return f;
+}
+
+function segmentFiles(): string[] {
+  return fs.readdirSync(path.join(dir, JOURNAL_DIRECTORY)).sort().map((n) => path.join(dir, JOURNAL_DIRECTORY, n));
+}
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+describe('journal record codec', () => {
+  it('round-trips every op with raw byte paths (non-UTF-8, empty dest, two paths)', async () => {
+    const crc = await Crc32c.load();
+    const records: JournalRecord[] = [
+      { tid: 1n, op: 'create', path: b('a') },
+      { tid: 2n ** 53n + 7n, op: 'rename', path: Buffer.from([0xff, 0xfe, 0x2f, 0x80]), dest: Buffer.from([0xc3, 0x28]) },
+      { tid: 2n ** 64n - 1n, op: 'write', path: b('x/'.repeat(2000) + 'y') },
+    ];
+    for (const r of records) {
+      const enc = encodeJournalRecord(crc, r);
+      const d = decodeJournalRecord(crc, enc, 0);
+      expect(d.kind).toBe('record');
+      if (d.kind !== 'record') continue;
+      expect(d.sizeBytes).toBe(enc.length);
+      expect(d.record.tid).toBe(r.tid);
+      expect(d.record.op).toBe(r.op);
+      expect(d.record.path.equals(r.path)).toBe(true);
+      expect(d.record.dest?.equals(r.dest!) ?? r.dest === undefined).toBe(true);
+    }
+  });
+
+  it('detects every single bit flip and every truncation of a record', async () => {
+    const crc = await Crc32c.load();
+    const enc = encodeJournalRecord(crc, { tid: 42n, op: 'link', path: b('dir/f'), dest: b('dir/g') });
+    for (let bit = 0; bit < enc.length * 8; bit++) {
+      const bad = Buffer.from(enc);
+      bad[bit >> 3]! ^= 1 << (bit & 7);
+      const d = decodeJournalRecord(crc, bad, 0);
+      // a flipped length may also read as torn (more bytes expected than there are): never as a record
+      expect(d.kind, `bit ${bit}`).not.toBe('record');
+    }
+    for (let n = 0; n < enc.length; n++) expect(decodeJournalRecord(crc, enc.subarray(0, n), 0).kind).toBe('torn');
+  });
+
+  it('refuses a length field out of bounds without reading past it', async () => {
+    const crc = await Crc32c.load();
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(0xffffffff, 0);
+    expect(decodeJournalRecord(crc, huge, 0)).toEqual({ kind: 'corrupt', reason: 'body length 4294967295 out of bounds' });
+  });
+});
+
+describe('Journal', () => {
+  it('appends, is durable, and reopens with every record and next_tid above them', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices });
+    const tids = await Promise.all([j.append({ op: 'mkdir', path: b('d') }), j.append({ op: 'rename', path: b('d'), dest: b('e') })]);
+    expect(tids).toEqual([1n, 2n]);
+    expect(j.durableHead).toBe(2n);
+    await j.close();
+    expect(fs.statSync(path.join(dir, JOURNAL_DIRECTORY)).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(segmentFiles()[0]!).mode & 0o777).toBe(0o600);
+    const k = await Journal.open(dir, { devices: fileDevices });
+    expect(k.nextTid).toBe(3n);
+    expect(k.durableHead).toBe(2n);
+    const rs = await k.readRange(0n, 100n);
+    expect(rs.map((r) => [r.tid, r.op, r.path.toString(), r.dest?.toString()])).toEqual([[1n, 'mkdir', 'd', undefined], [2n, 'rename', 'd', 'e']]);
+    expect((await k.readRange(1n, 2n)).map((r) => r.tid)).toEqual([2n]);
+    await k.close();
+  });
+
+  it('never goes below the floor it is given (state next_tid), and never below a TID on disk', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices, nextTidFloor: 100n });
+    expect(await j.append({ op: 'chmod', path: b('f') })).toBe(100n);
+    await j.close();
+    const k = await Journal.open(dir, { devices: fileDevices, nextTidFloor: 5n });
+    expect(k.nextTid).toBe(101n);
+    await k.close();
+  });
+
+  it('group commit: many concurrent appends share few syncs, and each resolves only after a sync', async () => {
+    const devices = countingDevices();
+    const j = await Journal.open(dir, { devices });
+    const before = devices.syncs;
+    const seen: number[] = [];
+    const all = Array.from({ length: 200 }, (_, i) => j.append({ op: 'utimens', path: b(`f${i}`) }).then(() => seen.push(devices.syncsDone - before)));
+    await Promise.all(all);
+    // all 200 appended in one turn of the event loop: one window, one sync
+    expect(devices.syncs - before).toBe(1);
+    expect(seen.every((n) => n >= 1)).toBe(true);
+    expect(j.stats().syncCount).toBe(1);
+    // appends arriving while a sync is in flight wait for the next one, not a sync each
+    const more: Promise<bigint>[] = [];
+    const first = j.append({ op: 'unlink', path: b('a') });
+    await new Promise((r) => setImmediate(r)); // the flusher has started its sync
+    for (let i = 0; i < 50; i++) more.push(j.append({ op: 'unlink', path: b(`b${i}`) }));
+    await Promise.all([first, ...more]);
+    expect(devices.syncs - before).toBeLessThanOrEqual(3);
+    expect(j.durableHead).toBe(251n);
+    await j.close();
+  });
+
+  it('beforeWrite: the first write of a file in a window waits for a record, later ones do not; beginCover closes the window', async () => {
+    let clock = 0;
+    const j = await Journal.open(dir, { devices: fileDevices, now: () => clock });
+    const w1 = j.beforeWrite(7n, b('f'));
+    expect(w1).not.toBeNull();
+    expect(j.beforeWrite(7n, b('f'))).toBeNull();
+    expect(j.beforeWrite(8n, b('g'))).not.toBeNull();
+    await w1;
+    expect(j.beforeWrite(7n, b('f'))).toBeNull();
+    const head = j.beginCover();
+    expect(head).toBe(2n);
+    const w2 = j.beforeWrite(7n, b('f'));
+    expect(w2).not.toBeNull();
+    await w2;
+    clock += 10_000; // the window also ends with time
+    expect(j.beforeWrite(7n, b('f'))).not.toBeNull();
+    await j.close();
+    const k = await Journal.open(dir, { devices: fileDevices });
+    expect((await k.readRange(0n, 99n)).map((r) => `${r.tid}:${r.op}:${r.path.toString()}`)).toEqual(['1:write:f', '2:write:g', '3:write:f', '4:write:f']);
+    await k.close();
+  });
+
+  it('rotates segments by size, reads across them, and retention drops only whole segments below a TID', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices, segmentSizeMax: 200 });
+    for (let i = 0; i < 40; i++) await j.append({ op: 'create', path: b(`file-${i}`) });
+    const st = j.stats();
+    expect(st.segmentCount).toBeGreaterThan(3);
+    expect(segmentFiles().length).toBe(st.segmentCount);
+    expect((await j.readRange(0n, 40n)).map((r) => r.tid)).toEqual(Array.from({ length: 40 }, (_, i) => BigInt(i + 1)));
+    const dropped = await j.dropBelow(20n);
+    expect(dropped).toBeGreaterThan(0);
+    expect(j.oldestTid).toBeLessThanOrEqual(20n);
+    expect(j.oldestTid).toBeGreaterThan(1n);
+    await expect(j.readRange(0n, 40n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await j.readRange(19n, 40n)).map((r) => r.tid)).toEqual(Array.from({ length: 21 }, (_, i) => BigInt(i + 20)));
+    await j.close();
+    const k = await Journal.open(dir, { devices: fileDevices, segmentSizeMax: 200 });
+    expect(k.nextTid).toBe(41n);
+    expect(k.oldestTid).toBe(j.oldestTid);
+    await k.close();
+  });
+
+  it('recovers a torn or corrupt tail: truncated at the last good record, later appends after it', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices });
+    for (let i = 0; i < 5; i++) await j.append({ op: 'mknod', path: b(`n${i}`) });
+    await j.close();
+    const seg = segmentFiles()[0]!;
+    const full = fs.readFileSync(seg);
+    // flip a bit in the 4th record's body
+    const crc = await Crc32c.load();
+    const offsets: number[] = [];
+    for (let o = JOURNAL_HEADER_SIZE; o < full.length;) {
+      offsets.push(o);
+      const d = decodeJournalRecord(crc, full, o);
+      if (d.kind !== 'record') throw new Error('bad fixture');
+      o += d.sizeBytes;
+    }
+    const bad = Buffer.from(full);
+    bad[offsets[3]! + 12]! ^= 0x10;
+    fs.writeFileSync(seg, bad);
+    const k = await Journal.open(dir, { devices: fileDevices });
+    expect(k.recovery).toMatchObject({ recordCount: 3, damaged: false, truncatedBytes: full.length - offsets[3]! });
+    expect(fs.statSync(seg).size).toBe(offsets[3]);
+    // the lost records' TIDs (4, 5) were never durable to a reader: nextTid follows the last good one
+    expect(k.nextTid).toBe(4n);
+    expect(await k.append({ op: 'chown', path: b('z') })).toBe(4n);
+    await k.close();
+    const m = await Journal.open(dir, { devices: fileDevices });
+    expect((await m.readRange(0n, 9n)).map((r) => r.path.toString())).toEqual(['n0', 'n1', 'n2', 'z']);
+    await m.close();
+  });
+
+  it('a record lost before the tail (a middle segment) marks the journal damaged and keeps next_tid above all', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices, segmentSizeMax: 100 });
+    for (let i = 0; i < 12; i++) await j.append({ op: 'create', path: b(`f${i}`) });
+    await j.close();
+    const files = segmentFiles();
+    expect(files.length).toBeGreaterThan(2);
+    const mid = files[1]!;
+    const bytes = fs.readFileSync(mid);
+    bytes[JOURNAL_HEADER_SIZE + 9]! ^= 0xff;
+    fs.writeFileSync(mid, bytes);
+    const k = await Journal.open(dir, { devices: fileDevices, segmentSizeMax: 100 });
+    expect(k.recovery.damaged).toBe(true);
+    expect(k.nextTid).toBe(13n);
+    expect(k.stats().segmentCount).toBe(1);
+    await k.close();
+  });
+
+  it('after a cut of the last segment at every byte: the good prefix is kept and next_tid is above it', async () => {
+    const j = await Journal.open(dir, { devices: fileDevices });
+    for (let i = 0; i < 6; i++) await j.append({ op: i % 2 ? 'rename' : 'truncate', path: b(`p${i}`), ...(i % 2 ? { dest: b(`q${i}`) } : {}) });
+    await j.close();
+    const seg = segmentFiles()[0]!;
+    const full = fs.readFileSync(seg);
+    const crc = await Crc32c.load();
+    const ends: number[] = [];
+    for (let o = JOURNAL_HEADER_SIZE; o < full.length;) {
+      const d = decodeJournalRecord(crc, full, o);
+      if (d.kind !== 'record') throw new Error('bad fixture');
+      o += d.sizeBytes;
+      ends.push(o);
+    }
+    for (let cut = 0; cut <= full.length; cut++) {
+      fs.rmSync(path.join(dir, JOURNAL_DIRECTORY), { recursive: true });
+      fs.mkdirSync(path.join(dir, JOURNAL_DIRECTORY), { mode: 0o700 });
+      fs.writeFileSync(seg, full.subarray(0, cut));
+      const k = await Journal.open(dir, { devices: fileDevices });
+      const whole = ends.filter((e) => e <= cut).length;
+      expect(k.recovery.recordCount, `cut ${cut}`).toBe(whole);
+      expect(k.recovery.damaged, `cut ${cut}`).toBe(false);
+      expect(k.nextTid, `cut ${cut}`).toBe(BigInt(whole + 1));
+      const rs = await k.readRange(0n, 100n);
+      expect(rs.map((r) => r.tid)).toEqual(Array.from({ length: whole }, (_, i) => BigInt(i + 1)));
+      // the next record lands right after the kept prefix and survives a reopen
+      const tid = await k.append({ op: 'symlink', path: b('after') });
+      await k.close();
+      const m = await Journal.open(dir, { devices: fileDevices });
+      expect(m.nextTid, `cut ${cut}`).toBe(tid + 1n);
+      await m.close();
+    }
+  });
+
+  it('power cuts of the crash device at every mutating call: every acknowledged TID survives, none is reused', async () => {
+    for (let crashAt = 1; crashAt <= 40; crashAt++) {
+      fs.rmSync(path.join(dir, JOURNAL_DIRECTORY), { recursive: true, force: true });
+      const devices = new CrashDeviceFactory({ crashAt, rng: new SeededRandom(crashAt) });
+      const acked: bigint[] = [];
+      try {
+        const j = await Journal.open(dir, { devices });
+        for (let round = 0; round < 8; round++) {
+          const batch = Array.from({ length: 3 }, (_, i) => j.append({ op: 'create', path: b(`r${round}-${i}`) }).then((t) => acked.push(t)));
+          await Promise.all(batch);
+        }
+        await j.close();
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code, `crashAt ${crashAt}`).toBe('EIO');
+      }
+      devices.dispose();
+      const k = await Journal.open(dir, { devices: fileDevices });
+      const tids = (await k.readRange(0n, 1000n)).map((r) => r.tid);
+      for (const t of acked) expect(tids, `crashAt ${crashAt}`).toContain(t);
+      const top = tids.length > 0 ? tids[tids.length - 1]! : 0n;
+      expect(k.nextTid, `crashAt ${crashAt}`).toBeGreaterThan(top);
+      await k.close();
+    }
+  });
+
+  it('refuses a symlink in place of the journal directory', async () => {
+    fs.mkdirSync(path.join(dir, 'elsewhere'));
+    fs.symlinkSync(path.join(dir, 'elsewhere'), path.join(dir, JOURNAL_DIRECTORY));
+    await expect(Journal.open(dir, { devices: fileDevices })).rejects.toMatchObject({ code: 'INVALID' });
+    expect(fs.readdirSync(path.join(dir, 'elsewhere'))).toEqual([]);
+  });
+});

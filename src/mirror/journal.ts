@@ -1,0 +1,595 @@
+/**
+ * The master's write-ahead TID journal (mirroring spec §4.2 `ddfsmirror/journal/NNNNNNNN.jnl`, §4.3 TID rules,
+ * §4.18 invariant 8): append-only segments of dirty-key records, "key K may have changed at TID t". They are intents,
+ * not operations to replay: a pass ships the current state of the keys it finds here.
+ *
+ * Segment file (all integers little-endian):
+ *
+ * | offset | size | field                                                      |
+ * | ------ | ---- | ---------------------------------------------------------- |
+ * | 0      | 8    | magic `DDFSJNL1`                                           |
+ * | 8      | 8    | base TID (u64): next_tid when the segment was created      |
+ * | 16     | ...  | records, back to back                                      |
+ *
+ * Record:
+ *
+ * | offset | size | field                                                      |
+ * | ------ | ---- | ---------------------------------------------------------- |
+ * | 0      | 4    | body length L (u32): bytes from the TID to the end         |
+ * | 4      | 4    | CRC32C (u32) of the L body bytes                           |
+ * | 8      | 8    | TID (u64)                                                  |
+ * | 16     | 1    | op (JOURNAL_OPS below)                                     |
+ * | 17     | 2    | path length P (u16), then P raw path bytes (ddfsroot-relative) |
+ * | 19+P   | 2    | second path length D (u16, 0 = none), then D raw bytes     |
+ *
+ * L = 13 + P + D exactly; L ≤ JOURNAL_RECORD_BODY_SIZE_MAX. Paths are bytes, never decoded.
+ *
+ * Invariants:
+ * - TIDs are strictly increasing across the whole journal, in file order; a TID is assigned at append and written
+ *   only by the single flusher, in TID order, so the records on disk are always a prefix of the TIDs handed out.
+ * - `append` resolves only after an fsync covering its record (group commit: every record appended while a sync
+ *   is in flight or before the flusher runs shares the next sync). `durableHead` is the highest synced TID.
+ * - Recovery on open reads every segment, stops at the first torn or corrupt record (a length out of bounds is
+ *   never followed: nothing past it is read) and truncates the last segment there. `nextTid` is above every TID of
+ *   a valid record, above every segment's base TID and above the floor the caller passes (state's next_tid): a TID
+ *   that was ever durable is never reused. Damage anywhere but the tail of the last segment (a record lost in the
+ *   middle) makes `damaged` true: the caller bumps the generation; the journal then restarts empty.
+ * - Everything lives under `ddfsmirror/journal/` (mode 0700), files mode 0600, opened with O_NOFOLLOW through the
+ *   Device seam (a crash device can cut it); a symlink in place of the directory is refused.
+ */
+import * as path from 'node:path';
+import { DdfsError } from '../errors.js';
+import type { Device, DeviceFactory } from '../io/device.js';
+import { entryKind, listNames } from '../io/journal_dir.js';
+import {
+  JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
+  JOURNAL_WRITE_WINDOW_MS, STREAM_PATH_SIZE_MAX,
+} from '../limits.js';
+import { Crc32c } from './crc32c.js';
+
+/** The journal directory's name inside `ddfsmirror/`. */
+export const JOURNAL_DIRECTORY = 'journal';
+/** Segment files: 8 decimal digits and this suffix. */
+export const JOURNAL_SEGMENT_SUFFIX = '.jnl';
+export const JOURNAL_MAGIC = Buffer.from('DDFSJNL1', 'latin1');
+export const JOURNAL_HEADER_SIZE = 16;
+/** Frame (length, CRC) before the body. */
+export const JOURNAL_FRAME_SIZE = 8;
+/** Body bytes of a record with two empty paths: TID, op, two u16 lengths. */
+const BODY_FIXED_SIZE = 13;
+
+/** What a record says changed: the tree changes of volume/tree.ts plus a data write. */
+export type JournalOp =
+  | 'create' | 'mkdir' | 'rmdir' | 'unlink' | 'rename' | 'link' | 'symlink' | 'mknod'
+  | 'chmod' | 'chown' | 'utimens' | 'truncate' | 'write';
+
+/** Op codes on disk (never renumber: segments outlive versions). */
+export const JOURNAL_OPS: readonly JournalOp[] = [
+  'create', 'mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'mknod', 'chmod', 'chown', 'utimens', 'truncate', 'write',
+];
+const OP_CODE = new Map<JournalOp, number>(JOURNAL_OPS.map((op, i) => [op, i + 1]));
+
+/** A change to record: op and byte path(s) relative to ddfsroot (`dest` for rename and link). */
+export interface JournalChange {
+  op: JournalOp;
+  path: Buffer;
+  dest?: Buffer;
+}
+
+/** A decoded record. */
+export interface JournalRecord extends JournalChange {
+  tid: bigint;
+}
+
+/**
+ * Encode one record (frame and body).
+ * @throws DdfsError INVALID when a path is longer than STREAM_PATH_SIZE_MAX bytes
+ */
+export function encodeJournalRecord(crc: Crc32c, record: JournalRecord): Buffer {
+  const dest = record.dest ?? Buffer.alloc(0);
+  for (const p of [record.path, dest]) {
+    if (p.length > STREAM_PATH_SIZE_MAX) throw new DdfsError('INVALID', `journal: path of ${p.length} bytes is longer than ${STREAM_PATH_SIZE_MAX}`);
+  }
+  const code = OP_CODE.get(record.op);
+  if (code === undefined) throw new DdfsError('INVALID', `journal: unknown op ${String(record.op)}`);
+  const bodyLength = BODY_FIXED_SIZE + record.path.length + dest.length;
+  const buf = Buffer.alloc(JOURNAL_FRAME_SIZE + bodyLength);
+  let o = JOURNAL_FRAME_SIZE;
+  buf.writeBigUInt64LE(record.tid, o); o += 8;
+  buf.writeUInt8(code, o); o += 1;
+  buf.writeUInt16LE(record.path.length, o); o += 2;
+  record.path.copy(buf, o); o += record.path.length;
+  buf.writeUInt16LE(dest.length, o); o += 2;
+  dest.copy(buf, o);
+  buf.writeUInt32LE(bodyLength, 0);
+  buf.writeUInt32LE(crc.compute(buf.subarray(JOURNAL_FRAME_SIZE)), 4);
+  return buf;
+}
+
+/** Result of decoding at an offset: a record and its size, or why decoding stopped there. */
+export type JournalDecode =
+  | { kind: 'record'; record: JournalRecord; sizeBytes: number }
+  | { kind: 'torn' } // fewer bytes than the frame or the body says: a cut tail
+  | { kind: 'corrupt'; reason: string };
+
+/**
+ * Decode the record at `offset` of `buf` (the bytes available). Never reads past a bad length.
+ */
+export function decodeJournalRecord(crc: Crc32c, buf: Buffer, offset: number): JournalDecode {
+  if (buf.length - offset < JOURNAL_FRAME_SIZE) return { kind: 'torn' };
+  const bodyLength = buf.readUInt32LE(offset);
+  if (bodyLength < BODY_FIXED_SIZE || bodyLength > JOURNAL_RECORD_BODY_SIZE_MAX) return { kind: 'corrupt', reason: `body length ${bodyLength} out of bounds` };
+  if (buf.length - offset - JOURNAL_FRAME_SIZE < bodyLength) return { kind: 'torn' };
+  const body = buf.subarray(offset + JOURNAL_FRAME_SIZE, offset + JOURNAL_FRAME_SIZE + bodyLength);
+  if (crc.compute(body) !== buf.readUInt32LE(offset + 4)) return { kind: 'corrupt', reason: 'CRC32C mismatch' };
+  const tid = body.readBigUInt64LE(0);
+  const op = JOURNAL_OPS[body.readUInt8(8) - 1];
+  if (op === undefined) return { kind: 'corrupt', reason: `unknown op ${body.readUInt8(8)}` };
+  const pathLength = body.readUInt16LE(9);
+  if (11 + pathLength + 2 > bodyLength) return { kind: 'corrupt', reason: 'path length past the body' };
+  const p = Buffer.from(body.subarray(11, 11 + pathLength));
+  const destLength = body.readUInt16LE(11 + pathLength);
+  if (BODY_FIXED_SIZE + pathLength + destLength !== bodyLength) return { kind: 'corrupt', reason: 'lengths do not add up' };
+  const record: JournalRecord = { tid, op, path: p };
+  if (destLength > 0) record.dest = Buffer.from(body.subarray(13 + pathLength, 13 + pathLength + destLength));
+  return { kind: 'record', record, sizeBytes: JOURNAL_FRAME_SIZE + bodyLength };
+}
+
+/** One segment as known in memory. */
+interface Segment {
+  number: number;
+  file: string;
+  baseTid: bigint;
+  /** Highest TID written to it, or baseTid - 1 when it holds none. */
+  lastTid: bigint;
+  sizeBytes: number;
+}
+
+/** Figures of the journal (status, tests). */
+export interface JournalStats {
+  nextTid: bigint;
+  durableHead: bigint;
+  segmentCount: number;
+  sizeBytes: number;
+  /** Lowest TID still readable (records below were dropped by retention); nextTid when empty. */
+  oldestTid: bigint;
+  /** fsyncs of segments done so far by this process (group commit figure). */
+  syncCount: number;
+  recordCount: number;
+}
+
+/** What recovery found on open. */
+export interface JournalRecovery {
+  /** Valid records found. */
+  recordCount: number;
+  /** Bytes cut from the tail of the last segment (a torn or corrupt record). */
+  truncatedBytes: number;
+  /** A record was lost before the tail (or a segment header is bad): history cannot be trusted, bump generation. */
+  damaged: boolean;
+  /** Highest valid TID found (0n when none). */
+  maxTid: bigint;
+}
+
+/** Options of `Journal.open`. */
+export interface JournalOpenOptions {
+  devices: DeviceFactory;
+  /** next_tid recorded elsewhere (state file, seal): nextTid is never below it. Default 1n. */
+  nextTidFloor?: bigint;
+  /** Segment size that triggers rotation (tests use small ones). */
+  segmentSizeMax?: number;
+  /** The clock for the data-write window (ms). */
+  now?: () => number;
+}
+
+/** A waiter of the group commit. */
+interface Waiter {
+  tid: bigint;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function segmentName(n: number): string {
+  return `${String(n).padStart(8, '0')}${JOURNAL_SEGMENT_SUFFIX}`;
+}
+
+const SEGMENT_NAME = /^(\d{8})\.jnl$/;
+
+/** The write-ahead journal of one master volume. */
+export class Journal {
+  private readonly segments: Segment[] = [];
+  private current: Device | null = null;
+  private next: bigint;
+  private head: bigint;
+  /** Encoded records appended but not yet written, in TID order. */
+  private pending: Buffer[] = [];
+  private pendingLastTid = 0n;
+  private waiters: Waiter[] = [];
+  private flushing: Promise<void> | null = null;
+  private failure: unknown = null;
+  private closed = false;
+  private syncs = 0;
+  private records = 0;
+  // data-write window (§4.3): files that have a record in the current window
+  private windowEpoch = 0;
+  private windowStartMs: number;
+  private readonly windowFiles = new Map<bigint, Promise<void>>();
+
+  private constructor(
+    readonly directory: string,
+    private readonly crc: Crc32c,
+    private readonly devices: DeviceFactory,
+    private readonly segmentSizeMax: number,
+    private readonly now: () => number,
+    nextTid: bigint,
+    /** What recovery found. */
+    readonly recovery: JournalRecovery,
+  ) {
+    this.next = nextTid;
+    this.head = nextTid - 1n;
+    this.windowStartMs = now();
+  }
+
+  /**
+   * Open (creating when missing) the journal in `mirrorDir/journal/`, recovering it.
+   * @param mirrorDir the volume's `ddfsmirror/` (must exist and be a directory)
+   * @throws DdfsError INVALID when the journal directory or a segment is a symlink or not what it should be;
+   *   Node/device errors of the reads and writes
+   */
+  static async open(mirrorDir: string, options: JournalOpenOptions): Promise<Journal> {
+    const crc = await Crc32c.load();
+    const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
+    const kind = entryKind(dir);
+    if (kind === null) {
+      await options.devices.mkdir(dir, 0o700);
+      await options.devices.syncDirectory(mirrorDir);
+    } else if (kind !== 'dir') {
+      throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+    }
+    const numbers = listNames(dir).map((n) => SEGMENT_NAME.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+    const recovery: JournalRecovery = { recordCount: 0, truncatedBytes: 0, damaged: false, maxTid: 0n };
+    const found: Segment[] = [];
+    let floor = options.nextTidFloor ?? 1n;
+    for (let i = 0; i < numbers.length; i++) {
+      const number = numbers[i]!;
+      const file = path.join(dir, segmentName(number));
+      const last = i === numbers.length - 1;
+      const scan = await scanSegment(crc, options.devices, file);
+      recovery.recordCount += scan.recordCount;
+      if (scan.maxTid > recovery.maxTid) recovery.maxTid = scan.maxTid;
+      if (scan.baseTid !== null && scan.baseTid > floor) floor = scan.baseTid;
+      if (scan.maxTid + 1n > floor) floor = scan.maxTid + 1n;
+      if (scan.headerBad) {
+        // a segment whose header never became durable holds no record: only possible for the last one
+        if (!last || scan.sizeBytes > JOURNAL_HEADER_SIZE) recovery.damaged = true;
+        recovery.truncatedBytes += scan.sizeBytes;
+        await options.devices.remove(file);
+        continue;
+      }
+      if (scan.goodBytes < scan.sizeBytes) {
+        recovery.truncatedBytes += scan.sizeBytes - scan.goodBytes;
+        if (!last) recovery.damaged = true;
+        const dev = await options.devices.open(file, { noFollow: true });
+        try {
+          await dev.truncate(scan.goodBytes);
+          await dev.sync();
+        } finally {
+          await dev.close();
+        }
+      }
+      found.push({ number, file, baseTid: scan.baseTid!, lastTid: scan.maxTid > 0n ? scan.maxTid : scan.baseTid! - 1n, sizeBytes: scan.goodBytes });
+    }
+    if (recovery.damaged) {
+      // a hole in the history: the caller bumps the generation (a content pass); start the journal anew above it
+      for (const s of found) await options.devices.remove(s.file);
+      found.length = 0;
+    }
+    await options.devices.syncDirectory(dir);
+    const journal = new Journal(dir, crc, options.devices, options.segmentSizeMax ?? JOURNAL_SEGMENT_SIZE_MAX, options.now ?? Date.now, floor, recovery);
+    journal.segments.push(...found);
+    journal.records = recovery.recordCount;
+    const tail = found[found.length - 1];
+    if (tail && tail.sizeBytes < journal.segmentSizeMax) {
+      journal.current = await options.devices.open(tail.file, { noFollow: true });
+    } else {
+      await journal.startSegment(tail ? tail.number + 1 : 1);
+    }
+    return journal;
+  }
+
+  /** The TID the next change gets. */
+  get nextTid(): bigint {
+    return this.next;
+  }
+
+  /** The highest TID whose record is durable (fsynced); a pass never covers a TID above it (§4.3). */
+  get durableHead(): bigint {
+    return this.head;
+  }
+
+  /**
+   * Give `change` the next TID and resolve once its record is durable (write-ahead, §4.3).
+   * @returns the TID
+   * @throws DdfsError INVALID for a path too long; the error of a failed write or sync (then every later append
+   *   fails too: the journal is unusable, the change must not happen)
+   */
+  append(change: JournalChange): Promise<bigint> {
+    if (this.closed) return Promise.reject(new DdfsError('INVALID', `${this.directory}: journal is closed`));
+    if (this.failure !== null) return Promise.reject(this.failure);
+    const tid = this.next;
+    const buf = encodeJournalRecord(this.crc, { ...change, tid });
+    this.next = tid + 1n;
+    this.pending.push(buf);
+    this.pendingLastTid = tid;
+    return new Promise<bigint>((resolve, reject) => {
+      this.waiters.push({ tid, resolve: () => resolve(tid), reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /**
+   * Before a data write to the open file `fileKey` (its inode) at `p`: the first write in a window waits for a
+   * `write` record (returned promise), later ones in the same window get null and do not wait (§4.3). Writes that
+   * race with the first one share its promise.
+   */
+  beforeWrite(fileKey: bigint, p: Buffer): Promise<void> | null {
+    const t = this.now();
+    if (t - this.windowStartMs >= JOURNAL_WRITE_WINDOW_MS || this.windowFiles.size >= JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX) this.closeWindow();
+    const known = this.windowFiles.get(fileKey);
+    if (known !== undefined) return null;
+    const wait = this.append({ op: 'write', path: p }).then(() => undefined);
+    this.windowFiles.set(fileKey, wait);
+    // a failed record must not let later writes of the file through without one
+    wait.catch(() => {
+      if (this.windowFiles.get(fileKey) === wait) this.windowFiles.delete(fileKey);
+    });
+    return wait;
+  }
+
+  /** End the data-write window: every file's next write makes a new record. */
+  closeWindow(): void {
+    this.windowEpoch++;
+    this.windowStartMs = this.now();
+    this.windowFiles.clear();
+  }
+
+  /**
+   * The head a pass may cover (reader API for incremental passes): the durable head, and the data-write window is
+   * closed so a write after this call gets a TID above it.
+   */
+  beginCover(): bigint {
+    this.closeWindow();
+    return this.head;
+  }
+
+  /** The lowest TID still held (records of lower TIDs were dropped by retention); nextTid when none is held. */
+  get oldestTid(): bigint {
+    const first = this.segments[0];
+    return first ? first.baseTid : this.next;
+  }
+
+  /**
+   * Records with TID in (`after`, `upTo`], in TID order; `upTo` is capped at the durable head (never a record that
+   * is not durable). Reads through the Device seam.
+   * @throws DdfsError NOT_FOUND when records above `after` were dropped by retention (the reader needs a content pass);
+   *   CORRUPT when a durable record fails its CRC
+   */
+  async readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]> {
+    const top = upTo < this.head ? upTo : this.head;
+    if (after + 1n < this.oldestTid && after < top) {
+      throw new DdfsError('NOT_FOUND', `${this.directory}: TIDs above ${after} are no longer held (oldest ${this.oldestTid}): a content pass is needed`);
+    }
+    const out: JournalRecord[] = [];
+    for (const s of this.segments) {
+      if (s.lastTid <= after || s.baseTid > top) continue;
+      const scan = await scanSegment(this.crc, this.devices, s.file, s.sizeBytes);
+      if (scan.goodBytes < Math.min(s.sizeBytes, scan.sizeBytes)) throw new DdfsError('CORRUPT', `${s.file}: a durable record is damaged at byte ${scan.goodBytes}`, { path: s.file });
+      for (const r of scan.records) if (r.tid > after && r.tid <= top) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Retention: remove the segments all of whose records have TIDs below `tid` (never the segment being written).
+   * @returns the number of segments removed
+   */
+  async dropBelow(tid: bigint): Promise<number> {
+    let n = 0;
+    while (this.segments.length > 1 && this.segments[0]!.lastTid < tid) {
+      const s = this.segments.shift()!;
+      await this.devices.remove(s.file);
+      n++;
+    }
+    if (n > 0) await this.devices.syncDirectory(this.directory);
+    return n;
+  }
+
+  /** Figures for status and tests. */
+  stats(): JournalStats {
+    return {
+      nextTid: this.next, durableHead: this.head, segmentCount: this.segments.length,
+      sizeBytes: this.segments.reduce((a, s) => a + s.sizeBytes, 0), oldestTid: this.oldestTid, syncCount: this.syncs, recordCount: this.records,
+    };
+  }
+
+  /**
+   * Make every appended record durable and close the segment.
+   * @throws the error of the last write or sync
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flushAll();
+    this.closed = true;
+    await this.current?.close();
+    this.current = null;
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Wait until every record appended so far is durable (or failed). */
+  async flushAll(): Promise<void> {
+    while (this.flushing || this.pending.length > 0) {
+      if (!this.flushing) this.scheduleFlush();
+      await this.flushing?.catch(() => undefined);
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing) return;
+    // the window of the group commit: whatever is appended in this turn of the event loop, or while a sync runs
+    this.flushing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flushLoop()).finally(() => {
+      this.flushing = null;
+      if (this.pending.length > 0 && this.failure === null) this.scheduleFlush();
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0 && this.failure === null) {
+      const batch = this.pending;
+      const lastTid = this.pendingLastTid;
+      this.pending = [];
+      const waiters = this.waiters;
+      this.waiters = [];
+      try {
+        await this.writeBatch(batch, lastTid);
+      } catch (err) {
+        this.failure = err;
+        for (const w of [...waiters, ...this.waiters]) w.reject(err);
+        this.waiters = [];
+        this.pending = [];
+        return;
+      }
+      this.head = lastTid;
+      for (const w of waiters) w.resolve();
+    }
+  }
+
+  private async writeBatch(batch: Buffer[], lastTid: bigint): Promise<void> {
+    let seg = this.segments[this.segments.length - 1]!;
+    if (seg.sizeBytes >= this.segmentSizeMax) {
+      await this.current?.sync();
+      await this.current?.close();
+      this.current = null;
+      const firstTid = batch[0]!.readBigUInt64LE(JOURNAL_FRAME_SIZE);
+      await this.startSegment(seg.number + 1, firstTid);
+      seg = this.segments[this.segments.length - 1]!;
+    }
+    const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+    await this.current!.write(data, seg.sizeBytes);
+    seg.sizeBytes += data.length;
+    seg.lastTid = lastTid;
+    await this.current!.sync();
+    this.syncs++;
+    this.records += batch.length;
+  }
+
+  /** Create segment `number` with base TID `baseTid` (default nextTid), durable under its name, and make it current. */
+  private async startSegment(number: number, baseTid: bigint = this.head + 1n): Promise<void> {
+    if (number > JOURNAL_SEGMENT_NUMBER_MAX) throw new DdfsError('NO_SPACE', `${this.directory}: more than ${JOURNAL_SEGMENT_NUMBER_MAX} journal segments`);
+    const file = path.join(this.directory, segmentName(number));
+    const dev = await this.devices.open(file, { create: true, exclusive: true, noFollow: true, mode: 0o600 });
+    const header = Buffer.alloc(JOURNAL_HEADER_SIZE);
+    JOURNAL_MAGIC.copy(header, 0);
+    header.writeBigUInt64LE(baseTid, 8);
+    await dev.write(header, 0);
+    await dev.sync();
+    await this.devices.syncDirectory(this.directory);
+    this.current = dev;
+    this.segments.push({ number, file, baseTid, lastTid: baseTid - 1n, sizeBytes: JOURNAL_HEADER_SIZE });
+  }
+}
+
+/** What one segment holds. */
+interface SegmentScan {
+  baseTid: bigint | null;
+  headerBad: boolean;
+  sizeBytes: number;
+  /** Bytes up to the end of the last valid record (the header's end when none). */
+  goodBytes: number;
+  recordCount: number;
+  maxTid: bigint;
+  records: JournalRecord[];
+}
+
+/** Read and decode a segment (at most `limitBytes` of it), stopping at the first torn or corrupt record. */
+async function scanSegment(crc: Crc32c, devices: DeviceFactory, file: string, limitBytes?: number): Promise<SegmentScan> {
+  const dev = await devices.open(file, { readOnly: true, noFollow: true });
+  let buf: Buffer;
+  let sizeBytes: number;
+  try {
+    sizeBytes = await dev.size();
+    const n = limitBytes === undefined ? sizeBytes : Math.min(sizeBytes, limitBytes);
+    buf = Buffer.alloc(n);
+    const got = await dev.read(buf, 0, n, 0);
+    buf = buf.subarray(0, got);
+  } finally {
+    await dev.close();
+  }
+  const out: SegmentScan = { baseTid: null, headerBad: false, sizeBytes, goodBytes: 0, recordCount: 0, maxTid: 0n, records: [] };
+  if (buf.length < JOURNAL_HEADER_SIZE || !buf.subarray(0, 8).equals(JOURNAL_MAGIC)) {
+    out.headerBad = true;
+    return out;
+  }
+  out.baseTid = buf.readBigUInt64LE(8);
+  let o = JOURNAL_HEADER_SIZE;
+  let previous = out.baseTid - 1n;
+  for (;;) {
+    const d = decodeJournalRecord(crc, buf, o);
+    if (d.kind !== 'record') break;
+    // TIDs strictly increase: a record that breaks the order is corruption, not history
+    if (d.record.tid <= previous) break;
+    previous = d.record.tid;
+    out.records.push(d.record);
+    out.recordCount++;
+    out.maxTid = d.record.tid;
+    o += d.sizeBytes;
+  }
+  out.goodBytes = o;
+  return out;
+}
+
+/** What `mirrorddumbfs status` shows of a master's journal (read only: nothing is truncated or created). */
+export interface JournalSummary {
+  /** Decimal u64 text (JSON has no bigint). */
+  nextTid: string;
+  durableHead: string;
+  oldestTid: string;
+  segmentCount: number;
+  sizeBytes: number;
+  recordCount: number;
+  /** Bytes past the last valid record (a torn tail the next mount cuts). */
+  tailBytes: number;
+}
+
+/**
+ * Summarise the journal under `mirrorDir` without changing anything.
+ * @param nextTidFloor state's next_tid (the summary's nextTid is never below it)
+ * @returns null when there is no journal directory
+ * @throws DdfsError INVALID when it is a symlink or not a directory; Node/device errors of the reads
+ */
+export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory, nextTidFloor = 1n): Promise<JournalSummary | null> {
+  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
+  const kind = entryKind(dir);
+  if (kind === null) return null;
+  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+  const crc = await Crc32c.load();
+  const names = listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort();
+  let next = nextTidFloor;
+  let head = 0n;
+  let oldest: bigint | null = null;
+  let sizeBytes = 0;
+  let records = 0;
+  let tail = 0;
+  for (const n of names) {
+    const scan = await scanSegment(crc, devices, path.join(dir, n));
+    sizeBytes += scan.sizeBytes;
+    records += scan.recordCount;
+    tail += scan.sizeBytes - scan.goodBytes;
+    if (scan.baseTid !== null) {
+      oldest ??= scan.baseTid;
+      if (scan.baseTid > next) next = scan.baseTid;
+    }
+    if (scan.maxTid > head) head = scan.maxTid;
+  }
+  if (head + 1n > next) next = head + 1n;
+  if (head === 0n) head = next - 1n;
+  return { nextTid: next.toString(), durableHead: head.toString(), oldestTid: (oldest ?? next).toString(), segmentCount: names.length, sizeBytes, recordCount: records, tailBytes: tail };
+}

@@ -1,0 +1,146 @@
+/**
+ * The journal of a mounted master (mirroring spec §4.3): the daemon's change sink and the seal.
+ *
+ * At mount (`openMasterJournal`): a volume whose `ddfsmirror/state` says role master gets its journal opened
+ * (recovered) and a sink that appends a durable record before every tree change (volume/tree.ts) and before the
+ * first data write of a file in a window (fs/ops.ts). Then the seal of the last clean unmount is checked and removed:
+ * no seal, a stale one (its last TID is not the journal's, or another generation), `.autofsck` (the daemon crashed)
+ * or a damaged journal bump `generation` (the content pass treats a new generation as a full pass). The seal is
+ * removed durably BEFORE anything is served, so a crash from then on always finds no seal.
+ * At clean unmount (`close(true)`): the journal is closed, state gets next_tid/durable_head, and the seal is written
+ * (`ddfsmirror/seal`, JSON: version, lastTid, nextTid, generation, sealedAt ISO, entryCount, ctimeMaxNs).
+ *
+ * Not done yet (issue 8 later): the mount-time ctime scan of spec §4.3 (entries whose ctime is newer than the seal
+ * becoming dirty under new TIDs); today any doubt bumps the generation instead, which is always safe.
+ *
+ * Invariants: no sink (no cost) when the volume is not a master; a failed record fails the change it guards (the
+ * change never happens without its record); all files under `ddfsmirror/` are written without following symlinks.
+ */
+import * as path from 'node:path';
+import type { DeviceFactory } from '../io/device.js';
+import { fileDevices } from '../io/device.js';
+import { treeCensus } from '../io/journal_dir.js';
+import { readNoFollow, syncDirectory, writeAtomic } from '../io/mirror_fs.js';
+import { WALK_DEPTH_MAX } from '../limits.js';
+import type { Logger } from '../util/log.js';
+import type { TreeChange, TreeChangeSink } from '../volume/tree.js';
+import { Journal, type JournalStats } from './journal.js';
+import { mirrorDirectory, readMirrorState, writeMirrorState } from './state.js';
+import { DdfsError } from '../errors.js';
+import { removeNoFollow } from '../io/journal_dir.js';
+
+/** The seal's name in `ddfsmirror/`. */
+export const SEAL_FILE = 'seal';
+const SEAL_VERSION = 1;
+
+/** The decoded seal of a clean unmount. */
+export interface MirrorSeal {
+  version: number;
+  /** Highest durable TID at unmount (decimal). */
+  lastTid: string;
+  nextTid: string;
+  generation: number;
+  /** ISO 8601 wall clock of the unmount. */
+  sealedAt: string;
+  entryCount: number;
+  /** Highest ctime of the tree in ns (decimal). */
+  ctimeMaxNs: string;
+}
+
+/** A master's journal as the daemon holds it. */
+export interface MasterJournal {
+  readonly journal: Journal;
+  readonly sink: TreeChangeSink;
+  /** Why the generation was bumped at this mount, or null. */
+  readonly bumpReason: string | null;
+  /**
+   * Close the journal; after a clean unmount (`clean`), record next_tid/durable_head in state and write the seal.
+   * @throws the journal's write/sync error; Node errors of the state and seal writes
+   */
+  close(clean: boolean): Promise<void>;
+}
+
+/**
+ * Read the seal of `parentDir`, or null when there is none or it cannot be decoded (a bad seal is no seal).
+ * @throws DdfsError INVALID when it is a symlink
+ */
+export function readSeal(parentDir: string): MirrorSeal | null {
+  const bytes = readNoFollow(path.join(mirrorDirectory(parentDir), SEAL_FILE));
+  if (bytes === null) return null;
+  try {
+    const s = JSON.parse(bytes.toString('utf8')) as MirrorSeal;
+    if (s.version !== SEAL_VERSION || typeof s.lastTid !== 'string' || !/^\d+$/.test(s.lastTid) || !Number.isInteger(s.generation)) return null;
+    return s;
+  } catch {
+    return null;
+  }
+}
+
+/** Options of `openMasterJournal`. */
+export interface MasterJournalOptions {
+  /** `.autofsck` was present: the last mount did not end cleanly. */
+  crashed: boolean;
+  /** ddfsroot, for the seal's census. */
+  rootDir: string;
+  logger: Logger;
+  devices?: DeviceFactory;
+}
+
+/**
+ * Open the journal of the volume at `parentDir` when it is a master, check and remove its seal (bumping the
+ * generation on doubt, see the file comment).
+ * @returns null for a volume that is not a master (no state, or a slave): no journal, no sink
+ * @throws DdfsError of the state file or the journal (INVALID for a symlink in the way); Node errors
+ */
+export async function openMasterJournal(parentDir: string, options: MasterJournalOptions): Promise<MasterJournal | null> {
+  const state = readMirrorState(parentDir);
+  if (state === null || state.role !== 'master') return null;
+  const mirrorDir = mirrorDirectory(parentDir);
+  const devices = options.devices ?? fileDevices;
+  const floor = state.nextTid !== undefined ? BigInt(state.nextTid) : 1n;
+  const journal = await Journal.open(mirrorDir, { devices, nextTidFloor: floor });
+  const seal = readSeal(parentDir);
+  let reason: string | null = null;
+  if (journal.recovery.damaged) reason = 'the journal lost a record before its tail';
+  else if (options.crashed) reason = 'the last mount did not end cleanly (.autofsck)';
+  else if (seal === null) reason = 'no seal of a clean unmount';
+  else if (BigInt(seal.lastTid) !== journal.durableHead || seal.generation !== state.generation) reason = `stale seal (TID ${seal.lastTid}, generation ${seal.generation}; journal at ${journal.durableHead}, generation ${state.generation})`;
+  const next = { ...state, nextTid: journal.nextTid.toString(), durableHead: journal.durableHead.toString() };
+  if (reason !== null) {
+    next.generation = state.generation + 1;
+    options.logger.warn(`mirror: generation ${next.generation} (was ${state.generation}): ${reason}; slaves take a content pass`);
+  }
+  try {
+    writeMirrorState(parentDir, next);
+    // from now on a crash must find no seal
+    if (removeNoFollow(path.join(mirrorDir, SEAL_FILE))) syncDirectory(mirrorDir);
+  } catch (err) {
+    await journal.close().catch(() => undefined);
+    throw err;
+  }
+  const sink: TreeChangeSink = {
+    async beforeChange(change: TreeChange): Promise<void> {
+      await journal.append(change.dest === undefined ? { op: change.op, path: change.path } : { op: change.op, path: change.path, dest: change.dest });
+    },
+    beforeWrite: (fileKey, p) => journal.beforeWrite(fileKey, p),
+  };
+  return {
+    journal,
+    sink,
+    bumpReason: reason,
+    async close(clean: boolean): Promise<void> {
+      await journal.close();
+      if (!clean) return;
+      const s = readMirrorState(parentDir);
+      if (s === null || s.role !== 'master') throw new DdfsError('INVALID', `${parentDir}: ddfsmirror/state changed role while mounted: no seal written`, { path: parentDir });
+      const st: JournalStats = journal.stats();
+      writeMirrorState(parentDir, { ...s, nextTid: st.nextTid.toString(), durableHead: st.durableHead.toString() });
+      const census = treeCensus(Buffer.from(options.rootDir), WALK_DEPTH_MAX);
+      const sealDoc: MirrorSeal = {
+        version: SEAL_VERSION, lastTid: st.durableHead.toString(), nextTid: st.nextTid.toString(), generation: s.generation,
+        sealedAt: new Date().toISOString(), entryCount: census.entryCount, ctimeMaxNs: census.ctimeMaxNs.toString(),
+      };
+      writeAtomic(mirrorDir, SEAL_FILE, Buffer.from(`${JSON.stringify(sealDoc, null, 2)}\n`, 'utf8'), 0o600);
+    },
+  };
+}
