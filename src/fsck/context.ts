@@ -78,8 +78,8 @@ export function expectedAddress(v: FsckVolume, nodes: Buffer, nodeOffset: number
   const { addrSize } = v.cfg;
   if (isZeroOrNullHash(v, nodes, nodeOffset + addrSize)) return 0;
   try {
-    const r = v.store.index.nodes.lookup(nodes, nodeOffset + addrSize);
-    return r.found ? r.address : 1;
+    const a = v.store.index.nodes.lookupAddress(nodes, nodeOffset + addrSize);
+    return a >= 0 ? a : 1;
   } catch {
     return 1; // the probe ran off the end of a damaged table: not found
   }
