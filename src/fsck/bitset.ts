@@ -21,7 +21,8 @@ export class BitSet {
   }
 
   add(a: number): void {
-    assert(a >= 0 && a < this.size, `bitset address ${a} out of range`);
+    // the message only on failure: a template argument would build a string on every call of this hot path
+    if (!(a >= 0 && a < this.size)) assert(false, `bitset address ${a} out of range`);
     this.bytes[a >>> 3] = this.bytes[a >>> 3]! | (0x80 >>> (a & 7));
   }
 

@@ -28,7 +28,7 @@ import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import {
   closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, runsOf, walkUfsFiles,
-  type ProgressSink,
+  type FsckVolume, type ProgressSink,
 } from './context.js';
 import {
   emptySummary, exitCodeOf, FINDINGS_STORED_MAX, renderSummary, statusOf, usageBar,
@@ -63,28 +63,71 @@ export interface CheckReport {
   findingsDropped: number;
 }
 
+/** 32-bit view of the last chunk skipSoundEmptyNodes scanned (one view per chunk, not one per call). */
+let wordsChunk: Buffer | null = null;
+let words: Uint32Array | null = null;
+
 /**
  * The first node at or after `from` that is not a sound empty node (address 0 and the null or the zero-block hash),
- * or node_count. Most of a table is empty nodes (node_overflow ≥ 1, and a volume is seldom full): this tight loop
- * over the chunks in place costs a few ns a node where step 1's general loop costs hundreds.
+ * or node_count. Most of a table is empty nodes (node_overflow ≥ 1, and a volume is seldom full): this loop finds
+ * the next non-zero byte a 32-bit word at a time, in place, where step 1's general loop costs hundreds of ns a node.
  */
-function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buffer): number {
+export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buffer): number {
   const npc = NodeIndex.nodesPerChunk(idx.nodeSize);
   const { nodeSize: ns, addrSize: as, hashSize: hs, nodeCount } = idx;
   let i = from;
   while (i < nodeCount) {
     const k = Math.floor(i / npc);
     const c = idx.chunks[k]!;
-    const end = Math.min(nodeCount, (k + 1) * npc);
-    for (let o = (i - k * npc) * ns; i < end; i++, o += ns) {
-      let b = 0;
-      while (b < ns && c[o + b] === 0) b++;
-      if (b === ns) continue; // address 0, null hash
-      if (b < as) return i; // a used node
-      for (b = 0; b < hs; b++) if (c[o + as + b] !== zeroHash[b]) return i;
+    const first = k * npc;
+    const end = Math.min(nodeCount, first + npc);
+    if (c !== wordsChunk) {
+      wordsChunk = c;
+      words = c.byteOffset % 4 === 0 ? new Uint32Array(c.buffer, c.byteOffset, c.length >>> 2) : null;
+    }
+    const limit = (end - first) * ns;
+    while (i < end) {
+      // z = the first non-zero byte at or after node i, or limit
+      let z = (i - first) * ns;
+      if (words) {
+        while (z < limit && (z & 3) !== 0 && c[z] === 0) z++;
+        if (z < limit && (z & 3) === 0) {
+          let w = z >>> 2;
+          const wEnd = limit >>> 2;
+          while (w < wEnd && words[w] === 0) w++;
+          z = w << 2;
+        }
+      }
+      while (z < limit && c[z] === 0) z++;
+      if (z >= limit) {
+        i = end;
+        break;
+      }
+      i = first + Math.floor(z / ns);
+      const o = (i - first) * ns;
+      if (z - o < as) return i; // a used node
+      for (let b = 0; b < hs; b++) if (c[o + as + b] !== zeroHash[b]) return i;
+      i++; // an empty node with the zero-block hash: sound
     }
   }
   return nodeCount;
+}
+
+/**
+ * Step 3's common case in a small synchronous loop (V8 optimizes it, unlike the same loop inside the async check):
+ * from node `from` of a chunk of `count` file nodes, add each sound node's address to `inFiles` and return the
+ * first node that has a finding (an address other than the expected one, or a lost block), or `count`. A node
+ * returned is not added: the caller handles it whole.
+ */
+function skipSoundFileNodes(v: FsckVolume, nodes: Buffer, from: number, count: number, inFiles: BitSet): number {
+  const { nodeSize: ns, addrSize, blockCount: bc } = v.cfg;
+  for (let k = from; k < count; k++) {
+    const o = k * ns;
+    const a = decodeAddress(nodes, o, addrSize);
+    if (a === 1 || a !== expectedAddress(v, nodes, o)) return k;
+    if (a < bc) inFiles.add(a);
+  }
+  return count;
 }
 
 /**
@@ -142,55 +185,60 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       report(kind, 'ERR', message, { node, address });
     };
     let progressAt = -1;
-    for (let i = 0; i < idx.nodeCount; i++) {
-      const next = skipSoundEmptyNodes(idx, i, v.store.zeroHash);
-      if (next > i) {
-        prevEmpty = true;
-        i = next;
-        if (i >= idx.nodeCount) break;
+    // a synchronous function of its own, so that V8 optimizes the loop (it does not, inside the async check)
+    const scanIndex = (): void => {
+      for (let i = 0; i < idx.nodeCount; i++) {
+        const next = skipSoundEmptyNodes(idx, i, v.store.zeroHash);
+        if (next > i) {
+          prevEmpty = true;
+          i = next;
+          if (i >= idx.nodeCount) break;
+        }
+        if (i >>> 16 !== progressAt) {
+          progressAt = i >>> 16;
+          options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount });
+        }
+        // the node read in place: a hashView per node would allocate a Buffer for each of millions of nodes
+        const nodes = idx.chunkOfNode(i);
+        const ho = idx.nodeOffsetInChunk(i) + cfg.addrSize;
+        const a = decodeAddress(nodes, ho - cfg.addrSize, cfg.addrSize);
+        if (a === 0) {
+          if (!isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_EMPTY_NODE_HASH', `node ${i} (addr=0) has a wrong hash`, i, 0);
+          prevEmpty = true;
+          continue;
+        }
+        if (a === 1) {
+          indexError('INDEX_LOST_ADDRESS', `node ${i} (addr=1) holds the lost-block address`, i, a);
+        } else if (a >= bc) {
+          indexError('INDEX_ADDRESS_OUT_OF_RANGE', `node ${i} (addr=${a}) is out of range (block_count=${bc})`, i, a);
+        } else if (nodeOfAddress[a] !== 0) {
+          // "Index blocks dup" counts addresses used more than once; every extra node is a finding
+          if (!dupAddresses.has(a)) s.indexBlocksDup++;
+          dupAddresses.add(a);
+          dupNodes.push(i);
+          report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeOfAddress[a]! - 1}`, { node: i, address: a });
+        } else {
+          inIndex.add(a);
+          nodeOfAddress[a] = i + 1;
+        }
+        if (isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
+        // one placement finding per node, the first that applies (as upstream)
+        const ideal = idx.idealSlotOf(i);
+        const c = prevEmpty ? 0 : idx.compareHash(i - 1, nodes, ho);
+        const p = prevEmpty ? 0 : idx.address(i - 1);
+        if (i < ideal) indexError('INDEX_BEFORE_IDEAL', `node ${i} (addr=${a}) before its expected position ${ideal}`, i, a);
+        else if (i > ideal && prevEmpty) {
+          indexError('INDEX_GAP', `node ${i} (addr=${a}) is preceded by an empty node and is not at its optimum position`, i, a);
+        } else if (!prevEmpty && c === 0) {
+          indexError('INDEX_EQUAL_HASH', `node ${i} (addr=${a}) hash equal previous hash (addr=${p}), this is unexpected`, i, a);
+        } else if (!prevEmpty && c > 0) {
+          indexError('INDEX_ORDER', `node ${i} (addr=${a}) hash order mismatch with previous node (addr=${p})`, i, a);
+        }
+        prevEmpty = false;
       }
-      if (i >>> 16 !== progressAt) {
-        progressAt = i >>> 16;
-        options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount });
-      }
-      // the node read in place: a hashView per node would allocate a Buffer for each of millions of nodes
-      const nodes = idx.chunkOfNode(i);
-      const ho = idx.nodeOffsetInChunk(i) + cfg.addrSize;
-      const a = decodeAddress(nodes, ho - cfg.addrSize, cfg.addrSize);
-      if (a === 0) {
-        if (!isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_EMPTY_NODE_HASH', `node ${i} (addr=0) has a wrong hash`, i, 0);
-        prevEmpty = true;
-        continue;
-      }
-      if (a === 1) {
-        indexError('INDEX_LOST_ADDRESS', `node ${i} (addr=1) holds the lost-block address`, i, a);
-      } else if (a >= bc) {
-        indexError('INDEX_ADDRESS_OUT_OF_RANGE', `node ${i} (addr=${a}) is out of range (block_count=${bc})`, i, a);
-      } else if (nodeOfAddress[a] !== 0) {
-        // "Index blocks dup" counts addresses used more than once; every extra node is a finding
-        if (!dupAddresses.has(a)) s.indexBlocksDup++;
-        dupAddresses.add(a);
-        dupNodes.push(i);
-        report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeOfAddress[a]! - 1}`, { node: i, address: a });
-      } else {
-        inIndex.add(a);
-        nodeOfAddress[a] = i + 1;
-      }
-      if (isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
-      // one placement finding per node, the first that applies (as upstream)
-      const ideal = idx.idealSlotOf(i);
-      const c = prevEmpty ? 0 : idx.compareHash(i - 1, nodes, ho);
-      const p = prevEmpty ? 0 : idx.address(i - 1);
-      if (i < ideal) indexError('INDEX_BEFORE_IDEAL', `node ${i} (addr=${a}) before its expected position ${ideal}`, i, a);
-      else if (i > ideal && prevEmpty) {
-        indexError('INDEX_GAP', `node ${i} (addr=${a}) is preceded by an empty node and is not at its optimum position`, i, a);
-      } else if (!prevEmpty && c === 0) {
-        indexError('INDEX_EQUAL_HASH', `node ${i} (addr=${a}) hash equal previous hash (addr=${p}), this is unexpected`, i, a);
-      } else if (!prevEmpty && c > 0) {
-        indexError('INDEX_ORDER', `node ${i} (addr=${a}) hash order mismatch with previous node (addr=${p})`, i, a);
-      }
-      prevEmpty = false;
-    }
+    };
+    scanIndex();
+    wordsChunk = words = null; // do not keep a chunk of this index alive after the check
     out(`== Checked ${idx.nodeCount} nodes in ${elapsedText(t0)}s`);
 
     // 2. -C: every indexed block
@@ -276,11 +324,12 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         let lostReported = false;
         for await (const { first, count, nodes } of f.chunks()) {
           for (let k = 0; k < count; k++) {
+            k = skipSoundFileNodes(v, nodes, k, count, inFiles);
+            if (k >= count) break;
             const o = k * ns;
             const a = decodeAddress(nodes, o, addrSize);
             if (a < bc) inFiles.add(a);
             const exp = expectedAddress(v, nodes, o);
-            if (a === exp && a !== 1) continue; // the common case: no finding, no `where` object
             const where = { path: where0.path, fileNode: first + k, address: a, expectedAddress: exp };
             if (a === 1) {
               // counted as lost even when the hash is back in the index (then also an error: repair re-links it)

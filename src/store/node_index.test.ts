@@ -261,6 +261,7 @@ describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
     const before = flat(idx);
     // (the chunked copy of the module has its own DdfsError class: match on the stable code)
     expect(() => idx.lookup(top(40))).toThrow(expect.objectContaining({ code: 'NO_SPACE' }));
+    expect(() => idx.lookupAddress(top(40))).toThrow(expect.objectContaining({ code: 'NO_SPACE' }));
     const r = idx.lookup(top(5)); // smaller than all: insertion slot inside the full tail
     expect(r).toEqual({ found: false, address: -1, slot: last });
     let caught: unknown;
@@ -293,6 +294,9 @@ describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
             const key = h.toString('hex');
             const r = idx.lookup(h);
             expect(r.found).toBe(model.has(key));
+            // the allocation-free lookup of fsck's file walk agrees, from an offset inside a larger buffer too
+            expect(idx.lookupAddress(h)).toBe(model.get(key) ?? -1);
+            expect(idx.lookupAddress(Buffer.concat([Buffer.from([7, 7, 7]), h]), 3)).toBe(model.get(key) ?? -1);
             if (r.found) {
               expect(r.address).toBe(model.get(key));
               expect(idx.hash(r.slot).equals(h)).toBe(true);
