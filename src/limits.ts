@@ -247,3 +247,10 @@ export const BACKING_RECHECK_BLOCK_COUNT = 256;
  * directory (always safe, only slower).
  */
 export const NEW_ENTRY_COUNT_MAX = 65536;
+
+/**
+ * Bytes of consecutive blocks fsck reads with one pread and hands to a hash worker. Up to two such batches per worker
+ * are in flight, so this bounds the hashing's buffers (4 MiB with 2 workers): a 1 MiB pread already streams at disk
+ * speed and 256 blocks of 4 KiB make a job long enough that the hand-off costs under 1 %.
+ */
+export const HASH_JOB_SIZE_MAX = 1024 * 1024;

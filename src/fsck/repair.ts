@@ -30,7 +30,7 @@ import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { rawText } from '../util/path_text.js';
@@ -313,6 +313,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
 
   // 6, 7
   let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+  await flushIndexInPlace(v);
   await v.store.checkpoint();
 
   // 8. resolve index conflicts (a verification: step 5 already did it)
@@ -323,6 +324,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   if (late > 0) {
     log.warn('the index changed after fixing files: fix files again');
     ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+    await flushIndexInPlace(v);
     await v.store.checkpoint();
   }
   nodesFixed += late;
