@@ -63,52 +63,19 @@ export interface CheckReport {
   findingsDropped: number;
 }
 
-/** 32-bit view of the last chunk skipSoundEmptyNodes scanned (one view per chunk, not one per call). */
-let wordsChunk: Buffer | null = null;
-let words: Uint32Array | null = null;
-
 /**
  * The first node at or after `from` that is not a sound empty node (address 0 and the null or the zero-block hash),
- * or node_count. Most of a table is empty nodes (node_overflow ≥ 1, and a volume is seldom full): this loop finds
- * the next non-zero byte a 32-bit word at a time, in place, where step 1's general loop costs hundreds of ns a node.
+ * or node_count. Most of a table is all-zero empty nodes, which NodeIndex.firstNonZeroNodeFrom skips a word at a
+ * time, where step 1's general loop costs hundreds of ns a node.
  */
 export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buffer): number {
-  const npc = NodeIndex.nodesPerChunk(idx.nodeSize);
-  const { nodeSize: ns, addrSize: as, hashSize: hs, nodeCount } = idx;
-  let i = from;
-  while (i < nodeCount) {
-    const k = Math.floor(i / npc);
-    const c = idx.chunks[k]!;
-    const first = k * npc;
-    const end = Math.min(nodeCount, first + npc);
-    if (c !== wordsChunk) {
-      wordsChunk = c;
-      words = c.byteOffset % 4 === 0 ? new Uint32Array(c.buffer, c.byteOffset, c.length >>> 2) : null;
-    }
-    const limit = (end - first) * ns;
-    while (i < end) {
-      // z = the first non-zero byte at or after node i, or limit
-      let z = (i - first) * ns;
-      if (words) {
-        while (z < limit && (z & 3) !== 0 && c[z] === 0) z++;
-        if (z < limit && (z & 3) === 0) {
-          let w = z >>> 2;
-          const wEnd = limit >>> 2;
-          while (w < wEnd && words[w] === 0) w++;
-          z = w << 2;
-        }
-      }
-      while (z < limit && c[z] === 0) z++;
-      if (z >= limit) {
-        i = end;
-        break;
-      }
-      i = first + Math.floor(z / ns);
-      const o = (i - first) * ns;
-      if (z - o < as) return i; // a used node
-      for (let b = 0; b < hs; b++) if (c[o + as + b] !== zeroHash[b]) return i;
-      i++; // an empty node with the zero-block hash: sound
-    }
+  const { addrSize: as, hashSize: hs, nodeCount } = idx;
+  for (let i = idx.firstNonZeroNodeFrom(from); i < nodeCount; i = idx.firstNonZeroNodeFrom(i + 1)) {
+    const c = idx.chunkOfNode(i);
+    const o = idx.nodeOffsetInChunk(i);
+    for (let b = 0; b < as; b++) if (c[o + b] !== 0) return i; // a used node
+    for (let b = 0; b < hs; b++) if (c[o + as + b] !== zeroHash[b]) return i;
+    // an empty node with the zero-block hash: sound
   }
   return nodeCount;
 }
@@ -238,7 +205,6 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       }
     };
     scanIndex();
-    wordsChunk = words = null; // do not keep a chunk of this index alive after the check
     out(`== Checked ${idx.nodeCount} nodes in ${elapsedText(t0)}s`);
 
     // 2. -C: every indexed block

@@ -124,6 +124,8 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
 
   // useless nodes: their address is referenced by no file
   for (let i = 0; i < idx.nodeCount;) {
+    i = idx.firstNonZeroNodeFrom(i);
+    if (i >= idx.nodeCount) break;
     const a = idx.address(i);
     if (a !== 0 && (a >= bc || !bitmap.has(a))) {
       idx.delete(i);

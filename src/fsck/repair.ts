@@ -148,6 +148,11 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
     let guard = 0;
     for (let i = 0; i < idx.nodeCount;) {
       assert(++guard <= guardMax, 'node order repair does not converge');
+      const nonZero = idx.firstNonZeroNodeFrom(i); // all-zero nodes are sound: skipped a word at a time
+      if (nonZero > i) {
+        i = nonZero;
+        continue;
+      }
       const a = idx.address(i);
       if (a === 0) {
         if (idx.compareHash(i, v.store.nullHash) !== 0) idx.clearNode(i); // an empty node has a null hash
@@ -243,7 +248,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   inNodes.add(1);
   let duplicates = 0;
   const countNodes = (): void => {
-    for (let i = 0; i < idx.nodeCount; i++) {
+    for (let i = idx.firstNonZeroNodeFrom(0); i < idx.nodeCount; i = idx.firstNonZeroNodeFrom(i + 1)) {
       const a = idx.address(i);
       if (a === 0) continue;
       if (inNodes.has(a)) {
@@ -395,6 +400,8 @@ function deleteLyingNodes(v: FsckVolume, suspect: BitSet, content: SuspectConten
   const hs = v.cfg.hashSize;
   let deleted = 0;
   for (let i = 0; i < idx.nodeCount;) {
+    i = idx.firstNonZeroNodeFrom(i);
+    if (i >= idx.nodeCount) break;
     const a = idx.address(i);
     if (a === 0 || !suspect.has(a)) {
       i++;

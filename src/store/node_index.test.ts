@@ -176,6 +176,21 @@ const scenarioArb = fc
   );
 
 describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
+  it('firstNonZeroNodeFrom returns the first node with a non-zero byte, across chunks (fast-check)', () => {
+    fc.assert(fc.property(
+      fc.array(fc.tuple(fc.nat(10_000), fc.nat(26), fc.integer({ min: 1, max: 255 })), { maxLength: 8 }), fc.nat(10_000),
+      (edits, from) => {
+        const idx = new Impl(geometry(64, 24));
+        const start = from % (idx.nodeCount + 1);
+        for (const [n, b, v] of edits) idx.chunkOfNode(n % idx.nodeCount)[idx.nodeOffsetInChunk(n % idx.nodeCount) + (b % idx.nodeSize)] = v;
+        let want = start;
+        const zero = (i: number): boolean => idx.chunkOfNode(i).subarray(idx.nodeOffsetInChunk(i), idx.nodeOffsetInChunk(i) + idx.nodeSize).every((x) => x === 0);
+        while (want < idx.nodeCount && zero(want)) want++;
+        expect(idx.firstNonZeroNodeFrom(start)).toBe(want);
+      },
+    ), { numRuns: 300 });
+  });
+
   it('chunk layout: chunks hold whole nodes and cover node_count', () => {
     const geo = geometry(256, 24);
     const idx = new Impl(geo);

@@ -116,6 +116,42 @@ export class NodeIndex {
     return this.offsetOf(i);
   }
 
+  /** 32-bit views of the chunks for firstNonZeroNodeFrom (null: chunk not 4-byte aligned), made on first use. */
+  private chunkWords: Array<Uint32Array | null> | null = null;
+
+  /**
+   * The first node at or after `from` with any non-zero byte (a used node, or an empty one with a stray hash), or
+   * node_count. Scans a 32-bit word at a time in place: most of a table is all-zero empty nodes (node_overflow ≥ 1),
+   * and the scans of fsck visit every node.
+   */
+  firstNonZeroNodeFrom(from: number): number {
+    const npc = this.nodesPerChunk;
+    const ns = this.nodeSize;
+    this.chunkWords ??= this.chunks.map((c) => (c.byteOffset % 4 === 0 ? new Uint32Array(c.buffer, c.byteOffset, c.length >>> 2) : null));
+    let i = Math.max(0, from);
+    while (i < this.nodeCount) {
+      const k = Math.floor(i / npc);
+      const c = this.chunks[k]!;
+      const words = this.chunkWords[k]!;
+      const first = k * npc;
+      const limit = (Math.min(this.nodeCount, first + npc) - first) * ns;
+      let z = (i - first) * ns;
+      if (words) {
+        while (z < limit && (z & 3) !== 0 && c[z] === 0) z++;
+        if (z < limit && (z & 3) === 0) {
+          let w = z >>> 2;
+          const wEnd = limit >>> 2;
+          while (w < wEnd && words[w] === 0) w++;
+          z = w << 2;
+        }
+      }
+      while (z < limit && c[z] === 0) z++;
+      if (z < limit) return first + Math.floor(z / ns);
+      i = first + npc;
+    }
+    return this.nodeCount;
+  }
+
   /** Address of node i (0 = empty). */
   address(i: number): number {
     return decodeAddress(this.chunkOf(i), this.offsetOf(i), this.addrSize);
