@@ -4,7 +4,9 @@
 // content under another name (dedup), a sequential read after dropping caches, cpddumbfs upload (new and
 // duplicate) and download; for volumes of 4 KiB and 128 KiB blocks. A benchmark, not a test: nothing here fails on
 // slowness. Environment: BENCH_DIR (default a new directory under /var/tmp).
-// Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it.
+// Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it;
+// then the fsck section (scripts/bench-fsck.mjs, issue 9's volume shape): `npm run bench -- fsck [GIB]` or
+// BENCH_ONLY=fsck runs only it.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -20,6 +22,18 @@ if (mirrorOnly) {
     await benchMirror(mgib, mwork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(mwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+const fsckOnly = process.argv[2] === 'fsck' || process.env.BENCH_ONLY === 'fsck';
+if (fsckOnly) {
+  const { benchFsck } = await import('./bench-fsck.mjs');
+  const fgib = Number((process.argv[2] === 'fsck' ? process.argv[3] : process.argv[2]) ?? process.env.BENCH_FSCK_GIB ?? 4);
+  const fwork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-fsck-');
+  try {
+    await benchFsck(fgib, fwork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(fwork, { recursive: true, force: true });
   }
   process.exit(0);
 }
@@ -126,4 +140,6 @@ for (const r of results.slice(2).filter((x) => !/fsck|reclaim/.test(x.label))) {
 console.log(`raw write ${rawW.toFixed(1)} MB/s, raw read ${rawR.toFixed(1)} MB/s\n`);
 const { benchMirror } = await import('./bench-mirror.mjs');
 await benchMirror(Number(process.env.BENCH_MIRROR_GIB ?? gib), work);
+const { benchFsck } = await import('./bench-fsck.mjs');
+await benchFsck(Number(process.env.BENCH_FSCK_GIB ?? 4), work);
 if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });

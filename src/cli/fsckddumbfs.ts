@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CommanderError, Option } from 'commander';
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import { DdfsError, messageOf } from '../errors.js';
 import { FSCK_EXIT } from '../fsck/findings.js';
 import type { ProgressEvent } from '../fsck/context.js';
@@ -64,19 +64,24 @@ interface Opts {
   debug?: boolean;
 }
 
-/** Spinner on a TTY, plain throttled lines with -p otherwise, nothing else. */
+type OraFactory = typeof import('ora').default;
+
+/**
+ * Spinner on a TTY, plain throttled lines with -p otherwise, nothing else. `ora` is imported only for a TTY (main):
+ * loading it costs about a third of the command's startup, which a check run by a script would pay for nothing.
+ */
 class ProgressView {
   private spinner: Ora | null = null;
   private lastLine = 0;
   private lastPhase = '';
 
-  constructor(private readonly tty: boolean, private readonly plain: boolean) {}
+  constructor(private readonly ora: OraFactory | null, private readonly plain: boolean) {}
 
   update(e: ProgressEvent): void {
     const pct = e.total > 0 ? ` (${Math.floor((100 * e.done) / e.total)}%)` : '';
     const text = `${e.phase}: ${e.done}${e.total > 0 ? `/${e.total}` : ''}${pct}`;
-    if (this.tty) {
-      this.spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
+    if (this.ora) {
+      this.spinner ??= this.ora({ stream: process.stderr, discardStdin: false }).start();
       this.spinner.text = text;
       return;
     }
@@ -154,7 +159,7 @@ export async function main(argv: string[]): Promise<number> {
   const [target] = program.args as [string];
   // a terminal of 0 columns (e.g. under script(1)) would make ora's line accounting run away
   const tty = process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0;
-  const view = new ProgressView(tty, o.progress === true);
+  const view = new ProgressView(tty ? (await import('ora')).default : null, o.progress === true);
   const logger = new Logger((line) => view.write(line));
   logger.debug = o.debug === true;
   try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BitSet, countCombined } from './bitset.js';
+import { BitSet, countCombined, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import { runsOf } from './context.js';
 
 describe('BitSet against a Set model', () => {
@@ -44,5 +44,47 @@ describe('BitSet against a Set model', () => {
     expect([...runsOf([2, 3, 4, 7, 9, 10])]).toEqual([{ address: 2, count: 3 }, { address: 7, count: 1 }, { address: 9, count: 2 }]);
     expect([...runsOf([1, 2, 3, 4, 5], 2)]).toEqual([{ address: 1, count: 2 }, { address: 3, count: 2 }, { address: 5, count: 1 }]);
     expect([...runsOf([])]).toEqual([]);
+  });
+});
+
+describe('countSetInRange and lastSetBelow against a Set model', () => {
+  it('agree with counting and searching a Set<number> over random bytes and ranges', () => {
+    fc.assert(fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), fc.nat(), fc.nat(),
+      (bytes, x, y, z) => {
+        const bits = bytes.length * 8;
+        const m = new Set<number>();
+        for (let a = 0; a < bits; a++) if ((bytes[a >>> 3]! & (0x80 >>> (a & 7))) !== 0) m.add(a);
+        const from = x % (bits + 1);
+        const to = from + (y % (bits - from + 1));
+        let n = 0;
+        for (const a of m) if (a >= from && a < to) n++;
+        expect(countSetInRange(bytes, from, to)).toBe(n);
+        const size = z % (bits + 1);
+        let last = -1;
+        for (const a of m) if (a < size && a > last) last = a;
+        expect(lastSetBelow(bytes, size)).toBe(last);
+      },
+    ));
+  });
+});
+
+describe('countUsage', () => {
+  it('gives the same seven counts as countCombined, bits past the size masked', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 300 }), fc.uint8Array({ minLength: 38, maxLength: 38 }),
+      fc.uint8Array({ minLength: 38, maxLength: 38 }), fc.uint8Array({ minLength: 38, maxLength: 38 }),
+      (size, B, I, F) => {
+        expect(countUsage(size, B, I, F)).toEqual({
+          inIndexNotInFiles: countCombined(size, [I, F], ([i, f]) => i! & ~f!),
+          inFilesNotInIndex: countCombined(size, [I, F], ([i, f]) => f! & ~i!),
+          inFilesAndInIndex: countCombined(size, [I, F], ([i, f]) => i! & f!),
+          inBlocksNotInFiles: countCombined(size, [B, F], ([b, f]) => b! & ~f!),
+          inFilesNotInBlocks: countCombined(size, [B, F], ([b, f]) => f! & ~b!),
+          inIndexNotInBlocks: countCombined(size, [B, I], ([b, i]) => i! & ~b!),
+          inBlocksNotInIndex: countCombined(size, [B, I], ([b, i]) => b! & ~i!),
+        });
+      },
+    ));
   });
 });

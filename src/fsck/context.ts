@@ -78,8 +78,8 @@ export function expectedAddress(v: FsckVolume, nodes: Buffer, nodeOffset: number
   const { addrSize } = v.cfg;
   if (isZeroOrNullHash(v, nodes, nodeOffset + addrSize)) return 0;
   try {
-    const r = v.store.index.nodes.lookup(nodes, nodeOffset + addrSize);
-    return r.found ? r.address : 1;
+    const a = v.store.index.nodes.lookupAddress(nodes, nodeOffset + addrSize);
+    return a >= 0 ? a : 1;
   } catch {
     return 1; // the probe ran off the end of a damaged table: not found
   }
@@ -105,7 +105,19 @@ export async function closeDiscard(v: FsckVolume): Promise<void> {
 
 /** Write the index back, fsync block file and index, close. */
 export async function closePersist(v: FsckVolume): Promise<void> {
+  await flushIndexInPlace(v);
   await v.store.close();
+}
+
+/**
+ * Write the index's dirty pages without copying them (IndexFile.flushInPlace), after syncing the block file so the
+ * index never names a block whose data is not on disk. fsck owns the volume (lock) and writes no block meanwhile;
+ * the store's own sync, which copies the dirty pages first, then finds nothing left to copy. Call it before
+ * `store.checkpoint()` and at close.
+ */
+export async function flushIndexInPlace(v: FsckVolume): Promise<void> {
+  await v.store.blockDevice.sync();
+  await v.store.index.flushInPlace();
 }
 
 /** The block and index file paths of a volume, as the upstream tools print them at start. */

@@ -1,7 +1,7 @@
 /**
  * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n).
  *
- * The main thread reads batches (one pread of up to HASH_BATCH_SIZE_MAX bytes of consecutive addresses) and hands
+ * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) and hands
  * each batch (transferred, not copied) to the least busy worker, which hashes the wanted blocks and hands the buffer
  * back. Up to 2 batches per worker are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
  * the order of the runs, on the main thread (callers update the index there without locks).
@@ -19,9 +19,10 @@ import { Worker } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
 import type { Device } from '../io/device.js';
 import { createHasher } from '../store/hash.js';
+import { HASH_JOB_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 
-/** Largest batch read with one pread (4 MiB, as upstream's pack buffer): big enough to stream, small enough to pipeline. */
+/** Largest run pack moves with one pread (4 MiB, as upstream's pack buffer); hashing uses HASH_JOB_SIZE_MAX. */
 export const HASH_BATCH_SIZE_MAX = 4 * 1024 * 1024;
 /** Below this many blocks, starting workers costs more than it saves. */
 export const HASH_WORKER_MIN_BLOCKS = 2048;
@@ -143,7 +144,7 @@ export function defaultHashThreads(): number {
  */
 export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocksResult> {
   const bs = options.blockSize;
-  const blocksMax = Math.max(1, Math.floor(HASH_BATCH_SIZE_MAX / bs));
+  const blocksMax = Math.max(1, Math.floor(HASH_JOB_SIZE_MAX / bs));
   let threads = options.threads ?? availableParallelism();
   if (!workerUrl() || (options.totalBlocks !== undefined && options.totalBlocks < HASH_WORKER_MIN_BLOCKS)) threads = 0;
   const hasher = createHasher(options.hashName);

@@ -20,7 +20,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { DdfsError } from '../errors.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, elapsedText, expectedAddress, openFsckVolume, walkUfsFiles,
+  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, expectedAddress, openFsckVolume, walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
@@ -175,6 +175,7 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
     }
     v.blocksInFile = Math.min(v.blocksInFile, used);
   }
+  await flushIndexInPlace(v);
   await v.store.checkpoint();
   return {
     blocksUsed: used, blocksMoved: sources.length, fileNodesUpdated: fileNodes, indexNodesUpdated: indexNodes, blockFileSize,

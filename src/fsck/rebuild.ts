@@ -29,7 +29,7 @@ import { readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, visitUfsFilesOrAbort,
+  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { fixFiles } from './fix_files.js';
@@ -177,6 +177,7 @@ async function rebuildOpen(v: FsckVolume, options: RebuildOptions, t0: number): 
   log.info(`Read, hashed and updated index for ${r.hashed} blocks in ${elapsedText(t)}s`);
 
   const ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+  await flushIndexInPlace(v);
   await v.store.checkpoint();
   return reportOf('rebuild', ff, { nodeOrderFixed: 0, blocksHashed: r.hashed, readErrors, nodesFixed: 0 }, t0);
 }

@@ -30,7 +30,7 @@ import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { rawText } from '../util/path_text.js';
@@ -142,11 +142,17 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
 
   // 1. node order
   let orderFixed = 0;
-  {
+  // each scan of the node table is a synchronous function, which V8 optimizes (it does not inside the async repair)
+  const repairNodeOrder = (): void => {
     const guardMax = 8 * idx.nodeCount + 1024;
     let guard = 0;
     for (let i = 0; i < idx.nodeCount;) {
       assert(++guard <= guardMax, 'node order repair does not converge');
+      const nonZero = idx.firstNonZeroNodeFrom(i); // all-zero nodes are sound: skipped a word at a time
+      if (nonZero > i) {
+        i = nonZero;
+        continue;
+      }
       const a = idx.address(i);
       if (a === 0) {
         if (idx.compareHash(i, v.store.nullHash) !== 0) idx.clearNode(i); // an empty node has a null hash
@@ -159,7 +165,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
         orderFixed++;
         continue;
       }
-      if (isZeroOrNullHash(v, idx.hashView(i))) {
+      if (isZeroOrNullHash(v, idx.chunkOfNode(i), idx.nodeOffsetInChunk(i) + cfg.addrSize)) {
         log.error(`repair_node_order: node ${i} (addr=${a}) holds the zero-block hash, delete`);
         suspect.add(a);
         idx.delete(i);
@@ -187,7 +193,8 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
       }
       i++;
     }
-  }
+  };
+  repairNodeOrder();
   log.info(`Check and repair node order in index: fixed ${orderFixed} errors.`);
 
   // 2. file nodes missing from the index
@@ -204,31 +211,32 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
       log.info(rawText`invalid header, ignore file : ${p}`);
       return;
     }
-    for await (const { count, nodes } of f.chunks()) {
-      for (let k = 0; k < count; k++) {
-        const o = k * ns;
-        const a = decodeAddress(nodes, o, cfg.addrSize);
-        if (a >= bc) continue;
-        inFiles.add(a);
-        if (a < 2 || suspect.has(a) || isZeroOrNullHash(v, nodes, o + cfg.addrSize)) continue;
-        let found = -1;
-        try {
-          const r = idx.lookup(nodes, o + cfg.addrSize);
-          if (r.found) found = r.address;
-        } catch {
-          // probe ran off the table: not found
-        }
-        if (found === a && !pastEnd(a)) continue;
-        if (options.relaxed && found < 0 && !pastEnd(a)) {
-          idx.add(a, nodes.subarray(o + cfg.addrSize, o + ns), 'duplicates');
-          insertedRelaxed++;
-          continue;
-        }
-        suspect.add(a);
-        moreSuspect++;
-      }
-    }
+    for await (const { count, nodes } of f.chunks()) searchChunk(count, nodes);
   });
+  /** Step 2 for one chunk of file nodes: synchronous, so that V8 optimizes it. */
+  function searchChunk(count: number, nodes: Buffer): void {
+    for (let k = 0; k < count; k++) {
+      const o = k * ns;
+      const a = decodeAddress(nodes, o, cfg.addrSize);
+      if (a >= bc) continue;
+      inFiles.add(a);
+      if (a < 2 || suspect.has(a) || isZeroOrNullHash(v, nodes, o + cfg.addrSize)) continue;
+      let found = -1;
+      try {
+        found = idx.lookupAddress(nodes, o + cfg.addrSize);
+      } catch {
+        // probe ran off the table: not found
+      }
+      if (found === a && !pastEnd(a)) continue;
+      if (options.relaxed && found < 0 && !pastEnd(a)) {
+        idx.add(a, nodes.subarray(o + cfg.addrSize, o + ns), 'duplicates');
+        insertedRelaxed++;
+        continue;
+      }
+      suspect.add(a);
+      moreSuspect++;
+    }
+  }
   log.info(`Read ${files} files in ${elapsedText(t)}s.`);
   log.info(`${inFiles.count()} blocks used in files.`);
   if (options.relaxed) log.info(`${insertedRelaxed} nodes added to index from files without re-hashing.`);
@@ -239,22 +247,25 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   inNodes.add(0);
   inNodes.add(1);
   let duplicates = 0;
-  for (let i = 0; i < idx.nodeCount; i++) {
-    const a = idx.address(i);
-    if (a === 0) continue;
-    if (inNodes.has(a)) {
-      suspect.add(a);
-      duplicates++;
-    } else {
-      inNodes.add(a);
+  const countNodes = (): void => {
+    for (let i = idx.firstNonZeroNodeFrom(0); i < idx.nodeCount; i = idx.firstNonZeroNodeFrom(i + 1)) {
+      const a = idx.address(i);
+      if (a === 0) continue;
+      if (inNodes.has(a)) {
+        suspect.add(a);
+        duplicates++;
+      } else {
+        inNodes.add(a);
+      }
+      if (pastEnd(a)) suspect.add(a);
+      if (i > 0 && idx.address(i - 1) !== 0 && idx.compareHash(i - 1, idx.chunkOfNode(i), idx.nodeOffsetInChunk(i) + cfg.addrSize) === 0) {
+        suspect.add(a);
+        suspect.add(idx.address(i - 1));
+        duplicates++;
+      }
     }
-    if (pastEnd(a)) suspect.add(a);
-    if (i > 0 && idx.address(i - 1) !== 0 && idx.compareHash(i - 1, idx.hashView(i)) === 0) {
-      suspect.add(a);
-      suspect.add(idx.address(i - 1));
-      duplicates++;
-    }
-  }
+  };
+  countNodes();
   const blocksUsedInNodes = inNodes.count();
   log.info(`Found ${duplicates} duplicate addresses in index.`);
 
@@ -307,6 +318,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
 
   // 6, 7
   let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+  await flushIndexInPlace(v);
   await v.store.checkpoint();
 
   // 8. resolve index conflicts (a verification: step 5 already did it)
@@ -317,6 +329,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   if (late > 0) {
     log.warn('the index changed after fixing files: fix files again');
     ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+    await flushIndexInPlace(v);
     await v.store.checkpoint();
   }
   nodesFixed += late;
@@ -387,6 +400,8 @@ function deleteLyingNodes(v: FsckVolume, suspect: BitSet, content: SuspectConten
   const hs = v.cfg.hashSize;
   let deleted = 0;
   for (let i = 0; i < idx.nodeCount;) {
+    i = idx.firstNonZeroNodeFrom(i);
+    if (i >= idx.nodeCount) break;
     const a = idx.address(i);
     if (a === 0 || !suspect.has(a)) {
       i++;

@@ -36,7 +36,7 @@ export class Bitmap {
   }
 
   set(address: number): void {
-    assert(address >= 0 && address < this.blockCount, `bitmap address ${address} out of range`);
+    if (!(address >= 0 && address < this.blockCount)) assert(false, `bitmap address ${address} out of range`); // message only on failure: hot path
     const i = Math.floor(address / 8);
     const m = 0x80 >>> (address & 7);
     if ((this.bytes[i]! & m) === 0) {
@@ -47,7 +47,7 @@ export class Bitmap {
   }
 
   clear(address: number): void {
-    assert(address >= 0 && address < this.blockCount, `bitmap address ${address} out of range`);
+    if (!(address >= 0 && address < this.blockCount)) assert(false, `bitmap address ${address} out of range`); // message only on failure: hot path
     const i = Math.floor(address / 8);
     const m = 0x80 >>> (address & 7);
     if ((this.bytes[i]! & m) !== 0) {

@@ -132,12 +132,13 @@ describe('IndexFile.flush / sync', () => {
     expect(devices.readFile('/idx')[cfg.freeblockOffset]).toBe(0xf0);
   });
 
-  it('random changes, flush, reload: the file equals memory; header page and gap untouched (fast-check, both layouts)', async () => {
+  it('random changes, flush (or flushInPlace), reload: the file equals memory; header page and gap untouched (fast-check, both layouts)', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.boolean(),
+        fc.boolean(), fc.boolean(),
         fc.array(fc.oneof(fc.record({ set: fc.integer({ min: 2, max: 255 }) }), fc.record({ clear: fc.integer({ min: 2, max: 255 }) }), fc.record({ insert: fc.nat(100000) }), fc.record({ del: fc.nat() })), { maxLength: 60 }),
-        async (old, ops) => {
+        async (old, inPlace, ops) => {
+          const flush = (idx: IndexFile): Promise<void> => (inPlace ? idx.flushInPlace() : idx.flush());
           const cfg = old ? cfgOldLayout() : cfg1M();
           const devices = new MemoryDeviceFactory();
           const img0 = freshImage(cfg);
@@ -157,9 +158,10 @@ describe('IndexFile.flush / sync', () => {
               for (let i = 0; i < idx.nodes.nodeCount; i++) if (!idx.nodes.isEmpty(i)) used.push(i);
               if (used.length > 0) idx.nodes.delete(used[op.del % used.length]!);
             }
-            if (ops.indexOf(op) % 7 === 0) await idx.flush();
+            if (ops.indexOf(op) % 7 === 0) await flush(idx);
           }
-          await idx.flush();
+          await flush(idx);
+          expect(idx.capture()).toEqual([]); // nothing left dirty
           const img = devices.readFile('/idx');
           expect(bytesDiff(img.subarray(0, cfg.freeblockOffset), img0.subarray(0, cfg.freeblockOffset))).toBe('');
           const again = await loadFrom(devices, cfg);

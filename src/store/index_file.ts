@@ -87,6 +87,23 @@ export class IndexFile {
   }
 
   /**
+   * `flush` without copying the pages: they are written straight from the live table. Only for a sole owner of the
+   * index that writes no block meanwhile (fsck's repair and rebuild, under the volume lock): a rebuild dirties every
+   * page, and `capture` would copy the whole node array (tens of MB at 4 GiB) just to write it once. A page that
+   * fails to be written stays dirty, as with `flush`.
+   */
+  async flushInPlace(): Promise<void> {
+    const pages: CapturedPages = [];
+    for (const [start, end] of this.bitmap.takeDirtyRanges()) {
+      pages.push({ position: this.cfg.freeblockOffset + start, bytes: this.bitmap.bytes.subarray(start, end) });
+    }
+    for (const r of this.nodes.takeDirtyRanges()) {
+      pages.push({ position: this.cfg.nodeOffset + r.offset, bytes: r.chunk.subarray(r.chunkOffset, r.chunkOffset + r.length) });
+    }
+    await this.writeCaptured(pages);
+  }
+
+  /**
    * Take the dirty bitmap and node pages as they are now: copies of their bytes and their positions in the file.
    * The pages are no longer dirty; `writeCaptured` puts them back if it fails.
    */

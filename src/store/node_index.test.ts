@@ -176,6 +176,21 @@ const scenarioArb = fc
   );
 
 describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
+  it('firstNonZeroNodeFrom returns the first node with a non-zero byte, across chunks (fast-check)', () => {
+    fc.assert(fc.property(
+      fc.array(fc.tuple(fc.nat(10_000), fc.nat(26), fc.integer({ min: 1, max: 255 })), { maxLength: 8 }), fc.nat(10_000),
+      (edits, from) => {
+        const idx = new Impl(geometry(64, 24));
+        const start = from % (idx.nodeCount + 1);
+        for (const [n, b, v] of edits) idx.chunkOfNode(n % idx.nodeCount)[idx.nodeOffsetInChunk(n % idx.nodeCount) + (b % idx.nodeSize)] = v;
+        let want = start;
+        const zero = (i: number): boolean => idx.chunkOfNode(i).subarray(idx.nodeOffsetInChunk(i), idx.nodeOffsetInChunk(i) + idx.nodeSize).every((x) => x === 0);
+        while (want < idx.nodeCount && zero(want)) want++;
+        expect(idx.firstNonZeroNodeFrom(start)).toBe(want);
+      },
+    ), { numRuns: 300 });
+  });
+
   it('chunk layout: chunks hold whole nodes and cover node_count', () => {
     const geo = geometry(256, 24);
     const idx = new Impl(geo);
@@ -261,6 +276,7 @@ describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
     const before = flat(idx);
     // (the chunked copy of the module has its own DdfsError class: match on the stable code)
     expect(() => idx.lookup(top(40))).toThrow(expect.objectContaining({ code: 'NO_SPACE' }));
+    expect(() => idx.lookupAddress(top(40))).toThrow(expect.objectContaining({ code: 'NO_SPACE' }));
     const r = idx.lookup(top(5)); // smaller than all: insertion slot inside the full tail
     expect(r).toEqual({ found: false, address: -1, slot: last });
     let caught: unknown;
@@ -293,6 +309,9 @@ describe.each(IMPLEMENTATIONS)('NodeIndex (%s)', (_name, Impl) => {
             const key = h.toString('hex');
             const r = idx.lookup(h);
             expect(r.found).toBe(model.has(key));
+            // the allocation-free lookup of fsck's file walk agrees, from an offset inside a larger buffer too
+            expect(idx.lookupAddress(h)).toBe(model.get(key) ?? -1);
+            expect(idx.lookupAddress(Buffer.concat([Buffer.from([7, 7, 7]), h]), 3)).toBe(model.get(key) ?? -1);
             if (r.found) {
               expect(r.address).toBe(model.get(key));
               expect(idx.hash(r.slot).equals(h)).toBe(true);

@@ -103,6 +103,55 @@ export class NodeIndex {
     for (let p = p0; p <= p1; p++) this.dirtyPages.add(p);
   }
 
+  /**
+   * The chunk holding node i and node i's byte offset in it, for scans that read nodes in place (fsck's index scan:
+   * a `hashView` per node would allocate a Buffer for each of millions of nodes). Read-only use.
+   */
+  chunkOfNode(i: number): Buffer {
+    return this.chunkOf(i);
+  }
+
+  /** Byte offset of node i in `chunkOfNode(i)`. */
+  nodeOffsetInChunk(i: number): number {
+    return this.offsetOf(i);
+  }
+
+  /** 32-bit views of the chunks for firstNonZeroNodeFrom (null: chunk not 4-byte aligned), made on first use. */
+  private chunkWords: Array<Uint32Array | null> | null = null;
+
+  /**
+   * The first node at or after `from` with any non-zero byte (a used node, or an empty one with a stray hash), or
+   * node_count. Scans a 32-bit word at a time in place: most of a table is all-zero empty nodes (node_overflow ≥ 1),
+   * and the scans of fsck visit every node.
+   */
+  firstNonZeroNodeFrom(from: number): number {
+    const npc = this.nodesPerChunk;
+    const ns = this.nodeSize;
+    this.chunkWords ??= this.chunks.map((c) => (c.byteOffset % 4 === 0 ? new Uint32Array(c.buffer, c.byteOffset, c.length >>> 2) : null));
+    let i = Math.max(0, from);
+    while (i < this.nodeCount) {
+      const k = Math.floor(i / npc);
+      const c = this.chunks[k]!;
+      const words = this.chunkWords[k]!;
+      const first = k * npc;
+      const limit = (Math.min(this.nodeCount, first + npc) - first) * ns;
+      let z = (i - first) * ns;
+      if (words) {
+        while (z < limit && (z & 3) !== 0 && c[z] === 0) z++;
+        if (z < limit && (z & 3) === 0) {
+          let w = z >>> 2;
+          const wEnd = limit >>> 2;
+          while (w < wEnd && words[w] === 0) w++;
+          z = w << 2;
+        }
+      }
+      while (z < limit && c[z] === 0) z++;
+      if (z < limit) return first + Math.floor(z / ns);
+      i = first + npc;
+    }
+    return this.nodeCount;
+  }
+
   /** Address of node i (0 = empty). */
   address(i: number): number {
     return decodeAddress(this.chunkOf(i), this.offsetOf(i), this.addrSize);
@@ -213,6 +262,33 @@ export class NodeIndex {
       const c = this.compareHash(i, h, hOffset);
       if (c === 0) return { found: true, address: a, slot: i };
       if (c > 0) return { found: false, address: -1, slot: i };
+    }
+    throw new DdfsError('NO_SPACE', 'index exhausted: no free node after the ideal slot');
+  }
+
+  /**
+   * `lookup` without the result object, for loops over every node of every file (fsck's file walk): the address
+   * (≥ 2) of the hash at `h[hOffset…]`, or -1 when it is not in the index.
+   * @throws DdfsError NO_SPACE when the probe runs off the end of the table (index exhausted)
+   */
+  lookupAddress(h: Buffer, hOffset = 0): number {
+    const npc = this.nodesPerChunk;
+    const ns = this.nodeSize;
+    const as = this.addrSize;
+    const hs = this.hashSize;
+    for (let i = this.idealSlot(h, hOffset); i < this.nodeCount; i++) {
+      const k = Math.floor(i / npc);
+      const c = this.chunks[k]!;
+      const o = (i - k * npc) * ns;
+      const a = decodeAddress(c, o, as);
+      if (a === 0) return -1;
+      let d = 0;
+      for (let j = 0; j < hs; j++) {
+        d = c[o + as + j]! - h[hOffset + j]!;
+        if (d !== 0) break;
+      }
+      if (d === 0) return a;
+      if (d > 0) return -1;
     }
     throw new DdfsError('NO_SPACE', 'index exhausted: no free node after the ideal slot');
   }

@@ -1,0 +1,53 @@
+/**
+ * fsckddumbfs's fixed cost (issue 9): what a mode does not need is not loaded. The command runs as a child (compiled
+ * dist/: run `npx tsc -p tsconfig.json` first) under a module-resolution hook that lists every module it resolves,
+ * with stderr a pipe (not a terminal), as in a script or a cron job.
+ *
+ * - `ora` (the terminal spinner, about a third of the command's startup) is loaded only for a terminal.
+ * - -c and -n on a small volume start no hash worker (hash_worker.js is never resolved).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { copyFixtureVolume } from './helpers/crash.js';
+import { run } from './helpers/run.js';
+import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
+
+const ROOT = path.resolve(__dirname, '..');
+const BIN = path.join(ROOT, 'bin/fsckddumbfs');
+const work = mkdtempSync(path.join(tmpdir(), 'fsck-startup-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const hook = path.join(work, 'hook.mjs');
+writeFileSync(hook, `export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  process.stderr.write('RESOLVED ' + r.url + '\\n');
+  return r;
+}
+`);
+const register = path.join(work, 'register.mjs');
+writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
+
+/** Run fsckddumbfs under the hook. @returns its exit status and the URLs it resolved */
+async function fsckModules(...args: string[]): Promise<{ status: number; urls: string[]; stdout: string }> {
+  const r = await run('node', ['--import', register, BIN, ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
+  const urls = r.stderr.split('\n').filter((l) => l.startsWith('RESOLVED ')).map((l) => l.slice('RESOLVED '.length));
+  return { status: r.code ?? -1, urls, stdout: r.stdout };
+}
+
+describe('fsckddumbfs loads only what the mode needs', () => {
+  it('-c and -n without a terminal: no ora, no hash worker; the check still reports', async () => {
+    const vol = await copyFixtureVolume('index-i', path.join(work, 'index-i'));
+    const c = await fsckModules('-c', vol);
+    expect(c.stdout).toContain('== Summary');
+    expect(c.urls.some((u) => u.includes('/dist/fsck/check.js'))).toBe(true); // the hook does see our modules
+    expect(c.urls.filter((u) => /\/ora\//.test(u))).toEqual([]);
+    expect(c.urls.filter((u) => u.endsWith('/hash_worker.js'))).toEqual([]);
+    const n = await fsckModules('-n', vol);
+    expect(n.status).toBe(0);
+    expect(n.urls.filter((u) => /\/ora\//.test(u))).toEqual([]);
+    expect(n.urls.filter((u) => u.endsWith('/hash_worker.js'))).toEqual([]);
+  }, 4 * COMMAND_TIMEOUT_MS);
+});
