@@ -3,8 +3,8 @@
  * hashes and stores every BLOCK, stages node lists with the slave's OWN addresses under
  * `<parent>/ddfsmirror/staging/<pass>/`, and applies the staged ops by renames at each CHECKPOINT and at COMMIT.
  *
- * Durability order of a window (§4.8): block file and index synced, staged UFS files fsynced, renames, directories
- * fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
+ * Durability order of a window (§4.8): block file and index synced, staged UFS files made durable (written without
+ * fsync, then one syncfs(2) for the whole window), renames, directories fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
  *
  * Invariants:
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
@@ -36,7 +36,7 @@ import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFilesystem, writeAt,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
@@ -235,6 +235,35 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     undo.willCreate(rel);
   };
 
+  /**
+   * Log in one durable append the creations of the window's ops whose target is absent now and whose parents are real
+   * directories now or directories made earlier in this window (never a reserved root name), before any of them is
+   * made: what the op loop would otherwise log (and fsync) one by one. Returns their keys; an op whose target turns
+   * out to exist when it is applied logs as before (replace, then its own create line).
+   */
+  const prelogCreates = (): Set<string> => {
+    const out = new Set<string>();
+    if (undo === null) return out;
+    const windowDirs = new Set<string>();
+    const rels: Buffer[] = [];
+    for (const o of ops) {
+      if (o.op === 'delete' || o.op === 'dirlist' || o.path.length === 0 || reservedFirst(o.path)) continue;
+      const key = o.path.toString('latin1');
+      let parentsOk = true;
+      for (let at = o.path.indexOf(SLASH); at >= 0 && parentsOk; at = o.path.indexOf(SLASH, at + 1)) {
+        const parentKey = o.path.subarray(0, at).toString('latin1');
+        parentsOk = windowDirs.has(parentKey) || lstatOrNull(abs(o.path.subarray(0, at)))?.kind === 'dir';
+      }
+      if (o.op === 'dir') windowDirs.add(key);
+      // absent now (a missing parent: absent too), so whatever is there at a rollback was made by this pass
+      if (!parentsOk || out.has(key) || lstatOrNull(abs(o.path)) !== null) continue;
+      out.add(key);
+      rels.push(o.path);
+    }
+    undo.willCreateAll(rels);
+    return out;
+  };
+
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
     // deletions of this window: refuse before anything changes
@@ -267,11 +296,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     await store.sync();
     const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
     await setMtimes(staged.map((o) => ({ path: o.staged, mtimeNs: o.meta.mtimeNs })));
-    for (const o of staged) {
-      setMeta(o.staged, o.meta, false);
-      syncFile(o.staged);
-    }
+    for (const o of staged) setMeta(o.staged, o.meta, false);
+    // the window's staged files (written without fsync) all become durable at once, before any rename (§4.8)
+    if (staged.length > 0) syncFilesystem(stagingDir);
     hook('staged-synced');
+    const prelogged = prelogCreates();
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
     const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
@@ -285,7 +314,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'dir': {
           if (st !== null && st.kind !== 'dir') replace(o.path);
           if (st === null || st.kind !== 'dir') {
-            if (o.path.length > 0) willCreate(o.path);
+            if (o.path.length > 0) if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
             makeDirectory(target, o.meta.mode & 0o7777);
           } else if (st.mode !== (o.meta.mode & 0o7777) || st.uid !== o.meta.uid || st.gid !== o.meta.gid) {
             undo?.willChangeMeta(o.path, st);
@@ -326,7 +355,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             }
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
@@ -338,7 +367,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           makeSymlink(o.target, target);
           setMeta(target, o.meta, true);
           later.push({ path: target, mtimeNs: o.meta.mtimeNs });
@@ -351,7 +380,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           const at = target.lastIndexOf(SLASH);
           await makeSpecial(target.subarray(0, at), target.subarray(at + 1), o.kind, o.rdev, o.meta.mode);
           setMeta(target, o.meta, false);
@@ -367,7 +396,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           makeHardLink(abs(first!), target);
           break;
         }
@@ -586,7 +615,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           if (file === null || file.next !== file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq} out of place`, d.seq);
           const f = file!;
           file = null;
-          syncClose(f.fd);
+          closeFd(f.fd); // made durable with the whole window (applyWindow), not one fsync per file
           if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
           ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
           break;
