@@ -207,6 +207,35 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return r.found ? r.address : -1;
   };
 
+  /**
+   * HAVE answers are conservative (spec §4.8): after an unclean stop (`.autofsck` when the volume was opened, or a
+   * pass of this slave interrupted) the index may name a block its file does not hold, so a block is re-read and
+   * hashed before it is answered "have" (once per pass); one that fails is answered "missing", and the BLOCK the
+   * master sends for it is written back at its address.
+   */
+  const recheckHeld = vol.uncleanAtOpen || state0.pass !== null;
+  const checkedHave = new Set<string>();
+  const damaged = new Map<string, number>();
+  const haveScratch = Buffer.alloc(recheckHeld ? blockSize : 0);
+  const haveHash = Buffer.alloc(hashSize);
+  const heldSound = async (hash: Buffer, address: number): Promise<boolean> => {
+    if (!recheckHeld) return true;
+    const key = hash.toString('latin1');
+    if (checkedHave.has(key)) return true;
+    if (damaged.has(key)) return false;
+    let good = false;
+    try {
+      await store.readBlock(address, haveScratch, 0);
+      store.hasher.hashInto(haveScratch, haveHash, 0);
+      good = haveHash.equals(hash);
+    } catch {
+      good = false; // unreadable (past the end of a cut block file): missing, re-received
+    }
+    if (good) checkedHave.add(key);
+    else damaged.set(key, address);
+    return good;
+  };
+
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
     if (!isSymlink) setMode(p, meta.mode);
     setOwner(p, meta.uid, meta.gid);
@@ -537,10 +566,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         }
         case 'HASHQ': {
           const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
-          r.hashes.forEach((h, i) => {
-            if (localAddress(h) < 2) missing[i >> 3]! |= 1 << (i & 7);
+          for (const [i, h] of r.hashes.entries()) {
+            const address = localAddress(h);
+            if (address < 2 || !(await heldSound(h, address))) missing[i >> 3]! |= 1 << (i & 7);
             else pinnedHashes.add(h.toString('latin1'));
-          });
+          }
           await out?.send({ type: 'HAVE', passId: Buffer.from(passIdHex, 'hex'), hashCount: r.hashes.length, missing });
           break;
         }
@@ -552,7 +582,13 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           store.hasher.hashInto(data, h, 0);
           if (!h.equals(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${d.seq}: its bytes do not hash to ${r.hash.toString('hex')}: pass rejected`, d.seq);
           if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
-          if (localAddress(r.hash) < 2) {
+          const damagedAt = damaged.get(r.hash.toString('latin1'));
+          if (damagedAt !== undefined && localAddress(r.hash) === damagedAt) {
+            // answered "missing" because its block failed the re-read: the good bytes go back in place
+            await store.rewriteBlock(damagedAt, data);
+            damaged.delete(r.hash.toString('latin1'));
+            checkedHave.add(r.hash.toString('latin1'));
+          } else if (localAddress(r.hash) < 2) {
             const nodes = Buffer.alloc(nodeSize);
             const res = await store.storeBlocks(data, 1, nodes, 0);
             if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, d.seq);
@@ -601,7 +637,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const nodes = Buffer.alloc(r.hashes.length * nodeSize);
           r.hashes.forEach((h, i) => {
             const address = localAddress(h);
-            if (address < 0 || address === 1) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            if (address < 0 || address === 1 || damaged.has(h.toString('latin1'))) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
             encodeAddress(nodes, i * nodeSize, addrSize, address);
             h.copy(nodes, i * nodeSize + addrSize);
             pinnedHashes.add(h.toString('latin1'));
