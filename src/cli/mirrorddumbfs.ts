@@ -236,6 +236,8 @@ export const nodeTreeAccess: TreeAccess = {
       nlink: Number(st.nlink),
       rdev: Number(st.rdev),
       dev: Number(st.dev),
+      ctimeNs: st.ctimeNs,
+      sizeOnDiskBytes: Number(st.size),
     };
   },
   async readlink(p: Buffer): Promise<Buffer> {

@@ -30,17 +30,18 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFilesystem, writeAt,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
+import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
 import type { PassVolume } from './pass_volume.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
@@ -161,6 +162,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const unpin = vol.pin(pinnedHashes);
   const linkTargets = new Map<bigint, Buffer>();
   let digests: VolumeDigests | null = null;
+  /** The pass's digest cache (digest_cache.ts), saved once the pass committed. */
+  let digestCache: DigestCache | null = null;
   let ops: Op[] = [];
   let stagingDir = '';
   let passIdHex = '';
@@ -326,8 +329,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
     await setMtimes(staged.map((o) => ({ path: o.staged, mtimeNs: o.meta.mtimeNs })));
     for (const o of staged) setMeta(o.staged, o.meta, false);
-    // the window's staged files (written without fsync) all become durable at once, before any rename (§4.8)
-    if (staged.length > 0) syncFilesystem(stagingDir);
+    // the window's staged files (written without fsync) become durable before any rename (§4.8): many at once
+    if (staged.length > MIRROR_STAGED_FSYNC_COUNT_MAX) syncFilesystem(stagingDir);
+    else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
     const prelogged = prelogCreates();
     const touched = new Set<string>();
@@ -533,8 +537,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           let match = false;
           const verified = renamed.get(r.path.toString('latin1'));
           try {
+            digestCache ??= DigestCache.open(parent, hashSize);
             digests ??= await VolumeDigests.open(parent, {
-              access: options.access, mtime: true,
+              access: options.access, mtime: true, cache: digestCache, findings: false,
               onDigest: (p, _kind, digest, singleName) => {
                 const key = digest.toString('latin1');
                 if (singleName && hintIndex.size < MIRROR_RENAME_HINT_COUNT_MAX && !hintIndex.has(key)) hintIndex.set(key, Buffer.from(p));
@@ -672,6 +677,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           dropUndoAreas(parent);
           undo = null;
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
+          try {
+            digestCache?.save();
+          } catch {
+            // a cache not written costs the next pass time, never correctness
+          }
           summary.committed = true;
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
           break;
