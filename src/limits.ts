@@ -170,6 +170,12 @@ export const MIRROR_DIGEST_CACHE_RACY_MS = 2000;
  * costs more than a few fsyncs when a window stages only a few files.
  */
 export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
+/**
+ * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
+ * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
+ * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
+ */
+export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**

@@ -30,7 +30,7 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
@@ -237,6 +237,34 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     if (good) checkedHave.add(key);
     else damaged.set(key, address);
     return good;
+  };
+
+  /** Received new blocks not stored yet (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES at most), with their hashes and seqs. */
+  const pendingMax = Math.max(1, Math.floor(MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES / blockSize));
+  const pendingData = Buffer.alloc(pendingMax * blockSize);
+  const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
+  let pendingHashes: Buffer[] = [];
+  let pendingSeqs: bigint[] = [];
+  let pendingCount = 0;
+  /** Store the pending blocks; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
+  const storePending = async (): Promise<void> => {
+    if (pendingCount === 0) return;
+    const count = pendingCount;
+    const hashes = pendingHashes;
+    const seqs = pendingSeqs;
+    pendingCount = 0;
+    pendingHashes = [];
+    pendingSeqs = [];
+    const res = await store.storeBlocks(pendingData, count, pendingNodes, 0);
+    // a block stored under its true hash that is not the one named is referenced by nothing: reclaim frees it
+    for (let k = 0; k < res.stored; k++) {
+      const at = k * nodeSize + addrSize;
+      if (pendingNodes.compare(hashes[k]!, 0, hashSize, at, at + hashSize) !== 0) {
+        await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seqs[k]}: its bytes do not hash to ${hashes[k]!.toString('hex')}: pass rejected`, seqs[k]);
+      }
+    }
+    if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
+    for (let k = 0; k < count; k++) hook('block-stored');
   };
 
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
@@ -511,8 +539,13 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     for (;;) {
-      const d = await input.next();
+      // a fault of the stream after a bad BLOCK: the BLOCK, which came first, is what the error names
+      const d = await input.next().catch(async (err: unknown) => {
+        await storePending();
+        throw err;
+      });
       const r = d.record;
+      if (r.type !== 'BLOCK') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
@@ -581,13 +614,26 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         }
         case 'BLOCK': {
           if (r.data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: ${r.data.length} bytes`, d.seq);
+          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
+          const damagedAt = damaged.get(r.hash.toString('latin1'));
+          if ((damagedAt === undefined || localAddress(r.hash) !== damagedAt) && localAddress(r.hash) < 2) {
+            // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
+            if (pendingCount === pendingMax) await storePending();
+            r.data.copy(pendingData, pendingCount * blockSize);
+            pendingData.fill(0, pendingCount * blockSize + r.data.length, (pendingCount + 1) * blockSize);
+            pendingHashes.push(r.hash);
+            pendingSeqs.push(d.seq);
+            pendingCount++;
+            pinnedHashes.add(r.hash.toString('latin1'));
+            summary.blocksReceived++;
+            break;
+          }
+          await storePending();
           const data = Buffer.alloc(blockSize);
           r.data.copy(data);
           const h = Buffer.alloc(hashSize);
           store.hasher.hashInto(data, h, 0);
           if (!h.equals(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${d.seq}: its bytes do not hash to ${r.hash.toString('hex')}: pass rejected`, d.seq);
-          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
-          const damagedAt = damaged.get(r.hash.toString('latin1'));
           if (damagedAt !== undefined && localAddress(r.hash) === damagedAt) {
             // answered "missing" because its block failed the re-read: the good bytes go back in place
             await store.rewriteBlock(damagedAt, data);

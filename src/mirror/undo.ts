@@ -164,6 +164,7 @@ export class UndoLog {
   }
 
   private log(...xs: UndoAction[]): void {
+    if (xs.length === 0) return; // nothing logged, no area made
     if (this.newSeq !== null) {
       // the area is made on the first change only: a pass that changes nothing leaves no area behind
       ensureDirectory(this.dir, 0o700);
@@ -172,7 +173,6 @@ export class UndoLog {
       appendDurable(path.join(this.dir, MANIFEST), Buffer.from(`${JSON.stringify({ undo: 1, seq: this.newSeq, pass: path.basename(this.dir) })}\n`, 'latin1'));
       this.newSeq = null;
     }
-    if (xs.length === 0) return;
     appendDurable(path.join(this.dir, MANIFEST), Buffer.from(xs.map((x) => `${encodeAction(x)}\n`).join(''), 'latin1'));
   }
 
