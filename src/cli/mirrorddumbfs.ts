@@ -73,9 +73,14 @@ Exit status:
   1    the stream is corrupt, truncated or unsupported
   2    usage error (for example standard input is a terminal)`;
 
+const COPY_HELP = `Each side keeps its files' content digests in PARENT/ddfsmirror/digest-cache, keyed by the UFS
+file's device, inode, size, mtime and ctime, so the next pass skips the node lists of unchanged files
+(a damaged cache is ignored and may be deleted; verify never uses it). A slave that was not cleanly
+closed (.autofsck) re-reads and hashes a block before telling the master it holds it.`;
+
 const VERIFY_HELP = `Compares volume A (the reference) with volume B by content: Merkle digests of the UFS trees
 computed from node lists and metadata, descending only into directories whose digests differ.
-Reads no claim, state or journal. Opens both volumes read-only and changes nothing.
+Reads no claim, state, digest cache or journal. Opens both volumes read-only and changes nothing.
 A or B (or both) may be [user@]host:PATH: ssh (-e CMD) runs "mirrorddumbfs serve --restrict PATH
 verify PATH" there, which answers digests, listings and node lists over the stream (with --deep it
 re-hashes its own blocks); lines, JSON and exit status are those of a local verify.
@@ -154,7 +159,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('copy')
     .description('one pass by content from SRC (master) to DST (slave): only the blocks DST lacks are sent')
     .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
-    .argument('<DST>', 'slave: parent directory or [user@]host:PATH')))
+    .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
+    .addHelpText('after', `\n${COPY_HELP}`)))
     .action((src: string, dst: string, opts: PassFlags) => {
       action = () => copyCommand(src, dst, opts);
     });

@@ -9,6 +9,10 @@
  * Invariants:
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
  *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
+ * - Received new blocks are stored in batches (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES), always before the next record
+ *   that is not a BLOCK is handled: a HASHQ, FILE_NODES or window sees every block received before it.
+ * - HAVE answers are conservative (§4.8): after an unclean stop (`.autofsck` at open, or an interrupted pass) a
+ *   block is re-read and hashed before it is answered "have"; one that fails is answered "missing" and rewritten.
  * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
  * - Nothing of the tree is removed by a pass: what an op replaces or deletes is moved aside into the pass's undo area,
  *   and every change is logged there first (mirror/undo.ts), so `rollbackPass` can put back the last claim's tree. The
