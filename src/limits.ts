@@ -153,6 +153,29 @@ export const MIRROR_FILE_NODES_COUNT_MAX = 8192;
 export const MIRROR_DIRLIST_ENTRY_COUNT_MAX = 2048;
 /** DIGESTQs the master sends before reading their answers: bounds what sits unread in a pipe (≈ 256 × 70 bytes). */
 export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
+/**
+ * Entries of a volume's digest cache (mirror/digest_cache.ts, 80 bytes each: 20 MiB at most, read whole at a pass's
+ * start); files past it are digested from their node lists each pass, as without a cache.
+ */
+export const MIRROR_DIGEST_CACHE_ENTRY_COUNT_MAX = 256 * 1024;
+/**
+ * A digest-cache entry is kept only for a file whose ctime and mtime are this much older than the pass's start:
+ * file timestamps advance by a kernel tick (a few ms), so a rewrite in the tick of the read that filled an entry could
+ * keep its key; 2 s covers coarse-timestamp filesystems too (the same rule as git's "racily clean" index entries).
+ */
+export const MIRROR_DIGEST_CACHE_RACY_MS = 2000;
+/**
+ * At most this many staged files a window fsyncs one by one; above it one syncfs(2) of the slave's filesystem makes
+ * them durable at once (mirror/pass_slave.ts): a syncfs also writes every other dirty page of that filesystem, which
+ * costs more than a few fsyncs when a window stages only a few files.
+ */
+export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
+/**
+ * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
+ * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
+ * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
+ */
+export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**

@@ -1,7 +1,8 @@
 /**
- * The two system calls node:fs lacks and the volume needs on byte paths: utimensat(2) with nanosecond times and
+ * The system calls node:fs lacks and the volume needs on byte paths: utimensat(2) with nanosecond times and
  * AT_SYMLINK_NOFOLLOW (node's utimes takes a double of seconds, which cannot hold a 2026 time to the nanosecond,
- * and follows symlinks), and mknod(2) of FIFOs, devices and sockets; glibc's, called through io/ffi.ts.
+ * and follows symlinks), mknod(2) of FIFOs, devices and sockets, and syncfs(2) (one durability point for many
+ * files of a filesystem); glibc's, called through io/ffi.ts.
  *
  * Paths are Buffers of raw bytes (NUL-terminated here), never decoded: a name that is not UTF-8 reaches the UFS as
  * it is. Times are bigint nanoseconds since the epoch (negative before 1970).
@@ -18,16 +19,27 @@ const NS_PER_SECOND = 1_000_000_000n;
 
 type UtimensatFn = (dirfd: number, path: Buffer, times: Buffer, flags: number) => number;
 type MknodFn = (path: Buffer, mode: number, dev: bigint) => number;
-let calls: { utimensat: UtimensatFn; mknod: MknodFn } | null = null;
+type SyncfsFn = (fd: number) => number;
+let calls: { utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn } | null = null;
 
-function libc(): { utimensat: UtimensatFn; mknod: MknodFn } {
+function libc(): { utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn } {
   if (calls) return calls;
   const lib = loadNativeLibrary('libc.so.6');
   calls = {
     utimensat: lib.func('int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)') as UtimensatFn,
     mknod: lib.func('int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)') as MknodFn,
+    syncfs: lib.func('int syncfs(int fd)') as SyncfsFn,
   };
   return calls;
+}
+
+/**
+ * syncfs(2) of the filesystem holding the open file descriptor `fd`: every file written on it (data and metadata,
+ * renames included) is durable when it returns.
+ * @throws a Node-style system error (EIO, EBADF...) when syncfs fails
+ */
+export function syncFilesystemOfFd(fd: number): void {
+  if (libc().syncfs(fd) !== 0) throw systemError('syncfs', Buffer.from(`fd ${fd}`, 'latin1'));
 }
 
 function cPath(p: Buffer): Buffer {

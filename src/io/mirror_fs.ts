@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
-import { makeNode, setTimesNoFollow } from './libc.js';
+import { makeNode, setTimesNoFollow, syncFilesystemOfFd } from './libc.js';
 
 /**
  * Read the whole file `p` without following a symlink at its last component.
@@ -44,6 +44,21 @@ export function syncDirectory(dir: string | Buffer): void {
   const fd = fs.openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Make everything written on the filesystem that holds the directory `dir` durable with one syncfs(2): the data and
+ * metadata of every file written there (staged UFS files of a whole window, renames, new directories), instead of
+ * one fsync per file (each of which commits the filesystem's journal on its own).
+ * @throws Node errors of the open; a Node-style system error when syncfs fails
+ */
+export function syncFilesystem(dir: string | Buffer): void {
+  const fd = fs.openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    syncFilesystemOfFd(fd);
   } finally {
     fs.closeSync(fd);
   }

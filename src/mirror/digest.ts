@@ -65,6 +65,7 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { walkUfsTree } from '../ufs/walk.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import type { DigestCache } from './digest_cache.js';
 
 /** What an entry of the tree is. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
@@ -84,6 +85,9 @@ export interface TreeEntryMeta {
   nlink: number;
   rdev: number;
   dev: number;
+  /** st_ctime in ns and st_size (of the UFS file itself): the digest cache's key (absent: no cache use). */
+  ctimeNs?: bigint;
+  sizeOnDiskBytes?: number;
 }
 
 /**
@@ -258,6 +262,13 @@ export interface VolumeDigestsOptions {
    * directory: what a slave indexes for RENAME hints (spec §4.5). `singleName` is false for a file with nlink > 1.
    */
   onDigest?: (p: Buffer, kind: EntryKind, digest: Buffer, singleName: boolean) => void;
+  /**
+   * A pass's digest cache (digest_cache.ts): a file's content digest is taken from it when its lstat identity is
+   * cached, and stored in it when computed. Never given by verify (§4.11). Needs `findings: false` and no `deep`.
+   */
+  cache?: DigestCache;
+  /** Collect CORRUPT/DANGLING findings in the first walk (default true; a pass does not use them). */
+  findings?: boolean;
 }
 
 /** How often each request was answered: lets a test prove an unchanged subtree is not descended. */
@@ -306,6 +317,8 @@ export class VolumeDigests implements DigestTree {
   private readonly deep: boolean;
   private readonly access: TreeAccess;
   private readonly onDigest: VolumeDigestsOptions['onDigest'];
+  private readonly cache: DigestCache | null;
+  private readonly collectFindings: boolean;
   /** --deep: addresses already re-hashed, and those whose bytes did not match. */
   private readonly scrubbed: Bitmap | null;
   private readonly scrubbedBad: Bitmap | null;
@@ -331,6 +344,8 @@ export class VolumeDigests implements DigestTree {
     this.deep = options.deep ?? false;
     this.access = options.access;
     this.onDigest = options.onDigest;
+    this.collectFindings = options.findings ?? true;
+    this.cache = options.cache !== undefined && !this.deep && !this.collectFindings ? options.cache : null;
     this.scrubbed = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
     this.scrubbedBad = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
     this.blockScratch = Buffer.alloc(this.deep ? cfg.blockSize : 0);
@@ -527,7 +542,7 @@ export class VolumeDigests implements DigestTree {
         continue;
       }
       if (meta.kind === 'file' && meta.nlink > 1 && !this.linkFirst.has(meta.ino)) this.linkFirst.set(meta.ino, e.path);
-      const record = await this.leafRecord(e.path, meta, true);
+      const record = await this.leafRecord(e.path, meta, this.collectFindings);
       this.onDigest?.(e.path, meta.kind, record.digest, !(meta.kind === 'file' && meta.nlink > 1));
       stack[stack.length - 1]!.entries.push({ name: Buffer.from(lastComponent(e.path)), digest: record.digest });
     }
@@ -595,8 +610,22 @@ export class VolumeDigests implements DigestTree {
       return { ...base, contentDigest, digest: entryDigest(this.facts(meta, 0, Buffer.alloc(0)), contentDigest) };
     }
     const link = meta.nlink > 1 ? this.linkFirst.get(meta.ino) ?? p : Buffer.alloc(0);
-    const { sizeBytes, nodeCount, contentDigest } = await this.scanFile(p, collect);
+    const { sizeBytes, nodeCount, contentDigest } = await this.fileContent(p, meta, collect);
     return { ...base, sizeBytes, nodeCount, link, contentDigest, digest: entryDigest(this.facts(meta, sizeBytes, link), contentDigest) };
+  }
+
+  /** The content of file `p` from the pass's digest cache when its identity is cached, else from its node list. */
+  private async fileContent(p: Buffer, meta: TreeEntryMeta, collect: boolean): Promise<{ sizeBytes: number; nodeCount: number; contentDigest: Buffer }> {
+    const cache = this.cache;
+    if (cache === null || collect || meta.ctimeNs === undefined || meta.sizeOnDiskBytes === undefined) return this.scanFile(p, collect);
+    const id = { dev: meta.dev, ino: meta.ino, sizeOnDiskBytes: meta.sizeOnDiskBytes, mtimeNs: meta.mtimeNs, ctimeNs: meta.ctimeNs };
+    const hit = cache.lookup(id);
+    if (hit !== null) return { sizeBytes: hit.sizeBytes, nodeCount: Math.ceil(hit.sizeBytes / this.store.cfg.blockSize), contentDigest: hit.contentDigest };
+    const r = await this.scanFile(p, false);
+    // under the identity read BEFORE the node list: a file changed since has a newer ctime, so the entry (whatever
+    // was read) can only answer for a state that no longer exists
+    cache.store(id, { sizeBytes: r.sizeBytes, contentDigest: r.contentDigest });
+    return r;
   }
 
   /** Read the node list of file `p`: its size, canonical node count and content digest (and findings). */

@@ -18,7 +18,8 @@
  * - A RENAME is sent only for a DIGESTA hint whose source path is gone or different on the master (a move, never a
  *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
  *   hint, decides whether the target's state is sent, so a refused hint still converges.
- * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids).
+ * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids) and, after the pass, the
+ *   pass's digest cache `ddfsmirror/digest-cache` (digest_cache.ts).
  * - A mounted master is read inside its daemon (control.ts): the daemon's held node lists are written back first,
  *   and the claim is `exact` only when nothing was written to the volume from the start of the pass to its COMMIT.
  */
@@ -37,6 +38,7 @@ import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } from './digest.js';
+import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { lineageIdOf, masterState } from './state.js';
@@ -129,7 +131,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   // what the daemon holds in memory goes to the UFS files first: the pass reads node lists from disk
   await vol.flush();
   const changesAtStart = vol.changeCount();
-  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true });
+  // the pass's digests may come from the digest cache (verify's never do, spec §4.11); findings are verify's
+  const digestCache = DigestCache.open(parent, cfg.hashSize);
+  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true, cache: digestCache, findings: false });
   const store = vol.store;
   const input = options.input;
   const summary: PassSummary = {
@@ -427,6 +431,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
     await out.send({ type: 'TERM', reason: REASON.OK });
     await out.end();
+    try {
+      digestCache.save();
+    } catch {
+      // a cache not written costs the next pass time, never correctness
+    }
     summary.bytesOnWire = out.counters.bytes + (input?.bytes ?? 0);
     summary.elapsedMs = Date.now() - t0;
     return summary;

@@ -3,12 +3,16 @@
  * hashes and stores every BLOCK, stages node lists with the slave's OWN addresses under
  * `<parent>/ddfsmirror/staging/<pass>/`, and applies the staged ops by renames at each CHECKPOINT and at COMMIT.
  *
- * Durability order of a window (§4.8): block file and index synced, staged UFS files fsynced, renames, directories
- * fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
+ * Durability order of a window (§4.8): block file and index synced, staged UFS files made durable (written without
+ * fsync, then one syncfs(2) for the whole window), renames, directories fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
  *
  * Invariants:
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
  *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
+ * - Received new blocks are stored in batches (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES), always before the next record
+ *   that is not a BLOCK is handled: a HASHQ, FILE_NODES or window sees every block received before it.
+ * - HAVE answers are conservative (§4.8): after an unclean stop (`.autofsck` at open, or an interrupted pass) a
+ *   block is re-read and hashed before it is answered "have"; one that fails is answered "missing" and rewritten.
  * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
  * - Nothing of the tree is removed by a pass: what an op replaces or deletes is moved aside into the pass's undo area,
  *   and every change is logged there first (mirror/undo.ts), so `rollbackPass` can put back the last claim's tree. The
@@ -30,17 +34,18 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncClose, syncDirectory, syncFile, writeAt,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
+import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
 import type { PassVolume } from './pass_volume.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
@@ -161,6 +166,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const unpin = vol.pin(pinnedHashes);
   const linkTargets = new Map<bigint, Buffer>();
   let digests: VolumeDigests | null = null;
+  /** The pass's digest cache (digest_cache.ts), saved once the pass committed. */
+  let digestCache: DigestCache | null = null;
   let ops: Op[] = [];
   let stagingDir = '';
   let passIdHex = '';
@@ -207,6 +214,63 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return r.found ? r.address : -1;
   };
 
+  /**
+   * HAVE answers are conservative (spec §4.8): after an unclean stop (`.autofsck` when the volume was opened, or a
+   * pass of this slave interrupted) the index may name a block its file does not hold, so a block is re-read and
+   * hashed before it is answered "have" (once per pass); one that fails is answered "missing", and the BLOCK the
+   * master sends for it is written back at its address.
+   */
+  const recheckHeld = vol.uncleanAtOpen || state0.pass !== null;
+  const checkedHave = new Set<string>();
+  const damaged = new Map<string, number>();
+  const haveScratch = Buffer.alloc(recheckHeld ? blockSize : 0);
+  const haveHash = Buffer.alloc(hashSize);
+  const heldSound = async (hash: Buffer, address: number): Promise<boolean> => {
+    if (!recheckHeld) return true;
+    const key = hash.toString('latin1');
+    if (checkedHave.has(key)) return true;
+    if (damaged.has(key)) return false;
+    let good = false;
+    try {
+      await store.readBlock(address, haveScratch, 0);
+      store.hasher.hashInto(haveScratch, haveHash, 0);
+      good = haveHash.equals(hash);
+    } catch {
+      good = false; // unreadable (past the end of a cut block file): missing, re-received
+    }
+    if (good) checkedHave.add(key);
+    else damaged.set(key, address);
+    return good;
+  };
+
+  /** Received new blocks not stored yet (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES at most), with their hashes and seqs. */
+  const pendingMax = Math.max(1, Math.floor(MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES / blockSize));
+  const pendingData = Buffer.alloc(pendingMax * blockSize);
+  const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
+  let pendingHashes: Buffer[] = [];
+  let pendingSeqs: bigint[] = [];
+  let pendingCount = 0;
+  /** Store the pending blocks; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
+  const storePending = async (): Promise<void> => {
+    if (pendingCount === 0) return;
+    const count = pendingCount;
+    const hashes = pendingHashes;
+    const seqs = pendingSeqs;
+    pendingCount = 0;
+    pendingHashes = [];
+    pendingSeqs = [];
+    const res = await store.storeBlocks(pendingData, count, pendingNodes, 0);
+    // a block stored under its true hash that is not the one named is referenced by nothing: reclaim frees it
+    for (let k = 0; k < res.stored; k++) {
+      const at = k * nodeSize + addrSize;
+      if (pendingNodes.compare(hashes[k]!, 0, hashSize, at, at + hashSize) !== 0) {
+        await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seqs[k]}: its bytes do not hash to ${hashes[k]!.toString('hex')}: pass rejected`, seqs[k]);
+      }
+    }
+    if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
+    for (let k = 0; k < count; k++) hook('block-stored');
+  };
+
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
     if (!isSymlink) setMode(p, meta.mode);
     setOwner(p, meta.uid, meta.gid);
@@ -233,6 +297,35 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const willCreate = (rel: Buffer): void => {
     if (undo === null) throw new DdfsError('CORRUPT', `${parentDir}: a namespace record before PASS_BEGIN`);
     undo.willCreate(rel);
+  };
+
+  /**
+   * Log in one durable append the creations of the window's ops whose target is absent now and whose parents are real
+   * directories now or directories made earlier in this window (never a reserved root name), before any of them is
+   * made: what the op loop would otherwise log (and fsync) one by one. Returns their keys; an op whose target turns
+   * out to exist when it is applied logs as before (replace, then its own create line).
+   */
+  const prelogCreates = (): Set<string> => {
+    const out = new Set<string>();
+    if (undo === null) return out;
+    const windowDirs = new Set<string>();
+    const rels: Buffer[] = [];
+    for (const o of ops) {
+      if (o.op === 'delete' || o.op === 'dirlist' || o.path.length === 0 || reservedFirst(o.path)) continue;
+      const key = o.path.toString('latin1');
+      let parentsOk = true;
+      for (let at = o.path.indexOf(SLASH); at >= 0 && parentsOk; at = o.path.indexOf(SLASH, at + 1)) {
+        const parentKey = o.path.subarray(0, at).toString('latin1');
+        parentsOk = windowDirs.has(parentKey) || lstatOrNull(abs(o.path.subarray(0, at)))?.kind === 'dir';
+      }
+      if (o.op === 'dir') windowDirs.add(key);
+      // absent now (a missing parent: absent too), so whatever is there at a rollback was made by this pass
+      if (!parentsOk || out.has(key) || lstatOrNull(abs(o.path)) !== null) continue;
+      out.add(key);
+      rels.push(o.path);
+    }
+    undo.willCreateAll(rels);
+    return out;
   };
 
   /** Apply the staged ops of the window, in order; then make them durable. */
@@ -267,11 +360,12 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     await store.sync();
     const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
     await setMtimes(staged.map((o) => ({ path: o.staged, mtimeNs: o.meta.mtimeNs })));
-    for (const o of staged) {
-      setMeta(o.staged, o.meta, false);
-      syncFile(o.staged);
-    }
+    for (const o of staged) setMeta(o.staged, o.meta, false);
+    // the window's staged files (written without fsync) become durable before any rename (§4.8): many at once
+    if (staged.length > MIRROR_STAGED_FSYNC_COUNT_MAX) syncFilesystem(stagingDir);
+    else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
+    const prelogged = prelogCreates();
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
     const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
@@ -285,7 +379,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'dir': {
           if (st !== null && st.kind !== 'dir') replace(o.path);
           if (st === null || st.kind !== 'dir') {
-            if (o.path.length > 0) willCreate(o.path);
+            if (o.path.length > 0) if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
             makeDirectory(target, o.meta.mode & 0o7777);
           } else if (st.mode !== (o.meta.mode & 0o7777) || st.uid !== o.meta.uid || st.gid !== o.meta.gid) {
             undo?.willChangeMeta(o.path, st);
@@ -326,7 +420,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             }
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
@@ -338,7 +432,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           makeSymlink(o.target, target);
           setMeta(target, o.meta, true);
           later.push({ path: target, mtimeNs: o.meta.mtimeNs });
@@ -351,7 +445,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           const at = target.lastIndexOf(SLASH);
           await makeSpecial(target.subarray(0, at), target.subarray(at + 1), o.kind, o.rdev, o.meta.mode);
           setMeta(target, o.meta, false);
@@ -367,7 +461,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             break;
           }
           if (st !== null) replace(o.path);
-          willCreate(o.path);
+          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
           makeHardLink(abs(first!), target);
           break;
         }
@@ -449,8 +543,13 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     for (;;) {
-      const d = await input.next();
+      // a fault of the stream after a bad BLOCK: the BLOCK, which came first, is what the error names
+      const d = await input.next().catch(async (err: unknown) => {
+        await storePending();
+        throw err;
+      });
       const r = d.record;
+      if (r.type !== 'BLOCK') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
@@ -475,8 +574,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           let match = false;
           const verified = renamed.get(r.path.toString('latin1'));
           try {
+            digestCache ??= DigestCache.open(parent, hashSize);
             digests ??= await VolumeDigests.open(parent, {
-              access: options.access, mtime: true,
+              access: options.access, mtime: true, cache: digestCache, findings: false,
               onDigest: (p, _kind, digest, singleName) => {
                 const key = digest.toString('latin1');
                 if (singleName && hintIndex.size < MIRROR_RENAME_HINT_COUNT_MAX && !hintIndex.has(key)) hintIndex.set(key, Buffer.from(p));
@@ -508,22 +608,42 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         }
         case 'HASHQ': {
           const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
-          r.hashes.forEach((h, i) => {
-            if (localAddress(h) < 2) missing[i >> 3]! |= 1 << (i & 7);
+          for (const [i, h] of r.hashes.entries()) {
+            const address = localAddress(h);
+            if (address < 2 || !(await heldSound(h, address))) missing[i >> 3]! |= 1 << (i & 7);
             else pinnedHashes.add(h.toString('latin1'));
-          });
+          }
           await out?.send({ type: 'HAVE', passId: Buffer.from(passIdHex, 'hex'), hashCount: r.hashes.length, missing });
           break;
         }
         case 'BLOCK': {
           if (r.data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: ${r.data.length} bytes`, d.seq);
+          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
+          const damagedAt = damaged.get(r.hash.toString('latin1'));
+          if ((damagedAt === undefined || localAddress(r.hash) !== damagedAt) && localAddress(r.hash) < 2) {
+            // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
+            if (pendingCount === pendingMax) await storePending();
+            r.data.copy(pendingData, pendingCount * blockSize);
+            pendingData.fill(0, pendingCount * blockSize + r.data.length, (pendingCount + 1) * blockSize);
+            pendingHashes.push(r.hash);
+            pendingSeqs.push(d.seq);
+            pendingCount++;
+            pinnedHashes.add(r.hash.toString('latin1'));
+            summary.blocksReceived++;
+            break;
+          }
+          await storePending();
           const data = Buffer.alloc(blockSize);
           r.data.copy(data);
           const h = Buffer.alloc(hashSize);
           store.hasher.hashInto(data, h, 0);
           if (!h.equals(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${d.seq}: its bytes do not hash to ${r.hash.toString('hex')}: pass rejected`, d.seq);
-          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
-          if (localAddress(r.hash) < 2) {
+          if (damagedAt !== undefined && localAddress(r.hash) === damagedAt) {
+            // answered "missing" because its block failed the re-read: the good bytes go back in place
+            await store.rewriteBlock(damagedAt, data);
+            damaged.delete(r.hash.toString('latin1'));
+            checkedHave.add(r.hash.toString('latin1'));
+          } else if (localAddress(r.hash) < 2) {
             const nodes = Buffer.alloc(nodeSize);
             const res = await store.storeBlocks(data, 1, nodes, 0);
             if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, d.seq);
@@ -572,7 +692,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const nodes = Buffer.alloc(r.hashes.length * nodeSize);
           r.hashes.forEach((h, i) => {
             const address = localAddress(h);
-            if (address < 0 || address === 1) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            if (address < 0 || address === 1 || damaged.has(h.toString('latin1'))) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
             encodeAddress(nodes, i * nodeSize, addrSize, address);
             h.copy(nodes, i * nodeSize + addrSize);
             pinnedHashes.add(h.toString('latin1'));
@@ -586,7 +706,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           if (file === null || file.next !== file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq} out of place`, d.seq);
           const f = file!;
           file = null;
-          syncClose(f.fd);
+          closeFd(f.fd); // made durable with the whole window (applyWindow), not one fsync per file
           if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
           ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
           break;
@@ -607,6 +727,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           dropUndoAreas(parent);
           undo = null;
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
+          try {
+            digestCache?.save();
+          } catch {
+            // a cache not written costs the next pass time, never correctness
+          }
           summary.committed = true;
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
           break;

@@ -14,6 +14,9 @@
 import * as path from 'node:path';
 import type { DdfsConfig } from '../format/config.js';
 import type { BlockStore } from '../store/block_store.js';
+import { AUTOFSCK_MARKER } from '../format/layout.js';
+import { lstatOrNull } from '../io/mirror_fs.js';
+import { pathBytes } from '../util/path_text.js';
 import { takeVolumeLock } from '../volume/lock.js';
 import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
@@ -28,6 +31,11 @@ export interface PassVolume {
   readonly store: BlockStore;
   /** Whether this is a mounted volume's daemon serving the pass. */
   readonly mounted: boolean;
+  /**
+   * Whether the volume was not cleanly closed when the pass opened it (`.autofsck` in its parent): what its index
+   * names may not be what its block file holds, so a slave re-reads a block before answering "have" (spec §4.8).
+   */
+  readonly uncleanAtOpen: boolean;
   /** Write back what the daemon holds in memory (write-behind buffers, held node lists) so the UFS files on disk are current. */
   flush(): Promise<void>;
   /** Monotonic count of changes (tree changes and block-store writes): equal twice means nothing was written between. */
@@ -43,13 +51,14 @@ export interface PassVolume {
   crash?(): Promise<void>;
 }
 
-function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => Promise<void>, close: () => Promise<void>): PassVolume {
+function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => Promise<void>, close: () => Promise<void>, uncleanAtOpen = false): PassVolume {
   return {
     label,
     parentDir: volume.parentDir,
     config: volume.config,
     store: volume.store,
     mounted,
+    uncleanAtOpen,
     flush,
     changeCount: () => volume.changeCount,
     pin: (hashes) => volume.addReferenceProvider({ hashes: () => [...hashes].map((k) => Buffer.from(k, 'latin1')) }),
@@ -65,6 +74,8 @@ function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => 
 export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean }): Promise<PassVolume> {
   const parent = path.resolve(parentDir);
   const lock = await takeVolumeLock(parent, options.tool);
+  // under the lock: no daemon runs, so a marker left now is one of a daemon that stopped without a clean unmount
+  const unclean = lstatOrNull(pathBytes(path.join(parent, AUTOFSCK_MARKER))) !== null;
   let volume: Volume;
   try {
     volume = await Volume.open(parent, { readOnly: options.readOnly, lock, logger: defaultLogger });
@@ -73,7 +84,7 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
     throw err;
   }
   let closed: Promise<void> | null = null;
-  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()));
+  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()), unclean);
   handle.crash = () => (closed ??= (async () => {
     await volume.store.blockDevice.close().catch(() => undefined);
     await volume.store.index.device.close().catch(() => undefined);

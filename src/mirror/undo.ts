@@ -163,7 +163,8 @@ export class UndoLog {
     return new UndoLog(dir, rootDir, 0, areas.reduce((m, a) => Math.max(m, a.seq), 0) + 1);
   }
 
-  private log(x: UndoAction): void {
+  private log(...xs: UndoAction[]): void {
+    if (xs.length === 0) return; // nothing logged, no area made
     if (this.newSeq !== null) {
       // the area is made on the first change only: a pass that changes nothing leaves no area behind
       ensureDirectory(this.dir, 0o700);
@@ -172,7 +173,7 @@ export class UndoLog {
       appendDurable(path.join(this.dir, MANIFEST), Buffer.from(`${JSON.stringify({ undo: 1, seq: this.newSeq, pass: path.basename(this.dir) })}\n`, 'latin1'));
       this.newSeq = null;
     }
-    appendDurable(path.join(this.dir, MANIFEST), Buffer.from(`${encodeAction(x)}\n`, 'latin1'));
+    appendDurable(path.join(this.dir, MANIFEST), Buffer.from(xs.map((x) => `${encodeAction(x)}\n`).join(''), 'latin1'));
   }
 
   private treeAbs(rel: Buffer): Buffer {
@@ -197,6 +198,15 @@ export class UndoLog {
   /** Log that an entry is about to be made at `rel`, where none is. */
   willCreate(rel: Buffer): void {
     this.log({ a: 'create', p: rel });
+  }
+
+  /**
+   * Log, in one durable append, that entries are about to be made at each of `rels`, where none is (a window's new
+   * entries logged before the first of them is made: one fsync instead of one per entry). A line whose entry is
+   * never made is harmless: its reversal removes nothing.
+   */
+  willCreateAll(rels: Buffer[]): void {
+    this.log(...rels.map((p): UndoAction => ({ a: 'create', p })));
   }
 
   /** Log the old mode and owner of the existing directory `rel` before they change. */
@@ -242,6 +252,14 @@ export interface RollbackOptions {
   onStep?: (actionIndex: number) => void;
 }
 
+/** Whether every proper parent of the tree path `rel` is a real directory (no symlink, nothing missing). */
+function realParentsOf(rootDir: Buffer, rel: Buffer): boolean {
+  for (let at = rel.indexOf(SLASH); at >= 0; at = rel.indexOf(SLASH, at + 1)) {
+    if (lstatOrNull(joinPathBytes(rootDir, rel.subarray(0, at)))?.kind !== 'dir') return false;
+  }
+  return true;
+}
+
 /** Reverse one manifest line of the area `dir` (harmless when its change was logged but never made). */
 function reverse(dir: string, rootDir: Buffer, x: UndoAction): void {
   const tree = (rel: Buffer): Buffer => (rel.length === 0 ? rootDir : joinPathBytes(rootDir, rel));
@@ -251,7 +269,8 @@ function reverse(dir: string, rootDir: Buffer, x: UndoAction): void {
   };
   switch (x.a) {
     case 'create':
-      removeTree(tree(x.p));
+      // only below real directories: what a pass made has real parents, and nothing is removed through a symlink
+      if (realParentsOf(rootDir, x.p)) removeTree(tree(x.p));
       break;
     case 'aside': {
       const from = area(x.n, Buffer.alloc(0));

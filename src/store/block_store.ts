@@ -389,6 +389,27 @@ export class BlockStore {
   }
 
   /**
+   * Write `data` (block_size bytes whose hash the index maps to `address`) over the block at `address`: the repair
+   * of a block found damaged (its bytes no longer hash to its hash). The index and bitmap are unchanged; durable at
+   * the next sync().
+   * @throws DdfsError INVALID for address 0, 1 or ≥ block_count, or data of another size; IO when the write fails
+   */
+  async rewriteBlock(address: number, data: Buffer): Promise<void> {
+    const bs = this.cfg.blockSize;
+    if (address < 2 || address >= this.cfg.blockCount || data.length !== bs) {
+      throw new DdfsError('INVALID', `${this.blockDevice.path}: cannot rewrite block ${address} with ${data.length} bytes`, { address });
+    }
+    const p = this.inFlight.get(address);
+    if (p) await p.catch(() => undefined);
+    try {
+      await this.blockDevice.write(data, address * bs);
+    } catch (err) {
+      throw new DdfsError('IO', `${this.blockDevice.path}: block write failed: ${(err as Error).message}`, { address }, err);
+    }
+    this.counters.add('block_write', 1);
+  }
+
+  /**
    * Read the block at `address` into `out` at `outOffset` (block_size bytes). Addresses 0 and 1 read as zeros.
    * @throws DdfsError CORRUPT for an address ≥ block_count or a short read (spec §8.5)
    */
