@@ -21,7 +21,7 @@ import { VolumeDigests } from '../src/mirror/digest.js';
 import type { SlaveHookPoint } from '../src/mirror/pass_slave.js';
 import { readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { StreamEncoder } from '../src/mirror/stream_codec.js';
-import { liveUndoAreas, rollbackPass } from '../src/mirror/undo.js';
+import { liveUndoAreas, rollbackPass, undoAreaHashes } from '../src/mirror/undo.js';
 import { referenceProblems, treeShape } from './helpers/slave_check.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
@@ -431,4 +431,62 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
     await copy(master, slave);
     await expectConverged(master, slave);
   }, 300_000);
+});
+
+describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in an undo node list is pinned")', () => {
+  /** A slave killed right after a window replaced `rewritten`: its old version (blocks only it names) is in undo. */
+  async function abandonedPass(): Promise<{ master: string; slave: string; claimShape: Record<string, string> }> {
+    const { master, slave } = await pair();
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'rewritten', block('old', 3));
+      await writeUfsFile(v, 'z', block('z1'));
+    });
+    await copy(master, slave);
+    const claimShape = treeShape(slave);
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'rewritten', block('new', 3));
+      await writeUfsFile(v, 'z', block('z2'));
+    });
+    // the window's ops: DIR '', DIRLIST '', FILE rewritten, FILE z; killed before z, after rewritten was replaced
+    await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
+    expect(liveUndoAreas(slave)).toHaveLength(1);
+    return { master, slave, claimShape };
+  }
+
+  it('without the undo references reclaim frees the kept file\'s blocks and the rollback leaves it dangling; with them, nothing is lost', async () => {
+    const cfg = await readVolumeConfig((await pair()).slave);
+    // the hazard, shown: a reclaim that does not read the undo areas frees the three old blocks (and z2's block,
+    // received but named only by the discarded staging area: harmless, a resumed pass sends it again)
+    const bare = await abandonedPass();
+    const freed = await withVolume(bare.slave, (v) => v.runReclaim());
+    expect(freed.nodeDeleted).toBe(4);
+    rollbackPass(bare.slave);
+    expect(treeShape(bare.slave)).toEqual(bare.claimShape);
+    expect((await referenceProblems(bare.slave)).length).toBeGreaterThan(0);
+
+    // the slave's daemon gives its reclaim undoAreaHashes: the old blocks stay, the rollback gives a sound tree
+    const kept = await abandonedPass();
+    const hashes = undoAreaHashes(kept.slave, cfg);
+    expect(hashes.length).toBe(3);
+    const report = await withVolume(kept.slave, async (v) => {
+      v.addReferenceProvider({ hashes: () => undoAreaHashes(kept.slave, cfg) });
+      return v.runReclaim();
+    });
+    expect(report.nodeDeleted).toBe(1);
+    rollbackPass(kept.slave);
+    expect(treeShape(kept.slave)).toEqual(kept.claimShape);
+    expect(await referenceProblems(kept.slave)).toEqual([]);
+    // and resuming instead converges too
+    await copy(kept.master, kept.slave);
+    await expectConverged(kept.master, kept.slave);
+  }, 120_000);
+
+  it('a file in an undo area that is not a UFS file makes the references fail (reclaim then frees nothing), never skipped', async () => {
+    const { slave } = await abandonedPass();
+    const cfg = await readVolumeConfig(slave);
+    const area = liveUndoAreas(slave)[0]!;
+    const kept = fs.readdirSync(area).find((n) => /^[0-9]+$/.test(n))!;
+    fs.writeFileSync(path.join(area, kept), 'not a UFS file');
+    expect(() => undoAreaHashes(slave, cfg)).toThrow(/is not a UFS file/);
+  }, 60_000);
 });

@@ -17,6 +17,7 @@ import { serveMirrorControl } from '../mirror/control.js';
 import { daemonPassVolume } from '../mirror/pass_volume.js';
 import { openMasterJournal } from '../mirror/master_journal.js';
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
+import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
 import { findParent } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
@@ -177,7 +178,11 @@ export async function main(argv: string[]): Promise<number> {
           },
         };
       },
-      onServing: ({ volume, flush, servedReadOnly }) => serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly }),
+      onServing: ({ volume, flush, servedReadOnly }) => {
+        // a slave's reclaim keeps what its undo areas reference: a rollback puts those files back (spec §4.8)
+        if (role === 'slave') volume.addReferenceProvider({ hashes: () => undoAreaHashes(volume.parentDir, volume.config) });
+        return serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly });
+      },
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,

@@ -29,8 +29,10 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
+import { decodeAddress } from '../format/node.js';
+import { ADDR_ZERO, UFS_FILE_MAGIC, UFS_HEADER_SIZE, WALK_DEPTH_MAX } from '../limits.js';
 import {
-  appendDurable, ensureDirectory, listNames, lstatOrNull, readNoFollow, removeTree, renamePath, setMode, setOwner, syncDirectory,
+  appendDurable, ensureDirectory, listNames, lstatOrNull, readBytesOrNull, readNoFollow, removeTree, renamePath, setMode, setOwner, syncDirectory,
   truncateDurable, writeAtomic,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -388,4 +390,52 @@ function syncTreeDirectories(rootDir: Buffer, actions: UndoAction[]): void {
     const b = Buffer.from(d, 'latin1');
     if (lstatOrNull(b)?.kind === 'dir') syncDirectory(b);
   }
+}
+
+/** The node geometry undoAreaHashes needs (a DdfsConfig has it). */
+export interface UndoNodeGeometry {
+  nodeSize: number;
+  addrSize: number;
+  hashSize: number;
+}
+
+/**
+ * RECLAIM REFERENCES of the undo areas (spec §4.8: "every hash in a staged or undo node list is pinned"): the hash of
+ * every node with a non-zero address in every UFS file kept in a LIVE undo area of the slave at `parentDir` (a pass in
+ * progress or abandoned). A rollback puts those files back into the tree, so a reclaim that freed their blocks would
+ * leave them naming freed blocks (invariant 6); the slave's daemon gives this to its reclaim as a reference provider.
+ * Synchronous (reclaim reads providers at its start and in its last synchronous check before the sweep).
+ * @returns the hashes (copies; repeats possible), empty when no area is live
+ * @throws DdfsError CORRUPT (a damaged manifest or state, a kept file that is not a UFS file), INVALID (a symlink in
+ *   the way, an area deeper than WALK_DEPTH_MAX); Node errors of reading: reclaim then frees nothing
+ */
+export function undoAreaHashes(parentDir: string, geometry: UndoNodeGeometry): Buffer[] {
+  const out: Buffer[] = [];
+  const { nodeSize, addrSize, hashSize } = geometry;
+  const collect = (p: Buffer, depth: number): void => {
+    if (depth > WALK_DEPTH_MAX) throw new DdfsError('INVALID', `${pathText(p)}: an undo area deeper than ${WALK_DEPTH_MAX} levels`);
+    const st = lstatOrNull(p);
+    if (st === null) return;
+    if (st.kind === 'dir') {
+      for (const name of listNames(p)) collect(joinPathBytes(p, name), depth + 1);
+      return;
+    }
+    if (st.kind !== 'file') return;
+    const bytes = readBytesOrNull(p);
+    if (bytes === null) return;
+    if (bytes.length < UFS_HEADER_SIZE || bytes.subarray(0, 8).toString('latin1') !== UFS_FILE_MAGIC) {
+      throw new DdfsError('CORRUPT', `${pathText(p)}: a file kept in the undo area is not a UFS file: reclaim cannot tell what it references`);
+    }
+    for (let at = UFS_HEADER_SIZE; at + nodeSize <= bytes.length; at += nodeSize) {
+      if (decodeAddress(bytes, at, addrSize) !== ADDR_ZERO) out.push(Buffer.from(bytes.subarray(at + addrSize, at + addrSize + hashSize)));
+    }
+  };
+  for (const dir of liveUndoAreas(parentDir)) {
+    for (const name of listNames(pathBytes(dir))) {
+      // the entries moved aside are the numbered names; manifest and rolled are the area's own files
+      if (!/^[0-9]+$/.test(name.toString('latin1'))) continue;
+      collect(joinPathBytes(pathBytes(dir), name), 1);
+    }
+  }
+  return out;
 }
