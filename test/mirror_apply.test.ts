@@ -27,6 +27,8 @@ import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
 import { fifoUfs, mkdirUfs, symlinkUfs, truncateUfsFile, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { seededBlocks } from './helpers/bytes.js';
+import { run } from './helpers/run.js';
+import { snapshotTree } from './helpers/snapshot.js';
 
 const BS = 4096;
 const volumes: TempVolume[] = [];
@@ -489,4 +491,41 @@ describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in a
     fs.writeFileSync(path.join(area, kept), 'not a UFS file');
     expect(() => undoAreaHashes(slave, cfg)).toThrow(/is not a UFS file/);
   }, 60_000);
+});
+
+describe('fsckddumbfs on a slave with an abandoned pass (spec §4.8)', () => {
+  const FSCK = path.resolve(__dirname, '..', 'bin', 'fsckddumbfs');
+  async function abandoned(): Promise<{ master: string; slave: string; claimShape: Record<string, string> }> {
+    const { master, slave } = await pair();
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'rewritten', block('old', 3));
+      await writeUfsFile(v, 'z', block('z1'));
+    });
+    await copy(master, slave);
+    const claimShape = treeShape(slave);
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'rewritten', block('new', 3));
+      await writeUfsFile(v, 'z', block('z2'));
+    });
+    await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
+    return { master, slave, claimShape };
+  }
+
+  it('-n keeps the blocks the undo area names (the rollback is sound); -r, -R and -k wait for the pass, changing nothing', async () => {
+    const { master, slave, claimShape } = await abandoned();
+    for (const args of [['-r'], ['-R'], ['-n', '-k']]) {
+      const before = await snapshotTree(slave);
+      const r = await run(process.execPath, [FSCK, ...args, slave], { timeoutMs: 120_000 });
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr.toString()).toContain('a mirror pass is half-applied (1 undo areas in ddfsmirror/undo)');
+      expect(await snapshotTree(slave), args.join(' ')).toEqual(before);
+    }
+    const n = await run(process.execPath, [FSCK, '-n', slave], { timeoutMs: 120_000 });
+    expect(n.code, n.stderr.toString()).toBe(0);
+    rollbackPass(slave);
+    expect(treeShape(slave)).toEqual(claimShape);
+    expect(await referenceProblems(slave)).toEqual([]);
+    await copy(master, slave);
+    await expectConverged(master, slave);
+  }, 180_000);
 });

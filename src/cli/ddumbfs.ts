@@ -19,7 +19,7 @@ import { openMasterJournal } from '../mirror/master_journal.js';
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
-import { findParent } from '../volume/volume.js';
+import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
@@ -190,7 +190,9 @@ export async function main(argv: string[]): Promise<number> {
       startupRepair: async (parentDir, crashed, log) => {
         // the startup repair is not journaled: a mirror master's generation goes up first
         bumpMasterGeneration(parentDir);
-        const report = await repairVolume(parentDir, { logger: log, crashed });
+        // a slave's undo areas name blocks a rollback puts back: the repair keeps them (spec §4.8)
+        const cfg = role === 'slave' ? await readVolumeConfig(parentDir) : null;
+        const report = await repairVolume(parentDir, { logger: log, crashed, extraReferences: cfg === null ? undefined : () => undoAreaHashes(parentDir, cfg) });
         if (report.corruptedFiles > 0) {
           log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);
         }

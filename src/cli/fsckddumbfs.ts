@@ -23,7 +23,8 @@ import { concatText } from '../util/path_text.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
-import { bumpMasterGeneration } from '../mirror/state.js';
+import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
+import { liveUndoAreas, undoAreaHashes } from '../mirror/undo.js';
 
 const NAME = 'fsckddumbfs';
 
@@ -173,6 +174,12 @@ export async function main(argv: string[]): Promise<number> {
     refuseSpecialSymlinks(parent); // before the log is attached: it lives in the special directory
     if (o.lockIndex || o.lock_index) logger.dbg('lock index: the index is held in memory by design');
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
+    // a mirror slave's undo areas name blocks outside ddfsroot that a rollback puts back (mirroring spec §4.8): a repair
+    // keeps them; a rebuild or a pack cannot (the new index and the moved blocks know only ddfsroot), so it waits
+    const liveUndo = writes && readMirrorState(parent)?.role === 'slave' ? liveUndoAreas(parent) : [];
+    if (liveUndo.length > 0 && (mode === 'rebuild' || mode === 'rebuild-blocks' || o.pack)) {
+      throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
+    }
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
       // the log file is written only once the volume is ours (locked): a refusal leaves the volume untouched
@@ -182,6 +189,7 @@ export async function main(argv: string[]): Promise<number> {
         const generation = bumpMasterGeneration(parent);
         if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
+      extraReferences: liveUndo.length > 0 ? () => undoAreaHashes(parent, cfg) : undefined,
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });

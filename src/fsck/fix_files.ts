@@ -44,6 +44,11 @@ export interface FixFilesOptions {
   /** Log every node update at INF (else DEB). */
   verbose?: boolean;
   progress?: ProgressSink;
+  /**
+   * Hashes referenced from outside ddfsroot that must stay (a mirror slave's undo areas, which a rollback puts back:
+   * mirroring spec §4.8); their blocks are marked used like those of the files. Read after the walk.
+   */
+  extraReferences?: () => Iterable<Buffer>;
 }
 
 export interface FixFilesResult {
@@ -122,7 +127,11 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   }
   log.info(`Fixed:${result.fixedFiles}  Corrupted:${result.corruptedFiles}  Total:${result.files} files in ${elapsedText(t0)}s.`);
 
-  // useless nodes: their address is referenced by no file
+  for (const h of options.extraReferences?.() ?? []) {
+    const a = idx.lookupAddress(h, 0);
+    if (a >= 2 && a < bc) bitmap.set(a);
+  }
+  // useless nodes: their address is referenced by no file (nor by an extra reference)
   for (let i = 0; i < idx.nodeCount;) {
     i = idx.firstNonZeroNodeFrom(i);
     if (i >= idx.nodeCount) break;

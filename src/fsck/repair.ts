@@ -46,6 +46,8 @@ export interface RepairVolumeOptions {
    * since the last checkpoint are re-hashed (spec §10.3 step 4).
    */
   crashed: boolean;
+  /** Hashes referenced from outside ddfsroot that must stay (FixFilesOptions.extraReferences). */
+  extraReferences?: () => Iterable<Buffer>;
   /** `-N`: insert file nodes missing from the index without reading their blocks. */
   relaxed?: boolean;
   devices?: DeviceFactory;
@@ -317,7 +319,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   if (nodesFixed > 0) log.info(`Deleted ${nodesFixed} index nodes that do not match their block.`);
 
   // 6, 7
-  let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+  let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences });
   await flushIndexInPlace(v);
   await v.store.checkpoint();
 
@@ -328,7 +330,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   log.info(`${late} nodes fixed.`);
   if (late > 0) {
     log.warn('the index changed after fixing files: fix files again');
-    ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress });
+    ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences });
     await flushIndexInPlace(v);
     await v.store.checkpoint();
   }

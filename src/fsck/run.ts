@@ -55,6 +55,8 @@ export interface FsckRunOptions {
    * attaches the volume's log file then, so a refused run writes nothing to the volume, not even a log line).
    */
   onLocked?: () => void;
+  /** Repair modes: hashes referenced from outside ddfsroot that must stay (RepairVolumeOptions.extraReferences). */
+  extraReferences?: () => Iterable<Buffer>;
 }
 
 export interface FsckRunResult {
@@ -158,7 +160,7 @@ async function repairLocked(parent: string, options: FsckRunOptions, autofsck: s
   } else {
     repair = await repairVolume(parent, {
       logger: log, crashed, relaxed: mode === 'repair-relaxed', devices: options.devices, verbose: options.verbose,
-      progress: options.progress, hashThreads: options.hashThreads,
+      progress: options.progress, hashThreads: options.hashThreads, extraReferences: options.extraReferences,
     });
   }
   let pack: PackReport | undefined;
