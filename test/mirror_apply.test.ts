@@ -435,31 +435,32 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
   }, 300_000);
 });
 
-describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in an undo node list is pinned")', () => {
-  /** A slave killed right after a window replaced `rewritten`: its old version (blocks only it names) is in undo. */
-  async function abandonedPass(): Promise<{ master: string; slave: string; claimShape: Record<string, string> }> {
-    const { master, slave } = await pair();
-    await withVolume(master, async (v) => {
-      await writeUfsFile(v, 'rewritten', block('old', 3));
-      await writeUfsFile(v, 'z', block('z1'));
-    });
-    await copy(master, slave);
-    const claimShape = treeShape(slave);
-    await withVolume(master, async (v) => {
-      await writeUfsFile(v, 'rewritten', block('new', 3));
-      await writeUfsFile(v, 'z', block('z2'));
-    });
-    // the window's ops: DIR '', DIRLIST '', FILE rewritten, FILE z; killed before z, after rewritten was replaced
-    await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
-    expect(liveUndoAreas(slave)).toHaveLength(1);
-    return { master, slave, claimShape };
-  }
+/** A slave killed right after a window replaced `rewritten`: its old version (blocks only it names) is in undo. */
+async function abandonedPass(): Promise<{ master: string; slave: string; claimShape: Record<string, string> }> {
+  const { master, slave } = await pair();
+  await withVolume(master, async (v) => {
+    await writeUfsFile(v, 'rewritten', block('old', 3));
+    await writeUfsFile(v, 'z', block('z1'));
+  });
+  await copy(master, slave);
+  const claimShape = treeShape(slave);
+  await withVolume(master, async (v) => {
+    await writeUfsFile(v, 'rewritten', block('new', 3));
+    await writeUfsFile(v, 'z', block('z2'));
+  });
+  // the window's ops: DIR '', DIRLIST '', FILE rewritten, FILE z; killed before z, after rewritten was replaced
+  await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
+  expect(liveUndoAreas(slave)).toHaveLength(1);
+  return { master, slave, claimShape };
+}
 
+
+describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in an undo node list is pinned")', () => {
   it('without the undo references reclaim frees the kept file\'s blocks and the rollback leaves it dangling; with them, nothing is lost', async () => {
-    const cfg = await readVolumeConfig((await pair()).slave);
     // the hazard, shown: a reclaim that does not read the undo areas frees the three old blocks (and z2's block,
     // received but named only by the discarded staging area: harmless, a resumed pass sends it again)
     const bare = await abandonedPass();
+    const cfg = await readVolumeConfig(bare.slave);
     const freed = await withVolume(bare.slave, (v) => v.runReclaim());
     expect(freed.nodeDeleted).toBe(4);
     rollbackPass(bare.slave);
@@ -495,24 +496,8 @@ describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in a
 
 describe('fsckddumbfs on a slave with an abandoned pass (spec §4.8)', () => {
   const FSCK = path.resolve(__dirname, '..', 'bin', 'fsckddumbfs');
-  async function abandoned(): Promise<{ master: string; slave: string; claimShape: Record<string, string> }> {
-    const { master, slave } = await pair();
-    await withVolume(master, async (v) => {
-      await writeUfsFile(v, 'rewritten', block('old', 3));
-      await writeUfsFile(v, 'z', block('z1'));
-    });
-    await copy(master, slave);
-    const claimShape = treeShape(slave);
-    await withVolume(master, async (v) => {
-      await writeUfsFile(v, 'rewritten', block('new', 3));
-      await writeUfsFile(v, 'z', block('z2'));
-    });
-    await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
-    return { master, slave, claimShape };
-  }
-
   it('-n keeps the blocks the undo area names (the rollback is sound); -r, -R and -k wait for the pass, changing nothing', async () => {
-    const { master, slave, claimShape } = await abandoned();
+    const { master, slave, claimShape } = await abandonedPass();
     for (const args of [['-r'], ['-R'], ['-n', '-k']]) {
       const before = await snapshotTree(slave);
       const r = await run(process.execPath, [FSCK, ...args, slave], { timeoutMs: 120_000 });
