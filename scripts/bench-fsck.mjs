@@ -11,10 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { bin, dropCaches, here, MIB, runChild } from './bench-common.mjs';
 
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const bin = (n) => path.join(here, 'bin', n);
-const MIB = 1024 ** 2;
 const BLOCK_SIZE = 4096;
 const BIG_FILE_BYTES = 1024 * MIB;
 const SMALL_FILE_COUNT = 4400;
@@ -23,21 +21,7 @@ const SMALL_FILES_PER_DIR = 100;
 const C_SECONDS = { '-c': 0.22, '-C': 2.5, '-n': 0.40, '-r': 2.5, '-R': 2.2 };
 const C_PEAK_MIB = 38;
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * MIB });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout.toString();
-}
-
-function dropCaches() {
-  spawnSync('sync');
-  try {
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n');
-    return true;
-  } catch {
-    return false;
-  }
-}
+const run = (cmd, args) => runChild(cmd, args).stdout;
 
 /** Write the issue's tree into the unmounted volume `parent`. */
 export async function fill(parent) {

@@ -11,24 +11,17 @@
 // A benchmark, not a test: nothing fails on slowness; on a shared machine the figures are indicative only. Page
 // caches are not dropped (that needs root); both tools read the same warm source. Environment: BENCH_DIR (a work
 // directory to use and keep), BENCH_MIRROR_GIB.
-import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { bin, here, MIB, runChild } from './bench-common.mjs';
 
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const bin = (n) => path.join(here, 'bin', n);
-const MIB = 1024 ** 2;
 const BLOCK_SIZE = 4096;
 const BIG_FILE_BYTES = 64 * MIB;
 const SMALL_FILES_PER_DIR = 100;
 const CHANGE_BYTES = 64 * 1024;
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * MIB });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return { stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const run = runChild;
 function timed(fn) {
   const t0 = process.hrtime.bigint();
   const out = fn();

@@ -11,8 +11,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { bin, dropCaches as dropPageCaches, runChild } from './bench-common.mjs';
 
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const mirrorOnly = process.argv[2] === 'mirror' || process.env.BENCH_ONLY === 'mirror';
 if (mirrorOnly) {
   const { benchMirror } = await import('./bench-mirror.mjs');
@@ -40,14 +40,9 @@ if (fsckOnly) {
 const gib = Number(process.argv[2] ?? process.env.BENCH_GIB ?? 2);
 const bytes = gib * 1024 ** 3;
 const work = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-');
-const bin = (n) => path.join(here, 'bin', n);
 const results = [];
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout.toString();
-}
+const run = (cmd, args, opts = {}) => runChild(cmd, args, opts).stdout;
 function timed(label, n, fn) {
   const t0 = process.hrtime.bigint();
   fn();
@@ -58,8 +53,7 @@ function timed(label, n, fn) {
   return mbs;
 }
 function dropCaches() {
-  spawnSync('sync');
-  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n'); } catch { console.log('  (cannot drop caches: not root?)'); }
+  if (!dropPageCaches()) console.log('  (cannot drop caches: not root?)');
 }
 function mounted(mnt) {
   return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
