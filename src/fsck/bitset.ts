@@ -122,7 +122,9 @@ export interface UsageCounts {
   inFilesAndInIndex: number;
   inBlocksNotInFiles: number;
   inFilesNotInBlocks: number;
+  /** Index nodes whose address is free in the bitmap (the allocator could overwrite them). */
   inIndexNotInBlocks: number;
+  /** Allocated addresses without an index node (leaks only a repair frees). */
   inBlocksNotInIndex: number;
 }
 

@@ -8,6 +8,8 @@
  * and listed in corrupted.txt by an earlier repair); otherwise OK. Exit codes: 0 OK, 2 WARNING, 1 ERROR.
  */
 
+import type { UsageCounts } from './bitset.js';
+
 export type Severity = 'ERR' | 'WAR';
 
 /** Stable kinds of findings; never renamed (tests and scripts match on them). */
@@ -68,7 +70,7 @@ export interface Finding {
 export const FINDINGS_STORED_MAX = 10_000;
 
 /** The upstream summary table (spec §10.5 step 5), plus two bitmap/index counters upstream does not print. */
-export interface CheckSummary {
+export interface CheckSummary extends UsageCounts {
   usedBlocks: number;
   freeBlocks: number;
   /** Highest allocated address ("Last used blocks"). */
@@ -88,15 +90,6 @@ export interface CheckSummary {
   filesLostBlocks: number;
   testedHashes: number;
   wrongHashes: number;
-  inIndexNotInFiles: number;
-  inFilesNotInIndex: number;
-  inFilesAndInIndex: number;
-  inBlocksNotInFiles: number;
-  inFilesNotInBlocks: number;
-  /** Index nodes whose address is free in the bitmap (the allocator could overwrite them). */
-  inIndexNotInBlocks: number;
-  /** Allocated addresses without an index node (leaks only a repair frees). */
-  inBlocksNotInIndex: number;
 }
 
 export type CheckStatus = 'OK' | 'WARNING' | 'ERROR';
