@@ -1,6 +1,7 @@
 // What the benchmark scripts share (bench.mjs, bench-mirror.mjs, bench-fsck.mjs): the repository's commands, a child
 // run that fails loudly, and dropping the page cache.
 import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -25,5 +26,34 @@ export function dropCaches() {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Run `fn(writeRandom)` on the unmounted volume `parent` opened through the product's own writer (dist/), then close
+ * it. `writeRandom(rel, size, create = true)` writes `size` random bytes from offset 0 of ddfsroot/`rel` (created 0644
+ * when `create`, else an existing file rewritten in place), 1 MiB at a time.
+ */
+export async function withOfflineVolume(parent, fn) {
+  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
+  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
+  const v = await Volume.open(parent);
+  const buf = Buffer.alloc(MIB);
+  const writeRandom = async (rel, size, create = true) => {
+    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), create ? { create: true, mode: 0o644 } : {});
+    try {
+      for (let at = 0; at < size; at += MIB) {
+        const n = Math.min(MIB, size - at);
+        randomFillSync(buf, 0, n);
+        await f.write(at, buf.subarray(0, n));
+      }
+    } finally {
+      await f.close();
+    }
+  };
+  try {
+    return await fn(writeRandom);
+  } finally {
+    await v.close();
   }
 }

@@ -8,10 +8,9 @@
 // mode when the benchmark runs as root. A benchmark, not a test: nothing fails on slowness. Environment: BENCH_DIR (a
 // work directory to use and keep), BENCH_FSCK_GIB.
 import { spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bin, dropCaches, here, MIB, runChild } from './bench-common.mjs';
+import { bin, dropCaches, MIB, runChild, withOfflineVolume } from './bench-common.mjs';
 
 const BLOCK_SIZE = 4096;
 const BIG_FILE_BYTES = 1024 * MIB;
@@ -25,23 +24,7 @@ const run = (cmd, args) => runChild(cmd, args).stdout;
 
 /** Write the issue's tree into the unmounted volume `parent`. */
 export async function fill(parent) {
-  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
-  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
-  const v = await Volume.open(parent);
-  const buf = Buffer.alloc(MIB);
-  const write = async (rel, size) => {
-    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), { create: true, mode: 0o644 });
-    try {
-      for (let at = 0; at < size; at += MIB) {
-        const n = Math.min(MIB, size - at);
-        randomFillSync(buf, 0, n);
-        await f.write(at, buf.subarray(0, n));
-      }
-    } finally {
-      await f.close();
-    }
-  };
-  try {
+  await withOfflineVolume(parent, async (write) => {
     await write('big.bin', BIG_FILE_BYTES);
     let sizeSeed = 1;
     for (let k = 0; k < SMALL_FILE_COUNT; k++) {
@@ -50,9 +33,7 @@ export async function fill(parent) {
       sizeSeed = (sizeSeed * 1103515245 + 12345) % 2 ** 31;
       await write(`${dir}/f${k}`, BLOCK_SIZE * (1 + (sizeSeed % 31)) - (sizeSeed % 7) * 100);
     }
-  } finally {
-    await v.close();
-  }
+  });
 }
 
 /** Run `fsckddumbfs mode parent` under /usr/bin/time -v. @returns wall and CPU seconds, peak RSS bytes */

@@ -11,10 +11,9 @@
 // A benchmark, not a test: nothing fails on slowness; on a shared machine the figures are indicative only. Page
 // caches are not dropped (that needs root); both tools read the same warm source. Environment: BENCH_DIR (a work
 // directory to use and keep), BENCH_MIRROR_GIB.
-import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bin, here, MIB, runChild } from './bench-common.mjs';
+import { bin, MIB, runChild, withOfflineVolume } from './bench-common.mjs';
 
 const BLOCK_SIZE = 4096;
 const BIG_FILE_BYTES = 64 * MIB;
@@ -40,26 +39,13 @@ function rsyncBytes(stats) {
 
 /** Write the benchmark tree into the unmounted volume `parent` through the volume's own writer (dist/). */
 export async function fill(parent, gib) {
-  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
-  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
   const total = Math.round(gib * 1024 ** 3);
   const files = [];
-  const v = await Volume.open(parent);
-  const buf = Buffer.alloc(MIB);
-  const write = async (rel, size) => {
-    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), { create: true, mode: 0o644 });
-    try {
-      for (let at = 0; at < size; at += MIB) {
-        const n = Math.min(MIB, size - at);
-        randomFillSync(buf, 0, n);
-        await f.write(at, buf.subarray(0, n));
-      }
-    } finally {
-      await f.close();
-    }
-    files.push({ rel, size });
-  };
-  try {
+  await withOfflineVolume(parent, async (writeRandom) => {
+    const write = async (rel, size) => {
+      await writeRandom(rel, size);
+      files.push({ rel, size });
+    };
     fs.mkdirSync(path.join(parent, 'ddfsroot', 'big'));
     for (let k = 0, done = 0; done < total / 2; k++, done += BIG_FILE_BYTES) await write(`big/large${k}.bin`, Math.min(BIG_FILE_BYTES, total / 2 - done));
     let sizeSeed = 1;
@@ -71,33 +57,20 @@ export async function fill(parent, gib) {
       await write(`${dir}/f${k}`, size);
       done += size;
     }
-  } finally {
-    await v.close();
-  }
+  });
   return files;
 }
 
 /** Rewrite CHANGE_BYTES (or the whole file) at the start of every 100th file with new random data. */
 async function change(parent, files) {
-  const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
-  const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
-  const v = await Volume.open(parent);
   let count = 0;
-  try {
+  await withOfflineVolume(parent, async (writeRandom) => {
     for (let k = 0; k < files.length; k += 100) {
       const { rel, size } = files[k];
-      const data = randomFillSync(Buffer.alloc(Math.min(size, CHANGE_BYTES)));
-      const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), {});
-      try {
-        await f.write(0, data);
-      } finally {
-        await f.close();
-      }
+      await writeRandom(rel, Math.min(size, CHANGE_BYTES), false);
       count++;
     }
-  } finally {
-    await v.close();
-  }
+  });
   return count;
 }
 
