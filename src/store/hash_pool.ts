@@ -1,5 +1,6 @@
 /**
- * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n).
+ * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n;
+ * mirror passes hash through the persistent HashWorkers below).
  *
  * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) and hands
  * each batch (transferred, not copied) to the least busy worker, which hashes the wanted blocks and hands the buffer
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
 import type { Device } from '../io/device.js';
-import { createHasher } from '../store/hash.js';
+import { createHasher } from './hash.js';
 import { HASH_JOB_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 
