@@ -176,6 +176,12 @@ export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
  * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
  */
 export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
+/**
+ * Batches of received blocks a slave has handed to its hash threads and not stored yet: enough to keep every thread
+ * busy while the JS thread decodes the next BLOCKs (2 per thread on a small machine), few enough that the memory
+ * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
+ */
+export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**
