@@ -147,6 +147,13 @@ export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
 export const MIRROR_CHECKPOINT_SIZE_BYTES = 64 * 1024 * 1024;
 /** Hashes in one HASHQ: 4096 × 64-byte hashes = 256 KiB, well under the 1 MiB record body bound. */
 export const MIRROR_HASHQ_COUNT_MAX = 4096;
+/**
+ * Files a master collects before it sends one HASHQ batch for their distinct new hashes, reads their missing blocks in
+ * runs and sends them (spec §4.6 step 4): one round trip per window instead of one per file. A window ends at this
+ * many files or nodes (64 MiB of 4 KiB blocks; the node lists held are then 2 MiB), and before any other record.
+ */
+export const MIRROR_SEND_WINDOW_FILE_COUNT_MAX = 1024;
+export const MIRROR_SEND_WINDOW_NODE_COUNT_MAX = 16384;
 /** Hashes in one FILE_NODES: 8192 × 64 bytes = 512 KiB, under the 1 MiB record body bound. */
 export const MIRROR_FILE_NODES_COUNT_MAX = 8192;
 /** Entries in one DIRLIST piece: 2048 × (255-byte name + TLV framing) stays under the 1 MiB body bound. */
