@@ -430,7 +430,10 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     const { nodes, count } = await readNodes(rel);
     window.push({ rel, rec, nodes, count, group, changed: false });
     windowNodeCount += count;
-    if (group !== 0n || windowNodeCount >= MIRROR_SEND_WINDOW_NODE_COUNT_MAX || window.length >= MIRROR_SEND_WINDOW_FILE_COUNT_MAX) await flushWindow();
+    // a window never holds back a CHECKPOINT: at most what one window of checkpoint records and bytes could send
+    const c = out.counters;
+    const dueCheckpoint = c.records + 4 * window.length + windowNodeCount - recordsAtCheckpoint >= cpRecords || c.bytes + windowNodeCount * blockSize - bytesAtCheckpoint >= cpBytes;
+    if (group !== 0n || dueCheckpoint || windowNodeCount >= MIRROR_SEND_WINDOW_NODE_COUNT_MAX || window.length >= MIRROR_SEND_WINDOW_FILE_COUNT_MAX) await flushWindow();
   };
 
   const sendLeaf = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
