@@ -147,6 +147,13 @@ export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
 export const MIRROR_CHECKPOINT_SIZE_BYTES = 64 * 1024 * 1024;
 /** Hashes in one HASHQ: 4096 × 64-byte hashes = 256 KiB, well under the 1 MiB record body bound. */
 export const MIRROR_HASHQ_COUNT_MAX = 4096;
+/**
+ * Files a master collects before it sends one HASHQ batch for their distinct new hashes, reads their missing blocks in
+ * runs and sends them (spec §4.6 step 4): one round trip per window instead of one per file. A window ends at this
+ * many files or nodes (64 MiB of 4 KiB blocks; the node lists held are then 2 MiB), and before any other record.
+ */
+export const MIRROR_SEND_WINDOW_FILE_COUNT_MAX = 1024;
+export const MIRROR_SEND_WINDOW_NODE_COUNT_MAX = 16384;
 /** Hashes in one FILE_NODES: 8192 × 64 bytes = 512 KiB, under the 1 MiB record body bound. */
 export const MIRROR_FILE_NODES_COUNT_MAX = 8192;
 /** Entries in one DIRLIST piece: 2048 × (255-byte name + TLV framing) stays under the 1 MiB body bound. */
@@ -176,6 +183,12 @@ export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
  * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
  */
 export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
+/**
+ * Batches of received blocks a slave has handed to its hash threads and not stored yet: enough to keep every thread
+ * busy while the JS thread decodes the next BLOCKs (2 per thread on a small machine), few enough that the memory
+ * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
+ */
+export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**

@@ -25,7 +25,7 @@ const work = mkdtempSync(path.join(tmpdir(), 'fsck-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 beforeAll(() => {
-  if (!existsSync(path.join(ROOT, 'dist/cli/fsckddumbfs.js')) || !existsSync(path.join(ROOT, 'dist/fsck/hash_worker.js'))) {
+  if (!existsSync(path.join(ROOT, 'dist/cli/fsckddumbfs.js')) || !existsSync(path.join(ROOT, 'dist/store/hash_worker.js'))) {
     throw new Error('dist/ is not built: run `npx tsc -p tsconfig.json` first');
   }
 });

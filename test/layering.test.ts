@@ -65,7 +65,7 @@ const NODE_FS_ALLOWED: Record<string, string> = {
   'fsck/check.ts': 'looks for the .autofsck marker',
   'fsck/context.ts': 'stats ddfsroot when opening a volume for fsck',
   'fsck/fix_files.ts': 'writes corrupted.txt (opened by io/no_follow.ts) and tests its directory',
-  'fsck/hash_pool.ts': 'finds the compiled hash worker script next to it',
+  'store/hash_pool.ts': 'finds the compiled hash worker script next to it',
   'fsck/pack.ts': 'stats the block file before cutting it',
   'fsck/rebuild.ts': 'removes the .rebuildfsck marker',
   'fsck/repair.ts': 'looks for the .autofsck marker',

@@ -34,7 +34,7 @@ import {
   emptySummary, exitCodeOf, FINDINGS_STORED_MAX, renderSummary, statusOf, usageBar,
   type CheckStatus, type CheckSummary, type Finding, type FindingKind, type FsckExitCode, type Severity,
 } from './findings.js';
-import { defaultHashThreads, hashBlocks, HASH_WORKER_MIN_BLOCKS } from './hash_pool.js';
+import { defaultHashThreads, hashBlocks, HASH_WORKER_MIN_BLOCKS } from '../store/hash_pool.js';
 
 export interface CheckOptions {
   logger: Logger;

@@ -25,7 +25,7 @@ import {
 } from './context.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { pathText, rawText } from '../util/path_text.js';
-import { HASH_BATCH_SIZE_MAX } from './hash_pool.js';
+import { HASH_BATCH_SIZE_MAX } from '../store/hash_pool.js';
 
 export interface PackOptions {
   logger: Logger;

@@ -33,7 +33,7 @@ import {
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { fixFiles } from './fix_files.js';
-import { hashBlocks } from './hash_pool.js';
+import { hashBlocks } from '../store/hash_pool.js';
 import { reportOf, type RepairReport } from './repair.js';
 
 export interface RebuildOptions {

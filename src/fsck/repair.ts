@@ -36,7 +36,7 @@ import {
 import { rawText } from '../util/path_text.js';
 import { fixFiles, type FixFilesResult } from './fix_files.js';
 import type { FileRepairStatus } from './findings.js';
-import { hashBlocks } from './hash_pool.js';
+import { hashBlocks } from '../store/hash_pool.js';
 
 /** Options of `repairVolume`. */
 export interface RepairVolumeOptions {

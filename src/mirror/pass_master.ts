@@ -28,7 +28,8 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
   MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
-  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO,
+  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, HASH_JOB_SIZE_MAX,
+  MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_SEND_WINDOW_FILE_COUNT_MAX, MIRROR_SEND_WINDOW_NODE_COUNT_MAX,
 } from '../limits.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
@@ -44,6 +45,7 @@ import type { PassVolume } from './pass_volume.js';
 import { lineageIdOf, masterState } from './state.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
+import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
 
 /** What a pass did, for the summary line (spec §4.9 progress; issue 7 item 9). */
 export interface PassSummary {
@@ -163,6 +165,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const maybeCheckpoint = async (key: Buffer): Promise<void> => {
     const c = out.counters;
     if (c.records - recordsAtCheckpoint >= cpRecords || c.bytes - bytesAtCheckpoint >= cpBytes) {
+      // everything up to `key` is in the stream before the CHECKPOINT that names it
+      await flushWindow();
       await out.send({ type: 'CHECKPOINT', keyCur: key });
       recordsAtCheckpoint = c.records;
       bytesAtCheckpoint = c.bytes;
@@ -204,9 +208,215 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     return hashScratch.equals(hash) ? Buffer.from(blockScratch) : null;
   };
 
+  /**
+   * Files whose records wait to be sent together (spec §4.6 step 4): one HASHQ batch for the distinct new hashes of
+   * them all, their missing blocks read in runs of consecutive addresses and re-hashed by the hash threads, then their
+   * BLOCKs, then their FILE_BEGIN/FILE_NODES/FILE_END in visit order. The window is sent (flushWindow) before any
+   * other record, so the stream's order is the order of the visit.
+   */
+  interface PendingFile { rel: Buffer; rec: EntryRecord; nodes: Buffer; count: number; group: bigint; changed: boolean }
+  let window: PendingFile[] = [];
+  let windowNodeCount = 0;
+  /** Started at the first block to send; closed when the pass ends. */
+  let hashWorkers: HashWorkers | null = null;
+  const runBlocksMax = Math.max(1, Math.floor(HASH_JOB_SIZE_MAX / blockSize));
+  const spareBuffers: Buffer[] = [];
+
+  const canonicalOf = (f: PendingFile, j: number): Buffer => {
+    const at = j * nodeSize;
+    return decodeAddress(f.nodes, at, addrSize) === ADDR_ZERO ? zeroHash : f.nodes.subarray(at + addrSize, at + addrSize + hashSize);
+  };
+
+  interface Wanted { key: string; hash: Buffer; file: PendingFile; index: number; address: number }
+
+  /**
+   * A block whose bytes did not hash to its hash at the address the node list named: the address may have been
+   * reused (reclaim) or the file rewritten, so its node list is read again once (spec §5 scenario 7).
+   * @returns the block's bytes, 'changed' (the file no longer names the hash: it is not sent in this pass) or
+   *   'corrupt' (it still names it and the bytes do not match: a corrupt master block)
+   */
+  const recoverBlock = async (w: Wanted): Promise<Buffer | 'changed' | 'corrupt'> => {
+    const again = await readNodes(w.file.rel).catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'ENOENT') return null;
+      throw err;
+    });
+    let named = false;
+    let data: Buffer | null = null;
+    for (let j = 0; again !== null && j < again.count && data === null; j++) {
+      const o = j * nodeSize;
+      if (again.nodes.compare(w.hash, 0, hashSize, o + addrSize, o + addrSize + hashSize) === 0) {
+        named = true;
+        data = await checkedBlock(decodeAddress(again.nodes, o, addrSize), w.hash);
+      }
+    }
+    return !named ? 'changed' : data ?? 'corrupt';
+  };
+
+  /** Send the BLOCK of `w` (`data` hashed to its hash), or settle why it cannot be sent. */
+  const sendWanted = async (w: Wanted, data: Buffer | null): Promise<void> => {
+    if (w.file.changed) return;
+    const got = data ?? (await recoverBlock(w));
+    if (got === 'changed') {
+      // deleted or rewritten since its node list was read: the file no longer names this hash, so no block is
+      // corrupt; it is not sent in this pass (the slave keeps what it has, the next pass sends its new state)
+      w.file.changed = true;
+      return;
+    }
+    if (got === 'corrupt') {
+      summary.corrupt.push({ path: w.file.rel, blockIndex: w.index });
+      options.report?.(`CORRUPT ${pathText(w.file.rel)} block ${w.index} on the master: not sent`);
+      known.set(w.key, false);
+      return;
+    }
+    await out.send({ type: 'BLOCK', hash: w.hash, data: got });
+    known.set(w.key, true);
+    summary.blocksSent++;
+  };
+
+  /**
+   * Read the blocks of `wanted` in runs of consecutive addresses (one pread each), have the hash threads re-hash them
+   * (a few runs in flight while the next is read), and send each one whose bytes hash to its node's hash.
+   */
+  const sendBlocks = async (wanted: Wanted[]): Promise<void> => {
+    const order = [...wanted].sort((x, y) => x.address - y.address);
+    const queue: Array<{ run: Wanted[]; result: Promise<HashedBatch> | null }> = [];
+    const finishOne = async (): Promise<void> => {
+      const { run, result } = queue.shift()!;
+      const r = result === null ? null : await result;
+      for (let k = 0; k < run.length; k++) {
+        const w = run[k]!;
+        const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
+        await sendWanted(w, ok ? r.data.subarray(k * blockSize, (k + 1) * blockSize) : null);
+      }
+      if (r !== null) spareBuffers.push(r.data);
+    };
+    for (let i = 0; i < order.length;) {
+      let n = 1;
+      const first = order[i]!.address;
+      const inRange = first >= 2 && first < cfg.blockCount;
+      while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
+      const run = order.slice(i, i + n);
+      i += n;
+      let result: Promise<HashedBatch> | null = null;
+      if (inRange) {
+        const buf = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(runBlocksMax * blockSize);
+        try {
+          await store.readBlocks(first, n, buf, 0);
+          hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
+          result = hashWorkers.hash(buf, n);
+          result.catch(() => undefined); // awaited in order by finishOne
+        } catch {
+          spareBuffers.push(buf);
+          result = null; // unreadable run: each block goes through recoverBlock
+        }
+      }
+      queue.push({ run, result });
+      while (queue.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await finishOne();
+    }
+    while (queue.length > 0) await finishOne();
+  };
+
+  /** Send the files of the window (see PendingFile): HASHQ, blocks, then the files in visit order. */
+  const flushWindow = async (): Promise<void> => {
+    if (window.length === 0) return;
+    const files = window;
+    window = [];
+    windowNodeCount = 0;
+    // distinct new hashes of the window, with the first node naming each
+    const fresh: Wanted[] = [];
+    const seen = new Set<string>();
+    for (const f of files) {
+      for (let j = 0; j < f.count; j++) {
+        const h = canonicalOf(f, j);
+        if (h.equals(zeroHash)) continue;
+        const key = h.toString('latin1');
+        if (known.has(key) || seen.has(key)) continue;
+        seen.add(key);
+        fresh.push({ key, hash: Buffer.from(h), file: f, index: j, address: decodeAddress(f.nodes, j * nodeSize, addrSize) });
+      }
+    }
+    let toSend: Wanted[] = fresh;
+    if (input !== null && fresh.length > 0) {
+      // every HASHQ of the window first, then their HAVEs (the slave answers in order)
+      for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) await out.send({ type: 'HASHQ', hashes: fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX).map((b) => b.hash) });
+      toSend = [];
+      for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
+        const batch = fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX);
+        const have = await expect('HAVE');
+        if (have.hashCount !== batch.length) throw new DdfsError('CORRUPT', `the slave's HAVE counts ${have.hashCount} hashes, the HASHQ had ${batch.length}`);
+        for (let i = 0; i < batch.length; i++) {
+          if ((have.missing[i >> 3]! & (1 << (i & 7))) !== 0) toSend.push(batch[i]!);
+          else {
+            known.set(batch[i]!.key, true);
+            summary.blocksHeld++;
+          }
+        }
+      }
+    }
+    await sendBlocks(toSend);
+    const retry: PendingFile[] = [];
+    for (const f of files) {
+      if (f.changed) {
+        summary.skippedFiles.push(f.rel);
+        summary.claimKind = 'atleast';
+        continue;
+      }
+      // a hash known unavailable (a corrupt master block) makes the file unsendable; one not settled (its first
+      // file changed under the pass) sends the file again alone, with its node list read again
+      let unavailable = false;
+      let unsettled = false;
+      for (let j = 0; j < f.count && !unavailable; j++) {
+        const h = canonicalOf(f, j);
+        if (h.equals(zeroHash)) continue;
+        const k = known.get(h.toString('latin1'));
+        if (k === false) unavailable = true;
+        else if (k === undefined) unsettled = true;
+      }
+      if (unavailable) {
+        summary.skippedFiles.push(f.rel);
+        summary.claimKind = 'atleast';
+        continue;
+      }
+      if (unsettled) {
+        retry.push(f);
+        continue;
+      }
+      await sendFileRecords(f);
+    }
+    for (const f of retry) {
+      const again = await readNodes(f.rel).catch(() => null);
+      if (again === null) {
+        summary.skippedFiles.push(f.rel);
+        summary.claimKind = 'atleast';
+        continue;
+      }
+      window = [{ ...f, nodes: again.nodes, count: again.count }];
+      await flushWindow();
+    }
+  };
+
+  const sendFileRecords = async (f: PendingFile): Promise<void> => {
+    const { rel, rec, count, group } = f;
+    await out.send({ type: 'FILE_BEGIN', path: rel, meta: metaOf(rec, 0o644), sizeBytes: BigInt(rec.sizeBytes), nodeCount: BigInt(count), tid: 0n, linkGroup: group });
+    const hasher = new FileContentHasher(count, hashSize);
+    for (let j = 0; j < count; j += MIRROR_FILE_NODES_COUNT_MAX) {
+      const hashes: Buffer[] = [];
+      for (let i = j; i < Math.min(count, j + MIRROR_FILE_NODES_COUNT_MAX); i++) hashes.push(Buffer.from(canonicalOf(f, i)));
+      hasher.update(Buffer.concat(hashes));
+      await out.send({ type: 'FILE_NODES', firstIndex: BigInt(j), hashes });
+    }
+    await out.send({ type: 'FILE_END', digest: hasher.digest() });
+    summary.filesSent++;
+    if (group !== 0n) sentGroups.add(group);
+  };
+
   const sendFile = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
     const group = rec.link.length > 0 ? (linkGroups.get(rec.link.toString('latin1')) ?? BigInt(linkGroups.size + 1)) : 0n;
-    if (group !== 0n) linkGroups.set(rec.link.toString('latin1'), group);
+    if (group !== 0n) {
+      // a LINK must follow the FILE of its group: a member of a link group is sent at once, in a window of its own
+      linkGroups.set(rec.link.toString('latin1'), group);
+      await flushWindow();
+    }
     if (group !== 0n && !sentGroups.has(group) && !rec.link.equals(rel)) {
       // a new name of a group whose first name did not change (its subtree matched): send the group under its first
       // name (a no-op on a slave that has it), so this name can join that inode instead of becoming another one
@@ -217,112 +427,24 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       await out.send({ type: 'LINK', path: rel, linkGroup: group });
       return;
     }
-    let { nodes, count } = await readNodes(rel);
-    const canonical = (j: number): Buffer => {
-      const at = j * nodeSize;
-      return decodeAddress(nodes, at, addrSize) === ADDR_ZERO ? zeroHash : nodes.subarray(at + addrSize, at + addrSize + hashSize);
-    };
-    // distinct new hashes of this file, first node index of each
-    const fresh: Array<{ key: string; hash: Buffer; index: number }> = [];
-    const seen = new Set<string>();
-    for (let j = 0; j < count; j++) {
-      const h = canonical(j);
-      if (h.equals(zeroHash)) continue;
-      const key = h.toString('latin1');
-      if (known.has(key) || seen.has(key)) continue;
-      seen.add(key);
-      fresh.push({ key, hash: Buffer.from(h), index: j });
-    }
-    let unavailable = false;
-    /** The file was deleted or rewritten during the pass (spec §5 scenario 7): not sent now. */
-    let changed = false;
-    for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
-      const batch = fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX);
-      let missing: boolean[];
-      if (input !== null) {
-        await out.send({ type: 'HASHQ', hashes: batch.map((b) => b.hash) });
-        const have = await expect('HAVE');
-        if (have.hashCount !== batch.length) throw new DdfsError('CORRUPT', `the slave's HAVE counts ${have.hashCount} hashes, the HASHQ had ${batch.length}`);
-        missing = batch.map((_, i) => (have.missing[i >> 3]! & (1 << (i & 7))) !== 0);
-      } else {
-        missing = batch.map(() => true);
-      }
-      for (let i = 0; i < batch.length; i++) {
-        const b = batch[i]!;
-        if (!missing[i]) {
-          known.set(b.key, true);
-          summary.blocksHeld++;
-          continue;
-        }
-        if (changed) continue;
-        let data = await checkedBlock(decodeAddress(nodes, b.index * nodeSize, addrSize), b.hash);
-        if (data === null) {
-          // the address may have been reused (reclaim) or the file rewritten: read its node list again once
-          const again = await readNodes(rel).catch((err: unknown) => {
-            if ((err as { code?: string }).code === 'ENOENT') return null;
-            throw err;
-          });
-          let named = false;
-          for (let j = 0; again !== null && j < again.count && data === null; j++) {
-            const o = j * nodeSize;
-            if (again.nodes.compare(b.hash, 0, hashSize, o + addrSize, o + addrSize + hashSize) === 0) {
-              named = true;
-              data = await checkedBlock(decodeAddress(again.nodes, o, addrSize), b.hash);
-            }
-          }
-          if (!named) {
-            // deleted or rewritten since its node list was read: the file no longer names this hash, so no block is
-            // corrupt; it is not sent in this pass (the slave keeps what it has, the next pass sends its new state)
-            changed = true;
-            continue;
-          }
-        }
-        if (data === null) {
-          summary.corrupt.push({ path: rel, blockIndex: b.index });
-          options.report?.(`CORRUPT ${pathText(rel)} block ${b.index} on the master: not sent`);
-          known.set(b.key, false);
-          unavailable = true;
-          continue;
-        }
-        await out.send({ type: 'BLOCK', hash: b.hash, data });
-        known.set(b.key, true);
-        summary.blocksSent++;
-      }
-    }
-    if (changed) {
-      summary.skippedFiles.push(rel);
-      summary.claimKind = 'atleast';
-      return;
-    }
-    // a hash known unavailable earlier in the pass makes this file unsendable too
-    for (let j = 0; j < count && !unavailable; j++) {
-      const h = canonical(j);
-      if (!h.equals(zeroHash) && known.get(h.toString('latin1')) === false) unavailable = true;
-    }
-    if (unavailable) {
-      summary.skippedFiles.push(rel);
-      summary.claimKind = 'atleast';
-      return;
-    }
-    await out.send({ type: 'FILE_BEGIN', path: rel, meta: metaOf(rec, 0o644), sizeBytes: BigInt(rec.sizeBytes), nodeCount: BigInt(count), tid: 0n, linkGroup: group });
-    const hasher = new FileContentHasher(count, hashSize);
-    for (let j = 0; j < count; j += MIRROR_FILE_NODES_COUNT_MAX) {
-      const hashes: Buffer[] = [];
-      for (let i = j; i < Math.min(count, j + MIRROR_FILE_NODES_COUNT_MAX); i++) hashes.push(Buffer.from(canonical(i)));
-      hasher.update(Buffer.concat(hashes));
-      await out.send({ type: 'FILE_NODES', firstIndex: BigInt(j), hashes });
-    }
-    await out.send({ type: 'FILE_END', digest: hasher.digest() });
-    summary.filesSent++;
-    if (group !== 0n) sentGroups.add(group);
-    nodes = Buffer.alloc(0);
+    const { nodes, count } = await readNodes(rel);
+    window.push({ rel, rec, nodes, count, group, changed: false });
+    windowNodeCount += count;
+    // a window never holds back a CHECKPOINT: at most what one window of checkpoint records and bytes could send
+    const c = out.counters;
+    const dueCheckpoint = c.records + 4 * window.length + windowNodeCount - recordsAtCheckpoint >= cpRecords || c.bytes + windowNodeCount * blockSize - bytesAtCheckpoint >= cpBytes;
+    if (group !== 0n || dueCheckpoint || windowNodeCount >= MIRROR_SEND_WINDOW_NODE_COUNT_MAX || window.length >= MIRROR_SEND_WINDOW_FILE_COUNT_MAX) await flushWindow();
   };
 
   const sendLeaf = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
     summary.filesVisited++;
-    if (rec.kind === 'file') await sendFile(rel, rec);
-    else if (rec.kind === 'symlink') await out.send({ type: 'SYMLINK', path: rel, target: rec.target, meta: metaOf(rec, 0o777), tid: 0n });
-    else await out.send({ type: 'SPECIAL', path: rel, kind: rec.kind as SpecialKind, rdev: BigInt(rec.rdev), meta: metaOf(rec, 0o644), tid: 0n });
+    if (rec.kind === 'file') {
+      await sendFile(rel, rec);
+    } else {
+      await flushWindow();
+      if (rec.kind === 'symlink') await out.send({ type: 'SYMLINK', path: rel, target: rec.target, meta: metaOf(rec, 0o777), tid: 0n });
+      else await out.send({ type: 'SPECIAL', path: rel, kind: rec.kind as SpecialKind, rdev: BigInt(rec.rdev), meta: metaOf(rec, 0o644), tid: 0n });
+    }
     await maybeCheckpoint(rel);
   };
 
@@ -341,6 +463,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       here = null; // a path whose parent is a file here, or changed: not a copy of ours
     }
     if (here !== null && here.digest.equals(rec.digest)) return false; // a copy: the slave keeps its source
+    await flushWindow();
     await out.send({ type: 'RENAME', from: source, to: target, tid: 0n, fromType: entryTypeOf(rec), fromDigest: rec.digest });
     summary.renamesSent++;
     await out.send({ type: 'DIGESTQ', path: target, digest: rec.digest });
@@ -351,6 +474,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   };
 
   const visitDirectory = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
+    await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     const children = await digests.list(rel);
     children.sort((a, b) => Buffer.compare(a.name, b.name));
@@ -365,6 +489,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       let differs = batch.map(() => true);
       const sources: Array<Buffer | undefined> = [];
       if (input !== null) {
+        await flushWindow();
         for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
         differs = [];
         for (const c of batch) {
@@ -422,6 +547,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       rootDiffers = !(await expect('DIGESTA')).match;
     }
     if (rootDiffers) await visitDirectory(EMPTY, root);
+    await flushWindow();
     await vol.flush();
     if (vol.changeCount() !== changesAtStart) summary.claimKind = 'atleast';
     await out.send({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: summary.claimKind });
@@ -440,6 +566,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     summary.elapsedMs = Date.now() - t0;
     return summary;
   } finally {
+    await (hashWorkers as HashWorkers | null)?.close(); // assigned in sendBlocks
     await digests.close();
   }
 }

@@ -34,7 +34,7 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
@@ -47,6 +47,7 @@ import type { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
 import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
+import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
 import type { PassVolume } from './pass_volume.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
 import { lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
@@ -243,23 +244,41 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return good;
   };
 
-  /** Received new blocks not stored yet (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES at most), with their hashes and seqs. */
+  /**
+   * Received new blocks not stored yet, in batches of MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES: a full batch is handed to
+   * the hash workers at once (the JS thread goes on decoding BLOCKs), up to MIRROR_BLOCK_HASH_BATCH_COUNT_MAX batches
+   * in flight; storePending stores them all, in order, with the hashes the workers computed from their bytes.
+   */
   const pendingMax = Math.max(1, Math.floor(MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES / blockSize));
-  const pendingData = Buffer.alloc(pendingMax * blockSize);
+  const spareBuffers: Buffer[] = [];
+  const newBatch = (): Buffer => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(pendingMax * blockSize);
+  let pendingData = newBatch();
   const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
   let pendingHashes: Buffer[] = [];
   let pendingSeqs: bigint[] = [];
   let pendingCount = 0;
-  /** Store the pending blocks; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
-  const storePending = async (): Promise<void> => {
+  /** Started at the first batch of new blocks (a pass that receives none starts no thread); closed when the pass ends. */
+  let hashWorkers: HashWorkers | null = null;
+  const hashing: Array<{ result: Promise<HashedBatch>; count: number; hashes: Buffer[]; seqs: bigint[] }> = [];
+  /** Hand the pending batch to the hash workers. */
+  const submitPending = (): void => {
     if (pendingCount === 0) return;
-    const count = pendingCount;
-    const hashes = pendingHashes;
-    const seqs = pendingSeqs;
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
+    const result = hashWorkers.hash(pendingData, pendingCount);
+    result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
+    hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
+    pendingData = newBatch();
     pendingCount = 0;
     pendingHashes = [];
     pendingSeqs = [];
-    const res = await store.storeBlocks(pendingData, count, pendingNodes, 0);
+  };
+  /** Store the oldest batch in flight; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
+  const storeHashed = async (): Promise<void> => {
+    const b = hashing.shift()!;
+    const { data, hashes: computed } = await b.result;
+    const { count, hashes, seqs } = b;
+    const res = await store.storeBlocks(data, count, pendingNodes, 0, computed);
+    spareBuffers.push(data);
     // a block stored under its true hash that is not the one named is referenced by nothing: reclaim frees it
     for (let k = 0; k < res.stored; k++) {
       const at = k * nodeSize + addrSize;
@@ -269,6 +288,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
     if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
     for (let k = 0; k < count; k++) hook('block-stored');
+  };
+  /** Store every received block (before any record that is not a BLOCK is handled). */
+  const storePending = async (): Promise<void> => {
+    submitPending();
+    while (hashing.length > 0) await storeHashed();
   };
 
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
@@ -622,7 +646,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const damagedAt = damaged.get(r.hash.toString('latin1'));
           if ((damagedAt === undefined || localAddress(r.hash) !== damagedAt) && localAddress(r.hash) < 2) {
             // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
-            if (pendingCount === pendingMax) await storePending();
+            if (pendingCount === pendingMax) {
+              submitPending();
+              while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
+            }
             r.data.copy(pendingData, pendingCount * blockSize);
             pendingData.fill(0, pendingCount * blockSize + r.data.length, (pendingCount + 1) * blockSize);
             pendingHashes.push(r.hash);
@@ -760,6 +787,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
     throw err;
   } finally {
+    await (hashWorkers as HashWorkers | null)?.close(); // assigned in submitPending
     unpin();
     PASS_PINS.delete(parent);
     await digests?.close();

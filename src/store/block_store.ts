@@ -214,8 +214,10 @@ export class BlockStore {
    *   `data.stored` nodes are in `nodesOut`, those of the unwritten blocks with address 1 (lost, spec §7) and listed
    *   by their index in the call in `data.lost`. A caller that had not answered the write yet may ignore the nodes;
    *   one that had must write them (the data is lost, and must read as lost, not as other bytes).
+   * @param hashes the blocks' hashes (hashSize bytes each) when the caller computed them from these bytes (a hash
+   *   worker, HashWorkers); default: hashed here
    */
-  async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number): Promise<{ stored: number; error: DdfsError | null }> {
+  async storeBlocks(data: Buffer, count: number, nodesOut: Buffer, nodesOffset: number, hashes?: Buffer): Promise<{ stored: number; error: DdfsError | null }> {
     this.storeCallCount++;
     const { blockSize: bs, nodeSize: ns, addrSize: as, hashSize: hs } = this.cfg;
     const index = this.index.nodes;
@@ -231,7 +233,8 @@ export class BlockStore {
     for (let k = 0; k < count; k++) {
       const block = data.subarray(k * bs, (k + 1) * bs);
       const nodeOff = nodesOffset + k * ns;
-      this.hasher.hashInto(block, nodesOut, nodeOff + as);
+      if (hashes) hashes.copy(nodesOut, nodeOff + as, k * hs, (k + 1) * hs);
+      else this.hasher.hashInto(block, nodesOut, nodeOff + as);
       this.counters.add('hash');
       if (this.zeroHash.compare(nodesOut, nodeOff + as, nodeOff + as + hs) === 0) {
         encodeAddress(nodesOut, nodeOff, as, ADDR_ZERO);

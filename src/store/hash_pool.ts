@@ -1,5 +1,6 @@
 /**
- * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n).
+ * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n;
+ * mirror passes hash through the persistent HashWorkers below).
  *
  * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) and hands
  * each batch (transferred, not copied) to the least busy worker, which hashes the wanted blocks and hands the buffer
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
 import type { Device } from '../io/device.js';
-import { createHasher } from '../store/hash.js';
+import { createHasher } from './hash.js';
 import { HASH_JOB_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 
@@ -252,4 +253,95 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     await Promise.all(workers.map((s) => s.w.terminate()));
   }
   return { hashed, unreadable, threads };
+}
+
+/** What HashWorkers.hash resolves to: the batch's bytes handed back, and hashSize bytes of hash per block. */
+export interface HashedBatch {
+  data: Buffer;
+  hashes: Buffer;
+}
+
+/**
+ * A persistent pool of hash threads for a stream of batches (mirror passes: the master re-hashes every block it
+ * sends, the slave every block it receives, spec mirroring §4.6 step 6 and §4.7). Unlike hashBlocks, the caller reads
+ * the bytes; each batch is transferred to the least busy worker (not copied) and handed back with its hashes.
+ * Results of different batches may settle in any order; each promise names its own batch.
+ *
+ * With 0 threads (or from TypeScript sources, where no compiled worker exists) batches are hashed inline, at once.
+ * Invariant: a worker failure rejects every batch in flight and every later one; close() ends the threads.
+ */
+export class HashWorkers {
+  private readonly workers: Array<{ w: Worker; pending: number }> = [];
+  private readonly waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
+  private readonly hasher;
+  private failure: unknown = null;
+  private nextId = 0;
+
+  private constructor(hashName: HashName, private readonly blockSize: number, threads: number) {
+    this.hasher = createHasher(hashName);
+    for (let t = 0; t < threads; t++) {
+      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize } });
+      const slot = { w, pending: 0 };
+      w.on('message', (m: HashDone) => {
+        slot.pending--;
+        const p = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        p?.resolve(m);
+      });
+      w.on('error', (err) => {
+        this.failure = err;
+        for (const p of this.waiting.values()) p.reject(err);
+        this.waiting.clear();
+      });
+      this.workers.push(slot);
+    }
+  }
+
+  /**
+   * Start `threads` hash threads (default: one per CPU; 0, or no compiled worker script: hash inline).
+   * @throws DdfsError NOT_SUPPORTED when the hash cannot be loaded (createHasher)
+   */
+  static start(hashName: HashName, blockSize: number, threads = defaultHashThreads()): HashWorkers {
+    return new HashWorkers(hashName, blockSize, workerUrl() ? threads : 0);
+  }
+
+  /** Worker threads running (0 = inline). */
+  get threads(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Hash the `blockCount` whole blocks at the start of `data`. `data` must own its whole ArrayBuffer
+   * (Buffer.allocUnsafeSlow): the buffer is transferred and `data` is detached until the promise hands it back.
+   * @throws the worker's error (a worker that died)
+   */
+  async hash(data: Buffer, blockCount: number): Promise<HashedBatch> {
+    const bs = this.blockSize;
+    const hs = this.hasher.hashSize;
+    assert(blockCount * bs <= data.length, 'hash batch larger than its buffer');
+    if (this.failure) throw this.failure;
+    if (this.workers.length === 0) {
+      const hashes = Buffer.allocUnsafe(blockCount * hs);
+      for (let k = 0; k < blockCount; k++) this.hasher.hashInto(data.subarray(k * bs, (k + 1) * bs), hashes, k * hs);
+      return { data, hashes };
+    }
+    assert(data.byteOffset === 0 && data.buffer.byteLength === data.length, 'a hash batch must own its ArrayBuffer');
+    const ab = data.buffer as ArrayBuffer;
+    const id = this.nextId++;
+    const slot = this.workers.reduce((x, y) => (y.pending < x.pending ? y : x));
+    const result = new Promise<HashDone>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    slot.pending++;
+    const job: HashJob = { id, data: ab, blockCount, validBytes: blockCount * bs, wanted: null };
+    slot.w.postMessage(job, [ab]);
+    const r = await result;
+    return { data: Buffer.from(r.data), hashes: Buffer.from(r.hashes, 0, blockCount * hs) };
+  }
+
+  /** End the threads (batches still in flight are rejected). */
+  async close(): Promise<void> {
+    const ws = this.workers.splice(0);
+    await Promise.all(ws.map((s) => s.w.terminate()));
+    for (const p of this.waiting.values()) p.reject(new Error('hash workers closed'));
+    this.waiting.clear();
+  }
 }

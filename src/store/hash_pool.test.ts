@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileDevices, type Device } from '../io/device.js';
-import { createHasher } from '../store/hash.js';
+import { createHasher } from './hash.js';
 import { hashBlocks } from './hash_pool.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'hash-pool-'));

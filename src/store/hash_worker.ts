@@ -1,10 +1,10 @@
 /**
- * Worker thread of the fsck hash pool (hash_pool.ts): hashes the wanted blocks of a batch read by the main thread
+ * Worker thread of the hash pool (hash_pool.ts): hashes the wanted blocks of a batch read by the main thread
  * and sends back their hashes, returning the batch buffer for reuse. Protocol in hash_pool.ts (`HashJob`, `HashDone`).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
-import { createHasher } from '../store/hash.js';
+import { createHasher } from './hash.js';
 import type { HashDone, HashJob } from './hash_pool.js';
 
 const { hashName, blockSize } = workerData as { hashName: HashName; blockSize: number };
