@@ -8,7 +8,7 @@
  * - a volume that is not a master gets no journal, no seal, no state;
  * - a clean unmount writes a seal and the next mount keeps the generation; kill -9 of the daemon then a remount
  *   bumps the generation and the new TIDs are above every old one;
- * - cpddumbfs upload into a master bumps its generation; `mirrorddumbfs status --json` shows the journal.
+ * - cpddumbfs upload into a sealed master journals the uploaded path and keeps the generation; `mirrorddumbfs status --json` shows the journal.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
@@ -207,14 +207,27 @@ describe('journal of a mounted master', () => {
     expect(readMirrorState(parent)!.generation).toBe(g2);
   });
 
-  it('cpddumbfs upload into a master bumps its generation (the upload is not journaled)', async () => {
+  it('cpddumbfs upload into a sealed master journals the path and keeps the generation', async () => {
     const parent = await volume(true);
+    const m0 = await mount(parent);
+    await m0.unmount(); // a clean unmount: a seal consistent with the journal
     const g0 = readMirrorState(parent)!.generation;
+    const head0 = BigInt(readSeal(parent)!.lastTid);
     const src = path.join(work, 'upload-src');
     fs.writeFileSync(src, Buffer.alloc(10000, 7));
     const r = await run(process.execPath, [CP_BIN, src, path.join(parent, 'ddfsroot', 'up')], { encoding: 'utf8' });
     expect(r.code, r.stderr).toBe(0);
-    expect(readMirrorState(parent)!.generation).toBe(g0 + 1);
+    expect(readMirrorState(parent)!.generation).toBe(g0);
+    const records = journalRecords(parent).filter((x) => x.tid > head0);
+    expect(records.map(show)).toEqual(['create up']);
+    const seal = readSeal(parent)!;
+    expect(BigInt(seal.lastTid)).toBe(records[records.length - 1]!.tid);
+    expect(seal.generation).toBe(g0);
+    // the next mount finds the seal consistent: no bump
+    const m1 = await mount(parent);
+    expect(readMirrorState(parent)!.generation).toBe(g0);
+    await m1.unmount();
+    expect(readMirrorState(parent)!.generation).toBe(g0);
     // a volume that is not a master gets no state from an upload
     const plain = await volume(false);
     const r2 = await run(process.execPath, [CP_BIN, src, path.join(plain, 'ddfsroot', 'up')], { encoding: 'utf8' });

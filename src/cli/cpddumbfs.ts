@@ -13,7 +13,8 @@ import { UfsDownload, type DownloadBlockRecord } from '../copy/download.js';
 import { fileReader, fileWriter, streamReader, streamWriter, type ByteReader, type ByteWriter } from '../copy/stream_io.js';
 import { openVolumeForUpload, uploadFile, type UploadBlockRecord } from '../copy/upload.js';
 import { ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
-import { bumpMasterGeneration } from '../mirror/state.js';
+import { openMasterJournal, type MasterJournal } from '../mirror/master_journal.js';
+import { logger } from '../util/log.js';
 import { Volume, findParent } from '../volume/volume.js';
 import { makeProgram, rawArgument, runCommand, UsageError } from './common.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -164,17 +165,34 @@ async function upload(parent: string, source: string, target: string, o: Options
     read = fileReader(fh);
   }
   try {
-    // an upload is not journaled: a mirror master's generation goes up (its slaves take a content pass)
-    const volume = await openVolumeForUpload(parent, { beforeChange: (p) => void bumpMasterGeneration(p) });
+    // a mirror master journals the upload (write-ahead, spec §4.3): the journal is opened under the volume lock with
+    // the daemon's protocol (seal removed durably first, rewritten at a clean close), so no generation bump
+    let mj: MasterJournal | null = null;
+    const volume = await openVolumeForUpload(parent, {
+      beforeChange: async (p) => {
+        mj = await openMasterJournal(p, { crashed: false, rootDir: path.join(p, ROOT_DIRECTORY), logger });
+      },
+    });
+    let clean = false;
     try {
       if (o.verbose) stderrLine(`upload ${source} ${target}`);
+      const journal = mj as MasterJournal | null;
+      if (journal !== null) {
+        const rel = pathBytes(path.relative(path.join(parent, ROOT_DIRECTORY), ufsPath));
+        await journal.sink.beforeChange({ op: fs.existsSync(ufsPath) ? 'truncate' : 'create', path: rel });
+      }
       await uploadFile(volume, read, ufsPath, {
         onBlock: o.verbose ? (r) => stderrLine(formatUploadLine(r)) : undefined,
       }).catch((err: unknown) => {
         throw describe(err, ufsPath);
       });
+      clean = true;
     } finally {
-      await volume.close();
+      try {
+        await (mj as MasterJournal | null)?.close(clean);
+      } finally {
+        await volume.close();
+      }
     }
   } finally {
     await fh?.close();

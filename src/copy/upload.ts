@@ -61,7 +61,7 @@ export interface UploadResult {
  *   present: "The filesystem must be checked."), whatever `beforeChange` (called under the lock, before the volume
  *   is opened for writing) and Volume.open throw
  */
-export async function openVolumeForUpload(parentDir: string, options: { devices?: DeviceFactory; beforeChange?: (parentDir: string) => void } = {}): Promise<Volume> {
+export async function openVolumeForUpload(parentDir: string, options: { devices?: DeviceFactory; beforeChange?: (parentDir: string) => void | Promise<void> } = {}): Promise<Volume> {
   const parent = path.resolve(parentDir);
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem already mounted on ${mnt}`, { path: parent });
@@ -74,8 +74,8 @@ export async function openVolumeForUpload(parentDir: string, options: { devices?
         throw new DdfsError('NEEDS_CHECK', `${parent}: The filesystem must be checked (${marker} is present).`, { path: p });
       }
     }
-    // under the lock and before anything changes (a mirror master bumps its generation: the upload is not journaled)
-    options.beforeChange?.(parent);
+    // under the lock and before anything changes (the CLI opens a mirror master's journal here, spec §4.3)
+    await options.beforeChange?.(parent);
     return await Volume.open(parent, { freeBlockReserve: 0, devices: options.devices, lock });
   } catch (err) {
     await lock.release();
