@@ -310,3 +310,10 @@ export const JOURNAL_SEGMENT_NUMBER_MAX = 99_999_999;
  * speed and 256 blocks of 4 KiB make a job long enough that the hand-off costs under 1 %.
  */
 export const HASH_JOB_SIZE_MAX = 1024 * 1024;
+
+/** Default seconds between stream passes (§4.10): short enough for a small lag, long enough to batch changes. */
+export const MIRROR_STREAM_INTERVAL_S = 5;
+/** First reconnect delay of a stream after a failed pass (as HAMMER), doubled on each failure. */
+export const MIRROR_STREAM_BACKOFF_START_S = 15;
+/** Cap of the stream's reconnect delay: a link back up is noticed within 10 minutes. */
+export const MIRROR_STREAM_BACKOFF_MAX_S = 600;

@@ -26,7 +26,8 @@ import { RecordReader, RecordWriter } from '../mirror/channel.js';
 import type { DigestTree } from '../mirror/digest.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
+import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
+import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
 
 const NAME = 'mirrorddumbfs';
 
@@ -41,7 +42,8 @@ promote makes a slave the master of a new lineage; rebind makes a volume of an o
 old master once back) a slave of the new master; a pass between volumes of different lineages is
 refused on both sides before any change. A renamed or moved entry the replica still holds is moved
 there (RENAME), not resent; what a pass replaces on the replica is kept in ddfsmirror/undo/ until
-its COMMIT, so a cut pass can be rolled back. Not there yet: stream.
+its COMMIT, so a cut pass can be rolled back. stream repeats copy passes (-i SECONDS apart),
+retrying a failed pass after a back-off; its state is in ddfsmirror/stream (status --json).
 
 Exit status:
   0    success
@@ -205,6 +207,16 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rollback', 'first roll a half-applied pass back (instead of refusing)'))
     .action((vol: string, opts: { from: string; rollback?: boolean } & PassFlags) => {
       action = () => rebindCommand(vol, opts.from, opts);
+    });
+  remoteOptions(passOptions(program
+    .command('stream')
+    .description('repeat copy passes from SRC to DST: a pass every -i seconds, reconnecting with back-off after a failure; stops on SIGTERM/SIGINT')
+    .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
+    .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
+    .option('-i, --interval <SECONDS>', `seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
+    .option('--backoff <SECONDS>', `first reconnect delay, doubled per failure up to ${MIRROR_STREAM_BACKOFF_MAX_S} s (default ${MIRROR_STREAM_BACKOFF_START_S})`, optionParser('backoff', Number), MIRROR_STREAM_BACKOFF_START_S)))
+    .action((src: string, dst: string, opts: PassFlags & { interval: number; backoff: number }) => {
+      action = () => streamCommand(src, dst, opts);
     });
   program
     .command('status')
@@ -430,6 +442,65 @@ async function copyPass(src: string, dst: string, opts: PassFlags): Promise<numb
     if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
     throw err;
   }
+}
+
+/**
+ * `stream SRC DST` (spec §4.10): copy passes in a loop. Each pass opens its own connection, so a dead link shows as a
+ * failed pass; the next attempt waits the back-off (doubling, capped) and resumes the slave's pending pass (HELLO).
+ * The state goes to DST/ddfsmirror/stream (or SRC's when DST is remote) for `status --json`.
+ * @returns 0 after SIGTERM, 130 after SIGINT
+ */
+async function streamCommand(src: string, dst: string, opts: PassFlags & { interval: number; backoff: number }): Promise<number> {
+  if (!(opts.interval >= 0) || !(opts.backoff > 0)) throw new UsageError('stream: -i and --backoff take a positive number of seconds');
+  const stateAt = isRemote(dst) ? (isRemote(src) ? null : src) : dst;
+  let stopSignal: NodeJS.Signals | null = null;
+  let wake: (() => void) | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => { stopSignal = sig; wake?.(); };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const st: StreamState = { pid: process.pid, connection: 'connecting', lastPassTime: null, passCount: 0, retryCount: 0, lagSeconds: null, lastError: null };
+  const save = (): void => {
+    if (stateAt === null) return;
+    st.lagSeconds = st.lastPassTime === null ? null : (Date.now() - Date.parse(st.lastPassTime)) / 1000;
+    try { writeStreamState(stateAt, st); } catch { /* the state is informative only */ }
+  };
+  const sleep = (seconds: number): Promise<void> => new Promise((resolve) => {
+    const t = setTimeout(resolve, seconds * 1000);
+    wake = () => { clearTimeout(t); resolve(); };
+  });
+  let backoff = opts.backoff;
+  try {
+    while (stopSignal === null) {
+      st.connection = 'passing';
+      save();
+      try {
+        await copyPass(src, dst, opts);
+        st.passCount += 1;
+        st.retryCount = 0;
+        st.lastError = null;
+        st.lastPassTime = new Date().toISOString();
+        backoff = opts.backoff;
+        st.connection = 'idle';
+        save();
+        if (stopSignal === null) await sleep(opts.interval);
+      } catch (err) {
+        st.retryCount += 1;
+        st.lastError = err instanceof Error ? err.message : String(err);
+        st.connection = 'backoff';
+        save();
+        process.stderr.write(`${NAME}: stream: pass failed (${st.lastError}); retry ${st.retryCount} in ${backoff} s\n`);
+        if (stopSignal === null) await sleep(backoff);
+        backoff = Math.min(backoff * 2, MIRROR_STREAM_BACKOFF_MAX_S);
+      }
+    }
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    st.connection = 'stopped';
+    save();
+    stopSpinner();
+  }
+  return stopSignal === 'SIGINT' ? EXIT.INTERRUPTED : EXIT.OK;
 }
 
 async function readCommand(master: string, opts: PassFlags): Promise<number> {

@@ -20,6 +20,7 @@ import { mirrorAreaPresent, STAGING_DIRECTORY, UNDO_DIRECTORY } from './rollback
 import { lineageIdOf, mirrorDirectory, readMirrorState, type MirrorState } from './state.js';
 import { renderPath } from './verify.js';
 import { readLastVerify, type VerifyResult } from './verify_record.js';
+import { readStreamState, type StreamState } from './stream_state.js';
 
 /** The status document (version 1). */
 export interface MirrorStatus {
@@ -33,6 +34,8 @@ export interface MirrorStatus {
   /** Absent unless the volume is a master with a journal. */
   journal?: JournalSummary;
   seal?: MirrorSeal | null;
+  /** Absent unless a `mirrorddumbfs stream` wrote ddfsmirror/stream (§4.10). */
+  stream?: StreamState;
 }
 
 /**
@@ -52,6 +55,8 @@ export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
     undo: mirrorAreaPresent(parentDir, UNDO_DIRECTORY),
     lastVerify: readLastVerify(parentDir),
   };
+  const stream = readStreamState(parentDir);
+  if (stream !== null) out.stream = stream;
   if (journal !== null) {
     out.journal = journal;
     out.seal = readSeal(parentDir);
