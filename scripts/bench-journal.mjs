@@ -33,24 +33,28 @@ export async function benchJournal(gib, work) {
   console.log(`== journal cost: cp -a ${tree}, dd ${gib} GiB conv=fsync; ${rounds} rounds, best kept`);
   const src = path.join(work, 'journal-source.bin');
   runChild(bin('testddumbfs'), ['-o', 'F', '-B', '4096', '-S', `${gib * 1024}M`, '-s', '11', src]);
-  const sides = {};
-  for (const kind of ['off', 'on']) {
+  // A fresh volume per side and round: the dd source is the same each round, so a reused volume would measure a
+  // duplicate write in round 2.
+  const sides = { off: { cp: Infinity, dd: Infinity }, on: { cp: Infinity, dd: Infinity } };
+  const fresh = (kind, r) => {
     const parent = path.join(work, `jvol-${kind}`);
     const mnt = path.join(work, `jmnt-${kind}`);
+    const slave = path.join(work, `jvol-slave-${kind}`);
+    for (const d of [parent, slave]) fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
     fs.mkdirSync(parent, { recursive: true });
     fs.mkdirSync(mnt, { recursive: true });
-    runChild(bin('mkddumbfs'), ['-s', `${Math.ceil((gib * 2 * rounds + 2) * 1024)}M`, '-B', '4096', parent]);
+    runChild(bin('mkddumbfs'), ['-s', `${Math.ceil((gib * 2 + 2) * 1024)}M`, '-B', '4096', parent]);
     if (kind === 'on') {
-      const slave = path.join(work, 'jvol-slave');
       fs.mkdirSync(slave, { recursive: true });
       runChild(bin('mkddumbfs'), ['-s', '256M', '-B', '4096', slave]);
       runChild(bin('mirrorddumbfs'), ['init-slave', slave, '--from', parent]);
     }
-    sides[kind] = { parent, mnt, cp: Infinity, dd: Infinity };
-  }
+    Object.assign(sides[kind], { parent, mnt, slave });
+  };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const kind of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
+        fresh(kind, r);
         const s = sides[kind];
         runChild(bin('ddumbfs'), [s.mnt, '-o', `parent=${s.parent}`]);
         try {
@@ -70,7 +74,11 @@ export async function benchJournal(gib, work) {
     console.log(`journal cost, ${gib} GiB dd:       on ${sides.on.dd.toFixed(2)} s / off ${sides.off.dd.toFixed(2)} s = ${ddRatio.toFixed(3)} (goal <= 1.05)\n`);
     return { cpRatio, ddRatio };
   } finally {
-    for (const s of Object.values(sides)) unmount(s.mnt);
+    for (const s of Object.values(sides)) {
+      if (!s.mnt) continue;
+      unmount(s.mnt);
+      for (const d of [s.parent, s.slave]) fs.rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
+    }
     fs.rmSync(src, { force: true });
   }
 }
