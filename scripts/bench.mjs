@@ -6,7 +6,8 @@
 // slowness. Environment: BENCH_DIR (default a new directory under /var/tmp).
 // Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it;
 // then the fsck section (scripts/bench-fsck.mjs, issue 9's volume shape): `npm run bench -- fsck [GIB]` or
-// BENCH_ONLY=fsck runs only it.
+// BENCH_ONLY=fsck runs only it; then the journal-cost section (scripts/bench-journal.mjs, issue 8):
+// `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -34,6 +35,18 @@ if (fsckOnly) {
     await benchFsck(fgib, fwork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(fwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+const journalOnly = process.argv[2] === 'journal' || process.env.BENCH_ONLY === 'journal';
+if (journalOnly) {
+  const { benchJournal } = await import('./bench-journal.mjs');
+  const jgib = Number((process.argv[2] === 'journal' ? process.argv[3] : process.argv[2]) ?? process.env.BENCH_JOURNAL_GIB ?? 2);
+  const jwork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-journal-');
+  try {
+    await benchJournal(jgib, jwork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(jwork, { recursive: true, force: true });
   }
   process.exit(0);
 }
@@ -136,4 +149,6 @@ const { benchMirror } = await import('./bench-mirror.mjs');
 await benchMirror(Number(process.env.BENCH_MIRROR_GIB ?? gib), work);
 const { benchFsck } = await import('./bench-fsck.mjs');
 await benchFsck(Number(process.env.BENCH_FSCK_GIB ?? 4), work);
+const { benchJournal } = await import('./bench-journal.mjs');
+await benchJournal(Number(process.env.BENCH_JOURNAL_GIB ?? gib), work);
 if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });
