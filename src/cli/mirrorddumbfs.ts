@@ -474,7 +474,9 @@ async function streamCommand(src: string, dst: string, opts: PassFlags & { inter
       st.connection = 'passing';
       save();
       try {
-        await copyPass(src, dst, opts);
+        // a pass that reports a problem (a remote side's error exit, master blocks not sent) is retried like a failed one
+        const code = await copyPass(src, dst, opts);
+        if (code !== EXIT.OK) throw new Error(`the pass exited ${code}`);
         st.passCount += 1;
         st.retryCount = 0;
         st.lastError = null;
