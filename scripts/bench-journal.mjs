@@ -5,8 +5,8 @@
 // Workloads, alternating off/on, ROUNDS rounds each, the better round kept (the disk is noisy):
 //   (a) `cp -a /usr/share/doc` (or BENCH_JOURNAL_TREE) into a fresh directory of the mount;
 //   (b) `dd if=/dev/urandom-like source bs=1M conv=fsync` of GIB (default 2) GiB.
-// Prints each time and the ratio on/off (goal <= 1.05). A benchmark, not a test; run it under
-// `flock /work/bench.lock`. Environment: BENCH_DIR, BENCH_JOURNAL_GIB, BENCH_JOURNAL_TREE, BENCH_JOURNAL_ROUNDS.
+// Prints each time and the ratio on/off (goal <= 1.05). A benchmark, not a test; run it on a quiet
+// machine (nothing else benchmarking). Environment: BENCH_DIR, BENCH_JOURNAL_GIB, BENCH_JOURNAL_TREE, BENCH_JOURNAL_ROUNDS.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
