@@ -3,8 +3,8 @@
  * one; a remote slave's is kept beside the local master) so `status --json` shows lag and connection state.
  * Written atomically without following symlinks (io/mirror_fs.ts writeAtomic).
  */
-import * as fs from 'node:fs';
 import { mirrorDirectory } from './state.js';
+import { entryKind } from '../io/journal_dir.js';
 import { readNoFollow, writeAtomic } from '../io/mirror_fs.js';
 
 /** File name of the stream state under ddfsmirror/. */
@@ -27,7 +27,7 @@ export interface StreamState {
 /** Write `s` to PARENT/ddfsmirror/stream (no-op when ddfsmirror/ is missing). @throws Node errors, DdfsError INVALID */
 export function writeStreamState(parentDir: string, s: StreamState): void {
   const dir = mirrorDirectory(parentDir);
-  if (!fs.existsSync(dir)) return;
+  if (entryKind(dir) !== 'dir') return; // a symlink in its place is not written through
   writeAtomic(dir, STREAM_STATE_FILE, Buffer.from(`${JSON.stringify(s)}\n`));
 }
 
