@@ -744,6 +744,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
           break;
         }
+        case 'IDLE':
+          // nothing changed on the master in the pass's range (§4.6 step 1): its COMMIT follows
+          break;
         case 'TERM':
           await out?.send({ type: 'TERM', reason: REASON.OK });
           await out?.end();
