@@ -15,7 +15,7 @@ import { repairVolume } from '../fsck/repair.js';
 import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { serveMirrorControl } from '../mirror/control.js';
 import { daemonPassVolume } from '../mirror/pass_volume.js';
-import { openMasterJournal } from '../mirror/master_journal.js';
+import { openMasterJournal, type MasterJournal } from '../mirror/master_journal.js';
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
@@ -159,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
     // a mirror slave is written only by its passes (issue 7 item 0): served read-only, passes through the socket
     const parentDir = findParent(mountOptions.parent);
     const role = parentDir === null ? null : readMirrorState(parentDir)?.role ?? null;
+    // the open journal of a master, for its incremental passes (spec §4.6)
+    let masterJournal: MasterJournal | null = null;
     const code = await runDaemon({
       ...mountOptions,
       servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
@@ -166,12 +168,14 @@ export async function main(argv: string[]): Promise<number> {
       onVolumeReady: role !== 'master' ? undefined : async ({ volume, parentDir: parent, crashed }) => {
         const mj = await openMasterJournal(parent, { crashed, rootDir: volume.rootDir, logger });
         if (mj === null) return null;
+        masterJournal = mj;
         volume.tree.sink = mj.sink;
         const st = mj.journal.stats();
         logger.info(`mirror master: journal next_tid ${st.nextTid}, durable_head ${st.durableHead}, ${st.segmentCount} segments`);
         return {
           close: async (clean: boolean) => {
             volume.tree.sink = null;
+            masterJournal = null;
             await mj.close(clean);
             const end = mj.journal.stats();
             logger.info(`mirror master: journal closed at durable_head ${end.durableHead}: ${end.recordCount - st.recordCount} records in ${end.syncCount} fsyncs this mount${clean ? ', sealed' : ''}`);
@@ -181,7 +185,7 @@ export async function main(argv: string[]): Promise<number> {
       onServing: ({ volume, flush, servedReadOnly }) => {
         // a slave's reclaim keeps what its undo areas reference: a rollback puts those files back (spec §4.8)
         if (role === 'slave') volume.addReferenceProvider({ hashes: () => undoAreaHashes(volume.parentDir, volume.config) });
-        return serveMirrorControl(daemonPassVolume(volume, flush), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly });
+        return serveMirrorControl(daemonPassVolume(volume, flush, () => masterJournal?.journal ?? null), { access: nodeTreeAccess, logger, slaveAllowed: servedReadOnly });
       },
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),

@@ -153,14 +153,16 @@ class FrameChannel {
 }
 
 function encodeSummary(s: PassSummary | SlaveSummary): unknown {
-  if ('filesVisited' in s) return { ...s, corrupt: s.corrupt.map((c) => ({ path: c.path.toString('hex'), blockIndex: c.blockIndex })), skippedFiles: s.skippedFiles.map((p) => p.toString('hex')) };
+  if ('filesVisited' in s) return { ...s, corrupt: s.corrupt.map((c) => ({ path: c.path.toString('hex'), blockIndex: c.blockIndex })), skippedFiles: s.skippedFiles.map((p) => p.toString('hex')), tidBeg: s.tidBeg.toString(), tidEnd: s.tidEnd.toString() };
   return s;
 }
 
 function decodeMasterSummary(doc: unknown): PassSummary {
   const d = doc as PassSummary & { corrupt: Array<{ path: string; blockIndex: number }>; skippedFiles: string[] };
   if (typeof d?.filesVisited !== 'number' || !Array.isArray(d.corrupt) || !Array.isArray(d.skippedFiles)) throw new DdfsError('CORRUPT', 'control socket: the daemon\'s result is not a master summary');
-  return { ...d, corrupt: d.corrupt.map((c) => ({ path: Buffer.from(String(c.path), 'hex'), blockIndex: Number(c.blockIndex) })), skippedFiles: d.skippedFiles.map((p) => Buffer.from(String(p), 'hex')) };
+  return { ...d, corrupt: d.corrupt.map((c) => ({ path: Buffer.from(String(c.path), 'hex'), blockIndex: Number(c.blockIndex) })), skippedFiles: d.skippedFiles.map((p) => Buffer.from(String(p), 'hex')),
+    // TIDs travel as decimal text (JSON has no bigint); a daemon of before issue 8 sends none
+    passKind: d.passKind ?? 'content', tidBeg: BigInt(String(d.tidBeg ?? 0)), tidEnd: BigInt(String(d.tidEnd ?? 0)), contentReason: d.contentReason ?? null, dirtyCount: Number(d.dirtyCount ?? 0) };
 }
 
 function decodeSlaveSummary(doc: unknown): SlaveSummary {

@@ -593,3 +593,62 @@ export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory
   if (head === 0n) head = next - 1n;
   return { nextTid: next.toString(), durableHead: head.toString(), oldestTid: (oldest ?? next).toString(), segmentCount: names.length, sizeBytes, recordCount: records, tailBytes: tail };
 }
+
+/**
+ * What an incremental pass reads of a master's journal (§4.6 step 1-2): the daemon's open Journal, or the segments
+ * of an unmounted master read by `readJournalOffline`.
+ */
+export interface JournalView {
+  /** The durable head a pass may cover; closes the data-write window (a later write gets a TID above it). */
+  beginCover(): bigint;
+  /** The next TID to hand out (nothing was handed out after the head when it is head + 1). */
+  readonly nextTid: bigint;
+  /** The lowest TID still held. */
+  readonly oldestTid: bigint;
+  /** Records with TID in (`after`, `upTo`]. @throws DdfsError NOT_FOUND (dropped by retention), CORRUPT */
+  readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]>;
+}
+
+/**
+ * Read the journal of an unmounted master under `mirrorDir` without writing anything (no torn tail is cut, no
+ * segment created): every valid record of every segment is loaded into memory.
+ * @param expectHead the durable head the seal of the last clean unmount names: a journal whose last record is not
+ *   it (a torn tail, a crash, a lost segment) is not trusted and null is returned (the pass is a content pass)
+ * @returns null when there is no journal or it is not the sealed one
+ * @throws DdfsError INVALID when the journal directory is a symlink; Node/device errors of the reads
+ */
+export async function readJournalOffline(mirrorDir: string, devices: DeviceFactory, expectHead: bigint): Promise<JournalView | null> {
+  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
+  const kind = entryKind(dir);
+  if (kind === null) return null;
+  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+  const crc = await Crc32c.load();
+  const names = listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const records: JournalRecord[] = [];
+  let oldest: bigint | null = null;
+  let previous = 0n;
+  for (const n of names) {
+    const scan = await scanSegment(crc, devices, path.join(dir, n));
+    if (scan.headerBad || scan.goodBytes < scan.sizeBytes) return null;
+    oldest ??= scan.baseTid;
+    for (const r of scan.records) {
+      if (r.tid <= previous) return null;
+      previous = r.tid;
+      records.push(r);
+    }
+  }
+  const head = records.length > 0 ? records[records.length - 1]!.tid : expectHead;
+  if (head !== expectHead) return null;
+  const next = head + 1n;
+  const oldestTid = oldest ?? next;
+  return {
+    beginCover: () => head,
+    nextTid: next,
+    oldestTid,
+    async readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]> {
+      const top = upTo < head ? upTo : head;
+      if (after + 1n < oldestTid && after < top) throw new DdfsError('NOT_FOUND', `${dir}: TIDs above ${after} are no longer held (oldest ${oldestTid}): a content pass is needed`);
+      return records.filter((r) => r.tid > after && r.tid <= top);
+    },
+  };
+}

@@ -62,6 +62,40 @@ export interface PassSummary {
   renamesMatched: number;
   elapsedMs: number;
   claimKind: 'exact' | 'atleast';
+  /** 'content' (the whole tree by digest) or 'incremental' (the dirty paths of (tidBeg - 1, tidEnd], §4.6). */
+  passKind: 'content' | 'incremental';
+  /** The TID range covered: the claim is at tidEnd (0n: the master has no journal, no TID claim). */
+  tidBeg: bigint;
+  tidEnd: bigint;
+  /** Why a content pass was chosen although the master has a journal, or null. */
+  contentReason: string | null;
+  /** Dirty paths read from the journal for an incremental pass. */
+  dirtyCount: number;
+}
+
+/**
+ * The dirty set of an incremental pass (§4.6 step 2), latin1 keys of raw paths: the paths the journal names in the
+ * range, and every directory on the way to one of them (visited for its DIR + DIRLIST, deletion by absence).
+ */
+interface DirtyPlan {
+  paths: Set<string>;
+  ancestors: Set<string>;
+}
+
+/** The plan of `records` (path and dest of each). */
+function dirtyPlanOf(records: ReadonlyArray<{ path: Buffer; dest?: Buffer }>): DirtyPlan {
+  const paths = new Set<string>();
+  const ancestors = new Set<string>();
+  for (const r of records) {
+    for (const p of r.dest === undefined ? [r.path] : [r.path, r.dest]) {
+      const key = p.toString('latin1');
+      if (paths.has(key)) continue;
+      paths.add(key);
+      for (let i = p.length - 1; i >= 0; i--) if (p[i] === 0x2f) ancestors.add(p.subarray(0, i).toString('latin1'));
+      ancestors.add('');
+    }
+  }
+  return { paths, ancestors };
 }
 
 /** Options of the master side. */
@@ -131,6 +165,17 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const cfg = vol.config;
   const state = masterState(parent);
   // what the daemon holds in memory goes to the UFS files first: the pass reads node lists from disk
+  // the range's end first (§4.6 step 1, §4.18 inv. 8): the durable head, the data-write window closed, so every
+  // change after this point gets a TID above it and the next pass sees it
+  let journal = null as Awaited<ReturnType<NonNullable<PassVolume['openJournal']>>>;
+  let journalError: string | null = null;
+  try {
+    journal = vol.openJournal ? await vol.openJournal() : null;
+  } catch (err) {
+    journalError = err instanceof Error ? err.message : String(err);
+  }
+  const tidEnd = journal?.beginCover() ?? 0n;
+  const nextTidAtStart = journal?.nextTid ?? 0n;
   await vol.flush();
   const changesAtStart = vol.changeCount();
   // the pass's digests may come from the digest cache (verify's never do, spec §4.11); findings are verify's
@@ -140,6 +185,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
+    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0,
   };
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
@@ -473,7 +519,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     return a.match;
   };
 
-  const visitDirectory = async (rel: Buffer, rec: EntryRecord): Promise<void> => {
+  /**
+   * Send DIR + DIRLIST of directory `rel`, then its children: all of them by digest (a content pass, or a dirty
+   * directory), or with `plan` only the dirty ones (by digest) and the directories leading to dirty paths.
+   */
+  const visitDirectory = async (rel: Buffer, rec: EntryRecord, plan?: DirtyPlan): Promise<void> => {
     await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     const children = await digests.list(rel);
@@ -484,6 +534,25 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       await out.send({ type: 'DIRLIST', path: rel, entries: piece, continues: k + MIRROR_DIRLIST_ENTRY_COUNT_MAX < entries.length });
     }
     await maybeCheckpoint(rel);
+    if (plan !== undefined) {
+      const queried: EntryRecord[] = [];
+      for (const c of children) {
+        const childRel = joinPathBytes(rel, c.name);
+        const key = childRel.toString('latin1');
+        if (plan.paths.has(key)) queried.push(c);
+        else if (c.kind === 'directory' && plan.ancestors.has(key)) {
+          await queryChildren(rel, queried.splice(0));
+          await visitDirectory(childRel, c, plan);
+        }
+      }
+      await queryChildren(rel, queried);
+      return;
+    }
+    await queryChildren(rel, children);
+  };
+
+  /** DIGESTQ each of `children` of `rel` (in batches) and send the state of those the slave does not match. */
+  const queryChildren = async (rel: Buffer, children: EntryRecord[]): Promise<void> => {
     for (let k = 0; k < children.length; k += MIRROR_DIGESTQ_BATCH_COUNT) {
       const batch = children.slice(k, k + MIRROR_DIGESTQ_BATCH_COUNT);
       let differs = batch.map(() => true);
@@ -513,10 +582,53 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
   };
 
+  let plan: DirtyPlan | null = null;
+  let contentReason: string | null = null;
+  let peerClaim = 0n;
+  /**
+   * Choose the range of the pass (§4.6 step 1) from the slave's HELLO: the dirty plan of (claim, tid_end] for an
+   * incremental pass, or null for a content pass (contentReason says why).
+   */
+  const chooseRange = async (peer: HelloRecord): Promise<DirtyPlan | null> => {
+    const claim = peer.syncEndTid;
+    const why = peer.pendingPass !== undefined ? 'the replica resumes a pass'
+      : peer.claimKind === 'none' || claim === 0n ? 'the replica has no TID claim'
+        : peer.generation !== state.generation ? `the replica's claim is of generation ${peer.generation}, the master's is ${state.generation}`
+          : claim > tidEnd ? `the replica's claim ${claim} is above the master's head ${tidEnd} (another or rolled-back master?)`
+            : claim + 1n < journal!.oldestTid && claim < tidEnd ? `the replica's claim ${claim} is older than the journal (oldest TID ${journal!.oldestTid})` : null;
+    if (why !== null) {
+      contentReason = why;
+      return null;
+    }
+    let records;
+    try {
+      records = await journal!.readRange(claim, tidEnd);
+    } catch (err) {
+      contentReason = `the journal cannot be read (${err instanceof Error ? err.message : String(err)})`;
+      return null;
+    }
+    const p = dirtyPlanOf(records);
+    // a hard-link group's other names are not in the journal: a content pass finds them by digest (simple, sound)
+    for (const key of p.paths) {
+      let e: EntryRecord | null;
+      try {
+        e = await digests.entry(Buffer.from(key, 'latin1'));
+      } catch {
+        continue; // a path under what is now a file: its nearest directory's DIRLIST covers it
+      }
+      if (e !== null && e.kind === 'file' && e.link.length > 0) {
+        contentReason = `${pathText(Buffer.from(key, 'latin1'))} is a hard link`;
+        return null;
+      }
+    }
+    peerClaim = claim;
+    return p;
+  };
+
   try {
     const hello: HelloRecord = {
       type: 'HELLO', version: STREAM_VERSION, role: 'master', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
-      generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: 'none', capabilities: 0,
+      generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: tidEnd, claimKind: 'none', capabilities: 0,
       lineageId: Buffer.from(lineageIdOf(state), 'hex'),
     };
     await out.send(hello);
@@ -537,20 +649,37 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         passId = resume;
         summary.resumed = true;
       }
+      plan = journal === null ? null : await chooseRange(peer);
     }
-    await out.send({ type: 'PASS_BEGIN', passId, tidBeg: 0n, tidEnd: 0n, mode: 'full' });
     const root = await digests.entry(EMPTY);
     if (root === null) throw new DdfsError('IO', `${parentDir}: no root directory`);
-    let rootDiffers = true;
-    if (input !== null) {
-      await out.send({ type: 'DIGESTQ', path: EMPTY, digest: root.digest });
-      rootDiffers = !(await expect('DIGESTA')).match;
+    if (plan !== null) {
+      summary.passKind = 'incremental';
+      summary.tidBeg = peerClaim + 1n;
+      summary.dirtyCount = plan.paths.size;
+    } else if (journal !== null || journalError !== null) {
+      summary.contentReason = journalError !== null ? `the journal cannot be read (${journalError})` : contentReason;
     }
-    if (rootDiffers) await visitDirectory(EMPTY, root);
+    await out.send({ type: 'PASS_BEGIN', passId, tidBeg: summary.tidBeg, tidEnd, mode: plan !== null ? 'incremental' : 'full' });
+    if (plan !== null && plan.paths.size === 0) {
+      await out.send({ type: 'IDLE', headTid: tidEnd });
+    } else if (plan !== null && !plan.paths.has('')) {
+      await visitDirectory(EMPTY, root, plan);
+    } else {
+      let rootDiffers = true;
+      if (input !== null) {
+        await out.send({ type: 'DIGESTQ', path: EMPTY, digest: root.digest });
+        rootDiffers = !(await expect('DIGESTA')).match;
+      }
+      if (rootDiffers) await visitDirectory(EMPTY, root);
+    }
     await flushWindow();
     await vol.flush();
+    // exact only when the master was quiescent for the whole pass (§4.4): nothing written, and no TID handed out
+    // after tid_end (a change with such a TID may be half visible to the pass)
     if (vol.changeCount() !== changesAtStart) summary.claimKind = 'atleast';
-    await out.send({ type: 'COMMIT', passId, tidEnd: 0n, claimKind: summary.claimKind });
+    if (journal !== null && (nextTidAtStart !== tidEnd + 1n || journal.nextTid !== tidEnd + 1n)) summary.claimKind = 'atleast';
+    await out.send({ type: 'COMMIT', passId, tidEnd, claimKind: summary.claimKind });
     if (input !== null) {
       const ack = await expect('ACK');
       if (ack.error !== undefined) throw new DdfsError('CORRUPT', `the slave did not commit the pass (error ${ack.error})`);
@@ -574,9 +703,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
 /** The summary as one line (issue 7 item 9). */
 export function renderSummary(s: PassSummary): string {
   const parts = [
+    s.passKind === 'incremental' ? `incremental pass (TIDs ${s.tidBeg}..${s.tidEnd})` : 'content pass',
     `${s.filesVisited} files visited`, `${s.filesSent} files sent`, `${s.blocksSent} blocks sent`, `${s.blocksHeld} blocks already held by the replica`,
-    `${s.bytesOnWire} bytes on the wire`, `${(s.elapsedMs / 1000).toFixed(1)} s`, `claim ${s.claimKind}`,
+    `${s.bytesOnWire} bytes on the wire`, `${(s.elapsedMs / 1000).toFixed(1)} s`, s.tidEnd > 0n ? `claim ${s.claimKind}@${s.tidEnd}` : `claim ${s.claimKind}`,
   ];
+  if (s.contentReason !== null) parts.push(`content pass because ${s.contentReason}`);
   if (s.resumed) parts.push('resumed');
   if (s.renamesSent > 0) parts.push(`${s.renamesMatched} of ${s.renamesSent} renames applied by the replica`);
   if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);

@@ -50,7 +50,7 @@ import { REASON } from './pass_master.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
 import type { PassVolume } from './pass_volume.js';
 import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
-import { lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
+import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
 import { dropUndoAreas, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
 
@@ -172,6 +172,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   let ops: Op[] = [];
   let stagingDir = '';
   let passIdHex = '';
+  // the pass's mode and the master's generation: recorded with the claim at COMMIT (§4.4, §4.6)
+  let passMode: 'incremental' | 'full' | 'strict' | '' = '';
+  let passGeneration = state.generation;
   let entryCountAtStart = -1;
   let file: { path: Buffer; staged: Buffer; fd: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
 
@@ -555,7 +558,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       const pending = state.pass !== null && pathProblem(Buffer.from(state.pass.keyCurHex, 'hex')) === null ? state.pass : null;
       await out.send({
         type: 'HELLO', version: STREAM_VERSION, role: 'slave', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
-        generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: 0n, claimKind: state.claim === null ? 'none' : state.claim.claimKind,
+        generation: state.claim?.generation ?? state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: claimTid(state.claim), claimKind: state.claim === null || claimTid(state.claim) === 0n ? 'none' : state.claim.claimKind,
         pendingPass: pending === null ? undefined : { passId: Buffer.from(pending.passId, 'hex'), tidBeg: 0n, tidEnd: 0n, keyCur: Buffer.from(pending.keyCurHex, 'hex'), runningDigest: Buffer.alloc(32) },
         capabilities: 0, lineageId: Buffer.from(lineageIdOf(state), 'hex'),
       });
@@ -566,6 +569,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}`
             : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
+    passGeneration = hello.generation;
     for (;;) {
       // a fault of the stream after a bad BLOCK: the BLOCK, which came first, is what the error names
       const d = await input.next().catch(async (err: unknown) => {
@@ -577,6 +581,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
+          passMode = r.mode;
           // a rollback that was killed is finished first (its areas are half reversed: they cannot take more lines);
           // with no pass in progress the areas left are those of a committed pass (killed before it dropped them)
           if (rollbackInterrupted(parent)) {
@@ -747,7 +752,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'COMMIT': {
           await applyWindow();
           await store.sync();
-          state = { ...state, pass: null, claim: { kind: 'content', claimKind: r.claimKind, passId: r.passId.toString('hex'), time: new Date().toISOString() } };
+          state = { ...state, pass: null, claim: {
+            kind: passMode === 'incremental' ? 'incremental' : 'content', claimKind: r.claimKind, passId: r.passId.toString('hex'), time: new Date().toISOString(),
+            syncEndTid: r.tidEnd.toString(), generation: passGeneration,
+          } };
           writeMirrorState(parent, state);
           hook('claim-written');
           // the claim is durable: the undo areas are stale now (state.pass is null) and go
@@ -763,6 +771,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
           break;
         }
+        case 'IDLE':
+          // nothing changed on the master in the pass's range (§4.6 step 1): its COMMIT follows
+          break;
         case 'TERM':
           await out?.send({ type: 'TERM', reason: REASON.OK });
           await out?.end();

@@ -20,6 +20,10 @@ import { pathBytes } from '../util/path_text.js';
 import { takeVolumeLock } from '../volume/lock.js';
 import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
+import { fileDevices } from '../io/device.js';
+import { readJournalOffline, type JournalView } from './journal.js';
+import { readSeal } from './master_journal.js';
+import { mirrorDirectory, readMirrorState } from './state.js';
 
 /** What a pass needs of an opened volume. */
 export interface PassVolume {
@@ -44,6 +48,12 @@ export interface PassVolume {
   pin(hashes: ReadonlySet<string>): () => void;
   /** End the pass's use of the volume (the unmounted one is closed and its lock released). */
   close(): Promise<void>;
+  /**
+   * A master's journal for an incremental pass (§4.6), or null (no journal, or one that is not trusted: the pass is a
+   * content pass). The daemon's open journal when mounted; the sealed segments read without writing when unmounted.
+   * Absent: no journal (a content pass).
+   */
+  openJournal?(): Promise<JournalView | null>;
   /**
    * Tests only (a slave killed by its test hooks): drop the unmounted volume as a killed process would, closing its
    * devices without writing back what is in memory and releasing the lock; a later close() does nothing.
@@ -85,6 +95,15 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
   }
   let closed: Promise<void> | null = null;
   const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()), unclean);
+  handle.openJournal = async () => {
+    // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
+    // gets a content pass (the next mount bumps the generation anyway, master_journal.ts)
+    const state = readMirrorState(parent);
+    if (state === null || state.role !== 'master' || unclean) return null;
+    const seal = readSeal(parent);
+    if (seal === null || seal.generation !== state.generation) return null;
+    return readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid));
+  };
   handle.crash = () => (closed ??= (async () => {
     await volume.store.blockDevice.close().catch(() => undefined);
     await volume.store.index.device.close().catch(() => undefined);
@@ -96,7 +115,10 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
 /**
  * The handle of the daemon's open volume, for a pass served through its control socket.
  * @param flush writes the daemon's write-behind buffers and held node lists back (ops.flushAll, Volume.writeHeldNodes)
+ * @param journal the daemon's open master journal (master_journal.ts), or null when it has none
  */
-export function daemonPassVolume(volume: Volume, flush: () => Promise<void>): PassVolume {
-  return handleOf(volume, volume.parentDir, true, flush, async () => undefined);
+export function daemonPassVolume(volume: Volume, flush: () => Promise<void>, journal: () => JournalView | null = () => null): PassVolume {
+  const handle = handleOf(volume, volume.parentDir, true, flush, async () => undefined);
+  handle.openJournal = async () => journal();
+  return handle;
 }

@@ -31,9 +31,16 @@ const STATE_VERSION = 1;
 
 /** The last committed pass of a slave. */
 export interface MirrorClaim {
-  /** How the claim was reached: by content (no journal yet: issue 7). */
-  kind: 'content';
+  /** How the claim was reached: by a content pass or an incremental pass (§4.6). */
+  kind: 'content' | 'incremental';
   claimKind: CommitClaimKind;
+  /**
+   * The TID the claim holds at (§4.4: exact@T or atleast@T), decimal u64 text; absent or "0" = no TID claim (files
+   * written before the journal existed, or a master without a journal): the next pass is a content pass.
+   */
+  syncEndTid?: string;
+  /** The master's lineage generation at the pass (§4.3); absent = unknown (a content pass next). */
+  generation?: number;
   passId: string;
   /** ISO 8601 time of the commit. */
   time: string;
@@ -101,6 +108,11 @@ export function lineageIdOf(state: MirrorState): string {
   return state.lineageId ?? state.sharedUuid;
 }
 
+/** The TID of a claim (§4.4), 0n when it has none (an old state file, or a pass of a master without a journal). */
+export function claimTid(claim: MirrorClaim | null): bigint {
+  return claim?.syncEndTid === undefined ? 0n : BigInt(claim.syncEndTid);
+}
+
 /** `<parent>/ddfsmirror`. */
 export function mirrorDirectory(parentDir: string): string {
   return path.join(path.resolve(parentDir), MIRROR_DIRECTORY);
@@ -141,7 +153,9 @@ export function readMirrorState(parentDir: string): MirrorState | null {
   if (doc.role !== 'master' && doc.role !== 'slave') bad('role');
   if (!Number.isInteger(doc.lineage) || !Number.isInteger(doc.generation)) bad('lineage/generation');
   const claim = doc.claim ?? null;
-  if (claim !== null && (claim.kind !== 'content' || (claim.claimKind !== 'exact' && claim.claimKind !== 'atleast') || typeof claim.passId !== 'string')) bad('claim');
+  if (claim !== null && ((claim.kind !== 'content' && claim.kind !== 'incremental') || (claim.claimKind !== 'exact' && claim.claimKind !== 'atleast') || typeof claim.passId !== 'string'
+    || (claim.syncEndTid !== undefined && (typeof claim.syncEndTid !== 'string' || !/^\d{1,20}$/.test(claim.syncEndTid) || BigInt(claim.syncEndTid) >= 2n ** 64n))
+    || (claim.generation !== undefined && !Number.isInteger(claim.generation)))) bad('claim');
   const pass = doc.pass ?? null;
   if (pass !== null && (typeof pass.passId !== 'string' || !HEX32.test(pass.passId) || typeof pass.keyCurHex !== 'string' || !/^([0-9a-f]{2})*$/.test(pass.keyCurHex))) bad('pass');
   if (doc.lineageId !== undefined && (typeof doc.lineageId !== 'string' || !HEX32.test(doc.lineageId))) bad('lineageId');

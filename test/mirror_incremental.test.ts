@@ -1,0 +1,321 @@
+/**
+ * Incremental mirror passes by TID (issue 8 item 3; mirroring spec §4.4, §4.6, §4.18 inv. 1, 2, 7, 8, §5 scenarios
+ * 2, 10, 11, 12): a master whose tree changes go through its write-ahead journal (openMasterJournal's sink on the
+ * volume's tree, data writes through beforeWrite as the daemon's ops do), closed cleanly (sealed) between runs of
+ * changes, then a pass from the unmounted master (its journal read offline, nothing written).
+ *
+ * Model test (fast-check): random tree ops (write, overwrite, delete, rename over or into a directory, swap through a
+ * temporary name, a directory moved under its former child, file -> directory at one name, mkdir, rmdir, chmod)
+ * interleaved with passes. An oracle snapshots the model at every TID. After each pass: the first is a content pass
+ * (no TID claim yet), every later one incremental over exactly (claim, head]; the claim is exact@head (the master was
+ * quiescent) and the slave's tree equals the oracle's snapshot at that TID (inv. 2); verify is empty (inv. 1); a pass
+ * with nothing changed is IDLE and sends no file (inv. 7).
+ *
+ * Scenarios: a generation bump and a claim older than the journal's retention get a content pass; a change made
+ * behind the journal's back (a dropped record) is not sent by an incremental pass but shows in verify, and the next
+ * content pass repairs it (scenario 12); changes at tid_beg and tid_end are covered.
+ *
+ * Seeds: DDUMBFS_SEED=<n> replays; DDUMBFS_RUNS=<n>; DDUMBFS_SOAK=1 runs 2000 (CI: 300).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { initSlave } from '../src/mirror/copy.js';
+import { openMasterJournal, type MasterJournal } from '../src/mirror/master_journal.js';
+import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
+import { openPassVolume } from '../src/mirror/pass_volume.js';
+import { nodeTreeAccess } from '../src/mirror/node_access.js';
+import { Volume } from '../src/volume/volume.js';
+import { logger } from '../src/util/log.js';
+import { noiseBytes } from './helpers/bytes.js';
+import { readAllFiles, twoWayPass, walkRoot } from './helpers/mirror_harness.js';
+import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
+import { SELF } from './helpers/ufs_model.js';
+import { verifyInProcess } from './helpers/ufs_tree.js';
+
+const BS = 512;
+const SOAK = process.env.DDUMBFS_SOAK === '1';
+const RUNS = Number(process.env.DDUMBFS_RUNS ?? (SOAK ? 2000 : 300));
+const SEED = process.env.DDUMBFS_SEED !== undefined ? Number(process.env.DDUMBFS_SEED) : (Date.now() ^ (process.pid << 8)) >>> 1;
+const live: TempVolume[] = [];
+afterAll(async () => {
+  for (const v of live) await v.cleanup();
+});
+
+const NAMES = ['a', 'b', 'B', 'caf\xe9', '\xff'].map((n) => Buffer.from(n, 'latin1'));
+const POOL = [1, 2, 3].map((s) => noiseBytes(s, BS));
+const MODES = [0o600, 0o644, 0o755];
+
+type Entry = { kind: 'dir'; mode: number } | { kind: 'file'; content: Buffer; mode: number };
+type Model = Map<string, Entry>;
+const bytesOf = (k: string): Buffer => Buffer.from(k, 'latin1');
+const parentKey = (k: string): string => (k.lastIndexOf('/') < 0 ? '' : k.slice(0, k.lastIndexOf('/')));
+const join = (dir: string, name: Buffer): string => (dir === '' ? name.toString('latin1') : `${dir}/${name.toString('latin1')}`);
+const under = (k: string, dir: string): boolean => k.startsWith(`${dir}/`);
+const sorted = (m: Model, pred: (k: string, e: Entry) => boolean): string[] => [...m.keys()].filter((k) => pred(k, m.get(k)!)).sort();
+const dirs = (m: Model): string[] => ['', ...sorted(m, (_k, e) => e.kind === 'dir')];
+const children = (m: Model, d: string): string[] => [...m.keys()].filter((k) => parentKey(k) === d);
+const pick = <T>(xs: T[], n: number): T | undefined => (xs.length === 0 ? undefined : xs[n % xs.length]);
+function moveKeys(m: Model, from: string, to: string): void {
+  const moved = [...m.entries()].filter(([k]) => k === from || under(k, from));
+  for (const [k] of moved) m.delete(k);
+  for (const [k, e] of moved) m.set(to + k.slice(from.length), e);
+}
+const clone = (m: Model): Model => new Map([...m].map(([k, e]) => [k, e.kind === 'file' ? { ...e, content: Buffer.from(e.content) } : { ...e }]));
+
+/** A master opened as its daemon would: every tree change and the first write of a file journaled first. */
+interface Master {
+  v: Volume;
+  mj: MasterJournal;
+  /** A data write journaled as ops.ts does (one record per file per window; each call a new file key here). */
+  write(k: string, offset: number, data: Buffer): Promise<void>;
+}
+let fileKey = 0n;
+async function withMaster<T>(parent: string, fn: (m: Master) => Promise<T>): Promise<T> {
+  const v = await Volume.open(parent);
+  const mj = (await openMasterJournal(parent, { crashed: false, rootDir: v.rootDir, logger }))!;
+  v.tree.sink = mj.sink;
+  const write = async (k: string, offset: number, data: Buffer): Promise<void> => {
+    await mj.sink.beforeWrite?.(++fileKey, bytesOf(k));
+    const f = await v.openTreeFile(bytesOf(k), {});
+    try {
+      await f.write(offset, data);
+    } finally {
+      await f.close();
+    }
+  };
+  try {
+    return await fn({ v, mj, write });
+  } finally {
+    v.tree.sink = null;
+    await mj.close(true);
+    await v.close();
+  }
+}
+
+type Op =
+  | { t: 'write'; pick: number; dir: number; name: number; fresh: boolean; block: number; at: number }
+  | { t: 'delete'; pick: number }
+  | { t: 'rename'; pick: number; dir: number; name: number; over: boolean }
+  | { t: 'swap'; a: number; b: number }
+  | { t: 'underChild'; pick: number }
+  | { t: 'fileToDir'; pick: number }
+  | { t: 'mkdir'; dir: number; name: number }
+  | { t: 'chmod'; pick: number; mode: number }
+  | { t: 'pass' };
+const nat = (max: number) => fc.nat({ max });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ t: fc.constant('write' as const), pick: nat(30), dir: nat(30), name: nat(NAMES.length - 1), fresh: fc.boolean(), block: nat(POOL.length - 1), at: nat(2) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('delete' as const), pick: nat(30) }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('rename' as const), pick: nat(30), dir: nat(30), name: nat(NAMES.length - 1), over: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('swap' as const), a: nat(30), b: nat(30) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('underChild' as const), pick: nat(30) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('fileToDir' as const), pick: nat(30) }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('mkdir' as const), dir: nat(30), name: nat(NAMES.length - 1) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('chmod' as const), pick: nat(30), mode: nat(MODES.length - 1) }) },
+  { weight: 3, arbitrary: fc.constant({ t: 'pass' as const }) },
+);
+
+async function removeTree(v: Volume, m: Model, k: string): Promise<void> {
+  if (m.get(k)!.kind === 'dir') {
+    for (const c of children(m, k)) await removeTree(v, m, c);
+    await v.tree.rmdir(bytesOf(k));
+  } else {
+    await v.tree.unlink(bytesOf(k));
+  }
+  m.delete(k);
+}
+
+async function applyOp(ms: Master, m: Model, op: Exclude<Op, { t: 'pass' }>): Promise<string> {
+  const v = ms.v;
+  const free = (dir: string, n: number): string | undefined => {
+    for (let i = 0; i < NAMES.length; i++) {
+      const k = join(dir, NAMES[(n + i) % NAMES.length]!);
+      if (!m.has(k)) return k;
+    }
+    return undefined;
+  };
+  switch (op.t) {
+    case 'write': {
+      let k = op.fresh ? undefined : pick(sorted(m, (_k, e) => e.kind === 'file'), op.pick);
+      if (k === undefined) {
+        k = free(pick(dirs(m), op.dir)!, op.name);
+        if (k === undefined) return 'write: no name';
+        await v.tree.createFile(bytesOf(k), 0o644, SELF, true);
+        m.set(k, { kind: 'file', content: Buffer.alloc(0), mode: 0o644 });
+      }
+      const e = m.get(k) as Extract<Entry, { kind: 'file' }>;
+      await ms.write(k, op.at * BS, POOL[op.block]!);
+      const c = Buffer.alloc(Math.max(e.content.length, (op.at + 1) * BS));
+      e.content.copy(c);
+      POOL[op.block]!.copy(c, op.at * BS);
+      e.content = c;
+      return `write ${k}`;
+    }
+    case 'delete': {
+      const k = pick(sorted(m, () => true), op.pick);
+      if (k === undefined) return 'delete: nothing';
+      await removeTree(v, m, k);
+      return `delete ${k}`;
+    }
+    case 'rename': {
+      const src = pick(sorted(m, () => true), op.pick);
+      if (src === undefined) return 'rename: nothing';
+      const e = m.get(src)!;
+      let dest = op.over ? pick(sorted(m, (k, d) => k !== src && !under(k, src) && !under(src, k)
+        && (e.kind === 'dir' ? d.kind === 'dir' && children(m, k).length === 0 : d.kind !== 'dir')), op.pick) : undefined;
+      if (dest === undefined) {
+        const d = pick(dirs(m).filter((x) => x !== src && !under(x, src)), op.dir);
+        dest = d === undefined ? undefined : free(d, op.name);
+      }
+      if (dest === undefined) return 'rename: no target';
+      await v.tree.rename(bytesOf(src), bytesOf(dest));
+      m.delete(dest);
+      moveKeys(m, src, dest);
+      return `rename ${src} -> ${dest}`;
+    }
+    case 'swap': {
+      const all = sorted(m, () => true);
+      const a = pick(all, op.a);
+      const b = pick(all, op.b);
+      if (a === undefined || b === undefined || a === b || under(a, b) || under(b, a)) return 'swap: no pair';
+      const tmp = free(parentKey(a), 0);
+      if (tmp === undefined) return 'swap: no name';
+      await v.tree.rename(bytesOf(a), bytesOf(tmp));
+      moveKeys(m, a, tmp);
+      await v.tree.rename(bytesOf(b), bytesOf(a));
+      moveKeys(m, b, a);
+      await v.tree.rename(bytesOf(tmp), bytesOf(b));
+      moveKeys(m, tmp, b);
+      return `swap ${a} ${b}`;
+    }
+    case 'underChild': {
+      const d = pick(sorted(m, (k, e) => e.kind === 'dir' && children(m, k).some((c) => m.get(c)!.kind === 'dir')), op.pick);
+      if (d === undefined) return 'underChild: none';
+      const c = children(m, d).filter((x) => m.get(x)!.kind === 'dir').sort()[0]!;
+      const up = free(parentKey(d), op.pick);
+      if (up === undefined) return 'underChild: no name';
+      await v.tree.rename(bytesOf(c), bytesOf(up));
+      moveKeys(m, c, up);
+      const down = join(up, bytesOf(d.slice(d.lastIndexOf('/') + 1)));
+      if (m.has(down)) return 'underChild: half';
+      await v.tree.rename(bytesOf(d), bytesOf(down));
+      moveKeys(m, d, down);
+      return `underChild ${d} -> ${down}`;
+    }
+    case 'fileToDir': {
+      const k = pick(sorted(m, (_k, e) => e.kind === 'file'), op.pick);
+      if (k === undefined) return 'fileToDir: none';
+      await v.tree.unlink(bytesOf(k));
+      await v.tree.mkdir(bytesOf(k), 0o755, SELF);
+      m.set(k, { kind: 'dir', mode: 0o755 });
+      return `fileToDir ${k}`;
+    }
+    case 'mkdir': {
+      const k = free(pick(dirs(m), op.dir)!, op.name);
+      if (k === undefined) return 'mkdir: no name';
+      await v.tree.mkdir(bytesOf(k), 0o755, SELF);
+      m.set(k, { kind: 'dir', mode: 0o755 });
+      return `mkdir ${k}`;
+    }
+    case 'chmod': {
+      const k = pick(sorted(m, () => true), op.pick);
+      if (k === undefined) return 'chmod: none';
+      await v.tree.chmod(bytesOf(k), MODES[op.mode]!);
+      m.get(k)!.mode = MODES[op.mode]!;
+      return `chmod ${k}`;
+    }
+  }
+}
+
+/** What the slave's tree is: path -> kind, mode, content (files). */
+async function treeOf(parent: string): Promise<Map<string, string>> {
+  const files = await readAllFiles(parent);
+  const out = new Map<string, string>();
+  for (const { rel, st } of walkRoot(parent)) {
+    const k = rel.toString('latin1');
+    out.set(k, st.isDirectory() ? `dir ${(st.mode & 0o7777).toString(8)}` : `file ${(st.mode & 0o7777).toString(8)} ${files.get(k)!.toString('hex')}`);
+  }
+  return out;
+}
+function modelTree(m: Model): Map<string, string> {
+  return new Map([...m].map(([k, e]) => [k, e.kind === 'dir' ? `dir ${e.mode.toString(8)}` : `file ${e.mode.toString(8)} ${e.content.toString('hex')}`]));
+}
+function treeDiff(a: Map<string, string>, b: Map<string, string>): string[] {
+  const lines: string[] = [];
+  for (const [k, x] of a) if (b.get(k) !== x) lines.push(`${JSON.stringify(k)}: ${x.slice(0, 40)} vs ${b.get(k)?.slice(0, 40)}`);
+  for (const k of b.keys()) if (!a.has(k)) lines.push(`${JSON.stringify(k)}: missing vs ${b.get(k)!.slice(0, 40)}`);
+  return lines;
+}
+
+async function pair(): Promise<{ master: string; slave: string }> {
+  const mv = await makeTempVolume({ blockSize: BS, size: '1M' });
+  const sv = await makeTempVolume({ blockSize: BS, size: '1M' });
+  live.push(mv, sv);
+  masterState(mv.parent);
+  // a first clean mount: the journal and its seal exist (this first one bumps the generation: no seal yet)
+  await withMaster(mv.parent, async () => undefined);
+  await initSlave(sv.parent, mv.parent);
+  return { master: mv.parent, slave: sv.parent };
+}
+
+async function runCase(ops: Op[]): Promise<void> {
+  const { master, slave } = await pair();
+  const model: Model = new Map();
+  /** The oracle: the model after every TID (§4.18 inv. 2). */
+  const oracle = new Map<bigint, Model>();
+  const log: string[] = [];
+  let passes = 0;
+  let i = 0;
+  const pass = async (): Promise<void> => {
+    const before = readMirrorState(slave)!.claim;
+    const r = await twoWayPass(master, slave, { checkpointRecordCount: 3 });
+    expect(r.masterError, `pass after ${log.join(' | ')}`).toBeNull();
+    expect(r.slaveError).toBeNull();
+    const s = r.master!;
+    const st = readMirrorState(slave)!;
+    const head = BigInt(readMirrorState(master)!.durableHead ?? '0');
+    expect(s.tidEnd, 'a pass covers the durable head at its start, never above it (inv. 8)').toBe(head);
+    expect(claimTid(st.claim)).toBe(head);
+    // a TID claim of 0 is no TID claim (nothing was ever journaled): a content pass again
+    if (passes === 0 || claimTid(before) === 0n) expect(s.passKind).toBe('content');
+    else {
+      expect(s.passKind, `pass ${passes}: ${s.contentReason}`).toBe('incremental');
+      expect(s.tidBeg).toBe(claimTid(before) + 1n);
+    }
+    expect(st.claim!.claimKind, 'the master was quiescent: exact').toBe('exact');
+    // exact@T: the slave's tree is the master's at T (inv. 2), the latest snapshot at or below T
+    let at: Model = new Map();
+    for (const [tid, snap] of oracle) if (tid <= head) at = snap;
+    expect(treeDiff(await treeOf(slave), modelTree(at)), `exact@${head} after ${log.join(' | ')}`).toEqual([]);
+    expect((await verifyInProcess(master, slave)).lines, `verify after ${log.join(' | ')}`).toEqual([]);
+    passes++;
+    log.push(`pass ${s.passKind} ${s.tidBeg}..${s.tidEnd} sent ${s.filesSent}`);
+  };
+  while (i < ops.length) {
+    if (ops[i]!.t === 'pass') {
+      i++;
+      await pass();
+      continue;
+    }
+    await withMaster(master, async (ms) => {
+      while (i < ops.length && ops[i]!.t !== 'pass') {
+        log.push(await applyOp(ms, model, ops[i++] as Exclude<Op, { t: 'pass' }>));
+        oracle.set(ms.mj.journal.durableHead, clone(model));
+      }
+    });
+  }
+  await pass();
+  // nothing changed: IDLE, no file sent (inv. 7)
+  const again = await twoWayPass(master, slave);
+  if (claimTid(readMirrorState(slave)!.claim) === 0n) return;
+  expect(again.master!.passKind).toBe('incremental');
+  expect(again.m2s.records.some((r) => r.type === 'IDLE')).toBe(true);
+  expect(again.master!.filesSent).toBe(0);
+}
+
+describe('incremental passes by TID', () => {
+  it(`random journaled changes and passes: incremental over (claim, head], exact claims sound, verify empty (${RUNS} runs)`, async () => {
+    console.log(`mirror incremental: seed ${SEED}, ${RUNS} runs (replay: DDUMBFS_SEED=${SEED})`);
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 3, maxLength: 14 }), (ops) => runCase(ops)), { seed: SEED, numRuns: RUNS, path: process.env.DDUMBFS_PATH });
+  }, 3_600_000);
+});
