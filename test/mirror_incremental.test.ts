@@ -20,6 +20,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { initSlave } from '../src/mirror/copy.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Crc32c } from '../src/mirror/crc32c.js';
+import { encodeJournalRecord, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, JOURNAL_MAGIC, readJournalOffline } from '../src/mirror/journal.js';
+import { fileDevices } from '../src/io/device.js';
 import { openMasterJournal, type MasterJournal } from '../src/mirror/master_journal.js';
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
@@ -318,4 +323,89 @@ describe('incremental passes by TID', () => {
     console.log(`mirror incremental: seed ${SEED}, ${RUNS} runs (replay: DDUMBFS_SEED=${SEED})`);
     await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 3, maxLength: 14 }), (ops) => runCase(ops)), { seed: SEED, numRuns: RUNS, path: process.env.DDUMBFS_PATH });
   }, 3_600_000);
+});
+
+describe('incremental pass scenarios', () => {
+  /** A pair with a first content pass done (a TID claim > 0) after `setup` ran on the master. */
+  async function claimed(): Promise<{ master: string; slave: string }> {
+    const p = await pair();
+    await withMaster(p.master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('d'), 0o755, SELF);
+      await ms.v.tree.createFile(bytesOf('d/f'), 0o644, SELF, true);
+      await ms.write('d/f', 0, POOL[0]!);
+      await ms.v.tree.createFile(bytesOf('g'), 0o644, SELF, true);
+    });
+    const r = await twoWayPass(p.master, p.slave);
+    expect(r.master!.passKind).toBe('content');
+    expect(claimTid(readMirrorState(p.slave)!.claim)).toBeGreaterThan(0n);
+    return p;
+  }
+
+  it('one change: an incremental pass of exactly that TID (tid_beg = tid_end), sending only it', async () => {
+    const { master, slave } = await claimed();
+    const t = claimTid(readMirrorState(slave)!.claim);
+    await withMaster(master, (ms) => ms.write('g', BS, POOL[1]!));
+    const r = await twoWayPass(master, slave);
+    expect(r.master!.passKind).toBe('incremental');
+    expect([r.master!.tidBeg, r.master!.tidEnd]).toEqual([t + 1n, t + 1n]);
+    expect(r.master!.filesSent).toBe(1);
+    expect(r.m2s.records.filter((x) => x.type === 'FILE_BEGIN').length).toBe(1);
+    expect(readMirrorState(slave)!.claim).toMatchObject({ kind: 'incremental', claimKind: 'exact', syncEndTid: String(t + 1n) });
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  it('a generation bump (an offline writer) gets a content pass', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o600));
+    bumpMasterGeneration(master);
+    const r = await twoWayPass(master, slave);
+    expect(r.master!.passKind).toBe('content');
+    expect(r.master!.contentReason).toMatch(/generation/);
+    expect(readMirrorState(slave)!.claim).toMatchObject({ kind: 'content', generation: readMirrorState(master)!.generation });
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  it('a claim older than the journal\'s oldest TID (retention) gets a content pass', async () => {
+    const { master, slave } = await claimed();
+    const t = claimTid(readMirrorState(slave)!.claim);
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.chmod(bytesOf('g'), 0o600);
+      await ms.v.tree.mkdir(bytesOf('e'), 0o700, SELF);
+    });
+    // retention dropped TID t + 1: the journal holds t + 2 .. head only
+    const mirrorDir = path.join(master, 'ddfsmirror');
+    const head = BigInt(readMirrorState(master)!.durableHead!);
+    const view = (await readJournalOffline(mirrorDir, fileDevices, head))!;
+    const kept = await view.readRange(t + 1n, head);
+    const crc = await Crc32c.load();
+    const header = Buffer.alloc(JOURNAL_HEADER_SIZE);
+    JOURNAL_MAGIC.copy(header);
+    header.writeBigUInt64LE(t + 2n, 8);
+    const seg = path.join(mirrorDir, JOURNAL_DIRECTORY, '00000001.jnl');
+    expect(fs.existsSync(seg)).toBe(true);
+    fs.writeFileSync(seg, Buffer.concat([header, ...kept.map((r) => encodeJournalRecord(crc, r))]));
+    const r = await twoWayPass(master, slave);
+    expect(r.masterError).toBeNull();
+    expect(r.master!.passKind).toBe('content');
+    expect(r.master!.contentReason).toMatch(/older than the journal/);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  it('a change made behind the journal (a dropped record) is not trusted away: verify shows it, a content pass repairs it (scenario 12)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, async (ms) => {
+      ms.v.tree.sink = null; // the missed stamp
+      await ms.v.tree.chmod(bytesOf('d/f'), 0o600);
+      ms.v.tree.sink = ms.mj.sink;
+      await ms.v.tree.mkdir(bytesOf('h'), 0o755, SELF);
+    });
+    const r = await twoWayPass(master, slave);
+    expect(r.master!.passKind).toBe('incremental');
+    const lines = (await verifyInProcess(master, slave)).lines;
+    expect(lines.join('\n')).toMatch(/d\/f/);
+    bumpMasterGeneration(master);
+    const c = await twoWayPass(master, slave);
+    expect(c.master!.passKind).toBe('content');
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
 });

@@ -42,6 +42,7 @@ import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } f
 import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
+import type { JournalView } from './journal.js';
 import { lineageIdOf, masterState } from './state.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -167,12 +168,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   // what the daemon holds in memory goes to the UFS files first: the pass reads node lists from disk
   // the range's end first (§4.6 step 1, §4.18 inv. 8): the durable head, the data-write window closed, so every
   // change after this point gets a TID above it and the next pass sees it
-  let journal = null as Awaited<ReturnType<NonNullable<PassVolume['openJournal']>>>;
+  let journal: JournalView | null = null;
   let journalError: string | null = null;
   try {
-    journal = vol.openJournal ? await vol.openJournal() : null;
+    const j = vol.openJournal ? await vol.openJournal() : null;
+    if (typeof j === 'string') journalError = j;
+    else journal = j;
   } catch (err) {
-    journalError = err instanceof Error ? err.message : String(err);
+    journalError = `the journal cannot be read (${err instanceof Error ? err.message : String(err)})`;
   }
   const tidEnd = journal?.beginCover() ?? 0n;
   const nextTidAtStart = journal?.nextTid ?? 0n;
@@ -658,7 +661,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       summary.tidBeg = peerClaim + 1n;
       summary.dirtyCount = plan.paths.size;
     } else if (journal !== null || journalError !== null) {
-      summary.contentReason = journalError !== null ? `the journal cannot be read (${journalError})` : contentReason;
+      summary.contentReason = journalError ?? contentReason;
     }
     await out.send({ type: 'PASS_BEGIN', passId, tidBeg: summary.tidBeg, tidEnd, mode: plan !== null ? 'incremental' : 'full' });
     if (plan !== null && plan.paths.size === 0) {

@@ -49,11 +49,11 @@ export interface PassVolume {
   /** End the pass's use of the volume (the unmounted one is closed and its lock released). */
   close(): Promise<void>;
   /**
-   * A master's journal for an incremental pass (§4.6), or null (no journal, or one that is not trusted: the pass is a
-   * content pass). The daemon's open journal when mounted; the sealed segments read without writing when unmounted.
-   * Absent: no journal (a content pass).
+   * A master's journal for an incremental pass (§4.6), null when it has none, or why the one it has is not trusted
+   * (text; the pass is then a content pass). The daemon's open journal when mounted; the sealed segments read without
+   * writing when unmounted. Absent: no journal (a content pass).
    */
-  openJournal?(): Promise<JournalView | null>;
+  openJournal?(): Promise<JournalView | string | null>;
   /**
    * Tests only (a slave killed by its test hooks): drop the unmounted volume as a killed process would, closing its
    * devices without writing back what is in memory and releasing the lock; a later close() does nothing.
@@ -99,10 +99,12 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
     // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
     // gets a content pass (the next mount bumps the generation anyway, master_journal.ts)
     const state = readMirrorState(parent);
-    if (state === null || state.role !== 'master' || unclean) return null;
+    if (state === null || state.role !== 'master' || state.durableHead === undefined) return null;
+    if (unclean) return 'the last mount did not end cleanly (.autofsck)';
     const seal = readSeal(parent);
-    if (seal === null || seal.generation !== state.generation) return null;
-    return readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid));
+    if (seal === null) return 'the journal has no seal of a clean unmount';
+    if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
+    return (await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid))) ?? 'the journal is not the one its seal names';
   };
   handle.crash = () => (closed ??= (async () => {
     await volume.store.blockDevice.close().catch(() => undefined);
