@@ -391,6 +391,35 @@ describe('incremental pass scenarios', () => {
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
+  it('a sealed master whose ddfsroot was edited while unmounted (a newer ctime, another entry count) gets a content pass (spec §4.3)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o640)); // a seal naming a TID
+    // a ctime strictly newer than the seal's highest: the file system's clock may be coarse (a few ms)
+    await new Promise((r) => setTimeout(r, 50));
+    fs.chmodSync(path.join(master, 'ddfsroot', 'd', 'f'), 0o600); // behind the journal: no record
+    const r = await twoWayPass(master, slave);
+    expect(r.master!.passKind).toBe('content');
+    expect(r.master!.contentReason).toMatch(/changed while unmounted/);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // the same edit kind by entry count: a directory made by hand
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
+    fs.mkdirSync(path.join(master, 'ddfsroot', 'by-hand'));
+    fs.utimesSync(path.join(master, 'ddfsroot', 'by-hand'), 0, 0);
+    const c = await twoWayPass(master, slave);
+    expect(c.master!.passKind).toBe('content');
+    expect(c.master!.contentReason).toMatch(/entries, the seal counted/);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // with the tree as sealed again, the journal is trusted: a content pass that sets a TID claim, then incremental
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o600));
+    const t = await twoWayPass(master, slave);
+    expect(t.master!.contentReason).toMatch(/no TID claim/);
+    expect(claimTid(readMirrorState(slave)!.claim)).toBeGreaterThan(0n);
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
+    const n = await twoWayPass(master, slave);
+    expect(n.master!.passKind, `${n.master!.contentReason}`).toBe('incremental');
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
   it('a change made behind the journal (a dropped record) is not trusted away: verify shows it, a content pass repairs it (scenario 12)', async () => {
     const { master, slave } = await claimed();
     await withMaster(master, async (ms) => {

@@ -41,10 +41,10 @@ export interface TreeCensus {
 /**
  * Count the entries under `root` (not the root itself) and find the highest ctime, with lstat only (never following
  * a symlink, never crossing into another file system, at most `depthMax` levels). Entries that vanish meanwhile are
- * skipped.
+ * skipped. `skipTopNames` (latin1 of the raw names) are left out at the top level, with all they hold.
  * @throws Node errors of the root's lstat
  */
-export function treeCensus(root: Buffer, depthMax: number): TreeCensus {
+export function treeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set()): TreeCensus {
   const top = fs.lstatSync(root, { bigint: true });
   const out: TreeCensus = { entryCount: 0, ctimeMaxNs: top.ctimeNs };
   const walk = (dir: Buffer, depth: number): void => {
@@ -56,6 +56,7 @@ export function treeCensus(root: Buffer, depthMax: number): TreeCensus {
       return;
     }
     for (const name of names) {
+      if (depth === 1 && skipTopNames.has(name.toString('latin1'))) continue;
       const p = Buffer.concat([dir, Buffer.from('/'), name]);
       let st: fs.BigIntStats;
       try {

@@ -10,8 +10,9 @@
  * At clean unmount (`close(true)`): the journal is closed, state gets next_tid/durable_head, and the seal is written
  * (`ddfsmirror/seal`, JSON: version, lastTid, nextTid, generation, sealedAt ISO, entryCount, ctimeMaxNs).
  *
- * Not done yet (issue 8 later): the mount-time ctime scan of spec §4.3 (entries whose ctime is newer than the seal
- * becoming dirty under new TIDs); today any doubt bumps the generation instead, which is always safe.
+ * The tree is also checked against the seal's census (sealMismatch: entry count, highest ctime): a change made while
+ * unmounted by a tool that does not journal bumps the generation too. Not done yet (issue 8 later): the narrower scan
+ * of spec §4.3 that journals only the changed entries under new TIDs; any doubt bumps the generation, always safe.
  *
  * Invariants: no sink (no cost) when the volume is not a master; a failed record fails the change it guards (the
  * change never happens without its record); all files under `ddfsmirror/` are written without following symlinks.
@@ -27,7 +28,14 @@ import type { TreeChange, TreeChangeSink } from '../volume/tree.js';
 import { Journal, type JournalStats } from './journal.js';
 import { mirrorDirectory, readMirrorState, writeMirrorState } from './state.js';
 import { DdfsError } from '../errors.js';
+import { SPECIAL_DIRECTORY } from '../format/layout.js';
 import { removeNoFollow } from '../io/journal_dir.js';
+
+/**
+ * Left out of the seal's census: the daemon's own `.ddumbfs/` (its log is written after the seal, and no pass ships
+ * it). A seal written before this was counted with it: its entry count differs once, which only bumps the generation.
+ */
+const CENSUS_SKIPPED: ReadonlySet<string> = new Set([SPECIAL_DIRECTORY]);
 
 /** The seal's name in `ddfsmirror/`. */
 export const SEAL_FILE = 'seal';
@@ -76,6 +84,22 @@ export function readSeal(parentDir: string): MirrorSeal | null {
   }
 }
 
+/**
+ * Whether the tree under `rootDir` is still the one `seal` describes (spec §4.3 offline detection): an entry whose
+ * ctime is newer than the seal's highest ctime, or another entry count, means ddfsroot changed while the volume was
+ * unmounted (ddumbfs 1.1's tools, a hand edit) without a journal record. This is a full lstat scan of the tree
+ * (treeCensus); the narrower scan that journals only the changed entries is not built yet, so the caller treats a
+ * mismatch like any other doubt (a content pass, a generation bump).
+ * @returns null when the tree matches, else why not (one line)
+ * @throws Node errors of the root's lstat
+ */
+export function sealMismatch(seal: MirrorSeal, rootDir: string): string | null {
+  const census = treeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
+  if (census.entryCount !== seal.entryCount) return `ddfsroot holds ${census.entryCount} entries, the seal counted ${seal.entryCount}: it changed while unmounted`;
+  if (!/^\d+$/.test(seal.ctimeMaxNs) || census.ctimeMaxNs > BigInt(seal.ctimeMaxNs)) return 'an entry of ddfsroot changed after the seal (a newer ctime): it changed while unmounted';
+  return null;
+}
+
 /** Options of `openMasterJournal`. */
 export interface MasterJournalOptions {
   /** `.autofsck` was present: the last mount did not end cleanly. */
@@ -105,6 +129,7 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
   else if (options.crashed) reason = 'the last mount did not end cleanly (.autofsck)';
   else if (seal === null) reason = 'no seal of a clean unmount';
   else if (BigInt(seal.lastTid) !== journal.durableHead || seal.generation !== state.generation) reason = `stale seal (TID ${seal.lastTid}, generation ${seal.generation}; journal at ${journal.durableHead}, generation ${state.generation})`;
+  else reason = sealMismatch(seal, options.rootDir);
   const next = { ...state, nextTid: journal.nextTid.toString(), durableHead: journal.durableHead.toString() };
   if (reason !== null) {
     next.generation = state.generation + 1;
@@ -135,7 +160,7 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
       if (s === null || s.role !== 'master') throw new DdfsError('INVALID', `${parentDir}: ddfsmirror/state changed role while mounted: no seal written`, { path: parentDir });
       const st: JournalStats = journal.stats();
       writeMirrorState(parentDir, { ...s, nextTid: st.nextTid.toString(), durableHead: st.durableHead.toString() });
-      const census = treeCensus(Buffer.from(options.rootDir), WALK_DEPTH_MAX);
+      const census = treeCensus(Buffer.from(options.rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
       const sealDoc: MirrorSeal = {
         version: SEAL_VERSION, lastTid: st.durableHead.toString(), nextTid: st.nextTid.toString(), generation: s.generation,
         sealedAt: new Date().toISOString(), entryCount: census.entryCount, ctimeMaxNs: census.ctimeMaxNs.toString(),

@@ -14,7 +14,7 @@
 import * as path from 'node:path';
 import type { DdfsConfig } from '../format/config.js';
 import type { BlockStore } from '../store/block_store.js';
-import { AUTOFSCK_MARKER } from '../format/layout.js';
+import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
 import { lstatOrNull } from '../io/mirror_fs.js';
 import { pathBytes } from '../util/path_text.js';
 import { takeVolumeLock } from '../volume/lock.js';
@@ -22,7 +22,7 @@ import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { fileDevices } from '../io/device.js';
 import { readJournalOffline, type JournalView } from './journal.js';
-import { readSeal } from './master_journal.js';
+import { readSeal, sealMismatch } from './master_journal.js';
 import { mirrorDirectory, readMirrorState } from './state.js';
 
 /** What a pass needs of an opened volume. */
@@ -104,6 +104,9 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
     const seal = readSeal(parent);
     if (seal === null) return 'the journal has no seal of a clean unmount';
     if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
+    // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) gets a content pass
+    const mismatch = sealMismatch(seal, path.join(parent, ROOT_DIRECTORY));
+    if (mismatch !== null) return mismatch;
     return (await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid))) ?? 'the journal is not the one its seal names';
   };
   handle.crash = () => (closed ??= (async () => {
