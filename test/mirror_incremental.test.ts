@@ -28,6 +28,7 @@ import { fileDevices } from '../src/io/device.js';
 import { openMasterJournal, type MasterJournal } from '../src/mirror/master_journal.js';
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
+import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
 import { nodeTreeAccess } from '../src/mirror/node_access.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
@@ -352,6 +353,9 @@ describe('incremental pass scenarios', () => {
     expect(r.m2s.records.filter((x) => x.type === 'FILE_BEGIN').length).toBe(1);
     expect(readMirrorState(slave)!.claim).toMatchObject({ kind: 'incremental', claimKind: 'exact', syncEndTid: String(t + 1n) });
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // status names the claim's TID and generation
+    const gen = readMirrorState(master)!.generation;
+    expect(renderStatusLines(await mirrorStatus(slave), slave)).toContain(`claim: exact@${t + 1n}, generation ${gen}, incremental pass at ${readMirrorState(slave)!.claim!.time} (pass ${readMirrorState(slave)!.claim!.passId})`);
   });
 
   it('a generation bump (an offline writer) gets a content pass', async () => {

@@ -17,7 +17,7 @@ import { fileDevices } from '../io/device.js';
 import { summarizeJournal, type JournalSummary } from './journal.js';
 import { readSeal, type MirrorSeal } from './master_journal.js';
 import { mirrorAreaPresent, STAGING_DIRECTORY, UNDO_DIRECTORY } from './rollback.js';
-import { lineageIdOf, mirrorDirectory, readMirrorState, type MirrorState } from './state.js';
+import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, type MirrorClaim, type MirrorState } from './state.js';
 import { renderPath } from './verify.js';
 import { readLastVerify, type VerifyResult } from './verify_record.js';
 import { readStreamState, type StreamState } from './stream_state.js';
@@ -79,7 +79,7 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
       `lineage id: ${s.lineageId}${st.lineageId === undefined ? ' (the initial lineage)' : ''}`,
     );
     if (st.role === 'slave' || st.claim !== null) {
-      lines.push(`claim: ${st.claim === null ? 'none' : `${st.claim.claimKind}, content pass at ${st.claim.time} (pass ${st.claim.passId})`}`);
+      lines.push(`claim: ${st.claim === null ? 'none' : renderClaim(st.claim)}`);
     }
     if (st.role === 'slave' || st.pass !== null) {
       const p = st.pass;
@@ -99,4 +99,14 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
   const v = s.lastVerify;
   if (st !== null || v !== null) lines.push(`last verify: ${v === null ? 'none recorded' : `${v.time}, ${v.differences} differences${v.deep ? ', deep' : ''}, against ${v.peer}`}`);
   return lines;
+}
+
+/**
+ * A slave's claim for humans (spec §4.4): `KIND, content pass at TIME (pass ID)` without a TID claim, else
+ * `KIND@TID, generation G, incremental|content pass at TIME (pass ID)`.
+ */
+function renderClaim(c: MirrorClaim): string {
+  const tid = claimTid(c);
+  const head = tid === 0n ? c.claimKind : `${c.claimKind}@${tid}, generation ${c.generation ?? '?'}`;
+  return `${head}, ${c.kind} pass at ${c.time} (pass ${c.passId})`;
 }
