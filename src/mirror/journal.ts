@@ -560,18 +560,28 @@ export interface JournalSummary {
 }
 
 /**
+ * The segment files of the journal under `mirrorDir`, in order, for a reader that changes nothing.
+ * @returns null when there is no journal directory
+ * @throws DdfsError INVALID when it is a symlink or not a directory
+ */
+async function segmentsOffline(mirrorDir: string): Promise<{ dir: string; crc: Crc32c; names: string[] } | null> {
+  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
+  const kind = entryKind(dir);
+  if (kind === null) return null;
+  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
+  return { dir, crc: await Crc32c.load(), names: listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort() };
+}
+
+/**
  * Summarise the journal under `mirrorDir` without changing anything.
  * @param nextTidFloor state's next_tid (the summary's nextTid is never below it)
  * @returns null when there is no journal directory
  * @throws DdfsError INVALID when it is a symlink or not a directory; Node/device errors of the reads
  */
 export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory, nextTidFloor = 1n): Promise<JournalSummary | null> {
-  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
-  const kind = entryKind(dir);
-  if (kind === null) return null;
-  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
-  const crc = await Crc32c.load();
-  const names = listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const found = await segmentsOffline(mirrorDir);
+  if (found === null) return null;
+  const { dir, crc, names } = found;
   let next = nextTidFloor;
   let head = 0n;
   let oldest: bigint | null = null;
@@ -618,12 +628,9 @@ export interface JournalView {
  * @throws DdfsError INVALID when the journal directory is a symlink; Node/device errors of the reads
  */
 export async function readJournalOffline(mirrorDir: string, devices: DeviceFactory, expectHead: bigint): Promise<JournalView | null> {
-  const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
-  const kind = entryKind(dir);
-  if (kind === null) return null;
-  if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
-  const crc = await Crc32c.load();
-  const names = listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const found = await segmentsOffline(mirrorDir);
+  if (found === null) return null;
+  const { dir, crc, names } = found;
   const records: JournalRecord[] = [];
   let oldest: bigint | null = null;
   let previous = 0n;
