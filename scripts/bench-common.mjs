@@ -19,6 +19,17 @@ export function runChild(cmd, args, opts = {}) {
 }
 
 /** sync, then drop the page, dentry and inode caches. @returns false when that is not allowed (not root) */
+/** Whether `mnt` is a mount point now (/proc/self/mounts). */
+export function mounted(mnt) {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+}
+/** Unmount `mnt` when mounted (fusermount -u), waiting up to 10 s for the mount to go. */
+export function unmount(mnt) {
+  if (!mounted(mnt)) return;
+  spawnSync('fusermount', ['-u', mnt]);
+  for (let i = 0; i < 100 && mounted(mnt); i++) spawnSync('sleep', ['0.1']);
+}
+
 export function dropCaches() {
   spawnSync('sync');
   try {

@@ -7,19 +7,10 @@
 //   (b) `dd if=/dev/urandom-like source bs=1M conv=fsync` of GIB (default 2) GiB.
 // Prints each time and the ratio on/off (goal <= 1.05). A benchmark, not a test; run it on a quiet
 // machine (nothing else benchmarking). Environment: BENCH_DIR, BENCH_JOURNAL_GIB, BENCH_JOURNAL_TREE, BENCH_JOURNAL_ROUNDS.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bin, runChild } from './bench-common.mjs';
+import { bin, runChild, unmount } from './bench-common.mjs';
 
-function mounted(mnt) {
-  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-}
-function unmount(mnt) {
-  if (!mounted(mnt)) return;
-  spawnSync('fusermount', ['-u', mnt]);
-  for (let i = 0; i < 100 && mounted(mnt); i++) spawnSync('sleep', ['0.1']);
-}
 function seconds(fn) {
   const t0 = process.hrtime.bigint();
   fn();

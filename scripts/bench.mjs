@@ -12,7 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { bin, dropCaches as dropPageCaches, runChild } from './bench-common.mjs';
+import { bin, dropCaches as dropPageCaches, mounted, runChild, unmount } from './bench-common.mjs';
 
 const mirrorOnly = process.argv[2] === 'mirror' || process.env.BENCH_ONLY === 'mirror';
 if (mirrorOnly) {
@@ -67,14 +67,6 @@ function timed(label, n, fn) {
 }
 function dropCaches() {
   if (!dropPageCaches()) console.log('  (cannot drop caches: not root?)');
-}
-function mounted(mnt) {
-  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-}
-function unmount(mnt) {
-  if (!mounted(mnt)) return;
-  spawnSync('fusermount', ['-u', mnt]);
-  for (let i = 0; i < 100 && mounted(mnt); i++) spawnSync('sleep', ['0.1']);
 }
 function median(xs) { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; }
 
