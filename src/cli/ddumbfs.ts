@@ -24,8 +24,6 @@ import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
-const VERSION = 'ddumbfs 1.1 (ddumbfs-ts 0.1.0)';
-
 /** Environment of a detached daemon: the fd on which it reports "mounted" to the command that started it. */
 const READY_FD_ENV = 'DDUMBFS_READY_FD';
 
@@ -132,13 +130,12 @@ function reportReady(): void {
 
 /** Run ddumbfs with `argv` (arguments after the command name). */
 export async function main(argv: string[]): Promise<number> {
-  const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP)
+  const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP, '-V, --version')
     .usage('MNT -o parent=DIR[,options] [-f] [-d]')
     .argument('[args...]', 'MNT, or PARENT MNT')
     .option('-o <options>', 'mount options, comma separated (see below)', collect, [] as string[])
     .option('-f', 'stay in the foreground (do not detach)')
-    .option('-d', 'debug logging (implies -f)')
-    .version(VERSION, '-V, --version', 'print the version');
+    .option('-d', 'debug logging (implies -f)');
   return runCommand('ddumbfs', program, argv, async () => {
     const o = program.opts<{ o: string[]; f?: boolean; d?: boolean }>();
     const positional = program.args;
