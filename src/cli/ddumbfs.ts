@@ -1,5 +1,6 @@
 /**
- * ddumbfs MNT -o parent=DIR[,options] — mount a volume (the FUSE daemon, spec §8.1).
+ * ddumbfs MNT -o parent=DIR[,options] | ddumbfs PARENT MNT [-o options] — mount a volume (the FUSE daemon, spec
+ * §8.1); also what mount(8) runs for type fuse.ddumbfs (bin/mount.fuse.ddumbfs, Debian's mount.fuse).
  *
  * Without -f/-d the command behaves like a mount helper: it starts the daemon detached (itself with -f), waits
  * until the file system is served, prints the daemon's startup lines and exits 0 — or prints why the daemon
@@ -42,6 +43,11 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
                       max_read=131072,max_write=131072,negative_timeout=0,entry_timeout=0,attr_timeout=0 (default)
   nofuse_default      do not
   other options       passed to libfuse as given (e.g. allow_root, noexec, attr_timeout=1)
+  defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
+                      mount(8)/fstab options: accepted and ignored
+
+mount -t fuse.ddumbfs PARENT MNT [-o options], an fstab line "PARENT MNT fuse.ddumbfs defaults 0 0"
+and umount MNT work through /sbin/mount.fuse.ddumbfs (scripts/install.sh) or Debian's mount.fuse.
 
 The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddumbfs
 repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
@@ -131,7 +137,7 @@ function reportReady(): void {
 /** Run ddumbfs with `argv` (arguments after the command name). */
 export async function main(argv: string[]): Promise<number> {
   const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP, '-V, --version')
-    .usage('MNT -o parent=DIR[,options] [-f] [-d]')
+    .usage('MNT -o parent=DIR[,options] [-f] [-d]  |  PARENT MNT [-o options] [-f] [-d]')
     .argument('[args...]', 'MNT, or PARENT MNT')
     .option('-o <options>', 'mount options, comma separated (see below)', collect, [] as string[])
     .option('-f', 'stay in the foreground (do not detach)')
