@@ -166,6 +166,35 @@ describe('mount -t fuse.ddumbfs, fstab and umount', () => {
     await mountCycle(ns);
   });
 
+  it('an fstab line with ro mounts a read-only parent (a read-only bind mount) and leaves it as it was', async () => {
+    const ns = await openNamespace();
+    const bin = path.join(work, 'pathbin-ro');
+    await fsp.mkdir(bin);
+    await fsp.symlink(path.join(REPO_DIR, 'bin', 'ddumbfs'), path.join(bin, 'ddumbfs'));
+    expect((await ns.run('mount', ['--bind', bin, '/usr/local/sbin'])).code).toBe(0);
+    const { parent, mnt, dir } = await freshVolume();
+    const w = await ns.run('mount', ['-t', 'fuse.ddumbfs', parent, mnt]);
+    expect(w.code, w.stderr).toBe(0);
+    await fsp.writeFile(ns.inside(path.join(mnt, 'kept.txt')), 'kept\n');
+    await umountAndWait(ns, mnt);
+    const before = fs.readdirSync(parent).sort();
+
+    const view = path.join(dir, 'view');
+    await fsp.mkdir(view);
+    expect((await ns.run('mount', ['--bind', parent, view])).code).toBe(0);
+    expect((await ns.run('mount', ['-o', 'remount,bind,ro', view])).code).toBe(0);
+    const fstab = path.join(dir, 'fstab');
+    await fsp.writeFile(fstab, `${view} ${mnt} fuse.ddumbfs noauto,ro,_netdev 0 0\n`);
+    const f = await ns.run('mount', ['-T', fstab, mnt]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(ns.mountAt(mnt)?.options.split(',')).toContain('ro');
+    expect(fs.readFileSync(ns.inside(path.join(mnt, 'kept.txt')), 'utf8')).toBe('kept\n');
+    await expect(fsp.writeFile(ns.inside(path.join(mnt, 'kept.txt')), 'no')).rejects.toMatchObject({ code: 'EROFS' });
+    await umountAndWait(ns, mnt);
+    expect(fs.readdirSync(parent).sort()).toEqual(before);
+    expect(fs.existsSync(path.join(parent, '.autofsck'))).toBe(false);
+  });
+
   it('through the installed mount.fuse.ddumbfs (install.sh), whatever PREFIX; `-o ro` and ddumbfs#PARENT too', async () => {
     const prefix = path.join(work, 'prefix');
     const sbin = path.join(work, 'sbin');
