@@ -20,6 +20,8 @@ import { openMasterJournal, type MasterJournal } from '../mirror/master_journal.
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
+import { messageOf } from '../errors.js';
+import { sendNotify } from '../io/sd_notify.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
@@ -118,8 +120,23 @@ async function runDetached(argv: string[]): Promise<number> {
   }
 }
 
-/** Tell the command that started this detached daemon that the file system is served. */
-function reportReady(): void {
+/**
+ * Tell a service manager that started this daemon with $NOTIFY_SOCKET (systemd Type=notify) about `state`
+ * ("READY=1", "STOPPING=1"); a failure is logged, never fatal (sd_notify(3)).
+ */
+function notifyServiceManager(state: string): void {
+  const socketName = process.env.NOTIFY_SOCKET;
+  if (!socketName) return;
+  try {
+    sendNotify(socketName, state);
+  } catch (err) {
+    logger.warn(`NOTIFY_SOCKET=${socketName}: cannot notify the service manager: ${messageOf(err)}`);
+  }
+}
+
+/** Tell systemd (sd_notify) and the command that started this detached daemon that the file system is served. */
+function reportReady(parent: string, mountPoint: string): void {
+  notifyServiceManager(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${parent} on ${mountPoint}`);
   const fdText = process.env[READY_FD_ENV];
   if (!fdText) return;
   delete process.env[READY_FD_ENV];
@@ -193,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,
-      onMounted: reportReady,
+      onMounted: () => reportReady(mountOptions.parent!, mountPoint),
       startupRepair: async (parentDir, crashed, log) => {
         // the startup repair is not journaled: a mirror master's generation goes up first
         bumpMasterGeneration(parentDir);
@@ -205,6 +222,7 @@ export async function main(argv: string[]): Promise<number> {
         }
       },
     });
+    notifyServiceManager(`STOPPING=1\nSTATUS=unmounted, exit ${code}`);
     // The volume is closed. A lazily unmounted file system still in use keeps libfuse's thread (and so this
     // process) alive: end it now; its remaining users get ENOTCONN, as with upstream.
     setImmediate(() => process.exit(code));
