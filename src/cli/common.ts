@@ -6,15 +6,20 @@ import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { DdfsError, messageOf } from '../errors.js';
 import { EXIT, EXIT_HELP } from './exit_codes.js';
+import { versionLine } from './version.js';
 
 /** Thrown by option parsers for bad values; reported as a usage error. */
 export class UsageError extends Error {}
 
-/** A commander program for `name` that never calls process.exit itself. */
-export function makeProgram(name: string, description: string, extraHelp = EXIT_HELP): Command {
+/**
+ * A commander program for `name` that never calls process.exit itself; `--version` (and `versionFlags`, e.g.
+ * '-V, --version') prints {@link versionLine} and exits 0.
+ */
+export function makeProgram(name: string, description: string, extraHelp = EXIT_HELP, versionFlags = '--version'): Command {
   const program = new Command(name);
   program
     .description(description)
+    .version(versionLine(name), versionFlags, 'print the version and exit')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => process.stdout.write(s),

@@ -1,5 +1,6 @@
 /**
- * ddumbfs MNT -o parent=DIR[,options] — mount a volume (the FUSE daemon, spec §8.1).
+ * ddumbfs MNT -o parent=DIR[,options] | ddumbfs PARENT MNT [-o options] — mount a volume (the FUSE daemon, spec
+ * §8.1); also what mount(8) runs for type fuse.ddumbfs (bin/mount.fuse.ddumbfs, Debian's mount.fuse).
  *
  * Without -f/-d the command behaves like a mount helper: it starts the daemon detached (itself with -f), waits
  * until the file system is served, prints the daemon's startup lines and exits 0 — or prints why the daemon
@@ -19,12 +20,12 @@ import { openMasterJournal, type MasterJournal } from '../mirror/master_journal.
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
+import { messageOf } from '../errors.js';
+import { sendNotify } from '../io/sd_notify.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
-
-const VERSION = 'ddumbfs 1.1 (ddumbfs-ts 0.1.0)';
 
 /** Environment of a detached daemon: the fd on which it reports "mounted" to the command that started it. */
 const READY_FD_ENV = 'DDUMBFS_READY_FD';
@@ -44,6 +45,11 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
                       max_read=131072,max_write=131072,negative_timeout=0,entry_timeout=0,attr_timeout=0 (default)
   nofuse_default      do not
   other options       passed to libfuse as given (e.g. allow_root, noexec, attr_timeout=1)
+  defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
+                      mount(8)/fstab options: accepted and ignored
+
+mount -t fuse.ddumbfs PARENT MNT [-o options], an fstab line "PARENT MNT fuse.ddumbfs defaults 0 0"
+and umount MNT work through /sbin/mount.fuse.ddumbfs (scripts/install.sh) or Debian's mount.fuse.
 
 The daemon holds the volume lock (PARENT/ddfs.lock) for the whole mount: fsckddumbfs
 repairs, cpddumbfs uploads, alterddumbfs and mkddumbfs refuse the volume meanwhile.
@@ -114,8 +120,23 @@ async function runDetached(argv: string[]): Promise<number> {
   }
 }
 
-/** Tell the command that started this detached daemon that the file system is served. */
-function reportReady(): void {
+/**
+ * Tell a service manager that started this daemon with $NOTIFY_SOCKET (systemd Type=notify) about `state`
+ * ("READY=1", "STOPPING=1"); a failure is logged, never fatal (sd_notify(3)).
+ */
+function notifyServiceManager(state: string): void {
+  const socketName = process.env.NOTIFY_SOCKET;
+  if (!socketName) return;
+  try {
+    sendNotify(socketName, state);
+  } catch (err) {
+    logger.warn(`NOTIFY_SOCKET=${socketName}: cannot notify the service manager: ${messageOf(err)}`);
+  }
+}
+
+/** Tell systemd (sd_notify) and the command that started this detached daemon that the file system is served. */
+function reportReady(parent: string, mountPoint: string): void {
+  notifyServiceManager(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${parent} on ${mountPoint}`);
   const fdText = process.env[READY_FD_ENV];
   if (!fdText) return;
   delete process.env[READY_FD_ENV];
@@ -132,13 +153,12 @@ function reportReady(): void {
 
 /** Run ddumbfs with `argv` (arguments after the command name). */
 export async function main(argv: string[]): Promise<number> {
-  const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP)
-    .usage('MNT -o parent=DIR[,options] [-f] [-d]')
+  const program = makeProgram('ddumbfs', 'Mount the ddumbfs volume whose parent directory is DIR on MNT (FUSE daemon).', HELP, '-V, --version')
+    .usage('MNT -o parent=DIR[,options] [-f] [-d]  |  PARENT MNT [-o options] [-f] [-d]')
     .argument('[args...]', 'MNT, or PARENT MNT')
     .option('-o <options>', 'mount options, comma separated (see below)', collect, [] as string[])
     .option('-f', 'stay in the foreground (do not detach)')
-    .option('-d', 'debug logging (implies -f)')
-    .version(VERSION, '-V, --version', 'print the version');
+    .option('-d', 'debug logging (implies -f)');
   return runCommand('ddumbfs', program, argv, async () => {
     const o = program.opts<{ o: string[]; f?: boolean; d?: boolean }>();
     const positional = program.args;
@@ -190,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
       mountPoint,
       commandArgs: ['ddumbfs', ...argv].join(' '),
       logger,
-      onMounted: reportReady,
+      onMounted: () => reportReady(mountOptions.parent!, mountPoint),
       startupRepair: async (parentDir, crashed, log) => {
         // the startup repair is not journaled: a mirror master's generation goes up first
         bumpMasterGeneration(parentDir);
@@ -202,6 +222,7 @@ export async function main(argv: string[]): Promise<number> {
         }
       },
     });
+    notifyServiceManager(`STOPPING=1\nSTATUS=unmounted, exit ${code}`);
     // The volume is closed. A lazily unmounted file system still in use keeps libfuse's thread (and so this
     // process) alive: end it now; its remaining users get ENOTCONN, as with upstream.
     setImmediate(() => process.exit(code));

@@ -14,6 +14,7 @@ import { DdfsError, messageOf } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { compareGeneratedFile, writeGeneratedFile, type GenerateOptions } from '../testgen/genfile.js';
 import { averageOf, runSpeedTest, type FileTiming, type SpeedPhase } from '../testgen/speed.js';
+import { versionLine } from './version.js';
 
 const PROGRAM = 'testddumbfs';
 
@@ -125,6 +126,7 @@ function buildProgram(output: CliOutput): Command {
     .option('-f, --fast', 'fast mode: after the first block only 3 words change per block')
     .option('-v, --verbose', 'print parameters and per-file details')
     .helpOption('-h, --help', 'show this help and exit')
+    .version(versionLine(PROGRAM), '--version', 'print the version and exit')
     .addHelpText('after', HELP_AFTER)
     .exitOverride()
     .configureOutput({

@@ -20,6 +20,15 @@ describe('parseMountOptions', () => {
     expect(parseMountOptions(['rw,ro,allow_root'])).toMatchObject({ readOnly: true, fuseOptions: ['allow_root'] });
   });
 
+  it('mount(8) and fstab(5) options are accepted and dropped, never given to libfuse (issue 10 mount helper)', () => {
+    // what mount(8) and mount.fuse pass for an fstab line "P M fuse.ddumbfs defaults,_netdev,noauto,nofail,pool=3 0 0"
+    const o = parseMountOptions(['rw,pool=3,nofail,dev,suid']);
+    expect(o).toMatchObject({ pool: 3, readOnly: false, fuseOptions: ['dev', 'suid'] });
+    const all = parseMountOptions(['defaults,_netdev,noauto,auto,user,nouser,users,owner,group,nofail,x-systemd.automount,x-systemd.device-timeout=10,X-mount.mkdir,comment=systemd.automount,allow_root']);
+    expect(all.fuseOptions).toEqual(['allow_root']);
+    expect(all).toMatchObject({ parent: null, readOnly: false, pool: -100 });
+  });
+
   it('later options win; nofuse_default, nolock_index, dio', () => {
     const o = parseMountOptions(['parent=a,parent=b,lock_index,nolock_index,dio,nofuse_default']);
     expect(o).toMatchObject({ parent: 'b', lockIndex: false, directIo: true, fuseDefault: false });

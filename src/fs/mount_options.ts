@@ -48,6 +48,21 @@ export interface DdumbfsMountOptions {
   fuseOptions: string[];
 }
 
+/**
+ * Options of mount(8) and fstab(5) that mean nothing to a FUSE daemon: mount(8) and Debian's mount.fuse pass some of
+ * them on (`nofail`, `defaults` from a hand call) and libfuse would refuse them as unknown ("fuse: unknown option").
+ * They are accepted and dropped, as are every `x-*`/`X-*` (userspace options: x-systemd.automount, X-mount.mkdir) and
+ * `comment=`.
+ */
+export const MOUNT_ONLY_OPTIONS: ReadonlySet<string> = new Set([
+  'defaults', '_netdev', 'auto', 'noauto', 'user', 'nouser', 'users', 'owner', 'group', 'nofail',
+]);
+
+/** Whether `-o` item `key` (the part before `=`) is a mount(8)-only option that ddumbfs drops. */
+export function isMountOnlyOption(key: string): boolean {
+  return MOUNT_ONLY_OPTIONS.has(key) || key.startsWith('x-') || key.startsWith('X-') || key === 'comment';
+}
+
 /** Split one -o argument at commas; a backslash escapes the next character (libfuse's own rule). */
 export function splitOptionList(text: string): string[] {
   const out: string[] = [];
@@ -147,7 +162,7 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
           o.fuseDefault = false;
           break;
         default:
-          o.fuseOptions.push(item);
+          if (!isMountOnlyOption(key)) o.fuseOptions.push(item);
       }
     }
   }
