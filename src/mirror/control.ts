@@ -26,7 +26,7 @@ import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { DdfsError, ERROR_CODES, messageOf, type DdfsErrorCode as ErrorCode } from '../errors.js';
-import { MIRROR_CONTROL_DOCUMENT_SIZE_MAX, MIRROR_CONTROL_FRAME_SIZE_MAX } from '../limits.js';
+import { MIRROR_CONTROL_DOCUMENT_SIZE_MAX, MIRROR_CONTROL_FRAME_SIZE_MAX, MIRROR_REPLICA_LABEL_SIZE_MAX } from '../limits.js';
 import { MIRROR_CONTROL_SOCKET } from '../format/layout.js';
 import { connectControlSocket, listenControlSocket, type ControlListener } from '../io/control_socket.js';
 import type { Logger } from '../util/log.js';
@@ -46,6 +46,8 @@ export interface ControlRequest {
   twoWay: boolean;
   allowMassDelete?: boolean;
   checkpointRecordCount?: number;
+  /** Master side: the destination as the user gave it, for the replica's record (mirror/replicas.ts). */
+  peerLabel?: string;
 }
 
 /** The daemon's answer at the end of a pass. */
@@ -176,7 +178,8 @@ function parseRequest(doc: unknown): ControlRequest {
   if ((r?.role !== 'master' && r?.role !== 'slave') || typeof r.twoWay !== 'boolean') throw new DdfsError('CORRUPT', 'control socket: a malformed request');
   const n = r.checkpointRecordCount;
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new DdfsError('CORRUPT', 'control socket: a malformed checkpoint record count');
-  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n };
+  const label = typeof r.peerLabel === 'string' ? r.peerLabel.slice(0, MIRROR_REPLICA_LABEL_SIZE_MAX) : undefined;
+  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n, ...(label !== undefined ? { peerLabel: label } : {}) };
 }
 
 /** The daemon's control server. */
@@ -245,7 +248,7 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
         const writer = await RecordWriter.create(channel.ddmsOut, true);
         const reader = request.twoWay ? await RecordReader.create(channel.ddmsIn) : null;
         summary = await runMaster(vol, writer, {
-          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'),
+          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'), peerLabel: request.peerLabel,
         });
         log.info(`mirror: master pass done: ${renderSummary(summary)}`);
       } else {
