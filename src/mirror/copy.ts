@@ -174,6 +174,8 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   const m = await openEndpoint(src, true);
   let s: Endpoint | null = null;
   try {
+    // a source that cannot serve (a relay with a pass in progress) says so before the slave side starts
+    if (m.kind === 'local') sourceState(m.vol.parentDir);
     s = await openEndpoint(dst, false);
     const m2s = new PassThrough();
     const s2m = new PassThrough();
