@@ -58,6 +58,8 @@ Examples:
   mirrorddumbfs copy -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica
   mirrorddumbfs read /l0/ddumbfs > pass.ddms; mirrorddumbfs write /l1/replica < pass.ddms
   mirrorddumbfs status /l1/replica --json
+  mirrorddumbfs replicas /l0/ddumbfs; mirrorddumbfs forget /l0/ddumbfs /mnt/usb/replica
+  mirrorddumbfs copy /l1/replica /l2/replica   (cascading: a slave serves its committed claim)
   mirrorddumbfs promote /l1/replica            (the master /l0/ddumbfs is lost)
   mirrorddumbfs rebind /l0/ddumbfs --from /l1/replica; mirrorddumbfs copy /l1/replica /l0/ddumbfs
   mirrorddumbfs dump < pass.ddms
