@@ -10,14 +10,19 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { mountVolume, unmountAll } from './helpers/mount.js';
+import { run } from './helpers/run.js';
 import { copyLocal, initSlave, type CopyOptions } from '../src/mirror/copy.js';
 import { openMasterJournal, type MasterJournal } from '../src/mirror/master_journal.js';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
-import { forgetReplica, listReplicas, planRetention, readReplica, type ReplicaRecord } from '../src/mirror/replicas.js';
+import { applyRetention, forgetReplica, listReplicas, planRetention, readReplica, writeReplica, type ReplicaRecord } from '../src/mirror/replicas.js';
 import { claimTid, masterState, readMirrorState, writeMirrorState } from '../src/mirror/state.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
-import { JOURNAL_DIRECTORY, type SegmentInfo } from '../src/mirror/journal.js';
+import { Journal, JOURNAL_DIRECTORY, type SegmentInfo } from '../src/mirror/journal.js';
+import { fileDevices } from '../src/io/device.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -30,6 +35,7 @@ const BS = 512;
 const SEGMENT_SIZE = 64;
 const live: TempVolume[] = [];
 afterAll(async () => {
+  await unmountAll();
   for (const v of live) await v.cleanup();
 });
 
@@ -147,6 +153,45 @@ describe('planRetention (pure)', () => {
     expect(q.dropCount).toBe(4);
     expect(q.marked).toEqual([]);
     expect(planRetention(segs, [], 1, 40n, big, 2000).dropCount).toBe(4);
+  });
+});
+
+describe('applyRetention on a live journal (the daemon\'s)', () => {
+  it('drops the segments no pinning replica needs, marks the one past the cap, never drops the segment being written', async () => {
+    const parent = await volume();
+    const st = masterState(parent);
+    const mirrorDir = path.join(parent, 'ddfsmirror');
+    const j = await Journal.open(mirrorDir, { devices: fileDevices, segmentSizeMax: 17 }); // one record a segment
+    try {
+      for (let i = 0; i < 6; i++) await j.append({ op: 'create', path: bytesOf(`file-${i}`) });
+      const infos = j.segmentInfos();
+      expect(infos.length).toBeGreaterThanOrEqual(5);
+      const rec = (uuid: string, claim: bigint): ReplicaRecord => ({
+        version: 1, uuid, label: uuid.slice(0, 4), claimTid: claim.toString(), claimKind: 'exact', generation: st.generation, passKind: 'incremental', passId: '00',
+        lastPassTime: 't', bytes: 0, lag: '0', needsContentPass: null, firstSeen: 't',
+      });
+      const up = 'a'.repeat(32);
+      const dead = 'b'.repeat(32);
+      writeReplica(parent, rec(up, j.durableHead));
+      writeReplica(parent, rec(dead, infos[0]!.lastTid)); // has the first segment only
+      const p1 = await applyRetention(parent, j, st.generation, { sizeBytesMax: 1e9, ageMsMax: 1e12 });
+      expect(p1.dropCount).toBe(1);
+      expect(j.segmentInfos()).toHaveLength(infos.length - 1);
+      expect(readReplica(parent, dead)!.needsContentPass).toBeNull();
+      // a cap of one segment: everything the up-to-date replica does not need goes, the dead one is marked
+      const p2 = await applyRetention(parent, j, st.generation, { sizeBytesMax: 17, ageMsMax: 1e12 });
+      expect(p2.marked.map((m) => m.uuid)).toEqual([dead]);
+      expect(readReplica(parent, dead)!.needsContentPass).toMatch(/retention dropped TIDs/);
+      expect(readReplica(parent, up)!.needsContentPass).toBeNull();
+      expect(j.segmentInfos()).toHaveLength(1);
+      expect(j.oldestTid).toBeLessThanOrEqual(j.durableHead + 1n);
+      await expect(j.readRange(infos[0]!.lastTid, j.durableHead)).rejects.toThrow(/no longer held/);
+      expect(await j.readRange(j.durableHead, j.durableHead)).toEqual([]);
+      await j.append({ op: 'create', path: bytesOf('after') }); // the journal still takes records
+      expect((await j.readRange(j.durableHead - 1n, j.durableHead)).map((r) => r.path.toString())).toEqual(['after']);
+    } finally {
+      await j.close();
+    }
   });
 });
 
@@ -274,4 +319,56 @@ describe('several replicas (spec §4.12)', () => {
     expect(direct.master.passKind).toBe('incremental');
     await expectSame(master, b);
   });
+});
+
+describe('mirrorddumbfs replicas, forget, status (CLI; a mounted master)', () => {
+  const BIN = path.resolve(__dirname, '..', 'bin', 'mirrorddumbfs');
+  const cli = async (args: string[]): Promise<{ status: number; stdout: string; stderr: string }> => {
+    const r = await run('node', [BIN, ...args], { timeoutMs: 180_000 });
+    return { status: r.code ?? -1, stdout: r.stdout.toString('latin1'), stderr: r.stderr.toString('latin1') };
+  };
+
+  it('two replicas of a mounted master (the daemon records them), a relay, replicas --json, forget by label', async () => {
+    const { master, slaves: [a, b] } = await fleet(2);
+    const c = await volume();
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-replicas-mnt-'));
+    const m = await mountVolume(master, mnt);
+    try {
+      for (const s of [a!, b!]) expect((await cli(['copy', master, s])).status).toBe(0);
+      await fsp.writeFile(path.join(mnt, 'new'), noiseBytes(7, 3 * BS));
+      const again = await cli(['copy', master, a!]);
+      expect(again.status).toBe(0);
+      expect(again.stdout).toMatch(/incremental pass/);
+      const listed = await cli(['replicas', master, '--json']);
+      expect(listed.status).toBe(0);
+      const doc = JSON.parse(listed.stdout) as { head: string; replicas: ReplicaRecord[]; damaged: unknown[] };
+      expect(doc.replicas.map((r) => r.label).sort()).toEqual([a, b].sort());
+      expect(doc.damaged).toEqual([]);
+      const rb = doc.replicas.find((r) => r.label === b)!;
+      expect(BigInt(doc.head)).toBeGreaterThan(BigInt(rb.claimTid)); // B lags behind the write
+      const human = await cli(['replicas', master]);
+      expect(human.stdout).toMatch(new RegExp(`^${b}.*lag [1-9]\\d* TIDs`, 'm'));
+      const status = JSON.parse((await cli(['status', master, '--json'])).stdout) as { head: string; retention: { pinnedBy: string | null }; replicas: ReplicaRecord[] };
+      expect(status.head).toBe(doc.head);
+      expect(status.retention.pinnedBy).toBe(rb.uuid);
+      expect(status.replicas).toHaveLength(2);
+      // a relay: A serves its committed claim to C
+      expect((await cli(['init-slave', c, '--from', a!])).status).toBe(0);
+      const relay = await cli(['copy', a!, c]);
+      expect(relay.status).toBe(0);
+      expect(relay.stdout).toMatch(/content pass because the source is a slave \(a relay\)/);
+      expect((await verifyInProcess(a!, c)).lines).toEqual([]);
+      const f = await cli(['forget', master, b!]);
+      expect(f.status).toBe(0);
+      expect(f.stdout).toContain(rb.uuid);
+      expect(JSON.parse((await cli(['replicas', master, '--json'])).stdout).replicas.map((r: ReplicaRecord) => r.label)).toEqual([a]);
+      const missing = await cli(['forget', master, b!]);
+      expect(missing.status).toBe(1);
+      expect(missing.stderr).toMatch(/no replica/);
+      expect(missing.stderr).not.toMatch(/\n\s+at /); // one line, no stack trace
+    } finally {
+      await m.unmount();
+    }
+    await expectSame(master, a!);
+  }, 300_000);
 });
