@@ -313,6 +313,22 @@ describe('several replicas (spec §4.12)', () => {
     writeMirrorState(a!, { ...sa, pass: { passId: 'ab'.repeat(16), keyCurHex: '', recordsApplied: 0, startedAt: new Date().toISOString() } });
     await expect(copyLocal(a!, b, options())).rejects.toThrow(/pass in progress.*serves only committed state/);
     writeMirrorState(a!, sa);
+    // a claim of A that changes during the relay pass (as a pass applied to A would): no COMMIT, B keeps its claim
+    const bClaim = readMirrorState(b)!.claim;
+    let changed = false;
+    const hook = (_bytes: Buffer, record: { type: string }): void => {
+      if (record.type === 'PASS_BEGIN' && !changed) {
+        changed = true;
+        writeMirrorState(a!, { ...sa, claim: { ...sa.claim!, passId: 'cd'.repeat(16) } });
+      }
+    };
+    await expect(copyLocal(a!, b, options({ onMasterBytes: hook }))).rejects.toThrow(/claim changed during the pass/);
+    expect(changed).toBe(true);
+    expect(readMirrorState(b)!.claim).toEqual(bClaim);
+    expect(readMirrorState(b)!.pass).not.toBeNull(); // the pass began on B and was not committed: the next one resumes it
+    writeMirrorState(a!, sa);
+    expect((await copyLocal(a!, b, options())).master.passKind).toBe('content');
+    await expectSame(a!, b);
     // B's claim came from A, yet it is a claim on the master's lineage: B can switch to the master incrementally
     await changes(master, 'e', 1);
     const direct = await copyLocal(master, b, options());

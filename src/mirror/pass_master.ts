@@ -19,7 +19,10 @@
  *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
  *   hint, decides whether the target's state is sent, so a refused hint still converges.
  * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids) and, after the pass, the
- *   pass's digest cache `ddfsmirror/digest-cache` (digest_cache.ts).
+ *   pass's digest cache `ddfsmirror/digest-cache` (digest_cache.ts), the replica's record `ddfsmirror/slaves/<uuid>`
+ *   and journal retention (replicas.ts, after the ACK; spec §4.12).
+ * - The source may be a slave with a committed claim (a relay, §4.12 cascading): it serves that claim (its TID,
+ *   generation and kind) by a content pass, and never commits a pass during which its own claim changed.
  * - A mounted master is read inside its daemon (control.ts): the daemon's held node lists are written back first,
  *   and the claim is `exact` only when nothing was written to the volume from the start of the pass to its COMMIT.
  */
@@ -161,8 +164,9 @@ async function resumable(digests: VolumeDigests, hello: HelloRecord): Promise<Bu
 /**
  * Run the master side of one pass of the opened volume `vol` (pass_volume.ts; the caller closes it) onto `out`.
  * @returns the pass summary (after the slave's ACK in a two-way stream)
- * @throws DdfsError INVALID (the slave's HELLO does not match: shared uuid, block size, hash), CORRUPT (the
- *   slave answered ERROR or the stream is corrupt), IO
+ * @throws DdfsError INVALID (the slave's HELLO does not match: shared uuid, block size, hash; a relay source with a
+ *   pass in progress or no claim), BUSY (a relay's claim changed during the pass), CORRUPT (the slave answered ERROR
+ *   or the stream is corrupt), IO
  */
 export async function runMaster(vol: PassVolume, out: RecordWriter, options: MasterOptions): Promise<PassSummary> {
   const t0 = Date.now();
