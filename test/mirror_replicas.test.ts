@@ -382,6 +382,20 @@ describe('mirrorddumbfs replicas, forget, status (CLI; a mounted master)', () =>
       expect(missing.status).toBe(1);
       expect(missing.stderr).toMatch(/no replica/);
       expect(missing.stderr).not.toMatch(/\n\s+at /); // one line, no stack trace
+      // a mounted relay: its daemon serves its committed claim (a read-only mount of a slave)
+      await fsp.writeFile(path.join(mnt, 'later'), noiseBytes(8, BS));
+      expect((await cli(['copy', master, a!])).status).toBe(0);
+      const mntA = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-replicas-mnt-'));
+      const ma = await mountVolume(a!, mntA);
+      try {
+        const viaDaemon = await cli(['copy', a!, c]);
+        expect(viaDaemon.status).toBe(0);
+        expect(viaDaemon.stdout).toMatch(/the source is a slave \(a relay\)/);
+      } finally {
+        await ma.unmount();
+      }
+      expect(readMirrorState(c)!.claim!.syncEndTid).toBe(readMirrorState(a!)!.claim!.syncEndTid);
+      expect((await verifyInProcess(a!, c)).lines).toEqual([]);
     } finally {
       await m.unmount();
     }

@@ -174,8 +174,9 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   const m = await openEndpoint(src, true);
   let s: Endpoint | null = null;
   try {
-    // a source that cannot serve (a relay with a pass in progress) says so before the slave side starts
-    if (m.kind === 'local') sourceState(m.vol.parentDir);
+    // a relay that cannot serve (a pass in progress on it, no claim) says so before the slave side starts (the slave
+    // would only see a stream cut before its HELLO); reading the state is all it takes, mounted or not
+    if (readMirrorState(src)?.role === 'slave') sourceState(src);
     s = await openEndpoint(dst, false);
     const m2s = new PassThrough();
     const s2m = new PassThrough();
