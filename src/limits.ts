@@ -330,3 +330,8 @@ export const MIRROR_RETENTION_SIZE_BYTES_MAX = 1024 * 1024 * 1024;
 export const MIRROR_RETENTION_AGE_MS_MAX = 30 * 24 * 3600 * 1000;
 /** Longest replica label kept in `ddfsmirror/slaves/<uuid>` (the destination as given; a path or host:PATH). */
 export const MIRROR_REPLICA_LABEL_SIZE_MAX = 4096;
+/**
+ * Most master sides of passes one daemon serves at once (one per replica, spec §4.12: a slow replica never blocks the
+ * others): each holds its connection, a digest walk and hash threads; eight replicas of one volume is already a lot.
+ */
+export const MIRROR_MASTER_PASS_COUNT_MAX = 8;

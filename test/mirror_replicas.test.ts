@@ -337,6 +337,46 @@ describe('several replicas (spec §4.12)', () => {
   });
 });
 
+describe('a slow replica never blocks the others (a mounted master serves passes side by side)', () => {
+  it('while the pass to A waits on A, a pass to B runs to its end; then A finishes; both equal the master', async () => {
+    const { master, slaves: [a, b] } = await fleet(2);
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-replicas-mnt-'));
+    const m = await mountVolume(master, mnt);
+    try {
+      await fsp.writeFile(path.join(mnt, 'big'), noiseBytes(9, 8 * BS));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      let entered!: () => void;
+      const waiting = new Promise<void>((r) => { entered = r; });
+      // A's side stalls at its first look at its tree (its first DIGESTA): the master's pass to A waits on A
+      const slow = {
+        async lstat(p: Buffer) {
+          entered();
+          await gate;
+          return nodeTreeAccess.lstat(p);
+        },
+        readlink: (p: Buffer) => nodeTreeAccess.readlink(p),
+      };
+      const toA = copyLocal(master, a!, options({ access: slow }));
+      toA.catch(() => undefined);
+      await waiting;
+      const toB = await copyLocal(master, b!, options());
+      expect(toB.slave.committed).toBe(true);
+      let aDone = false;
+      void toA.then(() => { aDone = true; });
+      await new Promise((r) => setImmediate(r));
+      expect(aDone).toBe(false); // A is still held back, B is done
+      release();
+      expect((await toA).slave.committed).toBe(true);
+      expect(listReplicas(master).replicas.map((r) => r.label).sort()).toEqual([a, b].sort());
+    } finally {
+      await m.unmount();
+    }
+    await expectSame(master, a!);
+    await expectSame(master, b!);
+  }, 300_000);
+});
+
 describe('mirrorddumbfs replicas, forget, status (CLI; a mounted master)', () => {
   const BIN = path.resolve(__dirname, '..', 'bin', 'mirrorddumbfs');
   const cli = async (args: string[]): Promise<{ status: number; stdout: string; stderr: string }> => {

@@ -429,13 +429,14 @@ export class Journal {
   }
 
   /**
-   * Retention (§4.12): remove the `count` oldest segments, never the one being written.
+   * Retention (§4.12): remove the oldest segments until the first one kept holds `oldestKept` (its successor starts
+   * above it), never the one being written. Idempotent: passes of several replicas may apply the same plan.
    * @returns the number removed
    * @throws Node/device errors of the removal
    */
-  async dropOldestSegments(count: number): Promise<number> {
+  async dropSegmentsBefore(oldestKept: bigint): Promise<number> {
     let n = 0;
-    while (n < count && this.segments.length > 1) {
+    while (this.segments.length > 1 && this.segments[1]!.baseTid <= oldestKept) {
       const s = this.segments.shift()!;
       await this.devices.remove(s.file);
       n++;
@@ -662,8 +663,11 @@ export interface JournalView {
   readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]>;
   /** The segments, oldest first; the last one is never dropped (§4.12 retention). */
   segmentInfos(): SegmentInfo[];
-  /** Remove the `count` oldest segments but never the last. @returns how many were removed */
-  dropOldestSegments(count: number): Promise<number>;
+  /**
+   * Remove the oldest segments until the first one kept holds `oldestKept`, never the last (idempotent).
+   * @returns how many were removed
+   */
+  dropSegmentsBefore(oldestKept: bigint): Promise<number>;
 }
 
 /**
@@ -710,10 +714,10 @@ export async function readJournalOffline(mirrorDir: string, devices: DeviceFacto
       return records.filter((r) => r.tid > after && r.tid <= top);
     },
     segmentInfos: () => segments.map(({ file: _file, ...info }) => info),
-    async dropOldestSegments(count: number): Promise<number> {
+    async dropSegmentsBefore(oldestKept: bigint): Promise<number> {
       // the caller holds the volume lock (pass_volume.ts): no daemon writes this journal meanwhile
       let n = 0;
-      while (n < count && segments.length > 1) {
+      while (segments.length > 1 && segments[1]!.baseTid <= oldestKept) {
         const s = segments.shift()!;
         await devices.remove(s.file);
         n++;

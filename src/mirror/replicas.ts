@@ -268,7 +268,7 @@ export async function applyRetention(parentDir: string, journal: JournalView, ge
   const { replicas } = listReplicas(parentDir);
   const head = journal.durableHead;
   const plan = planRetention(journal.segmentInfos(), replicas, generation, head, limits, nowMs);
-  if (plan.dropCount > 0) await journal.dropOldestSegments(plan.dropCount);
+  if (plan.dropCount > 0) await journal.dropSegmentsBefore(plan.oldestTid);
   for (const m of plan.marked) {
     const now = readReplica(parentDir, m.uuid);
     if (now === null || now.needsContentPass !== null || journalHolds(BigInt(now.claimTid), journal.oldestTid, head)) continue;
