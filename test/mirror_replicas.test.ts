@@ -274,7 +274,7 @@ describe('several replicas (spec §4.12)', () => {
     const pinned = segmentCount(master);
     expect(pinned).toBeGreaterThan(3); // no cap reached: the dead replica's claim keeps them
     expect(() => forgetReplica(master, 'no-such-replica')).toThrow(/no replica no-such-replica/);
-    const gone = forgetReplica(master, dead!); // by label: the destination as given
+    const gone = forgetReplica(master, `${dead!}/`); // by label: the destination as given (the same path)
     expect(gone.uuid).toBe(readMirrorState(dead!)!.uniqueUuid);
     expect(listReplicas(master).replicas.map((r) => r.label)).toEqual([a]);
     await changes(master, 'g', 1);

@@ -194,7 +194,8 @@ export function recordAck(parentDir: string, ack: AckedPass, now = new Date()): 
 }
 
 /**
- * Remove the record of the replica named `which` (its uuid, or its label when exactly one record has it).
+ * Remove the record of the replica named `which` (its uuid, or its label when exactly one record has it; a local
+ * path label also matches the same path written another way).
  * @returns the record removed
  * @throws DdfsError NOT_FOUND (no such replica), INVALID (a label several replicas share: name the uuid), as
  *   listReplicas; Node errors of the removal
@@ -203,6 +204,9 @@ export function forgetReplica(parentDir: string, which: string): ReplicaRecord {
   const { replicas } = listReplicas(parentDir);
   let found = replicas.filter((r) => r.uuid === which.toLowerCase());
   if (found.length === 0) found = replicas.filter((r) => r.label === which);
+  // a local destination named another way (relative, a trailing slash): the same resolved path
+  const local = (label: string): string | null => (/^[^/]*:/.test(label) ? null : path.resolve(label));
+  if (found.length === 0 && local(which) !== null) found = replicas.filter((r) => local(r.label) === local(which));
   if (found.length === 0) throw new DdfsError('NOT_FOUND', `${parentDir}: no replica ${which} (mirrorddumbfs replicas ${parentDir} lists them)`, { path: parentDir });
   if (found.length > 1) throw new DdfsError('INVALID', `${parentDir}: ${found.length} replicas are labelled ${which}: name one by its uuid (${found.map((r) => r.uuid).join(', ')})`, { path: parentDir });
   const r = found[0]!;
