@@ -317,3 +317,21 @@ export const MIRROR_STREAM_INTERVAL_S = 5;
 export const MIRROR_STREAM_BACKOFF_START_S = 15;
 /** Cap of the stream's reconnect delay: a link back up is noticed within 10 minutes. */
 export const MIRROR_STREAM_BACKOFF_MAX_S = 600;
+/**
+ * Journal retention cap by size (mirroring spec §4.12): the segments kept for replicas that lag are at most 1 GiB
+ * (about 20 million records of short paths, weeks of a busy volume), so a dead replica cannot fill the master's disk;
+ * a replica whose claim falls behind the kept range is marked for a content pass instead.
+ */
+export const MIRROR_RETENTION_SIZE_BYTES_MAX = 1024 * 1024 * 1024;
+/**
+ * Journal retention cap by age (§4.12): a segment last written more than 30 days ago is dropped even under the size
+ * cap; a replica that has not passed for a month gets a content pass (by digest, cheap when little changed).
+ */
+export const MIRROR_RETENTION_AGE_MS_MAX = 30 * 24 * 3600 * 1000;
+/** Longest replica label kept in `ddfsmirror/slaves/<uuid>` (the destination as given; a path or host:PATH). */
+export const MIRROR_REPLICA_LABEL_SIZE_MAX = 4096;
+/**
+ * Most master sides of passes one daemon serves at once (one per replica, spec §4.12: a slow replica never blocks the
+ * others): each holds its connection, a digest walk and hash threads; eight replicas of one volume is already a lot.
+ */
+export const MIRROR_MASTER_PASS_COUNT_MAX = 8;

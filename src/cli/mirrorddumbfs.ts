@@ -17,6 +17,7 @@ import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, ren
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
 import { promote, rebind } from '../mirror/promote.js';
 import { mirrorStatus, renderStatusLines } from '../mirror/status.js';
+import { forgetReplica, listReplicas, renderReplicaLine } from '../mirror/replicas.js';
 import { recordVerify } from '../mirror/verify_record.js';
 import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
 import { dumpLines } from '../mirror/dump.js';
@@ -57,6 +58,8 @@ Examples:
   mirrorddumbfs copy -e 'ssh -p 2222' /l0/ddumbfs backup2:/l1/replica
   mirrorddumbfs read /l0/ddumbfs > pass.ddms; mirrorddumbfs write /l1/replica < pass.ddms
   mirrorddumbfs status /l1/replica --json
+  mirrorddumbfs replicas /l0/ddumbfs; mirrorddumbfs forget /l0/ddumbfs /mnt/usb/replica
+  mirrorddumbfs copy /l1/replica /l2/replica   (cascading: a slave serves its committed claim)
   mirrorddumbfs promote /l1/replica            (the master /l0/ddumbfs is lost)
   mirrorddumbfs rebind /l0/ddumbfs --from /l1/replica; mirrorddumbfs copy /l1/replica /l0/ddumbfs
   mirrorddumbfs dump < pass.ddms
@@ -225,6 +228,22 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'one JSON document (shape: man mirrorddumbfs, STATUS)')
     .action((vol: string, opts: { json?: boolean }) => {
       action = () => statusCommand(vol, opts.json === true);
+    });
+  program
+    .command('replicas')
+    .description('the replicas MASTER knows (ddfsmirror/slaves/): claim, generation, lag, last pass, and whether retention marked one for a content pass')
+    .argument('<MASTER>', 'the master (or a relay slave) volume, parent directory')
+    .option('--json', 'one JSON document: {volume, head, replicas, damaged}')
+    .action((vol: string, opts: { json?: boolean }) => {
+      action = () => replicasCommand(vol, opts.json === true);
+    });
+  program
+    .command('forget')
+    .description('remove the record of a replica from MASTER: its claim no longer holds the journal back (the next copy of another replica drops what only it needed)')
+    .argument('<MASTER>', 'the master (or relay) volume, parent directory')
+    .argument('<REPLICA>', 'the replica\'s unique uuid, or its label (the destination as given to copy) when only one has it')
+    .action((vol: string, which: string) => {
+      action = () => forgetCommand(vol, which);
     });
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
@@ -417,7 +436,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags): Promise<numb
   if (isRemote(dst)) {
     const { child, done } = spawnRemote(dst, 'slave', opts);
     try {
-      const s = await masterOverStreams(src, child.stdin!, child.stdout!, options);
+      const s = await masterOverStreams(src, child.stdin!, child.stdout!, { ...options, peerLabel: dst });
       child.stdout!.resume(); // the slave's last records (its TERM) are not read: drain them so it can exit
       const code = await done;
       if (code !== 0) throw new DdfsError('IO', `${dst}: the remote side exited with status ${code}`);
@@ -558,6 +577,28 @@ async function statusCommand(vol: string, json: boolean): Promise<number> {
   const st = await mirrorStatus(vol);
   if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
   else process.stdout.write(`${renderStatusLines(st, vol).join('\n')}\n`);
+  return EXIT.OK;
+}
+
+async function replicasCommand(vol: string, json: boolean): Promise<number> {
+  if (isRemote(vol)) throw new UsageError(`${vol}: replicas of a remote volume is not supported: run it on the master's host`);
+  const { replicas, damaged } = listReplicas(vol);
+  const st = await mirrorStatus(vol);
+  const head = st.head ?? null;
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ volume: st.volume, head, replicas, damaged })}\n`);
+    return EXIT.OK;
+  }
+  if (replicas.length === 0) process.stdout.write(`${vol}: no replica recorded (a replica is recorded at the end of each copy to it)\n`);
+  for (const r of replicas) process.stdout.write(`${renderReplicaLine(r, head === null ? null : BigInt(head))}\n`);
+  for (const d of damaged) process.stderr.write(`${NAME}: warning: ddfsmirror/slaves/${d.name}: not a replica record (${d.reason}): it pins nothing\n`);
+  return EXIT.OK;
+}
+
+async function forgetCommand(vol: string, which: string): Promise<number> {
+  if (isRemote(vol)) throw new UsageError(`${vol}: forget on a remote volume is not supported: run it on the master's host`);
+  const r = forgetReplica(vol, which);
+  process.stdout.write(`${vol}: forgot replica ${r.label} (${r.uuid}), claim ${r.claimKind}@${r.claimTid}: it no longer holds the journal back (once retention drops what it needed, its next copy is a content pass)\n`);
   return EXIT.OK;
 }
 

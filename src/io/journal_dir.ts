@@ -31,6 +31,21 @@ export function entryKind(p: string): 'dir' | 'file' | 'other' | null {
   }
 }
 
+/**
+ * The modification time of `p` in ms since the epoch, without following a symlink (a journal segment's age for
+ * retention, mirroring spec §4.12), or null when nothing is there.
+ * @throws Node errors other than ENOENT/ENOTDIR
+ */
+export function mtimeMsOf(p: string): number | null {
+  try {
+    return fs.lstatSync(p).mtimeMs;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
 /** Entry count and highest ctime of a tree (the seal of a clean unmount, mirroring spec §4.3). */
 export interface TreeCensus {
   entryCount: number;

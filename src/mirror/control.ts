@@ -26,7 +26,7 @@ import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { DdfsError, ERROR_CODES, messageOf, type DdfsErrorCode as ErrorCode } from '../errors.js';
-import { MIRROR_CONTROL_DOCUMENT_SIZE_MAX, MIRROR_CONTROL_FRAME_SIZE_MAX } from '../limits.js';
+import { MIRROR_CONTROL_DOCUMENT_SIZE_MAX, MIRROR_CONTROL_FRAME_SIZE_MAX, MIRROR_MASTER_PASS_COUNT_MAX, MIRROR_REPLICA_LABEL_SIZE_MAX } from '../limits.js';
 import { MIRROR_CONTROL_SOCKET } from '../format/layout.js';
 import { connectControlSocket, listenControlSocket, type ControlListener } from '../io/control_socket.js';
 import type { Logger } from '../util/log.js';
@@ -46,6 +46,8 @@ export interface ControlRequest {
   twoWay: boolean;
   allowMassDelete?: boolean;
   checkpointRecordCount?: number;
+  /** Master side: the destination as the user gave it, for the replica's record (mirror/replicas.ts). */
+  peerLabel?: string;
 }
 
 /** The daemon's answer at the end of a pass. */
@@ -176,7 +178,8 @@ function parseRequest(doc: unknown): ControlRequest {
   if ((r?.role !== 'master' && r?.role !== 'slave') || typeof r.twoWay !== 'boolean') throw new DdfsError('CORRUPT', 'control socket: a malformed request');
   const n = r.checkpointRecordCount;
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new DdfsError('CORRUPT', 'control socket: a malformed checkpoint record count');
-  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n };
+  const label = typeof r.peerLabel === 'string' ? r.peerLabel.slice(0, MIRROR_REPLICA_LABEL_SIZE_MAX) : undefined;
+  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n, ...(label !== undefined ? { peerLabel: label } : {}) };
 }
 
 /** The daemon's control server. */
@@ -194,7 +197,9 @@ export interface ControlServer {
  */
 export async function serveMirrorControl(vol: PassVolume, options: { access: TreeAccess; logger: Logger; slaveAllowed: boolean }): Promise<ControlServer> {
   const log = options.logger;
-  let running: Promise<void> | null = null;
+  /** Passes running: master sides run side by side (one per replica, §4.12), a slave side runs alone. */
+  const running = new Set<Promise<void>>();
+  let slaveRunning = false;
   const connections = new Set<FrameChannel>();
 
   const handle = (socket: Socket): void => {
@@ -217,15 +222,22 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
         void channel.send(KIND.RESULT, { ok: false, code: 'MOUNTED', message: `${vol.parentDir}: mounted writable (it was mounted before it became a slave): unmount it and mount it again to apply passes` }).then(() => socket.end());
         return;
       }
-      if (running !== null) {
-        void channel.send(KIND.RESULT, { ok: false, code: 'BUSY', message: `${vol.parentDir}: a mirror pass is already running on this volume; try again when it has finished` }).then(() => socket.end());
+      // a slow or dead replica never blocks the others (§4.12): master sides only read, so they share the volume; a
+      // slave side writes it, so it runs alone (a relay never serves a half-applied pass)
+      const busy = request.role === 'slave' ? running.size > 0 : slaveRunning || running.size >= MIRROR_MASTER_PASS_COUNT_MAX;
+      if (busy) {
+        const why = slaveRunning || request.role === 'slave' ? 'a mirror pass is already running on this volume' : `${running.size} master passes are already running on this volume`;
+        void channel.send(KIND.RESULT, { ok: false, code: 'BUSY', message: `${vol.parentDir}: ${why}; try again when it has finished` }).then(() => socket.end());
         return;
       }
-      running = runPass(channel, request).finally(() => {
-        running = null;
+      if (request.role === 'slave') slaveRunning = true;
+      const pass: Promise<void> = runPass(channel, request).finally(() => {
+        running.delete(pass);
+        if (request.role === 'slave') slaveRunning = false;
         connections.delete(channel);
         socket.end();
       });
+      running.add(pass);
     }, () => undefined);
     connections.add(channel);
     socket.on('close', () => {
@@ -245,7 +257,7 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
         const writer = await RecordWriter.create(channel.ddmsOut, true);
         const reader = request.twoWay ? await RecordReader.create(channel.ddmsIn) : null;
         summary = await runMaster(vol, writer, {
-          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'),
+          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'), peerLabel: request.peerLabel,
         });
         log.info(`mirror: master pass done: ${renderSummary(summary)}`);
       } else {
@@ -271,7 +283,7 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
     close: async () => {
       await listener.close();
       for (const c of connections) c.destroy(new Error('the daemon is stopping'));
-      await (running as Promise<void> | null)?.catch(() => undefined);
+      await Promise.allSettled([...running]);
     },
   };
 }

@@ -26,7 +26,7 @@ import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
 import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
 import { openPassVolume, type PassVolume } from './pass_volume.js';
-import { lineageIdOf, masterState, readMirrorState, slaveStateFor, writeMirrorState } from './state.js';
+import { lineageIdOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
 
 /** The tool name mirrorddumbfs takes the volume lock as. */
 const LOCK_TOOL = 'mirrorddumbfs';
@@ -44,6 +44,10 @@ export interface CopyOptions {
   onMasterBytes?: RecordWriter['onBytes'];
   /** Test hooks of the slave side (a simulated kill at an apply step, spec §5 scenario 9). */
   slaveHooks?: SlaveHooks;
+  /** The destination as the user gave it, for the master's replica record (default: DST of copyLocal). */
+  peerLabel?: string;
+  /** Journal retention caps of the master side (tests; default replicas.ts DEFAULT_RETENTION). */
+  retention?: MasterOptions['retention'];
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -94,7 +98,7 @@ function lineSink(options: CopyOptions) {
 }
 
 function masterOptions(options: CopyOptions, input: RecordReader | null): MasterOptions {
-  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report };
+  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention };
 }
 
 /**
@@ -108,7 +112,7 @@ async function masterSide(src: Endpoint, out: Writable, input: Readable | null, 
     const reader = input === null ? null : await RecordReader.create(input);
     return runMaster(src.vol, writer, masterOptions(options, reader));
   }
-  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount }, lineSink(options));
+  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount, ...(options.peerLabel !== undefined ? { peerLabel: options.peerLabel } : {}) }, lineSink(options));
   return relay(ctl, out, input).then((r) => resultSummary(r, 'master'));
 }
 
@@ -170,6 +174,9 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   const m = await openEndpoint(src, true);
   let s: Endpoint | null = null;
   try {
+    // a relay that cannot serve (a pass in progress on it, no claim) says so before the slave side starts (the slave
+    // would only see a stream cut before its HELLO); reading the state is all it takes, mounted or not
+    if (readMirrorState(src)?.role === 'slave') sourceState(src);
     s = await openEndpoint(dst, false);
     const m2s = new PassThrough();
     const s2m = new PassThrough();
@@ -181,7 +188,7 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
       throw err;
     };
     const results = await Promise.allSettled([
-      masterSide(m, m2s, s2m, options).catch(endOf(m2s, s2m)),
+      masterSide(m, m2s, s2m, { ...options, peerLabel: options.peerLabel ?? dst }).catch(endOf(m2s, s2m)),
       slaveSide(s, m2s, s2m, options).catch(endOf(s2m, m2s)),
     ]);
     const [mr, sr] = results;
@@ -240,11 +247,11 @@ export interface MasterIdentity {
 
 /**
  * The identity of the master volume `master` (its uuids are made on first use).
- * @throws DdfsError NOT_FOUND/BAD_CONFIG (not a volume), INVALID (it is a slave)
+ * @throws DdfsError NOT_FOUND/BAD_CONFIG (not a volume), INVALID (a slave with a pass in progress or no claim: sourceState)
  */
 export async function masterIdentity(master: string): Promise<MasterIdentity> {
   const cm = await readVolumeConfig(master);
-  const ms = masterState(master);
+  const ms = sourceState(master); // a relay (a slave with a committed claim) can bind slaves too (§4.12)
   return { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName, lineageId: lineageIdOf(ms) };
 }
 

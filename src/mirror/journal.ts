@@ -40,7 +40,7 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import type { Device, DeviceFactory } from '../io/device.js';
-import { entryKind, listNames } from '../io/journal_dir.js';
+import { entryKind, listNames, mtimeMsOf } from '../io/journal_dir.js';
 import {
   JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
   JOURNAL_WRITE_WINDOW_MS, STREAM_PATH_SIZE_MAX,
@@ -79,6 +79,26 @@ export interface JournalChange {
 /** A decoded record. */
 export interface JournalRecord extends JournalChange {
   tid: bigint;
+}
+
+/**
+ * Whether a journal whose lowest held TID is `oldestTid` and whose durable head is `head` still holds every TID a
+ * replica with claim `claim` needs (those in (claim, head], §4.6 step 1): the one test of "the claim is older than
+ * the journal", shared by readRange, the pass's choice of range and retention's flagging (replicas.ts), so the three
+ * always agree. A claim at or above the head needs nothing.
+ */
+export function journalHolds(claim: bigint, oldestTid: bigint, head: bigint): boolean {
+  return !(claim + 1n < oldestTid && claim < head);
+}
+
+/** A segment as retention sees it (§4.12): its TIDs, its bytes and its age. */
+export interface SegmentInfo {
+  baseTid: bigint;
+  /** Highest TID in it, baseTid - 1 when it holds none. */
+  lastTid: bigint;
+  sizeBytes: number;
+  /** Its file's mtime (ms since the epoch): when its last record was written. */
+  mtimeMs: number;
 }
 
 /**
@@ -375,7 +395,7 @@ export class Journal {
    */
   async readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]> {
     const top = upTo < this.head ? upTo : this.head;
-    if (after + 1n < this.oldestTid && after < top) {
+    if (!journalHolds(after, this.oldestTid, top)) {
       throw new DdfsError('NOT_FOUND', `${this.directory}: TIDs above ${after} are no longer held (oldest ${this.oldestTid}): a content pass is needed`);
     }
     const out: JournalRecord[] = [];
@@ -395,6 +415,28 @@ export class Journal {
   async dropBelow(tid: bigint): Promise<number> {
     let n = 0;
     while (this.segments.length > 1 && this.segments[0]!.lastTid < tid) {
+      const s = this.segments.shift()!;
+      await this.devices.remove(s.file);
+      n++;
+    }
+    if (n > 0) await this.devices.syncDirectory(this.directory);
+    return n;
+  }
+
+  /** The segments, oldest first (the last one is being written), for retention (§4.12). */
+  segmentInfos(): SegmentInfo[] {
+    return this.segments.map((s) => ({ baseTid: s.baseTid, lastTid: s.lastTid, sizeBytes: s.sizeBytes, mtimeMs: mtimeMsOf(s.file) ?? 0 }));
+  }
+
+  /**
+   * Retention (§4.12): remove the oldest segments until the first one kept holds `oldestKept` (its successor starts
+   * above it), never the one being written. Idempotent: passes of several replicas may apply the same plan.
+   * @returns the number removed
+   * @throws Node/device errors of the removal
+   */
+  async dropSegmentsBefore(oldestKept: bigint): Promise<number> {
+    let n = 0;
+    while (this.segments.length > 1 && this.segments[1]!.baseTid <= oldestKept) {
       const s = this.segments.shift()!;
       await this.devices.remove(s.file);
       n++;
@@ -615,8 +657,17 @@ export interface JournalView {
   readonly nextTid: bigint;
   /** The lowest TID still held. */
   readonly oldestTid: bigint;
+  /** The highest durable TID now (no side effect, unlike beginCover). */
+  readonly durableHead: bigint;
   /** Records with TID in (`after`, `upTo`]. @throws DdfsError NOT_FOUND (dropped by retention), CORRUPT */
   readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]>;
+  /** The segments, oldest first; the last one is never dropped (§4.12 retention). */
+  segmentInfos(): SegmentInfo[];
+  /**
+   * Remove the oldest segments until the first one kept holds `oldestKept`, never the last (idempotent).
+   * @returns how many were removed
+   */
+  dropSegmentsBefore(oldestKept: bigint): Promise<number>;
 }
 
 /**
@@ -631,31 +682,52 @@ export async function readJournalOffline(mirrorDir: string, devices: DeviceFacto
   const found = await segmentsOffline(mirrorDir);
   if (found === null) return null;
   const { dir, crc, names } = found;
-  const records: JournalRecord[] = [];
-  let oldest: bigint | null = null;
+  let records: JournalRecord[] = [];
+  const segments: Array<SegmentInfo & { file: string }> = [];
   let previous = 0n;
   for (const n of names) {
-    const scan = await scanSegment(crc, devices, path.join(dir, n));
+    const file = path.join(dir, n);
+    const scan = await scanSegment(crc, devices, file);
     if (scan.headerBad || scan.goodBytes < scan.sizeBytes) return null;
-    oldest ??= scan.baseTid;
     for (const r of scan.records) {
       if (r.tid <= previous) return null;
       previous = r.tid;
       records.push(r);
     }
+    segments.push({ file, baseTid: scan.baseTid!, lastTid: scan.recordCount > 0 ? scan.maxTid : scan.baseTid! - 1n, sizeBytes: scan.sizeBytes, mtimeMs: mtimeMsOf(file) ?? 0 });
   }
   const head = records.length > 0 ? records[records.length - 1]!.tid : expectHead;
   if (head !== expectHead) return null;
   const next = head + 1n;
-  const oldestTid = oldest ?? next;
+  const oldestOf = (): bigint => segments[0]?.baseTid ?? next;
   return {
     beginCover: () => head,
     nextTid: next,
-    oldestTid,
+    get oldestTid() {
+      return oldestOf();
+    },
+    durableHead: head,
     async readRange(after: bigint, upTo: bigint): Promise<JournalRecord[]> {
       const top = upTo < head ? upTo : head;
-      if (after + 1n < oldestTid && after < top) throw new DdfsError('NOT_FOUND', `${dir}: TIDs above ${after} are no longer held (oldest ${oldestTid}): a content pass is needed`);
+      const oldestTid = oldestOf();
+      if (!journalHolds(after, oldestTid, top)) throw new DdfsError('NOT_FOUND', `${dir}: TIDs above ${after} are no longer held (oldest ${oldestTid}): a content pass is needed`);
       return records.filter((r) => r.tid > after && r.tid <= top);
+    },
+    segmentInfos: () => segments.map(({ file: _file, ...info }) => info),
+    async dropSegmentsBefore(oldestKept: bigint): Promise<number> {
+      // the caller holds the volume lock (pass_volume.ts): no daemon writes this journal meanwhile
+      let n = 0;
+      while (segments.length > 1 && segments[1]!.baseTid <= oldestKept) {
+        const s = segments.shift()!;
+        await devices.remove(s.file);
+        n++;
+      }
+      if (n > 0) {
+        await devices.syncDirectory(dir);
+        const oldestTid = oldestOf();
+        records = records.filter((r) => r.tid >= oldestTid);
+      }
+      return n;
     },
   };
 }

@@ -108,6 +108,8 @@ export interface MasterJournalOptions {
   rootDir: string;
   logger: Logger;
   devices?: DeviceFactory;
+  /** Segment size that starts a new segment (tests of retention use small ones; default JOURNAL_SEGMENT_SIZE_MAX). */
+  segmentSizeMax?: number;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
   const mirrorDir = mirrorDirectory(parentDir);
   const devices = options.devices ?? fileDevices;
   const floor = state.nextTid !== undefined ? BigInt(state.nextTid) : 1n;
-  const journal = await Journal.open(mirrorDir, { devices, nextTidFloor: floor });
+  const journal = await Journal.open(mirrorDir, { devices, nextTidFloor: floor, ...(options.segmentSizeMax !== undefined ? { segmentSizeMax: options.segmentSizeMax } : {}) });
   const seal = readSeal(parentDir);
   let reason: string | null = null;
   if (journal.recovery.damaged) reason = 'the journal lost a record before its tail';

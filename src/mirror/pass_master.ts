@@ -19,7 +19,10 @@
  *   copy), at most once per target, and is always followed by a DIGESTQ of the target: the slave's answer, not the
  *   hint, decides whether the target's state is sent, so a refused hint still converges.
  * - Nothing of the master is written except `ddfsmirror/state` on first use (its uuids) and, after the pass, the
- *   pass's digest cache `ddfsmirror/digest-cache` (digest_cache.ts).
+ *   pass's digest cache `ddfsmirror/digest-cache` (digest_cache.ts), the replica's record `ddfsmirror/slaves/<uuid>`
+ *   and journal retention (replicas.ts, after the ACK; spec §4.12).
+ * - The source may be a slave with a committed claim (a relay, §4.12 cascading): it serves that claim (its TID,
+ *   generation and kind) by a content pass, and never commits a pass during which its own claim changed.
  * - A mounted master is read inside its daemon (control.ts): the daemon's held node lists are written back first,
  *   and the claim is `exact` only when nothing was written to the volume from the start of the pass to its COMMIT.
  */
@@ -42,8 +45,9 @@ import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } f
 import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
-import type { JournalView } from './journal.js';
-import { lineageIdOf, masterState } from './state.js';
+import { journalHolds, type JournalView } from './journal.js';
+import { claimTid, lineageIdOf, readMirrorState, sourceState } from './state.js';
+import { applyRetention, readReplica, recordAck, type RetentionLimits } from './replicas.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
@@ -110,6 +114,10 @@ export interface MasterOptions {
   progress?: (line: string) => void;
   /** A finding to report at once (a corrupt master block). */
   report?: (line: string) => void;
+  /** The destination as the user gave it, for the replica's record (`ddfsmirror/slaves/<uuid>`, replicas.ts). */
+  peerLabel?: string;
+  /** Journal retention caps (tests; default DEFAULT_RETENTION of replicas.ts). */
+  retention?: RetentionLimits;
 }
 
 /** Error reason codes of ERROR/TERM records. */
@@ -156,15 +164,19 @@ async function resumable(digests: VolumeDigests, hello: HelloRecord): Promise<Bu
 /**
  * Run the master side of one pass of the opened volume `vol` (pass_volume.ts; the caller closes it) onto `out`.
  * @returns the pass summary (after the slave's ACK in a two-way stream)
- * @throws DdfsError INVALID (the slave's HELLO does not match: shared uuid, block size, hash), CORRUPT (the
- *   slave answered ERROR or the stream is corrupt), IO
+ * @throws DdfsError INVALID (the slave's HELLO does not match: shared uuid, block size, hash; a relay source with a
+ *   pass in progress or no claim), BUSY (a relay's claim changed during the pass), CORRUPT (the slave answered ERROR
+ *   or the stream is corrupt), IO
  */
 export async function runMaster(vol: PassVolume, out: RecordWriter, options: MasterOptions): Promise<PassSummary> {
   const t0 = Date.now();
   const parentDir = vol.label;
   const parent = vol.parentDir;
   const cfg = vol.config;
-  const state = masterState(parent);
+  // a master, or a slave serving its last committed claim to another slave (a relay, §4.12 cascading)
+  const state = sourceState(parent);
+  const relay = state.role === 'slave';
+  const relayClaim = relay ? state.claim! : null;
   // what the daemon holds in memory goes to the UFS files first: the pass reads node lists from disk
   // the range's end first (§4.6 step 1, §4.18 inv. 8): the durable head, the data-write window closed, so every
   // change after this point gets a TID above it and the next pass sees it
@@ -177,7 +189,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   } catch (err) {
     journalError = `the journal cannot be read (${err instanceof Error ? err.message : String(err)})`;
   }
-  const tidEnd = journal?.beginCover() ?? 0n;
+  const tidEnd = relayClaim !== null ? claimTid(relayClaim) : (journal?.beginCover() ?? 0n);
+  /** The generation the pass's claim is of: a relay's is the one of its own claim. */
+  const generation = relayClaim !== null ? (relayClaim.generation ?? state.generation) : state.generation;
   const nextTidAtStart = journal?.nextTid ?? 0n;
   await vol.flush();
   const changesAtStart = vol.changeCount();
@@ -594,11 +608,13 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const chooseRange = async (peer: HelloRecord): Promise<DirtyPlan | null> => {
     const claim = peer.syncEndTid;
+    const mark = readReplica(parent, peer.uniqueUuid.toString('hex'))?.needsContentPass ?? null;
     const why = peer.pendingPass !== undefined ? 'the replica resumes a pass'
       : peer.claimKind === 'none' || claim === 0n ? 'the replica has no TID claim'
         : peer.generation !== state.generation ? `the replica's claim is of generation ${peer.generation}, the master's is ${state.generation}`
           : claim > tidEnd ? `the replica's claim ${claim} is above the master's head ${tidEnd} (another or rolled-back master?)`
-            : claim + 1n < journal!.oldestTid && claim < tidEnd ? `the replica's claim ${claim} is older than the journal (oldest TID ${journal!.oldestTid})` : null;
+            : mark !== null ? `the replica is marked for a content pass: ${mark}`
+              : !journalHolds(claim, journal!.oldestTid, tidEnd) ? `the replica's claim ${claim} is older than the journal (oldest TID ${journal!.oldestTid})` : null;
     if (why !== null) {
       contentReason = why;
       return null;
@@ -628,16 +644,38 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     return p;
   };
 
+  let peerUuid: string | null = null;
+  /**
+   * The replica acknowledged the pass (§4.6 step 7): its record in `ddfsmirror/slaves/`, then journal retention
+   * (§4.12). The pass is committed on the replica whatever happens here: a failure is reported, never thrown (a record
+   * not written only keeps more journal).
+   */
+  const afterAck = async (uuid: string, id: Buffer, bytes: number): Promise<void> => {
+    try {
+      recordAck(parent, {
+        uuid, label: options.peerLabel ?? null, claimTid: tidEnd, claimKind: summary.claimKind, generation, passKind: summary.passKind, passId: id.toString('hex'), bytes,
+        head: journal !== null ? journal.durableHead : tidEnd,
+      });
+      if (journal !== null && !relay) {
+        const plan = await applyRetention(parent, journal, state.generation, options.retention);
+        for (const m of plan.marked) options.report?.(`replica ${m.uuid} is marked for a content pass: ${m.reason}`);
+      }
+    } catch (err) {
+      options.report?.(`warning: the replica's record or the journal retention was not written: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
   try {
     const hello: HelloRecord = {
       type: 'HELLO', version: STREAM_VERSION, role: 'master', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
-      generation: state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: tidEnd, claimKind: 'none', capabilities: 0,
+      generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: tidEnd, claimKind: 'none', capabilities: 0,
       lineageId: Buffer.from(lineageIdOf(state), 'hex'),
     };
     await out.send(hello);
     let passId: Buffer = randomBytes(16);
     if (input !== null) {
       const peer = await expect('HELLO');
+      peerUuid = peer.uniqueUuid.toString('hex');
       const why = peer.role !== 'slave' ? `it is a ${peer.role}, not a slave`
         : !peer.sharedUuid.equals(hello.sharedUuid) ? `it is bound to ${peer.sharedUuid.toString('hex')}, this master is ${state.sharedUuid} (init-slave it from this master)`
           : peer.blockSize !== blockSize ? `block size ${peer.blockSize}, the master's is ${blockSize}`
@@ -660,6 +698,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       summary.passKind = 'incremental';
       summary.tidBeg = peerClaim + 1n;
       summary.dirtyCount = plan.paths.size;
+    } else if (relay) {
+      summary.contentReason = 'the source is a slave (a relay): it has no journal';
     } else if (journal !== null || journalError !== null) {
       summary.contentReason = journalError ?? contentReason;
     }
@@ -682,10 +722,22 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     // after tid_end (a change with such a TID may be half visible to the pass)
     if (vol.changeCount() !== changesAtStart) summary.claimKind = 'atleast';
     if (journal !== null && (nextTidAtStart !== tidEnd + 1n || journal.nextTid !== tidEnd + 1n)) summary.claimKind = 'atleast';
+    if (relayClaim !== null) {
+      // a relay serves only its committed claim: a pass applied to it meanwhile (none can run beside this one: the
+      // volume lock or its daemon's one-pass rule) would make the tree sent a mix, so the pass is not committed
+      const now = readMirrorState(parent);
+      if (now === null || now.role !== 'slave' || now.pass !== null || now.claim?.passId !== relayClaim.passId) {
+        const message = `${parentDir}: the relay's claim changed during the pass (a pass was applied to it): not committed, copy again`;
+        await out.send({ type: 'ERROR', reason: REASON.REFUSED, message });
+        throw new DdfsError('BUSY', message, { path: parentDir });
+      }
+      if (relayClaim.claimKind !== 'exact') summary.claimKind = 'atleast';
+    }
     await out.send({ type: 'COMMIT', passId, tidEnd, claimKind: summary.claimKind });
     if (input !== null) {
       const ack = await expect('ACK');
       if (ack.error !== undefined) throw new DdfsError('CORRUPT', `the slave did not commit the pass (error ${ack.error})`);
+      if (peerUuid !== null) await afterAck(peerUuid, passId, out.counters.bytes + input.bytes);
     }
     await out.send({ type: 'TERM', reason: REASON.OK });
     await out.end();

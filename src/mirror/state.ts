@@ -203,6 +203,22 @@ export function masterState(parentDir: string): MirrorState {
   return fresh;
 }
 
+/**
+ * The state of the source of a pass (§4.12 cascading): a master (masterState), or a slave serving its committed state
+ * to another slave of its lineage (a relay). A relay serves only a committed claim: never while a pass is
+ * half-applied on it, never before its first commit.
+ * @throws DdfsError INVALID (a slave with a pass in progress, or without a claim); as masterState
+ */
+export function sourceState(parentDir: string): MirrorState {
+  const s = readMirrorState(parentDir);
+  if (s === null || s.role === 'master') return masterState(parentDir);
+  if (s.pass !== null) {
+    throw new DdfsError('INVALID', `${parentDir}: is a slave with a pass in progress (${s.pass.passId}, since ${s.pass.startedAt}): it serves only committed state; finish the pass from its master (copy again) or roll it back first`, { path: parentDir });
+  }
+  if (s.claim === null) throw new DdfsError('INVALID', `${parentDir}: is a slave that has committed no pass yet: nothing to serve (copy from its master first)`, { path: parentDir });
+  return s;
+}
+
 /** The state of a new slave bound to `master`'s lineage (its lineage id too, when it is not the initial one). */
 export function slaveStateFor(master: MirrorState): MirrorState {
   const s: MirrorState = {

@@ -8,7 +8,9 @@
  * effective id, null without state); `staging`, `undo` (whether those areas of ddfsmirror/ are present);
  * `lastVerify` (ddfsmirror/verify or null); only for a master whose journal exists (mounted once as a master):
  * `journal` (nextTid, durableHead, oldestTid as decimal text, segmentCount, sizeBytes, recordCount, tailBytes) and
- * `seal` (ddfsmirror/seal of the last clean unmount, or null). New fields may be added; none is renamed or removed.
+ * `seal` (ddfsmirror/seal of the last clean unmount, or null), `head` (its durable head, decimal) and `retention`
+ * (replicas.ts RetentionStatus); `replicas` (the records of ddfsmirror/slaves/, replicas.ts, for a master or a relay
+ * that has any). New fields may be added; none is renamed or removed.
  *
  * Invariants: reading only; path bytes of key_cur are rendered as verify renders paths (never decoded as UTF-8).
  */
@@ -21,6 +23,7 @@ import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, type MirrorCla
 import { renderPath } from './verify.js';
 import { readLastVerify, type VerifyResult } from './verify_record.js';
 import { readStreamState, type StreamState } from './stream_state.js';
+import { listReplicas, renderReplicaLine, retentionStatus, type ReplicaRecord, type RetentionStatus } from './replicas.js';
 
 /** The status document (version 1). */
 export interface MirrorStatus {
@@ -36,6 +39,11 @@ export interface MirrorStatus {
   seal?: MirrorSeal | null;
   /** Absent unless a `mirrorddumbfs stream` wrote ddfsmirror/stream (§4.10). */
   stream?: StreamState;
+  /** Absent unless the volume is a master with a journal: its durable head and its retention (§4.12). */
+  head?: string;
+  retention?: RetentionStatus;
+  /** Absent when the volume knows no replica (ddfsmirror/slaves/ empty or missing). */
+  replicas?: ReplicaRecord[];
 }
 
 /**
@@ -57,9 +65,13 @@ export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
   };
   const stream = readStreamState(parentDir);
   if (stream !== null) out.stream = stream;
+  const replicas = state === null ? [] : listReplicas(parentDir).replicas;
+  if (replicas.length > 0) out.replicas = replicas;
   if (journal !== null) {
     out.journal = journal;
     out.seal = readSeal(parentDir);
+    out.head = journal.durableHead;
+    out.retention = retentionStatus(replicas, state!.generation, BigInt(journal.oldestTid), BigInt(journal.durableHead), journal.sizeBytes);
   }
   return out;
 }
@@ -94,6 +106,11 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
     lines.push(`journal: ${`next_tid ${j.nextTid}, durable_head ${j.durableHead}, oldest ${j.oldestTid}, ${j.segmentCount} segments, ${j.sizeBytes} bytes, ${j.recordCount} records${j.tailBytes > 0 ? `, ${j.tailBytes} bytes of torn tail` : ''}`}`);
     lines.push(`seal: ${!s.seal ? 'none (mounted, or not cleanly unmounted)' : `TID ${s.seal.lastTid} at ${s.seal.sealedAt}, ${s.seal.entryCount} entries`}`);
   }
+  if (s.retention !== undefined) {
+    const r = s.retention;
+    lines.push(`retention: oldest TID ${r.oldestTid}, ${r.sizeBytes} bytes (cap ${r.sizeBytesMax} bytes, ${Math.round(r.ageMsMax / 86_400_000)} days), ${r.pinnedBy === null ? 'pinned by no replica' : `pinned by ${r.pinnedBy}`}${r.markedCount > 0 ? `, ${r.markedCount} replicas need a content pass` : ''}`);
+  }
+  for (const r of s.replicas ?? []) lines.push(`replica: ${renderReplicaLine(r, s.head !== undefined ? BigInt(s.head) : null)}`);
   if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
   else if (st !== null) lines.push('apply areas present: none');
   const v = s.lastVerify;
