@@ -29,7 +29,6 @@ import { openMasterJournal, type MasterJournal } from '../src/mirror/master_jour
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
-import { nodeTreeAccess } from '../src/mirror/node_access.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
