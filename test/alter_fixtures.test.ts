@@ -110,7 +110,7 @@ describe('alterddumbfs -u: a simulated power cut', () => {
     expect(lines).toHaveLength(3);
     expect(fs.statSync(path.join(dir, 'ddfsusedblocks')).size).toBe(128);
     const text: string[] = [];
-    const before = await checkVolume(dir, { logger: quietLogger(), out: (l) => text.push(l) });
+    const before = await checkVolume(dir, { logger: quietLogger(), out: (l) => text.push(String(l)) });
     expect(before.exitCode).toBe(1);
     const ours = renderSummary(before.summary, before.status);
     expect(ours).toEqual(upstreamSummary('crash-u.fsck-c.out'));

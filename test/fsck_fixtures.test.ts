@@ -35,14 +35,14 @@ async function copyVolume(name: string): Promise<string> {
 /** A logger that keeps its lines. */
 function quietLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const l = new Logger((s) => lines.push(s)) as Logger & { lines: string[] };
+  const l = new Logger((s) => lines.push(String(s))) as Logger & { lines: string[] };
   l.lines = lines;
   return l;
 }
 
 async function check(dir: string, hashBlocks = false): Promise<CheckReport & { text: string[] }> {
   const text: string[] = [];
-  const r = await checkVolume(dir, { logger: quietLogger(), hashBlocks, out: (l) => text.push(l) });
+  const r = await checkVolume(dir, { logger: quietLogger(), hashBlocks, out: (l) => text.push(String(l)) });
   return { ...r, text };
 }
 

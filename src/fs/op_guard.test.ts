@@ -11,7 +11,7 @@ const ctx: FuseContext = { uid: 1, gid: 2, pid: 3, umask: 0 };
 
 function quietLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
-  const logger = new Logger((l) => lines.push(l));
+  const logger = new Logger((l) => lines.push(String(l)));
   logger.debug = true;
   return { logger, lines };
 }

@@ -95,7 +95,7 @@ describe('a failing repair writes no index', () => {
     const failing: DeviceFactory = {
       ...fileDevices,
       open: async (p, o) => {
-        if (p.endsWith('/ddfsroot/b')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        if (String(p).endsWith('/ddfsroot/b')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
         return fileDevices.open(p, o);
       },
     };

@@ -6,7 +6,7 @@ import { existsSync, lstatSync, readFileSync, statSync, symlinkSync, truncateSyn
 import { join } from 'node:path';
 import { bitmapWordBytes } from '../format/config.js';
 import { decodeAddress } from '../format/node.js';
-import { fileDevices } from '../io/device.js';
+import { fileDevices, type DeviceFactory } from '../io/device.js';
 import { CrashDeviceFactory, SeededRandom } from '../io/crash_device.js';
 import { FaultyDeviceFactory } from '../io/faulty_device.js';
 import { BlockStore, checkBlockFileSize, checkIndexFileSize, checkVolumeFileSizes, resolveVolumePath } from './block_store.js';
@@ -210,10 +210,11 @@ describe('BlockStore: blocks that cannot be written are lost, never other bytes 
     const tv = await makeTempVolume(SMALL);
     cleanups.push(tv.cleanup);
     let failNext = false;
-    const devices = {
-      async open(p: string, o: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }) {
+    const devices: DeviceFactory = {
+      ...fileDevices,
+      async open(p: string | Buffer, o: { readOnly?: boolean; create?: boolean; truncate?: boolean; mode?: number }) {
         const d = await fileDevices.open(p, o);
-        if (!p.endsWith('ddfsblocks')) return d;
+        if (!String(p).endsWith('ddfsblocks')) return d;
         return {
           path: d.path,
           read: d.read.bind(d), sync: d.sync.bind(d), size: d.size.bind(d), truncate: d.truncate.bind(d), close: d.close.bind(d),

@@ -41,7 +41,7 @@ export function seedRange(base: number, count: number): number[] {
 /** A logger that keeps its lines instead of printing them. */
 export function quietLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const l = new Logger((s) => lines.push(s)) as Logger & { lines: string[] };
+  const l = new Logger((s) => lines.push(String(s))) as Logger & { lines: string[] };
   l.lines = lines;
   return l;
 }
@@ -81,7 +81,7 @@ export async function fsck(parent: string, mode: FsckMode, options: { force?: bo
   const logger = quietLogger();
   const out: string[] = [];
   try {
-    const result = await runFsck(parent, { mode, logger, force: options.force, out: (l) => out.push(l), hashThreads: 0 });
+    const result = await runFsck(parent, { mode, logger, force: options.force, out: (l) => out.push(String(l)), hashThreads: 0 });
     return { exitCode: result.exitCode, result, log: [...logger.lines, ...out] };
   } catch (err) {
     return { exitCode: 1, error: err as Error, log: [...logger.lines, ...out, `THROWN: ${(err as Error).message}`] };
