@@ -30,6 +30,8 @@ fi
 
 # 1. system packages ------------------------------------------------------------------------------------------------
 apt_packages=(libfuse2 libfuse-dev fuse libgcrypt20 pkg-config python3 make g++ openssh-server openssh-client rsync)
+# qemu-img: test/sparse_large.test.ts creates a 1 TiB raw image in the mount, as a user making a VM disk would
+apt_packages+=(qemu-utils)
 missing=()
 for p in "${apt_packages[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then missing+=("$p"); fi
