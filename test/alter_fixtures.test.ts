@@ -291,7 +291,7 @@ describe('bin/alterddumbfs (built CLI)', () => {
     expect(blocks.subarray(0, 37 * 4096).equals(upstream.subarray(0, 37 * 4096))).toBe(true);
   });
 
-  it.skipIf(!built)('-n 42 -i 5, then fsckddumbfs -c / -n / -c exit 1 / 0 / 0; usage errors exit 2', async () => {
+  it.skipIf(!built)('-n 42 -i 5, then fsckddumbfs -c / -n / -c exit 1 / 0 / 0; usage errors exit 1 as upstream', async () => {
     const dir = await freshCopy();
     const cli = (bin: string, args: string[]) => run(process.execPath, [path.resolve('bin', bin), ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
     const a = await cli('alterddumbfs', ['-n', '42', '-i', '5', dir]);
@@ -300,8 +300,13 @@ describe('bin/alterddumbfs (built CLI)', () => {
     expect((await cli('fsckddumbfs', ['-c', dir])).code).toBe(1);
     expect((await cli('fsckddumbfs', ['-n', dir])).code).toBe(0);
     expect((await cli('fsckddumbfs', ['-c', dir])).code).toBe(0);
-    expect((await cli('alterddumbfs', [dir])).code).toBe(2);
-    expect((await cli('alterddumbfs', ['-I', 'nope', dir])).code).toBe(2);
+    // usage errors exit 1 as upstream, with one line
+    const none = await cli('alterddumbfs', [dir]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^alterddumbfs: [^\n]+\n$/);
+    const badOp = await cli('alterddumbfs', ['-I', 'nope', dir]);
+    expect(badOp.code).toBe(1);
+    expect(badOp.stderr).toMatch(/^alterddumbfs: [^\n]*nope[^\n]*\n$/);
     const notVolume = await cli('alterddumbfs', ['-r', '1', work]);
     expect(notVolume.code).toBe(1);
     expect(notVolume.stderr).toMatch(/not inside a ddumbfs volume/);

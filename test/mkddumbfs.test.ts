@@ -122,6 +122,17 @@ describe('mkddumbfs refuses a parent that holds a volume', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('--overwrite');
     expect(r.stdout).toMatch(/1 +error \(the parent already holds a volume/);
+    expect(r.stdout).toMatch(/2 +the user declined to initialise a block device/);
+  });
+
+  it('usage errors exit 1 as upstream (2 is kept for "the user declined"), with one line and nothing created', async () => {
+    const parent = await freshDir();
+    for (const args of [[parent], ['-s', '4M', '-B', '3000', parent], ['-s', '4M', '-H', 'MD5', parent], ['-s', '4M', '--bogus', parent], ['-s', '4M']]) {
+      const r = await tool('mkddumbfs', args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(/^mkddumbfs: [^\n]+\n$/);
+    }
+    expect(await fsp.readdir(parent)).toEqual([]);
   });
 });
 

@@ -18,8 +18,9 @@ refused unless --overwrite is given; -f only skips the question about a block de
 
 Exit status:
   0    volume created
-  1    error (the parent already holds a volume, is mounted or missing; I/O error)
-  2    usage error, or the user declined to initialise a block device
+  1    error (the parent already holds a volume, is mounted or missing; I/O error),
+       or usage error (bad or missing option)
+  2    the user declined to initialise a block device
 
 Examples:
   mkddumbfs -s 100G -B 64k /l0/ddumbfs
@@ -102,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
       if (declined) return null;
       throw err;
     });
-    if (!cfg) return EXIT.USAGE;
+    if (!cfg) return EXIT.DECLINED;
     process.stdout.write(`ddumbfs initialized in ${parent}\n${renderConfig(cfg)}`);
     return EXIT.OK;
   });
