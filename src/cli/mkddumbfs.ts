@@ -82,7 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       force: boolean; overwrite: boolean;
     }>();
     if (o.size === undefined && !(o.block || '').startsWith('/dev/')) throw new UsageError('the block file size -s is required');
-    let declined = false;
+    let declined: string | null = null;
     const cfg = await createVolume(parent, {
       partitionSize: o.size ?? 0,
       blockSize: o.blockSize,
@@ -96,14 +96,18 @@ export async function main(argv: string[]): Promise<number> {
       confirmDevice: async (dev) => {
         if (o.force) return true;
         const yes = await askYesNo(`Do you really want to initialize this block device: ${dev} (y/N)? `);
-        declined = !yes;
+        if (!yes) declined = dev;
         return yes;
       },
     }).catch((err) => {
-      if (declined) return null;
+      if (declined !== null) return null;
       throw err;
     });
-    if (!cfg) return EXIT.DECLINED;
+    if (!cfg) {
+      // without a terminal the question cannot be asked: say why nothing was done
+      process.stderr.write(`mkddumbfs: ${declined}: not initialised (answer y, or give -f to initialise without asking)\n`);
+      return EXIT.DECLINED;
+    }
     process.stdout.write(`ddumbfs initialized in ${parent}\n${renderConfig(cfg)}`);
     return EXIT.OK;
   });
