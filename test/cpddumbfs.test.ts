@@ -183,7 +183,8 @@ describe('cpddumbfs round trips', () => {
     expect((await readFile(join(outDir, 'name.bin'))).equals(data)).toBe(true);
     // stdin has no name to give
     const r = await cp(['-', join(parent, 'ddfsroot', 'sub')], { input: data });
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1); // a usage error exits 1, as upstream
+    expect(r.stderr).toMatch(/^cpddumbfs: [^\n]+\n$/);
   });
 });
 
@@ -373,18 +374,24 @@ describe('cpddumbfs refusals and usage', () => {
     }
   });
 
-  it('usage errors exit 2; missing files exit 1 with one line and no stack trace', async () => {
+  it('usage errors exit 1 as upstream; missing files exit 1; each with one line and no stack trace', async () => {
     const parent = await newVolume();
     const tmp = dirname(parent);
     const none = await cp([]);
-    expect(none.code).toBe(2);
+    expect(none.code).toBe(1);
     expect(lines(none.stderr)).toHaveLength(1);
-    expect((await cp(['only-one'])).code).toBe(2);
+    const one = await cp(['only-one']);
+    expect(one.code).toBe(1);
+    expect(lines(one.stderr)).toHaveLength(1);
     const outside = await cp([join(tmp, 'a'), join(tmp, 'b')]);
-    expect(outside.code).toBe(2);
+    expect(outside.code).toBe(1);
     expect(outside.stderr).toMatch(/^cpddumbfs: .*inside a ddumbfs volume\n$/);
-    expect((await cp([join(parent, 'ddfsroot', 'x'), join(parent, 'ddfsroot', 'y')])).code).toBe(2);
-    expect((await cp(['--bogus', join(tmp, 'a'), parent])).code).toBe(2);
+    const both = await cp([join(parent, 'ddfsroot', 'x'), join(parent, 'ddfsroot', 'y')]);
+    expect(both.code).toBe(1);
+    expect(lines(both.stderr)).toHaveLength(1);
+    const bogus = await cp(['--bogus', join(tmp, 'a'), parent]);
+    expect(bogus.code).toBe(1);
+    expect(bogus.stderr).toMatch(/^cpddumbfs: .*--bogus/);
 
     const missingSrc = await cp([join(tmp, 'missing.bin'), join(parent, 'ddfsroot', 'm.bin')]);
     expect(missingSrc.code).toBe(1);

@@ -122,10 +122,16 @@ describe('refused mounts change nothing', () => {
     expect(snapshot()).toBe(before);
   });
 
-  it('usage errors exit 2', async () => {
-    expect((await daemon([mnt])).code).toBe(2);
-    expect((await daemon([])).code).toBe(2);
-    expect((await daemon([mnt, '-o', `parent=${parent},pool=abc`])).code).toBe(2);
+  it('usage errors exit 1 as upstream, with one line naming the problem', async () => {
+    const noParent = await daemon([mnt]);
+    expect(noParent.code).toBe(1);
+    expect(noParent.stderr).toMatch(/^ddumbfs: missing -o parent=DIR\n$/);
+    const none = await daemon([]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^ddumbfs: missing mount point MNT\n$/);
+    const badPool = await daemon([mnt, '-o', `parent=${parent},pool=abc`]);
+    expect(badPool.code).toBe(1);
+    expect(badPool.stderr).toMatch(/^ddumbfs: [^\n]*pool[^\n]*\n$/);
   });
 });
 

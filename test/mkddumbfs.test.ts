@@ -122,6 +122,39 @@ describe('mkddumbfs refuses a parent that holds a volume', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('--overwrite');
     expect(r.stdout).toMatch(/1 +error \(the parent already holds a volume/);
+    expect(r.stdout).toMatch(/2 +the user declined to initialise a block device/);
+  });
+
+  it('usage errors exit 1 as upstream (2 is kept for "the user declined"), with one line and nothing created', async () => {
+    const parent = await freshDir();
+    for (const args of [[parent], ['-s', '4M', '-B', '3000', parent], ['-s', '4M', '-H', 'MD5', parent], ['-s', '4M', '--bogus', parent], ['-s', '4M']]) {
+      const r = await tool('mkddumbfs', args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(/^mkddumbfs: [^\n]+\n$/);
+    }
+    expect(await fsp.readdir(parent)).toEqual([]);
+  });
+
+  // a loop device (root only) is the block device whose initialisation the user declines
+  const canLoop = process.getuid?.() === 0 && fs.existsSync('/dev/loop-control') && fs.existsSync('/usr/sbin/losetup');
+  it.skipIf(!canLoop)('a declined block device exits 2 (upstream), with one line, and initialises nothing', async () => {
+    const image = path.join(work, `loop${counter++}.img`);
+    await fsp.writeFile(image, Buffer.alloc(0));
+    await fsp.truncate(image, 4 * 1024 * 1024);
+    const attach = await sh('losetup', ['-f', '--show', image], { timeoutMs: 60_000 });
+    expect(attach.code, attach.stderr).toBe(0);
+    const dev = attach.stdout.trim();
+    try {
+      const parent = await freshDir();
+      // no terminal on stdin: the question cannot be answered, which declines
+      const r = await tool('mkddumbfs', ['-b', dev, parent]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(`mkddumbfs: ${dev}: not initialised (answer y, or give -f to initialise without asking)\n`);
+      expect(await fsp.readdir(parent)).toEqual([]);
+      expect((await fsp.readFile(image)).subarray(0, 8).equals(Buffer.alloc(8))).toBe(true);
+    } finally {
+      await sh('losetup', ['-d', dev], { timeoutMs: 60_000 });
+    }
   });
 });
 

@@ -19,8 +19,7 @@ Alterations run in this order: -u, -f, -s -S -r -d -p -a -c, -i, -k, -I, -B.
 
 Exit status:
   0    the volume was altered
-  1    error (volume mounted or unreadable, I/O error)
-  2    usage error
+  1    error (volume mounted or unreadable, I/O error) or usage error
 
 Examples:
   alterddumbfs -n 42 -i 5 /l0/ddumbfs        five rounds of every index alteration

@@ -1,6 +1,6 @@
 /**
- * What every command shares: a commander program that reports usage errors as one line and exit 2, and a runner
- * that turns any thrown error into a one-line message and an exit code (never a stack trace).
+ * What every command shares: a commander program that reports usage errors as one line, and a runner that turns any
+ * thrown error into a one-line message and an exit code from exit_codes.ts (never a stack trace).
  */
 import * as fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
@@ -34,19 +34,24 @@ export function makeProgram(name: string, description: string, extraHelp = EXIT_
 
 /**
  * Parse `argv` with `program` and run `action`; map errors to exit codes.
- * @returns the exit code (help and version give 0, usage errors 2, operating errors 1)
+ * A usage error is a commander error, a {@link UsageError} or a DdfsError with code USAGE.
+ * @param usageExit the command's code for a usage error: EXIT.USAGE (1, as ddumbfs 1.1) unless the command has its
+ *   own (mirrorddumbfs: EXIT.MIRROR_USAGE)
+ * @returns the exit code (help and version give 0, usage errors `usageExit`, operating errors 1)
  */
-export async function runCommand(name: string, program: Command, argv: string[], action: () => Promise<number>): Promise<number> {
+export async function runCommand(
+  name: string, program: Command, argv: string[], action: () => Promise<number>, usageExit: number = EXIT.USAGE,
+): Promise<number> {
   try {
     program.parse(argv, { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
-      return EXIT.USAGE;
+      return usageExit;
     }
     if (err instanceof UsageError) {
       process.stderr.write(`${name}: ${err.message}\n`);
-      return EXIT.USAGE;
+      return usageExit;
     }
     throw err;
   }
@@ -55,7 +60,7 @@ export async function runCommand(name: string, program: Command, argv: string[],
   } catch (err) {
     if (err instanceof UsageError || (err instanceof DdfsError && err.code === 'USAGE')) {
       process.stderr.write(`${name}: ${messageOf(err)}\n`);
-      return EXIT.USAGE;
+      return usageExit;
     }
     process.stderr.write(`${name}: ${messageOf(err)}\n`);
     if (process.env.DDUMBFS_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);

@@ -40,8 +40,7 @@ With -c the last line is OK or ERR.
 Exit status:
   0    success (download: the file's integrity is intact)
   1    error: volume mounted or needing a check, missing file, bad header, I/O error,
-       or (download) a lost, bad, unreadable or mismatching block
-  2    usage error
+       or (download) a lost, bad, unreadable or mismatching block; or usage error
 
 Examples:
   cpddumbfs -c /l0/ddumbfs/ddfsroot/data /tmp

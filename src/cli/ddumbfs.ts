@@ -62,7 +62,7 @@ PARENT/ddfsmirror/seal at a clean unmount; a mount without a valid seal bumps it
 Exit status:
   0    mounted (without -f), or unmounted cleanly (with -f)
   1    error (bad volume, mount refused or failed, volume locked, unclean stop)
-  2    usage error
+       or usage error
 
 Example:
   ddumbfs /ddumbfs -o parent=/l0/ddumbfs

@@ -36,10 +36,10 @@ const HELP = `Modes (exactly one):
   -r  rebuild the index from the blocks referenced by files
   -R  rebuild the index from every block of the block file
 
-Exit status:
-  0    OK: no error (check), every file good (repair, rebuild)
-  2    WARNING: only lost blocks (check); some files are corrupted, see
-       ddfsroot/.ddumbfs/corrupted.txt (repair, rebuild)
+Exit status (as ddumbfs 1.1):
+  0    OK: no error (check); the repair or rebuild completed, also when files
+       stay corrupted (listed in ddfsroot/.ddumbfs/corrupted.txt)
+  2    WARNING: only lost blocks, in files already corrupted (check)
   1    ERROR: the volume has errors (check), the operation failed, or a usage error
 
 Examples:

@@ -247,9 +247,9 @@ export async function main(argv: string[]): Promise<number> {
     });
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
-    return EXIT.USAGE;
+    return EXIT.MIRROR_USAGE;
   }
-  return runCommand(NAME, program, argv, async () => (action === null ? EXIT.USAGE : action()));
+  return runCommand(NAME, program, argv, async () => (action === null ? EXIT.MIRROR_USAGE : action()), EXIT.MIRROR_USAGE);
 }
 
 async function dump(full: boolean): Promise<number> {

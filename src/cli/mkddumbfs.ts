@@ -18,8 +18,9 @@ refused unless --overwrite is given; -f only skips the question about a block de
 
 Exit status:
   0    volume created
-  1    error (the parent already holds a volume, is mounted or missing; I/O error)
-  2    usage error, or the user declined to initialise a block device
+  1    error (the parent already holds a volume, is mounted or missing; I/O error),
+       or usage error (bad or missing option)
+  2    the user declined to initialise a block device
 
 Examples:
   mkddumbfs -s 100G -B 64k /l0/ddumbfs
@@ -81,7 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       force: boolean; overwrite: boolean;
     }>();
     if (o.size === undefined && !(o.block || '').startsWith('/dev/')) throw new UsageError('the block file size -s is required');
-    let declined = false;
+    let declined: string | null = null;
     const cfg = await createVolume(parent, {
       partitionSize: o.size ?? 0,
       blockSize: o.blockSize,
@@ -95,14 +96,18 @@ export async function main(argv: string[]): Promise<number> {
       confirmDevice: async (dev) => {
         if (o.force) return true;
         const yes = await askYesNo(`Do you really want to initialize this block device: ${dev} (y/N)? `);
-        declined = !yes;
+        if (!yes) declined = dev;
         return yes;
       },
     }).catch((err) => {
-      if (declined) return null;
+      if (declined !== null) return null;
       throw err;
     });
-    if (!cfg) return EXIT.USAGE;
+    if (!cfg) {
+      // without a terminal the question cannot be asked: say why nothing was done
+      process.stderr.write(`mkddumbfs: ${declined}: not initialised (answer y, or give -f to initialise without asking)\n`);
+      return EXIT.DECLINED;
+    }
     process.stdout.write(`ddumbfs initialized in ${parent}\n${renderConfig(cfg)}`);
     return EXIT.OK;
   });

@@ -7,21 +7,22 @@
  * 1/2/R speed tests in the directory TARGET (first write, second write of identical files, read back).
  * This file only parses options and prints; the work is in src/testgen/.
  *
- * Exit status: 0 ok, 1 error or difference found, 2 usage error.
+ * Exit status (exit_codes.ts): 0 ok, 1 error, difference found or usage error (as upstream).
  */
 import { Command, CommanderError } from 'commander';
 import { DdfsError, messageOf } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { compareGeneratedFile, writeGeneratedFile, type GenerateOptions } from '../testgen/genfile.js';
 import { averageOf, runSpeedTest, type FileTiming, type SpeedPhase } from '../testgen/speed.js';
+import { EXIT } from './exit_codes.js';
 import { versionLine } from './version.js';
 
 const PROGRAM = 'testddumbfs';
 
-/** Exit codes of this command (repeated in --help and testddumbfs(8)). */
-export const EXIT_OK = 0;
-export const EXIT_ERROR = 1;
-export const EXIT_USAGE = 2;
+/** Exit codes of this command, from the shared table (repeated in --help and testddumbfs(8)). */
+export const EXIT_OK = EXIT.OK;
+export const EXIT_ERROR = EXIT.ERROR;
+export const EXIT_USAGE = EXIT.USAGE;
 
 /** Where the command prints; the defaults are the process streams, tests pass collectors. */
 export interface CliOutput {
@@ -48,7 +49,7 @@ or speed tests in the directory TARGET (always run in the order 1, 2, R):
 Sizes take a k, M, G or T suffix (powers of 1024). MASK is decimal, 0x hex or
 0 octal; OR-ing it into every word makes the data compressible.
 
-Exit status: 0 ok, 1 error or difference found, 2 usage error.
+Exit status: 0 ok, 1 error, difference found or usage error.
 `;
 
 interface ParsedOptions {
@@ -217,7 +218,7 @@ async function runSpeed(
 
 /**
  * Run testddumbfs with `argv` (the arguments after the program name).
- * @returns the exit status: 0 ok, 1 error or difference, 2 usage error.
+ * @returns the exit status: 0 ok, 1 error, difference or usage error.
  */
 export async function main(argv: string[], output: CliOutput = processOutput): Promise<number> {
   const program = buildProgram(output);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { fixtureSidePath } from '../../test/helpers/fixtures.js';
 import {
-  emptySummary, exitCodeOf, fileFlags, isBadFile, renderSummary, statusOf, usageBar, type FileRepairStatus,
+  emptySummary, exitCodeOf, fileFlags, isBadFile, renderSummary, statusLine, statusOf, usageBar, type FileRepairStatus,
 } from './findings.js';
 
 describe('summary', () => {
@@ -24,6 +24,27 @@ describe('summary', () => {
       expect(statusOf({ ...war, [k]: 1 }), k).toBe('ERROR');
     }
     expect(exitCodeOf('ERROR')).toBe(1);
+  });
+
+  it("the status line keeps upstream's words and suffixes (ddfs_check): scripts match on them", () => {
+    const ok = emptySummary();
+    expect(statusLine(ok, statusOf(ok))).toBe('Filesystem status        : OK ');
+    for (const k of ['inIndexNotInFiles', 'inBlocksNotInFiles'] as const) {
+      const reclaim = { ...ok, [k]: 4 };
+      expect(statusOf(reclaim), k).toBe('OK');
+      expect(statusLine(reclaim, statusOf(reclaim)), k).toBe('Filesystem status        : OK blocks can be reclaimed');
+    }
+    const lost = { ...ok, filesLostBlocks: 3 };
+    expect(statusLine(lost, statusOf(lost))).toBe('Filesystem status        : WARNING (files were already corrupted)');
+    const lostReclaim = { ...lost, inBlocksNotInFiles: 2 };
+    expect(statusLine(lostReclaim, statusOf(lostReclaim)))
+      .toBe('Filesystem status        : WARNING (files were already corrupted), blocks can be reclaimed');
+    const error = { ...lostReclaim, filesErrors: 1 };
+    expect(statusLine(error, statusOf(error))).toBe('Filesystem status        : ERROR');
+    // the table ends with that line
+    expect(renderSummary(lostReclaim, statusOf(lostReclaim)).at(-1)).toBe(statusLine(lostReclaim, 'WARNING'));
+    // upstream prints "corrupted files" here without an ERR prefix
+    expect(renderSummary({ ...ok, inFilesNotInBlocks: 1 }, 'ERROR')).toContain('in files & not in blocks :          1 corrupted files');
   });
 
   it('extra bitmap lines appear only when non-zero', () => {

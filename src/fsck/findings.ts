@@ -158,13 +158,28 @@ export function renderSummary(s: CheckSummary, status: CheckStatus): string[] {
     `${label('in files & not in index')}${num(s.inFilesNotInIndex)}${word(s.inFilesNotInIndex, 'ERR corrupted index')}`,
     `${label('in files & in index')}${num(s.inFilesAndInIndex)}`,
     `${label('in blocks & not in files')}${num(s.inBlocksNotInFiles)}${word(s.inBlocksNotInFiles, 'OK can be reclaimed')}`,
-    `${label('in files & not in blocks')}${num(s.inFilesNotInBlocks)}${word(s.inFilesNotInBlocks, 'ERR corrupted files')}`,
+    // upstream's word here has no ERR prefix (the verdict is still ERROR)
+    `${label('in files & not in blocks')}${num(s.inFilesNotInBlocks)}${word(s.inFilesNotInBlocks, 'corrupted files')}`,
   ];
   // Not in upstream's table: printed only when they matter, so clean output stays byte-identical to upstream's.
   if (s.inIndexNotInBlocks > 0) lines.push(`${label('in index & not in blocks')}${num(s.inIndexNotInBlocks)} ERR corrupted bitmap`);
   if (s.inBlocksNotInIndex > 0) lines.push(`${label('in blocks & not in index')}${num(s.inBlocksNotInIndex)} ERR leaked blocks`);
-  lines.push(`${label('Filesystem status')}${status === 'OK' ? 'OK ' : status}`);
+  lines.push(statusLine(s, status));
   return lines;
+}
+
+/**
+ * The last line of the summary table, worded as upstream's `ddfs_check` (spec §10.5 step 5), which scripts match:
+ * `OK ` (the space is upstream's), `OK blocks can be reclaimed`, `WARNING (files were already corrupted)` with
+ * `, blocks can be reclaimed` appended when it applies, or `ERROR`. Blocks can be reclaimed when the index or the
+ * bitmap holds addresses no file references ("in index & not in files" or "in blocks & not in files" non-zero).
+ */
+export function statusLine(s: CheckSummary, status: CheckStatus): string {
+  const reclaimable = s.inIndexNotInFiles > 0 || s.inBlocksNotInFiles > 0;
+  const text = status === 'OK' ? `OK ${reclaimable ? 'blocks can be reclaimed' : ''}`
+    : status === 'WARNING' ? `WARNING (files were already corrupted)${reclaimable ? ', blocks can be reclaimed' : ''}`
+      : 'ERROR';
+  return `${label('Filesystem status')}${text}`;
 }
 
 /**

@@ -83,7 +83,7 @@ export async function prepareIndexFile(parentDir: string, cfg: DdfsConfig, logge
 
 /**
  * Rebuild the index of the closed volume in `parentDir` (spec §10.4), then fix files (spec §10.3 step 6).
- * @returns what was done; `exitCode` 2 when files remain corrupted, else 0
+ * @returns what was done; files that remain corrupted are counted in `corruptedFiles` (not a failure, spec §10.3)
  * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC (block file) when the volume cannot be opened (BAD_CONFIG
  *   before anything is written); IO when the tree cannot be read. On failure `.rebuildfsck` stays, so the volume is
  *   not mounted half rebuilt.

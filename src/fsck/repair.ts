@@ -80,8 +80,6 @@ export interface RepairReport {
   blocksUsed: number;
   blocksFree: number;
   seconds: number;
-  /** 0: every file is good; 2: some files are corrupted (listed with C, S, L or H in corrupted.txt). */
-  exitCode: 0 | 2;
 }
 
 export function reportOf(kind: 'repair' | 'rebuild', ff: FixFilesResult, extra: Pick<RepairReport, 'nodeOrderFixed' | 'blocksHashed' | 'readErrors' | 'nodesFixed'>, t0: number): RepairReport {
@@ -96,7 +94,6 @@ export function reportOf(kind: 'repair' | 'rebuild', ff: FixFilesResult, extra: 
     blocksUsed: ff.blocksUsed,
     blocksFree: ff.blocksFree,
     seconds: (performance.now() - t0) / 1000,
-    exitCode: ff.corruptedFiles > 0 ? 2 : 0,
   };
 }
 
@@ -109,7 +106,8 @@ export function reportOf(kind: 'repair' | 'rebuild', ff: FixFilesResult, extra: 
  * crash flag in `crashed`). It writes the index, the bitmap, UFS files (addresses, sizes, lengths),
  * `ddfsroot/.ddumbfs/corrupted.txt` (rolled over, 5 backups) and a new checkpoint `ddfsusedblocks`.
  *
- * @returns counts of what was fixed; `exitCode` 2 when files remain corrupted (lost blocks, bad headers), else 0
+ * @returns counts of what was fixed; files that remain corrupted (lost blocks, bad headers) are counted in
+ *   `corruptedFiles` and listed in corrupted.txt, and do not make the repair fail (spec §10.3)
  * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT when the volume cannot be opened (a bad or short
  *   index needs a rebuild); IO when a file or directory of the tree cannot be read — then the index and bitmap on
  *   disk are left as they were (UFS files already fixed stay fixed, which a later repair accepts).
