@@ -29,7 +29,7 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 # 1. system packages ------------------------------------------------------------------------------------------------
-apt_packages=(libfuse2 libfuse-dev fuse libgcrypt20 pkg-config python3 make g++ openssh-server openssh-client rsync)
+apt_packages=(libfuse2 libfuse-dev fuse libgcrypt20 pkg-config python3 make g++ openssh-server openssh-client rsync attr acl)
 missing=()
 for p in "${apt_packages[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then missing+=("$p"); fi

@@ -291,6 +291,28 @@ export class DdumbfsOps implements FsOps {
     await this.volume.tree.chmod(ufsPathOf(mountPath), mode);
   }
 
+  // ---- extended attributes and POSIX ACLs: on the UFS object itself (volume/tree.ts) -------------------------
+
+  /** Set an attribute; the files of /.ddumbfs/ are the daemon's own and take none (EPERM). */
+  async setxattr(mountPath: BytePath, name: BytePath, value: Buffer, flags: number): Promise<void> {
+    if (isInSpecialDir(mountPath)) throw codeError('EPERM', `${displayPath(mountPath)}: files of /.ddumbfs/ take no extended attributes`);
+    await this.volume.tree.setXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'), value, flags);
+  }
+
+  /** @param size the caller's buffer (0: a size probe). @throws ENODATA, ERANGE when the value is longer than a non-zero size */
+  async getxattr(mountPath: BytePath, name: BytePath, size: number): Promise<Buffer> {
+    return this.volume.tree.getXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'), size);
+  }
+
+  async listxattr(mountPath: BytePath): Promise<Buffer[]> {
+    return this.volume.tree.listXattrs(ufsPathOf(mountPath));
+  }
+
+  async removexattr(mountPath: BytePath, name: BytePath): Promise<void> {
+    if (isInSpecialDir(mountPath)) throw codeError('EPERM', `${displayPath(mountPath)}: files of /.ddumbfs/ take no extended attributes`);
+    await this.volume.tree.removeXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'));
+  }
+
   async chown(mountPath: BytePath, uid: number, gid: number): Promise<void> {
     await this.volume.tree.chown(ufsPathOf(mountPath), uid === ID_UNCHANGED ? -1 : uid, gid === ID_UNCHANGED ? -1 : gid);
   }
