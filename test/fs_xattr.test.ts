@@ -7,6 +7,7 @@
  */
 import { appendFileSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import koffi from 'koffi';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { XATTR_CREATE, XATTR_REPLACE, getXattr, listXattrs, removeXattr, setXattr, xattrSize } from '../src/io/xattr.js';
@@ -109,6 +110,16 @@ describe('extended attributes through the mount', () => {
     setXattr(f, raw, Buffer.alloc(0), XATTR_CREATE);
     expect(listXattrs(f).sort(Buffer.compare)).toEqual([raw, b('user.big')].sort(Buffer.compare));
     expect(getXattr(f, raw).length).toBe(0);
+    // llistxattr: a size probe answers the exact length of the list, a buffer one byte short answers ERANGE
+    const llistxattr = koffi.load('libc.so.6').func('long llistxattr(const uint8_t *path, uint8_t *list, size_t size)') as (p: Buffer, l: Buffer | null, n: number) => number;
+    const cPath = Buffer.concat([f, Buffer.alloc(1)]);
+    const listSize = raw.length + 1 + 'user.big'.length + 1;
+    expect(llistxattr(cPath, null, 0)).toBe(listSize);
+    expect(llistxattr(cPath, Buffer.alloc(listSize - 1), listSize - 1)).toBe(-1);
+    expect(koffi.errno()).toBe(34); // ERANGE
+    const list = Buffer.alloc(listSize);
+    expect(llistxattr(cPath, list, listSize)).toBe(listSize);
+    expect(list.includes(Buffer.concat([raw, Buffer.alloc(1)]))).toBe(true);
     removeXattr(f, b('user.big'));
     removeXattr(f, raw);
     expect(listXattrs(f)).toEqual([]);
@@ -150,6 +161,11 @@ describe('POSIX ACLs through the mount', () => {
     expect(await ok('getfacl', ['--omit-header', '--absolute-names', join(root, 'acl')])).toBe(shown);
     await ok('setfacl', ['-d', '-m', 'g:nogroup:rx', join(mnt, 'd')]);
     expect(await ok('getfacl', ['--omit-header', '--absolute-names', join(mnt, 'd')])).toContain('default:group:nogroup:r-x');
+    // a default ACL is inherited by what is created in the directory (the host applies the UFS directory's)
+    writeFileSync(join(mnt, 'd', 'inherits'), 'x');
+    mkdirSync(join(mnt, 'd', 'subdir'));
+    expect(await ok('getfacl', ['--omit-header', '--absolute-names', join(mnt, 'd', 'inherits')])).toContain('group:nogroup:r-x');
+    expect(await ok('getfacl', ['--omit-header', '--absolute-names', join(mnt, 'd', 'subdir')])).toContain('default:group:nogroup:r-x');
     await ok('setfacl', ['-b', f]);
     expect(await ok('getfacl', ['--omit-header', '--absolute-names', f])).not.toContain('nobody');
   });
