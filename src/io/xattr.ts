@@ -133,3 +133,27 @@ export function listXattrs(p: Buffer): Buffer[] {
     return names;
   }
 }
+
+/** One extended attribute: raw name bytes and value. */
+export interface XattrEntry {
+  name: Buffer;
+  value: Buffer;
+}
+
+/**
+ * Every extended attribute of `p` (not following a symlink) whose name `keep` accepts, sorted by name bytes
+ * (Buffer.compare): what a mirror ships and digests. One llistxattr when there are none.
+ * @throws ENOENT, EACCES...; an attribute removed between the list and its read is left out
+ */
+export function readAllXattrs(p: Buffer, keep: (name: Buffer) => boolean = () => true): XattrEntry[] {
+  const out: XattrEntry[] = [];
+  for (const name of listXattrs(p)) {
+    if (!keep(name)) continue;
+    try {
+      out.push({ name, value: Buffer.from(getXattr(p, name)) });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENODATA') throw err;
+    }
+  }
+  return out.sort((a, b) => Buffer.compare(a.name, b.name));
+}

@@ -15,6 +15,7 @@
  */
 import * as tree from '../io/tree_ops.js';
 import * as xattr from '../io/xattr.js';
+import { isReservedXattr } from '../format/layout.js';
 import type { NativeTreeCalls, TreeTimespec } from '../io/tree_ops.js';
 
 export type { NativeTreeCalls, TreeTimespec } from '../io/tree_ops.js';
@@ -60,17 +61,6 @@ const SLASH = 0x2f;
 export function parentOf(p: Buffer): Buffer {
   const i = p.lastIndexOf(SLASH);
   return i <= 0 ? Buffer.from('.') : p.subarray(0, i);
-}
-
-/**
- * Extended-attribute namespaces kept for the product itself (a future ddumbfs attribute on UFS files): never
- * listed, read or written through the tree (an attribute the daemon relies on cannot be forged from the mount).
- */
-export const RESERVED_XATTR_PREFIXES: readonly Buffer[] = [Buffer.from('user.ddumbfs.'), Buffer.from('trusted.ddumbfs.')];
-
-/** Whether `name` lies in a namespace of RESERVED_XATTR_PREFIXES. */
-export function isReservedXattr(name: Buffer): boolean {
-  return RESERVED_XATTR_PREFIXES.some((prefix) => name.length >= prefix.length && name.subarray(0, prefix.length).equals(prefix));
 }
 
 function refuseReserved(name: Buffer): void {
