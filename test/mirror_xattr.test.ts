@@ -3,12 +3,17 @@
  * the master reads them from its UFS objects into each record's meta, the slave makes its objects hold exactly
  * them, and entry digests cover them, so verify reports `DIFF p xattr` and the next pass sends an entry whose only
  * change is an attribute. Reserved names (user.ddumbfs.*) are neither shipped nor digested.
- * Both sides in process (copyLocal), as test/mirror_pass.test.ts.
+ * Both sides in process (copyLocal), as test/mirror_pass.test.ts; the last case through a mounted master (its
+ * journal names the path a setxattr changed).
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave } from '../src/mirror/copy.js';
 import { getXattr, listXattrs, removeXattr, setXattr } from '../src/io/xattr.js';
+import { mountVolume, unmountAll } from './helpers/mount.js';
 import { runOk } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, symlinkUfs, ufsAbs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
@@ -35,6 +40,7 @@ function attrs(parent: string, rel: string): string[] {
 }
 
 afterAll(async () => {
+  await unmountAll();
   for (const v of volumes) await v.cleanup();
 });
 
@@ -86,4 +92,27 @@ describe('mirror of extended attributes', () => {
     expect(attrs(slave, 'g')).toEqual([]);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
+
+  it('through a mounted master: setfattr and setfacl on the mount are journaled and the next pass ships them', async () => {
+    const { master, slave } = await pair();
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'f', seededBlocks('m', 1, BS));
+    });
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mirror-xattr-'));
+    const m = await mountVolume(master, mnt);
+    try {
+      await copy(master, slave);
+      await runOk('setfattr', ['-n', 'user.via', '-v', 'mount', path.join(mnt, 'f')]);
+      await runOk('setfacl', ['-m', 'u:nobody:r', path.join(mnt, 'f')]);
+      const { master: sum } = await copy(master, slave);
+      expect(sum.blocksSent).toBe(0);
+      expect(attrs(slave, 'f')).toEqual(attrs(master, 'f'));
+      expect(attrs(slave, 'f').some((a) => a.startsWith('user.via='))).toBe(true);
+      expect(attrs(slave, 'f').some((a) => a.startsWith('system.posix_acl_access='))).toBe(true);
+      expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    } finally {
+      await m.unmount();
+      fs.rmSync(mnt, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
