@@ -5,7 +5,7 @@
  * xattrs and ACLs into the mount return 0 and compare equal with the source. A read-only mount serves them and
  * answers EROFS to a change.
  */
-import { appendFileSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import koffi from 'koffi';
 import { join } from 'node:path';
@@ -213,7 +213,7 @@ describe('read-only mount', () => {
   });
 });
 
-describe('fsckddumbfs', () => {
+describe('fsckddumbfs and cpddumbfs (unmounted)', () => {
   it('a repair that cuts a partial trailing node and a rebuild keep the attributes and ACLs of the UFS files', async () => {
     // the read-only test above unmounted the volume; a partial trailing node makes the repair cut the UFS file
     appendFileSync(join(root, 'acl'), Buffer.from([1, 2, 3]));
@@ -228,5 +228,16 @@ describe('fsckddumbfs', () => {
     expect(await attributesOf(root)).toEqual(before);
     expect(getXattr(b(join(root, 'f')), b('user.color')).toString()).toBe('blue');
     expect(await ok('getfacl', ['--omit-header', '--absolute-names', join(root, 'acl')])).toContain('user:nobody:rw-');
+  });
+
+  it('cpddumbfs uploading over a UFS file rewrites it in place: its attributes and ACL stay', async () => {
+    const src = join(work, 'upload-src');
+    writeFileSync(src, Buffer.alloc(20_000, 9));
+    const before = await attributesOf(root);
+    expect(before.get('acl')).toContain('user:nobody:rw-');
+    const up = await sh(process.execPath, [join(REPO_DIR, 'bin', 'cpddumbfs'), src, join(root, 'acl')]);
+    expect(up.code, up.stderr).toBe(0);
+    expect(readFileSync(join(root, 'acl')).readBigUInt64BE(8)).toBe(20_000n); // the UFS header's size: uploaded
+    expect(await attributesOf(root)).toEqual(before);
   });
 });
