@@ -29,7 +29,7 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 # 1. system packages ------------------------------------------------------------------------------------------------
-apt_packages=(libfuse2 libfuse-dev fuse libgcrypt20 pkg-config python3 make g++ openssh-server openssh-client rsync)
+apt_packages=(libfuse2 libfuse-dev fuse libgcrypt20 pkg-config python3 make g++ openssh-server openssh-client rsync attr acl)
 # qemu-img: test/sparse_large.test.ts creates a 1 TiB raw image in the mount, as a user making a VM disk would
 apt_packages+=(qemu-utils)
 missing=()

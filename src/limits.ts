@@ -11,6 +11,19 @@ export const UFS_FILE_MAGIC = 'DDUMBFSF';
 
 /** UFS header size in bytes: 8 magic + 8 big-endian size (spec §7). ddfs.cfg may not say more (spec §3.2). */
 export const UFS_HEADER_SIZE = 16;
+/**
+ * Bytes of a sparse node list a stat reads to count the stored blocks of a closed file exactly (st_blocks, what du
+ * shows). Only the allocated extents of a node file with holes are read (a file without holes counts all its
+ * nodes unread), once per version of the file (STAT_BLOCKS_CACHE_ENTRIES); 8 MiB is about 310,000 nodes of 27
+ * bytes, a few ms from the page cache. Above it a stat counts every node of an allocated extent instead.
+ */
+export const STAT_NODE_SCAN_SIZE_MAX = 8 * 1024 * 1024;
+/**
+ * Closed files whose stored-block count (st_blocks) a daemon remembers, keyed by inode and valid while the UFS
+ * file's ctime and size are unchanged: getattr runs several times per file (zero attr timeouts), the scan of a
+ * sparse node list once. 4096 entries of about 100 bytes.
+ */
+export const STAT_BLOCKS_CACHE_ENTRIES = 4096;
 /** Index page size; the cfg's index_block_size must be it, as every layout formula uses it (spec §3.2, §3.3). */
 export const INDEX_PAGE_SIZE = 4096;
 /** Largest hash the format allows (spec §3.2). */

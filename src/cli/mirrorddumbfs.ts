@@ -29,6 +29,9 @@ import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
 import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
+import type { Xattr } from '../mirror/record_body.js';
+import { isReservedXattr } from '../format/layout.js';
+import { readAllXattrs } from '../io/xattr.js';
 
 const NAME = 'mirrorddumbfs';
 
@@ -258,6 +261,12 @@ async function dump(full: boolean): Promise<number> {
   return EXIT.OK;
 }
 
+/** The extended attributes a mirror ships and digests (reserved ones left out), as a TreeEntryMeta field. */
+function xattrsOf(p: Buffer): { xattrs?: Xattr[] } {
+  const xattrs = readAllXattrs(p, (name) => !isReservedXattr(name));
+  return xattrs.length > 0 ? { xattrs } : {};
+}
+
 /** The metadata calls of digests, on the real file system (node:fs stays in cli/ and io/: style.md). */
 export const nodeTreeAccess: TreeAccess = {
   async lstat(p: Buffer): Promise<TreeEntryMeta> {
@@ -278,6 +287,7 @@ export const nodeTreeAccess: TreeAccess = {
       dev: Number(st.dev),
       ctimeNs: st.ctimeNs,
       sizeOnDiskBytes: Number(st.size),
+      ...xattrsOf(p),
     };
   },
   async readlink(p: Buffer): Promise<Buffer> {

@@ -60,6 +60,18 @@ export const CORRUPTED_LIST_FILE = 'corrupted.txt';
 /** The log file, in the special directory (spec §2). */
 export const LOG_FILE = 'ddumbfs.log';
 
+/**
+ * Extended-attribute namespaces kept for the product itself (a future ddumbfs attribute on UFS files): never
+ * listed, read or written through the mount, never shipped by a mirror (an attribute the daemon relies on cannot
+ * be forged from the mount).
+ */
+export const RESERVED_XATTR_PREFIXES: readonly Buffer[] = [Buffer.from('user.ddumbfs.'), Buffer.from('trusted.ddumbfs.')];
+
+/** Whether attribute `name` lies in a namespace of RESERVED_XATTR_PREFIXES. */
+export function isReservedXattr(name: Buffer): boolean {
+  return RESERVED_XATTR_PREFIXES.some((prefix) => name.length >= prefix.length && name.subarray(0, prefix.length).equals(prefix));
+}
+
 /** Names directly below the root that are not user data: walks of the UFS tree skip them. */
 export const ROOT_RESERVED_NAMES: readonly string[] = [SPECIAL_DIRECTORY, MIRROR_DIRECTORY];
 

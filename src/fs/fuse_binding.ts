@@ -111,6 +111,16 @@ export interface FuseOps {
   release(path: BytePath | null, fh: number, cb: FuseDone, ctx: FuseContext): void;
   opendir(path: BytePath, flags: number, cb: FuseOpenDone, ctx: FuseContext): void;
   releasedir(path: BytePath | null, fh: number, cb: FuseDone, ctx: FuseContext): void;
+  /** `value` is FUSE's own memory, valid until cb; `flags` XATTR_CREATE / XATTR_REPLACE. */
+  setxattr(path: BytePath, name: BytePath, value: Buffer, flags: number, cb: FuseDone, ctx: FuseContext): void;
+  /**
+   * `size` is the caller's buffer in bytes; 0 asks for the value's length. cb(0, value) answers the value (or its
+   * length when size is 0); a value longer than a non-zero `size` answers ERANGE (done here, see XattrFuse).
+   */
+  getxattr(path: BytePath, name: BytePath, size: number, cb: (res: number, value?: Buffer) => void, ctx: FuseContext): void;
+  /** cb(0, names): each name's bytes; `size` as for getxattr (the NUL-separated list's length). */
+  listxattr(path: BytePath, size: number, cb: (res: number, names?: Buffer[]) => void, ctx: FuseContext): void;
+  removexattr(path: BytePath, name: BytePath, cb: FuseDone, ctx: FuseContext): void;
 }
 
 interface FuseNativeOptions {
@@ -140,6 +150,61 @@ interface FuseNativeClass {
 const require = createRequire(import.meta.url);
 let loaded: FuseNativeClass | null = null;
 
+/** errno values of the xattr answers (Linux). */
+const ERANGE = 34;
+
+type Signal = (res: number, ...rest: unknown[]) => void;
+interface XattrHost {
+  ops: FuseOps;
+}
+
+/**
+ * fuse-native's JS layer with its xattr answers replaced (its _op_* methods are looked up by name per request).
+ * Upstream's getxattr/listxattr never tell the op the caller's buffer size, copy a longer value short yet answer
+ * its full length (libfuse 2 then replies with bytes beyond its buffer), write names as UTF-8, and pad a list
+ * size probe by 128 bytes. Here: the op gets `size`; a size probe (size 0) answers the exact length; a value or
+ * list longer than a non-zero size answers ERANGE, as getxattr(2) does; names are raw bytes.
+ */
+function withXattrAnswers(cls: FuseNativeClass): FuseNativeClass {
+  const Base = cls as unknown as new (...args: unknown[]) => object;
+  class XattrFuse extends Base {
+    _op_setxattr(this: XattrHost, signal: Signal, path: BytePath, name: BytePath, value: Buffer, _position: number, flags: number, ctx: FuseContext): void {
+      this.ops.setxattr(path, name, value, flags, (res) => signal(res, value.buffer), ctx);
+    }
+
+    _op_getxattr(this: XattrHost, signal: Signal, path: BytePath, name: BytePath, valueBuf: Buffer, _position: number, ctx: FuseContext): void {
+      this.ops.getxattr(path, name, valueBuf.length, (res, value) => {
+        if (res < 0 || !value) return signal(res < 0 ? res : -ERANGE, valueBuf.buffer);
+        if (valueBuf.length === 0) return signal(value.length, valueBuf.buffer);
+        if (value.length > valueBuf.length) return signal(-ERANGE, valueBuf.buffer);
+        value.copy(valueBuf);
+        return signal(value.length, valueBuf.buffer);
+      }, ctx);
+    }
+
+    _op_listxattr(this: XattrHost, signal: Signal, path: BytePath, listBuf: Buffer, ctx: FuseContext): void {
+      this.ops.listxattr(path, listBuf.length, (res, names) => {
+        if (res < 0 || !names) return signal(res < 0 ? res : -ERANGE, listBuf.buffer);
+        const size = names.reduce((n, name) => n + name.length + 1, 0);
+        if (listBuf.length === 0) return signal(size, listBuf.buffer);
+        if (size > listBuf.length) return signal(-ERANGE, listBuf.buffer);
+        let at = 0;
+        for (const name of names) {
+          at += name.copy(listBuf, at);
+          listBuf[at++] = 0;
+        }
+        return signal(at, listBuf.buffer);
+      }, ctx);
+    }
+
+    _op_removexattr(this: XattrHost, signal: Signal, path: BytePath, name: BytePath, ctx: FuseContext): void {
+      this.ops.removexattr(path, name, (res) => signal(res), ctx);
+    }
+  }
+  // statics (unmount, hostUtimensat...) are inherited from `cls`
+  return XattrFuse as unknown as FuseNativeClass;
+}
+
 /** Load the native binding on first use (so importing src/fs never needs /dev/fuse). */
 function fuseNative(): FuseNativeClass {
   if (!loaded) {
@@ -147,7 +212,7 @@ function fuseNative(): FuseNativeClass {
     if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function') {
       throw new Error('fuse-native is not the patched build: run scripts/setup.sh (patch-package + node-gyp rebuild)');
     }
-    loaded = cls;
+    loaded = withXattrAnswers(cls);
   }
   return loaded;
 }

@@ -68,6 +68,13 @@ export interface FsOps {
   release(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
   opendir(path: BytePath, flags: number, ctx: FuseContext): Promise<OpenResult>;
   releasedir(path: BytePath | null, fh: number, ctx: FuseContext): Promise<void>;
+  /** `value` is the daemon's own copy; `flags` XATTR_CREATE / XATTR_REPLACE. */
+  setxattr(path: BytePath, name: BytePath, value: Buffer, flags: number, ctx: FuseContext): Promise<void>;
+  /** @param size the caller's buffer (bytes), 0 for a size probe. @throws ENODATA, ERANGE (value longer than a non-zero size) */
+  getxattr(path: BytePath, name: BytePath, size: number, ctx: FuseContext): Promise<Buffer>;
+  /** @returns the attribute names (bytes, no NUL) */
+  listxattr(path: BytePath, ctx: FuseContext): Promise<Buffer[]>;
+  removexattr(path: BytePath, name: BytePath, ctx: FuseContext): Promise<void>;
 }
 
 export interface GuardOptions {
@@ -79,7 +86,7 @@ export interface GuardOptions {
 }
 
 /** Errors that are the normal answer of a file system (not worth more than a debug line). */
-const QUIET_CODES = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'ENODATA', 'EXDEV', 'EINVAL', 'ELOOP', 'ENAMETOOLONG']);
+const QUIET_CODES = new Set(['ENOENT', 'EEXIST', 'ENOTEMPTY', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'ENODATA', 'ERANGE', 'ENOTSUP', 'EXDEV', 'EINVAL', 'ELOOP', 'ENAMETOOLONG']);
 
 export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
   const { logger } = options;
@@ -259,6 +266,20 @@ export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
     },
     releasedir(path, fh, cb, ctx) {
       plain('releasedir', path, () => ops.releasedir(path, fh, ctx), cb);
+    },
+    setxattr(path, name, value, flags, cb, ctx) {
+      // FUSE reuses `value` once answered: the op gets its own copy
+      const data = Buffer.from(value);
+      plain('setxattr', path, () => ops.setxattr(path, name, data, flags, ctx), cb);
+    },
+    getxattr(path, name, size, cb, ctx) {
+      run('getxattr', path, () => ops.getxattr(path, name, size, ctx), (v) => cb(0, v), (res) => cb(res));
+    },
+    listxattr(path, _size, cb, ctx) {
+      run('listxattr', path, () => ops.listxattr(path, ctx), (names) => cb(0, names), (res) => cb(res));
+    },
+    removexattr(path, name, cb, ctx) {
+      plain('removexattr', path, () => ops.removexattr(path, name, ctx), cb);
     },
   };
 }

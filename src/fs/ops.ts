@@ -7,7 +7,9 @@
  * - a caller's O_DIRECT and O_APPEND never reach a UFS file; O_WRONLY becomes O_RDWR (spec §8.4);
  * - every change of the tree goes through the volume (volume/tree.ts), which gives new objects to the caller;
  * - st_size of a deduplicated file is its logical size (the open UfsFile's, else the UFS header's),
- *   st_blksize = block size, st_blocks = ceil(size/bs)·bs/512 (spec §8.3);
+ *   st_blksize = block size, st_blocks = stored blocks·bs/512: of a closed file its nodes with data (the holes of
+ *   a sparse node file are not stored, so du shows what a sparse file really costs; issue 10), of an open file
+ *   ceil(size/bs) (spec §8.3, as upstream);
  * - times set on an open file are the last word: its buffered data is stored first, and they are set again after
  *   any later write of the UFS file that is not a new write of the user (cp -p, rsync -t, tar keep their times).
  * Metadata syscalls on the UFS are synchronous: a few µs each on a cached inode, against ≈250 µs through the libuv
@@ -40,6 +42,8 @@ import {
 import type { DirListing, FsOps, OpenResult } from './op_guard.js';
 import { OpenFiles, type OpenFile, type UfsHandle } from './open_files.js';
 import { regenerateSpecialFile } from './special_files.js';
+import { recordsWithData } from '../io/sparse_records.js';
+import { STAT_BLOCKS_CACHE_ENTRIES, STAT_NODE_SCAN_SIZE_MAX, UFS_HEADER_SIZE } from '../limits.js';
 
 const O_ACCMODE = 3;
 /** chown's "leave unchanged" value as FUSE passes it ((uid_t)-1). */
@@ -65,6 +69,8 @@ function isReadOnly(flags: number): boolean {
 
 export class DdumbfsOps implements FsOps {
   readonly openFiles = new OpenFiles();
+  /** Stored-node counts of closed files (storedNodes), oldest first. */
+  private readonly storedNodesCache = new Map<string, { ctimeNs: bigint; size: bigint; nodes: number }>();
   private readonly blockSize: number;
 
   /**
@@ -130,9 +136,31 @@ export class DdumbfsOps implements FsOps {
       const bs = this.blockSize;
       out.size = size;
       out.blksize = bs;
-      out.blocks = (Math.ceil(size / bs) * bs) / 512;
+      out.blocks = (Math.min(Math.ceil(size / bs), entry ? Infinity : this.storedNodes(ufsPath, st)) * bs) / 512;
     }
     return out;
+  }
+
+  /**
+   * Nodes of the closed file at `ufsPath` (lstat `st`) that hold data, holes of a sparse node list left out;
+   * remembered while its UFS ctime and size stay (STAT_BLOCKS_CACHE_ENTRIES). Infinity when it cannot be read.
+   */
+  private storedNodes(ufsPath: Buffer, st: BigIntStats): number {
+    const key = `${st.dev}:${st.ino}`;
+    const known = this.storedNodesCache.get(key);
+    if (known && known.ctimeNs === st.ctimeNs && known.size === st.size) return known.nodes;
+    let nodes: number;
+    try {
+      nodes = recordsWithData(ufsPath, UFS_HEADER_SIZE, this.volume.config.nodeSize, STAT_NODE_SCAN_SIZE_MAX).withData;
+    } catch {
+      return Infinity; // gone or unreadable since the lstat: the apparent size stands
+    }
+    this.storedNodesCache.delete(key);
+    if (this.storedNodesCache.size >= STAT_BLOCKS_CACHE_ENTRIES) {
+      this.storedNodesCache.delete(this.storedNodesCache.keys().next().value!); // the oldest entry
+    }
+    this.storedNodesCache.set(key, { ctimeNs: st.ctimeNs, size: st.size, nodes });
+    return nodes;
   }
 
   private openUfsFile(ufsPath: Buffer, create: boolean): Promise<UfsFile> {
@@ -289,6 +317,28 @@ export class DdumbfsOps implements FsOps {
 
   async chmod(mountPath: BytePath, mode: number): Promise<void> {
     await this.volume.tree.chmod(ufsPathOf(mountPath), mode);
+  }
+
+  // ---- extended attributes and POSIX ACLs: on the UFS object itself (volume/tree.ts) -------------------------
+
+  /** Set an attribute; the files of /.ddumbfs/ are the daemon's own and take none (EPERM). */
+  async setxattr(mountPath: BytePath, name: BytePath, value: Buffer, flags: number): Promise<void> {
+    if (isInSpecialDir(mountPath)) throw codeError('EPERM', `${displayPath(mountPath)}: files of /.ddumbfs/ take no extended attributes`);
+    await this.volume.tree.setXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'), value, flags);
+  }
+
+  /** @param size the caller's buffer (0: a size probe). @throws ENODATA, ERANGE when the value is longer than a non-zero size */
+  async getxattr(mountPath: BytePath, name: BytePath, size: number): Promise<Buffer> {
+    return this.volume.tree.getXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'), size);
+  }
+
+  async listxattr(mountPath: BytePath): Promise<Buffer[]> {
+    return this.volume.tree.listXattrs(ufsPathOf(mountPath));
+  }
+
+  async removexattr(mountPath: BytePath, name: BytePath): Promise<void> {
+    if (isInSpecialDir(mountPath)) throw codeError('EPERM', `${displayPath(mountPath)}: files of /.ddumbfs/ take no extended attributes`);
+    await this.volume.tree.removeXattr(ufsPathOf(mountPath), Buffer.from(name, 'latin1'));
   }
 
   async chown(mountPath: BytePath, uid: number, gid: number): Promise<void> {

@@ -19,6 +19,12 @@
  * | 46     | 4    | L = length of the link group (0 when the file has one name)                  |
  * | 50     | L    | link group: the first path of the file's hard-link group, canonical order    |
  * | 50+L   | 32   | content digest of the kind (below)                                           |
+ * | 82+L   | ...  | only when the entry has extended attributes, and then the tag is `DDVRFYE2`: u32 count, then |
+ * |        |      | per attribute in raw byte order of names: u8 name length, name, u32 value length, value      |
+ *
+ * An entry without extended attributes keeps its `DDVRFYE1` digest (digests of trees without them are unchanged);
+ * an attribute set or removed changes the entry's digest and its directories' (spec §4.11: xattrs are in the file
+ * digest; here in every kind's). Attributes of RESERVED_XATTR_PREFIXES are never in a digest.
  *
  * Content digests, SHA-256 over:
  * - file: `DDVRFYF1`, u64 node count n = ceil(size / block_size), u8 hash_size, then n hashes of hash_size bytes in
@@ -41,8 +47,7 @@
  *   A mounted volume is read from its UFS tree the same way: its daemon's index lives in memory and the index file
  *   may lag behind it, so an index miss is not reported as DANGLING for it, and the result is only exact when
  *   nothing writes during the verify.
- * - Not covered yet: extended attributes (spec §4.11 lists them; Node has no xattr call, so they wait for the
- *   io/ seam to read them) and atime. A later encoding adds them under a new domain tag (`DDVRFYE2`).
+ * - Extended attributes are covered (TreeEntryMeta.xattrs, read by the injected TreeAccess); atime is not.
  * - A file whose other names lie outside the walked tree (nlink > 1 through a name in `.ddumbfs` or outside the
  *   volume) is its own group's first path: a difference from a volume where it has one name, which it is.
  * - Lazy: the first request walks the tree once (the UFS walker) and keeps one digest per directory; a listing or a
@@ -66,6 +71,7 @@ import { walkUfsTree } from '../ufs/walk.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import type { DigestCache } from './digest_cache.js';
+import type { Xattr } from './record_body.js';
 
 /** What an entry of the tree is. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
@@ -88,6 +94,8 @@ export interface TreeEntryMeta {
   /** st_ctime in ns and st_size (of the UFS file itself): the digest cache's key (absent: no cache use). */
   ctimeNs?: bigint;
   sizeOnDiskBytes?: number;
+  /** Extended attributes (ACLs included) sorted by name bytes, reserved ones left out; absent or empty: none. */
+  xattrs?: Xattr[];
 }
 
 /**
@@ -125,6 +133,8 @@ export interface EntryRecord {
   contentDigest: Buffer;
   /** Entry digest (byte table). */
   digest: Buffer;
+  /** Extended attributes sorted by name bytes (empty: none); absent when not known (a remote verify's record). */
+  xattrs?: Xattr[];
 }
 
 /** What a volume side found wrong with itself while computing its digests. */
@@ -170,6 +180,7 @@ export interface DigestTree {
 }
 
 const TAG_ENTRY = Buffer.from('DDVRFYE1', 'latin1');
+const TAG_ENTRY_XATTRS = Buffer.from('DDVRFYE2', 'latin1');
 const TAG_FILE = Buffer.from('DDVRFYF1', 'latin1');
 const TAG_DIRECTORY = Buffer.from('DDVRFYD1', 'latin1');
 const TAG_SYMLINK = Buffer.from('DDVRFYS1', 'latin1');
@@ -185,12 +196,15 @@ export interface EntryFacts {
   sizeBytes: number;
   rdev: number;
   link: Buffer;
+  /** Sorted by name bytes; absent or empty: none. */
+  xattrs?: Xattr[];
 }
 
 /** The entry digest of `facts` with `contentDigest` (byte table). */
 export function entryDigest(facts: EntryFacts, contentDigest: Buffer): Buffer {
   const head = Buffer.alloc(50);
-  TAG_ENTRY.copy(head, 0);
+  const xattrs = facts.xattrs ?? [];
+  (xattrs.length > 0 ? TAG_ENTRY_XATTRS : TAG_ENTRY).copy(head, 0);
   head[8] = KIND_CODE[facts.kind];
   head.writeUInt32LE(facts.mode & 0o7777, 9);
   head.writeUInt32LE(facts.uid >>> 0, 13);
@@ -202,7 +216,19 @@ export function entryDigest(facts: EntryFacts, contentDigest: Buffer): Buffer {
   head.writeBigUInt64LE(BigInt(facts.kind === 'char' || facts.kind === 'block' ? facts.rdev : 0), 38);
   const link = facts.kind === 'file' ? facts.link : Buffer.alloc(0);
   head.writeUInt32LE(link.length, 46);
-  return createHash('sha256').update(head).update(link).update(contentDigest).digest();
+  const h = createHash('sha256').update(head).update(link).update(contentDigest);
+  if (xattrs.length > 0) {
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(xattrs.length, 0);
+    h.update(n);
+    for (const x of xattrs) {
+      const len = Buffer.alloc(5);
+      len.writeUInt8(x.name.length, 0);
+      len.writeUInt32LE(x.value.length, 1);
+      h.update(len.subarray(0, 1)).update(x.name).update(len.subarray(1)).update(x.value);
+    }
+  }
+  return h.digest();
 }
 
 /** Content digest of a directory from its entries (any order: they are sorted bytewise here). */
@@ -572,6 +598,7 @@ export class VolumeDigests implements DigestTree {
       sizeBytes,
       rdev: meta.rdev,
       link,
+      xattrs: meta.xattrs ?? [],
     };
   }
 
@@ -589,6 +616,7 @@ export class VolumeDigests implements DigestTree {
       link: Buffer.alloc(0),
       target: Buffer.alloc(0),
       rdev: f.kind === 'char' || f.kind === 'block' ? f.rdev : 0,
+      xattrs: f.xattrs ?? [],
     };
   }
 

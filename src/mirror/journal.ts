@@ -61,11 +61,12 @@ const BODY_FIXED_SIZE = 13;
 /** What a record says changed: the tree changes of volume/tree.ts plus a data write. */
 export type JournalOp =
   | 'create' | 'mkdir' | 'rmdir' | 'unlink' | 'rename' | 'link' | 'symlink' | 'mknod'
-  | 'chmod' | 'chown' | 'utimens' | 'truncate' | 'write';
+  | 'chmod' | 'chown' | 'utimens' | 'truncate' | 'write' | 'xattr';
 
 /** Op codes on disk (never renumber: segments outlive versions). */
 export const JOURNAL_OPS: readonly JournalOp[] = [
   'create', 'mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'mknod', 'chmod', 'chown', 'utimens', 'truncate', 'write',
+  'xattr', // a set or removal of an extended attribute (its path's meta changed)
 ];
 const OP_CODE = new Map<JournalOp, number>(JOURNAL_OPS.map((op, i) => [op, i + 1]));
 

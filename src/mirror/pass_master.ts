@@ -136,7 +136,7 @@ function entryTypeOf(r: EntryRecord): EntryType {
 
 function metaOf(r: EntryRecord, fallbackMode: number): Meta {
   void fallbackMode;
-  return { mode: r.mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs ?? 0n, atimeNs: 0n };
+  return { mode: r.mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs ?? 0n, atimeNs: 0n, ...(r.xattrs?.length ? { xattrs: r.xattrs } : {}) };
 }
 
 /**

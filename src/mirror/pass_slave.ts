@@ -49,7 +49,9 @@ import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
 import type { PassVolume } from './pass_volume.js';
-import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind } from './record_body.js';
+import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind, type Xattr } from './record_body.js';
+import { isReservedXattr } from '../format/layout.js';
+import { readAllXattrs, removeXattr, setXattr } from '../io/xattr.js';
 import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
 import { dropUndoAreas, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
@@ -301,6 +303,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
     if (!isSymlink) setMode(p, meta.mode);
     setOwner(p, meta.uid, meta.gid);
+    applyXattrs(p, meta.xattrs);
   };
 
   /** Move the tree entry `rel` aside into the undo area (the pass's undo log is open once PASS_BEGIN was seen). */
@@ -436,7 +439,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'file': {
           // a no-op when the target holds the same node list and metadata, and is shared exactly when a link group says so
           if (st !== null && st.kind === 'file' && (st.nlink === 1) === (o.linkGroup === 0n) && st.mode === (o.meta.mode & 0o7777)
-            && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
+            && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs && sameXattrs(target, o.meta.xattrs)) {
             const a = readBytesOrNull(target);
             const b = readBytesOrNull(o.staged);
             if (a !== null && b !== null && a.equals(b)) {
@@ -454,7 +457,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         }
         case 'symlink': {
-          if (st !== null && st.kind === 'symlink' && readLinkOrNull(target)?.equals(o.target) && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs) {
+          if (st !== null && st.kind === 'symlink' && readLinkOrNull(target)?.equals(o.target) && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs
+            && sameXattrs(target, o.meta.xattrs)) {
             summary.opsNoop++;
             break;
           }
@@ -467,7 +471,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         }
         case 'special': {
           if (st !== null && st.kind === 'special' && st.rdev === o.rdev && st.mode === (o.meta.mode & 0o7777) && st.uid === o.meta.uid && st.gid === o.meta.gid
-            && st.mtimeNs === o.meta.mtimeNs && st.special === o.kind) {
+            && st.mtimeNs === o.meta.mtimeNs && st.special === o.kind && sameXattrs(target, o.meta.xattrs)) {
             summary.opsNoop++;
             break;
           }
@@ -804,5 +808,31 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     await digests?.close();
     // a simulated kill (test hooks): nothing more reaches the disk (the index pages and bitmap in memory are lost)
     if (killed) await vol.crash?.();
+  }
+}
+
+/** The extended attributes of `p` a mirror compares (reserved ones left out), sorted by name. */
+function xattrsHere(p: Buffer): Xattr[] {
+  return readAllXattrs(p, (name) => !isReservedXattr(name));
+}
+
+/** Whether `p` holds exactly the extended attributes `want` (absent: none). */
+function sameXattrs(p: Buffer, want: Xattr[] = []): boolean {
+  const have = xattrsHere(p);
+  return have.length === want.length && have.every((h, i) => h.name.equals(want[i]!.name) && h.value.equals(want[i]!.value));
+}
+
+/**
+ * Make the extended attributes of `p` (not following a symlink) exactly `want` (absent: none): others removed, the
+ * missing and different ones set. A reserved name the master sent is ignored (never written on the slave).
+ * @throws the host's errors (ENOTSUP on a slave file system without extended attributes, EPERM...)
+ */
+function applyXattrs(p: Buffer, want: Xattr[] = []): void {
+  const keep = want.filter((x) => !isReservedXattr(x.name));
+  const have = xattrsHere(p);
+  for (const h of have) if (!keep.some((w) => w.name.equals(h.name))) removeXattr(p, h.name);
+  for (const w of keep) {
+    const h = have.find((x) => x.name.equals(w.name));
+    if (h === undefined || !h.value.equals(w.value)) setXattr(p, w.name, w.value);
   }
 }

@@ -14,7 +14,7 @@
  *
  *   MISSING P                 P is in A, not in B (a directory: its contents are not listed)
  *   EXTRA P                   P is in B, not in A
- *   DIFF P type|size|hashes@I|mode|uid|gid|mtime|link|target|rdev
+ *   DIFF P type|size|hashes@I|mode|uid|gid|mtime|link|target|rdev|xattr
  *                             one line per differing fact; hashes@I names the first differing block index I
  *                             within both sizes; type ends the comparison of P
  *   CORRUPT P block I on A|B  block I of file P is lost (address 1), or with --deep its bytes do not hash to the
@@ -30,7 +30,7 @@ import { escapeBytes } from './dump.js';
 import type { DigestTree, EntryRecord, IntegrityFinding } from './digest.js';
 
 /** Which fact of an entry differs. */
-export type DiffWhat = 'type' | 'size' | 'hashes' | 'mode' | 'uid' | 'gid' | 'mtime' | 'link' | 'target' | 'rdev';
+export type DiffWhat = 'type' | 'size' | 'hashes' | 'mode' | 'uid' | 'gid' | 'mtime' | 'link' | 'target' | 'rdev' | 'xattr';
 
 /** One line of a verify report. Paths are relative byte paths (no leading '/'; the root is empty). */
 export type VerifyLine =
@@ -93,6 +93,18 @@ function finding(f: IntegrityFinding, side: 'A' | 'B'): VerifyLine {
   return f.kind === 'CORRUPT' ? { kind: 'CORRUPT', path: f.path, blockIndex: f.blockIndex, side } : { kind: 'DANGLING', path: f.path, hash: f.hash, side };
 }
 
+/**
+ * Whether the extended attributes of two records of one path differ: compared when both sides sent them; when one
+ * did not (a remote verify), inferred from entry digests that differ while every other fact and the content agree.
+ */
+function xattrsDiffer(x: EntryRecord, y: EntryRecord): boolean {
+  if (x.xattrs !== undefined && y.xattrs !== undefined) {
+    return x.xattrs.length !== y.xattrs.length || x.xattrs.some((a, i) => !a.name.equals(y.xattrs![i]!.name) || !a.value.equals(y.xattrs![i]!.value));
+  }
+  return !x.digest.equals(y.digest) && x.contentDigest.equals(y.contentDigest) && x.sizeBytes === y.sizeBytes && x.mode === y.mode && x.uid === y.uid
+    && x.gid === y.gid && x.mtimeNs === y.mtimeNs && x.link.equals(y.link) && x.target.equals(y.target) && x.rdev === y.rdev;
+}
+
 class Comparison {
   constructor(private readonly a: DigestTree, private readonly b: DigestTree, private readonly hashSize: number, private readonly progress: VerifyProgress) {}
 
@@ -114,6 +126,7 @@ class Comparison {
     if (!x.link.equals(y.link)) yield { kind: 'DIFF', path: p, what: 'link' };
     if (!x.target.equals(y.target)) yield { kind: 'DIFF', path: p, what: 'target' };
     if (x.rdev !== y.rdev) yield { kind: 'DIFF', path: p, what: 'rdev' };
+    if (xattrsDiffer(x, y)) yield { kind: 'DIFF', path: p, what: 'xattr' };
     if (x.kind === 'directory' && !x.contentDigest.equals(y.contentDigest)) yield* this.directories(p);
   }
 

@@ -2,7 +2,7 @@
  * The volume's UFS tree `ddfsroot` (spec §7, §8.3): the one place where a change of the tree happens.
  *
  * Every namespace change (create, mkdir, rmdir, unlink, rename, link, symlink, mknod, chmod, chown, utimens,
- * truncate) is a method here taking BYTE paths relative to ddfsroot (never decoded as UTF-8; "." is the root).
+ * truncate, and a set or removal of an extended attribute: op 'xattr') is a method here taking BYTE paths relative to ddfsroot (never decoded as UTF-8; "." is the root).
  *
  * Invariants:
  * - before a change, the change sink (the future mirror journal) is awaited when one is set; when none is set a
@@ -14,13 +14,15 @@
  * - new objects belong to the caller: its uid, and its gid unless the parent directory is setgid.
  */
 import * as tree from '../io/tree_ops.js';
+import * as xattr from '../io/xattr.js';
+import { isReservedXattr } from '../format/layout.js';
 import type { NativeTreeCalls, TreeTimespec } from '../io/tree_ops.js';
 
 export type { NativeTreeCalls, TreeTimespec } from '../io/tree_ops.js';
 
 export type TreeChangeOp =
   | 'create' | 'mkdir' | 'rmdir' | 'unlink' | 'rename' | 'link' | 'symlink' | 'mknod'
-  | 'chmod' | 'chown' | 'utimens' | 'truncate';
+  | 'chmod' | 'chown' | 'utimens' | 'truncate' | 'xattr';
 
 /** A change of the tree: the op and its byte path(s), relative to ddfsroot. `dest` for rename and link. */
 export interface TreeChange {
@@ -59,6 +61,11 @@ const SLASH = 0x2f;
 export function parentOf(p: Buffer): Buffer {
   const i = p.lastIndexOf(SLASH);
   return i <= 0 ? Buffer.from('.') : p.subarray(0, i);
+}
+
+function refuseReserved(name: Buffer): void {
+  if (!isReservedXattr(name)) return;
+  throw Object.assign(new Error(`EPERM: ${name.toString('latin1')}: extended attribute reserved for ddumbfs`), { code: 'EPERM', errno: -1 });
 }
 
 export class UfsTree {
@@ -246,5 +253,49 @@ export class UfsTree {
     if (wait) await wait;
     await apply();
     this.after(change);
+  }
+
+  /**
+   * Set extended attribute `name` of the UFS object at `p` itself (a symlink is not followed): where a mount's
+   * attributes and POSIX ACLs (system.posix_acl_access, system.posix_acl_default) live.
+   * @param flags 0, XATTR_CREATE or XATTR_REPLACE (io/xattr.ts)
+   * @throws EPERM for a reserved name; the host's EEXIST, ENODATA, E2BIG, ENOSPC, ENOTSUP, EPERM...
+   */
+  async setXattr(p: Buffer, name: Buffer, value: Buffer, flags: number): Promise<void> {
+    refuseReserved(name);
+    const change: TreeChange = { op: 'xattr', path: p };
+    const wait = this.before(change, false);
+    if (wait) await wait;
+    xattr.setXattr(this.resolve(p), name, value, flags);
+    this.after(change);
+  }
+
+  /**
+   * Remove extended attribute `name` of the UFS object at `p` itself.
+   * @throws EPERM for a reserved name; the host's ENODATA, ENOTSUP, EPERM...
+   */
+  async removeXattr(p: Buffer, name: Buffer): Promise<void> {
+    refuseReserved(name);
+    const change: TreeChange = { op: 'xattr', path: p };
+    const wait = this.before(change, false);
+    if (wait) await wait;
+    xattr.removeXattr(this.resolve(p), name);
+    this.after(change);
+  }
+
+  /**
+   * The value of extended attribute `name` of the UFS object at `p` itself.
+   * @param sizeMax the caller's buffer (bytes): a longer value throws ERANGE; 0 (a size probe) reads the whole
+   *   value, whose length the FUSE layer answers
+   * @throws ENODATA (also for a reserved name), ERANGE, ENOTSUP...
+   */
+  getXattr(p: Buffer, name: Buffer, sizeMax: number): Buffer {
+    if (isReservedXattr(name)) throw Object.assign(new Error(`ENODATA: ${name.toString('latin1')}`), { code: 'ENODATA', errno: -61 });
+    return xattr.getXattr(this.resolve(p), name, sizeMax === 0 ? xattr.XATTR_LIST_SIZE_MAX : sizeMax);
+  }
+
+  /** The extended attribute names of the UFS object at `p` itself, reserved ones left out. */
+  listXattrs(p: Buffer): Buffer[] {
+    return xattr.listXattrs(this.resolve(p)).filter((name) => !isReservedXattr(name));
   }
 }
