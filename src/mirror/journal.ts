@@ -710,6 +710,8 @@ export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory
 export interface JournalView {
   /** The durable head a pass may cover; closes the data-write window (a later write gets a TID above it). */
   beginCover(): bigint;
+  /** Make every record handed out so far durable (the daemon's buffered journal); absent when nothing is buffered. */
+  sync?(): Promise<void>;
   /** The next TID to hand out (nothing was handed out after the head when it is head + 1). */
   readonly nextTid: bigint;
   /** The lowest TID still held. */
