@@ -96,21 +96,28 @@ export interface JournalRecord extends JournalChange {
  * @throws DdfsError INVALID when a path is longer than STREAM_PATH_SIZE_MAX bytes
  */
 export function encodeJournalRecord(crc: Crc32c, record: JournalRecord): Buffer {
-  const dest = record.dest ?? Buffer.alloc(0);
-  for (const p of [record.path, dest]) {
-    if (p.length > STREAM_PATH_SIZE_MAX) throw new DdfsError('INVALID', `journal: path of ${p.length} bytes is longer than ${STREAM_PATH_SIZE_MAX}`);
+  return encodeRecord(crc, record, record.tid);
+}
+
+/** encodeJournalRecord of `change` under `tid` (the journal's hot path: no copy of the change, no zero fill). */
+function encodeRecord(crc: Crc32c, change: JournalChange, tid: bigint): Buffer {
+  const p = change.path;
+  const destLength = change.dest === undefined ? 0 : change.dest.length;
+  if (p.length > STREAM_PATH_SIZE_MAX || destLength > STREAM_PATH_SIZE_MAX) {
+    throw new DdfsError('INVALID', `journal: path of ${Math.max(p.length, destLength)} bytes is longer than ${STREAM_PATH_SIZE_MAX}`);
   }
-  const code = OP_CODE.get(record.op);
-  if (code === undefined) throw new DdfsError('INVALID', `journal: unknown op ${String(record.op)}`);
-  const bodyLength = BODY_FIXED_SIZE + record.path.length + dest.length;
-  const buf = Buffer.alloc(JOURNAL_FRAME_SIZE + bodyLength);
+  const code = OP_CODE.get(change.op);
+  if (code === undefined) throw new DdfsError('INVALID', `journal: unknown op ${String(change.op)}`);
+  const bodyLength = BODY_FIXED_SIZE + p.length + destLength;
+  // every byte is written below
+  const buf = Buffer.allocUnsafe(JOURNAL_FRAME_SIZE + bodyLength);
   let o = JOURNAL_FRAME_SIZE;
-  buf.writeBigUInt64LE(record.tid, o); o += 8;
-  buf.writeUInt8(code, o); o += 1;
-  buf.writeUInt16LE(record.path.length, o); o += 2;
-  record.path.copy(buf, o); o += record.path.length;
-  buf.writeUInt16LE(dest.length, o); o += 2;
-  dest.copy(buf, o);
+  buf.writeBigUInt64LE(tid, o); o += 8;
+  buf[o] = code; o += 1;
+  buf.writeUInt16LE(p.length, o); o += 2;
+  p.copy(buf, o); o += p.length;
+  buf.writeUInt16LE(destLength, o); o += 2;
+  if (change.dest !== undefined) change.dest.copy(buf, o);
   buf.writeUInt32LE(bodyLength, 0);
   buf.writeUInt32LE(crc.compute(buf.subarray(JOURNAL_FRAME_SIZE)), 4);
   return buf;
@@ -376,7 +383,7 @@ export class Journal {
     if (this.closed) throw new DdfsError('INVALID', `${this.directory}: journal is closed`);
     if (this.failure !== null) throw this.failure;
     const tid = this.next;
-    const buf = encodeJournalRecord(this.crc, { ...change, tid });
+    const buf = encodeRecord(this.crc, change, tid);
     this.next = tid + 1n;
     this.pending.push(buf);
     this.pendingBytes += buf.length;

@@ -148,7 +148,8 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
   }
   const sink: TreeChangeSink = {
     beforeChange(change: TreeChange): Promise<void> | null {
-      return journal.record(change.dest === undefined ? { op: change.op, path: change.path } : { op: change.op, path: change.path, dest: change.dest });
+      // a TreeChange is a JournalChange (its ops are journal ops)
+      return journal.record(change);
     },
     beforeWrite: (fileKey, p) => journal.beforeWrite(fileKey, p),
   };
