@@ -313,6 +313,20 @@ export const JOURNAL_RECORD_BODY_SIZE_MAX = 8 + 1 + 2 + 4095 + 2 + 4095;
  * the window, so no claim covers a record made before a write it did not see; the clock only keeps the map small.
  */
 export const JOURNAL_WRITE_WINDOW_MS = 1000;
+/**
+ * Group-commit window of the master's journal (§4.3 "group commit, a few ms"): a record the daemon buffers (no op
+ * waits for it, see mirror/journal.ts `record`) is written and fsynced at most this long after it was made, together
+ * with every other record of the window. Longer windows mean fewer fsyncs (each one is a commit of the backing
+ * file system's own journal, which slows the UFS writes around it); shorter ones keep `durable_head` fresher for
+ * streaming. A waiting `append` (or a pass taking the head) does not wait for the window.
+ */
+export const JOURNAL_COMMIT_WINDOW_MS = 10;
+/**
+ * Most bytes of records buffered but not yet written (§4.3 group commit): past it each new change waits for its
+ * record to be durable, so a slow journal disk slows the changes instead of growing the daemon's memory; 4 MiB is
+ * ~70,000 records of short paths, far more than a window of any workload measured (bench journal: ~50).
+ */
+export const JOURNAL_PENDING_SIZE_MAX = 4 * 1024 * 1024;
 /** Most files remembered as "has a record in this window": past it the window closes early (memory bound). */
 export const JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX = 65536;
 /** Largest journal segment number (8 decimal digits in `NNNNNNNN.jnl`). */

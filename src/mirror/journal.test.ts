@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CrashDeviceFactory, SeededRandom } from '../io/crash_device.js';
 import { fileDevices, type Device, type DeviceFactory } from '../io/device.js';
+import { JOURNAL_PENDING_SIZE_MAX } from '../limits.js';
 import { Crc32c } from './crc32c.js';
 import {
   decodeJournalRecord, encodeJournalRecord, Journal, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, type JournalRecord,
@@ -22,11 +23,16 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** A factory over real files that counts device syncs, and the number of waiters resolved before each sync ended. */
-function countingDevices(): DeviceFactory & { syncs: number; syncsDone: number } {
+/**
+ * A factory over real files that counts device syncs, and the number of waiters resolved before each sync ended;
+ * while `hold` is set a sync waits for it, and with `fail` set a sync throws it.
+ */
+function countingDevices(): DeviceFactory & { syncs: number; syncsDone: number; hold: Promise<void> | null; fail: Error | null } {
   const f = {
     syncs: 0,
     syncsDone: 0,
+    hold: null as Promise<void> | null,
+    fail: null as Error | null,
     async open(p: string | Buffer, o: Parameters<DeviceFactory['open']>[1]): Promise<Device> {
       const d = await fileDevices.open(p, o);
       return {
@@ -38,6 +44,8 @@ function countingDevices(): DeviceFactory & { syncs: number; syncsDone: number }
         close: () => d.close(),
         sync: async () => {
           f.syncs++;
+          if (f.hold) await f.hold;
+          if (f.fail) throw f.fail;
           await d.sync();
           f.syncsDone++;
         },
@@ -148,26 +156,93 @@ describe('Journal', () => {
     await j.close();
   });
 
-  it('beforeWrite: the first write of a file in a window waits for a record, later ones do not; beginCover closes the window', async () => {
+  it('beforeWrite: the first write of a file in a window makes a record, later ones none; nothing waits; beginCover closes the window', async () => {
     let clock = 0;
     const j = await Journal.open(dir, { devices: fileDevices, now: () => clock });
-    const w1 = j.beforeWrite(7n, b('f'));
-    expect(w1).not.toBeNull();
     expect(j.beforeWrite(7n, b('f'))).toBeNull();
-    expect(j.beforeWrite(8n, b('g'))).not.toBeNull();
-    await w1;
+    expect(j.nextTid).toBe(2n);
     expect(j.beforeWrite(7n, b('f'))).toBeNull();
+    expect(j.nextTid).toBe(2n);
+    expect(j.beforeWrite(8n, b('g'))).toBeNull();
+    expect(j.nextTid).toBe(3n);
+    await j.sync();
+    expect(j.beforeWrite(7n, b('f'))).toBeNull();
+    expect(j.nextTid).toBe(3n);
     const head = j.beginCover();
     expect(head).toBe(2n);
-    const w2 = j.beforeWrite(7n, b('f'));
-    expect(w2).not.toBeNull();
-    await w2;
+    j.beforeWrite(7n, b('f'));
+    expect(j.nextTid).toBe(4n);
     clock += 10_000; // the window also ends with time
-    expect(j.beforeWrite(7n, b('f'))).not.toBeNull();
+    j.beforeWrite(7n, b('f'));
+    expect(j.nextTid).toBe(5n);
     await j.close();
     const k = await Journal.open(dir, { devices: fileDevices });
     expect((await k.readRange(0n, 99n)).map((r) => `${r.tid}:${r.op}:${r.path.toString()}`)).toEqual(['1:write:f', '2:write:g', '3:write:f', '4:write:f']);
     await k.close();
+  });
+
+  it('record: buffered records wait for nothing, share one sync per window, and durableHead moves only after the sync', async () => {
+    const devices = countingDevices();
+    const j = await Journal.open(dir, { devices, commitWindowMs: 50 });
+    const before = devices.syncs;
+    for (let i = 0; i < 100; i++) expect(j.record({ op: 'chmod', path: b(`f${i}`) })).toBeNull();
+    expect(j.nextTid).toBe(101n);
+    expect(j.durableHead).toBe(0n);
+    expect(devices.syncs - before).toBe(0);
+    // the flusher writes them on its own, in one window
+    while (j.durableHead < 100n) await new Promise((r) => setTimeout(r, 5));
+    expect(devices.syncs - before).toBe(1);
+    // a sync that has not returned yet does not move the head
+    let release!: () => void;
+    devices.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    j.record({ op: 'utimens', path: b('x') });
+    const synced = j.sync();
+    while (devices.syncs - before < 2) await new Promise((r) => setImmediate(r));
+    expect(j.durableHead).toBe(100n);
+    // a sync asked for while the write is in flight resolves with it
+    const synced2 = j.sync();
+    devices.hold = null;
+    release();
+    await Promise.all([synced, synced2]);
+    expect(j.durableHead).toBe(101n);
+    expect(devices.syncs - before).toBe(2);
+    await j.close();
+    const k = await Journal.open(dir, { devices: fileDevices });
+    expect((await k.readRange(0n, 999n)).length).toBe(101);
+    await k.close();
+  });
+
+  it('a failed write or sync of buffered records fails every later record, beforeWrite, sync and close', async () => {
+    const devices = countingDevices();
+    const j = await Journal.open(dir, { devices, commitWindowMs: 1 });
+    devices.fail = Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+    expect(j.record({ op: 'mkdir', path: b('d') })).toBeNull();
+    await expect(j.sync()).rejects.toMatchObject({ code: 'EIO' });
+    expect(j.durableHead).toBe(0n);
+    expect(() => j.record({ op: 'mkdir', path: b('e') })).toThrow(/EIO/);
+    await expect(j.beforeWrite(9n, b('w'))).rejects.toMatchObject({ code: 'EIO' });
+    await expect(j.append({ op: 'mkdir', path: b('e') })).rejects.toMatchObject({ code: 'EIO' });
+    await expect(j.close()).rejects.toMatchObject({ code: 'EIO' });
+  });
+
+  it('past JOURNAL_PENDING_SIZE_MAX buffered bytes a record waits for its sync (memory stays bounded)', async () => {
+    const devices = countingDevices();
+    const j = await Journal.open(dir, { devices, commitWindowMs: 60_000 });
+    const long = b('p'.repeat(4000));
+    let wait: Promise<void> | null = null;
+    let n = 0;
+    while (wait === null && n < 10 * Math.ceil(JOURNAL_PENDING_SIZE_MAX / 4000)) {
+      wait = j.record({ op: 'create', path: long });
+      n++;
+    }
+    expect(wait).not.toBeNull();
+    expect(n).toBeGreaterThan(JOURNAL_PENDING_SIZE_MAX / 5000);
+    // the long window is cut short: the waiting record is durable without waiting a minute
+    await wait;
+    expect(j.durableHead).toBe(BigInt(n));
+    await j.close();
   });
 
   it('rotates segments by size, reads across them, and retention drops only whole segments below a TID', async () => {

@@ -27,8 +27,18 @@
  * Invariants:
  * - TIDs are strictly increasing across the whole journal, in file order; a TID is assigned at append and written
  *   only by the single flusher, in TID order, so the records on disk are always a prefix of the TIDs handed out.
- * - `append` resolves only after an fsync covering its record (group commit: every record appended while a sync
- *   is in flight or before the flusher runs shares the next sync). `durableHead` is the highest synced TID.
+ * - Group commit: records are buffered in memory and written and fsynced by the single flusher, every record of a
+ *   window sharing one fsync. `record` (the daemon's changes) waits for nothing: the flusher takes its window
+ *   (JOURNAL_COMMIT_WINDOW_MS) first; only past JOURNAL_PENDING_SIZE_MAX buffered bytes does a change wait for its
+ *   record. `append` and `sync` resolve only after an fsync covering their records and cut the window short.
+ *   `durableHead` is the highest synced TID: it advances only after the fsync that covers it, and a pass never
+ *   covers a TID above it (§4.3).
+ * - Crash safety of the buffered records (a record of a change that reached the UFS may be lost with the buffer):
+ *   the daemon removes the seal durably before it serves anything and writes it only after `close` made every
+ *   record durable (master_journal.ts), so a crash always leaves no seal; the next mount then bumps the generation
+ *   and an unmounted master's pass is a content pass. A lost record can never hide a change from an incremental
+ *   pass. A lost record's TID was never durable, so no pass covered (shipped) it: reusing it after the crash
+ *   (next_tid = highest durable TID + 1) reuses no shipped TID.
  * - Recovery on open reads every segment, stops at the first torn or corrupt record (a length out of bounds is
  *   never followed: nothing past it is read) and truncates the last segment there. `nextTid` is above every TID of
  *   a valid record, above every segment's base TID and above the floor the caller passes (state's next_tid): a TID
@@ -42,7 +52,7 @@ import { DdfsError } from '../errors.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { entryKind, listNames, mtimeMsOf } from '../io/journal_dir.js';
 import {
-  JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
+  JOURNAL_COMMIT_WINDOW_MS, JOURNAL_PENDING_SIZE_MAX, JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
   JOURNAL_WRITE_WINDOW_MS, STREAM_PATH_SIZE_MAX,
 } from '../limits.js';
 import { Crc32c } from './crc32c.js';
@@ -107,21 +117,28 @@ export interface SegmentInfo {
  * @throws DdfsError INVALID when a path is longer than STREAM_PATH_SIZE_MAX bytes
  */
 export function encodeJournalRecord(crc: Crc32c, record: JournalRecord): Buffer {
-  const dest = record.dest ?? Buffer.alloc(0);
-  for (const p of [record.path, dest]) {
-    if (p.length > STREAM_PATH_SIZE_MAX) throw new DdfsError('INVALID', `journal: path of ${p.length} bytes is longer than ${STREAM_PATH_SIZE_MAX}`);
+  return encodeRecord(crc, record, record.tid);
+}
+
+/** encodeJournalRecord of `change` under `tid` (the journal's hot path: no copy of the change, no zero fill). */
+function encodeRecord(crc: Crc32c, change: JournalChange, tid: bigint): Buffer {
+  const p = change.path;
+  const destLength = change.dest === undefined ? 0 : change.dest.length;
+  if (p.length > STREAM_PATH_SIZE_MAX || destLength > STREAM_PATH_SIZE_MAX) {
+    throw new DdfsError('INVALID', `journal: path of ${Math.max(p.length, destLength)} bytes is longer than ${STREAM_PATH_SIZE_MAX}`);
   }
-  const code = OP_CODE.get(record.op);
-  if (code === undefined) throw new DdfsError('INVALID', `journal: unknown op ${String(record.op)}`);
-  const bodyLength = BODY_FIXED_SIZE + record.path.length + dest.length;
-  const buf = Buffer.alloc(JOURNAL_FRAME_SIZE + bodyLength);
+  const code = OP_CODE.get(change.op);
+  if (code === undefined) throw new DdfsError('INVALID', `journal: unknown op ${String(change.op)}`);
+  const bodyLength = BODY_FIXED_SIZE + p.length + destLength;
+  // every byte is written below
+  const buf = Buffer.allocUnsafe(JOURNAL_FRAME_SIZE + bodyLength);
   let o = JOURNAL_FRAME_SIZE;
-  buf.writeBigUInt64LE(record.tid, o); o += 8;
-  buf.writeUInt8(code, o); o += 1;
-  buf.writeUInt16LE(record.path.length, o); o += 2;
-  record.path.copy(buf, o); o += record.path.length;
-  buf.writeUInt16LE(dest.length, o); o += 2;
-  dest.copy(buf, o);
+  buf.writeBigUInt64LE(tid, o); o += 8;
+  buf[o] = code; o += 1;
+  buf.writeUInt16LE(p.length, o); o += 2;
+  p.copy(buf, o); o += p.length;
+  buf.writeUInt16LE(destLength, o); o += 2;
+  if (change.dest !== undefined) change.dest.copy(buf, o);
   buf.writeUInt32LE(bodyLength, 0);
   buf.writeUInt32LE(crc.compute(buf.subarray(JOURNAL_FRAME_SIZE)), 4);
   return buf;
@@ -200,6 +217,8 @@ export interface JournalOpenOptions {
   segmentSizeMax?: number;
   /** The clock for the data-write window (ms). */
   now?: () => number;
+  /** Group-commit window of buffered records in ms (default JOURNAL_COMMIT_WINDOW_MS). */
+  commitWindowMs?: number;
 }
 
 /** A waiter of the group commit. */
@@ -223,9 +242,15 @@ export class Journal {
   private head: bigint;
   /** Encoded records appended but not yet written, in TID order. */
   private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private pendingLastTid = 0n;
   private waiters: Waiter[] = [];
   private flushing: Promise<void> | null = null;
+  /** A waiting append or sync: the flusher does not wait for the window. */
+  private urgent = false;
+  /** Ends the flusher's current window early (set while it waits). */
+  private wake: (() => void) | null = null;
+  private commitWindowMs = JOURNAL_COMMIT_WINDOW_MS;
   private failure: unknown = null;
   private closed = false;
   private syncs = 0;
@@ -233,7 +258,7 @@ export class Journal {
   // data-write window (§4.3): files that have a record in the current window
   private windowEpoch = 0;
   private windowStartMs: number;
-  private readonly windowFiles = new Map<bigint, Promise<void>>();
+  private readonly windowFiles = new Set<bigint>();
 
   private constructor(
     readonly directory: string,
@@ -306,6 +331,7 @@ export class Journal {
     }
     await options.devices.syncDirectory(dir);
     const journal = new Journal(dir, crc, options.devices, options.segmentSizeMax ?? JOURNAL_SEGMENT_SIZE_MAX, options.now ?? Date.now, floor, recovery);
+    if (options.commitWindowMs !== undefined) journal.commitWindowMs = options.commitWindowMs;
     journal.segments.push(...found);
     journal.records = recovery.recordCount;
     const tail = found[found.length - 1];
@@ -328,41 +354,92 @@ export class Journal {
   }
 
   /**
-   * Give `change` the next TID and resolve once its record is durable (write-ahead, §4.3).
+   * Give `change` the next TID and resolve once its record is durable (write-ahead, §4.3); cuts the group-commit
+   * window short.
    * @returns the TID
    * @throws DdfsError INVALID for a path too long; the error of a failed write or sync (then every later append
    *   fails too: the journal is unusable, the change must not happen)
    */
   append(change: JournalChange): Promise<bigint> {
-    if (this.closed) return Promise.reject(new DdfsError('INVALID', `${this.directory}: journal is closed`));
+    let tid: bigint;
+    try {
+      tid = this.buffer(change);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.durable(tid).then(() => tid);
+  }
+
+  /**
+   * Give `change` the next TID and buffer its record; the flusher writes and fsyncs it within the group-commit
+   * window (JOURNAL_COMMIT_WINDOW_MS). The change may go ahead at once: see the file comment for why a record lost
+   * in a crash cannot hide it.
+   * @returns null (nothing to wait for), or, when more than JOURNAL_PENDING_SIZE_MAX bytes are buffered, a promise
+   *   that resolves once this record is durable (the change waits: memory stays bounded on a slow disk)
+   * @throws DdfsError INVALID for a path too long or a closed journal; the error of an earlier failed write or
+   *   sync (every change fails from then on: the mount can no longer seal, the next one bumps the generation)
+   */
+  record(change: JournalChange): Promise<void> | null {
+    const tid = this.buffer(change);
+    if (this.pendingBytes <= JOURNAL_PENDING_SIZE_MAX) {
+      this.scheduleFlush();
+      return null;
+    }
+    return this.durable(tid);
+  }
+
+  /**
+   * Resolve once every record buffered before this call is durable (a pass wants the freshest durable head); cuts
+   * the group-commit window short.
+   * @throws the error of a failed write or sync
+   */
+  sync(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.head >= this.next - 1n) return Promise.resolve();
+    return this.durable(this.next - 1n);
+  }
+
+  /** Encode `change` under the next TID into the buffer. @throws DdfsError INVALID; the journal's failure */
+  private buffer(change: JournalChange): bigint {
+    if (this.closed) throw new DdfsError('INVALID', `${this.directory}: journal is closed`);
+    if (this.failure !== null) throw this.failure;
     const tid = this.next;
-    const buf = encodeJournalRecord(this.crc, { ...change, tid });
+    const buf = encodeRecord(this.crc, change, tid);
     this.next = tid + 1n;
     this.pending.push(buf);
+    this.pendingBytes += buf.length;
     this.pendingLastTid = tid;
-    return new Promise<bigint>((resolve, reject) => {
-      this.waiters.push({ tid, resolve: () => resolve(tid), reject });
+    return tid;
+  }
+
+  /** A promise that resolves once `tid` is durable (rejects with the journal's failure); the flusher hurries. */
+  private durable(tid: bigint): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ tid, resolve, reject });
+      this.urgent = true;
+      this.wake?.();
       this.scheduleFlush();
     });
   }
 
   /**
-   * Before a data write to the open file `fileKey` (its inode) at `p`: the first write in a window waits for a
-   * `write` record (returned promise), later ones in the same window get null and do not wait (§4.3). Writes that
-   * race with the first one share its promise.
+   * Before a data write to the open file `fileKey` (its inode) at `p`: the first write in a window makes a `write`
+   * record (§4.3), later ones in the same window make none. Like `record`, nothing waits unless the buffer is full.
+   * @returns null, or the promise to await (a full buffer; a failed journal: a rejected one, so no write goes ahead
+   *   once records cannot be made)
    */
   beforeWrite(fileKey: bigint, p: Buffer): Promise<void> | null {
+    if (this.failure !== null) return Promise.reject(this.failure);
     const t = this.now();
     if (t - this.windowStartMs >= JOURNAL_WRITE_WINDOW_MS || this.windowFiles.size >= JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX) this.closeWindow();
-    const known = this.windowFiles.get(fileKey);
-    if (known !== undefined) return null;
-    const wait = this.append({ op: 'write', path: p }).then(() => undefined);
-    this.windowFiles.set(fileKey, wait);
-    // a failed record must not let later writes of the file through without one
-    wait.catch(() => {
-      if (this.windowFiles.get(fileKey) === wait) this.windowFiles.delete(fileKey);
-    });
+    if (this.windowFiles.has(fileKey)) return null;
+    let wait: Promise<void> | null;
+    try {
+      wait = this.record({ op: 'write', path: p });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.windowFiles.add(fileKey);
     return wait;
   }
 
@@ -469,39 +546,68 @@ export class Journal {
 
   /** Wait until every record appended so far is durable (or failed). */
   async flushAll(): Promise<void> {
+    this.urgent = true;
+    this.wake?.();
     while (this.flushing || this.pending.length > 0) {
       if (!this.flushing) this.scheduleFlush();
+      this.urgent = true;
       await this.flushing?.catch(() => undefined);
     }
   }
 
   private scheduleFlush(): void {
     if (this.flushing) return;
-    // the window of the group commit: whatever is appended in this turn of the event loop, or while a sync runs
-    this.flushing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flushLoop()).finally(() => {
+    this.flushing = this.flushLoop().finally(() => {
       this.flushing = null;
       if (this.pending.length > 0 && this.failure === null) this.scheduleFlush();
     });
   }
 
+  /**
+   * The window of the group commit: the rest of this turn of the event loop when someone waits (append, sync, a
+   * full buffer), else JOURNAL_COMMIT_WINDOW_MS; whatever is buffered by its end, or while a write and sync run,
+   * shares the next sync.
+   */
+  private window(): Promise<void> {
+    if (this.urgent) return new Promise<void>((resolve) => setImmediate(resolve));
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, this.commitWindowMs);
+      this.wake = done;
+    });
+  }
+
   private async flushLoop(): Promise<void> {
     while (this.pending.length > 0 && this.failure === null) {
+      await this.window();
+      if (this.failure !== null) return;
       const batch = this.pending;
       const lastTid = this.pendingLastTid;
       this.pending = [];
-      const waiters = this.waiters;
-      this.waiters = [];
+      this.pendingBytes = 0;
+      this.urgent = false;
       try {
         await this.writeBatch(batch, lastTid);
       } catch (err) {
         this.failure = err;
-        for (const w of [...waiters, ...this.waiters]) w.reject(err);
+        for (const w of this.waiters) w.reject(err);
         this.waiters = [];
         this.pending = [];
+        this.pendingBytes = 0;
         return;
       }
       this.head = lastTid;
-      for (const w of waiters) w.resolve();
+      // a waiter of a TID this batch covers resolves (a sync may have come in while it was written)
+      const waiting: Waiter[] = [];
+      for (const w of this.waiters) {
+        if (w.tid <= this.head) w.resolve();
+        else waiting.push(w);
+      }
+      this.waiters = waiting;
     }
   }
 
@@ -654,6 +760,8 @@ export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory
 export interface JournalView {
   /** The durable head a pass may cover; closes the data-write window (a later write gets a TID above it). */
   beginCover(): bigint;
+  /** Make every record handed out so far durable (the daemon's buffered journal); absent when nothing is buffered. */
+  sync?(): Promise<void>;
   /** The next TID to hand out (nothing was handed out after the head when it is head + 1). */
   readonly nextTid: bigint;
   /** The lowest TID still held. */

@@ -2,8 +2,11 @@
  * The journal of a mounted master (mirroring spec §4.3): the daemon's change sink and the seal.
  *
  * At mount (`openMasterJournal`): a volume whose `ddfsmirror/state` says role master gets its journal opened
- * (recovered) and a sink that appends a durable record before every tree change (volume/tree.ts) and before the
- * first data write of a file in a window (fs/ops.ts). Then the seal of the last clean unmount is checked and removed:
+ * (recovered) and a sink that gives every tree change (volume/tree.ts) and the first data write of a file in a window
+ * (fs/ops.ts) its record before the change is issued. The record is buffered and made durable by the journal's group
+ * commit (journal.ts): no change waits for an fsync. That is safe because of the seal: a crash before the buffer is
+ * durable always finds no seal, so the next mount bumps the generation (and an unmounted master's pass is a content
+ * pass); a pass of the mounted master syncs the journal first and covers only up to the durable head. Then the seal of the last clean unmount is checked and removed:
  * no seal, a stale one (its last TID is not the journal's, or another generation), `.autofsck` (the daemon crashed)
  * or a damaged journal bump `generation` (the content pass treats a new generation as a full pass). The seal is
  * removed durably BEFORE anything is served, so a crash from then on always finds no seal.
@@ -14,8 +17,8 @@
  * unmounted by a tool that does not journal bumps the generation too. Not done yet (issue 8 later): the narrower scan
  * of spec §4.3 that journals only the changed entries under new TIDs; any doubt bumps the generation, always safe.
  *
- * Invariants: no sink (no cost) when the volume is not a master; a failed record fails the change it guards (the
- * change never happens without its record); all files under `ddfsmirror/` are written without following symlinks.
+ * Invariants: no sink (no cost) when the volume is not a master; a change never happens without its record in the
+ * journal's buffer; once a write or sync of the journal fails every later change fails and the mount cannot seal; all files under `ddfsmirror/` are written without following symlinks.
  */
 import * as path from 'node:path';
 import type { DeviceFactory } from '../io/device.js';
@@ -146,8 +149,9 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
     throw err;
   }
   const sink: TreeChangeSink = {
-    async beforeChange(change: TreeChange): Promise<void> {
-      await journal.append(change.dest === undefined ? { op: change.op, path: change.path } : { op: change.op, path: change.path, dest: change.dest });
+    beforeChange(change: TreeChange): Promise<void> | null {
+      // a TreeChange is a JournalChange (its ops are journal ops)
+      return journal.record(change);
     },
     beforeWrite: (fileKey, p) => journal.beforeWrite(fileKey, p),
   };

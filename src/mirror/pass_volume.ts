@@ -124,6 +124,12 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
  */
 export function daemonPassVolume(volume: Volume, flush: () => Promise<void>, journal: () => JournalView | null = () => null): PassVolume {
   const handle = handleOf(volume, volume.parentDir, true, flush, async () => undefined);
-  handle.openJournal = async () => journal();
+  handle.openJournal = async () => {
+    // the daemon's records are buffered (group commit): make those of every change so far durable, so the pass
+    // covers them
+    const j = journal();
+    await j?.sync?.();
+    return j;
+  };
   return handle;
 }

@@ -5,8 +5,9 @@
  * truncate, and a set or removal of an extended attribute: op 'xattr') is a method here taking BYTE paths relative to ddfsroot (never decoded as UTF-8; "." is the root).
  *
  * Invariants:
- * - before a change, the change sink (the future mirror journal) is awaited when one is set; when none is set a
- *   change costs no await beyond the method's own (the syscalls are synchronous, see io/tree_ops.ts);
+ * - before a change, the change sink (the mirror journal) is told when one is set, and what it returns is awaited;
+ *   when none is set, or it returns null, a change costs no await beyond the method's own (the syscalls are
+ *   synchronous, see io/tree_ops.ts);
  * - after a successful change the observers (a running reclaim) are told synchronously, with no await between the
  *   syscall and the notice, so an observer never misses a change that happened before it looked;
  * - while a hold is set (the final drain of a reclaim), changes that give an existing inode a new path (rename,
@@ -33,7 +34,11 @@ export interface TreeChange {
 
 /** Where changes are announced before they happen (the mirror journal hooks in here). */
 export interface TreeChangeSink {
-  beforeChange(change: TreeChange): Promise<void>;
+  /**
+   * Told before `change` is issued (a throw or a rejection fails the change: it does not happen). Returns what to
+   * await first, or null when the change may go ahead at once (the journal buffered its record, mirroring spec §4.3).
+   */
+  beforeChange(change: TreeChange): Promise<void> | null;
   /**
    * Before a data change of the open file `fileKey` (its inode) at tree path `path` (write, ftruncate, O_TRUNC):
    * a promise to await, or null when nothing needs awaiting (a record of this file already exists in the current
@@ -114,15 +119,19 @@ export class UfsTree {
     };
   }
 
-  /** What to await before `change`, or null when nothing is to be awaited (no sink, no hold): no await cost then. */
+  /**
+   * What to await before `change`, or null when nothing is to be awaited (no sink or one that returns null, no
+   * hold): no await cost then. @throws what the sink throws (the change must not happen)
+   */
   private before(change: TreeChange, gated: boolean): Promise<void> | null {
-    if (!this.sink && !(gated && this.hold)) return null;
-    return this.beforeSlow(change, gated);
+    const recorded = this.sink ? this.sink.beforeChange(change) : null;
+    if (!(gated && this.hold)) return recorded;
+    return this.beforeSlow(recorded);
   }
 
-  private async beforeSlow(change: TreeChange, gated: boolean): Promise<void> {
-    if (this.sink) await this.sink.beforeChange(change);
-    if (gated) while (this.hold) await this.hold;
+  private async beforeSlow(recorded: Promise<void> | null): Promise<void> {
+    if (recorded) await recorded;
+    while (this.hold) await this.hold;
   }
 
   private after(change: TreeChange): void {
