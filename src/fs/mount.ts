@@ -36,7 +36,7 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
-import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
+import { libfuseOptions, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { OpStats, guardOps } from './op_guard.js';
 import { readOnlyOps } from './read_only.js';
 import { DdumbfsOps } from './ops.js';
@@ -392,13 +392,7 @@ async function serve(
     },
   });
 
-  const fuseOptions = [
-    ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
-    ...options.fuseOptions,
-    ...(servedReadOnly ? ['ro'] : []),
-    'subtype=ddumbfs',
-    `fsname=${escapeOptionValue(parentDir)}`,
-  ];
+  const fuseOptions = libfuseOptions(options, { mirrorSlave: Boolean(options.servedReadOnlyReason), servedReadOnly, parentDir });
   log.dbg(`fuse options: ${fuseOptions.join(',')}`);
 
   let loopEnded = false;
