@@ -168,4 +168,25 @@ describe('guardOps', () => {
     const inBuckets = [...line.matchAll(/[<>]=?\d+us:(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     expect(inBuckets).toBe(3);
   });
+
+  it('ops waiting for their answer share one timeout timer, which goes once none waits', async () => {
+    vi.useFakeTimers();
+    try {
+      const { logger } = quietLogger();
+      const finishers: Array<() => void> = [];
+      const fuse = guardOps(table({ flush: () => new Promise<void>((r) => finishers.push(r)) }), { logger, timeoutMs: 60_000, onFatal: () => undefined });
+      const got: unknown[][] = [];
+      for (let i = 0; i < 50; i++) fuse.flush('/f', i + 1, ((...a: unknown[]) => got.push(a)) as never, ctx);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(finishers).toHaveLength(50);
+      expect(vi.getTimerCount()).toBe(1);
+      for (const f of finishers) f();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(got).toHaveLength(50);
+      expect(got.every((a) => a[0] === 0)).toBe(true);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

@@ -151,27 +151,52 @@ export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
   }
 
   /**
+   * Ops not answered yet that have a deadline, swept by one timer for the whole table: no timer is armed or cleared
+   * per op (a metadata op of a small file costs a few µs of JS; a Timeout per op was a measurable part of it).
+   */
+  const pending = new Set<{ deadline: number; expire: () => void }>();
+  let sweep: NodeJS.Timeout | null = null;
+  const sweepEveryMs = Math.max(1, Math.min(1000, Math.floor(options.timeoutMs / 10)));
+  function watch(entry: { deadline: number; expire: () => void }): void {
+    pending.add(entry);
+    if (sweep) return;
+    sweep = setInterval(() => {
+      const now = Date.now();
+      for (const e of pending) if (e.deadline <= now) e.expire();
+      if (pending.size === 0 && sweep) {
+        clearInterval(sweep);
+        sweep = null;
+      }
+    }, sweepEveryMs);
+    sweep.unref();
+  }
+
+  /**
    * Run `work` and answer once: `ok(value)` or `fail(-errno)`. `late(value)` cleans up a result that arrives after
    * the timeout answered.
    */
   function run<T>(op: string, path: BytePath | null, work: () => Promise<T>, ok: (v: T) => void, fail: (res: number) => void, late?: (v: T) => void): void {
     let answered = false;
-    let timer: NodeJS.Timeout | null = null;
     const stats = options.opStats;
     const t0 = stats ? process.hrtime.bigint() : 0n;
+    let entry: { deadline: number; expire: () => void } | null = null;
     if (options.timeoutMs > 0) {
-      timer = setTimeout(() => {
-        if (answered) return;
-        answered = true;
-        logger.error(`${op} ${displayPath(path)}: no answer after ${options.timeoutMs} ms, answering EIO`);
-        fail(-EIO);
-      }, options.timeoutMs);
-      timer.unref();
+      entry = {
+        deadline: Date.now() + options.timeoutMs,
+        expire: () => {
+          pending.delete(entry!);
+          if (answered) return;
+          answered = true;
+          logger.error(`${op} ${displayPath(path)}: no answer after ${options.timeoutMs} ms, answering EIO`);
+          fail(-EIO);
+        },
+      };
+      watch(entry);
     }
     const finish = (): boolean => {
       if (answered) return false;
       answered = true;
-      if (timer) clearTimeout(timer);
+      if (entry) pending.delete(entry);
       if (stats) stats.add(op, process.hrtime.bigint() - t0);
       return true;
     };
