@@ -7,7 +7,9 @@
 // Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it;
 // then the fsck section (scripts/bench-fsck.mjs, issue 9's volume shape): `npm run bench -- fsck [GIB]` or
 // BENCH_ONLY=fsck runs only it; then the journal-cost section (scripts/bench-journal.mjs, issue 8):
-// `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it.
+// `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it; then the tree section (scripts/bench-tree.mjs,
+// issue 9: cp -a and rm -rf of /usr/share/doc and /usr/include, 500 small files, against the host file system):
+// `npm run bench -- tree` or BENCH_ONLY=tree runs only it.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -47,6 +49,17 @@ if (journalOnly) {
     await benchJournal(jgib, jwork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(jwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+const treeOnly = process.argv[2] === 'tree' || process.env.BENCH_ONLY === 'tree';
+if (treeOnly) {
+  const { benchTree } = await import('./bench-tree.mjs');
+  const twork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-tree-');
+  try {
+    await benchTree(twork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(twork, { recursive: true, force: true });
   }
   process.exit(0);
 }
@@ -143,4 +156,6 @@ const { benchFsck } = await import('./bench-fsck.mjs');
 await benchFsck(Number(process.env.BENCH_FSCK_GIB ?? 4), work);
 const { benchJournal } = await import('./bench-journal.mjs');
 await benchJournal(Number(process.env.BENCH_JOURNAL_GIB ?? gib), work);
+const { benchTree } = await import('./bench-tree.mjs');
+await benchTree(work);
 if (!process.env.BENCH_DIR) fs.rmSync(work, { recursive: true, force: true });

@@ -64,6 +64,12 @@ export const CHECKPOINT_TICK_CHANGE_COUNT = 1000;
 export const BACKGROUND_TICK_MS = 60_000;
 /** Default auto-reclaim threshold in % of block_count (spec §8.1: code says 95). */
 export const RECLAIM_PERCENT_DEFAULT = 95;
+/**
+ * Seconds the kernel keeps names and missing names of the mount (entry/negative_timeout of fuse_default). libfuse's
+ * own default: long enough that a tree copy's repeated lookups of one name are answered by the kernel, short enough
+ * that a change made behind the mount (none is expected) shows soon.
+ */
+export const FUSE_CACHE_TIMEOUT_S = 1;
 
 /**
  * Reclaim (spec §9): queued rename/link destinations are walked in rounds; after this many rounds renames and links

@@ -62,6 +62,41 @@ describe('fsync through the mount', () => {
   });
 });
 
+describe('kernel cache of names (issue 9)', () => {
+  const statsCount = (name: string): number => Number(new RegExp(`^${name}\\s+(\\d+)$`, 'm').exec(readFileSync(join(mnt, '.ddumbfs', 'stats'), 'utf8'))?.[1] ?? 0);
+
+  it('repeated stats of one file skip the lookup, and every change through the mount still shows', () => {
+    const p = join(mnt, 'cached-attr');
+    writeFileSync(p, 'abc');
+    const before = statsCount('getattr');
+    for (let i = 0; i < 200; i++) expect(statSync(p).size).toBe(3);
+    // with zero timeouts each stat is a lookup of the name, a getattr of the root (permission check) and a getattr
+    // of the file: 3 each; the kernel keeps the name, the attributes are asked again (hard links, see mount_options)
+    expect(statsCount('getattr') - before).toBeLessThanOrEqual(2 * 200 + 10);
+    const fd = openSync(p, 'r+');
+    try {
+      writeSync(fd, Buffer.alloc(BS + 1, 7), 0, BS + 1, 3);
+      expect(fstatSync(fd).size).toBe(BS + 4);
+    } finally {
+      closeSync(fd);
+    }
+    expect(statSync(p).size).toBe(BS + 4);
+    truncateSync(p, 2);
+    expect(statSync(p).size).toBe(2);
+    const q = join(mnt, 'cached-attr-2');
+    expect(() => statSync(q)).toThrow(/ENOENT/);
+    writeFileSync(q, 'x'); // a name looked up as missing just before
+    expect(statSync(q).size).toBe(1);
+    renameSync(q, p);
+    expect(statSync(p).size).toBe(1);
+    expect(() => statSync(q)).toThrow(/ENOENT/);
+    linkSync(p, q);
+    expect(statSync(p).nlink).toBe(2);
+    unlinkSync(q);
+    expect(statSync(p).nlink).toBe(1);
+  });
+});
+
 describe('regular files go through the dedup layer', () => {
   it('write, read back; st_size from the header, st_blksize = bs, st_blocks = ceil(size/bs)·bs/512', () => {
     const data = randomBytes(3 * BS + 100);

@@ -42,9 +42,10 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
                       or reclaim), every write answers EROFS; works on a read-only parent
   rw                  read-write (default)
   fuse_default        prepend use_ino,readdir_ino,default_permissions,allow_other,big_writes,
-                      max_read=131072,max_write=131072,negative_timeout=0,entry_timeout=0,attr_timeout=0 (default)
+                      max_read=131072,max_write=131072,max_readahead=1048576,negative_timeout=1,
+                      entry_timeout=1,attr_timeout=0 (default; a mirror slave keeps 0 timeouts)
   nofuse_default      do not
-  other options       passed to libfuse as given (e.g. allow_root, noexec, attr_timeout=1)
+  other options       passed to libfuse as given (e.g. allow_root, noexec, entry_timeout=0)
   defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
                       mount(8)/fstab options: accepted and ignored
 

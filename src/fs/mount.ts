@@ -36,8 +36,8 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
-import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, writerCount, type DdumbfsMountOptions } from './mount_options.js';
-import { guardOps } from './op_guard.js';
+import { libfuseOptions, writerCount, type DdumbfsMountOptions } from './mount_options.js';
+import { OpStats, guardOps } from './op_guard.js';
 import { readOnlyOps } from './read_only.js';
 import { DdumbfsOps } from './ops.js';
 import { prepareSpecialFiles } from './special_files.js';
@@ -380,8 +380,11 @@ async function serve(
   const stop = (reason: string): void => stopRequested?.(reason);
 
   let fatal = false;
+  // debug aid (DDUMBFS_OPSTATS=1): per-op counts and latencies, logged at unmount
+  const opStats = process.env.DDUMBFS_OPSTATS ? new OpStats() : undefined;
   const fuseOps = guardOps(opTable, {
     logger: log,
+    opStats,
     timeoutMs: OP_TIMEOUT_MS,
     onFatal: () => {
       fatal = true;
@@ -389,13 +392,7 @@ async function serve(
     },
   });
 
-  const fuseOptions = [
-    ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
-    ...options.fuseOptions,
-    ...(servedReadOnly ? ['ro'] : []),
-    'subtype=ddumbfs',
-    `fsname=${escapeOptionValue(parentDir)}`,
-  ];
+  const fuseOptions = libfuseOptions(options, { mirrorSlave: Boolean(options.servedReadOnlyReason), servedReadOnly, parentDir });
   log.dbg(`fuse options: ${fuseOptions.join(',')}`);
 
   let loopEnded = false;
@@ -499,6 +496,7 @@ async function serve(
 
   const reason = await stopped;
   log.info(`stopping: ${reason}`);
+  if (opStats) for (const line of opStats.report()) log.info(`opstats: ${line}`);
   // a pass through the control socket uses the volume: it ends (or is cut) before the volume closes
   await service?.close().catch((err: unknown) => log.warn(`control socket: ${messageOf(err)}`));
   clearInterval(poll);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DdfsError } from '../errors.js';
-import { escapeOptionValue, parseMountOptions, splitOptionList, writerCount } from './mount_options.js';
+import { FUSE_DEFAULT_OPTIONS, escapeOptionValue, libfuseOptions, parseMountOptions, splitOptionList, writerCount } from './mount_options.js';
 
 describe('parseMountOptions', () => {
   it('takes out ddumbfs keys and keeps the rest for libfuse, in order', () => {
@@ -57,5 +57,21 @@ describe('parseMountOptions', () => {
     expect(writerCount(-10, 2)).toBe(1);
     expect(writerCount(0, 8)).toBe(0);
     expect(writerCount(5, 8)).toBe(5);
+  });
+
+  it('libfuse options: the kernel caches names and missing names, not attributes; none on a mirror slave; the user wins', () => {
+    const served = { mirrorSlave: false, servedReadOnly: false, parentDir: '/v' };
+    const last = (list: string[], key: string): string | undefined => list.filter((o) => o.startsWith(`${key}=`)).at(-1);
+    const plain = libfuseOptions(parseMountOptions(['parent=/v']), served);
+    expect(plain.slice(0, FUSE_DEFAULT_OPTIONS.length)).toEqual([...FUSE_DEFAULT_OPTIONS]);
+    for (const key of ['entry_timeout', 'negative_timeout']) expect(last(plain, key)).toBe(`${key}=1`);
+    expect(last(plain, 'attr_timeout')).toBe('attr_timeout=0');
+    expect(plain.slice(-2)).toEqual(['subtype=ddumbfs', 'fsname=/v']);
+    const slave = libfuseOptions(parseMountOptions(['parent=/v']), { ...served, mirrorSlave: true, servedReadOnly: true });
+    for (const key of ['attr_timeout', 'entry_timeout', 'negative_timeout']) expect(last(slave, key)).toBe(`${key}=0`);
+    expect(slave).toContain('ro');
+    const user = libfuseOptions(parseMountOptions(['parent=/v,entry_timeout=0']), served);
+    expect(last(user, 'entry_timeout')).toBe('entry_timeout=0');
+    expect(libfuseOptions(parseMountOptions(['parent=/v,nofuse_default']), served)).toEqual(['subtype=ddumbfs', 'fsname=/v']);
   });
 });

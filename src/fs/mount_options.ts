@@ -3,14 +3,20 @@
  * given ("unknown -o options are passed to libfuse raw").
  */
 import { DdfsError } from '../errors.js';
-import { RECLAIM_PERCENT_DEFAULT } from '../limits.js';
+import { FUSE_CACHE_TIMEOUT_S, RECLAIM_PERCENT_DEFAULT } from '../limits.js';
 
 /** Default writer-pool setting: −100 = one writer per CPU (spec §8.1). */
 export const POOL_DEFAULT = -100;
 
 /**
- * Options that `fuse_default` prepends (spec §8.1); user options come after them and win. The zero timeouts make
- * the kernel ask for sizes again, which special files and concurrent writers need.
+ * Options that `fuse_default` prepends (spec §8.1); user options come after them and win.
+ *
+ * Deviation from spec §8.1 (upstream: negative_timeout=0,entry_timeout=0): the kernel keeps names and missing names
+ * for FUSE_CACHE_TIMEOUT_S. With zero timeouts every path walk was a lookup round trip to the daemon per component
+ * (≈100 µs each through fuse-native), a large part of the ~9 getattr per small file copied (issue 9). It is safe
+ * because the daemon is the only writer of the UFS tree while mounted and every change of a name goes through the
+ * mount, which updates the kernel's names. Attributes stay uncached (attr_timeout=0, see below). A mirror slave,
+ * whose tree its passes change behind the mount, keeps zero timeouts (FUSE_NO_CACHE_OPTIONS).
  */
 export const FUSE_DEFAULT_OPTIONS: readonly string[] = [
   'use_ino',
@@ -23,10 +29,37 @@ export const FUSE_DEFAULT_OPTIONS: readonly string[] = [
   // Sequential reads of 128 KiB requests doubled (about 430 → 870 MB/s after drop_caches here) with 1 MiB of
   // kernel read-ahead instead of libfuse 2's 128 KiB default.
   'max_readahead=1048576',
-  'negative_timeout=0',
-  'entry_timeout=0',
+  `negative_timeout=${FUSE_CACHE_TIMEOUT_S}`,
+  `entry_timeout=${FUSE_CACHE_TIMEOUT_S}`,
+  // attributes are not cached: libfuse 2's path API gives each name of a hard-linked file its own kernel inode, so
+  // a write through one name would leave the other showing its old size (and reads cut at it) until the timeout
   'attr_timeout=0',
 ];
+
+/**
+ * Zero timeouts (upstream's defaults): the kernel asks the daemon again for every lookup and stat. Added after
+ * FUSE_DEFAULT_OPTIONS (before the user's options) where the tree changes behind the mount: a mirror slave.
+ */
+export const FUSE_NO_CACHE_OPTIONS: readonly string[] = ['negative_timeout=0', 'entry_timeout=0', 'attr_timeout=0'];
+
+/**
+ * The libfuse -o list of a mount, in order: fuse_default's options (when on), zero cache timeouts for a mirror slave
+ * (its passes change the tree behind the mount), the user's options (which win over both), then `ro` when served
+ * read-only, the subtype and the fsname (the parent directory, escaped).
+ */
+export function libfuseOptions(
+  options: Pick<DdumbfsMountOptions, 'fuseDefault' | 'fuseOptions'>,
+  served: { mirrorSlave: boolean; servedReadOnly: boolean; parentDir: string },
+): string[] {
+  return [
+    ...(options.fuseDefault ? FUSE_DEFAULT_OPTIONS : []),
+    ...(served.mirrorSlave ? FUSE_NO_CACHE_OPTIONS : []),
+    ...options.fuseOptions,
+    ...(served.servedReadOnly ? ['ro'] : []),
+    'subtype=ddumbfs',
+    `fsname=${escapeOptionValue(served.parentDir)}`,
+  ];
+}
 
 export interface DdumbfsMountOptions {
   /** `parent=` as typed (any path inside the parent works, spec §2); null when absent. */

@@ -4,7 +4,7 @@ import { DdfsError } from '../errors.js';
 import { AssertionError } from '../util/assert.js';
 import { Logger } from '../util/log.js';
 import type { FuseContext } from './fuse_binding.js';
-import { guardOps, type FsOps } from './op_guard.js';
+import { OpStats, guardOps, type FsOps } from './op_guard.js';
 
 const E = constants.errno;
 const ctx: FuseContext = { uid: 1, gid: 2, pid: 3, umask: 0 };
@@ -141,5 +141,52 @@ describe('guardOps', () => {
     await a.wait();
     expect(a.got).toEqual([[-E.EIO]]);
     expect(onFatal).toHaveBeenCalledOnce();
+  });
+
+  it('opStats counts every answered op, errors included, with a latency histogram line', async () => {
+    const { logger } = quietLogger();
+    const opStats = new OpStats();
+    const fuse = guardOps(
+      table({ getattr: async () => ({ mode: 0o100644, uid: 0, gid: 0, size: 1, nlink: 1, ino: 7 }) }),
+      { logger, timeoutMs: 0, onFatal: () => undefined, opStats },
+    );
+    for (let i = 0; i < 3; i++) {
+      const a = answers();
+      fuse.getattr('/f', a.cb as never, ctx);
+      await a.wait();
+    }
+    const b = answers();
+    fuse.unlink('/f', b.cb as never, ctx); // ENOSYS from the table
+    await b.wait();
+    expect(opStats.count('getattr')).toBe(3);
+    expect(opStats.count('unlink')).toBe(1);
+    expect(opStats.count('mkdir')).toBe(0);
+    const lines = opStats.report();
+    expect(lines).toHaveLength(2);
+    const line = lines.find((l) => l.startsWith('getattr')) ?? '';
+    expect(line).toMatch(/^getattr +3 ops +mean +[\d.]+ us /);
+    const inBuckets = [...line.matchAll(/[<>]=?\d+us:(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(inBuckets).toBe(3);
+  });
+
+  it('ops waiting for their answer share one timeout timer, which goes once none waits', async () => {
+    vi.useFakeTimers();
+    try {
+      const { logger } = quietLogger();
+      const finishers: Array<() => void> = [];
+      const fuse = guardOps(table({ flush: () => new Promise<void>((r) => finishers.push(r)) }), { logger, timeoutMs: 60_000, onFatal: () => undefined });
+      const got: unknown[][] = [];
+      for (let i = 0; i < 50; i++) fuse.flush('/f', i + 1, ((...a: unknown[]) => got.push(a)) as never, ctx);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(finishers).toHaveLength(50);
+      expect(vi.getTimerCount()).toBe(1);
+      for (const f of finishers) f();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(got).toHaveLength(50);
+      expect(got.every((a) => a[0] === 0)).toBe(true);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -83,6 +83,51 @@ export interface GuardOptions {
   timeoutMs: number;
   /** Called after an AssertionError was answered. */
   onFatal: (err: unknown) => void;
+  /** When set, every answered op is counted with its latency (debug: env DDUMBFS_OPSTATS, printed at unmount). */
+  opStats?: OpStats;
+}
+
+/** Upper bounds of the latency buckets of OpStats, µs (the last bucket is everything above). */
+const LATENCY_BUCKETS_US = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] as const;
+
+/**
+ * Per-op counts and latency histograms (request entry in JS to answer), for profiling the daemon: a debug aid, not a
+ * statistic of the volume (/.ddumbfs/stats has those).
+ */
+export class OpStats {
+  private readonly ops = new Map<string, { count: number; totalNs: bigint; buckets: number[] }>();
+
+  /** Record one answered `op` that took `ns` nanoseconds. */
+  add(op: string, ns: bigint): void {
+    let e = this.ops.get(op);
+    if (!e) {
+      e = { count: 0, totalNs: 0n, buckets: new Array<number>(LATENCY_BUCKETS_US.length + 1).fill(0) };
+      this.ops.set(op, e);
+    }
+    e.count++;
+    e.totalNs += ns;
+    const us = Number(ns) / 1000;
+    let i = 0;
+    while (i < LATENCY_BUCKETS_US.length && us > LATENCY_BUCKETS_US[i]!) i++;
+    e.buckets[i]!++;
+  }
+
+  /** Count of `op` so far. */
+  count(op: string): number {
+    return this.ops.get(op)?.count ?? 0;
+  }
+
+  /** One line per op: count, mean µs and the histogram (`<=10us:n ...`), busiest first. */
+  report(): string[] {
+    const labels = [...LATENCY_BUCKETS_US.map((b) => `<=${b}us`), `>${LATENCY_BUCKETS_US[LATENCY_BUCKETS_US.length - 1]}us`];
+    return [...this.ops.entries()]
+      .sort((a, b) => Number(b[1].totalNs - a[1].totalNs))
+      .map(([op, e]) => {
+        const hist = e.buckets.map((n, i) => (n ? `${labels[i]}:${n}` : '')).filter(Boolean).join(' ');
+        const meanUs = Number(e.totalNs / BigInt(e.count)) / 1000;
+        return `${op.padEnd(10)} ${String(e.count).padStart(8)} ops  mean ${meanUs.toFixed(1).padStart(8)} us  total ${(Number(e.totalNs) / 1e6).toFixed(0).padStart(7)} ms  ${hist}`;
+      });
+  }
 }
 
 /** Errors that are the normal answer of a file system (not worth more than a debug line). */
@@ -113,25 +158,53 @@ export function guardOps(ops: FsOps, options: GuardOptions): FuseOps {
   }
 
   /**
+   * Ops not answered yet that have a deadline, swept by one timer for the whole table: no timer is armed or cleared
+   * per op (a metadata op of a small file costs a few µs of JS; a Timeout per op was a measurable part of it).
+   */
+  const pending = new Set<{ deadline: number; expire: () => void }>();
+  let sweep: NodeJS.Timeout | null = null;
+  const sweepEveryMs = Math.max(1, Math.min(1000, Math.floor(options.timeoutMs / 10)));
+  function watch(entry: { deadline: number; expire: () => void }): void {
+    pending.add(entry);
+    if (sweep) return;
+    sweep = setInterval(() => {
+      const now = Date.now();
+      for (const e of pending) if (e.deadline <= now) e.expire();
+      if (pending.size === 0 && sweep) {
+        clearInterval(sweep);
+        sweep = null;
+      }
+    }, sweepEveryMs);
+    sweep.unref();
+  }
+
+  /**
    * Run `work` and answer once: `ok(value)` or `fail(-errno)`. `late(value)` cleans up a result that arrives after
    * the timeout answered.
    */
   function run<T>(op: string, path: BytePath | null, work: () => Promise<T>, ok: (v: T) => void, fail: (res: number) => void, late?: (v: T) => void): void {
     let answered = false;
-    let timer: NodeJS.Timeout | null = null;
+    const stats = options.opStats;
+    const t0 = stats ? process.hrtime.bigint() : 0n;
+    let entry: { deadline: number; expire: () => void } | null = null;
     if (options.timeoutMs > 0) {
-      timer = setTimeout(() => {
-        if (answered) return;
-        answered = true;
-        logger.error(`${op} ${displayPath(path)}: no answer after ${options.timeoutMs} ms, answering EIO`);
-        fail(-EIO);
-      }, options.timeoutMs);
-      timer.unref();
+      entry = {
+        deadline: Date.now() + options.timeoutMs,
+        expire: () => {
+          pending.delete(entry!);
+          if (answered) return;
+          answered = true;
+          logger.error(`${op} ${displayPath(path)}: no answer after ${options.timeoutMs} ms, answering EIO`);
+          fail(-EIO);
+        },
+      };
+      watch(entry);
     }
     const finish = (): boolean => {
       if (answered) return false;
       answered = true;
-      if (timer) clearTimeout(timer);
+      if (entry) pending.delete(entry);
+      if (stats) stats.add(op, process.hrtime.bigint() - t0);
       return true;
     };
     Promise.resolve()
