@@ -29,7 +29,8 @@ import { openMasterJournal, type MasterJournal } from '../src/mirror/master_jour
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
-import { nodeTreeAccess } from '../src/mirror/node_access.js';
+import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
+import type { TreeAccess } from '../src/mirror/digest.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -421,6 +422,63 @@ describe('incremental pass scenarios', () => {
     await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
     const n = await twoWayPass(master, slave);
     expect(n.master!.passKind, `${n.master!.contentReason}`).toBe('incremental');
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  /** nodeTreeAccess counting the lstat calls of byte paths under `<parent>/ddfsroot/<sub>/`. */
+  function countingAccess(parent: string, sub: string): { access: TreeAccess; count: () => number } {
+    const prefix = Buffer.from(path.join(path.resolve(parent), 'ddfsroot', sub) + '/');
+    let n = 0;
+    const access: TreeAccess = {
+      lstat: (p) => {
+        if (p.length >= prefix.length && p.subarray(0, prefix.length).equals(prefix)) n++;
+        return nodeTreeAccess.lstat(p);
+      },
+      readlink: (p) => nodeTreeAccess.readlink(p),
+    };
+    return { access, count: () => n };
+  }
+
+  it('an incremental pass never lists, stats nor digests an untouched subtree, on either side (issue 8 item 3)', async () => {
+    const { master, slave } = await claimed();
+    // an untouched subtree of 3 levels with files, mirrored by a first incremental pass
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('u'), 0o755, SELF);
+      await ms.v.tree.mkdir(bytesOf('u/k'), 0o755, SELF);
+      for (let n = 0; n < 12; n++) {
+        await ms.v.tree.createFile(bytesOf(`u/k/x${n}`), 0o644, SELF, true);
+        await ms.write(`u/k/x${n}`, 0, POOL[n % POOL.length]!);
+      }
+    });
+    // the control (the seam does count): u/ is dirty in this pass, its subtree is digested
+    const control = countingAccess(master, 'u');
+    const first = await twoWayPass(master, slave, { masterAccess: control.access });
+    expect(first.master!.passKind).toBe('incremental');
+    expect(control.count()).toBeGreaterThanOrEqual(13);
+    // changes outside u/: a file rewritten, a file created, a directory renamed
+    await withMaster(master, async (ms) => {
+      await ms.write('g', 0, POOL[2]!);
+      await ms.v.tree.createFile(bytesOf('new'), 0o644, SELF, true);
+      await ms.write('new', 0, POOL[1]!);
+      await ms.v.tree.rename(bytesOf('d'), bytesOf('d2'));
+    });
+    const m = countingAccess(master, 'u');
+    const sl = countingAccess(slave, 'u');
+    const sent: string[] = [];
+    const r = await twoWayPass(master, slave, { masterAccess: m.access, slaveAccess: sl.access, onMasterRecord: (x) => {
+      if (x.type === 'FILE_BEGIN') sent.push(x.path.toString('latin1'));
+    } });
+    expect(r.masterError).toBeNull();
+    expect(r.slaveError).toBeNull();
+    expect(r.master!.passKind, `${r.master!.contentReason}`).toBe('incremental');
+    expect(m.count(), 'master lstat calls under u/').toBe(0);
+    expect(sl.count(), 'slave lstat calls under u/').toBe(0);
+    // the rename is a RENAME hint taken from the journal (the slave found none: no walk): d/f is not sent again
+    expect(r.master!.renamesSent).toBe(1);
+    expect(r.master!.renamesMatched).toBe(1);
+    expect(sent).toEqual(['g', 'new']);
+    expect(r.master!.filesSent).toBe(2);
+    expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 

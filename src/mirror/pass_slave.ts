@@ -616,7 +616,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
               renamed.delete(r.path.toString('latin1'));
               match = verified.equals(r.digest);
             } else {
-              const mine = await digests.entry(r.path);
+              // an incremental pass asks only of dirty paths: each from its own subtree, never the whole-tree walk
+              // (no RENAME hint then: the master takes its hints from its journal)
+              const mine = passMode === 'incremental' ? await digests.entryNow(r.path) : await digests.entry(r.path);
               match = mine !== null && mine.digest.equals(r.digest);
             }
           } catch {
@@ -763,7 +765,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           undo = null;
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           try {
-            digestCache?.save();
+            // an incremental pass saw only its dirty paths: the cache of the last content pass is kept as it is
+            if (passMode !== 'incremental') digestCache?.save();
           } catch {
             // a cache not written costs the next pass time, never correctness
           }
