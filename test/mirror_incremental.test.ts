@@ -31,6 +31,7 @@ import { openPassVolume } from '../src/mirror/pass_volume.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import type { TreeAccess } from '../src/mirror/digest.js';
+import { renderSummary } from '../src/mirror/pass_master.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -480,6 +481,40 @@ describe('incremental pass scenarios', () => {
     expect(r.master!.filesSent).toBe(2);
     expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  it('NEED: an entry the replica lacks although its claim covers it (deleted on the slave, a dropped record) is sent again within the incremental pass and counted as a divergence alarm (spec §4.8)', async () => {
+    const { master, slave } = await claimed();
+    // behind the mirror's back: the slave loses g; the master gains h/x without a journal record
+    fs.rmSync(path.join(slave, 'ddfsroot', 'g'));
+    await withMaster(master, async (ms) => {
+      ms.v.tree.sink = null; // the dropped records
+      await ms.v.tree.mkdir(bytesOf('h'), 0o755, SELF);
+      await ms.v.tree.createFile(bytesOf('h/x'), 0o644, SELF, true);
+      ms.v.tree.sink = ms.mj.sink;
+      await ms.write('d/f', 0, POOL[2]!); // a journaled change: the root and d/ are listed
+    });
+    const reports: string[] = [];
+    const r = await twoWayPass(master, slave, { report: (l) => reports.push(l) });
+    expect(r.masterError).toBeNull();
+    expect(r.slaveError).toBeNull();
+    expect(r.master!.passKind).toBe('incremental');
+    expect(r.s2m.records.filter((x) => x.type === 'NEED').length).toBe(1);
+    expect(r.slave!.needsSent).toBe(2);
+    expect(r.master!.divergenceAlarms).toBe(2);
+    expect(reports.filter((l) => /divergence alarm/.test(l)).sort()).toEqual([
+      'divergence alarm: the replica lacks g although its claim covers it: sent again',
+      'divergence alarm: the replica lacks h although its claim covers it: sent again',
+    ]);
+    expect(renderSummary(r.master!)).toMatch(/2 divergence alarms/);
+    expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // nothing lacked: no NEED, no alarm
+    await withMaster(master, (ms) => ms.write('d/f', 0, POOL[0]!));
+    const again = await twoWayPass(master, slave);
+    expect(again.master!.passKind).toBe('incremental');
+    expect(again.s2m.records.some((x) => x.type === 'NEED')).toBe(false);
+    expect(again.master!.divergenceAlarms).toBe(0);
   });
 
   it('a change made behind the journal (a dropped record) is not trusted away: verify shows it, a content pass repairs it (scenario 12)', async () => {

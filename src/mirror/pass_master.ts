@@ -72,6 +72,11 @@ export interface PassSummary {
   contentReason: string | null;
   /** Dirty paths read from the journal for an incremental pass. */
   dirtyCount: number;
+  /**
+   * Divergence alarms (spec §4.8 NEED): entries an incremental pass listed as unchanged since the replica's claim
+   * that the replica lacked; each was re-sent within the pass.
+   */
+  divergenceAlarms: number;
 }
 
 /**
@@ -209,8 +214,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
-    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0,
+    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0,
   };
+  /** NEED paths the slave sent (read while waiting for another answer), and the entries that may be asked for. */
+  const needed: Buffer[] = [];
+  const claimedListed = new Set<string>();
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
   const zeroHash = store.zeroHash;
@@ -225,7 +233,12 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   let lastProgress = Date.now();
 
   const expect = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
-    const d = await input!.next();
+    let d = await input!.next();
+    // a NEED comes unasked, in order with the answers (after the DIRLIST that showed the lack): kept for the end
+    while (d.record.type === 'NEED' && type !== 'NEED') {
+      needed.push(...d.record.paths);
+      d = await input!.next();
+    }
     const r = d.record;
     if (r.type === 'ERROR') throw new DdfsError(r.reason === REASON.REFUSED || r.reason === REASON.INCOMPATIBLE ? 'INVALID' : 'CORRUPT', `the slave refused the pass: ${r.message ?? `reason ${r.reason}`}`, { reason: r.reason });
     if (r.type !== type) throw new DdfsError('CORRUPT', `DDMS stream: seq ${d.seq}: expected ${type} from the slave, got ${r.type}`);
@@ -578,7 +591,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta, tid: 0n });
     const listing = await digests.listTypes(rel);
-    await sendDirlist(rel, listing.map((c) => ({ name: c.name, entryType: entryTypeOfKind(c.kind), tid: 0n })));
+    // an entry not dirty is unchanged since the replica's claim: its TID is at most the claim (the slave's NEED test)
+    const entries = listing.map((c) => {
+      const key = joinPathBytes(rel, c.name).toString('latin1');
+      const unchanged = !plan.paths.has(key) && !plan.ancestors.has(key);
+      if (unchanged && input !== null) claimedListed.add(key);
+      return { name: c.name, entryType: entryTypeOfKind(c.kind), tid: unchanged ? peerClaim : 0n };
+    });
+    await sendDirlist(rel, entries);
     await visitDirtyChildren(rel, listing.map((c) => ({ name: c.name, kind: c.kind, meta: c.meta })), plan);
   };
 
@@ -627,6 +647,34 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         }
         if (c.kind === 'directory') await visitDirectory(childRel, c);
         else await sendLeaf(childRel, c);
+      }
+    }
+  };
+
+  /**
+   * Before COMMIT of an incremental pass (spec §4.8 NEED): an empty HASHQ, whose HAVE comes after every NEED the
+   * slave sent for the DIRLISTs before it; then each needed entry (one the pass listed as unchanged since the claim)
+   * is sent whole, as a dirty path would be, and counted and reported as a divergence alarm. Again until no NEED.
+   */
+  const answerNeeds = async (): Promise<void> => {
+    for (;;) {
+      await flushWindow();
+      await out.send({ type: 'HASHQ', hashes: [] });
+      await expect('HAVE');
+      if (needed.length === 0) return;
+      const asked = needed.splice(0).filter((p) => claimedListed.delete(p.toString('latin1'))).sort(Buffer.compare);
+      for (const p of asked) {
+        summary.divergenceAlarms++;
+        options.report?.(`divergence alarm: the replica lacks ${pathText(p)} although its claim covers it: sent again`);
+        let rec: EntryRecord | null;
+        try {
+          rec = await digests.entryNow(p);
+        } catch {
+          rec = null;
+        }
+        if (rec === null) continue; // gone here since the listing: the next pass has its TID
+        if (rec.kind === 'directory') await visitDirectory(p, rec);
+        else await sendLeaf(p, rec);
       }
     }
   };
@@ -742,6 +790,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
       if (rootDiffers) await visitDirectory(EMPTY, root);
     }
+    if (lazy && input !== null) await answerNeeds();
     await flushWindow();
     await vol.flush();
     // exact only when the master was quiescent for the whole pass (§4.4): nothing written, and no TID handed out
@@ -780,6 +829,7 @@ export function renderSummary(s: PassSummary): string {
   if (s.contentReason !== null) parts.push(`content pass because ${s.contentReason}`);
   if (s.resumed) parts.push('resumed');
   if (s.renamesSent > 0) parts.push(`${s.renamesMatched} of ${s.renamesSent} renames applied by the replica`);
+  if (s.divergenceAlarms > 0) parts.push(`${s.divergenceAlarms} divergence alarms (entries the replica lacked although its claim covered them: sent again)`);
   if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);
   return parts.join(', ');
 }

@@ -59,6 +59,8 @@ export interface PassOptions {
   /** The metadata seam of each side (default nodeTreeAccess): a test counts the lstat calls through it. */
   masterAccess?: TreeAccess;
   slaveAccess?: TreeAccess;
+  /** The master's findings, one line each (MasterOptions.report). */
+  report?: (line: string) => void;
 }
 
 export interface PassResult {
@@ -152,7 +154,7 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
     throw err;
   };
   const [m, s] = await Promise.allSettled([
-    onVolume(master, true, (v) => runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount })).catch(endOf(m2sCut, s2m)),
+    onVolume(master, true, (v) => runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report })).catch(endOf(m2sCut, s2m)),
     onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true })).catch(endOf(s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
