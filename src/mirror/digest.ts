@@ -505,7 +505,9 @@ export class VolumeDigests implements DigestTree {
     if (meta.kind === 'file' && meta.nlink > 1) {
       throw new DdfsError('NOT_SUPPORTED', `${this.label}: ${pathText(this.abs(p))}: a hard link: its digest needs the whole tree`, { path: p, hardLink: true });
     }
-    if (meta.kind !== 'directory') return this.leafRecord(p, meta, false);
+    // no digest cache: its file would be decoded whole (every file of the last content pass) for the few dirty files
+    // an incremental pass reads, each changed since anyway
+    if (meta.kind !== 'directory') return this.leafRecord(p, meta, false, false);
     const key = keyOf(p);
     let d = this.fresh.get(key);
     if (d === undefined || d.ino !== meta.ino) {
@@ -687,7 +689,7 @@ export class VolumeDigests implements DigestTree {
   }
 
   /** Record of a file, symlink or special file; `collect` records CORRUPT/DANGLING findings (first walk only). */
-  private async leafRecord(p: Buffer, meta: TreeEntryMeta, collect: boolean): Promise<EntryRecord> {
+  private async leafRecord(p: Buffer, meta: TreeEntryMeta, collect: boolean, cached = true): Promise<EntryRecord> {
     const base = this.emptyRecord(p, meta);
     if (meta.kind === 'symlink') {
       let target: Buffer;
@@ -704,7 +706,7 @@ export class VolumeDigests implements DigestTree {
       return { ...base, contentDigest, digest: entryDigest(this.facts(meta, 0, Buffer.alloc(0)), contentDigest) };
     }
     const link = meta.nlink > 1 ? this.linkFirst.get(meta.ino) ?? p : Buffer.alloc(0);
-    const { sizeBytes, nodeCount, contentDigest } = await this.fileContent(p, meta, collect);
+    const { sizeBytes, nodeCount, contentDigest } = cached ? await this.fileContent(p, meta, collect) : await this.scanFile(p, collect);
     return { ...base, sizeBytes, nodeCount, link, contentDigest, digest: entryDigest(this.facts(meta, sizeBytes, link), contentDigest) };
   }
 
