@@ -41,17 +41,33 @@ export function dropCaches() {
 }
 
 /**
- * Run `fn(writeRandom)` on the unmounted volume `parent` opened through the product's own writer (dist/), then close
- * it. `writeRandom(rel, size, create = true)` writes `size` random bytes from offset 0 of ddfsroot/`rel` (created 0644
- * when `create`, else an existing file rewritten in place), 1 MiB at a time.
+ * Run `fn(writeRandom, tree)` on the unmounted volume `parent` opened through the product's own writer (dist/), then
+ * close it. `writeRandom(rel, size, create = true)` writes `size` random bytes from offset 0 of ddfsroot/`rel` (created
+ * 0644 when `create`, else an existing file rewritten in place), 1 MiB at a time. `tree.mkdir(rel)` and
+ * `tree.rename(from, to)` change the tree. With `{ journal: true }` (a mirror master: init-slave first) the volume is
+ * opened as its daemon opens it: every change is journaled first and the close writes the seal of a clean unmount,
+ * so the next pass may be incremental.
  */
-export async function withOfflineVolume(parent, fn) {
+export async function withOfflineVolume(parent, fn, options = {}) {
   const { Volume } = await import(path.join(here, 'dist/volume/volume.js'));
   const { UfsFile } = await import(path.join(here, 'dist/ufs/ufs_file.js'));
   const v = await Volume.open(parent);
+  let mj = null;
+  if (options.journal) {
+    const { openMasterJournal } = await import(path.join(here, 'dist/mirror/master_journal.js'));
+    const { logger } = await import(path.join(here, 'dist/util/log.js'));
+    mj = await openMasterJournal(parent, { crashed: false, rootDir: v.rootDir, logger });
+    if (mj === null) throw new Error(`${parent}: not a mirror master (init-slave a slave from it first)`);
+    v.tree.sink = mj.sink;
+  }
+  const caller = { uid: process.getuid(), gid: process.getgid() };
+  let fileKey = 0n;
   const buf = Buffer.alloc(MIB);
   const writeRandom = async (rel, size, create = true) => {
-    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), create ? { create: true, mode: 0o644 } : {});
+    // journaled, a file is created through the tree (its create record), as the daemon's create op does
+    if (create && mj !== null) await v.tree.createFile(Buffer.from(rel), 0o644, caller, true);
+    await mj?.sink.beforeWrite(++fileKey, Buffer.from(rel));
+    const f = await UfsFile.open(v.store, Buffer.from(path.join(parent, 'ddfsroot', rel)), create && mj === null ? { create: true, mode: 0o644 } : {});
     try {
       for (let at = 0; at < size; at += MIB) {
         const n = Math.min(MIB, size - at);
@@ -62,9 +78,17 @@ export async function withOfflineVolume(parent, fn) {
       await f.close();
     }
   };
+  const tree = {
+    mkdir: (rel) => v.tree.mkdir(Buffer.from(rel), 0o755, caller),
+    rename: (from, to) => v.tree.rename(Buffer.from(from), Buffer.from(to)),
+  };
   try {
-    return await fn(writeRandom);
+    return await fn(writeRandom, tree);
   } finally {
+    if (mj !== null) {
+      v.tree.sink = null;
+      await mj.close(true);
+    }
     await v.close();
   }
 }

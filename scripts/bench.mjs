@@ -4,7 +4,8 @@
 // content under another name (dedup), a sequential read after dropping caches, cpddumbfs upload (new and
 // duplicate) and download; for volumes of 4 KiB and 128 KiB blocks. A benchmark, not a test: nothing here fails on
 // slowness. Environment: BENCH_DIR (default a new directory under /var/tmp).
-// Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it;
+// Then the mirror section (scripts/bench-mirror.mjs): `npm run bench -- mirror [GIB]` or BENCH_ONLY=mirror runs only it
+// (`npm run bench -- mirror-files [COUNT]` or BENCH_ONLY=mirror-files only its many-files row);
 // then the fsck section (scripts/bench-fsck.mjs, issue 9's volume shape): `npm run bench -- fsck [GIB]` or
 // BENCH_ONLY=fsck runs only it; then the journal-cost section (scripts/bench-journal.mjs, issue 8):
 // `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it; then the tree section (scripts/bench-tree.mjs,
@@ -23,6 +24,17 @@ if (mirrorOnly) {
   const mwork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-mirror-');
   try {
     await benchMirror(mgib, mwork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(mwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv[2] === 'mirror-files' || process.env.BENCH_ONLY === 'mirror-files') {
+  const { benchMirrorFiles } = await import('./bench-mirror.mjs');
+  const count = Number((process.argv[2] === 'mirror-files' ? process.argv[3] : undefined) ?? process.env.BENCH_MIRROR_FILES ?? 20000);
+  const mwork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-mirror-');
+  try {
+    await benchMirrorFiles(count, mwork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(mwork, { recursive: true, force: true });
   }

@@ -177,6 +177,8 @@ export const MIRROR_SEND_WINDOW_NODE_COUNT_MAX = 16384;
 export const MIRROR_FILE_NODES_COUNT_MAX = 8192;
 /** Entries in one DIRLIST piece: 2048 × (255-byte name + TLV framing) stays under the 1 MiB body bound. */
 export const MIRROR_DIRLIST_ENTRY_COUNT_MAX = 2048;
+/** Paths in one NEED (spec §4.8): 128 × (4096-byte path + 2-byte length) stays under the 1 MiB body bound. */
+export const MIRROR_NEED_PATH_COUNT_MAX = 128;
 /** DIGESTQs the master sends before reading their answers: bounds what sits unread in a pipe (≈ 256 × 70 bytes). */
 export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
 /**

@@ -29,6 +29,9 @@ import { openMasterJournal, type MasterJournal } from '../src/mirror/master_jour
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
+import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
+import type { TreeAccess } from '../src/mirror/digest.js';
+import { renderSummary } from '../src/mirror/pass_master.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -421,6 +424,97 @@ describe('incremental pass scenarios', () => {
     const n = await twoWayPass(master, slave);
     expect(n.master!.passKind, `${n.master!.contentReason}`).toBe('incremental');
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  /** nodeTreeAccess counting the lstat calls of byte paths under `<parent>/ddfsroot/<sub>/`. */
+  function countingAccess(parent: string, sub: string): { access: TreeAccess; count: () => number } {
+    const prefix = Buffer.from(path.join(path.resolve(parent), 'ddfsroot', sub) + '/');
+    let n = 0;
+    const access: TreeAccess = {
+      lstat: (p) => {
+        if (p.length >= prefix.length && p.subarray(0, prefix.length).equals(prefix)) n++;
+        return nodeTreeAccess.lstat(p);
+      },
+      readlink: (p) => nodeTreeAccess.readlink(p),
+    };
+    return { access, count: () => n };
+  }
+
+  it('an incremental pass never lists, stats nor digests an untouched subtree, on either side (issue 8 item 3)', async () => {
+    const { master, slave } = await claimed();
+    // an untouched subtree of 3 levels with files, mirrored by a first incremental pass
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('u'), 0o755, SELF);
+      await ms.v.tree.mkdir(bytesOf('u/k'), 0o755, SELF);
+      for (let n = 0; n < 12; n++) {
+        await ms.v.tree.createFile(bytesOf(`u/k/x${n}`), 0o644, SELF, true);
+        await ms.write(`u/k/x${n}`, 0, POOL[n % POOL.length]!);
+      }
+    });
+    // the control (the seam does count): u/ is dirty in this pass, its subtree is digested
+    const control = countingAccess(master, 'u');
+    const first = await twoWayPass(master, slave, { masterAccess: control.access });
+    expect(first.master!.passKind).toBe('incremental');
+    expect(control.count()).toBeGreaterThanOrEqual(13);
+    // changes outside u/: a file rewritten, a file created, a directory renamed
+    await withMaster(master, async (ms) => {
+      await ms.write('g', 0, POOL[2]!);
+      await ms.v.tree.createFile(bytesOf('new'), 0o644, SELF, true);
+      await ms.write('new', 0, POOL[1]!);
+      await ms.v.tree.rename(bytesOf('d'), bytesOf('d2'));
+    });
+    const m = countingAccess(master, 'u');
+    const sl = countingAccess(slave, 'u');
+    const sent: string[] = [];
+    const r = await twoWayPass(master, slave, { masterAccess: m.access, slaveAccess: sl.access, onMasterRecord: (x) => {
+      if (x.type === 'FILE_BEGIN') sent.push(x.path.toString('latin1'));
+    } });
+    expect(r.masterError).toBeNull();
+    expect(r.slaveError).toBeNull();
+    expect(r.master!.passKind, `${r.master!.contentReason}`).toBe('incremental');
+    expect(m.count(), 'master lstat calls under u/').toBe(0);
+    expect(sl.count(), 'slave lstat calls under u/').toBe(0);
+    // the rename is a RENAME hint taken from the journal (the slave found none: no walk): d/f is not sent again
+    expect(r.master!.renamesSent).toBe(1);
+    expect(r.master!.renamesMatched).toBe(1);
+    expect(sent).toEqual(['g', 'new']);
+    expect(r.master!.filesSent).toBe(2);
+    expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
+  it('NEED: an entry the replica lacks although its claim covers it (deleted on the slave, a dropped record) is sent again within the incremental pass and counted as a divergence alarm (spec §4.8)', async () => {
+    const { master, slave } = await claimed();
+    // behind the mirror's back: the slave loses g; the master gains h/x without a journal record
+    fs.rmSync(path.join(slave, 'ddfsroot', 'g'));
+    await withMaster(master, async (ms) => {
+      ms.v.tree.sink = null; // the dropped records
+      await ms.v.tree.mkdir(bytesOf('h'), 0o755, SELF);
+      await ms.v.tree.createFile(bytesOf('h/x'), 0o644, SELF, true);
+      ms.v.tree.sink = ms.mj.sink;
+      await ms.write('d/f', 0, POOL[2]!); // a journaled change: the root and d/ are listed
+    });
+    const reports: string[] = [];
+    const r = await twoWayPass(master, slave, { report: (l) => reports.push(l) });
+    expect(r.masterError).toBeNull();
+    expect(r.slaveError).toBeNull();
+    expect(r.master!.passKind).toBe('incremental');
+    expect(r.s2m.records.filter((x) => x.type === 'NEED').length).toBe(1);
+    expect(r.slave!.needsSent).toBe(2);
+    expect(r.master!.divergenceAlarms).toBe(2);
+    expect(reports.filter((l) => /divergence alarm/.test(l)).sort()).toEqual([
+      'divergence alarm: the replica lacks g although its claim covers it: sent again',
+      'divergence alarm: the replica lacks h although its claim covers it: sent again',
+    ]);
+    expect(renderSummary(r.master!)).toMatch(/2 divergence alarms/);
+    expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // nothing lacked: no NEED, no alarm
+    await withMaster(master, (ms) => ms.write('d/f', 0, POOL[0]!));
+    const again = await twoWayPass(master, slave);
+    expect(again.master!.passKind).toBe('incremental');
+    expect(again.s2m.records.some((x) => x.type === 'NEED')).toBe(false);
+    expect(again.master!.divergenceAlarms).toBe(0);
   });
 
   it('a change made behind the journal (a dropped record) is not trusted away: verify shows it, a content pass repairs it (scenario 12)', async () => {

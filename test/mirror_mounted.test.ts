@@ -165,6 +165,42 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(m.stderr()).toMatch(/mirror: master pass done: .*claim exact/);
   }, 300_000);
 
+  it('an incremental pass from a mounted master written after its PASS_BEGIN: claim atleast; the next incremental pass sends those changes, exact (spec §5 claim soundness)', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await masterTree(master);
+    await initSlave(slave, master);
+    const m = await mount(master);
+    fs.mkdirSync(path.join(m.mountDir, 'j')); // a journaled change: the first claim names a TID
+    const first = await copyLocal(master, slave, { access: nodeTreeAccess });
+    expect(first.master.passKind).toBe('content');
+    expect(first.master.claimKind).toBe('exact');
+    const t1 = first.master.tidEnd;
+    expect(t1).toBeGreaterThan(0n);
+    await fsp.writeFile(path.join(m.mountDir, 'd', 'b'), block('b2', 2));
+    // the slave's first lstat is at its first DIGESTQ, after PASS_BEGIN (tid_end fixed): the writes get later TIDs
+    const access = gatedAccess(async () => {
+      await fsp.writeFile(path.join(m.mountDir, 'j', 'new'), block('new', 2));
+      const fh = await fsp.open(path.join(m.mountDir, 'a'), 'r+');
+      await fh.write(block('over', 1), 0, BS, BS);
+      await fh.close();
+    });
+    const second = await copyLocal(master, slave, { access });
+    expect(access.opened).toBe(true);
+    expect(second.master.passKind).toBe('incremental');
+    expect(second.master.tidBeg).toBe(t1 + 1n);
+    expect(second.master.claimKind).toBe('atleast');
+    const t2 = second.master.tidEnd;
+    // quiescent now: the next pass's range starts above t2 and holds the writes made during the second pass
+    const third = await copyLocal(master, slave, { access: nodeTreeAccess });
+    expect(third.master.passKind).toBe('incremental');
+    expect(third.master.tidBeg).toBe(t2 + 1n);
+    expect(third.master.claimKind).toBe('exact');
+    expect(third.master.filesSent).toBeGreaterThanOrEqual(2);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    expect(sorted(await readVolumeTree(slave))).toEqual(sorted(readMountTree(m.mountDir)));
+  }, 300_000);
+
   it('a copy into a mounted slave: read-only mount (EROFS on every write op), files readable byte for byte, next pass visible', async () => {
     const master = await volume();
     const slave = await volume();

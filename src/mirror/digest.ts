@@ -304,6 +304,17 @@ export interface DigestTreeCounters {
   nodes: number;
   /** Node lists of files read to give a listing (after the first walk). */
   fileScans: number;
+  /** Requests answered without the first walk (an incremental pass): entryNow, listNow, listTypes. */
+  entryNow: number;
+  listNow: number;
+  listTypes: number;
+}
+
+/** One entry of a listing without digests (listTypes): its name, kind and lstat facts. */
+export interface TypedEntry {
+  name: Buffer;
+  kind: EntryKind;
+  meta: TreeEntryMeta;
 }
 
 const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
@@ -331,7 +342,7 @@ interface OpenDirectory {
  * The digests of one local volume, opened offline and read-only (the DigestTree of a plain path).
  */
 export class VolumeDigests implements DigestTree {
-  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0 };
+  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0, entryNow: 0, listNow: 0, listTypes: 0 };
   private readonly rootDir: Buffer;
   private readonly directories = new Map<string, { meta: TreeEntryMeta; contentDigest: Buffer; digest: Buffer }>();
   /** Inode → first path of its link group (files with nlink > 1 only). */
@@ -352,6 +363,8 @@ export class VolumeDigests implements DigestTree {
   private readonly hashScratch: Buffer;
   private rootDev = -1;
   private walked: Promise<void> | null = null;
+  /** Directory digests computed by entryNow/listNow (no first walk), by path; valid while the inode is the same. */
+  private readonly fresh = new Map<string, { ino: bigint; contentDigest: Buffer; digest: Buffer }>();
 
   private constructor(
     readonly label: string,
@@ -449,6 +462,89 @@ export class VolumeDigests implements DigestTree {
       out.push(await this.recordOf(rel, meta));
     }
     return out;
+  }
+
+  /**
+   * The entries of directory `p` without digests: readdir and one lstat per entry, no node list read and no first
+   * walk (what an incremental pass lists for a directory on the way to a dirty path, spec §4.6 step 4). Sorted
+   * bytewise by name; at the root the reserved names are left out; a directory of another device (a mount point) is
+   * left out, as the walker does.
+   * @throws DdfsError IO when the directory or an entry cannot be read
+   */
+  async listTypes(p: Buffer): Promise<TypedEntry[]> {
+    this.counters.listTypes++;
+    let listing;
+    try {
+      listing = await readDirectory(this.abs(p), WALK_DIRECTORY_ENTRY_COUNT_MAX);
+    } catch (err) {
+      throw this.readError(p, err);
+    }
+    const out: TypedEntry[] = [];
+    for (let k = 0; k < listing.count; k++) {
+      const name = Buffer.from(listing.name(k));
+      if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
+      let meta: TreeEntryMeta;
+      try {
+        meta = await this.access.lstat(this.abs(joinPathBytes(p, name)));
+      } catch (err) {
+        throw this.readError(joinPathBytes(p, name), err);
+      }
+      if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
+      out.push({ name, kind: meta.kind, meta });
+    }
+    return out;
+  }
+
+  /**
+   * The record of `p` computed now from its own subtree only, without the first walk of the whole tree: O(the
+   * subtree), what an incremental pass asks of a dirty path (spec §4.6 step 4). Equal to entry()'s record for a
+   * subtree without hard links.
+   * @returns the record, or null when nothing is there
+   * @throws DdfsError NOT_SUPPORTED (data.hardLink: the path) when the subtree holds a file with nlink > 1 (its
+   *   digest names its link group's first path, which only the whole-tree walk knows); IO as entry()
+   */
+  async entryNow(p: Buffer): Promise<EntryRecord | null> {
+    this.counters.entryNow++;
+    let meta: TreeEntryMeta;
+    try {
+      meta = await this.access.lstat(this.abs(p));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.readError(p, err);
+    }
+    return this.recordNow(p, meta, 0);
+  }
+
+  /**
+   * The entries of directory `p` with their digests, as list() gives them, each computed from its own subtree
+   * (entryNow): O(the subtree of `p`), no first walk.
+   * @throws DdfsError NOT_SUPPORTED, IO as entryNow()
+   */
+  async listNow(p: Buffer): Promise<EntryRecord[]> {
+    this.counters.listNow++;
+    const out: EntryRecord[] = [];
+    for (const e of await this.listTypes(p)) out.push(await this.recordNow(joinPathBytes(p, e.name), e.meta, 1));
+    return out;
+  }
+
+  private async recordNow(p: Buffer, meta: TreeEntryMeta, depth: number): Promise<EntryRecord> {
+    if (meta.kind === 'file' && meta.nlink > 1) {
+      throw new DdfsError('NOT_SUPPORTED', `${this.label}: ${pathText(this.abs(p))}: a hard link: its digest needs the whole tree`, { path: p, hardLink: true });
+    }
+    // no digest cache: its file would be decoded whole (every file of the last content pass) for the few dirty files
+    // an incremental pass reads, each changed since anyway
+    if (meta.kind !== 'directory') return this.leafRecord(p, meta, false, false);
+    const key = keyOf(p);
+    let d = this.fresh.get(key);
+    if (d === undefined || d.ino !== meta.ino) {
+      if (depth > WALK_DEPTH_MAX) throw new DdfsError('IO', `${this.label}: ${pathText(this.abs(p))}: deeper than ${WALK_DEPTH_MAX} levels`, { path: p });
+      const entries: Array<{ name: Buffer; digest: Buffer }> = [];
+      for (const e of await this.listTypes(p)) entries.push({ name: e.name, digest: (await this.recordNow(joinPathBytes(p, e.name), e.meta, depth + 1)).digest });
+      const contentDigest = directoryContentDigest(entries);
+      d = { ino: meta.ino, contentDigest, digest: entryDigest(this.facts(meta, 0, Buffer.alloc(0)), contentDigest) };
+      this.fresh.set(key, d);
+    }
+    return { ...this.emptyRecord(p, meta), contentDigest: d.contentDigest, digest: d.digest };
   }
 
   async *nodes(p: Buffer): AsyncGenerator<Buffer> {
@@ -621,7 +717,7 @@ export class VolumeDigests implements DigestTree {
   }
 
   /** Record of a file, symlink or special file; `collect` records CORRUPT/DANGLING findings (first walk only). */
-  private async leafRecord(p: Buffer, meta: TreeEntryMeta, collect: boolean): Promise<EntryRecord> {
+  private async leafRecord(p: Buffer, meta: TreeEntryMeta, collect: boolean, cached = true): Promise<EntryRecord> {
     const base = this.emptyRecord(p, meta);
     if (meta.kind === 'symlink') {
       let target: Buffer;
@@ -638,7 +734,7 @@ export class VolumeDigests implements DigestTree {
       return { ...base, contentDigest, digest: entryDigest(this.facts(meta, 0, Buffer.alloc(0)), contentDigest) };
     }
     const link = meta.nlink > 1 ? this.linkFirst.get(meta.ino) ?? p : Buffer.alloc(0);
-    const { sizeBytes, nodeCount, contentDigest } = await this.fileContent(p, meta, collect);
+    const { sizeBytes, nodeCount, contentDigest } = cached ? await this.fileContent(p, meta, collect) : await this.scanFile(p, collect);
     return { ...base, sizeBytes, nodeCount, link, contentDigest, digest: entryDigest(this.facts(meta, sizeBytes, link), contentDigest) };
   }
 

@@ -88,19 +88,27 @@ export class DigestCache {
   }
 
   /**
-   * Load the cache of the volume at `parentDir` (a missing or damaged file gives an empty cache).
+   * Open the cache of the volume at `parentDir` (a missing or damaged file gives an empty cache). Its file is read
+   * at the first lookup, not here: an incremental pass, which never looks up, does not decode it.
    * @param startNs the pass's start, ns since the epoch: entries of files changed after startNs − racy margin are not kept
    */
   static open(parentDir: string, hashSize: number, startNs: bigint = BigInt(Date.now()) * NS_PER_MS): DigestCache {
-    const c = new DigestCache(path.resolve(parentDir), hashSize, startNs);
+    return new DigestCache(path.resolve(parentDir), hashSize, startNs);
+  }
+
+  private read = false;
+
+  /** Read and decode the file once (at the first lookup). */
+  private load(): void {
+    if (this.read) return;
+    this.read = true;
     let bytes: Buffer | null = null;
     try {
-      bytes = readNoFollow(c.file());
+      bytes = readNoFollow(this.file());
     } catch {
       bytes = null; // a symlink or unreadable file: ignored
     }
-    if (bytes !== null) c.decode(bytes);
-    return c;
+    if (bytes !== null) this.decode(bytes);
   }
 
   private file(): string {
@@ -136,6 +144,7 @@ export class DigestCache {
       this.counters.hits++;
       return m;
     }
+    this.load();
     const e = this.seen.get(key) ?? this.loaded.get(key);
     if (e === undefined) {
       this.counters.misses++;

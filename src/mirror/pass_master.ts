@@ -41,7 +41,7 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
-import { FileContentHasher, VolumeDigests, type EntryRecord, type TreeAccess } from './digest.js';
+import { FileContentHasher, VolumeDigests, type EntryKind, type EntryRecord, type TreeAccess, type TreeEntryMeta } from './digest.js';
 import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
@@ -76,6 +76,11 @@ export interface PassSummary {
   contentReason: string | null;
   /** Dirty paths read from the journal for an incremental pass. */
   dirtyCount: number;
+  /**
+   * Divergence alarms (spec §4.8 NEED): entries an incremental pass listed as unchanged since the replica's claim
+   * that the replica lacked; each was re-sent within the pass.
+   */
+  divergenceAlarms: number;
 }
 
 /**
@@ -85,13 +90,25 @@ export interface PassSummary {
 interface DirtyPlan {
   paths: Set<string>;
   ancestors: Set<string>;
+  /**
+   * Rename target → the name it had at the start of the range (renames chained through the range followed back):
+   * the RENAME hint of an incremental pass, whose slave answers DIGESTQ without the whole-tree walk that finds hints.
+   */
+  renamedFrom: Map<string, Buffer>;
 }
 
 /** The plan of `records` (path and dest of each). */
-function dirtyPlanOf(records: ReadonlyArray<{ path: Buffer; dest?: Buffer }>): DirtyPlan {
+function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: Buffer }>): DirtyPlan {
   const paths = new Set<string>();
   const ancestors = new Set<string>();
+  const renamedFrom = new Map<string, Buffer>();
   for (const r of records) {
+    if (r.op === 'rename' && r.dest !== undefined && !r.dest.equals(r.path)) {
+      const from = r.path.toString('latin1');
+      const origin = renamedFrom.get(from) ?? r.path;
+      renamedFrom.delete(from);
+      renamedFrom.set(r.dest.toString('latin1'), origin);
+    }
     for (const p of r.dest === undefined ? [r.path] : [r.path, r.dest]) {
       const key = p.toString('latin1');
       if (paths.has(key)) continue;
@@ -100,7 +117,7 @@ function dirtyPlanOf(records: ReadonlyArray<{ path: Buffer; dest?: Buffer }>): D
       ancestors.add('');
     }
   }
-  return { paths, ancestors };
+  return { paths, ancestors, renamedFrom };
 }
 
 /** Options of the master side. */
@@ -132,6 +149,15 @@ function entryTypeOf(r: EntryRecord): EntryType {
   if (r.kind === 'directory') return 'dir';
   if (r.kind === 'symlink') return 'symlink';
   return 'special';
+}
+
+function entryTypeOfKind(kind: EntryKind): EntryType {
+  return kind === 'file' ? 'file' : kind === 'directory' ? 'dir' : kind === 'symlink' ? 'symlink' : 'special';
+}
+
+/** The DIR meta of a directory from its lstat (a directory's mtime is not compared, §4.11: 0, as metaOf gives). */
+function directoryMeta(m: TreeEntryMeta): Meta {
+  return { mode: m.mode & 0o7777, uid: m.uid, gid: m.gid, mtimeNs: 0n, atimeNs: 0n };
 }
 
 function metaOf(r: EntryRecord, fallbackMode: number): Meta {
@@ -202,8 +228,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
-    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0,
+    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0,
   };
+  /** NEED paths the slave sent (read while waiting for another answer), and the entries that may be asked for. */
+  const needed: Buffer[] = [];
+  const claimedListed = new Set<string>();
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
   const zeroHash = store.zeroHash;
@@ -218,7 +247,12 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   let lastProgress = Date.now();
 
   const expect = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
-    const d = await input!.next();
+    let d = await input!.next();
+    // a NEED comes unasked, in order with the answers (after the DIRLIST that showed the lack): kept for the end
+    while (d.record.type === 'NEED' && type !== 'NEED') {
+      needed.push(...d.record.paths);
+      d = await input!.next();
+    }
     const r = d.record;
     if (r.type === 'ERROR') throw new DdfsError(r.reason === REASON.REFUSED || r.reason === REASON.INCOMPATIBLE ? 'INVALID' : 'CORRUPT', `the slave refused the pass: ${r.message ?? `reason ${r.reason}`}`, { reason: r.reason });
     if (r.type !== type) throw new DdfsError('CORRUPT', `DDMS stream: seq ${d.seq}: expected ${type} from the slave, got ${r.type}`);
@@ -521,7 +555,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     if (summary.renamesSent >= MIRROR_RENAME_COUNT_MAX || source.length === 0 || source.equals(target)) return false;
     let here: EntryRecord | null;
     try {
-      here = await digests.entry(source);
+      here = lazy ? await digests.entryNow(source) : await digests.entry(source);
     } catch {
       here = null; // a path whose parent is a file here, or changed: not a copy of ours
     }
@@ -543,29 +577,61 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const visitDirectory = async (rel: Buffer, rec: EntryRecord, plan?: DirtyPlan): Promise<void> => {
     await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
-    const children = await digests.list(rel);
+    // in an incremental pass a dirty directory's children come from its own subtree (listNow): no whole-tree walk
+    const children = lazy ? await digests.listNow(rel) : await digests.list(rel);
     children.sort((a, b) => Buffer.compare(a.name, b.name));
-    const entries: DirEntry[] = children.map((c) => ({ name: c.name, entryType: entryTypeOf(c), tid: 0n }));
+    await sendDirlist(rel, children.map((c) => ({ name: c.name, entryType: entryTypeOf(c), tid: 0n })));
+    if (plan !== undefined) {
+      await visitDirtyChildren(rel, children.map((c) => ({ name: c.name, kind: c.kind, record: c })), plan);
+      return;
+    }
+    await queryChildren(rel, children);
+  };
+
+  const sendDirlist = async (rel: Buffer, entries: DirEntry[]): Promise<void> => {
     for (let k = 0; k === 0 || k < entries.length; k += MIRROR_DIRLIST_ENTRY_COUNT_MAX) {
       const piece = entries.slice(k, k + MIRROR_DIRLIST_ENTRY_COUNT_MAX);
       await out.send({ type: 'DIRLIST', path: rel, entries: piece, continues: k + MIRROR_DIRLIST_ENTRY_COUNT_MAX < entries.length });
     }
     await maybeCheckpoint(rel);
-    if (plan !== undefined) {
-      const queried: EntryRecord[] = [];
-      for (const c of children) {
-        const childRel = joinPathBytes(rel, c.name);
-        const key = childRel.toString('latin1');
-        if (plan.paths.has(key)) queried.push(c);
-        else if (c.kind === 'directory' && plan.ancestors.has(key)) {
-          await queryChildren(rel, queried.splice(0));
-          await visitDirectory(childRel, c, plan);
-        }
+  };
+
+  /**
+   * An incremental pass's directory on the way to a dirty path (spec §4.6 step 4): DIR + DIRLIST from its listing
+   * (names and types, one lstat each: no digest of a child that is not dirty), then its dirty children by digest
+   * and its children on the way to further dirty paths. O(its listing + the dirty children's subtrees).
+   */
+  const visitAncestor = async (rel: Buffer, meta: Meta, plan: DirtyPlan): Promise<void> => {
+    await flushWindow();
+    await out.send({ type: 'DIR', path: rel, meta, tid: 0n });
+    const listing = await digests.listTypes(rel);
+    // an entry not dirty is unchanged since the replica's claim: its TID is at most the claim (the slave's NEED test)
+    const entries = listing.map((c) => {
+      const key = joinPathBytes(rel, c.name).toString('latin1');
+      const unchanged = !plan.paths.has(key) && !plan.ancestors.has(key);
+      if (unchanged && input !== null) claimedListed.add(key);
+      return { name: c.name, entryType: entryTypeOfKind(c.kind), tid: unchanged ? peerClaim : 0n };
+    });
+    await sendDirlist(rel, entries);
+    await visitDirtyChildren(rel, listing.map((c) => ({ name: c.name, kind: c.kind, meta: c.meta })), plan);
+  };
+
+  /** The dirty children of `rel` by digest, in order, and the visit of its children on the way to dirty paths. */
+  const visitDirtyChildren = async (rel: Buffer, children: Array<{ name: Buffer; kind: EntryKind; record?: EntryRecord; meta?: TreeEntryMeta }>, plan: DirtyPlan): Promise<void> => {
+    const queried: EntryRecord[] = [];
+    for (const c of children) {
+      const childRel = joinPathBytes(rel, c.name);
+      const key = childRel.toString('latin1');
+      if (plan.paths.has(key)) {
+        const r = c.record ?? (await digests.entryNow(childRel));
+        if (r !== null) queried.push(r); // gone since the listing: a concurrent change, the next pass has its TID
+      } else if (c.kind === 'directory' && plan.ancestors.has(key)) {
+        await queryChildren(rel, queried.splice(0));
+        if (c.record !== undefined) await visitDirectory(childRel, c.record, plan);
+        else await visitAncestor(childRel, directoryMeta(c.meta!), plan);
       }
-      await queryChildren(rel, queried);
-      return;
     }
-    await queryChildren(rel, children);
+    await queryChildren(rel, queried);
   };
 
   /** DIGESTQ each of `children` of `rel` (in batches) and send the state of those the slave does not match. */
@@ -582,7 +648,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           const a = await expect('DIGESTA');
           if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
           differs.push(!a.match);
-          sources.push(a.match ? undefined : a.source);
+          sources.push(a.match ? undefined : a.source ?? (lazy ? plan?.renamedFrom.get(joinPathBytes(rel, c.name).toString('latin1')) : undefined));
         }
       }
       for (let i = 0; i < batch.length; i++) {
@@ -599,7 +665,40 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
   };
 
+  /**
+   * Before COMMIT of an incremental pass (spec §4.8 NEED): an empty HASHQ, whose HAVE comes after every NEED the
+   * slave sent for the DIRLISTs before it; then each needed entry (one the pass listed as unchanged since the claim)
+   * is sent whole, as a dirty path would be, and counted and reported as a divergence alarm. Again until no NEED.
+   */
+  const answerNeeds = async (): Promise<void> => {
+    for (;;) {
+      await flushWindow();
+      await out.send({ type: 'HASHQ', hashes: [] });
+      await expect('HAVE');
+      if (needed.length === 0) return;
+      const asked = needed.splice(0).filter((p) => claimedListed.delete(p.toString('latin1'))).sort(Buffer.compare);
+      for (const p of asked) {
+        summary.divergenceAlarms++;
+        options.report?.(`divergence alarm: the replica lacks ${pathText(p)} although its claim covers it: sent again`);
+        let rec: EntryRecord | null;
+        try {
+          rec = await digests.entryNow(p);
+        } catch {
+          rec = null;
+        }
+        if (rec === null) continue; // gone here since the listing: the next pass has its TID
+        if (rec.kind === 'directory') await visitDirectory(p, rec);
+        else await sendLeaf(p, rec);
+      }
+    }
+  };
+
   let plan: DirtyPlan | null = null;
+  /**
+   * An incremental pass whose root is not dirty: digests only of dirty paths, each from its own subtree (entryNow,
+   * listNow), directories on the way by listing (listTypes); the whole tree is never walked (issue 8 item 3).
+   */
+  let lazy = false;
   let contentReason: string | null = null;
   let peerClaim = 0n;
   /**
@@ -627,15 +726,24 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       return null;
     }
     const p = dirtyPlanOf(records);
-    // a hard-link group's other names are not in the journal: a content pass finds them by digest (simple, sound)
+    // a hard-link group's other names are not in the journal: a content pass finds them by digest (simple, sound).
+    // A dirty subtree is digested here from itself (entryNow, memoized for the visit): a hard link in it is found too
+    lazy = !p.paths.has('');
     for (const key of p.paths) {
       let e: EntryRecord | null;
       try {
-        e = await digests.entry(Buffer.from(key, 'latin1'));
-      } catch {
+        e = lazy ? await digests.entryNow(Buffer.from(key, 'latin1')) : await digests.entry(Buffer.from(key, 'latin1'));
+      } catch (err) {
+        const link = err instanceof DdfsError ? (err.data as { hardLink?: boolean; path?: Buffer }) : {};
+        if (link.hardLink === true) {
+          lazy = false;
+          contentReason = `${pathText(link.path!)} is a hard link`;
+          return null;
+        }
         continue; // a path under what is now a file: its nearest directory's DIRLIST covers it
       }
       if (e !== null && e.kind === 'file' && e.link.length > 0) {
+        lazy = false;
         contentReason = `${pathText(Buffer.from(key, 'latin1'))} is a hard link`;
         return null;
       }
@@ -692,8 +800,6 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
       plan = journal === null ? null : await chooseRange(peer);
     }
-    const root = await digests.entry(EMPTY);
-    if (root === null) throw new DdfsError('IO', `${parentDir}: no root directory`);
     if (plan !== null) {
       summary.passKind = 'incremental';
       summary.tidBeg = peerClaim + 1n;
@@ -706,9 +812,17 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'PASS_BEGIN', passId, tidBeg: summary.tidBeg, tidEnd, mode: plan !== null ? 'incremental' : 'full' });
     if (plan !== null && plan.paths.size === 0) {
       await out.send({ type: 'IDLE', headTid: tidEnd });
-    } else if (plan !== null && !plan.paths.has('')) {
-      await visitDirectory(EMPTY, root, plan);
+    } else if (plan !== null && lazy) {
+      let rootMeta: TreeEntryMeta;
+      try {
+        rootMeta = await options.access.lstat(rootDir);
+      } catch (err) {
+        throw new DdfsError('IO', `${parentDir}: no root directory`, {}, err);
+      }
+      await visitAncestor(EMPTY, directoryMeta(rootMeta), plan);
     } else {
+      const root = await digests.entry(EMPTY);
+      if (root === null) throw new DdfsError('IO', `${parentDir}: no root directory`);
       let rootDiffers = true;
       if (input !== null) {
         await out.send({ type: 'DIGESTQ', path: EMPTY, digest: root.digest });
@@ -716,6 +830,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
       if (rootDiffers) await visitDirectory(EMPTY, root);
     }
+    if (lazy && input !== null) await answerNeeds();
     await flushWindow();
     await vol.flush();
     // exact only when the master was quiescent for the whole pass (§4.4): nothing written, and no TID handed out
@@ -742,7 +857,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'TERM', reason: REASON.OK });
     await out.end();
     try {
-      digestCache.save();
+      // an incremental pass saw only its dirty paths: the cache of the last content pass is kept as it is
+      if (!lazy) digestCache.save();
     } catch {
       // a cache not written costs the next pass time, never correctness
     }
@@ -765,6 +881,7 @@ export function renderSummary(s: PassSummary): string {
   if (s.contentReason !== null) parts.push(`content pass because ${s.contentReason}`);
   if (s.resumed) parts.push('resumed');
   if (s.renamesSent > 0) parts.push(`${s.renamesMatched} of ${s.renamesSent} renames applied by the replica`);
+  if (s.divergenceAlarms > 0) parts.push(`${s.divergenceAlarms} divergence alarms (entries the replica lacked although its claim covered them: sent again)`);
   if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);
   return parts.join(', ');
 }

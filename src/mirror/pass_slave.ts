@@ -34,7 +34,7 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import { ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
@@ -104,6 +104,8 @@ export interface SlaveSummary {
   /** RENAME hints applied (the subtree moved, not resent) and refused (precondition failed: the master resends). */
   renamesApplied: number;
   renamesRefused: number;
+  /** Entries asked for by NEED (an incremental pass listed them as unchanged since our claim and we lacked them). */
+  needsSent: number;
 }
 
 type Op =
@@ -147,7 +149,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const store = vol.store;
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
-  const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false, renamesApplied: 0, renamesRefused: 0 };
+  const summary: SlaveSummary = { blocksReceived: 0, filesApplied: 0, opsNoop: 0, deleted: 0, windows: 0, committed: false, renamesApplied: 0, renamesRefused: 0, needsSent: 0 };
   let killed = false;
   /** Call the test hook; a throw is a simulated kill (see SlaveHooks). */
   const hook = (point: SlaveHookPoint, detail = 0): void => {
@@ -574,6 +576,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
     passGeneration = hello.generation;
+    /** The claim this pass started from: a DIRLIST entry the master says is older than it must be here (NEED). */
+    const claimAtStart = claimTid(state.claim);
     for (;;) {
       // a fault of the stream after a bad BLOCK: the BLOCK, which came first, is what the error names
       const d = await input.next().catch(async (err: unknown) => {
@@ -620,7 +624,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
               renamed.delete(r.path.toString('latin1'));
               match = verified.equals(r.digest);
             } else {
-              const mine = await digests.entry(r.path);
+              // an incremental pass asks only of dirty paths: each from its own subtree, never the whole-tree walk
+              // (no RENAME hint then: the master takes its hints from its journal)
+              const mine = passMode === 'incremental' ? await digests.entryNow(r.path) : await digests.entry(r.path);
               match = mine !== null && mine.digest.equals(r.digest);
             }
           } catch {
@@ -697,6 +703,17 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           if (last !== undefined && last.op === 'dirlist' && last.path.equals(r.path) && (last as { cont?: boolean }).cont) last.entries.push(...r.entries);
           else ops.push({ op: 'dirlist', path: r.path, entries: [...r.entries] });
           (ops[ops.length - 1] as { cont?: boolean }).cont = r.continues;
+          if (!r.continues && passMode === 'incremental' && out !== null) {
+            // an entry the master marks unchanged since our claim (tid ≤ claim) that we lack is divergence (§4.8
+            // NEED): ask for it; the master re-sends it within the pass and counts a divergence alarm
+            const listing = ops[ops.length - 1] as Extract<Op, { op: 'dirlist' }>;
+            // a directory we lack whole: its parent's listing asked for it, not each of its entries
+            const lacking = lstatOrNull(abs(listing.path)) === null ? [] : listing.entries
+              .filter((e) => e.tid > 0n && e.tid <= claimAtStart && lstatOrNull(abs(joinPathBytes(listing.path, e.name))) === null)
+              .map((e) => joinPathBytes(listing.path, e.name));
+            for (let k = 0; k < lacking.length; k += MIRROR_NEED_PATH_COUNT_MAX) await out.send({ type: 'NEED', paths: lacking.slice(k, k + MIRROR_NEED_PATH_COUNT_MAX) });
+            summary.needsSent += lacking.length;
+          }
           break;
         }
         case 'DELETE':
@@ -767,7 +784,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           undo = null;
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           try {
-            digestCache?.save();
+            // an incremental pass saw only its dirty paths: the cache of the last content pass is kept as it is
+            if (passMode !== 'incremental') digestCache?.save();
           } catch {
             // a cache not written costs the next pass time, never correctness
           }

@@ -17,6 +17,7 @@ import { ADDR_ZERO } from '../../src/limits.js';
 import { decodeAddress } from '../../src/format/node.js';
 import { fileDevices } from '../../src/io/device.js';
 import { RecordReader, RecordWriter } from '../../src/mirror/channel.js';
+import type { TreeAccess } from '../../src/mirror/digest.js';
 import { runMaster, type PassSummary } from '../../src/mirror/pass_master.js';
 import { runSlave, type SlaveSummary } from '../../src/mirror/pass_slave.js';
 import { openPassVolume, type PassVolume } from '../../src/mirror/pass_volume.js';
@@ -55,6 +56,11 @@ export interface PassOptions {
   onMasterRecord?: (record: RecordInput) => void;
   /** Awaited before each record of the slave reaches the master (a test changes the master there). */
   beforeSlaveRecord?: (type: RecordInput['type']) => Promise<void>;
+  /** The metadata seam of each side (default nodeTreeAccess): a test counts the lstat calls through it. */
+  masterAccess?: TreeAccess;
+  slaveAccess?: TreeAccess;
+  /** The master's findings, one line each (MasterOptions.report). */
+  report?: (line: string) => void;
 }
 
 export interface PassResult {
@@ -148,8 +154,8 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
     throw err;
   };
   const [m, s] = await Promise.allSettled([
-    onVolume(master, true, (v) => runMaster(v, masterOut, { access: nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount })).catch(endOf(m2sCut, s2m)),
-    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true })).catch(endOf(s2mCut, m2s)),
+    onVolume(master, true, (v) => runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report })).catch(endOf(m2sCut, s2m)),
+    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true })).catch(endOf(s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
     log.deliveredBytes = cut.delivered;
