@@ -93,12 +93,14 @@ async function fleet(n: number): Promise<{ master: string; slaves: string[] }> {
 
 const options = (extra: Partial<CopyOptions> = {}): CopyOptions => ({ access: nodeTreeAccess, allowMassDelete: true, ...extra });
 
-/** `count` changes on the master, each a file of its own (each gets a segment: SEGMENT_SIZE). */
+/** `count` changes on the master, each a file of its own (each gets a segment: SEGMENT_SIZE and a sync a file). */
 async function changes(master: string, tag: string, count = 3): Promise<void> {
   await withMaster(master, async (v, mj) => {
     for (let i = 0; i < count; i++) {
       await v.tree.createFile(bytesOf(`${tag}${i}`), 0o644, SELF, true);
       await write(v, mj, `${tag}${i}`, noiseBytes(100 + i, BS));
+      // the journal group-commits buffered records: sync so that each file's records make a segment of their own
+      await mj.journal.sync();
     }
   });
 }
