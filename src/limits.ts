@@ -189,6 +189,14 @@ export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
  * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
  */
 export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
+/**
+ * The in-memory pipe of a local copy (mirror/copy.ts, both sides in one process): bytes its writable side holds before
+ * the writer waits, and records its readable side holds. 4 MiB (1000 BLOCKs of 4 KiB) lets the master read and send
+ * on while the slave waits for a CHECKPOINT's syncs, as a socket buffer would; 256 records of any size are a bounded
+ * extra.
+ */
+export const MIRROR_LOCAL_PIPE_SIZE_BYTES = 4 * 1024 * 1024;
+export const MIRROR_LOCAL_PIPE_RECORD_COUNT = 256;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**
@@ -225,6 +233,12 @@ export const STREAM_RECORD_BODY_SIZE_MAX = 1024 * 1024;
  * field without letting a BLOCK carry a second block.
  */
 export const STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX = 128;
+/**
+ * Bytes of one slab the DDMS encoder carves small record frames from (mirror/stream_codec.ts): 1 MiB holds 250 BLOCK
+ * frames of 4 KiB blocks, so a pass allocates one ArrayBuffer per 250 records instead of one per record; frames over
+ * 1/8 of it (BLOCKs of 128 KiB blocks and up) get a buffer of their own, so a slab wastes at most 1/8 at its end.
+ */
+export const STREAM_FRAME_SLAB_SIZE_BYTES = 1024 * 1024;
 
 /**
  * Longest path (bytes) a DDMS record may name, relative to ddfsroot: Linux PATH_MAX (4096) less its NUL, so every
