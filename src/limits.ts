@@ -178,6 +178,17 @@ export const MIRROR_DIGEST_CACHE_RACY_MS = 2000;
  */
 export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
 /**
+ * A slave keeps a staged UFS file's bytes (header and node list) in memory up to this size and writes the file whole,
+ * off the JS thread, at its FILE_END (mirror/pass_slave.ts); a longer node list (a file over 170 MiB at 4 KiB
+ * blocks) is written as it arrives instead, so memory stays bounded whatever a file's size. 1 MiB.
+ */
+export const MIRROR_STAGED_BUFFER_SIZE_BYTES = 1024 * 1024;
+/**
+ * Staged files a slave writes at once in the background: a window of 1024 small files then holds at most this many
+ * buffers (64 × 1 MiB at worst) and open descriptors; the next FILE_END waits for the oldest.
+ */
+export const MIRROR_STAGED_WRITE_COUNT_MAX = 64;
+/**
  * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
  * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
  * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
