@@ -199,6 +199,17 @@ export const MIRROR_DIGEST_CACHE_RACY_MS = 2000;
  */
 export const MIRROR_STAGED_FSYNC_COUNT_MAX = 16;
 /**
+ * A slave keeps a staged UFS file's bytes (header and node list) in memory up to this size and writes the file whole,
+ * off the JS thread, at its FILE_END (mirror/pass_slave.ts); a longer node list (a file over 170 MiB at 4 KiB
+ * blocks) is written as it arrives instead, so memory stays bounded whatever a file's size. 1 MiB.
+ */
+export const MIRROR_STAGED_BUFFER_SIZE_BYTES = 1024 * 1024;
+/**
+ * Staged files a slave writes at once in the background: a window of 1024 small files then holds at most this many
+ * buffers (64 × 1 MiB at worst) and open descriptors; the next FILE_END waits for the oldest.
+ */
+export const MIRROR_STAGED_WRITE_COUNT_MAX = 64;
+/**
  * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
  * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
  * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
@@ -210,6 +221,14 @@ export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
  * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
  */
 export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
+/**
+ * The in-memory pipe of a local copy (mirror/copy.ts, both sides in one process): bytes its writable side holds before
+ * the writer waits, and records its readable side holds. 4 MiB (1000 BLOCKs of 4 KiB) lets the master read and send
+ * on while the slave waits for a CHECKPOINT's syncs, as a socket buffer would; 256 records of any size are a bounded
+ * extra.
+ */
+export const MIRROR_LOCAL_PIPE_SIZE_BYTES = 4 * 1024 * 1024;
+export const MIRROR_LOCAL_PIPE_RECORD_COUNT = 256;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**
@@ -246,6 +265,12 @@ export const STREAM_RECORD_BODY_SIZE_MAX = 1024 * 1024;
  * field without letting a BLOCK carry a second block.
  */
 export const STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX = 128;
+/**
+ * Bytes of one slab the DDMS encoder carves small record frames from (mirror/stream_codec.ts): 1 MiB holds 250 BLOCK
+ * frames of 4 KiB blocks, so a pass allocates one ArrayBuffer per 250 records instead of one per record; frames over
+ * 1/8 of it (BLOCKs of 128 KiB blocks and up) get a buffer of their own, so a slab wastes at most 1/8 at its end.
+ */
+export const STREAM_FRAME_SLAB_SIZE_BYTES = 1024 * 1024;
 
 /**
  * Longest path (bytes) a DDMS record may name, relative to ddfsroot: Linux PATH_MAX (4096) less its NUL, so every
@@ -345,6 +370,12 @@ export const JOURNAL_SEGMENT_NUMBER_MAX = 99_999_999;
  * speed and 256 blocks of 4 KiB make a job long enough that the hand-off costs under 1 %.
  */
 export const HASH_JOB_SIZE_MAX = 1024 * 1024;
+/**
+ * Nice value of a hash thread (store/hash_worker.ts; Linux nice values are per thread, so the JS thread keeps 0). A
+ * mirror copy's profile showed the JS thread, the critical path, losing ~0.8 ms at each batch it handed a thread: on a
+ * 2-core machine the woken thread preempted it. A hash thread at nice 5 still runs at full speed on an idle core.
+ */
+export const HASH_WORKER_NICE = 5;
 
 /** Default seconds between stream passes (§4.10): short enough for a small lag, long enough to batch changes. */
 export const MIRROR_STREAM_INTERVAL_S = 5;

@@ -127,6 +127,25 @@ describe('mirror pass by content (in process)', () => {
     expect(fs.readdirSync(path.join(slave, 'ddfsmirror'))).not.toContain('staging');
   }, 120_000);
 
+  it('a file whose node list outgrows the slave\'s staged-file buffer (staged as it arrives) and many small ones (staged whole, in the background) arrive equal', async () => {
+    const { master, slave } = await pair();
+    // 300 MiB of holes then one block: 76,801 nodes, a staged node list of 1.8 MiB (over MIRROR_STAGED_BUFFER_SIZE_BYTES)
+    const HOLES = 300 * 256;
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'huge-sparse', block('hs'), HOLES * BS);
+      for (let k = 0; k < 150; k++) await writeUfsFile(v, `small${k}`, Buffer.from(`small file ${k}`));
+    });
+    const { slave: ss } = await copy(master, slave, { checkpointRecordCount: 100 });
+    expect(ss.blocksReceived).toBe(151);
+    expect(await verifyLines(master, slave)).toEqual([]);
+    const cfg = await readVolumeConfig(slave);
+    expect(fs.statSync(ufsAbs(slave, 'huge-sparse')).size).toBe(16 + (HOLES + 1) * cfg.nodeSize);
+    expect((await readUfsNode(slave, cfg.nodeSize, cfg.addrSize, 'huge-sparse', HOLES - 1)).address).toBe(0);
+    expect((await readUfsNode(slave, cfg.nodeSize, cfg.addrSize, 'huge-sparse', HOLES)).address).toBeGreaterThan(1);
+    expect((await download(slave, 'small149')).toString()).toBe('small file 149');
+    expect(fs.readdirSync(path.join(slave, 'ddfsmirror'))).not.toContain('staging');
+  }, 120_000);
+
   it('a second pass of an unchanged tree sends no BLOCK and no FILE; one changed file of many sends only its new blocks', async () => {
     const { master, slave } = await pair();
     await withVolume(master, async (v) => {

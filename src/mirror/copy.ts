@@ -15,6 +15,7 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { MIRROR_LOCAL_PIPE_RECORD_COUNT, MIRROR_LOCAL_PIPE_SIZE_BYTES } from '../limits.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 import { takeVolumeLock } from '../volume/lock.js';
 import { listNames } from '../io/mirror_fs.js';
@@ -178,8 +179,12 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     // would only see a stream cut before its HELLO); reading the state is all it takes, mounted or not
     if (readMirrorState(src)?.role === 'slave') sourceState(src);
     s = await openEndpoint(dst, false);
-    const m2s = new PassThrough();
-    const s2m = new PassThrough();
+    // each record's bytes reach the reader as written (object mode reads: no concatenation of chunks, a BLOCK is
+    // decoded in place); up to MIRROR_LOCAL_PIPE_SIZE_BYTES wait in a direction, so a side that waits for its disk
+    // (a CHECKPOINT's syncs) does not stop the other at once
+    const pipe = (): PassThrough => new PassThrough({ readableObjectMode: true, readableHighWaterMark: MIRROR_LOCAL_PIPE_RECORD_COUNT, writableHighWaterMark: MIRROR_LOCAL_PIPE_SIZE_BYTES });
+    const m2s = pipe();
+    const s2m = pipe();
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {

@@ -5,6 +5,8 @@
  *
  * Durability order of a window (§4.8): block file and index synced, staged UFS files made durable (written without
  * fsync, then one syncfs(2) for the whole window), renames, directories fsynced, then `state` rewritten (resume data at a CHECKPOINT, the claim at COMMIT), and only then ACK.
+ * A staged file of a few node pages is written whole at its FILE_END, off the JS thread; every such write is settled
+ * before its window is applied, and before the pass returns or throws.
  *
  * Invariants:
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
@@ -34,13 +36,16 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX, MIRROR_STAGED_FSYNC_COUNT_MAX, UFS_HEADER_SIZE } from '../limits.js';
+import {
+  ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
+  MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, UFS_HEADER_SIZE,
+} from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
@@ -180,7 +185,25 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   let passMode: 'incremental' | 'full' | 'strict' | '' = '';
   let passGeneration = state.generation;
   let entryCountAtStart = -1;
-  let file: { path: Buffer; staged: Buffer; fd: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
+  /**
+   * The file being received: its staged bytes (header, node list) are kept in `parts` while they are few, and written
+   * whole at FILE_END in the background (writeStaged); past MIRROR_STAGED_BUFFER_SIZE_BYTES they go to `fd` as they come.
+   */
+  let file: { path: Buffer; staged: Buffer; fd: number | null; parts: Buffer[]; partsBytes: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
+  /** Staged files being written in the background; every one is settled before the window is applied. */
+  const stagedWrites: Array<Promise<unknown>> = [];
+  let stagedWriteError: unknown = null;
+  const writeStaged = async (p: Buffer, data: Buffer): Promise<void> => {
+    while (stagedWrites.length >= MIRROR_STAGED_WRITE_COUNT_MAX) await stagedWrites.shift();
+    stagedWrites.push(writeNewFile(p, data).catch((err: unknown) => {
+      stagedWriteError ??= err;
+    }));
+  };
+  /** Wait for every staged write (before anything reads, syncs or renames a staged file). @throws the first failure */
+  const settleStaged = async (): Promise<void> => {
+    while (stagedWrites.length > 0) await stagedWrites.shift();
+    if (stagedWriteError !== null) throw stagedWriteError;
+  };
 
   const fail = async (reason: number, code: 'INVALID' | 'CORRUPT', message: string, seq?: bigint): Promise<never> => {
     try {
@@ -362,6 +385,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
 
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
+    await settleStaged();
     // deletions of this window: refuse before anything changes
     let deleting = 0;
     for (const o of ops) {
@@ -732,11 +756,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'FILE_BEGIN': {
           if (file !== null) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq} inside another file`, d.seq);
           const staged = pathBytes(path.join(stagingDir, String(d.seq)));
-          const fd = createExclusive(staged);
-          writeAt(fd, encodeUfsHeader(Number(r.sizeBytes)), 0);
           const count = Number(r.nodeCount);
           if (count !== Math.ceil(Number(r.sizeBytes) / blockSize)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq}: ${count} nodes for ${r.sizeBytes} bytes`, d.seq);
-          file = { path: r.path, staged, fd, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
+          const header = encodeUfsHeader(Number(r.sizeBytes));
+          file = { path: r.path, staged, fd: null, parts: [header], partsBytes: header.length, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
           break;
         }
         case 'FILE_NODES': {
@@ -751,7 +774,18 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             pinnedHashes.add(h.toString('latin1'));
             f.hasher.update(h);
           });
-          writeAt(f.fd, nodes, UFS_HEADER_SIZE + f.next * nodeSize);
+          if (f.fd === null && f.partsBytes + nodes.length > MIRROR_STAGED_BUFFER_SIZE_BYTES) {
+            // a long node list: written as it comes from now on
+            f.fd = createExclusive(f.staged);
+            writeAt(f.fd, Buffer.concat(f.parts, f.partsBytes), 0);
+            f.parts = [];
+          }
+          if (f.fd !== null) {
+            writeAt(f.fd, nodes, UFS_HEADER_SIZE + f.next * nodeSize);
+          } else {
+            f.parts.push(nodes);
+            f.partsBytes += nodes.length;
+          }
           f.next += r.hashes.length;
           break;
         }
@@ -759,8 +793,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           if (file === null || file.next !== file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq} out of place`, d.seq);
           const f = file!;
           file = null;
-          closeFd(f.fd); // made durable with the whole window (applyWindow), not one fsync per file
+          // made durable with the whole window (applyWindow), not one fsync per file
+          if (f.fd !== null) closeFd(f.fd);
           if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
+          if (f.fd === null) await writeStaged(f.staged, Buffer.concat(f.parts, f.partsBytes));
           ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
           break;
         }
@@ -808,7 +844,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       }
     }
   } catch (err) {
-    if (file !== null) closeFd(file.fd);
+    if (file !== null && file.fd !== null) closeFd(file.fd);
     if (killed) throw err;
     if (err instanceof DdfsError && out !== null && !(err.data as { sent?: boolean } | undefined)?.sent) {
       // tell the master why (a codec fault of its stream, a missing block), when not already done
@@ -820,6 +856,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
     throw err;
   } finally {
+    // no staged write may land after the pass ended (a resumed pass of the same id stages under the same names)
+    await Promise.allSettled(stagedWrites.splice(0));
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in submitPending
     unpin();
     PASS_PINS.delete(parent);

@@ -764,6 +764,11 @@ function checkHash(h: Buffer, ctx: BodyContext, bad: (why: string) => never): vo
 }
 
 function encodeFields(fields: readonly Field[], value: Record<string, unknown>, ctx: BodyContext, where: string): Buffer {
+  return Buffer.concat(encodeFieldParts(fields, value, ctx, where));
+}
+
+/** The TLV fields of `value` as the pieces whose concatenation is the body (values are not copied). */
+function encodeFieldParts(fields: readonly Field[], value: Record<string, unknown>, ctx: BodyContext, where: string): Buffer[] {
   const parts: Buffer[] = [];
   for (const field of fields) {
     const v = value[field.name];
@@ -777,7 +782,7 @@ function encodeFields(fields: readonly Field[], value: Record<string, unknown>, 
     head.writeUInt32LE(bytes.length, 2);
     parts.push(head, bytes);
   }
-  return Buffer.concat(parts);
+  return parts;
 }
 
 function decodeValue(kind: Kind, b: Buffer, ctx: BodyContext, where: string): unknown {
@@ -948,8 +953,17 @@ function decodeFields(fields: readonly Field[], body: Buffer, ctx: BodyContext, 
  * @throws BodyError ('field') when a value is out of its range: a bad path, a hash of the wrong size, a missing field
  */
 export function encodeBody(record: MirrorRecord, ctx: BodyContext): Buffer {
+  return Buffer.concat(encodeBodyParts(record, ctx));
+}
+
+/**
+ * encodeBody as the pieces whose concatenation is the body, without copying the values (the stream encoder copies
+ * them once, into the record's frame: a BLOCK's 4 KiB..2 MiB of data is not copied twice).
+ * @throws BodyError as encodeBody
+ */
+export function encodeBodyParts(record: MirrorRecord, ctx: BodyContext): Buffer[] {
   if (record.type === 'HAVE') checkHaveBitmap(record.hashCount, record.missing);
-  return encodeFields(SCHEMAS[record.type], record as unknown as Record<string, unknown>, ctx, record.type);
+  return encodeFieldParts(SCHEMAS[record.type], record as unknown as Record<string, unknown>, ctx, record.type);
 }
 
 /**

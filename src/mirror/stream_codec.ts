@@ -112,14 +112,14 @@
 import { createHash, type Hash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DdfsError, type DdfsErrorCode } from '../errors.js';
-import { STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
+import { STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_FRAME_SLAB_SIZE_BYTES, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 import { Crc32c } from './crc32c.js';
 import {
   BodyError,
   RECORD_TYPES,
   decodeBody,
-  encodeBody,
+  encodeBodyParts,
   recordTypeName,
   type BodyContext,
   type CheckpointRecord,
@@ -226,15 +226,28 @@ export interface Frame {
  * to forge frames with valid CRCs.
  */
 export function encodeFrame(crc: Crc32c, frame: Frame): Buffer {
-  const out = Buffer.alloc(RECORD_HEADER_SIZE + frame.body.length);
-  out.writeUInt32LE(RECORD_SIG, 0);
-  out.writeUInt32LE(frame.body.length, 4);
-  out.writeUInt16LE(frame.typeCode, 8);
-  out.writeUInt16LE(frame.flags, 10);
-  out.writeBigUInt64LE(frame.seq, 12);
-  out.set(frame.body, RECORD_HEADER_SIZE);
-  out.writeUInt32LE(crc.compute(out.subarray(0, 20), out.subarray(RECORD_HEADER_SIZE)), 20);
+  const out = Buffer.allocUnsafe(RECORD_HEADER_SIZE + frame.body.length);
+  writeFrame(crc, out, frame.typeCode, frame.flags, frame.seq, [frame.body]);
   return out;
+}
+
+/**
+ * Write one record into `out` (exactly header + body bytes long, every byte written): the header with its CRC32C,
+ * then the body given as the pieces whose concatenation it is (each copied once, straight into the frame).
+ */
+function writeFrame(crc: Crc32c, out: Buffer, typeCode: number, flags: number, seq: bigint, parts: readonly Uint8Array[]): void {
+  out.writeUInt32LE(RECORD_SIG, 0);
+  out.writeUInt32LE(out.length - RECORD_HEADER_SIZE, 4);
+  out.writeUInt16LE(typeCode, 8);
+  out.writeUInt16LE(flags, 10);
+  out.writeBigUInt64LE(seq, 12);
+  let at = RECORD_HEADER_SIZE;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  assert(at === out.length, 'DDMS encoder: frame size');
+  out.writeUInt32LE(crc.compute(out.subarray(0, 20), out.subarray(RECORD_HEADER_SIZE)), 20);
 }
 
 /** The 12 bytes (seq u64 LE, crc u32 LE) a record adds to the running digest. */
@@ -263,6 +276,8 @@ export class StreamEncoder {
   private readonly digest: Hash = createHash('sha256');
   private readonly ctx: BodyContext = {};
   private ended = false;
+  private slab: Buffer | null = null;
+  private slabUsed = 0;
 
   /** An encoder for a new stream, given a loaded CRC32C (or use `await StreamEncoder.create()`). */
   constructor(private readonly crc: Crc32c) {}
@@ -294,30 +309,51 @@ export class StreamEncoder {
     const record = this.complete(input);
     const ctx: BodyContext = record.type === 'HELLO' ? { blockSize: record.blockSize, hashSize: record.hashSize } : this.ctx;
     if (record.type === 'HELLO' && record.version !== STREAM_VERSION) throw new DdfsError('INVALID', `DDMS encoder: HELLO version ${record.version}, this codec writes ${STREAM_VERSION}`);
-    let body: Buffer;
+    let parts: Buffer[];
     try {
-      body = encodeBody(record, ctx);
+      parts = encodeBodyParts(record, ctx);
     } catch (err) {
       if (err instanceof BodyError) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: ${err.message}`, { seq: this.seq });
       throw err;
     }
+    let bodyLength = 0;
+    for (const part of parts) bodyLength += part.length;
     let flags = options.mustUnderstand ? FLAG_MUST_UNDERSTAND : 0;
     if (options.compress) {
+      const body = Buffer.concat(parts, bodyLength);
       const deflated = deflateRawSync(body);
       if (deflated.length < body.length) {
-        body = deflated;
+        parts = [deflated];
+        bodyLength = deflated.length;
         flags |= FLAG_COMPRESSED;
       }
     }
     const typeCode = RECORD_TYPES[record.type];
     const max = bodySizeMaxOf(typeCode, ctx.blockSize);
-    if (body.length > max) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: ${record.type} body of ${body.length} bytes exceeds ${max}; split it`, { seq: this.seq });
-    const frame = encodeFrame(this.crc, { typeCode, flags, seq: this.seq, body });
+    if (bodyLength > max) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: ${record.type} body of ${bodyLength} bytes exceeds ${max}; split it`, { seq: this.seq });
+    const frame = this.frameBuffer(RECORD_HEADER_SIZE + bodyLength);
+    writeFrame(this.crc, frame, typeCode, flags, this.seq, parts);
     if (record.type === 'HELLO') Object.assign(this.ctx, ctx);
     this.digest.update(digestPair(this.seq, frame.readUInt32LE(20)));
     this.seq++;
     if (record.type === 'TERM' || record.type === 'ERROR') this.ended = true;
     return this.seq === 2n ? Buffer.concat([STREAM_MAGIC, frame]) : frame;
+  }
+
+  /**
+   * `size` bytes for one frame: small frames (a BLOCK of a 4 KiB block included) are carved from a slab of
+   * STREAM_FRAME_SLAB_SIZE_BYTES, as Buffer.allocUnsafe carves its pool, so a pass does not allocate (and collect)
+   * one ArrayBuffer per record. A slab is never written again once carved: its frames stay valid for their holders.
+   */
+  private frameBuffer(size: number): Buffer {
+    if (size > STREAM_FRAME_SLAB_SIZE_BYTES / 8) return Buffer.allocUnsafe(size);
+    if (this.slab === null || this.slabUsed + size > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(STREAM_FRAME_SLAB_SIZE_BYTES);
+      this.slabUsed = 0;
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += (size + 7) & ~7; // 8-byte aligned, as Buffer's pool
+    return out;
   }
 
   private complete(input: RecordInput): MirrorRecord {
@@ -376,8 +412,8 @@ export class StreamDecoder {
   }
 
   /**
-   * Hand the decoder the next bytes of the stream. The decoder keeps the chunk until it has read past it: the caller
-   * must not reuse its memory (Node streams never do).
+   * Hand the decoder the next bytes of the stream. The decoder keeps the chunk until it has read past it, and a BLOCK
+   * record's data may be a view of it: the caller must never reuse its memory (Node streams never do).
    * @throws the decoder's fault, if it already has one
    */
   push(chunk: Uint8Array): void {
@@ -442,8 +478,15 @@ export class StreamDecoder {
       const p = this.pending!;
       if (this.bufferedSize < p.bodyLen) return null;
       const recordOffset = this.offset - RECORD_HEADER_SIZE;
-      const body = Buffer.allocUnsafe(p.bodyLen);
-      this.copyOut(body);
+      // a BLOCK's body (its receiver copies the data at once) is a view of the chunk when it lies in one; any other body
+      // is copied out, so a record kept for a window (paths, node lists) never holds a whole chunk alive
+      let body: Buffer;
+      if (p.typeCode === RECORD_TYPES.BLOCK && p.bodyLen > 0) {
+        body = this.take(p.bodyLen);
+      } else {
+        body = Buffer.allocUnsafe(p.bodyLen);
+        this.copyOut(body);
+      }
       this.pending = null;
       this.state = 'header';
       const record = this.checkRecord(p, body, recordOffset);

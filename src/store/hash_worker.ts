@@ -2,13 +2,21 @@
  * Worker thread of the hash pool (hash_pool.ts): hashes the wanted blocks of a batch read by the main thread
  * and sends back their hashes, returning the batch buffer for reuse. Protocol in hash_pool.ts (`HashJob`, `HashDone`).
  */
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { HASH_WORKER_NICE } from '../limits.js';
 import type { HashName } from '../format/config.js';
 import { createHasher } from './hash.js';
 import type { HashDone, HashJob } from './hash_pool.js';
 
 const { hashName, blockSize } = workerData as { hashName: HashName; blockSize: number };
 const hasher = createHasher(hashName);
+try {
+  // this thread only (Linux nice values are per thread): the JS thread that reads and feeds it keeps its core
+  setPriority(HASH_WORKER_NICE);
+} catch {
+  // not allowed, or not supported: the default priority is correct, only slower under contention
+}
 
 parentPort!.on('message', (job: HashJob) => {
   const data = Buffer.from(job.data, 0, job.blockCount * blockSize);
