@@ -317,3 +317,14 @@ export const MIRROR_STREAM_INTERVAL_S = 5;
 export const MIRROR_STREAM_BACKOFF_START_S = 15;
 /** Cap of the stream's reconnect delay: a link back up is noticed within 10 minutes. */
 export const MIRROR_STREAM_BACKOFF_MAX_S = 600;
+/** Seconds without a record before a DDMS writer sends an IDLE heartbeat (§4.10: "every 30 s of inactivity"). */
+export const MIRROR_HEARTBEAT_INTERVAL_S = 30;
+/** Default seconds of silence from the peer before a stream declares the link dead: four missed heartbeats. */
+export const MIRROR_STREAM_LINK_TIMEOUT_S = 120;
+/**
+ * Default longest wait of a stream between passes when the master's journal head did not move: changes that leave no
+ * journal record (a ddumbfs 1.1 tool, a master without a journal) reach the replica within this.
+ */
+export const MIRROR_STREAM_MAX_INTERVAL_S = 300;
+/** Token bucket of -b: at most this many seconds of the rate may be sent in one burst (smooths ssh's window). */
+export const MIRROR_BANDWIDTH_BURST_S = 0.25;
