@@ -12,7 +12,7 @@
  * one that explains a refusal) is preferred in the report; every volume opened here is closed and its lock
  * released, whatever happened.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Readable, type Transform, type Writable } from 'node:stream';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
@@ -44,6 +44,11 @@ export interface CopyOptions {
   onMasterBytes?: RecordWriter['onBytes'];
   /** Test hooks of the slave side (a simulated kill at an apply step, spec §5 scenario 9). */
   slaveHooks?: SlaveHooks;
+  /**
+   * copyLocal: the pipes between the sides (master to slave, slave to master), default a PassThrough each; a stream
+   * passes link meters (mirror/link_meter.ts) to watch the link and apply -b.
+   */
+  pipes?: () => { m2s: Transform; s2m: Transform };
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -171,11 +176,10 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   let s: Endpoint | null = null;
   try {
     s = await openEndpoint(dst, false);
-    const m2s = new PassThrough();
-    const s2m = new PassThrough();
+    const { m2s, s2m } = options.pipes?.() ?? { m2s: new PassThrough(), s2m: new PassThrough() };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
-    const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
+    const endOf = (out: Transform, other: Transform) => (err: unknown): never => {
       if (!out.writableEnded) out.end();
       other.destroy();
       throw err;
