@@ -187,8 +187,7 @@ export class HeadWatch {
 function slaveClaim(parentDir: string): bigint | null {
   try {
     const st = readMirrorState(parentDir);
-    const t = claimTid(st?.claim ?? null);
-    return t === 0n ? null : t;
+    return st?.claim?.syncEndTid === undefined ? null : claimTid(st.claim);
   } catch {
     return null;
   }
@@ -211,7 +210,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
   const heads = ends.localMaster === null ? null : new HeadWatch(ends.localMaster);
   const st: StreamState = {
     pid: process.pid, connection: 'connecting', lastPassTime: null, passCount: 0, retryCount: 0, lagSeconds: null, lastError: null,
-    headTid: null, claimTid: null, lagTids: null, lastPassStartTime: null,
+    headTid: null, claimTid: null, lagTids: null, lastPassStartTime: null, headLooks: 0,
   };
   let claim: bigint | null = ends.localSlave === null ? null : slaveClaim(ends.localSlave);
   let head: bigint | null = null;
@@ -240,6 +239,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
     for (;;) {
       if (stopSignal !== null) return;
       head = heads === null ? null : await heads.read();
+      if (heads !== null) st.headLooks = (st.headLooks ?? 0) + 1;
       save();
       if (head === null || claim === null) {
         // nothing to compare: a pass every -i

@@ -33,6 +33,8 @@ export interface StreamState {
   claimTid?: string | null;
   /** Lag in TIDs: headTid - claimTid (decimal text, 0 when caught up), null when the head is unknown. */
   lagTids?: string | null;
+  /** Looks at the master's journal head so far (while waiting for it to move past the claim). */
+  headLooks?: number;
 }
 
 /** Write `s` to PARENT/ddfsmirror/stream (no-op when ddfsmirror/ is missing). @throws Node errors, DdfsError INVALID */
