@@ -112,6 +112,18 @@ export class PassLink {
     for (const d of this.drops) d();
   }
 
+  /**
+   * The error of a failed pass through a remote shell, naming the connection's end when the shell exited with an
+   * error status (255: ssh lost the connection or was killed), so the log says the link broke rather than what that
+   * did to our side of the pass.
+   * @param code the remote shell's exit status, -1 when it was still running
+   */
+  explain(err: unknown, endpoint: string, code: number): Error {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (this.dead !== null || code <= 0) return err instanceof Error ? err : new Error(msg);
+    return new Error(`${endpoint}: the connection ended (the remote shell exited with status ${code}): ${msg}`);
+  }
+
   /** Stop the watchdog (the pass ended). */
   close(): void {
     if (this.timer !== null) clearInterval(this.timer);

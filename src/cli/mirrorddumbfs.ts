@@ -435,7 +435,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLi
       child.stdin!.destroy();
       const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
       if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
-      throw err;
+      throw link ? link.explain(err, dst, code) : err;
     }
   }
   const { child, done } = spawnRemote(src, 'master', opts);
@@ -450,7 +450,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLi
     child.stdin!.destroy();
     const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
     if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
-    throw err;
+    throw link ? link.explain(err, src, code) : err;
   }
 }
 
