@@ -42,8 +42,10 @@ promote makes a slave the master of a new lineage; rebind makes a volume of an o
 old master once back) a slave of the new master; a pass between volumes of different lineages is
 refused on both sides before any change. A renamed or moved entry the replica still holds is moved
 there (RENAME), not resent; what a pass replaces on the replica is kept in ddfsmirror/undo/ until
-its COMMIT, so a cut pass can be rolled back. stream repeats copy passes (-i SECONDS apart),
-retrying a failed pass after a back-off; its state is in ddfsmirror/stream (status --json).
+its COMMIT, so a cut pass can be rolled back. stream repeats copy passes whenever the master's
+journal head moves past the replica's claim (looked at every -i SECONDS), declares a silent link
+dead after --timeout, retries a failed pass after a back-off, limits the bytes sent with -b KBPS;
+its state and lag are in ddfsmirror/stream (status --json).
 
 Exit status:
   0    success
