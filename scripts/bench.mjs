@@ -8,6 +8,8 @@
 // then the fsck section (scripts/bench-fsck.mjs, issue 9's volume shape): `npm run bench -- fsck [GIB]` or
 // BENCH_ONLY=fsck runs only it; then the journal-cost section (scripts/bench-journal.mjs, issue 8):
 // `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it.
+// The stream-lag section (scripts/bench-stream.mjs, issue 8 item 4) runs only on its own: `npm run bench -- stream`
+// or BENCH_ONLY=stream.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -47,6 +49,16 @@ if (journalOnly) {
     await benchJournal(jgib, jwork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(jwork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv[2] === 'stream' || process.env.BENCH_ONLY === 'stream') {
+  const { benchStream } = await import('./bench-stream.mjs');
+  const swork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-stream-');
+  try {
+    await benchStream(swork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(swork, { recursive: true, force: true });
   }
   process.exit(0);
 }
