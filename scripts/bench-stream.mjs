@@ -107,6 +107,7 @@ export async function benchStream(work) {
     v.stdout.on('data', (c) => (vOut += c.toString()));
     const vCode = await new Promise((r) => v.on('exit', r));
     console.log(`  cp -a ${((cpEnd - t0) / 1000).toFixed(1)} s, final head TID ${finalHead}, ${ss?.passCount ?? '?'} passes, ${(streamErr.match(/pass failed/g) ?? []).length} failed`);
+    for (const l of [...new Set(streamErr.split('\n').filter((x) => /pass failed|link dead/.test(x)))].slice(0, 5)) console.log(`  ${l.slice(0, 300)}`);
     console.log(`stream lag during the copy: max ${max.toFixed(1)} s, mean ${mean.toFixed(1)} s over ${lags.length} samples (goal: max <= 10 s)`);
     console.log(`stream catch-up after the copy ended: ${caughtUp === null ? 'not within 30 min' : `${((caughtUp - cpEnd) / 1000).toFixed(1)} s`}`);
     console.log(`stream's own lagSeconds (status --json): max ${maxStreamLag.toFixed(1)} s`);

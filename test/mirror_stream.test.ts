@@ -15,6 +15,7 @@ import { withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { run } from './helpers/run.js';
 import { seededBlocks } from './helpers/bytes.js';
 import { readStreamState } from '../src/mirror/stream_state.js';
+import { readMirrorState } from '../src/mirror/state.js';
 
 const BIN = path.join(path.resolve(__dirname, '..'), 'bin/mirrorddumbfs');
 const volumes: TempVolume[] = [];
@@ -121,4 +122,44 @@ it('a peer that never answers is declared dead after --timeout; the stream backs
     s.child.kill('SIGTERM');
   }
   expect(await s.exited).toBe(0);
+}, 300_000);
+
+it('SIGTERM during a pass into a local slave stops after its next checkpoint; a later copy resumes from it', async () => {
+  const master = await volume();
+  const slave = await volume();
+  await withVolume(master, async (v) => {
+    for (let k = 0; k < 600; k++) await writeUfsFile(v, `f${String(k).padStart(4, '0')}`, seededBlocks(`s${k}`, 1, 4096));
+  });
+  expect((await run('node', [BIN, 'init-slave', slave, '--from', master], { timeoutMs: 180_000 })).code).toBe(0);
+  const s = startStream(['--checkpoint-records', '10', '--backoff', '0.2', master, slave]);
+  let applied = -1;
+  try {
+    // the slave applied a first checkpoint window: the pass is under way
+    expect(await waitFor(() => {
+      try {
+        const p = readMirrorState(slave)?.pass;
+        if (p === null || p === undefined || p.keyCurHex === '') return false;
+        applied = p.recordsApplied;
+        return true;
+      } catch {
+        return false;
+      }
+    }, 120_000)).toBe(true);
+  } finally {
+    s.child.kill('SIGTERM');
+  }
+  expect(await s.exited).toBe(0);
+  expect(s.stderr()).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
+  expect(s.stderr()).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
+  const st = readMirrorState(slave)!;
+  expect(st.claim).toBeNull(); // stopped inside the first pass
+  expect(st.pass).not.toBeNull();
+  expect(st.pass!.recordsApplied).toBeGreaterThan(applied);
+  expect(readStreamState(slave)!.connection).toBe('stopped');
+  const again = await run('node', [BIN, 'copy', master, slave], { timeoutMs: 180_000 });
+  expect(again.code).toBe(0);
+  expect(again.stdout.toString()).toMatch(/resumed\n$/);
+  const verify = await run('node', [BIN, 'verify', master, slave], { timeoutMs: 180_000 });
+  expect(verify.stdout.toString()).toBe('');
+  expect(verify.code).toBe(0);
 }, 300_000);

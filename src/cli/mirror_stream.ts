@@ -15,7 +15,9 @@
  * - Its state (ddfsmirror/stream, mirror/stream_state.ts) carries the lag: head - claim in TIDs, and in seconds the
  *   time since the start of the last completed pass (the master's head it covered was taken then) while the head is
  *   above the claim (0 when caught up).
- * - SIGTERM or SIGINT stops it after the current pass (at once while it waits).
+ * - SIGTERM or SIGINT stops it at once while it waits; during a pass into a local slave, once the slave applied its
+ *   next CHECKPOINT (a durable resume point: the link is dropped then) or the pass committed; into a remote slave,
+ *   after the current pass. A second signal drops the pass at once.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,6 +30,9 @@ import { claimTid, mirrorDirectory, readMirrorState } from '../mirror/state.js';
 import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
 import { MIRROR_STREAM_BACKOFF_MAX_S } from '../limits.js';
 import { EXIT } from './exit_codes.js';
+
+/** The master pass's error when an entry changed while it walked the tree (mirror/digest.ts). */
+const TREE_CHANGED = /the tree changed during/;
 
 /** Options of a stream (seconds, and -b in KiB/s). */
 export interface StreamOptions {
@@ -48,6 +53,8 @@ export class PassLink {
   tidEnd: bigint | null = null;
   /** Set when the watchdog declared the link dead (the pass's error then names it). */
   dead: string | null = null;
+  /** Set when the stream dropped the link to stop (a signal, after a checkpoint). */
+  stopped: string | null = null;
   private readonly watched: LinkMeter[] = [];
   private readonly drops: Array<() => void> = [];
   private timer: NodeJS.Timeout | null = null;
@@ -68,7 +75,7 @@ export class PassLink {
     const m = new LinkMeter(rate);
     m.on('error', () => undefined);
     if (watch) this.watched.push(m);
-    this.drops.push(() => m.destroy(new Error(this.dead ?? 'the link was dropped')));
+    this.drops.push(() => m.destroy(new Error(this.dead ?? this.stopped ?? 'the link was dropped')));
     this.start();
     return m;
   }
@@ -122,6 +129,13 @@ export class PassLink {
     const msg = err instanceof Error ? err.message : String(err);
     if (this.dead !== null || code <= 0) return err instanceof Error ? err : new Error(msg);
     return new Error(`${endpoint}: the connection ended (the remote shell exited with status ${code}): ${msg}`);
+  }
+
+  /** Drop the link now because the stream stops (`reason` is logged by the caller). */
+  stop(reason: string): void {
+    if (this.stopped !== null || this.dead !== null) return;
+    this.stopped = reason;
+    for (const d of this.drops) d();
   }
 
   /** Stop the watchdog (the pass ended). */
@@ -213,9 +227,38 @@ function slaveClaim(parentDir: string): bigint | null {
 export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runPass: RunPass, log: (line: string) => void): Promise<number> {
   let stopSignal: NodeJS.Signals | null = null;
   let wake: (() => void) | null = null;
+  let current: PassLink | null = null;
+  let checkpointWatch: NodeJS.Timeout | null = null;
   const onSignal = (sig: NodeJS.Signals): void => {
+    const again = stopSignal !== null;
     stopSignal = sig;
     wake?.();
+    if (current === null) return;
+    if (again) {
+      current.stop(`stopping on a second ${sig}: the pass is dropped now`);
+      return;
+    }
+    if (ends.localSlave === null) {
+      log(`stream: ${sig}: stopping after the current pass`);
+      return;
+    }
+    // a local slave: stop at its next applied CHECKPOINT (a durable resume point), or when the pass commits
+    log(`stream: ${sig}: stopping after the slave's next checkpoint`);
+    const slaveDir = ends.localSlave;
+    const progress = (): string | null => {
+      try {
+        const p = readMirrorState(slaveDir)?.pass;
+        return p === null || p === undefined ? null : `${p.passId}/${p.keyCurHex}/${p.recordsApplied}`;
+      } catch {
+        return null;
+      }
+    };
+    const at = progress();
+    const link = current;
+    checkpointWatch = setInterval(() => {
+      const now = progress();
+      if (now !== null && now !== at) link.stop(`stopped on ${sig} after a checkpoint (the next pass resumes from it)`);
+    }, 100);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
@@ -272,9 +315,13 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       save();
       const startedAt = new Date().toISOString();
       const link = new PassLink(rate, opts.timeout, (l) => log(`stream: ${l}`));
+      current = link;
       try {
         // a pass that reports a problem (a remote side's error exit, master blocks not sent) is retried like a failed one
         const code = await runPass(link);
+        current = null;
+        if (checkpointWatch !== null) clearInterval(checkpointWatch);
+        checkpointWatch = null;
         if (code !== EXIT.OK) throw new Error(`the pass exited ${code}`);
         st.passCount += 1;
         st.retryCount = 0;
@@ -287,16 +334,26 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
         save();
         await waitForChange(Date.now());
       } catch (err) {
+        if (link.stopped !== null) {
+          log(`stream: ${link.stopped}`);
+          break;
+        }
         st.retryCount += 1;
         const msg = err instanceof Error ? err.message : String(err);
         st.lastError = link.dead !== null ? `${link.dead} (${msg})` : msg;
+        // the master's tree changed under its walk (it is being written): not a link failure, try again after -i
+        const busyTree = link.dead === null && TREE_CHANGED.test(msg);
+        const delay = busyTree ? opts.interval : backoff;
         st.connection = 'backoff';
         save();
-        log(`stream: pass failed (${st.lastError}); retry ${st.retryCount} in ${backoff} s`);
-        if (stopSignal === null) await sleep(backoff);
-        backoff = Math.min(backoff * 2, MIRROR_STREAM_BACKOFF_MAX_S);
+        log(`stream: pass failed (${st.lastError}); retry ${st.retryCount} in ${delay} s`);
+        if (stopSignal === null) await sleep(delay);
+        if (!busyTree) backoff = Math.min(backoff * 2, MIRROR_STREAM_BACKOFF_MAX_S);
       } finally {
         link.close();
+        current = null;
+        if (checkpointWatch !== null) clearInterval(checkpointWatch);
+        checkpointWatch = null;
       }
     }
   } finally {

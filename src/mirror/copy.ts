@@ -189,6 +189,8 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
       slaveSide(s, m2s, s2m, options).catch(endOf(s2m, m2s)),
     ]);
     const [mr, sr] = results;
+    // a slave that failed only because the master's stream ended early: the master's error says why
+    if (sr.status === 'rejected' && mr.status === 'rejected' && endedEarly(sr.reason)) throw mr.reason;
     if (sr.status === 'rejected') throw sr.reason;
     if (mr.status === 'rejected') throw mr.reason;
     return { master: mr.value, slave: sr.value };
@@ -196,6 +198,12 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     await closeEndpoint(s);
     await closeEndpoint(m);
   }
+}
+
+/** Whether `err` is the codec's fault of a stream that ended before its TERM (the sender stopped). */
+function endedEarly(err: unknown): boolean {
+  const reason = err instanceof DdfsError ? (err.data as { reason?: unknown } | undefined)?.reason : undefined;
+  return reason === 'missing' || reason === 'truncated';
 }
 
 /** The master side over a stream pair (the far side is `serve` or `write`). */
