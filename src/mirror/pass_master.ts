@@ -183,7 +183,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const changesAtStart = vol.changeCount();
   // the pass's digests may come from the digest cache (verify's never do, spec §4.11); findings are verify's
   const digestCache = DigestCache.open(parent, cfg.hashSize);
-  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true, cache: digestCache, findings: false });
+  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true, cache: digestCache, findings: false, liveTree: true });
   const store = vol.store;
   const input = options.input;
   const summary: PassSummary = {
