@@ -53,6 +53,8 @@ it('streams passes until SIGTERM, then exits 0 with state stopped', async () => 
   expect(readStreamState(slave)!.connection).toBe('stopped');
   const st = await run('node', [BIN, 'status', slave, '--json'], { timeoutMs: 60_000 });
   expect(JSON.parse(st.stdout.toString()).stream.connection).toBe('stopped');
+  const lines = await run('node', [BIN, 'status', slave], { timeoutMs: 60_000 });
+  expect(lines.stdout.toString()).toMatch(new RegExp(`\nstream: stopped \\(pid ${child.pid}\\), [1-9]\\d* passes`));
 }, 300_000);
 
 /** Start `mirrorddumbfs stream ARGS`; its stderr is kept. */

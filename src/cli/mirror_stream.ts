@@ -331,6 +331,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
         claim = ends.localSlave !== null ? slaveClaim(ends.localSlave) : link.tidEnd !== null && link.tidEnd > 0n ? link.tidEnd : null;
         backoff = opts.backoff;
         st.connection = 'idle';
+        head = heads === null ? null : await heads.read(); // the state never pairs the new claim with an older head
         save();
         await waitForChange(Date.now());
       } catch (err) {

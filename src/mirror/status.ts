@@ -94,6 +94,12 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
     lines.push(`journal: ${`next_tid ${j.nextTid}, durable_head ${j.durableHead}, oldest ${j.oldestTid}, ${j.segmentCount} segments, ${j.sizeBytes} bytes, ${j.recordCount} records${j.tailBytes > 0 ? `, ${j.tailBytes} bytes of torn tail` : ''}`}`);
     lines.push(`seal: ${!s.seal ? 'none (mounted, or not cleanly unmounted)' : `TID ${s.seal.lastTid} at ${s.seal.sealedAt}, ${s.seal.entryCount} entries`}`);
   }
+  const sm = s.stream;
+  if (sm !== undefined) {
+    const lag = sm.lagTids == null ? '' : `, lag ${sm.lagTids} TIDs`;
+    const secs = sm.lagSeconds == null ? '' : `, ${sm.lagSeconds.toFixed(1)} s behind`;
+    lines.push(`stream: ${sm.connection} (pid ${sm.pid}), ${sm.passCount} passes${lag}${secs}${sm.lastError === null ? '' : `, last error: ${sm.lastError}`}`);
+  }
   if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
   else if (st !== null) lines.push('apply areas present: none');
   const v = s.lastVerify;
