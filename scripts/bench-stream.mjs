@@ -54,6 +54,10 @@ export async function benchStream(work) {
     let streamErr = '';
     stream.stderr.on('data', (c) => (streamErr += c.toString()));
     stream.stdout.resume();
+    let stopping = false;
+    stream.on('exit', (code, sig) => {
+      if (!stopping) console.log(`  the stream exited early (${code ?? sig}): ${streamErr.split('\n').slice(-5).join(' | ')}`);
+    });
     const t0 = Date.now();
     const cp = spawn('cp', ['-a', tree, path.join(mnt, 'tree')], { stdio: ['ignore', 'ignore', 'pipe'] });
     let cpErr = '';
@@ -85,7 +89,7 @@ export async function benchStream(work) {
     const duringCount = samples.length;
     const finalHead = await head();
     let caughtUp = null;
-    const limit = Date.now() + 30 * 60 * 1000;
+    const limit = Date.now() + 10 * 60 * 1000;
     while (Date.now() < limit) {
       const { c } = await observe();
       if (c >= finalHead) {
@@ -98,6 +102,7 @@ export async function benchStream(work) {
     const max = Math.max(...lags);
     const mean = lags.reduce((a, b) => a + b, 0) / lags.length;
     const ss = readStreamState(slave);
+    stopping = true;
     stream.kill('SIGTERM');
     await new Promise((r) => stream.on('exit', r));
     stream = null;
@@ -109,7 +114,7 @@ export async function benchStream(work) {
     console.log(`  cp -a ${((cpEnd - t0) / 1000).toFixed(1)} s, final head TID ${finalHead}, ${ss?.passCount ?? '?'} passes, ${(streamErr.match(/pass failed/g) ?? []).length} failed`);
     for (const l of [...new Set(streamErr.split('\n').filter((x) => /pass failed|link dead/.test(x)))].slice(0, 5)) console.log(`  ${l.slice(0, 300)}`);
     console.log(`stream lag during the copy: max ${max.toFixed(1)} s, mean ${mean.toFixed(1)} s over ${lags.length} samples (goal: max <= 10 s)`);
-    console.log(`stream catch-up after the copy ended: ${caughtUp === null ? 'not within 30 min' : `${((caughtUp - cpEnd) / 1000).toFixed(1)} s`}`);
+    console.log(`stream catch-up after the copy ended: ${caughtUp === null ? 'not within 10 min' : `${((caughtUp - cpEnd) / 1000).toFixed(1)} s`}`);
     console.log(`stream's own lagSeconds (status --json): max ${maxStreamLag.toFixed(1)} s`);
     console.log(`verify after the stream: exit ${vCode}, ${vOut.split('\n').filter((l) => l !== '').length} differences\n`);
     return { max, mean };

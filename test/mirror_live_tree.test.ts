@@ -5,7 +5,6 @@
  * the claim is atleast, and the next pass makes the replica equal.
  */
 import { afterAll, expect, it } from 'vitest';
-import * as path from 'node:path';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave } from '../src/mirror/copy.js';
 import type { TreeAccess } from '../src/mirror/digest.js';
@@ -58,5 +57,4 @@ it('a file that grows between its listing and its node-list read is sent with a 
   const second = await copyLocal(master, slave, { access: nodeTreeAccess });
   expect(second.master.claimKind).toBe('exact');
   expect((await verifyInProcess(master, slave)).lines).toEqual([]);
-  void path;
 }, 120_000);
