@@ -11,6 +11,8 @@
 // `npm run bench -- journal [GIB]` or BENCH_ONLY=journal runs only it; then the tree section (scripts/bench-tree.mjs,
 // issue 9: cp -a and rm -rf of /usr/share/doc and /usr/include, 500 small files, against the host file system):
 // `npm run bench -- tree` or BENCH_ONLY=tree runs only it.
+// The stream-lag section (scripts/bench-stream.mjs, issue 8 item 4) runs only on its own: `npm run bench -- stream`
+// or BENCH_ONLY=stream.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -72,6 +74,16 @@ if (treeOnly) {
     await benchTree(twork);
   } finally {
     if (!process.env.BENCH_DIR) fs.rmSync(twork, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+if (process.argv[2] === 'stream' || process.env.BENCH_ONLY === 'stream') {
+  const { benchStream } = await import('./bench-stream.mjs');
+  const swork = process.env.BENCH_DIR ?? fs.mkdtempSync('/var/tmp/ddumbfs-bench-stream-');
+  try {
+    await benchStream(swork);
+  } finally {
+    if (!process.env.BENCH_DIR) fs.rmSync(swork, { recursive: true, force: true });
   }
   process.exit(0);
 }

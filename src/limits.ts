@@ -401,3 +401,14 @@ export const MIRROR_REPLICA_LABEL_SIZE_MAX = 4096;
  * others): each holds its connection, a digest walk and hash threads; eight replicas of one volume is already a lot.
  */
 export const MIRROR_MASTER_PASS_COUNT_MAX = 8;
+/** Seconds without a record before a DDMS writer sends an IDLE heartbeat (§4.10: "every 30 s of inactivity"). */
+export const MIRROR_HEARTBEAT_INTERVAL_S = 30;
+/** Default seconds of silence from the peer before a stream declares the link dead: four missed heartbeats. */
+export const MIRROR_STREAM_LINK_TIMEOUT_S = 120;
+/**
+ * Default longest wait of a stream between passes when the master's journal head did not move: changes that leave no
+ * journal record (a ddumbfs 1.1 tool, a master without a journal) reach the replica within this.
+ */
+export const MIRROR_STREAM_MAX_INTERVAL_S = 300;
+/** Token bucket of -b: at most this many seconds of the rate may be sent in one burst (smooths ssh's window). */
+export const MIRROR_BANDWIDTH_BURST_S = 0.25;

@@ -1,17 +1,30 @@
-/** mirrorddumbfs stream (spec §4.10): a local stream picks up changes of an offline master between passes and stops on SIGTERM. */
+/**
+ * mirrorddumbfs stream (spec §4.10): a local stream picks up changes of an offline master between passes and stops on
+ * SIGTERM; with a mounted master it waits for the journal head to move past the claim (no pass while it stands still,
+ * a pass once a write moved it) and shows the lag in TIDs; a peer that never answers is declared dead after
+ * --timeout and the stream backs off; -b is accepted and the pass still completes.
+ */
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { afterAll, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
-import { waitFor } from './helpers/mount.js';
+import { mountVolume, unmountAll, waitFor } from './helpers/mount.js';
 import { withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { run } from './helpers/run.js';
 import { seededBlocks } from './helpers/bytes.js';
 import { readStreamState } from '../src/mirror/stream_state.js';
+import { readMirrorState } from '../src/mirror/state.js';
 
 const BIN = path.join(path.resolve(__dirname, '..'), 'bin/mirrorddumbfs');
 const volumes: TempVolume[] = [];
-afterAll(async () => { for (const v of volumes) await v.cleanup(); });
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mirror-stream-'));
+afterAll(async () => {
+  await unmountAll();
+  for (const v of volumes) await v.cleanup();
+  fs.rmSync(work, { recursive: true, force: true });
+});
 
 async function volume(): Promise<string> {
   const v = await makeTempVolume({ blockSize: 4096, size: '16M' });
@@ -40,4 +53,115 @@ it('streams passes until SIGTERM, then exits 0 with state stopped', async () => 
   expect(readStreamState(slave)!.connection).toBe('stopped');
   const st = await run('node', [BIN, 'status', slave, '--json'], { timeoutMs: 60_000 });
   expect(JSON.parse(st.stdout.toString()).stream.connection).toBe('stopped');
+  const lines = await run('node', [BIN, 'status', slave], { timeoutMs: 60_000 });
+  expect(lines.stdout.toString()).toMatch(new RegExp(`\nstream: stopped \\(pid ${child.pid}\\), [1-9]\\d* passes`));
+}, 300_000);
+
+/** Start `mirrorddumbfs stream ARGS`; its stderr is kept. */
+function startStream(args: string[]) {
+  const child = spawn('node', [BIN, 'stream', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString('latin1')));
+  child.stdout.resume();
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  return { child, exited, stderr: () => stderr };
+}
+
+it('with a mounted master: no pass while the journal head stands at the claim, a pass once a write moves it; lag in TIDs', async () => {
+  const master = await volume();
+  const slave = await volume();
+  await withVolume(master, async (v) => writeUfsFile(v, 'a', seededBlocks('a', 2, 4096)));
+  expect((await run('node', [BIN, 'init-slave', slave, '--from', master], { timeoutMs: 180_000 })).code).toBe(0);
+  const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+  const m = await mountVolume(master, mnt);
+  try {
+    fs.writeFileSync(path.join(mnt, 'b'), seededBlocks('b', 1, 4096)); // a journal record: the head is above 0
+    const s = startStream(['-i', '0.1', '--max-interval', '100000', '--backoff', '0.2', '-b', '2048', master, slave]);
+    try {
+      expect(await waitFor(() => {
+        const st = readStreamState(slave);
+        return st !== null && st.passCount >= 1 && st.lagTids === '0';
+      }, 120_000)).toBe(true);
+      const first = readStreamState(slave)!;
+      expect(first.headTid).not.toBeNull();
+      expect(first.claimTid).toBe(first.headTid);
+      const looks = first.headLooks ?? 0;
+      // 20 looks at a head that does not move: no pass
+      expect(await waitFor(() => (readStreamState(slave)?.headLooks ?? 0) >= looks + 20, 120_000)).toBe(true);
+      expect(readStreamState(slave)!.passCount).toBe(first.passCount);
+      expect(readStreamState(slave)!.lagSeconds).toBe(0);
+      fs.writeFileSync(path.join(mnt, 'c'), seededBlocks('c', 3, 4096));
+      expect(await waitFor(() => {
+        const st = readStreamState(slave);
+        return st !== null && st.passCount > first.passCount && st.lagTids === '0' && BigInt(st.claimTid ?? '0') > BigInt(first.claimTid!);
+      }, 120_000)).toBe(true);
+      const verify = await run('node', [BIN, 'verify', master, slave], { timeoutMs: 180_000 });
+      expect(verify.stdout.toString()).toBe('');
+      expect(verify.code).toBe(0);
+    } finally {
+      s.child.kill('SIGTERM');
+    }
+    expect(await s.exited).toBe(0);
+  } finally {
+    await m.unmount();
+  }
+}, 300_000);
+
+it('a peer that never answers is declared dead after --timeout; the stream backs off and keeps trying', async () => {
+  const master = await volume();
+  // a remote shell that accepts the connection and then says nothing (a hung link)
+  const rsh = path.join(work, 'hung-rsh');
+  fs.writeFileSync(rsh, '#!/bin/sh\nexec sleep 600\n', { mode: 0o755 });
+  const s = startStream(['-e', rsh, '--timeout', '1', '--backoff', '0.2', '-b', '64', master, 'nowhere:/replica']);
+  try {
+    expect(await waitFor(() => (s.stderr().match(/link dead/g) ?? []).length >= 2, 120_000)).toBe(true);
+    expect(s.stderr()).toMatch(/stream: link dead: nothing from the peer for 1 s/);
+    expect(s.stderr()).toMatch(/stream: pass failed \(link dead: .*\); retry 1 in 0.2 s/);
+    const st = readStreamState(master)!;
+    expect(st.retryCount).toBeGreaterThanOrEqual(1);
+    expect(st.passCount).toBe(0);
+  } finally {
+    s.child.kill('SIGTERM');
+  }
+  expect(await s.exited).toBe(0);
+}, 300_000);
+
+it('SIGTERM during a pass into a local slave stops after its next checkpoint; a later copy resumes from it', async () => {
+  const master = await volume();
+  const slave = await volume();
+  await withVolume(master, async (v) => {
+    for (let k = 0; k < 600; k++) await writeUfsFile(v, `f${String(k).padStart(4, '0')}`, seededBlocks(`s${k}`, 1, 4096));
+  });
+  expect((await run('node', [BIN, 'init-slave', slave, '--from', master], { timeoutMs: 180_000 })).code).toBe(0);
+  const s = startStream(['--checkpoint-records', '10', '--backoff', '0.2', master, slave]);
+  let applied = -1;
+  try {
+    // the slave applied a first checkpoint window: the pass is under way
+    expect(await waitFor(() => {
+      try {
+        const p = readMirrorState(slave)?.pass;
+        if (p === null || p === undefined || p.keyCurHex === '') return false;
+        applied = p.recordsApplied;
+        return true;
+      } catch {
+        return false;
+      }
+    }, 120_000)).toBe(true);
+  } finally {
+    s.child.kill('SIGTERM');
+  }
+  expect(await s.exited).toBe(0);
+  expect(s.stderr()).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
+  expect(s.stderr()).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
+  const st = readMirrorState(slave)!;
+  expect(st.claim).toBeNull(); // stopped inside the first pass
+  expect(st.pass).not.toBeNull();
+  expect(st.pass!.recordsApplied).toBeGreaterThan(applied);
+  expect(readStreamState(slave)!.connection).toBe('stopped');
+  const again = await run('node', [BIN, 'copy', master, slave], { timeoutMs: 180_000 });
+  expect(again.code).toBe(0);
+  expect(again.stdout.toString()).toMatch(/resumed\n$/);
+  const verify = await run('node', [BIN, 'verify', master, slave], { timeoutMs: 180_000 });
+  expect(verify.stdout.toString()).toBe('');
+  expect(verify.code).toBe(0);
 }, 300_000);

@@ -27,8 +27,8 @@ import { RecordReader, RecordWriter } from '../mirror/channel.js';
 import type { DigestTree } from '../mirror/digest.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
-import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
+import { MIRROR_HEARTBEAT_INTERVAL_S, MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_STREAM_LINK_TIMEOUT_S, MIRROR_STREAM_MAX_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
+import { PassLink, runStream, type StreamOptions } from './mirror_stream.js';
 import type { Xattr } from '../mirror/record_body.js';
 import { isReservedXattr } from '../format/layout.js';
 import { readAllXattrs } from '../io/xattr.js';
@@ -46,8 +46,10 @@ promote makes a slave the master of a new lineage; rebind makes a volume of an o
 old master once back) a slave of the new master; a pass between volumes of different lineages is
 refused on both sides before any change. A renamed or moved entry the replica still holds is moved
 there (RENAME), not resent; what a pass replaces on the replica is kept in ddfsmirror/undo/ until
-its COMMIT, so a cut pass can be rolled back. stream repeats copy passes (-i SECONDS apart),
-retrying a failed pass after a back-off; its state is in ddfsmirror/stream (status --json).
+its COMMIT, so a cut pass can be rolled back. stream repeats copy passes whenever the master's
+journal head moves past the replica's claim (looked at every -i SECONDS), declares a silent link
+dead after --timeout, retries a failed pass after a back-off, limits the bytes sent with -b KBPS;
+its state and lag are in ddfsmirror/stream (status --json).
 
 Exit status:
   0    success
@@ -219,9 +221,13 @@ export async function main(argv: string[]): Promise<number> {
     .description('repeat copy passes from SRC to DST: a pass every -i seconds, reconnecting with back-off after a failure; stops on SIGTERM/SIGINT')
     .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
     .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
-    .option('-i, --interval <SECONDS>', `seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
+    .option('-i, --interval <SECONDS>', `seconds between looks at the master's journal head (a pass when it moved past the claim); without a readable head, seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
+    .option('--max-interval <SECONDS>', `longest wait between passes while the head did not move (default ${MIRROR_STREAM_MAX_INTERVAL_S})`, optionParser('max-interval', Number), MIRROR_STREAM_MAX_INTERVAL_S)
+    .option('--timeout <SECONDS>', `declare the link dead after this long without a byte from the peer (heartbeats every ${MIRROR_HEARTBEAT_INTERVAL_S} s; 0: never; default ${MIRROR_STREAM_LINK_TIMEOUT_S})`, optionParser('timeout', Number), MIRROR_STREAM_LINK_TIMEOUT_S)
+    .option('-b, --bwlimit <KBPS>', 'limit the master-to-slave bytes on the wire to KBPS KiB per second', optionParser('bwlimit', Number))
     .option('--backoff <SECONDS>', `first reconnect delay, doubled per failure up to ${MIRROR_STREAM_BACKOFF_MAX_S} s (default ${MIRROR_STREAM_BACKOFF_START_S})`, optionParser('backoff', Number), MIRROR_STREAM_BACKOFF_START_S)))
-    .action((src: string, dst: string, opts: PassFlags & { interval: number; backoff: number }) => {
+    .action((src: string, dst: string, opts: PassFlags & StreamOptions & { bwlimit?: number }) => {
+      opts.bandwidthKiBps = opts.bwlimit;
       action = () => streamCommand(src, dst, opts);
     });
   program
@@ -436,32 +442,38 @@ async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<n
   }
 }
 
-async function copyPass(src: string, dst: string, opts: PassFlags): Promise<number> {
+/** One pass; `link` (stream): the pipes go through its meters (watchdog, -b) and it learns the TID covered. */
+async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLink): Promise<number> {
   const options = passCopyOptions(opts, true);
   if (isRemote(src) && isRemote(dst)) throw new UsageError('copy between two remote endpoints is not supported: run it on one of the hosts');
   if (!isRemote(src) && !isRemote(dst)) {
+    if (link) options.pipes = () => link.local();
     const r = await copyLocal(src, dst, options);
+    if (link) link.tidEnd = r.master.tidEnd;
     return summaryExit(r.master, process.stdout);
   }
   if (isRemote(dst)) {
     const { child, done } = spawnRemote(dst, 'slave', opts);
+    const io = link ? link.remote(child, true) : { out: child.stdin!, input: child.stdout! };
     try {
-      const s = await masterOverStreams(src, child.stdin!, child.stdout!, { ...options, peerLabel: dst });
-      child.stdout!.resume(); // the slave's last records (its TERM) are not read: drain them so it can exit
+      const s = await masterOverStreams(src, io.out, io.input, { ...options, peerLabel: dst });
+      io.input.resume(); // the slave's last records (its TERM) are not read: drain them so it can exit
       const code = await done;
       if (code !== 0) throw new DdfsError('IO', `${dst}: the remote side exited with status ${code}`);
+      if (link) link.tidEnd = s.tidEnd;
       return summaryExit(s, process.stdout);
     } catch (err) {
       child.stdin!.destroy();
       const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
       if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
-      throw err;
+      throw link ? link.explain(err, dst, code) : err;
     }
   }
   const { child, done } = spawnRemote(src, 'master', opts);
+  const io = link ? link.remote(child, false) : { out: child.stdin!, input: child.stdout! };
   try {
-    const s = await slaveOverStreams(dst, child.stdout!, child.stdin!, options);
-    child.stdout!.resume();
+    const s = await slaveOverStreams(dst, io.input, io.out, options);
+    io.input.resume();
     const code = await done;
     process.stdout.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
     return code === 0 ? EXIT.OK : EXIT.ERROR;
@@ -469,69 +481,27 @@ async function copyPass(src: string, dst: string, opts: PassFlags): Promise<numb
     child.stdin!.destroy();
     const code = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
     if (code === -1 && child.pid !== undefined) child.kill('SIGTERM');
-    throw err;
+    throw link ? link.explain(err, src, code) : err;
   }
 }
 
 /**
- * `stream SRC DST` (spec §4.10): copy passes in a loop. Each pass opens its own connection, so a dead link shows as a
- * failed pass; the next attempt waits the back-off (doubling, capped) and resumes the slave's pending pass (HELLO).
- * The state goes to DST/ddfsmirror/stream (or SRC's when DST is remote) for `status --json`.
+ * `stream SRC DST` (spec §4.10): copy passes in a loop (cli/mirror_stream.ts: waiting on the master's head, the link
+ * watchdog, -b, lag). The state goes to DST/ddfsmirror/stream (or SRC's when DST is remote) for `status --json`.
  * @returns 0 after SIGTERM, 130 after SIGINT
  */
-async function streamCommand(src: string, dst: string, opts: PassFlags & { interval: number; backoff: number }): Promise<number> {
-  if (!(opts.interval >= 0) || !(opts.backoff > 0)) throw new UsageError('stream: -i and --backoff take a positive number of seconds');
-  const stateAt = isRemote(dst) ? (isRemote(src) ? null : src) : dst;
-  let stopSignal: NodeJS.Signals | null = null;
-  let wake: (() => void) | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => { stopSignal = sig; wake?.(); };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  const st: StreamState = { pid: process.pid, connection: 'connecting', lastPassTime: null, passCount: 0, retryCount: 0, lagSeconds: null, lastError: null };
-  const save = (): void => {
-    if (stateAt === null) return;
-    st.lagSeconds = st.lastPassTime === null ? null : (Date.now() - Date.parse(st.lastPassTime)) / 1000;
-    try { writeStreamState(stateAt, st); } catch { /* the state is informative only */ }
-  };
-  const sleep = (seconds: number): Promise<void> => new Promise((resolve) => {
-    const t = setTimeout(resolve, seconds * 1000);
-    wake = () => { clearTimeout(t); resolve(); };
-  });
-  let backoff = opts.backoff;
+async function streamCommand(src: string, dst: string, opts: PassFlags & StreamOptions): Promise<number> {
+  for (const [flag, v] of [['-i', opts.interval], ['--backoff', opts.backoff], ['--max-interval', opts.maxInterval], ['--timeout', opts.timeout]] as const) {
+    if (!(v >= 0) || (flag === '--backoff' && !(v > 0))) throw new UsageError(`stream: ${flag} takes a positive number of seconds`);
+  }
+  if (opts.bandwidthKiBps !== undefined && !(opts.bandwidthKiBps > 0)) throw new UsageError('stream: -b takes a positive number of KiB per second');
+  if (isRemote(src) && isRemote(dst)) throw new UsageError('stream between two remote endpoints is not supported: run it on one of the hosts');
+  const ends = { localMaster: isRemote(src) ? null : src, localSlave: isRemote(dst) ? null : dst, stateAt: isRemote(dst) ? src : dst };
   try {
-    while (stopSignal === null) {
-      st.connection = 'passing';
-      save();
-      try {
-        // a pass that reports a problem (a remote side's error exit, master blocks not sent) is retried like a failed one
-        const code = await copyPass(src, dst, opts);
-        if (code !== EXIT.OK) throw new Error(`the pass exited ${code}`);
-        st.passCount += 1;
-        st.retryCount = 0;
-        st.lastError = null;
-        st.lastPassTime = new Date().toISOString();
-        backoff = opts.backoff;
-        st.connection = 'idle';
-        save();
-        if (stopSignal === null) await sleep(opts.interval);
-      } catch (err) {
-        st.retryCount += 1;
-        st.lastError = err instanceof Error ? err.message : String(err);
-        st.connection = 'backoff';
-        save();
-        process.stderr.write(`${NAME}: stream: pass failed (${st.lastError}); retry ${st.retryCount} in ${backoff} s\n`);
-        if (stopSignal === null) await sleep(backoff);
-        backoff = Math.min(backoff * 2, MIRROR_STREAM_BACKOFF_MAX_S);
-      }
-    }
+    return await runStream(ends, opts, (link) => copyPass(src, dst, opts, link), (l) => stderrLine(`${NAME}: ${l}\n`));
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    st.connection = 'stopped';
-    save();
     stopSpinner();
   }
-  return stopSignal === 'SIGINT' ? EXIT.INTERRUPTED : EXIT.OK;
 }
 
 async function readCommand(master: string, opts: PassFlags): Promise<number> {

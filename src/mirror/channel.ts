@@ -3,10 +3,17 @@
  * RecordWriter encodes records onto a Writable (with backpressure, counting bytes and BLOCK records), a RecordReader
  * pulls checked records from a Readable (any chunking). The pass code sees only these two.
  *
+ * Heartbeat (§4.10): a writer that sent nothing for MIRROR_HEARTBEAT_INTERVAL_S sends an IDLE record (head TID 0, no
+ * claim change), so a peer busy computing (a root digest of a big tree, a slave applying a window) still shows a live
+ * link, and a silent link can be declared dead by a timeout (cli/mirror_stream.ts). A reader skips IDLE records: the
+ * pass code never sees a heartbeat (they stay in the codec's seq count and running digest, as every record).
+ *
  * Invariants: a reader yields a record only after every check of the codec; a fault or a premature end throws the
- * codec's DdfsError naming the seq. A writer never writes after TERM or ERROR (the encoder asserts it).
+ * codec's DdfsError naming the seq. A writer never writes after TERM or ERROR (the encoder asserts it), and sends no
+ * heartbeat before its first record (HELLO) nor after its stream ended or closed.
  */
 import type { Readable, Writable } from 'node:stream';
+import { MIRROR_HEARTBEAT_INTERVAL_S } from '../limits.js';
 import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
 
 /** Counters of what one side wrote. */
@@ -23,18 +30,58 @@ export class RecordWriter {
   /** Called with every record's bytes before they are written (tests cut a stream with it). */
   onBytes: ((bytes: Buffer, record: RecordInput) => void) | null = null;
 
-  private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean) {}
+  /** Heartbeat IDLE records sent. */
+  heartbeats = 0;
+  private lastSendMs = 0;
+  private closed = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean, heartbeatMs: number) {
+    if (heartbeatMs > 0) {
+      this.timer = setInterval(() => this.beat(heartbeatMs), Math.max(10, Math.floor(heartbeatMs / 4)));
+      this.timer.unref();
+      const stop = (): void => this.stopHeartbeat();
+      out.once('close', stop);
+      out.once('finish', stop);
+      out.once('error', stop);
+    }
+  }
 
   /**
    * @param waitForDrain await 'drain' when the Writable is full (a master); a side that only answers questions
    *   never waits, so two peers can never block on each other's full buffers
+   * @param options.heartbeatMs milliseconds without a record before an IDLE heartbeat (0: none); default
+   *   MIRROR_HEARTBEAT_INTERVAL_S
    */
-  static async create(out: Writable, waitForDrain: boolean): Promise<RecordWriter> {
-    return new RecordWriter(await StreamEncoder.create(), out, waitForDrain);
+  static async create(out: Writable, waitForDrain: boolean, options: { heartbeatMs?: number } = {}): Promise<RecordWriter> {
+    return new RecordWriter(await StreamEncoder.create(), out, waitForDrain, options.heartbeatMs ?? MIRROR_HEARTBEAT_INTERVAL_S * 1000);
+  }
+
+  /** Send an IDLE when nothing was sent for `heartbeatMs` (never before the first record or after the end). */
+  private beat(heartbeatMs: number): void {
+    if (this.closed || this.lastSendMs === 0 || Date.now() - this.lastSendMs < heartbeatMs) return;
+    if (this.out.destroyed || this.out.writableEnded) {
+      this.stopHeartbeat();
+      return;
+    }
+    this.heartbeats++;
+    // never awaits drain: a heartbeat is a few dozen bytes, and a full stream means the peer is not reading anyway
+    this.send({ type: 'IDLE', headTid: 0n }).catch(() => this.stopHeartbeat());
+  }
+
+  private stopHeartbeat(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
   }
 
   /** Encode and write one record. @throws DdfsError INVALID from the encoder; the Writable's error */
   async send(record: RecordInput, options: EncodeOptions = {}): Promise<void> {
+    if (this.closed) throw new Error('the stream is closed');
+    if (record.type === 'TERM' || record.type === 'ERROR') {
+      this.closed = true;
+      this.stopHeartbeat();
+    }
+    this.lastSendMs = Date.now();
     const bytes = this.encoder.encode(record, options);
     this.onBytes?.(bytes, record);
     this.counters.records++;
@@ -66,6 +113,8 @@ export class RecordWriter {
 
   /** End the Writable (after TERM or ERROR) and wait until its bytes are handed on. */
   async end(): Promise<void> {
+    this.closed = true;
+    this.stopHeartbeat();
     if (this.out.writableEnded || this.out.destroyed) return;
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
@@ -91,13 +140,20 @@ export class RecordReader {
     return new RecordReader(await StreamDecoder.create(), source);
   }
 
+  /** Heartbeat IDLE records skipped. */
+  heartbeats = 0;
+
   /**
-   * The next record.
+   * The next record that is not an IDLE heartbeat.
    * @throws DdfsError of the codec (a fault, or the end of the input before TERM/ERROR: TOO_SHORT)
    */
   async next(): Promise<DecodedRecord> {
     for (;;) {
       const r = this.decoder.read();
+      if (r !== null && r.record.type === 'IDLE') {
+        this.heartbeats++;
+        continue;
+      }
       if (r !== null) return r;
       if (this.ended) {
         this.decoder.finish();

@@ -12,7 +12,7 @@
  * one that explains a refusal) is preferred in the report; every volume opened here is closed and its lock
  * released, whatever happened.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Readable, type Transform, type Writable } from 'node:stream';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { MIRROR_LOCAL_PIPE_RECORD_COUNT, MIRROR_LOCAL_PIPE_SIZE_BYTES } from '../limits.js';
@@ -49,6 +49,11 @@ export interface CopyOptions {
   peerLabel?: string;
   /** Journal retention caps of the master side (tests; default replicas.ts DEFAULT_RETENTION). */
   retention?: MasterOptions['retention'];
+  /**
+   * copyLocal: the pipes between the sides (master to slave, slave to master), default a PassThrough each; a stream
+   * passes link meters (mirror/link_meter.ts) to watch the link and apply -b.
+   */
+  pipes?: () => { m2s: Transform; s2m: Transform };
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -183,11 +188,10 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     // decoded in place); up to MIRROR_LOCAL_PIPE_SIZE_BYTES wait in a direction, so a side that waits for its disk
     // (a CHECKPOINT's syncs) does not stop the other at once
     const pipe = (): PassThrough => new PassThrough({ readableObjectMode: true, readableHighWaterMark: MIRROR_LOCAL_PIPE_RECORD_COUNT, writableHighWaterMark: MIRROR_LOCAL_PIPE_SIZE_BYTES });
-    const m2s = pipe();
-    const s2m = pipe();
+    const { m2s, s2m } = options.pipes?.() ?? { m2s: pipe(), s2m: pipe() };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
-    const endOf = (out: PassThrough, other: PassThrough) => (err: unknown): never => {
+    const endOf = (out: Transform, other: Transform) => (err: unknown): never => {
       if (!out.writableEnded) out.end();
       other.destroy();
       throw err;
@@ -197,6 +201,8 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
       slaveSide(s, m2s, s2m, options).catch(endOf(s2m, m2s)),
     ]);
     const [mr, sr] = results;
+    // a slave that failed only because the master's stream ended early: the master's error says why
+    if (sr.status === 'rejected' && mr.status === 'rejected' && endedEarly(sr.reason)) throw mr.reason;
     if (sr.status === 'rejected') throw sr.reason;
     if (mr.status === 'rejected') throw mr.reason;
     return { master: mr.value, slave: sr.value };
@@ -204,6 +210,12 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     await closeEndpoint(s);
     await closeEndpoint(m);
   }
+}
+
+/** Whether `err` is the codec's fault of a stream that ended before its TERM (the sender stopped). */
+function endedEarly(err: unknown): boolean {
+  const reason = err instanceof DdfsError ? (err.data as { reason?: unknown } | undefined)?.reason : undefined;
+  return reason === 'missing' || reason === 'truncated';
 }
 
 /** The master side over a stream pair (the far side is `serve` or `write`). */

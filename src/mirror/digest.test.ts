@@ -210,3 +210,32 @@ describe('digests of volumes', () => {
     expect((await verifyInProcess(a.parent, b.parent)).lines).toEqual(['DIFF "/d/y" link', 'DIFF "/x" link']);
   });
 });
+
+describe('a tree written while it is read (liveTree, a master pass of a mounted volume)', () => {
+  it('a directory made after the first walk: verify aborts; a pass gets digests that match nothing and lists it', async () => {
+    const v = await volume();
+    await withVolume(v.parent, async (vol) => writeUfsFile(vol, 'a', block('a')));
+    for (const liveTree of [false, true]) {
+      const t = await VolumeDigests.open(v.parent, { access: nodeTreeAccess, liveTree });
+      try {
+        const before = (await t.entry(Buffer.alloc(0)))!; // the first walk
+        const name = `late-${liveTree}`;
+        mkdirUfs(v.parent, name);
+        await withVolume(v.parent, async (vol) => writeUfsFile(vol, `${name}/f`, block('f')));
+        if (!liveTree) {
+          await expect(t.entry(Buffer.from(name))).rejects.toThrow(/the tree changed during the verify/);
+          continue;
+        }
+        const late = (await t.entry(Buffer.from(name)))!;
+        expect(late.kind).toBe('directory');
+        const again = (await t.entry(Buffer.from(name)))!;
+        expect(again.digest.equals(late.digest)).toBe(false); // never equal to anything, not even itself
+        expect((await t.list(Buffer.from(name))).map((e) => e.name.toString())).toEqual(['f']);
+        expect((await t.list(Buffer.alloc(0))).map((e) => e.name.toString()).sort()).toEqual(['a', 'late-false', name]);
+        expect(before.kind).toBe('directory');
+      } finally {
+        await t.close();
+      }
+    }
+  });
+});

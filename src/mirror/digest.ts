@@ -54,7 +54,7 @@
  *   node list is read again only when the comparison asks for it, so comparing two trees lists only directories
  *   whose digests differ.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { assert } from '../util/assert.js';
@@ -295,6 +295,13 @@ export interface VolumeDigestsOptions {
   cache?: DigestCache;
   /** Collect CORRUPT/DANGLING findings in the first walk (default true; a pass does not use them). */
   findings?: boolean;
+  /**
+   * The tree may be written while it is read (a master pass of a mounted volume, §4.9: changes made during a pass go
+   * out in the next one). An entry gone since it was listed is left out, and a directory the first walk did not see
+   * (created or replaced since) gets digests that match nothing, so a pass descends into it and sends what it finds.
+   * Default false: verify aborts instead (its answer would not describe one tree).
+   */
+  liveTree?: boolean;
 }
 
 /** How often each request was answered: lets a test prove an unchanged subtree is not descended. */
@@ -356,6 +363,7 @@ export class VolumeDigests implements DigestTree {
   private readonly onDigest: VolumeDigestsOptions['onDigest'];
   private readonly cache: DigestCache | null;
   private readonly collectFindings: boolean;
+  private readonly liveTree: boolean;
   /** --deep: addresses already re-hashed, and those whose bytes did not match. */
   private readonly scrubbed: Bitmap | null;
   private readonly scrubbedBad: Bitmap | null;
@@ -384,6 +392,7 @@ export class VolumeDigests implements DigestTree {
     this.access = options.access;
     this.onDigest = options.onDigest;
     this.collectFindings = options.findings ?? true;
+    this.liveTree = options.liveTree ?? false;
     this.cache = options.cache !== undefined && !this.deep && !this.collectFindings ? options.cache : null;
     this.scrubbed = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
     this.scrubbedBad = this.deep ? Bitmap.fresh(cfg.blockCount) : null;
@@ -455,6 +464,7 @@ export class VolumeDigests implements DigestTree {
       try {
         meta = await this.access.lstat(this.abs(rel));
       } catch (err) {
+        if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since the listing
         throw this.readError(rel, err);
       }
       // the walker does not enter another device's directory (a mount point): neither does a listing
@@ -657,6 +667,7 @@ export class VolumeDigests implements DigestTree {
       try {
         meta = await this.access.lstat(this.abs(e.path));
       } catch (err) {
+        if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since the listing
         throw this.readError(e.path, err);
       }
       if (meta.kind === 'directory') {
@@ -678,6 +689,10 @@ export class VolumeDigests implements DigestTree {
       return this.leafRecord(p, meta, false);
     }
     const d = this.directories.get(keyOf(p));
+    if ((d === undefined || d.meta.ino !== meta.ino) && this.liveTree) {
+      // created or replaced since the first walk: unknown content, never equal to a digest of the peer
+      return { ...this.emptyRecord(p, meta), contentDigest: randomBytes(32), digest: randomBytes(32) };
+    }
     if (d === undefined || d.meta.ino !== meta.ino) {
       throw new DdfsError('IO', `${this.label}: ${pathText(this.abs(p))}: the tree changed during the verify: verify aborted`, { path: p });
     }

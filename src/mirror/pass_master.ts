@@ -223,7 +223,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const changesAtStart = vol.changeCount();
   // the pass's digests may come from the digest cache (verify's never do, spec §4.11); findings are verify's
   const digestCache = DigestCache.open(parent, cfg.hashSize);
-  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true, cache: digestCache, findings: false });
+  const digests = await VolumeDigests.open(parent, { access: options.access, mtime: true, cache: digestCache, findings: false, liveTree: true });
   const store = vol.store;
   const input = options.input;
   const summary: PassSummary = {
@@ -311,7 +311,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * BLOCKs, then their FILE_BEGIN/FILE_NODES/FILE_END in visit order. The window is sent (flushWindow) before any
    * other record, so the stream's order is the order of the visit.
    */
-  interface PendingFile { rel: Buffer; rec: EntryRecord; nodes: Buffer; count: number; group: bigint; changed: boolean }
+  /** `sizeBytes`: the size the node list was read at (a live tree may have changed it since `rec` was made). */
+  interface PendingFile { rel: Buffer; rec: EntryRecord; nodes: Buffer; count: number; sizeBytes: number; group: bigint; changed: boolean }
   let window: PendingFile[] = [];
   let windowNodeCount = 0;
   /** Started at the first block to send; closed when the pass ends. */
@@ -487,14 +488,17 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         summary.claimKind = 'atleast';
         continue;
       }
-      window = [{ ...f, nodes: again.nodes, count: again.count }];
+      window = [{ ...f, nodes: again.nodes, count: again.count, sizeBytes: again.size }];
       await flushWindow();
     }
   };
 
   const sendFileRecords = async (f: PendingFile): Promise<void> => {
     const { rel, rec, count, group } = f;
-    await out.send({ type: 'FILE_BEGIN', path: rel, meta: metaOf(rec, 0o644), sizeBytes: BigInt(rec.sizeBytes), nodeCount: BigInt(count), tid: 0n, linkGroup: group });
+    // the size the nodes were read at: FILE_BEGIN's size and node count must agree (the file may have grown since
+    // its record was made, in a tree being written); such a file changed during the pass, so the claim is atleast
+    if (f.sizeBytes !== rec.sizeBytes) summary.claimKind = 'atleast';
+    await out.send({ type: 'FILE_BEGIN', path: rel, meta: metaOf(rec, 0o644), sizeBytes: BigInt(f.sizeBytes), nodeCount: BigInt(count), tid: 0n, linkGroup: group });
     const hasher = new FileContentHasher(count, hashSize);
     for (let j = 0; j < count; j += MIRROR_FILE_NODES_COUNT_MAX) {
       const hashes: Buffer[] = [];
@@ -524,8 +528,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       await out.send({ type: 'LINK', path: rel, linkGroup: group });
       return;
     }
-    const { nodes, count } = await readNodes(rel);
-    window.push({ rel, rec, nodes, count, group, changed: false });
+    const { nodes, count, size } = await readNodes(rel);
+    window.push({ rel, rec, nodes, count, sizeBytes: size, group, changed: false });
     windowNodeCount += count;
     // a window never holds back a CHECKPOINT: at most what one window of checkpoint records and bytes could send
     const c = out.counters;

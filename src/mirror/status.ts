@@ -111,6 +111,12 @@ export function renderStatusLines(s: MirrorStatus, label: string): string[] {
     lines.push(`retention: oldest TID ${r.oldestTid}, ${r.sizeBytes} bytes (cap ${r.sizeBytesMax} bytes, ${Math.round(r.ageMsMax / 86_400_000)} days), ${r.pinnedBy === null ? 'pinned by no replica' : `pinned by ${r.pinnedBy}`}${r.markedCount > 0 ? `, ${r.markedCount} replicas need a content pass` : ''}`);
   }
   for (const r of s.replicas ?? []) lines.push(`replica: ${renderReplicaLine(r, s.head !== undefined ? BigInt(s.head) : null)}`);
+  const sm = s.stream;
+  if (sm !== undefined) {
+    const lag = sm.lagTids == null ? '' : `, lag ${sm.lagTids} TIDs`;
+    const secs = sm.lagSeconds == null ? '' : `, ${sm.lagSeconds.toFixed(1)} s behind`;
+    lines.push(`stream: ${sm.connection} (pid ${sm.pid}), ${sm.passCount} passes${lag}${secs}${sm.lastError === null ? '' : `, last error: ${sm.lastError}`}`);
+  }
   if (s.staging || s.undo) lines.push(`apply areas present: ${[s.staging ? 'staging' : '', s.undo ? 'undo' : ''].filter((x) => x !== '').join(', ')}`);
   else if (st !== null) lines.push('apply areas present: none');
   const v = s.lastVerify;

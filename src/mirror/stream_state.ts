@@ -19,9 +19,22 @@ export interface StreamState {
   passCount: number;
   /** Failed attempts since the last pass that completed. */
   retryCount: number;
-  /** Seconds since the last completed pass (lag in time); null before the first. */
+  /**
+   * Lag in time, seconds: 0 while the replica's claim is at the master's head; otherwise the time since the start of
+   * the last completed pass (the head it covered was taken then); null before the first.
+   */
   lagSeconds: number | null;
   lastError: string | null;
+  /** Start time of the last completed pass, null before the first. */
+  lastPassStartTime?: string | null;
+  /** The master's journal head as last read (decimal TID text), null when unknown (remote, no journal). */
+  headTid?: string | null;
+  /** The replica's claim TID (decimal text), null when it has none or it is unknown. */
+  claimTid?: string | null;
+  /** Lag in TIDs: headTid - claimTid (decimal text, 0 when caught up), null when the head is unknown. */
+  lagTids?: string | null;
+  /** Looks at the master's journal head so far (while waiting for it to move past the claim). */
+  headLooks?: number;
 }
 
 /** Write `s` to PARENT/ddfsmirror/stream (no-op when ddfsmirror/ is missing). @throws Node errors, DdfsError INVALID */
