@@ -9,7 +9,7 @@
  */
 import { constants as osc } from 'node:os';
 import { DdfsError } from '../errors.js';
-import { lastNativeErrno, loadNativeLibrary } from './ffi.js';
+import { lastNativeErrno, nativeFunctions } from './ffi.js';
 
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -20,18 +20,11 @@ const NS_PER_SECOND = 1_000_000_000n;
 type UtimensatFn = (dirfd: number, path: Buffer, times: Buffer, flags: number) => number;
 type MknodFn = (path: Buffer, mode: number, dev: bigint) => number;
 type SyncfsFn = (fd: number) => number;
-let calls: { utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn } | null = null;
-
-function libc(): { utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn } {
-  if (calls) return calls;
-  const lib = loadNativeLibrary('libc.so.6');
-  calls = {
-    utimensat: lib.func('int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)') as UtimensatFn,
-    mknod: lib.func('int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)') as MknodFn,
-    syncfs: lib.func('int syncfs(int fd)') as SyncfsFn,
-  };
-  return calls;
-}
+const libc = nativeFunctions<{ utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn }>('libc.so.6', {
+  utimensat: 'int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)',
+  mknod: 'int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)',
+  syncfs: 'int syncfs(int fd)',
+});
 
 /**
  * syncfs(2) of the filesystem holding the open file descriptor `fd`: every file written on it (data and metadata,

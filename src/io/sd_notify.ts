@@ -7,7 +7,7 @@
  */
 import { constants as osc } from 'node:os';
 import { DdfsError } from '../errors.js';
-import { lastNativeErrno, loadNativeLibrary } from './ffi.js';
+import { lastNativeErrno, nativeFunctions } from './ffi.js';
 
 const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
@@ -20,18 +20,11 @@ const SUN_PATH_MAX = 108;
 type SocketFn = (domain: number, type: number, protocol: number) => number;
 type SendtoFn = (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number) => number;
 type CloseFn = (fd: number) => number;
-let calls: { socket: SocketFn; sendto: SendtoFn; close: CloseFn } | null = null;
-
-function libc(): { socket: SocketFn; sendto: SendtoFn; close: CloseFn } {
-  if (calls) return calls;
-  const lib = loadNativeLibrary('libc.so.6');
-  calls = {
-    socket: lib.func('int socket(int domain, int type, int protocol)') as SocketFn,
-    sendto: lib.func('long sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)') as SendtoFn,
-    close: lib.func('int close(int fd)') as CloseFn,
-  };
-  return calls;
-}
+const libc = nativeFunctions<{ socket: SocketFn; sendto: SendtoFn; close: CloseFn }>('libc.so.6', {
+  socket: 'int socket(int domain, int type, int protocol)',
+  sendto: 'long sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)',
+  close: 'int close(int fd)',
+});
 
 /**
  * The struct sockaddr_un of a $NOTIFY_SOCKET value and its length: "/path" (NUL-terminated) or "@name" (abstract:

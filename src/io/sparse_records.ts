@@ -9,19 +9,15 @@
  */
 import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
-import { lastNativeErrno, loadNativeLibrary } from './ffi.js';
+import { lastNativeErrno, nativeFunctions } from './ffi.js';
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const ENXIO = 6;
 
 type LseekFn = (fd: number, offset: number, whence: number) => number;
-let lseekFn: LseekFn | null = null;
-
-function lseek(): LseekFn {
-  lseekFn ??= loadNativeLibrary('libc.so.6').func('int64_t lseek(int fd, int64_t offset, int whence)') as LseekFn;
-  return lseekFn;
-}
+const libc = nativeFunctions<{ lseek: LseekFn }>('libc.so.6', { lseek: 'int64_t lseek(int fd, int64_t offset, int whence)' });
+const lseek = (): LseekFn => libc().lseek;
 
 /** What recordsWithData found. */
 export interface RecordCount {

@@ -11,7 +11,7 @@
  * XATTR_REPLACE, ENOENT, EACCES, EPERM...
  */
 import { constants as osc } from 'node:os';
-import { lastNativeErrno, loadNativeLibrary } from './ffi.js';
+import { lastNativeErrno, nativeFunctions } from './ffi.js';
 
 /** setxattr flag: fail with EEXIST when the attribute exists (sys/xattr.h). */
 export const XATTR_CREATE = 1;
@@ -24,25 +24,18 @@ type GetFn = (path: Buffer, name: Buffer, value: Buffer | null, size: number) =>
 type SetFn = (path: Buffer, name: Buffer, value: Buffer, size: number, flags: number) => number;
 type ListFn = (path: Buffer, list: Buffer | null, size: number) => number;
 type RemoveFn = (path: Buffer, name: Buffer) => number;
-interface XattrCalls {
+type XattrCalls = {
   get: GetFn;
   set: SetFn;
   list: ListFn;
   remove: RemoveFn;
-}
-let calls: XattrCalls | null = null;
-
-function libc(): XattrCalls {
-  if (calls) return calls;
-  const lib = loadNativeLibrary('libc.so.6');
-  calls = {
-    get: lib.func('long lgetxattr(const uint8_t *path, const uint8_t *name, _Out_ uint8_t *value, size_t size)') as GetFn,
-    set: lib.func('int lsetxattr(const uint8_t *path, const uint8_t *name, const uint8_t *value, size_t size, int flags)') as SetFn,
-    list: lib.func('long llistxattr(const uint8_t *path, _Out_ uint8_t *list, size_t size)') as ListFn,
-    remove: lib.func('int lremovexattr(const uint8_t *path, const uint8_t *name)') as RemoveFn,
-  };
-  return calls;
-}
+};
+const libc = nativeFunctions<XattrCalls>('libc.so.6', {
+  get: 'long lgetxattr(const uint8_t *path, const uint8_t *name, _Out_ uint8_t *value, size_t size)',
+  set: 'int lsetxattr(const uint8_t *path, const uint8_t *name, const uint8_t *value, size_t size, int flags)',
+  list: 'long llistxattr(const uint8_t *path, _Out_ uint8_t *list, size_t size)',
+  remove: 'int lremovexattr(const uint8_t *path, const uint8_t *name)',
+});
 
 function cString(b: Buffer): Buffer {
   return Buffer.concat([b, Buffer.alloc(1)]);
