@@ -449,13 +449,25 @@ export class VolumeDigests implements DigestTree {
   async list(p: Buffer): Promise<EntryRecord[]> {
     this.counters.list++;
     await this.walk();
+    const out: EntryRecord[] = [];
+    for (const c of await this.lstatChildren(p)) out.push(await this.recordOf(joinPathBytes(p, c.name), c.meta));
+    return out;
+  }
+
+  /**
+   * readdir of directory `p` and one lstat per entry, in the listing's order: at the root the reserved names are
+   * left out, and so is a directory of another device (a mount point: the walker does not enter it); with liveTree
+   * an entry removed since the listing is left out too (a mounted master being written).
+   * @throws DdfsError IO when the directory or an entry cannot be read
+   */
+  private async lstatChildren(p: Buffer): Promise<Array<{ name: Buffer; meta: TreeEntryMeta }>> {
     let listing;
     try {
       listing = await readDirectory(this.abs(p), WALK_DIRECTORY_ENTRY_COUNT_MAX);
     } catch (err) {
       throw this.readError(p, err);
     }
-    const out: EntryRecord[] = [];
+    const out: Array<{ name: Buffer; meta: TreeEntryMeta }> = [];
     for (let k = 0; k < listing.count; k++) {
       const name = Buffer.from(listing.name(k));
       if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
@@ -467,9 +479,8 @@ export class VolumeDigests implements DigestTree {
         if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since the listing
         throw this.readError(rel, err);
       }
-      // the walker does not enter another device's directory (a mount point): neither does a listing
       if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
-      out.push(await this.recordOf(rel, meta));
+      out.push({ name, meta });
     }
     return out;
   }
@@ -478,31 +489,12 @@ export class VolumeDigests implements DigestTree {
    * The entries of directory `p` without digests: readdir and one lstat per entry, no node list read and no first
    * walk (what an incremental pass lists for a directory on the way to a dirty path, spec §4.6 step 4). Sorted
    * bytewise by name; at the root the reserved names are left out; a directory of another device (a mount point) is
-   * left out, as the walker does.
+   * left out, as the walker does; with liveTree an entry removed since the listing is left out (lstatChildren).
    * @throws DdfsError IO when the directory or an entry cannot be read
    */
   async listTypes(p: Buffer): Promise<TypedEntry[]> {
     this.counters.listTypes++;
-    let listing;
-    try {
-      listing = await readDirectory(this.abs(p), WALK_DIRECTORY_ENTRY_COUNT_MAX);
-    } catch (err) {
-      throw this.readError(p, err);
-    }
-    const out: TypedEntry[] = [];
-    for (let k = 0; k < listing.count; k++) {
-      const name = Buffer.from(listing.name(k));
-      if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-      let meta: TreeEntryMeta;
-      try {
-        meta = await this.access.lstat(this.abs(joinPathBytes(p, name)));
-      } catch (err) {
-        throw this.readError(joinPathBytes(p, name), err);
-      }
-      if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
-      out.push({ name, kind: meta.kind, meta });
-    }
-    return out;
+    return (await this.lstatChildren(p)).map(({ name, meta }) => ({ name, kind: meta.kind, meta }));
   }
 
   /**
