@@ -11,6 +11,7 @@ import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { lcgBytes } from './helpers/bytes.js';
 import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
+import { mountVolume, unmountAll } from './helpers/mount.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BS = 4096;
@@ -21,7 +22,10 @@ async function tool(name: string, args: string[]): Promise<{ code: number | null
   return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
-afterAll(async () => { for (const v of vols) await v.cleanup(); });
+afterAll(async () => {
+  await unmountAll();
+  for (const v of vols) await v.cleanup();
+});
 
 describe('statddumbfs', () => {
   it('--json numbers match three cpddumbfs copies of one file', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -59,6 +63,32 @@ describe('statddumbfs', () => {
     const s2 = JSON.parse((await tool('statddumbfs', ['--json', v.parent])).stdout);
     expect(s2.corrupted_files).toBe(2);
     expect(s2.needs_fsck).toBe(true);
+  });
+
+  it('a mounted volume: from MNT (the daemon\'s stats) and from PARENT, the same numbers', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const v = await makeTempVolume({ blockSize: BS, size: '4M' });
+    vols.push(v);
+    const src = join(v.parent, '..', 'src2.bin');
+    await writeFile(src, lcgBytes(5 * BS, 9));
+    for (const dst of ['x', 'y']) expect((await tool('cpddumbfs', [src, join(v.parent, 'ddfsroot', dst)])).code).toBe(0);
+    const offline = JSON.parse((await tool('statddumbfs', ['--json', v.parent])).stdout);
+    const mnt = join(v.parent, '..', 'mnt');
+    await mkdir(mnt);
+    const m = await mountVolume(v.parent, mnt);
+    try {
+      for (const target of [mnt, v.parent]) {
+        const r = await tool('statddumbfs', ['--json', target]);
+        expect(r.code).toBe(0);
+        const s = JSON.parse(r.stdout);
+        expect(s.mounted).toBe(true);
+        expect(s.mount_point).toBe(mnt);
+        for (const k of ['files', 'logical_bytes', 'blocks_used', 'blocks_free', 'stored_bytes', 'block_count', 'hash']) expect(s[k]).toEqual(offline[k]);
+        expect(s.files).toBe(2);
+        expect(s.blocks_used).toBe(2 + 5);
+      }
+    } finally {
+      await m.unmount();
+    }
   });
 
   it('exits 1 on a usage error and on a path outside any volume', { timeout: TEST_TIMEOUT_MS }, async () => {
