@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
-import { copyFixtureVolume, readUploadLog, removeTempDirs } from './helpers/fixtures.js';
+import { copyFixtureVolume, makeTempDir, readUploadLog, removeTempDirs } from './helpers/fixtures.js';
 import { lcgBytes } from './helpers/bytes.js';
 import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 
@@ -31,7 +31,7 @@ describe('queryddumbfs', () => {
   it('-b, -H and -n list the index node and every file node of a block', { timeout: TEST_TIMEOUT_MS }, async () => {
     const v = await makeTempVolume({ blockSize: BS, size: '4M' });
     vols.push(v);
-    const src = join(v.parent, '..', 'q-src.bin');
+    const src = join(await makeTempDir('ddfs-statq-'), 'q-src.bin');
     await writeFile(src, lcgBytes(3 * BS, 11));
     const root = join(v.parent, 'ddfsroot');
     await mkdir(join(root, 'sub'));

@@ -12,6 +12,7 @@ import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { lcgBytes } from './helpers/bytes.js';
 import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 import { mountVolume, unmountAll } from './helpers/mount.js';
+import { makeTempDir, removeTempDirs } from './helpers/fixtures.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BS = 4096;
@@ -25,13 +26,14 @@ async function tool(name: string, args: string[]): Promise<{ code: number | null
 afterAll(async () => {
   await unmountAll();
   for (const v of vols) await v.cleanup();
+  await removeTempDirs();
 });
 
 describe('statddumbfs', () => {
   it('--json numbers match three cpddumbfs copies of one file', { timeout: TEST_TIMEOUT_MS }, async () => {
     const v = await makeTempVolume({ blockSize: BS, size: '4M' });
     vols.push(v);
-    const src = join(v.parent, '..', 'src.bin');
+    const src = join(await makeTempDir('ddfs-statq-'), 'src.bin');
     await writeFile(src, lcgBytes(10 * BS - 100, 7));
     const root = join(v.parent, 'ddfsroot');
     await mkdir(join(root, 'sub'));
@@ -68,11 +70,11 @@ describe('statddumbfs', () => {
   it('a mounted volume: from MNT (the daemon\'s stats) and from PARENT, the same numbers', { timeout: TEST_TIMEOUT_MS }, async () => {
     const v = await makeTempVolume({ blockSize: BS, size: '4M' });
     vols.push(v);
-    const src = join(v.parent, '..', 'src2.bin');
+    const src = join(await makeTempDir('ddfs-statq-'), 'src2.bin');
     await writeFile(src, lcgBytes(5 * BS, 9));
     for (const dst of ['x', 'y']) expect((await tool('cpddumbfs', [src, join(v.parent, 'ddfsroot', dst)])).code).toBe(0);
     const offline = JSON.parse((await tool('statddumbfs', ['--json', v.parent])).stdout);
-    const mnt = join(v.parent, '..', 'mnt');
+    const mnt = join(await makeTempDir('ddfs-statq-'), 'mnt');
     await mkdir(mnt);
     const m = await mountVolume(v.parent, mnt);
     try {
@@ -82,6 +84,7 @@ describe('statddumbfs', () => {
         const s = JSON.parse(r.stdout);
         expect(s.mounted).toBe(true);
         expect(s.mount_point).toBe(mnt);
+        expect(s.parent).toBe(v.parent);
         for (const k of ['files', 'logical_bytes', 'blocks_used', 'blocks_free', 'stored_bytes', 'block_count', 'hash']) expect(s[k]).toEqual(offline[k]);
         expect(s.files).toBe(2);
         expect(s.blocks_used).toBe(2 + 5);

@@ -71,6 +71,20 @@ function walkFilesBytes(dir: Buffer, size: (p: string) => number): { files: numb
   return { files, bytes };
 }
 
+/** The parent (fsname) of the fuse mount at `mnt` from /proc/self/mounts, or '' (octal escapes decoded). */
+function parentOfMount(mnt: string): string {
+  try {
+    const unescape = (f: string): string => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    for (const line of fs.readFileSync('/proc/self/mounts', 'latin1').split('\n')) {
+      const [fsname, mp, type] = line.split(' ');
+      if (fsname && mp && type?.startsWith('fuse') && path.resolve(unescape(mp)) === mnt) return path.resolve(unescape(fsname));
+    }
+  } catch {
+    // no /proc: the parent stays unknown
+  }
+  return '';
+}
+
 /** Lines of `corrupted.txt` (spec §10.6), 0 when absent. */
 function corruptedCount(specialDir: string): number {
   try {
@@ -108,7 +122,7 @@ export async function summarize(target: string): Promise<VolumeSummary> {
     const walk = walkFiles(mnt, (p) => fs.statSync(p).size);
     const stored = used * st.bsize;
     return {
-      parent: parent ?? '', mounted: true, mount_point: mnt,
+      parent: parent ?? parentOfMount(mnt), mounted: true, mount_point: mnt,
       needs_fsck: false,
       block_size: st.bsize, block_count: used + free, blocks_used: used, blocks_free: free,
       files: walk.files, logical_bytes: walk.bytes, stored_bytes: stored,
