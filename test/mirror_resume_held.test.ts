@@ -2,7 +2,8 @@
  * Issue 7 (resumable passes): a pass cut after its 2nd CHECKPOINT, then resumed (mirroring spec §4.7, §4.8, §4.9):
  * the blocks the slave stored and flushed in the windows applied before the cut are answered "have" (held), and the
  * files applied before the resume point match their DIGESTQ, so the resume sends fewer files and blocks than the
- * first pass; the resumed pass still ends with verify empty.
+ * first pass; the resumed pass still ends with verify empty. A stream cut inside a window: the slave stored its blocks
+ * and closed cleanly, so they are re-read, hashed and held too (§4.8 conservative HAVE).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { initSlave } from '../src/mirror/copy.js';
@@ -38,7 +39,7 @@ async function buildMaster(master: string): Promise<void> {
 const CP = 30;
 
 describe('a resumed pass ships only what the cut pass had not', () => {
-  for (const how of ['stream cut after the 2nd CHECKPOINT', 'slave killed after the 2nd CHECKPOINT window']) {
+  for (const how of ['stream cut after the 2nd CHECKPOINT', 'slave killed after the 2nd CHECKPOINT window', 'stream cut inside the 3rd window']) {
     it(`${how}: the resume holds the blocks of the applied windows and skips their files`, async () => {
       const master = await volume();
       const fresh = await volume();
@@ -52,7 +53,10 @@ describe('a resumed pass ships only what the cut pass had not', () => {
       const slave = await volume();
       await initSlave(slave, master);
       let windows = 0;
-      const cut = how.startsWith('stream')
+      const blocks2 = first.m2s.records.filter((r) => r.type === 'BLOCK' && r.offset > checkpoints[1]!.offset && r.offset < checkpoints[2]!.offset);
+      const cut = how === 'stream cut inside the 3rd window'
+        ? await twoWayPass(master, slave, { checkpointRecordCount: CP, cutMasterToSlave: blocks2[blocks2.length - 1]!.offset + blocks2[blocks2.length - 1]!.sizeBytes })
+        : how.startsWith('stream')
         ? await twoWayPass(master, slave, { checkpointRecordCount: CP, cutMasterToSlave: checkpoints[1]!.offset + checkpoints[1]!.sizeBytes })
         : await twoWayPass(master, slave, {
           checkpointRecordCount: CP, slaveHooks: {
