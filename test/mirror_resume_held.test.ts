@@ -7,6 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { initSlave } from '../src/mirror/copy.js';
+import { renderSummary } from '../src/mirror/pass_master.js';
 import { readMirrorState } from '../src/mirror/state.js';
 import { noiseBytes } from './helpers/bytes.js';
 import { twoWayPass } from './helpers/mirror_harness.js';
@@ -76,7 +77,18 @@ describe('a resumed pass ships only what the cut pass had not', () => {
       expect(again.master!.blocksHeld, `sent ${again.master!.blocksSent} of ${first.master!.blocksSent}, files ${again.master!.filesSent} of ${first.master!.filesSent}`).toBeGreaterThanOrEqual(2);
       expect(again.master!.blocksSent).toBeLessThan(first.master!.blocksSent - 2);
       expect(again.master!.filesSent).toBeLessThan(first.master!.filesSent);
+      expect(renderSummary(again.master!)).toMatch(new RegExp(`, ${again.master!.blocksHeld} blocks already held by the replica, .*, resumed$`));
       expect((await verifyInProcess(master, slave)).lines).toEqual([]);
     }, 120_000);
   }
+
+  it('the summary of a resumed pass that found no block held says why (by design, spec §4.7)', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await initSlave(slave, master);
+    await buildMaster(master);
+    const s = (await twoWayPass(master, slave)).master!;
+    expect(renderSummary({ ...s, resumed: true, blocksHeld: 0 })).toMatch(/, 0 blocks already held by the replica \(a resumed pass skips by digest what the replica applied; the blocks of a window cut before its CHECKPOINT, not flushed, are sent again\), .*, resumed$/);
+    expect(renderSummary({ ...s, resumed: false, blocksHeld: 0 })).toMatch(/, 0 blocks already held by the replica, /);
+  }, 120_000);
 });
