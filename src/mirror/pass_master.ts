@@ -712,7 +712,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const chooseRange = async (peer: HelloRecord): Promise<DirtyPlan | null> => {
     const claim = peer.syncEndTid;
     const mark = readReplica(parent, peer.uniqueUuid.toString('hex'))?.needsContentPass ?? null;
-    const why = peer.pendingPass !== undefined ? 'the replica resumes a pass'
+    // a resumed pass walks the whole tree again by digest (resume data never chooses what is read, §4.9): what the
+    // replica applied before its last CHECKPOINT matches and is not sent; a window cut before its CHECKPOINT is
+    const why = peer.pendingPass !== undefined ? (peer.pendingPass.keyCur.length > 0 ? `the replica resumes a pass (last applied CHECKPOINT at ${pathText(peer.pendingPass.keyCur)})` : 'the replica resumes a pass (no CHECKPOINT window of it applied)')
       : peer.claimKind === 'none' || claim === 0n ? 'the replica has no TID claim'
         : peer.generation !== state.generation ? `the replica's claim is of generation ${peer.generation}, the master's is ${state.generation}`
           : claim > tidEnd ? `the replica's claim ${claim} is above the master's head ${tidEnd} (another or rolled-back master?)`
@@ -879,7 +881,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
 export function renderSummary(s: PassSummary): string {
   const parts = [
     s.passKind === 'incremental' ? `incremental pass (TIDs ${s.tidBeg}..${s.tidEnd})` : 'content pass',
-    `${s.filesVisited} files visited`, `${s.filesSent} files sent`, `${s.blocksSent} blocks sent`, `${s.blocksHeld} blocks already held by the replica`,
+    `${s.filesVisited} files visited`, `${s.filesSent} files sent`, `${s.blocksSent} blocks sent`, s.resumed && s.blocksHeld === 0
+      // by design (spec §4.7): only written, hashed and flushed blocks are held later; the blocks of a window cut
+      // before its CHECKPOINT, in a slave that was killed, were not flushed and are sent again
+      ? '0 blocks already held by the replica (a resumed pass skips by digest what the replica applied; the blocks of a window cut before its CHECKPOINT, not flushed, are sent again)'
+      : `${s.blocksHeld} blocks already held by the replica`,
     `${s.bytesOnWire} bytes on the wire`, `${(s.elapsedMs / 1000).toFixed(1)} s`, s.tidEnd > 0n ? `claim ${s.claimKind}@${s.tidEnd}` : `claim ${s.claimKind}`,
   ];
   if (s.contentReason !== null) parts.push(`content pass because ${s.contentReason}`);

@@ -19,7 +19,7 @@ import { fileDevices } from '../../src/io/device.js';
 import { RecordReader, RecordWriter } from '../../src/mirror/channel.js';
 import type { TreeAccess } from '../../src/mirror/digest.js';
 import { runMaster, type PassSummary } from '../../src/mirror/pass_master.js';
-import { runSlave, type SlaveSummary } from '../../src/mirror/pass_slave.js';
+import { runSlave, type SlaveHooks, type SlaveSummary } from '../../src/mirror/pass_slave.js';
 import { openPassVolume, type PassVolume } from '../../src/mirror/pass_volume.js';
 import type { RecordInput } from '../../src/mirror/stream_codec.js';
 import { BlockStore } from '../../src/store/block_store.js';
@@ -61,6 +61,8 @@ export interface PassOptions {
   slaveAccess?: TreeAccess;
   /** The master's findings, one line each (MasterOptions.report). */
   report?: (line: string) => void;
+  /** The slave's test hooks (a hook that throws kills the slave: SlaveHooks). */
+  slaveHooks?: SlaveHooks;
 }
 
 export interface PassResult {
@@ -155,7 +157,7 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
   };
   const [m, s] = await Promise.allSettled([
     onVolume(master, true, (v) => runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report })).catch(endOf(m2sCut, s2m)),
-    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true })).catch(endOf(s2mCut, m2s)),
+    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true, hooks: options.slaveHooks })).catch(endOf(s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
     log.deliveredBytes = cut.delivered;
