@@ -426,6 +426,44 @@ describe('incremental pass scenarios', () => {
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
+  it('offline edits of ddfsroot by a tool that does not journal (ddumbfs 1.1 cpddumbfs, a hand edit) get a content pass: a UFS file rewritten in place, a new file in a deep directory, a rename (spec §4.3)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('d/deep'), 0o755, SELF);
+      await ms.v.tree.mkdir(bytesOf('d/deep/er'), 0o755, SELF);
+      await ms.v.tree.createFile(bytesOf('d/deep/er/h'), 0o644, SELF, true);
+      await ms.write('d/deep/er/h', 0, POOL[1]!);
+    });
+    const root = path.join(master, 'ddfsroot');
+    const edits: Array<[string, () => void]> = [
+      ['in place', () => {
+        // the UFS file of d/f gets the node list of d/deep/er/h, written over its bytes: no directory changes
+        const other = fs.readFileSync(path.join(root, 'd', 'deep', 'er', 'h'));
+        const fd = fs.openSync(path.join(root, 'd', 'f'), 'r+');
+        fs.writeSync(fd, other, 0, other.length, 0);
+        fs.ftruncateSync(fd, other.length);
+        fs.closeSync(fd);
+      }],
+      ['new deep file', () => fs.copyFileSync(path.join(root, 'd', 'f'), path.join(root, 'd', 'deep', 'er', 'new'))],
+      ['rename', () => fs.renameSync(path.join(root, 'd', 'deep', 'er', 'new'), path.join(root, 'd', 'moved'))],
+    ];
+    for (const [what, edit] of edits) {
+      await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o600)); // a seal naming a TID
+      const t = await twoWayPass(master, slave);
+      expect(t.master!.passKind, `${what}: ${t.master!.contentReason}`).toBe('incremental');
+      // a ctime strictly newer than the seal's highest: the file system's clock may be coarse (a few ms)
+      await new Promise((r) => setTimeout(r, 50));
+      edit();
+      const r = await twoWayPass(master, slave);
+      expect(r.master!.passKind, what).toBe('content');
+      expect(r.master!.contentReason, what).toMatch(/changed while unmounted/);
+      expect((await verifyInProcess(master, slave)).lines, what).toEqual([]);
+      // the content pass bumped nothing on the master: the next mount sees the tree the seal does not, and bumps it
+      await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
+      await twoWayPass(master, slave);
+    }
+  });
+
   /** nodeTreeAccess counting the lstat calls of byte paths under `<parent>/ddfsroot/<sub>/`. */
   function countingAccess(parent: string, sub: string): { access: TreeAccess; count: () => number } {
     const prefix = Buffer.from(path.join(path.resolve(parent), 'ddfsroot', sub) + '/');

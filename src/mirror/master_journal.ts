@@ -93,6 +93,11 @@ export function readSeal(parentDir: string): MirrorSeal | null {
  * unmounted (ddumbfs 1.1's tools, a hand edit) without a journal record. This is a full lstat scan of the tree
  * (treeCensus); the narrower scan that journals only the changed entries is not built yet, so the caller treats a
  * mismatch like any other doubt (a content pass, a generation bump).
+ * Why every entry is lstat'ed (one per entry, the main cost of an unmounted master's incremental pass at 200k files):
+ * no cheaper check is sound. Directory ctimes/mtimes move when entries are added, removed or renamed, but a UFS file
+ * rewritten in place (another node list, same name) changes only that file's ctime; the volume lock proves nothing
+ * about ddumbfs 1.1's tools or a hand edit, which do not take it; and a census cached from an earlier pass says
+ * nothing of an edit made after it. A missed edit is lost on the replica, so the walk stays whole.
  * @returns null when the tree matches, else why not (one line)
  * @throws Node errors of the root's lstat
  */
