@@ -33,39 +33,25 @@ export interface VolumeSummary {
   hash: string;
 }
 
-/** Regular files below `dir` (not the special directory at the root) and the sum of their sizes in bytes. */
-function walkFiles(dir: string, size: (p: string) => number, isRoot = true): { files: number; bytes: number } {
+/**
+ * Regular files below `dir` (not the special directory at the root) and the sum of their sizes in bytes; paths are
+ * raw bytes end to end (`size` gets the byte path of each file).
+ */
+function walkFiles(dir: string | Buffer, size: (p: Buffer) => number, isRoot = true): { files: number; bytes: number } {
+  const base = typeof dir === 'string' ? Buffer.from(dir, 'latin1') : dir;
   let files = 0;
   let bytes = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
+  for (const e of fs.readdirSync(base, { withFileTypes: true, encoding: 'buffer' })) {
     const name = e.name as unknown as Buffer;
     if (isRoot && name.toString('latin1') === SPECIAL_DIRECTORY) continue;
-    const p = Buffer.concat([Buffer.from(`${dir}/`, 'latin1'), name]).toString('latin1');
-    const full = Buffer.from(p, 'latin1');
+    const full = Buffer.concat([base, Buffer.from('/'), name]);
     if (e.isDirectory()) {
-      const sub = walkFilesBytes(full, size);
+      const sub = walkFiles(full, size, false);
       files += sub.files;
       bytes += sub.bytes;
     } else if (e.isFile()) {
       files += 1;
-      bytes += size(full as unknown as string);
-    }
-  }
-  return { files, bytes };
-}
-
-function walkFilesBytes(dir: Buffer, size: (p: string) => number): { files: number; bytes: number } {
-  let files = 0;
-  let bytes = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
-    const full = Buffer.concat([dir, Buffer.from('/'), e.name as unknown as Buffer]);
-    if (e.isDirectory()) {
-      const sub = walkFilesBytes(full, size);
-      files += sub.files;
-      bytes += sub.bytes;
-    } else if (e.isFile()) {
-      files += 1;
-      bytes += size(full as unknown as string);
+      bytes += size(full);
     }
   }
   return { files, bytes };

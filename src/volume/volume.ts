@@ -368,7 +368,7 @@ export class Volume {
   private corruptedListing: Promise<void> = Promise.resolve();
 
   /** Logical size from the header of a closed UFS file (0-byte file ⇒ 0). @throws DdfsError BAD_HEADER */
-  readUfsSize(ufsPath: string): Promise<number> {
+  readUfsSize(ufsPath: string | Buffer): Promise<number> {
     return readUfsSize(ufsPath, this.devices);
   }
 
