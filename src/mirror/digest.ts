@@ -436,13 +436,8 @@ export class VolumeDigests implements DigestTree {
   async entry(p: Buffer): Promise<EntryRecord | null> {
     this.counters.entry++;
     await this.walk();
-    let meta: TreeEntryMeta;
-    try {
-      meta = await this.access.lstat(this.abs(p));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw this.readError(p, err);
-    }
+    const meta = await this.lstatOrNull(p);
+    if (meta === null) return null;
     return this.recordOf(p, meta);
   }
 
@@ -497,6 +492,16 @@ export class VolumeDigests implements DigestTree {
     return (await this.lstatChildren(p)).map(({ name, meta }) => ({ name, kind: meta.kind, meta }));
   }
 
+  /** lstat of tree path `p`, or null when nothing is there. @throws DdfsError IO for any other error */
+  private async lstatOrNull(p: Buffer): Promise<TreeEntryMeta | null> {
+    try {
+      return await this.access.lstat(this.abs(p));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.readError(p, err);
+    }
+  }
+
   /**
    * The record of `p` computed now from its own subtree only, without the first walk of the whole tree: O(the
    * subtree), what an incremental pass asks of a dirty path (spec §4.6 step 4). Equal to entry()'s record for a
@@ -507,13 +512,8 @@ export class VolumeDigests implements DigestTree {
    */
   async entryNow(p: Buffer): Promise<EntryRecord | null> {
     this.counters.entryNow++;
-    let meta: TreeEntryMeta;
-    try {
-      meta = await this.access.lstat(this.abs(p));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw this.readError(p, err);
-    }
+    const meta = await this.lstatOrNull(p);
+    if (meta === null) return null;
     return this.recordNow(p, meta, 0);
   }
 
