@@ -57,4 +57,9 @@ describe('renderPhase', () => {
     expect(renderPhase({ phase: 'read files', done: 3072, total: 0, unit: 'files', elapsedMs: 2000 })).toBe('read files: 3072 files, 1536 files/s');
     expect(renderPhase({ phase: 'copy', done: 2048, total: 0, unit: 'bytes', elapsedMs: 1000 })).toBe('copy: 2.00 KiB, 2.00 KiB/s');
   });
+
+  it('nothing done yet: no rate', () => {
+    expect(renderPhase({ phase: 'fix files', done: 0, total: 12, unit: 'files', elapsedMs: 0 })).toBe('fix files: 0/12 files (0%), ETA ?');
+    expect(renderPhase({ phase: 'upload', done: 0, total: 0, unit: 'bytes', elapsedMs: 0 })).toBe('upload: 0 B');
+  });
 });

@@ -78,7 +78,8 @@ export interface PhaseFigures {
 /**
  * One progress line for a phase, without ANSI codes:
  * `check block hash: 1200/16384 blocks (7%), 2400 blocks/s, ETA 7s`,
- * `copy: 512 MiB of 1.00 GiB (50%), 14.2 MiB/s, ETA 36s`, and without a total `read files: 3072 files, 950 files/s`.
+ * `copy: 512 MiB of 1.00 GiB (50%), 14.2 MiB/s, ETA 36s`, and without a total `read files: 3072 files, 950 files/s`;
+ * no rate before the first unit (`fix files: 0/12 files (0%), ETA ?`).
  */
 export function renderPhase(f: PhaseFigures): string {
   const rate = ratePerSecond(f.done, f.elapsedMs);
@@ -88,5 +89,8 @@ export function renderPhase(f: PhaseFigures): string {
     ? `${byteText(f.done)}${f.total > 0 ? ` of ${byteText(f.total)}` : ''}${pct}`
     : `${f.done}${f.total > 0 ? `/${f.total}` : ''} ${f.unit}${pct}`;
   const rateText = bytes ? `${byteText(rate)}/s` : `${Math.round(rate)} ${f.unit}/s`;
-  return `${f.phase}: ${amount}, ${rateText}${f.total > 0 ? `, ${etaText(f.done, f.total, f.elapsedMs)}` : ''}`;
+  const parts = [amount];
+  if (f.done > 0) parts.push(rateText); // no rate yet at the start of a phase
+  if (f.total > 0) parts.push(etaText(f.done, f.total, f.elapsedMs));
+  return `${f.phase}: ${parts.join(', ')}`;
 }
