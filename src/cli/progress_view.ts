@@ -87,6 +87,11 @@ export class ProgressView {
     return new ProgressView(mode, ora, options);
   }
 
+  /** A view made synchronously, for a command that has loaded ora already. */
+  static withOra(options: ProgressViewOptions, ora: typeof import('ora').default): ProgressView {
+    return new ProgressView(ProgressView.modeFor(options), ora, options);
+  }
+
   /** True when updates are shown somewhere (callers may skip computing figures otherwise). */
   get enabled(): boolean {
     return this.mode !== 'off';
