@@ -33,9 +33,10 @@ export interface ProgressUpdate {
   unit: string;
 }
 
-/** The last figures of a phase, and how long it ran. */
+/** The last figures of a phase, how long since it was first seen, and what it had done then. */
 export interface PhaseState extends ProgressUpdate {
   elapsedMs: number;
+  doneAtStart: number;
 }
 
 export interface ProgressViewOptions {
@@ -110,7 +111,9 @@ export class ProgressView {
     const now = performance.now();
     const newPhase = this.current === null || this.current.phase !== u.phase;
     if (newPhase) this.phaseStart = now;
-    this.current = { ...u, elapsedMs: now - this.phaseStart };
+    // a phase first seen after some units (a batch) times only those that follow
+    const doneAtStart = newPhase ? u.done : this.current!.doneAtStart;
+    this.current = { ...u, elapsedMs: now - this.phaseStart, doneAtStart };
     if (this.mode === 'off') return;
     const end = this.mode === 'plain' && u.total > 0 && u.done >= u.total;
     if (!newPhase && !end && now - this.lastShown < this.interval) return;

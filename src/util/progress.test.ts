@@ -58,6 +58,14 @@ describe('renderPhase', () => {
     expect(renderPhase({ phase: 'copy', done: 2048, total: 0, unit: 'bytes', elapsedMs: 1000 })).toBe('copy: 2.00 KiB, 2.00 KiB/s');
   });
 
+  it('rate and ETA from what was done since doneAtStart', () => {
+    // first seen at 1000 blocks: 1000 more in 500 ms = 2000/s, 2000 left = 1 s
+    expect(renderPhase({ phase: 'read and hash blocks', done: 2000, total: 4000, unit: 'blocks', elapsedMs: 500, doneAtStart: 1000 }))
+      .toBe('read and hash blocks: 2000/4000 blocks (50%), 2000 blocks/s, ETA 1s');
+    expect(renderPhase({ phase: 'read and hash blocks', done: 1000, total: 4000, unit: 'blocks', elapsedMs: 0, doneAtStart: 1000 }))
+      .toBe('read and hash blocks: 1000/4000 blocks (25%), ETA ?');
+  });
+
   it('nothing done yet: no rate', () => {
     expect(renderPhase({ phase: 'fix files', done: 0, total: 12, unit: 'files', elapsedMs: 0 })).toBe('fix files: 0/12 files (0%), ETA ?');
     expect(renderPhase({ phase: 'upload', done: 0, total: 0, unit: 'bytes', elapsedMs: 0 })).toBe('upload: 0 B');

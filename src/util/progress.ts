@@ -73,16 +73,23 @@ export interface PhaseFigures {
   unit: string;
   /** Time since the phase began, in ms. */
   elapsedMs: number;
+  /**
+   * Units already done when the clock of `elapsedMs` started (default 0): the rate and the ETA count only what was
+   * done since, so a phase first seen after a batch does not report that batch as done in no time.
+   */
+  doneAtStart?: number;
 }
 
 /**
  * One progress line for a phase, without ANSI codes:
  * `check block hash: 1200/16384 blocks (7%), 2400 blocks/s, ETA 7s`,
  * `copy: 512 MiB of 1.00 GiB (50%), 14.2 MiB/s, ETA 36s`, and without a total `read files: 3072 files, 950 files/s`;
- * no rate before the first unit (`fix files: 0/12 files (0%), ETA ?`).
+ * no rate before the first unit (`fix files: 0/12 files (0%), ETA ?`), nor before the first since `doneAtStart`.
  */
 export function renderPhase(f: PhaseFigures): string {
-  const rate = ratePerSecond(f.done, f.elapsedMs);
+  const base = f.doneAtStart ?? 0;
+  const timed = f.done - base;
+  const rate = ratePerSecond(timed, f.elapsedMs);
   const bytes = f.unit === 'bytes';
   const pct = f.total > 0 ? ` (${Math.min(100, Math.floor((100 * f.done) / f.total))}%)` : '';
   const amount = bytes
@@ -90,7 +97,7 @@ export function renderPhase(f: PhaseFigures): string {
     : `${f.done}${f.total > 0 ? `/${f.total}` : ''} ${f.unit}${pct}`;
   const rateText = bytes ? `${byteText(rate)}/s` : `${Math.round(rate)} ${f.unit}/s`;
   const parts = [amount];
-  if (f.done > 0) parts.push(rateText); // no rate yet at the start of a phase
-  if (f.total > 0) parts.push(etaText(f.done, f.total, f.elapsedMs));
+  if (timed > 0) parts.push(rateText); // no rate yet at the start of a phase
+  if (f.total > 0) parts.push(etaText(timed, f.total - base, f.elapsedMs));
   return `${f.phase}: ${parts.join(', ')}`;
 }
