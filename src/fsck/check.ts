@@ -326,6 +326,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         await f.close().catch(() => undefined);
       }
     }
+    options.progress?.({ phase: 'read files', done: s.files, total: s.files, unit: 'files' });
     out(`== Read ${s.files} files in ${elapsedText(t0)}s`);
 
     // 4. blocks added since the last checkpoint

@@ -252,6 +252,7 @@ export async function visitUfsFilesOrAbort(
       await f.close().catch(() => undefined);
     }
   }
+  progress?.({ phase: 'read files', done: files, total: files, unit: 'files' });
   return files;
 }
 

@@ -128,6 +128,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   } finally {
     if (listFd !== null) fs.closeSync(listFd);
   }
+  options.progress?.({ phase: 'fix files', done: result.files, total: result.files, unit: 'files' });
   log.info(`Fixed:${result.fixedFiles}  Corrupted:${result.corruptedFiles}  Total:${result.files} files in ${elapsedText(t0)}s.`);
 
   for (const h of options.extraReferences?.() ?? []) {
