@@ -277,11 +277,11 @@ async function upload(parent: string, source: string, target: string, o: Options
   }
   ctx.view.stop();
   if (result.interrupted && result.size < 0) {
-    stderrLine(`${NAME}: interrupted: nothing copied, ${target} left as it was`);
+    stderrLine(`${NAME}: interrupted: nothing copied, ${ufsPath} left as it was`);
     return EXIT.INTERRUPTED;
   }
   if (result.interrupted) {
-    stderrLine(`${NAME}: interrupted: copied ${copiedText(result.size, total)} into ${target}; it holds the bytes copied so far and the volume is consistent`);
+    stderrLine(`${NAME}: interrupted: copied ${copiedText(result.size, total)} into ${ufsPath}; it holds the bytes copied so far and the volume is consistent`);
     return EXIT.INTERRUPTED;
   }
   return EXIT.OK;
