@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   SYMLINK: E.ELOOP,
   /** A truncate or write beyond the largest file the volume can address (UfsFile.sizeMax, limits.ts). */
   FILE_TOO_BIG: E.EFBIG,
+  /** A long offline operation stopped at a safe point after SIGINT (the CLI exits 130). */
+  INTERRUPTED: E.EINTR,
 } as const;
 
 export type DdfsErrorCode = keyof typeof ERROR_CODES;

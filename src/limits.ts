@@ -96,6 +96,11 @@ export const RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX = 3;
 export const RECLAIM_OPEN_FILE_ROUND_COUNT_MAX = 8;
 /** Nodes reclaim reads from a UFS file at once: bounds its memory for huge files (64 Ki nodes ≈ 1.5 MiB). */
 export const RECLAIM_READ_NODE_COUNT = 64 * 1024;
+/**
+ * A long online reclaim logs its progress (files read, block references, rate) at most this often, so
+ * `tail -f ddumbfs.log` or the journal shows it working (issue 10); a reclaim shorter than this logs none.
+ */
+export const RECLAIM_PROGRESS_INTERVAL_MS = 10_000;
 
 /** ddumbfs.log roll-over (spec §2). */
 export const LOG_FILE_SIZE_MAX = 10 * 1024 * 1024;

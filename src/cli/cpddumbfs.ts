@@ -1,12 +1,19 @@
 /**
- * cpddumbfs [-h] [-v] [-l] [-c] [-f] SOURCE TARGET — copy a file into or out of an offline volume (spec §11).
+ * cpddumbfs [-h] [-v] [-l] [-c] [-f] [-p] SOURCE TARGET — copy a file into or out of an offline volume (spec §11).
  *
  * Exactly one of SOURCE and TARGET must be inside a volume (walk-up of spec §2): upload if TARGET is, download if
  * SOURCE is. `-` is stdin (upload source) or stdout (download target). A directory target gets the source's base
  * name. All messages go to stderr (stdout may carry the downloaded data).
+ *
+ * Progress (issue 10; progress_view.ts): bytes, rate and ETA on a spinner when stderr is a terminal, plain lines with
+ * `-p` (not an upstream option: upstream's cpddumbfs has no -p), nothing otherwise. Ctrl-C stops at the next chunk
+ * (1 MiB) boundary: an upload leaves the UFS file holding the bytes copied so far (size in its header, every node
+ * stored and indexed, so the volume stays consistent), a download leaves the first bytes in the target; the command
+ * says how much was copied of how much and exits 130.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
 import { UfsDownload, type DownloadBlockRecord } from '../copy/download.js';
@@ -19,6 +26,9 @@ import { Volume, findParent } from '../volume/volume.js';
 import { makeProgram, rawArgument, runCommand, UsageError } from './common.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { EXIT } from './exit_codes.js';
+import { abortableRead, catchSigint, type SigintGuard } from './interrupt.js';
+import { ProgressView } from './progress_view.js';
+import { byteText } from '../util/progress.js';
 
 const NAME = 'cpddumbfs';
 
@@ -37,10 +47,17 @@ download: "BLOCK ADDRESS HASH STATUS", printed with -v, or for a block whose STA
   unreadable  the block cannot be read (-f): zeros where unreadable
 With -c the last line is OK or ERR.
 
+Progress: bytes copied, rate and ETA on a spinner when stderr is a terminal;
+with -p, plain lines instead (no terminal codes), one every 5 s; else nothing.
+Ctrl-C stops at the next 1 MiB boundary and says what was copied: an upload
+leaves TARGET holding the bytes copied so far (the volume stays consistent),
+a download leaves the first bytes in TARGET.
+
 Exit status:
   0    success (download: the file's integrity is intact)
   1    error: volume mounted or needing a check, missing file, bad header, I/O error,
        or (download) a lost, bad, unreadable or mismatching block; or usage error
+  130  interrupted (Ctrl-C): the copy is incomplete
 
 Examples:
   cpddumbfs -c /l0/ddumbfs/ddfsroot/data /tmp
@@ -52,6 +69,13 @@ interface Options {
   lock_index?: boolean;
   check?: boolean;
   force?: boolean;
+  progress?: boolean;
+}
+
+/** What a copy needs besides the options: where progress goes, and the Ctrl-C signal. */
+interface CopyContext {
+  view: ProgressView;
+  sigint: SigintGuard;
 }
 
 /** `%6d %6d %016x` of a block line: block number, address, first 8 hash bytes as hex. */
@@ -97,8 +121,44 @@ function isDirectory(p: string | Buffer): boolean {
   }
 }
 
+/** The progress view of the running copy: block and message lines go through it so the spinner is not torn. */
+let activeView: ProgressView | null = null;
+
 function stderrLine(s: string): void {
-  process.stderr.write(`${s}\n`);
+  if (activeView) activeView.write(`${s}\n`);
+  else process.stderr.write(`${s}\n`);
+}
+
+/** The size of a regular file (a source whose total is known), else 0 (a pipe, a terminal: no ETA). */
+async function regularSize(fh: fsp.FileHandle | null): Promise<number> {
+  try {
+    const st = fh ? await fh.stat() : fs.fstatSync(0);
+    return st.isFile() ? st.size : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether `p` names a FIFO (following symlinks, as open does); false when it cannot be stat'ed (open says why). */
+function isFifo(p: string): boolean {
+  try {
+    return fs.statSync(p).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+/** Open a FIFO for reading (waits for a writer, as open(2) does) as a pipe socket, which owns the descriptor. */
+async function openFifo(p: string): Promise<net.Socket> {
+  const fd = await new Promise<number>((resolve, reject) => fs.open(p, 'r', (err, d) => (err ? reject(err) : resolve(d))));
+  return new net.Socket({ fd, readable: true, writable: false });
+}
+
+/** `X of Y bytes (x of y)` of an interrupted copy; `X bytes (x)` when the total is unknown. */
+function copiedText(done: number, total: number): string {
+  return total > 0
+    ? `${done} of ${total} bytes (${byteText(done)} of ${byteText(total)})`
+    : `${done} bytes (${byteText(done)})`;
 }
 
 /**
@@ -143,7 +203,7 @@ function baseNameBytes(p: Buffer): Buffer {
   return Buffer.from(path.posix.basename(p.toString('latin1')), 'latin1');
 }
 
-async function upload(parent: string, source: string, target: string, o: Options): Promise<number> {
+async function upload(parent: string, source: string, target: string, o: Options, ctx: CopyContext): Promise<number> {
   let ufsPath = ufsPathOf(parent, target);
   if (isDirectory(ufsPath)) {
     if (source === '-') throw new UsageError(`${target}: a directory; the target must name a file when the source is stdin`);
@@ -151,8 +211,18 @@ async function upload(parent: string, source: string, target: string, o: Options
   }
   let read: ByteReader;
   let fh: fsp.FileHandle | null = null;
+  let fifo: net.Socket | null = null;
   if (source === '-') {
     read = streamReader(process.stdin);
+  } else if (isFifo(source)) {
+    // a FIFO is read as a pipe (non-blocking, like stdin), not by blocking reads in the thread pool: one of those
+    // still waiting when Ctrl-C stops the copy would keep the process from exiting
+    try {
+      fifo = await openFifo(source);
+    } catch (err) {
+      throw describe(err, source);
+    }
+    read = streamReader(fifo);
   } else {
     try {
       fh = await fsp.open(source, 'r');
@@ -163,6 +233,10 @@ async function upload(parent: string, source: string, target: string, o: Options
     }
     read = fileReader(fh);
   }
+  // a source that sends nothing more (a pipe, a terminal, a FIFO) must not hold Ctrl-C back
+  read = abortableRead(read, ctx.sigint.signal);
+  const total = await regularSize(fh);
+  let result: { size: number; interrupted: boolean };
   try {
     // a mirror master journals the upload (write-ahead, spec §4.3): the journal is opened under the volume lock with
     // the daemon's protocol (seal removed durably first, rewritten at a clean close), so no generation bump
@@ -180,8 +254,12 @@ async function upload(parent: string, source: string, target: string, o: Options
         const rel = pathBytes(path.relative(path.join(parent, ROOT_DIRECTORY), ufsPath));
         await journal.sink.beforeChange({ op: fs.existsSync(ufsPath) ? 'truncate' : 'create', path: rel });
       }
-      await uploadFile(volume, read, ufsPath, {
+      ctx.view.update({ phase: 'upload', done: 0, total, unit: 'bytes' });
+      // Ctrl-C while the volume was being opened: the target is not created nor truncated
+      result = ctx.sigint.signal.aborted ? { size: -1, interrupted: true } : await uploadFile(volume, read, ufsPath, {
         onBlock: o.verbose ? (r) => stderrLine(formatUploadLine(r)) : undefined,
+        onProgress: (bytes) => ctx.view.update({ phase: 'upload', done: bytes, total, unit: 'bytes' }),
+        signal: ctx.sigint.signal,
       }).catch((err: unknown) => {
         throw describe(err, ufsPath);
       });
@@ -194,12 +272,22 @@ async function upload(parent: string, source: string, target: string, o: Options
       }
     }
   } finally {
+    fifo?.destroy();
     await fh?.close();
+  }
+  ctx.view.stop();
+  if (result.interrupted && result.size < 0) {
+    stderrLine(`${NAME}: interrupted: nothing copied, ${ufsPath} left as it was`);
+    return EXIT.INTERRUPTED;
+  }
+  if (result.interrupted) {
+    stderrLine(`${NAME}: interrupted: copied ${copiedText(result.size, total)} into ${ufsPath}; it holds the bytes copied so far and the volume is consistent`);
+    return EXIT.INTERRUPTED;
   }
   return EXIT.OK;
 }
 
-async function download(parent: string, source: string | Buffer, target: string | Buffer, o: Options): Promise<number> {
+async function download(parent: string, source: string | Buffer, target: string | Buffer, o: Options, ctx: CopyContext): Promise<number> {
   if (o.verbose) stderrLine(`download ${pathText(source)} ${pathText(target)}`);
   const ufsPath = ufsBytePathOf(parent, source);
   if (isDirectory(ufsPath)) throw new DdfsError('INVALID', `${pathText(source)}: Is a directory`, { path: source });
@@ -229,6 +317,8 @@ async function download(parent: string, source: string | Buffer, target: string 
         write = fileWriter(out);
       }
       try {
+        const total = dl.size ?? 0;
+        ctx.view.update({ phase: 'download', done: 0, total, unit: 'bytes' });
         const result = await dl.copyTo(
           async (data) => {
             try {
@@ -243,8 +333,15 @@ async function download(parent: string, source: string | Buffer, target: string 
             onBlock: (r) => {
               if (o.verbose || (r.status !== '' && r.status !== 'ok')) stderrLine(formatDownloadLine(r));
             },
+            onProgress: (bytes) => ctx.view.update({ phase: 'download', done: bytes, total, unit: 'bytes' }),
+            signal: ctx.sigint.signal,
           },
         );
+        ctx.view.stop();
+        if (result.interrupted) {
+          stderrLine(`${NAME}: interrupted: wrote ${copiedText(result.writtenSize, total)} to ${target === '-' ? 'standard output' : pathText(outPath)}; the copy is incomplete`);
+          return EXIT.INTERRUPTED;
+        }
         if (o.verbose) {
           stderrLine(`        size: ${result.size ?? 'NA'}`);
           stderrLine(`written size: ${result.writtenSize}`);
@@ -269,7 +366,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('-v, --verbose', 'print the block number, address and hash of every block, and sizes')
     .option('-l, --lock_index', 'accepted for compatibility: the index is always held in memory')
     .option('-c, --check', 'download: re-hash every block and report its integrity in the exit code')
-    .option('-f, --force', 'download: go on past a bad header, partial node or unreadable block');
+    .option('-f, --force', 'download: go on past a bad header, partial node or unreadable block')
+    .option('-p, --progress', 'plain progress lines on stderr (also on a terminal, instead of the spinner)');
   return runCommand(NAME, program, argv, async () => {
     const [source, target] = program.args as [string, string];
     const o = program.opts<Options>();
@@ -278,20 +376,44 @@ export async function main(argv: string[]): Promise<number> {
     if (srcParent && dstParent) {
       throw new UsageError(`only one of the source or target can be inside a ddumbfs volume (${srcParent}, ${dstParent})`);
     }
-    if (dstParent) {
-      if (o.check) stderrLine(`${NAME}: -c only applies to a download, ignored`);
-      return upload(dstParent, source, target, o);
-    }
-    if (!srcParent) throw new UsageError(`neither ${source} nor ${target} is inside a ddumbfs volume`);
+    if (!dstParent && !srcParent) throw new UsageError(`neither ${source} nor ${target} is inside a ddumbfs volume`);
+    const view = await ProgressView.create({ plain: o.progress === true, plainLine: (t) => `${NAME}: progress ${t}\n` });
+    activeView = view;
+    const sigint = catchSigint({
+      onSecond: () => {
+        view.stop();
+        process.stderr.write(`${NAME}: interrupted again: stopped at once, the copy is incomplete${dstParent ? ' (run fsckddumbfs -c on the volume)' : ''}\n`);
+      },
+    });
+    let code: number;
     try {
-      const code = await download(srcParent, rawArgument(source), target === '-' ? target : rawArgument(target), o);
-      if (o.check) stderrLine(code === EXIT.OK ? 'OK' : 'ERR');
-      return code;
-    } catch (err) {
-      if (!o.check || err instanceof UsageError) throw err;
-      stderrLine(`${NAME}: ${messageOf(err)}`);
-      stderrLine('ERR');
-      return EXIT.ERROR;
+      code = await copy(srcParent, dstParent, source, target, o, { view, sigint });
+    } finally {
+      view.stop();
+      activeView = null;
+      sigint.dispose();
     }
+    // stdin may still be waiting for input (a terminal or a pipe that sent nothing more), which would keep the
+    // process alive: the copy is closed and its message written
+    if (code === EXIT.INTERRUPTED && source === '-') process.stdin.destroy();
+    return code;
   });
+}
+
+/** The upload or the download, and -c's last line. */
+async function copy(srcParent: string | null, dstParent: string | null, source: string, target: string, o: Options, ctx: CopyContext): Promise<number> {
+  if (dstParent) {
+    if (o.check) stderrLine(`${NAME}: -c only applies to a download, ignored`);
+    return upload(dstParent, source, target, o, ctx);
+  }
+  try {
+    const code = await download(srcParent!, rawArgument(source), target === '-' ? target : rawArgument(target), o, ctx);
+    if (o.check && code !== EXIT.INTERRUPTED) stderrLine(code === EXIT.OK ? 'OK' : 'ERR');
+    return code;
+  } catch (err) {
+    if (!o.check || err instanceof UsageError) throw err;
+    stderrLine(`${NAME}: ${messageOf(err)}`);
+    stderrLine('ERR');
+    return EXIT.ERROR;
+  }
 }

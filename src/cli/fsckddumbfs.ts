@@ -6,15 +6,17 @@
  * `ddfsroot/.ddumbfs/ddumbfs.log`. A read-only check does not write the log file (it may run on a mounted volume).
  *
  * Exit status keeps ddumbfs's codes (style.md): 0 OK, 2 WARNING, 1 ERROR. Usage errors also exit 1, as upstream's
- * fsckddumbfs does, because 2 already means WARNING here.
+ * fsckddumbfs does, because 2 already means WARNING here. 130: interrupted by Ctrl-C (fsck/run.ts says where it
+ * stopped and what is left; the volume is consistent).
+ *
+ * Progress (progress_view.ts): the phase, its units done of its total, rate and ETA on a spinner when stderr is a
+ * terminal; `-p` (upstream's option) gives plain log-style lines `HH:MM:SS INF progress PHASE: …` instead.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CommanderError, Option } from 'commander';
-import type { Ora } from 'ora';
 import { DdfsError, messageOf } from '../errors.js';
 import { FSCK_EXIT } from '../fsck/findings.js';
-import type { ProgressEvent } from '../fsck/context.js';
 import { volumePaths } from '../fsck/context.js';
 import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
@@ -23,6 +25,10 @@ import { concatText } from '../util/path_text.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
+import { EXIT } from './exit_codes.js';
+import { catchSigint } from './interrupt.js';
+import { ProgressView } from './progress_view.js';
+import { renderPhase } from '../util/progress.js';
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { liveUndoAreas, undoAreaHashes } from '../mirror/undo.js';
 
@@ -36,11 +42,20 @@ const HELP = `Modes (exactly one):
   -r  rebuild the index from the blocks referenced by files
   -R  rebuild the index from every block of the block file
 
+Progress: the phase, done/total, rate and ETA on a spinner when stderr is a
+terminal; with -p, plain "HH:MM:SS INF progress ..." lines instead; else nothing.
+
+Ctrl-C: a check stops at once. A repair or rebuild stops before it writes
+(the volume is then as it was) or, once it is fixing files, finishes first;
+-k's pack stops while copying blocks (nothing moved) or finishes. A second
+Ctrl-C stops at once (then run the same fsckddumbfs again).
+
 Exit status (as ddumbfs 1.1):
   0    OK: no error (check); the repair or rebuild completed, also when files
        stay corrupted (listed in ddfsroot/.ddumbfs/corrupted.txt)
   2    WARNING: only lost blocks, in files already corrupted (check)
   1    ERROR: the volume has errors (check), the operation failed, or a usage error
+  130  interrupted (Ctrl-C): the line before says what was done and what is left
 
 Examples:
   fsckddumbfs -c /l0/ddumbfs
@@ -63,52 +78,6 @@ interface Opts {
   lockIndex?: boolean;
   lock_index?: boolean;
   debug?: boolean;
-}
-
-type OraFactory = typeof import('ora').default;
-
-/**
- * Spinner on a TTY, plain throttled lines with -p otherwise, nothing else. `ora` is imported only for a TTY (main):
- * loading it costs about a third of the command's startup, which a check run by a script would pay for nothing.
- */
-class ProgressView {
-  private spinner: Ora | null = null;
-  private lastLine = 0;
-  private lastPhase = '';
-
-  constructor(private readonly ora: OraFactory | null, private readonly plain: boolean) {}
-
-  update(e: ProgressEvent): void {
-    const pct = e.total > 0 ? ` (${Math.floor((100 * e.done) / e.total)}%)` : '';
-    const text = `${e.phase}: ${e.done}${e.total > 0 ? `/${e.total}` : ''}${pct}`;
-    if (this.ora) {
-      this.spinner ??= this.ora({ stream: process.stderr, discardStdin: false }).start();
-      this.spinner.text = text;
-      return;
-    }
-    if (!this.plain) return;
-    const now = performance.now();
-    if (e.phase === this.lastPhase && now - this.lastLine < 1000 && e.done !== e.total) return;
-    this.lastLine = now;
-    this.lastPhase = e.phase;
-    process.stderr.write(`${clockText(new Date())} INF progress ${text}\n`);
-  }
-
-  /** Write a line to stderr or stdout without tearing the spinner. */
-  write(line: string | Buffer, stream: NodeJS.WriteStream = process.stderr): void {
-    if (this.spinner) {
-      this.spinner.clear();
-      stream.write(line);
-      this.spinner.render();
-    } else {
-      stream.write(line);
-    }
-  }
-
-  stop(): void {
-    this.spinner?.stop();
-    this.spinner = null;
-  }
 }
 
 function modeOf(o: Opts): FsckMode[] {
@@ -136,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-R, --rebuild-block', 'rebuild the index from every block of the block file')
     .option('-k, --pack', 'after a successful repair or rebuild, move every used block to the start of the block file')
     .option('-f, --force', 'rewrite a missing block-file magic (check modes: open anyway)')
-    .option('-p, --progress', 'progress lines when stderr is not a terminal')
+    .option('-p, --progress', 'plain progress lines on stderr (also on a terminal, instead of the spinner)')
     .option('-v, --verbose', 'log every file-node update; print OK, WARNING or ERROR at the end')
     .option('-l, --lock-index', 'accepted for compatibility: the index is always held in memory')
     .addOption(new Option('--lock_index', 'same as --lock-index (upstream name)').hideHelp())
@@ -158,18 +127,27 @@ export async function main(argv: string[]): Promise<number> {
   }
   const mode = modes[0]!;
   const [target] = program.args as [string];
-  // a terminal of 0 columns (e.g. under script(1)) would make ora's line accounting run away
-  const tty = process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0;
-  const view = new ProgressView(tty ? (await import('ora')).default : null, o.progress === true);
+  const view = await ProgressView.create({ plain: o.progress === true, plainLine: (t) => `${clockText(new Date())} INF progress ${t}\n` });
   const logger = new Logger((line) => view.write(line));
   logger.debug = o.debug === true;
+  const writes = mode !== 'check' && mode !== 'check-blocks';
+  const sigint = catchSigint({
+    onFirst: () => {
+      if (writes) logger.warn('interrupt: stopping at the next safe point (a repair that is fixing files finishes first); Ctrl-C again to stop at once');
+    },
+    onSecond: () => {
+      view.stop();
+      logger.error(writes
+        ? `interrupted again: stopped at once; the volume needs fsckddumbfs ${mode === 'rebuild' ? '-r' : mode === 'rebuild-blocks' ? '-R' : '-n'} again`
+        : 'interrupted again: stopped at once, the check is incomplete');
+    },
+  });
   try {
     const parent = findParent(target);
     if (!parent) throw new DdfsError('NOT_FOUND', `${target}: not inside a ddumbfs volume (no ddfs.cfg and ddfsroot found)`);
     const cfg = await readVolumeConfig(parent);
     const paths = volumePaths(parent, cfg);
     process.stdout.write(`root directory: ${paths.root}\nblockfile: ${paths.block}\nindexfile: ${paths.index}\n`);
-    const writes = mode !== 'check' && mode !== 'check-blocks';
     const special = path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY);
     refuseSpecialSymlinks(parent); // before the log is attached: it lives in the special directory
     if (o.lockIndex || o.lock_index) logger.dbg('lock index: the index is held in memory by design');
@@ -192,12 +170,22 @@ export async function main(argv: string[]): Promise<number> {
       extraReferences: liveUndo.length > 0 ? () => undoAreaHashes(parent, cfg) : undefined,
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
+      signal: sigint.signal,
     });
     view.stop();
     if (o.verbose) process.stdout.write(`${r.exitCode === FSCK_EXIT.OK ? 'OK' : r.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR'}\n`);
     return r.exitCode;
   } catch (err) {
     view.stop();
+    if (err instanceof DdfsError && err.code === 'INTERRUPTED') {
+      // where it stopped: the phase's figures when it is the one the progress last showed
+      const last = view.last;
+      const phase = String(err.data.phase);
+      const msg = last && last.phase === phase
+        ? err.message.replace(`during ${phase}`, `during ${phase} (${renderPhase(last).slice(phase.length + 2)})`) : err.message;
+      logger.warn(`${msg}${writes ? '' : ': the check is incomplete, no verdict'}`);
+      return EXIT.INTERRUPTED;
+    }
     let msg = messageOf(err);
     if (err instanceof DdfsError && (err.code === 'BAD_MAGIC' || err.code === 'TOO_SHORT') && /index/.test(msg)) {
       msg += ' (rebuild it with -r or -R)';
@@ -208,5 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.DDUMBFS_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
     if (o.verbose) process.stdout.write('ERROR\n');
     return FSCK_EXIT.ERROR;
+  } finally {
+    sigint.dispose();
   }
 }

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import ora, { type Ora } from 'ora';
+import ora from 'ora';
 import { DdfsError } from '../errors.js';
 import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, renderSlaveSummary, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
 import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
@@ -27,6 +27,7 @@ import { RecordReader, RecordWriter } from '../mirror/channel.js';
 import type { DigestTree } from '../mirror/digest.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
+import { ProgressView } from './progress_view.js';
 import { MIRROR_HEARTBEAT_INTERVAL_S, MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_STREAM_LINK_TIMEOUT_S, MIRROR_STREAM_MAX_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
 import { PassLink, runStream, type StreamOptions } from './mirror_stream.js';
 import type { Xattr } from '../mirror/record_body.js';
@@ -314,36 +315,25 @@ interface PassFlags {
   checkpointRecords?: number;
 }
 
-/** The ora spinner of copy on a terminal (a terminal of 0 columns, as under script(1), gets none). */
-let spinner: Ora | null = null;
+/** The spinner of copy and verify on a terminal (progress_view.ts, the progress view every command shares). */
+let view: ProgressView | null = null;
 
 function stopSpinner(): void {
-  spinner?.stop();
-  spinner = null;
+  view?.stop();
 }
 
 /** Write a line on stderr without tearing the spinner. */
 function stderrLine(line: string): void {
-  if (spinner) {
-    spinner.clear();
-    process.stderr.write(line);
-    spinner.render();
-  } else {
-    process.stderr.write(line);
-  }
+  if (view) view.write(line);
+  else process.stderr.write(line);
 }
 
 function passCopyOptions(opts: PassFlags, spin = false): CopyOptions {
-  const tty = spin && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && opts.progress !== true;
   return {
     access: nodeTreeAccess,
     allowMassDelete: opts.allowMassDelete === true,
     checkpointRecordCount: opts.checkpointRecords,
-    progress: opts.progress ? (l) => process.stderr.write(`${NAME}: progress ${l}\n`)
-      : tty ? (l) => {
-        spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
-        spinner.text = l;
-      } : undefined,
+    progress: progressSink(opts, spin),
     report: (l) => stderrLine(`${NAME}: ${l}\n`),
   };
 }
@@ -640,14 +630,13 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
   };
 }
 
-/** Where progress lines go: plain lines with -p, the spinner on a terminal, else nowhere. */
+/** Where progress lines go: plain lines with -p, the spinner on a terminal (when `spin`), else nowhere. */
 function progressSink(opts: PassFlags, spin: boolean): ((line: string) => void) | undefined {
-  const tty = spin && process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && opts.progress !== true;
   if (opts.progress) return (l) => process.stderr.write(`${NAME}: progress ${l}\n`);
-  if (!tty) return undefined;
+  if (!spin || ProgressView.modeFor({ plain: false }) !== 'tty') return undefined;
   return (l) => {
-    spinner ??= ora({ stream: process.stderr, discardStdin: false }).start();
-    spinner.text = l;
+    view ??= ProgressView.withOra({ plain: false }, ora);
+    view.showText(l);
   };
 }
 
@@ -724,11 +713,6 @@ async function verify(a: string, b: string, options: { deep: boolean; json: bool
 
 /** Write a line on stdout without tearing the spinner (it lives on stderr, which may be the same terminal). */
 function stdoutLine(line: string): void {
-  if (spinner) {
-    spinner.clear();
-    process.stdout.write(line);
-    spinner.render();
-  } else {
-    process.stdout.write(line);
-  }
+  if (view) view.write(line, process.stdout);
+  else process.stdout.write(line);
 }

@@ -61,6 +61,10 @@ export interface DownloadCopyOptions {
   force?: boolean;
   /** Called for each node in order, after its bytes were written. */
   onBlock?: (record: DownloadBlockRecord) => void;
+  /** Called after each chunk is written, with the bytes written so far. */
+  onProgress?: (bytes: number) => void;
+  /** Stop at the next chunk boundary once aborted (Ctrl-C): the sink then holds the first `writtenSize` bytes. */
+  signal?: AbortSignal;
 }
 
 export interface DownloadResult {
@@ -70,8 +74,10 @@ export interface DownloadResult {
   writtenSize: number;
   /** Nodes processed (on disk, partial, and missing ones). */
   nodeCount: number;
-  /** True iff the header was valid and no node ended in a bad status. */
+  /** True iff the header was valid and no node ended in a bad status (of the nodes copied, when interrupted). */
   intact: boolean;
+  /** True when `signal` stopped the copy before the last node. */
+  interrupted: boolean;
 }
 
 /** Sector size of the forced read of an unreadable block (upstream: 1 KiB units, failures zero-filled). */
@@ -163,8 +169,13 @@ export class UfsDownload {
     const fake: boolean[] = new Array<boolean>(batch).fill(false);
     let intact = this.size !== null;
     let written = 0;
+    let interrupted = false;
 
     for (let first = 0; first < this.nodeCount; first += batch) {
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
       const count = Math.min(batch, this.nodeCount - first);
       // nodes: whole ones from disk; a partial or missing one is a lost block with a null hash
       nodes.fill(0, 0, count * ns);
@@ -239,8 +250,9 @@ export class UfsDownload {
         if (BAD_STATUSES.has(r.status)) intact = false;
         options.onBlock?.(r);
       }
+      options.onProgress?.(written);
     }
-    return { size: this.size, writtenSize: written, nodeCount: this.nodeCount, intact };
+    return { size: this.size, writtenSize: written, nodeCount: this.nodeCount, intact, interrupted };
   }
 
   /**

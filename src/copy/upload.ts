@@ -44,6 +44,13 @@ export interface UploadOptions {
   mode?: number;
   /** Must be the factory the volume was opened with (tests with a faulty device); default the real file system. */
   devices?: DeviceFactory;
+  /** Called after each chunk is stored, with the bytes copied so far. */
+  onProgress?: (bytes: number) => void;
+  /**
+   * Stop at the next chunk boundary once aborted (Ctrl-C): the UFS file then holds the bytes copied so far, with
+   * that size in its header, and the volume is consistent (every node names a stored, indexed block).
+   */
+  signal?: AbortSignal;
 }
 
 export interface UploadResult {
@@ -51,6 +58,8 @@ export interface UploadResult {
   size: number;
   /** Nodes in the UFS file = ceil(size / block_size). */
   nodeCount: number;
+  /** True when `signal` stopped the copy before the end of the input. */
+  interrupted: boolean;
 }
 
 /**
@@ -87,7 +96,7 @@ export async function openVolumeForUpload(parentDir: string, options: { devices?
  * Copy everything `read` yields into the UFS file `ufsPath` of `volume` (created, or truncated if it exists).
  * The parent directory of `ufsPath` must exist.
  *
- * @returns the size copied and the node count
+ * @returns the size copied, the node count, and whether `options.signal` stopped the copy early
  * @throws DdfsError NO_SPACE (block file or index full: the UFS file then holds the blocks stored so far), IO,
  *   BAD_HEADER; Node errors of the source reader and of opening `ufsPath` (ENOENT, EISDIR, EACCES…) unchanged
  */
@@ -100,6 +109,7 @@ export async function uploadFile(volume: Volume, read: ByteReader, ufsPath: stri
   // rather than hashing every block twice.
   const nodeReader = onBlock ? await (options.devices ?? fileDevices).open(ufsPath, { readOnly: true }) : null;
   let size = 0;
+  let interrupted = false;
   let reported = 0;
   const report = async (upTo: number): Promise<void> => {
     if (!onBlock || !nodeReader || upTo <= reported) return;
@@ -115,11 +125,18 @@ export async function uploadFile(volume: Volume, read: ByteReader, ufsPath: stri
   try {
     try {
       for (;;) {
+        if (options.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
         const n = await readFull(read, chunk);
+        // an abort during the read (an abortable reader gives end of input): what was read is stored, then stop
+        if (options.signal?.aborted) interrupted = true;
         if (n === 0) break;
         await file.write(size, chunk.subarray(0, n));
         size += n;
         await report(Math.floor(size / bs));
+        options.onProgress?.(size);
         if (n < chunk.length) break;
       }
     } finally {
@@ -129,5 +146,5 @@ export async function uploadFile(volume: Volume, read: ByteReader, ufsPath: stri
   } finally {
     await nodeReader?.close();
   }
-  return { size, nodeCount: Math.ceil(size / bs) };
+  return { size, nodeCount: Math.ceil(size / bs), interrupted };
 }

@@ -27,7 +27,8 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import {
-  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, runsOf, walkUfsFiles,
+  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, runsOf, throwIfInterrupted,
+  walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import {
@@ -51,6 +52,8 @@ export interface CheckOptions {
   hashThreads?: number;
   /** Open even when the block file lacks its magic. */
   skipBlockMagic?: boolean;
+  /** Ctrl-C: the check stops at its next safe point (it writes nothing, so any point is safe). */
+  signal?: AbortSignal;
 }
 
 export interface CheckReport {
@@ -100,7 +103,8 @@ function skipSoundFileNodes(v: FsckVolume, nodes: Buffer, from: number, count: n
 /**
  * Check the closed volume in `parentDir` (spec §10.5).
  * @returns the summary, verdict, exit code (0 OK, 2 WARNING, 1 ERROR) and findings
- * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT when the volume cannot be opened
+ * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT when the volume cannot be opened; INTERRUPTED (data.phase)
+ *   once `options.signal` is aborted (no verdict then)
  */
 export async function checkVolume(parentDir: string, options: CheckOptions): Promise<CheckReport> {
   const out = options.out ?? (() => undefined);
@@ -163,7 +167,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         }
         if (i >>> 16 !== progressAt) {
           progressAt = i >>> 16;
-          options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount });
+          options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount, unit: 'nodes' });
         }
         // the node read in place: a hashView per node would allocate a Buffer for each of millions of nodes
         const nodes = idx.chunkOfNode(i);
@@ -205,6 +209,8 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       }
     };
     scanIndex();
+    options.progress?.({ phase: 'check index', done: idx.nodeCount, total: idx.nodeCount, unit: 'nodes' });
+    throwIfInterrupted(options.signal, 'check index');
     out(`== Checked ${idx.nodeCount} nodes in ${elapsedText(t0)}s`);
 
     // 2. -C: every indexed block
@@ -217,13 +223,14 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       const unmatching: number[] = [];
       const r = await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, threads, totalBlocks: toHash,
-        runs: runsOf(inIndex.ascending(2)),
+        runs: runsOf(inIndex.ascending(2)), signal: options.signal,
         onBlock: (a, h) => {
           const node = nodeOfAddress[a]! - 1;
           if (!h || isZeroOrNullHash(v, h) || idx.compareHash(node, h) !== 0) unmatching.push(node);
         },
-        onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash }),
+        onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash, unit: 'blocks' }),
       });
+      throwIfInterrupted(options.signal, 'check block hash');
       // upstream counts the reserved blocks 0 and 1 as checked
       out(`== Checked ${r.hashed + r.unreadable + 2} blocks in ${elapsedText(t0)}s`);
       for (const n of dupNodes) unmatching.push(n);
@@ -231,6 +238,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       t0 = performance.now();
       const block = Buffer.allocUnsafe(cfg.blockSize);
       for (const node of unmatching) {
+        throwIfInterrupted(options.signal, 'check unmatching blocks');
         const a = idx.address(node);
         try {
           await v.store.readBlock(a, block, 0);
@@ -254,7 +262,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
 
     // 3. files
     out('== Read files');
-    options.progress?.({ phase: 'read files', done: 0, total: 0 });
+    options.progress?.({ phase: 'read files', done: 0, total: 0, unit: 'files' });
     t0 = performance.now();
     const inFiles = new BitSet(bc);
     inFiles.add(0);
@@ -269,9 +277,10 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       fileError('FILE_UNREADABLE', rawText`cannot read directory: ${dir}: ${err.message}`, { path: pathText(dir) });
       return 'skip';
     })) {
+      throwIfInterrupted(options.signal, 'read files');
       const where0 = { path: pathText(p) };
       s.files++;
-      if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0 });
+      if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0, unit: 'files' });
       let f: UfsNodeFile;
       try {
         f = await UfsNodeFile.open(v.devices, p, ns);
@@ -317,6 +326,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         await f.close().catch(() => undefined);
       }
     }
+    options.progress?.({ phase: 'read files', done: s.files, total: s.files, unit: 'files' });
     out(`== Read ${s.files} files in ${elapsedText(t0)}s`);
 
     // 4. blocks added since the last checkpoint
@@ -328,7 +338,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       out(`== Check 'last recently added' blocks: ${recent.length}.`);
       await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, totalBlocks: recent.length,
-        threads: options.hashThreads, runs: runsOf(recent),
+        threads: options.hashThreads, runs: runsOf(recent), signal: options.signal,
         onBlock: (a, h) => {
           const node = nodeOfAddress[a]! - 1;
           s.testedHashes++;
@@ -341,7 +351,9 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
             report('RECENT_WRONG_HASH', 'ERR', `node ${node} (addr=${a}) hash does not match the content of block ${a}`, { node, address: a });
           }
         },
+        onProgress: (done) => options.progress?.({ phase: "check 'last recently added' blocks", done, total: recent.length, unit: 'blocks' }),
       });
+      throwIfInterrupted(options.signal, "check 'last recently added' blocks");
     }
 
     // 4b. used blocks past the end of the block file

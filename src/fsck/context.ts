@@ -23,13 +23,25 @@ import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { readVolumeConfig } from '../volume/volume.js';
 
 
-/** A progress event of a long phase: `done` of `total` units (blocks, files or nodes). */
+/** A progress event of a long phase: `done` of `total` units (blocks, files or nodes; total 0 = unknown). */
 export interface ProgressEvent {
+  /** The phase, named as its log lines name it ("check index", "read files", "fix files"). */
   phase: string;
   done: number;
   total: number;
+  /** Plural unit name: 'nodes', 'blocks' or 'files'. */
+  unit: 'nodes' | 'blocks' | 'files';
 }
 export type ProgressSink = (event: ProgressEvent) => void;
+
+/**
+ * Stop a phase at a safe point once `signal` is aborted (Ctrl-C, cli/interrupt.ts).
+ * @param phase the phase that stops, for the message
+ * @throws DdfsError INTERRUPTED with data { phase } when aborted
+ */
+export function throwIfInterrupted(signal: AbortSignal | undefined, phase: string): void {
+  if (signal?.aborted) throw new DdfsError('INTERRUPTED', `interrupted during ${phase}`, { phase });
+}
 
 /** Seconds since `t0` (a performance.now() value) as upstream prints them: `0.0`. */
 export function elapsedText(t0: number): string {
@@ -206,24 +218,26 @@ export function* runsOf(addresses: Iterable<number>, maxRun = Number.MAX_SAFE_IN
 /**
  * Open every regular UFS file (walkUfsFiles order) read-only as a UfsNodeFile, hand it to `visit`, and close it.
  * Used by the passes that cannot go on with a file missing: repair's and rebuild's reading of file nodes.
- * Progress is reported every 1024 files under the phase 'read files'.
+ * Progress is reported every 1024 files under the phase 'read files'; `signal` is looked at before each file.
  * @param action what the message says was aborted ("repair", "rebuild")
  * @returns the number of files visited
  * @throws DdfsError IO "cannot read directory|cannot open file|cannot read file …: <action> aborted" on any error,
- *   including one thrown by `visit`
+ *   including one thrown by `visit`; INTERRUPTED once `signal` is aborted
  */
 export async function visitUfsFilesOrAbort(
   v: FsckVolume,
   action: string,
   progress: ProgressSink | undefined,
   visit: (ufsPath: Buffer, file: UfsNodeFile) => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<number> {
   let files = 0;
   for await (const p of walkUfsFiles(v, (dir, err) => {
     throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: ${action} aborted`, { path: dir }, err);
   })) {
+    throwIfInterrupted(signal, 'read files');
     files++;
-    if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0 });
+    if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0, unit: 'files' });
     let f: UfsNodeFile;
     try {
       f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize);
@@ -238,6 +252,7 @@ export async function visitUfsFilesOrAbort(
       await f.close().catch(() => undefined);
     }
   }
+  progress?.({ phase: 'read files', done: files, total: files, unit: 'files' });
   return files;
 }
 

@@ -49,6 +49,8 @@ export interface FixFilesOptions {
    * mirroring spec §4.8); their blocks are marked used like those of the files. Read after the walk.
    */
   extraReferences?: () => Iterable<Buffer>;
+  /** Files the caller's own walk found (the progress total; 0 or absent: unknown). */
+  expectedFiles?: number;
 }
 
 export interface FixFilesResult {
@@ -80,7 +82,8 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   const idx = v.store.index.nodes;
   const bitmap = v.store.index.bitmap;
   log.info('Fix files.');
-  options.progress?.({ phase: 'fix files', done: 0, total: 0 });
+  const expected = options.expectedFiles ?? 0;
+  options.progress?.({ phase: 'fix files', done: 0, total: expected, unit: 'files' });
   const t0 = performance.now();
 
   const fresh = Buffer.alloc(bitmap.bytes.length);
@@ -108,7 +111,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
       throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: repair aborted`, { path: dir }, err);
     })) {
       result.files++;
-      if ((result.files & 0x3ff) === 0) options.progress?.({ phase: 'fix files', done: result.files, total: 0 });
+      if ((result.files & 0x3ff) === 0) options.progress?.({ phase: 'fix files', done: result.files, total: Math.max(expected, result.files), unit: 'files' });
       const st = await fixOneFile(v, p, options);
       result.salvagedBlocks += st.salvaged;
       if (!st.listed) continue;
@@ -125,6 +128,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   } finally {
     if (listFd !== null) fs.closeSync(listFd);
   }
+  options.progress?.({ phase: 'fix files', done: result.files, total: result.files, unit: 'files' });
   log.info(`Fixed:${result.fixedFiles}  Corrupted:${result.corruptedFiles}  Total:${result.files} files in ${elapsedText(t0)}s.`);
 
   for (const h of options.extraReferences?.() ?? []) {

@@ -20,7 +20,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { DdfsError } from '../errors.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, expectedAddress, openFsckVolume, walkUfsFiles,
+  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, expectedAddress, openFsckVolume, throwIfInterrupted, walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
@@ -31,6 +31,11 @@ export interface PackOptions {
   logger: Logger;
   devices?: DeviceFactory;
   progress?: ProgressSink;
+  /**
+   * Ctrl-C: looked at while the blocks are copied (step 1, into free slots only); an abort there throws
+   * INTERRUPTED with nothing moved (the index, bitmap and files unchanged). From step 2 on the pack runs to its end.
+   */
+  signal?: AbortSignal;
 }
 
 export interface PackReport {
@@ -46,7 +51,8 @@ export interface PackReport {
 
 /**
  * Pack the closed, consistent volume in `parentDir` (spec §10.7).
- * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT; IO on read/write failures
+ * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT; IO on read/write failures; INTERRUPTED
+ *   (data.phase) when `options.signal` aborts while blocks are copied
  */
 export async function packVolume(parentDir: string, options: PackOptions): Promise<PackReport> {
   const v = await openFsckVolume(parentDir, { readOnly: false, devices: options.devices });
@@ -98,6 +104,7 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
   const runMax = Math.max(1, Math.floor(HASH_BATCH_SIZE_MAX / bs));
   const buf = Buffer.allocUnsafe(runMax * bs);
   for (let i = 0; i < sources.length;) {
+    throwIfInterrupted(options.signal, 'pack: copy blocks');
     let n = 1;
     while (i + n < sources.length && n < runMax && sources[i + n] === sources[i]! + n) n++;
     const got = await v.store.blockDevice.read(buf, 0, n * bs, sources[i]! * bs);
@@ -110,7 +117,7 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
       k += m;
     }
     i += n;
-    options.progress?.({ phase: 'pack: copy blocks', done: i, total: sources.length });
+    options.progress?.({ phase: 'pack: copy blocks', done: i, total: sources.length, unit: 'blocks' });
   }
   await v.store.blockDevice.sync();
   log.info(`Pack: moved ${sources.length} blocks in ${elapsedText(t)}s.`);

@@ -30,8 +30,8 @@ import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, visitUfsFilesOrAbort,
-  type FsckVolume, type ProgressSink,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, throwIfInterrupted,
+  visitUfsFilesOrAbort, type FsckVolume, type ProgressSink,
 } from './context.js';
 import { rawText } from '../util/path_text.js';
 import { fixFiles, type FixFilesResult } from './fix_files.js';
@@ -58,6 +58,11 @@ export interface RepairVolumeOptions {
   hashThreads?: number;
   /** Open even when the block file lacks its magic. */
   skipBlockMagic?: boolean;
+  /**
+   * Ctrl-C: looked at until the repair starts writing (steps 1–5 work on the index in memory); an abort there
+   * throws INTERRUPTED and leaves the volume as it was. From "fix files" on the repair runs to its end.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a repair or rebuild did (spec §10.3, §10.4). */
@@ -110,7 +115,8 @@ export function reportOf(kind: 'repair' | 'rebuild', ff: FixFilesResult, extra: 
  *   `corruptedFiles` and listed in corrupted.txt, and do not make the repair fail (spec §10.3)
  * @throws DdfsError NOT_FOUND / BAD_CONFIG / BAD_MAGIC / TOO_SHORT when the volume cannot be opened (a bad or short
  *   index needs a rebuild); IO when a file or directory of the tree cannot be read — then the index and bitmap on
- *   disk are left as they were (UFS files already fixed stay fixed, which a later repair accepts).
+ *   disk are left as they were (UFS files already fixed stay fixed, which a later repair accepts); INTERRUPTED
+ *   (data.phase) when `options.signal` aborts before fix files — nothing of the volume was written.
  */
 export async function repairVolume(parentDir: string, options: RepairVolumeOptions): Promise<RepairReport> {
   const t0 = performance.now();
@@ -196,10 +202,11 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   };
   repairNodeOrder();
   log.info(`Check and repair node order in index: fixed ${orderFixed} errors.`);
+  throwIfInterrupted(options.signal, 'repair node order');
 
   // 2. file nodes missing from the index
   log.info('Search files for nodes missing in the index.');
-  options.progress?.({ phase: 'read files', done: 0, total: 0 });
+  options.progress?.({ phase: 'read files', done: 0, total: 0, unit: 'files' });
   let t = performance.now();
   const inFiles = new BitSet(bc);
   inFiles.add(0);
@@ -212,7 +219,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
       return;
     }
     for await (const { count, nodes } of f.chunks()) searchChunk(count, nodes);
-  });
+  }, options.signal);
   /** Step 2 for one chunk of file nodes: synchronous, so that V8 optimizes it. */
   function searchChunk(count: number, nodes: Buffer): void {
     for (let k = 0; k < count; k++) {
@@ -288,6 +295,8 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
     log.info("filesystem cleanly shut down: skip 'last recently added' blocks check");
   }
 
+  throwIfInterrupted(options.signal, 'search files');
+
   // 5. re-hash suspects, then make the index agree with their content
   const suspects = [...suspect.ascending(2)];
   log.info(`Re-hash all ${suspects.length} suspect blocks.`);
@@ -296,7 +305,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   let rehashErrors = 0;
   await hashBlocks({
     device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, threads: options.hashThreads,
-    totalBlocks: suspects.length, runs: runsOf(suspects),
+    totalBlocks: suspects.length, runs: runsOf(suspects), signal: options.signal,
     onBlock: (a, h) => {
       if (h) {
         content.record(a, h, isZeroOrNullHash(v, h));
@@ -306,8 +315,10 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
         log.error(`cannot read block ${a}, skip`);
       }
     },
-    onProgress: (done) => options.progress?.({ phase: 're-hash suspect blocks', done, total: suspects.length }),
+    onProgress: (done) => options.progress?.({ phase: 're-hash suspect blocks', done, total: suspects.length, unit: 'blocks' }),
   });
+  // the last safe point: from here on the repair writes (UFS files, then the index and bitmap)
+  throwIfInterrupted(options.signal, 're-hash suspect blocks');
   log.info(`Re-hash errors: ${rehashErrors}`);
   let nodesFixed = deleteLyingNodes(v, suspect, content, log, false);
   for (let k = 0; k < suspects.length; k++) {
@@ -317,7 +328,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   if (nodesFixed > 0) log.info(`Deleted ${nodesFixed} index nodes that do not match their block.`);
 
   // 6, 7
-  let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences });
+  let ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences, expectedFiles: files });
   await flushIndexInPlace(v);
   await v.store.checkpoint();
 
@@ -328,7 +339,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
   log.info(`${late} nodes fixed.`);
   if (late > 0) {
     log.warn('the index changed after fixing files: fix files again');
-    ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences });
+    ff = await fixFiles(v, { logger: log, verbose: options.verbose, progress: options.progress, extraReferences: options.extraReferences, expectedFiles: files });
     await flushIndexInPlace(v);
     await v.store.checkpoint();
   }

@@ -13,6 +13,11 @@
  * - Nothing is written (lock, marker, log line, magic, index) before the cfg has been cross-checked with itself and with
  *   the real sizes of the block and index files: a cfg that lies about the geometry is refused with the volume as
  *   it was (BAD_CONFIG).
+ * - Ctrl-C (`signal`, issue 10): a check stops at once. A repair or rebuild stops at its last safe point before it
+ *   writes (then the volume is as it was: the `.autofsck` this run created is removed again, and a rebuild's
+ *   `.rebuildfsck` too unless the index had to be recreated), or, once it writes, runs to its end; the pack then
+ *   stops while it copies blocks (nothing moved yet) or runs to its end, and is skipped when the repair ended
+ *   interrupted. Every such stop throws DdfsError INTERRUPTED whose message says what was done and what is left.
  * Exit codes (findings.ts FSCK_EXIT), as ddumbfs 1.1: check: 0 OK, 2 WARNING, 1 ERROR; repair, rebuild and pack: 0
  * when they complete, also when files stay corrupted (listed in corrupted.txt; the next check says WARNING), 1 failure
  * (thrown). Upstream's `ddfs_fsck` and `ddfs_rebuild` fail only when the tree walk does (spec §10.3, §10.4).
@@ -58,6 +63,8 @@ export interface FsckRunOptions {
   onLocked?: () => void;
   /** Repair modes: hashes referenced from outside ddfsroot that must stay (RepairVolumeOptions.extraReferences). */
   extraReferences?: () => Iterable<Buffer>;
+  /** Ctrl-C: stop at the next safe point (see the module comment). */
+  signal?: AbortSignal;
 }
 
 export interface FsckRunResult {
@@ -101,7 +108,8 @@ export async function repairBlockFileMagic(parentDir: string, logger: Logger, de
  * @throws DdfsError SYMLINK (a special path is a symlink: nothing is written), MOUNTED (online volume, repair
  *   modes), NOT_FOUND / BAD_CONFIG (ddfs.cfg missing or lying about the geometry: nothing written, not even the
  *   lock), LOCKED (another process holds the volume lock, repair modes), NEEDS_CHECK (`.rebuildfsck` present, not
- *   a rebuild), and whatever check/repair/rebuild/pack throw
+ *   a rebuild), INTERRUPTED (Ctrl-C: `options.signal`, see the module comment), and whatever check/repair/rebuild/pack
+ *   throw
  */
 export async function runFsck(parentDir: string, options: FsckRunOptions): Promise<FsckRunResult> {
   const parent = path.resolve(parentDir);
@@ -127,7 +135,7 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
     }
     const check = await checkVolume(parent, {
       logger: log, out: options.out, progress: options.progress, devices: options.devices, hashThreads: options.hashThreads,
-      hashBlocks: mode === 'check-blocks', skipBlockMagic: options.force,
+      hashBlocks: mode === 'check-blocks', skipBlockMagic: options.force, signal: options.signal,
     });
     return { exitCode: check.exitCode, check };
   }
@@ -152,21 +160,47 @@ async function repairLocked(parent: string, options: FsckRunOptions, autofsck: s
 
   const crashed = fs.existsSync(autofsck);
   writeFileNoFollow(autofsck, '', { mode: 0o600, exclusive: !crashed });
+  const what = rebuild ? 'rebuild' : 'repair';
   let repair: RepairReport;
-  if (rebuild) {
-    repair = await rebuildVolume(parent, {
-      logger: log, allBlocks: mode === 'rebuild-blocks', devices: options.devices, verbose: options.verbose,
-      progress: options.progress, hashThreads: options.hashThreads,
-    });
-  } else {
-    repair = await repairVolume(parent, {
-      logger: log, crashed, relaxed: mode === 'repair-relaxed', devices: options.devices, verbose: options.verbose,
-      progress: options.progress, hashThreads: options.hashThreads, extraReferences: options.extraReferences,
-    });
+  try {
+    if (rebuild) {
+      repair = await rebuildVolume(parent, {
+        logger: log, allBlocks: mode === 'rebuild-blocks', devices: options.devices, verbose: options.verbose,
+        progress: options.progress, hashThreads: options.hashThreads, signal: options.signal,
+      });
+    } else {
+      repair = await repairVolume(parent, {
+        logger: log, crashed, relaxed: mode === 'repair-relaxed', devices: options.devices, verbose: options.verbose,
+        progress: options.progress, hashThreads: options.hashThreads, extraReferences: options.extraReferences, signal: options.signal,
+      });
+    }
+  } catch (err) {
+    if (!(err instanceof DdfsError && err.code === 'INTERRUPTED')) throw err;
+    // stopped before writing: the volume is as it was, so is its crash flag
+    const changed = err.data.changed === true;
+    if (!crashed && !changed) fs.rmSync(autofsck, { force: true });
+    const left = changed ? `the index is not rebuilt yet: run fsckddumbfs ${mode === 'rebuild-blocks' ? '-R' : '-r'} again`
+      : `nothing was changed${crashed ? ' (the volume still needs its repair)' : ''}`;
+    throw new DdfsError('INTERRUPTED', `interrupted during ${String(err.data.phase)}: the ${what} did not start writing, ${left}`, err.data, err);
+  }
+  const packLeft = options.pack ? '; run fsckddumbfs -n -k to pack' : '';
+  if (options.signal?.aborted) {
+    fs.rmSync(autofsck, { force: true });
+    throw new DdfsError('INTERRUPTED', `interrupted: the ${what} was writing and completed${options.pack ? ', the pack (-k) was not run' : ''}${packLeft}`, { phase: 'fix files' });
   }
   let pack: PackReport | undefined;
-  if (options.pack) pack = await packVolume(parent, { logger: log, devices: options.devices, progress: options.progress });
+  try {
+    if (options.pack) pack = await packVolume(parent, { logger: log, devices: options.devices, progress: options.progress, signal: options.signal });
+  } catch (err) {
+    if (!(err instanceof DdfsError && err.code === 'INTERRUPTED')) throw err;
+    // the copies went to free blocks only: the repaired volume is intact
+    fs.rmSync(autofsck, { force: true });
+    throw new DdfsError('INTERRUPTED', `interrupted during ${String(err.data.phase)}: the ${what} completed, the pack moved nothing${packLeft}`, err.data, err);
+  }
   fs.rmSync(autofsck, { force: true });
+  if (options.signal?.aborted) {
+    throw new DdfsError('INTERRUPTED', `interrupted: the ${what} and the pack were writing and completed`, { phase: 'pack' });
+  }
   // corrupted files are the repair's result, not its failure: upstream exits 0 (spec §10.3; fixture funny-f -n)
   return { exitCode: FSCK_EXIT.OK, repair, pack };
 }

@@ -1,5 +1,6 @@
 /**
- * The rate and ETA of a pass's progress line (issue 7 item 9: "files, blocks sent/held, bytes, rate, ETA").
+ * The rate and ETA of a pass's progress line (issue 7 item 9: "files, blocks sent/held, bytes, rate, ETA"), on the
+ * shared progress renderer (util/progress.ts).
  *
  * Basis of the estimate: the master's used-block count (its bitmap's set bits less the two reserved addresses) is
  * the total, and the blocks the pass has dealt with so far (sent, or found held by the replica) are the part done;
@@ -9,6 +10,7 @@
  *
  * Invariant: pure arithmetic on the figures given; never reads a clock or a volume.
  */
+import { etaText, ratePerSecond } from '../util/progress.js';
 
 /** Figures of a pass at one moment. */
 export interface PassFigures {
@@ -23,15 +25,12 @@ export interface PassFigures {
 }
 
 /**
- * "R B/s, ETA Ts (D of U used blocks)": the stream's byte rate and the estimate described above; "ETA ?" before
- * the first block (no rate yet), "ETA 0s" once the used blocks are all done.
+ * "R B/s, ETA T (D of U used blocks)": the stream's byte rate and the estimate described above (T as
+ * util/progress.ts durationText: `6s`, `4m05s`); "ETA ?" before the first block (no rate yet), "ETA 0s" once the
+ * used blocks are all done (also when there are none).
  */
 export function renderRateAndEta(f: PassFigures): string {
-  const seconds = Math.max(f.elapsedMs, 1) / 1000;
-  const rate = Math.round(f.bytes / seconds);
-  let eta: string;
-  if (f.blocksDone >= f.blocksUsed) eta = '0s';
-  else if (f.blocksDone === 0) eta = '?';
-  else eta = `${Math.ceil(((f.blocksUsed - f.blocksDone) * seconds) / f.blocksDone)}s`;
-  return `${rate} B/s, ETA ${eta} (${f.blocksDone} of ${f.blocksUsed} used blocks)`;
+  const rate = Math.round(ratePerSecond(f.bytes, f.elapsedMs));
+  const eta = f.blocksDone >= f.blocksUsed ? 'ETA 0s' : etaText(f.blocksDone, f.blocksUsed, f.elapsedMs);
+  return `${rate} B/s, ${eta} (${f.blocksDone} of ${f.blocksUsed} used blocks)`;
 }

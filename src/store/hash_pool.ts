@@ -69,6 +69,8 @@ export interface HashBlocksOptions {
    */
   onBlock: (address: number, hash: Buffer | null, data: Buffer | null) => void;
   onProgress?: (blocksDone: number) => void;
+  /** Stop reading once aborted (Ctrl-C): the batches in flight are delivered, then hashBlocks returns early. */
+  signal?: AbortSignal;
 }
 
 export interface HashBlocksResult {
@@ -140,7 +142,8 @@ export function defaultHashThreads(): number {
 }
 
 /**
- * Read and hash every block of `runs` (spec §10.4: 1 reader, N hashing threads).
+ * Read and hash every block of `runs` (spec §10.4: 1 reader, N hashing threads), or, once `options.signal` aborts,
+ * those of the batches already read (the caller tells an early return by its signal).
  * @throws the device's errors other than EIO (EIO is retried per block and reported as unreadable blocks)
  */
 export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocksResult> {
@@ -198,6 +201,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
   if (threads === 0) {
     const buf = Buffer.allocUnsafe(blocksMax * bs);
     for (const batch of batchesOf(options.runs, blocksMax)) {
+      if (options.signal?.aborted) break;
       const { validBytes, badBlocks } = await readBatch(batch, buf);
       deliver(batch, buf, validBytes, null, badBlocks);
     }
@@ -236,6 +240,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     };
     for (const batch of batchesOf(options.runs, blocksMax)) {
       if (failure) throw failure;
+      if (options.signal?.aborted) break;
       const ab = free.pop() ?? new ArrayBuffer(blocksMax * bs);
       const { validBytes, badBlocks } = await readBatch(batch, Buffer.from(ab));
       const slot = workers.reduce((x, y) => (y.pending < x.pending ? y : x));

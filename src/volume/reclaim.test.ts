@@ -50,6 +50,28 @@ describe('online reclaim (spec §9)', () => {
     await vol.close();
   });
 
+  it('logs its progress (files read, block references) as it walks, at most once per interval', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ddfs-reclaim-'));
+    cleanups.push(dir);
+    await createVolume(dir, { partitionSize: 8 * 1024 * 1024, blockSize: 4096, hashName: 'TIGER', nodeOverflow: 1.3, reuseAsap: false });
+    const lines: string[] = [];
+    const vol = await Volume.open(dir, { logger: new Logger((l) => lines.push(l.toString())) });
+    for (const name of ['a', 'b', 'c']) {
+      const f = await vol.openFile(path.join(vol.rootDir, name), { create: true, truncate: true });
+      await f.write(0, randomBytes(2 * 4096));
+      await f.close();
+    }
+    await vol.runReclaim({ progressIntervalMs: 0 });
+    const progress = lines.filter((l) => / INF reclaim: read /.test(l));
+    expect(progress.map((l) => l.replace(/^\S+ INF /, '').replace(/, \d+ files\/s\n$/, ''))).toEqual([
+      'reclaim: read 1 files, 0 block references', 'reclaim: read 2 files, 2 block references', 'reclaim: read 3 files, 4 block references',
+    ]);
+    lines.length = 0;
+    await vol.runReclaim(); // the default interval: a short reclaim logs no progress
+    expect(lines.filter((l) => / INF reclaim: read /.test(l))).toEqual([]);
+    await vol.close();
+  });
+
   it('never frees a block referenced by a write that runs during the walk', async () => {
     const { dir, vol } = await tempVolume();
     cleanups.push(dir);

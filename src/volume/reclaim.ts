@@ -30,7 +30,7 @@
 import { DdfsError } from '../errors.js';
 import {
   RECLAIM_CHANGE_RECORD_COUNT_MAX, RECLAIM_DRAIN_ROUND_COUNT_FREE, RECLAIM_FILE_READ_ATTEMPT_COUNT_MAX, RECLAIM_READ_NODE_COUNT,
-  RECLAIM_OPEN_FILE_ROUND_COUNT_MAX,
+  RECLAIM_OPEN_FILE_ROUND_COUNT_MAX, RECLAIM_PROGRESS_INTERVAL_MS,
 } from '../limits.js';
 import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
@@ -68,6 +68,8 @@ export interface ReclaimTestHooks {
   afterWalkStep?: (path: Buffer) => Promise<void>;
   /** An error to report for reading directory `path` (relative bytes, empty for the root), or null to read it. */
   directoryError?: (path: Buffer) => Error | null;
+  /** Replaces RECLAIM_PROGRESS_INTERVAL_MS (0: a progress line after every file). */
+  progressIntervalMs?: number;
 }
 
 /** What reclaim needs of the volume. */
@@ -140,6 +142,17 @@ class ReclaimRun {
   readonly changes = new ChangeRecord();
   files = 0;
   refs = 0;
+  private readonly started = performance.now();
+  private lastProgress = performance.now();
+
+  /** An INF line "reclaim: read N files, M block references, R files/s" every RECLAIM_PROGRESS_INTERVAL_MS. */
+  private logProgress(): void {
+    const now = performance.now();
+    if (now - this.lastProgress < (this.ctx.hooks?.progressIntervalMs ?? RECLAIM_PROGRESS_INTERVAL_MS)) return;
+    this.lastProgress = now;
+    const seconds = Math.max(now - this.started, 1) / 1000;
+    this.ctx.logger.info(`reclaim: read ${this.files} files, ${this.refs} block references, ${Math.round(this.files / seconds)} files/s`);
+  }
   hashNotFound = 0;
   fragmented = 0;
   /** True while renames and links are held back: the test hook must not run then. */
@@ -267,6 +280,7 @@ class ReclaimRun {
     }
     try {
       this.files++;
+      this.logProgress();
       let prev = -1;
       for await (const { count, nodes } of file.chunks(RECLAIM_READ_NODE_COUNT)) {
         for (let off = 0; off < count * cfg.nodeSize; off += cfg.nodeSize) {
