@@ -47,6 +47,9 @@ import { isBlockDevicePath } from '../io/device.js';
 import { syncDirectory, syncFilesystem } from '../io/mirror_fs.js';
 import { openNoFollow, removeFileIfPresent } from '../io/no_follow.js';
 import { exchangeEntries } from '../io/rename_exchange.js';
+import { setTimesNoFollow } from '../io/libc.js';
+import { walkUfsTree } from '../ufs/walk.js';
+import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import { closeDiscard, openFsckVolume, type ProgressSink } from '../fsck/context.js';
 import { repairHeldVolume } from '../fsck/run.js';
@@ -306,7 +309,10 @@ async function resizeLocked(
     let packed = false;
     if (shrink || fs.existsSync(path.join(parent, AUTOFSCK_MARKER))) {
       log.info(shrink ? 'Step pack: fsckddumbfs -n -k.' : 'Step pack: fsckddumbfs -n (volume not cleanly unmounted).');
+      // the repair and the pack rewrite file nodes in place, which moves mtimes: the tree's times are put back
+      const times = await fileTimes(parent);
       await repairHeldVolume(parent, { mode: 'repair', pack: shrink, logger: log, progress: options.progress, verbose: options.verbose });
+      restoreFileTimes(times);
       packed = shrink;
       const nowUsed = await usedBlocks(parent);
       if (nowUsed > newCfg.blockCount) refuseTooSmall(nowUsed);
@@ -398,6 +404,27 @@ async function resizeLocked(
   removeIntent(intentPath);
   log.info(`Resized ${parent} to ${newCfg.blockCount} blocks (${newSize} bytes), addr_size ${newCfg.addrSize}.`);
   return { ...base, resized: true, packed: shrink, migrate: null };
+}
+
+/** atime and mtime (ns) of every regular UFS file of the volume (walk order of ufs/walk.ts). */
+async function fileTimes(parent: string): Promise<Array<{ path: Buffer; atimeNs: bigint; mtimeNs: bigint }>> {
+  const root = pathBytes(path.join(parent, ROOT_DIRECTORY));
+  const out: Array<{ path: Buffer; atimeNs: bigint; mtimeNs: bigint }> = [];
+  for await (const e of walkUfsTree(root, { onError: (rel, err) => { throw new DdfsError('IO', `${pathText(joinPathBytes(root, rel))}: ${err.message}`, {}, err); } })) {
+    if (e.kind !== 'file') continue;
+    const p = joinPathBytes(root, e.path);
+    const st = fs.lstatSync(p, { bigint: true });
+    out.push({ path: p, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs });
+  }
+  return out;
+}
+
+/** Put back the times fileTimes recorded where they moved. */
+function restoreFileTimes(times: Array<{ path: Buffer; atimeNs: bigint; mtimeNs: bigint }>): void {
+  for (const t of times) {
+    const st = fs.lstatSync(t.path, { bigint: true, throwIfNoEntry: false });
+    if (st && st.isFile() && (st.mtimeNs !== t.mtimeNs || st.atimeNs !== t.atimeNs)) setTimesNoFollow(t.path, t.atimeNs, t.mtimeNs);
+  }
 }
 
 /** Used blocks (bitmap bits, 0 and 1 included) of a closed volume. */
