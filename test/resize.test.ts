@@ -60,6 +60,9 @@ describe('resizeddumbfs', () => {
   it('shrinks across addr_size 3 -> 2 (packing) and grows back, keeping every entry', { timeout: TEST_TIMEOUT_MS }, async () => {
     const p = await copyOfTemplate();
     expect((await readVolumeConfig(p)).addrSize).toBe(3);
+    // what the administrator keeps in the parent stays there
+    fs.mkdirSync(join(p, 'notes'));
+    fs.writeFileSync(join(p, 'notes', 'README'), 'kept\n');
     const s = await tool('resizeddumbfs', ['-p', p, '16M']);
     expect(s.code).toBe(0);
     expect(s.stdout).toMatch(/81920 -> 32768 blocks, addr_size 3 -> 2/);
@@ -70,6 +73,8 @@ describe('resizeddumbfs', () => {
     expect(await snapshotVolume(p)).toEqual(original);
     await expectClean(p);
     expectNoLeftovers(p);
+    expect(fs.readFileSync(join(p, 'notes', 'README'), 'utf8')).toBe('kept\n');
+    expect(fs.existsSync(join(p, 'ddfs.lock'))).toBe(false);
 
     const g = await tool('resizeddumbfs', [p, '40M']);
     expect(g.code).toBe(0);

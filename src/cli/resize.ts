@@ -39,10 +39,12 @@ import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
 import { deriveConfig, type DdfsConfig } from '../format/config.js';
 import {
-  AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE, CONFIG_FILE, LOCK_FILE,
+  AUTOFSCK_MARKER, CHECKPOINT_FILE, MIRROR_DIRECTORY, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE, CONFIG_FILE, LOCK_FILE,
   REBUILDFSCK_MARKER, ROOT_DIRECTORY,
 } from '../format/layout.js';
 import { parseLockRecord } from '../format/lock_record.js';
+import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
+import { liveUndoAreas } from '../mirror/undo.js';
 import { isBlockDevicePath } from '../io/device.js';
 import { syncDirectory, syncFilesystem } from '../io/mirror_fs.js';
 import { openNoFollow, removeFileIfPresent } from '../io/no_follow.js';
@@ -155,6 +157,7 @@ function writeIntent(p: string, intent: Intent): void {
 }
 
 function removeIntent(p: string): void {
+  removeFileIfPresent(`${p}.tmp`);
   removeFileIfPresent(p);
   syncDirectory(path.dirname(p));
 }
@@ -271,6 +274,12 @@ async function resizeLocked(
     throw new DdfsError('EXISTS', `${staging} exists and no resize intent names it: remove it if no resize is running`, { path: staging });
   }
   await checkVolumeFileSizes(parent, cfg);
+  // a slave's live undo areas hold node lists of this geometry that a rollback puts back (mirroring spec §4.8):
+  // they can neither be packed nor re-encoded, as for fsckddumbfs -k
+  if (readMirrorState(parent)?.role === 'slave' && liveUndoAreas(parent).length > 0) {
+    throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (undo areas in ${MIRROR_DIRECTORY}/undo): finish it by ` +
+      'copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before resizing', { path: parent });
+  }
   const newCfg = deriveConfig({
     partitionSize: newSize, blockSize: cfg.blockSize, hashName: cfg.hashName, nodeOverflow: cfg.nodeOverflow,
     reuseAsap: cfg.reuseAsap, blockFilename: cfg.blockFilename, indexFilename: cfg.indexFilename,
@@ -311,6 +320,8 @@ async function resizeLocked(
       log.info(shrink ? 'Step pack: fsckddumbfs -n -k.' : 'Step pack: fsckddumbfs -n (volume not cleanly unmounted).');
       // the repair and the pack rewrite file nodes in place, which moves mtimes: the tree's times are put back
       const times = await fileTimes(parent);
+      const generation = bumpMasterGeneration(parent);
+      if (generation !== null) log.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       await repairHeldVolume(parent, { mode: 'repair', pack: shrink, logger: log, progress: options.progress, verbose: options.verbose });
       restoreFileTimes(times);
       packed = shrink;
@@ -343,6 +354,11 @@ async function resizeLocked(
         'nothing changed; repair them first (fsckddumbfs -n)', { badFiles: migrate.badFiles });
     }
     copyParentExtras(parent, staging, cfg, log);
+    // staged files of an abandoned mirror pass and stale undo areas are UFS files of the old geometry, never used again
+    for (const sub of ['staging', 'undo']) fs.rmSync(path.join(staging, MIRROR_DIRECTORY, sub), { recursive: true, force: true });
+    // the migration is not journaled: a master's slaves take a content pass (inodes and the tree were rewritten)
+    const generation = bumpMasterGeneration(staging);
+    if (generation !== null) log.info(`mirror master: generation ${generation} (the resize is not journaled; slaves take a content pass)`);
     fs.chownSync(staging, parentSt.uid, parentSt.gid);
     fs.chmodSync(staging, parentSt.mode & 0o7777);
     syncFilesystem(staging);
