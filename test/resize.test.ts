@@ -75,6 +75,8 @@ describe('resizeddumbfs', () => {
     expectNoLeftovers(p);
     expect(fs.readFileSync(join(p, 'notes', 'README'), 'utf8')).toBe('kept\n');
     expect(fs.existsSync(join(p, 'ddfs.lock'))).toBe(false);
+    // the run is in the volume's log, which the new volume carries over
+    expect(fs.readFileSync(join(p, 'ddfsroot', '.ddumbfs', 'ddumbfs.log'), 'utf8')).toMatch(/INF Resize .*81920 → 32768 blocks/);
 
     const g = await tool('resizeddumbfs', [p, '40M']);
     expect(g.code).toBe(0);
@@ -120,6 +122,19 @@ describe('resizeddumbfs', () => {
     expect(fs.readFileSync(join(p, 'ddfs.cfg'), 'utf8')).toBe(cfgBefore);
     expect(await snapshotVolume(p)).toEqual(original);
     expectNoLeftovers(p);
+  });
+
+  it('refuses a volume whose block file is outside the parent, with exit 1 and nothing changed', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const parent = join(await makeTempDir('ddfs-resize-ext-'), 'vol');
+    fs.mkdirSync(parent);
+    const blocks = join(await makeTempDir('ddfs-resize-ext-blocks-'), 'blocks');
+    await createVolume(parent, { partitionSize: 4 << 20, blockSize: BS, hashName: 'TIGER', nodeOverflow: 1.3, reuseAsap: false, blockFilename: blocks });
+    const cfgBefore = fs.readFileSync(join(parent, 'ddfs.cfg'), 'utf8');
+    const r = await tool('resizeddumbfs', [parent, '8M']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/block_filename is .*blocks: resizeddumbfs resizes volumes whose block and index files are files in the parent/);
+    expect(fs.readFileSync(join(parent, 'ddfs.cfg'), 'utf8')).toBe(cfgBefore);
+    expectNoLeftovers(parent);
   });
 
   it('exits 1 with a usage message for bad arguments', { timeout: TEST_TIMEOUT_MS }, async () => {

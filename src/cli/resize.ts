@@ -39,7 +39,7 @@ import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
 import { deriveConfig, type DdfsConfig } from '../format/config.js';
 import {
-  AUTOFSCK_MARKER, CHECKPOINT_FILE, MIRROR_DIRECTORY, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE, CONFIG_FILE, LOCK_FILE,
+  AUTOFSCK_MARKER, CHECKPOINT_FILE, LOG_FILE, MIRROR_DIRECTORY, SPECIAL_DIRECTORY, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE, CONFIG_FILE, LOCK_FILE,
   REBUILDFSCK_MARKER, ROOT_DIRECTORY,
 } from '../format/layout.js';
 import { parseLockRecord } from '../format/lock_record.js';
@@ -55,6 +55,7 @@ import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import { checkVolumeFileSizes, resolveVolumePath } from '../store/block_store.js';
 import { closeDiscard, openFsckVolume, type ProgressSink } from '../fsck/context.js';
 import { repairHeldVolume } from '../fsck/run.js';
+import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import type { Logger } from '../util/log.js';
 import { createVolume } from '../volume/create.js';
 import { takeVolumeLock, type VolumeLock } from '../volume/lock.js';
@@ -299,6 +300,12 @@ async function resizeLocked(
   };
   if (used > newCfg.blockCount) refuseTooSmall(used);
   const shrink = newCfg.blockCount < cfg.blockCount;
+  // the volume's log gets the run from here (after the refusals: a refused run writes nothing); the path follows the
+  // exchange to the new volume, which has a copy of the log by then
+  refuseSpecialSymlinks(parent);
+  const special = path.join(parent, ROOT_DIRECTORY, SPECIAL_DIRECTORY);
+  if (fs.existsSync(special)) log.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
+
   log.info(`Resize ${parent}: ${cfg.blockCount} → ${newCfg.blockCount} blocks of ${cfg.blockSize} bytes, addr_size ` +
     `${cfg.addrSize} → ${newCfg.addrSize}, ${used} blocks used.`);
 

@@ -46,14 +46,14 @@ export function makeSpecialLike(to: Buffer, st: SourceStat): void {
 
 /**
  * Owner, extended attributes (every namespace the process can read), mode (not of a symlink) and atime/mtime (ns)
- * of `from` onto `to`, in that order: chown clears set-id bits and file capabilities, and the mode comes after the
+ * of `from` onto `to` (the attributes `keepXattr` accepts), in that order: chown clears set-id bits and file capabilities, and the mode comes after the
  * ACL attributes so both agree. An owner that cannot be set without privilege stays the process's.
  * @throws DdfsError IO naming both paths and the cause
  */
-export function copyMetadata(from: Buffer, to: Buffer, st: SourceStat): void {
+export function copyMetadata(from: Buffer, to: Buffer, st: SourceStat, keepXattr: (name: Buffer) => boolean = () => true): void {
   try {
     setOwner(to, Number(st.uid), Number(st.gid));
-    for (const x of readAllXattrs(from)) setXattr(to, x.name, x.value);
+    for (const x of readAllXattrs(from, keepXattr)) setXattr(to, x.name, x.value);
     if (!st.isSymbolicLink()) fs.chmodSync(to, Number(st.mode & 0o7777n));
     setTimesNoFollow(to, st.atimeNs, st.mtimeNs);
   } catch (err) {

@@ -8,7 +8,8 @@
  *   invariants of §5.5, which the placement checks as it goes (a SRC index out of order is refused: repair it first).
  *   Every allocated bit of SRC's bitmap is set in DST's.
  * - Tree: unlike upstream (spec §17 item 12) every directory is recreated, and modes, owners, atimes and mtimes (ns),
- *   extended attributes, symlinks, hard links (one inode ⇒ one inode), FIFOs, sockets and device nodes are kept.
+ *   extended attributes (but the volume's reserved `user.ddumbfs.*`, `trusted.ddumbfs.*`), symlinks, hard links
+ *   (one inode ⇒ one inode), FIFOs, sockets and device nodes are kept.
  *   Regular files are rewritten with nodes re-encoded to DST's addr_size (copied raw when node sizes are equal), the
  *   same header size, and holes of the node list left as holes. A file with an invalid header, a partial trailing node,
  *   a node count that disagrees with its size or an address beyond DST's block_count is reported, counted and not
@@ -22,7 +23,7 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import type { DdfsConfig } from '../format/config.js';
-import { AUTOFSCK_MARKER, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, SPECIAL_FILES } from '../format/layout.js';
+import { AUTOFSCK_MARKER, isReservedXattr, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, SPECIAL_FILES } from '../format/layout.js';
 import { decodeAddress, encodeAddress } from '../format/node.js';
 import { encodeUfsHeader, nodeCountForSize } from '../format/ufs_header.js';
 import { fileDevices } from '../io/device.js';
@@ -243,6 +244,9 @@ async function migrateOpen(s: OpenVolume, d: OpenVolume, options: MigrateOptions
   return { nodes, blocksUsed: dBitmap.countSet, ...counts, seconds: 0 };
 }
 
+/** The volume's own attributes (layout.ts RESERVED_XATTR_PREFIXES) belong to the source's inodes: not copied. */
+const keepXattr = (name: Buffer): boolean => !isReservedXattr(name);
+
 type TreeCounts = Pick<MigrateReport, 'files' | 'directories' | 'symlinks' | 'specials' | 'hardLinks' | 'badFiles'>;
 
 /** Copy the UFS tree of `s` into `d` (see the module comment). */
@@ -300,10 +304,10 @@ async function copyTree(s: OpenVolume, d: OpenVolume, options: MigrateOptions, l
       makeSpecialLike(to, st);
       counts.specials++;
     }
-    copyMetadata(from, to, st);
+    copyMetadata(from, to, st, keepXattr);
   }
-  for (let k = dirs.length - 1; k >= 0; k--) copyMetadata(dirs[k]!.from, dirs[k]!.to, dirs[k]!.st);
-  copyMetadata(sRoot, dRoot, lstatSource(sRoot));
+  for (let k = dirs.length - 1; k >= 0; k--) copyMetadata(dirs[k]!.from, dirs[k]!.to, dirs[k]!.st, keepXattr);
+  copyMetadata(sRoot, dRoot, lstatSource(sRoot), keepXattr);
   return counts;
 }
 
