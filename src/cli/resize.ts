@@ -271,6 +271,10 @@ async function resizeLocked(
   if (fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
     throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER}): run fsckddumbfs -r first`, { path: parent });
   }
+  if (fs.statSync(path.dirname(parent)).dev !== fs.statSync(parent).dev) {
+    throw new DdfsError('USAGE', `${parent} is a mount point: the new volume is built beside it and swapped in by a rename, ` +
+      'which needs one file system; keep the volume in a directory below the mount point (or resize by hand, spec §13.1)', { path: parent });
+  }
   if (fs.lstatSync(staging, { throwIfNoEntry: false })) {
     throw new DdfsError('EXISTS', `${staging} exists and no resize intent names it: remove it if no resize is running`, { path: staging });
   }

@@ -228,6 +228,7 @@ async function migrateOpen(s: OpenVolume, d: OpenVolume, options: MigrateOptions
     nodes++;
     if ((nodes & 0xffff) === 0) options.progress?.({ phase: 'migrate: index', done: i, total: sIdx.nodeCount });
   }
+  options.progress?.({ phase: 'migrate: index', done: sIdx.nodeCount, total: sIdx.nodeCount });
   for (const a of setBits(sBitmap)) dBitmap.set(a);
   log.info(`Placed ${nodes} index nodes, ${dBitmap.countSet} blocks used.`);
 
@@ -306,6 +307,7 @@ async function copyTree(s: OpenVolume, d: OpenVolume, options: MigrateOptions, l
     }
     copyMetadata(from, to, st, keepXattr);
   }
+  options.progress?.({ phase: 'migrate: files', done: entries, total: entries });
   for (let k = dirs.length - 1; k >= 0; k--) copyMetadata(dirs[k]!.from, dirs[k]!.to, dirs[k]!.st, keepXattr);
   copyMetadata(sRoot, dRoot, lstatSource(sRoot), keepXattr);
   return counts;
