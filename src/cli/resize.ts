@@ -354,6 +354,9 @@ async function resizeLocked(
     await createVolume(staging, {
       partitionSize: newSize, blockSize: cfg.blockSize, hashName: cfg.hashName, nodeOverflow: cfg.nodeOverflow,
       reuseAsap: cfg.reuseAsap, blockFilename: cfg.blockFilename, indexFilename: cfg.indexFilename,
+      // the block file stays sparse (never extended: blocks are written at their offsets), so a grow larger than the
+      // free space is allowed, as with mkddumbfs, with its warning
+      onWarning: (message) => log.warn(message),
     });
     held.push(await takeVolumeLock(staging, 'resizeddumbfs'));
     kill('create');
