@@ -1,6 +1,6 @@
 /**
- * migrateVolume's index placement (spec §13.1): a crowded source table (3000 of 4096 blocks used
- * used, so runs of displaced nodes are long) placed into a smaller and into a larger table satisfies the invariants
+ * migrateVolume's index placement (spec §13.1): a crowded source table (3000 of 4096 blocks used, so runs of
+ * displaced nodes are long) placed into a smaller and into a larger table satisfies the invariants
  * of spec §5.5 and finds every source hash at its source address; the bitmap bits are copied.
  */
 import { afterAll, describe, expect, it } from 'vitest';
