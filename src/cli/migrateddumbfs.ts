@@ -10,7 +10,7 @@ import { migrateVolume } from '../volume/migrate.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { makeProgram, runCommand } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { progressLines } from './progress_lines.js';
+import { progressOutput } from './progress_lines.js';
 
 const NAME = 'migrateddumbfs';
 
@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<src>', 'the source volume parent directory')
     .argument('<dst>', 'the destination volume parent directory (empty, same block size and hash)')
     .option('-v, --verbose', 'log every file migrated')
-    .option('-p, --progress', 'progress lines on stderr')
+    .option('-p, --progress', 'progress lines on stderr when it is not a terminal (a terminal always gets a spinner)')
     .option('-f, --force', 'migrate a source that was not cleanly unmounted (.autofsck) without a repair first');
   return runCommand(NAME, program, argv, async () => {
     const o = program.opts<Options>();
@@ -47,8 +47,14 @@ export async function main(argv: string[]): Promise<number> {
     if (!src) throw new DdfsError('NOT_FOUND', `${srcArg}: not inside a ddumbfs volume`, { path: srcArg });
     const dst = findParent(dstArg);
     if (!dst) throw new DdfsError('NOT_FOUND', `${dstArg}: not inside a ddumbfs volume`, { path: dstArg });
-    const logger = new Logger();
-    const r = await migrateVolume(src, dst, { logger, verbose: o.verbose, force: o.force, progress: progressLines(o.progress === true) });
+    const view = await progressOutput(o.progress === true);
+    const logger = new Logger((line) => view.write(line));
+    let r;
+    try {
+      r = await migrateVolume(src, dst, { logger, verbose: o.verbose, force: o.force, progress: (e) => view.update(e) });
+    } finally {
+      view.stop();
+    }
     const srcBlocks = resolveVolumePath(src, (await readVolumeConfig(src)).blockFilename);
     const dstBlocks = resolveVolumePath(dst, (await readVolumeConfig(dst)).blockFilename);
     process.stdout.write(`migrated ${r.nodes} index nodes, ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ` +

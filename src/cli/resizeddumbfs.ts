@@ -8,7 +8,7 @@ import { parseSize } from '../util/size.js';
 import { findParent } from '../volume/volume.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { progressLines } from './progress_lines.js';
+import { progressOutput } from './progress_lines.js';
 import { RESIZE_STEPS, ResizeRefused, resizeVolume, type ResizeStep } from './resize.js';
 
 const NAME = 'resizeddumbfs';
@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<parent>', 'the volume parent directory')
     .argument('<newsize>', 'the new block-file size (mkddumbfs -s)', optionParser('size', parseSize))
     .option('-v, --verbose', 'log every file migrated')
-    .option('-p, --progress', 'progress lines on stderr');
+    .option('-p, --progress', 'progress lines on stderr when it is not a terminal (a terminal always gets a spinner)');
   return runCommand(NAME, program, argv, async () => {
     const o = program.opts<Options>();
     const [target] = program.args as [string];
@@ -49,10 +49,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const parent = findParent(target);
     if (!parent) throw new DdfsError('NOT_FOUND', `${target}: not inside a ddumbfs volume`, { path: target });
-    const logger = new Logger();
+    const view = await progressOutput(o.progress === true);
+    const logger = new Logger((line) => view.write(line));
     try {
       const r = await resizeVolume(parent, newSize, {
-        logger, verbose: o.verbose, progress: progressLines(o.progress === true), killAt: killAt as ResizeStep | undefined,
+        logger, verbose: o.verbose, progress: (e) => view.update(e), killAt: killAt as ResizeStep | undefined,
       });
       if (r.recovered !== 'none') process.stdout.write(`interrupted resize ${r.recovered}\n`);
       if (r.resized && r.oldBlockCount > 0) {
@@ -69,6 +70,8 @@ export async function main(argv: string[]): Promise<number> {
         return EXIT.RESIZE_TOO_SMALL;
       }
       throw err;
+    } finally {
+      view.stop();
     }
   });
 }
