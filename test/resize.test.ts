@@ -78,9 +78,13 @@ describe('resizeddumbfs', () => {
     // the run is in the volume's log, which the new volume carries over
     expect(fs.readFileSync(join(p, 'ddfsroot', '.ddumbfs', 'ddumbfs.log'), 'utf8')).toMatch(/INF Resize .*81920 → 32768 blocks/);
 
-    const g = await tool('resizeddumbfs', [p, '40M']);
+    // through a symlink to the parent: the real directory is resized, the symlink stays
+    const alias = join(dirname(p), 'alias');
+    fs.symlinkSync(p, alias);
+    const g = await tool('resizeddumbfs', [alias, '40M']);
     expect(g.code).toBe(0);
     expect(g.stdout).toMatch(/32768 -> 81920 blocks, addr_size 2 -> 3/);
+    expect(fs.lstatSync(alias).isSymbolicLink()).toBe(true);
     expect((await readVolumeConfig(p)).addrSize).toBe(3);
     expect(await snapshotVolume(p)).toEqual(original);
     await expectClean(p);

@@ -183,7 +183,8 @@ function isPlainName(name: string): boolean {
  *   staging directory without intent), INVALID (bad files in the volume: nothing changed), and migrate's errors
  */
 export async function resizeVolume(parentDir: string, newSize: number, options: ResizeOptions): Promise<ResizeReport> {
-  const parent = path.resolve(parentDir);
+  // the real directory: a symlink to it must not be what the exchange swaps
+  const parent = fs.realpathSync(path.resolve(parentDir));
   const { staging, intent: intentPath } = resizePaths(parent);
   const mnt = mountPointOf(parent);
   if (mnt) throw new DdfsError('MOUNTED', `${parent}: filesystem is online (mounted on ${mnt})`, { path: parent });
