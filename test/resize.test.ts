@@ -128,6 +128,20 @@ describe('resizeddumbfs', () => {
     expectNoLeftovers(p);
   });
 
+  it('stops and rolls back when a file cannot be migrated (bad header), exit 1', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const p = await copyOfTemplate();
+    fs.writeFileSync(join(p, 'ddfsroot', 'broken'), 'not a UFS header');
+    const cfgBefore = fs.readFileSync(join(p, 'ddfs.cfg'), 'utf8');
+    const r = await tool('resizeddumbfs', [p, '60M']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/broken: invalid header/);
+    expect(r.stderr).toMatch(/1 files could not be migrated .*nothing changed/);
+    expect(fs.readFileSync(join(p, 'ddfs.cfg'), 'utf8')).toBe(cfgBefore);
+    fs.rmSync(join(p, 'ddfsroot', 'broken'));
+    expect(await snapshotVolume(p)).toEqual(original);
+    expectNoLeftovers(p);
+  });
+
   it('refuses a volume whose block file is outside the parent, with exit 1 and nothing changed', { timeout: TEST_TIMEOUT_MS }, async () => {
     const parent = join(await makeTempDir('ddfs-resize-ext-'), 'vol');
     fs.mkdirSync(parent);

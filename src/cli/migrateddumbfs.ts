@@ -21,10 +21,11 @@ Directories, modes, owners, times, xattrs, symlinks, hard links and special file
 Afterwards move SRC's block file over DST's (resizeddumbfs does all of this in one safe step).
 
 Exit status:
-  0    migrated
+  0    migrated; also when some files were bad (invalid header, partial node, size
+       mismatch): they are reported on stderr, counted ("bad files: N") and not migrated,
+       and the status stays 0 as in ddumbfs 1.1
   1    error (volume mounted or in use, geometry mismatch, DST not empty or too small, I/O
-       error), usage error, or some files were bad (invalid header, partial node, size
-       mismatch): reported on stderr and not migrated, as upstream
+       error) or usage error
   130  interrupted
 
 Example:
@@ -60,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`migrated ${r.nodes} index nodes, ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ` +
       `${r.specials} special files, ${r.hardLinks} hard links in ${r.seconds.toFixed(1)}s; bad files: ${r.badFiles}\n`);
     process.stdout.write(`don't forget to handle the blockfile manually: move ${srcBlocks} to ${dstBlocks}\n`);
-    return r.badFiles > 0 ? EXIT.ERROR : EXIT.OK;
+    // as ddumbfs 1.1: bad files are reported and counted, and the exit status stays 0 (its nftw callback never fails)
+    if (r.badFiles > 0) process.stderr.write(`${NAME}: warning: ${r.badFiles} bad files were not migrated (listed above)\n`);
+    return EXIT.OK;
   });
 }

@@ -107,9 +107,6 @@ export interface MigrateReport {
   seconds: number;
 }
 
-/** Exit code of migrateddumbfs when files were reported bad (and not migrated). */
-export const MIGRATE_BAD_FILES_EXIT = 1;
-
 const UFS_HEADER_BYTES = 16;
 
 /**
