@@ -13,7 +13,7 @@ import { run, runOk } from './helpers/run.js';
 import { makeTempDir, removeTempDirs } from './helpers/fixtures.js';
 import { createVolume } from '../src/volume/create.js';
 import { readVolumeConfig } from '../src/volume/volume.js';
-import { RESIZE_STEPS } from '../src/cli/resize.js';
+import { RESIZE_KILL_POINTS } from '../src/cli/resize.js';
 import { buildResizeTree, snapshotVolume } from './helpers/resize_tree.js';
 import { TEST_TIMEOUT_MS } from './helpers/timeouts.js';
 
@@ -95,8 +95,8 @@ describe('resizeddumbfs', () => {
     expect(same.stdout).toMatch(/nothing to do/);
   });
 
-  for (const step of RESIZE_STEPS) {
-    it(`a SIGKILL after step ${step} leaves a complete volume, and a re-run completes`, { timeout: TEST_TIMEOUT_MS }, async () => {
+  for (const step of RESIZE_KILL_POINTS) {
+    it(`a SIGKILL at ${step} leaves a complete volume, and a re-run completes`, { timeout: TEST_TIMEOUT_MS }, async () => {
       const p = await copyOfTemplate();
       const k = await tool('resizeddumbfs', [p, '16M'], { DDUMBFS_RESIZE_KILL_AT: step });
       expect(k.signal).toBe('SIGKILL');

@@ -66,12 +66,20 @@ import { mountPointOf, readVolumeConfig } from '../volume/volume.js';
 export const RESIZE_STEPS = ['start', 'pack', 'create', 'migrate', 'link', 'exchange', 'cleanup'] as const;
 export type ResizeStep = (typeof RESIZE_STEPS)[number];
 
+/**
+ * Where DDUMBFS_RESIZE_KILL_AT may stop the process: after each step, and inside two: `pack-copy` once the pack has
+ * copied the blocks (before any node is remapped), `migrate-index` once the migration has placed the index (before
+ * the tree is copied).
+ */
+export const RESIZE_KILL_POINTS = ['start', 'pack-copy', 'pack', 'create', 'migrate-index', 'migrate', 'link', 'exchange', 'cleanup'] as const;
+export type ResizeKillPoint = (typeof RESIZE_KILL_POINTS)[number];
+
 export interface ResizeOptions {
   logger: Logger;
   verbose?: boolean;
   progress?: ProgressSink;
-  /** Test hook: SIGKILL this process right after `killAt` is done (crash tests). */
-  killAt?: ResizeStep;
+  /** Test hook: SIGKILL this process at `killAt` (crash tests). */
+  killAt?: ResizeKillPoint;
 }
 
 export interface ResizeReport {
@@ -258,8 +266,14 @@ async function resizeLocked(
   parent: string, staging: string, intentPath: string, newSize: number, options: ResizeOptions, held: VolumeLock[],
 ): Promise<Omit<ResizeReport, 'recovered'>> {
   const log = options.logger;
-  const kill = (step: ResizeStep): void => {
+  const kill = (step: ResizeKillPoint): void => {
     if (options.killAt === step) process.kill(process.pid, 'SIGKILL');
+  };
+  /** The progress sink, with the kill points inside the pack and the migration. */
+  const progress: ProgressSink = (e) => {
+    options.progress?.(e);
+    if (e.done === e.total && e.phase === 'pack: copy blocks') kill('pack-copy');
+    if (e.done === e.total && e.phase === 'migrate: index') kill('migrate-index');
   };
   const cfg = await readVolumeConfig(parent);
   for (const [key, name] of [['block_filename', cfg.blockFilename], ['index_filename', cfg.indexFilename]] as const) {
@@ -334,7 +348,7 @@ async function resizeLocked(
       const times = await fileTimes(parent);
       const generation = bumpMasterGeneration(parent);
       if (generation !== null) log.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
-      await repairHeldVolume(parent, { mode: 'repair', pack: shrink, logger: log, progress: options.progress, verbose: options.verbose });
+      await repairHeldVolume(parent, { mode: 'repair', pack: shrink, logger: log, progress, verbose: options.verbose });
       restoreFileTimes(times);
       packed = shrink;
       const nowUsed = await usedBlocks(parent);
@@ -363,7 +377,7 @@ async function resizeLocked(
     kill('create');
 
     // 4. migrate
-    const migrate = await migrateVolume(parent, staging, { logger: log, verbose: options.verbose, progress: options.progress, locksHeld: true });
+    const migrate = await migrateVolume(parent, staging, { logger: log, verbose: options.verbose, progress, locksHeld: true });
     if (migrate.badFiles > 0) {
       throw new DdfsError('INVALID', `${parent}: ${migrate.badFiles} files could not be migrated (reported above): ` +
         'nothing changed; repair them first (fsckddumbfs -n)', { badFiles: migrate.badFiles });

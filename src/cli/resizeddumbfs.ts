@@ -9,7 +9,7 @@ import { findParent } from '../volume/volume.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 import { progressOutput } from './progress_lines.js';
-import { RESIZE_STEPS, ResizeRefused, resizeVolume, type ResizeStep } from './resize.js';
+import { RESIZE_KILL_POINTS, ResizeRefused, resizeVolume, type ResizeKillPoint } from './resize.js';
 
 const NAME = 'resizeddumbfs';
 
@@ -44,8 +44,8 @@ export async function main(argv: string[]): Promise<number> {
     const [target] = program.args as [string];
     const newSize = program.processedArgs[1] as number;
     const killAt = process.env.DDUMBFS_RESIZE_KILL_AT;
-    if (killAt !== undefined && !(RESIZE_STEPS as readonly string[]).includes(killAt)) {
-      throw new UsageError(`DDUMBFS_RESIZE_KILL_AT=${killAt}: not a step (${RESIZE_STEPS.join(', ')})`);
+    if (killAt !== undefined && !(RESIZE_KILL_POINTS as readonly string[]).includes(killAt)) {
+      throw new UsageError(`DDUMBFS_RESIZE_KILL_AT=${killAt}: not a kill point (${RESIZE_KILL_POINTS.join(', ')})`);
     }
     const parent = findParent(target);
     if (!parent) throw new DdfsError('NOT_FOUND', `${target}: not inside a ddumbfs volume`, { path: target });
@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     const logger = new Logger((line) => view.write(line));
     try {
       const r = await resizeVolume(parent, newSize, {
-        logger, verbose: o.verbose, progress: (e) => view.update(e), killAt: killAt as ResizeStep | undefined,
+        logger, verbose: o.verbose, progress: (e) => view.update(e), killAt: killAt as ResizeKillPoint | undefined,
       });
       if (r.recovered !== 'none') process.stdout.write(`interrupted resize ${r.recovered}\n`);
       if (r.resized && r.oldBlockCount > 0) {
