@@ -16,6 +16,8 @@ export const EXIT = {
   USAGE: 1,
   /** mkddumbfs: the user declined to initialise a block device (spec §12) */
   DECLINED: 2,
+  /** resizeddumbfs: NEWSIZE cannot hold the blocks in use; nothing was changed */
+  RESIZE_TOO_SMALL: 2,
   /** usage error of mirrorddumbfs (no upstream to follow) */
   MIRROR_USAGE: 2,
   /** interrupted by SIGINT */

@@ -152,6 +152,21 @@ export async function runFsck(parentDir: string, options: FsckRunOptions): Promi
   }
 }
 
+/**
+ * The repair mode of runFsck (-n, or -N with `mode` 'repair-relaxed'; `pack` for -k) for a caller that holds the
+ * volume lock itself and has checked that the volume is not mounted (resizeddumbfs). Same markers and result.
+ * @throws DdfsError NOT_FOUND / BAD_CONFIG, NEEDS_CHECK (`.rebuildfsck` present), and whatever repair and pack throw
+ */
+export async function repairHeldVolume(parentDir: string, options: FsckRunOptions): Promise<FsckRunResult> {
+  const parent = path.resolve(parentDir);
+  refuseSpecialSymlinks(parent);
+  await checkVolumeFileSizes(parent, await readVolumeConfig(parent), options.devices);
+  if (fs.existsSync(path.join(parent, REBUILDFSCK_MARKER))) {
+    throw new DdfsError('NEEDS_CHECK', `${parent}: a rebuild was interrupted (${REBUILDFSCK_MARKER} exists): only -r or -R can run`, { path: parent });
+  }
+  return repairLocked(parent, { ...options, mode: options.mode === 'repair-relaxed' ? 'repair-relaxed' : 'repair' }, path.join(parent, AUTOFSCK_MARKER), false);
+}
+
 /** The repair, rebuild and pack modes of runFsck, under the volume lock. */
 async function repairLocked(parent: string, options: FsckRunOptions, autofsck: string, rebuild: boolean): Promise<FsckRunResult> {
   const log = options.logger;
