@@ -394,6 +394,8 @@ async function serve(
 
   const fuseOptions = libfuseOptions(options, { mirrorSlave: Boolean(options.servedReadOnlyReason), servedReadOnly, parentDir });
   log.dbg(`fuse options: ${fuseOptions.join(',')}`);
+  // what 1.1 shows as ext_command_args: the command line libfuse got, the program's name, its -o list and the mount point
+  if (volume.mountFacts) volume.mountFacts.extCommandArgs = `${options.commandArgs.split(' ')[0] || 'ddumbfs'} -o${fuseOptions.join(',')} ${mountPoint}`;
 
   let loopEnded = false;
   let loopEndedSignal: (() => void) | null = null;
