@@ -22,6 +22,7 @@ import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
 import { messageOf } from '../errors.js';
 import { sendNotify } from '../io/sd_notify.js';
+import { SyslogSink } from '../io/syslog.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
@@ -33,7 +34,7 @@ const READY_FD_ENV = 'DDUMBFS_READY_FD';
 const HELP = `Options for -o (comma separated, -o may be repeated):
   parent=DIR          the volume's parent directory (required; any path inside it works)
   pool=N              writer pool: 0 disabled, N>0 threads, N<0 -N% of the CPUs (default -100)
-  lock_index          lock the index in memory (default; not available, reported as 0)
+  lock_index          lock the index in memory (default; a failure shows as lock_index 0)
   nolock_index        do not lock the index
   dio / nodio         O_DIRECT writes to the block file (default: only for a block device)
   reclaim=N           auto-reclaim when N% of the blocks are used (default 95)
@@ -45,6 +46,9 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
                       max_read=131072,max_write=131072,max_readahead=1048576,negative_timeout=1,
                       entry_timeout=1,attr_timeout=0 (default; a mirror slave keeps 0 timeouts)
   nofuse_default      do not
+  syslog / nosyslog   send the log lines to syslog too (default: facility daemon, ident
+                      ddumbfs, via /dev/log or $DDUMBFS_SYSLOG_SOCKET; skipped when nothing
+                      listens), or only to .ddumbfs/ddumbfs.log
   other options       passed to libfuse as given (e.g. allow_root, noexec, entry_timeout=0)
   defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
                       mount(8)/fstab options: accepted and ignored
@@ -177,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
     if (mountOptions.parent === null) throw new UsageError('missing -o parent=DIR');
     if (o.d) logger.debug = true;
     if (!o.f && !o.d) return runDetached(argv);
+    // the daemon's lines go to syslog / the journal too, facility daemon, ident ddumbfs[pid] (-o nosyslog: not)
+    if (mountOptions.syslog) logger.attachSink(SyslogSink.open({ ident: 'ddumbfs' }));
     // a mirror slave is written only by its passes (issue 7 item 0): served read-only, passes through the socket
     const parentDir = findParent(mountOptions.parent);
     const role = parentDir === null ? null : readMirrorState(parentDir)?.role ?? null;
