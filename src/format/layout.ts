@@ -59,6 +59,11 @@ export const DAEMON_SPECIAL_FILES = [...SPECIAL_FILES, STATS_JSON_FILE] as const
  * tool holds the volume, naming it. ddumbfs 1.1's tools neither create nor read it.
  */
 export const LOCK_FILE = 'ddfs.lock';
+/**
+ * The record of the last fsckddumbfs run in the parent (format/fsck_record.ts): written when a check, repair or
+ * rebuild finished, read by statddumbfs. ddumbfs 1.1's tools neither create nor read it.
+ */
+export const FSCK_RECORD_FILE = 'ddfs.fsck';
 /** The list of fixed and corrupted files, in the special directory (spec §2, §10.6). */
 export const CORRUPTED_LIST_FILE = 'corrupted.txt';
 /** The log file, in the special directory (spec §2). */
