@@ -20,7 +20,8 @@ import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
 import { LOG_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { concatText } from '../util/path_text.js';
-import { findParent, readVolumeConfig } from '../volume/volume.js';
+import { findParent, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { readVolumeLockHolder } from '../volume/lock.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
 import { statusOfReportLine, writeFsckRecord } from './fsck_record_file.js';
@@ -200,6 +201,9 @@ export async function main(argv: string[]): Promise<number> {
       throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
     }
     let status: string | null = null;
+    // a check is a reader: it leaves a record only when its result is accurate (nobody else has the volume), so a
+    // check of a volume in use writes nothing at all
+    const record = writes || (mountPointOf(parent) === null && (await readVolumeLockHolder(parent)) === null);
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
       // the log file is written only once the volume is ours (locked): a refusal leaves the volume untouched
@@ -217,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
       progress: (e) => view.update(e),
     });
     view.stop();
-    recordRun(parent, { mode, pack: o.pack === true && writes, status, exitCode: r.exitCode }, logger);
+    if (record) recordRun(parent, { mode, pack: o.pack === true && writes, status, exitCode: r.exitCode }, logger);
     if (o.verbose) process.stdout.write(`${r.exitCode === FSCK_EXIT.OK ? 'OK' : r.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR'}\n`);
     return r.exitCode;
   } catch (err) {

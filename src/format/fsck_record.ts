@@ -1,8 +1,9 @@
 /**
  * The record of the last fsckddumbfs run, `PARENT/ddfs.fsck` (layout.ts FSCK_RECORD_FILE): one JSON object and a
- * newline, replaced whole (tmp + rename, io/no_follow.ts) each time a check, repair or rebuild finishes with a
- * result, read by statddumbfs ("last fsck and its result", issue 10). A run refused before it could look at the
- * volume (bad arguments, a volume mounted or locked, a symlinked special path) leaves the previous record.
+ * newline, replaced whole (tmp + rename, io/no_follow.ts) each time a repair, rebuild or pack finishes with a
+ * result, and each time a check does on a volume nobody else has (a check of a volume in use is a reader that
+ * writes nothing); read by statddumbfs ("last fsck and its result", issue 10). A run refused before it could look
+ * at the volume (bad arguments, a volume mounted or locked, a symlinked special path) leaves the previous record.
  *
  * | field       | example                              | meaning                                                      |
  * |-------------|--------------------------------------|--------------------------------------------------------------|
