@@ -100,7 +100,9 @@ describe('statddumbfs', () => {
     const check = await tool('fsckddumbfs', ['-c', v.parent]);
     expect(check.code).toBe(0);
     const s1 = await summary(v.parent);
-    expect(s1.last_fsck).toMatchObject({ version: 1, mode: 'check', option: '-c', pack: false, status: 'OK blocks can be reclaimed', exit_code: 0 });
+    expect(s1.last_fsck).toMatchObject({
+      version: 1, mode: 'check', option: '-c', pack: false, status: 'OK blocks can be reclaimed', exit_code: 0, fixed_files: null, corrupted_files: null,
+    });
     expect(check.stdout).toContain(`: ${s1.last_fsck.status}`);
     expect(Date.parse(s1.last_fsck.time)).toBeGreaterThan(Date.now() - 3_600_000);
     const text = await tool('statddumbfs', [v.parent]);
@@ -110,7 +112,7 @@ describe('statddumbfs', () => {
     const repair = await tool('fsckddumbfs', ['-n', '-k', v.parent]);
     expect(repair.code, repair.stderr).toBe(0);
     const s2 = await summary(v.parent);
-    expect(s2.last_fsck).toMatchObject({ mode: 'repair', option: '-n', pack: true, exit_code: 0 });
+    expect(s2.last_fsck).toMatchObject({ mode: 'repair', option: '-n', pack: true, status: 'OK', exit_code: 0, fixed_files: 0, corrupted_files: 0 });
     expect(s2.blocks_reclaimable).toBe(0);
     expect(s2.last_checkpoint).toBe(lstatSync(join(v.parent, 'ddfsusedblocks')).mtime.toISOString());
     // the record is one JSON line, written whole (no temporary left behind)

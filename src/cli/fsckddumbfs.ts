@@ -130,12 +130,17 @@ function modeOf(o: Opts): FsckMode[] {
  * "Filesystem status" line when the run printed one. Best effort: a parent that cannot take it (read-only) only
  * costs a debug line.
  */
-function recordRun(parent: string, run: { mode: FsckMode; pack: boolean; status: string | null; exitCode: number }, logger: Logger): void {
+function recordRun(
+  parent: string,
+  run: { mode: FsckMode; pack: boolean; status: string | null; exitCode: number; repair?: { fixedFiles: number; corruptedFiles: number } },
+  logger: Logger,
+): void {
   const word = run.exitCode === FSCK_EXIT.OK ? 'OK' : run.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR';
   try {
     writeFsckRecord(parent, {
       version: 1, time: new Date().toISOString(), mode: run.mode, option: FSCK_MODE_OPTIONS[run.mode]!, pack: run.pack,
       status: run.status ?? word, exit_code: run.exitCode,
+      fixed_files: run.repair?.fixedFiles ?? null, corrupted_files: run.repair?.corruptedFiles ?? null,
     });
   } catch (err) {
     logger.dbg(`cannot record this run in ${parent}: ${messageOf(err)}`);
@@ -221,7 +226,7 @@ export async function main(argv: string[]): Promise<number> {
       progress: (e) => view.update(e),
     });
     view.stop();
-    if (record) recordRun(parent, { mode, pack: o.pack === true && writes, status, exitCode: r.exitCode }, logger);
+    if (record) recordRun(parent, { mode, pack: o.pack === true && writes, status, exitCode: r.exitCode, repair: r.repair }, logger);
     if (o.verbose) process.stdout.write(`${r.exitCode === FSCK_EXIT.OK ? 'OK' : r.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR'}\n`);
     return r.exitCode;
   } catch (err) {

@@ -240,7 +240,8 @@ export function formatSummary(s: VolumeSummary): string {
     ['Corrupted files', s.corrupted_files],
     ['Last checkpoint', s.last_checkpoint ?? 'none'],
     ['Last fsck', s.last_fsck === null ? 'none recorded'
-      : `${s.last_fsck.time} ${s.last_fsck.option}${s.last_fsck.pack ? ' -k' : ''}: ${s.last_fsck.status.trim()} (exit ${s.last_fsck.exit_code})`],
+      : `${s.last_fsck.time} ${s.last_fsck.option}${s.last_fsck.pack ? ' -k' : ''}: ${s.last_fsck.status.trim()} (exit ${s.last_fsck.exit_code}${
+        s.last_fsck.corrupted_files === null ? '' : `, ${s.last_fsck.fixed_files ?? 0} files fixed, ${s.last_fsck.corrupted_files} corrupted`})`],
   ];
   return rows.map(([k, v]) => `${`${k}:`.padEnd(17)} ${v}`).join('\n');
 }

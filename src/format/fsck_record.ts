@@ -14,6 +14,8 @@
  * | `pack`      | `false`                              | -k was given (and applied)                                   |
  * | `status`    | `"OK blocks can be reclaimed"`       | the text of the "Filesystem status" line when one was printed, else OK, WARNING or ERROR from the exit code |
  * | `exit_code` | `0`                                  | fsckddumbfs's exit code (fsckddumbfs(8))                     |
+ * | `fixed_files` | `1`                                | repair and rebuild modes: files fixed; null for a check      |
+ * | `corrupted_files` | `0`                            | repair and rebuild modes: files left corrupted (corrupted.txt); null for a check |
  */
 
 /** One fsckddumbfs run, as recorded. */
@@ -25,6 +27,8 @@ export interface FsckRecord {
   pack: boolean;
   status: string;
   exit_code: number;
+  fixed_files: number | null;
+  corrupted_files: number | null;
 }
 
 /** The fsckddumbfs option of each mode. */
@@ -52,6 +56,7 @@ export function parseFsckRecord(text: string): FsckRecord | null {
   const r = v as Record<string, unknown>;
   const ok = r.version === 1 && typeof r.time === 'string' && !Number.isNaN(Date.parse(r.time))
     && typeof r.mode === 'string' && r.mode in FSCK_MODE_OPTIONS && typeof r.option === 'string'
-    && typeof r.pack === 'boolean' && typeof r.status === 'string' && Number.isInteger(r.exit_code);
+    && typeof r.pack === 'boolean' && typeof r.status === 'string' && Number.isInteger(r.exit_code)
+    && (r.fixed_files === null || Number.isInteger(r.fixed_files)) && (r.corrupted_files === null || Number.isInteger(r.corrupted_files));
   return ok ? (r as unknown as FsckRecord) : null;
 }
