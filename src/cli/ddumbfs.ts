@@ -25,6 +25,7 @@ import { sendNotify } from '../io/sd_notify.js';
 import { SyslogSink } from '../io/syslog.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
+import { writeFsckRecord } from './fsck_record_file.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
@@ -226,6 +227,15 @@ export async function main(argv: string[]): Promise<number> {
         const report = await repairVolume(parentDir, { logger: log, crashed, extraReferences: cfg === null ? undefined : () => undoAreaHashes(parentDir, cfg) });
         if (report.corruptedFiles > 0) {
           log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);
+        }
+        try {
+          // statddumbfs's "last fsck": this repair is fsckddumbfs -n's
+          writeFsckRecord(parentDir, {
+            version: 1, tool: 'ddumbfs', time: new Date().toISOString(), mode: 'repair', option: '-n', pack: false, status: 'OK',
+            exit_code: 0, fixed_files: report.fixedFiles, corrupted_files: report.corruptedFiles,
+          });
+        } catch (err) {
+          log.dbg(`cannot record the startup repair in ${parentDir}: ${messageOf(err)}`);
         }
       },
     });

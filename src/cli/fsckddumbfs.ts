@@ -138,7 +138,7 @@ function recordRun(
   const word = run.exitCode === FSCK_EXIT.OK ? 'OK' : run.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR';
   try {
     writeFsckRecord(parent, {
-      version: 1, time: new Date().toISOString(), mode: run.mode, option: FSCK_MODE_OPTIONS[run.mode]!, pack: run.pack,
+      version: 1, tool: 'fsckddumbfs', time: new Date().toISOString(), mode: run.mode, option: FSCK_MODE_OPTIONS[run.mode]!, pack: run.pack,
       status: run.status ?? word, exit_code: run.exitCode,
       fixed_files: run.repair?.fixedFiles ?? null, corrupted_files: run.repair?.corruptedFiles ?? null,
     });

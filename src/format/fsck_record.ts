@@ -8,6 +8,7 @@
  * | field       | example                              | meaning                                                      |
  * |-------------|--------------------------------------|--------------------------------------------------------------|
  * | `version`   | `1`                                  | record version                                               |
+ * | `tool`      | `"fsckddumbfs"`                      | who ran it: fsckddumbfs, or ddumbfs (its repair at mount after an unclean shutdown or with -o check, as -n) |
  * | `time`      | `"2026-12-03T07:50:00.000Z"`         | when the run finished (ISO 8601, UTC)                        |
  * | `mode`      | `"check"`                            | check, check-blocks, repair, repair-relaxed, rebuild, rebuild-blocks |
  * | `option`    | `"-c"`                               | the option that selected it (-c -C -n -N -r -R)              |
@@ -21,6 +22,7 @@
 /** One fsckddumbfs run, as recorded. */
 export interface FsckRecord {
   version: 1;
+  tool: 'fsckddumbfs' | 'ddumbfs';
   time: string;
   mode: string;
   option: string;
@@ -54,7 +56,7 @@ export function parseFsckRecord(text: string): FsckRecord | null {
   }
   if (typeof v !== 'object' || v === null) return null;
   const r = v as Record<string, unknown>;
-  const ok = r.version === 1 && typeof r.time === 'string' && !Number.isNaN(Date.parse(r.time))
+  const ok = r.version === 1 && (r.tool === 'fsckddumbfs' || r.tool === 'ddumbfs') && typeof r.time === 'string' && !Number.isNaN(Date.parse(r.time))
     && typeof r.mode === 'string' && r.mode in FSCK_MODE_OPTIONS && typeof r.option === 'string'
     && typeof r.pack === 'boolean' && typeof r.status === 'string' && Number.isInteger(r.exit_code)
     && (r.fixed_files === null || Number.isInteger(r.fixed_files)) && (r.corrupted_files === null || Number.isInteger(r.corrupted_files));
