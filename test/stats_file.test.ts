@@ -108,6 +108,10 @@ describe('/.ddumbfs/stats.json', () => {
     for (const k of ['hash_count', 'ghost_write', 'block_write', 'create']) expect(doc.counters[k], k).toBe(Number(text.get(k) ?? 0));
     expect(doc.counters.hash_count).toBeGreaterThan(0);
     expect(Date.parse(doc.time)).not.toBeNaN();
+    // the daemon's last checkpoint, else the checkpoint file's time (the same checkpoint, seen by the kernel)
+    const checkpoint = statSync(join(parent, 'ddfsusedblocks'), { throwIfNoEntry: false });
+    expect(doc.volume.last_checkpoint === null).toBe(checkpoint === undefined);
+    if (checkpoint) expect(Math.abs(Date.parse(doc.volume.last_checkpoint) - checkpoint.mtimeMs)).toBeLessThan(60_000);
     expect((statSync(join(parent, 'ddfsroot', '.ddumbfs', 'stats.json')).mode & 0o777).toString(8)).toBe('644');
   });
 

@@ -122,6 +122,12 @@ export async function readVolumeConfig(parentDir: string): Promise<DdfsConfig> {
   return parseConfig(text, cfgPath);
 }
 
+/** The modification time of the checkpoint file at `p` (never following a symlink), or null when there is none. */
+function checkpointFileTime(p: string): Date | null {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  return st?.isFile() ? st.mtime : null;
+}
+
 /** Call `mark` with the address of every hash of `hashes` the index holds (the zero hash has none). */
 function markHashes(store: BlockStore, hashes: Iterable<Buffer>, mark: (address: number) => void): void {
   for (const h of hashes) {
@@ -407,7 +413,7 @@ export class Volume {
   /**
    * The content of `/.ddumbfs/stats.json`: the facts of `statsText` as one JSON object (numbers as numbers, sizes
    * in bytes, flags as booleans, every counter even when zero), plus the block size, the block count and the time of
-   * the last checkpoint. Schema: ddumbfs(8), THE .ddumbfs DIRECTORY; `STATS_JSON_VERSION` goes up when a field
+   * the last checkpoint (this daemon's, else the checkpoint file's). Schema: ddumbfs(8), THE .ddumbfs DIRECTORY; `STATS_JSON_VERSION` goes up when a field
    * changes meaning or goes away.
    */
   statsJson(): string {
@@ -426,7 +432,7 @@ export class Volume {
         bytes_allocated: f.blockAllocated * bs,
         bytes_free: f.blockFree * bs,
         overflow: Number(f.overflow.toFixed(2)),
-        last_checkpoint: this.store.lastCheckpointTime?.toISOString() ?? null,
+        last_checkpoint: (this.store.lastCheckpointTime ?? checkpointFileTime(this.store.checkpointPath))?.toISOString() ?? null,
       },
       mount: {
         direct_io: f.directIo,
