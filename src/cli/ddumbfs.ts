@@ -37,7 +37,8 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
   pool=N              writer pool: 0 disabled, N>0 threads, N<0 -N% of the CPUs (default -100)
   lock_index          lock the index in memory (default; a failure shows as lock_index 0)
   nolock_index        do not lock the index
-  dio / nodio         O_DIRECT writes to the block file (default: only for a block device)
+  dio / nodio         accepted as upstream, shown as direct_io in the stats (default 1 for a
+                      block device); the block file is never opened O_DIRECT
   reclaim=N           auto-reclaim when N% of the blocks are used (default 95)
   check               check the volume before mounting even after a clean unmount
   ro                  read-only: nothing written to the volume (no .autofsck, log, checkpoint

@@ -157,6 +157,22 @@ export function parseStatsText(text: string): Map<string, string> {
 }
 
 /**
+ * The hash name in /.ddumbfs/stats text: the `hash` line whose value is a name, not a number. ddumbfs 1.1's stats
+ * has two `hash` lines, the counter of hashes computed first and the hash name later; parseStatsText keeps the
+ * first, which gave a count as the hash name. (Our daemon prints the counter as `hash_count`; this still reads a
+ * text that has both.)
+ * @returns the name (TIGER, SHA1...), or '' when there is none
+ */
+export function hashNameInStats(text: string): string {
+  let name = '';
+  for (const line of text.split('\n')) {
+    const match = /^hash\s+(\S+)\s*$/.exec(line);
+    if (match && !/^\d+$/.test(match[1]!)) name = match[1]!;
+  }
+  return name;
+}
+
+/**
  * The summary of the volume that `target` (a parent, a path in it, or a mount point) names.
  * @throws DdfsError NOT_FOUND when `target` is neither in a volume nor a ddumbfs mount
  */
@@ -167,7 +183,8 @@ export async function summarize(target: string): Promise<VolumeSummary> {
   if (!parent && fs.existsSync(path.join(abs, SPECIAL_DIRECTORY, 'stats'))) mnt = abs;
   if (!parent && !mnt) throw new DdfsError('NOT_FOUND', `${target}: not inside a ddumbfs volume nor a mounted one`, { path: target });
   if (mnt) {
-    const stats = parseStatsText(fs.readFileSync(path.join(mnt, SPECIAL_DIRECTORY, 'stats'), 'latin1'));
+    const statsText = fs.readFileSync(path.join(mnt, SPECIAL_DIRECTORY, 'stats'), 'latin1');
+    const stats = parseStatsText(statsText);
     const st = fs.statfsSync(mnt);
     const used = Number(stats.get('block_allocated') ?? 0);
     const free = Number(stats.get('block_free') ?? st.bfree);
@@ -190,7 +207,7 @@ export async function summarize(target: string): Promise<VolumeSummary> {
       dedup_ratio: stored > 0 ? bytes / stored : null,
       blocks_reclaimable: reclaimable,
       corrupted_files: corruptedCount(path.join(mnt, SPECIAL_DIRECTORY)),
-      hash: stats.get('hash') ?? '',
+      hash: hashNameInStats(statsText),
       last_checkpoint: p === '' ? null : lastCheckpointOf(p),
       last_fsck: p === '' ? null : readFsckRecord(p),
     };

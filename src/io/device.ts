@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
 import { pathText } from '../util/path_text.js';
+import { sizeBySeekEnd } from './libc.js';
 
 /** Random-access storage of bytes: a file or a block device. Offsets and sizes are in bytes. */
 export interface Device {
@@ -22,7 +23,7 @@ export interface Device {
   write(buf: Buffer, position: number): Promise<void>;
   /** Make every acknowledged write durable. */
   sync(): Promise<void>;
-  /** Current size in bytes. */
+  /** Current size in bytes (of a block device: its capacity). */
   size(): Promise<number>;
   truncate(size: number): Promise<void>;
   close(): Promise<void>;
@@ -117,7 +118,7 @@ class FileDevice implements Device {
 
   async size(): Promise<number> {
     const st = fs.fstatSync(this.fd);
-    if (st.isBlockDevice()) return blockDeviceSize(this.fd);
+    if (st.isBlockDevice()) return sizeBySeekEnd(this.fd);
     return st.size;
   }
 
@@ -145,23 +146,6 @@ function writeAsync(fd: number, buf: Buffer, offset: number, length: number, pos
 
 function readAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-function blockDeviceSize(fd: number): number {
-  // lseek(SEEK_END) is not exposed; reading past the end returns 0 bytes, so probe with a binary search.
-  const probe = Buffer.alloc(1);
-  let lo = 0;
-  let hi = 1;
-  while (fs.readSync(fd, probe, 0, 1, hi - 1) === 1) {
-    lo = hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (fs.readSync(fd, probe, 0, 1, mid - 1) === 1) lo = mid;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**

@@ -1,8 +1,8 @@
 /**
  * The system calls node:fs lacks and the volume needs on byte paths: utimensat(2) with nanosecond times and
  * AT_SYMLINK_NOFOLLOW (node's utimes takes a double of seconds, which cannot hold a 2026 time to the nanosecond,
- * and follows symlinks), mknod(2) of FIFOs, devices and sockets, and syncfs(2) (one durability point for many
- * files of a filesystem); glibc's, called through io/ffi.ts.
+ * and follows symlinks), mknod(2) of FIFOs, devices and sockets, syncfs(2) (one durability point for many
+ * files of a filesystem) and lseek(2) SEEK_END (the size of a block device); glibc's, called through io/ffi.ts.
  *
  * Paths are Buffers of raw bytes (NUL-terminated here), never decoded: a name that is not UTF-8 reaches the UFS as
  * it is. Times are bigint nanoseconds since the epoch (negative before 1970).
@@ -20,11 +20,14 @@ const NS_PER_SECOND = 1_000_000_000n;
 type UtimensatFn = (dirfd: number, path: Buffer, times: Buffer, flags: number) => number;
 type MknodFn = (path: Buffer, mode: number, dev: bigint) => number;
 type SyncfsFn = (fd: number) => number;
-const libc = nativeFunctions<{ utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn }>('libc.so.6', {
+type LseekFn = (fd: number, offset: number, whence: number) => number | bigint;
+const libc = nativeFunctions<{ utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn; lseek: LseekFn }>('libc.so.6', {
   utimensat: 'int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)',
   mknod: 'int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)',
   syncfs: 'int syncfs(int fd)',
+  lseek: 'int64_t lseek(int fd, int64_t offset, int whence)',
 });
+const SEEK_END = 2;
 
 /**
  * syncfs(2) of the filesystem holding the open file descriptor `fd`: every file written on it (data and metadata,
@@ -33,6 +36,19 @@ const libc = nativeFunctions<{ utimensat: UtimensatFn; mknod: MknodFn; syncfs: S
  */
 export function syncFilesystemOfFd(fd: number): void {
   if (libc().syncfs(fd) !== 0) throw systemError('syncfs', Buffer.from(`fd ${fd}`, 'latin1'));
+}
+
+/**
+ * The size in bytes of the open file or block device `fd`, from lseek(2) SEEK_END: for a block device (whose
+ * st_size is 0) the kernel answers its capacity, the figure ioctl BLKGETSIZE64 gives. It moves the fd's offset to the
+ * end, which no caller depends on: volume devices read and write at explicit positions (pread/pwrite).
+ * @throws a Node-style system error (EBADF, ESPIPE...) when lseek fails; DdfsError IO for a size beyond 2^53 bytes
+ */
+export function sizeBySeekEnd(fd: number): number {
+  const end = libc().lseek(fd, 0, SEEK_END);
+  if (Number(end) < 0) throw systemError('lseek', Buffer.from(`fd ${fd}`, 'latin1'));
+  if (typeof end === 'bigint') throw new DdfsError('IO', `fd ${fd}: size ${end} bytes is beyond what a volume can address`);
+  return end;
 }
 
 function cPath(p: Buffer): Buffer {

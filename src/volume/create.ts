@@ -62,17 +62,18 @@ async function hasMagic(devicePath: string, magic: string): Promise<boolean> {
 /**
  * What in `parent` shows that it already holds a volume: ddfs.cfg, ddfsroot, a regular block or index file at the
  * paths the new volume would use, or a block device carrying the ddumbfs block or index magic.
- * @returns the first such path, or null
+ * @returns the first such path and what shows it ("exists", or for a device "holds a ddumbfs block file"), or null
  */
-async function existingVolumeFile(parent: string, blockPath: string, indexPath: string): Promise<string | null> {
+async function existingVolumeFile(parent: string, blockPath: string, indexPath: string): Promise<{ path: string; shown: string } | null> {
   for (const p of [path.join(parent, CONFIG_FILE), path.join(parent, ROOT_DIRECTORY)]) {
-    if (fs.lstatSync(p, { throwIfNoEntry: false })) return p;
+    if (fs.lstatSync(p, { throwIfNoEntry: false })) return { path: p, shown: 'exists' };
   }
-  for (const [p, magic] of [[blockPath, BLOCK_FILE_MAGIC], [indexPath, INDEX_FILE_MAGIC]] as const) {
+  for (const [p, magic, what] of [[blockPath, BLOCK_FILE_MAGIC, 'block'], [indexPath, INDEX_FILE_MAGIC, 'index']] as const) {
     if (isBlockDevicePath(p)) {
-      if (await hasMagic(p, magic)) return p;
+      // a device always exists: only its magic shows a volume on it
+      if (await hasMagic(p, magic)) return { path: p, shown: `holds a ddumbfs ${what} file` };
     } else if (fs.lstatSync(p, { throwIfNoEntry: false })) {
-      return p;
+      return { path: p, shown: 'exists' };
     }
   }
   return null;
@@ -129,7 +130,7 @@ async function createLocked(parent: string, options: CreateOptions): Promise<Ddf
   if (!options.overwrite) {
     const found = await existingVolumeFile(parent, blockPath, indexPath);
     if (found) {
-      throw new DdfsError('EXISTS', `${parent}: already holds a ddumbfs volume (${found} exists): use --overwrite to erase it`, { path: found });
+      throw new DdfsError('EXISTS', `${parent}: already holds a ddumbfs volume (${found.path} ${found.shown}): use --overwrite to erase it`, { path: found.path });
     }
   }
 
