@@ -38,7 +38,7 @@ async function migrate(src: string, dst: string): Promise<void> {
   expect(r.stderr).not.toMatch(/ERR/);
   expect(r.code).toBe(0);
   expect(r.stdout).toContain("don't forget to handle the blockfile manually");
-  expect(r.stderr).toMatch(/INF progress migrate: files: \d+\/\d+ \(100%\)/);
+  expect(r.stderr).toMatch(/INF progress migrate: files: \d+\/\d+ files \(100%\)/);
   fs.copyFileSync(join(src, 'ddfsblocks'), join(dst, 'ddfsblocks'));
 }
 

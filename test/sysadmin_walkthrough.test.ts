@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_DIR, waitFor } from './helpers/mount.js';
 import { daemonsOf, openMountNamespace, type MountNamespace } from './helpers/mount_namespace.js';
 import { run } from './helpers/run.js';
+import { validateJson, type JsonSchema } from './helpers/json_schema.js';
 import { EXIT_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const DOC = '/usr/share/doc';
@@ -105,8 +106,9 @@ const STAT_FIELDS: Record<string, string[]> = {
   parent: ['string'], mounted: ['boolean'], mount_point: ['string', 'null'], needs_fsck: ['boolean'],
   block_size: ['number'], block_count: ['number'], blocks_used: ['number'], blocks_free: ['number'], files: ['number'],
   logical_bytes: ['number'], stored_bytes: ['number'], dedup_ratio: ['number', 'null'], corrupted_files: ['number'],
-  hash: ['string'],
+  hash: ['string'], blocks_reclaimable: ['number', 'null'], last_checkpoint: ['string', 'null'], last_fsck: ['object', 'null'],
 };
+const STAT_SCHEMA = JSON.parse(fs.readFileSync(path.join(REPO_DIR, 'contrib', 'schema', 'statddumbfs.schema.json'), 'utf8')) as JsonSchema;
 
 /** statddumbfs --json output: one line, every documented field with its type, and numbers that agree. */
 function validStats(stdout: string): Record<string, unknown> {
@@ -114,6 +116,7 @@ function validStats(stdout: string): Record<string, unknown> {
   const s = JSON.parse(stdout) as Record<string, unknown>;
   expect(Object.keys(s).sort()).toEqual(Object.keys(STAT_FIELDS).sort());
   for (const [k, types] of Object.entries(STAT_FIELDS)) expect(types, `${k}: ${JSON.stringify(s[k])}`).toContain(s[k] === null ? 'null' : typeof s[k]);
+  expect(validateJson(STAT_SCHEMA, s)).toEqual([]);
   const n = (k: string): number => s[k] as number;
   expect(n('block_size')).toBe(4096);
   expect(n('blocks_used') + n('blocks_free')).toBe(n('block_count'));

@@ -22,8 +22,10 @@ import { undoAreaHashes } from '../mirror/undo.js';
 import { logger } from '../util/log.js';
 import { messageOf } from '../errors.js';
 import { sendNotify } from '../io/sd_notify.js';
+import { SyslogSink } from '../io/syslog.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { nodeTreeAccess } from './mirrorddumbfs.js';
+import { writeFsckRecord } from './fsck_record_file.js';
 import { makeProgram, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 
@@ -33,7 +35,7 @@ const READY_FD_ENV = 'DDUMBFS_READY_FD';
 const HELP = `Options for -o (comma separated, -o may be repeated):
   parent=DIR          the volume's parent directory (required; any path inside it works)
   pool=N              writer pool: 0 disabled, N>0 threads, N<0 -N% of the CPUs (default -100)
-  lock_index          lock the index in memory (default; not available, reported as 0)
+  lock_index          lock the index in memory (default; a failure shows as lock_index 0)
   nolock_index        do not lock the index
   dio / nodio         accepted as upstream, shown as direct_io in the stats (default 1 for a
                       block device); the block file is never opened O_DIRECT
@@ -46,6 +48,9 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
                       max_read=131072,max_write=131072,max_readahead=1048576,negative_timeout=1,
                       entry_timeout=1,attr_timeout=0 (default; a mirror slave keeps 0 timeouts)
   nofuse_default      do not
+  syslog / nosyslog   send the log lines to syslog too (default: facility daemon, ident
+                      ddumbfs, via /dev/log or $DDUMBFS_SYSLOG_SOCKET; skipped when nothing
+                      listens), or only to .ddumbfs/ddumbfs.log
   other options       passed to libfuse as given (e.g. allow_root, noexec, entry_timeout=0)
   defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
                       mount(8)/fstab options: accepted and ignored
@@ -178,6 +183,8 @@ export async function main(argv: string[]): Promise<number> {
     if (mountOptions.parent === null) throw new UsageError('missing -o parent=DIR');
     if (o.d) logger.debug = true;
     if (!o.f && !o.d) return runDetached(argv);
+    // the daemon's lines go to syslog / the journal too, facility daemon, ident ddumbfs[pid] (-o nosyslog: not)
+    if (mountOptions.syslog) logger.attachSink(SyslogSink.open({ ident: 'ddumbfs' }));
     // a mirror slave is written only by its passes (issue 7 item 0): served read-only, passes through the socket
     const parentDir = findParent(mountOptions.parent);
     const role = parentDir === null ? null : readMirrorState(parentDir)?.role ?? null;
@@ -221,6 +228,15 @@ export async function main(argv: string[]): Promise<number> {
         const report = await repairVolume(parentDir, { logger: log, crashed, extraReferences: cfg === null ? undefined : () => undoAreaHashes(parentDir, cfg) });
         if (report.corruptedFiles > 0) {
           log.warn(`${report.corruptedFiles} corrupted files listed in ${SPECIAL_DIRECTORY}/${CORRUPTED_LIST_FILE}`);
+        }
+        try {
+          // statddumbfs's "last fsck": this repair is fsckddumbfs -n's
+          writeFsckRecord(parentDir, {
+            version: 1, tool: 'ddumbfs', time: new Date().toISOString(), mode: 'repair', option: '-n', pack: false, status: 'OK',
+            exit_code: 0, fixed_files: report.fixedFiles, corrupted_files: report.corruptedFiles,
+          });
+        } catch (err) {
+          log.dbg(`cannot record the startup repair in ${parentDir}: ${messageOf(err)}`);
         }
       },
     });

@@ -22,13 +22,16 @@ import { runFsck, type FsckMode } from '../fsck/run.js';
 import { Logger, clockText } from '../util/log.js';
 import { LOG_FILE, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { concatText } from '../util/path_text.js';
-import { findParent, readVolumeConfig } from '../volume/volume.js';
+import { findParent, mountPointOf, readVolumeConfig } from '../volume/volume.js';
+import { readVolumeLockHolder } from '../volume/lock.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
 import { EXIT } from './exit_codes.js';
 import { catchSigint } from './interrupt.js';
 import { ProgressView } from './progress_view.js';
 import { renderPhase } from '../util/progress.js';
+import { statusOfReportLine, writeFsckRecord } from './fsck_record_file.js';
+import { FSCK_MODE_OPTIONS } from '../format/fsck_record.js';
 import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
 import { liveUndoAreas, undoAreaHashes } from '../mirror/undo.js';
 
@@ -89,6 +92,28 @@ function modeOf(o: Opts): FsckMode[] {
   if (o.rebuild) modes.push('rebuild');
   if (o.rebuildBlock) modes.push('rebuild-blocks');
   return modes;
+}
+
+/**
+ * Record a finished run in PARENT/ddfs.fsck for statddumbfs (cli/fsck_record_file.ts); `status` is the text of the
+ * "Filesystem status" line when the run printed one. Best effort: a parent that cannot take it (read-only) only
+ * costs a debug line.
+ */
+function recordRun(
+  parent: string,
+  run: { mode: FsckMode; pack: boolean; status: string | null; exitCode: number; repair?: { fixedFiles: number; corruptedFiles: number } },
+  logger: Logger,
+): void {
+  const word = run.exitCode === FSCK_EXIT.OK ? 'OK' : run.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR';
+  try {
+    writeFsckRecord(parent, {
+      version: 1, tool: 'fsckddumbfs', time: new Date().toISOString(), mode: run.mode, option: FSCK_MODE_OPTIONS[run.mode]!, pack: run.pack,
+      status: run.status ?? word, exit_code: run.exitCode,
+      fixed_files: run.repair?.fixedFiles ?? null, corrupted_files: run.repair?.corruptedFiles ?? null,
+    });
+  } catch (err) {
+    logger.dbg(`cannot record this run in ${parent}: ${messageOf(err)}`);
+  }
 }
 
 /** Run fsckddumbfs with `argv` (arguments after the command name). @returns the exit code */
@@ -158,6 +183,10 @@ export async function main(argv: string[]): Promise<number> {
     if (liveUndo.length > 0 && (mode === 'rebuild' || mode === 'rebuild-blocks' || o.pack)) {
       throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
     }
+    let status: string | null = null;
+    // a check is a reader: it leaves a record only when its result is accurate (nobody else has the volume), so a
+    // check of a volume in use writes nothing at all
+    const record = writes || (mountPointOf(parent) === null && (await readVolumeLockHolder(parent)) === null);
     const r = await runFsck(parent, {
       mode, pack: o.pack && writes, force: o.force, verbose: o.verbose, logger,
       // the log file is written only once the volume is ours (locked): a refusal leaves the volume untouched
@@ -168,11 +197,15 @@ export async function main(argv: string[]): Promise<number> {
         if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
       extraReferences: liveUndo.length > 0 ? () => undoAreaHashes(parent, cfg) : undefined,
-      out: (line) => view.write(concatText(line, '\n'), process.stdout),
+      out: (line) => {
+        status = statusOfReportLine(line) ?? status;
+        view.write(concatText(line, '\n'), process.stdout);
+      },
       progress: (e) => view.update(e),
       signal: sigint.signal,
     });
     view.stop();
+    if (record) recordRun(parent, { mode, pack: o.pack === true && writes, status, exitCode: r.exitCode, repair: r.repair }, logger);
     if (o.verbose) process.stdout.write(`${r.exitCode === FSCK_EXIT.OK ? 'OK' : r.exitCode === FSCK_EXIT.WARNING ? 'WARNING' : 'ERROR'}\n`);
     return r.exitCode;
   } catch (err) {

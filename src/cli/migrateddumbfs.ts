@@ -5,12 +5,12 @@
  */
 import { DdfsError } from '../errors.js';
 import { resolveVolumePath } from '../store/block_store.js';
-import { Logger } from '../util/log.js';
+import { Logger, clockText } from '../util/log.js';
 import { migrateVolume } from '../volume/migrate.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { makeProgram, runCommand } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { progressOutput } from './progress_lines.js';
+import { ProgressView } from './progress_view.js';
 
 const NAME = 'migrateddumbfs';
 
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<src>', 'the source volume parent directory')
     .argument('<dst>', 'the destination volume parent directory (empty, same block size and hash)')
     .option('-v, --verbose', 'log every file migrated')
-    .option('-p, --progress', 'progress lines on stderr when it is not a terminal (a terminal always gets a spinner)')
+    .option('-p, --progress', 'plain progress lines on stderr, also on a terminal (a terminal gets a spinner without it)')
     .option('-f, --force', 'migrate a source that was not cleanly unmounted (.autofsck) without a repair first');
   return runCommand(NAME, program, argv, async () => {
     const o = program.opts<Options>();
@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!src) throw new DdfsError('NOT_FOUND', `${srcArg}: not inside a ddumbfs volume`, { path: srcArg });
     const dst = findParent(dstArg);
     if (!dst) throw new DdfsError('NOT_FOUND', `${dstArg}: not inside a ddumbfs volume`, { path: dstArg });
-    const view = await progressOutput(o.progress === true);
+    const view = await ProgressView.create({ plain: o.progress === true, plainLine: (t) => `${clockText(new Date())} INF progress ${t}\n` });
     const logger = new Logger((line) => view.write(line));
     let r;
     try {

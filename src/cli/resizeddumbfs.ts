@@ -3,12 +3,12 @@
  * command that an interruption at any step leaves with the old or the new volume intact: cli/resize.ts).
  */
 import { DdfsError } from '../errors.js';
-import { Logger } from '../util/log.js';
+import { Logger, clockText } from '../util/log.js';
 import { parseSize } from '../util/size.js';
 import { findParent } from '../volume/volume.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
-import { progressOutput } from './progress_lines.js';
+import { ProgressView } from './progress_view.js';
 import { RESIZE_KILL_POINTS, ResizeRefused, resizeVolume, type ResizeKillPoint } from './resize.js';
 
 const NAME = 'resizeddumbfs';
@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<parent>', 'the volume parent directory')
     .argument('<newsize>', 'the new block-file size (mkddumbfs -s)', optionParser('size', parseSize))
     .option('-v, --verbose', 'log every file migrated')
-    .option('-p, --progress', 'progress lines on stderr when it is not a terminal (a terminal always gets a spinner)');
+    .option('-p, --progress', 'plain progress lines on stderr, also on a terminal (a terminal gets a spinner without it)');
   return runCommand(NAME, program, argv, async () => {
     const o = program.opts<Options>();
     const [target] = program.args as [string];
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const parent = findParent(target);
     if (!parent) throw new DdfsError('NOT_FOUND', `${target}: not inside a ddumbfs volume`, { path: target });
-    const view = await progressOutput(o.progress === true);
+    const view = await ProgressView.create({ plain: o.progress === true, plainLine: (t) => `${clockText(new Date())} INF progress ${t}\n` });
     const logger = new Logger((line) => view.write(line));
     try {
       const r = await resizeVolume(parent, newSize, {

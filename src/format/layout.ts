@@ -50,11 +50,20 @@ export const CHECKPOINT_NEXT_FILE = 'ddfsusedblocks.0';
 export const CHECKPOINT_TEMPORARY_FILE = 'ddfsusedblocks.tmp';
 /** The files of the special directory that the daemon regenerates on open (spec §8.9). */
 export const SPECIAL_FILES = ['stats', 'stats0', 'reclaim', 'test'] as const;
+/** The JSON twin of `stats` (issue 10): created by the daemon at mount (not by mkddumbfs), regenerated on open. */
+export const STATS_JSON_FILE = 'stats.json';
+/** Every file of the special directory that the daemon regenerates on open: 1.1's four and `stats.json`. */
+export const DAEMON_SPECIAL_FILES = [...SPECIAL_FILES, STATS_JSON_FILE] as const;
 /**
  * The volume lock file in the parent (volume/lock.ts, format/lock_record.ts): present while a daemon or a writing
  * tool holds the volume, naming it. ddumbfs 1.1's tools neither create nor read it.
  */
 export const LOCK_FILE = 'ddfs.lock';
+/**
+ * The record of the last fsckddumbfs run in the parent (format/fsck_record.ts): written when a check, repair or
+ * rebuild finished, read by statddumbfs. ddumbfs 1.1's tools neither create nor read it.
+ */
+export const FSCK_RECORD_FILE = 'ddfs.fsck';
 /** The list of fixed and corrupted files, in the special directory (spec §2, §10.6). */
 export const CORRUPTED_LIST_FILE = 'corrupted.txt';
 /** The log file, in the special directory (spec §2). */

@@ -10,8 +10,8 @@ import type { BytePath } from './fuse_binding.js';
 
 /** The special directory, as a mount path prefix (spec §8.9). */
 export const SPECIAL_PREFIX = '/.ddumbfs/';
-/** Names of the special files that regenerate on open (spec §8.9). */
-export const SPECIAL_FILE_NAMES = ['stats', 'stats0', 'reclaim', 'test'] as const;
+/** Names of the special files that regenerate on open (spec §8.9, and stats.json, the JSON twin of stats). */
+export const SPECIAL_FILE_NAMES = ['stats', 'stats.json', 'stats0', 'reclaim', 'test'] as const;
 export type SpecialFileName = (typeof SPECIAL_FILE_NAMES)[number];
 
 /** The relative UFS path (bytes) of a mount path. */

@@ -36,6 +36,7 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { mountFuse, type FuseMount } from './fuse_binding.js';
+import { lockInMemory } from '../io/memory_lock.js';
 import { libfuseOptions, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { OpStats, guardOps } from './op_guard.js';
 import { readOnlyOps } from './read_only.js';
@@ -180,7 +181,24 @@ function logStartup(volume: Volume, options: DaemonOptions, directIo: boolean, w
   log.info(`root directory: ${volume.rootDir}`);
   log.info(`blockfile: ${resolveVolumePath(volume.parentDir, cfg.blockFilename)}`);
   log.info(`indexfile: ${resolveVolumePath(volume.parentDir, cfg.indexFilename)}`);
-  if (options.lockIndex) log.dbg('lock_index: not available in this implementation (index not locked in memory)');
+}
+
+/**
+ * `-o lock_index` (spec §8.1): mlock the bitmap and the node table, as ddumbfs 1.1 does after daemonizing. A failure
+ * (no CAP_IPC_LOCK, RLIMIT_MEMLOCK) is logged and not fatal: the stats then show `lock_index 0`.
+ * @returns whether the whole index is locked
+ */
+function lockIndexInMemory(volume: Volume, log: Logger): boolean {
+  const index = volume.store.index;
+  const buffers = [index.bitmap.bytes, ...index.nodes.chunks];
+  const failure = lockInMemory(buffers);
+  if (failure !== null) {
+    log.error(`cannot lock index into memory (${failure}): lock_index 0`);
+    return false;
+  }
+  const bytes = buffers.reduce((n, b) => n + b.length, 0);
+  log.info(`index locked into memory: ${(bytes / 1024 / 1024).toFixed(1)}Mo`);
+  return true;
 }
 
 /** O_DIRECT default: on iff the block file is a block device (spec §8.1). */
@@ -337,7 +355,7 @@ function prepareServing(volume: Volume, options: DaemonOptions, parentDir: strin
   logStartup(volume, options, directIo, writers);
   volume.mountFacts = {
     directIo,
-    lockIndex: false,
+    lockIndex: options.lockIndex && lockIndexInMemory(volume, log),
     writerPool: writers,
     commandArgs: options.commandArgs,
     extCommandArgs: '',
@@ -394,6 +412,8 @@ async function serve(
 
   const fuseOptions = libfuseOptions(options, { mirrorSlave: Boolean(options.servedReadOnlyReason), servedReadOnly, parentDir });
   log.dbg(`fuse options: ${fuseOptions.join(',')}`);
+  // what 1.1 shows as ext_command_args: the command line libfuse got, the program's name, its -o list and the mount point
+  if (volume.mountFacts) volume.mountFacts.extCommandArgs = `${options.commandArgs.split(' ')[0] || 'ddumbfs'} -o${fuseOptions.join(',')} ${mountPoint}`;
 
   let loopEnded = false;
   let loopEndedSignal: (() => void) | null = null;

@@ -77,6 +77,8 @@ export interface DdumbfsMountOptions {
    */
   readOnly: boolean;
   fuseDefault: boolean;
+  /** `syslog` (default) / `nosyslog`: the daemon's log lines go to syslog too (io/syslog.ts), or only to its log file. */
+  syslog: boolean;
   /** Options for libfuse, in the order given. */
   fuseOptions: string[];
 }
@@ -146,6 +148,7 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
     check: false,
     readOnly: false,
     fuseDefault: true,
+    syslog: true,
     fuseOptions: [],
   };
   for (const arg of args) {
@@ -193,6 +196,12 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
           break;
         case 'nofuse_default':
           o.fuseDefault = false;
+          break;
+        case 'syslog':
+          o.syslog = true;
+          break;
+        case 'nosyslog':
+          o.syslog = false;
           break;
         default:
           if (!isMountOnlyOption(key)) o.fuseOptions.push(item);

@@ -73,6 +73,33 @@ export function writeFileNoFollow(p: string | Buffer, data: string | Buffer, opt
 }
 
 /**
+ * Replace the file `p` by one holding `data`, whole or not at all: write `p.tmp` (a stale one removed first; created
+ * O_EXCL|O_NOFOLLOW, so a symlink planted there is never followed), fsync it, rename it over `p` (rename replaces a
+ * symlink at `p` itself, never its target). Not followed by a directory fsync: for small records where losing the
+ * newest version in a power cut is acceptable.
+ * @throws Node system errors unchanged (EROFS, ENOSPC, EACCES...); the tmp file is removed then
+ */
+export function replaceFileNoFollow(p: string, data: string | Buffer, mode = 0o600): void {
+  const tmp = `${p}.tmp`;
+  removeFileIfPresent(tmp);
+  const fd = openNoFollow(tmp, { access: 'write', exclusive: true, mode });
+  try {
+    try {
+      const buf = typeof data === 'string' ? Buffer.from(data) : data;
+      let done = 0;
+      while (done < buf.length) done += fs.writeSync(fd, buf, done, buf.length - done);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, p);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
  * Remove the marker file `p` if it is there, never following a symlink (unlink removes a link itself).
  * @throws Node system errors other than ENOENT
  */

@@ -54,6 +54,8 @@ export class BlockStore {
   private readonly referencedInFlight = new Set<number>();
   /** Net changes of the used-block count since the last checkpoint (spec §5.8). */
   changesSinceCheckpoint = 0;
+  /** When this store's last checkpoint was saved (`checkpoint`), null before the first one (stats.json). */
+  lastCheckpointTime: Date | null = null;
   private readonly hashScratch: Buffer;
   /** Set by reclaim: every address allocated or referenced while reclaim runs is marked here (spec §9 step 1). */
   reclaimFound: Bitmap | null = null;
@@ -527,6 +529,7 @@ export class BlockStore {
     await this.devices.syncDirectory(this.parentDir);
     await removeIfPresent(this.devices, path.join(this.parentDir, CHECKPOINT_NEXT_FILE));
     this.changesSinceCheckpoint -= changes;
+    this.lastCheckpointTime = new Date();
   }
 
   /** True when enough blocks changed for a checkpoint (spec §5.8: every 16000 net changes). */

@@ -1,6 +1,11 @@
 /**
  * Daemon counters and the text of `/.ddumbfs/stats` (spec §8.9): one `%-30s %9lld` line per non-zero counter in the
  * fixed order below, then the always-present volume lines.
+ *
+ * Two departures from ddumbfs 1.1, so that every line parses as `name number` with unique names (issue 10): the
+ * counter of hashes computed is printed `hash_count` (1.1 prints it `hash`, the name of the always-present line that
+ * names the hash function), and the two µs timers (`wait_on_submit`, `calc_hash`) print a bare number (1.1 appends
+ * `mms`). The unit is in the man page (ddumbfs(8), THE .ddumbfs DIRECTORY) and in the schema of the JSON twin `stats.json`.
  */
 
 /** Counter names in print order (spec §8.9). */
@@ -16,8 +21,16 @@ export const COUNTER_NAMES = [
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
-/** Counters printed with the `mms` suffix (µs timers). */
-const MICROSECOND_COUNTERS = new Set<CounterName>(['wait_on_submit', 'calc_hash']);
+/** Counters that count microseconds (1.1 printed them with an `mms` suffix; we print the bare number). */
+export const MICROSECOND_COUNTERS: ReadonlySet<CounterName> = new Set<CounterName>(['wait_on_submit', 'calc_hash']);
+
+/**
+ * The name a counter is printed under in `/.ddumbfs/stats` and keyed by in `stats.json`: its own name, except the
+ * `hash` counter, printed `hash_count` so that `hash` names only the hash function (file comment).
+ */
+export function counterKey(name: CounterName): string {
+  return name === 'hash' ? 'hash_count' : name;
+}
 
 export class Counters {
   private readonly values = new Map<CounterName, number>();
@@ -30,6 +43,13 @@ export class Counters {
     return this.values.get(name) ?? 0;
   }
 
+  /** Every counter, zero or not, in print order, keyed as printed (`counterKey`); values are counts or µs. */
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const name of COUNTER_NAMES) out[counterKey(name)] = this.get(name);
+    return out;
+  }
+
   reset(): void {
     this.values.clear();
   }
@@ -40,7 +60,7 @@ export class Counters {
     for (const name of COUNTER_NAMES) {
       const v = this.get(name);
       if (v === 0) continue;
-      s += `${statsLine(name, v)}${MICROSECOND_COUNTERS.has(name) ? 'mms' : ''}\n`;
+      s += `${statsLine(counterKey(name), v)}\n`;
     }
     return s;
   }

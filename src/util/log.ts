@@ -1,7 +1,8 @@
 /**
  * Logging in ddumbfs's style (spec §8.9): stderr lines `HH:MM:SS LVL message`, and, when a log file is attached,
  * `YYYY-MM-DD HH:MM:SS LVL message` appended to `ddfsroot/.ddumbfs/ddumbfs.log`, rolled over at 10 MiB keeping
- * `.1` … `.10` (spec §2). LVL is one of ERR, WAR, INF, NOT, DEB.
+ * `.1` … `.10` (spec §2). LVL is one of ERR, WAR, INF, NOT, DEB. The daemon also sends the stderr form of each line
+ * to syslog (`attachSink`, io/syslog.ts).
  *
  * A message is text or bytes: a Buffer message (a line naming a UFS path that is not UTF-8, see `rawText` in
  * path_text.ts) is written as its raw bytes, to the file and to the sink, so a name in the log is the name on disk.
@@ -27,12 +28,24 @@ export function clockText(d: Date): string {
 /** Opens the log file for appending (creating it 0600) and returns its descriptor. */
 export type LogFileOpener = (path: string) => number;
 
+/**
+ * A third destination of log lines besides stderr and the file: syslog (io/syslog.ts SyslogSink). It gets the
+ * stderr form of each line, `HH:MM:SS LVL message` without the newline, and the RFC 5424 severity of its level.
+ */
+export interface LogLineSink {
+  send(severity: number, line: string | Buffer): unknown;
+}
+
+/** RFC 5424 severity of each level (ERR 3 err, WAR 4 warning, NOT 5 notice, INF 6 info, DEB 7 debug). */
+export const SYSLOG_SEVERITY: Readonly<Record<LogLevel, number>> = { ERR: 3, WAR: 4, NOT: 5, INF: 6, DEB: 7 };
+
 /** A log message: text, or raw bytes (UTF-8 text around raw name bytes). */
 export type LogMessage = string | Buffer;
 
 export class Logger {
   private filePath: string | null = null;
   private openFile: LogFileOpener | null = null;
+  private lineSink: LogLineSink | null = null;
   debug = false;
   quiet = false;
 
@@ -48,10 +61,25 @@ export class Logger {
     this.openFile = open;
   }
 
+  /** Send every line to `sink` too (syslog), also when `quiet`; null detaches it. */
+  attachSink(sink: LogLineSink | null): void {
+    this.lineSink = sink;
+  }
+
   log(level: LogLevel, message: LogMessage): void {
     if (level === 'DEB' && !this.debug) return;
     const now = new Date();
-    if (!this.quiet) this.stderr(withPrefix(`${clockText(now)} ${level} `, message));
+    if (!this.quiet || this.lineSink) {
+      const line = withPrefix(`${clockText(now)} ${level} `, message);
+      if (!this.quiet) this.stderr(line);
+      if (this.lineSink) {
+        try {
+          this.lineSink.send(SYSLOG_SEVERITY[level], typeof line === 'string' ? line.slice(0, -1) : line.subarray(0, -1));
+        } catch {
+          // best effort, like the file
+        }
+      }
+    }
     if (this.filePath) this.appendFile(now, level, message);
   }
 

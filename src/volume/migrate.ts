@@ -45,7 +45,9 @@ import { mountPointOf, readVolumeConfig } from './volume.js';
 export interface MigrateProgress {
   phase: string;
   done: number;
+  /** 0 while the number of files is not known yet. */
   total: number;
+  unit: 'nodes' | 'files';
 }
 
 /** A volume opened for the migration. */
@@ -223,9 +225,9 @@ async function migrateOpen(s: OpenVolume, d: OpenVolume, options: MigrateOptions
     dIdx.writeNode(slot, a, h);
     prev = slot;
     nodes++;
-    if ((nodes & 0xffff) === 0) options.progress?.({ phase: 'migrate: index', done: i, total: sIdx.nodeCount });
+    if ((nodes & 0xffff) === 0) options.progress?.({ phase: 'migrate: index', done: i, total: sIdx.nodeCount, unit: 'nodes' });
   }
-  options.progress?.({ phase: 'migrate: index', done: sIdx.nodeCount, total: sIdx.nodeCount });
+  options.progress?.({ phase: 'migrate: index', done: sIdx.nodeCount, total: sIdx.nodeCount, unit: 'nodes' });
   for (const a of setBits(sBitmap)) dBitmap.set(a);
   log.info(`Placed ${nodes} index nodes, ${dBitmap.countSet} blocks used.`);
 
@@ -271,7 +273,7 @@ async function copyTree(s: OpenVolume, d: OpenVolume, options: MigrateOptions, l
     const to = joinPathBytes(dRoot, e.path);
     const st = lstatSource(from);
     const kind = sourceKind(st);
-    if ((++entries & 0x3ff) === 0) options.progress?.({ phase: 'migrate: files', done: entries, total: 0 });
+    if ((++entries & 0x3ff) === 0) options.progress?.({ phase: 'migrate: files', done: entries, total: 0, unit: 'files' });
     if (kind === 'directory') {
       makeDirectoryFor(to);
       dirs.push({ from, to, st });
@@ -304,7 +306,7 @@ async function copyTree(s: OpenVolume, d: OpenVolume, options: MigrateOptions, l
     }
     copyMetadata(from, to, st, keepXattr);
   }
-  options.progress?.({ phase: 'migrate: files', done: entries, total: entries });
+  options.progress?.({ phase: 'migrate: files', done: entries, total: entries, unit: 'files' });
   for (let k = dirs.length - 1; k >= 0; k--) copyMetadata(dirs[k]!.from, dirs[k]!.to, dirs[k]!.st, keepXattr);
   copyMetadata(sRoot, dRoot, lstatSource(sRoot), keepXattr);
   return counts;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { CORRUPTED_BACKUP_COUNT, LOG_FILE_BACKUP_COUNT } from '../limits.js';
 import {
   AUTOFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE, CORRUPTED_LIST_FILE, LOG_FILE,
-  REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, SPECIAL_FILES,
+  REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY, DAEMON_SPECIAL_FILES,
 } from '../format/layout.js';
 import { refuseSymlinks } from '../io/no_follow.js';
 
@@ -27,7 +27,7 @@ export function specialPaths(parentDir: string): string[] {
   return [
     ...[AUTOFSCK_MARKER, REBUILDFSCK_MARKER, CHECKPOINT_FILE, CHECKPOINT_NEXT_FILE, CHECKPOINT_TEMPORARY_FILE].map((n) => path.join(parentDir, n)),
     special,
-    ...[...SPECIAL_FILES, ...rolled(CORRUPTED_LIST_FILE, CORRUPTED_BACKUP_COUNT), ...rolled(LOG_FILE, LOG_FILE_BACKUP_COUNT)]
+    ...[...DAEMON_SPECIAL_FILES, ...rolled(CORRUPTED_LIST_FILE, CORRUPTED_BACKUP_COUNT), ...rolled(LOG_FILE, LOG_FILE_BACKUP_COUNT)]
       .map((n) => path.join(special, n)),
   ];
 }

@@ -47,6 +47,9 @@ export interface VolumeOpenOptions {
   lock?: VolumeLock;
 }
 
+/** Version of the `/.ddumbfs/stats.json` document (`Volume.statsJson`). */
+export const STATS_JSON_VERSION = 1;
+
 /** Daemon facts shown in /.ddumbfs/stats (spec §8.9). */
 export interface MountFacts {
   directIo: boolean;
@@ -117,6 +120,12 @@ export async function readVolumeConfig(parentDir: string): Promise<DdfsConfig> {
     throw new DdfsError('IO', `${cfgPath}: ${(err as Error).message}`, { path: cfgPath }, err);
   }
   return parseConfig(text, cfgPath);
+}
+
+/** The modification time of the checkpoint file at `p` (never following a symlink), or null when there is none. */
+function checkpointFileTime(p: string): Date | null {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  return st?.isFile() ? st.mtime : null;
 }
 
 /** Call `mark` with the address of every hash of `hashes` the index holds (the zero hash has none). */
@@ -383,22 +392,83 @@ export class Volume {
   /** Content of /.ddumbfs/stats, or stats0 when `reset` (which then zeroes the counters) (spec §8.9). */
   statsText(reset: boolean): string {
     const c = this.store.counters;
+    const f = this.statsFacts();
     let s = c.renderLines();
-    const f = this.mountFacts;
-    s += `${statsLine('block_allocated', this.store.blockCountUsed)}\n`;
-    s += `${statsLine('block_free', this.store.blockCountFree)}\n`;
-    s += `${statsLine('overflow', this.config.nodeOverflow.toFixed(2))}\n`;
-    s += `${statsLine('direct_io', f?.directIo ? 1 : 0)}\n`;
-    s += `${statsLine('align', 1024)}\n`;
-    s += `${statsLine('lock_index', f?.lockIndex ? 1 : 0)}\n`;
-    s += `${statsLine('hash', this.config.hashName)}\n`;
-    s += `${statsLine('writer_pool', f?.writerPool ?? 0)}\n`;
-    s += `${statsLine('reclaim', this.reclaimPercent)}\n`;
-    s += `${statsLine('next_reclaim', this.nextReclaimPercent)}\n`;
-    s += `${'command_args'.padEnd(30)} ${f?.commandArgs ?? ''}\n`;
-    s += `${'ext_command_args'.padEnd(30)} ${f?.extCommandArgs ?? ''}\n`;
+    s += `${statsLine('block_allocated', f.blockAllocated)}\n`;
+    s += `${statsLine('block_free', f.blockFree)}\n`;
+    s += `${statsLine('overflow', f.overflow.toFixed(2))}\n`;
+    s += `${statsLine('direct_io', f.directIo ? 1 : 0)}\n`;
+    s += `${statsLine('align', f.align ? 1 : 0)}\n`;
+    s += `${statsLine('lock_index', f.lockIndex ? 1 : 0)}\n`;
+    s += `${statsLine('hash', f.hash)}\n`;
+    s += `${statsLine('writer_pool', f.writerPool)}\n`;
+    s += `${statsLine('reclaim', f.reclaim)}\n`;
+    s += `${statsLine('next_reclaim', f.nextReclaim)}\n`;
+    s += `${statsLine('command_args', f.commandArgs)}\n`;
+    s += `${statsLine('ext_command_args', f.extCommandArgs)}\n`;
     if (reset) c.reset();
     return s;
+  }
+
+  /**
+   * The content of `/.ddumbfs/stats.json`: the facts of `statsText` as one JSON object (numbers as numbers, sizes
+   * in bytes, flags as booleans, every counter even when zero), plus the block size, the block count and the time of
+   * the last checkpoint (this daemon's, else the checkpoint file's). Schema: ddumbfs(8), THE .ddumbfs DIRECTORY; `STATS_JSON_VERSION` goes up when a field
+   * changes meaning or goes away.
+   */
+  statsJson(): string {
+    const f = this.statsFacts();
+    const bs = this.config.blockSize;
+    const doc = {
+      version: STATS_JSON_VERSION,
+      time: new Date().toISOString(),
+      counters: this.store.counters.snapshot(),
+      volume: {
+        hash: f.hash,
+        block_size: bs,
+        block_count: this.config.blockCount,
+        block_allocated: f.blockAllocated,
+        block_free: f.blockFree,
+        bytes_allocated: f.blockAllocated * bs,
+        bytes_free: f.blockFree * bs,
+        overflow: Number(f.overflow.toFixed(2)),
+        last_checkpoint: (this.store.lastCheckpointTime ?? checkpointFileTime(this.store.checkpointPath))?.toISOString() ?? null,
+      },
+      mount: {
+        direct_io: f.directIo,
+        align: f.align,
+        lock_index: f.lockIndex,
+        writer_pool: f.writerPool,
+        reclaim: f.reclaim,
+        next_reclaim: f.nextReclaim,
+        command_args: f.commandArgs,
+        ext_command_args: f.extCommandArgs,
+      },
+    };
+    return `${JSON.stringify(doc, null, 2)}\n`;
+  }
+
+  /** The volume lines of the stats file (spec §8.9), shared by `statsText` and `statsJson`. */
+  private statsFacts(): {
+    blockAllocated: number; blockFree: number; overflow: number; directIo: boolean; align: boolean; lockIndex: boolean;
+    hash: string; writerPool: number; reclaim: number; nextReclaim: number; commandArgs: string; extCommandArgs: string;
+  } {
+    const m = this.mountFacts;
+    return {
+      blockAllocated: this.store.blockCountUsed,
+      blockFree: this.store.blockCountFree,
+      overflow: this.config.nodeOverflow,
+      directIo: m?.directIo ?? false,
+      // 1.1 aligns its block-file buffers exactly when it opens the block file O_DIRECT
+      align: m?.directIo ?? false,
+      lockIndex: m?.lockIndex ?? false,
+      hash: this.config.hashName,
+      writerPool: m?.writerPool ?? 0,
+      reclaim: this.reclaimPercent,
+      nextReclaim: this.nextReclaimPercent,
+      commandArgs: m?.commandArgs ?? '',
+      extCommandArgs: m?.extCommandArgs ?? '',
+    };
   }
 
   /**
