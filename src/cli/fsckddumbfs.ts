@@ -23,8 +23,6 @@ import { concatText } from '../util/path_text.js';
 import { findParent, readVolumeConfig } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks } from '../volume/special_paths.js';
 import { makeProgram } from './common.js';
-import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
-import { liveUndoAreas, undoAreaHashes } from '../mirror/undo.js';
 
 const NAME = 'fsckddumbfs';
 
@@ -122,6 +120,15 @@ function modeOf(o: Opts): FsckMode[] {
   return modes;
 }
 
+/** What a repair needs of the mirroring layer (mirroring spec §4.8: a master's generation, a slave's undo areas). */
+async function importMirror() {
+  const [state, undo] = await Promise.all([import('../mirror/state.js'), import('../mirror/undo.js')]);
+  return {
+    readMirrorState: state.readMirrorState, bumpMasterGeneration: state.bumpMasterGeneration,
+    liveUndoAreas: undo.liveUndoAreas, undoAreaHashes: undo.undoAreaHashes,
+  };
+}
+
 /** Run fsckddumbfs with `argv` (arguments after the command name). @returns the exit code */
 export async function main(argv: string[]): Promise<number> {
   const program = makeProgram(NAME, 'Check, repair or rebuild the ddumbfs volume in PARENT (or any path inside it).', HELP)
@@ -176,7 +183,10 @@ export async function main(argv: string[]): Promise<number> {
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     // a mirror slave's undo areas name blocks outside ddfsroot that a rollback puts back (mirroring spec §4.8): a repair
     // keeps them; a rebuild or a pack cannot (the new index and the moved blocks know only ddfsroot), so it waits
-    const liveUndo = writes && readMirrorState(parent)?.role === 'slave' ? liveUndoAreas(parent) : [];
+    // the mirror modules are imported only by the modes that write: mirror/undo pulls in the mirror pass code, whose
+    // loading a read-only check (often run by scripts, on every volume) would pay for nothing
+    const mirror = writes ? await importMirror() : null;
+    const liveUndo = mirror && mirror.readMirrorState(parent)?.role === 'slave' ? mirror.liveUndoAreas(parent) : [];
     if (liveUndo.length > 0 && (mode === 'rebuild' || mode === 'rebuild-blocks' || o.pack)) {
       throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
     }
@@ -186,10 +196,10 @@ export async function main(argv: string[]): Promise<number> {
       onLocked: () => {
         if (fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
         // a repair, rebuild or pack is not journaled: a mirror master's generation goes up before it changes anything
-        const generation = bumpMasterGeneration(parent);
+        const generation = mirror?.bumpMasterGeneration(parent) ?? null;
         if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
-      extraReferences: liveUndo.length > 0 ? () => undoAreaHashes(parent, cfg) : undefined,
+      extraReferences: mirror && liveUndo.length > 0 ? () => mirror.undoAreaHashes(parent, cfg) : undefined,
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });
