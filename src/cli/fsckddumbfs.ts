@@ -120,15 +120,6 @@ function modeOf(o: Opts): FsckMode[] {
   return modes;
 }
 
-/** What a repair needs of the mirroring layer (mirroring spec §4.8: a master's generation, a slave's undo areas). */
-async function importMirror() {
-  const [state, undo] = await Promise.all([import('../mirror/state.js'), import('../mirror/undo.js')]);
-  return {
-    readMirrorState: state.readMirrorState, bumpMasterGeneration: state.bumpMasterGeneration,
-    liveUndoAreas: undo.liveUndoAreas, undoAreaHashes: undo.undoAreaHashes,
-  };
-}
-
 /** Run fsckddumbfs with `argv` (arguments after the command name). @returns the exit code */
 export async function main(argv: string[]): Promise<number> {
   const program = makeProgram(NAME, 'Check, repair or rebuild the ddumbfs volume in PARENT (or any path inside it).', HELP)
@@ -183,10 +174,11 @@ export async function main(argv: string[]): Promise<number> {
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     // a mirror slave's undo areas name blocks outside ddfsroot that a rollback puts back (mirroring spec §4.8): a repair
     // keeps them; a rebuild or a pack cannot (the new index and the moved blocks know only ddfsroot), so it waits
-    // the mirror modules are imported only by the modes that write: mirror/undo pulls in the mirror pass code, whose
-    // loading a read-only check (often run by scripts, on every volume) would pay for nothing
-    const mirror = writes ? await importMirror() : null;
-    const liveUndo = mirror && mirror.readMirrorState(parent)?.role === 'slave' ? mirror.liveUndoAreas(parent) : [];
+    // the mirror modules are imported only when needed: mirror/state by the modes that write, mirror/undo (which
+    // pulls in the mirror pass code) on a slave only; a check, often run by scripts on every volume, loads neither
+    const mirror = writes ? await import('../mirror/state.js') : null;
+    const undo = mirror?.readMirrorState(parent)?.role === 'slave' ? await import('../mirror/undo.js') : null;
+    const liveUndo = undo ? undo.liveUndoAreas(parent) : [];
     if (liveUndo.length > 0 && (mode === 'rebuild' || mode === 'rebuild-blocks' || o.pack)) {
       throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
     }
@@ -199,7 +191,7 @@ export async function main(argv: string[]): Promise<number> {
         const generation = mirror?.bumpMasterGeneration(parent) ?? null;
         if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
-      extraReferences: mirror && liveUndo.length > 0 ? () => mirror.undoAreaHashes(parent, cfg) : undefined,
+      extraReferences: undo && liveUndo.length > 0 ? () => undo.undoAreaHashes(parent, cfg) : undefined,
       out: (line) => view.write(concatText(line, '\n'), process.stdout),
       progress: (e) => view.update(e),
     });
