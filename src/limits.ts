@@ -165,6 +165,18 @@ export const UFS_NODE_PAGE_COUNT_RESIDENT_MAX = 256;
 /** Nodes read or written per I/O when scanning a UFS file (bounds memory for huge files: 64 Ki nodes ≈ 2 MB). */
 export const UFS_NODE_CHUNK_COUNT = 64 * 1024;
 
+/**
+ * How many files fsck's walk runs ahead of the file it visits (fsck/context.ts walkUfsFiles), asking the kernel to
+ * read them in meanwhile: enough requests in flight to keep a disk queue busy on a cold cache, a few KiB of paths.
+ */
+export const FSCK_WALK_LOOKAHEAD_FILES = 64;
+/**
+ * Bytes of each UFS file fsck asks the kernel to read ahead (header and first nodes; the whole file for all but
+ * large ones). Bounded so a huge file's node list is not pulled in at once: its sequential reads get the kernel's
+ * own read-ahead.
+ */
+export const FSCK_PREFETCH_BYTES = 256 * 1024;
+
 /** Records between two CHECKPOINTs of a mirror pass (spec §4.6 "every few thousand records"): a kill resends at most this. */
 export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
 /** Stream bytes between two CHECKPOINTs of a mirror pass (spec §4.6 "about every 64 MiB"). */

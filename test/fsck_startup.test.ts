@@ -5,6 +5,8 @@
  *
  * - `ora` (the terminal spinner, about a third of the command's startup) is loaded only for a terminal.
  * - -c and -n on a small volume start no hash worker (hash_worker.js is never resolved).
+ * - -c loads no mirroring module and not hash-wasm (the mirror records' CRC32C, ~0.1 s to load); -n on a volume that
+ *   is not a mirror slave does not load mirror/undo.js (which pulls in the mirror pass code).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,7 +47,10 @@ describe('fsckddumbfs loads only what the mode needs', () => {
     expect(c.urls.some((u) => u.includes('/dist/fsck/check.js'))).toBe(true); // the hook does see our modules
     expect(c.urls.filter((u) => /\/ora\//.test(u))).toEqual([]);
     expect(c.urls.filter((u) => u.endsWith('/hash_worker.js'))).toEqual([]);
+    expect(c.urls.filter((u) => /\/dist\/mirror\/|\/hash-wasm\//.test(u))).toEqual([]);
     const n = await fsckModules('-n', vol);
+    expect(n.urls.some((u) => u.endsWith('/dist/mirror/state.js'))).toBe(true);
+    expect(n.urls.filter((u) => /\/dist\/mirror\/(undo|pass_master)\.js$|\/hash-wasm\//.test(u))).toEqual([]);
     expect(n.status).toBe(0);
     expect(n.urls.filter((u) => /\/ora\//.test(u))).toEqual([]);
     expect(n.urls.filter((u) => u.endsWith('/hash_worker.js'))).toEqual([]);

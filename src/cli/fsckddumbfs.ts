@@ -32,8 +32,6 @@ import { ProgressView } from './progress_view.js';
 import { renderPhase } from '../util/progress.js';
 import { statusOfReportLine, writeFsckRecord } from './fsck_record_file.js';
 import { FSCK_MODE_OPTIONS } from '../format/fsck_record.js';
-import { bumpMasterGeneration, readMirrorState } from '../mirror/state.js';
-import { liveUndoAreas, undoAreaHashes } from '../mirror/undo.js';
 
 const NAME = 'fsckddumbfs';
 
@@ -179,7 +177,11 @@ export async function main(argv: string[]): Promise<number> {
     if (o.pack && !writes) logger.warn('-k has no effect with a check');
     // a mirror slave's undo areas name blocks outside ddfsroot that a rollback puts back (mirroring spec §4.8): a repair
     // keeps them; a rebuild or a pack cannot (the new index and the moved blocks know only ddfsroot), so it waits
-    const liveUndo = writes && readMirrorState(parent)?.role === 'slave' ? liveUndoAreas(parent) : [];
+    // the mirror modules are imported only when needed: mirror/state by the modes that write, mirror/undo (which
+    // pulls in the mirror pass code) on a slave only; a check, often run by scripts on every volume, loads neither
+    const mirror = writes ? await import('../mirror/state.js') : null;
+    const undo = mirror?.readMirrorState(parent)?.role === 'slave' ? await import('../mirror/undo.js') : null;
+    const liveUndo = undo ? undo.liveUndoAreas(parent) : [];
     if (liveUndo.length > 0 && (mode === 'rebuild' || mode === 'rebuild-blocks' || o.pack)) {
       throw new DdfsError('BUSY', `${parent}: a mirror pass is half-applied (${liveUndo.length} undo areas in ddfsmirror/undo): finish it by copying again from the master (or roll it back with mirrorddumbfs promote --rollback) before -r, -R or -k`);
     }
@@ -193,10 +195,10 @@ export async function main(argv: string[]): Promise<number> {
       onLocked: () => {
         if (fs.existsSync(special)) logger.attachFile(path.join(special, LOG_FILE), openLogFileNoFollow);
         // a repair, rebuild or pack is not journaled: a mirror master's generation goes up before it changes anything
-        const generation = bumpMasterGeneration(parent);
+        const generation = mirror?.bumpMasterGeneration(parent) ?? null;
         if (generation !== null) logger.info(`mirror master: generation ${generation} (the repair is not journaled; slaves take a content pass)`);
       },
-      extraReferences: liveUndo.length > 0 ? () => undoAreaHashes(parent, cfg) : undefined,
+      extraReferences: undo && liveUndo.length > 0 ? () => undo.undoAreaHashes(parent, cfg) : undefined,
       out: (line) => {
         status = statusOfReportLine(line) ?? status;
         view.write(concatText(line, '\n'), process.stdout);

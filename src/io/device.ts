@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import { DdfsError } from '../errors.js';
 import { pathText } from '../util/path_text.js';
-import { sizeBySeekEnd } from './libc.js';
+import { adviseWillNeed, sizeBySeekEnd } from './libc.js';
 
 /** Random-access storage of bytes: a file or a block device. Offsets and sizes are in bytes. */
 export interface Device {
@@ -61,6 +61,13 @@ export interface DeviceFactory {
    * @throws Node system errors (ENOENT, ENOTDIR...) unchanged
    */
   syncDirectory(path: string | Buffer): Promise<void>;
+  /**
+   * Optional hint that the file at `path` is about to be read from its start: begin reading its first `bytes` into
+   * the page cache without waiting, so a walk that reads many small files one after another (fsck) does not wait
+   * for the disk once per file. Never throws, never follows a symlink, changes nothing; a factory without it
+   * (tests' fault-injecting and memory devices) simply reads without read-ahead.
+   */
+  prefetch?(path: string | Buffer, bytes: number): void;
 }
 
 /** Options of `DeviceFactory.open`. */
@@ -190,6 +197,29 @@ export const fileDevices: DeviceFactory = {
     const fd = fs.openSync(p, fsc.O_RDONLY | fsc.O_DIRECTORY);
     try {
       await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+
+  prefetch(p, bytes) {
+    // O_NONBLOCK: a FIFO swapped in for the file must not block the open; O_NOATIME as for any volume read
+    const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+    let fd: number;
+    try {
+      try {
+        fd = fs.openSync(p, flags | (fsc.O_NOATIME ?? 0));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPERM') return;
+        fd = fs.openSync(p, flags);
+      }
+    } catch {
+      return; // a hint only: the real open reports the error
+    }
+    try {
+      adviseWillNeed(fd, 0, bytes);
+    } catch {
+      // no libc binding: no read-ahead, the reads are only slower
     } finally {
       fs.closeSync(fd);
     }

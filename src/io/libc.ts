@@ -2,7 +2,8 @@
  * The system calls node:fs lacks and the volume needs on byte paths: utimensat(2) with nanosecond times and
  * AT_SYMLINK_NOFOLLOW (node's utimes takes a double of seconds, which cannot hold a 2026 time to the nanosecond,
  * and follows symlinks), mknod(2) of FIFOs, devices and sockets, syncfs(2) (one durability point for many
- * files of a filesystem) and lseek(2) SEEK_END (the size of a block device); glibc's, called through io/ffi.ts.
+ * files of a filesystem), lseek(2) SEEK_END (the size of a block device) and posix_fadvise(2) (read-ahead of files
+ * about to be read); glibc's, called through io/ffi.ts.
  *
  * Paths are Buffers of raw bytes (NUL-terminated here), never decoded: a name that is not UTF-8 reaches the UFS as
  * it is. Times are bigint nanoseconds since the epoch (negative before 1970).
@@ -21,13 +22,28 @@ type UtimensatFn = (dirfd: number, path: Buffer, times: Buffer, flags: number) =
 type MknodFn = (path: Buffer, mode: number, dev: bigint) => number;
 type SyncfsFn = (fd: number) => number;
 type LseekFn = (fd: number, offset: number, whence: number) => number | bigint;
-const libc = nativeFunctions<{ utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn; lseek: LseekFn }>('libc.so.6', {
+type FadviseFn = (fd: number, offset: number, length: number, advice: number) => number;
+const libc = nativeFunctions<{
+  utimensat: UtimensatFn; mknod: MknodFn; syncfs: SyncfsFn; lseek: LseekFn; posix_fadvise: FadviseFn;
+}>('libc.so.6', {
   utimensat: 'int utimensat(int dirfd, const uint8_t *path, const uint8_t *times, int flags)',
   mknod: 'int mknod(const uint8_t *path, uint32_t mode, uint64_t dev)',
   syncfs: 'int syncfs(int fd)',
   lseek: 'int64_t lseek(int fd, int64_t offset, int whence)',
+  posix_fadvise: 'int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)',
 });
 const SEEK_END = 2;
+/** posix_fadvise advice: the range will be read soon (linux/fadvise.h). */
+const POSIX_FADV_WILLNEED = 3;
+
+/**
+ * posix_fadvise(2) POSIX_FADV_WILLNEED: start reading bytes [offset, offset + length) of the open file `fd` into the
+ * page cache and return without waiting (a hint: the kernel may ignore it).
+ * @returns false when the advice was refused (EBADF, ESPIPE...); nothing is thrown
+ */
+export function adviseWillNeed(fd: number, offset: number, length: number): boolean {
+  return libc().posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED) === 0;
+}
 
 /**
  * syncfs(2) of the filesystem holding the open file descriptor `fd`: every file written on it (data and metadata,

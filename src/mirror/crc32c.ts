@@ -3,7 +3,7 @@
  * §4.17). Node's `zlib.crc32` is CRC-32/IEEE and must not be used for this.
  *
  * The only importer of hash-wasm. hash-wasm compiles its WebAssembly asynchronously, so the API is
- * "async once, sync after": `await Crc32c.load()` resolves to a checksummer whose `compute()` is synchronous.
+ * "async once, sync after" (and the module itself is imported by the first load): `await Crc32c.load()` resolves to a checksummer whose `compute()` is synchronous.
  * Callers load it once (the stream encoder and decoder factories do) and then checksum every record without
  * awaiting. load() caches one promise per process; each Crc32c owns its own wasm hasher.
  *
@@ -11,7 +11,7 @@
  * yields to the event loop, so a hasher is never shared by two interleaved computations (one JS thread).
  * Values are unsigned 32-bit numbers; on the DDMS wire they are written little-endian.
  */
-import { createCRC32, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
 
 /** The reflected Castagnoli polynomial (RFC 3720 §12.1, B.4). */
 export const CRC32C_POLYNOMIAL = 0x82f63b78;
@@ -27,7 +27,9 @@ export class Crc32c {
    * @throws whatever WebAssembly instantiation throws (not expected on Node 20)
    */
   static load(): Promise<Crc32c> {
-    loading ??= createCRC32(CRC32C_POLYNOMIAL).then(
+    // imported here, not at the top: loading hash-wasm costs ~0.1 s, which every command importing the mirror
+    // modules (fsckddumbfs, the daemon) paid at startup even when it never checksums a record
+    loading ??= import('hash-wasm').then(({ createCRC32 }) => createCRC32(CRC32C_POLYNOMIAL)).then(
       (hasher) => new Crc32c(hasher),
       (err: unknown) => {
         loading = null;

@@ -126,6 +126,13 @@ function* batchesOf(runs: Iterable<BlockRun>, blocksMax: number): Generator<Batc
   if (cur) yield finish(cur);
 }
 
+/**
+ * V8 heap bounds of a hash thread. Its heap holds only small per-batch objects (the batch bytes are transferred
+ * ArrayBuffers, outside the heap), but V8's defaults let each thread's young generation grow to tens of MiB of RSS
+ * before collecting: with 2 threads that was a fifth of fsck -C's peak memory (issue 9).
+ */
+const HASH_WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
+
 let workerUrlCache: URL | null | undefined;
 
 /** The compiled worker script, or null when running from TypeScript sources. */
@@ -212,7 +219,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
   const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
   let failure: unknown = null;
   for (let t = 0; t < threads; t++) {
-    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs } });
+    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
     const slot = { w, pending: 0 };
     w.on('message', (m: HashDone) => {
       slot.pending--;
@@ -285,7 +292,7 @@ export class HashWorkers {
   private constructor(hashName: HashName, private readonly blockSize: number, threads: number) {
     this.hasher = createHasher(hashName);
     for (let t = 0; t < threads; t++) {
-      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize } });
+      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
       const slot = { w, pending: 0 };
       w.on('message', (m: HashDone) => {
         slot.pending--;

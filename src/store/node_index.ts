@@ -305,7 +305,7 @@ export class NodeIndex {
    * @throws DdfsError NO_SPACE when no empty node follows the slot
    */
   insertAt(slot: number, address: number, h: Buffer, hOffset = 0): void {
-    assert(address >= 2, `cannot index address ${address}`);
+    if (!(address >= 2)) assert(false, `cannot index address ${address}`); // message only on failure: hot path (rebuild)
     if (this.address(slot) !== 0) {
       const f = this.firstEmptyFrom(slot + 1);
       if (f < 0) throw new DdfsError('NO_SPACE', 'index exhausted: no empty node to shift into');
@@ -321,7 +321,7 @@ export class NodeIndex {
    * @throws DdfsError NO_SPACE when the table is exhausted
    */
   add(address: number, h: Buffer, mode: 'duplicates' | 'unique'): void {
-    assert(address >= 2, `cannot index address ${address}`);
+    if (!(address >= 2)) assert(false, `cannot index address ${address}`); // message only on failure: hot path (rebuild)
     let i = this.idealSlot(h);
     for (; i < this.nodeCount; i++) {
       const a = this.address(i);
