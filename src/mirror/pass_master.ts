@@ -46,7 +46,7 @@ import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
-import { claimTid, lineageIdOf, readMirrorState, sourceState } from './state.js';
+import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
 import { applyRetention, readReplica, recordAck, type RetentionLimits } from './replicas.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -785,6 +785,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: tidEnd, claimKind: 'none', capabilities: 0,
       lineageId: Buffer.from(lineageIdOf(state), 'hex'),
     };
+    const servedMaster = masterUuidOf(state);
+    if (servedMaster !== null) hello.masterUuid = Buffer.from(servedMaster, 'hex');
     await out.send(hello);
     let passId: Buffer = randomBytes(16);
     if (input !== null) {
@@ -794,7 +796,10 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         : !peer.sharedUuid.equals(hello.sharedUuid) ? `it is bound to ${peer.sharedUuid.toString('hex')}, this master is ${state.sharedUuid} (init-slave it from this master)`
           : peer.blockSize !== blockSize ? `block size ${peer.blockSize}, the master's is ${blockSize}`
             : peer.hashAlgo !== cfg.hashName ? `hash ${peer.hashAlgo}, the master's is ${cfg.hashName}`
-              : !(peer.lineageId ?? peer.sharedUuid).equals(hello.lineageId!) ? `it is bound to lineage ${(peer.lineageId ?? peer.sharedUuid).toString('hex')}, this master is lineage ${lineageIdOf(state)} (epoch ${state.lineage}): rebind it (mirrorddumbfs rebind SLAVE --from MASTER)` : null;
+              : !(peer.lineageId ?? peer.sharedUuid).equals(hello.lineageId!) ? `it is bound to lineage ${(peer.lineageId ?? peer.sharedUuid).toString('hex')}, this master is lineage ${lineageIdOf(state)} (epoch ${state.lineage}): rebind it (mirrorddumbfs rebind SLAVE --from MASTER)`
+                // one master per slave (§4.12); a slave that names none (older, or not bound yet) is bound by this pass
+                : servedMaster !== null && peer.masterUuid !== undefined && peer.masterUuid.toString('hex') !== servedMaster
+                  ? `it is bound to master ${peer.masterUuid.toString('hex')}, this source serves master ${servedMaster} (one master per slave: rebind it, mirrorddumbfs rebind SLAVE --from MASTER)` : null;
       if (why !== null) {
         await out.send({ type: 'ERROR', reason: REASON.INCOMPATIBLE, message: `the slave does not match: ${why}` });
         throw new DdfsError('INVALID', `the slave does not match the master: ${why}`);
