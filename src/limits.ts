@@ -308,6 +308,10 @@ export const LOCK_RECORD_SIZE_MAX = 512;
  * and the refusal must not hang on it.
  */
 export const LOCK_QUERY_TIMEOUT_MS = 2000;
+/** How often a shared-lock taker retries while another reader holds the gate for its moment (volume/lock.ts). */
+export const LOCK_GATE_RETRY_COUNT = 200;
+/** Delay between those retries, ms (the gate is held for a few ms: a bind, a file read, a bind). */
+export const LOCK_GATE_RETRY_DELAY_MS = 10;
 
 /**
  * Bytes kept free on each filesystem holding volume files (block file, index, UFS tree), on top of what the index

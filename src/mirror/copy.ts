@@ -27,7 +27,7 @@ import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
 import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
 import { openPassVolume, type PassVolume } from './pass_volume.js';
-import { lineageIdOf, masterUuidOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
+import { lineageIdOf, masterState, masterUuidOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
 
 /** The tool name mirrorddumbfs takes the volume lock as. */
 const LOCK_TOOL = 'mirrorddumbfs';
@@ -66,7 +66,10 @@ type Endpoint = { kind: 'local'; vol: PassVolume } | { kind: 'daemon'; label: st
 async function openEndpoint(p: string, readOnly: boolean): Promise<Endpoint> {
   let vol: PassVolume;
   try {
-    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly });
+    // a master side only reads the volume: its lock is shared with other master passes (never with a writer); a
+    // volume never mirrored gets its master state (new uuids) while nobody else can start, so two first passes agree
+    const shared = readOnly ? { underGate: () => { if (readMirrorState(p) === null) masterState(p); } } : undefined;
+    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly, ...(shared !== undefined ? { shared } : {}) });
   } catch (err) {
     if (err instanceof DdfsError && err.code === 'LOCKED' && err.data.tool === DAEMON_TOOL) return { kind: 'daemon', label: p };
     throw err;

@@ -47,6 +47,10 @@ import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind 
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
 import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
+import { takeReplicaLock, type ReplicaLock } from '../volume/lock.js';
+
+/** The tool a replica lock names (volume/lock.ts takeReplicaLock). */
+const REPLICA_LOCK_TOOL = 'mirrorddumbfs';
 import { applyRetention, readReplica, recordAck, type RetentionLimits } from './replicas.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -759,6 +763,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   };
 
   let peerUuid: string | null = null;
+  let replicaLock: ReplicaLock | null = null;
   /**
    * The replica acknowledged the pass (§4.6 step 7): its record in `ddfsmirror/slaves/`, then journal retention
    * (§4.12). The pass is committed on the replica whatever happens here: a failure is reported, never thrown (a record
@@ -771,8 +776,12 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         head: journal !== null ? journal.durableHead : tidEnd,
       });
       if (journal !== null && !relay) {
-        const plan = await applyRetention(parent, journal, state.generation, options.retention);
-        for (const m of plan.marked) options.report?.(`replica ${m.uuid} is marked for a content pass: ${m.reason}`);
+        // retention drops segments and rewrites other replicas' records: only when no other pass of this master can
+        // be reading them (a shared lock: skipped while another reader runs; the next pass alone does it)
+        const j = journal;
+        const run = vol.alone ?? (<T>(fn: () => Promise<T>): Promise<T | null> => fn());
+        const plan = await run(() => applyRetention(parent, j, state.generation, options.retention));
+        for (const m of plan?.marked ?? []) options.report?.(`replica ${m.uuid} is marked for a content pass: ${m.reason}`);
       }
     } catch (err) {
       options.report?.(`warning: the replica's record or the journal retention was not written: ${err instanceof Error ? err.message : String(err)}`);
@@ -803,6 +812,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       if (why !== null) {
         await out.send({ type: 'ERROR', reason: REASON.INCOMPATIBLE, message: `the slave does not match: ${why}` });
         throw new DdfsError('INVALID', `the slave does not match the master: ${why}`);
+      }
+      // one pass per replica at a time: its record under ddfsmirror/slaves/ is this pass's to write
+      try {
+        replicaLock = await takeReplicaLock(parent, peerUuid, REPLICA_LOCK_TOOL);
+      } catch (err) {
+        // the slave is told in ASCII (no path: paths are bytes); the master's error names the volume
+        if (err instanceof DdfsError && err.code === 'BUSY') await out.send({ type: 'ERROR', reason: REASON.REFUSED, message: `another pass to this replica (${peerUuid}) is running on the master` });
+        throw err;
       }
       const resume = await resumable(digests, peer);
       if (resume !== null) {
@@ -879,6 +896,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   } finally {
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in sendBlocks
     await digests.close();
+    await (replicaLock as ReplicaLock | null)?.release();
   }
 }
 
