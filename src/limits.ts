@@ -387,6 +387,8 @@ export const MIRROR_STREAM_INTERVAL_S = 5;
 export const MIRROR_STREAM_BACKOFF_START_S = 15;
 /** Cap of the stream's reconnect delay: a link back up is noticed within 10 minutes. */
 export const MIRROR_STREAM_BACKOFF_MAX_S = 600;
+/** How long a stream stopping after a checkpoint waits for a remote slave to exit on the end of its stream, s. */
+export const MIRROR_STREAM_CUT_WAIT_S = 60;
 /**
  * Journal retention cap by size (mirroring spec §4.12): the segments kept for replicas that lag are at most 1 GiB
  * (about 20 million records of short paths, weeks of a busy volume), so a dead replica cannot fill the master's disk;

@@ -31,7 +31,7 @@ import { LinkMeter } from '../mirror/link_meter.js';
 import { CheckpointCut } from '../mirror/record_cut.js';
 import { claimTid, mirrorDirectory, readMirrorState } from '../mirror/state.js';
 import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
-import { MIRROR_STREAM_BACKOFF_MAX_S } from '../limits.js';
+import { MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_CUT_WAIT_S } from '../limits.js';
 import { EXIT } from './exit_codes.js';
 
 /** The master pass's error when an entry changed while it walked the tree (mirror/digest.ts). */
@@ -166,8 +166,13 @@ export class PassLink {
     cut.arm(() => {
       // the slave reads the CHECKPOINT and then the end: once its shell exited, nothing of the pass is left to keep
       const drop = (): void => this.stop(reason);
-      if (child.exitCode !== null || child.signalCode !== null) drop();
-      else child.once('exit', drop);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        drop();
+      } else {
+        child.once('exit', drop);
+        // a slave that never reads the end (a hung link) does not hold the stop: dropped after a while anyway
+        setTimeout(drop, MIRROR_STREAM_CUT_WAIT_S * 1000).unref();
+      }
     });
   }
 
