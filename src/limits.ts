@@ -325,6 +325,10 @@ export const LOCK_RECORD_SIZE_MAX = 512;
  * and the refusal must not hang on it.
  */
 export const LOCK_QUERY_TIMEOUT_MS = 2000;
+/** How often a shared-lock taker retries while another reader holds the gate for its moment (volume/lock.ts). */
+export const LOCK_GATE_RETRY_COUNT = 200;
+/** Delay between those retries, ms (the gate is held for a few ms: a bind, a file read, a bind). */
+export const LOCK_GATE_RETRY_DELAY_MS = 10;
 
 /**
  * Bytes kept free on each filesystem holding volume files (block file, index, UFS tree), on top of what the index
@@ -400,6 +404,8 @@ export const MIRROR_STREAM_INTERVAL_S = 5;
 export const MIRROR_STREAM_BACKOFF_START_S = 15;
 /** Cap of the stream's reconnect delay: a link back up is noticed within 10 minutes. */
 export const MIRROR_STREAM_BACKOFF_MAX_S = 600;
+/** How long a stream stopping after a checkpoint waits for a remote slave to exit on the end of its stream, s. */
+export const MIRROR_STREAM_CUT_WAIT_S = 60;
 /**
  * Journal retention cap by size (mirroring spec §4.12): the segments kept for replicas that lag are at most 1 GiB
  * (about 20 million records of short paths, weeks of a busy volume), so a dead replica cannot fill the master's disk;

@@ -4,7 +4,10 @@
  * - every FUSE op that changes the tree of a master (create, mkdir, rmdir, unlink, rename, link, symlink, mknod,
  *   chmod, chown, utimens, truncate, and data writes) has its record, with the right path(s), in the journal on
  *   disk within the group-commit window (the op does not wait for it: journal.ts); a rename records both paths
- *   under one TID; TIDs strictly increase; repeated writes to one file share records;
+ *   under one TID; TIDs strictly increase; repeated writes to one file share records; a chmod, chown or utimens of
+ *   a path a record of the window names is coalesced into it (no record; the daemon's unmount line counts them),
+ *   one of a path the window has not named has its record (the window is made long, DDUMBFS_JOURNAL_WINDOW_MS, so
+ *   what is coalesced does not depend on the clock);
  * - a volume that is not a master gets no journal, no seal, no state;
  * - a clean unmount writes a seal and the next mount keeps the generation; kill -9 of the daemon then a remount
  *   bumps the generation and the new TIDs are above every old one;
@@ -90,9 +93,20 @@ async function journalUntil(parent: string, done: (recs: JournalRecord[]) => boo
 const show = (r: JournalRecord): string => `${r.op} ${r.path.toString('latin1')}${r.dest ? ` -> ${r.dest.toString('latin1')}` : ''}`;
 
 describe('journal of a mounted master', () => {
-  it('every tree op has its record on disk within the group commit, in order; rename records both paths under one TID', async () => {
+  it('every tree op has its record on disk within the group commit, in order; rename records both paths under one TID; metadata changes coalesce', async () => {
     const parent = await volume(true);
-    const m = await mount(parent);
+    // paths made by an earlier mount: the window of the next one has named none of them
+    const first = await mount(parent);
+    for (const n of ['m1', 'm2', 'm3']) fs.writeFileSync(path.join(first.mountDir, n), n);
+    await first.unmount();
+    expect(await first.exited).toBe(0);
+    process.env.DDUMBFS_JOURNAL_WINDOW_MS = '600000';
+    let m: MountedVolume;
+    try {
+      m = await mount(parent);
+    } finally {
+      delete process.env.DDUMBFS_JOURNAL_WINDOW_MS;
+    }
     const at = (p: string): string => path.join(m.mountDir, p);
     const steps: Array<[string, () => Promise<void> | void, string[]]> = [
       ['create', () => fs.closeSync(fs.openSync(at('f'), 'w')), ['create f']],
@@ -104,9 +118,16 @@ describe('journal of a mounted master', () => {
         const r = await sh('mkfifo', [at('p')]);
         expect(r.code).toBe(0);
       }, ['mknod p']],
-      ['chmod', () => fs.chmodSync(at('h'), 0o600), ['chmod h']],
-      ['chown', () => fs.lchownSync(at('s'), process.getuid!(), process.getgid!()), ['chown s']],
-      ['utimens', () => fs.utimesSync(at('h'), 1000, 2000), ['utimens h']],
+      // h and s are named by records of this window (link, symlink): their metadata changes are coalesced
+      ['chmod', () => fs.chmodSync(at('h'), 0o600), []],
+      ['chown', () => fs.lchownSync(at('s'), process.getuid!(), process.getgid!()), []],
+      ['utimens', () => fs.utimesSync(at('h'), 1000, 2000), []],
+      // m1..m3 are not: the first change of each has its record, a second of the same path is coalesced
+      ['chmod', () => fs.chmodSync(at('m1'), 0o600), ['chmod m1']],
+      ['chmod', () => fs.chmodSync(at('m1'), 0o640), []],
+      ['chown', () => fs.lchownSync(at('m2'), process.getuid!(), process.getgid!()), ['chown m2']],
+      ['utimens', () => fs.utimesSync(at('m3'), 1000, 2000), ['utimens m3']],
+      ['utimens', () => fs.utimesSync(at('m3'), 3000, 4000), []],
       // node's truncateSync is open + ftruncate: a data change of the open file (a write record)
       ['ftruncate', () => fs.truncateSync(at('h'), 20), ['write h']],
       // truncate(2) by path (perl-base is essential on Debian): the tree's truncate
@@ -152,6 +173,13 @@ describe('journal of a mounted master', () => {
     expect(await m.exited).toBe(0);
 
     const all = journalRecords(parent);
+    // the coalescing rule: exactly one metadata record per path of the window, and only for paths it had not named
+    const meta = all.filter((r) => r.op === 'chmod' || r.op === 'chown' || r.op === 'utimens').map(show);
+    expect(meta).toEqual(['chmod m1', 'chown m2', 'utimens m3']);
+    // the five coalesced changes above (the kernel may add setattr calls of its own, coalesced too)
+    const line = /journal closed at durable_head \d+: (\d+) records in \d+ fsyncs this mount, (\d+) changes coalesced, sealed/.exec(m.stderr());
+    expect(line, m.stderr()).not.toBeNull();
+    expect(Number(line![2])).toBeGreaterThanOrEqual(5);
     for (let i = 1; i < all.length; i++) expect(all[i]!.tid).toBeGreaterThan(all[i - 1]!.tid);
     for (const op of ['create', 'mkdir', 'rmdir', 'unlink', 'rename', 'link', 'symlink', 'mknod', 'chmod', 'chown', 'utimens', 'truncate']) {
       expect(seenOps.has(op), op).toBe(true);

@@ -165,3 +165,47 @@ it('SIGTERM during a pass into a local slave stops after its next checkpoint; a 
   expect(verify.stdout.toString()).toBe('');
   expect(verify.code).toBe(0);
 }, 300_000);
+
+it('SIGTERM during a pass into a REMOTE slave (serve through a remote shell) stops after its next checkpoint, not after the pass', async () => {
+  const master = await volume();
+  const slave = await volume();
+  await withVolume(master, async (v) => {
+    for (let k = 0; k < 600; k++) await writeUfsFile(v, `f${String(k).padStart(4, '0')}`, seededBlocks(`r${k}`, 1, 4096));
+  });
+  expect((await run('node', [BIN, 'init-slave', slave, '--from', master], { timeoutMs: 180_000 })).code).toBe(0);
+  // the serve transport over a child process pipe: a "remote shell" that runs the command here (no sshd)
+  const rsh = path.join(work, 'local-rsh');
+  fs.writeFileSync(rsh, '#!/bin/sh\n# HOST COMMAND: run COMMAND here\nshift\nexec sh -c "$1"\n', { mode: 0o755 });
+  // -b slows the pass down (about 1.5 s for the 600 blocks) so the signal lands inside it
+  const s = startStream(['-e', rsh, '--mirror-path', BIN, '--checkpoint-records', '10', '--backoff', '0.2', '-b', '1024', master, `here:${slave}`]);
+  let applied = -1;
+  try {
+    expect(await waitFor(() => {
+      try {
+        const p = readMirrorState(slave)?.pass;
+        if (p === null || p === undefined || p.keyCurHex === '') return false;
+        applied = p.recordsApplied;
+        return true;
+      } catch {
+        return false;
+      }
+    }, 120_000)).toBe(true);
+  } finally {
+    s.child.kill('SIGTERM');
+  }
+  expect(await s.exited).toBe(0);
+  expect(s.stderr()).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
+  expect(s.stderr()).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
+  expect(s.stderr()).not.toMatch(/retry/);
+  const st = readMirrorState(slave)!;
+  expect(st.claim).toBeNull(); // stopped inside the first pass, not after it
+  expect(st.pass).not.toBeNull();
+  expect(st.pass!.recordsApplied).toBeGreaterThan(applied); // the checkpoint after the signal was applied
+  expect(readStreamState(master)!.connection).toBe('stopped'); // the slave is remote: the state is the master's
+  const again = await run('node', [BIN, 'copy', '-e', rsh, '--mirror-path', BIN, master, `here:${slave}`], { timeoutMs: 180_000 });
+  expect(again.code, again.stderr.toString()).toBe(0);
+  expect(again.stdout.toString()).toMatch(/resumed\n$/);
+  const verify = await run('node', [BIN, 'verify', master, slave], { timeoutMs: 180_000 });
+  expect(verify.stdout.toString()).toBe('');
+  expect(verify.code).toBe(0);
+}, 300_000);

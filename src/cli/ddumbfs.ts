@@ -195,7 +195,7 @@ export async function main(argv: string[]): Promise<number> {
       servedReadOnlyReason: role === 'slave' ? 'a mirror slave (ddfsmirror/state): only its mirror passes write it, through the control socket' : null,
       // a master journals every change before it happens (issue 8): no journal, no sink, no cost for other volumes
       onVolumeReady: role !== 'master' ? undefined : async ({ volume, parentDir: parent, crashed }) => {
-        const mj = await openMasterJournal(parent, { crashed, rootDir: volume.rootDir, logger });
+        const mj = await openMasterJournal(parent, { crashed, rootDir: volume.rootDir, logger, writeWindowMs: journalWindowFromEnv() });
         if (mj === null) return null;
         masterJournal = mj;
         volume.tree.sink = mj.sink;
@@ -207,7 +207,7 @@ export async function main(argv: string[]): Promise<number> {
             masterJournal = null;
             await mj.close(clean);
             const end = mj.journal.stats();
-            logger.info(`mirror master: journal closed at durable_head ${end.durableHead}: ${end.recordCount - st.recordCount} records in ${end.syncCount} fsyncs this mount${clean ? ', sealed' : ''}`);
+            logger.info(`mirror master: journal closed at durable_head ${end.durableHead}: ${end.recordCount - st.recordCount} records in ${end.syncCount} fsyncs this mount, ${end.coalescedCount - st.coalescedCount} changes coalesced${clean ? ', sealed' : ''}`);
           },
         };
       },
@@ -246,4 +246,15 @@ export async function main(argv: string[]): Promise<number> {
     setImmediate(() => process.exit(code));
     return code;
   });
+}
+
+/**
+ * DDUMBFS_JOURNAL_WINDOW_MS (man ddumbfs(8), ENVIRONMENT): the journal's data-write and coalescing window in ms
+ * (default JOURNAL_WRITE_WINDOW_MS); tests make it long so that what is coalesced does not depend on the clock.
+ * A value that is not a positive integer is ignored.
+ */
+function journalWindowFromEnv(): number | undefined {
+  const text = process.env.DDUMBFS_JOURNAL_WINDOW_MS;
+  if (text === undefined || !/^\d{1,9}$/.test(text) || Number(text) === 0) return undefined;
+  return Number(text);
 }

@@ -16,8 +16,10 @@
  *   time since the start of the last completed pass (the master's head it covered was taken then) while the head is
  *   above the claim (0 when caught up).
  * - SIGTERM or SIGINT stops it at once while it waits; during a pass into a local slave, once the slave applied its
- *   next CHECKPOINT (a durable resume point: the link is dropped then) or the pass committed; into a remote slave,
- *   after the current pass. A second signal drops the pass at once.
+ *   next CHECKPOINT (a durable resume point: the link is dropped then) or the pass committed; into a remote slave
+ *   (ssh, serve) the same: the stream to it ends right after the next CHECKPOINT record (mirror/record_cut.ts), the
+ *   slave applies it, records it as its resume point and exits on the end, then the link is dropped. A second signal
+ *   drops the pass at once.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,9 +28,10 @@ import type { Readable, Writable } from 'node:stream';
 import { fileDevices } from '../io/device.js';
 import { JOURNAL_DIRECTORY, summarizeJournal } from '../mirror/journal.js';
 import { LinkMeter } from '../mirror/link_meter.js';
+import { CheckpointCut } from '../mirror/record_cut.js';
 import { claimTid, mirrorDirectory, readMirrorState } from '../mirror/state.js';
 import { writeStreamState, type StreamState } from '../mirror/stream_state.js';
-import { MIRROR_STREAM_BACKOFF_MAX_S } from '../limits.js';
+import { MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_CUT_WAIT_S } from '../limits.js';
 import { EXIT } from './exit_codes.js';
 
 /** The master pass's error when an entry changed while it walked the tree (mirror/digest.ts). */
@@ -57,6 +60,10 @@ export class PassLink {
   stopped: string | null = null;
   private readonly watched: LinkMeter[] = [];
   private readonly drops: Array<() => void> = [];
+  /** The cut of the stream to a remote slave (remote() as master), and its shell. */
+  private cut: { cut: CheckpointCut; child: ChildProcess } | null = null;
+  /** Set by stopAfterCheckpoint: the reason `stopped` gets once the cut slave exited. */
+  private cutReason: string | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly rateBytesPerS: number | null, private readonly timeoutS: number, private readonly log: (line: string) => void) {}
@@ -87,7 +94,17 @@ export class PassLink {
   remote(child: ChildProcess, weAreMaster: boolean): { out: Writable; input: Readable } {
     const out = weAreMaster ? this.masterToSlave(false) : this.slaveToMaster(false);
     const input = weAreMaster ? this.slaveToMaster(true) : this.masterToSlave(true);
-    out.pipe(child.stdin!);
+    if (weAreMaster) {
+      // a remote slave: what we send can be cut after a CHECKPOINT when the stream stops (stopAfterCheckpoint)
+      const cut = new CheckpointCut();
+      cut.on('error', () => undefined);
+      out.pipe(cut).pipe(child.stdin!);
+      this.cut = { cut, child };
+      this.drops.push(() => cut.destroy());
+      if (this.cutReason !== null) this.armCut();
+    } else {
+      out.pipe(child.stdin!);
+    }
     child.stdout!.pipe(input);
     // a remote shell gone: what we still write could never drain
     child.stdin!.on('close', () => {
@@ -129,6 +146,34 @@ export class PassLink {
     const msg = err instanceof Error ? err.message : String(err);
     if (this.dead !== null || code <= 0) return err instanceof Error ? err : new Error(msg);
     return new Error(`${endpoint}: the connection ended (the remote shell exited with status ${code}): ${msg}`);
+  }
+
+  /**
+   * Stop once the remote slave applied the next CHECKPOINT (§4.9: a durable resume point): the stream to it ends right
+   * after that record, the slave applies the window, records its resume point and exits on the end of the stream,
+   * then the link is dropped (the master side fails and `stopped` says why). A pass that commits first just ends.
+   * Through a link made later in the pass (the remote shell not started yet), the cut is armed when it is made.
+   */
+  stopAfterCheckpoint(reason: string): void {
+    if (this.stopped !== null || this.dead !== null || this.cutReason !== null) return;
+    this.cutReason = reason;
+    if (this.cut !== null) this.armCut();
+  }
+
+  private armCut(): void {
+    const { cut, child } = this.cut!;
+    const reason = this.cutReason!;
+    cut.arm(() => {
+      // the slave reads the CHECKPOINT and then the end: once its shell exited, nothing of the pass is left to keep
+      const drop = (): void => this.stop(reason);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        drop();
+      } else {
+        child.once('exit', drop);
+        // a slave that never reads the end (a hung link) does not hold the stop: dropped after a while anyway
+        setTimeout(drop, MIRROR_STREAM_CUT_WAIT_S * 1000).unref();
+      }
+    });
   }
 
   /** Drop the link now because the stream stops (`reason` is logged by the caller). */
@@ -239,7 +284,9 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       return;
     }
     if (ends.localSlave === null) {
-      log(`stream: ${sig}: stopping after the current pass`);
+      // a remote slave: the stream to it ends after the next CHECKPOINT it gets, which it applies before it stops
+      log(`stream: ${sig}: stopping after the slave's next checkpoint`);
+      current.stopAfterCheckpoint(`stopped on ${sig} after a checkpoint (the next pass resumes from it)`);
       return;
     }
     // a local slave: stop at its next applied CHECKPOINT (a durable resume point), or when the pass commits

@@ -372,6 +372,7 @@ async function remoteIdentity(master: string, opts: PassFlags): Promise<MasterId
     throw new DdfsError('CORRUPT', `${master}: the remote side did not answer with the master's identity`);
   }
   if (id.lineageId !== undefined && !/^[0-9a-f]{32}$/.test(String(id.lineageId))) throw new DdfsError('CORRUPT', `${master}: the remote side answered a bad lineage id`);
+  if (id.masterUuid !== undefined && !/^[0-9a-f]{32}$/.test(String(id.masterUuid))) throw new DdfsError('CORRUPT', `${master}: the remote side answered a bad master uuid`);
   return id;
 }
 

@@ -193,3 +193,29 @@ export function removeLockFile(path: string, ino: bigint): boolean {
     throw err;
   }
 }
+
+/**
+ * The abstract UNIX socket names bound in this network namespace that start with `prefix` (without the leading NUL),
+ * from /proc/net/unix (where an abstract name shows as `@name`, and the NULs Node pads it with as `@`: trailing ones
+ * are dropped, so a name must not end with `@`); each name once. Names holding a space or a newline are not listed
+ * (ours hold neither).
+ * @returns the names, or null when /proc/net/unix cannot be read (the caller cannot tell who holds what)
+ */
+export function listAbstractNames(prefix: string): string[] | null {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/net/unix', 'latin1');
+  } catch {
+    return null;
+  }
+  const out = new Set<string>();
+  const needle = ` @${prefix}`;
+  for (const line of text.split('\n')) {
+    const at = line.indexOf(needle);
+    if (at < 0) continue;
+    // Node binds an abstract name padded with NULs to the whole sun_path (shown as '@'): they are not part of it
+    const name = line.slice(at + 2).replace(/@+$/, '');
+    if (name.length > 0 && !name.includes(' ')) out.add(name);
+  }
+  return [...out];
+}

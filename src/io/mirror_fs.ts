@@ -11,6 +11,7 @@
  * - mtimes are set with nanosecond precision (node's utimes takes a double of seconds and loses the last digits;
  *   verify compares mtimes in ns) through utimensat(2) (io/libc.ts).
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
@@ -76,13 +77,14 @@ export function syncFile(p: string | Buffer): void {
 
 /**
  * Replace `dir/name` by `data` atomically: write `dir/name.tmp` (O_EXCL after removing a stale one, O_NOFOLLOW),
- * fsync it, rename it over `name`, fsync `dir`.
+ * fsync it, rename it over `name`, fsync `dir`. With `ownTmp` the temp is `name.tmp.PID.RANDOM`, for a file that
+ * two processes may rewrite at once (the last rename wins; neither removes the other's temp).
  * @throws DdfsError INVALID when `dir` is a symlink; Node errors
  */
-export function writeAtomic(dir: string, name: string, data: Buffer, mode = 0o644): void {
+export function writeAtomic(dir: string, name: string, data: Buffer, mode = 0o644, ownTmp = false): void {
   const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw new DdfsError('INVALID', `${dir}: not a directory: refused`, { path: dir });
-  const tmp = `${dir}/${name}.tmp`;
+  const tmp = ownTmp ? `${dir}/${name}.tmp.${process.pid}.${randomBytes(6).toString('hex')}` : `${dir}/${name}.tmp`;
   fs.rmSync(tmp, { force: true });
   const fd = fs.openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
   try {

@@ -27,7 +27,7 @@ import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
 import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
 import { openPassVolume, type PassVolume } from './pass_volume.js';
-import { lineageIdOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
+import { lineageIdOf, masterState, masterUuidOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
 
 /** The tool name mirrorddumbfs takes the volume lock as. */
 const LOCK_TOOL = 'mirrorddumbfs';
@@ -66,7 +66,10 @@ type Endpoint = { kind: 'local'; vol: PassVolume } | { kind: 'daemon'; label: st
 async function openEndpoint(p: string, readOnly: boolean): Promise<Endpoint> {
   let vol: PassVolume;
   try {
-    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly });
+    // a master side only reads the volume: its lock is shared with other master passes (never with a writer); a
+    // volume never mirrored gets its master state (new uuids) while nobody else can start, so two first passes agree
+    const shared = readOnly ? { underGate: () => { if (readMirrorState(p) === null) masterState(p); } } : undefined;
+    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly, ...(shared !== undefined ? { shared } : {}) });
   } catch (err) {
     if (err instanceof DdfsError && err.code === 'LOCKED' && err.data.tool === DAEMON_TOOL) return { kind: 'daemon', label: p };
     throw err;
@@ -260,6 +263,11 @@ export interface MasterIdentity {
   hashName: string;
   /** The master's lineage id (§4.14); absent from older peers: the initial lineage (the shared uuid). */
   lineageId?: string;
+  /**
+   * The unique uuid of the master a slave of it is bound to (§4.12: the master's own; a relay's bound master); absent
+   * from older peers and from a relay not bound yet: the slave is bound by its first pass.
+   */
+  masterUuid?: string;
 }
 
 /**
@@ -269,7 +277,10 @@ export interface MasterIdentity {
 export async function masterIdentity(master: string): Promise<MasterIdentity> {
   const cm = await readVolumeConfig(master);
   const ms = sourceState(master); // a relay (a slave with a committed claim) can bind slaves too (§4.12)
-  return { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName, lineageId: lineageIdOf(ms) };
+  const id: MasterIdentity = { sharedUuid: ms.sharedUuid, lineage: ms.lineage, generation: ms.generation, blockSize: cm.blockSize, hashName: cm.hashName, lineageId: lineageIdOf(ms) };
+  const bound = masterUuidOf(ms);
+  if (bound !== null) id.masterUuid = bound;
+  return id;
 }
 
 /**
@@ -290,6 +301,9 @@ export async function bindSlave(slave: string, master: MasterIdentity, label: st
     const names = listNames(pathBytes(path.join(path.resolve(slave), ROOT_DIRECTORY))).filter((n) => n.toString('latin1') !== '.ddumbfs');
     if (names.length > 0) throw new DdfsError('INVALID', `${slave}: not an empty volume (${names.length} entries in ${ROOT_DIRECTORY}): a slave starts empty`, { path: slave });
     const ss = slaveStateFor({ version: 1, sharedUuid: master.sharedUuid, uniqueUuid: master.sharedUuid, role: 'master', lineage: master.lineage, generation: master.generation, claim: null, pass: null, lineageId: master.lineageId });
+    // bound to the master the identity names (§4.12), or by the first pass when it names none (an older peer)
+    if (master.masterUuid !== undefined) ss.masterUuid = master.masterUuid;
+    else delete ss.masterUuid;
     writeMirrorState(slave, ss);
     void label;
     return { sharedUuid: ss.sharedUuid, uniqueUuid: ss.uniqueUuid };

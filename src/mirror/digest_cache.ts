@@ -192,6 +192,7 @@ export class DigestCache {
       at += ENTRY_SIZE;
     }
     createHash('sha256').update(out.subarray(0, at)).digest().copy(out, at);
-    writeAtomic(dir, CACHE_NAME, out, 0o600);
+    // two master passes of one volume may save at once (a shared volume lock): each writes its own temp
+    writeAtomic(dir, CACHE_NAME, out, 0o600, true);
   }
 }

@@ -181,6 +181,56 @@ describe('Journal', () => {
     await k.close();
   });
 
+  it('coalescing: a chmod/chown/utimens of a path a record of the window names makes no record; a pass (beginCover), time or another path make one', async () => {
+    let clock = 0;
+    const j = await Journal.open(dir, { devices: fileDevices, now: () => clock });
+    // a new file as cp -a makes it: create, write, chmod, chown, utimens: two records, three changes coalesced
+    expect(j.record({ op: 'create', path: b('f') })).toBeNull();
+    expect(j.beforeWrite(7n, b('f'))).toBeNull();
+    for (const op of ['chmod', 'chown', 'utimens'] as const) expect(j.record({ op, path: b('f') })).toBeNull();
+    expect(j.nextTid).toBe(3n);
+    expect(j.stats().coalescedCount).toBe(3);
+    // another path, even one sharing the bytes' prefix, and an op that is not metadata, make records
+    j.record({ op: 'chmod', path: b('f2') });
+    j.record({ op: 'chmod', path: b('f2') }); // coalesced into the chmod of the window
+    j.record({ op: 'truncate', path: b('f') });
+    expect(j.nextTid).toBe(5n);
+    // a rename's dest is named by its record: a chmod of it right after is coalesced, of the source too
+    j.record({ op: 'rename', path: b('f2'), dest: b('d/g') });
+    j.record({ op: 'utimens', path: b('d/g') });
+    expect(j.nextTid).toBe(6n);
+    // a pass takes the head: the window ends, the next chmod of f has its own record (a TID above the cover)
+    await j.sync();
+    const head = j.beginCover();
+    expect(head).toBe(5n);
+    j.record({ op: 'chmod', path: b('f') });
+    expect(j.nextTid).toBe(7n);
+    j.record({ op: 'chown', path: b('f') });
+    expect(j.nextTid).toBe(7n);
+    clock += 10_000; // the window also ends with time
+    j.record({ op: 'chown', path: b('f') });
+    expect(j.nextTid).toBe(8n);
+    expect(j.stats().coalescedCount).toBe(6);
+    await j.close();
+    const k = await Journal.open(dir, { devices: fileDevices });
+    expect((await k.readRange(0n, 99n)).map((r) => `${r.tid}:${r.op}:${r.path.toString()}`))
+      .toEqual(['1:create:f', '2:write:f', '3:chmod:f2', '4:truncate:f', '5:rename:f2', '6:chmod:f', '7:chown:f']);
+    await k.close();
+  });
+
+  it('coalescing honours writeWindowMs: a long window coalesces across any time until a pass', async () => {
+    let clock = 0;
+    const j = await Journal.open(dir, { devices: fileDevices, now: () => clock, writeWindowMs: 3_600_000 });
+    j.record({ op: 'mkdir', path: b('d') });
+    clock += 60_000;
+    j.record({ op: 'chmod', path: b('d') });
+    expect(j.nextTid).toBe(2n);
+    j.beginCover();
+    j.record({ op: 'chmod', path: b('d') });
+    expect(j.nextTid).toBe(3n);
+    await j.close();
+  });
+
   it('record: buffered records wait for nothing, share one sync per window, and durableHead moves only after the sync', async () => {
     const devices = countingDevices();
     const j = await Journal.open(dir, { devices, commitWindowMs: 50 });

@@ -33,6 +33,12 @@
  *   record. `append` and `sync` resolve only after an fsync covering their records and cut the window short.
  *   `durableHead` is the highest synced TID: it advances only after the fsync that covers it, and a pass never
  *   covers a TID above it (§4.3).
+ * - Window (§4.3 "one record per file per group-commit window"): JOURNAL_WRITE_WINDOW_MS long, ended early by every
+ *   pass's beginCover (and by JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX keys). A data write to a file that has a `write`
+ *   record in the window makes none; a chmod, chown or utimens of a path that any record of the window names (as
+ *   its path or its dest) makes none either: it is coalesced into that record. Sound because a record is a dirty key,
+ *   not an operation: the pass covering that record's TID starts (beginCover) after the coalesced change was asked
+ *   for, and ships the path's state as it finds it then; a pass that covered below that TID ended the earlier window.
  * - Crash safety of the buffered records (a record of a change that reached the UFS may be lost with the buffer):
  *   the daemon removes the seal durably before it serves anything and writes it only after `close` made every
  *   record durable (master_journal.ts), so a crash always leaves no seal; the next mount then bumps the generation
@@ -194,6 +200,8 @@ export interface JournalStats {
   /** fsyncs of segments done so far by this process (group commit figure). */
   syncCount: number;
   recordCount: number;
+  /** chmod/chown/utimens changes coalesced into a record of the same path in the window (no record of their own). */
+  coalescedCount: number;
 }
 
 /** What recovery found on open. */
@@ -219,7 +227,12 @@ export interface JournalOpenOptions {
   now?: () => number;
   /** Group-commit window of buffered records in ms (default JOURNAL_COMMIT_WINDOW_MS). */
   commitWindowMs?: number;
+  /** The data-write and coalescing window in ms (default JOURNAL_WRITE_WINDOW_MS; tests make it long). */
+  writeWindowMs?: number;
 }
+
+/** Ops coalesced into a record of the same path in the window (metadata only: the path is dirty already). */
+const COALESCED_OPS: ReadonlySet<JournalOp> = new Set<JournalOp>(['chmod', 'chown', 'utimens']);
 
 /** A waiter of the group commit. */
 interface Waiter {
@@ -259,6 +272,10 @@ export class Journal {
   private windowEpoch = 0;
   private windowStartMs: number;
   private readonly windowFiles = new Set<bigint>();
+  /** Paths (latin1 keys of the raw bytes) named by a record of the current window. */
+  private readonly windowPaths = new Set<string>();
+  private writeWindowMs = JOURNAL_WRITE_WINDOW_MS;
+  private coalesced = 0;
 
   private constructor(
     readonly directory: string,
@@ -332,6 +349,7 @@ export class Journal {
     await options.devices.syncDirectory(dir);
     const journal = new Journal(dir, crc, options.devices, options.segmentSizeMax ?? JOURNAL_SEGMENT_SIZE_MAX, options.now ?? Date.now, floor, recovery);
     if (options.commitWindowMs !== undefined) journal.commitWindowMs = options.commitWindowMs;
+    if (options.writeWindowMs !== undefined) journal.writeWindowMs = options.writeWindowMs;
     journal.segments.push(...found);
     journal.records = recovery.recordCount;
     const tail = found[found.length - 1];
@@ -374,13 +392,25 @@ export class Journal {
    * Give `change` the next TID and buffer its record; the flusher writes and fsyncs it within the group-commit
    * window (JOURNAL_COMMIT_WINDOW_MS). The change may go ahead at once: see the file comment for why a record lost
    * in a crash cannot hide it.
+   * A chmod, chown or utimens of a path already named by a record of the window gets no record (coalesced, see
+   * the file comment).
    * @returns null (nothing to wait for), or, when more than JOURNAL_PENDING_SIZE_MAX bytes are buffered, a promise
    *   that resolves once this record is durable (the change waits: memory stays bounded on a slow disk)
    * @throws DdfsError INVALID for a path too long or a closed journal; the error of an earlier failed write or
    *   sync (every change fails from then on: the mount can no longer seal, the next one bumps the generation)
    */
   record(change: JournalChange): Promise<void> | null {
+    this.windowTick();
+    const key = change.path.toString('latin1');
+    if (COALESCED_OPS.has(change.op) && this.windowPaths.has(key)) {
+      if (this.closed) throw new DdfsError('INVALID', `${this.directory}: journal is closed`);
+      if (this.failure !== null) throw this.failure;
+      this.coalesced++;
+      return null;
+    }
     const tid = this.buffer(change);
+    this.windowPaths.add(key);
+    if (change.dest !== undefined) this.windowPaths.add(change.dest.toString('latin1'));
     if (this.pendingBytes <= JOURNAL_PENDING_SIZE_MAX) {
       this.scheduleFlush();
       return null;
@@ -430,8 +460,7 @@ export class Journal {
    */
   beforeWrite(fileKey: bigint, p: Buffer): Promise<void> | null {
     if (this.failure !== null) return Promise.reject(this.failure);
-    const t = this.now();
-    if (t - this.windowStartMs >= JOURNAL_WRITE_WINDOW_MS || this.windowFiles.size >= JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX) this.closeWindow();
+    this.windowTick();
     if (this.windowFiles.has(fileKey)) return null;
     let wait: Promise<void> | null;
     try {
@@ -443,11 +472,18 @@ export class Journal {
     return wait;
   }
 
-  /** End the data-write window: every file's next write makes a new record. */
+  /** End the window when it is JOURNAL_WRITE_WINDOW_MS old or holds too many keys. */
+  private windowTick(): void {
+    if (this.now() - this.windowStartMs >= this.writeWindowMs || this.windowFiles.size >= JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX
+      || this.windowPaths.size >= JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX) this.closeWindow();
+  }
+
+  /** End the window: every file's next write, every path's next chmod/chown/utimens makes a new record. */
   closeWindow(): void {
     this.windowEpoch++;
     this.windowStartMs = this.now();
     this.windowFiles.clear();
+    this.windowPaths.clear();
   }
 
   /**
@@ -528,6 +564,7 @@ export class Journal {
     return {
       nextTid: this.next, durableHead: this.head, segmentCount: this.segments.length,
       sizeBytes: this.segments.reduce((a, s) => a + s.sizeBytes, 0), oldestTid: this.oldestTid, syncCount: this.syncs, recordCount: this.records,
+      coalescedCount: this.coalesced,
     };
   }
 

@@ -118,6 +118,8 @@ export interface MasterJournalOptions {
   devices?: DeviceFactory;
   /** Segment size that starts a new segment (tests of retention use small ones; default JOURNAL_SEGMENT_SIZE_MAX). */
   segmentSizeMax?: number;
+  /** The journal's data-write and coalescing window in ms (default JOURNAL_WRITE_WINDOW_MS). */
+  writeWindowMs?: number;
 }
 
 /**
@@ -132,7 +134,7 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
   const mirrorDir = mirrorDirectory(parentDir);
   const devices = options.devices ?? fileDevices;
   const floor = state.nextTid !== undefined ? BigInt(state.nextTid) : 1n;
-  const journal = await Journal.open(mirrorDir, { devices, nextTidFloor: floor, ...(options.segmentSizeMax !== undefined ? { segmentSizeMax: options.segmentSizeMax } : {}) });
+  const journal = await Journal.open(mirrorDir, { devices, nextTidFloor: floor, ...(options.segmentSizeMax !== undefined ? { segmentSizeMax: options.segmentSizeMax } : {}), ...(options.writeWindowMs !== undefined ? { writeWindowMs: options.writeWindowMs } : {}) });
   const seal = readSeal(parentDir);
   let reason: string | null = null;
   if (journal.recovery.damaged) reason = 'the journal lost a record before its tail';

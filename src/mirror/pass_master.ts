@@ -46,7 +46,11 @@ import { DigestCache } from './digest_cache.js';
 import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
-import { claimTid, lineageIdOf, readMirrorState, sourceState } from './state.js';
+import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
+import { takeReplicaLock, type ReplicaLock } from '../volume/lock.js';
+
+/** The tool a replica lock names (volume/lock.ts takeReplicaLock). */
+const REPLICA_LOCK_TOOL = 'mirrorddumbfs';
 import { applyRetention, readReplica, recordAck, type RetentionLimits } from './replicas.js';
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
@@ -759,6 +763,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   };
 
   let peerUuid: string | null = null;
+  let replicaLock: ReplicaLock | null = null;
   /**
    * The replica acknowledged the pass (§4.6 step 7): its record in `ddfsmirror/slaves/`, then journal retention
    * (§4.12). The pass is committed on the replica whatever happens here: a failure is reported, never thrown (a record
@@ -771,8 +776,12 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         head: journal !== null ? journal.durableHead : tidEnd,
       });
       if (journal !== null && !relay) {
-        const plan = await applyRetention(parent, journal, state.generation, options.retention);
-        for (const m of plan.marked) options.report?.(`replica ${m.uuid} is marked for a content pass: ${m.reason}`);
+        // retention drops segments and rewrites other replicas' records: only when no other pass of this master can
+        // be reading them (a shared lock: skipped while another reader runs; the next pass alone does it)
+        const j = journal;
+        const run = vol.alone ?? (<T>(fn: () => Promise<T>): Promise<T | null> => fn());
+        const plan = await run(() => applyRetention(parent, j, state.generation, options.retention));
+        for (const m of plan?.marked ?? []) options.report?.(`replica ${m.uuid} is marked for a content pass: ${m.reason}`);
       }
     } catch (err) {
       options.report?.(`warning: the replica's record or the journal retention was not written: ${err instanceof Error ? err.message : String(err)}`);
@@ -785,6 +794,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: tidEnd, claimKind: 'none', capabilities: 0,
       lineageId: Buffer.from(lineageIdOf(state), 'hex'),
     };
+    const servedMaster = masterUuidOf(state);
+    if (servedMaster !== null) hello.masterUuid = Buffer.from(servedMaster, 'hex');
     await out.send(hello);
     let passId: Buffer = randomBytes(16);
     if (input !== null) {
@@ -794,10 +805,21 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         : !peer.sharedUuid.equals(hello.sharedUuid) ? `it is bound to ${peer.sharedUuid.toString('hex')}, this master is ${state.sharedUuid} (init-slave it from this master)`
           : peer.blockSize !== blockSize ? `block size ${peer.blockSize}, the master's is ${blockSize}`
             : peer.hashAlgo !== cfg.hashName ? `hash ${peer.hashAlgo}, the master's is ${cfg.hashName}`
-              : !(peer.lineageId ?? peer.sharedUuid).equals(hello.lineageId!) ? `it is bound to lineage ${(peer.lineageId ?? peer.sharedUuid).toString('hex')}, this master is lineage ${lineageIdOf(state)} (epoch ${state.lineage}): rebind it (mirrorddumbfs rebind SLAVE --from MASTER)` : null;
+              : !(peer.lineageId ?? peer.sharedUuid).equals(hello.lineageId!) ? `it is bound to lineage ${(peer.lineageId ?? peer.sharedUuid).toString('hex')}, this master is lineage ${lineageIdOf(state)} (epoch ${state.lineage}): rebind it (mirrorddumbfs rebind SLAVE --from MASTER)`
+                // one master per slave (§4.12); a slave that names none (older, or not bound yet) is bound by this pass
+                : servedMaster !== null && peer.masterUuid !== undefined && peer.masterUuid.toString('hex') !== servedMaster
+                  ? `it is bound to master ${peer.masterUuid.toString('hex')}, this source serves master ${servedMaster} (one master per slave: rebind it, mirrorddumbfs rebind SLAVE --from MASTER)` : null;
       if (why !== null) {
         await out.send({ type: 'ERROR', reason: REASON.INCOMPATIBLE, message: `the slave does not match: ${why}` });
         throw new DdfsError('INVALID', `the slave does not match the master: ${why}`);
+      }
+      // one pass per replica at a time: its record under ddfsmirror/slaves/ is this pass's to write
+      try {
+        replicaLock = await takeReplicaLock(parent, peerUuid, REPLICA_LOCK_TOOL);
+      } catch (err) {
+        // the slave is told in ASCII (no path: paths are bytes); the master's error names the volume
+        if (err instanceof DdfsError && err.code === 'BUSY') await out.send({ type: 'ERROR', reason: REASON.REFUSED, message: `another pass to this replica (${peerUuid}) is running on the master` });
+        throw err;
       }
       const resume = await resumable(digests, peer);
       if (resume !== null) {
@@ -874,6 +896,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   } finally {
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in sendBlocks
     await digests.close();
+    await (replicaLock as ReplicaLock | null)?.release();
   }
 }
 

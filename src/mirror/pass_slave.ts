@@ -591,14 +591,21 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         generation: state.claim?.generation ?? state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: claimTid(state.claim), claimKind: state.claim === null || claimTid(state.claim) === 0n ? 'none' : state.claim.claimKind,
         pendingPass: pending === null ? undefined : { passId: Buffer.from(pending.passId, 'hex'), tidBeg: 0n, tidEnd: 0n, keyCur: Buffer.from(pending.keyCurHex, 'hex'), runningDigest: Buffer.alloc(32) },
         capabilities: 0, lineageId: Buffer.from(lineageIdOf(state), 'hex'),
+        ...(state.masterUuid !== undefined ? { masterUuid: Buffer.from(state.masterUuid, 'hex') } : {}),
       });
     }
     const why = hello.role !== 'master' ? `the peer is a ${hello.role}, not a master`
       : hello.sharedUuid.toString('hex') !== state.sharedUuid ? `the master's shared uuid is ${hello.sharedUuid.toString('hex')}, this slave is bound to ${state.sharedUuid}`
         : hello.blockSize !== blockSize ? `the master's block size is ${hello.blockSize}, the slave's ${blockSize}`
           : hello.hashAlgo !== cfg.hashName ? `the master's hash is ${hello.hashAlgo}, the slave's ${cfg.hashName}`
-            : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)` : null;
+            : (hello.lineageId ?? hello.sharedUuid).toString('hex') !== lineageIdOf(state) ? `the master is of lineage ${(hello.lineageId ?? hello.sharedUuid).toString('hex')}, this slave is bound to lineage ${lineageIdOf(state)} (epoch ${state.lineage}) (an old master after a promote? mirrorddumbfs rebind)`
+              // one master per slave (§4.12): a source that serves another master of this lineage (a cloned or forged
+              // master state; a relay bound to another one); a peer that names none (older) is left to the lineage check
+              : state.masterUuid !== undefined && hello.masterUuid !== undefined && hello.masterUuid.toString('hex') !== state.masterUuid
+                ? `the source serves master ${hello.masterUuid.toString('hex')}, this slave is bound to master ${state.masterUuid} (one master per slave: mirrorddumbfs rebind ${parentDir} --from SOURCE, then a full content pass)` : null;
     if (why !== null) return await fail(REASON.INCOMPATIBLE, 'INVALID', `${parentDir}: refused: ${why}`);
+    /** The master a slave not bound yet is bound to by this pass's COMMIT (§4.12). */
+    const bindTo = state.masterUuid === undefined && hello.masterUuid !== undefined ? hello.masterUuid.toString('hex') : null;
     passGeneration = hello.generation;
     /** The claim this pass started from: a DIRLIST entry the master says is older than it must be here (NEED). */
     const claimAtStart = claimTid(state.claim);
@@ -813,6 +820,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             kind: passMode === 'incremental' ? 'incremental' : 'content', claimKind: r.claimKind, passId: r.passId.toString('hex'), time: new Date().toISOString(),
             syncEndTid: r.tidEnd.toString(), generation: passGeneration,
           } };
+          if (bindTo !== null && state.masterUuid === undefined) state.masterUuid = bindTo;
           writeMirrorState(parent, state);
           hook('claim-written');
           // the claim is durable: the undo areas are stale now (state.pass is null) and go

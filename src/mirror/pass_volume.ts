@@ -6,7 +6,10 @@
  * Invariants:
  * - Never two writers of one index: an unmounted volume is opened only after takeVolumeLock succeeded (the lock the
  *   daemon and fsck's repair take), also by a master that only reads (it must not run beside a repairing fsck);
- *   the lock is released when the handle closes, whatever happened.
+ *   the lock is released when the handle closes, whatever happened. A read-only master side may take the lock
+ *   shared instead (several passes of one unmounted master at once, never beside a writer: volume/lock.ts); what
+ *   such a pass writes under ddfsmirror/ is then either its own (one replica's record, under a replica lock) or done
+ *   `alone` (journal retention).
  * - A daemon's handle never closes the daemon's volume: `close` only ends the pass's use of it.
  * - Pins (spec §4.8): a slave pass registers its pinned hashes with the Volume's reference providers, so the
  *   daemon's reclaim keeps them until the pass ends.
@@ -17,7 +20,7 @@ import type { BlockStore } from '../store/block_store.js';
 import { AUTOFSCK_MARKER, ROOT_DIRECTORY } from '../format/layout.js';
 import { lstatOrNull } from '../io/mirror_fs.js';
 import { pathBytes } from '../util/path_text.js';
-import { takeVolumeLock } from '../volume/lock.js';
+import { takeSharedVolumeLock, takeVolumeLock } from '../volume/lock.js';
 import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { fileDevices } from '../io/device.js';
@@ -49,6 +52,12 @@ export interface PassVolume {
   /** End the pass's use of the volume (the unmounted one is closed and its lock released). */
   close(): Promise<void>;
   /**
+   * Run `fn` only when no other pass can be using the volume (VolumeLock.alone): absent = at once (an exclusive lock,
+   * or the daemon, which serializes its own passes' writes).
+   * @returns fn's result, or null when it was skipped (another reader holds the volume)
+   */
+  alone?<T>(fn: () => Promise<T>): Promise<T | null>;
+  /**
    * A master's journal for an incremental pass (§4.6), null when it has none, or why the one it has is not trusted
    * (text; the pass is then a content pass). The daemon's open journal when mounted; the sealed segments read without
    * writing when unmounted. Absent: no journal (a content pass).
@@ -77,13 +86,14 @@ function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => 
 }
 
 /**
- * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool`.
+ * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool` (shared with other
+ * readers with `shared` and `readOnly`, takeSharedVolumeLock, its `underGate` run while nobody else can start).
  * @throws DdfsError LOCKED (another tool or a daemon holds it: the message names it, with `data.tool`), NOT_FOUND,
  *   BAD_CONFIG, BAD_MAGIC, TOO_SHORT, SYMLINK (Volume.open); nothing is written when it refuses
  */
-export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean }): Promise<PassVolume> {
+export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean; shared?: { underGate?: () => void } }): Promise<PassVolume> {
   const parent = path.resolve(parentDir);
-  const lock = await takeVolumeLock(parent, options.tool);
+  const lock = options.shared !== undefined && options.readOnly ? await takeSharedVolumeLock(parent, options.tool, options.shared.underGate) : await takeVolumeLock(parent, options.tool);
   // under the lock: no daemon runs, so a marker left now is one of a daemon that stopped without a clean unmount
   const unclean = lstatOrNull(pathBytes(path.join(parent, AUTOFSCK_MARKER))) !== null;
   let volume: Volume;
@@ -95,6 +105,7 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
   }
   let closed: Promise<void> | null = null;
   const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()), unclean);
+  handle.alone = (fn) => lock.alone(fn);
   handle.openJournal = async () => {
     // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
     // gets a content pass (the next mount bumps the generation anyway, master_journal.ts)

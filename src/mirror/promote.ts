@@ -90,10 +90,12 @@ export async function promote(parentDir: string, options: PromoteOptions = {}): 
 /**
  * Make the volume at `parentDir` (a master or a slave of an older lineage of the same shared uuid, e.g. the old
  * master once back after a promote) a slave of `master`'s lineage (mirrorddumbfs rebind OLD --from NEWMASTER).
- * Its tree is kept; it has no claim, so the next copy is a full content pass.
+ * Also rebinds a slave of `master`'s lineage bound to another master (§4.12 one master per slave: a forged or cloned
+ * master state). Its tree is kept; it has no claim, so the next copy is a full content pass.
  * @param label the master as the user named it, for messages
  * @throws DdfsError NOT_FOUND/BAD_CONFIG, MOUNTED, INVALID (no mirror state: use init-slave; another shared uuid,
- *   block size or hash; already of that lineage; a lineage it left by promote or rebind), BUSY (a half-applied pass without --rollback); nothing is changed
+ *   block size or hash; already of that lineage and bound to that master (§4.12); a lineage it left by promote or
+ *   rebind), BUSY (a half-applied pass without --rollback); nothing is changed
  */
 export async function rebind(parentDir: string, master: MasterIdentity, label: string, options: PromoteOptions = {}): Promise<PromoteResult> {
   const cfg = await readVolumeConfig(parentDir);
@@ -104,10 +106,13 @@ export async function rebind(parentDir: string, master: MasterIdentity, label: s
   if (cfg.blockSize !== master.blockSize) throw new DdfsError('INVALID', `${parentDir}: block size ${cfg.blockSize}, ${label}'s is ${master.blockSize}: a replica needs the same block size`, { path: parentDir });
   if (cfg.hashName !== master.hashName) throw new DdfsError('INVALID', `${parentDir}: hash ${cfg.hashName}, ${label}'s is ${master.hashName}: a replica needs the same hash`, { path: parentDir });
   const masterLineageId = master.lineageId ?? master.sharedUuid;
-  if (lineageIdOf(state) === masterLineageId) {
+  // a slave of that lineage bound to another master (§4.12 one master per slave) is rebound to this one
+  const otherMaster = state.role === 'slave' && state.masterUuid !== undefined && master.masterUuid !== undefined && state.masterUuid !== master.masterUuid;
+  if (lineageIdOf(state) === masterLineageId && !otherMaster) {
     throw new DdfsError('INVALID', `${parentDir}: already a ${state.role} of lineage ${masterLineageId}, the lineage of ${label}: nothing to rebind${state.role === 'master' ? ' (two masters of one lineage: promote made the other one?)' : ''}`, { path: parentDir });
   }
-  const left = (state.previousLineages ?? []).find((l) => l.lineageId === masterLineageId);
+  // (a rebind to another master of its own lineage is no return to a lineage it left)
+  const left = lineageIdOf(state) === masterLineageId ? undefined : (state.previousLineages ?? []).find((l) => l.lineageId === masterLineageId);
   if (left !== undefined) {
     throw new DdfsError('INVALID', `${parentDir}: left lineage ${masterLineageId} by ${left.endedBy} at ${left.endedAt}: a volume never goes back to a lineage it left (the other way round? mirrorddumbfs rebind ${label} --from ${parentDir})`, { path: parentDir });
   }
@@ -126,6 +131,8 @@ export async function rebind(parentDir: string, master: MasterIdentity, label: s
   };
   if (masterLineageId === master.sharedUuid) delete next.lineageId;
   else next.lineageId = masterLineageId;
+  if (master.masterUuid !== undefined) next.masterUuid = master.masterUuid;
+  else delete next.masterUuid;
   writeMirrorState(parentDir, next);
   return { state: next, rollback };
 }

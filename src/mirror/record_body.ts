@@ -139,6 +139,11 @@ export interface HelloRecord {
   capabilities: number;
   /** The sender's lineage id (§4.14; optional tag 14: absent from older peers = the initial lineage, the shared uuid). */
   lineageId?: Buffer;
+  /**
+   * The master the sender serves or is bound to (§4.12 one master per slave; optional tag 15): a master's own unique
+   * uuid, a relay's or a slave's bound master uuid; absent from older peers and from a slave not bound yet.
+   */
+  masterUuid?: Buffer;
 }
 export interface PassBeginRecord {
   type: 'PASS_BEGIN';
@@ -445,6 +450,7 @@ export const SCHEMAS: Readonly<Record<RecordTypeName, readonly Field[]>> = {
     f(12, 'pendingPass', 'pending_pass', { k: 'struct', fields: PENDING }, 'optional'),
     f(13, 'capabilities', 'capabilities', { k: 'u32' }),
     f(14, 'lineageId', 'lineage_id', { k: 'id128' }, 'optional'),
+    f(15, 'masterUuid', 'master_uuid', { k: 'id128' }, 'optional'),
   ],
   PASS_BEGIN: [
     f(1, 'passId', 'pass_id', { k: 'id128' }),

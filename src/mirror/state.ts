@@ -7,7 +7,8 @@
  * and ISO time) and `pass` (a pass in progress: pass id, key_cur as hex bytes, records applied, start time).
  * Optional (absent in files written before promote existed, §4.14): `lineageId` (32 hex digits; absent = the initial
  * lineage, whose id is the shared uuid), `previousLineages` (what the volume was before each promote or rebind,
- * oldest first) and `lastPromote`.
+ * oldest first) and `lastPromote`; `masterUuid` (slave only: the unique uuid of the master of its lineage it is bound to,
+ * §4.12 one master per slave; absent in files written before it existed: bound by the first pass that commits).
  *
  * Invariants:
  * - Rewritten atomically (temp, fsync, rename, fsync directory: io/mirror_fs.ts writeAtomic); never read or
@@ -16,6 +17,8 @@
  * - The claim only moves after the applied data is durable (§4.8): writers of `claim` call this after their fsyncs.
  * - A master and its slaves share `sharedUuid` AND the lineage id; a pass between two volumes of different lineage ids
  *   is refused (§4.18 inv. 11): only promote makes a new lineage, only rebind (or init-slave) joins one.
+ * - One master per slave (§4.12): a slave bound to master uuid M refuses a pass whose source serves another master
+ *   (a master's own unique uuid; a relay's `masterUuid`); only rebind (or init-slave) binds it to another.
  */
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -95,6 +98,11 @@ export interface MirrorState {
   previousLineages?: PreviousLineage[];
   lastPromote?: LastPromote;
   /**
+   * Slave only (§4.12): the unique uuid of the master of the lineage this slave is bound to (32 hex digits), the same
+   * when its passes come through a relay. Absent: not bound yet (a state written before the field existed).
+   */
+  masterUuid?: string;
+  /**
    * Master only (§4.2, §4.3), decimal u64 text (a bigint): the TID floor for the next change and the highest TID
    * known durable, as of the last journal close. Absent before the journal existed. The journal keeps next_tid above
    * every TID it holds even when this says less.
@@ -106,6 +114,14 @@ export interface MirrorState {
 /** The lineage id of a state: its `lineageId`, or the shared uuid for the initial lineage (§4.14). */
 export function lineageIdOf(state: MirrorState): string {
   return state.lineageId ?? state.sharedUuid;
+}
+
+/**
+ * The master uuid a volume serves or is bound to (§4.12): a master's own unique uuid, a slave's `masterUuid` (a relay
+ * passes on the uuid of the master it is bound to), null for a slave not bound yet.
+ */
+export function masterUuidOf(state: MirrorState): string | null {
+  return state.role === 'master' ? state.uniqueUuid : state.masterUuid ?? null;
 }
 
 /** The TID of a claim (§4.4), 0n when it has none (an old state file, or a pass of a master without a journal). */
@@ -167,6 +183,10 @@ export function readMirrorState(parentDir: string): MirrorState | null {
   if (doc.lineageId !== undefined) out.lineageId = doc.lineageId;
   if (previous !== undefined) out.previousLineages = previous;
   if (lp !== undefined) out.lastPromote = lp;
+  if (doc.masterUuid !== undefined) {
+    if (typeof doc.masterUuid !== 'string' || !HEX32.test(doc.masterUuid)) bad('masterUuid');
+    out.masterUuid = doc.masterUuid;
+  }
   for (const key of ['nextTid', 'durableHead'] as const) {
     const v = doc[key];
     if (v === undefined) continue;
@@ -219,12 +239,17 @@ export function sourceState(parentDir: string): MirrorState {
   return s;
 }
 
-/** The state of a new slave bound to `master`'s lineage (its lineage id too, when it is not the initial one). */
+/**
+ * The state of a new slave bound to `master`'s lineage (its lineage id too, when it is not the initial one) and to the
+ * master it serves (masterUuidOf: `master` may be a relay).
+ */
 export function slaveStateFor(master: MirrorState): MirrorState {
   const s: MirrorState = {
     version: STATE_VERSION, sharedUuid: master.sharedUuid, uniqueUuid: newUuid(), role: 'slave', lineage: master.lineage, generation: master.generation, claim: null, pass: null,
   };
   if (master.lineageId !== undefined && master.lineageId !== master.sharedUuid) s.lineageId = master.lineageId;
+  const bound = masterUuidOf(master);
+  if (bound !== null) s.masterUuid = bound;
   return s;
 }
 

@@ -61,7 +61,8 @@
  * |  1 HELLO      | 1 u16 version (must be 1), 2 enum role, 3 id128 shared_uuid, 4 id128 unique_uuid,            |
  * |               | 5 u32 generation, 6 u32 block_size (512..2 MiB), 7 text hash_algo (<= 16), 8 u8 hash_size    |
  * |               | (1..64), 9 u64 sync_beg_tid, 10 u64 sync_end_tid, 11 enum claim_kind, 12 pending             |
- * |               | pending_pass?, 13 u32 capabilities                                                          |
+ * |               | pending_pass?, 13 u32 capabilities, 14 id128 lineage_id?, 15 id128 master_uuid? (the        |
+ * |               | master the sender serves or is bound to, §4.12 one master per slave)                        |
  * |  2 PASS_BEGIN | 1 id128 pass_id, 2 u64 tid_beg, 3 u64 tid_end, 4 enum mode, 5 path resume_key?              |
  * |  3 HASHQ      | 1 hashes hashes                                                                             |
  * |  4 HAVE       | 1 id128 pass_id, 2 u32 hash_count, 3 bitmap missing: ceil(hash_count / 8) bytes, bit i      |

@@ -18,6 +18,17 @@
  *   namespace that share the pid namespace. A lock file that is a symlink, a directory, a FIFO or anything but a
  *   small regular file is refused and left alone (the administrator removes it);
  * - on a read-only file system no lock file can be written: the socket alone excludes then.
+ * - shared (takeSharedVolumeLock): read-only mirror passes of an unmounted master (mirrorddumbfs copy, read, serve
+ *   master) run side by side. A reader takes the exclusive name only for a moment (the gate: its record's tool is
+ *   `gate-TOOL`), checks that no live writer is named in the lock file, binds its own name
+ *   `\0ddumbfs-ts/volume-lock/DEV:INO/reader/PID-RANDOM` (released by the kernel when it dies, as the exclusive name)
+ *   and leaves the gate. An exclusive taker, once it holds the exclusive name, lists the reader names of the volume
+ *   (/proc/net/unix) and refuses while there is one. So a writer and a reader never overlap: whichever binds the
+ *   exclusive name first wins. Readers write no lock file. Where /proc/net/unix cannot be read, the shared lock is
+ *   the exclusive one.
+ * - per replica (takeReplicaLock): `\0ddumbfs-ts/volume-lock/DEV:INO/replica/UUID`, held by a master pass while it
+ *   serves the replica UUID, so two passes to one replica (whose records under ddfsmirror/slaves/ they both write)
+ *   never run at once.
  *
  * Limits: advisory (ddumbfs 1.1's tools and anything else ignore it); one host only (a parent on NFS shared by two
  * hosts is not protected); takers must share the network namespace or the pid namespace; Linux only.
@@ -27,10 +38,11 @@ import { DdfsError, messageOf } from '../errors.js';
 import { LOCK_FILE } from '../format/layout.js';
 import { parseLockRecord, renderLockRecord, type LockRecord } from '../format/lock_record.js';
 import {
-  bindExclusiveName, bootId, createLockFile, directoryIdentity, processStartTicks, queryExclusiveName, readLockFile, removeLockFile,
+  bindExclusiveName, bootId, createLockFile, directoryIdentity, listAbstractNames, processStartTicks, queryExclusiveName, readLockFile, removeLockFile,
   type HeldName, type LockFileState,
 } from '../io/exclusive_lock.js';
-import { LOCK_QUERY_TIMEOUT_MS, LOCK_RECORD_SIZE_MAX } from '../limits.js';
+import { randomBytes } from 'node:crypto';
+import { LOCK_GATE_RETRY_COUNT, LOCK_GATE_RETRY_DELAY_MS, LOCK_QUERY_TIMEOUT_MS, LOCK_RECORD_SIZE_MAX } from '../limits.js';
 
 /** Who holds a volume. */
 export interface LockHolder {
@@ -46,9 +58,20 @@ export interface VolumeLock {
   /** The lock file, or null when it could not be written (read-only file system). */
   readonly lockPath: string | null;
   readonly holder: LockHolder;
+  /** Whether it is a shared (reader) lock: other readers may hold the volume too (takeSharedVolumeLock). */
+  readonly shared: boolean;
   /** Remove the lock file (if still ours) and release the lock; idempotent, never throws. */
   release(): Promise<void>;
+  /**
+   * Run `fn` when no other process can be working on the volume: at once for an exclusive lock; for a shared one,
+   * holding the gate (no reader or writer can start meanwhile) and only if this is the only reader.
+   * @returns fn's result, or null when it was not run (another reader holds the volume, or the gate stayed busy)
+   */
+  alone<T>(fn: () => Promise<T>): Promise<T | null>;
 }
+
+/** The tool a reader names while it holds the gate (volume/lock.ts shared lock). */
+const GATE_TOOL_PREFIX = 'gate-';
 
 function lockNameOf(parentDir: string): string {
   let id: { dev: bigint; ino: bigint };
@@ -58,6 +81,37 @@ function lockNameOf(parentDir: string): string {
     throw new DdfsError('NOT_FOUND', `${parentDir}: ${messageOf(err)}`, { path: parentDir }, err);
   }
   return `ddumbfs-ts/volume-lock/${id.dev}:${id.ino}`;
+}
+
+/** The prefix of the reader names of the volume whose exclusive name is `name`. */
+const readerPrefixOf = (name: string): string => `${name}/reader/`;
+
+/** The record a lock name answers with, or null. */
+async function recordAt(name: string): Promise<LockRecord | null> {
+  const answer = await queryExclusiveName(name, LOCK_RECORD_SIZE_MAX, LOCK_QUERY_TIMEOUT_MS);
+  return answer === null ? null : parseLockRecord(answer);
+}
+
+/**
+ * The readers holding the volume of exclusive name `name` other than `except`: their count and the first one's
+ * holder (null when it did not answer).
+ */
+async function otherReaders(name: string, except: string | null): Promise<{ count: number; first: LockHolder | null } | null> {
+  const names = listAbstractNames(readerPrefixOf(name));
+  if (names === null) return null;
+  const others = names.filter((n) => n !== except);
+  if (others.length === 0) return { count: 0, first: null };
+  const r = await recordAt(others[0]!);
+  return { count: others.length, first: r ? holderOf(r) : null };
+}
+
+function readersError(parentDir: string, readers: { count: number; first: LockHolder | null }): DdfsError {
+  const h = readers.first;
+  const who = h ? `${h.tool} (pid ${h.pid}, since ${h.time})` : 'a reader (pid unknown)';
+  const more = readers.count > 1 ? ` and ${readers.count - 1} other reader${readers.count > 2 ? 's' : ''}` : '';
+  return new DdfsError('LOCKED', `${parentDir}: volume in use by ${who}${more} (a shared lock: read-only mirror passes); try again when they have finished`, {
+    path: parentDir, pid: h?.pid, tool: h?.tool,
+  });
 }
 
 /** Whether the process a record names is still the one that wrote it (same boot, same pid, same start time). */
@@ -133,6 +187,12 @@ export async function takeVolumeLock(parentDir: string, tool: string): Promise<V
     const r = answer === null ? null : parseLockRecord(answer);
     throw lockedError(parent, r ? holderOf(r) : liveHolderInFile(lockPath));
   }
+  // readers of a shared lock bound their names under the gate (this name): none can start now, none may be running
+  const readers = await otherReaders(name, null);
+  if (readers !== null && readers.count > 0) {
+    await held.release();
+    throw readersError(parent, readers);
+  }
   let ino: bigint | null;
   try {
     ino = writeLockFile(parent, lockPath, text);
@@ -146,6 +206,8 @@ export async function takeVolumeLock(parentDir: string, tool: string): Promise<V
     parentDir: parent,
     lockPath: ino === null ? null : lockPath,
     holder: holderOf(record),
+    shared: false,
+    alone: (fn) => fn(),
     release: () => {
       released ??= (async () => {
         // the file first: once the socket is free a new holder may write its own file, which must stay
@@ -199,4 +261,123 @@ function writeLockFile(parent: string, lockPath: string, text: string): bigint |
     if (code === 'EEXIST') throw lockedError(parent, liveHolderInFile(lockPath));
     throw new DdfsError('IO', `${lockPath}: cannot write the lock file: ${messageOf(err)}`, { path: lockPath }, err);
   }
+}
+
+/** Bind the exclusive name `name` as a reader's gate, retrying while another reader holds it for its moment. */
+async function takeGate(parent: string, name: string, text: string): Promise<HeldName> {
+  for (let attempt = 0; ; attempt++) {
+    let held: HeldName | null;
+    try {
+      held = await bindExclusiveName(name, () => text);
+    } catch (err) {
+      throw new DdfsError('IO', `${parent}: cannot take the volume lock: ${messageOf(err)}`, { path: parent }, err);
+    }
+    if (held) return held;
+    const r = await recordAt(name);
+    // a writer holds it (or a holder that does not answer): refused at once; another reader's gate: a moment
+    if (r === null || !r.tool.startsWith(GATE_TOOL_PREFIX) || attempt >= LOCK_GATE_RETRY_COUNT) {
+      throw lockedError(parent, r ? holderOf(r) : liveHolderInFile(path.join(parent, LOCK_FILE)));
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_GATE_RETRY_DELAY_MS));
+  }
+}
+
+/**
+ * Take the volume lock of `parentDir` for `tool` shared with other readers (see the file comment): several
+ * read-only mirror passes of an unmounted master at once, never beside a writer (the daemon, fsck's repair,
+ * cpddumbfs upload, alterddumbfs, mkddumbfs, a slave's pass: takeVolumeLock). Nothing is written; `underGate`, when
+ * given, runs while no reader or writer can start (a first pass creating the master's state file).
+ * @returns the held lock (`shared` true; lockPath null); an exclusive one where readers cannot be listed
+ * @throws DdfsError LOCKED (a writer holds the volume: the message names its tool and pid, with `data.tool`), NOT_FOUND,
+ *   IO; what `underGate` throws (the lock is not held then)
+ */
+export async function takeSharedVolumeLock(parentDir: string, tool: string, underGate?: () => void): Promise<VolumeLock> {
+  const parent = path.resolve(parentDir);
+  const name = lockNameOf(parent);
+  if (listAbstractNames(readerPrefixOf(name)) === null) {
+    const lock = await takeVolumeLock(parent, tool);
+    try {
+      underGate?.();
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    return lock;
+  }
+  const record: LockRecord = {
+    tool, pid: process.pid, startTicks: processStartTicks(process.pid) ?? '0', bootId: bootId() ?? '-', time: new Date().toISOString(),
+  };
+  const text = renderLockRecord(record);
+  const gateText = renderLockRecord({ ...record, tool: `${GATE_TOOL_PREFIX}${tool}` });
+  const gate = await takeGate(parent, name, gateText);
+  let reader: HeldName | null = null;
+  const readerName = `${readerPrefixOf(name)}${process.pid}-${randomBytes(8).toString('hex')}`;
+  try {
+    // a writer of another network namespace (sharing the pid namespace) is named only in the lock file
+    const inFile = liveHolderInFile(path.join(parent, LOCK_FILE));
+    if (inFile !== null && inFile.pid !== process.pid) throw lockedError(parent, inFile);
+    reader = await bindExclusiveName(readerName, () => text);
+    if (reader === null) throw new DdfsError('IO', `${parent}: cannot take a shared volume lock: the reader name is in use`, { path: parent });
+    underGate?.();
+  } catch (err) {
+    await reader?.release();
+    await gate.release();
+    if (err instanceof DdfsError) throw err;
+    throw new DdfsError('IO', `${parent}: cannot take a shared volume lock: ${messageOf(err)}`, { path: parent }, err);
+  }
+  await gate.release();
+  const held = reader;
+  let released: Promise<void> | null = null;
+  return {
+    parentDir: parent,
+    lockPath: null,
+    holder: holderOf(record),
+    shared: true,
+    async alone<T>(fn: () => Promise<T>): Promise<T | null> {
+      let g: HeldName;
+      try {
+        g = await takeGate(parent, name, gateText);
+      } catch {
+        return null;
+      }
+      try {
+        const others = await otherReaders(name, readerName);
+        if (others === null || others.count > 0) return null;
+        return await fn();
+      } finally {
+        await g.release();
+      }
+    },
+    release: () => (released ??= held.release()),
+  };
+}
+
+/** A replica held by a master pass (takeReplicaLock). */
+export interface ReplicaLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Hold the replica `uuid` of the master at `parentDir` for one pass (see the file comment), so that two passes to one
+ * replica never run at once (whatever locks the replica's own side takes: a mounted or remote slave).
+ * @throws DdfsError BUSY when another pass to that replica holds it (naming its tool and pid), NOT_FOUND, IO
+ */
+export async function takeReplicaLock(parentDir: string, uuid: string, tool: string): Promise<ReplicaLock> {
+  const parent = path.resolve(parentDir);
+  const name = `${lockNameOf(parent)}/replica/${uuid}`;
+  const record: LockRecord = {
+    tool, pid: process.pid, startTicks: processStartTicks(process.pid) ?? '0', bootId: bootId() ?? '-', time: new Date().toISOString(),
+  };
+  let held: HeldName | null;
+  try {
+    held = await bindExclusiveName(name, () => renderLockRecord(record));
+  } catch (err) {
+    throw new DdfsError('IO', `${parent}: cannot hold replica ${uuid}: ${messageOf(err)}`, { path: parent }, err);
+  }
+  if (held === null) {
+    const r = await recordAt(name);
+    const who = r ? `${r.tool} (pid ${r.pid}, since ${r.time})` : 'another process (pid unknown)';
+    throw new DdfsError('BUSY', `${parent}: a pass to replica ${uuid} is already running (${who}): one pass per replica at a time; try again when it has finished`, { path: parent, pid: r?.pid, tool: r?.tool });
+  }
+  return held;
 }

@@ -10,9 +10,10 @@ import { REPO_DIR } from './mount.js';
 const DIST_LOCK = path.join(REPO_DIR, 'dist', 'volume', 'lock.js');
 const holders: ChildProcess[] = [];
 
-/** Start a child that takes the lock of `parent` as tool 'holder'; resolves once it holds it. */
-export async function startLockHolder(parent: string): Promise<ChildProcess> {
-  const script = `import(${JSON.stringify(DIST_LOCK)}).then(async (m) => { await m.takeVolumeLock(${JSON.stringify(parent)}, 'holder');` +
+/** Start a child that takes the lock of `parent` as tool 'holder' (`shared`: takeSharedVolumeLock); resolves once it holds it. */
+export async function startLockHolder(parent: string, options: { shared?: boolean } = {}): Promise<ChildProcess> {
+  const take = options.shared ? 'takeSharedVolumeLock' : 'takeVolumeLock';
+  const script = `import(${JSON.stringify(DIST_LOCK)}).then(async (m) => { await m.${take}(${JSON.stringify(parent)}, 'holder');` +
     ` process.stdout.write('held\\n'); setInterval(() => {}, 1000); });`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   holders.push(child);
