@@ -20,7 +20,9 @@ import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, t
 export interface WireCounters {
   records: number;
   bytes: number;
+  /** Blocks sent: one per BLOCK record, the count of each BLOCKS record. */
   blockRecords: number;
+  /** Bytes of the BLOCK and BLOCKS records (headers included). */
   blockBytes: number;
 }
 
@@ -88,6 +90,9 @@ export class RecordWriter {
     this.counters.bytes += bytes.length;
     if (record.type === 'BLOCK') {
       this.counters.blockRecords++;
+      this.counters.blockBytes += bytes.length;
+    } else if (record.type === 'BLOCKS') {
+      this.counters.blockRecords += record.hashes.length;
       this.counters.blockBytes += bytes.length;
     }
     if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');

@@ -16,7 +16,8 @@
  * |--------|----------|----------------------------------------------------------------------------------------|
  * | 0      | 4        | sig u32 = 0x444D5352, bytes 52 53 4D 44; read as 0x52534D44 it is a byte-swapped peer  |
  * | 4      | 4        | body_len u32: bytes after the header; at most STREAM_RECORD_BODY_SIZE_MAX, a BLOCK at   |
- * |        |          | most block_size + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX (block_size from the HELLO);      |
+ * |        |          | most block_size + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX (block_size from the HELLO), a   |
+ * |        |          | BLOCKS at most n x (block_size + HASH_SIZE_MAX) + that overhead, n = blocksPerRecordMax |
  * |        |          | checked as soon as the header is in, before a byte of the body is buffered             |
  * | 8      | 2        | type u16 (RECORD_TYPES); an unknown type is skipped unless flags bit 15 is set         |
  * | 10     | 2        | flags u16: bit 0 body is raw deflate (RFC 1951), inflated size bounded like body_len;   |
@@ -61,7 +62,8 @@
  * |  1 HELLO      | 1 u16 version (must be 1), 2 enum role, 3 id128 shared_uuid, 4 id128 unique_uuid,            |
  * |               | 5 u32 generation, 6 u32 block_size (512..2 MiB), 7 text hash_algo (<= 16), 8 u8 hash_size    |
  * |               | (1..64), 9 u64 sync_beg_tid, 10 u64 sync_end_tid, 11 enum claim_kind, 12 pending             |
- * |               | pending_pass?, 13 u32 capabilities                                                          |
+ * |               | pending_pass?, 13 u32 capabilities (bit 0 CAPABILITY_BLOCKS: the sender reads BLOCKS),      |
+ * |               | 14 id128 lineage_id?                                                                        |
  * |  2 PASS_BEGIN | 1 id128 pass_id, 2 u64 tid_beg, 3 u64 tid_end, 4 enum mode, 5 path resume_key?              |
  * |  3 HASHQ      | 1 hashes hashes                                                                             |
  * |  4 HAVE       | 1 id128 pass_id, 2 u32 hash_count, 3 bitmap missing: ceil(hash_count / 8) bytes, bit i      |
@@ -96,6 +98,10 @@
  * |               | content_digest, 13 digest digest (mirror/digest.ts)                                          |
  * | 28 VFINDING   | 1 enum kind (1 corrupt 2 dangling), 2 path path, 3 u64 block_index?, 4 hash hash?            |
  * | 29 VDONE      | 1 u64 count (records of the answer before it), 2 bool more (nodes: the list goes on)        |
+ * | 30 BLOCKS     | 1 hashes hashes (1..n, n = blocksPerRecordMax(block_size)), 2 blocks data: exactly           |
+ * |               | count x block_size bytes, block i = bytes [i x block_size, (i + 1) x block_size) under hash  |
+ * |               | i. A batched BLOCK (one header, one CRC for up to STREAM_BLOCKS_DATA_SIZE_BYTES of blocks),  |
+ * |               | sent with flags bit 15 and only to a peer whose HELLO sets CAPABILITY_BLOCKS               |
  *
  * Running digest (spec §4.5, the ZFS running-checksum idea): in the record with seq n (CHECKPOINT or COMMIT),
  * record_count = n - 1 and running_digest = SHA-256(seq_1 u64 LE ‖ crc_1 u32 LE ‖ ... ‖ seq_{n-1} ‖ crc_{n-1}) over
@@ -112,12 +118,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DdfsError, type DdfsErrorCode } from '../errors.js';
-import { STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_FRAME_SLAB_SIZE_BYTES, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
+import { HASH_SIZE_MAX, STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_FRAME_SLAB_SIZE_BYTES, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 import { Crc32c } from './crc32c.js';
 import {
   BodyError,
   RECORD_TYPES,
+  blocksPerRecordMax,
   decodeBody,
   encodeBodyParts,
   recordTypeName,
@@ -204,11 +211,13 @@ export type RecordInput =
   | Omit<CommitRecord, 'recordCount' | 'runningDigest'>;
 
 /**
- * Largest body_len a record of `typeCode` may declare (spec §4.5: BLOCK <= block_size + overhead, others 1 MiB).
+ * Largest body_len a record of `typeCode` may declare (spec §4.5: BLOCK <= block_size + overhead, BLOCKS <= its most
+ * blocks and their hashes + overhead, others 1 MiB).
  * @param blockSize the stream's block_size from its HELLO, undefined before it
  */
 export function bodySizeMaxOf(typeCode: number, blockSize: number | undefined): number {
   if (typeCode === RECORD_TYPES.BLOCK && blockSize !== undefined) return blockSize + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
+  if (typeCode === RECORD_TYPES.BLOCKS && blockSize !== undefined) return blocksPerRecordMax(blockSize) * (blockSize + HASH_SIZE_MAX) + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
   return STREAM_RECORD_BODY_SIZE_MAX;
 }
 
@@ -478,10 +487,10 @@ export class StreamDecoder {
       const p = this.pending!;
       if (this.bufferedSize < p.bodyLen) return null;
       const recordOffset = this.offset - RECORD_HEADER_SIZE;
-      // a BLOCK's body (its receiver copies the data at once) is a view of the chunk when it lies in one; any other body
+      // a BLOCK's or BLOCKS's body (its receiver copies the data at once) is a view of the chunk when it lies in one; any other body
       // is copied out, so a record kept for a window (paths, node lists) never holds a whole chunk alive
       let body: Buffer;
-      if (p.typeCode === RECORD_TYPES.BLOCK && p.bodyLen > 0) {
+      if ((p.typeCode === RECORD_TYPES.BLOCK || p.typeCode === RECORD_TYPES.BLOCKS) && p.bodyLen > 0) {
         body = this.take(p.bodyLen);
       } else {
         body = Buffer.allocUnsafe(p.bodyLen);
