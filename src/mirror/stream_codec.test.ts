@@ -322,6 +322,43 @@ describe('DDMS frames of many BLOCKs (encoder slab, decoder views)', () => {
   });
 });
 
+describe('DDMS frames handed over in memory (a local copy: push `local`)', () => {
+  it('decodes local frames to the same records, computing no CRC for them, and still checks seq and the running digest', async () => {
+    const enc = await StreamEncoder.create();
+    const frames = [enc.encode(HELLO), enc.encode({ type: 'IDLE', headTid: 5n }), enc.encode({ type: 'CHECKPOINT', keyCur: Buffer.from('a') }), enc.encode({ type: 'TERM', reason: 0 })];
+    const decodeAs = async (chunks: Buffer[], local: boolean) => {
+      const dec = await StreamDecoder.create();
+      const spy = vi.spyOn(Crc32c.prototype, 'compute');
+      const got: DecodedRecord[] = [];
+      try {
+        for (const f of chunks) {
+          dec.push(f, local);
+          for (let r = dec.read(); r !== null; r = dec.read()) got.push(r);
+        }
+        dec.finish();
+        return { got, crcCalls: spy.mock.calls.length, fault: null as DdfsError | null };
+      } catch (err) {
+        return { got, crcCalls: spy.mock.calls.length, fault: err as DdfsError };
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    const checked = await decodeAs(frames, false);
+    const local = await decodeAs(frames, true);
+    expect(checked.fault).toBeNull();
+    expect(checked.crcCalls).toBe(frames.length);
+    expect(local.fault).toBeNull();
+    expect(local.crcCalls).toBe(0);
+    expect(local.got.map((r) => r.record)).toEqual(checked.got.map((r) => r.record));
+    // a dropped frame: caught by seq although no CRC is computed
+    expect((await decodeAs([frames[0]!, frames[2]!, frames[3]!], true)).fault?.data).toMatchObject({ seq: 2n, reason: 'seq' });
+    // a frame split over two chunks is not wholly in one local chunk: its CRC is computed
+    const split = await decodeAs([frames[0]!, frames[1]!.subarray(0, 10), frames[1]!.subarray(10), frames[2]!, frames[3]!], true);
+    expect(split.fault).toBeNull();
+    expect(split.crcCalls).toBe(1);
+  });
+});
+
 describe('DDMS corruption is rejected with the seq named (invariant 5)', () => {
   it('rejects any single bit flip anywhere', async () => {
     await fc.assert(

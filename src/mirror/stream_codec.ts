@@ -382,6 +382,8 @@ interface PendingHeader {
   flags: number;
   seq: bigint;
   crc: number;
+  /** The whole record lies in one chunk pushed as a frame of this process's own encoder (see push). */
+  local: boolean;
 }
 
 /**
@@ -390,6 +392,8 @@ interface PendingHeader {
  */
 export class StreamDecoder {
   private readonly chunks: Buffer[] = [];
+  /** The chunks pushed as `local` (frames this process's encoder made, handed over in memory). */
+  private readonly localChunks = new WeakSet<Buffer>();
   /** Bytes already consumed from chunks[0]. */
   private chunkOffset = 0;
   private bufferedSize = 0;
@@ -423,12 +427,18 @@ export class StreamDecoder {
   /**
    * Hand the decoder the next bytes of the stream. The decoder keeps the chunk until it has read past it, and a BLOCK
    * record's data may be a view of it: the caller must never reuse its memory (Node streams never do).
+   * @param local the chunk is a frame (or the magic and HELLO frame) exactly as a StreamEncoder of THIS process
+   *   returned it, handed over in memory untouched (a local copy, channel.ts LocalFrames): the CRC32C its header
+   *   carries was computed over these very bytes, so a record lying wholly in it is not hashed again. Every other
+   *   check (seq, flags, type, body, record count, running digest over (seq, crc)) is made as for any chunk.
    * @throws the decoder's fault, if it already has one
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, local = false): void {
     if (this.fault) throw this.fault;
     if (chunk.length === 0) return;
-    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    if (local) this.localChunks.add(b);
+    this.chunks.push(b);
     this.bufferedSize += chunk.length;
   }
 
@@ -507,6 +517,8 @@ export class StreamDecoder {
   /** Header checks that need no body: sig, and body_len against the type's bound (before any body byte is kept). */
   private readHeader(): PendingHeader {
     const at = this.offset;
+    const first = this.chunks[0]!;
+    const room = first.length - this.chunkOffset;
     const header = this.take(RECORD_HEADER_SIZE);
     const seq = this.expectedSeq;
     const sig = header.readUInt32LE(0);
@@ -518,13 +530,15 @@ export class StreamDecoder {
     if (bodyLen > max) {
       throw this.error('oversize', seq, at, `body_len ${bodyLen} of type ${recordTypeName(typeCode) ?? typeCode} exceeds its maximum ${max}`, { bodyLen });
     }
-    return { header, bodyLen, typeCode, flags: header.readUInt16LE(10), seq: header.readBigUInt64LE(12), crc: header.readUInt32LE(20) };
+    const local = room >= RECORD_HEADER_SIZE + bodyLen && this.localChunks.has(first);
+    return { header, bodyLen, typeCode, flags: header.readUInt16LE(10), seq: header.readBigUInt64LE(12), crc: header.readUInt32LE(20), local };
   }
 
   /** Every check that needs the body, in order: CRC, seq, flags, type, body, version, running digest. */
   private checkRecord(p: PendingHeader, body: Buffer, at: number): MirrorRecord | UnknownRecord {
     const seq = this.expectedSeq;
-    const crc = this.crc.compute(p.header.subarray(0, 20), body);
+    // a local frame's CRC was computed by this process's encoder over these bytes (push): it is not computed twice
+    const crc = p.local ? p.crc : this.crc.compute(p.header.subarray(0, 20), body);
     if (crc !== p.crc) throw this.error('crc', seq, at, `CRC32C mismatch (header says 0x${p.crc.toString(16)}, bytes give 0x${crc.toString(16)})`);
     if (p.seq !== seq) {
       const why = p.seq < seq ? `duplicate or reordered record: seq ${p.seq} again` : `seq ${seq}${p.seq - seq > 1n ? `..${p.seq - 1n}` : ''} missing: got seq ${p.seq}`;
