@@ -431,6 +431,32 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return out;
   };
 
+  /**
+   * Log in one durable append the moves aside of the window's file ops whose target is a regular file now (under real
+   * directories, never a reserved root name): what replace + willCreate would otherwise log (and fsync) one by one.
+   * Returns, by target key, the area entry reserved and the inode seen; an op whose target is no longer that inode
+   * when it is applied (an earlier op of the window changed it) logs as before, and its reserved line stays unused.
+   */
+  const prelogReplaces = (): Map<string, { n: number; ino: bigint }> => {
+    const out = new Map<string, { n: number; ino: bigint }>();
+    if (undo === null) return out;
+    const rels: Buffer[] = [];
+    const inos: bigint[] = [];
+    for (const o of ops) {
+      if (o.op !== 'file' || o.path.length === 0 || reservedFirst(o.path)) continue;
+      const key = o.path.toString('latin1');
+      if (out.has(key) || !realParents(rootDir, o.path)) continue;
+      const st = lstatOrNull(abs(o.path));
+      if (st === null || st.kind !== 'file') continue;
+      out.set(key, { n: -1, ino: st.ino });
+      rels.push(o.path);
+      inos.push(st.ino);
+    }
+    const ns = undo.willAsideAll(rels);
+    rels.forEach((p, i) => out.set(p.toString('latin1'), { n: ns[i]!, ino: inos[i]! }));
+    return out;
+  };
+
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
     await settleStaged();
@@ -470,6 +496,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
     const prelogged = prelogCreates();
+    const prereplaced = prelogReplaces();
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
     const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
@@ -523,8 +550,17 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
               break;
             }
           }
-          if (st !== null) replace(o.path);
-          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
+          const key = o.path.toString('latin1');
+          const wasPrelogged = prelogged.delete(key);
+          const pre = st !== null && st.kind === 'file' ? prereplaced.get(key) : undefined;
+          if (pre !== undefined && pre.ino === st!.ino) {
+            // logged by prelogReplaces; the aside's reversal also removes what is renamed over it here
+            prereplaced.delete(key);
+            undo!.asideLogged(o.path, pre.n);
+          } else {
+            if (st !== null) replace(o.path);
+            if (!wasPrelogged || st !== null) willCreate(o.path);
+          }
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
