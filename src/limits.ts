@@ -245,7 +245,7 @@ export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
  * extra.
  */
 export const MIRROR_LOCAL_PIPE_SIZE_BYTES = 4 * 1024 * 1024;
-export const MIRROR_LOCAL_PIPE_RECORD_COUNT = 256;
+export const MIRROR_LOCAL_PIPE_RECORD_COUNT = 16;
 /** A pass deleting more than this share of the slave's entries is refused without --allow-mass-delete (spec §4.8). */
 export const MIRROR_MASS_DELETE_PERCENT = 25;
 /**
@@ -282,6 +282,13 @@ export const STREAM_RECORD_BODY_SIZE_MAX = 1024 * 1024;
  * field without letting a BLOCK carry a second block.
  */
 export const STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX = 128;
+/**
+ * Bytes of block data one BLOCKS record carries (mirror/record_body.ts, type 30): blocks are batched up to this, at
+ * least one block whatever the block size, so a 2 GiB initial copy at 4 KiB blocks is ~2,000 records instead of
+ * ~500,000 BLOCKs (one header, one CRC, one decode and one await each). The body bound of a BLOCKS record follows
+ * from it (stream_codec.ts bodySizeMaxOf): blocksPerRecordMax(block_size) x (block_size + HASH_SIZE_MAX) + overhead.
+ */
+export const STREAM_BLOCKS_DATA_SIZE_BYTES = 1024 * 1024;
 /**
  * Bytes of one slab the DDMS encoder carves small record frames from (mirror/stream_codec.ts): 1 MiB holds 250 BLOCK
  * frames of 4 KiB blocks, so a pass allocates one ArrayBuffer per 250 records instead of one per record; frames over

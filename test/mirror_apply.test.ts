@@ -366,6 +366,31 @@ describe('a slave killed at each apply step (spec §5 scenario 9; §4.18 inv. 3,
     }, 300_000);
   }
 
+  it('a window of rewritten files logs their moves aside in one append; killed after each of its renames, rollback gives the last claim\'s tree', async () => {
+    for (const nth of [1, 2, 4]) {
+      const { master, slave } = await pair();
+      await withVolume(master, async (v) => {
+        for (let k = 0; k < 5; k++) await writeUfsFile(v, `r${k}`, block(`old${k}`, 2));
+      });
+      await copy(master, slave);
+      const claimShape = treeShape(slave);
+      await withVolume(master, async (v) => {
+        for (let k = 0; k < 5; k++) await writeUfsFile(v, `r${k}`, block(`new${k}`, 2));
+      });
+      await expect(copy(master, slave, { slaveHooks: at('op-applied', nth)({ count: 0 }) })).rejects.toThrow('simulated kill');
+      const [area] = liveUndoAreas(slave);
+      const lines = fs.readFileSync(path.join(area!, 'manifest'), 'latin1').trim().split('\n').slice(1).map((l) => JSON.parse(l) as { a: string; p: string });
+      // the five asides come first, together (one append), and no create line follows any of them
+      expect(lines.filter((l) => l.a === 'aside').map((l) => Buffer.from(l.p, 'hex').toString()).sort()).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+      expect(lines.some((l) => l.a === 'create' && /^r\d$/.test(Buffer.from(l.p, 'hex').toString()))).toBe(false);
+      rollbackPass(slave);
+      expect(treeShape(slave)).toEqual(claimShape);
+      expect(await referenceProblems(slave)).toEqual([]);
+      await copy(master, slave);
+      await expectConverged(master, slave);
+    }
+  }, 300_000);
+
   it('two passes cut in a row, then a rollback killed mid-way: rolling back again gives the last claim\'s tree', async () => {
     const { master, slave, claimPass, claimShape } = await changedPair();
     await expect(copy(master, slave, { checkpointRecordCount: 6, slaveHooks: at('op-applied', 5)({ count: 0 }) })).rejects.toThrow();

@@ -227,7 +227,7 @@ describe('mirror pass by content (in process)', () => {
     const sent: Buffer[] = [];
     const r = await copy(master, slave, {
       report: (l) => reports.push(l),
-      onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); },
+      onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); else if (rec.type === 'BLOCKS') sent.push(...rec.hashes); },
     });
     expect(reports).toHaveLength(1);
     expect(reports[0]).toMatch(/^CORRUPT \S*bad\S* block 1 on the master: not sent$/);
@@ -276,6 +276,7 @@ describe('mirror pass by content (in process)', () => {
       checkpointRecordCount: 8,
       onMasterBytes: (_b, rec) => {
         if (rec.type === 'BLOCK') firstSent++;
+        if (rec.type === 'BLOCKS') firstSent += rec.hashes.length;
         if (checkpoints === 2) throw new Error('cut');
         if (rec.type === 'CHECKPOINT') checkpoints++;
       },

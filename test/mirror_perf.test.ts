@@ -64,7 +64,7 @@ describe('conservative HAVE (spec §4.8)', () => {
     fs.writeFileSync(path.join(slave, '.autofsck'), ''); // the slave was not cleanly closed
     await withVolume(master, (v) => writeUfsFile(v, 'two', block('x'))); // a new file naming the damaged hash
     const sent: Buffer[] = [];
-    const r = await copyLocal(master, slave, { access: nodeTreeAccess, onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); } });
+    const r = await copyLocal(master, slave, { access: nodeTreeAccess, onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); else if (rec.type === 'BLOCKS') sent.push(...rec.hashes); } });
     expect(r.slave.committed).toBe(true);
     expect(sent.some((h) => h.equals(node.hash))).toBe(true);
     expect(slaveBlockAt(slave, node.address).equals(block('x'))).toBe(true);
@@ -78,7 +78,7 @@ describe('conservative HAVE (spec §4.8)', () => {
     const node = await damageSlaveBlock(slave, 'one');
     await withVolume(master, (v) => writeUfsFile(v, 'two', block('y')));
     const sent: Buffer[] = [];
-    const r = await copyLocal(master, slave, { access: nodeTreeAccess, onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); } });
+    const r = await copyLocal(master, slave, { access: nodeTreeAccess, onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(rec.hash); else if (rec.type === 'BLOCKS') sent.push(...rec.hashes); } });
     expect(r.master.blocksHeld).toBe(1);
     expect(sent.some((h) => h.equals(node.hash))).toBe(false);
     expect(slaveBlockAt(slave, node.address).equals(block('y'))).toBe(false);

@@ -181,6 +181,9 @@ describe('scenario 7: reclaim with reuse_asap on the master between node-list ca
         },
         onMasterRecord: (rec) => {
           if (rec.type === 'BLOCK' && hashOf(rec.data) !== rec.hash.toString('hex')) wrong.push(rec.hash.toString('hex'));
+          if (rec.type === 'BLOCKS') {
+            rec.hashes.forEach((h, i) => { if (hashOf(rec.data.subarray(i * BS, (i + 1) * BS)) !== h.toString('hex')) wrong.push(h.toString('hex')); });
+          }
         },
       });
       await store.close();
@@ -494,7 +497,7 @@ describe('scenario 15: names, links and metadata', () => {
     const r = await pass(master, slave, 500);
     expect(r.master!.blocksSent).toBe(0);
     expect(r.master!.renamesMatched).toBe(1);
-    expect(r.m2s.records.filter((x) => x.type === 'BLOCK' || x.type === 'FILE_BEGIN' || x.type === 'HASHQ')).toHaveLength(0);
+    expect(r.m2s.records.filter((x) => x.type === 'BLOCK' || x.type === 'BLOCKS' || x.type === 'FILE_BEGIN' || x.type === 'HASHQ')).toHaveLength(0);
     await expectConverged(master, slave);
   }, 180_000);
 });

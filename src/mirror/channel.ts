@@ -20,9 +20,18 @@ import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, t
 export interface WireCounters {
   records: number;
   bytes: number;
+  /** Blocks sent: one per BLOCK record, the count of each BLOCKS record. */
   blockRecords: number;
+  /** Bytes of the BLOCK and BLOCKS records (headers included). */
   blockBytes: number;
 }
+
+/**
+ * The frames a local copy's writers handed to its readers in memory (both sides in one process, copy.ts copyLocal):
+ * a reader told of a chunk that is one of them does not compute its CRC32C again (StreamDecoder.push `local`). A
+ * writer with an onBytes hook (a test that may alter or cut the bytes) never adds its frames.
+ */
+export type LocalFrames = WeakSet<Buffer>;
 
 /** Records -> a Writable. */
 export class RecordWriter {
@@ -36,7 +45,7 @@ export class RecordWriter {
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
 
-  private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean, heartbeatMs: number) {
+  private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean, heartbeatMs: number, private readonly localFrames: LocalFrames | null) {
     if (heartbeatMs > 0) {
       this.timer = setInterval(() => this.beat(heartbeatMs), Math.max(10, Math.floor(heartbeatMs / 4)));
       this.timer.unref();
@@ -52,9 +61,11 @@ export class RecordWriter {
    *   never waits, so two peers can never block on each other's full buffers
    * @param options.heartbeatMs milliseconds without a record before an IDLE heartbeat (0: none); default
    *   MIRROR_HEARTBEAT_INTERVAL_S
+   * @param options.localFrames `out` is an in-memory pipe to a RecordReader of this process given the same set: each
+   *   frame is written as one chunk and recorded in it (see LocalFrames)
    */
-  static async create(out: Writable, waitForDrain: boolean, options: { heartbeatMs?: number } = {}): Promise<RecordWriter> {
-    return new RecordWriter(await StreamEncoder.create(), out, waitForDrain, options.heartbeatMs ?? MIRROR_HEARTBEAT_INTERVAL_S * 1000);
+  static async create(out: Writable, waitForDrain: boolean, options: { heartbeatMs?: number; localFrames?: LocalFrames } = {}): Promise<RecordWriter> {
+    return new RecordWriter(await StreamEncoder.create(), out, waitForDrain, options.heartbeatMs ?? MIRROR_HEARTBEAT_INTERVAL_S * 1000, options.localFrames ?? null);
   }
 
   /** Send an IDLE when nothing was sent for `heartbeatMs` (never before the first record or after the end). */
@@ -89,8 +100,12 @@ export class RecordWriter {
     if (record.type === 'BLOCK') {
       this.counters.blockRecords++;
       this.counters.blockBytes += bytes.length;
+    } else if (record.type === 'BLOCKS') {
+      this.counters.blockRecords += record.hashes.length;
+      this.counters.blockBytes += bytes.length;
     }
     if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');
+    if (this.localFrames !== null && this.onBytes === null) this.localFrames.add(bytes);
     const ok = this.out.write(bytes);
     if (!ok && this.waitForDrain) await this.drained();
   }
@@ -132,12 +147,13 @@ export class RecordReader {
   private readonly iterator: AsyncIterator<Buffer>;
   private ended = false;
 
-  private constructor(private readonly decoder: StreamDecoder, source: Readable | AsyncIterable<Buffer>) {
+  private constructor(private readonly decoder: StreamDecoder, source: Readable | AsyncIterable<Buffer>, private readonly localFrames: LocalFrames | null) {
     this.iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
 
-  static async create(source: Readable | AsyncIterable<Buffer>): Promise<RecordReader> {
-    return new RecordReader(await StreamDecoder.create(), source);
+  /** @param options.localFrames the set the writer of `source` (an in-memory pipe of this process) records its frames in */
+  static async create(source: Readable | AsyncIterable<Buffer>, options: { localFrames?: LocalFrames } = {}): Promise<RecordReader> {
+    return new RecordReader(await StreamDecoder.create(), source, options.localFrames ?? null);
   }
 
   /** Heartbeat IDLE records skipped. */
@@ -165,7 +181,7 @@ export class RecordReader {
         continue;
       }
       this.bytes += chunk.value.length;
-      this.decoder.push(chunk.value);
+      this.decoder.push(chunk.value, this.localFrames?.has(chunk.value) ?? false);
     }
   }
 

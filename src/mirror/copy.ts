@@ -21,7 +21,7 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { listNames } from '../io/mirror_fs.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { pathBytes } from '../util/path_text.js';
-import { RecordReader, RecordWriter } from './channel.js';
+import { RecordReader, RecordWriter, type LocalFrames } from './channel.js';
 import { openControlPass, resultSummary, type ControlPass } from './control.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
@@ -54,6 +54,11 @@ export interface CopyOptions {
    * passes link meters (mirror/link_meter.ts) to watch the link and apply -b.
    */
   pipes?: () => { m2s: Transform; s2m: Transform };
+  /**
+   * Set by copyLocal over its own in-memory pipes: the frames both sides' writers hand to the other side's reader
+   * (their CRC32C is computed once, by the encoder; channel.ts LocalFrames). Never set across a process boundary.
+   */
+  localFrames?: LocalFrames;
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -116,9 +121,10 @@ function masterOptions(options: CopyOptions, input: RecordReader | null): Master
  */
 async function masterSide(src: Endpoint, out: Writable, input: Readable | null, options: CopyOptions): Promise<PassSummary> {
   if (src.kind === 'local') {
-    const writer = await RecordWriter.create(out, true);
+    const local = options.localFrames === undefined ? {} : { localFrames: options.localFrames };
+    const writer = await RecordWriter.create(out, true, local);
     writer.onBytes = options.onMasterBytes ?? null;
-    const reader = input === null ? null : await RecordReader.create(input);
+    const reader = input === null ? null : await RecordReader.create(input, local);
     return runMaster(src.vol, writer, masterOptions(options, reader));
   }
   const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount, ...(options.peerLabel !== undefined ? { peerLabel: options.peerLabel } : {}) }, lineSink(options));
@@ -128,8 +134,9 @@ async function masterSide(src: Endpoint, out: Writable, input: Readable | null, 
 /** Run the slave side on `dst` reading `input`, answering on `out` (null for one way); with the bytes both carried. */
 async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, options: CopyOptions): Promise<SlaveSummary & { bytesOnWire: number }> {
   if (dst.kind === 'local') {
-    const reader = await RecordReader.create(input);
-    const writer = out === null ? null : await RecordWriter.create(out, false);
+    const local = options.localFrames === undefined ? {} : { localFrames: options.localFrames };
+    const reader = await RecordReader.create(input, local);
+    const writer = out === null ? null : await RecordWriter.create(out, false, local);
     const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks });
     return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0) };
   }
@@ -192,6 +199,9 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     // (a CHECKPOINT's syncs) does not stop the other at once
     const pipe = (): PassThrough => new PassThrough({ readableObjectMode: true, readableHighWaterMark: MIRROR_LOCAL_PIPE_RECORD_COUNT, writableHighWaterMark: MIRROR_LOCAL_PIPE_SIZE_BYTES });
     const { m2s, s2m } = options.pipes?.() ?? { m2s: pipe(), s2m: pipe() };
+    // over these pipes (object-mode reads: each chunk is a frame as written) a frame's CRC is computed once; through
+    // the caller's pipes (link meters, tests) every frame is checked in full
+    if (options.pipes === undefined) options = { ...options, localFrames: new WeakSet<Buffer>() };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: Transform, other: Transform) => (err: unknown): never => {

@@ -54,6 +54,8 @@ function renderValue(field: Field, value: unknown, options: DumpOptions): string
       return (value as Buffer).toString('hex');
     case 'block':
       return `<${(value as Buffer).length} bytes>`;
+    case 'blocks':
+      return `<${(value as Buffer).length} bytes>`;
     case 'bytes':
     case 'path':
       return escapeBytes(value as Buffer);

@@ -43,7 +43,7 @@ import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryKind, type EntryRecord, type TreeAccess, type TreeEntryMeta } from './digest.js';
 import { DigestCache } from './digest_cache.js';
-import type { DirEntry, EntryType, HelloRecord, Meta, MirrorRecord, SpecialKind } from './record_body.js';
+import { blocksPerRecordMax, CAPABILITY_BLOCKS, type DirEntry, type EntryType, type HelloRecord, type Meta, type MirrorRecord, type SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
 import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
@@ -370,9 +370,35 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       known.set(w.key, false);
       return;
     }
-    await out.send({ type: 'BLOCK', hash: w.hash, data: got });
+    await sendBlock(w.hash, got);
     known.set(w.key, true);
     summary.blocksSent++;
+  };
+
+  /**
+   * Blocks to a peer with CAPABILITY_BLOCKS go out batched, blocksPerRecordMax a BLOCKS record (copied here, so the
+   * read buffers they came from are free again at once); to any other peer (a one-way stream) one BLOCK each.
+   * flushBlocks sends what is batched: sendBlocks ends with it, so the blocks still come before their FILE_BEGIN.
+   */
+  let batchBlocks = false;
+  const batchMax = blocksPerRecordMax(blockSize);
+  let batchData: Buffer | null = null;
+  const batchHashes: Buffer[] = [];
+  const sendBlock = async (hash: Buffer, data: Buffer): Promise<void> => {
+    if (!batchBlocks) {
+      await out.send({ type: 'BLOCK', hash, data });
+      return;
+    }
+    batchData ??= Buffer.allocUnsafe(batchMax * blockSize);
+    data.copy(batchData, batchHashes.length * blockSize);
+    batchHashes.push(hash);
+    if (batchHashes.length === batchMax) await flushBlocks();
+  };
+  const flushBlocks = async (): Promise<void> => {
+    if (batchHashes.length === 0) return;
+    const hashes = batchHashes.splice(0);
+    // the encoder copies the data into the frame before send returns: the batch buffer is free again after it
+    await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
   /**
@@ -416,6 +442,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       while (queue.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await finishOne();
     }
     while (queue.length > 0) await finishOne();
+    await flushBlocks();
   };
 
   /** Send the files of the window (see PendingFile): HASHQ, blocks, then the files in visit order. */
@@ -537,7 +564,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     windowNodeCount += count;
     // a window never holds back a CHECKPOINT: at most what one window of checkpoint records and bytes could send
     const c = out.counters;
-    const dueCheckpoint = c.records + 4 * window.length + windowNodeCount - recordsAtCheckpoint >= cpRecords || c.bytes + windowNodeCount * blockSize - bytesAtCheckpoint >= cpBytes;
+    const blockRecords = batchBlocks ? Math.ceil(windowNodeCount / batchMax) : windowNodeCount;
+    const dueCheckpoint = c.records + 4 * window.length + blockRecords - recordsAtCheckpoint >= cpRecords || c.bytes + windowNodeCount * blockSize - bytesAtCheckpoint >= cpBytes;
     if (group !== 0n || dueCheckpoint || windowNodeCount >= MIRROR_SEND_WINDOW_NODE_COUNT_MAX || window.length >= MIRROR_SEND_WINDOW_FILE_COUNT_MAX) await flushWindow();
   };
 
@@ -821,6 +849,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         if (err instanceof DdfsError && err.code === 'BUSY') await out.send({ type: 'ERROR', reason: REASON.REFUSED, message: `another pass to this replica (${peerUuid}) is running on the master` });
         throw err;
       }
+      batchBlocks = (peer.capabilities & CAPABILITY_BLOCKS) !== 0;
       const resume = await resumable(digests, peer);
       if (resume !== null) {
         passId = resume;

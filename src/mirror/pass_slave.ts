@@ -54,7 +54,7 @@ import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
 import type { PassVolume } from './pass_volume.js';
-import { pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind, type Xattr } from './record_body.js';
+import { CAPABILITY_BLOCKS, pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind, type Xattr } from './record_body.js';
 import { isReservedXattr } from '../format/layout.js';
 import { readAllXattrs, removeXattr, setXattr } from '../io/xattr.js';
 import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
@@ -325,6 +325,54 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     while (hashing.length > 0) await storeHashed();
   };
 
+  /**
+   * One received block (of a BLOCK, or of a BLOCKS record of seq `seq`): a new one joins the pending batch (hashed by
+   * the workers, stored before the next record that is not a BLOCK/BLOCKS); one answered "missing" because its held
+   * copy failed the re-read is hashed here and written back in place.
+   * @throws DdfsError CORRUPT (oversize, the zero hash, bytes that do not hash to `hash`), INVALID (a store failure)
+   */
+  const receiveBlock = async (hash: Buffer, data: Buffer, seq: bigint): Promise<void> => {
+    if (data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${seq}: ${data.length} bytes`, seq);
+    if (store.isZeroHash(hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${seq}: the zero block is never sent`, seq);
+    const key = hash.toString('latin1');
+    const damagedAt = damaged.size === 0 ? undefined : damaged.get(key);
+    const heldAt = localAddress(hash);
+    if ((damagedAt === undefined || heldAt !== damagedAt) && heldAt < 2) {
+      // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
+      if (pendingCount === pendingMax) {
+        submitPending();
+        while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
+      }
+      data.copy(pendingData, pendingCount * blockSize);
+      pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
+      pendingHashes.push(hash);
+      pendingSeqs.push(seq);
+      pendingCount++;
+      pinnedHashes.add(key);
+      summary.blocksReceived++;
+      return;
+    }
+    await storePending();
+    const whole = Buffer.alloc(blockSize);
+    data.copy(whole);
+    const h = Buffer.alloc(hashSize);
+    store.hasher.hashInto(whole, h, 0);
+    if (!h.equals(hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seq}: its bytes do not hash to ${hash.toString('hex')}: pass rejected`, seq);
+    if (damagedAt !== undefined && localAddress(hash) === damagedAt) {
+      // answered "missing" because its block failed the re-read: the good bytes go back in place
+      await store.rewriteBlock(damagedAt, whole);
+      damaged.delete(hash.toString('latin1'));
+      checkedHave.add(hash.toString('latin1'));
+    } else if (localAddress(hash) < 2) {
+      const nodes = Buffer.alloc(nodeSize);
+      const res = await store.storeBlocks(whole, 1, nodes, 0);
+      if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seq);
+      hook('block-stored');
+    }
+    pinnedHashes.add(hash.toString('latin1'));
+    summary.blocksReceived++;
+  };
+
   const setMeta = (p: Buffer, meta: Meta, isSymlink: boolean): void => {
     if (!isSymlink) setMode(p, meta.mode);
     setOwner(p, meta.uid, meta.gid);
@@ -383,6 +431,32 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return out;
   };
 
+  /**
+   * Log in one durable append the moves aside of the window's file ops whose target is a regular file now (under real
+   * directories, never a reserved root name): what replace + willCreate would otherwise log (and fsync) one by one.
+   * Returns, by target key, the area entry reserved and the inode seen; an op whose target is no longer that inode
+   * when it is applied (an earlier op of the window changed it) logs as before, and its reserved line stays unused.
+   */
+  const prelogReplaces = (): Map<string, { n: number; ino: bigint }> => {
+    const out = new Map<string, { n: number; ino: bigint }>();
+    if (undo === null) return out;
+    const rels: Buffer[] = [];
+    const inos: bigint[] = [];
+    for (const o of ops) {
+      if (o.op !== 'file' || o.path.length === 0 || reservedFirst(o.path)) continue;
+      const key = o.path.toString('latin1');
+      if (out.has(key) || !realParents(rootDir, o.path)) continue;
+      const st = lstatOrNull(abs(o.path));
+      if (st === null || st.kind !== 'file') continue;
+      out.set(key, { n: -1, ino: st.ino });
+      rels.push(o.path);
+      inos.push(st.ino);
+    }
+    const ns = undo.willAsideAll(rels);
+    rels.forEach((p, i) => out.set(p.toString('latin1'), { n: ns[i]!, ino: inos[i]! }));
+    return out;
+  };
+
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
     await settleStaged();
@@ -422,6 +496,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
     const prelogged = prelogCreates();
+    const prereplaced = prelogReplaces();
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
     const parentOf = (p: Buffer): Buffer => { const at = p.lastIndexOf(SLASH); return at < 0 ? rootDir : abs(p.subarray(0, at)); };
@@ -475,8 +550,17 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
               break;
             }
           }
-          if (st !== null) replace(o.path);
-          if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
+          const key = o.path.toString('latin1');
+          const wasPrelogged = prelogged.delete(key);
+          const pre = st !== null && st.kind === 'file' ? prereplaced.get(key) : undefined;
+          if (pre !== undefined && pre.ino === st!.ino) {
+            // logged by prelogReplaces; the aside's reversal also removes what is renamed over it here
+            prereplaced.delete(key);
+            undo!.asideLogged(o.path, pre.n);
+          } else {
+            if (st !== null) replace(o.path);
+            if (!wasPrelogged || st !== null) willCreate(o.path);
+          }
           renamePath(o.staged, target);
           if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
           summary.filesApplied++;
@@ -590,7 +674,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         type: 'HELLO', version: STREAM_VERSION, role: 'slave', sharedUuid: Buffer.from(state.sharedUuid, 'hex'), uniqueUuid: Buffer.from(state.uniqueUuid, 'hex'),
         generation: state.claim?.generation ?? state.generation, blockSize, hashAlgo: cfg.hashName, hashSize, syncBegTid: 0n, syncEndTid: claimTid(state.claim), claimKind: state.claim === null || claimTid(state.claim) === 0n ? 'none' : state.claim.claimKind,
         pendingPass: pending === null ? undefined : { passId: Buffer.from(pending.passId, 'hex'), tidBeg: 0n, tidEnd: 0n, keyCur: Buffer.from(pending.keyCurHex, 'hex'), runningDigest: Buffer.alloc(32) },
-        capabilities: 0, lineageId: Buffer.from(lineageIdOf(state), 'hex'),
+        capabilities: CAPABILITY_BLOCKS, lineageId: Buffer.from(lineageIdOf(state), 'hex'),
         ...(state.masterUuid !== undefined ? { masterUuid: Buffer.from(state.masterUuid, 'hex') } : {}),
       });
     }
@@ -616,7 +700,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         throw err;
       });
       const r = d.record;
-      if (r.type !== 'BLOCK') await storePending();
+      if (r.type !== 'BLOCK' && r.type !== 'BLOCKS') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
@@ -686,46 +770,13 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           await out?.send({ type: 'HAVE', passId: Buffer.from(passIdHex, 'hex'), hashCount: r.hashes.length, missing });
           break;
         }
-        case 'BLOCK': {
-          if (r.data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: ${r.data.length} bytes`, d.seq);
-          if (store.isZeroHash(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${d.seq}: the zero block is never sent`, d.seq);
-          const damagedAt = damaged.get(r.hash.toString('latin1'));
-          if ((damagedAt === undefined || localAddress(r.hash) !== damagedAt) && localAddress(r.hash) < 2) {
-            // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
-            if (pendingCount === pendingMax) {
-              submitPending();
-              while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
-            }
-            r.data.copy(pendingData, pendingCount * blockSize);
-            pendingData.fill(0, pendingCount * blockSize + r.data.length, (pendingCount + 1) * blockSize);
-            pendingHashes.push(r.hash);
-            pendingSeqs.push(d.seq);
-            pendingCount++;
-            pinnedHashes.add(r.hash.toString('latin1'));
-            summary.blocksReceived++;
-            break;
-          }
-          await storePending();
-          const data = Buffer.alloc(blockSize);
-          r.data.copy(data);
-          const h = Buffer.alloc(hashSize);
-          store.hasher.hashInto(data, h, 0);
-          if (!h.equals(r.hash)) await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${d.seq}: its bytes do not hash to ${r.hash.toString('hex')}: pass rejected`, d.seq);
-          if (damagedAt !== undefined && localAddress(r.hash) === damagedAt) {
-            // answered "missing" because its block failed the re-read: the good bytes go back in place
-            await store.rewriteBlock(damagedAt, data);
-            damaged.delete(r.hash.toString('latin1'));
-            checkedHave.add(r.hash.toString('latin1'));
-          } else if (localAddress(r.hash) < 2) {
-            const nodes = Buffer.alloc(nodeSize);
-            const res = await store.storeBlocks(data, 1, nodes, 0);
-            if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, d.seq);
-            hook('block-stored');
-          }
-          pinnedHashes.add(r.hash.toString('latin1'));
-          summary.blocksReceived++;
+        case 'BLOCK':
+          await receiveBlock(r.hash, r.data, d.seq);
           break;
-        }
+        case 'BLOCKS':
+          // a batched BLOCK (CAPABILITY_BLOCKS): each block as if it came in a BLOCK of this seq
+          for (let k = 0; k < r.hashes.length; k++) await receiveBlock(r.hashes[k]!, r.data.subarray(k * blockSize, (k + 1) * blockSize), d.seq);
+          break;
         case 'DIR':
           ops.push({ op: 'dir', path: r.path, meta: r.meta });
           break;

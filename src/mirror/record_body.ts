@@ -10,7 +10,8 @@
  * - Every field a schema does not mark optional must be present.
  * - Paths are raw bytes (Buffer) end to end and are never decoded as text: components of 1..255 bytes joined by
  *   `/`, no NUL, no `.` or `..`, no empty component; the empty path is the root (ddfsroot itself).
- * - Every hash in a body has the HELLO's hash_size; BLOCK data is at most the HELLO's block_size.
+ * - Every hash in a body has the HELLO's hash_size; BLOCK data is at most the HELLO's block_size; BLOCKS data is
+ *   exactly one whole block_size per hash, 1..blocksPerRecordMax(block_size) of them.
  * - u64 values are bigint; nothing above 2^32 is ever a JS number.
  * - Decoding never allocates more than the body it was given (values are views or copies of its bytes).
  */
@@ -19,6 +20,7 @@ import {
   BLOCK_SIZE_MIN,
   HASH_SIZE_MAX,
   STREAM_HASH_NAME_SIZE_MAX,
+  STREAM_BLOCKS_DATA_SIZE_BYTES,
   STREAM_NAME_SIZE_MAX,
   STREAM_PATH_SIZE_MAX,
   STREAM_SYMLINK_TARGET_SIZE_MAX,
@@ -58,7 +60,19 @@ export const RECORD_TYPES = {
   VENTRY: 27,
   VFINDING: 28,
   VDONE: 29,
+  BLOCKS: 30,
 } as const;
+
+/**
+ * HELLO capabilities bits (u32). Bit 0: the sender reads BLOCKS records (type 30); a master sends BLOCKS only to a
+ * peer whose HELLO sets it, and then with flags bit 15 (must understand), so no reader ever skips blocks silently.
+ */
+export const CAPABILITY_BLOCKS = 0x1;
+
+/** Most blocks one BLOCKS record may carry at `blockSize`: STREAM_BLOCKS_DATA_SIZE_BYTES of data, at least one. */
+export function blocksPerRecordMax(blockSize: number): number {
+  return Math.max(1, Math.floor(STREAM_BLOCKS_DATA_SIZE_BYTES / blockSize));
+}
 
 export type RecordTypeName = keyof typeof RECORD_TYPES;
 
@@ -167,6 +181,16 @@ export interface HaveRecord {
 export interface BlockRecord {
   type: 'BLOCK';
   hash: Buffer;
+  data: Buffer;
+}
+/**
+ * Many blocks in one record (type 30, a batched BLOCK): `hashes[i]` names `data[i * block_size, (i + 1) * block_size)`.
+ * Each block is as a BLOCK's (the receiver hashes it and rejects a mismatch); only whole blocks (the master's block
+ * file holds whole blocks). Sent only to a peer with CAPABILITY_BLOCKS.
+ */
+export interface BlocksRecord {
+  type: 'BLOCKS';
+  hashes: Buffer[];
   data: Buffer;
 }
 export interface FileBeginRecord {
@@ -351,6 +375,7 @@ export type MirrorRecord =
   | HashqRecord
   | HaveRecord
   | BlockRecord
+  | BlocksRecord
   | FileBeginRecord
   | FileNodesRecord
   | FileEndRecord
@@ -387,7 +412,7 @@ export interface UnknownRecord {
 
 export type Kind =
   | { k: 'u8' | 'u16' | 'u32'; min?: number; max?: number }
-  | { k: 'u64' | 'i64' | 'bool' | 'id128' | 'digest' | 'hash' | 'block' | 'path' | 'hashes' | 'paths' | 'xattrs' | 'entries' | 'bitmap' }
+  | { k: 'u64' | 'i64' | 'bool' | 'id128' | 'digest' | 'hash' | 'block' | 'blocks' | 'path' | 'hashes' | 'paths' | 'xattrs' | 'entries' | 'bitmap' }
   | { k: 'bytes'; min: number; max: number }
   | { k: 'text'; max: number }
   | { k: 'enum'; values: readonly string[] }
@@ -562,6 +587,7 @@ export const SCHEMAS: Readonly<Record<RecordTypeName, readonly Field[]>> = {
     f(4, 'hash', 'hash', { k: 'hash' }, 'optional'),
   ],
   VDONE: [f(1, 'count', 'count', { k: 'u64' }), f(2, 'more', 'more', { k: 'bool' })],
+  BLOCKS: [f(1, 'hashes', 'hashes', { k: 'hashes' }), f(2, 'data', 'data', { k: 'blocks' })],
 };
 
 /** What the body codec needs from the stream's HELLO: the sizes hashes and blocks must have. */
@@ -669,6 +695,11 @@ function encodeValue(kind: Kind, value: unknown, ctx: BodyContext, where: string
       if (!Buffer.isBuffer(b) || b.length === 0 || ctx.blockSize === undefined || b.length > ctx.blockSize) bad('block data of a wrong size');
       return b;
     }
+    case 'blocks': {
+      const b = value as Buffer;
+      if (!Buffer.isBuffer(b) || ctx.blockSize === undefined || !wholeBlocks(b.length, ctx.blockSize)) bad('blocks data of a wrong size');
+      return b;
+    }
     case 'bytes': {
       const b = value as Buffer;
       if (!Buffer.isBuffer(b) || b.length < kind.min || b.length > kind.max) bad(`must be ${kind.min}..${kind.max} bytes`);
@@ -764,6 +795,11 @@ function encodeValue(kind: Kind, value: unknown, ctx: BodyContext, where: string
   }
 }
 
+/** Whether `length` bytes are 1..blocksPerRecordMax(blockSize) whole blocks. */
+function wholeBlocks(length: number, blockSize: number): boolean {
+  return length > 0 && length % blockSize === 0 && length / blockSize <= blocksPerRecordMax(blockSize);
+}
+
 function checkHash(h: Buffer, ctx: BodyContext, bad: (why: string) => never): void {
   if (ctx.hashSize === undefined) bad('hash before the HELLO gave hash_size');
   if (!Buffer.isBuffer(h) || h.length !== ctx.hashSize) bad(`hash of ${Buffer.isBuffer(h) ? h.length : '?'} bytes, HELLO says ${ctx.hashSize}`);
@@ -828,6 +864,10 @@ function decodeValue(kind: Kind, b: Buffer, ctx: BodyContext, where: string): un
     case 'block':
       if (ctx.blockSize === undefined) bad('block before the HELLO gave block_size');
       if (b.length === 0 || b.length > ctx.blockSize!) bad(`${b.length} bytes of block data, block_size is ${ctx.blockSize}`);
+      return b;
+    case 'blocks':
+      if (ctx.blockSize === undefined) bad('blocks before the HELLO gave block_size');
+      if (!wholeBlocks(b.length, ctx.blockSize!)) bad(`${b.length} bytes of blocks data: not 1..${blocksPerRecordMax(ctx.blockSize!)} whole blocks of ${ctx.blockSize}`);
       return b;
     case 'bytes':
       if (b.length < kind.min || b.length > kind.max) bad(`${b.length} bytes, allowed ${kind.min}..${kind.max}`);
@@ -969,6 +1009,7 @@ export function encodeBody(record: MirrorRecord, ctx: BodyContext): Buffer {
  */
 export function encodeBodyParts(record: MirrorRecord, ctx: BodyContext): Buffer[] {
   if (record.type === 'HAVE') checkHaveBitmap(record.hashCount, record.missing);
+  if (record.type === 'BLOCKS') checkBlocksCount(record.hashes, record.data, ctx);
   return encodeFieldParts(SCHEMAS[record.type], record as unknown as Record<string, unknown>, ctx, record.type);
 }
 
@@ -979,6 +1020,7 @@ export function encodeBodyParts(record: MirrorRecord, ctx: BodyContext): Buffer[
 export function decodeBody(type: RecordTypeName, body: Buffer, ctx: BodyContext): MirrorRecord {
   const fields = decodeFields(SCHEMAS[type], body, ctx, type);
   if (type === 'HAVE') checkHaveBitmap(fields.hashCount as number, fields.missing as Buffer);
+  if (type === 'BLOCKS') checkBlocksCount(fields.hashes as Buffer[], fields.data as Buffer, ctx);
   return { type, ...fields } as unknown as MirrorRecord;
 }
 
@@ -986,4 +1028,10 @@ export function decodeBody(type: RecordTypeName, body: Buffer, ctx: BodyContext)
 function checkHaveBitmap(count: number, missing: Buffer): void {
   if (!Buffer.isBuffer(missing) || missing.length !== Math.ceil(count / 8)) fail(`HAVE.missing: ${missing?.length} bytes for ${count} hashes`);
   if (count % 8 !== 0 && missing[missing.length - 1]! >> (count % 8) !== 0) fail('HAVE.missing: bits set past hash_count');
+}
+
+/** A BLOCKS record has one hash per whole block of its data, at least one. */
+function checkBlocksCount(hashes: Buffer[], data: Buffer, ctx: BodyContext): void {
+  if (!Array.isArray(hashes) || !Buffer.isBuffer(data) || ctx.blockSize === undefined) fail('BLOCKS: hashes and data required after the HELLO');
+  if (hashes.length === 0 || hashes.length * ctx.blockSize! !== data.length) fail(`BLOCKS: ${hashes.length} hashes for ${data.length} bytes of ${ctx.blockSize}-byte blocks`);
 }

@@ -9,9 +9,9 @@ import fc from 'fast-check';
 import { createHash } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { DdfsError } from '../errors.js';
-import { STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
+import { HASH_SIZE_MAX, STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
 import { Crc32c } from './crc32c.js';
-import { RECORD_TYPES, encodeBody, type DirEntry, type HelloRecord, type Meta, type MirrorRecord, type Xattr } from './record_body.js';
+import { RECORD_TYPES, blocksPerRecordMax, encodeBody, type DirEntry, type HelloRecord, type Meta, type MirrorRecord, type Xattr } from './record_body.js';
 import {
   FLAG_COMPRESSED,
   FLAG_MUST_UNDERSTAND,
@@ -99,6 +99,7 @@ function middleRecord(h: HelloRecord): fc.Arbitrary<RecordInput> {
     rec({ type: fc.constant('HASHQ'), hashes }, ['type', 'hashes']),
     fc.record({ passId: id128, have }).map(({ passId, have }) => ({ type: 'HAVE' as const, passId, ...have })),
     rec({ type: fc.constant('BLOCK'), hash, data: bytes(1, h.blockSize) }, ['type', 'hash', 'data']),
+    fc.array(hash, { minLength: 1, maxLength: 3 }).chain((hs) => bytes(hs.length * h.blockSize, hs.length * h.blockSize).map((data) => ({ type: 'BLOCKS' as const, hashes: hs, data }))),
     rec({ type: fc.constant('FILE_BEGIN'), path, meta, sizeBytes: u64, nodeCount: u64, tid: u64, linkGroup: u64 }, ['type', 'path', 'meta', 'sizeBytes', 'nodeCount', 'tid', 'linkGroup']),
     rec({ type: fc.constant('FILE_NODES'), firstIndex: u64, hashes }, ['type', 'firstIndex', 'hashes']),
     rec({ type: fc.constant('FILE_END'), digest }, ['type', 'digest']),
@@ -321,6 +322,43 @@ describe('DDMS frames of many BLOCKs (encoder slab, decoder views)', () => {
   });
 });
 
+describe('DDMS frames handed over in memory (a local copy: push `local`)', () => {
+  it('decodes local frames to the same records, computing no CRC for them, and still checks seq and the running digest', async () => {
+    const enc = await StreamEncoder.create();
+    const frames = [enc.encode(HELLO), enc.encode({ type: 'IDLE', headTid: 5n }), enc.encode({ type: 'CHECKPOINT', keyCur: Buffer.from('a') }), enc.encode({ type: 'TERM', reason: 0 })];
+    const decodeAs = async (chunks: Buffer[], local: boolean) => {
+      const dec = await StreamDecoder.create();
+      const spy = vi.spyOn(Crc32c.prototype, 'compute');
+      const got: DecodedRecord[] = [];
+      try {
+        for (const f of chunks) {
+          dec.push(f, local);
+          for (let r = dec.read(); r !== null; r = dec.read()) got.push(r);
+        }
+        dec.finish();
+        return { got, crcCalls: spy.mock.calls.length, fault: null as DdfsError | null };
+      } catch (err) {
+        return { got, crcCalls: spy.mock.calls.length, fault: err as DdfsError };
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    const checked = await decodeAs(frames, false);
+    const local = await decodeAs(frames, true);
+    expect(checked.fault).toBeNull();
+    expect(checked.crcCalls).toBe(frames.length);
+    expect(local.fault).toBeNull();
+    expect(local.crcCalls).toBe(0);
+    expect(local.got.map((r) => r.record)).toEqual(checked.got.map((r) => r.record));
+    // a dropped frame: caught by seq although no CRC is computed
+    expect((await decodeAs([frames[0]!, frames[2]!, frames[3]!], true)).fault?.data).toMatchObject({ seq: 2n, reason: 'seq' });
+    // a frame split over two chunks is not wholly in one local chunk: its CRC is computed
+    const split = await decodeAs([frames[0]!, frames[1]!.subarray(0, 10), frames[1]!.subarray(10), frames[2]!, frames[3]!], true);
+    expect(split.fault).toBeNull();
+    expect(split.crcCalls).toBe(1);
+  });
+});
+
 describe('DDMS corruption is rejected with the seq named (invariant 5)', () => {
   it('rejects any single bit flip anywhere', async () => {
     await fc.assert(
@@ -460,11 +498,14 @@ describe('DDMS body_len bound (spec §4.5, §5 scenario 14)', () => {
     }
   });
 
-  it('bounds BLOCK by the HELLO block_size + overhead and every other type by 1 MiB', () => {
+  it('bounds BLOCK by the HELLO block_size + overhead, BLOCKS by its most blocks and hashes + overhead, every other type by 1 MiB', () => {
     const blockMax = HELLO.blockSize + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
+    const blocksMax = blocksPerRecordMax(HELLO.blockSize) * (HELLO.blockSize + HASH_SIZE_MAX) + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
     const cases: Array<[number, number, boolean]> = [
       [RECORD_TYPES.BLOCK, blockMax, true],
       [RECORD_TYPES.BLOCK, blockMax + 1, false],
+      [RECORD_TYPES.BLOCKS, blocksMax, true],
+      [RECORD_TYPES.BLOCKS, blocksMax + 1, false],
       [RECORD_TYPES.DIRLIST, STREAM_RECORD_BODY_SIZE_MAX, true],
       [RECORD_TYPES.DIRLIST, STREAM_RECORD_BODY_SIZE_MAX + 1, false],
       [999, STREAM_RECORD_BODY_SIZE_MAX + 1, false],
@@ -543,6 +584,24 @@ describe('DDMS framing refusals (spec §5 scenarios 5, 13)', () => {
     expectFault(decodeChunks([HELLO_STREAM, shortHash, term(3n)]), 2n, 'field');
     const bigBlock = forge(2n, RECORD_TYPES.BLOCK, encodeBody({ type: 'BLOCK', hash: Buffer.alloc(24, 1), data: Buffer.alloc(4097) }, { ...CTX, blockSize: 8192 }));
     expectFault(decodeChunks([HELLO_STREAM, bigBlock, term(3n)]), 2n, 'field');
+  });
+
+  it('refuses BLOCKS whose data is not exactly one whole block per hash, or more blocks than one record may carry', () => {
+    const hashes = (n: number) => Array.from({ length: n }, (_, i) => Buffer.alloc(24, i + 1));
+    const ok = forge(2n, RECORD_TYPES.BLOCKS, encodeBody({ type: 'BLOCKS', hashes: hashes(2), data: Buffer.alloc(2 * 4096, 7) }, CTX), FLAG_MUST_UNDERSTAND);
+    const good = decodeChunks([HELLO_STREAM, ok, term(3n)]);
+    expect(good.fault).toBeNull();
+    expect(good.records[1]!.record).toMatchObject({ type: 'BLOCKS', hashes: hashes(2) });
+    // (hashes, data bytes): fewer or more blocks than hashes, a partial block, one block more than a record may carry
+    const cases: Array<[number, number]> = [[2, 4096], [1, 2 * 4096], [2, 2 * 4096 - 1], [blocksPerRecordMax(4096) + 1, (blocksPerRecordMax(4096) + 1) * 4096]];
+    for (const [n, size] of cases) {
+      const body = Buffer.concat([
+        encodeBody({ type: 'HASHQ', hashes: hashes(n) }, CTX), // tag 1: the hashes
+        (() => { const h = Buffer.alloc(6); h.writeUInt16LE(2, 0); h.writeUInt32LE(size, 2); return h; })(), Buffer.alloc(size),
+      ]);
+      expectFault(decodeChunks([HELLO_STREAM, forge(2n, RECORD_TYPES.BLOCKS, body, FLAG_MUST_UNDERSTAND), term(3n)]), 2n, 'field');
+    }
+    expect(() => encodeBody({ type: 'BLOCKS', hashes: hashes(2), data: Buffer.alloc(4096) }, CTX)).toThrow(/2 hashes for 4096 bytes/);
   });
 
   it('refuses a CHECKPOINT whose running digest or record count is wrong although its CRC is valid', () => {

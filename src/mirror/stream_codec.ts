@@ -16,7 +16,8 @@
  * |--------|----------|----------------------------------------------------------------------------------------|
  * | 0      | 4        | sig u32 = 0x444D5352, bytes 52 53 4D 44; read as 0x52534D44 it is a byte-swapped peer  |
  * | 4      | 4        | body_len u32: bytes after the header; at most STREAM_RECORD_BODY_SIZE_MAX, a BLOCK at   |
- * |        |          | most block_size + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX (block_size from the HELLO);      |
+ * |        |          | most block_size + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX (block_size from the HELLO), a   |
+ * |        |          | BLOCKS at most n x (block_size + HASH_SIZE_MAX) + that overhead, n = blocksPerRecordMax |
  * |        |          | checked as soon as the header is in, before a byte of the body is buffered             |
  * | 8      | 2        | type u16 (RECORD_TYPES); an unknown type is skipped unless flags bit 15 is set         |
  * | 10     | 2        | flags u16: bit 0 body is raw deflate (RFC 1951), inflated size bounded like body_len;   |
@@ -61,8 +62,9 @@
  * |  1 HELLO      | 1 u16 version (must be 1), 2 enum role, 3 id128 shared_uuid, 4 id128 unique_uuid,            |
  * |               | 5 u32 generation, 6 u32 block_size (512..2 MiB), 7 text hash_algo (<= 16), 8 u8 hash_size    |
  * |               | (1..64), 9 u64 sync_beg_tid, 10 u64 sync_end_tid, 11 enum claim_kind, 12 pending             |
- * |               | pending_pass?, 13 u32 capabilities, 14 id128 lineage_id?, 15 id128 master_uuid? (the        |
- * |               | master the sender serves or is bound to, §4.12 one master per slave)                        |
+ * |               | pending_pass?, 13 u32 capabilities (bit 0 CAPABILITY_BLOCKS: the sender reads BLOCKS),      |
+ * |               | 14 id128 lineage_id?, 15 id128 master_uuid? (the master the sender serves or is bound to,   |
+ * |               | §4.12 one master per slave)                                                                 |
  * |  2 PASS_BEGIN | 1 id128 pass_id, 2 u64 tid_beg, 3 u64 tid_end, 4 enum mode, 5 path resume_key?              |
  * |  3 HASHQ      | 1 hashes hashes                                                                             |
  * |  4 HAVE       | 1 id128 pass_id, 2 u32 hash_count, 3 bitmap missing: ceil(hash_count / 8) bytes, bit i      |
@@ -97,6 +99,10 @@
  * |               | content_digest, 13 digest digest (mirror/digest.ts)                                          |
  * | 28 VFINDING   | 1 enum kind (1 corrupt 2 dangling), 2 path path, 3 u64 block_index?, 4 hash hash?            |
  * | 29 VDONE      | 1 u64 count (records of the answer before it), 2 bool more (nodes: the list goes on)        |
+ * | 30 BLOCKS     | 1 hashes hashes (1..n, n = blocksPerRecordMax(block_size)), 2 blocks data: exactly           |
+ * |               | count x block_size bytes, block i = bytes [i x block_size, (i + 1) x block_size) under hash  |
+ * |               | i. A batched BLOCK (one header, one CRC for up to STREAM_BLOCKS_DATA_SIZE_BYTES of blocks),  |
+ * |               | sent with flags bit 15 and only to a peer whose HELLO sets CAPABILITY_BLOCKS               |
  *
  * Running digest (spec §4.5, the ZFS running-checksum idea): in the record with seq n (CHECKPOINT or COMMIT),
  * record_count = n - 1 and running_digest = SHA-256(seq_1 u64 LE ‖ crc_1 u32 LE ‖ ... ‖ seq_{n-1} ‖ crc_{n-1}) over
@@ -113,12 +119,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { DdfsError, type DdfsErrorCode } from '../errors.js';
-import { STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_FRAME_SLAB_SIZE_BYTES, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
+import { HASH_SIZE_MAX, STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX, STREAM_FRAME_SLAB_SIZE_BYTES, STREAM_RECORD_BODY_SIZE_MAX } from '../limits.js';
 import { assert } from '../util/assert.js';
 import { Crc32c } from './crc32c.js';
 import {
   BodyError,
   RECORD_TYPES,
+  blocksPerRecordMax,
   decodeBody,
   encodeBodyParts,
   recordTypeName,
@@ -205,11 +212,13 @@ export type RecordInput =
   | Omit<CommitRecord, 'recordCount' | 'runningDigest'>;
 
 /**
- * Largest body_len a record of `typeCode` may declare (spec §4.5: BLOCK <= block_size + overhead, others 1 MiB).
+ * Largest body_len a record of `typeCode` may declare (spec §4.5: BLOCK <= block_size + overhead, BLOCKS <= its most
+ * blocks and their hashes + overhead, others 1 MiB).
  * @param blockSize the stream's block_size from its HELLO, undefined before it
  */
 export function bodySizeMaxOf(typeCode: number, blockSize: number | undefined): number {
   if (typeCode === RECORD_TYPES.BLOCK && blockSize !== undefined) return blockSize + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
+  if (typeCode === RECORD_TYPES.BLOCKS && blockSize !== undefined) return blocksPerRecordMax(blockSize) * (blockSize + HASH_SIZE_MAX) + STREAM_BLOCK_BODY_OVERHEAD_SIZE_MAX;
   return STREAM_RECORD_BODY_SIZE_MAX;
 }
 
@@ -374,6 +383,8 @@ interface PendingHeader {
   flags: number;
   seq: bigint;
   crc: number;
+  /** The whole record lies in one chunk pushed as a frame of this process's own encoder (see push). */
+  local: boolean;
 }
 
 /**
@@ -382,6 +393,8 @@ interface PendingHeader {
  */
 export class StreamDecoder {
   private readonly chunks: Buffer[] = [];
+  /** The chunks pushed as `local` (frames this process's encoder made, handed over in memory). */
+  private readonly localChunks = new WeakSet<Buffer>();
   /** Bytes already consumed from chunks[0]. */
   private chunkOffset = 0;
   private bufferedSize = 0;
@@ -415,12 +428,18 @@ export class StreamDecoder {
   /**
    * Hand the decoder the next bytes of the stream. The decoder keeps the chunk until it has read past it, and a BLOCK
    * record's data may be a view of it: the caller must never reuse its memory (Node streams never do).
+   * @param local the chunk is a frame (or the magic and HELLO frame) exactly as a StreamEncoder of THIS process
+   *   returned it, handed over in memory untouched (a local copy, channel.ts LocalFrames): the CRC32C its header
+   *   carries was computed over these very bytes, so a record lying wholly in it is not hashed again. Every other
+   *   check (seq, flags, type, body, record count, running digest over (seq, crc)) is made as for any chunk.
    * @throws the decoder's fault, if it already has one
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, local = false): void {
     if (this.fault) throw this.fault;
     if (chunk.length === 0) return;
-    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    if (local) this.localChunks.add(b);
+    this.chunks.push(b);
     this.bufferedSize += chunk.length;
   }
 
@@ -479,10 +498,10 @@ export class StreamDecoder {
       const p = this.pending!;
       if (this.bufferedSize < p.bodyLen) return null;
       const recordOffset = this.offset - RECORD_HEADER_SIZE;
-      // a BLOCK's body (its receiver copies the data at once) is a view of the chunk when it lies in one; any other body
+      // a BLOCK's or BLOCKS's body (its receiver copies the data at once) is a view of the chunk when it lies in one; any other body
       // is copied out, so a record kept for a window (paths, node lists) never holds a whole chunk alive
       let body: Buffer;
-      if (p.typeCode === RECORD_TYPES.BLOCK && p.bodyLen > 0) {
+      if ((p.typeCode === RECORD_TYPES.BLOCK || p.typeCode === RECORD_TYPES.BLOCKS) && p.bodyLen > 0) {
         body = this.take(p.bodyLen);
       } else {
         body = Buffer.allocUnsafe(p.bodyLen);
@@ -499,6 +518,8 @@ export class StreamDecoder {
   /** Header checks that need no body: sig, and body_len against the type's bound (before any body byte is kept). */
   private readHeader(): PendingHeader {
     const at = this.offset;
+    const first = this.chunks[0]!;
+    const room = first.length - this.chunkOffset;
     const header = this.take(RECORD_HEADER_SIZE);
     const seq = this.expectedSeq;
     const sig = header.readUInt32LE(0);
@@ -510,13 +531,15 @@ export class StreamDecoder {
     if (bodyLen > max) {
       throw this.error('oversize', seq, at, `body_len ${bodyLen} of type ${recordTypeName(typeCode) ?? typeCode} exceeds its maximum ${max}`, { bodyLen });
     }
-    return { header, bodyLen, typeCode, flags: header.readUInt16LE(10), seq: header.readBigUInt64LE(12), crc: header.readUInt32LE(20) };
+    const local = room >= RECORD_HEADER_SIZE + bodyLen && this.localChunks.has(first);
+    return { header, bodyLen, typeCode, flags: header.readUInt16LE(10), seq: header.readBigUInt64LE(12), crc: header.readUInt32LE(20), local };
   }
 
   /** Every check that needs the body, in order: CRC, seq, flags, type, body, version, running digest. */
   private checkRecord(p: PendingHeader, body: Buffer, at: number): MirrorRecord | UnknownRecord {
     const seq = this.expectedSeq;
-    const crc = this.crc.compute(p.header.subarray(0, 20), body);
+    // a local frame's CRC was computed by this process's encoder over these bytes (push): it is not computed twice
+    const crc = p.local ? p.crc : this.crc.compute(p.header.subarray(0, 20), body);
     if (crc !== p.crc) throw this.error('crc', seq, at, `CRC32C mismatch (header says 0x${p.crc.toString(16)}, bytes give 0x${crc.toString(16)})`);
     if (p.seq !== seq) {
       const why = p.seq < seq ? `duplicate or reordered record: seq ${p.seq} again` : `seq ${seq}${p.seq - seq > 1n ? `..${p.seq - 1n}` : ''} missing: got seq ${p.seq}`;
