@@ -448,7 +448,8 @@ async function abandonedPass(): Promise<{ master: string; slave: string; claimSh
     await writeUfsFile(v, 'rewritten', block('new', 3));
     await writeUfsFile(v, 'z', block('z2'));
   });
-  // the window's ops: DIR '', DIRLIST '', FILE rewritten, FILE z; killed before z, after rewritten was replaced
+  // the window's ops: DIR '', DIRLIST '', FILE rewritten, FILE z; killed before z, after rewritten was replaced (both
+  // old files were moved aside together before the first op: one undo append for the window's replaced files)
   await expect(copy(master, slave, { slaveHooks: at('op-applied', 3)({ count: 0 }) })).rejects.toThrow('simulated kill');
   expect(liveUndoAreas(slave)).toHaveLength(1);
   return { master, slave, claimShape };
@@ -457,12 +458,13 @@ async function abandonedPass(): Promise<{ master: string; slave: string; claimSh
 
 describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in an undo node list is pinned")', () => {
   it('without the undo references reclaim frees the kept file\'s blocks and the rollback leaves it dangling; with them, nothing is lost', async () => {
-    // the hazard, shown: a reclaim that does not read the undo areas frees the three old blocks (and z2's block,
-    // received but named only by the discarded staging area: harmless, a resumed pass sends it again)
+    // the hazard, shown: a reclaim that does not read the undo areas frees the three old blocks and z1's, all moved
+    // aside (and z2's block, received but named only by the discarded staging area: harmless, a resumed pass sends it
+    // again)
     const bare = await abandonedPass();
     const cfg = await readVolumeConfig(bare.slave);
     const freed = await withVolume(bare.slave, (v) => v.runReclaim());
-    expect(freed.nodeDeleted).toBe(4);
+    expect(freed.nodeDeleted).toBe(5);
     rollbackPass(bare.slave);
     expect(treeShape(bare.slave)).toEqual(bare.claimShape);
     expect((await referenceProblems(bare.slave)).length).toBeGreaterThan(0);
@@ -470,7 +472,7 @@ describe('reclaim on a slave with an abandoned pass (spec §4.8 "every hash in a
     // the slave's daemon gives its reclaim undoAreaHashes: the old blocks stay, the rollback gives a sound tree
     const kept = await abandonedPass();
     const hashes = undoAreaHashes(kept.slave, cfg);
-    expect(hashes.length).toBe(3);
+    expect(hashes.length).toBe(4);
     const report = await withVolume(kept.slave, async (v) => {
       v.addReferenceProvider({ hashes: () => undoAreaHashes(kept.slave, cfg) });
       return v.runReclaim();

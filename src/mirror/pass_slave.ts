@@ -383,6 +383,50 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     return out;
   };
 
+  /** Whether the existing file `target` (lstat `st`) already holds what the staged file op `o` would put there. */
+  const fileMatches = (o: Extract<Op, { op: 'file' }>, target: Buffer, st: NonNullable<ReturnType<typeof lstatOrNull>>): boolean => {
+    if (!(st.kind === 'file' && (st.nlink === 1) === (o.linkGroup === 0n) && st.mode === (o.meta.mode & 0o7777)
+      && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs && sameXattrs(target, o.meta.xattrs))) return false;
+    const a = readBytesOrNull(target);
+    const b = readBytesOrNull(o.staged);
+    return a !== null && b !== null && a.equals(b);
+  };
+
+  /**
+   * Move aside, in one durable undo append, the existing files that the window's file ops replace (a changed file of
+   * an incremental pass: without this, one aside line and one create line are fsynced per file). Only plain cases:
+   * a file op (no link group) whose target is a single-link regular file below real directories, that it does not
+   * already match, and whose path no other op of the window names, nor an ancestor of it except by DIR or DIRLIST
+   * (which leave a listed file where it is). The op loop then finds the target absent and creates it, its create
+   * line logged by prelogCreates with the others. Everything else takes the loop's one-by-one path.
+   */
+  const asideReplacedFiles = (): void => {
+    if (undo === null) return;
+    const others = new Map<string, Op['op']>();
+    const counts = new Map<string, number>();
+    for (const o of ops) {
+      const key = o.path.toString('latin1');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      if (o.op !== 'file') others.set(key, o.op);
+    }
+    const rels: Buffer[] = [];
+    for (const o of ops) {
+      if (o.op !== 'file' || o.linkGroup !== 0n || o.path.length === 0 || reservedFirst(o.path)) continue;
+      if (counts.get(o.path.toString('latin1')) !== 1) continue;
+      let clear = true;
+      for (let at = o.path.indexOf(SLASH); at >= 0 && clear; at = o.path.indexOf(SLASH, at + 1)) {
+        const kind = others.get(o.path.subarray(0, at).toString('latin1'));
+        clear = kind === undefined || kind === 'dir' || kind === 'dirlist';
+      }
+      if (!clear || !realParents(rootDir, o.path)) continue;
+      const target = abs(o.path);
+      const st = lstatOrNull(target);
+      if (st === null || st.kind !== 'file' || st.nlink !== 1 || fileMatches(o, target, st)) continue;
+      rels.push(o.path);
+    }
+    if (rels.length > 0) undo.asideAll(rels);
+  };
+
   /** Apply the staged ops of the window, in order; then make them durable. */
   const applyWindow = async (): Promise<void> => {
     await settleStaged();
@@ -421,6 +465,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     if (staged.length > MIRROR_STAGED_FSYNC_COUNT_MAX) syncFilesystem(stagingDir);
     else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
+    asideReplacedFiles();
     const prelogged = prelogCreates();
     const touched = new Set<string>();
     const later: Array<{ path: Buffer; mtimeNs: bigint }> = [];
@@ -464,16 +509,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         }
         case 'file': {
           // a no-op when the target holds the same node list and metadata, and is shared exactly when a link group says so
-          if (st !== null && st.kind === 'file' && (st.nlink === 1) === (o.linkGroup === 0n) && st.mode === (o.meta.mode & 0o7777)
-            && st.uid === o.meta.uid && st.gid === o.meta.gid && st.mtimeNs === o.meta.mtimeNs && sameXattrs(target, o.meta.xattrs)) {
-            const a = readBytesOrNull(target);
-            const b = readBytesOrNull(o.staged);
-            if (a !== null && b !== null && a.equals(b)) {
-              removeTree(o.staged);
-              if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
-              summary.opsNoop++;
-              break;
-            }
+          if (st !== null && fileMatches(o, target, st)) {
+            removeTree(o.staged);
+            if (o.linkGroup !== 0n) linkTargets.set(o.linkGroup, o.path);
+            summary.opsNoop++;
+            break;
           }
           if (st !== null) replace(o.path);
           if (!prelogged.delete(o.path.toString('latin1')) || st !== null) willCreate(o.path);
