@@ -44,7 +44,7 @@ import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
-  closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
+  closeFd, createExclusive, ensureDirectory, listKinds, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
   readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -371,7 +371,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       let parentsOk = true;
       for (let at = o.path.indexOf(SLASH); at >= 0 && parentsOk; at = o.path.indexOf(SLASH, at + 1)) {
         const parentKey = o.path.subarray(0, at).toString('latin1');
-        parentsOk = windowDirs.has(parentKey) || lstatOrNull(abs(o.path.subarray(0, at)))?.kind === 'dir';
+        parentsOk = windowDirs.has(parentKey) || realDirectory(o.path.subarray(0, at));
       }
       if (o.op === 'dir') windowDirs.add(key);
       // absent now (a missing parent: absent too), so whatever is there at a rollback was made by this pass
@@ -381,6 +381,22 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
     undo.willCreateAll(rels);
     return out;
+  };
+
+  /**
+   * Whether tree path `rel` is a real directory now, memoized for the look-ahead of one window (asideReplacedFiles,
+   * prelogCreates: before its op loop changes anything; neither moves a directory), so the many files of one
+   * directory lstat it once. Cleared at the start of each window.
+   */
+  const realDirs = new Map<string, boolean>();
+  const realDirectory = (rel: Buffer): boolean => {
+    const key = rel.toString('latin1');
+    let v = realDirs.get(key);
+    if (v === undefined) {
+      v = lstatOrNull(abs(rel))?.kind === 'dir';
+      realDirs.set(key, v);
+    }
+    return v;
   };
 
   /** Whether the existing file `target` (lstat `st`) already holds what the staged file op `o` would put there. */
@@ -418,7 +434,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         const kind = others.get(o.path.subarray(0, at).toString('latin1'));
         clear = kind === undefined || kind === 'dir' || kind === 'dirlist';
       }
-      if (!clear || !realParents(rootDir, o.path)) continue;
+      for (let at = o.path.indexOf(SLASH); at >= 0 && clear; at = o.path.indexOf(SLASH, at + 1)) clear = realDirectory(o.path.subarray(0, at));
+      if (!clear) continue;
       const target = abs(o.path);
       const st = lstatOrNull(target);
       if (st === null || st.kind !== 'file' || st.nlink !== 1 || fileMatches(o, target, st)) continue;
@@ -441,12 +458,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       const st = lstatOrNull(abs(o.path));
       if (st === null || st.kind !== 'dir') continue;
       const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
-      for (const name of listNames(abs(o.path))) {
+      // the kinds from readdir (d_type): no lstat per listed entry (§4.8 DIRLIST, O(the listing) syscalls)
+      for (const { name, kind } of listKinds(abs(o.path))) {
         if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-        const child = joinPathBytes(abs(o.path), name);
         const t = listed.get(name.toString('latin1'));
-        const cst = lstatOrNull(child);
-        if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) deleting += countTree(child);
+        if (t === undefined || typeOfStat(kind) !== t) deleting += countTree(joinPathBytes(abs(o.path), name));
       }
     }
     if (deleting > 0) {
@@ -465,6 +481,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     if (staged.length > MIRROR_STAGED_FSYNC_COUNT_MAX) syncFilesystem(stagingDir);
     else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
+    realDirs.clear();
     asideReplacedFiles();
     const prelogged = prelogCreates();
     const touched = new Set<string>();
@@ -497,12 +514,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'dirlist': {
           if (st === null || st.kind !== 'dir') break;
           const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
-          for (const name of listNames(target)) {
+          for (const { name, kind } of listKinds(target)) {
             if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-            const child = joinPathBytes(target, name);
             const t = listed.get(name.toString('latin1'));
-            const cst = lstatOrNull(child);
-            if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) remove(joinPathBytes(o.path, name));
+            if (t === undefined || typeOfStat(kind) !== t) remove(joinPathBytes(o.path, name));
           }
           touched.add(target.toString('latin1'));
           break;
