@@ -44,7 +44,7 @@ import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
-  closeFd, createExclusive, ensureDirectory, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
+  closeFd, createExclusive, ensureDirectory, listKinds, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
   readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -403,6 +403,22 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   };
 
   /**
+   * Whether tree path `rel` is a real directory (not a symlink) now, memoized for the look-ahead of one window
+   * (prelogCreates and prelogReplaces run before its op loop changes anything), so the many files of one directory
+   * lstat it once instead of once per file. Cleared before each window's look-ahead.
+   */
+  const realDirs = new Map<string, boolean>();
+  const realDirectory = (rel: Buffer): boolean => {
+    const key = rel.toString('latin1');
+    let v = realDirs.get(key);
+    if (v === undefined) {
+      v = lstatOrNull(abs(rel))?.kind === 'dir';
+      realDirs.set(key, v);
+    }
+    return v;
+  };
+
+  /**
    * Log in one durable append the creations of the window's ops whose target is absent now and whose parents are real
    * directories now or directories made earlier in this window (never a reserved root name), before any of them is
    * made: what the op loop would otherwise log (and fsync) one by one. Returns their keys; an op whose target turns
@@ -419,7 +435,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       let parentsOk = true;
       for (let at = o.path.indexOf(SLASH); at >= 0 && parentsOk; at = o.path.indexOf(SLASH, at + 1)) {
         const parentKey = o.path.subarray(0, at).toString('latin1');
-        parentsOk = windowDirs.has(parentKey) || lstatOrNull(abs(o.path.subarray(0, at)))?.kind === 'dir';
+        parentsOk = windowDirs.has(parentKey) || realDirectory(o.path.subarray(0, at));
       }
       if (o.op === 'dir') windowDirs.add(key);
       // absent now (a missing parent: absent too), so whatever is there at a rollback was made by this pass
@@ -445,7 +461,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     for (const o of ops) {
       if (o.op !== 'file' || o.path.length === 0 || reservedFirst(o.path)) continue;
       const key = o.path.toString('latin1');
-      if (out.has(key) || !realParents(rootDir, o.path)) continue;
+      let parentsOk = !out.has(key);
+      for (let at = o.path.indexOf(SLASH); at >= 0 && parentsOk; at = o.path.indexOf(SLASH, at + 1)) parentsOk = realDirectory(o.path.subarray(0, at));
+      if (!parentsOk) continue;
       const st = lstatOrNull(abs(o.path));
       if (st === null || st.kind !== 'file') continue;
       out.set(key, { n: -1, ino: st.ino });
@@ -471,12 +489,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       const st = lstatOrNull(abs(o.path));
       if (st === null || st.kind !== 'dir') continue;
       const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
-      for (const name of listNames(abs(o.path))) {
+      // the kinds from readdir's d_type: no lstat per listed entry
+      for (const { name, kind } of listKinds(abs(o.path))) {
         if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-        const child = joinPathBytes(abs(o.path), name);
         const t = listed.get(name.toString('latin1'));
-        const cst = lstatOrNull(child);
-        if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) deleting += countTree(child);
+        if (t === undefined || typeOfStat(kind) !== t) deleting += countTree(joinPathBytes(abs(o.path), name));
       }
     }
     if (deleting > 0) {
@@ -495,6 +512,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     if (staged.length > MIRROR_STAGED_FSYNC_COUNT_MAX) syncFilesystem(stagingDir);
     else for (const o of staged) syncFile(o.staged);
     hook('staged-synced');
+    realDirs.clear();
     const prelogged = prelogCreates();
     const prereplaced = prelogReplaces();
     const touched = new Set<string>();
@@ -527,12 +545,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         case 'dirlist': {
           if (st === null || st.kind !== 'dir') break;
           const listed = new Map(o.entries.map((e) => [e.name.toString('latin1'), e.entryType]));
-          for (const name of listNames(target)) {
+          for (const { name, kind } of listKinds(target)) {
             if (o.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-            const child = joinPathBytes(target, name);
             const t = listed.get(name.toString('latin1'));
-            const cst = lstatOrNull(child);
-            if (t === undefined || (cst !== null && typeOfStat(cst.kind) !== t)) remove(joinPathBytes(o.path, name));
+            if (t === undefined || typeOfStat(kind) !== t) remove(joinPathBytes(o.path, name));
           }
           touched.add(target.toString('latin1'));
           break;
