@@ -218,21 +218,6 @@ export async function loadCheckpoint(parentDir: string, cfg: DdfsConfig, devices
   return null;
 }
 
-/** Set bits of a store bitmap in ascending order, from `from` (zero bytes skipped). */
-export function* bitmapAscending(bitmap: Bitmap, from = 0): Generator<number> {
-  const bytes = bitmap.bytes;
-  let a = Math.max(0, from);
-  while (a < bitmap.blockCount) {
-    const byte = bytes[a >>> 3]!;
-    if (byte === 0) {
-      a = ((a >>> 3) + 1) * 8;
-      continue;
-    }
-    if ((byte & (0x80 >>> (a & 7))) !== 0) yield a;
-    a++;
-  }
-}
-
 /** Group ascending addresses into runs of consecutive addresses. */
 export function* runsOf(addresses: Iterable<number>, maxRun = Number.MAX_SAFE_INTEGER): Generator<{ address: number; count: number }> {
   let start = -1;

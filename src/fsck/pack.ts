@@ -20,7 +20,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { DdfsError } from '../errors.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, expectedAddress, openFsckVolume, throwIfInterrupted, walkUfsFiles,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, expectedAddress, openFsckVolume, throwIfInterrupted, walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
@@ -78,7 +78,7 @@ async function packOpen(v: FsckVolume, options: PackOptions): Promise<PackReport
 
   // sources: used addresses ≥ U; destinations: free addresses in [2, U); same count since U bits are set
   const sources: number[] = [];
-  for (const a of bitmapAscending(bitmap, used)) sources.push(a);
+  for (const a of bitmap.setAscending(used)) sources.push(a);
   const dests: number[] = [];
   for (let a = 2; a < used && dests.length < sources.length; a++) if (!bitmap.has(a)) dests.push(a);
   assert(dests.length === sources.length, 'pack: free slots below the used count match the used blocks above it');

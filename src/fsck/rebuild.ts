@@ -30,7 +30,7 @@ import { readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
 import {
-  bitmapAscending, closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, throwIfInterrupted,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, throwIfInterrupted,
   visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
@@ -170,7 +170,7 @@ async function rebuildOpen(v: FsckVolume, options: RebuildOptions, t0: number): 
   const end = Math.min(bc, v.blocksInFile);
   let wanted = 0;
   let pastEnd = 0;
-  for (const a of bitmapAscending(bitmap, 2)) {
+  for (const a of bitmap.setAscending(2)) {
     if (a < end) wanted++;
     else pastEnd++;
   }
@@ -178,7 +178,7 @@ async function rebuildOpen(v: FsckVolume, options: RebuildOptions, t0: number): 
   t = performance.now();
   let readErrors = 0;
   function* wantedAddresses(): Generator<number> {
-    for (const a of bitmapAscending(bitmap, 2)) {
+    for (const a of bitmap.setAscending(2)) {
       if (a >= end) return;
       yield a;
     }

@@ -145,6 +145,25 @@ export class Bitmap {
     this.dirtyPages.clear();
     return pages.map((p) => [p * INDEX_PAGE_SIZE, Math.min((p + 1) * INDEX_PAGE_SIZE, this.bytes.length)]);
   }
+
+  /**
+   * The set addresses (blocks in use) from `from` up to blockCount, in ascending order; whole zero bytes are skipped.
+   * The bitmap must not change while the generator is consumed.
+   * @param from the first address looked at (default 0; negative counts as 0)
+   */
+  *setAscending(from = 0): Generator<number> {
+    const bytes = this.bytes;
+    let a = Math.max(0, from);
+    while (a < this.blockCount) {
+      const byte = bytes[a >>> 3]!;
+      if (byte === 0) {
+        a = ((a >>> 3) + 1) * 8;
+        continue;
+      }
+      if ((byte & (0x80 >>> (a & 7))) !== 0) yield a;
+      a++;
+    }
+  }
 }
 
 const POPCOUNT = new Uint8Array(256);

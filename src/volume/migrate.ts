@@ -66,21 +66,6 @@ async function openVolume(parentDir: string, readOnly: boolean): Promise<OpenVol
   return { parentDir, rootDir, cfg, store };
 }
 
-/** Set bits of a bitmap in ascending order, from `from` (zero bytes skipped). */
-function* setBits(bitmap: Bitmap, from = 0): Generator<number> {
-  const bytes = bitmap.bytes;
-  let a = Math.max(0, from);
-  while (a < bitmap.blockCount) {
-    const byte = bytes[a >>> 3]!;
-    if (byte === 0) {
-      a = ((a >>> 3) + 1) * 8;
-      continue;
-    }
-    if ((byte & (0x80 >>> (a & 7))) !== 0) yield a;
-    a++;
-  }
-}
-
 export interface MigrateOptions {
   logger: Logger;
   /** Log every file copied. */
@@ -191,7 +176,7 @@ async function migrateOpen(s: OpenVolume, d: OpenVolume, options: MigrateOptions
     throw new DdfsError('INVALID', `${d.parentDir}: ${dBc - 2} free blocks, fewer than the ${used - 2} blocks used in ${s.parentDir}`, {});
   }
   let last = -1;
-  for (const a of setBits(sBitmap, dBc)) {
+  for (const a of sBitmap.setAscending(dBc)) {
     last = a;
     break;
   }
@@ -228,7 +213,7 @@ async function migrateOpen(s: OpenVolume, d: OpenVolume, options: MigrateOptions
     if ((nodes & 0xffff) === 0) options.progress?.({ phase: 'migrate: index', done: i, total: sIdx.nodeCount, unit: 'nodes' });
   }
   options.progress?.({ phase: 'migrate: index', done: sIdx.nodeCount, total: sIdx.nodeCount, unit: 'nodes' });
-  for (const a of setBits(sBitmap)) dBitmap.set(a);
+  for (const a of sBitmap.setAscending()) dBitmap.set(a);
   log.info(`Placed ${nodes} index nodes, ${dBitmap.countSet} blocks used.`);
 
   // 2. tree
