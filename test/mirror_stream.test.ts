@@ -107,6 +107,25 @@ it('with a mounted master: no pass while the journal head stands at the claim, a
   }
 }, 300_000);
 
+/**
+ * Wait (up to 120 s) until the slave has applied a first checkpoint window of a pass (its pass record names a key):
+ * the pass is under way. Returns the records applied then.
+ */
+async function firstWindowApplied(slave: string): Promise<number> {
+  let applied = -1;
+  expect(await waitFor(() => {
+    try {
+      const p = readMirrorState(slave)?.pass;
+      if (p === null || p === undefined || p.keyCurHex === '') return false;
+      applied = p.recordsApplied;
+      return true;
+    } catch {
+      return false;
+    }
+  }, 120_000)).toBe(true);
+  return applied;
+}
+
 it('a peer that never answers is declared dead after --timeout; the stream backs off and keeps trying', async () => {
   const master = await volume();
   // a remote shell that accepts the connection and then says nothing (a hung link)
@@ -136,17 +155,7 @@ it('SIGTERM during a pass into a local slave stops after its next checkpoint; a 
   const s = startStream(['--checkpoint-records', '10', '--backoff', '0.2', master, slave]);
   let applied = -1;
   try {
-    // the slave applied a first checkpoint window: the pass is under way
-    expect(await waitFor(() => {
-      try {
-        const p = readMirrorState(slave)?.pass;
-        if (p === null || p === undefined || p.keyCurHex === '') return false;
-        applied = p.recordsApplied;
-        return true;
-      } catch {
-        return false;
-      }
-    }, 120_000)).toBe(true);
+    applied = await firstWindowApplied(slave);
   } finally {
     s.child.kill('SIGTERM');
   }
@@ -180,16 +189,7 @@ it('SIGTERM during a pass into a REMOTE slave (serve through a remote shell) sto
   const s = startStream(['-e', rsh, '--mirror-path', BIN, '--checkpoint-records', '10', '--backoff', '0.2', '-b', '1024', master, `here:${slave}`]);
   let applied = -1;
   try {
-    expect(await waitFor(() => {
-      try {
-        const p = readMirrorState(slave)?.pass;
-        if (p === null || p === undefined || p.keyCurHex === '') return false;
-        applied = p.recordsApplied;
-        return true;
-      } catch {
-        return false;
-      }
-    }, 120_000)).toBe(true);
+    applied = await firstWindowApplied(slave);
   } finally {
     s.child.kill('SIGTERM');
   }
