@@ -320,3 +320,30 @@ export function setOwner(p: Buffer, uid: number, gid: number): void {
 export async function setMtimes(items: Array<{ path: Buffer; mtimeNs: bigint }>): Promise<void> {
   for (const it of items) setTimesNoFollow(it.path, null, it.mtimeNs);
 }
+
+/**
+ * The file system's clock as it stamps ctimes now (mirroring spec §4.3, the seal's ctime boundary): touch the probe
+ * file `dir/name` (created 0600 if absent, never through a symlink) with futimens, then fstat it.
+ * On a kernel whose ctimes come from the coarse clock (one jiffy, 1-10 ms), two calls in one tick give the same
+ * value; on a multigrain kernel (Linux 6.13+, ext4/xfs/btrfs/tmpfs) the fstat marks the inode queried, so the next
+ * touch gets a fine-grained stamp. Either way the value never runs ahead of the stamps of later changes.
+ * @returns the probe's new ctime in ns
+ * @throws DdfsError INVALID when the probe is a symlink; Node errors otherwise
+ */
+export function probeCtimeNs(dir: string, name: string): bigint {
+  const p = `${dir}/${name}`;
+  let fd: number;
+  try {
+    fd = fs.openSync(p, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new DdfsError('INVALID', `${p}: is a symbolic link: refused`, { path: p });
+    throw err;
+  }
+  try {
+    const now = Date.now() / 1000;
+    fs.futimesSync(fd, now, now);
+    return fs.fstatSync(fd, { bigint: true }).ctimeNs;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

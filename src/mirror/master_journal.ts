@@ -11,7 +11,8 @@
  * or a damaged journal bump `generation` (the content pass treats a new generation as a full pass). The seal is
  * removed durably BEFORE anything is served, so a crash from then on always finds no seal.
  * At clean unmount (`close(true)`): the journal is closed, state gets next_tid/durable_head, and the seal is written
- * (`ddfsmirror/seal`, JSON: version, lastTid, nextTid, generation, sealedAt ISO, entryCount, ctimeMaxNs).
+ * (`ddfsmirror/seal`, JSON: version, lastTid, nextTid, generation, sealedAt ISO, entryCount, ctimeMaxNs,
+ * ctimeBoundaryNs; see sealBoundary for why the boundary is there and how it is taken).
  *
  * The tree is also checked against the seal's census (sealMismatch: entry count, highest ctime): a change made while
  * unmounted by a tool that does not journal bumps the generation too. Not done yet (issue 8 later): the narrower scan
@@ -23,8 +24,8 @@
 import * as path from 'node:path';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
-import { treeCensus } from '../io/journal_dir.js';
-import { readNoFollow, syncDirectory, writeAtomic } from '../io/mirror_fs.js';
+import { treeCensus, type TreeCensus } from '../io/journal_dir.js';
+import { probeCtimeNs, readNoFollow, syncDirectory, writeAtomic } from '../io/mirror_fs.js';
 import { WALK_DEPTH_MAX } from '../limits.js';
 import type { Logger } from '../util/log.js';
 import type { TreeChange, TreeChangeSink } from '../volume/tree.js';
@@ -42,7 +43,12 @@ const CENSUS_SKIPPED: ReadonlySet<string> = new Set([SPECIAL_DIRECTORY]);
 
 /** The seal's name in `ddfsmirror/`. */
 export const SEAL_FILE = 'seal';
-const SEAL_VERSION = 1;
+/** Version 2 adds ctimeBoundaryNs; a version 1 seal is still read, and refused by censusMismatch (one content pass). */
+const SEAL_VERSION = 2;
+/** The probe file of sealBoundary in `ddfsmirror/` (removed after the seal is written). */
+const SEAL_PROBE_FILE = 'seal.probe';
+/** How long a clean unmount waits at most for the clock to pass the tree's newest ctime (ms). */
+export const SEAL_CLOCK_WAIT_MS_MAX = 1000;
 
 /** The decoded seal of a clean unmount. */
 export interface MirrorSeal {
@@ -56,6 +62,11 @@ export interface MirrorSeal {
   entryCount: number;
   /** Highest ctime of the tree in ns (decimal). */
   ctimeMaxNs: string;
+  /**
+   * The file system clock's ctime in ns (decimal) when the seal was taken, strictly above ctimeMaxNs unless the
+   * clock never passed it (sealBoundary): every change after the seal has a ctime at least this. Absent in version 1.
+   */
+  ctimeBoundaryNs?: string;
 }
 
 /** A master's journal as the daemon holds it. */
@@ -80,7 +91,7 @@ export function readSeal(parentDir: string): MirrorSeal | null {
   if (bytes === null) return null;
   try {
     const s = JSON.parse(bytes.toString('utf8')) as MirrorSeal;
-    if (s.version !== SEAL_VERSION || typeof s.lastTid !== 'string' || !/^\d+$/.test(s.lastTid) || !Number.isInteger(s.generation)) return null;
+    if ((s.version !== SEAL_VERSION && s.version !== 1) || typeof s.lastTid !== 'string' || !/^\d+$/.test(s.lastTid) || !Number.isInteger(s.generation)) return null;
     return s;
   } catch {
     return null;
@@ -102,10 +113,70 @@ export function readSeal(parentDir: string): MirrorSeal | null {
  * @throws Node errors of the root's lstat
  */
 export function sealMismatch(seal: MirrorSeal, rootDir: string): string | null {
-  const census = treeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
+  return censusMismatch(seal, treeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED));
+}
+
+/**
+ * The decision of sealMismatch for a census already taken (spec §4.3): the tree changed since `seal` when its entry
+ * count differs, an entry's ctime is above the seal's ctimeMaxNs, or an entry's ctime is at or above the seal's
+ * ctimeBoundaryNs. The last rule is what closes the same-tick hole: ctimes come from a coarse clock (one jiffy), so a
+ * file rewritten in place in the tick of the newest entry the seal saw keeps ctime == ctimeMaxNs and the same count;
+ * `>` alone passes it unseen. sealBoundary makes every change after the seal stamp at least the boundary, and the
+ * boundary above ctimeMaxNs, so `>= boundary` catches it and a clean tree (all ctimes <= ctimeMaxNs < boundary) still
+ * matches. A version 1 seal (no boundary) cannot rule that hole out and is a mismatch (one content pass).
+ * @returns null when the census matches, else why not (one line)
+ */
+export function censusMismatch(seal: MirrorSeal, census: TreeCensus): string | null {
   if (census.entryCount !== seal.entryCount) return `ddfsroot holds ${census.entryCount} entries, the seal counted ${seal.entryCount}: it changed while unmounted`;
   if (!/^\d+$/.test(seal.ctimeMaxNs) || census.ctimeMaxNs > BigInt(seal.ctimeMaxNs)) return 'an entry of ddfsroot changed after the seal (a newer ctime): it changed while unmounted';
+  if (seal.ctimeBoundaryNs === undefined || !/^\d+$/.test(seal.ctimeBoundaryNs)) return `the seal (version ${seal.version}) records no ctime boundary: an edit in the tick of its newest ctime would pass unseen`;
+  if (census.ctimeMaxNs >= BigInt(seal.ctimeBoundaryNs)) return 'an entry of ddfsroot has a ctime at or after the seal\'s clock boundary: it may have changed while unmounted';
   return null;
+}
+
+/** The clock sealBoundary reads (a seam for tests that model a coarse clock). */
+export interface SealClock {
+  /** The file system's ctime stamp now, in ns (probeCtimeNs of a probe file). */
+  probeNs(): bigint;
+  /** Monotonic ms, for the wait's cap. */
+  nowMs(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+/** The real SealClock: a probe file in `mirrorDir`. */
+export function probeFileClock(mirrorDir: string): SealClock {
+  return {
+    probeNs: () => probeCtimeNs(mirrorDir, SEAL_PROBE_FILE),
+    nowMs: () => performance.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  };
+}
+
+/**
+ * The seal's ctime boundary (spec §4.3 offline detection): wait until the file system's ctime clock has moved past
+ * `ctimeMaxNs` (the census's newest ctime), probing it by touching a file, and return the first stamp above it.
+ * Why: a change made after the seal gets a ctime >= the clock at that moment >= the returned boundary > ctimeMaxNs,
+ * so censusMismatch sees it even when it falls in the tick of the newest entry (the coarse clock does not move for
+ * 1-10 ms: without the wait, a change in that tick stamps exactly ctimeMaxNs). Cost: nothing when the newest ctime is
+ * older than the current tick (one probe), at most one tick when the last change was just now; on a multigrain kernel
+ * the second probe is fine-grained and already above. If the clock never passes ctimeMaxNs within `waitMsMax` (an
+ * entry stamped in the future: the clock was set back), the last stamp is returned although it is not above
+ * ctimeMaxNs; censusMismatch then flags the tree at the next check (a content pass, never a missed edit).
+ * Assumes the ctime clock does not step back between the seal and the edit (the skew margin of §4.3 is not built).
+ * Probe and tree should be on one file system (ddfsmirror/ and ddfsroot/ are siblings in the volume's parent).
+ * @returns the boundary in ns, whether it is above ctimeMaxNs, and the probes taken
+ * @throws the clock's errors (probeCtimeNs: DdfsError INVALID for a symlink probe, Node errors)
+ */
+export async function sealBoundary(ctimeMaxNs: bigint, clock: SealClock, waitMsMax = SEAL_CLOCK_WAIT_MS_MAX): Promise<{ boundaryNs: bigint; above: boolean; probes: number }> {
+  const start = clock.nowMs();
+  let probes = 1;
+  let t = clock.probeNs();
+  while (t <= ctimeMaxNs && clock.nowMs() - start < waitMsMax) {
+    await clock.sleep(1);
+    t = clock.probeNs();
+    probes++;
+  }
+  return { boundaryNs: t, above: t > ctimeMaxNs, probes };
 }
 
 /** Options of `openMasterJournal`. */
@@ -120,6 +191,8 @@ export interface MasterJournalOptions {
   segmentSizeMax?: number;
   /** The journal's data-write and coalescing window in ms (default JOURNAL_WRITE_WINDOW_MS). */
   writeWindowMs?: number;
+  /** The clock of the seal's ctime boundary (default probeFileClock of `ddfsmirror/`; tests model a coarse one). */
+  sealClock?: SealClock;
 }
 
 /**
@@ -174,11 +247,16 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
       const st: JournalStats = journal.stats();
       writeMirrorState(parentDir, { ...s, nextTid: st.nextTid.toString(), durableHead: st.durableHead.toString() });
       const census = treeCensus(Buffer.from(options.rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
+      // the seal is written only once the clock has passed the newest ctime: see sealBoundary
+      const boundary = await sealBoundary(census.ctimeMaxNs, options.sealClock ?? probeFileClock(mirrorDir));
+      if (!boundary.above) options.logger.warn(`mirror: an entry of ddfsroot has a ctime ahead of the clock (the clock was set back?): the next pass is a content pass`);
       const sealDoc: MirrorSeal = {
         version: SEAL_VERSION, lastTid: st.durableHead.toString(), nextTid: st.nextTid.toString(), generation: s.generation,
         sealedAt: new Date().toISOString(), entryCount: census.entryCount, ctimeMaxNs: census.ctimeMaxNs.toString(),
+        ctimeBoundaryNs: boundary.boundaryNs.toString(),
       };
       writeAtomic(mirrorDir, SEAL_FILE, Buffer.from(`${JSON.stringify(sealDoc, null, 2)}\n`, 'utf8'), 0o600);
+      removeNoFollow(path.join(mirrorDir, SEAL_PROBE_FILE));
     },
   };
 }
