@@ -523,21 +523,22 @@ async function serveCommand(role: string, vol: string, opts: { restrict: string;
 }
 
 async function serveRole(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
-  const { masterIdentity, masterOverStreams, slaveOverStreams } = await import('../mirror/copy.js');
   const root = path.resolve(opts.restrict);
   const target = path.resolve(vol);
   if (target !== root && !target.startsWith(`${root}/`)) throw new UsageError(`${vol}: outside the restricted root ${opts.restrict}: refused`);
   const options: CopyOptions = { access: nodeTreeAccess, allowMassDelete: opts.allowMassDelete === true, report: (l) => process.stderr.write(`${NAME}: ${l}\n`) };
+  // each role loads its own modules: serve verify does not load the pass code
+  const copy = (): Promise<typeof import('../mirror/copy.js')> => import('../mirror/copy.js');
   if (role === 'slave') {
-    await slaveOverStreams(target, process.stdin, process.stdout, options);
+    await (await copy()).slaveOverStreams(target, process.stdin, process.stdout, options);
     return EXIT.OK;
   }
   if (role === 'master') {
-    const s = await masterOverStreams(target, process.stdout, process.stdin, options);
+    const s = await (await copy()).masterOverStreams(target, process.stdout, process.stdin, options);
     return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
   }
   if (role === 'identity') {
-    process.stdout.write(`${JSON.stringify(await masterIdentity(target))}\n`);
+    process.stdout.write(`${JSON.stringify(await (await copy()).masterIdentity(target))}\n`);
     return EXIT.OK;
   }
   if (role === 'verify') {
@@ -599,14 +600,15 @@ interface VerifySide {
 
 
 async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags): Promise<VerifySide> {
-  const [{ VolumeDigests }, { StreamDigests }, { RecordReader, RecordWriter }] = await Promise.all([import('../mirror/digest.js'), import('../mirror/verify_remote.js'), import('../mirror/channel.js')]);
   if (!isRemote(endpoint)) {
+    const { VolumeDigests } = await import('../mirror/digest.js');
     const t = await VolumeDigests.open(endpoint, { access: nodeTreeAccess, deep: options.deep, mtime: options.mtime });
     if (t.mountPoint !== null) {
       stderrLine(`${NAME}: ${t.label} is mounted on ${t.mountPoint}: read as it is on disk; exact only if nothing writes during the verify\n`);
     }
     return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err, recordAt: t.mountPoint === null ? t.parentDir : null };
   }
+  const [{ StreamDigests }, { RecordReader, RecordWriter }] = await Promise.all([import('../mirror/verify_remote.js'), import('../mirror/channel.js')]);
   const { child, done } = spawnRemote(endpoint, 'verify', flags);
   const ended = async (): Promise<number> => {
     let timer: NodeJS.Timeout | undefined;
