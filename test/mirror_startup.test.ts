@@ -5,7 +5,8 @@
  *
  * - `--help` and `--version` load no mirroring module, nor koffi, hash-wasm or ora.
  * - `status` of a master and of a slave loads neither the pass code (copy, pass_master, pass_slave, undo, digest), nor
- *   the volume (volume/volume.js, the store), nor hash-wasm or ora; it still prints the role.
+ *   the volume (volume/volume.js, the store), nor hash-wasm or ora; it still prints the role. (The master here has no
+ *   journal segment yet: the status of one that has loads hash-wasm, to check the segments' CRC32C.)
  * - a local `verify` loads the digests, not the pass code nor the remote-verify channel; ora only for a terminal.
  */
 import { afterAll, describe, expect, it } from 'vitest';
