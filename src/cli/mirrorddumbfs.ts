@@ -11,28 +11,20 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import ora from 'ora';
 import { DdfsError } from '../errors.js';
-import { bindSlave, copyLocal, initSlave, masterIdentity, masterOverStreams, renderSlaveSummary, slaveOverStreams, type CopyOptions, type MasterIdentity } from '../mirror/copy.js';
-import { renderSummary, type PassSummary } from '../mirror/pass_master.js';
-import { promote, rebind } from '../mirror/promote.js';
-import { mirrorStatus, renderStatusLines } from '../mirror/status.js';
-import { forgetReplica, listReplicas, renderReplicaLine } from '../mirror/replicas.js';
-import { recordVerify } from '../mirror/verify_record.js';
-import { VolumeDigests, type EntryKind, type TreeAccess, type TreeEntryMeta } from '../mirror/digest.js';
-import { dumpLines } from '../mirror/dump.js';
-import { renderPath as renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees, type VerifyLine, type VerifyProgress } from '../mirror/verify.js';
-import { serveVerify, StreamDigests } from '../mirror/verify_remote.js';
-import { RecordReader, RecordWriter } from '../mirror/channel.js';
-import type { DigestTree } from '../mirror/digest.js';
+// Every module a subcommand needs is loaded by it (`await import` at the point of use, issue 8): `status`, `--help`
+// and `--version` do not pay for the pass code, hash-wasm, koffi or ora (test/mirror_startup.test.ts).
+import type { CopyOptions, MasterIdentity } from '../mirror/copy.js';
+import type { PassSummary } from '../mirror/pass_master.js';
+import type { EntryKind, TreeAccess, TreeEntryMeta, DigestTree } from '../mirror/digest.js';
+import type { VerifyLine, VerifyProgress } from '../mirror/verify.js';
+import type { StreamDigests } from '../mirror/verify_remote.js';
 import { makeProgram, optionParser, runCommand, UsageError } from './common.js';
 import { EXIT } from './exit_codes.js';
 import { ProgressView } from './progress_view.js';
 import { MIRROR_HEARTBEAT_INTERVAL_S, MIRROR_REMOTE_EXIT_WAIT_MS, MIRROR_STREAM_BACKOFF_MAX_S, MIRROR_STREAM_BACKOFF_START_S, MIRROR_STREAM_INTERVAL_S, MIRROR_STREAM_LINK_TIMEOUT_S, MIRROR_STREAM_MAX_INTERVAL_S, MIRROR_VERIFY_PROGRESS_INTERVAL_MS } from '../limits.js';
-import { PassLink, runStream, type StreamOptions } from './mirror_stream.js';
+import type { PassLink, StreamOptions } from './mirror_stream.js';
 import type { Xattr } from '../mirror/record_body.js';
-import { isReservedXattr } from '../format/layout.js';
-import { readAllXattrs } from '../io/xattr.js';
 
 const NAME = 'mirrorddumbfs';
 
@@ -263,22 +255,28 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function dump(full: boolean): Promise<number> {
+  const { dumpLines } = await import('../mirror/dump.js');
   if (process.stdin.isTTY) throw new UsageError('dump reads a stream on standard input (mirrorddumbfs dump < pass.ddms)');
   for await (const line of dumpLines(process.stdin, { full })) process.stdout.write(`${line}\n`);
   return EXIT.OK;
 }
 
 /** The extended attributes a mirror ships and digests (reserved ones left out), as a TreeEntryMeta field. */
-function xattrsOf(p: Buffer): { xattrs?: Xattr[] } {
-  const xattrs = readAllXattrs(p, (name) => !isReservedXattr(name));
+function xattrsOf(p: Buffer, x: XattrModules): { xattrs?: Xattr[] } {
+  const xattrs = x.xattr.readAllXattrs(p, (name) => !x.layout.isReservedXattr(name));
   return xattrs.length > 0 ? { xattrs } : {};
 }
+
+/** io/xattr.js (koffi) and format/layout.js, loaded by the first lstat: commands that never list a tree skip them. */
+interface XattrModules { xattr: typeof import('../io/xattr.js'); layout: typeof import('../format/layout.js') }
+let xattrModules: XattrModules | null = null;
 
 /** The metadata calls of digests, on the real file system (node:fs stays in cli/ and io/: style.md). */
 export const nodeTreeAccess: TreeAccess = {
   async lstat(p: Buffer): Promise<TreeEntryMeta> {
     // synchronous: a pass lstats every entry of the UFS tree (never a FUSE mount), and a thread-pool round trip
     // per entry cost more than the call itself (idle time in the profile of a 1 % pass)
+    xattrModules ??= { xattr: await import('../io/xattr.js'), layout: await import('../format/layout.js') };
     const st = fs.lstatSync(p, { bigint: true });
     const kind: EntryKind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink'
       : st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'socket';
@@ -294,7 +292,7 @@ export const nodeTreeAccess: TreeAccess = {
       dev: Number(st.dev),
       ctimeNs: st.ctimeNs,
       sizeOnDiskBytes: Number(st.size),
-      ...xattrsOf(p),
+      ...xattrsOf(p, xattrModules),
     };
   },
   async readlink(p: Buffer): Promise<Buffer> {
@@ -328,24 +326,26 @@ function stderrLine(line: string): void {
   else process.stderr.write(line);
 }
 
-function passCopyOptions(opts: PassFlags, spin = false): CopyOptions {
+async function passCopyOptions(opts: PassFlags, spin = false): Promise<CopyOptions> {
   return {
     access: nodeTreeAccess,
     allowMassDelete: opts.allowMassDelete === true,
     checkpointRecordCount: opts.checkpointRecords,
-    progress: progressSink(opts, spin),
+    progress: await progressSink(opts, spin),
     report: (l) => stderrLine(`${NAME}: ${l}\n`),
   };
 }
 
 /** The exit code of a finished master side: 1 when a corrupt master block kept a file back. */
-function summaryExit(s: PassSummary, to: NodeJS.WriteStream): number {
+async function summaryExit(s: PassSummary, to: NodeJS.WriteStream): Promise<number> {
+  const { renderSummary } = await import('../mirror/pass_master.js');
   stopSpinner();
   to.write(`${NAME}: ${renderSummary(s)}\n`);
   return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
 }
 
 async function initSlaveCommand(slave: string, master: string, opts: PassFlags): Promise<number> {
+  const { bindSlave, initSlave } = await import('../mirror/copy.js');
   if (isRemote(slave)) throw new UsageError(`${slave}: init-slave binds a local slave: run it on the slave's host (--from may be host:PATH)`);
   let r: { sharedUuid: string; uniqueUuid: string };
   if (isRemote(master)) {
@@ -377,6 +377,7 @@ async function remoteIdentity(master: string, opts: PassFlags): Promise<MasterId
 }
 
 async function promoteCommand(vol: string, rollback: boolean): Promise<number> {
+  const { promote } = await import('../mirror/promote.js');
   if (isRemote(vol)) throw new UsageError(`${vol}: promote a local volume: run it on the slave's host`);
   const r = await promote(vol, { rollback });
   if (r.rollback !== null) process.stderr.write(`${NAME}: ${rollbackLine(r.rollback)}\n`);
@@ -385,6 +386,7 @@ async function promoteCommand(vol: string, rollback: boolean): Promise<number> {
 }
 
 async function rebindCommand(vol: string, master: string, opts: { rollback?: boolean } & PassFlags): Promise<number> {
+  const [{ masterIdentity }, { rebind }] = await Promise.all([import('../mirror/copy.js'), import('../mirror/promote.js')]);
   if (isRemote(vol)) throw new UsageError(`${vol}: rebind a local volume: run it on its host (--from may be host:PATH)`);
   const id = isRemote(master) ? await remoteIdentity(master, opts) : await masterIdentity(master);
   const r = await rebind(vol, id, master, { rollback: opts.rollback === true });
@@ -435,7 +437,8 @@ async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<n
 
 /** One pass; `link` (stream): the pipes go through its meters (watchdog, -b) and it learns the TID covered. */
 async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLink): Promise<number> {
-  const options = passCopyOptions(opts, true);
+  const { copyLocal, masterOverStreams, renderSlaveSummary, slaveOverStreams } = await import('../mirror/copy.js');
+  const options = await passCopyOptions(opts, true);
   if (isRemote(src) && isRemote(dst)) throw new UsageError('copy between two remote endpoints is not supported: run it on one of the hosts');
   if (!isRemote(src) && !isRemote(dst)) {
     if (link) options.pipes = () => link.local();
@@ -482,6 +485,7 @@ async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLi
  * @returns 0 after SIGTERM, 130 after SIGINT
  */
 async function streamCommand(src: string, dst: string, opts: PassFlags & StreamOptions): Promise<number> {
+  const { runStream } = await import('./mirror_stream.js');
   for (const [flag, v] of [['-i', opts.interval], ['--backoff', opts.backoff], ['--max-interval', opts.maxInterval], ['--timeout', opts.timeout]] as const) {
     if (!(v >= 0) || (flag === '--backoff' && !(v > 0))) throw new UsageError(`stream: ${flag} takes a positive number of seconds`);
   }
@@ -496,14 +500,16 @@ async function streamCommand(src: string, dst: string, opts: PassFlags & StreamO
 }
 
 async function readCommand(master: string, opts: PassFlags): Promise<number> {
+  const { masterOverStreams } = await import('../mirror/copy.js');
   if (process.stdout.isTTY) throw new UsageError('read writes a binary stream: redirect standard output (mirrorddumbfs read VOL > pass.ddms)');
-  const s = await masterOverStreams(master, process.stdout, null, passCopyOptions(opts));
+  const s = await masterOverStreams(master, process.stdout, null, await passCopyOptions(opts));
   return summaryExit(s, process.stderr);
 }
 
 async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
+  const { renderSlaveSummary, slaveOverStreams } = await import('../mirror/copy.js');
   if (process.stdin.isTTY) throw new UsageError('write reads a stream on standard input (mirrorddumbfs write VOL < pass.ddms)');
-  const s = await slaveOverStreams(slave, process.stdin, null, passCopyOptions(opts));
+  const s = await slaveOverStreams(slave, process.stdin, null, await passCopyOptions(opts));
   process.stderr.write(`${NAME}: ${renderSlaveSummary(s)}\n`);
   return EXIT.OK;
 }
@@ -521,19 +527,22 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
   const target = path.resolve(vol);
   if (target !== root && !target.startsWith(`${root}/`)) throw new UsageError(`${vol}: outside the restricted root ${opts.restrict}: refused`);
   const options: CopyOptions = { access: nodeTreeAccess, allowMassDelete: opts.allowMassDelete === true, report: (l) => process.stderr.write(`${NAME}: ${l}\n`) };
+  // each role loads its own modules: serve verify does not load the pass code
+  const copy = (): Promise<typeof import('../mirror/copy.js')> => import('../mirror/copy.js');
   if (role === 'slave') {
-    await slaveOverStreams(target, process.stdin, process.stdout, options);
+    await (await copy()).slaveOverStreams(target, process.stdin, process.stdout, options);
     return EXIT.OK;
   }
   if (role === 'master') {
-    const s = await masterOverStreams(target, process.stdout, process.stdin, options);
+    const s = await (await copy()).masterOverStreams(target, process.stdout, process.stdin, options);
     return s.corrupt.length > 0 ? EXIT.ERROR : EXIT.OK;
   }
   if (role === 'identity') {
-    process.stdout.write(`${JSON.stringify(await masterIdentity(target))}\n`);
+    process.stdout.write(`${JSON.stringify(await (await copy()).masterIdentity(target))}\n`);
     return EXIT.OK;
   }
   if (role === 'verify') {
+    const [{ serveVerify }, { RecordReader, RecordWriter }] = await Promise.all([import('../mirror/verify_remote.js'), import('../mirror/channel.js')]);
     const code = await serveVerify(target, await RecordReader.create(process.stdin), await RecordWriter.create(process.stdout, false), {
       access: nodeTreeAccess,
       note: (l) => process.stderr.write(`${NAME}: ${l}\n`),
@@ -544,6 +553,7 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
 }
 
 async function statusCommand(vol: string, json: boolean): Promise<number> {
+  const { mirrorStatus, renderStatusLines } = await import('../mirror/status.js');
   if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
   const st = await mirrorStatus(vol);
   if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
@@ -552,6 +562,7 @@ async function statusCommand(vol: string, json: boolean): Promise<number> {
 }
 
 async function replicasCommand(vol: string, json: boolean): Promise<number> {
+  const [{ listReplicas, renderReplicaLine }, { mirrorStatus }] = await Promise.all([import('../mirror/replicas.js'), import('../mirror/status.js')]);
   if (isRemote(vol)) throw new UsageError(`${vol}: replicas of a remote volume is not supported: run it on the master's host`);
   const { replicas, damaged } = listReplicas(vol);
   const st = await mirrorStatus(vol);
@@ -567,6 +578,7 @@ async function replicasCommand(vol: string, json: boolean): Promise<number> {
 }
 
 async function forgetCommand(vol: string, which: string): Promise<number> {
+  const { forgetReplica } = await import('../mirror/replicas.js');
   if (isRemote(vol)) throw new UsageError(`${vol}: forget on a remote volume is not supported: run it on the master's host`);
   const r = forgetReplica(vol, which);
   process.stdout.write(`${vol}: forgot replica ${r.label} (${r.uuid}), claim ${r.claimKind}@${r.claimTid}: it no longer holds the journal back (once retention drops what it needed, its next copy is a content pass)\n`);
@@ -589,12 +601,14 @@ interface VerifySide {
 
 async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags): Promise<VerifySide> {
   if (!isRemote(endpoint)) {
+    const { VolumeDigests } = await import('../mirror/digest.js');
     const t = await VolumeDigests.open(endpoint, { access: nodeTreeAccess, deep: options.deep, mtime: options.mtime });
     if (t.mountPoint !== null) {
       stderrLine(`${NAME}: ${t.label} is mounted on ${t.mountPoint}: read as it is on disk; exact only if nothing writes during the verify\n`);
     }
     return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err, recordAt: t.mountPoint === null ? t.parentDir : null };
   }
+  const [{ StreamDigests }, { RecordReader, RecordWriter }] = await Promise.all([import('../mirror/verify_remote.js'), import('../mirror/channel.js')]);
   const { child, done } = spawnRemote(endpoint, 'verify', flags);
   const ended = async (): Promise<number> => {
     let timer: NodeJS.Timeout | undefined;
@@ -632,9 +646,10 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
 }
 
 /** Where progress lines go: plain lines with -p, the spinner on a terminal (when `spin`), else nowhere. */
-function progressSink(opts: PassFlags, spin: boolean): ((line: string) => void) | undefined {
+async function progressSink(opts: PassFlags, spin: boolean): Promise<((line: string) => void) | undefined> {
   if (opts.progress) return (l) => process.stderr.write(`${NAME}: progress ${l}\n`);
   if (!spin || ProgressView.modeFor({ plain: false }) !== 'tty') return undefined;
+  const ora = (await import('ora')).default; // a terminal only: ora is a third of the startup of a script's pass
   return (l) => {
     view ??= ProgressView.withOra({ plain: false }, ora);
     view.showText(l);
@@ -651,6 +666,7 @@ async function verifyCommand(a: string, b: string, options: { deep: boolean; jso
 
 
 async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }, flags: PassFlags): Promise<number> {
+  const [{ recordVerify }, { renderPath: renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees }] = await Promise.all([import('../mirror/verify_record.js'), import('../mirror/verify.js')]);
   const t0 = Date.now();
   const sa = await openVerifySide(a, options, flags);
   let sb: VerifySide;
@@ -660,7 +676,7 @@ async function verify(a: string, b: string, options: { deep: boolean; json: bool
     await sa.finish();
     throw err;
   }
-  const show = progressSink(flags, true);
+  const show = await progressSink(flags, true);
   let lastProgress = 0;
   const progress: VerifyProgress = {
     entriesCompared: 0,

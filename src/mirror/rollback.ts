@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import { lstatOrNull, removeTree } from '../io/mirror_fs.js';
 import { pathBytes } from '../util/path_text.js';
 import { mirrorDirectory, readMirrorState, writeMirrorState } from './state.js';
-import { rollbackPass as reverseUndoAreas } from './undo.js';
 
 /** The slave-side apply areas under `ddfsmirror/` (§4.2, §4.8). */
 export const STAGING_DIRECTORY = 'staging';
@@ -47,6 +46,8 @@ export async function rollbackPass(parentDir: string): Promise<RollbackResult> {
   const stagingPresent = mirrorAreaPresent(parentDir, STAGING_DIRECTORY);
   const pass = state?.pass ?? null;
   if (state !== null && state.role === 'slave') {
+    // undo.js pulls in the pass code: loaded only here, so `mirrorddumbfs status` (which reads this module) does not
+    const { rollbackPass: reverseUndoAreas } = await import('./undo.js');
     const r = reverseUndoAreas(parentDir);
     return { discardedPassId: pass?.passId ?? null, recordsKept: 0, stagingRemoved: stagingPresent, exact: true, actionsReversed: r.actionsReversed };
   }
