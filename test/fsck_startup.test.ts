@@ -9,12 +9,11 @@
  *   is not a mirror slave does not load mirror/undo.js (which pulls in the mirror pass code).
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { copyFixtureVolume } from './helpers/crash.js';
-import { run } from './helpers/run.js';
+import { moduleTracer } from './helpers/module_trace.js';
 import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -22,22 +21,8 @@ const BIN = path.join(ROOT, 'bin/fsckddumbfs');
 const work = mkdtempSync(path.join(tmpdir(), 'fsck-startup-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const hook = path.join(work, 'hook.mjs');
-writeFileSync(hook, `export async function resolve(specifier, context, next) {
-  const r = await next(specifier, context);
-  process.stderr.write('RESOLVED ' + r.url + '\\n');
-  return r;
-}
-`);
-const register = path.join(work, 'register.mjs');
-writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
-
-/** Run fsckddumbfs under the hook. @returns its exit status and the URLs it resolved */
-async function fsckModules(...args: string[]): Promise<{ status: number; urls: string[]; stdout: string }> {
-  const r = await run('node', ['--import', register, BIN, ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
-  const urls = r.stderr.split('\n').filter((l) => l.startsWith('RESOLVED ')).map((l) => l.slice('RESOLVED '.length));
-  return { status: r.code ?? -1, urls, stdout: r.stdout };
-}
+/** Run fsckddumbfs under the module-resolution hook: its exit status, stdout and the URLs it resolved. */
+const fsckModules = moduleTracer(work, BIN);
 
 describe('fsckddumbfs loads only what the mode needs', () => {
   it('-c and -n without a terminal: no ora, no hash worker; the check still reports', async () => {

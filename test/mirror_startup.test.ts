@@ -10,10 +10,10 @@
  * - a local `verify` loads the digests, not the pass code nor the remote-verify channel; ora only for a terminal.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { moduleTracer } from './helpers/module_trace.js';
 import { run } from './helpers/run.js';
 import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
 
@@ -22,22 +22,8 @@ const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
 const work = mkdtempSync(path.join(tmpdir(), 'mirror-startup-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const hook = path.join(work, 'hook.mjs');
-writeFileSync(hook, `export async function resolve(specifier, context, next) {
-  const r = await next(specifier, context);
-  process.stderr.write('RESOLVED ' + r.url + '\\n');
-  return r;
-}
-`);
-const register = path.join(work, 'register.mjs');
-writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
-
-/** Run mirrorddumbfs under the hook. @returns its exit status, stdout and the URLs it resolved */
-async function mirrorModules(...args: string[]): Promise<{ status: number; urls: string[]; stdout: string }> {
-  const r = await run('node', ['--import', register, BIN, ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
-  const urls = r.stderr.split('\n').filter((l) => l.startsWith('RESOLVED ')).map((l) => l.slice('RESOLVED '.length));
-  return { status: r.code ?? -1, urls, stdout: r.stdout };
-}
+/** Run mirrorddumbfs under the module-resolution hook: its exit status, stdout and the URLs it resolved. */
+const mirrorModules = moduleTracer(work, BIN);
 
 /** The URLs of `urls` that match `re` (expected empty: the names show in the failure). */
 const loaded = (urls: string[], re: RegExp): string[] => urls.filter((u) => re.test(u));

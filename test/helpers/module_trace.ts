@@ -1,0 +1,41 @@
+/**
+ * Which modules a command loads: the command runs as a child (`node --import REGISTER BIN ...`) under a
+ * module-resolution hook that writes `RESOLVED <url>` to stderr for every module it resolves. stderr is a pipe (not a
+ * terminal), as in a script, a cron job or the far side of ssh. Used by the startup tests of fsckddumbfs and
+ * mirrorddumbfs, which assert what a command does NOT load.
+ */
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { run } from './run.js';
+import { COMMAND_TIMEOUT_MS } from './timeouts.js';
+
+export interface TracedRun {
+  /** Exit status (-1 when killed). */
+  status: number;
+  /** Every module URL resolved, in order. */
+  urls: string[];
+  stdout: string;
+}
+
+/**
+ * Write the hook into `work` (a temp directory the caller removes) and return a runner of `bin` under it.
+ * @param work directory for hook.mjs and register.mjs
+ * @param bin the command to run (a bin/ shim of this repository)
+ */
+export function moduleTracer(work: string, bin: string): (...args: string[]) => Promise<TracedRun> {
+  const hook = path.join(work, 'hook.mjs');
+  writeFileSync(hook, `export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  process.stderr.write('RESOLVED ' + r.url + '\\n');
+  return r;
+}
+`);
+  const register = path.join(work, 'register.mjs');
+  writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
+  return async (...args) => {
+    const r = await run('node', ['--import', register, bin, ...args], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });
+    const urls = r.stderr.split('\n').filter((l) => l.startsWith('RESOLVED ')).map((l) => l.slice('RESOLVED '.length));
+    return { status: r.code ?? -1, urls, stdout: r.stdout };
+  };
+}
