@@ -6,83 +6,34 @@
  *
  * mount(8) runs its helpers without PATH (util-linux drops it), so a temporary bin dir on PATH is not seen: Debian's
  * mount.fuse then runs `sh -c 'ddumbfs PARENT MNT -o opts'` with sh's default PATH, which starts with
- * /usr/local/sbin. Each test works in a private mount namespace of its own (a `sleep` started by `unshare -m`, every
- * command through `nsenter`), where a temporary directory is bind-mounted over /usr/local/sbin (empty on Debian) or
- * the installed mount.fuse.ddumbfs over /sbin/mount.fuse: nothing is changed outside it. The namespace's mounts and
+ * /usr/local/sbin. Each test works in a private mount namespace of its own (helpers/mount_namespace.ts: a `sleep`
+ * started by `unshare -m`, every command through `nsenter`), where a temporary directory is bind-mounted over
+ * /usr/local/sbin (empty on Debian) or the installed mount.fuse.ddumbfs over /sbin/mount.fuse: nothing is changed
+ * outside it. The namespace's mounts and
  * files are read from outside through /proc/PID/mounts and /proc/PID/root. Teardown unmounts, then kills only the
  * daemons whose argv names this test's mount point, and the namespace holder. Needs dist/, root, /dev/fuse.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_DIR, makeVolume, waitFor } from './helpers/mount.js';
+import { daemonsOf, openMountNamespace, type MountNamespace } from './helpers/mount_namespace.js';
 import { run } from './helpers/run.js';
 import { EXIT_TIMEOUT_MS } from './helpers/timeouts.js';
 
 let work: string;
 let counter = 0;
 
-/** A private mount namespace kept alive by a sleeping process. */
-interface Namespace {
-  holder: ChildProcess;
-  pid: number;
-  /** Run a command inside the namespace. */
-  run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
-  /** The fs type mounted on `dir` in the namespace, or null. */
-  mountAt(dir: string): { type: string; options: string } | null;
-  /** `p` as seen from inside the namespace (through a mount there). */
-  inside(p: string): string;
-}
-
-const namespaces: Namespace[] = [];
+const namespaces: MountNamespace[] = [];
 const mountPoints: string[] = [];
 
-async function openNamespace(): Promise<Namespace> {
-  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '100000'], { stdio: 'ignore' });
-  const pid = holder.pid!;
-  // unshare execs sleep in the new namespace: ready once its mount namespace differs from ours
-  const ours = fs.readlinkSync('/proc/self/ns/mnt');
-  const ready = await waitFor(() => {
-    try {
-      return fs.readlinkSync(`/proc/${pid}/ns/mnt`) !== ours && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep');
-    } catch {
-      return false;
-    }
-  }, EXIT_TIMEOUT_MS);
-  expect(ready).toBe(true);
-  const ns: Namespace = {
-    holder,
-    pid,
-    run: (cmd, args) => run('nsenter', ['-t', String(pid), '-m', '--', cmd, ...args], { encoding: 'utf8' }),
-    mountAt: (dir) => {
-      let found: { type: string; options: string } | null = null;
-      for (const line of fs.readFileSync(`/proc/${pid}/mounts`, 'utf8').split('\n')) {
-        const f = line.split(' ');
-        if (f.length >= 4 && f[1] === dir) found = { type: f[2]!, options: f[3]! };
-      }
-      return found;
-    },
-    inside: (p) => path.join(`/proc/${pid}/root`, p),
-  };
+/** A private mount namespace of this test, closed by afterEach. */
+async function openNamespace(): Promise<MountNamespace> {
+  const ns = await openMountNamespace();
   namespaces.push(ns);
   return ns;
-}
-
-/** PIDs of processes whose argv has `mountDir` as one argument (the daemons serving it). */
-function daemonsOf(mountDir: string): number[] {
-  const pids: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').includes(mountDir)) pids.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
 }
 
 async function freshVolume(): Promise<{ parent: string; mnt: string; dir: string }> {
@@ -97,7 +48,7 @@ async function freshVolume(): Promise<{ parent: string; mnt: string; dir: string
 }
 
 /** `umount MNT` in the namespace, then wait for its daemon to exit. */
-async function umountAndWait(ns: Namespace, mnt: string): Promise<void> {
+async function umountAndWait(ns: MountNamespace, mnt: string): Promise<void> {
   const u = await ns.run('umount', [mnt]);
   expect(u.stderr).toBe('');
   expect(u.code).toBe(0);
@@ -106,7 +57,7 @@ async function umountAndWait(ns: Namespace, mnt: string): Promise<void> {
 }
 
 /** The mount and fstab cycle every helper set-up must pass. */
-async function mountCycle(ns: Namespace): Promise<void> {
+async function mountCycle(ns: MountNamespace): Promise<void> {
   const { parent, mnt, dir } = await freshVolume();
   // mount -t with mount(8)-only options mixed in
   const m = await ns.run('mount', ['-t', 'fuse.ddumbfs', parent, mnt, '-o', 'pool=2,_netdev,noauto,x-systemd.automount,nofail,noexec']);
@@ -136,21 +87,7 @@ describe('mount -t fuse.ddumbfs, fstab and umount', () => {
     work = await fsp.mkdtemp(path.join(os.tmpdir(), 'ddfs-mount-helper-'));
   });
   afterEach(async () => {
-    for (const ns of namespaces.splice(0)) {
-      for (const mnt of mountPoints) {
-        if (ns.mountAt(mnt) !== null) await ns.run('umount', ['-l', mnt]);
-      }
-      ns.holder.kill('SIGKILL');
-    }
-    for (const mnt of mountPoints) {
-      for (const pid of daemonsOf(mnt)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    }
+    for (const ns of namespaces.splice(0)) await ns.close(mountPoints);
   });
   afterAll(async () => {
     await fsp.rm(work, { recursive: true, force: true });
