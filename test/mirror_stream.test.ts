@@ -126,6 +126,20 @@ async function firstWindowApplied(slave: string): Promise<number> {
   return applied;
 }
 
+/**
+ * A stream stopped by SIGTERM inside its first pass: it said so on stderr, the slave has no claim yet (stopped inside
+ * the pass, not after it) and applied the checkpoint that followed the signal (more records than `applied`, the count
+ * when the signal was sent).
+ */
+function expectStoppedAfterCheckpoint(stderr: string, slave: string, applied: number): void {
+  expect(stderr).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
+  expect(stderr).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
+  const st = readMirrorState(slave)!;
+  expect(st.claim).toBeNull();
+  expect(st.pass).not.toBeNull();
+  expect(st.pass!.recordsApplied).toBeGreaterThan(applied);
+}
+
 it('a peer that never answers is declared dead after --timeout; the stream backs off and keeps trying', async () => {
   const master = await volume();
   // a remote shell that accepts the connection and then says nothing (a hung link)
@@ -160,12 +174,7 @@ it('SIGTERM during a pass into a local slave stops after its next checkpoint; a 
     s.child.kill('SIGTERM');
   }
   expect(await s.exited).toBe(0);
-  expect(s.stderr()).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
-  expect(s.stderr()).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
-  const st = readMirrorState(slave)!;
-  expect(st.claim).toBeNull(); // stopped inside the first pass
-  expect(st.pass).not.toBeNull();
-  expect(st.pass!.recordsApplied).toBeGreaterThan(applied);
+  expectStoppedAfterCheckpoint(s.stderr(), slave, applied);
   expect(readStreamState(slave)!.connection).toBe('stopped');
   const again = await run('node', [BIN, 'copy', master, slave], { timeoutMs: 180_000 });
   expect(again.code).toBe(0);
@@ -194,13 +203,8 @@ it('SIGTERM during a pass into a REMOTE slave (serve through a remote shell) sto
     s.child.kill('SIGTERM');
   }
   expect(await s.exited).toBe(0);
-  expect(s.stderr()).toMatch(/stream: SIGTERM: stopping after the slave's next checkpoint\n/);
-  expect(s.stderr()).toMatch(/stream: stopped on SIGTERM after a checkpoint \(the next pass resumes from it\)\n/);
+  expectStoppedAfterCheckpoint(s.stderr(), slave, applied);
   expect(s.stderr()).not.toMatch(/retry/);
-  const st = readMirrorState(slave)!;
-  expect(st.claim).toBeNull(); // stopped inside the first pass, not after it
-  expect(st.pass).not.toBeNull();
-  expect(st.pass!.recordsApplied).toBeGreaterThan(applied); // the checkpoint after the signal was applied
   expect(readStreamState(master)!.connection).toBe('stopped'); // the slave is remote: the state is the master's
   const again = await run('node', [BIN, 'copy', '-e', rsh, '--mirror-path', BIN, master, `here:${slave}`], { timeoutMs: 180_000 });
   expect(again.code, again.stderr.toString()).toBe(0);
