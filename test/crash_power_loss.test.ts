@@ -20,11 +20,14 @@
  *   never bytes from before it, never bytes from elsewhere;
  * - a block that changed after the fsync may also read as zeros when the repair lost it, but then the file must be
  *   listed in corrupted.txt (never silently) — and bytes of it that fsync acknowledged and the program never changed
- *   must survive: when they do not, that is the known core bug K1 (counted, with its own expected-to-fail tests);
+ *   must survive: when they do not, that is the core bug K1, fixed (held-back nodes, UfsFile): a seed showing it
+ *   fails;
  * - the check after the repair reports no error (OK, or WARNING for lost blocks); a check that only finds index
- *   nodes naming blocks that do not hold their data is the known core bug K2 (counted, own expected-to-fail test);
+ *   nodes naming blocks that do not hold their data is the core bug K2, fixed: a seed showing it fails;
  * - 'subset' only: a file whose header write was lost or torn inside a sector (states no disk produces) may be left
- *   with an invalid header or a size nobody wrote; counted, not judged.
+ *   with an invalid header or a size nobody wrote; counted, not judged. Likewise a node write torn inside a sector
+ *   (half the old node, half the new: a hash nobody wrote) loses that block, fsynced bytes and all: counted as
+ *   "torn node", not judged as K1.
  *
  * CI: 520 + 150 seeds in well under a minute; DDUMBFS_SOAK=1: 20000 + 5000. A failing seed is printed with the
  * command that replays it alone: DDUMBFS_SEED=<seed> npx vitest run test/crash_power_loss.test.ts
@@ -82,12 +85,14 @@ interface SeedStats {
   pending: number;
   badHeaders: number;
   tornHeaders: number;
+  /** Files whose lost block's node write was torn inside a sector (subset model; not judged). */
+  tornNodes: number;
   /** Files never fsynced whose creation the crash undid. */
   namesLost: number;
 }
 
 function newTotals() {
-  return { seeds: 0, crashedInside: 0, ops: 0, listedFiles: 0, filesBehind: 0, tornWrites: 0, pendingDropped: 0, fsyncedFiles: 0, badHeaders: 0, tornHeaders: 0, knownK1: 0, knownK2: 0, namesLost: 0 };
+  return { seeds: 0, crashedInside: 0, ops: 0, listedFiles: 0, filesBehind: 0, tornWrites: 0, pendingDropped: 0, fsyncedFiles: 0, badHeaders: 0, tornHeaders: 0, tornNodes: 0, knownK1: 0, knownK2: 0, namesLost: 0 };
 }
 let totals = newTotals();
 
@@ -129,10 +134,11 @@ function blockOf(content: Buffer, j: number): Buffer {
   return b;
 }
 
-/** The verdict on one file: `fail` breaks the promise in an unexplained way; `known` is the known bug K1. */
+/** The verdict on one file: `fail` breaks the promise in an unexplained way; `known` is bug K1, in block `knownBlock`. */
 interface Verdict {
   fail: string | null;
   known: string | null;
+  knownBlock?: number;
 }
 
 /**
@@ -157,6 +163,7 @@ function judge(model: FileModel, got: Buffer, listed: boolean): Verdict {
   if (got.length < minSize || got.length > maxSize) return { fail: `size ${got.length} outside [${minSize}, ${maxSize}]`, known: null };
   const blocks = Math.ceil(got.length / BS);
   let known: string | null = null;
+  let knownBlock: number | undefined;
   for (let j = 0; j < blocks; j++) {
     const end = Math.min(BS, got.length - j * BS);
     const slice = got.subarray(j * BS, j * BS + end);
@@ -170,7 +177,10 @@ function judge(model: FileModel, got: Buffer, listed: boolean): Verdict {
         const p = j * BS + k;
         if (V.every((v) => p < v.length && v[p] === V[0]![p]) && V[0]![p] !== 0) acked = p;
       }
-      if (acked >= 0 && model.fsynced >= 0) known ??= `block ${j}: lost, with bytes acknowledged by fsync and never changed (first at offset ${acked})`;
+      if (acked >= 0 && model.fsynced >= 0 && known === null) {
+        known = `block ${j}: lost, with bytes acknowledged by fsync and never changed (first at offset ${acked})`;
+        knownBlock = j;
+      }
       continue;
     }
     const older = model.versions.slice(0, from).some((v) => blockOf(v, j).subarray(0, end).equals(slice));
@@ -179,7 +189,14 @@ function judge(model: FileModel, got: Buffer, listed: boolean): Verdict {
       known: null,
     };
   }
-  return { fail: null, known };
+  return { fail: null, known, knownBlock };
+}
+
+/** Whether a torn write lies inside one 512-byte sector and covers part of the node of block `block`. */
+function tornInsideSectorOverNode(torn: { position: number; length: number }, block: number, nodeSize: number): boolean {
+  const inOneSector = Math.floor(torn.position / 512) === Math.floor((torn.position + torn.length - 1) / 512);
+  const nodeAt = UFS_HEADER_BYTES + block * nodeSize;
+  return inOneSector && torn.position < nodeAt + nodeSize && nodeAt < torn.position + torn.length;
 }
 
 /** What one seed found: an unexplained failure, or the known bugs K1 (see judge) or K2 (see its test), or neither. */
@@ -365,9 +382,14 @@ async function runSeedInner(seed: number, stats: SeedStats, crashModel: CrashMod
         stats.tornHeaders++;
         continue;
       }
+      if (verdict.known && crashModel === 'subset' && torn && tornInsideSectorOverNode(torn, verdict.knownBlock!, vol.config.nodeSize)) {
+        // the adversary tore the lost block's node write inside a sector: a hash no one wrote (no disk does that)
+        stats.tornNodes++;
+        continue;
+      }
       const context = `(fsynced version ${m.fsynced} of ${m.versions.length - 1}; listed: ${[...listed].join(',')})\nrepair log:\n${logger.lines.join('')}\n${trace.join('\n')}`;
       if (verdict.fail) return `${m.name}: ${verdict.fail}\n${context}`;
-      if (verdict.known) known ??= `${m.name}: ${verdict.known}`;
+      if (verdict.known) known ??= `${m.name}: ${verdict.known}\n${context}`;
       if (m.fsynced >= 0) totals.fsyncedFiles++;
       if (!got.equals(m.versions[m.versions.length - 1]!)) stats.olderThanLast++;
     }
@@ -378,15 +400,15 @@ async function runSeedInner(seed: number, stats: SeedStats, crashModel: CrashMod
   return { failure: null, known };
 }
 
-/** Run `seeds` with `crashModel`; report counts; return unexplained failures and seeds showing K1. */
-async function runSeeds(label: string, seeds: number[], crashModel: CrashModel): Promise<{ failures: string[]; known: string[] }> {
+/** Run `seeds` with `crashModel`; report counts; return unexplained failures and the seeds showing K1 or K2 (fixed bugs: a regression). */
+async function runSeeds(label: string, seeds: number[], crashModel: CrashModel): Promise<{ failures: string[]; known: string[]; k2: string[] }> {
   totals = newTotals();
   const failures: string[] = [];
   const known: string[] = [];
   const k2: string[] = [];
   const t0 = performance.now();
   for (const seed of seeds) {
-    const stats: SeedStats = { crashedInside: false, ops: 0, listed: 0, olderThanLast: 0, torn: 0, pending: 0, badHeaders: 0, tornHeaders: 0, namesLost: 0 };
+    const stats: SeedStats = { crashedInside: false, ops: 0, listed: 0, olderThanLast: 0, torn: 0, pending: 0, badHeaders: 0, tornHeaders: 0, tornNodes: 0, namesLost: 0 };
     const outcome = await runSeed(seed, stats, crashModel);
     totals.seeds++;
     totals.ops += stats.ops;
@@ -397,6 +419,7 @@ async function runSeeds(label: string, seeds: number[], crashModel: CrashModel):
     totals.pendingDropped += stats.pending;
     totals.badHeaders += stats.badHeaders;
     totals.tornHeaders += stats.tornHeaders;
+    totals.tornNodes += stats.tornNodes;
     totals.namesLost += stats.namesLost;
     if (outcome.known) {
       totals.knownK1++;
@@ -418,13 +441,14 @@ async function runSeeds(label: string, seeds: number[], crashModel: CrashModel):
   reportCount(`${label}: files never fsynced whose creation the crash undid`, totals.namesLost);
   reportCount(`${label}: files fsynced / read back older than their last content / listed in corrupted.txt`,
     `${totals.fsyncedFiles} / ${totals.filesBehind} / ${totals.listedFiles}`);
-  reportCount(`${label}: seeds showing the known bug K1 (acknowledged bytes of a rewritten block lost)`, `${totals.knownK1}${known.length > 0 ? ` e.g. ${known[0]}` : ''}`);
-  reportCount(`${label}: seeds showing the known bug K2 (a block indexed before its data was durable)`, `${totals.knownK2}${k2.length > 0 ? ` e.g. ${k2[0]}` : ''}`);
+  reportCount(`${label}: seeds showing bug K1, fixed (acknowledged bytes of a rewritten block lost)`, `${totals.knownK1}${known.length > 0 ? ` e.g. ${known[0]}` : ''}`);
+  reportCount(`${label}: seeds showing bug K2, fixed (a block indexed before its data was durable)`, `${totals.knownK2}${k2.length > 0 ? ` e.g. ${k2[0]}` : ''}`);
   if (crashModel === 'subset') {
     reportCount(`${label}: files (not fsynced since creation or O_TRUNC) left with an invalid header`, totals.badHeaders);
     reportCount(`${label}: files not judged because their header write was torn inside a sector`, totals.tornHeaders);
+    reportCount(`${label}: files whose lost block's node write was torn inside a sector (not judged)`, totals.tornNodes);
   }
-  return { failures, known };
+  return { failures, known, k2 };
 }
 
 /** Per-seed share of a test's limit: a seed takes 30–70 ms on an idle machine; this allows 30 times that. */
@@ -433,25 +457,27 @@ const SEED_TIMEOUT_MS = 2_000;
 describe('power loss at a random moment (crash device), then repair, check and read back', () => {
   const seeds = seedRange(SEED_BASE, POWER_LOSS_SEEDS);
   it(`sector-atomic disk, ordered data: ${seeds.length} seeds`, { timeout: 60_000 + seeds.length * SEED_TIMEOUT_MS }, async () => {
-    const { failures } = await runSeeds('crash_power_loss', seeds, 'sectors');
+    const { failures, known, k2 } = await runSeeds('crash_power_loss', seeds, 'sectors');
     expect(failures, failures.join('\n\n')).toEqual([]);
+    expect([...known, ...k2], 'K1/K2 came back').toEqual([]);
   });
 
   const subsetSeeds = seedRange(SEED_BASE + 500_000, SUBSET_SEEDS);
   it(`the literal adversary (any subset of the writes in any order, one torn): ${subsetSeeds.length} seeds`, { timeout: 60_000 + subsetSeeds.length * SEED_TIMEOUT_MS }, async () => {
-    const { failures } = await runSeeds('crash_power_loss (subset model)', subsetSeeds, 'subset');
+    const { failures, known, k2 } = await runSeeds('crash_power_loss (subset model)', subsetSeeds, 'subset');
     expect(failures, failures.join('\n\n')).toEqual([]);
+    expect([...known, ...k2], 'K1/K2 came back').toEqual([]);
   });
 });
 
 /**
  * K1 in two deterministic scenarios: fsync a file, rewrite part of a block of it, lose the power with the UFS
- * file's writes on disk and the block file's not. Today the repair marks the block lost (zeros, listed ` C  `) and
- * the acknowledged bytes of that block that the program never changed are gone. These are expected to fail until
- * the write path orders "new block data durable" before "node replacing a durable node" (e.g. a block-file sync
- * before such a node write, or node writes deferred to flush points after the block-file sync).
+ * file's writes on disk and the block file's not. Before the fix the repair marked the block lost (zeros, listed
+ * ` C  `) and the acknowledged bytes of that block that the program never changed were gone. Fixed: UfsFile holds a
+ * node that replaces a stored block back until the block store is synced, so "new block data durable" comes before
+ * "node replacing a durable node". Regression tests.
  */
-describe('KNOWN BUG K1: a rewritten block loses its acknowledged bytes when only its new node reaches the disk', () => {
+describe('bug K1 (fixed): a rewritten block loses its acknowledged bytes when only its new node reaches the disk', () => {
   async function scenario(rewrite: (f: UfsFile) => Promise<void>): Promise<Buffer> {
     const dir = path.join(work, `k1-${Math.random().toString(36).slice(2)}`);
     await copyVolumeDir(template, dir);
@@ -505,10 +531,10 @@ describe('KNOWN BUG K1: a rewritten block loses its acknowledged bytes when only
  * (indexed, in the checkpoint) and serves whatever the block file holds at that address: stale data of a block freed
  * by a reclaim and reused — wrong bytes, silently. Deterministic: the concurrent writer runs inside the block-file
  * fsync of a checkpoint (a gate in the device), as a FUSE write arriving during that fsync would.
- * Expected to fail until sync() captures the index pages and the checkpoint bitmap after draining the in-flight
- * writes and before the block-file fsync (nodes indexed later stay dirty for the next sync).
+ * Fixed: sync() captures the index pages and the checkpoint bitmap after draining the in-flight writes and before
+ * the block-file fsync (nodes indexed later stay dirty for the next sync). Regression test.
  */
-describe('KNOWN BUG K2: a block indexed during a sync is checkpointed before its data is durable', () => {
+describe('bug K2 (fixed): a block indexed during a sync is checkpointed before its data is durable', () => {
   it('a reused block written during a checkpoint serves its stale content after a power cut', async () => {
     const dir = path.join(work, 'k2');
     fs.mkdirSync(dir);

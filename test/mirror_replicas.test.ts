@@ -373,6 +373,7 @@ describe('a slow replica never blocks the others (a mounted master serves passes
       expect(listReplicas(master).replicas.map((r) => r.label).sort()).toEqual([a, b].sort());
     } finally {
       await m.unmount();
+      fs.rmdirSync(mnt); // the mount point was made by this test
     }
     await expectSame(master, a!);
     await expectSame(master, b!);
@@ -435,11 +436,13 @@ describe('mirrorddumbfs replicas, forget, status (CLI; a mounted master)', () =>
         expect(viaDaemon.stdout).toMatch(/the source is a slave \(a relay\)/);
       } finally {
         await ma.unmount();
+        fs.rmdirSync(mntA);
       }
       expect(readMirrorState(c)!.claim!.syncEndTid).toBe(readMirrorState(a!)!.claim!.syncEndTid);
       expect((await verifyInProcess(a!, c)).lines).toEqual([]);
     } finally {
       await m.unmount();
+      fs.rmdirSync(mnt); // the mount point was made by this test
     }
     await expectSame(master, a!);
   }, 300_000);
