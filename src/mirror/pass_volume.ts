@@ -25,7 +25,7 @@ import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { fileDevices } from '../io/device.js';
 import { readJournalOffline, type JournalView } from './journal.js';
-import { readSeal, sealMismatch } from './master_journal.js';
+import { dropSeal, readSeal, startSealCheck, type SealCheck } from './master_journal.js';
 import { mirrorDirectory, readMirrorState } from './state.js';
 
 /** What a pass needs of an opened volume. */
@@ -63,6 +63,17 @@ export interface PassVolume {
    * writing when unmounted. Absent: no journal (a content pass).
    */
   openJournal?(): Promise<JournalView | string | null>;
+  /**
+   * Whether the journal openJournal returned is proven to hold every change of the tree up to its head (spec §4.3):
+   * an unmounted master's seal census, started by openJournal and run beside the pass. Resolves null when proven,
+   * else why not (one line; when the census found a change the seal is dropped, so later passes are content passes
+   * at once; the replica of this pass gets one anyway, its pass left pending). Never rejects. An
+   * incremental pass awaits it before COMMIT and does not commit otherwise. Absent: nothing to prove (no journal, or
+   * a daemon's live one).
+   */
+  journalProof?(): Promise<string | null>;
+  /** The pass does not need journalProof (a content pass): stop the census now (close() does it too). */
+  releaseJournalProof?(): Promise<void>;
   /**
    * Tests only (a slave killed by its test hooks): drop the unmounted volume as a killed process would, closing its
    * devices without writing back what is in memory and releasing the lock; a later close() does nothing.
@@ -104,7 +115,17 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
     throw err;
   }
   let closed: Promise<void> | null = null;
-  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()), unclean);
+  /** The seal census of the journal openJournal returned, running beside the pass (journalProof). */
+  let sealCheck: SealCheck | null = null;
+  const stopSealCheck = async (): Promise<void> => {
+    const c = sealCheck;
+    sealCheck = null;
+    await c?.stop();
+  };
+  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= stopSealCheck().then(() => volume.close(), async (err: unknown) => {
+    await volume.close();
+    throw err;
+  })), unclean);
   handle.alone = (fn) => lock.alone(fn);
   handle.openJournal = async () => {
     // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
@@ -115,11 +136,35 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
     const seal = readSeal(parent);
     if (seal === null) return 'the journal has no seal of a clean unmount';
     if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
-    // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) gets a content pass
-    const mismatch = sealMismatch(seal, path.join(parent, ROOT_DIRECTORY));
-    if (mismatch !== null) return mismatch;
-    return (await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid))) ?? 'the journal is not the one its seal names';
+    // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) must not be trusted: the
+    // census of the whole tree runs beside the pass from here (a worker thread), and an incremental pass commits only
+    // once it matched (journalProof)
+    await stopSealCheck();
+    sealCheck = startSealCheck(seal, path.join(parent, ROOT_DIRECTORY));
+    const journal = await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid));
+    if (journal === null) {
+      await stopSealCheck();
+      return 'the journal is not the one its seal names';
+    }
+    return journal;
   };
+  handle.journalProof = async () => {
+    const check = sealCheck;
+    if (check === null) return 'no census of the seal ran for this pass';
+    const v = await check.verdict;
+    if (v === null) return null;
+    // a proven change is for good (until the next mount bumps the generation): no later pass starts incremental only
+    // to fail here again. A census that did not complete proves nothing either way: the seal stays
+    if (v.changed) {
+      try {
+        dropSeal(parent);
+      } catch {
+        // the seal stays: the next pass takes the census again and fails the same way (never a wrong claim)
+      }
+    }
+    return v.reason;
+  };
+  handle.releaseJournalProof = stopSealCheck;
   handle.crash = () => (closed ??= (async () => {
     await volume.store.blockDevice.close().catch(() => undefined);
     await volume.store.index.device.close().catch(() => undefined);

@@ -1,0 +1,18 @@
+/**
+ * Worker thread of startTreeCensus (journal_dir.ts): takes the census of one tree (treeCensus, mirroring spec §4.3)
+ * and posts it back once. Protocol: workerData `CensusRequest`; one message `CensusReply`; then the thread ends.
+ * A failure of the walk is posted as `{ error }` (the caller turns it into a rejection); a thread that dies without
+ * a reply is an error for the caller too (never a "no change" verdict).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { treeCensus, type CensusReply, type CensusRequest } from './journal_dir.js';
+
+const request = workerData as CensusRequest;
+let reply: CensusReply;
+try {
+  const c = treeCensus(Buffer.from(request.root), request.depthMax, new Set(request.skipTopNames));
+  reply = { entryCount: c.entryCount, ctimeMaxNs: c.ctimeMaxNs.toString() };
+} catch (err) {
+  reply = { error: err instanceof Error ? err.message : String(err) };
+}
+parentPort!.postMessage(reply);
