@@ -6,12 +6,14 @@
  * startTreeCensus (the census beside an incremental pass): the same census from its worker thread (the compiled
  * dist/ worker, as the commands run it) and inline; a walk that fails, or a thread stopped before it answered, is a
  * rejection, never a census; startSealCheck maps that to a verdict that proves nothing (`changed` false).
+ * nativeTreeCensus (the worker's walk: getdents64 + statx): the same census as treeCensus, before and after each edit.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startTreeCensus, treeCensus } from '../src/io/journal_dir.js';
+import { nativeTreeCensus } from '../src/io/tree_census_native.js';
 import { startSealCheck, type MirrorSeal } from '../src/mirror/master_journal.js';
 
 /** journal_dir as the commands load it (dist/): its startTreeCensus runs on a worker thread. */
@@ -74,8 +76,25 @@ describe('treeCensus', () => {
       edit();
       const after = treeCensus(Buffer.from(root), 64);
       expect(after).toEqual(naive(root));
+      expect(nativeTreeCensus(Buffer.from(root), 64)).toEqual(after);
       expect(after.entryCount !== before.entryCount || after.ctimeMaxNs > before.ctimeMaxNs).toBe(true);
     }
+  });
+});
+
+describe('nativeTreeCensus', () => {
+  it('is treeCensus: count and exact ctime, symlinks not followed, top names skipped, the depth bound, raw names', () => {
+    const root = tree();
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/d0/`), Buffer.from([0xff, 0x80])]), 'raw'); // not UTF-8
+    expect(nativeTreeCensus(Buffer.from(root), 64)).toEqual(treeCensus(Buffer.from(root), 64));
+    expect(nativeTreeCensus(Buffer.from(root), 64).entryCount).toBe(5 * 23 + 2); // d*, d*/deep, d*/deep/er, 20 files each; link; the raw name
+    expect(nativeTreeCensus(Buffer.from(root), 64, new Set(['d0', 'link']))).toEqual(treeCensus(Buffer.from(root), 64, new Set(['d0', 'link'])));
+    expect(nativeTreeCensus(Buffer.from(root), 2)).toEqual(treeCensus(Buffer.from(root), 2));
+    expect(nativeTreeCensus(Buffer.from(root), 2).entryCount).toBe(5 * 2 + 2); // d*, d*/deep; link; the raw name (in d0)
+  });
+
+  it('a root that cannot be read is an error naming it, never a census', () => {
+    expect(() => nativeTreeCensus(Buffer.from('/nonexistent-census-root'), 64)).toThrow(/ENOENT.*nonexistent-census-root/);
   });
 });
 
