@@ -25,7 +25,7 @@ import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { fileDevices } from '../io/device.js';
 import { readJournalOffline, type JournalView } from './journal.js';
-import { dropSeal, readSeal, startSealCheck, type SealCheck } from './master_journal.js';
+import { dropSeal, readSeal, startSealCheck, type MirrorSeal, type SealCheck } from './master_journal.js';
 import { mirrorDirectory, readMirrorState } from './state.js';
 
 /** What a pass needs of an opened volume. */
@@ -97,6 +97,23 @@ function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => 
 }
 
 /**
+ * Whether the unmounted master at `parent` has a journal a pass may trust (spec §4.3): only the journal of a clean
+ * unmount, a seal of this generation naming its last TID; anything else gets a content pass (the next mount bumps the
+ * generation anyway, master_journal.ts). The seal's census is not taken here (startSealCheck).
+ * @returns the seal, null when the volume has no journal (not a master, or never sealed one), or why it is not trusted
+ * @throws DdfsError of the state file (INVALID for a symlink in the way)
+ */
+function sealedJournal(parent: string, unclean: boolean): { seal: MirrorSeal } | string | null {
+  const state = readMirrorState(parent);
+  if (state === null || state.role !== 'master' || state.durableHead === undefined) return null;
+  if (unclean) return 'the last mount did not end cleanly (.autofsck)';
+  const seal = readSeal(parent);
+  if (seal === null) return 'the journal has no seal of a clean unmount';
+  if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
+  return { seal };
+}
+
+/**
  * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool` (shared with other
  * readers with `shared` and `readOnly`, takeSharedVolumeLock, its `underGate` run while nobody else can start).
  * @throws DdfsError LOCKED (another tool or a daemon holds it: the message names it, with `data.tool`), NOT_FOUND,
@@ -107,41 +124,50 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
   const lock = options.shared !== undefined && options.readOnly ? await takeSharedVolumeLock(parent, options.tool, options.shared.underGate) : await takeVolumeLock(parent, options.tool);
   // under the lock: no daemon runs, so a marker left now is one of a daemon that stopped without a clean unmount
   const unclean = lstatOrNull(pathBytes(path.join(parent, AUTOFSCK_MARKER))) !== null;
-  let volume: Volume;
-  try {
-    volume = await Volume.open(parent, { readOnly: options.readOnly, lock, logger: defaultLogger });
-  } catch (err) {
-    await lock.release();
-    throw err;
-  }
-  let closed: Promise<void> | null = null;
-  /** The seal census of the journal openJournal returned, running beside the pass (journalProof). */
+  // a master side's journal, decided once under the lock: the seal census starts at once, so that it runs beside
+  // the opening of both volumes and the pass (openJournal, journalProof)
+  const decideSeal = (): { seal: MirrorSeal } | string | null => {
+    try {
+      return sealedJournal(parent, unclean);
+    } catch (err) {
+      // as runMaster words a journal that cannot be opened: a content pass
+      return `the journal cannot be read (${err instanceof Error ? err.message : String(err)})`;
+    }
+  };
+  let sealed = options.readOnly ? decideSeal() : null;
+  /** The seal census of the journal openJournal returns, running beside the pass (journalProof). */
   let sealCheck: SealCheck | null = null;
+  const startCheck = (): void => {
+    if (sealCheck === null && sealed !== null && typeof sealed !== 'string') sealCheck = startSealCheck(sealed.seal, path.join(parent, ROOT_DIRECTORY));
+  };
   const stopSealCheck = async (): Promise<void> => {
     const c = sealCheck;
     sealCheck = null;
     await c?.stop();
   };
+  startCheck();
+  let volume: Volume;
+  try {
+    volume = await Volume.open(parent, { readOnly: options.readOnly, lock, logger: defaultLogger });
+  } catch (err) {
+    await stopSealCheck();
+    await lock.release();
+    throw err;
+  }
+  let closed: Promise<void> | null = null;
   const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= stopSealCheck().then(() => volume.close(), async (err: unknown) => {
     await volume.close();
     throw err;
   })), unclean);
   handle.alone = (fn) => lock.alone(fn);
   handle.openJournal = async () => {
-    // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
-    // gets a content pass (the next mount bumps the generation anyway, master_journal.ts)
-    const state = readMirrorState(parent);
-    if (state === null || state.role !== 'master' || state.durableHead === undefined) return null;
-    if (unclean) return 'the last mount did not end cleanly (.autofsck)';
-    const seal = readSeal(parent);
-    if (seal === null) return 'the journal has no seal of a clean unmount';
-    if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
+    if (!options.readOnly) sealed = decideSeal();
+    if (sealed === null || typeof sealed === 'string') return sealed;
     // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) must not be trusted: the
-    // census of the whole tree runs beside the pass from here (a worker thread), and an incremental pass commits only
-    // once it matched (journalProof)
-    await stopSealCheck();
-    sealCheck = startSealCheck(seal, path.join(parent, ROOT_DIRECTORY));
-    const journal = await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid));
+    // census of the whole tree runs beside the pass (a worker thread, started at the open), and an incremental pass
+    // commits only once it matched (journalProof)
+    startCheck();
+    const journal = await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(sealed.seal.lastTid));
     if (journal === null) {
       await stopSealCheck();
       return 'the journal is not the one its seal names';
