@@ -25,13 +25,14 @@ import * as path from 'node:path';
 import { Crc32c } from '../src/mirror/crc32c.js';
 import { encodeJournalRecord, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, JOURNAL_MAGIC, readJournalOffline } from '../src/mirror/journal.js';
 import { fileDevices } from '../src/io/device.js';
-import { openMasterJournal, type MasterJournal } from '../src/mirror/master_journal.js';
+import { openMasterJournal, readSeal, type MasterJournal } from '../src/mirror/master_journal.js';
 import { bumpMasterGeneration, claimTid, masterState, readMirrorState } from '../src/mirror/state.js';
 import { openPassVolume } from '../src/mirror/pass_volume.js';
 import { mirrorStatus, renderStatusLines } from '../src/mirror/status.js';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import type { TreeAccess } from '../src/mirror/digest.js';
-import { renderSummary } from '../src/mirror/pass_master.js';
+import { renderSummary, type PassSummary } from '../src/mirror/pass_master.js';
+import { DdfsError } from '../src/errors.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -344,6 +345,33 @@ describe('incremental pass scenarios', () => {
     return p;
   }
 
+  /**
+   * The pass after an edit behind the journal of the sealed, unmounted master: it starts incremental (the seal's
+   * census runs beside it) and is refused at its COMMIT (spec §4.3): the slave's claim is not advanced and its pass is
+   * left pending; the seal is dropped, so the next pass is a content pass, after which the pair is equal.
+   * @returns the refused pass's master error message and the content pass's summary
+   */
+  async function refusedThenContent(master: string, slave: string, what: string): Promise<{ refusal: string; content: PassSummary }> {
+    const before = readMirrorState(slave)!.claim;
+    const modes: string[] = [];
+    const r = await twoWayPass(master, slave, { onMasterRecord: (x) => { if (x.type === 'PASS_BEGIN') modes.push(x.mode); } });
+    expect(r.master, `${what}: the pass was committed`).toBeNull();
+    expect(modes, what).toEqual(['incremental']);
+    expect(r.m2s.records.some((x) => x.type === 'COMMIT'), what).toBe(false);
+    expect(r.m2s.records.some((x) => x.type === 'ERROR'), what).toBe(true);
+    const refusal = (r.masterError as Error).message;
+    expect(refusal, what).toMatch(/does not prove the tree since the seal .*the incremental pass is not committed/);
+    expect(((r.masterError as DdfsError).data as { contentPassNext?: boolean }).contentPassNext, what).toBe(true);
+    const after = readMirrorState(slave)!;
+    expect(after.claim, `${what}: the claim moved`).toEqual(before);
+    expect(after.pass, what).not.toBeNull();
+    expect(readSeal(master), `${what}: the seal stays`).toBeNull();
+    const c = await twoWayPass(master, slave);
+    expect(c.master?.passKind, `${what}: ${String(c.masterError ?? c.slaveError)}`).toBe('content');
+    expect((await verifyInProcess(master, slave)).lines, what).toEqual([]);
+    return { refusal, content: c.master! };
+  }
+
   it('one change: an incremental pass of exactly that TID (tid_beg = tid_end), sending only it', async () => {
     const { master, slave } = await claimed();
     const t = claimTid(readMirrorState(slave)!.claim);
@@ -397,23 +425,23 @@ describe('incremental pass scenarios', () => {
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
-  it('a sealed master whose ddfsroot was edited while unmounted (a newer ctime, another entry count) gets a content pass (spec §4.3)', async () => {
+  it('a sealed master whose ddfsroot was edited while unmounted (a newer ctime, another entry count) is not committed incrementally, then gets a content pass (spec §4.3)', async () => {
     const { master, slave } = await claimed();
     await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o640)); // a seal naming a TID
     // at once, no wait for the coarse clock: the seal's ctime boundary catches an edit in the tick of its newest ctime
     fs.chmodSync(path.join(master, 'ddfsroot', 'd', 'f'), 0o600); // behind the journal: no record
-    const r = await twoWayPass(master, slave);
-    expect(r.master!.passKind).toBe('content');
-    expect(r.master!.contentReason).toMatch(/changed while unmounted/);
-    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    const r = await refusedThenContent(master, slave, 'chmod');
+    expect(r.refusal).toMatch(/changed while unmounted/);
+    expect(r.content.contentReason).toMatch(/resumes a pass|no seal/);
     // the same edit kind by entry count: a directory made by hand
     await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
+    await twoWayPass(master, slave); // the mount after the dropped seal bumped the generation: a content pass
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o640));
+    expect((await twoWayPass(master, slave)).master!.passKind).toBe('incremental');
     fs.mkdirSync(path.join(master, 'ddfsroot', 'by-hand'));
     fs.utimesSync(path.join(master, 'ddfsroot', 'by-hand'), 0, 0);
-    const c = await twoWayPass(master, slave);
-    expect(c.master!.passKind).toBe('content');
-    expect(c.master!.contentReason).toMatch(/entries, the seal counted/);
-    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    const c = await refusedThenContent(master, slave, 'mkdir');
+    expect(c.refusal).toMatch(/entries, the seal counted/);
     // with the tree as sealed again, the journal is trusted: a content pass that sets a TID claim, then incremental
     await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o600));
     const t = await twoWayPass(master, slave);
@@ -425,7 +453,7 @@ describe('incremental pass scenarios', () => {
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
-  it('offline edits of ddfsroot by a tool that does not journal (ddumbfs 1.1 cpddumbfs, a hand edit) get a content pass: a UFS file rewritten in place, a new file in a deep directory, a rename (spec §4.3)', async () => {
+  it('offline edits of ddfsroot by a tool that does not journal (ddumbfs 1.1 cpddumbfs, a hand edit) are not committed incrementally, then get a content pass: a UFS file rewritten in place, a new file in a deep directory, a rename (spec §4.3)', async () => {
     const { master, slave } = await claimed();
     await withMaster(master, async (ms) => {
       await ms.v.tree.mkdir(bytesOf('d/deep'), 0o755, SELF);
@@ -452,14 +480,73 @@ describe('incremental pass scenarios', () => {
       expect(t.master!.passKind, `${what}: ${t.master!.contentReason}`).toBe('incremental');
       // at once, no wait for the coarse clock: the seal's ctime boundary catches an edit in the tick of its newest ctime
       edit();
-      const r = await twoWayPass(master, slave);
-      expect(r.master!.passKind, what).toBe('content');
-      expect(r.master!.contentReason, what).toMatch(/changed while unmounted/);
-      expect((await verifyInProcess(master, slave)).lines, what).toEqual([]);
+      expect((await refusedThenContent(master, slave, what)).refusal, what).toMatch(/changed while unmounted/);
       // the content pass bumped nothing on the master: the next mount sees the tree the seal does not, and bumps it
       await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o644));
       await twoWayPass(master, slave);
     }
+  });
+
+  it('the seal census runs beside the incremental pass and is awaited before COMMIT: an offline edit it finds leaves the claim where it was, though the journaled change was already sent; the content pass that follows makes the pair equal (spec §4.3, §4.6)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, (ms) => ms.write('d/f', 0, POOL[2]!)); // journaled: the dirty path of the pass
+    fs.chmodSync(path.join(master, 'ddfsroot', 'g'), 0o600); // behind the journal: only the census sees it
+    const claimBefore = readMirrorState(slave)!.claim;
+    /** The records the master had sent when the pass first asked for the census's verdict. */
+    let sentAtVerdict: string[] | null = null;
+    const sent: string[] = [];
+    const r = await twoWayPass(master, slave, {
+      onMasterRecord: (rec) => sent.push(rec.type),
+      masterVolume: (v) => {
+        const proof = v.journalProof!.bind(v);
+        v.journalProof = async () => {
+          sentAtVerdict ??= [...sent];
+          return proof();
+        };
+      },
+    });
+    expect(r.master).toBeNull();
+    expect((r.masterError as Error).message).toMatch(/changed while unmounted.*not committed/);
+    // the verdict was asked for at the COMMIT gate: after the dirty file went out, before any COMMIT
+    expect(sentAtVerdict).toContain('FILE_BEGIN');
+    expect(sentAtVerdict).not.toContain('COMMIT');
+    expect(r.m2s.records.map((x) => x.type)).not.toContain('COMMIT');
+    const s1 = readMirrorState(slave)!;
+    expect(s1.claim).toEqual(claimBefore);
+    expect(s1.pass).not.toBeNull();
+    expect(readSeal(master)).toBeNull(); // dropped: every later pass is a content pass at once
+    const c = await twoWayPass(master, slave);
+    expect(c.master!.passKind).toBe('content');
+    expect(readMirrorState(slave)!.pass).toBeNull();
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    expect(fs.statSync(path.join(slave, 'ddfsroot', 'g')).mode & 0o777).toBe(0o600);
+  });
+
+  it('a census that does not complete (its thread died) proves nothing: the incremental pass is not committed and the seal stays; the replica\'s next pass is a content pass (spec §4.3)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, (ms) => ms.write('d/f', 0, POOL[1]!));
+    const claimBefore = readMirrorState(slave)!.claim;
+    const r = await twoWayPass(master, slave, {
+      masterVolume: (v) => {
+        const proof = v.journalProof!.bind(v);
+        v.journalProof = async () => {
+          await proof(); // the real census matched (nothing was edited), then its thread is taken for dead
+          return 'the census of ddfsroot did not complete (the census thread ended (exit code 1) before its census)';
+        };
+      },
+    });
+    expect(r.master).toBeNull();
+    expect((r.masterError as Error).message).toMatch(/did not complete.*not committed/);
+    expect(readMirrorState(slave)!.claim).toEqual(claimBefore);
+    expect(readSeal(master)).not.toBeNull();
+    const c = await twoWayPass(master, slave);
+    expect(c.master!.passKind).toBe('content');
+    expect(c.master!.contentReason).toMatch(/resumes a pass/);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    // the journal is trusted again from the pass after: incremental
+    await withMaster(master, (ms) => ms.v.tree.chmod(bytesOf('g'), 0o640));
+    const n = await twoWayPass(master, slave);
+    expect(n.master?.passKind, String(n.masterError)).toBe(c.master!.tidEnd > 0n ? 'incremental' : 'content');
   });
 
   /** nodeTreeAccess counting the lstat calls of byte paths under `<parent>/ddfsroot/<sub>/`. */

@@ -3,12 +3,22 @@
  * as a plain bigint lstat walk gives, though the walk itself reads number stats; and each kind of offline edit of a
  * ddumbfs 1.1 tool or a hand edit (a file's content rewritten in place, a new file in a deep directory, a rename)
  * moves the census away from the one taken before it.
+ * startTreeCensus (the census beside an incremental pass): the same census from its worker thread (the compiled
+ * dist/ worker, as the commands run it) and inline; a walk that fails, or a thread stopped before it answered, is a
+ * rejection, never a census; startSealCheck maps that to a verdict that proves nothing (`changed` false).
+ * nativeTreeCensus (the worker's walk: getdents64 + statx): the same census as treeCensus, before and after each edit.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { treeCensus } from '../src/io/journal_dir.js';
+import { startTreeCensus, treeCensus } from '../src/io/journal_dir.js';
+import { nativeTreeCensus } from '../src/io/tree_census_native.js';
+import { startSealCheck, type MirrorSeal } from '../src/mirror/master_journal.js';
+
+/** journal_dir as the commands load it (dist/): its startTreeCensus runs on a worker thread. */
+const DIST_JOURNAL_DIR = path.resolve(__dirname, '../dist/io/journal_dir.js');
+type JournalDirModule = typeof import('../src/io/journal_dir.js');
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -66,7 +76,66 @@ describe('treeCensus', () => {
       edit();
       const after = treeCensus(Buffer.from(root), 64);
       expect(after).toEqual(naive(root));
+      expect(nativeTreeCensus(Buffer.from(root), 64)).toEqual(after);
       expect(after.entryCount !== before.entryCount || after.ctimeMaxNs > before.ctimeMaxNs).toBe(true);
     }
+  });
+});
+
+describe('nativeTreeCensus', () => {
+  it('is treeCensus: count and exact ctime, symlinks not followed, top names skipped, the depth bound, raw names', () => {
+    const root = tree();
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/d0/`), Buffer.from([0xff, 0x80])]), 'raw'); // not UTF-8
+    expect(nativeTreeCensus(Buffer.from(root), 64)).toEqual(treeCensus(Buffer.from(root), 64));
+    expect(nativeTreeCensus(Buffer.from(root), 64).entryCount).toBe(5 * 23 + 2); // d*, d*/deep, d*/deep/er, 20 files each; link; the raw name
+    expect(nativeTreeCensus(Buffer.from(root), 64, new Set(['d0', 'link']))).toEqual(treeCensus(Buffer.from(root), 64, new Set(['d0', 'link'])));
+    expect(nativeTreeCensus(Buffer.from(root), 2)).toEqual(treeCensus(Buffer.from(root), 2));
+    expect(nativeTreeCensus(Buffer.from(root), 2).entryCount).toBe(5 * 2 + 2); // d*, d*/deep; link; the raw name (in d0)
+  });
+
+  it('a root that cannot be read is an error naming it, never a census', () => {
+    expect(() => nativeTreeCensus(Buffer.from('/nonexistent-census-root'), 64)).toThrow(/ENOENT.*nonexistent-census-root/);
+  });
+});
+
+describe('startTreeCensus', () => {
+  it('inline (from the TypeScript sources): the same census, after the caller\'s turn of the event loop', async () => {
+    const root = tree();
+    const job = startTreeCensus(Buffer.from(root), 64);
+    expect(job.threaded).toBe(false);
+    fs.writeFileSync(path.join(root, 'd0', 'late'), 'l'); // before the walk: the job's census includes it
+    expect(await job.result).toEqual(naive(root));
+    const stopped = startTreeCensus(Buffer.from(root), 64);
+    await stopped.stop();
+    await expect(stopped.result).rejects.toThrow(/stopped/);
+  });
+
+  it.runIf(fs.existsSync(DIST_JOURNAL_DIR))('on its worker thread (dist/): the same census; a failed walk and a stopped thread are rejections', async () => {
+    const dist = (await import(DIST_JOURNAL_DIR)) as JournalDirModule;
+    const root = tree();
+    const job = dist.startTreeCensus(Buffer.from(root), 64, new Set(['d1']));
+    expect(job.threaded).toBe(true);
+    const want = naive(root);
+    const d1 = naive(path.join(root, 'd1'));
+    const got = await job.result;
+    expect(got).toEqual(treeCensus(Buffer.from(root), 64, new Set(['d1'])));
+    expect(got.entryCount).toBe(want.entryCount - d1.entryCount - 1); // d1 and all it holds left out
+    await expect(dist.startTreeCensus(Buffer.from(path.join(root, 'absent')), 64).result).rejects.toThrow(/ENOENT/);
+    // a thread that ends before it answered (terminated: as one that died)
+    const killed = dist.startTreeCensus(Buffer.from(root), 64);
+    await killed.stop();
+    await expect(killed.result).rejects.toThrow(/ended .*before its census/);
+  });
+
+  it('startSealCheck: a census that does not complete is a verdict that proves nothing, a match is null', async () => {
+    const root = tree();
+    const c = treeCensus(Buffer.from(root), 64);
+    const seal: MirrorSeal = { version: 2, lastTid: '1', nextTid: '2', generation: 1, sealedAt: new Date().toISOString(), entryCount: c.entryCount, ctimeMaxNs: c.ctimeMaxNs.toString(), ctimeBoundaryNs: (c.ctimeMaxNs + 1n).toString() };
+    expect(await startSealCheck(seal, root).verdict).toBeNull();
+    expect(await startSealCheck({ ...seal, entryCount: c.entryCount + 1 }, root).verdict).toMatchObject({ changed: true, reason: expect.stringMatching(/entries/) });
+    expect(await startSealCheck(seal, path.join(root, 'absent')).verdict).toMatchObject({ changed: false, reason: expect.stringMatching(/did not complete/) });
+    const stopped = startSealCheck(seal, root);
+    await stopped.stop();
+    expect(await stopped.verdict).toMatchObject({ changed: false });
   });
 });

@@ -1,12 +1,16 @@
 /**
  * Directory look-ups of the master's journal (mirroring spec §4.2 `ddfsmirror/journal/`): which segment files
- * exist, and whether a path is a real directory (never a symlink planted in its place). mirror/ may not import
- * node:fs (test/layering.test.ts); the segment files themselves are read and written through the Device seam.
+ * exist, and whether a path is a real directory (never a symlink planted in its place); and the census of the tree
+ * that the seal of a clean unmount records (treeCensus, §4.3), also on a worker thread beside a pass
+ * (startTreeCensus, census_worker.ts). mirror/ may not import node:fs (test/layering.test.ts); the segment files
+ * themselves are read and written through the Device seam.
  *
  * Invariants: names are returned as the kernel gives them (journal names are ASCII, so text is exact); nothing here
- * writes.
+ * writes but removeNoFollow; a census that did not walk the whole tree is never returned (startTreeCensus rejects).
  */
 import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 /**
  * The names in directory `dir`, unsorted.
@@ -110,6 +114,100 @@ export function treeCensus(root: Buffer, depthMax: number, skipTopNames: Readonl
     if (st !== undefined && st.ctimeNs > out.ctimeMaxNs) out.ctimeMaxNs = st.ctimeNs;
   }
   return out;
+}
+
+/** What startTreeCensus hands its worker (census_worker.ts). */
+export interface CensusRequest {
+  root: Uint8Array;
+  depthMax: number;
+  /** latin1 of the raw top-level names left out. */
+  skipTopNames: string[];
+}
+
+/** The worker's one answer: the census (ctime in ns, decimal), or why the walk failed. */
+export type CensusReply = { entryCount: number; ctimeMaxNs: string } | { error: string };
+
+/** A census running beside the caller (startTreeCensus). */
+export interface CensusJob {
+  /**
+   * The census once the walk is done.
+   * @throws Error when the walk failed (the root's lstat), the worker could not start, died or was stopped before
+   *   answering: never a census of part of the tree
+   */
+  readonly result: Promise<TreeCensus>;
+  /** Stop the walk (its result is no longer wanted); `result` then rejects unless it was already settled. Idempotent. */
+  stop(): Promise<void>;
+  /** Whether the walk runs on a worker thread (false: in this thread, from TypeScript sources). */
+  readonly threaded: boolean;
+}
+
+/** V8 heap bounds of the census thread: it holds one directory listing and a few paths at a time. */
+const CENSUS_WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
+
+/** The compiled worker script, or null when running from TypeScript sources (vitest): then the walk runs inline. */
+function censusWorkerUrl(): URL | null {
+  const url = new URL('./census_worker.js', import.meta.url);
+  return import.meta.url.endsWith('.js') && fs.existsSync(fileURLToPath(url)) ? url : null;
+}
+
+/**
+ * Start treeCensus of `root` on a worker thread (census_worker.ts), so that the caller's work (an unmounted master's
+ * incremental pass, mirroring spec §4.3, §4.6) runs while the tree is walked; the caller awaits `result` before it
+ * relies on the verdict. The worker costs one thread start (a few ms) and a core while it walks. From TypeScript
+ * sources (no compiled worker script) or with `inline`, the walk runs in this thread at the next turn of the event
+ * loop (same result, no overlap).
+ * @returns the job; it never throws: every failure is a rejection of `result`
+ */
+export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), options: { inline?: boolean } = {}): CensusJob {
+  const url = options.inline === true ? null : censusWorkerUrl();
+  if (url === null) {
+    let stopped = false;
+    const result = new Promise<TreeCensus>((resolve, reject) => {
+      setImmediate(() => {
+        if (stopped) return reject(new Error('the census was stopped'));
+        try {
+          resolve(treeCensus(root, depthMax, skipTopNames));
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+    result.catch(() => undefined); // a job stopped or never awaited is no unhandled rejection
+    return { result, threaded: false, stop: async () => { stopped = true; } };
+  }
+  let worker: Worker | null = null;
+  const result = new Promise<TreeCensus>((resolve, reject) => {
+    const request: CensusRequest = { root: new Uint8Array(root), depthMax, skipTopNames: [...skipTopNames] };
+    try {
+      worker = new Worker(url, { workerData: request, resourceLimits: CENSUS_WORKER_RESOURCE_LIMITS });
+    } catch (err) {
+      reject(new Error(`the census thread did not start: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    let answered = false;
+    worker.once('message', (m: CensusReply) => {
+      answered = true;
+      if ('error' in m) reject(new Error(m.error));
+      else resolve({ entryCount: m.entryCount, ctimeMaxNs: BigInt(m.ctimeMaxNs) });
+    });
+    worker.once('error', (err) => {
+      answered = true;
+      reject(new Error(`the census thread failed: ${err instanceof Error ? err.message : String(err)}`));
+    });
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`the census thread ended (exit code ${code}) before its census`));
+    });
+  });
+  result.catch(() => undefined);
+  return {
+    result,
+    threaded: true,
+    stop: async () => {
+      const w = worker as Worker | null;
+      worker = null;
+      if (w !== null) await w.terminate();
+    },
+  };
 }
 
 /**

@@ -183,10 +183,21 @@ async function relay(ctl: ControlPass, out: Writable | null, input: Readable | n
 
 /**
  * One pass from the local master `src` to the local slave `dst`, both sides in this process (each served by its
- * daemon when mounted).
+ * daemon when mounted). An incremental pass of an unmounted master whose seal census found a change behind the
+ * journal is not committed (runMaster's COMMIT gate, spec §4.3); it is run again at once, as the content pass it then is.
  * @throws DdfsError of either side (the slave's when both fail); LOCKED, MOUNTED (openEndpoint)
  */
 export async function copyLocal(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
+  try {
+    return await copyLocalOnce(src, dst, options);
+  } catch (err) {
+    if (!(err instanceof DdfsError && (err.data as { contentPassNext?: unknown }).contentPassNext === true)) throw err;
+    options.report?.(`${err.message}: running it again`);
+    return copyLocalOnce(src, dst, options);
+  }
+}
+
+async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
   const m = await openEndpoint(src, true);
   let s: Endpoint | null = null;
   try {
@@ -216,6 +227,8 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     const [mr, sr] = results;
     // a slave that failed only because the master's stream ended early: the master's error says why
     if (sr.status === 'rejected' && mr.status === 'rejected' && endedEarly(sr.reason)) throw mr.reason;
+    // the master refused to commit (the slave only saw its ERROR): copyLocal runs the pass again
+    if (mr.status === 'rejected' && mr.reason instanceof DdfsError && (mr.reason.data as { contentPassNext?: unknown }).contentPassNext === true) throw mr.reason;
     if (sr.status === 'rejected') throw sr.reason;
     if (mr.status === 'rejected') throw mr.reason;
     return { master: mr.value, slave: sr.value };

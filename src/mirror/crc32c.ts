@@ -11,12 +11,24 @@
  * yields to the event loop, so a hasher is never shared by two interleaved computations (one JS thread).
  * Values are unsigned 32-bit numbers; on the DDMS wire they are written little-endian.
  */
-import type { IHasher } from 'hash-wasm';
+import type { createCRC32, IHasher } from 'hash-wasm';
+
+type CreateCrc32 = typeof createCRC32;
 
 /** The reflected Castagnoli polynomial (RFC 3720 §12.1, B.4). */
 export const CRC32C_POLYNOMIAL = 0x82f63b78;
 
 let loading: Promise<Crc32c> | null = null;
+
+/**
+ * Only hash-wasm's CRC build (7 KB, ~20 ms to load and compile): its index bundles every algorithm (280 KB, ~95 ms),
+ * the biggest item of module loading in an incremental pass's profile. That file has no type declarations: the
+ * package's own type of createCRC32 is asserted.
+ */
+function importCrc32Build(): Promise<{ default: { createCRC32: CreateCrc32 } }> {
+  // @ts-expect-error TS7016: a UMD file of the package without a .d.ts of its own
+  return import('hash-wasm/dist/crc32.umd.min.js') as Promise<{ default: { createCRC32: CreateCrc32 } }>;
+}
 
 /** A loaded CRC32C checksummer: synchronous after `Crc32c.load()`. */
 export class Crc32c {
@@ -29,7 +41,7 @@ export class Crc32c {
   static load(): Promise<Crc32c> {
     // imported here, not at the top: loading hash-wasm costs ~0.1 s, which every command importing the mirror
     // modules (fsckddumbfs, the daemon) paid at startup even when it never checksums a record
-    loading ??= import('hash-wasm').then(({ createCRC32 }) => createCRC32(CRC32C_POLYNOMIAL)).then(
+    loading ??= importCrc32Build().then(({ default: { createCRC32 } }) => createCRC32(CRC32C_POLYNOMIAL)).then(
       (hasher) => new Crc32c(hasher),
       (err: unknown) => {
         loading = null;

@@ -24,7 +24,7 @@
 import * as path from 'node:path';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
-import { treeCensus, type TreeCensus } from '../io/journal_dir.js';
+import { startTreeCensus, treeCensus, type TreeCensus } from '../io/journal_dir.js';
 import { probeCtimeNs, readNoFollow, syncDirectory, writeAtomic } from '../io/mirror_fs.js';
 import { WALK_DEPTH_MAX } from '../limits.js';
 import type { Logger } from '../util/log.js';
@@ -108,12 +108,60 @@ export function readSeal(parentDir: string): MirrorSeal | null {
  * no cheaper check is sound. Directory ctimes/mtimes move when entries are added, removed or renamed, but a UFS file
  * rewritten in place (another node list, same name) changes only that file's ctime; the volume lock proves nothing
  * about ddumbfs 1.1's tools or a hand edit, which do not take it; and a census cached from an earlier pass says
- * nothing of an edit made after it. A missed edit is lost on the replica, so the walk stays whole.
+ * nothing of an edit made after it. A missed edit is lost on the replica, so the walk stays whole. A pass runs it
+ * beside itself instead (startSealCheck), waiting for the verdict only at its COMMIT.
  * @returns null when the tree matches, else why not (one line)
  * @throws Node errors of the root's lstat
  */
 export function sealMismatch(seal: MirrorSeal, rootDir: string): string | null {
   return censusMismatch(seal, treeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED));
+}
+
+/** A seal check running beside a pass (startSealCheck). */
+export interface SealCheck {
+  /**
+   * null when the tree is still the one the seal describes, else why not (`reason`, one line): a mismatch
+   * (censusMismatch, `changed`), or a census that failed, whose thread died or that was stopped (not `changed`:
+   * nothing is known, and it is never taken for a match). Never rejects.
+   */
+  readonly verdict: Promise<{ reason: string; changed: boolean } | null>;
+  /** Stop the census (its verdict is no longer needed: a content pass); a verdict not settled yet is then a non-null reason. */
+  stop(): Promise<void>;
+}
+
+/**
+ * sealMismatch beside the caller (spec §4.3, §4.6): the census of `rootDir` runs on a worker thread
+ * (startTreeCensus) while an unmounted master's incremental pass reads and sends its dirty paths; the pass awaits
+ * `verdict` before its COMMIT and commits only on null. Same walk, same decision as sealMismatch, so a change behind
+ * the journal is caught exactly as before, only later in the pass (see runMaster's COMMIT gate).
+ * @returns the running check; it never throws (a failure is a non-null verdict)
+ */
+export function startSealCheck(seal: MirrorSeal, rootDir: string, options: { inline?: boolean } = {}): SealCheck {
+  const job = startTreeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED, options);
+  const verdict = job.result.then(
+    (census) => {
+      const reason = censusMismatch(seal, census);
+      return reason === null ? null : { reason, changed: true };
+    },
+    (err: unknown) => ({ reason: `the census of ddfsroot did not complete (${err instanceof Error ? err.message : String(err)}): the tree is not proven unchanged since the seal`, changed: false }),
+  );
+  return { verdict, stop: () => job.stop() };
+}
+
+/**
+ * Drop the seal of `parentDir` once a census proved the tree changed behind it (startSealCheck's non-null verdict):
+ * every later pass of the unmounted master is then a content pass at once ("no seal"), instead of starting
+ * incremental and failing at its COMMIT again; the next mount finds no seal and bumps the generation, which is what
+ * the mismatch would have made it do anyway. Removing a file under `ddfsmirror/` (never following a symlink) is safe
+ * under a shared lock: every pass that finds the mismatch removes the same file.
+ * @returns whether a seal was there
+ * @throws Node errors other than ENOENT
+ */
+export function dropSeal(parentDir: string): boolean {
+  const mirrorDir = mirrorDirectory(parentDir);
+  const removed = removeNoFollow(path.join(mirrorDir, SEAL_FILE));
+  if (removed) syncDirectory(mirrorDir);
+  return removed;
 }
 
 /**

@@ -857,6 +857,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
       plan = journal === null ? null : await chooseRange(peer);
     }
+    // a content pass needs no proof of the journal: the census beside the pass (journalProof) stops
+    if (plan === null) await vol.releaseJournalProof?.();
     if (plan !== null) {
       summary.passKind = 'incremental';
       summary.tidBeg = peerClaim + 1n;
@@ -904,6 +906,18 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         throw new DdfsError('BUSY', message, { path: parentDir });
       }
       if (relayClaim.claimKind !== 'exact') summary.claimKind = 'atleast';
+    }
+    if (plan !== null && vol.journalProof !== undefined) {
+      // the COMMIT gate of an unmounted master's incremental pass (spec §4.3, §4.6): its journal is trusted only once
+      // the seal's census, run beside the pass since openJournal, matched. A change behind the journal (or a census
+      // that did not complete) means the pass is not committed: the replica keeps its claim and its pass pending, so
+      // its next pass is a content pass (and a proven change dropped the seal: every replica's is)
+      const why = await vol.journalProof();
+      if (why !== null) {
+        const message = `the journal does not prove the tree since the seal (${why}): the incremental pass is not committed, the next pass is a content pass`;
+        await out.send({ type: 'ERROR', reason: REASON.REFUSED, message });
+        throw new DdfsError('BUSY', `${parentDir}: ${message}`, { path: parentDir, contentPassNext: true });
+      }
     }
     await out.send({ type: 'COMMIT', passId, tidEnd, claimKind: summary.claimKind });
     if (input !== null) {

@@ -135,6 +135,21 @@ function typeOfStat(kind: 'file' | 'dir' | 'symlink' | 'special'): EntryType {
   return kind;
 }
 
+
+/**
+ * The names (latin1 keys of the raw bytes) in our directory `dir` (a symlink on the way is followed, as an lstat of
+ * a path under it would be); an empty set when it is gone or not a directory (ENOENT, ENOTDIR).
+ * @throws Node errors of readdir other than those
+ */
+function namesPresent(dir: Buffer): Set<string> {
+  try {
+    return new Set(listNames(dir).map((n) => n.toString('latin1')));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return new Set();
+    throw err;
+  }
+}
 /**
  * Run the slave side of one pass into the opened volume `vol` (pass_volume.ts; the caller closes it), reading
  * records from `input`.
@@ -806,9 +821,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             // NEED): ask for it; the master re-sends it within the pass and counts a divergence alarm
             const listing = ops[ops.length - 1] as Extract<Op, { op: 'dirlist' }>;
             // a directory we lack whole: its parent's listing asked for it, not each of its entries
-            const lacking = lstatOrNull(abs(listing.path)) === null ? [] : listing.entries
-              .filter((e) => e.tid > 0n && e.tid <= claimAtStart && lstatOrNull(abs(joinPathBytes(listing.path, e.name))) === null)
-              .map((e) => joinPathBytes(listing.path, e.name));
+            const claimed = lstatOrNull(abs(listing.path)) === null ? [] : listing.entries.filter((e) => e.tid > 0n && e.tid <= claimAtStart);
+            // one readdir of ours instead of one lstat per claimed entry (the listing of a directory on the way to a
+            // dirty path is mostly claimed entries: 100 dirty files in 100 directories were 10,000 lstats)
+            const present = claimed.length === 0 ? new Set<string>() : namesPresent(abs(listing.path));
+            const lacking = claimed.filter((e) => !present.has(e.name.toString('latin1'))).map((e) => joinPathBytes(listing.path, e.name));
             for (let k = 0; k < lacking.length; k += MIRROR_NEED_PATH_COUNT_MAX) await out.send({ type: 'NEED', paths: lacking.slice(k, k + MIRROR_NEED_PATH_COUNT_MAX) });
             summary.needsSent += lacking.length;
           }

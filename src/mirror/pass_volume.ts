@@ -25,7 +25,7 @@ import { Volume } from '../volume/volume.js';
 import { logger as defaultLogger } from '../util/log.js';
 import { fileDevices } from '../io/device.js';
 import { readJournalOffline, type JournalView } from './journal.js';
-import { readSeal, sealMismatch } from './master_journal.js';
+import { dropSeal, readSeal, startSealCheck, type MirrorSeal, type SealCheck } from './master_journal.js';
 import { mirrorDirectory, readMirrorState } from './state.js';
 
 /** What a pass needs of an opened volume. */
@@ -64,6 +64,17 @@ export interface PassVolume {
    */
   openJournal?(): Promise<JournalView | string | null>;
   /**
+   * Whether the journal openJournal returned is proven to hold every change of the tree up to its head (spec §4.3):
+   * an unmounted master's seal census, started by openJournal and run beside the pass. Resolves null when proven,
+   * else why not (one line; when the census found a change the seal is dropped, so later passes are content passes
+   * at once; the replica of this pass gets one anyway, its pass left pending). Never rejects. An
+   * incremental pass awaits it before COMMIT and does not commit otherwise. Absent: nothing to prove (no journal, or
+   * a daemon's live one).
+   */
+  journalProof?(): Promise<string | null>;
+  /** The pass does not need journalProof (a content pass): stop the census now (close() does it too). */
+  releaseJournalProof?(): Promise<void>;
+  /**
    * Tests only (a slave killed by its test hooks): drop the unmounted volume as a killed process would, closing its
    * devices without writing back what is in memory and releasing the lock; a later close() does nothing.
    */
@@ -86,6 +97,23 @@ function handleOf(volume: Volume, label: string, mounted: boolean, flush: () => 
 }
 
 /**
+ * Whether the unmounted master at `parent` has a journal a pass may trust (spec §4.3): only the journal of a clean
+ * unmount, a seal of this generation naming its last TID; anything else gets a content pass (the next mount bumps the
+ * generation anyway, master_journal.ts). The seal's census is not taken here (startSealCheck).
+ * @returns the seal, null when the volume has no journal (not a master, or never sealed one), or why it is not trusted
+ * @throws DdfsError of the state file (INVALID for a symlink in the way)
+ */
+function sealedJournal(parent: string, unclean: boolean): { seal: MirrorSeal } | string | null {
+  const state = readMirrorState(parent);
+  if (state === null || state.role !== 'master' || state.durableHead === undefined) return null;
+  if (unclean) return 'the last mount did not end cleanly (.autofsck)';
+  const seal = readSeal(parent);
+  if (seal === null) return 'the journal has no seal of a clean unmount';
+  if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
+  return { seal };
+}
+
+/**
  * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool` (shared with other
  * readers with `shared` and `readOnly`, takeSharedVolumeLock, its `underGate` run while nobody else can start).
  * @throws DdfsError LOCKED (another tool or a daemon holds it: the message names it, with `data.tool`), NOT_FOUND,
@@ -96,30 +124,73 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
   const lock = options.shared !== undefined && options.readOnly ? await takeSharedVolumeLock(parent, options.tool, options.shared.underGate) : await takeVolumeLock(parent, options.tool);
   // under the lock: no daemon runs, so a marker left now is one of a daemon that stopped without a clean unmount
   const unclean = lstatOrNull(pathBytes(path.join(parent, AUTOFSCK_MARKER))) !== null;
+  // a master side's journal, decided once under the lock: the seal census starts at once, so that it runs beside
+  // the opening of both volumes and the pass (openJournal, journalProof)
+  const decideSeal = (): { seal: MirrorSeal } | string | null => {
+    try {
+      return sealedJournal(parent, unclean);
+    } catch (err) {
+      // as runMaster words a journal that cannot be opened: a content pass
+      return `the journal cannot be read (${err instanceof Error ? err.message : String(err)})`;
+    }
+  };
+  let sealed = options.readOnly ? decideSeal() : null;
+  /** The seal census of the journal openJournal returns, running beside the pass (journalProof). */
+  let sealCheck: SealCheck | null = null;
+  const startCheck = (): void => {
+    if (sealCheck === null && sealed !== null && typeof sealed !== 'string') sealCheck = startSealCheck(sealed.seal, path.join(parent, ROOT_DIRECTORY));
+  };
+  const stopSealCheck = async (): Promise<void> => {
+    const c = sealCheck;
+    sealCheck = null;
+    await c?.stop();
+  };
+  startCheck();
   let volume: Volume;
   try {
     volume = await Volume.open(parent, { readOnly: options.readOnly, lock, logger: defaultLogger });
   } catch (err) {
+    await stopSealCheck();
     await lock.release();
     throw err;
   }
   let closed: Promise<void> | null = null;
-  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= volume.close()), unclean);
+  const handle = handleOf(volume, parentDir, false, async () => undefined, () => (closed ??= stopSealCheck().then(() => volume.close(), async (err: unknown) => {
+    await volume.close();
+    throw err;
+  })), unclean);
   handle.alone = (fn) => lock.alone(fn);
   handle.openJournal = async () => {
-    // only the journal of a clean unmount (a seal of this generation naming its last TID) is trusted; anything else
-    // gets a content pass (the next mount bumps the generation anyway, master_journal.ts)
-    const state = readMirrorState(parent);
-    if (state === null || state.role !== 'master' || state.durableHead === undefined) return null;
-    if (unclean) return 'the last mount did not end cleanly (.autofsck)';
-    const seal = readSeal(parent);
-    if (seal === null) return 'the journal has no seal of a clean unmount';
-    if (seal.generation !== state.generation) return `the generation is ${state.generation} since the journal's seal (${seal.generation}): an offline writer`;
-    // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) gets a content pass
-    const mismatch = sealMismatch(seal, path.join(parent, ROOT_DIRECTORY));
-    if (mismatch !== null) return mismatch;
-    return (await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(seal.lastTid))) ?? 'the journal is not the one its seal names';
+    if (!options.readOnly) sealed = decideSeal();
+    if (sealed === null || typeof sealed === 'string') return sealed;
+    // a tree changed behind the journal while unmounted (ddumbfs 1.1's tools, a hand edit) must not be trusted: the
+    // census of the whole tree runs beside the pass (a worker thread, started at the open), and an incremental pass
+    // commits only once it matched (journalProof)
+    startCheck();
+    const journal = await readJournalOffline(mirrorDirectory(parent), fileDevices, BigInt(sealed.seal.lastTid));
+    if (journal === null) {
+      await stopSealCheck();
+      return 'the journal is not the one its seal names';
+    }
+    return journal;
   };
+  handle.journalProof = async () => {
+    const check = sealCheck;
+    if (check === null) return 'no census of the seal ran for this pass';
+    const v = await check.verdict;
+    if (v === null) return null;
+    // a proven change is for good (until the next mount bumps the generation): no later pass starts incremental only
+    // to fail here again. A census that did not complete proves nothing either way: the seal stays
+    if (v.changed) {
+      try {
+        dropSeal(parent);
+      } catch {
+        // the seal stays: the next pass takes the census again and fails the same way (never a wrong claim)
+      }
+    }
+    return v.reason;
+  };
+  handle.releaseJournalProof = stopSealCheck;
   handle.crash = () => (closed ??= (async () => {
     await volume.store.blockDevice.close().catch(() => undefined);
     await volume.store.index.device.close().catch(() => undefined);

@@ -133,6 +133,13 @@ function* batchesOf(runs: Iterable<BlockRun>, blocksMax: number): Generator<Batc
  */
 const HASH_WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
 
+/**
+ * What a HashWorkers pool hashes inline before it starts its threads (bytes): a small pass (an incremental one of a
+ * few hundred blocks) is hashed in a few ms on its own thread, while starting the threads costs each of them a module
+ * load (about 50 ms of CPU, 150-250 ms of wall under load on 2 cores) that the pass would wait for at its first batch.
+ */
+const HASH_WORKERS_INLINE_BYTES_MAX = 4 * 1024 * 1024;
+
 let workerUrlCache: URL | null | undefined;
 
 /** The compiled worker script, or null when running from TypeScript sources. */
@@ -279,7 +286,8 @@ export interface HashedBatch {
  * the bytes; each batch is transferred to the least busy worker (not copied) and handed back with its hashes.
  * Results of different batches may settle in any order; each promise names its own batch.
  *
- * With 0 threads (or from TypeScript sources, where no compiled worker exists) batches are hashed inline, at once.
+ * With 0 threads (or from TypeScript sources, where no compiled worker exists) batches are hashed inline, at once;
+ * so are the first HASH_WORKERS_INLINE_BYTES_MAX bytes of any pool (the threads start with the batch past them).
  * Invariant: a worker failure rejects every batch in flight and every later one; close() ends the threads.
  */
 export class HashWorkers {
@@ -288,9 +296,20 @@ export class HashWorkers {
   private readonly hasher;
   private failure: unknown = null;
   private nextId = 0;
+  /** Bytes hashed inline so far, before the threads start (see HASH_WORKERS_INLINE_BYTES_MAX). */
+  private inlineBytes = 0;
+  /** Threads still to start (at the first batch past the inline bytes). */
+  private threadsToStart: number;
 
-  private constructor(hashName: HashName, private readonly blockSize: number, threads: number) {
+  private constructor(private readonly hashName: HashName, private readonly blockSize: number, threads: number) {
     this.hasher = createHasher(hashName);
+    this.threadsToStart = threads;
+  }
+
+  private startThreads(): void {
+    const { hashName, blockSize } = this;
+    const threads = this.threadsToStart;
+    this.threadsToStart = 0;
     for (let t = 0; t < threads; t++) {
       const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
       const slot = { w, pending: 0 };
@@ -317,9 +336,9 @@ export class HashWorkers {
     return new HashWorkers(hashName, blockSize, workerUrl() ? threads : 0);
   }
 
-  /** Worker threads running (0 = inline). */
+  /** Worker threads running, or to be started past the first HASH_WORKERS_INLINE_BYTES_MAX (0 = inline). */
   get threads(): number {
-    return this.workers.length;
+    return this.workers.length + this.threadsToStart;
   }
 
   /**
@@ -332,7 +351,9 @@ export class HashWorkers {
     const hs = this.hasher.hashSize;
     assert(blockCount * bs <= data.length, 'hash batch larger than its buffer');
     if (this.failure) throw this.failure;
+    if (this.threadsToStart > 0 && this.inlineBytes + blockCount * bs > HASH_WORKERS_INLINE_BYTES_MAX) this.startThreads();
     if (this.workers.length === 0) {
+      this.inlineBytes += blockCount * bs;
       const hashes = Buffer.allocUnsafe(blockCount * hs);
       for (let k = 0; k < blockCount; k++) this.hasher.hashInto(data.subarray(k * bs, (k + 1) * bs), hashes, k * hs);
       return { data, hashes };

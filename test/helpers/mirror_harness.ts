@@ -63,6 +63,8 @@ export interface PassOptions {
   report?: (line: string) => void;
   /** The slave's test hooks (a hook that throws kills the slave: SlaveHooks). */
   slaveHooks?: SlaveHooks;
+  /** Called with the master's opened volume before the pass (a test replaces one of its methods). */
+  masterVolume?: (v: PassVolume) => void;
 }
 
 export interface PassResult {
@@ -156,7 +158,10 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
     throw err;
   };
   const [m, s] = await Promise.allSettled([
-    onVolume(master, true, (v) => runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report })).catch(endOf(m2sCut, s2m)),
+    onVolume(master, true, (v) => {
+      options.masterVolume?.(v);
+      return runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report });
+    }).catch(endOf(m2sCut, s2m)),
     onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true, hooks: options.slaveHooks })).catch(endOf(s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
