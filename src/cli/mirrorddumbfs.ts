@@ -214,7 +214,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('repeat copy passes from SRC to DST: a pass every -i seconds, reconnecting with back-off after a failure; stops on SIGTERM/SIGINT')
     .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
     .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
-    .option('-i, --interval <SECONDS>', `seconds between looks at the master's journal head (a pass when it moved past the claim); without a readable head, seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
+    .option('-i, --interval <SECONDS>', `longest wait between looks at the master's journal head, also looked at whenever its journal changes (a pass when it moved past the claim); without a readable head, seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
     .option('--max-interval <SECONDS>', `longest wait between passes while the head did not move (default ${MIRROR_STREAM_MAX_INTERVAL_S})`, optionParser('max-interval', Number), MIRROR_STREAM_MAX_INTERVAL_S)
     .option('--timeout <SECONDS>', `declare the link dead after this long without a byte from the peer (heartbeats every ${MIRROR_HEARTBEAT_INTERVAL_S} s; 0: never; default ${MIRROR_STREAM_LINK_TIMEOUT_S})`, optionParser('timeout', Number), MIRROR_STREAM_LINK_TIMEOUT_S)
     .option('-b, --bwlimit <KBPS>', 'limit the master-to-slave bytes on the wire to KBPS KiB per second', optionParser('bwlimit', Number))
