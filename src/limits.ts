@@ -414,6 +414,11 @@ export const MIRROR_STREAM_BACKOFF_MAX_S = 600;
 /** How long a stream stopping after a checkpoint waits for a remote slave to exit on the end of its stream, s. */
 export const MIRROR_STREAM_CUT_WAIT_S = 60;
 /**
+ * stream: the pause before the next pass when the last one did not move the claim although the journal on disk was
+ * above it (a record written whose fsync, and so its durable_head, had not come yet): no back-to-back empty passes.
+ */
+export const MIRROR_STREAM_NO_PROGRESS_WAIT_S = 0.2;
+/**
  * Journal retention cap by size (mirroring spec §4.12): the segments kept for replicas that lag are at most 1 GiB
  * (about 20 million records of short paths, weeks of a busy volume), so a dead replica cannot fill the master's disk;
  * a replica whose claim falls behind the kept range is marked for a content pass instead.

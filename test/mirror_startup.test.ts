@@ -5,8 +5,9 @@
  *
  * - `--help` and `--version` load no mirroring module, nor koffi, hash-wasm or ora.
  * - `status` of a master and of a slave loads neither the pass code (copy, pass_master, pass_slave, undo, digest), nor
- *   the volume (volume/volume.js, the store), nor hash-wasm or ora; it still prints the role. (The master here has no
- *   journal segment yet: the status of one that has loads hash-wasm, to check the segments' CRC32C.)
+ *   the volume (volume/volume.js, the store), nor hash-wasm or ora; it still prints the role. A master whose journal
+ *   holds records: status counts them without hash-wasm (lengths, ops, TID order); `status --crc` loads it to check
+ *   each record's CRC32C, and counts the same.
  * - a local `verify` loads the digests, not the pass code nor the remote-verify channel; ora only for a terminal.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,9 @@ import * as path from 'node:path';
 import { moduleTracer } from './helpers/module_trace.js';
 import { run } from './helpers/run.js';
 import { COMMAND_TIMEOUT_MS } from './helpers/timeouts.js';
+import { fileDevices } from '../src/io/device.js';
+import { Journal } from '../src/mirror/journal.js';
+import { mirrorDirectory } from '../src/mirror/state.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -63,6 +67,18 @@ describe('mirrorddumbfs loads only what the subcommand needs', () => {
       expect(loaded(r.urls, PASS_CODE)).toEqual([]);
       expect(loaded(r.urls, /\/node_modules\/(ora|hash-wasm)\//)).toEqual([]);
     }
+    // records in the master's journal (as its daemon writes them): status counts them without hash-wasm
+    const j = await Journal.open(mirrorDirectory(master), { devices: fileDevices });
+    for (const n of ['a', 'b', 'c']) await j.append({ op: 'create', path: Buffer.from(n, 'latin1') });
+    await j.close();
+    const plain = await mirrorModules('status', '--json', master);
+    expect(plain.status).toBe(0);
+    expect(JSON.parse(plain.stdout).journal).toMatchObject({ durableHead: '3', recordCount: 3, tailBytes: 0 });
+    expect(loaded(plain.urls, /\/node_modules\/(ora|hash-wasm)\//)).toEqual([]);
+    const crc = await mirrorModules('status', '--json', '--crc', master);
+    expect(crc.status).toBe(0);
+    expect(JSON.parse(crc.stdout).journal).toEqual(JSON.parse(plain.stdout).journal);
+    expect(loaded(crc.urls, /\/node_modules\/hash-wasm\//)).not.toEqual([]);
     const v = await mirrorModules('verify', master, slave);
     expect(v.status).toBe(0);
     expect(v.urls.some((u) => u.endsWith('/dist/mirror/digest.js'))).toBe(true);

@@ -214,7 +214,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('repeat copy passes from SRC to DST: a pass every -i seconds, reconnecting with back-off after a failure; stops on SIGTERM/SIGINT')
     .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
     .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
-    .option('-i, --interval <SECONDS>', `seconds between looks at the master's journal head (a pass when it moved past the claim); without a readable head, seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
+    .option('-i, --interval <SECONDS>', `longest wait between looks at the master's journal head, also looked at whenever its journal changes (a pass when it moved past the claim); without a readable head, seconds between passes (default ${MIRROR_STREAM_INTERVAL_S})`, optionParser('interval', Number), MIRROR_STREAM_INTERVAL_S)
     .option('--max-interval <SECONDS>', `longest wait between passes while the head did not move (default ${MIRROR_STREAM_MAX_INTERVAL_S})`, optionParser('max-interval', Number), MIRROR_STREAM_MAX_INTERVAL_S)
     .option('--timeout <SECONDS>', `declare the link dead after this long without a byte from the peer (heartbeats every ${MIRROR_HEARTBEAT_INTERVAL_S} s; 0: never; default ${MIRROR_STREAM_LINK_TIMEOUT_S})`, optionParser('timeout', Number), MIRROR_STREAM_LINK_TIMEOUT_S)
     .option('-b, --bwlimit <KBPS>', 'limit the master-to-slave bytes on the wire to KBPS KiB per second', optionParser('bwlimit', Number))
@@ -228,8 +228,9 @@ export async function main(argv: string[]): Promise<number> {
     .description('role, uuids, lineage, claim, pass in progress, apply areas, last verify and last promote of a volume; a master\'s journal (next_tid, durable_head, segments, bytes) and seal')
     .argument('<VOLUME>', 'parent directory')
     .option('--json', 'one JSON document (shape: man mirrorddumbfs, STATUS)')
-    .action((vol: string, opts: { json?: boolean }) => {
-      action = () => statusCommand(vol, opts.json === true);
+    .option('--crc', "also check the CRC32C of every record of a master's journal (by default: lengths, ops and TID order)")
+    .action((vol: string, opts: { json?: boolean; crc?: boolean }) => {
+      action = () => statusCommand(vol, opts.json === true, opts.crc === true);
     });
   program
     .command('replicas')
@@ -552,10 +553,10 @@ async function serveRole(role: string, vol: string, opts: { restrict: string; al
   throw new UsageError(`serve: role must be master, slave, verify or identity, not ${role}`);
 }
 
-async function statusCommand(vol: string, json: boolean): Promise<number> {
+async function statusCommand(vol: string, json: boolean, checkCrc: boolean): Promise<number> {
   const { mirrorStatus, renderStatusLines } = await import('../mirror/status.js');
   if (isRemote(vol)) throw new UsageError(`${vol}: status of a remote volume is not supported yet`);
-  const st = await mirrorStatus(vol);
+  const st = await mirrorStatus(vol, { checkCrc });
   if (json) process.stdout.write(`${JSON.stringify(st)}\n`);
   else process.stdout.write(`${renderStatusLines(st, vol).join('\n')}\n`);
   return EXIT.OK;

@@ -158,14 +158,15 @@ export type JournalDecode =
 
 /**
  * Decode the record at `offset` of `buf` (the bytes available). Never reads past a bad length.
+ * @param crc null: the CRC32C is not checked (a reader that only summarises: lengths, op and TID order still are)
  */
-export function decodeJournalRecord(crc: Crc32c, buf: Buffer, offset: number): JournalDecode {
+export function decodeJournalRecord(crc: Crc32c | null, buf: Buffer, offset: number): JournalDecode {
   if (buf.length - offset < JOURNAL_FRAME_SIZE) return { kind: 'torn' };
   const bodyLength = buf.readUInt32LE(offset);
   if (bodyLength < BODY_FIXED_SIZE || bodyLength > JOURNAL_RECORD_BODY_SIZE_MAX) return { kind: 'corrupt', reason: `body length ${bodyLength} out of bounds` };
   if (buf.length - offset - JOURNAL_FRAME_SIZE < bodyLength) return { kind: 'torn' };
   const body = buf.subarray(offset + JOURNAL_FRAME_SIZE, offset + JOURNAL_FRAME_SIZE + bodyLength);
-  if (crc.compute(body) !== buf.readUInt32LE(offset + 4)) return { kind: 'corrupt', reason: 'CRC32C mismatch' };
+  if (crc !== null && crc.compute(body) !== buf.readUInt32LE(offset + 4)) return { kind: 'corrupt', reason: 'CRC32C mismatch' };
   const tid = body.readBigUInt64LE(0);
   const op = JOURNAL_OPS[body.readUInt8(8) - 1];
   if (op === undefined) return { kind: 'corrupt', reason: `unknown op ${body.readUInt8(8)}` };
@@ -696,7 +697,7 @@ interface SegmentScan {
 }
 
 /** Read and decode a segment (at most `limitBytes` of it), stopping at the first torn or corrupt record. */
-async function scanSegment(crc: Crc32c, devices: DeviceFactory, file: string, limitBytes?: number): Promise<SegmentScan> {
+async function scanSegment(crc: Crc32c | null, devices: DeviceFactory, file: string, limitBytes?: number): Promise<SegmentScan> {
   const dev = await devices.open(file, { readOnly: true, noFollow: true });
   let buf: Buffer;
   let sizeBytes: number;
@@ -750,22 +751,24 @@ export interface JournalSummary {
  * @returns null when there is no journal directory
  * @throws DdfsError INVALID when it is a symlink or not a directory
  */
-async function segmentsOffline(mirrorDir: string): Promise<{ dir: string; crc: Crc32c; names: string[] } | null> {
+async function segmentsOffline(mirrorDir: string, checkCrc = true): Promise<{ dir: string; crc: Crc32c | null; names: string[] } | null> {
   const dir = path.join(mirrorDir, JOURNAL_DIRECTORY);
   const kind = entryKind(dir);
   if (kind === null) return null;
   if (kind !== 'dir') throw new DdfsError('INVALID', `${dir}: not a directory (a symlink?): refused`, { path: dir });
-  return { dir, crc: await Crc32c.load(), names: listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort() };
+  return { dir, crc: checkCrc ? await Crc32c.load() : null, names: listNames(dir).filter((n) => SEGMENT_NAME.test(n)).sort() };
 }
 
 /**
  * Summarise the journal under `mirrorDir` without changing anything.
  * @param nextTidFloor state's next_tid (the summary's nextTid is never below it)
+ * @param checkCrc false: records are checked by their lengths, op and TID order only, not their CRC32C, and the
+ *   checksum module (hash-wasm, ~40 ms to load) is not loaded (mirrorddumbfs status without --crc)
  * @returns null when there is no journal directory
  * @throws DdfsError INVALID when it is a symlink or not a directory; Node/device errors of the reads
  */
-export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory, nextTidFloor = 1n): Promise<JournalSummary | null> {
-  const found = await segmentsOffline(mirrorDir);
+export async function summarizeJournal(mirrorDir: string, devices: DeviceFactory, nextTidFloor = 1n, checkCrc = true): Promise<JournalSummary | null> {
+  const found = await segmentsOffline(mirrorDir, checkCrc);
   if (found === null) return null;
   const { dir, crc, names } = found;
   let next = nextTidFloor;

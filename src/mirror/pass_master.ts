@@ -99,13 +99,25 @@ interface DirtyPlan {
    * the RENAME hint of an incremental pass, whose slave answers DIGESTQ without the whole-tree walk that finds hints.
    */
   renamedFrom: Map<string, Buffer>;
+  /**
+   * Paths every record of the range names only as a metadata change (chmod, chown, utimens, xattr). Such a
+   * directory's entries did not change through it (each entry changed has a record of its own), so it is visited as
+   * a directory on the way (DIR with its new meta + DIRLIST by listing), never digested whole: cp -a sets the
+   * times of a directory of 18k entries after filling it, which made a pass digest and query all 18k.
+   */
+  metaOnly: Set<string>;
 }
+
+/** Journal ops that change only an entry's metadata, not which entries a directory holds. */
+const META_OPS: ReadonlySet<string> = new Set(['chmod', 'chown', 'utimens', 'xattr']);
 
 /** The plan of `records` (path and dest of each). */
 function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: Buffer }>): DirtyPlan {
   const paths = new Set<string>();
   const ancestors = new Set<string>();
   const renamedFrom = new Map<string, Buffer>();
+  const metaOnly = new Set<string>();
+  const notMetaOnly = new Set<string>();
   for (const r of records) {
     if (r.op === 'rename' && r.dest !== undefined && !r.dest.equals(r.path)) {
       const from = r.path.toString('latin1');
@@ -115,13 +127,19 @@ function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: 
     }
     for (const p of r.dest === undefined ? [r.path] : [r.path, r.dest]) {
       const key = p.toString('latin1');
+      if (r.op !== undefined && META_OPS.has(r.op) && r.dest === undefined) {
+        if (!notMetaOnly.has(key)) metaOnly.add(key);
+      } else {
+        notMetaOnly.add(key);
+        metaOnly.delete(key);
+      }
       if (paths.has(key)) continue;
       paths.add(key);
       for (let i = p.length - 1; i >= 0; i--) if (p[i] === 0x2f) ancestors.add(p.subarray(0, i).toString('latin1'));
       ancestors.add('');
     }
   }
-  return { paths, ancestors, renamedFrom };
+  return { paths, ancestors, renamedFrom, metaOnly };
 }
 
 /** Options of the master side. */
@@ -159,9 +177,13 @@ function entryTypeOfKind(kind: EntryKind): EntryType {
   return kind === 'file' ? 'file' : kind === 'directory' ? 'dir' : kind === 'symlink' ? 'symlink' : 'special';
 }
 
-/** The DIR meta of a directory from its lstat (a directory's mtime is not compared, §4.11: 0, as metaOf gives). */
+/**
+ * The DIR meta of a directory from its lstat (a directory's mtime is not compared, §4.11: 0, as metaOf gives), with
+ * its extended attributes: the slave makes a directory's attributes exactly those of its DIR record, so a DIR
+ * without them (an incremental pass's ancestor) removed every attribute of the replica's directory.
+ */
 function directoryMeta(m: TreeEntryMeta): Meta {
-  return { mode: m.mode & 0o7777, uid: m.uid, gid: m.gid, mtimeNs: 0n, atimeNs: 0n };
+  return { mode: m.mode & 0o7777, uid: m.uid, gid: m.gid, mtimeNs: 0n, atimeNs: 0n, ...(m.xattrs?.length ? { xattrs: m.xattrs } : {}) };
 }
 
 function metaOf(r: EntryRecord, fallbackMode: number): Meta {
@@ -658,10 +680,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     for (const c of children) {
       const childRel = joinPathBytes(rel, c.name);
       const key = childRel.toString('latin1');
-      if (plan.paths.has(key)) {
+      const metaOnlyDirectory = c.kind === 'directory' && plan.metaOnly.has(key);
+      if (plan.paths.has(key) && !metaOnlyDirectory) {
         const r = c.record ?? (await digests.entryNow(childRel));
         if (r !== null) queried.push(r); // gone since the listing: a concurrent change, the next pass has its TID
-      } else if (c.kind === 'directory' && plan.ancestors.has(key)) {
+      } else if (c.kind === 'directory' && (plan.ancestors.has(key) || metaOnlyDirectory)) {
         await queryChildren(rel, queried.splice(0));
         if (c.record !== undefined) await visitDirectory(childRel, c.record, plan);
         else await visitAncestor(childRel, directoryMeta(c.meta!), plan);
@@ -766,10 +789,13 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     const p = dirtyPlanOf(records);
     // a hard-link group's other names are not in the journal: a content pass finds them by digest (simple, sound).
     // A dirty subtree is digested here from itself (entryNow, memoized for the visit): a hard link in it is found too
-    lazy = !p.paths.has('');
+    lazy = !p.paths.has('') || p.metaOnly.has(''); // a root only chmod/chown/utimens'ed is visited by listing too
     for (const key of p.paths) {
       let e: EntryRecord | null;
       try {
+        // a directory only chmod/chown/utimens/xattr'ed is visited by listing (DirtyPlan.metaOnly): its subtree is
+        // not digested, so a hard link in it is not a concern of this pass (a dirty entry in it is a path here)
+        if (lazy && p.metaOnly.has(key) && (await options.access.lstat(joinPathBytes(rootDir, Buffer.from(key, 'latin1')))).kind === 'directory') continue;
         e = lazy ? await digests.entryNow(Buffer.from(key, 'latin1')) : await digests.entry(Buffer.from(key, 'latin1'));
       } catch (err) {
         const link = err instanceof DdfsError ? (err.data as { hardLink?: boolean; path?: Buffer }) : {};

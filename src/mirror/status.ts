@@ -48,12 +48,16 @@ export interface MirrorStatus {
 
 /**
  * The status of the volume at `parentDir`.
+ * @param options.checkCrc also check the CRC32C of every journal record (loads hash-wasm); by default a master's
+ *   journal is summarised from its records' lengths, ops and TID order (a record whose bytes rotted in place is then
+ *   counted, and is found by the next mount's recovery, or by `status --crc`)
  * @throws DdfsError CORRUPT/INVALID of the state file (readMirrorState)
  */
-export async function mirrorStatus(parentDir: string): Promise<MirrorStatus> {
+export async function mirrorStatus(parentDir: string, options: { checkCrc?: boolean } = {}): Promise<MirrorStatus> {
   const state = readMirrorState(parentDir);
   const master = state !== null && state.role === 'master';
-  const journal = master ? await summarizeJournal(mirrorDirectory(parentDir), fileDevices, state.nextTid !== undefined ? BigInt(state.nextTid) : 1n) : null;
+  const floor = master && state.nextTid !== undefined ? BigInt(state.nextTid) : 1n;
+  const journal = master ? await summarizeJournal(mirrorDirectory(parentDir), fileDevices, floor, options.checkCrc === true) : null;
   const out: MirrorStatus = {
     statusVersion: 1,
     volume: path.resolve(parentDir),
