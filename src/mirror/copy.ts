@@ -21,7 +21,7 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { listNames } from '../io/mirror_fs.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { pathBytes } from '../util/path_text.js';
-import { RecordReader, RecordWriter, type LocalFrames } from './channel.js';
+import { LocalFrames, RecordReader, RecordWriter } from './channel.js';
 import { openControlPass, resultSummary, type ControlPass } from './control.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
@@ -201,7 +201,7 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     const { m2s, s2m } = options.pipes?.() ?? { m2s: pipe(), s2m: pipe() };
     // over these pipes (object-mode reads: each chunk is a frame as written) a frame's CRC is computed once; through
     // the caller's pipes (link meters, tests) every frame is checked in full
-    if (options.pipes === undefined) options = { ...options, localFrames: new WeakSet<Buffer>() };
+    if (options.pipes === undefined) options = { ...options, localFrames: new LocalFrames() };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: Transform, other: Transform) => (err: unknown): never => {

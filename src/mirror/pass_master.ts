@@ -427,7 +427,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       i += n;
       let result: Promise<HashedBatch> | null = null;
       if (inRange) {
-        const buf = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(runBlocksMax * blockSize);
+        const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
         try {
           await store.readBlocks(first, n, buf, 0);
           hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);

@@ -281,7 +281,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    */
   const pendingMax = Math.max(1, Math.floor(MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES / blockSize));
   const spareBuffers: Buffer[] = [];
-  const newBatch = (): Buffer => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(pendingMax * blockSize);
+  const newBatch = (): Buffer => spareBuffers.pop() ?? HashWorkers.sharedBatch(pendingMax * blockSize);
   let pendingData = newBatch();
   const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
   let pendingHashes: Buffer[] = [];
@@ -345,7 +345,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       }
       data.copy(pendingData, pendingCount * blockSize);
       pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
-      pendingHashes.push(hash);
+      pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
       pendingSeqs.push(seq);
       pendingCount++;
       pinnedHashes.add(key);

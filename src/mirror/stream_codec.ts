@@ -288,6 +288,12 @@ export class StreamEncoder {
   private ended = false;
   private slab: Buffer | null = null;
   private slabUsed = 0;
+  /**
+   * Where frames too large for the slab (a BLOCKS record, a long FILE_NODES) come from, or null: a new Buffer each.
+   * A local copy reuses them (channel.ts LocalFrames): a pass of 2 GiB of blocks otherwise allocates 2 GiB of 1 MiB
+   * ArrayBuffers, whose external memory made V8 run a full GC every 64 MiB.
+   */
+  largeFrames: ((size: number) => Buffer) | null = null;
 
   /** An encoder for a new stream, given a loaded CRC32C (or use `await StreamEncoder.create()`). */
   constructor(private readonly crc: Crc32c) {}
@@ -356,7 +362,7 @@ export class StreamEncoder {
    * one ArrayBuffer per record. A slab is never written again once carved: its frames stay valid for their holders.
    */
   private frameBuffer(size: number): Buffer {
-    if (size > STREAM_FRAME_SLAB_SIZE_BYTES / 8) return Buffer.allocUnsafe(size);
+    if (size > STREAM_FRAME_SLAB_SIZE_BYTES / 8) return this.largeFrames?.(size) ?? Buffer.allocUnsafe(size);
     if (this.slab === null || this.slabUsed + size > this.slab.length) {
       this.slab = Buffer.allocUnsafeSlow(STREAM_FRAME_SLAB_SIZE_BYTES);
       this.slabUsed = 0;
@@ -423,6 +429,11 @@ export class StreamDecoder {
   /** The HELLO's block_size, once read. */
   get blockSize(): number | undefined {
     return this.ctx.blockSize;
+  }
+
+  /** Whether the decoder still holds (a part of) `chunk`: its bytes are not all read yet. */
+  retains(chunk: Buffer): boolean {
+    return this.chunks.includes(chunk);
   }
 
   /**
