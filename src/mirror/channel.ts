@@ -140,7 +140,9 @@ export class RecordWriter {
       this.stopHeartbeat();
     }
     this.lastSendMs = Date.now();
-    const bytes = this.encoder.encode(record, options);
+    // a frame only this process's reader sees: it takes the CRC field as written, so none is computed (stream_codec)
+    const local = this.localFrames !== null && this.onBytes === null;
+    const bytes = this.encoder.encode(record, local ? { ...options, localOnly: true } : options);
     this.onBytes?.(bytes, record);
     this.counters.records++;
     this.counters.bytes += bytes.length;
@@ -152,7 +154,7 @@ export class RecordWriter {
       this.counters.blockBytes += bytes.length;
     }
     if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');
-    if (this.localFrames !== null && this.onBytes === null) this.localFrames.add(bytes);
+    if (local) this.localFrames!.add(bytes);
     const ok = this.out.write(bytes);
     if (!ok && this.waitForDrain) await this.drained();
   }
