@@ -139,12 +139,16 @@ export interface MasterOptions {
   peerLabel?: string;
   /** Journal retention caps (tests; default DEFAULT_RETENTION of replicas.ts). */
   retention?: RetentionLimits;
+  /** Hash threads re-hashing the blocks sent (default: one per CPU; a local copy gives each side half). */
+  hashThreads?: number;
 }
 
 /** Error reason codes of ERROR/TERM records. */
 export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
 
 const EMPTY = Buffer.alloc(0);
+/** A run of at least this many blocks read and hashed whole is sent as a BLOCKS record of its own (sendBlocks). */
+const RUN_RECORD_BLOCK_COUNT_MIN = 32;
 /** At most one progress line a second between CHECKPOINTs (one at each CHECKPOINT). */
 const PROGRESS_INTERVAL_MS = 1000;
 
@@ -411,6 +415,16 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     const finishOne = async (): Promise<void> => {
       const { run, result } = queue.shift()!;
       const r = result === null ? null : await result;
+      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.length <= batchMax && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
+        // a long run whose every block hashed to its node's hash: one BLOCKS record of the read buffer itself (the
+        // encoder copies it into the frame), not copied block by block into the batch first
+        await flushBlocks();
+        await out.send({ type: 'BLOCKS', hashes: run.map((w) => w.hash), data: r.data.subarray(0, run.length * blockSize) }, { mustUnderstand: true });
+        for (const w of run) known.set(w.key, true);
+        summary.blocksSent += run.length;
+        spareBuffers.push(r.data);
+        return;
+      }
       for (let k = 0; k < run.length; k++) {
         const w = run[k]!;
         const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
@@ -430,7 +444,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
         try {
           await store.readBlocks(first, n, buf, 0);
-          hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
+          hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
           result = hashWorkers.hash(buf, n);
           result.catch(() => undefined); // awaited in order by finishOne
         } catch {

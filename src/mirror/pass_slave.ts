@@ -80,6 +80,8 @@ export interface SlaveOptions {
   allowMassDelete?: boolean;
   /** Test hooks (spec §5 scenario 9): a hook that throws stops the slave as a kill would (see SlaveHooks). */
   hooks?: SlaveHooks;
+  /** Hash threads hashing the blocks received (default: one per CPU; a local copy gives each side half). */
+  hashThreads?: number;
 }
 
 /**
@@ -293,7 +295,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
     const result = hashWorkers.hash(pendingData, pendingCount);
     result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
     hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
