@@ -233,6 +233,13 @@ export const MIRROR_STAGED_WRITE_COUNT_MAX = 64;
  */
 export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
 /**
+ * Bytes of new blocks a slave writes between two early write-backs of its block file (an fsync started in the
+ * background, never awaited by the receive loop): the CHECKPOINT's own sync then finds little left to write, instead
+ * of a whole window's 64 MiB while both sides of a local copy wait. Not a durability step: the order of §4.8 is kept
+ * by the CHECKPOINT's sync.
+ */
+export const MIRROR_BLOCK_WRITEBACK_SIZE_BYTES = 16 * 1024 * 1024;
+/**
  * Batches of received blocks a slave has handed to its hash threads and not stored yet: enough to keep every thread
  * busy while the JS thread decodes the next BLOCKs (2 per thread on a small machine), few enough that the memory
  * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
