@@ -31,7 +31,7 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
   MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
-  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, HASH_JOB_SIZE_MAX,
+  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, MIRROR_BLOCK_READ_SIZE_BYTES,
   MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_SEND_WINDOW_FILE_COUNT_MAX, MIRROR_SEND_WINDOW_NODE_COUNT_MAX,
 } from '../limits.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
@@ -325,7 +325,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   let windowNodeCount = 0;
   /** Started at the first block to send; closed when the pass ends. */
   let hashWorkers: HashWorkers | null = null;
-  const runBlocksMax = Math.max(1, Math.floor(HASH_JOB_SIZE_MAX / blockSize));
+  const runBlocksMax = Math.max(1, Math.floor(MIRROR_BLOCK_READ_SIZE_BYTES / blockSize));
   const spareBuffers: Buffer[] = [];
 
   const canonicalOf = (f: PendingFile, j: number): Buffer => {
@@ -415,11 +415,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     const finishOne = async (): Promise<void> => {
       const { run, result } = queue.shift()!;
       const r = result === null ? null : await result;
-      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.length <= batchMax && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
-        // a long run whose every block hashed to its node's hash: one BLOCKS record of the read buffer itself (the
+      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
+        // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
         // encoder copies it into the frame), not copied block by block into the batch first
         await flushBlocks();
-        await out.send({ type: 'BLOCKS', hashes: run.map((w) => w.hash), data: r.data.subarray(0, run.length * blockSize) }, { mustUnderstand: true });
+        for (let at = 0; at < run.length; at += batchMax) {
+          const piece = run.slice(at, at + batchMax);
+          await out.send({ type: 'BLOCKS', hashes: piece.map((w) => w.hash), data: r.data.subarray(at * blockSize, (at + piece.length) * blockSize) }, { mustUnderstand: true });
+        }
         for (const w of run) known.set(w.key, true);
         summary.blocksSent += run.length;
         spareBuffers.push(r.data);
