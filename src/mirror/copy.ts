@@ -205,10 +205,12 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
     // (a CHECKPOINT's syncs) does not stop the other at once
     const pipe = (): PassThrough => new PassThrough({ readableObjectMode: true, readableHighWaterMark: MIRROR_LOCAL_PIPE_RECORD_COUNT, writableHighWaterMark: MIRROR_LOCAL_PIPE_SIZE_BYTES });
     const { m2s, s2m } = options.pipes?.() ?? { m2s: pipe(), s2m: pipe() };
-    // over these pipes (object-mode reads: each chunk is a frame as written) a frame's CRC is computed once; through
-    // the caller's pipes (link meters, tests) every frame is checked in full
-    if (options.pipes === undefined) options = { ...options, localFrames: new LocalFrames() };
-    options = { ...options, hashThreads: options.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / 2)) };
+    // over these pipes (object-mode reads: each chunk is a frame as written) no frame's CRC is computed and BLOCKS
+    // frames are reused (channel.ts LocalFrames); through the caller's pipes (link meters, tests) every frame is
+    // checked in full. Only when both sides run here: a daemon's side relays the frames out of this process
+    const bothHere = m.kind === 'local' && s.kind === 'local';
+    if (options.pipes === undefined && bothHere) options = { ...options, localFrames: new LocalFrames() };
+    if (bothHere) options = { ...options, hashThreads: options.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / 2)) };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: Transform, other: Transform) => (err: unknown): never => {
