@@ -73,3 +73,25 @@ describe('RecordWriter/RecordReader over an in-memory pipe (LocalFrames)', () =>
     expect(taken).toBe(0);
   });
 });
+
+describe('local frames carry no CRC32C', () => {
+  it('a frame of a LocalFrames writer is read by its local reader, and refused (CRC) by any other decoder', async () => {
+    const frames = new LocalFrames();
+    const pipe = new PassThrough({ readableObjectMode: true });
+    const chunks: Buffer[] = [];
+    pipe.on('data', (c: Buffer) => chunks.push(c));
+    const writer = await RecordWriter.create(pipe, false, { heartbeatMs: 0, localFrames: frames });
+    await writer.send(HELLO);
+    await writer.send({ type: 'BLOCKS', ...blocksOf(3, 4) }, { mustUnderstand: true });
+    await writer.send({ type: 'TERM', reason: 0 });
+    await writer.end();
+    expect(chunks.length).toBe(3);
+    const local = await RecordReader.create((async function* () { yield* chunks; })(), { localFrames: frames });
+    expect((await local.next()).record.type).toBe('HELLO');
+    expect((await local.next()).record.type).toBe('BLOCKS');
+    expect((await local.next()).record.type).toBe('TERM');
+    // the same bytes out of this process: every frame is checked, and the missing CRC is a fault of seq 1
+    const other = await RecordReader.create((async function* () { yield* chunks.map((c) => Buffer.from(c)); })());
+    await expect(other.next()).rejects.toThrow(/seq 1: CRC32C mismatch/);
+  });
+});
