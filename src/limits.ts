@@ -229,13 +229,26 @@ export const MIRROR_STAGED_WRITE_COUNT_MAX = 64;
 /**
  * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
  * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
- * always sees them. 1 MiB = 256 blocks of 4 KiB, 8 of 128 KiB.
+ * always sees them. 4 MiB = 1024 blocks of 4 KiB, 32 of 128 KiB: each batch is one hand-off to a hash thread and one
+ * to the thread pool's pwrite, and on a busy machine each hand-off costs a wake-up of about a millisecond.
  */
-export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 1024 * 1024;
+export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes of consecutive blocks a master reads with one pread and hands to a hash thread to re-hash before sending them
+ * (pass_master.ts sendBlocks); as MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, few hand-offs.
+ */
+export const MIRROR_BLOCK_READ_SIZE_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes of new blocks a slave writes between two early write-backs of its block file (an fsync started in the
+ * background, never awaited by the receive loop): the CHECKPOINT's own sync then finds little left to write, instead
+ * of a whole window's 64 MiB while both sides of a local copy wait. Not a durability step: the order of §4.8 is kept
+ * by the CHECKPOINT's sync.
+ */
+export const MIRROR_BLOCK_WRITEBACK_SIZE_BYTES = 16 * 1024 * 1024;
 /**
  * Batches of received blocks a slave has handed to its hash threads and not stored yet: enough to keep every thread
  * busy while the JS thread decodes the next BLOCKs (2 per thread on a small machine), few enough that the memory
- * held stays a few MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
+ * held stays 16 MiB (each batch is MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES).
  */
 export const MIRROR_BLOCK_HASH_BATCH_COUNT_MAX = 4;
 /**

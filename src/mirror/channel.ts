@@ -13,7 +13,7 @@
  * heartbeat before its first record (HELLO) nor after its stream ended or closed.
  */
 import type { Readable, Writable } from 'node:stream';
-import { MIRROR_HEARTBEAT_INTERVAL_S } from '../limits.js';
+import { MIRROR_HEARTBEAT_INTERVAL_S, STREAM_BLOCKS_DATA_SIZE_BYTES } from '../limits.js';
 import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
 
 /** Counters of what one side wrote. */
@@ -30,8 +30,54 @@ export interface WireCounters {
  * The frames a local copy's writers handed to its readers in memory (both sides in one process, copy.ts copyLocal):
  * a reader told of a chunk that is one of them does not compute its CRC32C again (StreamDecoder.push `local`). A
  * writer with an onBytes hook (a test that may alter or cut the bytes) never adds its frames.
+ *
+ * Large frames (BLOCKS records) are also reused: a writer takes them from here (take) and the reader gives each back
+ * (release) once its decoder has read the whole frame AND its caller asked for the next record, so no record the
+ * caller still handles is ever overwritten. A caller must therefore copy what it keeps of a BLOCK/BLOCKS record
+ * (its data and hashes are views of the frame) before it asks for the next record.
  */
-export type LocalFrames = WeakSet<Buffer>;
+export class LocalFrames {
+  private readonly frames = new WeakSet<Buffer>();
+  private readonly pooled = new WeakSet<Buffer>();
+  private readonly spare: Buffer[] = [];
+
+  /** Record `frame` as one of this process's own, handed over in memory untouched. */
+  add(frame: Buffer): void {
+    this.frames.add(frame);
+  }
+
+  /** Whether `chunk` is a frame of this process's writers (add). */
+  has(chunk: Buffer): boolean {
+    return this.frames.has(chunk);
+  }
+
+  /** A frame of `size` bytes, reused when a released one is large enough (its contents are garbage). */
+  take(size: number): Buffer {
+    let base = this.spare.pop();
+    if (base === undefined || base.length < size) base = Buffer.allocUnsafeSlow(Math.max(size, LOCAL_FRAME_SIZE_BYTES));
+    const frame = base.length === size ? base : base.subarray(0, size);
+    this.pooled.add(frame);
+    return frame;
+  }
+
+  /** Whether `chunk` came from take (and is to be released by its reader). */
+  isPooled(chunk: Buffer): boolean {
+    return this.pooled.has(chunk);
+  }
+
+  /** Give back a frame of take, read whole and no longer used by its reader's caller. */
+  release(frame: Buffer): void {
+    if (!this.pooled.has(frame)) return;
+    this.pooled.delete(frame);
+    this.frames.delete(frame);
+    if (this.spare.length < LOCAL_FRAME_SPARE_COUNT_MAX) this.spare.push(Buffer.from(frame.buffer, frame.byteOffset, frame.buffer.byteLength - frame.byteOffset));
+  }
+}
+
+/** Bytes of a reused frame: one BLOCKS record of STREAM_BLOCKS_DATA_SIZE_BYTES with its hashes fits. */
+const LOCAL_FRAME_SIZE_BYTES = STREAM_BLOCKS_DATA_SIZE_BYTES + 64 * 1024;
+/** Released frames kept for reuse; more are dropped (the in-memory pipes hold a few dozen frames at most). */
+const LOCAL_FRAME_SPARE_COUNT_MAX = 64;
 
 /** Records -> a Writable. */
 export class RecordWriter {
@@ -46,6 +92,7 @@ export class RecordWriter {
   private timer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly encoder: StreamEncoder, private readonly out: Writable, private readonly waitForDrain: boolean, heartbeatMs: number, private readonly localFrames: LocalFrames | null) {
+    if (localFrames !== null) encoder.largeFrames = (size) => (this.onBytes === null ? localFrames.take(size) : Buffer.allocUnsafe(size));
     if (heartbeatMs > 0) {
       this.timer = setInterval(() => this.beat(heartbeatMs), Math.max(10, Math.floor(heartbeatMs / 4)));
       this.timer.unref();
@@ -93,7 +140,9 @@ export class RecordWriter {
       this.stopHeartbeat();
     }
     this.lastSendMs = Date.now();
-    const bytes = this.encoder.encode(record, options);
+    // a frame only this process's reader sees: it takes the CRC field as written, so none is computed (stream_codec)
+    const local = this.localFrames !== null && this.onBytes === null;
+    const bytes = this.encoder.encode(record, local ? { ...options, localOnly: true } : options);
     this.onBytes?.(bytes, record);
     this.counters.records++;
     this.counters.bytes += bytes.length;
@@ -105,7 +154,7 @@ export class RecordWriter {
       this.counters.blockBytes += bytes.length;
     }
     if (this.out.destroyed || this.out.writableEnded) throw new Error('the stream is closed');
-    if (this.localFrames !== null && this.onBytes === null) this.localFrames.add(bytes);
+    if (local) this.localFrames!.add(bytes);
     const ok = this.out.write(bytes);
     if (!ok && this.waitForDrain) await this.drained();
   }
@@ -158,12 +207,17 @@ export class RecordReader {
 
   /** Heartbeat IDLE records skipped. */
   heartbeats = 0;
+  /** Reused frames pushed to the decoder (LocalFrames.take), released once read and the caller moved on. */
+  private readonly pooled: Buffer[] = [];
 
   /**
-   * The next record that is not an IDLE heartbeat.
+   * The next record that is not an IDLE heartbeat. The data and hashes of a BLOCK/BLOCKS record are views valid
+   * until the next call (a local copy's frames are reused after it: LocalFrames).
    * @throws DdfsError of the codec (a fault, or the end of the input before TERM/ERROR: TOO_SHORT)
    */
   async next(): Promise<DecodedRecord> {
+    // the caller is done with the record it had: the frames the decoder read whole go back to the writer's pool
+    if (this.pooled.length > 0) this.releaseRead();
     for (;;) {
       const r = this.decoder.read();
       if (r !== null && r.record.type === 'IDLE') {
@@ -182,7 +236,17 @@ export class RecordReader {
       }
       this.bytes += chunk.value.length;
       this.decoder.push(chunk.value, this.localFrames?.has(chunk.value) ?? false);
+      if (this.localFrames?.isPooled(chunk.value)) this.pooled.push(chunk.value);
     }
+  }
+
+  private releaseRead(): void {
+    let kept = 0;
+    for (const frame of this.pooled) {
+      if (this.decoder.retains(frame)) this.pooled[kept++] = frame;
+      else this.localFrames!.release(frame);
+    }
+    this.pooled.length = kept;
   }
 
   /** Stop reading the source. */

@@ -13,6 +13,7 @@
  * released, whatever happened.
  */
 import { PassThrough, type Readable, type Transform, type Writable } from 'node:stream';
+import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { MIRROR_LOCAL_PIPE_RECORD_COUNT, MIRROR_LOCAL_PIPE_SIZE_BYTES } from '../limits.js';
@@ -21,7 +22,7 @@ import { takeVolumeLock } from '../volume/lock.js';
 import { listNames } from '../io/mirror_fs.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { pathBytes } from '../util/path_text.js';
-import { RecordReader, RecordWriter, type LocalFrames } from './channel.js';
+import { LocalFrames, RecordReader, RecordWriter } from './channel.js';
 import { openControlPass, resultSummary, type ControlPass } from './control.js';
 import type { TreeAccess } from './digest.js';
 import { refuseMounted, runMaster, type MasterOptions, type PassSummary } from './pass_master.js';
@@ -59,6 +60,11 @@ export interface CopyOptions {
    * (their CRC32C is computed once, by the encoder; channel.ts LocalFrames). Never set across a process boundary.
    */
   localFrames?: LocalFrames;
+  /**
+   * Hash threads of each side (default: one per CPU). copyLocal gives each of its two sides half the CPUs: both pools
+   * live in this process, and twice as many hash threads as CPUs only take turns on them.
+   */
+  hashThreads?: number;
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -112,7 +118,7 @@ function lineSink(options: CopyOptions) {
 }
 
 function masterOptions(options: CopyOptions, input: RecordReader | null): MasterOptions {
-  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention };
+  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention, hashThreads: options.hashThreads };
 }
 
 /**
@@ -137,7 +143,7 @@ async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, o
     const local = options.localFrames === undefined ? {} : { localFrames: options.localFrames };
     const reader = await RecordReader.create(input, local);
     const writer = out === null ? null : await RecordWriter.create(out, false, local);
-    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks });
+    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks, hashThreads: options.hashThreads });
     return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0) };
   }
   const ctl = await controlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
@@ -210,9 +216,12 @@ async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Pr
     // (a CHECKPOINT's syncs) does not stop the other at once
     const pipe = (): PassThrough => new PassThrough({ readableObjectMode: true, readableHighWaterMark: MIRROR_LOCAL_PIPE_RECORD_COUNT, writableHighWaterMark: MIRROR_LOCAL_PIPE_SIZE_BYTES });
     const { m2s, s2m } = options.pipes?.() ?? { m2s: pipe(), s2m: pipe() };
-    // over these pipes (object-mode reads: each chunk is a frame as written) a frame's CRC is computed once; through
-    // the caller's pipes (link meters, tests) every frame is checked in full
-    if (options.pipes === undefined) options = { ...options, localFrames: new WeakSet<Buffer>() };
+    // over these pipes (object-mode reads: each chunk is a frame as written) no frame's CRC is computed and BLOCKS
+    // frames are reused (channel.ts LocalFrames); through the caller's pipes (link meters, tests) every frame is
+    // checked in full. Only when both sides run here: a daemon's side relays the frames out of this process
+    const bothHere = m.kind === 'local' && s.kind === 'local';
+    if (options.pipes === undefined && bothHere) options = { ...options, localFrames: new LocalFrames() };
+    if (bothHere) options = { ...options, hashThreads: options.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / 2)) };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: Transform, other: Transform) => (err: unknown): never => {

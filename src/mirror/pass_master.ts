@@ -31,7 +31,7 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
   MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
-  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, HASH_JOB_SIZE_MAX,
+  MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, MIRROR_BLOCK_READ_SIZE_BYTES,
   MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_SEND_WINDOW_FILE_COUNT_MAX, MIRROR_SEND_WINDOW_NODE_COUNT_MAX,
 } from '../limits.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
@@ -157,12 +157,16 @@ export interface MasterOptions {
   peerLabel?: string;
   /** Journal retention caps (tests; default DEFAULT_RETENTION of replicas.ts). */
   retention?: RetentionLimits;
+  /** Hash threads re-hashing the blocks sent (default: one per CPU; a local copy gives each side half). */
+  hashThreads?: number;
 }
 
 /** Error reason codes of ERROR/TERM records. */
 export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
 
 const EMPTY = Buffer.alloc(0);
+/** A run of at least this many blocks read and hashed whole is sent as a BLOCKS record of its own (sendBlocks). */
+const RUN_RECORD_BLOCK_COUNT_MIN = 32;
 /** At most one progress line a second between CHECKPOINTs (one at each CHECKPOINT). */
 const PROGRESS_INTERVAL_MS = 1000;
 
@@ -343,7 +347,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   let windowNodeCount = 0;
   /** Started at the first block to send; closed when the pass ends. */
   let hashWorkers: HashWorkers | null = null;
-  const runBlocksMax = Math.max(1, Math.floor(HASH_JOB_SIZE_MAX / blockSize));
+  const runBlocksMax = Math.max(1, Math.floor(MIRROR_BLOCK_READ_SIZE_BYTES / blockSize));
   const spareBuffers: Buffer[] = [];
 
   const canonicalOf = (f: PendingFile, j: number): Buffer => {
@@ -423,49 +427,85 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
+  interface RunJob { run: Wanted[]; result: Promise<HashedBatch> | null }
   /**
-   * Read the blocks of `wanted` in runs of consecutive addresses (one pread each), have the hash threads re-hash them
-   * (a few runs in flight while the next is read), and send each one whose bytes hash to its node's hash.
+   * The runs of consecutive addresses of `wanted` (ascending), read (one pread each) and handed to the hash threads
+   * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow).
    */
-  const sendBlocks = async (wanted: Wanted[]): Promise<void> => {
+  const runReader = (wanted: Wanted[]) => {
     const order = [...wanted].sort((x, y) => x.address - y.address);
-    const queue: Array<{ run: Wanted[]; result: Promise<HashedBatch> | null }> = [];
-    const finishOne = async (): Promise<void> => {
-      const { run, result } = queue.shift()!;
+    const queue: RunJob[] = [];
+    let i = 0;
+    /** Read runs until `max` are in flight or none is left. */
+    const fill = async (max: number): Promise<void> => {
+      while (queue.length < max && i < order.length) {
+        let n = 1;
+        const first = order[i]!.address;
+        const inRange = first >= 2 && first < cfg.blockCount;
+        while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
+        const run = order.slice(i, i + n);
+        i += n;
+        let result: Promise<HashedBatch> | null = null;
+        if (inRange) {
+          const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
+          try {
+            await store.readBlocks(first, n, buf, 0);
+            hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+            result = hashWorkers.hash(buf, n);
+            result.catch(() => undefined); // awaited in order by sendBlocks
+          } catch {
+            spareBuffers.push(buf);
+            result = null; // unreadable run: each block goes through recoverBlock
+          }
+        }
+        queue.push({ run, result });
+      }
+    };
+    /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their hashing settled. */
+    const discard = async (): Promise<void> => {
+      for (const { result } of queue.splice(0)) {
+        const r = result === null ? null : await result.catch(() => null);
+        if (r !== null) spareBuffers.push(r.data);
+      }
+    };
+    return { queue, fill, discard };
+  };
+
+  /**
+   * Send the blocks of `reader` (runReader), a few runs in flight while the next is read: each one whose bytes hashed
+   * to its node's hash is sent, the others go through recoverBlock (sendWanted).
+   */
+  const sendBlocks = async (reader: ReturnType<typeof runReader>): Promise<void> => {
+    for (;;) {
+      await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
+      const job = reader.queue.shift();
+      if (job === undefined) break;
+      const { run, result } = job;
       const r = result === null ? null : await result;
+      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
+        // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
+        // encoder copies it into the frame), not copied block by block into the batch first
+        await flushBlocks();
+        for (let at = 0; at < run.length; at += batchMax) {
+          const piece = run.slice(at, at + batchMax);
+          await out.send({ type: 'BLOCKS', hashes: piece.map((w) => w.hash), data: r.data.subarray(at * blockSize, (at + piece.length) * blockSize) }, { mustUnderstand: true });
+        }
+        for (const w of run) known.set(w.key, true);
+        summary.blocksSent += run.length;
+        spareBuffers.push(r.data);
+        continue;
+      }
       for (let k = 0; k < run.length; k++) {
         const w = run[k]!;
         const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
         await sendWanted(w, ok ? r.data.subarray(k * blockSize, (k + 1) * blockSize) : null);
       }
       if (r !== null) spareBuffers.push(r.data);
-    };
-    for (let i = 0; i < order.length;) {
-      let n = 1;
-      const first = order[i]!.address;
-      const inRange = first >= 2 && first < cfg.blockCount;
-      while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
-      const run = order.slice(i, i + n);
-      i += n;
-      let result: Promise<HashedBatch> | null = null;
-      if (inRange) {
-        const buf = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(runBlocksMax * blockSize);
-        try {
-          await store.readBlocks(first, n, buf, 0);
-          hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
-          result = hashWorkers.hash(buf, n);
-          result.catch(() => undefined); // awaited in order by finishOne
-        } catch {
-          spareBuffers.push(buf);
-          result = null; // unreadable run: each block goes through recoverBlock
-        }
-      }
-      queue.push({ run, result });
-      while (queue.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await finishOne();
     }
-    while (queue.length > 0) await finishOne();
     await flushBlocks();
   };
+  /** Share of the last window's queried hashes the slave lacked: above one half, the next window's reads start early. */
+  let missingShare = 1;
 
   /** Send the files of the window (see PendingFile): HASHQ, blocks, then the files in visit order. */
   const flushWindow = async (): Promise<void> => {
@@ -487,9 +527,16 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
     }
     let toSend: Wanted[] = fresh;
+    let reader: ReturnType<typeof runReader> | null = null;
     if (input !== null && fresh.length > 0) {
       // every HASHQ of the window first, then their HAVEs (the slave answers in order)
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) await out.send({ type: 'HASHQ', hashes: fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX).map((b) => b.hash) });
+      // while the slave gets to the HASHQs (it stores and applies what came before them first), the first runs are
+      // read and hashed when the slave lacked most of the last window (an initial copy): used if it lacks them all
+      if (missingShare > 0.5) {
+        reader = runReader(fresh);
+        await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
+      }
       toSend = [];
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
         const batch = fresh.slice(k, k + MIRROR_HASHQ_COUNT_MAX);
@@ -504,7 +551,12 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         }
       }
     }
-    await sendBlocks(toSend);
+    if (input !== null && fresh.length > 0) missingShare = toSend.length / fresh.length;
+    if (reader !== null && toSend.length !== fresh.length) {
+      await reader.discard();
+      reader = null;
+    }
+    await sendBlocks(reader ?? runReader(toSend));
     const retry: PendingFile[] = [];
     for (const f of files) {
       if (f.changed) {

@@ -37,7 +37,7 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
-  ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
+  ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_BLOCK_WRITEBACK_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
   MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, UFS_HEADER_SIZE,
 } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
@@ -80,6 +80,8 @@ export interface SlaveOptions {
   allowMassDelete?: boolean;
   /** Test hooks (spec §5 scenario 9): a hook that throws stops the slave as a kill would (see SlaveHooks). */
   hooks?: SlaveHooks;
+  /** Hash threads hashing the blocks received (default: one per CPU; a local copy gives each side half). */
+  hashThreads?: number;
 }
 
 /**
@@ -296,7 +298,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    */
   const pendingMax = Math.max(1, Math.floor(MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES / blockSize));
   const spareBuffers: Buffer[] = [];
-  const newBatch = (): Buffer => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(pendingMax * blockSize);
+  const newBatch = (): Buffer => spareBuffers.pop() ?? HashWorkers.sharedBatch(pendingMax * blockSize);
   let pendingData = newBatch();
   const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
   let pendingHashes: Buffer[] = [];
@@ -308,7 +310,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize);
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
     const result = hashWorkers.hash(pendingData, pendingCount);
     result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
     hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
@@ -316,6 +318,29 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     pendingCount = 0;
     pendingHashes = [];
     pendingSeqs = [];
+  };
+  /**
+   * Early write-back of the block file (MIRROR_BLOCK_WRITEBACK_SIZE_BYTES): one background fsync at a time while
+   * blocks keep coming. Its failure fails the pass at the next window (an fsync error is reported once: a later sync
+   * that succeeds would not mean the blocks are on disk).
+   */
+  let writeback: Promise<void> | null = null;
+  let writebackError: unknown = null;
+  let bytesSinceWriteback = 0;
+  const startWriteback = (bytes: number): void => {
+    bytesSinceWriteback += bytes;
+    if (writeback !== null || bytesSinceWriteback < MIRROR_BLOCK_WRITEBACK_SIZE_BYTES) return;
+    bytesSinceWriteback = 0;
+    writeback = store.blockDevice.sync().catch((err: unknown) => {
+      writebackError ??= err;
+    }).finally(() => {
+      writeback = null;
+    });
+  };
+  /** Wait for the write-back in flight. @throws DdfsError INVALID (reason IO) when a write-back failed */
+  const settleWriteback = async (): Promise<void> => {
+    await writeback;
+    if (writebackError !== null) await fail(REASON.IO, 'INVALID', `${parentDir}: the block file cannot be synced: ${writebackError instanceof Error ? writebackError.message : String(writebackError)}`);
   };
   /** Store the oldest batch in flight; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
   const storeHashed = async (): Promise<void> => {
@@ -333,6 +358,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
     if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
     for (let k = 0; k < count; k++) hook('block-stored');
+    startWriteback(count * blockSize);
   };
   /** Store every received block (before any record that is not a BLOCK is handled). */
   const storePending = async (): Promise<void> => {
@@ -360,7 +386,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       }
       data.copy(pendingData, pendingCount * blockSize);
       pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
-      pendingHashes.push(hash);
+      pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
       pendingSeqs.push(seq);
       pendingCount++;
       pinnedHashes.add(key);
@@ -519,6 +545,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       }
     }
     // blocks first: no UFS file may become visible before the blocks it names are durable
+    await settleWriteback();
     await store.sync();
     const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
     await setMtimes(staged.map((o) => ({ path: o.staged, mtimeNs: o.meta.mtimeNs })));
@@ -950,6 +977,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   } finally {
     // no staged write may land after the pass ended (a resumed pass of the same id stages under the same names)
     await Promise.allSettled(stagedWrites.splice(0));
+    await writeback;
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in submitPending
     unpin();
     PASS_PINS.delete(parent);

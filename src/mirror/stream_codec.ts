@@ -245,7 +245,7 @@ export function encodeFrame(crc: Crc32c, frame: Frame): Buffer {
  * Write one record into `out` (exactly header + body bytes long, every byte written): the header with its CRC32C,
  * then the body given as the pieces whose concatenation it is (each copied once, straight into the frame).
  */
-function writeFrame(crc: Crc32c, out: Buffer, typeCode: number, flags: number, seq: bigint, parts: readonly Uint8Array[]): void {
+function writeFrame(crc: Crc32c | null, out: Buffer, typeCode: number, flags: number, seq: bigint, parts: readonly Uint8Array[]): void {
   out.writeUInt32LE(RECORD_SIG, 0);
   out.writeUInt32LE(out.length - RECORD_HEADER_SIZE, 4);
   out.writeUInt16LE(typeCode, 8);
@@ -257,7 +257,7 @@ function writeFrame(crc: Crc32c, out: Buffer, typeCode: number, flags: number, s
     at += part.length;
   }
   assert(at === out.length, 'DDMS encoder: frame size');
-  out.writeUInt32LE(crc.compute(out.subarray(0, 20), out.subarray(RECORD_HEADER_SIZE)), 20);
+  out.writeUInt32LE(crc === null ? 0 : crc.compute(out.subarray(0, 20), out.subarray(RECORD_HEADER_SIZE)), 20);
 }
 
 /** The 12 bytes (seq u64 LE, crc u32 LE) a record adds to the running digest. */
@@ -274,6 +274,13 @@ export interface EncodeOptions {
   compress?: boolean;
   /** Set flags bit 15. */
   mustUnderstand?: boolean;
+  /**
+   * The frame goes only to a StreamDecoder of this process, in memory and untouched (channel.ts LocalFrames), which
+   * takes the CRC32C field as written instead of computing it (StreamDecoder.push `local`): no CRC is computed for
+   * it, the field is 0 (and the running digest is over that value on both sides). Never for bytes that leave the
+   * process or that anything else may read.
+   */
+  localOnly?: boolean;
 }
 
 /**
@@ -288,6 +295,12 @@ export class StreamEncoder {
   private ended = false;
   private slab: Buffer | null = null;
   private slabUsed = 0;
+  /**
+   * Where frames too large for the slab (a BLOCKS record, a long FILE_NODES) come from, or null: a new Buffer each.
+   * A local copy reuses them (channel.ts LocalFrames): a pass of 2 GiB of blocks otherwise allocates 2 GiB of 1 MiB
+   * ArrayBuffers, whose external memory made V8 run a full GC every 64 MiB.
+   */
+  largeFrames: ((size: number) => Buffer) | null = null;
 
   /** An encoder for a new stream, given a loaded CRC32C (or use `await StreamEncoder.create()`). */
   constructor(private readonly crc: Crc32c) {}
@@ -342,7 +355,7 @@ export class StreamEncoder {
     const max = bodySizeMaxOf(typeCode, ctx.blockSize);
     if (bodyLength > max) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: ${record.type} body of ${bodyLength} bytes exceeds ${max}; split it`, { seq: this.seq });
     const frame = this.frameBuffer(RECORD_HEADER_SIZE + bodyLength);
-    writeFrame(this.crc, frame, typeCode, flags, this.seq, parts);
+    writeFrame(options.localOnly ? null : this.crc, frame, typeCode, flags, this.seq, parts);
     if (record.type === 'HELLO') Object.assign(this.ctx, ctx);
     this.digest.update(digestPair(this.seq, frame.readUInt32LE(20)));
     this.seq++;
@@ -356,7 +369,7 @@ export class StreamEncoder {
    * one ArrayBuffer per record. A slab is never written again once carved: its frames stay valid for their holders.
    */
   private frameBuffer(size: number): Buffer {
-    if (size > STREAM_FRAME_SLAB_SIZE_BYTES / 8) return Buffer.allocUnsafe(size);
+    if (size > STREAM_FRAME_SLAB_SIZE_BYTES / 8) return this.largeFrames?.(size) ?? Buffer.allocUnsafe(size);
     if (this.slab === null || this.slabUsed + size > this.slab.length) {
       this.slab = Buffer.allocUnsafeSlow(STREAM_FRAME_SLAB_SIZE_BYTES);
       this.slabUsed = 0;
@@ -423,6 +436,11 @@ export class StreamDecoder {
   /** The HELLO's block_size, once read. */
   get blockSize(): number | undefined {
     return this.ctx.blockSize;
+  }
+
+  /** Whether the decoder still holds (a part of) `chunk`: its bytes are not all read yet. */
+  retains(chunk: Buffer): boolean {
+    return this.chunks.includes(chunk);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -68,6 +68,47 @@ describe('hashBlocks', () => {
       expect(got).toEqual([[10, hashOf(10)], [11, hashOf(11)], [12, null], [13, hashOf(13)], [14, hashOf(14)]]);
     } finally {
       await dev.close();
+    }
+  });
+});
+
+describe('HashWorkers', () => {
+  // the compiled module: its worker threads exist only in dist/ (from the sources, batches are hashed inline)
+  const distModule = new URL('../../dist/store/hash_pool.js', import.meta.url).pathname;
+  const pools = async (): Promise<Array<{ name: string; start: () => import('./hash_pool.js').HashWorkers; sharedBatch: (n: number) => Buffer }>> => {
+    const { HashWorkers } = await import('./hash_pool.js');
+    const out = [{ name: 'inline', start: () => HashWorkers.start('TIGER', BS, 0), sharedBatch: (n: number) => HashWorkers.sharedBatch(n) }];
+    if (existsSync(distModule)) {
+      const dist = (await import(distModule)) as typeof import('./hash_pool.js');
+      out.push({ name: 'threads', start: () => dist.HashWorkers.start('TIGER', BS, 2), sharedBatch: (n: number) => dist.HashWorkers.sharedBatch(n) });
+    }
+    return out;
+  };
+
+  it('hashes shared batches in place, again after new bytes, and transferred batches, as the hash of each block', async () => {
+    for (const p of await pools()) {
+      const pool = p.start();
+      try {
+        const a = p.sharedBatch(8 * BS);
+        const b = p.sharedBatch(8 * BS);
+        blocks.copy(a, 0, 0, 8 * BS);
+        blocks.copy(b, 0, 8 * BS, 16 * BS);
+        const [ra, rb] = await Promise.all([pool.hash(a, 8), pool.hash(b, 5)]);
+        expect(ra.data, p.name).toBe(a); // the same buffer, never detached
+        for (let k = 0; k < 8; k++) expect(ra.hashes.subarray(k * 24, (k + 1) * 24).toString('hex'), `${p.name} a ${k}`).toBe(hashOf(k));
+        expect(rb.hashes.length).toBe(5 * 24);
+        for (let k = 0; k < 5; k++) expect(rb.hashes.subarray(k * 24, (k + 1) * 24).toString('hex'), `${p.name} b ${k}`).toBe(hashOf(8 + k));
+        // the same batch with other bytes: other hashes (a reused batch is registered once per thread)
+        blocks.copy(a, 0, 20 * BS, 28 * BS);
+        const again = await pool.hash(a, 8);
+        for (let k = 0; k < 8; k++) expect(again.hashes.subarray(k * 24, (k + 1) * 24).toString('hex'), `${p.name} again ${k}`).toBe(hashOf(20 + k));
+        const t = Buffer.allocUnsafeSlow(3 * BS);
+        blocks.copy(t, 0, 30 * BS, 33 * BS);
+        const rt = await pool.hash(t, 3);
+        for (let k = 0; k < 3; k++) expect(rt.hashes.subarray(k * 24, (k + 1) * 24).toString('hex'), `${p.name} transferred ${k}`).toBe(hashOf(30 + k));
+      } finally {
+        await pool.close();
+      }
     }
   });
 });

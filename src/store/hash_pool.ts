@@ -48,6 +48,23 @@ export interface HashDone {
   hashes: ArrayBuffer;
 }
 
+/**
+ * Messages to a worker of HashWorkers for a shared batch (HashWorkers.sharedBatch): `slot` registers a batch's
+ * SharedArrayBuffer and the one its hashes go to, once per worker; `hash` names a registered slot, so a batch crosses
+ * to a thread and back with a message of a few numbers: no ArrayBuffer is transferred, detached or created per batch
+ * (each of those was a postMessage copy of the backing store's bookkeeping and external memory that made V8 run a
+ * full GC every 64 MiB of blocks).
+ */
+export type HashSlotMessage =
+  | { op: 'slot'; slot: number; data: SharedArrayBuffer; hashes: SharedArrayBuffer }
+  | { op: 'hash'; id: number; slot: number; blockCount: number };
+
+/** A worker's answer to a `hash` HashSlotMessage: the slot's hashes buffer holds the batch's hashes. */
+export interface HashSlotDone {
+  id: number;
+  slot: number;
+}
+
 export interface BlockRun {
   address: number;
   count: number;
@@ -291,8 +308,8 @@ export interface HashedBatch {
  * Invariant: a worker failure rejects every batch in flight and every later one; close() ends the threads.
  */
 export class HashWorkers {
-  private readonly workers: Array<{ w: Worker; pending: number }> = [];
-  private readonly waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
+  private readonly workers: Array<{ w: Worker; pending: number; slots: Set<number> }> = [];
+  private readonly waiting = new Map<number, { resolve: (d: HashDone | HashSlotDone) => void; reject: (e: unknown) => void }>();
   private readonly hasher;
   private failure: unknown = null;
   private nextId = 0;
@@ -300,6 +317,18 @@ export class HashWorkers {
   private inlineBytes = 0;
   /** Threads still to start (at the first batch past the inline bytes). */
   private threadsToStart: number;
+  /** Shared batches seen by hash(): their slot number and the shared buffer their hashes are written to. */
+  private readonly slots = new WeakMap<SharedArrayBuffer, { slot: number; hashesBuffer: SharedArrayBuffer; hashes: Buffer }>();
+  private nextSlot = 0;
+
+  /**
+   * A batch buffer of `byteLength` bytes over a SharedArrayBuffer, for hash(): the batch is hashed in place by a
+   * worker (nothing transferred, nothing allocated per batch), and the caller keeps using the same Buffer. Reuse one
+   * for many batches (a few per pass): each new one is registered with every worker that hashes it.
+   */
+  static sharedBatch(byteLength: number): Buffer {
+    return Buffer.from(new SharedArrayBuffer(byteLength));
+  }
 
   private constructor(private readonly hashName: HashName, private readonly blockSize: number, threads: number) {
     this.hasher = createHasher(hashName);
@@ -312,8 +341,8 @@ export class HashWorkers {
     this.threadsToStart = 0;
     for (let t = 0; t < threads; t++) {
       const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
-      const slot = { w, pending: 0 };
-      w.on('message', (m: HashDone) => {
+      const slot = { w, pending: 0, slots: new Set<number>() };
+      w.on('message', (m: HashDone | HashSlotDone) => {
         slot.pending--;
         const p = this.waiting.get(m.id);
         this.waiting.delete(m.id);
@@ -342,8 +371,10 @@ export class HashWorkers {
   }
 
   /**
-   * Hash the `blockCount` whole blocks at the start of `data`. `data` must own its whole ArrayBuffer
-   * (Buffer.allocUnsafeSlow): the buffer is transferred and `data` is detached until the promise hands it back.
+   * Hash the `blockCount` whole blocks at the start of `data`. `data` must own its whole buffer: a shared batch
+   * (sharedBatch(): hashed in place, `data` stays usable, though it must not be written until the promise settles;
+   * the hashes are a view of the batch's own hashes buffer, valid until `data` is hashed again), or an ArrayBuffer
+   * (Buffer.allocUnsafeSlow: transferred, `data` is detached until the promise hands it back).
    * @throws the worker's error (a worker that died)
    */
   async hash(data: Buffer, blockCount: number): Promise<HashedBatch> {
@@ -352,21 +383,41 @@ export class HashWorkers {
     assert(blockCount * bs <= data.length, 'hash batch larger than its buffer');
     if (this.failure) throw this.failure;
     if (this.threadsToStart > 0 && this.inlineBytes + blockCount * bs > HASH_WORKERS_INLINE_BYTES_MAX) this.startThreads();
+    const shared = data.buffer instanceof SharedArrayBuffer ? data.buffer : null;
+    let own: { slot: number; hashesBuffer: SharedArrayBuffer; hashes: Buffer } | undefined;
+    if (shared !== null) {
+      assert(data.byteOffset === 0 && shared.byteLength === data.length, 'a shared hash batch must own its buffer');
+      own = this.slots.get(shared);
+      if (own === undefined) {
+        const hashesBuffer = new SharedArrayBuffer(Math.max(1, Math.floor(shared.byteLength / bs)) * hs);
+        own = { slot: this.nextSlot++, hashesBuffer, hashes: Buffer.from(hashesBuffer) };
+        this.slots.set(shared, own);
+      }
+    }
     if (this.workers.length === 0) {
       this.inlineBytes += blockCount * bs;
-      const hashes = Buffer.allocUnsafe(blockCount * hs);
+      const hashes = own !== undefined ? own.hashes.subarray(0, blockCount * hs) : Buffer.allocUnsafe(blockCount * hs);
       for (let k = 0; k < blockCount; k++) this.hasher.hashInto(data.subarray(k * bs, (k + 1) * bs), hashes, k * hs);
       return { data, hashes };
     }
-    assert(data.byteOffset === 0 && data.buffer.byteLength === data.length, 'a hash batch must own its ArrayBuffer');
-    const ab = data.buffer as ArrayBuffer;
     const id = this.nextId++;
     const slot = this.workers.reduce((x, y) => (y.pending < x.pending ? y : x));
-    const result = new Promise<HashDone>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    const result = new Promise<HashDone | HashSlotDone>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
     slot.pending++;
+    if (own !== undefined && shared !== null) {
+      if (!slot.slots.has(own.slot)) {
+        slot.slots.add(own.slot);
+        slot.w.postMessage({ op: 'slot', slot: own.slot, data: shared, hashes: own.hashesBuffer } satisfies HashSlotMessage);
+      }
+      slot.w.postMessage({ op: 'hash', id, slot: own.slot, blockCount } satisfies HashSlotMessage);
+      await result;
+      return { data, hashes: own.hashes.subarray(0, blockCount * hs) };
+    }
+    assert(data.byteOffset === 0 && data.buffer.byteLength === data.length, 'a hash batch must own its ArrayBuffer');
+    const ab = data.buffer as ArrayBuffer;
     const job: HashJob = { id, data: ab, blockCount, validBytes: blockCount * bs, wanted: null };
     slot.w.postMessage(job, [ab]);
-    const r = await result;
+    const r = (await result) as HashDone;
     return { data: Buffer.from(r.data), hashes: Buffer.from(r.hashes, 0, blockCount * hs) };
   }
 

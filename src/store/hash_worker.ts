@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { HASH_WORKER_NICE } from '../limits.js';
 import type { HashName } from '../format/config.js';
 import { createHasher } from './hash.js';
-import type { HashDone, HashJob } from './hash_pool.js';
+import type { HashDone, HashJob, HashSlotDone, HashSlotMessage } from './hash_pool.js';
 
 const { hashName, blockSize } = workerData as { hashName: HashName; blockSize: number };
 const hasher = createHasher(hashName);
@@ -18,7 +18,21 @@ try {
   // not allowed, or not supported: the default priority is correct, only slower under contention
 }
 
-parentPort!.on('message', (job: HashJob) => {
+/** Shared batches registered by HashWorkers (HashSlotMessage `slot`), by slot number. */
+const slots = new Map<number, { data: Buffer; hashes: Buffer }>();
+
+parentPort!.on('message', (job: HashJob | HashSlotMessage) => {
+  if ('op' in job) {
+    if (job.op === 'slot') {
+      slots.set(job.slot, { data: Buffer.from(job.data), hashes: Buffer.from(job.hashes) });
+      return;
+    }
+    // hashed in place: the batch and its hashes are shared with the main thread, only the id goes back
+    const s = slots.get(job.slot)!;
+    for (let k = 0; k < job.blockCount; k++) hasher.hashInto(s.data.subarray(k * blockSize, (k + 1) * blockSize), s.hashes, k * hasher.hashSize);
+    parentPort!.postMessage({ id: job.id, slot: job.slot } satisfies HashSlotDone);
+    return;
+  }
   const data = Buffer.from(job.data, 0, job.blockCount * blockSize);
   const out = new Uint8Array(job.blockCount * hasher.hashSize);
   const hashes = Buffer.from(out.buffer);
