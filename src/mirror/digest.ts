@@ -467,18 +467,27 @@ export class VolumeDigests implements DigestTree {
     for (let k = 0; k < listing.count; k++) {
       const name = Buffer.from(listing.name(k));
       if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
-      const rel = joinPathBytes(p, name);
-      let meta: TreeEntryMeta;
-      try {
-        meta = await this.access.lstat(this.abs(rel));
-      } catch (err) {
-        if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since the listing
-        throw this.readError(rel, err);
-      }
-      if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
-      out.push({ name, meta });
+      const meta = await this.lstatListed(p, name);
+      if (meta !== null) out.push({ name, meta });
     }
     return out;
+  }
+
+  /**
+   * lstat of entry `name` of directory `p`, as a listing sees it: null for a directory of another device (a mount
+   * point, left out as the walker does) and, with liveTree, for an entry removed since the listing.
+   * @throws DdfsError IO when the entry cannot be read
+   */
+  private async lstatListed(p: Buffer, name: Buffer): Promise<TreeEntryMeta | null> {
+    const rel = joinPathBytes(p, name);
+    let meta: TreeEntryMeta;
+    try {
+      meta = await this.access.lstat(this.abs(rel));
+    } catch (err) {
+      if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') return null; // removed since the listing
+      throw this.readError(rel, err);
+    }
+    return meta.kind === 'directory' && meta.dev !== this.rootDev ? null : meta;
   }
 
   /**
@@ -508,16 +517,8 @@ export class VolumeDigests implements DigestTree {
         out.push({ name, kind: type });
         continue;
       }
-      const rel = joinPathBytes(p, name);
-      let meta: TreeEntryMeta;
-      try {
-        meta = await this.access.lstat(this.abs(rel));
-      } catch (err) {
-        if (this.liveTree && (err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since the listing
-        throw this.readError(rel, err);
-      }
-      if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
-      out.push({ name, kind: meta.kind, meta });
+      const meta = await this.lstatListed(p, name);
+      if (meta !== null) out.push({ name, kind: meta.kind, meta });
     }
     return out;
   }
