@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { Crc32c } from '../mirror/crc32c.js';
-import { decodeJournalRecord, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, JOURNAL_MAGIC } from '../mirror/journal.js';
+import { decodeSegmentRecords, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, SEGMENT_NAME, segmentBaseTid } from '../mirror/journal.js';
 import { LinkMeter } from '../mirror/link_meter.js';
 import { CheckpointCut } from '../mirror/record_cut.js';
 import { claimTid, mirrorDirectory, readMirrorState } from '../mirror/state.js';
@@ -205,9 +205,6 @@ export interface StreamEndpoints {
   stateAt: string | null;
 }
 
-/** Segment file names (journal.ts: 8 decimal digits and JOURNAL_SEGMENT_SUFFIX). */
-const SEGMENT_NAME = /^\d{8}\.jnl$/;
-
 /** What HeadWatch knows of one segment: the bytes decoded so far and the highest TID in them. */
 interface SegmentTail {
   /** The file's inode, size and mtime when last read. */
@@ -315,25 +312,17 @@ export class HeadWatch {
       const bytes = buf.subarray(0, got);
       let o = 0;
       if (from === 0) {
-        if (bytes.length < JOURNAL_HEADER_SIZE) return; // a segment being created: its header comes next
-        if (!bytes.subarray(0, 8).equals(JOURNAL_MAGIC)) return; // not a segment (yet): read again when it changes
-        t.baseTid = bytes.readBigUInt64LE(8);
+        // a segment being created (its header comes next), or not a segment (yet): read again when it changes
+        t.baseTid = segmentBaseTid(bytes);
+        if (t.baseTid === null) return;
         o = JOURNAL_HEADER_SIZE;
       }
-      let previous = t.maxTid > 0n ? t.maxTid : t.baseTid! - 1n;
-      for (;;) {
-        const d = decodeJournalRecord(this.crc!, bytes, o);
-        if (d.kind === 'torn') break; // a record being written: read from its start next time
-        // a corrupt record, or TIDs out of order: corruption, not history (as the journal's own scan)
-        if (d.kind === 'corrupt' || d.record.tid <= previous) {
-          t.stopped = true;
-          break;
-        }
-        previous = d.record.tid;
-        t.maxTid = d.record.tid;
-        o += d.sizeBytes;
-      }
-      t.goodBytes = from + o;
+      // a torn record is one being written: read from its start next time; a corrupt one (or TIDs out of order)
+      // stops the reading until the file changes
+      const run = decodeSegmentRecords(this.crc!, bytes, o, t.maxTid > 0n ? t.maxTid : t.baseTid! - 1n);
+      if (run.recordCount > 0) t.maxTid = run.maxTid;
+      t.stopped = run.stop === 'corrupt';
+      t.goodBytes = from + run.endBytes;
     } finally {
       fs.closeSync(fd);
     }

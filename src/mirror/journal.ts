@@ -246,7 +246,8 @@ function segmentName(n: number): string {
   return `${String(n).padStart(8, '0')}${JOURNAL_SEGMENT_SUFFIX}`;
 }
 
-const SEGMENT_NAME = /^(\d{8})\.jnl$/;
+/** A segment file's name: 8 decimal digits (its number) and JOURNAL_SEGMENT_SUFFIX. */
+export const SEGMENT_NAME = /^(\d{8})\.jnl$/;
 
 /** The write-ahead journal of one master volume. */
 export class Journal {
@@ -711,26 +712,52 @@ async function scanSegment(crc: Crc32c | null, devices: DeviceFactory, file: str
     await dev.close();
   }
   const out: SegmentScan = { baseTid: null, headerBad: false, sizeBytes, goodBytes: 0, recordCount: 0, maxTid: 0n, records: [] };
-  if (buf.length < JOURNAL_HEADER_SIZE || !buf.subarray(0, 8).equals(JOURNAL_MAGIC)) {
+  out.baseTid = segmentBaseTid(buf);
+  if (out.baseTid === null) {
     out.headerBad = true;
     return out;
   }
-  out.baseTid = buf.readBigUInt64LE(8);
-  let o = JOURNAL_HEADER_SIZE;
-  let previous = out.baseTid - 1n;
+  const run = decodeSegmentRecords(crc, buf, JOURNAL_HEADER_SIZE, out.baseTid - 1n, (r) => out.records.push(r));
+  out.recordCount = run.recordCount;
+  out.maxTid = run.maxTid;
+  out.goodBytes = run.endBytes;
+  return out;
+}
+
+/**
+ * The base TID of a segment from its first bytes (§4.2 segment header: JOURNAL_MAGIC, then the base TID as u64 LE).
+ * @returns null when `buf` is shorter than the header or does not start with the magic
+ */
+export function segmentBaseTid(buf: Buffer): bigint | null {
+  if (buf.length < JOURNAL_HEADER_SIZE || !buf.subarray(0, 8).equals(JOURNAL_MAGIC)) return null;
+  return buf.readBigUInt64LE(8);
+}
+
+/**
+ * Decode the records of segment bytes `buf` from `offset` on, up to the first torn or corrupt one (spec §4.2-§4.3):
+ * TIDs strictly increase, so a record whose TID is not above the one before it (`previousTid` for the first) is
+ * corruption, not history. Shared by the offline scan (scanSegment) and readers that resume at the end of the last
+ * valid record (the stream's HeadWatch).
+ * @param crc null: CRC32C not checked (decodeJournalRecord)
+ * @param onRecord called with each valid record, in order
+ * @returns endBytes: the offset just past the last valid record (`offset` when none); maxTid: the last valid TID
+ *   (0n when none); recordCount; stop: 'torn' (a record not yet whole, or the end of `buf`) or 'corrupt'
+ */
+export function decodeSegmentRecords(crc: Crc32c | null, buf: Buffer, offset: number, previousTid: bigint, onRecord?: (r: JournalRecord) => void): { endBytes: number; maxTid: bigint; recordCount: number; stop: 'torn' | 'corrupt' } {
+  let o = offset;
+  let previous = previousTid;
+  let recordCount = 0;
+  let maxTid = 0n;
   for (;;) {
     const d = decodeJournalRecord(crc, buf, o);
-    if (d.kind !== 'record') break;
-    // TIDs strictly increase: a record that breaks the order is corruption, not history
-    if (d.record.tid <= previous) break;
+    if (d.kind === 'torn') return { endBytes: o, maxTid, recordCount, stop: 'torn' };
+    if (d.kind === 'corrupt' || d.record.tid <= previous) return { endBytes: o, maxTid, recordCount, stop: 'corrupt' };
     previous = d.record.tid;
-    out.records.push(d.record);
-    out.recordCount++;
-    out.maxTid = d.record.tid;
+    maxTid = d.record.tid;
+    recordCount++;
+    onRecord?.(d.record);
     o += d.sizeBytes;
   }
-  out.goodBytes = o;
-  return out;
 }
 
 /** What `mirrorddumbfs status` shows of a master's journal (read only: nothing is truncated or created). */
