@@ -197,10 +197,15 @@ export async function copyLocal(src: string, dst: string, options: CopyOptions):
   try {
     return await copyLocalOnce(src, dst, options);
   } catch (err) {
-    if (!(err instanceof DdfsError && (err.data as { contentPassNext?: unknown }).contentPassNext === true)) throw err;
+    if (!refusedForContentPass(err)) throw err;
     options.report?.(`${err.message}: running it again`);
     return copyLocalOnce(src, dst, options);
   }
+}
+
+/** Whether `err` is runMaster's refused COMMIT of an incremental pass (its data says contentPassNext): run it again. */
+function refusedForContentPass(err: unknown): err is DdfsError {
+  return err instanceof DdfsError && (err.data as { contentPassNext?: unknown }).contentPassNext === true;
 }
 
 async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
@@ -237,7 +242,7 @@ async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Pr
     // a slave that failed only because the master's stream ended early: the master's error says why
     if (sr.status === 'rejected' && mr.status === 'rejected' && endedEarly(sr.reason)) throw mr.reason;
     // the master refused to commit (the slave only saw its ERROR): copyLocal runs the pass again
-    if (mr.status === 'rejected' && mr.reason instanceof DdfsError && (mr.reason.data as { contentPassNext?: unknown }).contentPassNext === true) throw mr.reason;
+    if (mr.status === 'rejected' && refusedForContentPass(mr.reason)) throw mr.reason;
     if (sr.status === 'rejected') throw sr.reason;
     if (mr.status === 'rejected') throw mr.reason;
     return { master: mr.value, slave: sr.value };
