@@ -41,10 +41,7 @@ const STATX_TYPE = 0x1;
 const STATX_CTIME = 0x80;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
-const ENOENT = 2;
-const EACCES = 13;
-const ENOTDIR = 20;
-const ELOOP = 40;
+const { ENOENT, EACCES, ENOTDIR, ELOOP } = osc.errno;
 /** struct statx offsets (linux/stat.h, the same on every architecture). */
 const STX_MODE = 28;
 const STX_CTIME_SEC = 96;
