@@ -7,7 +7,13 @@
  *   last (HeadWatch), and a pass starts as soon as the head is above the claim: at once after a pass when the master
  *   moved during it (no -i wait while behind), or when --max-interval seconds went by since the last pass (changes
  *   that leave no journal record). A master whose head cannot be read (remote, or without a journal) gets a pass
- *   every -i seconds.
+ *   every -i seconds. After a pass that covered no TID (a content pass of an unmounted master whose journal is not
+ *   trusted: its seal dropped by a refused incremental pass, or an unclean stop) the claim's TID is 0, below any
+ *   head: the next pass waits for the head to pass the one looked at before that pass instead (a daemon's change
+ *   makes a record above it), or --max-interval, rather than following it with content passes back to back.
+ * - A refused pass (runMaster refuses the COMMIT of an incremental pass whose seal census found a change behind the
+ *   journal) commits nothing: into a local slave copyLocal runs the content pass at once; into a remote one the pass
+ *   fails here and the retry after the back-off is that content pass.
  * - Each pass opens its own connection (ssh, or the daemon's control socket). Both sides of a pass send IDLE
  *   heartbeats while silent (mirror/channel.ts); a link from which nothing came for --timeout seconds is declared dead
  *   (one log line), the connection is dropped (the ssh child this process started is killed), and the stream
@@ -422,6 +428,15 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
   };
   let claim: bigint | null = ends.localSlave === null ? null : slaveClaim(ends.localSlave);
   let head: bigint | null = null;
+  /**
+   * The TID the head must pass for the next pass: the claim, except after a pass that covered no TID (tid_end 0: a
+   * content pass of an unmounted master whose journal is not trusted, e.g. its seal dropped by a refused incremental
+   * pass, or a mount that did not end cleanly). Such a claim stays 0 while the head is above it, so comparing the
+   * two started a full content pass back to back, forever, until the next mount. It is the head looked at before
+   * that pass started instead: a change since then made by a daemon has a record above it; one made offline leaves
+   * none, as for any master, and --max-interval covers it.
+   */
+  let waitAbove: bigint | null = claim;
   const save = (): void => {
     st.headTid = head === null ? null : head.toString();
     st.claimTid = claim === null ? null : claim.toString();
@@ -462,10 +477,11 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       head = heads === null ? null : await heads.read();
       if (heads !== null) st.headLooks = (st.headLooks ?? 0) + 1;
       save();
-      if (head === null || claim === null) {
+      const base = waitAbove ?? claim;
+      if (head === null || base === null) {
         // nothing to compare: a pass every -i
         if (Date.now() - since >= opts.interval * 1000) return;
-      } else if (head > claim) {
+      } else if (head > base) {
         return;
       }
       if (Date.now() - since >= opts.maxInterval * 1000) return;
@@ -485,6 +501,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       st.connection = 'passing';
       save();
       const startedAt = new Date().toISOString();
+      const headAtStart = head;
       const link = new PassLink(rate, opts.timeout, (l) => log(`stream: ${l}`));
       current = link;
       try {
@@ -501,6 +518,9 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
         st.lastPassStartTime = startedAt;
         const claimBefore = claim;
         claim = ends.localSlave !== null ? slaveClaim(ends.localSlave) : link.tidEnd !== null && link.tidEnd > 0n ? link.tidEnd : null;
+        const coveredNoTid = ends.localSlave !== null ? claim === 0n : link.tidEnd === 0n;
+        waitAbove = coveredNoTid && headAtStart !== null ? headAtStart : claim;
+        if (coveredNoTid && headAtStart !== null) log(`stream: the pass covered no TID (the master's journal is not trusted): the next pass waits for the journal head to pass ${headAtStart}, or --max-interval`);
         backoff = opts.backoff;
         st.connection = 'idle';
         head = heads === null ? null : await heads.read(); // the state never pairs the new claim with an older head

@@ -85,6 +85,12 @@ export interface PassSummary {
    * that the replica lacked; each was re-sent within the pass.
    */
   divergenceAlarms: number;
+  /**
+   * NEEDs explained by a change made after tid_end (spec §4.8 NEED; a mounted master in use): the entry was listed as
+   * unchanged since the claim, but a journal record above tid_end places an entry at its path or an ancestor's. Each
+   * was re-sent within the pass like an alarm, and is not counted as one.
+   */
+  concurrentNeeds: number;
 }
 
 /**
@@ -110,6 +116,29 @@ interface DirtyPlan {
 
 /** Journal ops that change only an entry's metadata, not which entries a directory holds. */
 const META_OPS: ReadonlySet<string> = new Set(['chmod', 'chown', 'utimens', 'xattr']);
+
+/**
+ * Journal ops that can make an entry appear at a name (its path; for rename and link see entryNamesOf). Only these
+ * explain a listed entry the replica lacks: a chmod, write or unlink of a name does not put an entry there.
+ */
+const ENTRY_OPS: ReadonlySet<string> = new Set(['create', 'mkdir', 'symlink', 'mknod']);
+
+/**
+ * The names at which journal record `r` may have put an entry, or from which it moved one (a rename's source: a
+ * name listed before the move may still be asked for): [] for an op that places none.
+ */
+function entryNamesOf(r: { op?: string; path: Buffer; dest?: Buffer }): Buffer[] {
+  if (r.op === 'rename') return r.dest === undefined ? [r.path] : [r.path, r.dest];
+  if (r.op === 'link') return r.dest === undefined ? [] : [r.dest];
+  return r.op !== undefined && ENTRY_OPS.has(r.op) ? [r.path] : [];
+}
+
+/** Whether `p` or one of its ancestors (never the root) is a key of `names` (latin1 keys of raw paths). */
+function namesPathOrAncestor(names: ReadonlySet<string>, p: Buffer): boolean {
+  if (names.has(p.toString('latin1'))) return true;
+  for (let i = p.length - 1; i > 0; i--) if (p[i] === 0x2f && names.has(p.subarray(0, i).toString('latin1'))) return true;
+  return false;
+}
 
 /** The plan of `records` (path and dest of each). */
 function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: Buffer }>): DirtyPlan {
@@ -258,7 +287,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
-    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0,
+    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0, concurrentNeeds: 0,
   };
   /** NEED paths the slave sent (read while waiting for another answer), and the entries that may be asked for. */
   const needed: Buffer[] = [];
@@ -777,9 +806,40 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   };
 
   /**
+   * Names at which a journal record with TID above tid_end put an entry or moved one (entryNamesOf), read up to
+   * `concurrentReadTid`; null once the journal could not be read above tid_end (every NEED is then an alarm).
+   */
+  let concurrentNames: Set<string> | null = new Set();
+  let concurrentReadTid = tidEnd;
+  /**
+   * Read the journal's records above what concurrentNames holds, up to its head once every record buffered so far
+   * is durable (the daemon's journal; an unmounted master's is locked: its head is tid_end, nothing above it).
+   * Exact, not by clock: a change's record is buffered before the change is issued (docs/spec-amendments.md §4.3), so
+   * an entry a listing of this pass saw that (claim, tid_end] does not name has its record below the journal's next
+   * TID by the time its NEED is read. A journal that cannot be read sets concurrentNames to null: never the reverse
+   * (a real alarm taken for a concurrent change is worse than a false one).
+   */
+  const readConcurrentNames = async (): Promise<void> => {
+    if (concurrentNames === null) return;
+    if (journal === null || relay) return; // no journal above tid_end: nothing concurrent can be shown
+    try {
+      await journal.sync?.();
+      const head = journal.durableHead;
+      if (head <= concurrentReadTid) return;
+      for (const r of await journal.readRange(concurrentReadTid, head)) for (const n of entryNamesOf(r)) concurrentNames.add(n.toString('latin1'));
+      concurrentReadTid = head;
+    } catch (err) {
+      concurrentNames = null;
+      options.report?.(`warning: the journal above TID ${tidEnd} cannot be read (${err instanceof Error ? err.message : String(err)}): every NEED of this pass counts as a divergence alarm`);
+    }
+  };
+
+  /**
    * Before COMMIT of an incremental pass (spec §4.8 NEED): an empty HASHQ, whose HAVE comes after every NEED the
    * slave sent for the DIRLISTs before it; then each needed entry (one the pass listed as unchanged since the claim)
-   * is sent whole, as a dirty path would be, and counted and reported as a divergence alarm. Again until no NEED.
+   * is sent whole, as a dirty path would be. It is counted and reported as a divergence alarm unless a journal
+   * record above tid_end places an entry at its path or an ancestor's (readConcurrentNames): then the listing saw a
+   * change made after tid_end was fixed (a mounted master in use), counted as concurrentNeeds. Again until no NEED.
    */
   const answerNeeds = async (): Promise<void> => {
     for (;;) {
@@ -788,9 +848,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       await expect('HAVE');
       if (needed.length === 0) return;
       const asked = needed.splice(0).filter((p) => claimedListed.delete(p.toString('latin1'))).sort(Buffer.compare);
+      if (asked.length > 0) await readConcurrentNames();
       for (const p of asked) {
-        summary.divergenceAlarms++;
-        options.report?.(`divergence alarm: the replica lacks ${pathText(p)} although its claim covers it: sent again`);
+        if (concurrentNames !== null && namesPathOrAncestor(concurrentNames, p)) {
+          summary.concurrentNeeds++;
+        } else {
+          summary.divergenceAlarms++;
+          options.report?.(`divergence alarm: the replica lacks ${pathText(p)} although its claim covers it: sent again`);
+        }
         let rec: EntryRecord | null;
         try {
           rec = await digests.entryNow(p);
@@ -1035,6 +1100,7 @@ export function renderSummary(s: PassSummary): string {
   if (s.contentReason !== null) parts.push(`content pass because ${s.contentReason}`);
   if (s.resumed) parts.push('resumed');
   if (s.renamesSent > 0) parts.push(`${s.renamesMatched} of ${s.renamesSent} renames applied by the replica`);
+  if (s.concurrentNeeds > 0) parts.push(`${s.concurrentNeeds} entries asked for by the replica that changed after TID ${s.tidEnd} (sent again; not alarms)`);
   if (s.divergenceAlarms > 0) parts.push(`${s.divergenceAlarms} divergence alarms (entries the replica lacked although its claim covered them: sent again)`);
   if (s.corrupt.length > 0) parts.push(`${s.corrupt.length} corrupt master blocks not sent`, `${s.skippedFiles.length} files not sent`);
   return parts.join(', ');
