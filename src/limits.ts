@@ -377,6 +377,12 @@ export const NEW_ENTRY_COUNT_MAX = 65536;
  */
 export const JOURNAL_SEGMENT_SIZE_MAX = 16 * 1024 * 1024;
 /**
+ * Bytes between two checkpoints of a journal segment's offset index (journal_index.ts): a range read starts at the
+ * last checkpoint at or below its claim, so it reads at most this much before its first record (one read of 64 KiB
+ * costs about what its syscall does); a full 16 MiB segment holds 256 of them (a few KiB of memory).
+ */
+export const JOURNAL_INDEX_STRIDE_SIZE = 64 * 1024;
+/**
  * Largest body of a journal record: TID, op, two length-prefixed paths of at most STREAM_PATH_SIZE_MAX bytes each.
  * A length field above it is corruption (recovery stops there, never reading past), not a record.
  */

@@ -606,6 +606,46 @@ describe('incremental pass scenarios', () => {
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
+  it('a directory on the way with 1000 subdirectories and one dirty below: one lstat of its entries, not 1000 (issue 8)', async () => {
+    const { master, slave } = await claimed();
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('w'), 0o755, SELF);
+      for (let k = 0; k < 1000; k++) await ms.v.tree.mkdir(bytesOf(`w/d${k}`), 0o750, SELF);
+      await ms.v.tree.createFile(bytesOf('w/d500/f'), 0o644, SELF, true);
+      await ms.write('w/d500/f', 0, POOL[0]!);
+    });
+    expect((await twoWayPass(master, slave)).master!.passKind).toBe('incremental');
+    // w/ is now only on the way to w/d500/f: listed by d_type, only w/d500 (visited below, its DIR meta) lstat'ed
+    await withMaster(master, async (ms) => {
+      await ms.write('w/d500/f', 0, POOL[1]!);
+      await ms.v.tree.chmod(bytesOf('w/d500'), 0o700);
+    });
+    const prefix = Buffer.from(path.join(path.resolve(master), 'ddfsroot', 'w') + '/');
+    const direct: string[] = [];
+    let below = 0;
+    const access: TreeAccess = {
+      lstat: (p) => {
+        if (p.length > prefix.length && p.subarray(0, prefix.length).equals(prefix)) {
+          if (p.indexOf(0x2f, prefix.length) < 0) direct.push(p.subarray(prefix.length).toString('latin1'));
+          else below++;
+        }
+        return nodeTreeAccess.lstat(p);
+      },
+      readlink: (p) => nodeTreeAccess.readlink(p),
+    };
+    const r = await twoWayPass(master, slave, { masterAccess: access });
+    expect(r.masterError).toBeNull();
+    expect(r.slaveError).toBeNull();
+    expect(r.master!.passKind, `${r.master!.contentReason}`).toBe('incremental');
+    // d500 only: once for the listing's DIR meta, once by the plan (is the chmod'ed path a directory?)
+    expect([...new Set(direct)], 'master lstat calls of the entries of w/').toEqual(['d500']);
+    expect(direct.length).toBeLessThanOrEqual(2);
+    expect(below, 'master lstat calls below w/*/').toBeLessThanOrEqual(3);
+    expect(fs.statSync(path.join(slave, 'ddfsroot', 'w', 'd500')).mode & 0o777).toBe(0o700);
+    expect(fs.readdirSync(path.join(slave, 'ddfsroot', 'w')).length).toBe(1000);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+  });
+
   it('NEED: an entry the replica lacks although its claim covers it (deleted on the slave, a dropped record) is sent again within the incremental pass and counted as a divergence alarm (spec §4.8)', async () => {
     const { master, slave } = await claimed();
     // behind the mirror's back: the slave loses g; the master gains h/x without a journal record

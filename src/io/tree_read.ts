@@ -1,12 +1,13 @@
 /**
  * Reading directories of the UFS tree (the walker's only contact with node:fs): a directory's names as raw bytes,
- * packed and sorted bytewise, and lstat of one entry. Paths are Buffers, so names that are not UTF-8 reach the
- * file system unchanged; nothing here decodes a name.
+ * packed and sorted bytewise, lstat of one entry, and which entries of a directory are mount points. Paths are
+ * Buffers, so names that are not UTF-8 reach the file system unchanged; nothing here decodes a name.
  *
  * Invariants of a `DirectoryListing`: names are stored back to back in one Buffer (no Buffer object per entry, so a
  * directory of millions of entries costs its name bytes plus 9 bytes per entry); `order` lists entry numbers in
  * bytewise order of their names; a listing never holds more than the `entryCountMax` it was read with.
  */
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { DdfsError } from '../errors.js';
 import { pathText } from '../util/path_text.js';
@@ -119,4 +120,88 @@ export async function lstatEntry(p: Buffer): Promise<TreeEntryStat> {
   const st = await fsp.lstat(p);
   const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
   return { type, dev: st.dev };
+}
+
+/** What /proc/self/mountinfo says about one directory (mountsIn). */
+export interface DirectoryMounts {
+  /** Type of the file system the directory is on (the mount with the longest mount point at or above it). */
+  fsType: string;
+  /** Names of its entries that are mount points, as latin1 keys of their raw bytes. */
+  mountedNames: Set<string>;
+}
+
+/** Decode the octal escapes (\040 space, \011 tab, \012 newline, \134 backslash) of a mountinfo path field. */
+function unescapeMountPath(field: Buffer): Buffer {
+  if (!field.includes(0x5c)) return field;
+  const out = Buffer.alloc(field.length);
+  let n = 0;
+  for (let i = 0; i < field.length; i++) {
+    const c = field[i]!;
+    if (c === 0x5c && i + 3 < field.length && /^[0-7]{3}$/.test(field.toString('latin1', i + 1, i + 4))) {
+      out[n++] = parseInt(field.toString('latin1', i + 1, i + 4), 8);
+      i += 3;
+    } else {
+      out[n++] = c;
+    }
+  }
+  return out.subarray(0, n);
+}
+
+/**
+ * The file system type of directory `dir` and the names of its entries that are mount points, from
+ * /proc/self/mountinfo (proc(5): field 5 the mount point, octal-escaped; the file system type after the ` - `
+ * separator). Bytes end to end: a mount point whose name is not UTF-8 is matched exactly.
+ * @param dir an absolute path with no symlink in it (a realPathBytes result joined with real directory names)
+ * @returns null when mountinfo cannot be read or holds no mount at or above `dir` (not Linux, no /proc)
+ */
+export function mountsIn(dir: Buffer): DirectoryMounts | null {
+  let text: Buffer;
+  try {
+    text = fs.readFileSync('/proc/self/mountinfo');
+  } catch {
+    return null;
+  }
+  const base = dir.length > 1 && dir[dir.length - 1] === 0x2f ? dir.subarray(0, dir.length - 1) : dir;
+  let fsType: string | null = null;
+  let bestLength = -1;
+  const mountedNames = new Set<string>();
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf(0x0a, start);
+    if (end < 0) end = text.length;
+    const line = text.subarray(start, end);
+    start = end + 1;
+    const fields: Buffer[] = [];
+    for (let o = 0; o <= line.length;) {
+      let sp = line.indexOf(0x20, o);
+      if (sp < 0) sp = line.length;
+      fields.push(line.subarray(o, sp));
+      o = sp + 1;
+    }
+    const dash = fields.findIndex((f, i) => i >= 6 && f.length === 1 && f[0] === 0x2d);
+    if (fields.length < 5 || dash < 0 || dash + 1 >= fields.length) continue;
+    const point = unescapeMountPath(fields[4]!);
+    // the mount the directory is on: the longest mount point equal to it or above it (a later one of the same
+    // length is mounted over the earlier)
+    const above = point.equals(base) || (point.length === 1 && point[0] === 0x2f)
+      || (base.length > point.length && base[point.length] === 0x2f && base.subarray(0, point.length).equals(point));
+    if (above && point.length >= bestLength) {
+      bestLength = point.length;
+      fsType = fields[dash + 1]!.toString('latin1');
+    }
+    // an entry of the directory that is a mount point
+    if (point.length > base.length + 1 && point[base.length] === 0x2f && point.subarray(0, base.length).equals(base)
+      && point.indexOf(0x2f, base.length + 1) < 0) {
+      mountedNames.add(point.subarray(base.length + 1).toString('latin1'));
+    }
+  }
+  return fsType === null ? null : { fsType, mountedNames };
+}
+
+/**
+ * The canonical absolute path of `p` (symlinks resolved, realpath(3)), as raw bytes.
+ * @throws Node system errors unchanged
+ */
+export function realPathBytes(p: Buffer): Buffer {
+  return fs.realpathSync.native(p, { encoding: 'buffer' });
 }

@@ -63,7 +63,7 @@ import type { HashName } from '../format/config.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
 import { fileDevices } from '../io/device.js';
-import { readDirectory } from '../io/tree_read.js';
+import { mountsIn, readDirectory, realPathBytes, type DirectoryMounts } from '../io/tree_read.js';
 import { Bitmap } from '../store/bitmap.js';
 import { BlockStore } from '../store/block_store.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
@@ -315,15 +315,29 @@ export interface DigestTreeCounters {
   entryNow: number;
   listNow: number;
   listTypes: number;
+  /** lstat calls of tree entries (TreeAccess.lstat, the root's at open not counted). */
+  lstat: number;
 }
 
 /** One entry of a listing without digests (listTypes): its name, kind and lstat facts. */
 export interface TypedEntry {
   name: Buffer;
   kind: EntryKind;
-  /** The entry's lstat facts: for a directory always; for a file or symlink only when the listing gave no type. */
+  /**
+   * The entry's lstat facts: for a directory whose meta was asked for (listTypes' needMeta), or that may be a mount
+   * point, or when no needMeta was given; for a file or symlink only when the listing gave no type.
+   */
   meta?: TreeEntryMeta;
 }
+
+/**
+ * File systems on which every directory has the st_dev of its super block (the kernel's generic getattr), so a
+ * directory of a tree on one of them is on another device only if it is a mount point: listTypes may take a
+ * directory by its d_type once mountinfo says it is not one. Not btrfs (a subvolume has its own st_dev without a
+ * mount), nor bcachefs, NFS (a server-side export crossed), overlay, ZFS, FUSE or anything unlisted: there every
+ * directory is lstat'ed, as before.
+ */
+const SAME_DEVICE_FS_TYPES: ReadonlySet<string> = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'tmpfs', 'f2fs']);
 
 const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
 const SLASH = 0x2f;
@@ -350,7 +364,7 @@ interface OpenDirectory {
  * The digests of one local volume, opened offline and read-only (the DigestTree of a plain path).
  */
 export class VolumeDigests implements DigestTree {
-  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0, entryNow: 0, listNow: 0, listTypes: 0 };
+  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0, entryNow: 0, listNow: 0, listTypes: 0, lstat: 0 };
   private readonly rootDir: Buffer;
   private readonly directories = new Map<string, { meta: TreeEntryMeta; contentDigest: Buffer; digest: Buffer }>();
   /** Inode → first path of its link group (files with nlink > 1 only). */
@@ -371,6 +385,8 @@ export class VolumeDigests implements DigestTree {
   private readonly blockScratch: Buffer;
   private readonly hashScratch: Buffer;
   private rootDev = -1;
+  /** The root directory's canonical path (listTypes' mountinfo look-ups), once asked for; null: not resolvable. */
+  private realRoot: Buffer | null | undefined;
   private walked: Promise<void> | null = null;
   /** Directory digests computed by entryNow/listNow (no first walk), by path; valid while the inode is the same. */
   private readonly fresh = new Map<string, { ino: bigint; contentDigest: Buffer; digest: Buffer }>();
@@ -390,7 +406,14 @@ export class VolumeDigests implements DigestTree {
     this.zeroHash = store.zeroHash;
     this.mtime = options.mtime ?? true;
     this.deep = options.deep ?? false;
-    this.access = options.access;
+    const access = options.access;
+    this.access = {
+      lstat: (p) => {
+        this.counters.lstat++;
+        return access.lstat(p);
+      },
+      readlink: (p) => access.readlink(p),
+    };
     this.onDigest = options.onDigest;
     this.collectFindings = options.findings ?? true;
     this.liveTree = options.liveTree ?? false;
@@ -495,12 +518,18 @@ export class VolumeDigests implements DigestTree {
    * pass lists for a directory on the way to a dirty path, spec §4.6 step 4). A file or symlink is known by the type
    * the directory gives (d_type): it is sent by name and type only, so it is not lstat'ed (nor its xattrs listed:
    * on a 200k-file tree with 100 dirty files in 100 directories that was 10,000 lstat + llistxattr calls, the biggest
-   * item of the master's side); a directory, a special file and an entry of unknown type get one lstat each. Sorted
-   * bytewise by name; at the root the reserved names are left out; a directory of another device (a mount point) is
-   * left out, as the walker does; with liveTree an entry lstat'ed and found removed since the listing is left out.
+   * item of the master's side). So is a directory whose meta the caller does not need (`needMeta` says no), unless it
+   * may be on another device: on a file system of SAME_DEVICE_FS_TYPES a directory that /proc/self/mountinfo does
+   * not name as a mount point has the device of `p`, elsewhere every directory is lstat'ed. A directory `needMeta`
+   * asks for (or every directory, without `needMeta`), a special file and an entry of unknown type get one lstat each.
+   * Sorted bytewise by name; at the root the reserved names are left out; a directory of another device (a mount
+   * point) is left out, as the walker does; with liveTree an entry lstat'ed and found removed since the listing is
+   * left out (a directory taken by type and removed since is listed: a file is too, and the next pass has its TID).
+   * @param p a directory of the root's device (the root, or one a listing lstat'ed)
+   * @param needMeta whether the directory entry `name` of `p` needs its lstat facts (TypedEntry.meta)
    * @throws DdfsError IO when the directory or an entry cannot be read
    */
-  async listTypes(p: Buffer): Promise<TypedEntry[]> {
+  async listTypes(p: Buffer, needMeta?: (name: Buffer) => boolean): Promise<TypedEntry[]> {
     this.counters.listTypes++;
     let listing;
     try {
@@ -509,6 +538,7 @@ export class VolumeDigests implements DigestTree {
       throw this.readError(p, err);
     }
     const out: TypedEntry[] = [];
+    let mounts: DirectoryMounts | null | undefined;
     for (let k = 0; k < listing.count; k++) {
       const name = Buffer.from(listing.name(k));
       if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
@@ -517,10 +547,35 @@ export class VolumeDigests implements DigestTree {
         out.push({ name, kind: type });
         continue;
       }
+      if (type === 'directory' && needMeta !== undefined && !needMeta(name)) {
+        // mountinfo once per listing, and only when a directory could be taken by type
+        mounts ??= this.mountsOf(p);
+        if (mounts !== null && !mounts.mountedNames.has(keyOf(name))) {
+          out.push({ name, kind: 'directory' });
+          continue;
+        }
+      }
       const meta = await this.lstatListed(p, name);
       if (meta !== null) out.push({ name, kind: meta.kind, meta });
     }
     return out;
+  }
+
+  /**
+   * The mount points among the entries of directory `p` when `p` is on a file system of SAME_DEVICE_FS_TYPES, else
+   * null (every directory must be lstat'ed to find those of another device).
+   */
+  private mountsOf(p: Buffer): DirectoryMounts | null {
+    if (this.realRoot === undefined) {
+      try {
+        this.realRoot = realPathBytes(this.rootDir);
+      } catch {
+        this.realRoot = null;
+      }
+    }
+    if (this.realRoot === null) return null;
+    const found = mountsIn(p.length === 0 ? this.realRoot : joinPathBytes(this.realRoot, p));
+    return found !== null && SAME_DEVICE_FS_TYPES.has(found.fsType) ? found : null;
   }
 
   /** listTypes with every entry's lstat facts (lstatChildren), for the digests of listNow and recordNow. */

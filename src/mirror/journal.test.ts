@@ -428,3 +428,133 @@ describe('Journal', () => {
     expect(fs.readdirSync(path.join(dir, 'elsewhere'))).toEqual([]);
   });
 });
+
+describe('journal range reads through the offset index (issue 8)', () => {
+  const OPS = ['create', 'write', 'rename', 'chmod', 'unlink', 'link'] as const;
+
+  /** A random byte path of 1..60 bytes (any byte but '/' and NUL: names that are not UTF-8 too). */
+  function randomPath(rng: SeededRandom): Buffer {
+    const out = Buffer.alloc(1 + rng.int(60));
+    for (let i = 0; i < out.length; i++) {
+      const v = 1 + rng.int(255);
+      out[i] = v === 0x2f ? 0x30 : v;
+    }
+    return out;
+  }
+
+  function randomChange(rng: SeededRandom): { op: (typeof OPS)[number]; path: Buffer; dest?: Buffer } {
+    const op = OPS[rng.int(OPS.length)]!;
+    return op === 'rename' || op === 'link' ? { op, path: randomPath(rng), dest: randomPath(rng) } : { op, path: randomPath(rng) };
+  }
+
+  const text = (r: JournalRecord): string => `${r.tid}:${r.op}:${r.path.toString('hex')}:${r.dest?.toString('hex') ?? '-'}`;
+
+  it('answers as a full decode for random ranges over rotation, retention, batches, reopens and torn tails', async () => {
+    for (const seed of [1, 2, 3, 5, 8, 13, 21, 34]) {
+      fs.rmSync(path.join(dir, JOURNAL_DIRECTORY), { recursive: true, force: true });
+      const rng = new SeededRandom(seed);
+      const options = { devices: fileDevices, segmentSizeMax: 300 + rng.int(900), indexStrideSize: [1, 40, 100, 257][rng.int(4)]!, commitWindowMs: 1 };
+      let j = await Journal.open(dir, options);
+      // the model: every durable record, in TID order (what a decode of every segment from its header gives)
+      let model: JournalRecord[] = [];
+      let reads = 0;
+      for (let step = 0; step < 120; step++) {
+        const action = rng.int(20);
+        if (action < 6) {
+          // concurrent appends: several records in one flusher batch
+          const changes = Array.from({ length: 1 + rng.int(6) }, () => randomChange(rng));
+          const tids = await Promise.all(changes.map((c) => j.append(c)));
+          changes.forEach((c, i) => model.push({ ...c, tid: tids[i]! }));
+        } else if (action < 8) {
+          // buffered records made durable by one sync
+          const changes = Array.from({ length: 1 + rng.int(20) }, () => randomChange(rng));
+          const first = j.nextTid;
+          for (const c of changes) j.record(c);
+          await j.sync();
+          changes.forEach((c, i) => model.push({ ...c, tid: first + BigInt(i) }));
+        } else if (action === 8) {
+          const head = j.durableHead;
+          const dropped = await j.dropSegmentsBefore(head - BigInt(rng.int(Number(head) + 1)));
+          if (dropped > 0) model = model.filter((r) => r.tid >= j.oldestTid);
+        } else if (action === 9) {
+          await j.close();
+          j = await Journal.open(dir, options);
+        } else if (action === 10) {
+          // a crash: the last segment ends in a torn record (a cut of the last one, or half of a next one)
+          await j.close();
+          const last = segmentFiles().at(-1)!;
+          const bytes = fs.readFileSync(last);
+          const lastRecord = model.at(-1);
+          if (rng.int(2) === 0 && lastRecord !== undefined && bytes.length > JOURNAL_HEADER_SIZE) {
+            const size = encodeJournalRecord(await Crc32c.load(), lastRecord).length;
+            fs.truncateSync(last, bytes.length - 1 - rng.int(size - 1));
+            model.pop();
+          } else {
+            const extra = encodeJournalRecord(await Crc32c.load(), { ...randomChange(rng), tid: j.nextTid });
+            fs.appendFileSync(last, extra.subarray(0, 1 + rng.int(extra.length - 1)));
+          }
+          j = await Journal.open(dir, options);
+          expect(j.recovery.damaged, `seed ${seed} step ${step}`).toBe(false);
+        } else {
+          const head = j.durableHead;
+          const oldest = j.oldestTid;
+          const low = oldest > 1n ? oldest - 1n : 0n;
+          const after = low + BigInt(rng.int(Number(head - low) + 2));
+          const upTo = after + BigInt(rng.int(Number(head - after) + 4));
+          const top = upTo < head ? upTo : head;
+          const want = model.filter((r) => r.tid > after && r.tid <= top).map(text);
+          expect((await j.readRange(after, upTo)).map(text), `seed ${seed} step ${step} (${after}, ${upTo}]`).toEqual(want);
+          reads++;
+        }
+      }
+      // everything, and below the oldest segment: refused as before
+      expect((await j.readRange(j.oldestTid - 1n, j.durableHead)).map(text)).toEqual(model.map(text));
+      if (j.oldestTid > 2n) await expect(j.readRange(0n, j.durableHead)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(reads, `seed ${seed}`).toBeGreaterThan(20);
+      await j.close();
+    }
+  });
+
+  it('a claim near the head reads the new records and at most a stride more, also after a reopen', async () => {
+    const stride = 4096;
+    const j = await Journal.open(dir, { devices: fileDevices, indexStrideSize: stride, commitWindowMs: 1 });
+    for (let k = 0; k < 20; k++) {
+      for (let i = 0; i < 1000; i++) j.record({ op: 'write', path: b(`dir-${k}/file-${i}`) });
+      await j.sync();
+    }
+    const segmentSize = j.stats().sizeBytes;
+    expect(segmentSize).toBeGreaterThan(400_000);
+    const readBytes = async (k: Journal, after: bigint): Promise<{ bytes: number; count: number }> => {
+      const before = k.stats().rangeReadBytes;
+      const count = (await k.readRange(after, k.durableHead)).length;
+      return { bytes: k.stats().rangeReadBytes - before, count };
+    };
+    // learned at append: the first read already starts near its claim
+    const near = await readBytes(j, j.durableHead - 10n);
+    expect(near.count).toBe(10);
+    expect(near.bytes).toBeLessThan(stride + 10 * 64);
+    expect(await readBytes(j, 0n)).toMatchObject({ count: 20_000, bytes: segmentSize - JOURNAL_HEADER_SIZE });
+    await j.close();
+    // reopened: the index is empty, the first read walks the segment, later ones start near their claim
+    const k = await Journal.open(dir, { devices: fileDevices, indexStrideSize: stride, commitWindowMs: 1 });
+    expect(await readBytes(k, k.durableHead - 3n)).toMatchObject({ count: 3, bytes: segmentSize - JOURNAL_HEADER_SIZE });
+    expect((await readBytes(k, k.durableHead - 3n)).bytes).toBeLessThan(stride + 3 * 64);
+    // records appended after the walk are learned too
+    for (let i = 0; i < 500; i++) k.record({ op: 'chmod', path: b(`late-${i}`) });
+    await k.sync();
+    const late = await readBytes(k, k.durableHead - 5n);
+    expect(late.count).toBe(5);
+    expect(late.bytes).toBeLessThan(stride + 5 * 64);
+    // a range in the middle reads about its own bytes, not the segment's
+    const middle = await readBytes(k, 10_000n);
+    expect(middle.count).toBe(10_500);
+    const mid = await (async () => {
+      const before = k.stats().rangeReadBytes;
+      const rs = await k.readRange(5000n, 5100n);
+      return { bytes: k.stats().rangeReadBytes - before, tids: rs.map((r) => r.tid) };
+    })();
+    expect(mid.tids).toEqual(Array.from({ length: 100 }, (_, i) => 5001n + BigInt(i)));
+    expect(mid.bytes).toBeLessThan(2 * stride + 100 * 64);
+    await k.close();
+  });
+});

@@ -50,6 +50,9 @@
  *   a valid record, above every segment's base TID and above the floor the caller passes (state's next_tid): a TID
  *   that was ever durable is never reused. Damage anywhere but the tail of the last segment (a record lost in the
  *   middle) makes `damaged` true: the caller bumps the generation; the journal then restarts empty.
+ * - Range reads (a pass's readRange) read each segment only between the checkpoints of its offset index
+ *   (journal_index.ts) around the range, and only its durable bytes; the index learns only from records this process
+ *   fsynced or decoded, so it never points past what recovery would keep. A reopened journal's indexes start empty.
  * - Everything lives under `ddfsmirror/journal/` (mode 0700), files mode 0600, opened with O_NOFOLLOW through the
  *   Device seam (a crash device can cut it); a symlink in place of the directory is refused.
  */
@@ -58,10 +61,11 @@ import { DdfsError } from '../errors.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { entryKind, listNames, mtimeMsOf } from '../io/journal_dir.js';
 import {
-  JOURNAL_COMMIT_WINDOW_MS, JOURNAL_PENDING_SIZE_MAX, JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
+  JOURNAL_COMMIT_WINDOW_MS, JOURNAL_INDEX_STRIDE_SIZE, JOURNAL_PENDING_SIZE_MAX, JOURNAL_RECORD_BODY_SIZE_MAX, JOURNAL_SEGMENT_NUMBER_MAX, JOURNAL_SEGMENT_SIZE_MAX, JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX,
   JOURNAL_WRITE_WINDOW_MS, STREAM_PATH_SIZE_MAX,
 } from '../limits.js';
 import { Crc32c } from './crc32c.js';
+import { SegmentIndex } from './journal_index.js';
 
 /** The journal directory's name inside `ddfsmirror/`. */
 export const JOURNAL_DIRECTORY = 'journal';
@@ -188,6 +192,10 @@ interface Segment {
   /** Highest TID written to it, or baseTid - 1 when it holds none. */
   lastTid: bigint;
   sizeBytes: number;
+  /** Bytes known durable (fsynced by this process, or found valid by recovery): all that readRange reads. */
+  syncedBytes: number;
+  /** Its offset index (journal_index.ts): learned only from those bytes. */
+  index: SegmentIndex;
 }
 
 /** Figures of the journal (status, tests). */
@@ -203,6 +211,8 @@ export interface JournalStats {
   recordCount: number;
   /** chmod/chown/utimens changes coalesced into a record of the same path in the window (no record of their own). */
   coalescedCount: number;
+  /** Segment bytes read by readRange so far (what the offset index saves). */
+  rangeReadBytes: number;
 }
 
 /** What recovery found on open. */
@@ -230,6 +240,8 @@ export interface JournalOpenOptions {
   commitWindowMs?: number;
   /** The data-write and coalescing window in ms (default JOURNAL_WRITE_WINDOW_MS; tests make it long). */
   writeWindowMs?: number;
+  /** Bytes between checkpoints of the segments' offset indexes (default JOURNAL_INDEX_STRIDE_SIZE; tests use small ones). */
+  indexStrideSize?: number;
 }
 
 /** Ops coalesced into a record of the same path in the window (metadata only: the path is dirty already). */
@@ -278,6 +290,8 @@ export class Journal {
   private readonly windowPaths = new Set<string>();
   private writeWindowMs = JOURNAL_WRITE_WINDOW_MS;
   private coalesced = 0;
+  private indexStrideSize = JOURNAL_INDEX_STRIDE_SIZE;
+  private rangeReadBytes = 0;
 
   private constructor(
     readonly directory: string,
@@ -341,7 +355,9 @@ export class Journal {
           await dev.close();
         }
       }
-      found.push({ number, file, baseTid: scan.baseTid!, lastTid: scan.maxTid > 0n ? scan.maxTid : scan.baseTid! - 1n, sizeBytes: scan.goodBytes });
+      // the index starts empty and is learned by the first reads (journal_index.ts): the scan's records are dropped
+      const index = new SegmentIndex(JOURNAL_HEADER_SIZE, scan.baseTid!, options.indexStrideSize ?? JOURNAL_INDEX_STRIDE_SIZE);
+      found.push({ number, file, baseTid: scan.baseTid!, lastTid: scan.maxTid > 0n ? scan.maxTid : scan.baseTid! - 1n, sizeBytes: scan.goodBytes, syncedBytes: scan.goodBytes, index });
     }
     if (recovery.damaged) {
       // a hole in the history: the caller bumps the generation (a content pass); start the journal anew above it
@@ -352,6 +368,7 @@ export class Journal {
     const journal = new Journal(dir, crc, options.devices, options.segmentSizeMax ?? JOURNAL_SEGMENT_SIZE_MAX, options.now ?? Date.now, floor, recovery);
     if (options.commitWindowMs !== undefined) journal.commitWindowMs = options.commitWindowMs;
     if (options.writeWindowMs !== undefined) journal.writeWindowMs = options.writeWindowMs;
+    if (options.indexStrideSize !== undefined) journal.indexStrideSize = options.indexStrideSize;
     journal.segments.push(...found);
     journal.records = recovery.recordCount;
     const tail = found[found.length - 1];
@@ -505,7 +522,9 @@ export class Journal {
 
   /**
    * Records with TID in (`after`, `upTo`], in TID order; `upTo` is capped at the durable head (never a record that
-   * is not durable). Reads through the Device seam.
+   * is not durable). Reads through the Device seam, of each segment only the bytes between the checkpoints of its
+   * offset index (journal_index.ts) around the range: a pass whose claim is near the head reads what was appended
+   * since, plus at most JOURNAL_INDEX_STRIDE_SIZE bytes, not the whole current segment.
    * @throws DdfsError NOT_FOUND when records above `after` were dropped by retention (the reader needs a content pass);
    *   CORRUPT when a durable record fails its CRC
    */
@@ -517,11 +536,38 @@ export class Journal {
     const out: JournalRecord[] = [];
     for (const s of this.segments) {
       if (s.lastTid <= after || s.baseTid > top) continue;
-      const scan = await scanSegment(this.crc, this.devices, s.file, s.sizeBytes);
-      if (scan.goodBytes < Math.min(s.sizeBytes, scan.sizeBytes)) throw new DdfsError('CORRUPT', `${s.file}: a durable record is damaged at byte ${scan.goodBytes}`, { path: s.file });
-      for (const r of scan.records) if (r.tid > after && r.tid <= top) out.push(r);
+      await this.readSegmentRange(s, after, top, out);
     }
     return out;
+  }
+
+  /**
+   * Push the records of segment `s` with TID in (`after`, `top`] onto `out`, reading from the index's checkpoint
+   * below the range to its checkpoint above (or the durable end), and teach the index the boundaries decoded.
+   * @throws DdfsError CORRUPT when a durable record fails to decode
+   */
+  private async readSegmentRange(s: Segment, after: bigint, top: bigint, out: JournalRecord[]): Promise<void> {
+    const { start, endOffset } = s.index.span(after, top);
+    const end = endOffset === null || endOffset > s.syncedBytes ? s.syncedBytes : endOffset;
+    const length = end - start.offset;
+    if (length <= 0) return;
+    const buf = Buffer.allocUnsafe(length);
+    const dev = await this.devices.open(s.file, { readOnly: true, noFollow: true });
+    let got: number;
+    try {
+      got = await dev.read(buf, 0, length, start.offset);
+    } finally {
+      await dev.close();
+    }
+    this.rangeReadBytes += got;
+    // every boundary from the checkpoint on is visited in order (the index's advance contract); a file found shorter
+    // than its durable size teaches nothing
+    const learn = got === length;
+    const run = decodeSegmentRecords(this.crc, buf.subarray(0, got), 0, start.tid, (r, offset, sizeBytes) => {
+      if (learn) s.index.advance(start.offset + offset + sizeBytes, r.tid);
+      if (r.tid > after && r.tid <= top) out.push(r);
+    });
+    if (run.endBytes < got) throw new DdfsError('CORRUPT', `${s.file}: a durable record is damaged at byte ${start.offset + run.endBytes}`, { path: s.file });
   }
 
   /**
@@ -566,7 +612,7 @@ export class Journal {
     return {
       nextTid: this.next, durableHead: this.head, segmentCount: this.segments.length,
       sizeBytes: this.segments.reduce((a, s) => a + s.sizeBytes, 0), oldestTid: this.oldestTid, syncCount: this.syncs, recordCount: this.records,
-      coalescedCount: this.coalesced,
+      coalescedCount: this.coalesced, rangeReadBytes: this.rangeReadBytes,
     };
   }
 
@@ -661,10 +707,21 @@ export class Journal {
       seg = this.segments[this.segments.length - 1]!;
     }
     const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
-    await this.current!.write(data, seg.sizeBytes);
+    const writeOffset = seg.sizeBytes;
+    await this.current!.write(data, writeOffset);
     seg.sizeBytes += data.length;
     seg.lastTid = lastTid;
     await this.current!.sync();
+    seg.syncedBytes = seg.sizeBytes;
+    // durable now: the index learns the batch's boundaries when it knows every boundary up to it (after a reopen only
+    // once a read has walked the segment): its checkpoints then stay a stride apart with no unindexed gap
+    if (seg.index.frontier.offset === writeOffset) {
+      let o = writeOffset;
+      for (const rec of batch) {
+        o += rec.length;
+        seg.index.advance(o, rec.readBigUInt64LE(JOURNAL_FRAME_SIZE));
+      }
+    }
     this.syncs++;
     this.records += batch.length;
   }
@@ -681,7 +738,10 @@ export class Journal {
     await dev.sync();
     await this.devices.syncDirectory(this.directory);
     this.current = dev;
-    this.segments.push({ number, file, baseTid, lastTid: baseTid - 1n, sizeBytes: JOURNAL_HEADER_SIZE });
+    this.segments.push({
+      number, file, baseTid, lastTid: baseTid - 1n, sizeBytes: JOURNAL_HEADER_SIZE, syncedBytes: JOURNAL_HEADER_SIZE,
+      index: new SegmentIndex(JOURNAL_HEADER_SIZE, baseTid, this.indexStrideSize),
+    });
   }
 }
 
@@ -697,14 +757,14 @@ interface SegmentScan {
   records: JournalRecord[];
 }
 
-/** Read and decode a segment (at most `limitBytes` of it), stopping at the first torn or corrupt record. */
-async function scanSegment(crc: Crc32c | null, devices: DeviceFactory, file: string, limitBytes?: number): Promise<SegmentScan> {
+/** Read and decode a whole segment, stopping at the first torn or corrupt record. */
+async function scanSegment(crc: Crc32c | null, devices: DeviceFactory, file: string): Promise<SegmentScan> {
   const dev = await devices.open(file, { readOnly: true, noFollow: true });
   let buf: Buffer;
   let sizeBytes: number;
   try {
     sizeBytes = await dev.size();
-    const n = limitBytes === undefined ? sizeBytes : Math.min(sizeBytes, limitBytes);
+    const n = sizeBytes;
     buf = Buffer.alloc(n);
     const got = await dev.read(buf, 0, n, 0);
     buf = buf.subarray(0, got);
@@ -739,11 +799,11 @@ export function segmentBaseTid(buf: Buffer): bigint | null {
  * corruption, not history. Shared by the offline scan (scanSegment) and readers that resume at the end of the last
  * valid record (the stream's HeadWatch).
  * @param crc null: CRC32C not checked (decodeJournalRecord)
- * @param onRecord called with each valid record, in order
+ * @param onRecord called with each valid record, in order, with its offset in `buf` and its size in bytes
  * @returns endBytes: the offset just past the last valid record (`offset` when none); maxTid: the last valid TID
  *   (0n when none); recordCount; stop: 'torn' (a record not yet whole, or the end of `buf`) or 'corrupt'
  */
-export function decodeSegmentRecords(crc: Crc32c | null, buf: Buffer, offset: number, previousTid: bigint, onRecord?: (r: JournalRecord) => void): { endBytes: number; maxTid: bigint; recordCount: number; stop: 'torn' | 'corrupt' } {
+export function decodeSegmentRecords(crc: Crc32c | null, buf: Buffer, offset: number, previousTid: bigint, onRecord?: (r: JournalRecord, offset: number, sizeBytes: number) => void): { endBytes: number; maxTid: bigint; recordCount: number; stop: 'torn' | 'corrupt' } {
   let o = offset;
   let previous = previousTid;
   let recordCount = 0;
@@ -755,7 +815,7 @@ export function decodeSegmentRecords(crc: Crc32c | null, buf: Buffer, offset: nu
     previous = d.record.tid;
     maxTid = d.record.tid;
     recordCount++;
-    onRecord?.(d.record);
+    onRecord?.(d.record, o, d.sizeBytes);
     o += d.sizeBytes;
   }
 }

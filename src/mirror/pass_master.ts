@@ -737,13 +737,20 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
 
   /**
    * An incremental pass's directory on the way to a dirty path (spec §4.6 step 4): DIR + DIRLIST from its listing
-   * (names and types, one lstat each: no digest of a child that is not dirty), then its dirty children by digest
-   * and its children on the way to further dirty paths. O(its listing + the dirty children's subtrees).
+   * (names and types by d_type: no digest of a child that is not dirty, and an lstat only of the child directories
+   * visited as ancestors below, whose DIR needs their meta), then its dirty children by digest and its children on
+   * the way to further dirty paths. O(its listing + the dirty children's subtrees); the lstat calls are
+   * O(the directories visited), not O(its subdirectories).
    */
   const visitAncestor = async (rel: Buffer, meta: Meta, plan: DirtyPlan): Promise<void> => {
     await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta, tid: 0n });
-    const listing = await digests.listTypes(rel);
+    // the directories visitDirtyChildren hands to visitAncestor (directoryMeta of their lstat): those on the way
+    // and the metaOnly ones
+    const listing = await digests.listTypes(rel, (name) => {
+      const key = joinPathBytes(rel, name).toString('latin1');
+      return plan.ancestors.has(key) || plan.metaOnly.has(key);
+    });
     // an entry not dirty is unchanged since the replica's claim: its TID is at most the claim (the slave's NEED test)
     const entries = listing.map((c) => {
       const key = joinPathBytes(rel, c.name).toString('latin1');
