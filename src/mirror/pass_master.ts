@@ -427,17 +427,21 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
-  interface RunJob { run: Wanted[]; result: Promise<HashedBatch> | null }
+  /** A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through recoverBlock). */
+  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null> }
   /**
-   * The runs of consecutive addresses of `wanted` (ascending), read (one pread each) and handed to the hash threads
-   * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow).
+   * The runs of consecutive addresses of `wanted` (ascending), each read with one pread and handed to the hash threads
+   * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow). A read is
+   * started, not awaited (read-ahead): the runs in flight are read by the thread pool side by side, each handed to a
+   * hash thread as soon as its bytes are in, while this thread sends the runs before them; sendBlocks takes them in
+   * order. Each run has its own buffer until sendBlocks (or discard) gives it back.
    */
   const runReader = (wanted: Wanted[]) => {
     const order = [...wanted].sort((x, y) => x.address - y.address);
     const queue: RunJob[] = [];
     let i = 0;
-    /** Read runs until `max` are in flight or none is left. */
-    const fill = async (max: number): Promise<void> => {
+    /** Start reading runs until `max` are in flight or none is left. */
+    const fill = (max: number): void => {
       while (queue.length < max && i < order.length) {
         let n = 1;
         const first = order[i]!.address;
@@ -445,26 +449,28 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
         const run = order.slice(i, i + n);
         i += n;
-        let result: Promise<HashedBatch> | null = null;
+        let result: Promise<HashedBatch | null> = Promise.resolve(null);
         if (inRange) {
           const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
-          try {
-            await store.readBlocks(first, n, buf, 0);
-            hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
-            result = hashWorkers.hash(buf, n);
-            result.catch(() => undefined); // awaited in order by sendBlocks
-          } catch {
-            spareBuffers.push(buf);
-            result = null; // unreadable run: each block goes through recoverBlock
-          }
+          result = store.readBlocks(first, n, buf, 0).then(
+            () => {
+              hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+              return hashWorkers.hash(buf, n);
+            },
+            () => {
+              spareBuffers.push(buf);
+              return null; // unreadable run: each block goes through recoverBlock
+            },
+          );
+          result.catch(() => undefined); // a hash thread's failure: awaited in order by sendBlocks, which throws it
         }
         queue.push({ run, result });
       }
     };
-    /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their hashing settled. */
+    /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their reads and hashing settled. */
     const discard = async (): Promise<void> => {
       for (const { result } of queue.splice(0)) {
-        const r = result === null ? null : await result.catch(() => null);
+        const r = await result.catch(() => null);
         if (r !== null) spareBuffers.push(r.data);
       }
     };
@@ -477,11 +483,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const sendBlocks = async (reader: ReturnType<typeof runReader>): Promise<void> => {
     for (;;) {
-      await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
+      reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
       const job = reader.queue.shift();
       if (job === undefined) break;
       const { run, result } = job;
-      const r = result === null ? null : await result;
+      const r = await result;
       if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
         // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
         // encoder copies it into the frame), not copied block by block into the batch first
@@ -535,7 +541,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       // read and hashed when the slave lacked most of the last window (an initial copy): used if it lacks them all
       if (missingShare > 0.5) {
         reader = runReader(fresh);
-        await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
+        reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
       }
       toSend = [];
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
