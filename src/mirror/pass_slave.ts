@@ -367,10 +367,30 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     while (hashing.length > 0) await storeHashed();
   };
 
+  /** A new block (at most a block of bytes, not held here) joins the pending batch, which has room for it. */
+  const appendNew = (hash: Buffer, data: Buffer, seq: bigint): void => {
+    data.copy(pendingData, pendingCount * blockSize);
+    if (data.length < blockSize) pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
+    pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
+    pendingSeqs.push(seq);
+    pendingCount++;
+    pinnedHashes.add(hash);
+    summary.blocksReceived++;
+  };
+  /**
+   * receiveBlock's common case of an initial copy, with no await per block: a new block (at most a block of bytes,
+   * not the zero hash, not held here, no held block found damaged in this pass) while the pending batch has room
+   * joins it. @returns false (nothing done) for any other block: receiveBlock handles it
+   */
+  const takeNewBlock = (hash: Buffer, data: Buffer, seq: bigint): boolean => {
+    if (pendingCount === pendingMax || data.length > blockSize || damaged.size > 0 || store.isZeroHash(hash) || localAddress(hash) >= 2) return false;
+    appendNew(hash, data, seq);
+    return true;
+  };
   /**
    * One received block (of a BLOCK, or of a BLOCKS record of seq `seq`): a new one joins the pending batch (hashed by
    * the workers, stored before the next record that is not a BLOCK/BLOCKS); one answered "missing" because its held
-   * copy failed the re-read is hashed here and written back in place.
+   * copy failed the re-read is hashed here and written back in place. Callers try takeNewBlock first.
    * @throws DdfsError CORRUPT (oversize, the zero hash, bytes that do not hash to `hash`), INVALID (a store failure)
    */
   const receiveBlock = async (hash: Buffer, data: Buffer, seq: bigint): Promise<void> => {
@@ -384,13 +404,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         submitPending();
         while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
       }
-      data.copy(pendingData, pendingCount * blockSize);
-      if (data.length < blockSize) pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
-      pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
-      pendingSeqs.push(seq);
-      pendingCount++;
-      pinnedHashes.add(hash);
-      summary.blocksReceived++;
+      appendNew(hash, data, seq);
       return;
     }
     await storePending();
@@ -829,11 +843,14 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         }
         case 'BLOCK':
-          await receiveBlock(r.hash, r.data, d.seq);
+          if (!takeNewBlock(r.hash, r.data, d.seq)) await receiveBlock(r.hash, r.data, d.seq);
           break;
         case 'BLOCKS':
           // a batched BLOCK (CAPABILITY_BLOCKS): each block as if it came in a BLOCK of this seq
-          for (let k = 0; k < r.hashes.length; k++) await receiveBlock(r.hashes[k]!, r.data.subarray(k * blockSize, (k + 1) * blockSize), d.seq);
+          for (let k = 0; k < r.hashes.length; k++) {
+            const data = r.data.subarray(k * blockSize, (k + 1) * blockSize);
+            if (!takeNewBlock(r.hashes[k]!, data, d.seq)) await receiveBlock(r.hashes[k]!, data, d.seq);
+          }
           break;
         case 'DIR':
           ops.push({ op: 'dir', path: r.path, meta: r.meta });
