@@ -7,7 +7,7 @@
  * hash is rejected with the slave's tree unchanged; a pass cut after a CHECKPOINT resumes without resending blocks.
  * cpddumbfs (dist/) reads files back: run `npx tsc -p tsconfig.json` first.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -237,6 +237,60 @@ describe('mirror pass by content (in process)', () => {
     expect(fs.existsSync(ufsAbs(slave, 'bad'))).toBe(false);
     expect((await download(slave, 'good')).equals(await download(master, 'good'))).toBe(true);
     expect(readMirrorState(slave)!.claim?.claimKind).toBe('atleast');
+  }, 120_000);
+
+  it('a corrupt master block in the middle of a read-ahead run is reported and not sent; the blocks around it, and the runs read beside it, are sent once each', async () => {
+    // 3000 blocks of consecutive addresses: three runs of at most 4 MiB (1024 blocks), read side by side (runReader);
+    // block 1500 is in the middle of the second
+    const count = 3000;
+    const bad = 1500;
+    const vm = await makeTempVolume({ blockSize: BS, size: '48M' });
+    const vs = await makeTempVolume({ blockSize: BS, size: '48M' });
+    volumes.push(vm, vs);
+    const master = vm.parent;
+    const slave = vs.parent;
+    await initSlave(slave, master);
+    await withVolume(master, async (v) => {
+      await writeUfsFile(v, 'big', block('ra', count));
+      await writeUfsFile(v, 'good', block('ra-good', 3));
+    });
+    const cfg = await readVolumeConfig(master);
+    const nodes: Array<{ address: number; hash: Buffer }> = [];
+    for (let k = 0; k < count; k++) nodes.push(await readUfsNode(master, cfg.nodeSize, cfg.addrSize, 'big', k));
+    // the file's blocks lie at consecutive addresses: the bad one is inside a run, not at its edge
+    for (let k = 1; k < count; k++) expect(nodes[k]!.address).toBe(nodes[k - 1]!.address + 1);
+    const fd = fs.openSync(path.join(master, 'ddfsblocks'), 'r+');
+    fs.writeSync(fd, Buffer.alloc(16, 0xee), 0, 16, nodes[bad]!.address * BS);
+    fs.closeSync(fd);
+    const reports: string[] = [];
+    const sent: Buffer[] = [];
+    // block reads of one block are the re-reads of blocks whose run did not hash to their nodes (recoverBlock)
+    const reads = vi.spyOn(BlockStore.prototype, 'readBlocks');
+    let r;
+    let calls: unknown[][] = [];
+    try {
+      r = await copy(master, slave, {
+        report: (l) => reports.push(l),
+        onMasterBytes: (_b, rec) => { if (rec.type === 'BLOCK') sent.push(Buffer.from(rec.hash)); else if (rec.type === 'BLOCKS') sent.push(...rec.hashes.map((h) => Buffer.from(h))); },
+      });
+      calls = [...reads.mock.calls];
+    } finally {
+      reads.mockRestore();
+    }
+    // only the corrupt block was read again: every other block hashed right in the run read ahead with it
+    expect(calls.filter((c) => c[1] === 1).map((c) => c[0])).toEqual([nodes[bad]!.address]);
+    expect(reports).toEqual([expect.stringMatching(/^CORRUPT \S*big\S* block 1500 on the master: not sent$/)]);
+    expect(r.master.corrupt).toEqual([{ path: Buffer.from('big'), blockIndex: bad }]);
+    expect(sent.some((h) => h.equals(nodes[bad]!.hash))).toBe(false);
+    // every other block of the file was sent, each once (and the three of 'good')
+    const sentKeys = new Set(sent.map((h) => h.toString('hex')));
+    expect(sentKeys.size).toBe(sent.length);
+    expect(sent.length).toBe(count - 1 + 3);
+    for (let k = 0; k < count; k++) if (k !== bad) expect(sentKeys.has(nodes[k]!.hash.toString('hex')), `block ${k}`).toBe(true);
+    expect(r.master.blocksSent).toBe(count - 1 + 3);
+    expect(r.master.claimKind).toBe('atleast');
+    expect(fs.existsSync(ufsAbs(slave, 'big'))).toBe(false);
+    expect((await download(slave, 'good')).equals(await download(master, 'good'))).toBe(true);
   }, 120_000);
 
   it('a BLOCK whose bytes do not match its hash (valid CRC) rejects the pass and leaves the slave tree unchanged', async () => {

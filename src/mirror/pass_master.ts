@@ -55,6 +55,7 @@ import { applyRetention, readReplica, recordAck, type RetentionLimits } from './
 import { renderRateAndEta } from './progress.js';
 import { STREAM_VERSION } from './stream_codec.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
+import { HashKeyTable } from '../store/hash_keys.js';
 
 /** What a pass did, for the summary line (spec §4.9 progress; issue 7 item 9). */
 export interface PassSummary {
@@ -194,6 +195,14 @@ export interface MasterOptions {
 export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
 
 const EMPTY = Buffer.alloc(0);
+/** Values of the pass's `known` table of hashes (runMaster). */
+const KNOWN_UNAVAILABLE = 0;
+const KNOWN_HELD = 1;
+/**
+ * Hashes `known` is sized for at the start: the master's blocks in use bound the distinct hashes of a pass, so a
+ * volume of up to this many never grows the table (each growth copies it whole); a larger one starts at this size.
+ */
+const KNOWN_CAPACITY_HINT_MAX = 1 << 20;
 /** A run of at least this many blocks read and hashed whole is sent as a BLOCKS record of its own (sendBlocks). */
 const RUN_RECORD_BLOCK_COUNT_MIN = 32;
 /** At most one progress line a second between CHECKPOINTs (one at each CHECKPOINT). */
@@ -295,8 +304,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const rootDir = pathBytes(path.join(parent, ROOT_DIRECTORY));
   const { hashSize, blockSize, nodeSize, addrSize } = cfg;
   const zeroHash = store.zeroHash;
-  /** Hashes already queried or sent in this pass; value: the slave holds it (after the pass sent it, true). */
-  const known = new Map<string, boolean>();
+  /**
+   * Hashes already queried or sent in this pass; value: KNOWN_HELD (the slave holds it, or the pass sent it) or
+   * KNOWN_UNAVAILABLE (a corrupt master block the slave lacks). Keyed by the raw hash bytes (no string per block).
+   */
+  const known = new HashKeyTable(hashSize, Math.min(store.blockCountUsed, KNOWN_CAPACITY_HINT_MAX));
   const linkGroups = new Map<string, bigint>();
   const sentGroups = new Set<bigint>();
   let recordsAtCheckpoint = 0;
@@ -384,7 +396,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     return decodeAddress(f.nodes, at, addrSize) === ADDR_ZERO ? zeroHash : f.nodes.subarray(at + addrSize, at + addrSize + hashSize);
   };
 
-  interface Wanted { key: string; hash: Buffer; file: PendingFile; index: number; address: number }
+  interface Wanted { hash: Buffer; file: PendingFile; index: number; address: number }
 
   /**
    * A block whose bytes did not hash to its hash at the address the node list named: the address may have been
@@ -422,11 +434,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     if (got === 'corrupt') {
       summary.corrupt.push({ path: w.file.rel, blockIndex: w.index });
       options.report?.(`CORRUPT ${pathText(w.file.rel)} block ${w.index} on the master: not sent`);
-      known.set(w.key, false);
+      known.set(w.hash, KNOWN_UNAVAILABLE);
       return;
     }
     await sendBlock(w.hash, got);
-    known.set(w.key, true);
+    known.set(w.hash, KNOWN_HELD);
     summary.blocksSent++;
   };
 
@@ -456,17 +468,21 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
-  interface RunJob { run: Wanted[]; result: Promise<HashedBatch> | null }
+  /** A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through recoverBlock). */
+  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null> }
   /**
-   * The runs of consecutive addresses of `wanted` (ascending), read (one pread each) and handed to the hash threads
-   * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow).
+   * The runs of consecutive addresses of `wanted` (ascending), each read with one pread and handed to the hash threads
+   * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow). A read is
+   * started, not awaited (read-ahead): the runs in flight are read by the thread pool side by side, each handed to a
+   * hash thread as soon as its bytes are in, while this thread sends the runs before them; sendBlocks takes them in
+   * order. Each run has its own buffer until sendBlocks (or discard) gives it back.
    */
   const runReader = (wanted: Wanted[]) => {
     const order = [...wanted].sort((x, y) => x.address - y.address);
     const queue: RunJob[] = [];
     let i = 0;
-    /** Read runs until `max` are in flight or none is left. */
-    const fill = async (max: number): Promise<void> => {
+    /** Start reading runs until `max` are in flight or none is left. */
+    const fill = (max: number): void => {
       while (queue.length < max && i < order.length) {
         let n = 1;
         const first = order[i]!.address;
@@ -474,26 +490,28 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
         const run = order.slice(i, i + n);
         i += n;
-        let result: Promise<HashedBatch> | null = null;
+        let result: Promise<HashedBatch | null> = Promise.resolve(null);
         if (inRange) {
           const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
-          try {
-            await store.readBlocks(first, n, buf, 0);
-            hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
-            result = hashWorkers.hash(buf, n);
-            result.catch(() => undefined); // awaited in order by sendBlocks
-          } catch {
-            spareBuffers.push(buf);
-            result = null; // unreadable run: each block goes through recoverBlock
-          }
+          result = store.readBlocks(first, n, buf, 0).then(
+            () => {
+              hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+              return hashWorkers.hash(buf, n);
+            },
+            () => {
+              spareBuffers.push(buf);
+              return null; // unreadable run: each block goes through recoverBlock
+            },
+          );
+          result.catch(() => undefined); // a hash thread's failure: awaited in order by sendBlocks, which throws it
         }
         queue.push({ run, result });
       }
     };
-    /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their hashing settled. */
+    /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their reads and hashing settled. */
     const discard = async (): Promise<void> => {
       for (const { result } of queue.splice(0)) {
-        const r = result === null ? null : await result.catch(() => null);
+        const r = await result.catch(() => null);
         if (r !== null) spareBuffers.push(r.data);
       }
     };
@@ -506,11 +524,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const sendBlocks = async (reader: ReturnType<typeof runReader>): Promise<void> => {
     for (;;) {
-      await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
+      reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
       const job = reader.queue.shift();
       if (job === undefined) break;
       const { run, result } = job;
-      const r = result === null ? null : await result;
+      const r = await result;
       if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
         // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
         // encoder copies it into the frame), not copied block by block into the batch first
@@ -519,7 +537,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           const piece = run.slice(at, at + batchMax);
           await out.send({ type: 'BLOCKS', hashes: piece.map((w) => w.hash), data: r.data.subarray(at * blockSize, (at + piece.length) * blockSize) }, { mustUnderstand: true });
         }
-        for (const w of run) known.set(w.key, true);
+        for (const w of run) known.set(w.hash, KNOWN_HELD);
         summary.blocksSent += run.length;
         spareBuffers.push(r.data);
         continue;
@@ -533,6 +551,8 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
     await flushBlocks();
   };
+  /** The distinct hashes of the window being flushed (cleared by each flushWindow). */
+  const windowSeen = new HashKeyTable(hashSize);
   /** Share of the last window's queried hashes the slave lacked: above one half, the next window's reads start early. */
   let missingShare = 1;
 
@@ -544,15 +564,19 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     windowNodeCount = 0;
     // distinct new hashes of the window, with the first node naming each
     const fresh: Wanted[] = [];
-    const seen = new Set<string>();
+    const seen = windowSeen;
+    seen.clear();
     for (const f of files) {
       for (let j = 0; j < f.count; j++) {
-        const h = canonicalOf(f, j);
-        if (h.equals(zeroHash)) continue;
-        const key = h.toString('latin1');
-        if (known.has(key) || seen.has(key)) continue;
-        seen.add(key);
-        fresh.push({ key, hash: Buffer.from(h), file: f, index: j, address: decodeAddress(f.nodes, j * nodeSize, addrSize) });
+        // the node's canonical hash (canonicalOf) read in place: address 0 is the zero hash, never queried or sent
+        const at = j * nodeSize;
+        const address = decodeAddress(f.nodes, at, addrSize);
+        const ho = at + addrSize;
+        if (address === ADDR_ZERO || zeroHash.compare(f.nodes, ho, ho + hashSize) === 0) continue;
+        if (known.has(f.nodes, ho) || seen.has(f.nodes, ho)) continue;
+        seen.set(f.nodes, 1, ho);
+        // a view of the node list, which is never written once read (a retry reads the file's list anew)
+        fresh.push({ hash: f.nodes.subarray(ho, ho + hashSize), file: f, index: j, address });
       }
     }
     let toSend: Wanted[] = fresh;
@@ -564,7 +588,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       // read and hashed when the slave lacked most of the last window (an initial copy): used if it lacks them all
       if (missingShare > 0.5) {
         reader = runReader(fresh);
-        await reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
+        reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
       }
       toSend = [];
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
@@ -574,7 +598,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         for (let i = 0; i < batch.length; i++) {
           if ((have.missing[i >> 3]! & (1 << (i & 7))) !== 0) toSend.push(batch[i]!);
           else {
-            known.set(batch[i]!.key, true);
+            known.set(batch[i]!.hash, KNOWN_HELD);
             summary.blocksHeld++;
           }
         }
@@ -598,10 +622,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       let unavailable = false;
       let unsettled = false;
       for (let j = 0; j < f.count && !unavailable; j++) {
-        const h = canonicalOf(f, j);
-        if (h.equals(zeroHash)) continue;
-        const k = known.get(h.toString('latin1'));
-        if (k === false) unavailable = true;
+        const at = j * nodeSize;
+        const ho = at + addrSize;
+        if (decodeAddress(f.nodes, at, addrSize) === ADDR_ZERO || zeroHash.compare(f.nodes, ho, ho + hashSize) === 0) continue;
+        const k = known.get(f.nodes, ho);
+        if (k === KNOWN_UNAVAILABLE) unavailable = true;
         else if (k === undefined) unsettled = true;
       }
       if (unavailable) {

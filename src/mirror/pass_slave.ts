@@ -53,6 +53,7 @@ import { FileContentHasher, VolumeDigests, type TreeAccess } from './digest.js';
 import { DigestCache } from './digest_cache.js';
 import { REASON } from './pass_master.js';
 import { HashWorkers, type HashedBatch } from '../store/hash_pool.js';
+import { HashKeySet } from '../store/hash_keys.js';
 import type { PassVolume } from './pass_volume.js';
 import { CAPABILITY_BLOCKS, pathProblem, type DirEntry, type EntryType, type Meta, type SpecialKind, type Xattr } from './record_body.js';
 import { isReservedXattr } from '../format/layout.js';
@@ -62,7 +63,7 @@ import { STREAM_VERSION } from './stream_codec.js';
 import { dropUndoAreas, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
 
 /** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
-const PASS_PINS = new Map<string, Set<string>>();
+const PASS_PINS = new Map<string, ReadonlySet<string>>();
 
 /**
  * The hashes pinned by the pass running on the slave at `parentDir` in this process (latin1 keys of the raw hash
@@ -188,7 +189,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   /** Targets of the RENAMEs applied, with the digest their precondition verified: the master's next DIGESTQ of it. */
   const renamed = new Map<string, Buffer>();
   /** RECLAIM PIN HOOK (see the file comment): released when the pass ends, committed or not. */
-  const pinnedHashes = new Set<string>();
+  const pinnedHashes = new HashKeySet(hashSize);
   PASS_PINS.set(parent, pinnedHashes);
   const unpin = vol.pin(pinnedHashes);
   const linkTargets = new Map<bigint, Buffer>();
@@ -366,17 +367,36 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     while (hashing.length > 0) await storeHashed();
   };
 
+  /** A new block (at most a block of bytes, not held here) joins the pending batch, which has room for it. */
+  const appendNew = (hash: Buffer, data: Buffer, seq: bigint): void => {
+    data.copy(pendingData, pendingCount * blockSize);
+    if (data.length < blockSize) pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
+    pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
+    pendingSeqs.push(seq);
+    pendingCount++;
+    pinnedHashes.add(hash);
+    summary.blocksReceived++;
+  };
+  /**
+   * receiveBlock's common case of an initial copy, with no await per block: a new block (at most a block of bytes,
+   * not the zero hash, not held here, no held block found damaged in this pass) while the pending batch has room
+   * joins it. @returns false (nothing done) for any other block: receiveBlock handles it
+   */
+  const takeNewBlock = (hash: Buffer, data: Buffer, seq: bigint): boolean => {
+    if (pendingCount === pendingMax || data.length > blockSize || damaged.size > 0 || store.isZeroHash(hash) || localAddress(hash) >= 2) return false;
+    appendNew(hash, data, seq);
+    return true;
+  };
   /**
    * One received block (of a BLOCK, or of a BLOCKS record of seq `seq`): a new one joins the pending batch (hashed by
    * the workers, stored before the next record that is not a BLOCK/BLOCKS); one answered "missing" because its held
-   * copy failed the re-read is hashed here and written back in place.
+   * copy failed the re-read is hashed here and written back in place. Callers try takeNewBlock first.
    * @throws DdfsError CORRUPT (oversize, the zero hash, bytes that do not hash to `hash`), INVALID (a store failure)
    */
   const receiveBlock = async (hash: Buffer, data: Buffer, seq: bigint): Promise<void> => {
     if (data.length > blockSize) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${seq}: ${data.length} bytes`, seq);
     if (store.isZeroHash(hash)) await fail(REASON.CORRUPT, 'CORRUPT', `BLOCK seq ${seq}: the zero block is never sent`, seq);
-    const key = hash.toString('latin1');
-    const damagedAt = damaged.size === 0 ? undefined : damaged.get(key);
+    const damagedAt = damaged.size === 0 ? undefined : damaged.get(hash.toString('latin1'));
     const heldAt = localAddress(hash);
     if ((damagedAt === undefined || heldAt !== damagedAt) && heldAt < 2) {
       // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
@@ -384,13 +404,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         submitPending();
         while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
       }
-      data.copy(pendingData, pendingCount * blockSize);
-      pendingData.fill(0, pendingCount * blockSize + data.length, (pendingCount + 1) * blockSize);
-      pendingHashes.push(Buffer.from(hash)); // a view of the record's frame, reused after it (channel.ts LocalFrames)
-      pendingSeqs.push(seq);
-      pendingCount++;
-      pinnedHashes.add(key);
-      summary.blocksReceived++;
+      appendNew(hash, data, seq);
       return;
     }
     await storePending();
@@ -410,7 +424,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seq);
       hook('block-stored');
     }
-    pinnedHashes.add(hash.toString('latin1'));
+    pinnedHashes.add(hash);
     summary.blocksReceived++;
   };
 
@@ -823,17 +837,20 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           for (const [i, h] of r.hashes.entries()) {
             const address = localAddress(h);
             if (address < 2 || !(await heldSound(h, address))) missing[i >> 3]! |= 1 << (i & 7);
-            else pinnedHashes.add(h.toString('latin1'));
+            else pinnedHashes.add(h);
           }
           await out?.send({ type: 'HAVE', passId: Buffer.from(passIdHex, 'hex'), hashCount: r.hashes.length, missing });
           break;
         }
         case 'BLOCK':
-          await receiveBlock(r.hash, r.data, d.seq);
+          if (!takeNewBlock(r.hash, r.data, d.seq)) await receiveBlock(r.hash, r.data, d.seq);
           break;
         case 'BLOCKS':
           // a batched BLOCK (CAPABILITY_BLOCKS): each block as if it came in a BLOCK of this seq
-          for (let k = 0; k < r.hashes.length; k++) await receiveBlock(r.hashes[k]!, r.data.subarray(k * blockSize, (k + 1) * blockSize), d.seq);
+          for (let k = 0; k < r.hashes.length; k++) {
+            const data = r.data.subarray(k * blockSize, (k + 1) * blockSize);
+            if (!takeNewBlock(r.hashes[k]!, data, d.seq)) await receiveBlock(r.hashes[k]!, data, d.seq);
+          }
           break;
         case 'DIR':
           ops.push({ op: 'dir', path: r.path, meta: r.meta });
@@ -886,10 +903,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const nodes = Buffer.alloc(r.hashes.length * nodeSize);
           r.hashes.forEach((h, i) => {
             const address = localAddress(h);
-            if (address < 0 || address === 1 || damaged.has(h.toString('latin1'))) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            if (address < 0 || address === 1 || (damaged.size > 0 && damaged.has(h.toString('latin1')))) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
             encodeAddress(nodes, i * nodeSize, addrSize, address);
             h.copy(nodes, i * nodeSize + addrSize);
-            pinnedHashes.add(h.toString('latin1'));
+            pinnedHashes.add(h);
             f.hasher.update(h);
           });
           if (f.fd === null && f.partsBytes + nodes.length > MIRROR_STAGED_BUFFER_SIZE_BYTES) {
