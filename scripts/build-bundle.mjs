@@ -10,6 +10,9 @@
 //   - hash-wasm: mirror/crc32c.ts imports one of its files lazily, by path.
 // Everything else (our modules, commander, ora and its dependencies) is inside; a module that the dist/ code imports
 // lazily (`await import(...)`) is still evaluated only when that import runs, so the laziness of each mode holds.
+// A whole bundle is still read and compiled, though: mirrorddumbfs, whose subcommands import their code lazily and
+// whose single bundle (800 KiB) made `--version` slower than dist/cli, is split instead (SPLIT): its entry plus one
+// chunk per lazily imported module and per group of shared modules, all beside it as dist/bundle/mirrorddumbfs-*.js.
 //
 // Files located from a module's own URL (`new URL('./x.js', import.meta.url)`) are located from the bundle's URL:
 //   - the worker entries store/hash_worker.js and io/census_worker.js are bundled too, as dist/bundle/hash_worker.js
@@ -42,6 +45,8 @@ for (let i = 0; i < args.length; i++) {
 
 /** Worker entries, by their path in dist/: started with `new Worker(new URL('./NAME.js', import.meta.url))`. */
 const WORKERS = ['store/hash_worker.js', 'io/census_worker.js'];
+/** Commands bundled with code splitting (their lazy imports stay separate files), by name. */
+const SPLIT = new Set(['mirrorddumbfs']);
 /** Packages left to node's own resolution at run time (native code, or a file imported by path). */
 const EXTERNAL = ['koffi', 'fuse-native', 'node-gyp-build', 'hash-wasm', 'hash-wasm/*'];
 /**
@@ -53,21 +58,23 @@ const BANNER = "import { createRequire as __ddfsCreateRequire } from 'node:modul
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 const commands = Object.keys(pkg.bin ?? {}).sort();
-const entryPoints = [...commands.map((c) => `cli/${c}.js`), ...WORKERS].map((rel) => {
+/** esbuild's entry of dist/REL, named by its base name. */
+function entry(rel) {
   const file = path.join(root, 'dist', rel);
   if (!fs.existsSync(file)) {
     console.error(`build-bundle: ${path.relative(root, file)} is missing: run npx tsc -p tsconfig.json first`);
     process.exit(1);
   }
   return { in: file, out: path.basename(rel, '.js') };
-});
+}
+const whole = [...commands.filter((c) => !SPLIT.has(c)).map((c) => entry(`cli/${c}.js`)), ...WORKERS.map(entry)];
+const split = commands.filter((c) => SPLIT.has(c)).map((c) => entry(`cli/${c}.js`));
 
 fs.mkdirSync(path.dirname(outdir), { recursive: true });
 const tmp = fs.mkdtempSync(path.join(path.dirname(outdir), `.${path.basename(outdir)}-`));
 fs.chmodSync(tmp, 0o755); // mkdtemp makes it 0700: the installed commands are run by every user
 try {
-  const result = await esbuild.build({
-    entryPoints,
+  const common = {
     outdir: tmp,
     bundle: true,
     platform: 'node',
@@ -81,18 +88,21 @@ try {
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
-  });
-  if (result.errors.length > 0) throw new Error('esbuild reported errors');
+  };
+  // one build of independent whole bundles; one split build per SPLIT command, its chunks named after it and kept
+  // in the same directory (so that a chunk's import.meta.url locates the same files as its entry's)
+  const results = [await esbuild.build({ ...common, entryPoints: whole })];
+  for (const e of split) results.push(await esbuild.build({ ...common, entryPoints: [e], splitting: true, chunkNames: `${e.out}-[name]-[hash]` }));
+  if (results.some((r) => r.errors.length > 0)) throw new Error('esbuild reported errors');
   checkModuleUrls(tmp, outdir);
   fs.rmSync(outdir, { recursive: true, force: true });
   fs.renameSync(tmp, outdir);
   // renamed directories keep their files' times: stamp the bundles now, after every dist/ file tsc wrote
   const now = new Date();
   for (const f of fs.readdirSync(outdir)) fs.utimesSync(path.join(outdir, f), now, now);
-  const sizes = Object.entries(result.metafile.outputs)
-    .filter(([f]) => f.endsWith('.js'))
-    .map(([f, o]) => `${path.basename(f)} ${(o.bytes / 1024).toFixed(0)} KiB`);
-  console.log(`build-bundle: ${sizes.length} bundles in ${path.relative(process.cwd(), outdir) || '.'}: ${sizes.join(', ')}`);
+  const sizes = [...whole, ...split].map((e) => `${e.out}.js ${(fs.statSync(path.join(outdir, `${e.out}.js`)).size / 1024).toFixed(0)} KiB`);
+  const chunkCount = results.slice(1).reduce((n, r) => n + Object.keys(r.metafile.outputs).filter((f) => f.endsWith('.js')).length - 1, 0);
+  console.log(`build-bundle: ${sizes.length} bundles (+${chunkCount} chunks of ${[...SPLIT].join(', ')}) in ${path.relative(process.cwd(), outdir) || '.'}: ${sizes.join(', ')}`);
 } catch (err) {
   fs.rmSync(tmp, { recursive: true, force: true });
   console.error(`build-bundle: ${err instanceof Error ? err.message : String(err)}`);

@@ -7,7 +7,8 @@
  * - every command of package.json answers `--version` from its bundle (the line, exit 0, nothing on stderr), without
  *   loading koffi or hash-wasm, which stay outside the bundles;
  * - a volume is made, filled with a file of more blocks than HASH_WORKER_MIN_BLOCKS, re-hashed by fsckddumbfs -C on
- *   the bundled hash worker (one thread per CPU), checked by -c and read back equal, all through the bundled shims;
+ *   the bundled hash worker (one thread per CPU), checked by -c and read back equal, then given a slave whose
+ *   status (and the master's) the split mirrorddumbfs bundle reports, all through the bundled shims;
  * - the bundled census worker answers the same census as treeCensus;
  * - a shim whose bundle is older than its dist/cli entry (a tsc run after the bundling) runs dist/cli.
  */
@@ -85,7 +86,20 @@ describe('the bundled commands (dist/bundle) through the bin/ shims', () => {
     const down = await cmd('cpddumbfs', [path.join(parent, 'ddfsroot', 'f'), out]);
     expect(down.code, down.stderr).toBe(0);
     expect(fs.readFileSync(out).equals(data)).toBe(true);
-  }, 6 * COMMAND_TIMEOUT_MS);
+
+    // mirrorddumbfs is split (its lazily imported chunks beside it): init-slave and status load several of them
+    const slave = path.join(work, 'slave');
+    fs.mkdirSync(slave);
+    const mkSlave = await cmd('mkddumbfs', ['-s', '64M', '-B', '4k', slave]);
+    expect(mkSlave.code, mkSlave.stderr).toBe(0);
+    const init = await cmd('mirrorddumbfs', ['init-slave', slave, '--from', parent]);
+    expect(init.code, init.stdout + init.stderr).toBe(0);
+    for (const [vol, role] of [[parent, 'master'], [slave, 'slave']] as const) {
+      const st = await cmd('mirrorddumbfs', ['status', vol]);
+      expect(st.code, st.stderr).toBe(0);
+      expect(st.stdout).toContain(`role: ${role}`);
+    }
+  }, 10 * COMMAND_TIMEOUT_MS);
 
   it('the bundled census worker answers the census treeCensus takes', async () => {
     const root = path.join(work, 'census');
