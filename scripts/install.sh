@@ -118,8 +118,10 @@ put_file() {
 
 for d in "$libdir" "$bindir" "$man5" "$man8" "$SBINDIR"; do makedir "$d"; done
 
-# the program: compiled code, shims, package.json (the version), run-time dependencies
-cp -R "$repo/dist" "$DESTDIR$libdir/dist"
+# the program: compiled code (with the bundles of scripts/build-bundle.mjs when built), shims, package.json (the
+# version), run-time dependencies. dist/ keeps its files' times: a shim runs a bundle only when it is newer than its
+# dist/cli entry, so a copy in any order must not make a fresh bundle look stale.
+cp -R --preserve=timestamps "$repo/dist" "$DESTDIR$libdir/dist"
 cp -R "$repo/bin" "$DESTDIR$libdir/bin"
 cp "$repo/package.json" "$DESTDIR$libdir/package.json"
 mkdir -p "$DESTDIR$libdir/node_modules"

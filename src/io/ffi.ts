@@ -2,23 +2,37 @@
  * The one importer of koffi (the C foreign-function interface): native libraries the product calls directly
  * (libgcrypt's TIGER in store/hash.ts; glibc's utimensat, mknod, syncfs, lseek, the l*xattr calls and sendto in io/)
  * are loaded through here.
+ *
+ * koffi itself (a 2 MB native addon) is loaded at the first native call, not when this module is imported: a command
+ * that never calls a native function (`--version`, `--help`, mirrorddumbfs status) does not pay for it (issue 9).
+ * It is loaded with require(), synchronous like the callers. The bundled commands (scripts/build-bundle.mjs) keep
+ * koffi external: this finds the installed package from the bundle's directory as from dist/io/.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 
 /** A loaded native library: declare a function by its C prototype, then call it. */
-export type NativeLibrary = ReturnType<typeof koffi.load>;
+export type NativeLibrary = ReturnType<typeof Koffi.load>;
+
+let koffiModule: typeof Koffi | null = null;
+
+/** koffi, loaded on the first call (its CommonJS entry, synchronously). */
+function koffi(): typeof Koffi {
+  koffiModule ??= createRequire(import.meta.url)('koffi') as typeof Koffi;
+  return koffiModule;
+}
 
 /**
  * Load a shared library by soname (`libc.so.6`).
  * @throws Error from the dynamic loader when it cannot be found
  */
 export function loadNativeLibrary(soname: string): NativeLibrary {
-  return koffi.load(soname);
+  return koffi().load(soname);
 }
 
 /** errno as the last native call through koffi left it (read right after the call). */
 export function lastNativeErrno(): number {
-  return koffi.errno();
+  return koffi().errno();
 }
 
 /**
