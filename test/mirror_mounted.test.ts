@@ -24,7 +24,7 @@ import { PassThrough } from 'node:stream';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { RecordReader, RecordWriter } from '../src/mirror/channel.js';
 import { copyLocal, initSlave } from '../src/mirror/copy.js';
-import type { TreeAccess } from '../src/mirror/digest.js';
+import { gatedAccess } from './helpers/mirror_harness.js';
 import { runMaster } from '../src/mirror/pass_master.js';
 import { runSlave } from '../src/mirror/pass_slave.js';
 import { daemonPassVolume, openPassVolume } from '../src/mirror/pass_volume.js';
@@ -100,22 +100,6 @@ function sorted(m: Map<string, Buffer>): Array<[string, string]> {
   return [...m].map(([k, v]): [string, string] => [k, createHash('sha256').update(v).digest('hex')]).sort((x, y) => (x[0] < y[0] ? -1 : 1));
 }
 
-/** A TreeAccess whose first lstat runs `gate` first: the pass is waiting for this side's answer meanwhile. */
-function gatedAccess(gate: () => Promise<void>): TreeAccess & { opened: boolean } {
-  let pending: Promise<void> | null = null;
-  const a = {
-    opened: false,
-    async lstat(p: Buffer) {
-      pending ??= gate().then(() => {
-        a.opened = true;
-      });
-      await pending;
-      return nodeTreeAccess.lstat(p);
-    },
-    readlink: (p: Buffer) => nodeTreeAccess.readlink(p),
-  };
-  return a;
-}
 
 beforeAll(() => {
   if (!fs.existsSync(path.join(ROOT, 'dist/mirror/control.js'))) throw new Error('dist/ is not built: run `npx tsc -p tsconfig.json` first');

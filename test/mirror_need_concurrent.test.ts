@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import { copyLocal, initSlave } from '../src/mirror/copy.js';
-import type { TreeAccess } from '../src/mirror/digest.js';
+import { gatedAccess } from './helpers/mirror_harness.js';
 import { renderSummary } from '../src/mirror/pass_master.js';
 import { readMirrorState } from '../src/mirror/state.js';
 import { seededBlocks } from './helpers/bytes.js';
@@ -47,22 +47,6 @@ async function mount(parent: string): Promise<MountedVolume> {
   return m;
 }
 
-/** A TreeAccess whose first lstat runs `gate` first: the master waits for this side's DIGESTA meanwhile. */
-function gatedAccess(gate: () => Promise<void>): TreeAccess & { opened: boolean } {
-  let pending: Promise<void> | null = null;
-  const a = {
-    opened: false,
-    async lstat(p: Buffer) {
-      pending ??= gate().then(() => {
-        a.opened = true;
-      });
-      await pending;
-      return nodeTreeAccess.lstat(p);
-    },
-    readlink: (p: Buffer) => nodeTreeAccess.readlink(p),
-  };
-  return a;
-}
 
 /** Regular files of an unmounted volume (its own reader), path → bytes, without the special directory. */
 async function filesOf(parent: string): Promise<Map<string, Buffer>> {

@@ -218,6 +218,27 @@ export function walkRoot(parent: string): Array<{ rel: Buffer; st: fs.Stats }> {
   return out;
 }
 
+/**
+ * A TreeAccess (the product's nodeTreeAccess) whose first lstat runs `gate` first and waits for it: a side of a pass
+ * built on it holds back its first answer (a slave's first DIGESTA) while the test changes the master's tree.
+ * `opened` turns true once the gate has run.
+ */
+export function gatedAccess(gate: () => Promise<void>): TreeAccess & { opened: boolean } {
+  let pending: Promise<void> | null = null;
+  const a = {
+    opened: false,
+    async lstat(p: Buffer) {
+      pending ??= gate().then(() => {
+        a.opened = true;
+      });
+      await pending;
+      return nodeTreeAccess.lstat(p);
+    },
+    readlink: (p: Buffer) => nodeTreeAccess.readlink(p),
+  };
+  return a;
+}
+
 /** Every regular file's logical bytes, read through the volume's own reader (UfsFile), keyed by latin1 path. */
 export async function readAllFiles(parent: string): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
