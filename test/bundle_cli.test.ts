@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -38,7 +39,7 @@ async function cmd(name: string, args: string[]): Promise<{ code: number | null;
 
 beforeAll(async () => {
   fs.mkdirSync(tree);
-  fs.cpSync(path.join(REPO_DIR, 'bin'), path.join(tree, 'bin'), { recursive: true });
+  await fsp.cp(path.join(REPO_DIR, 'bin'), path.join(tree, 'bin'), { recursive: true });
   fs.copyFileSync(path.join(REPO_DIR, 'package.json'), path.join(tree, 'package.json'));
   fs.symlinkSync(path.join(REPO_DIR, 'node_modules'), path.join(tree, 'node_modules'));
   const b = await run('node', [path.join(REPO_DIR, 'scripts', 'build-bundle.mjs'), '--outdir', path.join(tree, 'dist', 'bundle')], { encoding: 'utf8', timeoutMs: COMMAND_TIMEOUT_MS });

@@ -275,16 +275,18 @@ describe('listTypes of a directory on the way (an incremental pass, issue 8)', (
   it.skipIf(process.getuid?.() !== 0)('a mount point is still left out; a bind mount of the same device is still listed', async () => {
     const v = await wideVolume(20);
     const mountAt = (rel: string): string => ufsAbs(v.parent, rel).toString();
-    const { execFileSync } = await import('node:child_process');
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const mountCmd = promisify(execFile); // never a synchronous child: it would block this worker (test/child_run)
     const mounted: string[] = [];
     try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ancestors-test', mountAt('wide/d0007')]);
+      await mountCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ancestors-test', mountAt('wide/d0007')]);
       mounted.push(mountAt('wide/d0007'));
-      execFileSync('mount', ['--bind', mountAt('wide/d0001'), mountAt('wide/d0008')]);
+      await mountCmd('mount', ['--bind', mountAt('wide/d0001'), mountAt('wide/d0008')]);
       mounted.push(mountAt('wide/d0008'));
       // mountinfo escapes a space and a backslash in a mount point (\040, \134)
       mkdirUfs(v.parent, 'wide/m x\\y');
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ancestors-test', mountAt('wide/m x\\y')]);
+      await mountCmd('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ancestors-test', mountAt('wide/m x\\y')]);
       mounted.push(mountAt('wide/m x\\y'));
       const t = await VolumeDigests.open(v.parent, { access: nodeTreeAccess, liveTree: true });
       try {
@@ -302,7 +304,7 @@ describe('listTypes of a directory on the way (an incremental pass, issue 8)', (
         await t.close();
       }
     } finally {
-      for (const m of mounted.reverse()) execFileSync('umount', [m]);
+      for (const m of mounted.reverse()) await mountCmd('umount', [m]);
     }
   });
 });
