@@ -33,8 +33,7 @@ import { Volume } from '../src/volume/volume.js';
 import { mountVolume, unmountAll, waitFor, type MountedVolume } from './helpers/mount.js';
 import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
-import { readTree } from './helpers/ufs_model.js';
-import { mkdirUfs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { mkdirUfs, verifyInProcess, volumeFiles, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { seededBlocks } from './helpers/bytes.js';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -90,11 +89,6 @@ function readMountTree(dir: string, rel = ''): Map<string, Buffer> {
   return out;
 }
 
-/** The files of an unmounted volume, relative path → bytes (through its own reader). */
-async function readVolumeTree(parent: string): Promise<Map<string, Buffer>> {
-  const t = await withVolume(parent, (v) => readTree(v));
-  return new Map([...t].filter(([k]) => !k.startsWith('.ddumbfs')));
-}
 
 function sorted(m: Map<string, Buffer>): Array<[string, string]> {
   return [...m].map(([k, v]): [string, string] => [k, createHash('sha256').update(v).digest('hex')]).sort((x, y) => (x[0] < y[0] ? -1 : 1));
@@ -144,7 +138,7 @@ describe('mirroring a mounted volume through its daemon', () => {
     const seen = readMountTree(m.mountDir);
     expect(seen.get('d/new')?.equals(block('new', 4))).toBe(true);
     expect(seen.get('a')?.equals(Buffer.concat([block('a', 3).subarray(0, BS), block('over', 1), block('a', 3).subarray(2 * BS)]))).toBe(true);
-    expect(sorted(await readVolumeTree(slave))).toEqual(sorted(seen));
+    expect(sorted(await volumeFiles(slave))).toEqual(sorted(seen));
     // the master's daemon still runs and serves; its volume lock was never taken by mirrorddumbfs
     expect(m.stderr()).toMatch(/mirror: master pass done: .*claim exact/);
   }, 300_000);
@@ -182,7 +176,7 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(third.master.claimKind).toBe('exact');
     expect(third.master.filesSent).toBeGreaterThanOrEqual(2);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
-    expect(sorted(await readVolumeTree(slave))).toEqual(sorted(readMountTree(m.mountDir)));
+    expect(sorted(await volumeFiles(slave))).toEqual(sorted(readMountTree(m.mountDir)));
   }, 300_000);
 
   it('a copy into a mounted slave: read-only mount (EROFS on every write op), files readable byte for byte, next pass visible', async () => {
@@ -356,7 +350,7 @@ describe('reclaim pins (mirroring spec §5 scenario 8)', () => {
       await slaveVolume.close();
     }
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
-    expect((await readVolumeTree(slave)).get('new')?.equals(content)).toBe(true);
+    expect((await volumeFiles(slave)).get('new')?.equals(content)).toBe(true);
     const fsck = await run('node', [FSCK_BIN, '-c', slave], { timeoutMs: 180_000 });
     expect(fsck.code).toBe(0);
   }, 300_000);

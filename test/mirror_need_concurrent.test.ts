@@ -24,8 +24,7 @@ import { readMirrorState } from '../src/mirror/state.js';
 import { seededBlocks } from './helpers/bytes.js';
 import { mountVolume, unmountAll, type MountedVolume } from './helpers/mount.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
-import { readTree } from './helpers/ufs_model.js';
-import { mkdirUfs, verifyInProcess, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
+import { mkdirUfs, verifyInProcess, volumeFiles, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const BS = 4096;
@@ -48,11 +47,6 @@ async function mount(parent: string): Promise<MountedVolume> {
 }
 
 
-/** Regular files of an unmounted volume (its own reader), path → bytes, without the special directory. */
-async function filesOf(parent: string): Promise<Map<string, Buffer>> {
-  const t = await withVolume(parent, (v) => readTree(v));
-  return new Map([...t].filter(([k]) => !k.startsWith('.ddumbfs')));
-}
 
 beforeAll(() => {
   if (!fs.existsSync(path.join(ROOT, 'dist/mirror/control.js'))) throw new Error('dist/ is not built: run `npx tsc -p tsconfig.json` first');
@@ -109,7 +103,7 @@ describe('NEED on a mounted master in use', () => {
     expect(m.stderr()).toMatch(/mirror: master pass done: .*3 entries asked for by the replica that changed after TID/);
     expect(second.master.claimKind).toBe('atleast');
     // every entry asked for arrived within the pass
-    const applied = await filesOf(slave);
+    const applied = await volumeFiles(slave);
     expect(applied.get('z/new')?.equals(block('new', 1))).toBe(true);
     expect(applied.get('z/moved')?.equals(block('y', 1))).toBe(true);
     // z/linked is asked for too, but a hard link is not digested by an incremental pass: not sent (the next pass is
@@ -129,7 +123,7 @@ describe('NEED on a mounted master in use', () => {
     expect(readMirrorState(slave)?.claim?.claimKind).toBe('exact');
     await m.unmount();
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
-    const final = await filesOf(slave);
+    const final = await volumeFiles(slave);
     expect([...final.keys()].sort()).toEqual(['a', 'h', 'z/linked', 'z/moved', 'z/new', 'z/q']);
     expect(final.get('z/linked')?.equals(block('h', 1))).toBe(true);
     expect(fs.statSync(path.join(slave, 'ddfsroot', 'z', 'linked')).ino).toBe(fs.statSync(path.join(slave, 'ddfsroot', 'h')).ino);

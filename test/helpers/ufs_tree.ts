@@ -15,6 +15,7 @@ import { VolumeDigests } from '../../src/mirror/digest.js';
 import { nodeTreeAccess } from '../../src/cli/mirrorddumbfs.js';
 import { verifyTrees, renderVerifyLine } from '../../src/mirror/verify.js';
 import { runOk } from './run.js';
+import { readTree } from './ufs_model.js';
 
 export type RelPath = string | Buffer;
 
@@ -54,6 +55,15 @@ export async function withVolume<T>(parent: string, fn: (v: Volume) => Promise<T
 }
 
 /** The (address, hash) of node `index` of file `rel`, read with the UFS reader. */
+/**
+ * The regular files of an unmounted volume, read through its own reader (readTree): latin1 relative path → bytes,
+ * without the special directory `.ddumbfs`.
+ */
+export async function volumeFiles(parent: string): Promise<Map<string, Buffer>> {
+  const t = await withVolume(parent, (v) => readTree(v));
+  return new Map([...t].filter(([k]) => !k.startsWith('.ddumbfs')));
+}
+
 export async function readUfsNode(parent: string, nodeSize: number, addrSize: number, rel: RelPath, index: number): Promise<{ address: number; hash: Buffer }> {
   const f = await UfsNodeFile.open(fileDevices, ufsAbs(parent, rel), nodeSize, { strict: true });
   try {
