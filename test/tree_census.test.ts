@@ -6,14 +6,15 @@
  * startTreeCensus (the census beside an incremental pass): the same census from its worker thread (the compiled
  * dist/ worker, as the commands run it) and inline; a walk that fails, or a thread stopped before it answered, is a
  * rejection, never a census; startSealCheck maps that to a verdict that proves nothing (`changed` false).
- * nativeTreeCensus (the worker's walk: getdents64 + statx): the same census as treeCensus, before and after each edit.
+ * nativeTreeCensus (the worker's walk: getdents64 + statx): the same census as treeCensus, before and after each edit;
+ * split in shares, each share counts exactly the entries of the directories it owns, and the shares add up to it.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startTreeCensus, treeCensus } from '../src/io/journal_dir.js';
-import { nativeTreeCensus } from '../src/io/tree_census_native.js';
+import { censusShareOf, nativeTreeCensus } from '../src/io/tree_census_native.js';
 import { startSealCheck, type MirrorSeal } from '../src/mirror/master_journal.js';
 
 /** journal_dir as the commands load it (dist/): its startTreeCensus runs on a worker thread. */
@@ -93,6 +94,36 @@ describe('nativeTreeCensus', () => {
     expect(nativeTreeCensus(Buffer.from(root), 2).entryCount).toBe(5 * 2 + 2); // d*, d*/deep; link; the raw name (in d0)
   });
 
+  it('in shares: each counts the entries of the directories it owns (censusShareOf), together the whole census', () => {
+    const root = tree();
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${root}/d2/`), Buffer.from([0xfe])]), 'raw');
+    const whole = nativeTreeCensus(Buffer.from(root), 64);
+    // the entries of each directory, by a plain walk on raw names
+    const perDirectory: Array<{ dir: Buffer; count: number }> = [];
+    const walk = (d: Buffer): void => {
+      const names = fs.readdirSync(d, { encoding: 'buffer' });
+      perDirectory.push({ dir: d, count: names.length });
+      for (const n of names) {
+        const p = Buffer.concat([d, Buffer.from('/'), n]);
+        if (fs.lstatSync(p).isDirectory()) walk(p);
+      }
+    };
+    walk(Buffer.from(root));
+    for (const parts of [1, 2, 3]) {
+      let sum = 0;
+      let max = 0n;
+      for (let part = 0; part < parts; part++) {
+        const share = nativeTreeCensus(Buffer.from(root), 64, new Set(), { part, parts });
+        const owned = perDirectory.filter((e) => censusShareOf(e.dir, parts) === part).reduce((n, e) => n + e.count, 0);
+        expect(share.entryCount).toBe(owned);
+        sum += share.entryCount;
+        if (share.ctimeMaxNs > max) max = share.ctimeMaxNs;
+      }
+      expect({ entryCount: sum, ctimeMaxNs: max }).toEqual(whole);
+    }
+    expect(() => nativeTreeCensus(Buffer.from(root), 64, new Set(), { part: 2, parts: 2 })).toThrow(/not a share/);
+  });
+
   it('a root that cannot be read is an error naming it, never a census', () => {
     expect(() => nativeTreeCensus(Buffer.from('/nonexistent-census-root'), 64)).toThrow(/ENOENT.*nonexistent-census-root/);
   });
@@ -121,6 +152,8 @@ describe('startTreeCensus', () => {
     expect(got).toEqual(treeCensus(Buffer.from(root), 64, new Set(['d1'])));
     expect(got.entryCount).toBe(want.entryCount - d1.entryCount - 1); // d1 and all it holds left out
     await expect(dist.startTreeCensus(Buffer.from(path.join(root, 'absent')), 64).result).rejects.toThrow(/ENOENT/);
+    // split between threads, and on one: the same census
+    for (const threads of [1, 2]) expect(await dist.startTreeCensus(Buffer.from(root), 64, new Set(['d1']), { threads }).result).toEqual(got);
     // a thread that ends before it answered (terminated: as one that died)
     const killed = dist.startTreeCensus(Buffer.from(root), 64);
     await killed.stop();

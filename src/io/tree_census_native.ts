@@ -13,6 +13,15 @@
  *
  * Paths are raw bytes (Buffers, NUL-terminated for the calls); a directory is opened by its full path after its
  * parent's fd is closed, so one fd is open at a time whatever the depth.
+ *
+ * A census can be split between threads (`share`, censusShareOf): every share lists every directory and statx's
+ * every entry that may be a directory (d_type DT_DIR or DT_UNKNOWN: the walk must know where to descend), but counts
+ * and statx's the other entries of a directory only in the share that owns it (an FNV-1a hash of the directory's
+ * path bytes). So on a static tree each entry is counted by exactly one share, the sums of the counts and the
+ * maximum of the highest ctimes are the census of one walk, and the statx calls of files (most of the work) are
+ * divided. A share also keeps the ctime of every directory it statx'd: a maximum over more entries of the same tree
+ * is the same maximum, and on a tree that changes meanwhile (a foreign writer: the census runs under the volume lock)
+ * it can only see a change sooner, as a single walk that is not atomic either.
  */
 import { constants as osc } from 'node:os';
 import { DdfsError } from '../errors.js';
@@ -49,8 +58,12 @@ const STX_CTIME_NSEC = 104;
 const STX_DEV_MAJOR = 136;
 const STX_DEV_MINOR = 140;
 const STATX_SIZE = 256;
-/** struct linux_dirent64: d_reclen at 16, d_name from 19 (NUL-terminated). */
+/** struct linux_dirent64: d_reclen at 16, d_type at 18, d_name from 19 (NUL-terminated). */
 const DIRENT_RECLEN = 16;
+const DIRENT_TYPE = 18;
+/** d_type values (dirent.h): the file system did not say, and a directory. */
+const DT_UNKNOWN = 0;
+const DT_DIR = 4;
 const DIRENT_NAME = 19;
 const DIRENTS_BUFFER_BYTES = 64 * 1024;
 const NS_PER_SECOND = 1_000_000_000n;
@@ -60,12 +73,33 @@ function nativeError(call: string, p: Buffer, errno: number): DdfsError {
   return new DdfsError('IO', `${code}: ${call} of ${p.toString('latin1')} failed: the census is not complete`, { errno, code });
 }
 
+/** One of `parts` shares of a census split between threads (see the file comment); `part` in [0, parts). */
+export interface CensusShare {
+  part: number;
+  parts: number;
+}
+
 /**
- * The census of the tree under `root` (see the file comment), as treeCensus gives it.
+ * The share that owns (counts the entries of) the directory at `dir`: FNV-1a (32 bits) of its path bytes, modulo
+ * `parts`. Every share computes the same owner from the same bytes, whatever order it walks in.
+ * @returns an integer in [0, parts)
+ */
+export function censusShareOf(dir: Buffer, parts: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < dir.length; i++) h = Math.imul(h ^ dir[i]!, 0x01000193) >>> 0;
+  return h % parts;
+}
+
+/**
+ * The census of the tree under `root` (see the file comment), as treeCensus gives it; with `share`, that share of
+ * it (the counts of all shares add up to the census, their highest ctimes' maximum is its highest ctime).
  * @throws DdfsError IO when the root cannot be read, or an entry cannot be listed or stat'ed for another reason than
  *   being gone (EACCES on a directory excepted); Error from the dynamic loader when glibc lacks statx/getdents64
  */
-export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set()): TreeCensus {
+export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), share?: CensusShare): TreeCensus {
+  if (share !== undefined && !(Number.isInteger(share.parts) && share.parts >= 1 && Number.isInteger(share.part) && share.part >= 0 && share.part < share.parts)) {
+    throw new DdfsError('INVALID', `census share ${share.part} of ${share.parts} is not a share`);
+  }
   const c = libc();
   const st = Buffer.alloc(STATX_SIZE);
   const dents = Buffer.allocUnsafe(DIRENTS_BUFFER_BYTES);
@@ -91,6 +125,7 @@ export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: R
       throw nativeError('open', dir, errno);
     }
     const subdirs: Buffer[] = [];
+    const owned = share === undefined || censusShareOf(dir, share.parts) === share.part;
     try {
       for (;;) {
         const n = Number(c.getdents64(fd, dents, dents.length));
@@ -103,19 +138,21 @@ export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: R
         for (let off = 0; off < n;) {
           const reclen = dents.readUInt16LE(off + DIRENT_RECLEN);
           const nameAt = off + DIRENT_NAME;
+          const dType = dents[off + DIRENT_TYPE];
           let end = nameAt;
           while (dents[end] !== 0) end++;
           off += reclen;
           const len = end - nameAt;
           if (dents[nameAt] === 0x2e && (len === 1 || (len === 2 && dents[nameAt + 1] === 0x2e))) continue; // . and ..
           if (depth === 1 && skipTopNames.has(dents.toString('latin1', nameAt, end))) continue;
+          if (!owned && dType !== DT_DIR && dType !== DT_UNKNOWN) continue; // another share's entry, and no directory
           // the name with its NUL, in place in the listing
           if (c.statx(fd, dents.subarray(nameAt, end + 1), flags, mask, st) !== 0) {
             const errno = lastNativeErrno();
             if (errno === ENOENT) continue; // removed since the listing
             throw nativeError('statx', Buffer.concat([dir, slash, dents.subarray(nameAt, end)]), errno);
           }
-          entryCount++;
+          if (owned) entryCount++;
           const sec = Number(st.readBigInt64LE(STX_CTIME_SEC));
           const nsec = st.readUInt32LE(STX_CTIME_NSEC);
           if (sec > maxSec || (sec === maxSec && nsec > maxNsec)) {

@@ -24,7 +24,7 @@
 import * as path from 'node:path';
 import type { DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
-import { startTreeCensus, treeCensus, type TreeCensus } from '../io/journal_dir.js';
+import { censusHere, startTreeCensus, type TreeCensus } from '../io/journal_dir.js';
 import { probeCtimeNs, readNoFollow, syncDirectory, writeAtomic } from '../io/mirror_fs.js';
 import { WALK_DEPTH_MAX } from '../limits.js';
 import type { Logger } from '../util/log.js';
@@ -102,8 +102,8 @@ export function readSeal(parentDir: string): MirrorSeal | null {
  * Whether the tree under `rootDir` is still the one `seal` describes (spec §4.3 offline detection): an entry whose
  * ctime is newer than the seal's highest ctime, or another entry count, means ddfsroot changed while the volume was
  * unmounted (ddumbfs 1.1's tools, a hand edit) without a journal record. This is a full lstat scan of the tree
- * (treeCensus); the narrower scan that journals only the changed entries is not built yet, so the caller treats a
- * mismatch like any other doubt (a content pass, a generation bump).
+ * (censusHere: getdents64 + statx); the narrower scan that journals only the changed entries is not built yet, so the
+ * caller treats a mismatch like any other doubt (a content pass, a generation bump).
  * Why every entry is lstat'ed (one per entry, the main cost of an unmounted master's incremental pass at 200k files):
  * no cheaper check is sound. Directory ctimes/mtimes move when entries are added, removed or renamed, but a UFS file
  * rewritten in place (another node list, same name) changes only that file's ctime; the volume lock proves nothing
@@ -114,7 +114,7 @@ export function readSeal(parentDir: string): MirrorSeal | null {
  * @throws Node errors of the root's lstat
  */
 export function sealMismatch(seal: MirrorSeal, rootDir: string): string | null {
-  return censusMismatch(seal, treeCensus(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED));
+  return censusMismatch(seal, censusHere(Buffer.from(rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED));
 }
 
 /** A seal check running beside a pass (startSealCheck). */
@@ -294,7 +294,7 @@ export async function openMasterJournal(parentDir: string, options: MasterJourna
       if (s === null || s.role !== 'master') throw new DdfsError('INVALID', `${parentDir}: ddfsmirror/state changed role while mounted: no seal written`, { path: parentDir });
       const st: JournalStats = journal.stats();
       writeMirrorState(parentDir, { ...s, nextTid: st.nextTid.toString(), durableHead: st.durableHead.toString() });
-      const census = treeCensus(Buffer.from(options.rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
+      const census = censusHere(Buffer.from(options.rootDir), WALK_DEPTH_MAX, CENSUS_SKIPPED);
       // the seal is written only once the clock has passed the newest ctime: see sealBoundary
       const boundary = await sealBoundary(census.ctimeMaxNs, options.sealClock ?? probeFileClock(mirrorDir));
       if (!boundary.above) options.logger.warn(`mirror: an entry of ddfsroot has a ctime ahead of the clock (the clock was set back?): the next pass is a content pass`);
