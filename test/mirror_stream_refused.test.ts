@@ -153,6 +153,8 @@ describe('a refused pass inside a stream', () => {
       await expectVerifyClean(master, slave);
       // no content pass after content pass while the head stays above that claim of TID 0
       await expectNoSpin(slave);
+      // its lag counts from the head that content pass started at, not from TID 0
+      expect(readStreamState(slave)!.lagTids).toBe('0');
       expect(s.output()).toMatch(/stream: the pass covered no TID \(the master's journal is not trusted\): the next pass waits for the journal head to pass \d+, or --max-interval/);
       // a mount's journaled change moves the head: a pass (content: the mount bumped the generation), then incremental
       await afterMount(master, slave, s.output);
@@ -189,6 +191,7 @@ describe('a refused pass inside a stream', () => {
       expect(readMirrorState(slave)!.pass).toBeNull();
       await expectVerifyClean(master, `here:${slave}`, remote);
       await expectNoSpin(master);
+      expect(readStreamState(master)!.lagTids).toBe('0');
       await afterMount(master, slave, s.output, master);
       expect(s.child.exitCode).toBeNull();
     } finally {

@@ -440,8 +440,11 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
   const save = (): void => {
     st.headTid = head === null ? null : head.toString();
     st.claimTid = claim === null ? null : claim.toString();
-    st.lagTids = head === null ? null : (head > (claim ?? 0n) ? head - (claim ?? 0n) : 0n).toString();
-    const behind = head === null || claim === null || head > claim;
+    // the lag is counted from what the replica reflects: its claim, or after a pass that covered no TID the head
+    // that pass started at (a content pass reflects every change made before it began), not from TID 0
+    const reflected = waitAbove ?? claim;
+    st.lagTids = head === null ? null : (head > (reflected ?? 0n) ? head - (reflected ?? 0n) : 0n).toString();
+    const behind = head === null || reflected === null || head > reflected;
     st.lagSeconds = st.lastPassStartTime == null ? null : behind ? (Date.now() - Date.parse(st.lastPassStartTime!)) / 1000 : 0;
     if (ends.stateAt === null) return;
     try {
