@@ -655,7 +655,9 @@ describe('incremental pass scenarios', () => {
       await ms.v.tree.mkdir(bytesOf('h'), 0o755, SELF);
       await ms.v.tree.createFile(bytesOf('h/x'), 0o644, SELF, true);
       ms.v.tree.sink = ms.mj.sink;
-      await ms.write('d/f', 0, POOL[2]!); // a journaled change: the root and d/ are listed
+      await ms.write('d/f', 0, POOL[2]!);
+      // a journaled entry at the root: the root's entries changed in the range, so it is listed (DIRLIST)
+      await ms.v.tree.createFile(bytesOf('n'), 0o644, SELF, true);
     });
     const reports: string[] = [];
     const r = await twoWayPass(master, slave, { report: (l) => reports.push(l) });
@@ -673,11 +675,40 @@ describe('incremental pass scenarios', () => {
     expect(treeDiff(await treeOf(slave), await treeOf(master))).toEqual([]);
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
     // nothing lacked: no NEED, no alarm
-    await withMaster(master, (ms) => ms.write('d/f', 0, POOL[0]!));
+    await withMaster(master, (ms) => ms.v.tree.createFile(bytesOf('n2'), 0o644, SELF, true).then(() => undefined));
     const again = await twoWayPass(master, slave);
     expect(again.master!.passKind).toBe('incremental');
+    expect(again.m2s.records.some((x) => x.type === 'DIRLIST')).toBe(true);
     expect(again.s2m.records.some((x) => x.type === 'NEED')).toBe(false);
     expect(again.master!.divergenceAlarms).toBe(0);
+  });
+
+  it('a range of content and metadata changes lists no directory (spec §4.6 step 2: only a parent whose entries changed gets a DIRLIST); a loss on the slave beside them is left to verify and a content pass', async () => {
+    const { master, slave } = await claimed();
+    fs.rmSync(path.join(slave, 'ddfsroot', 'g')); // behind the mirror's back, in a directory on the way
+    await withMaster(master, async (ms) => {
+      await ms.write('d/f', 0, POOL[1]!);
+      await ms.v.tree.chmod(bytesOf('d'), 0o700);
+    });
+    const r = await twoWayPass(master, slave);
+    expect(r.masterError).toBeNull();
+    expect(r.master!.passKind).toBe('incremental');
+    // the root and d/ are on the way, and neither's entries changed: visited by name, no DIRLIST, no NEED
+    expect(r.m2s.records.filter((x) => x.type === 'DIRLIST')).toEqual([]);
+    expect(r.m2s.records.filter((x) => x.type === 'DIR').length).toBe(2);
+    expect(r.master!.directoriesNamed).toBe(2);
+    expect(r.s2m.records.some((x) => x.type === 'NEED')).toBe(false);
+    expect(r.master!.divergenceAlarms).toBe(0);
+    // what changed arrived
+    const slaveFiles = await readAllFiles(slave);
+    expect(slaveFiles.get('d/f')?.equals((await readAllFiles(master)).get('d/f')!)).toBe(true);
+    expect(fs.statSync(path.join(slave, 'ddfsroot', 'd')).mode & 0o777).toBe(0o700);
+    // the loss is not trusted away: verify names it, and a content pass puts it back
+    expect((await verifyInProcess(master, slave)).lines.join('\n')).toMatch(/^MISSING "\/g"$/m);
+    bumpMasterGeneration(master);
+    const content = await twoWayPass(master, slave);
+    expect(content.master!.passKind).toBe('content');
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
   it('a change made behind the journal (a dropped record) is not trusted away: verify shows it, a content pass repairs it (scenario 12)', async () => {

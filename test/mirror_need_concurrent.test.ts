@@ -80,9 +80,11 @@ describe('NEED on a mounted master in use', () => {
     const first = await copyLocal(master, slave, { access: nodeTreeAccess });
     expect(first.master.passKind).toBe('content');
     expect(first.master.claimKind).toBe('exact');
-    // dirty: a (a child of the root, queried first) and z/q (z/ is listed after a's DIGESTA)
+    // dirty: a (a child of the root, queried first), z/q and z/r (z/ is listed after a's DIGESTA: z/r is a new
+    // entry, so z's entries changed in the range and it gets a DIRLIST, spec §4.6 step 2)
     await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', 2));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'q'), block('q2', 1));
+    await fsp.writeFile(path.join(m.mountDir, 'z', 'r'), block('r', 1));
     const access = gatedAccess(async () => {
       // after tid_end: journaled through the mount (a create, a rename in) ...
       await fsp.writeFile(path.join(m.mountDir, 'z', 'new'), block('new', 1));
@@ -124,7 +126,7 @@ describe('NEED on a mounted master in use', () => {
     await m.unmount();
     expect((await verifyInProcess(master, slave)).lines).toEqual([]);
     const final = await volumeFiles(slave);
-    expect([...final.keys()].sort()).toEqual(['a', 'h', 'z/linked', 'z/moved', 'z/new', 'z/q']);
+    expect([...final.keys()].sort()).toEqual(['a', 'h', 'z/linked', 'z/moved', 'z/new', 'z/q', 'z/r']);
     expect(final.get('z/linked')?.equals(block('h', 1))).toBe(true);
     expect(fs.statSync(path.join(slave, 'ddfsroot', 'z', 'linked')).ino).toBe(fs.statSync(path.join(slave, 'ddfsroot', 'h')).ino);
   }, 300_000);
@@ -143,6 +145,7 @@ describe('NEED on a mounted master in use', () => {
     expect((await copyLocal(master, slave, { access: nodeTreeAccess })).master.claimKind).toBe('exact');
     await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', 1));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'q'), block('q2', 1));
+    await fsp.writeFile(path.join(m.mountDir, 'z', 'r'), block('r', 1)); // a new entry: z is listed (DIRLIST)
     const access = gatedAccess(async () => {
       // journaled after tid_end, none placing an entry at z/hidden or an ancestor of it: metadata of z, a file at j/
       await fsp.chmod(path.join(m.mountDir, 'z'), 0o700);

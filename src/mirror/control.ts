@@ -165,7 +165,7 @@ function decodeMasterSummary(doc: unknown): PassSummary {
   return { ...d, corrupt: d.corrupt.map((c) => ({ path: Buffer.from(String(c.path), 'hex'), blockIndex: Number(c.blockIndex) })), skippedFiles: d.skippedFiles.map((p) => Buffer.from(String(p), 'hex')),
     // TIDs travel as decimal text (JSON has no bigint); a daemon of before issue 8 sends none
     passKind: d.passKind ?? 'content', tidBeg: BigInt(String(d.tidBeg ?? 0)), tidEnd: BigInt(String(d.tidEnd ?? 0)), contentReason: d.contentReason ?? null, dirtyCount: Number(d.dirtyCount ?? 0),
-    divergenceAlarms: Number(d.divergenceAlarms ?? 0), concurrentNeeds: Number(d.concurrentNeeds ?? 0) };
+    divergenceAlarms: Number(d.divergenceAlarms ?? 0), concurrentNeeds: Number(d.concurrentNeeds ?? 0), directoriesNamed: Number(d.directoriesNamed ?? 0) };
 }
 
 function decodeSlaveSummary(doc: unknown): SlaveSummary {

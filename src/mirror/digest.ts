@@ -315,6 +315,8 @@ export interface DigestTreeCounters {
   entryNow: number;
   listNow: number;
   listTypes: number;
+  /** Directories on the way looked at by name only (namedEntries: their entries did not change in the range). */
+  namedEntries: number;
   /** lstat calls of tree entries (TreeAccess.lstat, the root's at open not counted). */
   lstat: number;
 }
@@ -364,7 +366,7 @@ interface OpenDirectory {
  * The digests of one local volume, opened offline and read-only (the DigestTree of a plain path).
  */
 export class VolumeDigests implements DigestTree {
-  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0, entryNow: 0, listNow: 0, listTypes: 0, lstat: 0 };
+  readonly counters: DigestTreeCounters = { entry: 0, list: 0, nodes: 0, fileScans: 0, entryNow: 0, listNow: 0, listTypes: 0, namedEntries: 0, lstat: 0 };
   private readonly rootDir: Buffer;
   private readonly directories = new Map<string, { meta: TreeEntryMeta; contentDigest: Buffer; digest: Buffer }>();
   /** Inode → first path of its link group (files with nlink > 1 only). */
@@ -557,6 +559,37 @@ export class VolumeDigests implements DigestTree {
       }
       const meta = await this.lstatListed(p, name);
       if (meta !== null) out.push({ name, kind: meta.kind, meta });
+    }
+    return out;
+  }
+
+  /**
+   * The entries `names` of directory `p` with their lstat facts, without listing `p` (an incremental pass's
+   * directory on the way to dirty paths whose entries did not change in its range, spec §4.6 step 2: only its
+   * dirty children and the children on the way are looked at). Sorted bytewise by name; a name not there (ENOENT,
+   * ENOTDIR: removed since the range, a change the next pass has the TID of), '.', '..', a reserved name at the
+   * root and a directory of another device (a mount point, left out as listings leave it out) are left out. One lstat each.
+   * @param p a directory of the root's device
+   * @throws DdfsError IO when an entry cannot be read for another reason
+   */
+  async namedEntries(p: Buffer, names: readonly Buffer[]): Promise<Array<{ name: Buffer; kind: EntryKind; meta: TreeEntryMeta }>> {
+    this.counters.namedEntries++;
+    const out: Array<{ name: Buffer; kind: EntryKind; meta: TreeEntryMeta }> = [];
+    for (const name of [...names].sort(Buffer.compare)) {
+      // no listing names '.' or '..' (a journal record of the root itself may name it '.')
+      if (name.length === 0 || (name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e)))) continue;
+      if (p.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
+      const rel = joinPathBytes(p, name);
+      let meta: TreeEntryMeta;
+      try {
+        meta = await this.access.lstat(this.abs(rel));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        throw this.readError(rel, err);
+      }
+      if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;
+      out.push({ name, kind: meta.kind, meta });
     }
     return out;
   }

@@ -92,11 +92,17 @@ export interface PassSummary {
    * was re-sent within the pass like an alarm, and is not counted as one.
    */
   concurrentNeeds: number;
+  /**
+   * Directories on the way of an incremental pass visited by name, without a listing or DIRLIST: none of their
+   * entries was added, removed or moved in the range (DirtyPlan.listed).
+   */
+  directoriesNamed: number;
 }
 
 /**
  * The dirty set of an incremental pass (§4.6 step 2), latin1 keys of raw paths: the paths the journal names in the
- * range, and every directory on the way to one of them (visited for its DIR + DIRLIST, deletion by absence).
+ * range, and every directory on the way to one of them (visited for its DIR, and its DIRLIST (deletion by absence)
+ * when its entries may have changed: `listed`).
  */
 interface DirtyPlan {
   paths: Set<string>;
@@ -113,10 +119,32 @@ interface DirtyPlan {
    * times of a directory of 18k entries after filling it, which made a pass digest and query all 18k.
    */
   metaOnly: Set<string>;
+  /**
+   * Directories whose entries may have changed in the range (spec §4.6 step 2: "every parent directory whose
+   * entries changed gets a DIRLIST"): the parent of each path (and dest) of a record whose op can add, remove or
+   * move an entry, i.e. every op but those of CONTENT_OPS and META_OPS (an op not known here counts). A directory on
+   * the way that is not in it is visited by the names of its dirty children and children on the way (`childrenOf`),
+   * without a listing or a DIRLIST: 100 files rewritten in 100 directories of 100 entries were 10,000 DIRLIST
+   * entries listed, sent and compared by the slave for no change of any directory. A directory made, removed or
+   * renamed behind the journal in such a directory is then not seen by the incremental pass: that missed stamp is
+   * caught by the seal's census (an unmounted master), a content pass or verify, as any other (issue 8).
+   */
+  listed: Set<string>;
+  /** Directory → the names of the paths of `paths` and `ancestors` directly in it (latin1 keys, raw names). */
+  childrenOf: Map<string, Map<string, Buffer>>;
 }
 
 /** Journal ops that change only an entry's metadata, not which entries a directory holds. */
 const META_OPS: ReadonlySet<string> = new Set(['chmod', 'chown', 'utimens', 'xattr']);
+
+/** Journal ops that change only a file's content, not which entries a directory holds. */
+const CONTENT_OPS: ReadonlySet<string> = new Set(['write', 'truncate']);
+
+/** The parent directory of a tree path ('' for an entry of the root), as a latin1 key. */
+function parentKeyOf(p: Buffer): string {
+  const i = p.lastIndexOf(0x2f);
+  return i < 0 ? '' : p.subarray(0, i).toString('latin1');
+}
 
 /**
  * Journal ops that can make an entry appear at a name (its path; for rename and link see entryNamesOf). Only these
@@ -148,7 +176,12 @@ function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: 
   const renamedFrom = new Map<string, Buffer>();
   const metaOnly = new Set<string>();
   const notMetaOnly = new Set<string>();
+  const listed = new Set<string>();
   for (const r of records) {
+    if (r.op === undefined || (!META_OPS.has(r.op) && !CONTENT_OPS.has(r.op))) {
+      listed.add(parentKeyOf(r.path));
+      if (r.dest !== undefined) listed.add(parentKeyOf(r.dest));
+    }
     if (r.op === 'rename' && r.dest !== undefined && !r.dest.equals(r.path)) {
       const from = r.path.toString('latin1');
       const origin = renamedFrom.get(from) ?? r.path;
@@ -169,7 +202,17 @@ function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: 
       ancestors.add('');
     }
   }
-  return { paths, ancestors, renamedFrom, metaOnly };
+  const childrenOf = new Map<string, Map<string, Buffer>>();
+  for (const key of [...paths, ...ancestors]) {
+    if (key.length === 0) continue;
+    const p = Buffer.from(key, 'latin1');
+    const i = p.lastIndexOf(0x2f);
+    const parent = i < 0 ? '' : key.slice(0, i); // latin1: one char per byte
+    let names = childrenOf.get(parent);
+    if (names === undefined) childrenOf.set(parent, (names = new Map()));
+    names.set(key.slice(i + 1), p.subarray(i + 1));
+  }
+  return { paths, ancestors, renamedFrom, metaOnly, listed, childrenOf };
 }
 
 /** Options of the master side. */
@@ -296,7 +339,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const input = options.input;
   const summary: PassSummary = {
     filesVisited: 0, filesSent: 0, blocksSent: 0, blocksHeld: 0, bytesOnWire: 0, corrupt: [], skippedFiles: [], resumed: false, renamesSent: 0, renamesMatched: 0, elapsedMs: 0, claimKind: 'exact',
-    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0, concurrentNeeds: 0,
+    passKind: 'content', tidBeg: 0n, tidEnd, contentReason: null, dirtyCount: 0, divergenceAlarms: 0, concurrentNeeds: 0, directoriesNamed: 0,
   };
   /** NEED paths the slave sent (read while waiting for another answer), and the entries that may be asked for. */
   const needed: Buffer[] = [];
@@ -770,6 +813,15 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const visitAncestor = async (rel: Buffer, meta: Meta, plan: DirtyPlan): Promise<void> => {
     await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta, tid: 0n });
+    const relKey = rel.toString('latin1');
+    if (!plan.listed.has(relKey)) {
+      // no entry of it was added, removed or moved in the range: no DIRLIST, only its dirty children and the
+      // children on the way, by name (DirtyPlan.listed)
+      const named = await digests.namedEntries(rel, [...(plan.childrenOf.get(relKey)?.values() ?? [])]);
+      summary.directoriesNamed++;
+      await visitDirtyChildren(rel, named, plan);
+      return;
+    }
     // the directories visitDirtyChildren hands to visitAncestor (directoryMeta of their lstat): those on the way
     // and the metaOnly ones
     const listing = await digests.listTypes(rel, (name) => {
