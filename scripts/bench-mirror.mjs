@@ -14,13 +14,15 @@
 // 200000: `npm run bench -- mirror-files 200000`) small files in directories of 100, copied to two slaves; after
 // rewriting 100 files, one slave gets an incremental pass and the other a content pass (a generation bump): the time
 // ratio content / incremental (goal >= 50x at 200000 files) and the incremental pass's bytes on the wire per changed
-// file (goal: O(100 files), a few KiB each).
+// file (goal: O(100 files), a few KiB each). The same ratio again with the master mounted (the stream's case: its
+// daemon answers the passes, and no seal census is taken, which an unmounted master's pass cannot skip).
 // A benchmark, not a test: nothing fails on slowness; on a shared machine the figures are indicative only. Page
 // caches are not dropped (that needs root); both tools read the same warm source. Environment: BENCH_DIR (a work
 // directory to use and keep), BENCH_MIRROR_GIB, BENCH_MIRROR_FILES.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bin, here, MIB, runChild, withOfflineVolume } from './bench-common.mjs';
+import { spawn, spawnSync } from 'node:child_process';
+import { bin, here, MIB, runChild, unmount, withOfflineVolume } from './bench-common.mjs';
 
 const BLOCK_SIZE = 4096;
 const BIG_FILE_BYTES = 64 * MIB;
@@ -210,6 +212,111 @@ export async function benchMirrorFiles(count, work) {
   if (inc.cpuSeconds > 0) line(`${count} files, 100 changed: content / incremental pass CPU`, `${(con.cpuSeconds / inc.cpuSeconds).toFixed(1)}x`, 'none (indicative: wall is the goal)', null);
   const perFile = wireBytes(inc.out) / changed;
   line(`${count} files, 100 changed: incremental bytes per changed file`, `${perFile.toFixed(0)} B`, 'O(100 files)', null);
+  console.log('  (an unmounted master checks its whole tree against its seal, one statx per entry, on two threads beside the pass:');
+  console.log('   that census is the floor of its incremental pass; a mounted master does not take it)');
+  await benchMirrorFilesMounted(a, b1, b2, rels, count, bumpMasterGeneration);
+}
+
+/**
+ * The same two passes from the master MOUNTED (the daemon answers the pass through its control socket; no seal
+ * census: the daemon took it at mount), as `mirrorddumbfs stream` runs them: 100 other files rewritten through the
+ * mount and an incremental pass to b1 (the copy command, then three passes of a running stream); b2 brought to the
+ * head, 100 more files rewritten, then (unmounted, generation bumped, mounted again) a content pass of that change
+ * to b2.
+ */
+async function benchMirrorFilesMounted(a, b1, b2, rels, count, bumpMasterGeneration) {
+  const mnt = fs.mkdtempSync(path.join(path.dirname(a), 'files-mnt-'));
+  const mirror = (...args) => run('node', [bin('mirrorddumbfs'), ...args]).stdout;
+  const mount = () => run(bin('ddumbfs'), [mnt, '-o', `parent=${a}`]);
+  /** Unmount and wait for the daemon to end: it seals and releases the volume only after the mount is gone. */
+  const unmountWait = () => {
+    unmount(mnt);
+    for (let i = 0; i < 600 && spawnSync('pgrep', ['-f', `parent=${a}( |$)`]).status === 0; i++) spawnSync('sleep', ['0.1']);
+  };
+  const changed = 100;
+  let inc;
+  let con;
+  let streamPass;
+  try {
+    mount();
+    // the mount follows a generation bump: one content pass each brings both replicas to its journal
+    mirror('copy', a, b1);
+    mirror('copy', a, b2);
+    const block = Buffer.alloc(BLOCK_SIZE);
+    /** Rewrite `changed` files through the mount, each with a fresh block: files `shift` after the unmounted row's. */
+    const rewrite = (shift) => {
+      for (let k = 0; k < changed; k++) {
+        for (let i = 0; i < BLOCK_SIZE; i += 4) block.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+        fs.writeFileSync(path.join(mnt, rels[(Math.floor((k * count) / changed) + shift) % count]), block);
+      }
+    };
+    rewrite(1);
+    run('sync', []);
+    inc = timedCpu(() => mirror('copy', a, b1));
+    console.log(`mounted master, ${changed} files changed, incremental: ${inc.seconds.toFixed(2)} s, CPU ${inc.cpuSeconds.toFixed(2)} s (${passKind(inc.out)} pass), ${wireBytes(inc.out)} bytes on the wire`);
+    streamPass = await streamPassSeconds(a, b1, (round) => rewrite(2 + round));
+    console.log(`mounted master, ${changed} files changed, incremental passes of a running stream: ${streamPass.all.map((x) => x.toFixed(3)).join(', ')} s (median ${streamPass.median.toFixed(3)} s)`);
+    // b2 to the head (untimed), then one more change of 100 files: the content pass below sends exactly those
+    mirror('copy', a, b2);
+    rewrite(5);
+    run('sync', []);
+    unmountWait();
+    bumpMasterGeneration(a);
+    mount();
+    con = timedCpu(() => mirror('copy', a, b2));
+    console.log(`mounted master, ${changed} files changed, content:     ${con.seconds.toFixed(2)} s, CPU ${con.cpuSeconds.toFixed(2)} s (${passKind(con.out)} pass), ${wireBytes(con.out)} bytes on the wire`);
+  } finally {
+    unmountWait();
+    fs.rmSync(mnt, { recursive: true, force: true });
+  }
+  const ratio = con.seconds / inc.seconds;
+  line(`${count} files, 100 changed, master mounted: content / incremental`, `${ratio.toFixed(1)}x`, '>= 50x', count >= 200000 ? ratio >= 50 : null);
+  const streamRatio = con.seconds / streamPass.median;
+  line(`${count} files, 100 changed, mounted, stream: content / incremental`, `${streamRatio.toFixed(1)}x`, '>= 50x', count >= 200000 ? streamRatio >= 50 : null);
+  console.log('  (stream: the incremental pass of a running `mirrorddumbfs stream`, from its state file, with no process start;');
+  console.log('   content: the `mirrorddumbfs copy` command, whose process start is under 2 % of it)');
+}
+
+/**
+ * The time of an incremental pass inside a running `mirrorddumbfs stream SRC DST` (a local DST: the stream's state
+ * is DST's ddfsmirror/stream): its pass start to its end, as the state file records them (ms). Three rounds: the
+ * stream is stopped (SIGSTOP), `change(round)` changes the mounted master, and once its journal is durable the
+ * stream continues and passes once.
+ * @returns the three pass times in seconds and their median
+ */
+async function streamPassSeconds(src, dst, change) {
+  const { readStreamState } = await import(path.join(here, 'dist/mirror/stream_state.js'));
+  const stream = spawn(process.execPath, [bin('mirrorddumbfs'), 'stream', '-i', '1', src, dst], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  stream.stderr.on('data', (c) => { err += c.toString(); });
+  const exited = new Promise((resolve) => stream.once('exit', resolve));
+  const idleAfter = async (count) => {
+    for (let i = 0; i < 6000; i++) {
+      const st = readStreamState(dst);
+      if (st !== null && st.passCount >= count && st.connection === 'idle' && st.lagTids === '0') return st;
+      if (stream.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the stream made no pass: ${err.split('\n').slice(-3).join(' | ')}`);
+  };
+  const all = [];
+  try {
+    let st = await idleAfter(1);
+    for (let round = 0; round < 3; round++) {
+      process.kill(stream.pid, 'SIGSTOP');
+      change(round);
+      run('sync', []);
+      await new Promise((r) => setTimeout(r, 500)); // the journal's group commit: every record durable
+      process.kill(stream.pid, 'SIGCONT');
+      st = await idleAfter(st.passCount + 1);
+      all.push((Date.parse(st.lastPassTime) - Date.parse(st.lastPassStartTime)) / 1000);
+    }
+  } finally {
+    stream.kill('SIGTERM');
+    await exited;
+  }
+  const sorted = [...all].sort((x, y) => x - y);
+  return { all, median: sorted[1] };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
