@@ -2,7 +2,8 @@
  * mirrorddumbfs init-slave / copy / read / write / serve / status as commands (node bin/mirrorddumbfs, compiled
  * dist/: run `npx tsc -p tsconfig.json` first): a one-way pass through a file equals a copy and carries every block
  * once; status shows the claim; mounted volumes are mirrored through their daemons (what cannot work is refused with
- * one line and nothing changes); and over a real sshd on
+ * one line and nothing changes); copy --content runs a content pass where an incremental one was allowed (through
+ * the daemon, through serve, unmounted); and over a real sshd on
  * 127.0.0.1 (test/helpers/sshd.ts): a copy, a verify of the result, and a copy resumed after the ssh client was
  * killed mid-pass.
  */
@@ -190,6 +191,52 @@ describe('mirrorddumbfs commands', () => {
     } finally {
       await ro.unmount();
     }
+  }, 300_000);
+});
+
+describe('copy --content', () => {
+  it('runs a content pass where the journal allows an incremental one, through the daemon and through serve: a loss the incremental pass does not see is repaired', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await tree(master, 3);
+    expect((await mirror(['init-slave', slave, '--from', master])).status).toBe(0);
+    const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+    const mm = await mountVolume(master, mnt);
+    try {
+      fs.writeFileSync(path.join(mnt, 'd', 'new'), block('n', 1)); // a journaled change: the next claim has a TID
+      expect((await mirror(['copy', master, slave])).status).toBe(0);
+      // behind the mirror's back the slave loses `same` (at the root); the master only rewrites d/f0002, so the
+      // incremental pass lists neither the root nor d/ (no entry of theirs changed) and does not see the loss
+      fs.rmSync(ufsAbs(slave, 'same'));
+      fs.writeFileSync(path.join(mnt, 'd', 'f0002'), block('rewritten', 2));
+      const inc = await mirror(['copy', master, slave]);
+      expect(inc.status).toBe(0);
+      expect(inc.stdout.toString()).toMatch(/^mirrorddumbfs: incremental pass \(TIDs \d+\.\.\d+\), 1 files visited, 1 files sent, /);
+      expect((await mirror(['verify', master, slave])).stdout.toString()).toBe('MISSING "/same"\n');
+      const con = await mirror(['copy', '--content', master, slave]);
+      expect(con.status).toBe(0);
+      expect(con.stdout.toString()).toMatch(/^mirrorddumbfs: content pass, .*claim exact@\d+, content pass because a content pass was asked for \(--content\)\n$/);
+      expect(readMirrorState(slave)!.claim!.kind).toBe('content');
+      const v = await mirror(['verify', master, slave]);
+      expect({ status: v.status, stdout: v.stdout.toString() }).toEqual({ status: 0, stdout: '' });
+      // through serve (a "remote shell" that runs the command here): the flag reaches the master's side
+      const rsh = path.join(work, 'local-rsh');
+      fs.writeFileSync(rsh, '#!/bin/sh\n# HOST COMMAND: run COMMAND here\nshift\nexec sh -c "$1"\n', { mode: 0o755 });
+      fs.writeFileSync(path.join(mnt, 'd', 'f0002'), block('again', 2));
+      const remoteInc = await mirror(['copy', '-e', rsh, '--mirror-path', BIN, `here:${master}`, slave]);
+      expect(remoteInc.status).toBe(0);
+      expect(readMirrorState(slave)!.claim!.kind).toBe('incremental');
+      const remote = await mirror(['copy', '--content', '-e', rsh, '--mirror-path', BIN, `here:${master}`, slave]);
+      expect({ status: remote.status, stderr: remote.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(readMirrorState(slave)!.claim!.kind).toBe('content');
+    } finally {
+      await mm.unmount();
+    }
+    // unmounted: the master's side runs in the command itself
+    const off = await mirror(['copy', '--content', master, slave]);
+    expect(off.status).toBe(0);
+    expect(off.stdout.toString()).toMatch(/content pass because a content pass was asked for \(--content\)\n$/);
+    expect((await mirror(['verify', master, slave])).status).toBe(0);
   }, 300_000);
 });
 

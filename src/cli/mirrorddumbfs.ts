@@ -164,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('one pass by content from SRC (master) to DST (slave): only the blocks DST lacks are sent')
     .argument('<SRC>', 'master: parent directory or [user@]host:PATH')
     .argument('<DST>', 'slave: parent directory or [user@]host:PATH')
+    .option('--content', 'a content pass (the whole tree by digest) even when the master\'s journal allows an incremental one: finds and repairs a change the journal missed')
     .addHelpText('after', `\n${COPY_HELP}`)))
     .action((src: string, dst: string, opts: PassFlags) => {
       action = () => copyCommand(src, dst, opts);
@@ -187,9 +188,10 @@ export async function main(argv: string[]): Promise<number> {
     .description('the far side of an ssh endpoint: run one side of a pass on standard input/output')
     .requiredOption('--restrict <ROOT>', 'refuse any volume outside ROOT')
     .option('--allow-mass-delete', 'let a pass delete more than 25% of the slave\'s entries')
+    .option('--content', 'role master: a content pass whatever the journal allows (copy --content)')
     .argument('<ROLE>', 'master, slave, verify (answer a verify session about VOLUME), or identity (print the master\'s identity as JSON, for init-slave --from host:PATH)')
     .argument('<VOLUME>', 'the volume (parent directory)')
-    .action((role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }) => {
+    .action((role: string, vol: string, opts: ServeFlags) => {
       action = () => serveCommand(role, vol, opts);
     });
   program
@@ -312,6 +314,8 @@ interface PassFlags {
   rsh?: string;
   mirrorPath?: string;
   checkpointRecords?: number;
+  /** copy --content: the master side runs a content pass whatever its journal allows. */
+  content?: boolean;
 }
 
 /** The spinner of copy and verify on a terminal (progress_view.ts, the progress view every command shares). */
@@ -332,6 +336,7 @@ async function passCopyOptions(opts: PassFlags, spin = false): Promise<CopyOptio
     access: nodeTreeAccess,
     allowMassDelete: opts.allowMassDelete === true,
     checkpointRecordCount: opts.checkpointRecords,
+    contentPass: opts.content === true,
     progress: await progressSink(opts, spin),
     report: (l) => stderrLine(`${NAME}: ${l}\n`),
   };
@@ -414,7 +419,7 @@ function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity' | '
   const remotePath = endpoint.slice(colon + 1);
   if (host === '' || remotePath === '') throw new UsageError(`${endpoint}: expected [user@]host:PATH`);
   const rsh = (opts.rsh ?? 'ssh').split(/\s+/).filter((w) => w !== '');
-  const remote = [opts.mirrorPath ?? 'mirrorddumbfs', 'serve', '--restrict', remotePath, ...(opts.allowMassDelete ? ['--allow-mass-delete'] : []), role, remotePath]
+  const remote = [opts.mirrorPath ?? 'mirrorddumbfs', 'serve', '--restrict', remotePath, ...(opts.allowMassDelete ? ['--allow-mass-delete'] : []), ...(role === 'master' && opts.content ? ['--content'] : []), role, remotePath]
     .map(shellQuote).join(' ');
   const child = spawn(rsh[0]!, [...rsh.slice(1), host, remote], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin!.on('error', () => undefined); // EPIPE when the far side ended first: its exit status tells why
@@ -515,7 +520,14 @@ async function writeCommand(slave: string, opts: PassFlags): Promise<number> {
   return EXIT.OK;
 }
 
-async function serveCommand(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
+/** The options of `serve`. */
+interface ServeFlags {
+  restrict: string;
+  allowMassDelete?: boolean;
+  content?: boolean;
+}
+
+async function serveCommand(role: string, vol: string, opts: ServeFlags): Promise<number> {
   try {
     return await serveRole(role, vol, opts);
   } finally {
@@ -523,11 +535,11 @@ async function serveCommand(role: string, vol: string, opts: { restrict: string;
   }
 }
 
-async function serveRole(role: string, vol: string, opts: { restrict: string; allowMassDelete?: boolean }): Promise<number> {
+async function serveRole(role: string, vol: string, opts: ServeFlags): Promise<number> {
   const root = path.resolve(opts.restrict);
   const target = path.resolve(vol);
   if (target !== root && !target.startsWith(`${root}/`)) throw new UsageError(`${vol}: outside the restricted root ${opts.restrict}: refused`);
-  const options: CopyOptions = { access: nodeTreeAccess, allowMassDelete: opts.allowMassDelete === true, report: (l) => process.stderr.write(`${NAME}: ${l}\n`) };
+  const options: CopyOptions = { access: nodeTreeAccess, allowMassDelete: opts.allowMassDelete === true, contentPass: opts.content === true, report: (l) => process.stderr.write(`${NAME}: ${l}\n`) };
   // each role loads its own modules: serve verify does not load the pass code
   const copy = (): Promise<typeof import('../mirror/copy.js')> => import('../mirror/copy.js');
   if (role === 'slave') {

@@ -12,7 +12,7 @@
  * | 5      | L    | payload                                                                  |
  *
  * - REQUEST (client → daemon, first frame): JSON `{ role: "master" | "slave", twoWay, allowMassDelete?,
- *   checkpointRecordCount? }`: the side the daemon runs, and whether the peer answers (copy) or not (read/write).
+ *   checkpointRecordCount?, peerLabel?, contentPass? }`: the side the daemon runs, and whether the peer answers (copy) or not (read/write).
  * - DATA: bytes of the DDMS stream of that direction; END: that stream ended (the DDMS writer's end()).
  * - RESULT (daemon → client, last frame): JSON `{ ok: true, summary }` or `{ ok: false, code, message }`.
  * - LINE (daemon → client): JSON `{ kind: "progress" | "report", line }`, the master's progress and findings.
@@ -48,6 +48,8 @@ export interface ControlRequest {
   checkpointRecordCount?: number;
   /** Master side: the destination as the user gave it, for the replica's record (mirror/replicas.ts). */
   peerLabel?: string;
+  /** Master side: a content pass whatever the journal allows (MasterOptions.contentPass). Absent: false. */
+  contentPass?: boolean;
 }
 
 /** The daemon's answer at the end of a pass. */
@@ -180,7 +182,7 @@ function parseRequest(doc: unknown): ControlRequest {
   const n = r.checkpointRecordCount;
   if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new DdfsError('CORRUPT', 'control socket: a malformed checkpoint record count');
   const label = typeof r.peerLabel === 'string' ? r.peerLabel.slice(0, MIRROR_REPLICA_LABEL_SIZE_MAX) : undefined;
-  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n, ...(label !== undefined ? { peerLabel: label } : {}) };
+  return { role: r.role, twoWay: r.twoWay, allowMassDelete: r.allowMassDelete === true, checkpointRecordCount: n, contentPass: r.contentPass === true, ...(label !== undefined ? { peerLabel: label } : {}) };
 }
 
 /** The daemon's control server. */
@@ -258,7 +260,7 @@ export async function serveMirrorControl(vol: PassVolume, options: { access: Tre
         const writer = await RecordWriter.create(channel.ddmsOut, true);
         const reader = request.twoWay ? await RecordReader.create(channel.ddmsIn) : null;
         summary = await runMaster(vol, writer, {
-          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'), peerLabel: request.peerLabel,
+          access: options.access, input: reader, checkpointRecordCount: request.checkpointRecordCount, progress: line('progress'), report: line('report'), peerLabel: request.peerLabel, contentPass: request.contentPass,
         });
         log.info(`mirror: master pass done: ${renderSummary(summary)}`);
       } else {

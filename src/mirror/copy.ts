@@ -40,6 +40,8 @@ export interface CopyOptions {
   access: TreeAccess;
   allowMassDelete?: boolean;
   checkpointRecordCount?: number;
+  /** The master side runs a content pass whatever the journal allows (MasterOptions.contentPass, `copy --content`). */
+  contentPass?: boolean;
   progress?: MasterOptions['progress'];
   report?: MasterOptions['report'];
   /** Test hook: sees every master record's bytes (cut the stream by throwing). */
@@ -118,7 +120,7 @@ function lineSink(options: CopyOptions) {
 }
 
 function masterOptions(options: CopyOptions, input: RecordReader | null): MasterOptions {
-  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention, hashThreads: options.hashThreads };
+  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention, hashThreads: options.hashThreads, contentPass: options.contentPass };
 }
 
 /**
@@ -133,7 +135,7 @@ async function masterSide(src: Endpoint, out: Writable, input: Readable | null, 
     const reader = input === null ? null : await RecordReader.create(input, local);
     return runMaster(src.vol, writer, masterOptions(options, reader));
   }
-  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount, ...(options.peerLabel !== undefined ? { peerLabel: options.peerLabel } : {}) }, lineSink(options));
+  const ctl = await controlPass(src.label, { role: 'master', twoWay: input !== null, checkpointRecordCount: options.checkpointRecordCount, contentPass: options.contentPass === true, ...(options.peerLabel !== undefined ? { peerLabel: options.peerLabel } : {}) }, lineSink(options));
   return relay(ctl, out, input).then((r) => resultSummary(r, 'master'));
 }
 

@@ -232,6 +232,12 @@ export interface MasterOptions {
   retention?: RetentionLimits;
   /** Hash threads re-hashing the blocks sent (default: one per CPU; a local copy gives each side half). */
   hashThreads?: number;
+  /**
+   * A content pass even when the journal allows an incremental one (`copy --content`, spec §4.6 step 5): the whole
+   * tree by digest, which finds and repairs a change the journal missed (a missed stamp, issue 8), as a generation
+   * bump would, without one. A resumed pass is one already.
+   */
+  contentPass?: boolean;
 }
 
 /** Error reason codes of ERROR/TERM records. */
@@ -971,6 +977,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     // a resumed pass walks the whole tree again by digest (resume data never chooses what is read, §4.9): what the
     // replica applied before its last CHECKPOINT matches and is not sent; a window cut before its CHECKPOINT is
     const why = peer.pendingPass !== undefined ? (peer.pendingPass.keyCur.length > 0 ? `the replica resumes a pass (last applied CHECKPOINT at ${pathText(peer.pendingPass.keyCur)})` : 'the replica resumes a pass (no CHECKPOINT window of it applied)')
+      : options.contentPass === true ? 'a content pass was asked for (--content)'
       : peer.claimKind === 'none' || claim === 0n ? 'the replica has no TID claim'
         : peer.generation !== state.generation ? `the replica's claim is of generation ${peer.generation}, the master's is ${state.generation}`
           : claim > tidEnd ? `the replica's claim ${claim} is above the master's head ${tidEnd} (another or rolled-back master?)`
