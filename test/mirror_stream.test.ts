@@ -2,7 +2,8 @@
  * mirrorddumbfs stream (spec §4.10): a local stream picks up changes of an offline master between passes and stops on
  * SIGTERM; with a mounted master it waits for the journal head to move past the claim (no pass while it stands still,
  * a pass once a write moved it) and shows the lag in TIDs; a peer that never answers is declared dead after
- * --timeout and the stream backs off; -b is accepted and the pass still completes.
+ * --timeout and the stream backs off; -b is accepted and the pass still completes; --content-interval runs a
+ * content pass on schedule, which repairs what no head movement shows.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -105,6 +106,40 @@ it('with a mounted master: no pass while the journal head stands at the claim, a
   } finally {
     await m.unmount();
   }
+}, 300_000);
+
+it('--content-interval: a content pass on schedule repairs a loss the head never shows (the master stands still)', async () => {
+  const master = await volume();
+  const slave = await volume();
+  await withVolume(master, async (v) => {
+    await writeUfsFile(v, 'a', seededBlocks('a', 2, 4096));
+    await writeUfsFile(v, 'kept', seededBlocks('k', 1, 4096));
+  });
+  expect((await run('node', [BIN, 'init-slave', slave, '--from', master], { timeoutMs: 180_000 })).code).toBe(0);
+  const mnt = fs.mkdtempSync(path.join(work, 'mnt-'));
+  const m = await mountVolume(master, mnt);
+  try {
+    fs.writeFileSync(path.join(mnt, 'b'), seededBlocks('b', 1, 4096)); // a journal record: the head is above 0
+    expect((await run('node', [BIN, 'copy', master, slave], { timeoutMs: 180_000 })).code).toBe(0);
+    // behind the mirror's back: the slave loses `kept`; the master's head does not move again
+    fs.rmSync(path.join(slave, 'ddfsroot', 'kept'));
+    const s = startStream(['-i', '0.1', '--max-interval', '100000', '--content-interval', '1', master, slave]);
+    try {
+      expect(await waitFor(() => fs.existsSync(path.join(slave, 'ddfsroot', 'kept')), 120_000), s.stderr()).toBe(true);
+      expect(s.stderr()).toMatch(/stream: a content pass \(--content-interval 1 s\)/);
+      expect(await waitFor(() => readStreamState(slave)?.connection === 'idle', 120_000)).toBe(true);
+      const verify = await run('node', [BIN, 'verify', master, slave], { timeoutMs: 180_000 });
+      expect({ code: verify.code, stdout: verify.stdout.toString() }).toEqual({ code: 0, stdout: '' });
+    } finally {
+      s.child.kill('SIGTERM');
+    }
+    expect(await s.exited).toBe(0);
+  } finally {
+    await m.unmount();
+  }
+  // a negative interval is a usage error
+  const bad = await run('node', [BIN, 'stream', '--content-interval', '-1', master, slave], { timeoutMs: 60_000 });
+  expect({ code: bad.code, stderr: bad.stderr.toString() }).toEqual({ code: 2, stderr: 'mirrorddumbfs: stream: --content-interval takes a positive number of seconds\n' });
 }, 300_000);
 
 /**

@@ -53,6 +53,11 @@ export interface StreamOptions {
   timeout: number;
   /** -b: KiB (1024 bytes) per second of master-to-slave bytes, or undefined for no limit. */
   bandwidthKiBps?: number;
+  /**
+   * --content-interval: seconds between two content passes the stream asks for (copy --content: the whole tree by
+   * digest, which repairs what the journal missed, issue 8), counted from the stream's start; 0 or undefined: never.
+   */
+  contentInterval?: number;
 }
 
 /**
@@ -199,7 +204,8 @@ export class PassLink {
 }
 
 /** How one pass is run: copyPass of mirrorddumbfs.ts with the link. @returns its exit code */
-export type RunPass = (link: PassLink) => Promise<number>;
+/** One pass of the stream over `link`; `content`: a content pass whatever the journal allows (--content-interval). */
+export type RunPass = (link: PassLink, content: boolean) => Promise<number>;
 
 /** Where the stream looks for the master's head and the replica's claim. */
 export interface StreamEndpoints {
@@ -437,6 +443,10 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
    * none, as for any master, and --max-interval covers it.
    */
   let waitAbove: bigint | null = claim;
+  /** --content-interval: when the last content pass the stream asked for ended (first: the stream's start). */
+  const contentEveryMs = (opts.contentInterval ?? 0) * 1000;
+  let lastContentAt = Date.now();
+  const contentDue = (): boolean => contentEveryMs > 0 && Date.now() - lastContentAt >= contentEveryMs;
   const save = (): void => {
     st.headTid = head === null ? null : head.toString();
     st.claimTid = claim === null ? null : claim.toString();
@@ -481,6 +491,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       if (heads !== null) st.headLooks = (st.headLooks ?? 0) + 1;
       save();
       const base = waitAbove ?? claim;
+      if (contentDue()) return;
       if (head === null || base === null) {
         // nothing to compare: a pass every -i
         if (Date.now() - since >= opts.interval * 1000) return;
@@ -507,9 +518,11 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
       const headAtStart = head;
       const link = new PassLink(rate, opts.timeout, (l) => log(`stream: ${l}`));
       current = link;
+      const content = contentDue();
+      if (content) log(`stream: a content pass (--content-interval ${opts.contentInterval} s)`);
       try {
         // a pass that reports a problem (a remote side's error exit, master blocks not sent) is retried like a failed one
-        const code = await runPass(link);
+        const code = await runPass(link, content);
         current = null;
         if (checkpointWatch !== null) clearInterval(checkpointWatch);
         checkpointWatch = null;
@@ -519,6 +532,7 @@ export async function runStream(ends: StreamEndpoints, opts: StreamOptions, runP
         st.lastError = null;
         st.lastPassTime = new Date().toISOString();
         st.lastPassStartTime = startedAt;
+        if (content) lastContentAt = Date.now();
         const claimBefore = claim;
         claim = ends.localSlave !== null ? slaveClaim(ends.localSlave) : link.tidEnd !== null && link.tidEnd > 0n ? link.tidEnd : null;
         const coveredNoTid = ends.localSlave !== null ? claim === 0n : link.tidEnd === 0n;

@@ -220,7 +220,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-interval <SECONDS>', `longest wait between passes while the head did not move (default ${MIRROR_STREAM_MAX_INTERVAL_S})`, optionParser('max-interval', Number), MIRROR_STREAM_MAX_INTERVAL_S)
     .option('--timeout <SECONDS>', `declare the link dead after this long without a byte from the peer (heartbeats every ${MIRROR_HEARTBEAT_INTERVAL_S} s; 0: never; default ${MIRROR_STREAM_LINK_TIMEOUT_S})`, optionParser('timeout', Number), MIRROR_STREAM_LINK_TIMEOUT_S)
     .option('-b, --bwlimit <KBPS>', 'limit the master-to-slave bytes on the wire to KBPS KiB per second', optionParser('bwlimit', Number))
-    .option('--backoff <SECONDS>', `first reconnect delay, doubled per failure up to ${MIRROR_STREAM_BACKOFF_MAX_S} s (default ${MIRROR_STREAM_BACKOFF_START_S})`, optionParser('backoff', Number), MIRROR_STREAM_BACKOFF_START_S)))
+    .option('--backoff <SECONDS>', `first reconnect delay, doubled per failure up to ${MIRROR_STREAM_BACKOFF_MAX_S} s (default ${MIRROR_STREAM_BACKOFF_START_S})`, optionParser('backoff', Number), MIRROR_STREAM_BACKOFF_START_S)
+    .option('--content-interval <SECONDS>', 'a content pass (as copy --content) every SECONDS, counted from the start: repairs what the journal missed (default 0: never)', optionParser('content-interval', Number))))
     .action((src: string, dst: string, opts: PassFlags & StreamOptions & { bwlimit?: number }) => {
       opts.bandwidthKiBps = opts.bwlimit;
       action = () => streamCommand(src, dst, opts);
@@ -492,14 +493,14 @@ async function copyPass(src: string, dst: string, opts: PassFlags, link?: PassLi
  */
 async function streamCommand(src: string, dst: string, opts: PassFlags & StreamOptions): Promise<number> {
   const { runStream } = await import('./mirror_stream.js');
-  for (const [flag, v] of [['-i', opts.interval], ['--backoff', opts.backoff], ['--max-interval', opts.maxInterval], ['--timeout', opts.timeout]] as const) {
+  for (const [flag, v] of [['-i', opts.interval], ['--backoff', opts.backoff], ['--max-interval', opts.maxInterval], ['--timeout', opts.timeout], ['--content-interval', opts.contentInterval ?? 0]] as const) {
     if (!(v >= 0) || (flag === '--backoff' && !(v > 0))) throw new UsageError(`stream: ${flag} takes a positive number of seconds`);
   }
   if (opts.bandwidthKiBps !== undefined && !(opts.bandwidthKiBps > 0)) throw new UsageError('stream: -b takes a positive number of KiB per second');
   if (isRemote(src) && isRemote(dst)) throw new UsageError('stream between two remote endpoints is not supported: run it on one of the hosts');
   const ends = { localMaster: isRemote(src) ? null : src, localSlave: isRemote(dst) ? null : dst, stateAt: isRemote(dst) ? src : dst };
   try {
-    return await runStream(ends, opts, (link) => copyPass(src, dst, opts, link), (l) => stderrLine(`${NAME}: ${l}\n`));
+    return await runStream(ends, opts, (link, content) => copyPass(src, dst, { ...opts, content }, link), (l) => stderrLine(`${NAME}: ${l}\n`));
   } finally {
     stopSpinner();
   }
