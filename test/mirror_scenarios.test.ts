@@ -447,6 +447,21 @@ describe('DELETE record (spec §4.5: "recursive delete; a no-op if absent")', ()
 });
 
 describe('scenario 15: names, links and metadata', () => {
+  it('a symlink of the slave that loops, where the master now has a directory of that name: the pass replaces it', async () => {
+    // found by the mirror model soak (seed 560194689): a cut pass left the symlink B (B -> B) on the slave, the
+    // master then removed it and renamed a directory to B. Every lstat of B/... on the slave is ELOOP, which was
+    // not taken as "nothing there" (as ENOTDIR is), so every later pass failed
+    const { master, slave } = await pair();
+    mkdirUfs(master, 'B');
+    await withVolume(master, async (v) => writeUfsFile(v, 'B/a', noiseBytes(1, BS)));
+    symlinkUfs(slave, 'B', 'B'); // loops
+    symlinkUfs(slave, 'C/../C', 'C'); // resolves through a name that does not exist
+    await pass(master, slave);
+    expect(fs.lstatSync(ufsAbs(slave, 'B')).isDirectory()).toBe(true);
+    expect(fs.existsSync(ufsAbs(slave, 'C'))).toBe(false);
+    await expectConverged(master, slave);
+  });
+
   it('a hard-link group across directories with one name unlinked and another renamed; special files; odd names', async () => {
     const { master, slave } = await pair();
     for (const d of ['d1', 'd2', 'd3', 'd4']) mkdirUfs(master, d);

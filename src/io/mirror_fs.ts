@@ -163,14 +163,19 @@ export interface EntryStat {
   sizeBytes: bigint;
 }
 
-/** lstat of `p`, or null when absent. @throws Node errors other than ENOENT/ENOTDIR */
+/**
+ * lstat of `p`, or null when absent: nothing there (ENOENT), or a parent on the way that is not a directory
+ * (ENOTDIR) or a symlink that loops (ELOOP; lstat never follows the last component, so only a parent can loop). A
+ * tree path under a symlink is never an entry of the tree, whatever the symlink points at.
+ * @throws Node errors other than ENOENT/ENOTDIR/ELOOP
+ */
 export function lstatOrNull(p: Buffer): EntryStat | null {
   let st: fs.BigIntStats;
   try {
     st = fs.lstatSync(p, { bigint: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null;
     throw err;
   }
   const kind = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'special';

@@ -567,8 +567,9 @@ export class VolumeDigests implements DigestTree {
    * The entries `names` of directory `p` with their lstat facts, without listing `p` (an incremental pass's
    * directory on the way to dirty paths whose entries did not change in its range, spec §4.6 step 2: only its
    * dirty children and the children on the way are looked at). Sorted bytewise by name; a name not there (ENOENT,
-   * ENOTDIR: removed since the range, a change the next pass has the TID of), '.', '..', a reserved name at the
-   * root and a directory of another device (a mount point, left out as listings leave it out) are left out. One lstat each.
+   * ENOTDIR, ELOOP: removed since the range, a change the next pass has the TID of), '.', '..', a reserved name at
+   * the root and a directory of another device (a mount point, left out as listings leave it out) are left out. One
+   * lstat each.
    * @param p a directory of the root's device
    * @throws DdfsError IO when an entry cannot be read for another reason
    */
@@ -585,7 +586,7 @@ export class VolumeDigests implements DigestTree {
         meta = await this.access.lstat(this.abs(rel));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') continue;
         throw this.readError(rel, err);
       }
       if (meta.kind === 'directory' && meta.dev !== this.rootDev) continue;

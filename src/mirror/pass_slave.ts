@@ -141,7 +141,8 @@ function typeOfStat(kind: 'file' | 'dir' | 'symlink' | 'special'): EntryType {
 
 /**
  * The names (latin1 keys of the raw bytes) in our directory `dir` (a symlink on the way is followed, as an lstat of
- * a path under it would be); an empty set when it is gone or not a directory (ENOENT, ENOTDIR).
+ * a path under it would be); an empty set when it is gone or not a directory (ENOENT, ENOTDIR, ELOOP: a symlink that
+ * loops on the way).
  * @throws Node errors of readdir other than those
  */
 function namesPresent(dir: Buffer): Set<string> {
@@ -149,7 +150,7 @@ function namesPresent(dir: Buffer): Set<string> {
     return new Set(listNames(dir).map((n) => n.toString('latin1')));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return new Set();
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return new Set();
     throw err;
   }
 }
