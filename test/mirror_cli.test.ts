@@ -234,7 +234,7 @@ describe('copy --content', () => {
     }
     // unmounted: the master's side runs in the command itself
     const off = await mirror(['copy', '--content', master, slave]);
-    expect(off.status).toBe(0);
+    expect(off.status, off.stderr).toBe(0);
     expect(off.stdout.toString()).toMatch(/content pass because a content pass was asked for \(--content\)\n$/);
     expect((await mirror(['verify', master, slave])).status).toBe(0);
   }, 300_000);

@@ -30,6 +30,17 @@ export function loadNativeLibrary(soname: string): NativeLibrary {
   return koffi().load(soname);
 }
 
+/**
+ * Load koffi in this thread now, if it is not loaded yet. A thread that starts worker threads which load koffi too
+ * calls it first, and starts them one after another: two threads initializing koffi at the same moment can abort
+ * the process ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw" in the addon's registration; koffi
+ * issue #190), which a copy did in about 1 run in 12 with two census threads.
+ * @throws Error when koffi cannot be loaded
+ */
+export function loadKoffiHere(): void {
+  koffi();
+}
+
 /** errno as the last native call through koffi left it (read right after the call). */
 export function lastNativeErrno(): number {
   return koffi().errno();

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DdfsError } from '../errors.js';
 import { nativeTreeCensus, type CensusShare } from './tree_census_native.js';
+import { loadKoffiHere } from './ffi.js';
 
 /**
  * The names in directory `dir`, unsorted.
@@ -148,7 +149,7 @@ export interface CensusRequest {
 }
 
 /** The worker's one answer: the census (ctime in ns, decimal), or why the walk failed. */
-export type CensusReply = { entryCount: number; ctimeMaxNs: string } | { error: string };
+export type CensusReply = { entryCount: number; ctimeMaxNs: string } | { error: string } | { loaded: true };
 
 /** A census running beside the caller (startTreeCensus). */
 export interface CensusJob {
@@ -206,45 +207,70 @@ export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: Re
     return { result, threaded: false, stop: async () => { stopped = true; } };
   }
   const parts = Math.max(1, Math.min(options.threads ?? CENSUS_THREAD_COUNT_MAX, availableParallelism()));
-  const workers: Worker[] = [];
-  const shares: Array<Promise<TreeCensus>> = [];
-  for (let part = 0; part < parts; part++) {
-    shares.push(new Promise<TreeCensus>((resolve, reject) => {
-      const request: CensusRequest = { root: new Uint8Array(root), depthMax, skipTopNames: [...skipTopNames], ...(parts > 1 ? { share: { part, parts } } : {}) };
-      let worker: Worker;
-      try {
-        worker = new Worker(url, { workerData: request, resourceLimits: CENSUS_WORKER_RESOURCE_LIMITS });
-      } catch (err) {
-        reject(new Error(`the census thread did not start: ${err instanceof Error ? err.message : String(err)}`));
-        return;
-      }
-      workers.push(worker);
-      let answered = false;
-      worker.once('message', (m: CensusReply) => {
-        answered = true;
-        if ('error' in m) reject(new Error(m.error));
-        else resolve({ entryCount: m.entryCount, ctimeMaxNs: BigInt(m.ctimeMaxNs) });
-      });
-      worker.once('error', (err) => {
-        answered = true;
-        reject(new Error(`the census thread failed: ${err instanceof Error ? err.message : String(err)}`));
-      });
-      worker.once('exit', (code) => {
-        if (!answered) reject(new Error(`the census thread ended (exit code ${code}) before its census`));
-      });
-    }));
+  // koffi is loaded here first, and each census thread starts once the one before it loaded it (ffi.ts
+  // loadKoffiHere): two threads initializing koffi at once can abort the process
+  try {
+    loadKoffiHere();
+  } catch {
+    // the threads fall back to the node:fs walk
   }
+  const workers: Worker[] = [];
+  let stopped = false;
+  const settlers: Array<{ resolve: (c: TreeCensus) => void; reject: (e: Error) => void }> = [];
+  const shares: Array<Promise<TreeCensus>> = [];
+  for (let part = 0; part < parts; part++) shares.push(new Promise<TreeCensus>((resolve, reject) => settlers.push({ resolve, reject })));
+  const startPart = (part: number): void => {
+    const { resolve, reject } = settlers[part]!;
+    if (stopped) return reject(new Error('the census was stopped'));
+    const request: CensusRequest = { root: new Uint8Array(root), depthMax, skipTopNames: [...skipTopNames], ...(parts > 1 ? { share: { part, parts } } : {}) };
+    let worker: Worker;
+    try {
+      worker = new Worker(url, { workerData: request, resourceLimits: CENSUS_WORKER_RESOURCE_LIMITS });
+    } catch (err) {
+      reject(new Error(`the census thread did not start: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    workers.push(worker);
+    let answered = false;
+    let next = part + 1 < parts;
+    const startNext = (): void => {
+      if (!next) return;
+      next = false;
+      startPart(part + 1);
+    };
+    worker.on('message', (m: CensusReply) => {
+      if ('loaded' in m) return startNext();
+      answered = true;
+      if ('error' in m) reject(new Error(m.error));
+      else resolve({ entryCount: m.entryCount, ctimeMaxNs: BigInt(m.ctimeMaxNs) });
+      startNext();
+    });
+    worker.once('error', (err) => {
+      answered = true;
+      reject(new Error(`the census thread failed: ${err instanceof Error ? err.message : String(err)}`));
+      startNext();
+    });
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`the census thread ended (exit code ${code}) before its census`));
+      startNext();
+    });
+  };
+  startPart(0);
   const result = Promise.all(shares).then((all) => all.reduce((sum, c) => ({
     entryCount: sum.entryCount + c.entryCount,
     ctimeMaxNs: c.ctimeMaxNs > sum.ctimeMaxNs ? c.ctimeMaxNs : sum.ctimeMaxNs,
   })));
   result.catch(() => undefined);
   // the other shares are not wanted once one failed
-  result.then(undefined, () => { for (const w of workers) void w.terminate(); });
+  result.then(undefined, () => {
+    stopped = true;
+    for (const w of workers) void w.terminate();
+  });
   return {
     result,
     threaded: true,
     stop: async () => {
+      stopped = true;
       const ws = workers.splice(0);
       await Promise.all(ws.map((w) => w.terminate()));
     },

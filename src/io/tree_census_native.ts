@@ -73,6 +73,20 @@ function nativeError(call: string, p: Buffer, errno: number): DdfsError {
   return new DdfsError('IO', `${code}: ${call} of ${p.toString('latin1')} failed: the census is not complete`, { errno, code });
 }
 
+/**
+ * Bind the native calls of nativeTreeCensus now (loading koffi in this thread): a census thread does it before the
+ * next one starts (journal_dir.ts startTreeCensus, ffi.ts loadKoffiHere).
+ * @returns false when they cannot be bound (the census then falls back to the node:fs walk)
+ */
+export function bindNativeCensus(): boolean {
+  try {
+    libc();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** One of `parts` shares of a census split between threads (see the file comment); `part` in [0, parts). */
 export interface CensusShare {
   part: number;
