@@ -38,14 +38,14 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
   ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_BLOCK_WRITEBACK_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
-  MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, UFS_HEADER_SIZE,
+  MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, MIRROR_STAGING_SUBDIRECTORY_COUNT, UFS_HEADER_SIZE,
 } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listKinds, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile, CreateLane,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
@@ -83,6 +83,8 @@ export interface SlaveOptions {
   hooks?: SlaveHooks;
   /** Hash threads hashing the blocks received (default: one per CPU; a local copy gives each side half). */
   hashThreads?: number;
+  /** Nice value of those threads (default HASH_WORKER_NICE: a daemon's; the mirrorddumbfs CLI's copy gives 0). */
+  hashNice?: number;
 }
 
 /**
@@ -207,13 +209,25 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    * The file being received: its staged bytes (header, node list) are kept in `parts` while they are few, and written
    * whole at FILE_END in the background (writeStaged); past MIRROR_STAGED_BUFFER_SIZE_BYTES they go to `fd` as they come.
    */
-  let file: { path: Buffer; staged: Buffer; fd: number | null; parts: Buffer[]; partsBytes: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
+  let file: { path: Buffer; staged: Buffer; lane: number; fd: number | null; parts: Buffer[]; partsBytes: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
   /** Staged files being written in the background; every one is settled before the window is applied. */
   const stagedWrites: Array<Promise<unknown>> = [];
   let stagedWriteError: unknown = null;
-  const writeStaged = async (p: Buffer, data: Buffer): Promise<void> => {
+  /**
+   * The staged files go to MIRROR_STAGING_SUBDIRECTORY_COUNT subdirectories of the pass's staging directory, file
+   * seq by seq in turn, each created by its own lane: never two creates in one directory at once (they would spin on
+   * its lock, see CreateLane), while the creates of different subdirectories run side by side on the thread pool
+   * (each create costs the file system its inode allocation: a staging directory of one lane was the slave's
+   * bottleneck on thousands of small files).
+   */
+  const stagingLanes = Array.from({ length: MIRROR_STAGING_SUBDIRECTORY_COUNT }, () => new CreateLane());
+  const stagedPath = (seq: bigint): { staged: Buffer; lane: number } => {
+    const lane = Number(seq % BigInt(MIRROR_STAGING_SUBDIRECTORY_COUNT));
+    return { staged: pathBytes(path.join(stagingDir, String(lane), String(seq))), lane };
+  };
+  const writeStaged = async (p: Buffer, data: Buffer, lane: number): Promise<void> => {
     while (stagedWrites.length >= MIRROR_STAGED_WRITE_COUNT_MAX) await stagedWrites.shift();
-    stagedWrites.push(writeNewFile(p, data).catch((err: unknown) => {
+    stagedWrites.push(writeNewFile(p, data, 0o600, stagingLanes[lane]).catch((err: unknown) => {
       stagedWriteError ??= err;
     }));
   };
@@ -311,7 +325,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
     const result = hashWorkers.hash(pendingData, pendingCount);
     result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
     hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
@@ -787,6 +801,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           stagingDir = path.join(mirrorDirectory(parent), 'staging', passIdHex);
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           ensureDirectory(stagingDir, 0o700);
+          for (let k = 0; k < MIRROR_STAGING_SUBDIRECTORY_COUNT; k++) ensureDirectory(path.join(stagingDir, String(k)), 0o700);
           const resumed = state.pass !== null && state.pass.passId === passIdHex;
           state = { ...state, pass: { passId: passIdHex, keyCurHex: resumed ? state.pass!.keyCurHex : '', recordsApplied: resumed ? state.pass!.recordsApplied : 0, startedAt: resumed ? state.pass!.startedAt : new Date().toISOString() } };
           writeMirrorState(parent, state);
@@ -890,11 +905,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         case 'FILE_BEGIN': {
           if (file !== null) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq} inside another file`, d.seq);
-          const staged = pathBytes(path.join(stagingDir, String(d.seq)));
+          const { staged, lane } = stagedPath(d.seq);
           const count = Number(r.nodeCount);
           if (count !== Math.ceil(Number(r.sizeBytes) / blockSize)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq}: ${count} nodes for ${r.sizeBytes} bytes`, d.seq);
           const header = encodeUfsHeader(Number(r.sizeBytes));
-          file = { path: r.path, staged, fd: null, parts: [header], partsBytes: header.length, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
+          file = { path: r.path, staged, lane, fd: null, parts: [header], partsBytes: header.length, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
           break;
         }
         case 'FILE_NODES': {
@@ -931,7 +946,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           // made durable with the whole window (applyWindow), not one fsync per file
           if (f.fd !== null) closeFd(f.fd);
           if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
-          if (f.fd === null) await writeStaged(f.staged, Buffer.concat(f.parts, f.partsBytes));
+          if (f.fd === null) await writeStaged(f.staged, Buffer.concat(f.parts, f.partsBytes), f.lane);
           ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
           break;
         }
