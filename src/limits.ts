@@ -245,6 +245,12 @@ export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 4 * 1024 * 1024;
  */
 export const MIRROR_BLOCK_READ_SIZE_BYTES = 4 * 1024 * 1024;
 /**
+ * Batches of received blocks a slave has put in its index whose writes (pwrite on the thread pool) it does not wait
+ * for yet (mirror/pass_slave.ts): the receive loop goes on while they land; each holds a batch buffer of
+ * MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES until its write settles.
+ */
+export const MIRROR_BLOCK_STORE_WRITE_COUNT_MAX = 2;
+/**
  * Bytes of new blocks a slave writes between two early write-backs of its block file (an fsync started in the
  * background, never awaited by the receive loop): the CHECKPOINT's own sync then finds little left to write, instead
  * of a whole window's 64 MiB while both sides of a local copy wait. Not a durability step: the order of §4.8 is kept
