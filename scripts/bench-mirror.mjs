@@ -3,7 +3,8 @@
 // `rsync -aH --inplace --stats` of the whole unmounted parent directory to another directory (issue 7 goals).
 // On a GIB (default 2) volume of 4 KiB blocks filled with random data: half in many small files (4..124 KiB, 100 a
 // directory), half in 64 MiB files under big/ (one directory holding GIB/2). Prints, each with its goal:
-//   initial copy time, mirrorddumbfs vs rsync (goal: mirror at least as fast, ratio rsync/mirror >= 1);
+//   initial copy time, mirrorddumbfs vs rsync (goal: mirror at least as fast, ratio rsync/mirror >= 1), and beside it
+//   (rsync + sync) vs mirrorddumbfs (no goal: rsync never syncs, a claim needs its blocks flushed, spec §4.8);
 //   after rewriting 64 KiB (or all) of 1 % of the files: time ratio (goal >= 10x) and bytes ratio (goal >= 20x),
 //   rsync's "Total bytes sent" against mirrorddumbfs's "bytes on the wire";
 //   renaming big/ (GIB/2 of data): bytes on the wire of the next pass (goal < 1 MiB);
@@ -32,6 +33,8 @@ const CHANGE_BYTES = 64 * 1024;
 const FILES_POOL_COUNT = 256;
 
 const run = runChild;
+/** sync(1): every dirty page of the machine written back. */
+const sync = () => run('sync', []);
 function timed(fn) {
   const t0 = process.hrtime.bigint();
   const out = fn();
@@ -125,9 +128,14 @@ export async function benchMirror(gib, work) {
   const rsync = () => run('rsync', ['-aH', '--inplace', '--stats', `${a}/`, `${r}/`]).stdout;
   const mirror = (...args) => run('node', [bin('mirrorddumbfs'), ...args]).stdout;
 
+  // the fill's dirty pages are written back first (not timed), so neither tool pays for them; rsync never syncs, so
+  // the sync after it (timed) is what it takes for rsync's copy to be as durable as the claim of mirrorddumbfs (its
+  // block file and index flushed before the claim, spec §4.8); it also leaves no rsync write-back to slow the mirror
+  sync();
   const r1 = timed(rsync);
+  const s1 = timed(sync);
   const m1 = timed(() => mirror('copy', a, b));
-  console.log(`initial: rsync ${r1.seconds.toFixed(1)} s, ${rsyncBytes(r1.out)} bytes sent; mirrorddumbfs ${m1.seconds.toFixed(1)} s, ${wireBytes(m1.out)} bytes on the wire`);
+  console.log(`initial: rsync ${r1.seconds.toFixed(1)} s (then sync ${s1.seconds.toFixed(1)} s: rsync + sync ${(r1.seconds + s1.seconds).toFixed(1)} s), ${rsyncBytes(r1.out)} bytes sent; mirrorddumbfs ${m1.seconds.toFixed(1)} s, ${wireBytes(m1.out)} bytes on the wire`);
 
   const changed = await change(a, files);
   const r2 = timed(rsync);
@@ -144,6 +152,9 @@ export async function benchMirror(gib, work) {
   console.log('\n== mirror ratios (issue 7 goals)');
   const initialRatio = r1.seconds / m1.seconds;
   line('initial copy speed, rsync time / mirrorddumbfs time', `${initialRatio.toFixed(2)}x`, '>= 1x', initialRatio >= 1);
+  // the fair comparator: rsync plus the durability a claim requires (its data synced); indicative, no goal
+  const durableRatio = (r1.seconds + s1.seconds) / m1.seconds;
+  line('initial copy speed, (rsync + sync) time / mirrorddumbfs time', `${durableRatio.toFixed(2)}x`, 'none (indicative: rsync made durable)', null);
   const timeRatio = r2.seconds / m2.seconds;
   line(`1 % change: rsync time / mirrorddumbfs time (${passKind(m2.out)})`, `${timeRatio.toFixed(1)}x`, '>= 10x', timeRatio >= 10);
   const bytesRatio = rsyncBytes(r2.out) / wireBytes(m2.out);

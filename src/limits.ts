@@ -227,6 +227,12 @@ export const MIRROR_STAGED_BUFFER_SIZE_BYTES = 1024 * 1024;
  */
 export const MIRROR_STAGED_WRITE_COUNT_MAX = 64;
 /**
+ * Subdirectories a slave stages its files into (`staging/<pass>/<k>/<seq>`, k = seq mod this): creates in one
+ * directory are serialized by its lock, so each subdirectory gets one create at a time (io/mirror_fs.ts CreateLane)
+ * and the subdirectories' creates run side by side, 4 = libuv's default thread pool.
+ */
+export const MIRROR_STAGING_SUBDIRECTORY_COUNT = 4;
+/**
  * Received BLOCK bytes a slave collects before storing them with one BlockStore.storeBlocks call (one pwrite per run
  * of new addresses instead of one per block); stored before any other record is handled, so a FILE_NODES or HASHQ
  * always sees them. 4 MiB = 1024 blocks of 4 KiB, 32 of 128 KiB: each batch is one hand-off to a hash thread and one
@@ -238,6 +244,12 @@ export const MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES = 4 * 1024 * 1024;
  * (pass_master.ts sendBlocks); as MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, few hand-offs.
  */
 export const MIRROR_BLOCK_READ_SIZE_BYTES = 4 * 1024 * 1024;
+/**
+ * Batches of received blocks a slave has put in its index whose writes (pwrite on the thread pool) it does not wait
+ * for yet (mirror/pass_slave.ts): the receive loop goes on while they land; each holds a batch buffer of
+ * MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES until its write settles.
+ */
+export const MIRROR_BLOCK_STORE_WRITE_COUNT_MAX = 2;
 /**
  * Bytes of new blocks a slave writes between two early write-backs of its block file (an fsync started in the
  * background, never awaited by the receive loop): the CHECKPOINT's own sync then finds little left to write, instead

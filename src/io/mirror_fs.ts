@@ -236,12 +236,31 @@ export function createExclusive(p: Buffer, mode = 0o600): number {
 }
 
 /**
+ * Runs the creates of writeNewFile calls given the same lane one at a time, in call order (their writes and closes
+ * still run side by side). Creates in one directory take its inode lock: on Linux, thread-pool threads that create
+ * there at once spin on that lock, burning the CPU the hash threads and the block writes need (the profile of a 2 GiB
+ * copy staging 16000 files into one directory showed 2 to 3 s of CPU in that spin, on 2 cores).
+ */
+export class CreateLane {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  /** Run `create` once every earlier create of this lane settled. */
+  run<T>(create: () => Promise<T>): Promise<T> {
+    const r = this.tail.then(create, create);
+    this.tail = r.catch(() => undefined);
+    return r;
+  }
+}
+
+/**
  * Create the new file `p` (O_EXCL|O_NOFOLLOW) holding `data`, then close it (no fsync), on libuv's thread pool: the
- * JS thread goes on while the file is created (a slave stages thousands of small UFS files a pass).
+ * JS thread goes on while the file is created (a slave stages thousands of small UFS files a pass). With `lane`, the
+ * create waits for the lane's earlier creates (CreateLane).
  * @throws Node errors (EEXIST when `p` exists)
  */
-export async function writeNewFile(p: Buffer, data: Buffer, mode = 0o600): Promise<void> {
-  const h = await fsp.open(p, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+export async function writeNewFile(p: Buffer, data: Buffer, mode = 0o600, lane?: CreateLane): Promise<void> {
+  const open = () => fsp.open(p, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  const h = await (lane === undefined ? open() : lane.run(open));
   try {
     let done = 0;
     while (done < data.length) done += (await h.write(data, done, data.length - done, done)).bytesWritten;

@@ -30,6 +30,11 @@ import { runSlave, type SlaveHooks, type SlaveSummary } from './pass_slave.js';
 import { openPassVolume, type PassVolume } from './pass_volume.js';
 import { lineageIdOf, masterState, masterUuidOf, readMirrorState, slaveStateFor, sourceState, writeMirrorState } from './state.js';
 
+/**
+ * Nice value of the hash threads of a copy with both sides in this process (CopyOptions.hashNice): the process is
+ * the copy, so its hash threads are not niced below its other threads.
+ */
+const COPY_HASH_NICE = 0;
 /** The tool name mirrorddumbfs takes the volume lock as. */
 const LOCK_TOOL = 'mirrorddumbfs';
 /** The tool name the daemon takes the volume lock as (fs/mount.ts). */
@@ -67,6 +72,12 @@ export interface CopyOptions {
    * live in this process, and twice as many hash threads as CPUs only take turns on them.
    */
   hashThreads?: number;
+  /**
+   * Nice value of those hash threads (default HASH_WORKER_NICE, as in a daemon, whose FUSE ops must not wait for a
+   * pass). copyLocal with both sides here gives 0: the process is the copy, and its hash threads are as much its
+   * critical path as its JS thread.
+   */
+  hashNice?: number;
 }
 
 /** A volume of a pass: opened here, or served by its daemon. */
@@ -120,7 +131,7 @@ function lineSink(options: CopyOptions) {
 }
 
 function masterOptions(options: CopyOptions, input: RecordReader | null): MasterOptions {
-  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention, hashThreads: options.hashThreads, contentPass: options.contentPass };
+  return { access: options.access, input, checkpointRecordCount: options.checkpointRecordCount, progress: options.progress, report: options.report, peerLabel: options.peerLabel, retention: options.retention, hashThreads: options.hashThreads, hashNice: options.hashNice, contentPass: options.contentPass };
 }
 
 /**
@@ -145,7 +156,7 @@ async function slaveSide(dst: Endpoint, input: Readable, out: Writable | null, o
     const local = options.localFrames === undefined ? {} : { localFrames: options.localFrames };
     const reader = await RecordReader.create(input, local);
     const writer = out === null ? null : await RecordWriter.create(out, false, local);
-    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks, hashThreads: options.hashThreads });
+    const s = await runSlave(dst.vol, reader, { access: options.access, output: writer, allowMassDelete: options.allowMassDelete, hooks: options.slaveHooks, hashThreads: options.hashThreads, hashNice: options.hashNice });
     return { ...s, bytesOnWire: reader.bytes + (writer?.counters.bytes ?? 0) };
   }
   const ctl = await controlPass(dst.label, { role: 'slave', twoWay: out !== null, allowMassDelete: options.allowMassDelete });
@@ -228,7 +239,7 @@ async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Pr
     // checked in full. Only when both sides run here: a daemon's side relays the frames out of this process
     const bothHere = m.kind === 'local' && s.kind === 'local';
     if (options.pipes === undefined && bothHere) options = { ...options, localFrames: new LocalFrames() };
-    if (bothHere) options = { ...options, hashThreads: options.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / 2)) };
+    if (bothHere) options = { ...options, hashThreads: options.hashThreads ?? Math.max(1, Math.floor(availableParallelism() / 2)), hashNice: options.hashNice ?? COPY_HASH_NICE };
     // a side that fails ends its own direction (the peer reads what was sent, then the end) and destroys the other, so
     // a peer waiting for room to write (or writing later) fails at once instead of waiting for a reader that is gone
     const endOf = (out: Transform, other: Transform) => (err: unknown): never => {

@@ -232,6 +232,8 @@ export interface MasterOptions {
   retention?: RetentionLimits;
   /** Hash threads re-hashing the blocks sent (default: one per CPU; a local copy gives each side half). */
   hashThreads?: number;
+  /** Nice value of those threads (default HASH_WORKER_NICE: a daemon's; the mirrorddumbfs CLI's copy gives 0). */
+  hashNice?: number;
   /**
    * A content pass even when the journal allows an incremental one (`copy --content`, spec §4.6 step 5): the whole
    * tree by digest, which finds and repairs a change the journal missed (a missed stamp, issue 8), as a generation
@@ -544,7 +546,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
           result = store.readBlocks(first, n, buf, 0).then(
             () => {
-              hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+              hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
               return hashWorkers.hash(buf, n);
             },
             () => {
@@ -788,7 +790,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * directory), or with `plan` only the dirty ones (by digest) and the directories leading to dirty paths.
    */
   const visitDirectory = async (rel: Buffer, rec: EntryRecord, plan?: DirtyPlan): Promise<void> => {
-    await flushWindow();
+    // a content pass's window spans directories (windowsSpanDirectories): the files of the window are sent after
+    // this DIR and DIRLIST, which do not name them
+    if (!windowsSpanDirectories) await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     // in an incremental pass a dirty directory's children come from its own subtree (listNow): no whole-tree walk
     const children = lazy ? await digests.listNow(rel) : await digests.list(rel);
@@ -871,7 +875,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       let differs = batch.map(() => true);
       const sources: Array<Buffer | undefined> = [];
       if (input !== null) {
-        await flushWindow();
+        // a DIGESTQ is answered from the slave's applied tree, which a window's files do not change before its
+        // CHECKPOINT: in a content pass the window waits (windowsSpanDirectories), no HAVE is outstanding meanwhile
+        if (!windowsSpanDirectories) await flushWindow();
         for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
         differs = [];
         for (const c of batch) {
@@ -965,6 +971,14 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * listNow), directories on the way by listing (listTypes); the whole tree is never walked (issue 8 item 3).
    */
   let lazy = false;
+  /**
+   * A content pass's send window (PendingFile) is not flushed at each directory: only when full, at a CHECKPOINT,
+   * or before a record that names its files' order (a LINK group, a SYMLINK, SPECIAL or RENAME). A window of one
+   * directory was one HASHQ/HAVE and one DIGESTQ/DIGESTA round trip per directory, each waiting for the slave to hash
+   * and store every block before it: with 100 small files a directory, the two sides' hash threads took turns
+   * instead of running side by side. An incremental pass keeps its windows of one directory.
+   */
+  let windowsSpanDirectories = false;
   let contentReason: string | null = null;
   let peerClaim = 0n;
   /**
@@ -1093,6 +1107,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
     // a content pass needs no proof of the journal: the census beside the pass (journalProof) stops
     if (plan === null) await vol.releaseJournalProof?.();
+    windowsSpanDirectories = plan === null;
     if (plan !== null) {
       summary.passKind = 'incremental';
       summary.tidBeg = peerClaim + 1n;

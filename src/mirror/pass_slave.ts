@@ -12,7 +12,10 @@
  * - A BLOCK whose bytes do not hash to its hash, the zero or null hash, or a node naming a hash the slave does not
  *   hold rejects the pass before the window is applied (ERROR to the master; the tree keeps the last applied window).
  * - Received new blocks are stored in batches (MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES), always before the next record
- *   that is not a BLOCK is handled: a HASHQ, FILE_NODES or window sees every block received before it.
+ *   that is not a BLOCK is handled: a HASHQ, FILE_NODES or window sees every block received before it (in the index;
+ *   their writes may still be in flight, and every one is settled before the window's block file is synced, before
+ *   a held block is re-read, and before the pass returns or throws). A batch is hashed before it is stored: one
+ *   whose bytes do not hash to its BLOCK's hash rejects the pass with nothing of that batch stored.
  * - HAVE answers are conservative (§4.8): after an unclean stop (`.autofsck` at open, or an interrupted pass) a
  *   block is re-read and hashed before it is answered "have"; one that fails is answered "missing" and rewritten.
  * - Every op is a no-op when its target already matches (same bytes and metadata), so replaying a pass is harmless.
@@ -37,15 +40,15 @@
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
-  ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_BLOCK_WRITEBACK_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
-  MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, UFS_HEADER_SIZE,
+  ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_BLOCK_STORE_WRITE_COUNT_MAX, MIRROR_BLOCK_WRITEBACK_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
+  MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, MIRROR_STAGING_SUBDIRECTORY_COUNT, UFS_HEADER_SIZE,
 } from '../limits.js';
 import { ROOT_DIRECTORY, ROOT_RESERVED_NAMES } from '../format/layout.js';
 import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listKinds, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile,
+  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile, CreateLane,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
@@ -83,6 +86,8 @@ export interface SlaveOptions {
   hooks?: SlaveHooks;
   /** Hash threads hashing the blocks received (default: one per CPU; a local copy gives each side half). */
   hashThreads?: number;
+  /** Nice value of those threads (default HASH_WORKER_NICE: a daemon's; the mirrorddumbfs CLI's copy gives 0). */
+  hashNice?: number;
 }
 
 /**
@@ -208,13 +213,25 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    * The file being received: its staged bytes (header, node list) are kept in `parts` while they are few, and written
    * whole at FILE_END in the background (writeStaged); past MIRROR_STAGED_BUFFER_SIZE_BYTES they go to `fd` as they come.
    */
-  let file: { path: Buffer; staged: Buffer; fd: number | null; parts: Buffer[]; partsBytes: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
+  let file: { path: Buffer; staged: Buffer; lane: number; fd: number | null; parts: Buffer[]; partsBytes: number; meta: Meta; linkGroup: bigint; count: number; next: number; hasher: FileContentHasher } | null = null;
   /** Staged files being written in the background; every one is settled before the window is applied. */
   const stagedWrites: Array<Promise<unknown>> = [];
   let stagedWriteError: unknown = null;
-  const writeStaged = async (p: Buffer, data: Buffer): Promise<void> => {
+  /**
+   * The staged files go to MIRROR_STAGING_SUBDIRECTORY_COUNT subdirectories of the pass's staging directory, file
+   * seq by seq in turn, each created by its own lane: never two creates in one directory at once (they would spin on
+   * its lock, see CreateLane), while the creates of different subdirectories run side by side on the thread pool
+   * (each create costs the file system its inode allocation: a staging directory of one lane was the slave's
+   * bottleneck on thousands of small files).
+   */
+  const stagingLanes = Array.from({ length: MIRROR_STAGING_SUBDIRECTORY_COUNT }, () => new CreateLane());
+  const stagedPath = (seq: bigint): { staged: Buffer; lane: number } => {
+    const lane = Number(seq % BigInt(MIRROR_STAGING_SUBDIRECTORY_COUNT));
+    return { staged: pathBytes(path.join(stagingDir, String(lane), String(seq))), lane };
+  };
+  const writeStaged = async (p: Buffer, data: Buffer, lane: number): Promise<void> => {
     while (stagedWrites.length >= MIRROR_STAGED_WRITE_COUNT_MAX) await stagedWrites.shift();
-    stagedWrites.push(writeNewFile(p, data).catch((err: unknown) => {
+    stagedWrites.push(writeNewFile(p, data, 0o600, stagingLanes[lane]).catch((err: unknown) => {
       stagedWriteError ??= err;
     }));
   };
@@ -302,7 +319,6 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const spareBuffers: Buffer[] = [];
   const newBatch = (): Buffer => spareBuffers.pop() ?? HashWorkers.sharedBatch(pendingMax * blockSize);
   let pendingData = newBatch();
-  const pendingNodes = Buffer.alloc(pendingMax * nodeSize);
   let pendingHashes: Buffer[] = [];
   let pendingSeqs: bigint[] = [];
   let pendingCount = 0;
@@ -312,7 +328,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads);
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
     const result = hashWorkers.hash(pendingData, pendingCount);
     result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
     hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
@@ -344,25 +360,51 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     await writeback;
     if (writebackError !== null) await fail(REASON.IO, 'INVALID', `${parentDir}: the block file cannot be synced: ${writebackError instanceof Error ? writebackError.message : String(writebackError)}`);
   };
-  /** Store the oldest batch in flight; one whose bytes do not hash to its hash rejects the pass (it names that BLOCK). */
-  const storeHashed = async (): Promise<void> => {
-    const b = hashing.shift()!;
-    const { data, hashes: computed } = await b.result;
-    const { count, hashes, seqs } = b;
-    const res = await store.storeBlocks(data, count, pendingNodes, 0, computed);
-    spareBuffers.push(data);
-    // a block stored under its true hash that is not the one named is referenced by nothing: reclaim frees it
-    for (let k = 0; k < res.stored; k++) {
-      const at = k * nodeSize + addrSize;
-      if (pendingNodes.compare(hashes[k]!, 0, hashSize, at, at + hashSize) !== 0) {
-        await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seqs[k]}: its bytes do not hash to ${hashes[k]!.toString('hex')}: pass rejected`, seqs[k]);
-      }
-    }
+  /**
+   * Batches given to storeBlocks whose block writes may still be in flight: storeBlocks puts a batch's blocks in the
+   * index (their addresses) before its first await, so what comes next (a FILE_NODES) finds them at once, while the
+   * pwrite of their bytes runs on the thread pool and the JS thread goes on receiving (each batch's write awaited in
+   * turn was a stop of the receive loop, and of a local copy's master, every 4 MiB). Settled (their failures raised,
+   * their buffers reused) past MIRROR_BLOCK_STORE_WRITE_COUNT_MAX, before a window's sync, and at the pass's end.
+   */
+  const storing: Array<Promise<{ res: Awaited<ReturnType<typeof store.storeBlocks>> | null; err: unknown; count: number; seqs: bigint[] }>> = [];
+  /** Settle the oldest store in flight. @throws its write failure; DdfsError INVALID (reason IO) when it stored not all */
+  const settleStore = async (): Promise<void> => {
+    const { res, err, count, seqs } = await storing.shift()!;
+    if (res === null) throw err;
     if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
     for (let k = 0; k < count; k++) hook('block-stored');
     startWriteback(count * blockSize);
   };
-  /** Store every received block (before any record that is not a BLOCK is handled). */
+  /** Settle every store in flight (before the block file is synced or the pass ends). */
+  const settleStores = async (): Promise<void> => {
+    while (storing.length > 0) await settleStore();
+  };
+  /**
+   * Store the oldest batch in flight (its blocks in the index at once, their write settled later: `storing`); one
+   * whose bytes do not hash to its hash rejects the pass before anything of its batch is stored (it names that BLOCK).
+   */
+  const storeHashed = async (): Promise<void> => {
+    const b = hashing.shift()!;
+    const { data, hashes: computed } = await b.result;
+    const { count, hashes, seqs } = b;
+    for (let k = 0; k < count; k++) {
+      if (computed.compare(hashes[k]!, 0, hashSize, k * hashSize, (k + 1) * hashSize) !== 0) {
+        await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seqs[k]}: its bytes do not hash to ${hashes[k]!.toString('hex')}: pass rejected`, seqs[k]);
+      }
+    }
+    // nodes of its own: storeBlocks reads them again when a write fails (to take the unwritten blocks out of the index)
+    const nodes = Buffer.allocUnsafe(count * nodeSize);
+    storing.push(store.storeBlocks(data, count, nodes, 0, computed).then(
+      (res) => ({ res, err: null, count, seqs }),
+      (err: unknown) => ({ res: null, err, count, seqs }),
+    ).finally(() => spareBuffers.push(data)));
+    while (storing.length > MIRROR_BLOCK_STORE_WRITE_COUNT_MAX) await settleStore();
+  };
+  /**
+   * Store every received block (before any record that is not a BLOCK is handled): each in the index, its write
+   * perhaps still in flight (settleStores).
+   */
   const storePending = async (): Promise<void> => {
     submitPending();
     while (hashing.length > 0) await storeHashed();
@@ -560,6 +602,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       }
     }
     // blocks first: no UFS file may become visible before the blocks it names are durable
+    await settleStores();
     await settleWriteback();
     await store.sync();
     const staged = ops.filter((o): o is Extract<Op, { op: 'file' }> => o.op === 'file');
@@ -788,6 +831,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           stagingDir = path.join(mirrorDirectory(parent), 'staging', passIdHex);
           removeTree(path.join(mirrorDirectory(parent), 'staging'));
           ensureDirectory(stagingDir, 0o700);
+          for (let k = 0; k < MIRROR_STAGING_SUBDIRECTORY_COUNT; k++) ensureDirectory(path.join(stagingDir, String(k)), 0o700);
           const resumed = state.pass !== null && state.pass.passId === passIdHex;
           state = { ...state, pass: { passId: passIdHex, keyCurHex: resumed ? state.pass!.keyCurHex : '', recordsApplied: resumed ? state.pass!.recordsApplied : 0, startedAt: resumed ? state.pass!.startedAt : new Date().toISOString() } };
           writeMirrorState(parent, state);
@@ -834,6 +878,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         }
         case 'HASHQ': {
+          // a held block is re-read (recheckHeld) only once its write landed
+          if (recheckHeld) await settleStores();
           const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
           for (const [i, h] of r.hashes.entries()) {
             const address = localAddress(h);
@@ -891,25 +937,30 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         case 'FILE_BEGIN': {
           if (file !== null) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq} inside another file`, d.seq);
-          const staged = pathBytes(path.join(stagingDir, String(d.seq)));
+          const { staged, lane } = stagedPath(d.seq);
           const count = Number(r.nodeCount);
           if (count !== Math.ceil(Number(r.sizeBytes) / blockSize)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_BEGIN seq ${d.seq}: ${count} nodes for ${r.sizeBytes} bytes`, d.seq);
           const header = encodeUfsHeader(Number(r.sizeBytes));
-          file = { path: r.path, staged, fd: null, parts: [header], partsBytes: header.length, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
+          file = { path: r.path, staged, lane, fd: null, parts: [header], partsBytes: header.length, meta: r.meta, linkGroup: r.linkGroup, count, next: 0, hasher: new FileContentHasher(count, hashSize) };
           break;
         }
         case 'FILE_NODES': {
           if (file === null || Number(r.firstIndex) !== file.next || file.next + r.hashes.length > file.count) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_NODES seq ${d.seq} out of place`, d.seq);
           const f = file!;
           const nodes = Buffer.alloc(r.hashes.length * nodeSize);
-          r.hashes.forEach((h, i) => {
+          for (let i = 0; i < r.hashes.length; i++) {
+            const h = r.hashes[i]!;
             const address = localAddress(h);
-            if (address < 0 || address === 1 || (damaged.size > 0 && damaged.has(h.toString('latin1')))) throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            if (address < 0 || address === 1 || (damaged.size > 0 && damaged.has(h.toString('latin1')))) {
+              // a hash missing because the store of its batch failed (a full block file): that failure is the reason
+              await settleStores();
+              throw new DdfsError('CORRUPT', `${parentDir}: ${pathText(f.path)} block ${f.next + i}: hash ${h.toString('hex')} is not held by the slave: pass rejected`);
+            }
             encodeAddress(nodes, i * nodeSize, addrSize, address);
             h.copy(nodes, i * nodeSize + addrSize);
             pinnedHashes.add(h);
             f.hasher.update(h);
-          });
+          }
           if (f.fd === null && f.partsBytes + nodes.length > MIRROR_STAGED_BUFFER_SIZE_BYTES) {
             // a long node list: written as it comes from now on
             f.fd = createExclusive(f.staged);
@@ -932,7 +983,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           // made durable with the whole window (applyWindow), not one fsync per file
           if (f.fd !== null) closeFd(f.fd);
           if (!f.hasher.digest().equals(r.digest)) await fail(REASON.CORRUPT, 'CORRUPT', `FILE_END seq ${d.seq}: the node list of ${pathText(f.path)} does not match its digest`, d.seq);
-          if (f.fd === null) await writeStaged(f.staged, Buffer.concat(f.parts, f.partsBytes));
+          if (f.fd === null) await writeStaged(f.staged, Buffer.concat(f.parts, f.partsBytes), f.lane);
           ops.push({ op: 'file', path: f.path, staged: f.staged, meta: f.meta, linkGroup: f.linkGroup });
           break;
         }
@@ -995,6 +1046,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   } finally {
     // no staged write may land after the pass ended (a resumed pass of the same id stages under the same names)
     await Promise.allSettled(stagedWrites.splice(0));
+    // nor any block write: every one settled before the volume closes
+    await Promise.allSettled(storing.splice(0));
     await writeback;
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in submitPending
     unpin();

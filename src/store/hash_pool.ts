@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
 import type { Device } from '../io/device.js';
 import { createHasher } from './hash.js';
-import { HASH_JOB_SIZE_MAX } from '../limits.js';
+import { HASH_JOB_SIZE_MAX, HASH_WORKER_NICE } from '../limits.js';
 import { assert } from '../util/assert.js';
 
 /** Largest run pack moves with one pread (4 MiB, as upstream's pack buffer); hashing uses HASH_JOB_SIZE_MAX. */
@@ -29,6 +29,13 @@ export const HASH_BATCH_SIZE_MAX = 4 * 1024 * 1024;
 export const HASH_WORKER_MIN_BLOCKS = 2048;
 /** Two unwanted blocks between wanted ones are read rather than split into two preads when the gap is at most this. */
 export const HASH_READ_GAP_MAX = 16;
+
+/** What a hash thread is started with: the hash, the block size, and its nice value (set once, for its own thread). */
+export interface HashWorkerData {
+  hashName: HashName;
+  blockSize: number;
+  nice: number;
+}
 
 /** Message to a worker. */
 export interface HashJob {
@@ -243,7 +250,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
   const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
   let failure: unknown = null;
   for (let t = 0; t < threads; t++) {
-    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
+    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE } satisfies HashWorkerData, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
     const slot = { w, pending: 0 };
     w.on('message', (m: HashDone) => {
       slot.pending--;
@@ -330,17 +337,17 @@ export class HashWorkers {
     return Buffer.from(new SharedArrayBuffer(byteLength));
   }
 
-  private constructor(private readonly hashName: HashName, private readonly blockSize: number, threads: number) {
+  private constructor(private readonly hashName: HashName, private readonly blockSize: number, threads: number, private readonly nice: number) {
     this.hasher = createHasher(hashName);
     this.threadsToStart = threads;
   }
 
   private startThreads(): void {
-    const { hashName, blockSize } = this;
+    const { hashName, blockSize, nice } = this;
     const threads = this.threadsToStart;
     this.threadsToStart = 0;
     for (let t = 0; t < threads; t++) {
-      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize }, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
+      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize, nice } satisfies HashWorkerData, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
       const slot = { w, pending: 0, slots: new Set<number>() };
       w.on('message', (m: HashDone | HashSlotDone) => {
         slot.pending--;
@@ -358,11 +365,12 @@ export class HashWorkers {
   }
 
   /**
-   * Start `threads` hash threads (default: one per CPU; 0, or no compiled worker script: hash inline).
+   * Start `threads` hash threads (default: one per CPU; 0, or no compiled worker script: hash inline), each at nice
+   * value `nice` (default HASH_WORKER_NICE; Linux nice values are per thread).
    * @throws DdfsError NOT_SUPPORTED when the hash cannot be loaded (createHasher)
    */
-  static start(hashName: HashName, blockSize: number, threads = defaultHashThreads()): HashWorkers {
-    return new HashWorkers(hashName, blockSize, workerUrl() ? threads : 0);
+  static start(hashName: HashName, blockSize: number, threads = defaultHashThreads(), nice = HASH_WORKER_NICE): HashWorkers {
+    return new HashWorkers(hashName, blockSize, workerUrl() ? threads : 0, nice);
   }
 
   /** Worker threads running, or to be started past the first HASH_WORKERS_INLINE_BYTES_MAX (0 = inline). */

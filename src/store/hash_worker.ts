@@ -4,16 +4,15 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { HASH_WORKER_NICE } from '../limits.js';
-import type { HashName } from '../format/config.js';
 import { createHasher } from './hash.js';
-import type { HashDone, HashJob, HashSlotDone, HashSlotMessage } from './hash_pool.js';
+import type { HashDone, HashJob, HashSlotDone, HashSlotMessage, HashWorkerData } from './hash_pool.js';
 
-const { hashName, blockSize } = workerData as { hashName: HashName; blockSize: number };
+const { hashName, blockSize, nice } = workerData as HashWorkerData;
 const hasher = createHasher(hashName);
 try {
-  // this thread only (Linux nice values are per thread): the JS thread that reads and feeds it keeps its core
-  setPriority(HASH_WORKER_NICE);
+  // this thread only (Linux nice values are per thread): at HASH_WORKER_NICE (a daemon, fsck) the JS thread that
+  // reads and feeds it keeps its core; a mirrorddumbfs copy runs its hash threads at 0 (copy.ts COPY_HASH_NICE)
+  if (nice !== 0) setPriority(nice);
 } catch {
   // not allowed, or not supported: the default priority is correct, only slower under contention
 }
