@@ -148,7 +148,10 @@ export interface CensusRequest {
   share?: CensusShare;
 }
 
-/** The worker's one answer: the census (ctime in ns, decimal), or why the walk failed. */
+/**
+ * The worker's messages: `{ loaded: true }` once its native calls are bound (the next census thread starts then),
+ * then its one answer: the census (ctime in ns, decimal), or why the walk failed.
+ */
 export type CensusReply = { entryCount: number; ctimeMaxNs: string } | { error: string } | { loaded: true };
 
 /** A census running beside the caller (startTreeCensus). */
