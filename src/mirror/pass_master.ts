@@ -140,10 +140,10 @@ const META_OPS: ReadonlySet<string> = new Set(['chmod', 'chown', 'utimens', 'xat
 /** Journal ops that change only a file's content, not which entries a directory holds. */
 const CONTENT_OPS: ReadonlySet<string> = new Set(['write', 'truncate']);
 
-/** The parent directory of a tree path ('' for an entry of the root), as a latin1 key. */
-function parentKeyOf(p: Buffer): string {
+/** A tree path's parent directory ('' for an entry of the root) as a latin1 key, and its last component. */
+function splitPath(p: Buffer): { parentKey: string; name: Buffer } {
   const i = p.lastIndexOf(0x2f);
-  return i < 0 ? '' : p.subarray(0, i).toString('latin1');
+  return { parentKey: i < 0 ? '' : p.subarray(0, i).toString('latin1'), name: p.subarray(i + 1) };
 }
 
 /**
@@ -179,8 +179,8 @@ function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: 
   const listed = new Set<string>();
   for (const r of records) {
     if (r.op === undefined || (!META_OPS.has(r.op) && !CONTENT_OPS.has(r.op))) {
-      listed.add(parentKeyOf(r.path));
-      if (r.dest !== undefined) listed.add(parentKeyOf(r.dest));
+      listed.add(splitPath(r.path).parentKey);
+      if (r.dest !== undefined) listed.add(splitPath(r.dest).parentKey);
     }
     if (r.op === 'rename' && r.dest !== undefined && !r.dest.equals(r.path)) {
       const from = r.path.toString('latin1');
@@ -205,12 +205,10 @@ function dirtyPlanOf(records: ReadonlyArray<{ op?: string; path: Buffer; dest?: 
   const childrenOf = new Map<string, Map<string, Buffer>>();
   for (const key of [...paths, ...ancestors]) {
     if (key.length === 0) continue;
-    const p = Buffer.from(key, 'latin1');
-    const i = p.lastIndexOf(0x2f);
-    const parent = i < 0 ? '' : key.slice(0, i); // latin1: one char per byte
-    let names = childrenOf.get(parent);
-    if (names === undefined) childrenOf.set(parent, (names = new Map()));
-    names.set(key.slice(i + 1), p.subarray(i + 1));
+    const { parentKey, name } = splitPath(Buffer.from(key, 'latin1'));
+    let names = childrenOf.get(parentKey);
+    if (names === undefined) childrenOf.set(parentKey, (names = new Map()));
+    names.set(name.toString('latin1'), name);
   }
   return { paths, ancestors, renamedFrom, metaOnly, listed, childrenOf };
 }
