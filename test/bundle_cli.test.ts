@@ -110,22 +110,29 @@ describe('the bundled commands (dist/bundle) through the bin/ shims', () => {
     fs.writeFileSync(path.join(root, 'skipped'), 's');
     const rootBytes = Buffer.from(root, 'latin1');
     const want = treeCensus(rootBytes, 8, new Set(['skipped']));
-    const messages: CensusReply[] = [];
-    const reply = await new Promise<CensusReply>((resolve, reject) => {
+    const ask = (stopFlag: Int32Array): Promise<CensusReply[]> => new Promise<CensusReply[]>((resolve, reject) => {
+      const messages: CensusReply[] = [];
       const w = new Worker(path.join(tree, 'dist', 'bundle', 'census_worker.js'), {
-        workerData: { root: new Uint8Array(rootBytes), depthMax: 8, skipTopNames: ['skipped'] },
+        workerData: { root: new Uint8Array(rootBytes), depthMax: 8, skipTopNames: ['skipped'], stopFlag },
       });
       // first { loaded: true } (its native calls are bound: the next census thread may start), then the census
       w.on('message', (m: CensusReply) => {
         messages.push(m);
-        if (!('loaded' in m)) resolve(m);
+        if (!('loaded' in m)) resolve(messages);
       });
       w.once('error', reject);
       w.once('exit', (code) => reject(new Error(`census worker exited ${code} before answering`)));
     });
+    const messages = await ask(new Int32Array(new SharedArrayBuffer(4)));
+    const reply = messages[1];
     expect(messages[0]).toEqual({ loaded: true });
     expect(reply).toEqual({ entryCount: want.entryCount, ctimeMaxNs: want.ctimeMaxNs.toString() });
     expect(want.entryCount).toBeGreaterThanOrEqual(4);
+    // its stop flag set: it answers that it stopped, and ends by itself
+    const stopFlag = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(stopFlag, 0, 1);
+    const stopped = await ask(stopFlag);
+    expect(stopped[1]).toMatchObject({ error: expect.stringMatching(/stopped/) });
   }, COMMAND_TIMEOUT_MS);
 
   it('a bundle older than its dist/cli entry is not run: the shim runs dist/cli', async () => {

@@ -154,10 +154,18 @@ describe('startTreeCensus', () => {
     await expect(dist.startTreeCensus(Buffer.from(path.join(root, 'absent')), 64).result).rejects.toThrow(/ENOENT/);
     // split between threads, and on one: the same census
     for (const threads of [1, 2]) expect(await dist.startTreeCensus(Buffer.from(root), 64, new Set(['d1']), { threads }).result).toEqual(got);
-    // a thread that ends before it answered (terminated: as one that died)
-    const killed = dist.startTreeCensus(Buffer.from(root), 64);
-    await killed.stop();
-    await expect(killed.result).rejects.toThrow(/ended .*before its census/);
+    // a stop asks each thread to end before its next directory: stop() resolves once they ended, the result rejects
+    for (const threads of [1, 2]) {
+      const stopped = dist.startTreeCensus(Buffer.from(root), 64, new Set(), { threads });
+      await stopped.stop();
+      await expect(stopped.result).rejects.toThrow(/stopped/);
+      await stopped.stop(); // idempotent
+    }
+    // a stop once the census answered changes nothing
+    const done = dist.startTreeCensus(Buffer.from(root), 64, new Set(['d1']));
+    expect(await done.result).toEqual(got);
+    await done.stop();
+    expect(await done.result).toEqual(got);
   });
 
   it('startSealCheck: a census that does not complete is a verdict that proves nothing, a match is null', async () => {

@@ -5,7 +5,9 @@
  * message `{ loaded: true }` once its native calls are bound (the next census thread starts then), then one
  * `CensusReply` with the census or the error; then the thread ends.
  * A failure of the walk is posted as `{ error }` (the caller turns it into a rejection); a thread that dies without
- * a reply is an error for the caller too (never a "no change" verdict).
+ * a reply is an error for the caller too (never a "no change" verdict). A stop (`stopFlag` set) ends the walk before
+ * its next directory with the error "the census was stopped": the thread is never terminated from outside while it
+ * may be inside a native call.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { censusHere, type CensusReply, type CensusRequest } from './journal_dir.js';
@@ -17,7 +19,7 @@ bindNativeCensus();
 parentPort!.postMessage({ loaded: true } satisfies CensusReply);
 let reply: CensusReply;
 try {
-  const c = censusHere(Buffer.from(request.root), request.depthMax, new Set(request.skipTopNames), request.share);
+  const c = censusHere(Buffer.from(request.root), request.depthMax, new Set(request.skipTopNames), request.share, request.stopFlag);
   reply = { entryCount: c.entryCount, ctimeMaxNs: c.ctimeMaxNs.toString() };
 } catch (err) {
   reply = { error: err instanceof Error ? err.message : String(err) };

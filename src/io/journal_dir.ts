@@ -13,7 +13,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DdfsError } from '../errors.js';
-import { nativeTreeCensus, type CensusShare } from './tree_census_native.js';
+import { nativeTreeCensus, throwIfCensusStopped, type CensusShare } from './tree_census_native.js';
 import { loadKoffiHere } from './ffi.js';
 
 /**
@@ -64,16 +64,17 @@ export interface TreeCensus {
 /**
  * Count the entries under `root` (not the root itself) and find the highest ctime, with lstat only (never following
  * a symlink, never crossing into another file system, at most `depthMax` levels). Entries that vanish meanwhile are
- * skipped. `skipTopNames` (latin1 of the raw names) are left out at the top level, with all they hold.
+ * skipped. `skipTopNames` (latin1 of the raw names) are left out at the top level, with all they hold. With
+ * `stopFlag`, the walk stops before the next directory once another thread set it (throwIfCensusStopped).
  * Cost: one readdir per directory and one lstat per entry (a pass of an unmounted master pays it, mirroring spec
  * §4.3). The walk lstats with number stats (ctimeMs, a double: about 0.25 µs resolution today), which are cheaper
  * than bigint ones; the exact maximum in ns is then taken with a bigint lstat of only the entries whose ctimeMs is
  * the highest seen. That is exact, not an approximation: rounding ns to a double is monotonic, so the entry of the
  * highest ctimeNs always has the highest ctimeMs and is among the ones re-read (an entry changed between the two
  * reads only gets a newer ctime, which can only make a mismatch more likely, never hide one).
- * @throws Node errors of the root's lstat
+ * @throws Node errors of the root's lstat; DdfsError INTERRUPTED once `stopFlag` is set
  */
-export function treeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set()): TreeCensus {
+export function treeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), stopFlag?: Int32Array): TreeCensus {
   const top = fs.lstatSync(root, { bigint: true });
   const topDev = Number(top.dev);
   const out: TreeCensus = { entryCount: 0, ctimeMaxNs: top.ctimeNs };
@@ -82,6 +83,7 @@ export function treeCensus(root: Buffer, depthMax: number, skipTopNames: Readonl
   const slash = Buffer.from('/');
   const walk = (dir: Buffer, depth: number): void => {
     if (depth > depthMax) return;
+    throwIfCensusStopped(stopFlag);
     let names: Buffer[];
     try {
       names = fs.readdirSync(dir, { encoding: 'buffer' });
@@ -125,16 +127,17 @@ export function treeCensus(root: Buffer, depthMax: number, skipTopNames: Readonl
  * (getdents64 + statx, about half the CPU of treeCensus), or treeCensus when glibc lacks those calls. With `share`,
  * only that share of it (see tree_census_native.ts; without the native calls share 0 takes the whole census and the
  * others count nothing, so the shares still add up). The daemon's seal check at mount and its seal at clean unmount
- * take it, and so does each census thread.
- * @throws DdfsError IO or Node errors of a walk that failed (never a census of part of the tree)
+ * take it, and so does each census thread (with `stopFlag`, its stop: throwIfCensusStopped).
+ * @throws DdfsError IO or Node errors of a walk that failed (never a census of part of the tree); INTERRUPTED once
+ *   `stopFlag` is set
  */
-export function censusHere(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), share?: CensusShare): TreeCensus {
+export function censusHere(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), share?: CensusShare, stopFlag?: Int32Array): TreeCensus {
   try {
-    return nativeTreeCensus(root, depthMax, skipTopNames, share);
+    return nativeTreeCensus(root, depthMax, skipTopNames, share, stopFlag);
   } catch (err) {
     // a failed walk is final; only the dynamic loader's error (no statx/getdents64 in this glibc) falls back
     if (err instanceof DdfsError) throw err;
-    return share === undefined || share.part === 0 ? treeCensus(root, depthMax, skipTopNames) : { entryCount: 0, ctimeMaxNs: 0n };
+    return share === undefined || share.part === 0 ? treeCensus(root, depthMax, skipTopNames, stopFlag) : { entryCount: 0, ctimeMaxNs: 0n };
   }
 }
 
@@ -146,6 +149,8 @@ export interface CensusRequest {
   skipTopNames: string[];
   /** This worker's share of a census split between threads (tree_census_native.ts CensusShare); absent: all of it. */
   share?: CensusShare;
+  /** Int32Array over a SharedArrayBuffer: element 0 set to 1 asks the walk to stop (CensusJob.stop). */
+  stopFlag: Int32Array;
 }
 
 /**
@@ -162,7 +167,10 @@ export interface CensusJob {
    *   answering: never a census of part of the tree
    */
   readonly result: Promise<TreeCensus>;
-  /** Stop the walk (its result is no longer wanted); `result` then rejects unless it was already settled. Idempotent. */
+  /**
+   * Stop the walk (its result is no longer wanted); `result` then rejects unless it was already settled. Resolves once
+   * every census thread ended (each stops before its next directory; one stuck for 30 s is let go). Idempotent.
+   */
   stop(): Promise<void>;
   /** Whether the walk runs on a worker thread (false: in this thread, from TypeScript sources). */
   readonly threaded: boolean;
@@ -175,6 +183,11 @@ const CENSUS_WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGener
  * directory, so more threads add listings, and the machines this runs on have two cores or more.
  */
 export const CENSUS_THREAD_COUNT_MAX = 2;
+/**
+ * How long CensusJob.stop waits for its threads to end, in ms: a thread checks its stop flag before each directory,
+ * so it ends within one directory's listing (a million entries take about a second); one stuck longer is let go.
+ */
+const CENSUS_STOP_WAIT_MS = 30_000;
 
 /** The compiled worker script, or null when running from TypeScript sources (vitest): then the walk runs inline. */
 function censusWorkerUrl(): URL | null {
@@ -217,7 +230,9 @@ export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: Re
   } catch {
     // the threads fall back to the node:fs walk
   }
+  const stopFlag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   const workers: Worker[] = [];
+  const exits: Array<Promise<void>> = [];
   let stopped = false;
   const settlers: Array<{ resolve: (c: TreeCensus) => void; reject: (e: Error) => void }> = [];
   const shares: Array<Promise<TreeCensus>> = [];
@@ -225,7 +240,7 @@ export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: Re
   const startPart = (part: number): void => {
     const { resolve, reject } = settlers[part]!;
     if (stopped) return reject(new Error('the census was stopped'));
-    const request: CensusRequest = { root: new Uint8Array(root), depthMax, skipTopNames: [...skipTopNames], ...(parts > 1 ? { share: { part, parts } } : {}) };
+    const request: CensusRequest = { root: new Uint8Array(root), depthMax, skipTopNames: [...skipTopNames], stopFlag, ...(parts > 1 ? { share: { part, parts } } : {}) };
     let worker: Worker;
     try {
       worker = new Worker(url, { workerData: request, resourceLimits: CENSUS_WORKER_RESOURCE_LIMITS });
@@ -234,6 +249,7 @@ export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: Re
       return;
     }
     workers.push(worker);
+    exits.push(new Promise<void>((resolve) => worker.once('exit', () => resolve())));
     let answered = false;
     let next = part + 1 < parts;
     const startNext = (): void => {
@@ -264,18 +280,30 @@ export function startTreeCensus(root: Buffer, depthMax: number, skipTopNames: Re
     ctimeMaxNs: c.ctimeMaxNs > sum.ctimeMaxNs ? c.ctimeMaxNs : sum.ctimeMaxNs,
   })));
   result.catch(() => undefined);
-  // the other shares are not wanted once one failed
-  result.then(undefined, () => {
+  // a thread is asked to stop (at its next directory) and left to end by itself: Worker.terminate() while it is
+  // inside a koffi call aborts the whole process (napi_throw from a thread being torn down)
+  const askStop = (): void => {
     stopped = true;
-    for (const w of workers) void w.terminate();
-  });
+    Atomics.store(stopFlag, 0, 1);
+  };
+  // the other shares are not wanted once one failed
+  result.then(undefined, askStop);
   return {
     result,
     threaded: true,
     stop: async () => {
-      stopped = true;
-      const ws = workers.splice(0);
-      await Promise.all(ws.map((w) => w.terminate()));
+      askStop();
+      const ended = Promise.all(exits.splice(0));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), CENSUS_STOP_WAIT_MS);
+      });
+      const inTime = await Promise.race([ended.then(() => true), late]);
+      clearTimeout(timer);
+      // a thread stuck in one directory (a hung network file system) is left to finish its read-only walk: it no
+      // longer holds this process open
+      if (!inTime) for (const w of workers) w.unref();
+      workers.splice(0);
     },
   };
 }

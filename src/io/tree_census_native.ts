@@ -87,6 +87,16 @@ export function bindNativeCensus(): boolean {
   }
 }
 
+/**
+ * End a census walk whose result is no longer wanted: a stop asked through `stopFlag` (element 0 non-zero, set by
+ * the thread that started the census). A census thread is stopped this way, at a directory boundary, never by
+ * Worker.terminate() while it may be inside a native call (koffi aborts the process then).
+ * @throws DdfsError INTERRUPTED when the flag is set
+ */
+export function throwIfCensusStopped(stopFlag: Int32Array | undefined): void {
+  if (stopFlag !== undefined && Atomics.load(stopFlag, 0) !== 0) throw new DdfsError('INTERRUPTED', 'the census was stopped');
+}
+
 /** One of `parts` shares of a census split between threads (see the file comment); `part` in [0, parts). */
 export interface CensusShare {
   part: number;
@@ -107,10 +117,13 @@ export function censusShareOf(dir: Buffer, parts: number): number {
 /**
  * The census of the tree under `root` (see the file comment), as treeCensus gives it; with `share`, that share of
  * it (the counts of all shares add up to the census, their highest ctimes' maximum is its highest ctime).
+ * With `stopFlag` (a SharedArrayBuffer view another thread sets to 1, startTreeCensus's stop), the walk stops before
+ * the next directory once it is set.
  * @throws DdfsError IO when the root cannot be read, or an entry cannot be listed or stat'ed for another reason than
- *   being gone (EACCES on a directory excepted); Error from the dynamic loader when glibc lacks statx/getdents64
+ *   being gone (EACCES on a directory excepted); INTERRUPTED once `stopFlag` is set; Error from the dynamic loader
+ *   when glibc lacks statx/getdents64
  */
-export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), share?: CensusShare): TreeCensus {
+export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: ReadonlySet<string> = new Set(), share?: CensusShare, stopFlag?: Int32Array): TreeCensus {
   if (share !== undefined && !(Number.isInteger(share.parts) && share.parts >= 1 && Number.isInteger(share.part) && share.part >= 0 && share.part < share.parts)) {
     throw new DdfsError('INVALID', `census share ${share.part} of ${share.parts} is not a share`);
   }
@@ -130,6 +143,7 @@ export function nativeTreeCensus(root: Buffer, depthMax: number, skipTopNames: R
   const slash = Buffer.from('/');
   const walk = (dir: Buffer, depth: number): void => {
     if (depth > depthMax) return;
+    throwIfCensusStopped(stopFlag);
     const dirZ = Buffer.concat([dir, Buffer.from([0])]);
     const fd = c.openat(AT_FDCWD, dirZ, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0) {

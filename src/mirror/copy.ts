@@ -84,16 +84,17 @@ export interface CopyOptions {
 type Endpoint = { kind: 'local'; vol: PassVolume } | { kind: 'daemon'; label: string };
 
 /**
- * Open `p` for a pass: under the volume lock, or through its daemon when a running ddumbfs holds the lock.
+ * Open `p` for a pass: under the volume lock, or through its daemon when a running ddumbfs holds the lock. A master
+ * side asked for a content pass (`contentPass`) takes no seal census (openPassVolume `sealCensus`).
  * @throws DdfsError LOCKED (another tool holds it), MOUNTED (mounted by a daemon without the lock), as openPassVolume
  */
-async function openEndpoint(p: string, readOnly: boolean): Promise<Endpoint> {
+async function openEndpoint(p: string, readOnly: boolean, contentPass = false): Promise<Endpoint> {
   let vol: PassVolume;
   try {
     // a master side only reads the volume: its lock is shared with other master passes (never with a writer); a
     // volume never mirrored gets its master state (new uuids) while nobody else can start, so two first passes agree
     const shared = readOnly ? { underGate: () => { if (readMirrorState(p) === null) masterState(p); } } : undefined;
-    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly, ...(shared !== undefined ? { shared } : {}) });
+    vol = await openPassVolume(p, { tool: LOCK_TOOL, readOnly, sealCensus: !contentPass, ...(shared !== undefined ? { shared } : {}) });
   } catch (err) {
     if (err instanceof DdfsError && err.code === 'LOCKED' && err.data.tool === DAEMON_TOOL) return { kind: 'daemon', label: p };
     throw err;
@@ -222,7 +223,7 @@ function refusedForContentPass(err: unknown): err is DdfsError {
 }
 
 async function copyLocalOnce(src: string, dst: string, options: CopyOptions): Promise<{ master: PassSummary; slave: SlaveSummary }> {
-  const m = await openEndpoint(src, true);
+  const m = await openEndpoint(src, true, options.contentPass === true);
   let s: Endpoint | null = null;
   try {
     // a relay that cannot serve (a pass in progress on it, no claim) says so before the slave side starts (the slave
@@ -273,7 +274,7 @@ function endedEarly(err: unknown): boolean {
 
 /** The master side over a stream pair (the far side is `serve` or `write`). */
 export async function masterOverStreams(src: string, out: Writable, input: Readable | null, options: CopyOptions): Promise<PassSummary> {
-  const m = await openEndpoint(src, true);
+  const m = await openEndpoint(src, true, options.contentPass === true);
   try {
     return await masterSide(m, out, input, options);
   } finally {

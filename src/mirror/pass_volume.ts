@@ -116,10 +116,12 @@ function sealedJournal(parent: string, unclean: boolean): { seal: MirrorSeal } |
 /**
  * Open the unmounted volume at `parentDir` for a pass, under the volume lock taken for `tool` (shared with other
  * readers with `shared` and `readOnly`, takeSharedVolumeLock, its `underGate` run while nobody else can start).
+ * A master side (`readOnly`) whose journal has a seal starts the seal's census at once, unless `sealCensus` is false
+ * (a content pass asked for: its journal proves nothing it needs, and journalProof then says no census ran).
  * @throws DdfsError LOCKED (another tool or a daemon holds it: the message names it, with `data.tool`), NOT_FOUND,
  *   BAD_CONFIG, BAD_MAGIC, TOO_SHORT, SYMLINK (Volume.open); nothing is written when it refuses
  */
-export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean; shared?: { underGate?: () => void } }): Promise<PassVolume> {
+export async function openPassVolume(parentDir: string, options: { tool: string; readOnly: boolean; shared?: { underGate?: () => void }; sealCensus?: boolean }): Promise<PassVolume> {
   const parent = path.resolve(parentDir);
   const lock = options.shared !== undefined && options.readOnly ? await takeSharedVolumeLock(parent, options.tool, options.shared.underGate) : await takeVolumeLock(parent, options.tool);
   // under the lock: no daemon runs, so a marker left now is one of a daemon that stopped without a clean unmount
@@ -138,6 +140,7 @@ export async function openPassVolume(parentDir: string, options: { tool: string;
   /** The seal census of the journal openJournal returns, running beside the pass (journalProof). */
   let sealCheck: SealCheck | null = null;
   const startCheck = (): void => {
+    if (options.sealCensus === false) return;
     if (sealCheck === null && sealed !== null && typeof sealed !== 'string') sealCheck = startSealCheck(sealed.seal, path.join(parent, ROOT_DIRECTORY));
   };
   const stopSealCheck = async (): Promise<void> => {
