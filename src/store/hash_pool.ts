@@ -20,6 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { HashName } from '../format/config.js';
 import type { Device } from '../io/device.js';
 import { createHasher } from './hash.js';
+import { loadKoffiHere } from '../io/ffi.js';
 import { HASH_JOB_SIZE_MAX, HASH_WORKER_NICE } from '../limits.js';
 import { assert } from '../util/assert.js';
 
@@ -66,10 +67,80 @@ export type HashSlotMessage =
   | { op: 'slot'; slot: number; data: SharedArrayBuffer; hashes: SharedArrayBuffer }
   | { op: 'hash'; id: number; slot: number; blockCount: number };
 
+/**
+ * The end of a hash thread: it answers the jobs posted before it (messages are taken in order), then closes its port
+ * and ends by itself. Threads are never terminated from outside: one stopped inside a koffi call (libgcrypt's TIGER)
+ * aborts the whole process.
+ */
+export interface HashEndMessage {
+  op: 'end';
+}
+
+/** A hash thread's first message: its hash (libgcrypt through koffi) is loaded; the next thread starts then. */
+export interface HashThreadLoaded {
+  loaded: true;
+}
+
 /** A worker's answer to a `hash` HashSlotMessage: the slot's hashes buffer holds the batch's hashes. */
 export interface HashSlotDone {
   id: number;
   slot: number;
+}
+
+/** One hash thread: jobs posted and not answered yet, and the shared batches registered with it (HashWorkers). */
+interface HashThread {
+  w: Worker;
+  pending: number;
+  slots: Set<number>;
+}
+
+/**
+ * Start `count` hash threads one after another, each once the one before it loaded its hash (HashThreadLoaded) or
+ * ended: two threads initializing koffi at the same moment can abort the process (ffi.ts loadKoffiHere, koffi is
+ * loaded in this thread first). `threads` fills as they start; jobs may be posted to a thread before it loaded.
+ * `end()` starts no more threads, asks each to end after its jobs (HashEndMessage) and resolves once all ended.
+ */
+function startHashThreads(count: number, data: HashWorkerData, onAnswer: (t: HashThread, m: HashDone | HashSlotDone) => void, onError: (err: unknown) => void): { threads: HashThread[]; end(): Promise<void> } {
+  try {
+    loadKoffiHere();
+  } catch {
+    // the threads fail the same way when they load the hash, and report it
+  }
+  const threads: HashThread[] = [];
+  const exits: Array<Promise<void>> = [];
+  let ending = false;
+  const startOne = (i: number): void => {
+    if (ending || i >= count) return;
+    const w = new Worker(workerUrl()!, { workerData: data, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
+    const t: HashThread = { w, pending: 0, slots: new Set() };
+    let nextStarted = false;
+    const startNext = (): void => {
+      if (nextStarted) return;
+      nextStarted = true;
+      startOne(i + 1);
+    };
+    exits.push(new Promise<void>((resolve) => w.once('exit', () => resolve())));
+    w.on('message', (m: HashDone | HashSlotDone | HashThreadLoaded) => {
+      if ('loaded' in m) return startNext();
+      t.pending--;
+      onAnswer(t, m);
+    });
+    w.on('error', (err) => {
+      onError(err);
+      startNext();
+    });
+    w.once('exit', startNext);
+    threads.push(t);
+  };
+  startOne(0);
+  return {
+    threads,
+    end: async () => {
+      ending = true;
+      for (const t of threads) t.w.postMessage({ op: 'end' } satisfies HashEndMessage);
+      await Promise.all(exits);
+    },
+  };
 }
 
 export interface BlockRun {
@@ -246,25 +317,18 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     return { hashed, unreadable, threads: 0 };
   }
 
-  const workers: Array<{ w: Worker; pending: number }> = [];
   const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
   let failure: unknown = null;
-  for (let t = 0; t < threads; t++) {
-    const w = new Worker(workerUrl()!, { workerData: { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE } satisfies HashWorkerData, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
-    const slot = { w, pending: 0 };
-    w.on('message', (m: HashDone) => {
-      slot.pending--;
-      const p = waiting.get(m.id);
-      waiting.delete(m.id);
-      p?.resolve(m);
-    });
-    w.on('error', (err) => {
-      failure = err;
-      for (const p of waiting.values()) p.reject(err);
-      waiting.clear();
-    });
-    workers.push(slot);
-  }
+  const pool = startHashThreads(threads, { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE }, (_t, m) => {
+    const p = waiting.get(m.id);
+    waiting.delete(m.id);
+    p?.resolve(m as HashDone);
+  }, (err) => {
+    failure = err;
+    for (const p of waiting.values()) p.reject(err);
+    waiting.clear();
+  });
+  const workers = pool.threads;
   try {
     const free: ArrayBuffer[] = [];
     const queue: Array<{ batch: Batch; result: Promise<HashDone>; validBytes: number; badBlocks: Set<number> | null }> = [];
@@ -293,7 +357,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     while (queue.length > 0) await finishOne();
     if (failure) throw failure;
   } finally {
-    await Promise.all(workers.map((s) => s.w.terminate()));
+    await pool.end();
   }
   return { hashed, unreadable, threads };
 }
@@ -315,7 +379,8 @@ export interface HashedBatch {
  * Invariant: a worker failure rejects every batch in flight and every later one; close() ends the threads.
  */
 export class HashWorkers {
-  private readonly workers: Array<{ w: Worker; pending: number; slots: Set<number> }> = [];
+  private workers: HashThread[] = [];
+  private pool: { end(): Promise<void> } | null = null;
   private readonly waiting = new Map<number, { resolve: (d: HashDone | HashSlotDone) => void; reject: (e: unknown) => void }>();
   private readonly hasher;
   private failure: unknown = null;
@@ -327,6 +392,8 @@ export class HashWorkers {
   /** Shared batches seen by hash(): their slot number and the shared buffer their hashes are written to. */
   private readonly slots = new WeakMap<SharedArrayBuffer, { slot: number; hashesBuffer: SharedArrayBuffer; hashes: Buffer }>();
   private nextSlot = 0;
+  /** Threads of this pool, started or to start (0 once closed). */
+  private threadCount: number;
 
   /**
    * A batch buffer of `byteLength` bytes over a SharedArrayBuffer, for hash(): the batch is hashed in place by a
@@ -340,28 +407,24 @@ export class HashWorkers {
   private constructor(private readonly hashName: HashName, private readonly blockSize: number, threads: number, private readonly nice: number) {
     this.hasher = createHasher(hashName);
     this.threadsToStart = threads;
+    this.threadCount = threads;
   }
 
   private startThreads(): void {
     const { hashName, blockSize, nice } = this;
     const threads = this.threadsToStart;
     this.threadsToStart = 0;
-    for (let t = 0; t < threads; t++) {
-      const w = new Worker(workerUrl()!, { workerData: { hashName, blockSize, nice } satisfies HashWorkerData, resourceLimits: HASH_WORKER_RESOURCE_LIMITS });
-      const slot = { w, pending: 0, slots: new Set<number>() };
-      w.on('message', (m: HashDone | HashSlotDone) => {
-        slot.pending--;
-        const p = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        p?.resolve(m);
-      });
-      w.on('error', (err) => {
-        this.failure = err;
-        for (const p of this.waiting.values()) p.reject(err);
-        this.waiting.clear();
-      });
-      this.workers.push(slot);
-    }
+    const pool = startHashThreads(threads, { hashName, blockSize, nice }, (_t, m) => {
+      const p = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      p?.resolve(m);
+    }, (err) => {
+      this.failure = err;
+      for (const p of this.waiting.values()) p.reject(err);
+      this.waiting.clear();
+    });
+    this.workers = pool.threads;
+    this.pool = pool;
   }
 
   /**
@@ -375,7 +438,7 @@ export class HashWorkers {
 
   /** Worker threads running, or to be started past the first HASH_WORKERS_INLINE_BYTES_MAX (0 = inline). */
   get threads(): number {
-    return this.workers.length + this.threadsToStart;
+    return this.threadCount;
   }
 
   /**
@@ -429,11 +492,15 @@ export class HashWorkers {
     return { data: Buffer.from(r.data), hashes: Buffer.from(r.hashes, 0, blockCount * hs) };
   }
 
-  /** End the threads (batches still in flight are rejected). */
+  /** End the threads (batches still in flight are rejected; each thread ends once it answered them). */
   async close(): Promise<void> {
-    const ws = this.workers.splice(0);
-    await Promise.all(ws.map((s) => s.w.terminate()));
+    const pool = this.pool;
+    this.pool = null;
+    this.threadsToStart = 0;
+    this.threadCount = 0;
     for (const p of this.waiting.values()) p.reject(new Error('hash workers closed'));
     this.waiting.clear();
+    this.workers = [];
+    await pool?.end();
   }
 }

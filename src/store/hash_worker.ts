@@ -1,11 +1,12 @@
 /**
  * Worker thread of the hash pool (hash_pool.ts): hashes the wanted blocks of a batch read by the main thread
- * and sends back their hashes, returning the batch buffer for reuse. Protocol in hash_pool.ts (`HashJob`, `HashDone`).
+ * and sends back their hashes, returning the batch buffer for reuse. Protocol in hash_pool.ts: `HashThreadLoaded` first,
+ * then `HashJob`/`HashSlotMessage` answered by `HashDone`/`HashSlotDone`, until `HashEndMessage`.
  */
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createHasher } from './hash.js';
-import type { HashDone, HashJob, HashSlotDone, HashSlotMessage, HashWorkerData } from './hash_pool.js';
+import type { HashDone, HashEndMessage, HashJob, HashSlotDone, HashSlotMessage, HashThreadLoaded, HashWorkerData } from './hash_pool.js';
 
 const { hashName, blockSize, nice } = workerData as HashWorkerData;
 const hasher = createHasher(hashName);
@@ -17,11 +18,19 @@ try {
   // not allowed, or not supported: the default priority is correct, only slower under contention
 }
 
+// the hash is loaded (koffi, for libgcrypt's TIGER): the next hash thread may start (hash_pool.ts startHashThreads)
+parentPort!.postMessage({ loaded: true } satisfies HashThreadLoaded);
+
 /** Shared batches registered by HashWorkers (HashSlotMessage `slot`), by slot number. */
 const slots = new Map<number, { data: Buffer; hashes: Buffer }>();
 
-parentPort!.on('message', (job: HashJob | HashSlotMessage) => {
+parentPort!.on('message', (job: HashJob | HashSlotMessage | HashEndMessage) => {
   if ('op' in job) {
+    if (job.op === 'end') {
+      // every job posted before it was answered: the thread ends by itself, never inside a native call
+      parentPort!.close();
+      return;
+    }
     if (job.op === 'slot') {
       slots.set(job.slot, { data: Buffer.from(job.data), hashes: Buffer.from(job.hashes) });
       return;
