@@ -199,6 +199,13 @@ export const MIRROR_NEED_PATH_COUNT_MAX = 128;
 /** DIGESTQs the master sends before reading their answers: bounds what sits unread in a pipe (≈ 256 × 70 bytes). */
 export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
 /**
+ * Largest dirty file (in nodes: 256 KiB of 4 KiB blocks) an incremental pass sends without asking its DIGESTQ first
+ * (pass_master.ts queryChildren): a changed small file's records cost less than the round trip that would only
+ * confirm it differs, and a file the replica already holds is applied as a no-op (spec §4.8). Larger files are
+ * asked: their node list is worth a round trip.
+ */
+export const MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX = 64;
+/**
  * Entries of a volume's digest cache (mirror/digest_cache.ts, 80 bytes each: 20 MiB at most, read whole at a pass's
  * start); files past it are digested from their node lists each pass, as without a cache.
  */

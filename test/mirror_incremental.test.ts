@@ -33,6 +33,8 @@ import { nodeTreeAccess } from '../src/cli/mirrorddumbfs.js';
 import type { TreeAccess } from '../src/mirror/digest.js';
 import { renderSummary, type PassSummary } from '../src/mirror/pass_master.js';
 import { DdfsError } from '../src/errors.js';
+import { MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX } from '../src/limits.js';
+import type { RecordInput } from '../src/mirror/stream_codec.js';
 import { Volume } from '../src/volume/volume.js';
 import { logger } from '../src/util/log.js';
 import { noiseBytes } from './helpers/bytes.js';
@@ -386,6 +388,49 @@ describe('incremental pass scenarios', () => {
     // status names the claim's TID and generation
     const gen = readMirrorState(master)!.generation;
     expect(renderStatusLines(await mirrorStatus(slave), slave)).toContain(`claim: exact@${t + 1n}, generation ${gen}, incremental pass at ${readMirrorState(slave)!.claim!.time} (pass ${readMirrorState(slave)!.claim!.passId})`);
+  });
+
+  it('dirty small files in several directories go without a DIGESTQ, in one HASHQ window; a large dirty file is asked first', async () => {
+    const { master, slave } = await claimed();
+    const big = noiseBytes(7, BS * (MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX + 6));
+    await withMaster(master, async (ms) => {
+      await ms.v.tree.mkdir(bytesOf('e'), 0o755, SELF);
+      await ms.v.tree.createFile(bytesOf('e/big'), 0o644, SELF, true);
+      await ms.write('e/big', 0, big);
+    });
+    expect((await twoWayPass(master, slave)).master!.passKind).toBe('incremental');
+    const watched = () => {
+      const w = { asked: [] as string[], hashq: [] as number[] };
+      return { w, onMasterRecord: (x: RecordInput) => {
+        if (x.type === 'DIGESTQ') w.asked.push(x.path.toString('latin1'));
+        if (x.type === 'HASHQ') w.hashq.push(x.hashes.length);
+      } };
+    };
+    await withMaster(master, async (ms) => {
+      await ms.write('d/f', 0, POOL[1]!);
+      await ms.write('g', 0, POOL[2]!);
+      await ms.write('e/big', BS, POOL[0]!);
+    });
+    const one = watched();
+    const r = await twoWayPass(master, slave, { onMasterRecord: one.onMasterRecord });
+    expect(r.master!.passKind).toBe('incremental');
+    expect(r.master!.filesSent).toBe(3);
+    // only the file whose node list is worth a round trip is asked; the three files' new blocks in one window
+    expect(one.w.asked).toEqual(['e/big']);
+    expect(one.w.hashq.filter((n) => n > 0)).toHaveLength(1);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    const files = await readAllFiles(slave);
+    expect(files.get('d/f')).toEqual(POOL[1]);
+    expect(files.get('e/big')).toEqual(Buffer.concat([big.subarray(0, BS), POOL[0]!, big.subarray(2 * BS)]));
+    // a small file rewritten with the bytes it had: sent unasked, applied as the no-op it is
+    await withMaster(master, (ms) => ms.write('g', 0, POOL[2]!));
+    const two = watched();
+    const again = await twoWayPass(master, slave, { onMasterRecord: two.onMasterRecord });
+    expect(again.master!.passKind).toBe('incremental');
+    expect(two.w.asked).toEqual([]);
+    expect(again.master!.filesSent).toBe(1);
+    expect(again.master!.blocksSent).toBe(0);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
   });
 
   it('a generation bump (an offline writer) gets a content pass', async () => {

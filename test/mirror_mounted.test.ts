@@ -35,6 +35,7 @@ import { run } from './helpers/run.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, verifyInProcess, volumeFiles, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
 import { seededBlocks } from './helpers/bytes.js';
+import { MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX } from '../src/limits.js';
 
 const ROOT = path.resolve(__dirname, '..');
 const MIRROR_BIN = path.join(ROOT, 'bin/mirrorddumbfs');
@@ -155,7 +156,8 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(first.master.claimKind).toBe('exact');
     const t1 = first.master.tidEnd;
     expect(t1).toBeGreaterThan(0n);
-    await fsp.writeFile(path.join(m.mountDir, 'd', 'b'), block('b2', 2));
+    // a file large enough to be asked by DIGESTQ (a smaller dirty file is sent unasked, MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX)
+    await fsp.writeFile(path.join(m.mountDir, 'd', 'b'), block('b2', MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX + 1));
     // the slave's first lstat is at its first DIGESTQ, after PASS_BEGIN (tid_end fixed): the writes get later TIDs
     const access = gatedAccess(async () => {
       await fsp.writeFile(path.join(m.mountDir, 'j', 'new'), block('new', 2));

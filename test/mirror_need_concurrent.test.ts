@@ -8,8 +8,9 @@
  * daemon) has no such record and is still a divergence alarm, in the same pass.
  *
  * Real daemon in a child process (helpers/mount.ts; build first: `npx tsc -p tsconfig.json`). The changes are made
- * while the slave holds back its answer to the master's first DIGESTQ (gatedAccess): after PASS_BEGIN (tid_end
- * fixed) and the root's listing, before the listing of z/, by construction rather than by timing.
+ * while the slave holds back its answer to the master's first DIGESTQ (gatedAccess; that of the dirty file `a`, large
+ * enough to be asked): after PASS_BEGIN (tid_end fixed) and the root's listing, before the listing of z/, by
+ * construction rather than by timing.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
@@ -22,6 +23,7 @@ import { gatedAccess } from './helpers/mirror_harness.js';
 import { renderSummary } from '../src/mirror/pass_master.js';
 import { readMirrorState } from '../src/mirror/state.js';
 import { seededBlocks } from './helpers/bytes.js';
+import { MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX } from '../src/limits.js';
 import { mountVolume, unmountAll, type MountedVolume } from './helpers/mount.js';
 import { makeTempVolume, type TempVolume } from './helpers/temp_volume.js';
 import { mkdirUfs, verifyInProcess, volumeFiles, withVolume, writeUfsFile } from './helpers/ufs_tree.js';
@@ -33,6 +35,8 @@ const mounts: MountedVolume[] = [];
 let work: string;
 
 const block = (seed: string, count = 1): Buffer => seededBlocks(seed, count, BS);
+/** Blocks of a dirty file the master asks by DIGESTQ (the gate): a smaller one is sent unasked. */
+const ASKED_BLOCKS = MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX + 1;
 
 async function volume(): Promise<string> {
   const v = await makeTempVolume({ blockSize: BS, size: '16M' });
@@ -82,7 +86,7 @@ describe('NEED on a mounted master in use', () => {
     expect(first.master.claimKind).toBe('exact');
     // dirty: a (a child of the root, queried first), z/q and z/r (z/ is listed after a's DIGESTA: z/r is a new
     // entry, so z's entries changed in the range and it gets a DIRLIST, spec §4.6 step 2)
-    await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', 2));
+    await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', ASKED_BLOCKS));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'q'), block('q2', 1));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'r'), block('r', 1));
     const access = gatedAccess(async () => {
@@ -143,7 +147,7 @@ describe('NEED on a mounted master in use', () => {
     const m = await mount(master);
     fs.mkdirSync(path.join(m.mountDir, 'j'));
     expect((await copyLocal(master, slave, { access: nodeTreeAccess })).master.claimKind).toBe('exact');
-    await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', 1));
+    await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', ASKED_BLOCKS));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'q'), block('q2', 1));
     await fsp.writeFile(path.join(m.mountDir, 'z', 'r'), block('r', 1)); // a new entry: z is listed (DIRLIST)
     const access = gatedAccess(async () => {

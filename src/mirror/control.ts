@@ -86,6 +86,8 @@ class FrameChannel {
   readonly ddmsOut: Writable;
   private pending: Buffer = Buffer.alloc(0);
   private inEnded = false;
+  /** Whether the socket is corked until the next tick (ddmsOut's writes). */
+  private corked = false;
 
   constructor(private readonly socket: Socket, onFrame: (kind: number, payload: Buffer) => void, onFault: (err: Error) => void) {
     this.ddmsIn = new Readable({ read: () => socket.resume() });
@@ -94,6 +96,16 @@ class FrameChannel {
         if (socket.destroyed) {
           cb(new Error('the control socket closed'));
           return;
+        }
+        // the frames of one turn of the event loop leave in one writev: a pass writes many small records (HAVE,
+        // DIGESTA, ACK...) and each write(2) woke the peer process on its own
+        if (!this.corked) {
+          this.corked = true;
+          socket.cork();
+          process.nextTick(() => {
+            this.corked = false;
+            socket.uncork();
+          });
         }
         for (let at = 0; at < chunk.length; at += MIRROR_CONTROL_FRAME_SIZE_MAX) {
           const piece = chunk.subarray(at, at + MIRROR_CONTROL_FRAME_SIZE_MAX);

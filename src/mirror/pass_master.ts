@@ -30,7 +30,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
-  MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
+  MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
   MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, MIRROR_BLOCK_READ_SIZE_BYTES,
   MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_SEND_WINDOW_FILE_COUNT_MAX, MIRROR_SEND_WINDOW_NODE_COUNT_MAX,
 } from '../limits.js';
@@ -605,7 +605,16 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   /** Share of the last window's queried hashes the slave lacked: above one half, the next window's reads start early. */
   let missingShare = 1;
 
-  /** Send the files of the window (see PendingFile): HASHQ, blocks, then the files in visit order. */
+  /**
+   * Send the files of the window (see PendingFile): HASHQ, blocks, then the files in visit order.
+   * A window spans directories: it is flushed only when full, at a CHECKPOINT, or before a record that names its
+   * files' order (a LINK group, a SYMLINK, SPECIAL or RENAME), never at a DIR, DIRLIST or DIGESTQ. A window of one
+   * directory was a HASHQ/HAVE and a DIGESTQ/DIGESTA round trip per directory, each waiting for the slave to store
+   * every block before it: the two sides' hash threads took turns in a content pass, and an incremental pass of 100
+   * files in 100 directories spent most of its time in those round trips. Safe: a DIGESTQ is answered from the
+   * slave's applied tree, which a window's files do not change before their CHECKPOINT, and this reads its HAVEs
+   * before anything else is awaited.
+   */
   const flushWindow = async (): Promise<void> => {
     if (window.length === 0) return;
     const files = window;
@@ -788,9 +797,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * directory), or with `plan` only the dirty ones (by digest) and the directories leading to dirty paths.
    */
   const visitDirectory = async (rel: Buffer, rec: EntryRecord, plan?: DirtyPlan): Promise<void> => {
-    // a content pass's window spans directories (windowsSpanDirectories): the files of the window are sent after
-    // this DIR and DIRLIST, which do not name them
-    if (!windowsSpanDirectories) await flushWindow();
+    // the window spans directories (flushWindow): its files are sent after this DIR and DIRLIST, which do not name them
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     // in an incremental pass a dirty directory's children come from its own subtree (listNow): no whole-tree walk
     const children = lazy ? await digests.listNow(rel) : await digests.list(rel);
@@ -819,7 +826,6 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * O(the directories visited), not O(its subdirectories).
    */
   const visitAncestor = async (rel: Buffer, meta: Meta, plan: DirtyPlan): Promise<void> => {
-    await flushWindow();
     await out.send({ type: 'DIR', path: rel, meta, tid: 0n });
     const relKey = rel.toString('latin1');
     if (!plan.listed.has(relKey)) {
@@ -858,24 +864,42 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         const r = c.record ?? (await digests.entryNow(childRel));
         if (r !== null) queried.push(r); // gone since the listing: a concurrent change, the next pass has its TID
       } else if (c.kind === 'directory' && (plan.ancestors.has(key) || metaOnlyDirectory)) {
-        await queryChildren(rel, queried.splice(0));
+        await queryChildren(rel, queried.splice(0), true);
         if (c.record !== undefined) await visitDirectory(childRel, c.record, plan);
         else await visitAncestor(childRel, directoryMeta(c.meta!), plan);
       }
     }
-    await queryChildren(rel, queried);
+    await queryChildren(rel, queried, true);
   };
 
-  /** DIGESTQ each of `children` of `rel` (in batches) and send the state of those the slave does not match. */
-  const queryChildren = async (rel: Buffer, children: EntryRecord[]): Promise<void> => {
+  /**
+   * DIGESTQ each of `children` of `rel` (in batches) and send the state of those the slave does not match. With
+   * `dirty` (an incremental pass's dirty paths, visitDirtyChildren), a small regular file outside a link group and
+   * with no rename source in the plan is sent without its DIGESTQ (MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX): the
+   * replica applies an unchanged one as a no-op, and a round trip per dirty directory was most of a small pass.
+   */
+  const queryChildren = async (rel: Buffer, children: EntryRecord[], dirty = false): Promise<void> => {
+    if (dirty && input !== null) {
+      const asked: EntryRecord[] = [];
+      for (const c of children) {
+        const unasked = c.kind === 'file' && c.link.length === 0 && c.nodeCount <= MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX
+          && plan?.renamedFrom.has(joinPathBytes(rel, c.name).toString('latin1')) !== true;
+        if (!unasked) {
+          asked.push(c);
+          continue;
+        }
+        await queryChildren(rel, asked.splice(0));
+        await sendLeaf(joinPathBytes(rel, c.name), c);
+      }
+      children = asked;
+    }
     for (let k = 0; k < children.length; k += MIRROR_DIGESTQ_BATCH_COUNT) {
       const batch = children.slice(k, k + MIRROR_DIGESTQ_BATCH_COUNT);
       let differs = batch.map(() => true);
       const sources: Array<Buffer | undefined> = [];
       if (input !== null) {
         // a DIGESTQ is answered from the slave's applied tree, which a window's files do not change before its
-        // CHECKPOINT: in a content pass the window waits (windowsSpanDirectories), no HAVE is outstanding meanwhile
-        if (!windowsSpanDirectories) await flushWindow();
+        // CHECKPOINT: the window waits (flushWindow), no HAVE is outstanding meanwhile
         for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
         differs = [];
         for (const c of batch) {
@@ -969,14 +993,6 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    * listNow), directories on the way by listing (listTypes); the whole tree is never walked (issue 8 item 3).
    */
   let lazy = false;
-  /**
-   * A content pass's send window (PendingFile) is not flushed at each directory: only when full, at a CHECKPOINT,
-   * or before a record that names its files' order (a LINK group, a SYMLINK, SPECIAL or RENAME). A window of one
-   * directory was one HASHQ/HAVE and one DIGESTQ/DIGESTA round trip per directory, each waiting for the slave to hash
-   * and store every block before it: with 100 small files a directory, the two sides' hash threads took turns
-   * instead of running side by side. An incremental pass keeps its windows of one directory.
-   */
-  let windowsSpanDirectories = false;
   let contentReason: string | null = null;
   let peerClaim = 0n;
   /**
@@ -1105,7 +1121,6 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     }
     // a content pass needs no proof of the journal: the census beside the pass (journalProof) stops
     if (plan === null) await vol.releaseJournalProof?.();
-    windowsSpanDirectories = plan === null;
     if (plan !== null) {
       summary.passKind = 'incremental';
       summary.tidBeg = peerClaim + 1n;
