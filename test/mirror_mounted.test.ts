@@ -181,6 +181,34 @@ describe('mirroring a mounted volume through its daemon', () => {
     expect(sorted(await volumeFiles(slave))).toEqual(sorted(readMountTree(m.mountDir)));
   }, 300_000);
 
+  it('a hard link made to a dirty file during an incremental pass: that file is left for the next pass (claim atleast), which is a content pass', async () => {
+    const master = await volume();
+    const slave = await volume();
+    await masterTree(master);
+    await initSlave(slave, master);
+    const m = await mount(master);
+    fs.mkdirSync(path.join(m.mountDir, 'j')); // a journaled change: the first claim names a TID
+    expect((await copyLocal(master, slave, { access: nodeTreeAccess })).master.passKind).toBe('content');
+    // `a` is large enough to be asked (the gate: the slave's first lstat, after PASS_BEGIN); d/b is visited after it
+    await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX + 1));
+    await fsp.writeFile(path.join(m.mountDir, 'd', 'b'), block('b2', 2));
+    const access = gatedAccess(async () => {
+      await fsp.link(path.join(m.mountDir, 'd', 'b'), path.join(m.mountDir, 'd', 'b2'));
+    });
+    const second = await copyLocal(master, slave, { access });
+    expect(access.opened).toBe(true);
+    expect(second.master.passKind).toBe('incremental');
+    expect(second.master.claimKind).toBe('atleast');
+    expect(second.master.skippedFiles.map((p) => p.toString())).toEqual(['d/b']);
+    // the link's record names d/b: the next pass finds the link and takes the whole tree by content
+    const third = await copyLocal(master, slave, { access: nodeTreeAccess });
+    expect(third.master.passKind).toBe('content');
+    expect(third.master.contentReason).toMatch(/hard link/);
+    expect((await verifyInProcess(master, slave)).lines).toEqual([]);
+    expect(sorted(await volumeFiles(slave))).toEqual(sorted(readMountTree(m.mountDir)));
+    expect(fs.statSync(path.join(slave, 'ddfsroot', 'd', 'b2')).ino).toBe(fs.statSync(path.join(slave, 'ddfsroot', 'd', 'b')).ino);
+  }, 300_000);
+
   it('a copy into a mounted slave: read-only mount (EROFS on every write op), files readable byte for byte, next pass visible', async () => {
     const master = await volume();
     const slave = await volume();
