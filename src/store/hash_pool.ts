@@ -100,7 +100,7 @@ interface HashThread {
  * loaded in this thread first). `threads` fills as they start; jobs may be posted to a thread before it loaded.
  * `end()` starts no more threads, asks each to end after its jobs (HashEndMessage) and resolves once all ended.
  */
-function startHashThreads(count: number, data: HashWorkerData, onAnswer: (t: HashThread, m: HashDone | HashSlotDone) => void, onError: (err: unknown) => void): { threads: HashThread[]; end(): Promise<void> } {
+function startHashThreads(count: number, data: HashWorkerData, onAnswer: (m: HashDone | HashSlotDone) => void, onError: (err: unknown) => void): { threads: HashThread[]; end(): Promise<void> } {
   try {
     loadKoffiHere();
   } catch {
@@ -123,7 +123,7 @@ function startHashThreads(count: number, data: HashWorkerData, onAnswer: (t: Has
     w.on('message', (m: HashDone | HashSlotDone | HashThreadLoaded) => {
       if ('loaded' in m) return startNext();
       t.pending--;
-      onAnswer(t, m);
+      onAnswer(m);
     });
     w.on('error', (err) => {
       onError(err);
@@ -319,7 +319,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
 
   const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
   let failure: unknown = null;
-  const pool = startHashThreads(threads, { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE }, (_t, m) => {
+  const pool = startHashThreads(threads, { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE }, (m) => {
     const p = waiting.get(m.id);
     waiting.delete(m.id);
     p?.resolve(m as HashDone);
@@ -414,7 +414,7 @@ export class HashWorkers {
     const { hashName, blockSize, nice } = this;
     const threads = this.threadsToStart;
     this.threadsToStart = 0;
-    const pool = startHashThreads(threads, { hashName, blockSize, nice }, (_t, m) => {
+    const pool = startHashThreads(threads, { hashName, blockSize, nice }, (m) => {
       const p = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       p?.resolve(m);
