@@ -78,6 +78,21 @@ async function masterTree(master: string): Promise<Map<string, Buffer>> {
   return files;
 }
 
+/**
+ * A master (masterTree) mounted, with one journaled change (mkdir j: the first claim names a TID), and its slave
+ * after a first copy through the daemon.
+ */
+async function mountedPair(): Promise<{ master: string; slave: string; m: MountedVolume; first: Awaited<ReturnType<typeof copyLocal>> }> {
+  const master = await volume();
+  const slave = await volume();
+  await masterTree(master);
+  await initSlave(slave, master);
+  const m = await mount(master);
+  fs.mkdirSync(path.join(m.mountDir, 'j'));
+  const first = await copyLocal(master, slave, { access: nodeTreeAccess });
+  return { master, slave, m, first };
+}
+
 /** Every regular file below `dir` (a mount), relative path → bytes, skipping the special directory. */
 function readMountTree(dir: string, rel = ''): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
@@ -145,13 +160,7 @@ describe('mirroring a mounted volume through its daemon', () => {
   }, 300_000);
 
   it('an incremental pass from a mounted master written after its PASS_BEGIN: claim atleast; the next incremental pass sends those changes, exact (spec §5 claim soundness)', async () => {
-    const master = await volume();
-    const slave = await volume();
-    await masterTree(master);
-    await initSlave(slave, master);
-    const m = await mount(master);
-    fs.mkdirSync(path.join(m.mountDir, 'j')); // a journaled change: the first claim names a TID
-    const first = await copyLocal(master, slave, { access: nodeTreeAccess });
+    const { master, slave, m, first } = await mountedPair();
     expect(first.master.passKind).toBe('content');
     expect(first.master.claimKind).toBe('exact');
     const t1 = first.master.tidEnd;
@@ -182,13 +191,8 @@ describe('mirroring a mounted volume through its daemon', () => {
   }, 300_000);
 
   it('a hard link made to a dirty file during an incremental pass: that file is left for the next pass (claim atleast), which is a content pass', async () => {
-    const master = await volume();
-    const slave = await volume();
-    await masterTree(master);
-    await initSlave(slave, master);
-    const m = await mount(master);
-    fs.mkdirSync(path.join(m.mountDir, 'j')); // a journaled change: the first claim names a TID
-    expect((await copyLocal(master, slave, { access: nodeTreeAccess })).master.passKind).toBe('content');
+    const { master, slave, m, first } = await mountedPair();
+    expect(first.master.passKind).toBe('content');
     // `a` is large enough to be asked (the gate: the slave's first lstat, after PASS_BEGIN); d/b is visited after it
     await fsp.writeFile(path.join(m.mountDir, 'a'), block('a2', MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX + 1));
     await fsp.writeFile(path.join(m.mountDir, 'd', 'b'), block('b2', 2));
