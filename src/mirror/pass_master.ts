@@ -517,8 +517,19 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
-  /** A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through recoverBlock). */
-  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null> }
+  /**
+   * A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through
+   * recoverBlock). `frame`: the BLOCKS frame the run was read into (RecordWriter.blocksFrame, a local copy), or null
+   * (a read buffer of spareBuffers).
+   */
+  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null>; frame: Buffer | null }
+  /**
+   * Runs are read straight into BLOCKS frames (at most batchMax blocks each, RecordWriter.blocksFrame) when the peer is
+   * this process's slave: the frame that crosses is the buffer the blocks were read and hashed in, never copied.
+   */
+  const framesInPlace = (): boolean => batchBlocks && out.framesInPlace;
+  /** Runs read ahead: as many bytes in flight with frames of batchMax blocks as with read buffers of runBlocksMax. */
+  const runsAhead = (count: number): number => (framesInPlace() ? count * Math.max(1, Math.floor(runBlocksMax / batchMax)) : count);
   /**
    * The runs of consecutive addresses of `wanted` (ascending), each read with one pread and handed to the hash threads
    * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow). A read is
@@ -532,36 +543,45 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     let i = 0;
     /** Start reading runs until `max` are in flight or none is left. */
     const fill = (max: number): void => {
+      const inPlace = framesInPlace();
+      const runMax = inPlace ? Math.min(batchMax, runBlocksMax) : runBlocksMax;
       while (queue.length < max && i < order.length) {
         let n = 1;
         const first = order[i]!.address;
         const inRange = first >= 2 && first < cfg.blockCount;
-        while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
+        while (inRange && n < runMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
         const run = order.slice(i, i + n);
         i += n;
         let result: Promise<HashedBatch | null> = Promise.resolve(null);
+        let frame: Buffer | null = null;
         if (inRange) {
-          const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
+          // a long run into a frame of its own (its blocks at the frame's tail), any other into a read buffer
+          frame = inPlace && n >= RUN_RECORD_BLOCK_COUNT_MIN ? out.blocksFrame(n, hashSize, blockSize) : null;
+          const buf = frame !== null ? frame.subarray(frame.length - n * blockSize) : (spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize));
+          const f = frame;
           result = store.readBlocks(first, n, buf, 0).then(
             () => {
               hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
               return hashWorkers.hash(buf, n);
             },
             () => {
-              spareBuffers.push(buf);
+              if (f !== null) out.dropFrame(f);
+              else spareBuffers.push(buf);
               return null; // unreadable run: each block goes through recoverBlock
             },
           );
           result.catch(() => undefined); // a hash thread's failure: awaited in order by sendBlocks, which throws it
         }
-        queue.push({ run, result });
+        queue.push({ run, result, frame });
       }
     };
     /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their reads and hashing settled. */
     const discard = async (): Promise<void> => {
-      for (const { result } of queue.splice(0)) {
+      for (const { result, frame } of queue.splice(0)) {
         const r = await result.catch(() => null);
-        if (r !== null) spareBuffers.push(r.data);
+        if (r === null) continue;
+        if (frame !== null) out.dropFrame(frame);
+        else spareBuffers.push(r.data);
       }
     };
     return { queue, fill, discard };
@@ -573,12 +593,21 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const sendBlocks = async (reader: ReturnType<typeof runReader>): Promise<void> => {
     for (;;) {
-      reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
+      reader.fill(runsAhead(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1));
       const job = reader.queue.shift();
       if (job === undefined) break;
-      const { run, result } = job;
+      const { run, result, frame } = job;
       const r = await result;
-      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
+      const whole = r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0);
+      if (whole && frame !== null) {
+        // read and hashed in its frame: the frame itself is sent (and is the reader's from then on)
+        await flushBlocks();
+        await out.sendBlocksFrame(frame, run.map((w) => w.hash), blockSize);
+        for (const w of run) known.set(w.hash, KNOWN_HELD);
+        summary.blocksSent += run.length;
+        continue;
+      }
+      if (whole) {
         // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
         // encoder copies it into the frame), not copied block by block into the batch first
         await flushBlocks();
@@ -596,7 +625,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
         await sendWanted(w, ok ? r.data.subarray(k * blockSize, (k + 1) * blockSize) : null);
       }
-      if (r !== null) spareBuffers.push(r.data);
+      // a frame not sent whole (a block that did not hash to its node's hash) goes back to the pool unsent
+      if (r !== null && frame !== null) out.dropFrame(frame);
+      else if (r !== null) spareBuffers.push(r.data);
     }
     await flushBlocks();
   };
@@ -646,7 +677,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       // read and hashed when the slave lacked most of the last window (an initial copy): used if it lacks them all
       if (missingShare > 0.5) {
         reader = runReader(fresh);
-        reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
+        reader.fill(runsAhead(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX));
       }
       toSend = [];
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
