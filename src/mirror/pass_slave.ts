@@ -857,7 +857,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         throw err;
       });
       const r = d.record;
-      if (r.type !== 'BLOCK' && r.type !== 'BLOCKS') await storePending();
+      // a question (DIGESTQ, HASHQ) is answered without waiting for the blocks before it to be hashed and stored:
+      // the master's next records wait for the answer, and a wait for the drain of the slave's batches was its hash
+      // thread's idle time at every window (DIGESTQ reads the applied tree, which blocks do not change; HASHQ counts
+      // a block received in this pass and not yet stored as held: see its case)
+      if (r.type !== 'BLOCK' && r.type !== 'BLOCKS' && r.type !== 'DIGESTQ' && r.type !== 'HASHQ') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
@@ -924,6 +928,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
           for (const [i, h] of r.hashes.entries()) {
             const address = localAddress(h);
+            // pinned and not in the index: a block received in this pass whose batch is not stored yet (a hash
+            // answered "have" or named by a staged list was in the index, and pins keep it there); it is stored
+            // before any FILE_NODES or window, or the pass fails, so it is held as a block stored in the index is
+            if (address < 2 && !store.isZeroHash(h) && pinnedHashes.hasKey(h)) continue;
             if (address < 2 || !(await heldSound(h, address))) missing[i >> 3]! |= 1 << (i & 7);
             else pinnedHashes.add(h);
           }
