@@ -233,6 +233,11 @@ export interface MasterOptions {
   /** Nice value of those threads (default HASH_WORKER_NICE: a daemon's; the mirrorddumbfs CLI's copy gives 0). */
   hashNice?: number;
   /**
+   * Runs of at least this many blocks are read into their own BLOCKS frame when the peer is this process's slave
+   * (RecordWriter.blocksFrame; default RUN_RECORD_BLOCK_COUNT_MIN): tests give 1, so small volumes take that path.
+   */
+  frameRunBlockCountMin?: number;
+  /**
    * A content pass even when the journal allows an incremental one (`copy --content`, spec §4.6 step 5): the whole
    * tree by digest, which finds and repairs a change the journal missed (a missed stamp, issue 8), as a generation
    * bump would, without one. A resumed pass is one already.
@@ -529,6 +534,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const framesInPlace = (): boolean => batchBlocks && out.framesInPlace;
   /** Runs read ahead: as many bytes in flight with frames of batchMax blocks as with read buffers of runBlocksMax. */
+  const frameRunMin = Math.max(1, options.frameRunBlockCountMin ?? RUN_RECORD_BLOCK_COUNT_MIN);
   const runsAhead = (count: number): number => (framesInPlace() ? count * Math.max(1, Math.floor(runBlocksMax / batchMax)) : count);
   /**
    * The runs of consecutive addresses of `wanted` (ascending), each read with one pread and handed to the hash threads
@@ -556,7 +562,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         let frame: Buffer | null = null;
         if (inRange) {
           // a long run into a frame of its own (its blocks at the frame's tail), any other into a read buffer
-          frame = inPlace && n >= RUN_RECORD_BLOCK_COUNT_MIN ? out.blocksFrame(n, hashSize, blockSize) : null;
+          frame = inPlace && n >= frameRunMin ? out.blocksFrame(n, hashSize, blockSize) : null;
           const buf = frame !== null ? frame.subarray(frame.length - n * blockSize) : (spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize));
           const f = frame;
           result = store.readBlocks(first, n, buf, 0).then(
@@ -598,7 +604,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       if (job === undefined) break;
       const { run, result, frame } = job;
       const r = await result;
-      const whole = r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0);
+      const whole = r !== null && batchBlocks && (frame !== null || run.length >= RUN_RECORD_BLOCK_COUNT_MIN) && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0);
       if (whole && frame !== null) {
         // read and hashed in its frame: the frame itself is sent (and is the reader's from then on)
         await flushBlocks();
