@@ -206,6 +206,11 @@ export const MIRROR_DIGESTQ_BATCH_COUNT = 256;
  */
 export const MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX = 64;
 /**
+ * DIGESTQs a content pass's master asks ahead, for the children of the directories it will visit next, whose answers
+ * it has not used yet (pass_master.ts askAhead): ≈ 2048 × 70 bytes unread in a pipe, 20 directories of 100 entries.
+ */
+export const MIRROR_DIGESTQ_AHEAD_COUNT_MAX = 2048;
+/**
  * Entries of a volume's digest cache (mirror/digest_cache.ts, 80 bytes each: 20 MiB at most, read whole at a pass's
  * start); files past it are digested from their node lists each pass, as without a cache.
  */

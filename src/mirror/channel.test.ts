@@ -57,6 +57,53 @@ describe('RecordWriter/RecordReader over an in-memory pipe (LocalFrames)', () =>
     expect(allocated.size).toBeLessThan(RECORDS / 4);
   });
 
+  it('a BLOCKS frame whose blocks were written in place reads back whole, and a held frame is not reused until released', async () => {
+    const frames = new LocalFrames();
+    const pipe = new PassThrough({ readableObjectMode: true });
+    const writer = await RecordWriter.create(pipe, false, { heartbeatMs: 0, localFrames: frames });
+    const reader = await RecordReader.create(pipe, { localFrames: frames });
+    await writer.send(HELLO);
+    expect((await reader.next()).record.type).toBe('HELLO');
+    const want = blocksOf(5, 40);
+    const frame = writer.blocksFrame(40, 24, BS)!;
+    expect(frame.buffer).toBeInstanceOf(SharedArrayBuffer);
+    want.data.copy(frame, frame.length - want.data.length);
+    await writer.sendBlocksFrame(frame, want.hashes, BS);
+    const r = (await reader.next()).record;
+    if (r.type !== 'BLOCKS') throw new Error(r.type);
+    // the record's data is the frame's tail itself: nothing was copied on either side
+    expect(r.data.buffer).toBe(frame.buffer);
+    expect(r.data.equals(want.data)).toBe(true);
+    expect(r.hashes.every((h) => h.equals(want.hashes[0]!))).toBe(true);
+    const release = reader.hold(r.data)!;
+    expect(release).not.toBeNull();
+    // held: the next records' frames are never this one, whatever the reader reads meanwhile
+    for (let k = 0; k < 4; k++) {
+      await writer.send({ type: 'BLOCKS', ...blocksOf(k, 64) }, { mustUnderstand: true });
+      const next = (await reader.next()).record;
+      if (next.type !== 'BLOCKS') throw new Error(next.type);
+      expect(next.data.buffer).not.toBe(frame.buffer);
+    }
+    expect(r.data.equals(want.data)).toBe(true);
+    release();
+    // a view that is in no pooled frame is not held
+    expect(reader.hold(Buffer.alloc(BS))).toBeNull();
+    // a frame given back unsent is reused
+    const dropped = writer.blocksFrame(1, 24, BS)!;
+    writer.dropFrame(dropped);
+    expect(writer.blocksFrame(1, 24, BS)!.buffer).toBe(dropped.buffer);
+  });
+
+  it('a writer with an onBytes hook gives no frames to write in place', async () => {
+    const pipe = new PassThrough({ readableObjectMode: true });
+    const writer = await RecordWriter.create(pipe, false, { heartbeatMs: 0, localFrames: new LocalFrames() });
+    writer.onBytes = () => undefined;
+    expect(writer.framesInPlace).toBe(false);
+    expect(writer.blocksFrame(4, 24, BS)).toBeNull();
+    const remote = await RecordWriter.create(new PassThrough(), false, { heartbeatMs: 0 });
+    expect(remote.blocksFrame(4, 24, BS)).toBeNull();
+  });
+
   it('a writer with an onBytes hook (a test that may cut the bytes) takes no reused frames', async () => {
     const frames = new LocalFrames();
     let taken = 0;

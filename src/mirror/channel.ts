@@ -14,7 +14,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { MIRROR_HEARTBEAT_INTERVAL_S, STREAM_BLOCKS_DATA_SIZE_BYTES } from '../limits.js';
-import { StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
+import { blocksFrameSize, StreamDecoder, StreamEncoder, type DecodedRecord, type EncodeOptions, type RecordInput } from './stream_codec.js';
 
 /** Counters of what one side wrote. */
 export interface WireCounters {
@@ -51,10 +51,14 @@ export class LocalFrames {
     return this.frames.has(chunk);
   }
 
-  /** A frame of `size` bytes, reused when a released one is large enough (its contents are garbage). */
+  /**
+   * A frame of `size` bytes, reused when a released one is large enough (its contents are garbage). Its memory is a
+   * SharedArrayBuffer of its own (the frame starts it), so a BLOCKS record's blocks are hashed in place by the hash
+   * threads of either side (HashWorkers.hash), never copied out for them.
+   */
   take(size: number): Buffer {
     let base = this.spare.pop();
-    if (base === undefined || base.length < size) base = Buffer.allocUnsafeSlow(Math.max(size, LOCAL_FRAME_SIZE_BYTES));
+    if (base === undefined || base.length < size) base = Buffer.from(new SharedArrayBuffer(Math.max(size, LOCAL_FRAME_SIZE_BYTES)));
     const frame = base.length === size ? base : base.subarray(0, size);
     this.pooled.add(frame);
     return frame;
@@ -76,8 +80,12 @@ export class LocalFrames {
 
 /** Bytes of a reused frame: one BLOCKS record of STREAM_BLOCKS_DATA_SIZE_BYTES with its hashes fits. */
 const LOCAL_FRAME_SIZE_BYTES = STREAM_BLOCKS_DATA_SIZE_BYTES + 64 * 1024;
-/** Released frames kept for reuse; more are dropped (the in-memory pipes hold a few dozen frames at most). */
-const LOCAL_FRAME_SPARE_COUNT_MAX = 64;
+/**
+ * Released frames kept for reuse; more are dropped. The frames of a local copy in use at once stay below it (the
+ * master's read-ahead, the in-memory pipe, the slave's batches being hashed and stored), so the hash threads, which
+ * keep every shared buffer they were given, see a bounded set of them.
+ */
+const LOCAL_FRAME_SPARE_COUNT_MAX = 96;
 
 /** Records -> a Writable. */
 export class RecordWriter {
@@ -132,8 +140,42 @@ export class RecordWriter {
     this.timer = null;
   }
 
-  /** Encode and write one record. @throws DdfsError INVALID from the encoder; the Writable's error */
-  async send(record: RecordInput, options: EncodeOptions = {}): Promise<void> {
+  /** Whether blocksFrame gives frames: the reader is this process's, in memory (localFrames), and no onBytes hook. */
+  get framesInPlace(): boolean {
+    return this.localFrames !== null && this.onBytes === null;
+  }
+
+  /**
+   * A frame for a BLOCKS record of `count` blocks whose data the caller writes in place (at its tail, the last
+   * count x blockSize bytes), for sendBlocksFrame: the blocks are read straight into the frame the reader of this
+   * process gets, never copied into it. Only to an in-memory reader of this process (localFrames, no onBytes);
+   * otherwise null. The frame is the caller's until it gives it to sendBlocksFrame or back by dropFrame.
+   */
+  blocksFrame(count: number, hashSize: number, blockSize: number): Buffer | null {
+    if (!this.framesInPlace || this.closed) return null;
+    return this.localFrames!.take(blocksFrameSize(count, hashSize, blockSize));
+  }
+
+  /** Give back a frame of blocksFrame that will not be sent (its blocks did not all hash to their hashes). */
+  dropFrame(frame: Buffer): void {
+    this.localFrames?.release(frame);
+  }
+
+  /**
+   * Send the BLOCKS record of `hashes` whose blocks are already at the tail of `frame` (blocksFrame): the header and
+   * hashes are written before them in the same buffer, which goes to the reader as the record's frame.
+   * @throws as send
+   */
+  async sendBlocksFrame(frame: Buffer, hashes: Buffer[], blockSize: number): Promise<void> {
+    const data = frame.subarray(frame.length - hashes.length * blockSize);
+    await this.send({ type: 'BLOCKS', hashes, data }, { mustUnderstand: true }, frame);
+  }
+
+  /**
+   * Encode and write one record (into `frame` when given: a frame of blocksFrame of exactly the record's size).
+   * @throws DdfsError INVALID from the encoder; the Writable's error
+   */
+  async send(record: RecordInput, options: EncodeOptions = {}, frame?: Buffer): Promise<void> {
     if (this.closed) throw new Error('the stream is closed');
     if (record.type === 'TERM' || record.type === 'ERROR') {
       this.closed = true;
@@ -142,7 +184,7 @@ export class RecordWriter {
     this.lastSendMs = Date.now();
     // a frame only this process's reader sees: it takes the CRC field as written, so none is computed (stream_codec)
     const local = this.localFrames !== null && this.onBytes === null;
-    const bytes = this.encoder.encode(record, local ? { ...options, localOnly: true } : options);
+    const bytes = this.encoder.encode(record, local ? { ...options, localOnly: true } : options, frame);
     this.onBytes?.(bytes, record);
     this.counters.records++;
     this.counters.bytes += bytes.length;
@@ -238,6 +280,24 @@ export class RecordReader {
       this.decoder.push(chunk.value, this.localFrames?.has(chunk.value) ?? false);
       if (this.localFrames?.isPooled(chunk.value)) this.pooled.push(chunk.value);
     }
+  }
+
+  /**
+   * Keep the frame that `view` (the data of the BLOCKS/BLOCK record just returned by next) lies in past the next
+   * call: a local copy's frame (LocalFrames) is not given back to the writer's pool until the returned function is
+   * called, so the caller may hash and store the blocks in place (its frame's memory is a SharedArrayBuffer). Null
+   * when `view` is not in such a frame (a real stream: the caller copies what it keeps, as before).
+   */
+  hold(view: Buffer): (() => void) | null {
+    const k = this.pooled.findIndex((f) => f.buffer === view.buffer);
+    if (k < 0) return null;
+    const frame = this.pooled[k]!;
+    this.pooled.splice(k, 1);
+    return () => {
+      // the decoder may still hold the frame's tail (never with frames of one record each): released by next then
+      if (this.decoder.retains(frame)) this.pooled.push(frame);
+      else this.localFrames!.release(frame);
+    };
   }
 
   private releaseRead(): void {

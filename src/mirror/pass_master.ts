@@ -30,7 +30,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
-  MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
+  MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_AHEAD_COUNT_MAX, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
   MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, MIRROR_BLOCK_READ_SIZE_BYTES,
   MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_SEND_WINDOW_FILE_COUNT_MAX, MIRROR_SEND_WINDOW_NODE_COUNT_MAX,
 } from '../limits.js';
@@ -43,7 +43,7 @@ import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryKind, type EntryRecord, type TreeAccess, type TreeEntryMeta } from './digest.js';
 import { DigestCache } from './digest_cache.js';
-import { blocksPerRecordMax, CAPABILITY_BLOCKS, type DirEntry, type EntryType, type HelloRecord, type Meta, type MirrorRecord, type SpecialKind } from './record_body.js';
+import { blocksPerRecordMax, CAPABILITY_BLOCKS, type DigestaRecord, type DirEntry, type EntryType, type HelloRecord, type Meta, type MirrorRecord, type SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
 import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
@@ -233,6 +233,11 @@ export interface MasterOptions {
   /** Nice value of those threads (default HASH_WORKER_NICE: a daemon's; the mirrorddumbfs CLI's copy gives 0). */
   hashNice?: number;
   /**
+   * Runs of at least this many blocks are read into their own BLOCKS frame when the peer is this process's slave
+   * (RecordWriter.blocksFrame; default RUN_RECORD_BLOCK_COUNT_MIN): tests give 1, so small volumes take that path.
+   */
+  frameRunBlockCountMin?: number;
+  /**
    * A content pass even when the journal allows an incremental one (`copy --content`, spec §4.6 step 5): the whole
    * tree by digest, which finds and repairs a change the journal missed (a missed stamp, issue 8), as a generation
    * bump would, without one. A resumed pass is one already.
@@ -366,7 +371,18 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
   const cpBytes = options.checkpointSizeBytes ?? MIRROR_CHECKPOINT_SIZE_BYTES;
   let lastProgress = Date.now();
 
-  const expect = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
+  /**
+   * DIGESTQs asked ahead (askAhead) whose DIGESTA was not read yet, in the order sent, and the answers read for them
+   * and not used yet (by latin1 path, with the digest asked). The slave answers in order: every answer to a query
+   * asked ahead comes before the answer to anything asked after it, so expect reads those first.
+   */
+  const ahead: Array<{ path: Buffer; digest: Buffer }> = [];
+  const aheadAnswers = new Map<string, { digest: Buffer; answer: DigestaRecord }>();
+  /** Directories whose children were asked ahead, with the children listed then (visitDirectory lists them once). */
+  const listedAhead = new Map<string, EntryRecord[]>();
+  const askedAhead = new Set<string>();
+
+  const nextAnswer = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
     let d = await input!.next();
     // a NEED comes unasked, in order with the answers (after the DIRLIST that showed the lack): kept for the end
     while (d.record.type === 'NEED' && type !== 'NEED') {
@@ -377,6 +393,52 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     if (r.type === 'ERROR') throw new DdfsError(r.reason === REASON.REFUSED || r.reason === REASON.INCOMPATIBLE ? 'INVALID' : 'CORRUPT', `the slave refused the pass: ${r.message ?? `reason ${r.reason}`}`, { reason: r.reason });
     if (r.type !== type) throw new DdfsError('CORRUPT', `DDMS stream: seq ${d.seq}: expected ${type} from the slave, got ${r.type}`);
     return r as Extract<MirrorRecord, { type: T }>;
+  };
+  /** Latin1 paths of `ahead`. */
+  const aheadPending = new Set<string>();
+  /** Read the answers to queries asked ahead, in order, until none of `keys` is pending (all when absent). */
+  const readAhead = async (keys?: string[]): Promise<void> => {
+    while (ahead.length > 0 && (keys === undefined || keys.some((k) => aheadPending.has(k)))) {
+      const q = ahead.shift()!;
+      const key = q.path.toString('latin1');
+      aheadPending.delete(key);
+      const a = await nextAnswer('DIGESTA');
+      if (!a.path.equals(q.path)) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(q.path)}`);
+      aheadAnswers.set(key, { digest: q.digest, answer: a });
+    }
+  };
+  const expect = async <T extends MirrorRecord['type']>(type: T): Promise<Extract<MirrorRecord, { type: T }>> => {
+    await readAhead();
+    return nextAnswer(type);
+  };
+
+  /**
+   * A content pass asks ahead (spec §4.6 step 5, §4.11): before the visit goes into the first of `dirs` (directories
+   * it will visit, in order), the DIGESTQs of their children are sent, up to MIRROR_DIGESTQ_AHEAD_COUNT_MAX asked and
+   * not used, so the slave's DIGESTAs are in by the time the visit gets there, instead of a round trip behind the
+   * window's blocks at every directory. Sound because what the pass changes on the slave before the visit gets there
+   * (the windows of earlier paths, a RENAME hint applied) never makes an answer that matched stale: a match means the
+   * slave's subtree is the master's, so no RENAME takes its source from it (the master's source would be unchanged,
+   * a copy) and no earlier op is in it; an answer that became a match only costs that subtree's records.
+   */
+  const askAhead = async (dirs: Buffer[]): Promise<void> => {
+    for (const d of dirs) {
+      const key = d.toString('latin1');
+      if (askedAhead.has(key)) continue;
+      const used = ahead.length + aheadAnswers.size;
+      if (used >= MIRROR_DIGESTQ_AHEAD_COUNT_MAX) return;
+      const children = await digests.list(d);
+      if (used > 0 && used + children.length > MIRROR_DIGESTQ_AHEAD_COUNT_MAX) return; // later, with room for it
+      askedAhead.add(key);
+      children.sort((a, b) => Buffer.compare(a.name, b.name));
+      listedAhead.set(key, children);
+      for (const c of children) {
+        const p = joinPathBytes(d, c.name);
+        await out.send({ type: 'DIGESTQ', path: p, digest: c.digest });
+        ahead.push({ path: p, digest: c.digest });
+        aheadPending.add(p.toString('latin1'));
+      }
+    }
   };
 
   const maybeCheckpoint = async (key: Buffer): Promise<void> => {
@@ -517,8 +579,20 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     await out.send({ type: 'BLOCKS', hashes, data: batchData!.subarray(0, hashes.length * blockSize) }, { mustUnderstand: true });
   };
 
-  /** A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through recoverBlock). */
-  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null> }
+  /**
+   * A run of `wanted` and its read-and-hash: null when the run could not be read (each block then goes through
+   * recoverBlock). `frame`: the BLOCKS frame the run was read into (RecordWriter.blocksFrame, a local copy), or null
+   * (a read buffer of spareBuffers).
+   */
+  interface RunJob { run: Wanted[]; result: Promise<HashedBatch | null>; frame: Buffer | null }
+  /**
+   * Runs are read straight into BLOCKS frames (at most batchMax blocks each, RecordWriter.blocksFrame) when the peer is
+   * this process's slave: the frame that crosses is the buffer the blocks were read and hashed in, never copied.
+   */
+  const framesInPlace = (): boolean => batchBlocks && out.framesInPlace;
+  /** Runs read ahead: as many bytes in flight with frames of batchMax blocks as with read buffers of runBlocksMax. */
+  const frameRunMin = Math.max(1, options.frameRunBlockCountMin ?? RUN_RECORD_BLOCK_COUNT_MIN);
+  const runsAhead = (count: number): number => (framesInPlace() ? count * Math.max(1, Math.floor(runBlocksMax / batchMax)) : count);
   /**
    * The runs of consecutive addresses of `wanted` (ascending), each read with one pread and handed to the hash threads
    * as `fill` is asked for them: a window's reads may start before its HAVE answers are in (flushWindow). A read is
@@ -532,36 +606,45 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     let i = 0;
     /** Start reading runs until `max` are in flight or none is left. */
     const fill = (max: number): void => {
+      const inPlace = framesInPlace();
+      const runMax = inPlace ? Math.min(batchMax, runBlocksMax) : runBlocksMax;
       while (queue.length < max && i < order.length) {
         let n = 1;
         const first = order[i]!.address;
         const inRange = first >= 2 && first < cfg.blockCount;
-        while (inRange && n < runBlocksMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
+        while (inRange && n < runMax && i + n < order.length && order[i + n]!.address === first + n && first + n < cfg.blockCount) n++;
         const run = order.slice(i, i + n);
         i += n;
         let result: Promise<HashedBatch | null> = Promise.resolve(null);
+        let frame: Buffer | null = null;
         if (inRange) {
-          const buf = spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize);
+          // a long run into a frame of its own (its blocks at the frame's tail), any other into a read buffer
+          frame = inPlace && n >= frameRunMin ? out.blocksFrame(n, hashSize, blockSize) : null;
+          const buf = frame !== null ? frame.subarray(frame.length - n * blockSize) : (spareBuffers.pop() ?? HashWorkers.sharedBatch(runBlocksMax * blockSize));
+          const f = frame;
           result = store.readBlocks(first, n, buf, 0).then(
             () => {
               hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
               return hashWorkers.hash(buf, n);
             },
             () => {
-              spareBuffers.push(buf);
+              if (f !== null) out.dropFrame(f);
+              else spareBuffers.push(buf);
               return null; // unreadable run: each block goes through recoverBlock
             },
           );
           result.catch(() => undefined); // a hash thread's failure: awaited in order by sendBlocks, which throws it
         }
-        queue.push({ run, result });
+        queue.push({ run, result, frame });
       }
     };
     /** Drop what was read (the HAVE answers wanted another set): the buffers go back once their reads and hashing settled. */
     const discard = async (): Promise<void> => {
-      for (const { result } of queue.splice(0)) {
+      for (const { result, frame } of queue.splice(0)) {
         const r = await result.catch(() => null);
-        if (r !== null) spareBuffers.push(r.data);
+        if (r === null) continue;
+        if (frame !== null) out.dropFrame(frame);
+        else spareBuffers.push(r.data);
       }
     };
     return { queue, fill, discard };
@@ -573,12 +656,21 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
    */
   const sendBlocks = async (reader: ReturnType<typeof runReader>): Promise<void> => {
     for (;;) {
-      reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1);
+      reader.fill(runsAhead(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX + 1));
       const job = reader.queue.shift();
       if (job === undefined) break;
-      const { run, result } = job;
+      const { run, result, frame } = job;
       const r = await result;
-      if (r !== null && batchBlocks && run.length >= RUN_RECORD_BLOCK_COUNT_MIN && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0)) {
+      const whole = r !== null && batchBlocks && (frame !== null || run.length >= RUN_RECORD_BLOCK_COUNT_MIN) && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0);
+      if (whole && frame !== null) {
+        // read and hashed in its frame: the frame itself is sent (and is the reader's from then on)
+        await flushBlocks();
+        await out.sendBlocksFrame(frame, run.map((w) => w.hash), blockSize);
+        for (const w of run) known.set(w.hash, KNOWN_HELD);
+        summary.blocksSent += run.length;
+        continue;
+      }
+      if (whole) {
         // a long run whose every block hashed to its node's hash: BLOCKS records of the read buffer itself (the
         // encoder copies it into the frame), not copied block by block into the batch first
         await flushBlocks();
@@ -596,7 +688,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
         await sendWanted(w, ok ? r.data.subarray(k * blockSize, (k + 1) * blockSize) : null);
       }
-      if (r !== null) spareBuffers.push(r.data);
+      // a frame not sent whole (a block that did not hash to its node's hash) goes back to the pool unsent
+      if (r !== null && frame !== null) out.dropFrame(frame);
+      else if (r !== null) spareBuffers.push(r.data);
     }
     await flushBlocks();
   };
@@ -646,7 +740,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       // read and hashed when the slave lacked most of the last window (an initial copy): used if it lacks them all
       if (missingShare > 0.5) {
         reader = runReader(fresh);
-        reader.fill(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX);
+        reader.fill(runsAhead(MIRROR_BLOCK_HASH_BATCH_COUNT_MAX));
       }
       toSend = [];
       for (let k = 0; k < fresh.length; k += MIRROR_HASHQ_COUNT_MAX) {
@@ -800,7 +894,9 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     // the window spans directories (flushWindow): its files are sent after this DIR and DIRLIST, which do not name them
     await out.send({ type: 'DIR', path: rel, meta: metaOf(rec, 0o755), tid: 0n });
     // in an incremental pass a dirty directory's children come from its own subtree (listNow): no whole-tree walk
-    const children = lazy ? await digests.listNow(rel) : await digests.list(rel);
+    const relKey = rel.toString('latin1');
+    const children = listedAhead.get(relKey) ?? (lazy ? await digests.listNow(rel) : await digests.list(rel));
+    listedAhead.delete(relKey);
     children.sort((a, b) => Buffer.compare(a.name, b.name));
     await sendDirlist(rel, children.map((c) => ({ name: c.name, entryType: entryTypeOf(c), tid: 0n })));
     if (plan !== undefined) {
@@ -913,15 +1009,31 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       if (input !== null) {
         // a DIGESTQ is answered from the slave's applied tree, which a window's files do not change before its
         // CHECKPOINT: the window waits (flushWindow), no HAVE is outstanding meanwhile
-        for (const c of batch) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
+        // an answer to a query asked ahead (askAhead) for the same digest is used; the others are asked now
+        const keys = batch.map((c) => joinPathBytes(rel, c.name).toString('latin1'));
+        if (ahead.length > 0) await readAhead(keys);
+        const answers: Array<DigestaRecord | undefined> = batch.map((c, i) => {
+          const key = keys[i]!;
+          const got = aheadAnswers.get(key);
+          if (got !== undefined) aheadAnswers.delete(key);
+          return got !== undefined && got.digest.equals(c.digest) ? got.answer : undefined;
+        });
+        for (const [i, c] of batch.entries()) if (answers[i] === undefined) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
         differs = [];
-        for (const c of batch) {
-          const a = await expect('DIGESTA');
-          if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
+        for (const [i, c] of batch.entries()) {
+          let a = answers[i];
+          if (a === undefined) {
+            a = await expect('DIGESTA');
+            if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
+          }
           differs.push(!a.match);
           sources.push(a.match ? undefined : a.source ?? (lazy ? plan?.renamedFrom.get(joinPathBytes(rel, c.name).toString('latin1')) : undefined));
         }
       }
+      // a content pass asks ahead for the children of the directories of this batch it goes into (no RENAME hint:
+      // one that matches is not visited)
+      const into = input !== null && plan === null && !lazy
+        ? batch.filter((c, i) => c.kind === 'directory' && differs[i] && sources[i] === undefined).map((c) => joinPathBytes(rel, c.name)) : [];
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i]!;
         const childRel = joinPathBytes(rel, c.name);
@@ -930,8 +1042,11 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           if (c.kind !== 'directory') summary.filesVisited++;
           continue;
         }
-        if (c.kind === 'directory') await visitDirectory(childRel, c);
-        else await sendLeaf(childRel, c);
+        if (c.kind === 'directory') {
+          while (into.length > 0 && !into[0]!.equals(childRel) && Buffer.compare(into[0]!, childRel) < 0) into.shift();
+          await askAhead(into);
+          await visitDirectory(childRel, c);
+        } else await sendLeaf(childRel, c);
       }
     }
   };

@@ -324,14 +324,21 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   let pendingCount = 0;
   /** Started at the first batch of new blocks (a pass that receives none starts no thread); closed when the pass ends. */
   let hashWorkers: HashWorkers | null = null;
-  const hashing: Array<{ result: Promise<HashedBatch>; count: number; hashes: Buffer[]; seqs: bigint[] }> = [];
+  /**
+   * Batches being hashed, in stream order. `release`: the batch is a BLOCKS record's data in its own frame (a local
+   * copy, RecordReader.hold), given back to the frame pool once its write settled; null: a batch of spareBuffers.
+   */
+  const hashing: Array<{ result: Promise<HashedBatch>; count: number; hashes: Buffer[]; seqs: bigint[]; release: (() => void) | null }> = [];
+  /** Blocks of the batches in `hashing` (their bound: MIRROR_BLOCK_HASH_BATCH_COUNT_MAX batches of pendingMax). */
+  let hashingCount = 0;
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
     hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
     const result = hashWorkers.hash(pendingData, pendingCount);
     result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
-    hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs });
+    hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs, release: null });
+    hashingCount += pendingCount;
     pendingData = newBatch();
     pendingCount = 0;
     pendingHashes = [];
@@ -368,9 +375,12 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    * their buffers reused) past MIRROR_BLOCK_STORE_WRITE_COUNT_MAX, before a window's sync, and at the pass's end.
    */
   const storing: Array<Promise<{ res: Awaited<ReturnType<typeof store.storeBlocks>> | null; err: unknown; count: number; seqs: bigint[] }>> = [];
+  /** Blocks of the batches in `storing` (their bound: MIRROR_BLOCK_STORE_WRITE_COUNT_MAX batches of pendingMax). */
+  let storingCount = 0;
   /** Settle the oldest store in flight. @throws its write failure; DdfsError INVALID (reason IO) when it stored not all */
   const settleStore = async (): Promise<void> => {
     const { res, err, count, seqs } = await storing.shift()!;
+    storingCount -= count;
     if (res === null) throw err;
     if (res.error) await fail(REASON.IO, 'INVALID', `${parentDir}: cannot store a block: ${res.error.message}`, seqs[res.stored]);
     for (let k = 0; k < count; k++) hook('block-stored');
@@ -386,8 +396,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
    */
   const storeHashed = async (): Promise<void> => {
     const b = hashing.shift()!;
+    hashingCount -= b.count;
     const { data, hashes: computed } = await b.result;
-    const { count, hashes, seqs } = b;
+    const { count, hashes, seqs, release } = b;
     for (let k = 0; k < count; k++) {
       if (computed.compare(hashes[k]!, 0, hashSize, k * hashSize, (k + 1) * hashSize) !== 0) {
         await fail(REASON.CORRUPT, 'CORRUPT', `${parentDir}: BLOCK seq ${seqs[k]}: its bytes do not hash to ${hashes[k]!.toString('hex')}: pass rejected`, seqs[k]);
@@ -398,8 +409,38 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     storing.push(store.storeBlocks(data, count, nodes, 0, computed).then(
       (res) => ({ res, err: null, count, seqs }),
       (err: unknown) => ({ res: null, err, count, seqs }),
-    ).finally(() => spareBuffers.push(data)));
-    while (storing.length > MIRROR_BLOCK_STORE_WRITE_COUNT_MAX) await settleStore();
+    ).finally(() => (release !== null ? release() : spareBuffers.push(data))));
+    storingCount += count;
+    while (storingCount > MIRROR_BLOCK_STORE_WRITE_COUNT_MAX * pendingMax) await settleStore();
+  };
+  /**
+   * receiveBlock's bound of the batches being hashed: the oldest are stored until at most
+   * MIRROR_BLOCK_HASH_BATCH_COUNT_MAX batches of pendingMax blocks are in flight.
+   */
+  const boundHashing = async (): Promise<void> => {
+    while (hashingCount > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX * pendingMax) await storeHashed();
+  };
+  /**
+   * A BLOCKS record of a local copy whose blocks are all new (as takeNewBlock takes them), hashed and stored in place
+   * in the record's own frame (RecordReader.hold): neither its blocks nor its hashes are copied. The pending batch
+   * goes first (stream order). @returns false (nothing done) when the record is not in such a frame or a block of it
+   * is not new: each block then goes through takeNewBlock/receiveBlock
+   */
+  const takeBlocksFrame = async (hashes: Buffer[], data: Buffer, seq: bigint): Promise<boolean> => {
+    if (damaged.size > 0 || data.length !== hashes.length * blockSize) return false;
+    for (const h of hashes) if (store.isZeroHash(h) || localAddress(h) >= 2) return false;
+    const release = input.hold(data);
+    if (release === null) return false;
+    submitPending();
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
+    const result = hashWorkers.hash(data, hashes.length);
+    result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
+    hashing.push({ result, count: hashes.length, hashes, seqs: hashes.map(() => seq), release });
+    hashingCount += hashes.length;
+    for (const h of hashes) pinnedHashes.add(h);
+    summary.blocksReceived += hashes.length;
+    await boundHashing();
+    return true;
   };
   /**
    * Store every received block (before any record that is not a BLOCK is handled): each in the index, its write
@@ -445,7 +486,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       // a new block: hashed once, by storeBlocks, in a batch stored before the next record that is not a BLOCK
       if (pendingCount === pendingMax) {
         submitPending();
-        while (hashing.length > MIRROR_BLOCK_HASH_BATCH_COUNT_MAX) await storeHashed();
+        await boundHashing();
       }
       appendNew(hash, data, seq);
       return;
@@ -816,7 +857,11 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
         throw err;
       });
       const r = d.record;
-      if (r.type !== 'BLOCK' && r.type !== 'BLOCKS') await storePending();
+      // a question (DIGESTQ, HASHQ) is answered without waiting for the blocks before it to be hashed and stored:
+      // the master's next records wait for the answer, and a wait for the drain of the slave's batches was its hash
+      // thread's idle time at every window (DIGESTQ reads the applied tree, which blocks do not change; HASHQ counts
+      // a block received in this pass and not yet stored as held: see its case)
+      if (r.type !== 'BLOCK' && r.type !== 'BLOCKS' && r.type !== 'DIGESTQ' && r.type !== 'HASHQ') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
           passIdHex = r.passId.toString('hex');
@@ -883,6 +928,10 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           const missing = Buffer.alloc(Math.ceil(r.hashes.length / 8));
           for (const [i, h] of r.hashes.entries()) {
             const address = localAddress(h);
+            // pinned and not in the index: a block received in this pass whose batch is not stored yet (a hash
+            // answered "have" or named by a staged list was in the index, and pins keep it there); it is stored
+            // before any FILE_NODES or window, or the pass fails, so it is held as a block stored in the index is
+            if (address < 2 && !store.isZeroHash(h) && pinnedHashes.hasKey(h)) continue;
             if (address < 2 || !(await heldSound(h, address))) missing[i >> 3]! |= 1 << (i & 7);
             else pinnedHashes.add(h);
           }
@@ -894,6 +943,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         case 'BLOCKS':
           // a batched BLOCK (CAPABILITY_BLOCKS): each block as if it came in a BLOCK of this seq
+          if (await takeBlocksFrame(r.hashes, r.data, d.seq)) break;
           for (let k = 0; k < r.hashes.length; k++) {
             const data = r.data.subarray(k * blockSize, (k + 1) * blockSize);
             if (!takeNewBlock(r.hashes[k]!, data, d.seq)) await receiveBlock(r.hashes[k]!, data, d.seq);

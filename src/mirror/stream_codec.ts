@@ -129,6 +129,7 @@ import {
   decodeBody,
   encodeBodyParts,
   recordTypeName,
+  TLV_HEADER_SIZE,
   type BodyContext,
   type CheckpointRecord,
   type CommitRecord,
@@ -242,6 +243,15 @@ export function encodeFrame(crc: Crc32c, frame: Frame): Buffer {
 }
 
 /**
+ * Bytes of the frame of a BLOCKS record of `count` blocks (1..blocksPerRecordMax): the header, the hashes field
+ * (tag, length, hash size byte, the hashes) and the data field (tag, length, the blocks), which ends the frame. The
+ * blocks are its last count x blockSize bytes (RecordWriter.blocksFrame reads them there before it is encoded).
+ */
+export function blocksFrameSize(count: number, hashSize: number, blockSize: number): number {
+  return RECORD_HEADER_SIZE + TLV_HEADER_SIZE + 1 + count * hashSize + TLV_HEADER_SIZE + count * blockSize;
+}
+
+/**
  * Write one record into `out` (exactly header + body bytes long, every byte written): the header with its CRC32C,
  * then the body given as the pieces whose concatenation it is (each copied once, straight into the frame).
  */
@@ -253,7 +263,8 @@ function writeFrame(crc: Crc32c | null, out: Buffer, typeCode: number, flags: nu
   out.writeBigUInt64LE(seq, 12);
   let at = RECORD_HEADER_SIZE;
   for (const part of parts) {
-    out.set(part, at);
+    // a part already in place (blocks read into their frame, StreamEncoder.encode `frame`) is not copied onto itself
+    if (part.buffer !== out.buffer || part.byteOffset !== out.byteOffset + at) out.set(part, at);
     at += part.length;
   }
   assert(at === out.length, 'DDMS encoder: frame size');
@@ -321,12 +332,13 @@ export class StreamEncoder {
   }
 
   /**
-   * Encode the next record.
+   * Encode the next record, into `into` when given (its size must be the frame's; a body part already at its place
+   * in it, the blocks of blocksFrameSize's layout, is not copied). `into` is never the HELLO's.
    * @returns its bytes (for the HELLO, preceded by the magic)
    * @throws DdfsError INVALID for a value out of range (bad path, hash not of the HELLO's hash_size, body over the
    *   type's bound); nothing is consumed then (the seq stays)
    */
-  encode(input: RecordInput, options: EncodeOptions = {}): Buffer {
+  encode(input: RecordInput, options: EncodeOptions = {}, into?: Buffer): Buffer {
     assert(!this.ended, 'DDMS encoder: record after TERM or ERROR');
     assert((this.seq === 1n) === (input.type === 'HELLO'), 'DDMS encoder: the HELLO is record 1 and only record 1');
     const record = this.complete(input);
@@ -354,7 +366,8 @@ export class StreamEncoder {
     const typeCode = RECORD_TYPES[record.type];
     const max = bodySizeMaxOf(typeCode, ctx.blockSize);
     if (bodyLength > max) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: ${record.type} body of ${bodyLength} bytes exceeds ${max}; split it`, { seq: this.seq });
-    const frame = this.frameBuffer(RECORD_HEADER_SIZE + bodyLength);
+    if (into !== undefined && into.length !== RECORD_HEADER_SIZE + bodyLength) throw new DdfsError('INVALID', `DDMS encoder: seq ${this.seq}: a frame of ${into.length} bytes for a record of ${RECORD_HEADER_SIZE + bodyLength}`, { seq: this.seq });
+    const frame = into ?? this.frameBuffer(RECORD_HEADER_SIZE + bodyLength);
     writeFrame(options.localOnly ? null : this.crc, frame, typeCode, flags, this.seq, parts);
     if (record.type === 'HELLO') Object.assign(this.ctx, ctx);
     this.digest.update(digestPair(this.seq, frame.readUInt32LE(20)));

@@ -111,4 +111,19 @@ describe('HashWorkers', () => {
       }
     }
   });
+  it('hashes a view of a shared buffer at any byte offset (a local copy\'s BLOCKS frame) in place', async () => {
+    for (const p of await pools()) {
+      const pool = p.start();
+      try {
+        const shared = p.sharedBatch(8 * BS + 6181);
+        const view = shared.subarray(6181, 6181 + 6 * BS);
+        blocks.copy(view, 0, 33 * BS, 39 * BS);
+        const r = await pool.hash(view, 6);
+        expect(r.data, p.name).toBe(view);
+        for (let k = 0; k < 6; k++) expect(r.hashes.subarray(k * 24, (k + 1) * 24).toString('hex'), `${p.name} offset ${k}`).toBe(hashOf(33 + k));
+      } finally {
+        await pool.close();
+      }
+    }
+  });
 });

@@ -65,7 +65,7 @@ export interface HashDone {
  */
 export type HashSlotMessage =
   | { op: 'slot'; slot: number; data: SharedArrayBuffer; hashes: SharedArrayBuffer }
-  | { op: 'hash'; id: number; slot: number; blockCount: number };
+  | { op: 'hash'; id: number; slot: number; blockCount: number; offset: number };
 
 /**
  * The end of a hash thread: it answers the jobs posted before it (messages are taken in order), then closes its port
@@ -442,10 +442,12 @@ export class HashWorkers {
   }
 
   /**
-   * Hash the `blockCount` whole blocks at the start of `data`. `data` must own its whole buffer: a shared batch
-   * (sharedBatch(): hashed in place, `data` stays usable, though it must not be written until the promise settles;
-   * the hashes are a view of the batch's own hashes buffer, valid until `data` is hashed again), or an ArrayBuffer
-   * (Buffer.allocUnsafeSlow: transferred, `data` is detached until the promise hands it back).
+   * Hash the `blockCount` whole blocks at the start of `data`. `data` is a view of a SharedArrayBuffer (sharedBatch(),
+   * or a local copy's frame, channel.ts LocalFrames), at any byte offset in it: hashed in place, `data` stays usable,
+   * though it must not be written until the promise settles; the hashes are a view of the shared buffer's own hashes
+   * buffer, valid until a view of the same shared buffer is hashed again, so one shared buffer has at most one batch
+   * in flight per pool. Or `data` owns its whole ArrayBuffer (Buffer.allocUnsafeSlow: transferred, `data` is
+   * detached until the promise hands it back).
    * @throws the worker's error (a worker that died)
    */
   async hash(data: Buffer, blockCount: number): Promise<HashedBatch> {
@@ -457,7 +459,7 @@ export class HashWorkers {
     const shared = data.buffer instanceof SharedArrayBuffer ? data.buffer : null;
     let own: { slot: number; hashesBuffer: SharedArrayBuffer; hashes: Buffer } | undefined;
     if (shared !== null) {
-      assert(data.byteOffset === 0 && shared.byteLength === data.length, 'a shared hash batch must own its buffer');
+      assert(data.byteOffset + blockCount * bs <= shared.byteLength, 'shared hash batch past its buffer');
       own = this.slots.get(shared);
       if (own === undefined) {
         const hashesBuffer = new SharedArrayBuffer(Math.max(1, Math.floor(shared.byteLength / bs)) * hs);
@@ -480,7 +482,7 @@ export class HashWorkers {
         slot.slots.add(own.slot);
         slot.w.postMessage({ op: 'slot', slot: own.slot, data: shared, hashes: own.hashesBuffer } satisfies HashSlotMessage);
       }
-      slot.w.postMessage({ op: 'hash', id, slot: own.slot, blockCount } satisfies HashSlotMessage);
+      slot.w.postMessage({ op: 'hash', id, slot: own.slot, blockCount, offset: data.byteOffset } satisfies HashSlotMessage);
       await result;
       return { data, hashes: own.hashes.subarray(0, blockCount * hs) };
     }

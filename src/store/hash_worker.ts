@@ -37,7 +37,8 @@ parentPort!.on('message', (job: HashJob | HashSlotMessage | HashEndMessage) => {
     }
     // hashed in place: the batch and its hashes are shared with the main thread, only the id goes back
     const s = slots.get(job.slot)!;
-    for (let k = 0; k < job.blockCount; k++) hasher.hashInto(s.data.subarray(k * blockSize, (k + 1) * blockSize), s.hashes, k * hasher.hashSize);
+    const at = job.offset;
+    for (let k = 0; k < job.blockCount; k++) hasher.hashInto(s.data.subarray(at + k * blockSize, at + (k + 1) * blockSize), s.hashes, k * hasher.hashSize);
     parentPort!.postMessage({ id: job.id, slot: job.slot } satisfies HashSlotDone);
     return;
   }

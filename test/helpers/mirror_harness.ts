@@ -16,7 +16,7 @@ import { nodeTreeAccess } from '../../src/cli/mirrorddumbfs.js';
 import { ADDR_ZERO } from '../../src/limits.js';
 import { decodeAddress } from '../../src/format/node.js';
 import { fileDevices } from '../../src/io/device.js';
-import { RecordReader, RecordWriter } from '../../src/mirror/channel.js';
+import { LocalFrames, RecordReader, RecordWriter } from '../../src/mirror/channel.js';
 import type { TreeAccess } from '../../src/mirror/digest.js';
 import { runMaster, type PassSummary } from '../../src/mirror/pass_master.js';
 import { runSlave, type SlaveHooks, type SlaveSummary } from '../../src/mirror/pass_slave.js';
@@ -65,6 +65,12 @@ export interface PassOptions {
   slaveHooks?: SlaveHooks;
   /** Called with the master's opened volume before the pass (a test replaces one of its methods). */
   masterVolume?: (v: PassVolume) => void;
+  /**
+   * Both directions as copyLocal's in-memory pipes (object mode, LocalFrames: frames without CRC32C, blocks read and
+   * hashed in their BLOCKS frame, runs of any length): no byte log of the master's direction (m2s stays empty), and
+   * no cut of either direction.
+   */
+  localFrames?: boolean;
 }
 
 export interface PassResult {
@@ -141,18 +147,20 @@ export async function onVolume<T>(p: string, readOnly: boolean, fn: (v: PassVolu
  * Never throws for a failed side: the errors are in the result.
  */
 export async function twoWayPass(master: string, slave: string, options: PassOptions = {}): Promise<PassResult> {
-  const m2s = new PassThrough();
-  const s2m = new PassThrough();
-  const m2sCut = new CutWritable(m2s, options.cutMasterToSlave);
-  const s2mCut = new CutWritable(s2m, options.cutSlaveToMaster, options.beforeSlaveRecord);
-  const masterOut = await RecordWriter.create(m2sCut, true);
-  const slaveOut = await RecordWriter.create(s2mCut, false);
-  const m2sLog = logOf(masterOut, undefined, options.onMasterRecord);
-  const s2mLog = logOf(slaveOut, s2mCut);
-  const masterIn = await RecordReader.create(s2m);
-  const slaveIn = await RecordReader.create(m2s);
+  const frames = options.localFrames ? new LocalFrames() : undefined;
+  const m2s = frames ? new PassThrough({ readableObjectMode: true }) : new PassThrough();
+  const s2m = frames ? new PassThrough({ readableObjectMode: true }) : new PassThrough();
+  const m2sCut = new CutWritable(m2s, frames ? undefined : options.cutMasterToSlave);
+  const s2mCut = new CutWritable(s2m, frames ? undefined : options.cutSlaveToMaster, options.beforeSlaveRecord);
+  // with frames the writers write the pipes themselves (each frame one chunk, as copyLocal)
+  const masterOut = await RecordWriter.create(frames ? m2s : m2sCut, true, { localFrames: frames });
+  const slaveOut = await RecordWriter.create(frames ? s2m : s2mCut, false, { localFrames: frames });
+  const m2sLog: DirectionLog = frames ? { records: [], chunks: [], producedBytes: 0, deliveredBytes: 0 } : logOf(masterOut, undefined, options.onMasterRecord);
+  const s2mLog = frames ? { records: [], chunks: [], producedBytes: 0, deliveredBytes: 0 } : logOf(slaveOut, s2mCut);
+  const masterIn = await RecordReader.create(s2m, { localFrames: frames });
+  const slaveIn = await RecordReader.create(m2s, { localFrames: frames });
   // as copyLocal: a failed side ends its direction and destroys the other, so its peer stops at once
-  const endOf = (cut: CutWritable, other: PassThrough) => (err: unknown): never => {
+  const endOf = (cut: Writable, other: PassThrough) => (err: unknown): never => {
     if (!cut.writableEnded) cut.end();
     other.destroy();
     throw err;
@@ -160,9 +168,9 @@ export async function twoWayPass(master: string, slave: string, options: PassOpt
   const [m, s] = await Promise.allSettled([
     onVolume(master, true, (v) => {
       options.masterVolume?.(v);
-      return runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report });
-    }).catch(endOf(m2sCut, s2m)),
-    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true, hooks: options.slaveHooks })).catch(endOf(s2mCut, m2s)),
+      return runMaster(v, masterOut, { access: options.masterAccess ?? nodeTreeAccess, input: masterIn, checkpointRecordCount: options.checkpointRecordCount, report: options.report, ...(frames ? { frameRunBlockCountMin: 1 } : {}) });
+    }).catch(endOf(frames ? m2s : m2sCut, s2m)),
+    onVolume(slave, false, (v) => runSlave(v, slaveIn, { access: options.slaveAccess ?? nodeTreeAccess, output: slaveOut, allowMassDelete: options.allowMassDelete ?? true, hooks: options.slaveHooks })).catch(endOf(frames ? s2m : s2mCut, m2s)),
   ]);
   const finish = (log: DirectionLog, cut: CutWritable): DirectionLog => {
     log.deliveredBytes = cut.delivered;
