@@ -183,7 +183,7 @@ export class RecordWriter {
     }
     this.lastSendMs = Date.now();
     // a frame only this process's reader sees: it takes the CRC field as written, so none is computed (stream_codec)
-    const local = this.localFrames !== null && this.onBytes === null;
+    const local = this.framesInPlace;
     const bytes = this.encoder.encode(record, local ? { ...options, localOnly: true } : options, frame);
     this.onBytes?.(bytes, record);
     this.counters.records++;

@@ -991,26 +991,29 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
     if (dirty && input !== null) {
       const asked: EntryRecord[] = [];
       for (const c of children) {
+        const childRel = joinPathBytes(rel, c.name);
         const unasked = c.kind === 'file' && c.link.length === 0 && c.nodeCount <= MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX
-          && plan?.renamedFrom.has(joinPathBytes(rel, c.name).toString('latin1')) !== true;
+          && plan?.renamedFrom.has(childRel.toString('latin1')) !== true;
         if (!unasked) {
           asked.push(c);
           continue;
         }
         await queryChildren(rel, asked.splice(0));
-        await sendLeaf(joinPathBytes(rel, c.name), c);
+        await sendLeaf(childRel, c);
       }
       children = asked;
     }
     for (let k = 0; k < children.length; k += MIRROR_DIGESTQ_BATCH_COUNT) {
       const batch = children.slice(k, k + MIRROR_DIGESTQ_BATCH_COUNT);
+      // each child's tree path, joined once for its query, its answer, its hint and its visit
+      const paths = batch.map((c) => joinPathBytes(rel, c.name));
       let differs = batch.map(() => true);
       const sources: Array<Buffer | undefined> = [];
       if (input !== null) {
         // a DIGESTQ is answered from the slave's applied tree, which a window's files do not change before its
         // CHECKPOINT: the window waits (flushWindow), no HAVE is outstanding meanwhile
         // an answer to a query asked ahead (askAhead) for the same digest is used; the others are asked now
-        const keys = batch.map((c) => joinPathBytes(rel, c.name).toString('latin1'));
+        const keys = paths.map((p) => p.toString('latin1'));
         if (ahead.length > 0) await readAhead(keys);
         const answers: Array<DigestaRecord | undefined> = batch.map((c, i) => {
           const key = keys[i]!;
@@ -1018,25 +1021,25 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
           if (got !== undefined) aheadAnswers.delete(key);
           return got !== undefined && got.digest.equals(c.digest) ? got.answer : undefined;
         });
-        for (const [i, c] of batch.entries()) if (answers[i] === undefined) await out.send({ type: 'DIGESTQ', path: joinPathBytes(rel, c.name), digest: c.digest });
+        for (const [i, c] of batch.entries()) if (answers[i] === undefined) await out.send({ type: 'DIGESTQ', path: paths[i]!, digest: c.digest });
         differs = [];
         for (const [i, c] of batch.entries()) {
           let a = answers[i];
           if (a === undefined) {
             a = await expect('DIGESTA');
-            if (!a.path.equals(joinPathBytes(rel, c.name))) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(joinPathBytes(rel, c.name))}`);
+            if (!a.path.equals(paths[i]!)) throw new DdfsError('CORRUPT', `the slave answered DIGESTA for ${pathText(a.path)}, expected ${pathText(paths[i]!)}`);
           }
           differs.push(!a.match);
-          sources.push(a.match ? undefined : a.source ?? (lazy ? plan?.renamedFrom.get(joinPathBytes(rel, c.name).toString('latin1')) : undefined));
+          sources.push(a.match ? undefined : a.source ?? (lazy ? plan?.renamedFrom.get(keys[i]!) : undefined));
         }
       }
       // a content pass asks ahead for the children of the directories of this batch it goes into (no RENAME hint:
       // one that matches is not visited)
       const into = input !== null && plan === null && !lazy
-        ? batch.filter((c, i) => c.kind === 'directory' && differs[i] && sources[i] === undefined).map((c) => joinPathBytes(rel, c.name)) : [];
+        ? paths.filter((_p, i) => batch[i]!.kind === 'directory' && differs[i] && sources[i] === undefined) : [];
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i]!;
-        const childRel = joinPathBytes(rel, c.name);
+        const childRel = paths[i]!;
         if (differs[i] && sources[i] !== undefined && (await renameHint(sources[i]!, childRel, c))) differs[i] = false;
         if (!differs[i]) {
           if (c.kind !== 'directory') summary.filesVisited++;

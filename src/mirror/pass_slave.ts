@@ -331,14 +331,18 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   const hashing: Array<{ result: Promise<HashedBatch>; count: number; hashes: Buffer[]; seqs: bigint[]; release: (() => void) | null }> = [];
   /** Blocks of the batches in `hashing` (their bound: MIRROR_BLOCK_HASH_BATCH_COUNT_MAX batches of pendingMax). */
   let hashingCount = 0;
+  /** Hand `count` blocks at the start of `data` to the hash workers, in stream order (a `hashing` entry). */
+  const hashBatch = (data: Buffer, count: number, hashes: Buffer[], seqs: bigint[], release: (() => void) | null): void => {
+    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
+    const result = hashWorkers.hash(data, count);
+    result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
+    hashing.push({ result, count, hashes, seqs, release });
+    hashingCount += count;
+  };
   /** Hand the pending batch to the hash workers. */
   const submitPending = (): void => {
     if (pendingCount === 0) return;
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
-    const result = hashWorkers.hash(pendingData, pendingCount);
-    result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
-    hashing.push({ result, count: pendingCount, hashes: pendingHashes, seqs: pendingSeqs, release: null });
-    hashingCount += pendingCount;
+    hashBatch(pendingData, pendingCount, pendingHashes, pendingSeqs, null);
     pendingData = newBatch();
     pendingCount = 0;
     pendingHashes = [];
@@ -432,11 +436,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     const release = input.hold(data);
     if (release === null) return false;
     submitPending();
-    hashWorkers ??= HashWorkers.start(cfg.hashName, blockSize, options.hashThreads, options.hashNice);
-    const result = hashWorkers.hash(data, hashes.length);
-    result.catch(() => undefined); // awaited in order by storeHashed; a failure is reported there
-    hashing.push({ result, count: hashes.length, hashes, seqs: hashes.map(() => seq), release });
-    hashingCount += hashes.length;
+    hashBatch(data, hashes.length, hashes, hashes.map(() => seq), release);
     for (const h of hashes) pinnedHashes.add(h);
     summary.blocksReceived += hashes.length;
     await boundHashing();
