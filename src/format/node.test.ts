@@ -98,6 +98,16 @@ describe('address codec (spec §5.3: little-endian, addr_size bytes)', () => {
     expect(decodeAddress(Buffer.from('0a00', 'hex'), 0, 2)).toBe(10);
   });
 
+  it('reads the top values of 3- and 4-byte addresses and refuses a read past the buffer', () => {
+    expect(decodeAddress(Buffer.from('ffffff', 'hex'), 0, 3)).toBe(2 ** 24 - 1);
+    expect(decodeAddress(Buffer.from('00ffffffff', 'hex'), 1, 4)).toBe(2 ** 32 - 1);
+    expect(decodeAddress(Buffer.from('00000080', 'hex'), 0, 4)).toBe(2 ** 31);
+    for (const size of [3, 4]) {
+      expect(() => decodeAddress(Buffer.alloc(size + 1), 2, size)).toThrow(RangeError);
+      expect(() => decodeAddress(Buffer.alloc(size), -1, size)).toThrow(RangeError);
+    }
+  });
+
   it('round trips for every addr_size 1..8 and touches only its bytes (fast-check)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 8 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.nat(16), (size, frac, offset) => {

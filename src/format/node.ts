@@ -11,6 +11,11 @@
 
 /** Read an unsigned little-endian address of `addrSize` bytes at `offset` (addresses stay below 2^53). */
 export function decodeAddress(buf: Buffer, offset: number, addrSize: number): number {
+  // indexed byte reads for the usual widths (every node of every walk and probe comes here; readUIntLE's checks
+  // and dispatch cost more than the read); an offset outside `buf` still throws readUIntLE's RangeError
+  if (addrSize <= 6 && !(Number.isInteger(offset) && offset >= 0 && offset + addrSize <= buf.length)) return buf.readUIntLE(offset, addrSize);
+  if (addrSize === 3) return buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16);
+  if (addrSize === 4) return (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 0x1000000;
   if (addrSize <= 6) return buf.readUIntLE(offset, addrSize);
   let v = 0;
   for (let i = addrSize - 1; i >= 0; i--) v = v * 256 + buf[offset + i]!;
