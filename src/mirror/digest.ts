@@ -176,6 +176,11 @@ export interface DigestTree {
   nodes(p: Buffer): AsyncIterable<Buffer>;
   /** CORRUPT and DANGLING findings of the whole tree, in canonical order (complete once the root is known). */
   findings(): Promise<IntegrityFinding[]>;
+  /**
+   * Start the first walk now, before anything asks for it (a verify's two sides then walk at once); its error, if
+   * any, is thrown by the next call that needs the walk. Absent where there is nothing to start.
+   */
+  prefetch?(): void;
   close(): Promise<void>;
 }
 
@@ -751,6 +756,10 @@ export class VolumeDigests implements DigestTree {
   }
 
   /** The first walk: every directory's digest, the link groups and the findings (once, on the first request). */
+  prefetch(): void {
+    this.walk().catch(() => undefined); // kept in this.walked: entry(), list() and findings() throw it
+  }
+
   private walk(): Promise<void> {
     this.walked ??= this.walkOnce();
     return this.walked;
@@ -902,7 +911,8 @@ export class VolumeDigests implements DigestTree {
         for (let j = 0; j < n; j++) {
           const at = j * nodeSize;
           this.canonicalHash(chunk.nodes, at, addrSize, out, j * hashSize);
-          if (collect) await this.checkNode(p, done + j, chunk.nodes, at, danglingSeen);
+          // the deep check (a block read) only for a node the index check leaves to it: no await per node otherwise
+          if (collect && this.checkNode(p, done + j, chunk.nodes, at, danglingSeen) && this.deep) await this.scrubNode(p, done + j, chunk.nodes, at);
         }
         hasher.update(out.subarray(0, n * hashSize));
         done += n;
@@ -918,8 +928,14 @@ export class VolumeDigests implements DigestTree {
   private canonicalHash(nodes: Buffer, at: number, addrSize: number, out: Buffer, outAt: number): void {
     const hashSize = this.store.cfg.hashSize;
     const address = decodeAddress(nodes, at, addrSize);
-    if (address === ADDR_ZERO) this.zeroHash.copy(out, outAt);
-    else nodes.copy(out, outAt, at + addrSize, at + addrSize + hashSize);
+    // byte loops: a Buffer.copy call costs more than the 16..24 bytes it would move (one per node of the tree)
+    if (address === ADDR_ZERO) {
+      const z = this.zeroHash;
+      for (let i = 0; i < hashSize; i++) out[outAt + i] = z[i]!;
+    } else {
+      const from = at + addrSize;
+      for (let i = 0; i < hashSize; i++) out[outAt + i] = nodes[from + i]!;
+    }
   }
 
   /** `count` zero-block hashes back to back (nodes past the end of a node list). */
@@ -932,41 +948,51 @@ export class VolumeDigests implements DigestTree {
 
   /**
    * The integrity checks of one node: address 1 (lost) is CORRUPT; an address past the block file, or a hash the
-   * index does not map to this address (unmounted volumes only), is DANGLING; with `deep`, a block whose bytes do
-   * not hash to the node's hash is CORRUPT.
+   * index does not map to this address (unmounted volumes only), is DANGLING. Synchronous: a walk pays no await
+   * per node.
+   * @returns whether the node names a block inside the block file (the ones the deep check, scrubNode, reads)
    */
-  private async checkNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number, danglingSeen: Set<string>): Promise<void> {
-    const { addrSize, hashSize, blockSize } = this.store.cfg;
+  private checkNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number, danglingSeen: Set<string>): boolean {
+    const { addrSize, hashSize } = this.store.cfg;
     const address = decodeAddress(nodes, at, addrSize);
-    if (address === ADDR_ZERO) return;
+    if (address === ADDR_ZERO) return false;
     const hashAt = at + addrSize;
-    if (this.zeroHash.compare(nodes, hashAt, hashAt + hashSize) === 0) return;
+    if (this.zeroHash.compare(nodes, hashAt, hashAt + hashSize) === 0) return false;
     if (address === ADDR_LOST) {
       this.found.push({ kind: 'CORRUPT', path: p, blockIndex });
-      return;
+      return false;
     }
-    const dangling = (): void => {
+    const inFile = address < this.blockCountInFile;
+    if (!inFile || (this.mountPoint === null && !this.indexed(nodes, hashAt, address))) {
       const hash = Buffer.from(nodes.subarray(hashAt, hashAt + hashSize));
       const key = hash.toString('latin1');
-      if (danglingSeen.has(key)) return;
-      danglingSeen.add(key);
-      this.found.push({ kind: 'DANGLING', path: p, hash });
-    };
-    if (address >= this.blockCountInFile) {
-      dangling();
-      return;
-    }
-    let indexed = false;
-    if (this.mountPoint === null) {
-      try {
-        const r = this.store.index.nodes.lookup(nodes, hashAt);
-        indexed = r.found && r.address === address;
-      } catch {
-        indexed = false; // the probe ran off the end of a damaged table: not found
+      if (!danglingSeen.has(key)) {
+        danglingSeen.add(key);
+        this.found.push({ kind: 'DANGLING', path: p, hash });
       }
-      if (!indexed) dangling();
     }
-    if (!this.deep) return;
+    return inFile;
+  }
+
+  /** Whether the index maps the hash at `nodes[hashAt]` to `address` (false for a probe off a damaged table). */
+  private indexed(nodes: Buffer, hashAt: number, address: number): boolean {
+    try {
+      const r = this.store.index.nodes.lookup(nodes, hashAt);
+      return r.found && r.address === address;
+    } catch {
+      return false; // the probe ran off the end of a damaged table: not found
+    }
+  }
+
+  /**
+   * The deep check of a node checkNode passed on (an address inside the block file, not the zero block): its block
+   * re-read and re-hashed; a block whose bytes do not hash to the node's hash is CORRUPT.
+   */
+  private async scrubNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number): Promise<void> {
+    const { addrSize, hashSize, blockSize } = this.store.cfg;
+    const address = decodeAddress(nodes, at, addrSize);
+    const hashAt = at + addrSize;
+    const indexed = this.mountPoint === null && this.indexed(nodes, hashAt, address);
     // one index node per address: the verdict on an address the index agrees with holds for every node naming it
     if (indexed && this.scrubbed!.has(address)) {
       if (this.scrubbedBad!.has(address)) this.found.push({ kind: 'CORRUPT', path: p, blockIndex });
