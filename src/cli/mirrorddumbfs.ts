@@ -434,6 +434,27 @@ function spawnRemote(endpoint: string, role: 'master' | 'slave' | 'identity' | '
   return { child, done };
 }
 
+/**
+ * Run `serve ROLE PATH` of this same command in a child process on this host, its stdin/stdout the pipes of the
+ * session (the far side of a local endpoint that works on the other core: a verify of two local volumes).
+ * @returns the child and its exit code (255 when it could not start)
+ */
+function spawnLocalServe(parentDir: string, role: 'verify'): { child: ChildProcess; done: Promise<number> } {
+  const script = process.argv[1];
+  if (!script) throw new DdfsError('IO', 'cannot find the mirrorddumbfs script to start the second side');
+  const target = path.resolve(parentDir);
+  const child = spawn(process.execPath, [...process.execArgv, script, 'serve', '--restrict', target, role, target], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin!.on('error', () => undefined); // EPIPE when it ended first: its exit status tells why
+  const done = new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      process.stderr.write(`${NAME}: cannot run ${process.execPath}: ${err.message}\n`);
+      resolve(255);
+    });
+    child.on('exit', (code) => resolve(code ?? 255));
+  });
+  return { child, done };
+}
+
 async function copyCommand(src: string, dst: string, opts: PassFlags): Promise<number> {
   try {
     return await copyPass(src, dst, opts);
@@ -613,8 +634,13 @@ interface VerifySide {
 }
 
 
-async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags): Promise<VerifySide> {
-  if (!isRemote(endpoint)) {
+/**
+ * Open one side of a verify: a local volume read in this process, or the far side of `host:PATH` over ssh; with
+ * `ownProcess`, a local volume read by `serve verify` in a child process (the second of two local sides: the two
+ * walks then run on two cores, spec §4.11, and the child's messages are its own, as a remote side's).
+ */
+async function openVerifySide(endpoint: string, options: { deep: boolean; mtime: boolean }, flags: PassFlags, ownProcess = false): Promise<VerifySide> {
+  if (!isRemote(endpoint) && !ownProcess) {
     const { VolumeDigests } = await import('../mirror/digest.js');
     const t = await VolumeDigests.open(endpoint, { access: nodeTreeAccess, deep: options.deep, mtime: options.mtime });
     if (t.mountPoint !== null) {
@@ -623,7 +649,8 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
     return { tree: t, name: t.parentDir, finish: async () => { await t.close(); return 0; }, explain: async (err) => err, recordAt: t.mountPoint === null ? t.parentDir : null };
   }
   const [{ StreamDigests }, { RecordReader, RecordWriter }] = await Promise.all([import('../mirror/verify_remote.js'), import('../mirror/channel.js')]);
-  const { child, done } = spawnRemote(endpoint, 'verify', flags);
+  const name = isRemote(endpoint) ? endpoint : path.resolve(endpoint); // a local side's label, as VolumeDigests's
+  const { child, done } = isRemote(endpoint) ? spawnRemote(endpoint, 'verify', flags) : spawnLocalServe(endpoint, 'verify');
   const ended = async (): Promise<number> => {
     let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([done, new Promise<number>((r) => { timer = setTimeout(() => r(-1), MIRROR_REMOTE_EXIT_WAIT_MS); })]);
@@ -639,7 +666,7 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
   };
   let tree: StreamDigests;
   try {
-    tree = await StreamDigests.open(endpoint, await RecordReader.create(child.stdout!), await RecordWriter.create(child.stdin!, true), options);
+    tree = await StreamDigests.open(name, await RecordReader.create(child.stdout!), await RecordWriter.create(child.stdin!, true), options);
   } catch (err) {
     const e = await explain(err);
     child.stdout!.resume();
@@ -648,14 +675,15 @@ async function openVerifySide(endpoint: string, options: { deep: boolean; mtime:
   }
   return {
     tree,
-    name: endpoint,
+    name,
     finish: async () => {
       await tree.close();
       child.stdout!.resume();
       return ended();
     },
     explain,
-    recordAt: null,
+    // a local side read by its own process records its result as one read here would (unmounted only)
+    recordAt: isRemote(endpoint) || (await import('../volume/volume.js')).mountPointOf(endpoint) !== null ? null : path.resolve(endpoint),
   };
 }
 
@@ -682,10 +710,23 @@ async function verifyCommand(a: string, b: string, options: { deep: boolean; jso
 async function verify(a: string, b: string, options: { deep: boolean; json: boolean; mtime: boolean }, flags: PassFlags): Promise<number> {
   const [{ recordVerify }, { renderPath: renderPathBytes, renderVerifyLine, verifyLineJson, verifyTrees }] = await Promise.all([import('../mirror/verify_record.js'), import('../mirror/verify.js')]);
   const t0 = Date.now();
-  const sa = await openVerifySide(a, options, flags);
+  // two local volumes: b is walked by a child process while this one walks a (a verify is two full walks); the
+  // child is started first, so that its start and its open overlap the open of a here
+  const ownProcess = !isRemote(a) && !isRemote(b);
+  const opening = ownProcess ? openVerifySide(b, options, flags, true) : null;
+  opening?.catch(() => undefined); // awaited below in every case; a rejection before that is not unhandled
+  let sa: VerifySide;
+  try {
+    sa = await openVerifySide(a, options, flags);
+    // a walks while b's process starts (b's walk starts in it once it is open)
+    if (opening !== null) sa.tree.prefetch?.();
+  } catch (err) {
+    if (opening !== null) await opening.then((s) => s.finish(), () => undefined);
+    throw err;
+  }
   let sb: VerifySide;
   try {
-    sb = await openVerifySide(b, options, flags);
+    sb = await (opening ?? openVerifySide(b, options, flags));
   } catch (err) {
     await sa.finish();
     throw err;

@@ -43,7 +43,7 @@ import { mountPointOf } from '../volume/volume.js';
 import { RecordReader, RecordWriter } from './channel.js';
 import { FileContentHasher, VolumeDigests, type EntryKind, type EntryRecord, type TreeAccess, type TreeEntryMeta } from './digest.js';
 import { DigestCache } from './digest_cache.js';
-import { blocksPerRecordMax, CAPABILITY_BLOCKS, type DigestaRecord, type DirEntry, type EntryType, type HelloRecord, type Meta, type MirrorRecord, type SpecialKind } from './record_body.js';
+import { blocksPerRecordMax, CAPABILITY_BLOCKS, REASON, type DigestaRecord, type DirEntry, type EntryType, type HelloRecord, type Meta, type MirrorRecord, type SpecialKind } from './record_body.js';
 import type { PassVolume } from './pass_volume.js';
 import { journalHolds, type JournalView } from './journal.js';
 import { claimTid, lineageIdOf, masterUuidOf, readMirrorState, sourceState } from './state.js';
@@ -245,8 +245,6 @@ export interface MasterOptions {
   contentPass?: boolean;
 }
 
-/** Error reason codes of ERROR/TERM records. */
-export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
 
 const EMPTY = Buffer.alloc(0);
 /** Values of the pass's `known` table of hashes (runMaster). */

@@ -307,6 +307,9 @@ export interface IdleRecord {
   type: 'IDLE';
   headTid: bigint;
 }
+/** Error reason codes of ERROR/TERM records (spec §4.5). */
+export const REASON = { OK: 0, INCOMPATIBLE: 1, REFUSED: 2, CORRUPT: 3, IO: 4 } as const;
+
 export interface TermRecord {
   type: 'TERM';
   reason: number;

@@ -30,9 +30,8 @@ import { BLOCK_SIZE_MIN, MIRROR_FILE_NODES_COUNT_MAX, STREAM_TEXT_SIZE_MAX } fro
 import type { HashName } from '../format/config.js';
 import type { RecordReader, RecordWriter } from './channel.js';
 import { VolumeDigests, type DigestTree, type EntryRecord, type IntegrityFinding, type TreeAccess, type TreeFormat } from './digest.js';
-import type { HelloRecord, MirrorRecord, VentryRecord } from './record_body.js';
+import { REASON, type HelloRecord, type MirrorRecord, type VentryRecord } from './record_body.js';
 import { STREAM_VERSION, type RecordInput } from './stream_codec.js';
-import { REASON } from './pass_master.js';
 
 const ZERO_ID = Buffer.alloc(16);
 const SLASH = 0x2f;
@@ -96,6 +95,8 @@ export async function serveVerify(parentDir: string, input: RecordReader, out: R
     await out.send({ ...placeholderHello(), blockSize: fmt.blockSize, hashAlgo: fmt.hashName, hashSize: fmt.hashSize });
     if (tree.mountPoint !== null) options.note?.(`${tree.label} is mounted on ${tree.mountPoint}: read as it is on disk; exact only if nothing writes during the verify`);
     await out.send({ type: 'VDONE', count: 0n, more: false });
+    // every session asks for the root first, which needs the whole walk: it starts now, beside the other side's
+    tree.prefetch();
     /** The node list being read piece by piece: the next piece continues it without reading it again. */
     let cursor: { path: Buffer; next: number; it: AsyncIterator<Buffer>; pending: Buffer } | null = null;
     const closeCursor = async (): Promise<void> => {
