@@ -17,6 +17,20 @@ describe('HashKeyTable', () => {
     }
   });
 
+  it('keeps its keys and values when reserved for more, before and after keys were set', () => {
+    const t = new HashKeyTable(20);
+    t.reserve(0);
+    const keys = Array.from({ length: 3000 }, () => randomBytes(20));
+    keys.slice(0, 1500).forEach((k, i) => t.set(k, i % 5));
+    t.reserve(50000);
+    t.reserve(10); // never shrinks
+    keys.slice(1500).forEach((k, i) => t.set(k, (1500 + i) % 5));
+    expect(t.size).toBe(3000);
+    keys.forEach((k, i) => expect(t.get(k)).toBe(i % 5));
+    expect(t.has(randomBytes(20))).toBe(false);
+    expect([...t.entries()].length).toBe(3000);
+  });
+
   it('tells apart keys that share their first 8 bytes (the probe start) and differ only in the last byte', () => {
     const t = new HashKeyTable(20);
     const base = randomBytes(20);
