@@ -12,7 +12,7 @@ import { fileDevices, type Device, type DeviceFactory } from '../io/device.js';
 import { JOURNAL_PENDING_SIZE_MAX } from '../limits.js';
 import { Crc32c } from './crc32c.js';
 import {
-  decodeJournalRecord, encodeJournalRecord, Journal, JOURNAL_DIRECTORY, JOURNAL_HEADER_SIZE, type JournalRecord,
+  decodeJournalRecord, encodeJournalRecord, Journal, JOURNAL_DIRECTORY, JOURNAL_FRAME_SIZE, JOURNAL_HEADER_SIZE, readJournalOffline, type JournalRecord,
 } from './journal.js';
 
 let dir: string;
@@ -426,6 +426,67 @@ describe('Journal', () => {
     fs.symlinkSync(path.join(dir, 'elsewhere'), path.join(dir, JOURNAL_DIRECTORY));
     await expect(Journal.open(dir, { devices: fileDevices })).rejects.toMatchObject({ code: 'INVALID' });
     expect(fs.readdirSync(path.join(dir, 'elsewhere'))).toEqual([]);
+  });
+});
+
+describe('the journal of an unmounted master (readJournalOffline)', () => {
+  /** A closed journal of `count` create records over segments of `segmentSizeMax` bytes; its record offsets. */
+  async function written(count: number, segmentSizeMax: number): Promise<void> {
+    const j = await Journal.open(dir, { devices: fileDevices, segmentSizeMax });
+    for (let i = 0; i < count; i++) await j.append({ op: 'create', path: b(`file-${i}`) });
+    await j.close();
+  }
+  /** Offsets of the records of segment bytes, from the frames' body lengths. */
+  const offsetsOf = (buf: Buffer): number[] => {
+    const out: number[] = [];
+    for (let o = JOURNAL_HEADER_SIZE; o < buf.length; o += JOURNAL_FRAME_SIZE + buf.readUInt32LE(o)) out.push(o);
+    return out;
+  };
+
+  it('reads any range across segments as the daemon\'s journal does, and drops whole segments below a TID', async () => {
+    await written(60, 300);
+    expect(segmentFiles().length).toBeGreaterThan(3);
+    const v = (await readJournalOffline(dir, fileDevices, 60n))!;
+    expect(v.durableHead).toBe(60n);
+    for (const [after, upTo] of [[0n, 60n], [17n, 33n], [59n, 60n], [60n, 60n], [5n, 1000n]] as const) {
+      const want = Array.from({ length: Number((upTo < 60n ? upTo : 60n) - after) }, (_, i) => `${after + BigInt(i) + 1n}:file-${Number(after) + i}`);
+      expect((await v.readRange(after, upTo)).map((r) => `${r.tid}:${r.path.toString()}`)).toEqual(want);
+    }
+    expect(await v.dropSegmentsBefore(30n)).toBeGreaterThan(0);
+    await expect(v.readRange(0n, 60n)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await v.readRange(29n, 60n)).map((r) => r.tid)).toEqual(Array.from({ length: 31 }, (_, i) => BigInt(i + 30)));
+    expect(await readJournalOffline(dir, fileDevices, 59n)).toBeNull(); // not the head its seal names
+  });
+
+  it('checks a record\'s CRC32C when a range reads it: a bad record below the range does not matter, one in it is CORRUPT', async () => {
+    await written(20, 1 << 20);
+    const [seg] = segmentFiles();
+    const buf = fs.readFileSync(seg!);
+    const offsets = offsetsOf(buf);
+    expect(offsets.length).toBe(20);
+    buf[offsets[4]! + JOURNAL_FRAME_SIZE + 11]! ^= 0x01; // a byte of the path of TID 5
+    fs.writeFileSync(seg!, buf);
+    const v = (await readJournalOffline(dir, fileDevices, 20n))!;
+    expect((await v.readRange(5n, 20n)).map((r) => r.tid)).toEqual(Array.from({ length: 15 }, (_, i) => BigInt(i + 6)));
+    await expect(v.readRange(4n, 20n)).rejects.toMatchObject({ code: 'CORRUPT', message: /CRC32C mismatch/ });
+  });
+
+  it('is not trusted (null) when a frame cannot be: a torn tail, a body length out of bounds, a TID out of order', async () => {
+    await written(10, 1 << 20);
+    const [seg] = segmentFiles();
+    const good = fs.readFileSync(seg!);
+    const offsets = offsetsOf(good);
+    const torn = good.subarray(0, good.length - 3);
+    const badLength = Buffer.from(good);
+    badLength.writeUInt32LE(3, offsets[6]!);
+    const badOrder = Buffer.from(good);
+    badOrder.writeBigUInt64LE(2n, offsets[6]! + JOURNAL_FRAME_SIZE); // TID 7 reads as 2
+    for (const bytes of [torn, badLength, badOrder]) {
+      fs.writeFileSync(seg!, bytes);
+      expect(await readJournalOffline(dir, fileDevices, 10n)).toBeNull();
+    }
+    fs.writeFileSync(seg!, good);
+    expect((await readJournalOffline(dir, fileDevices, 10n))!.durableHead).toBe(10n);
   });
 });
 
