@@ -37,6 +37,7 @@
  *   volume (PassVolume.pin, Volume.addReferenceProvider), which the daemon's reclaim reads at its start and sweep.
  * - A mounted slave is applied inside its daemon (control.ts), against the daemon's block store and index.
  */
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import {
@@ -62,7 +63,7 @@ import { isReservedXattr } from '../format/layout.js';
 import { readAllXattrs, removeXattr, setXattr } from '../io/xattr.js';
 import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorState, type MirrorState } from './state.js';
 import { STREAM_VERSION } from './stream_codec.js';
-import { dropUndoAreas, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
+import { dropUndoAreas, dropUndoAreasAsync, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
 
 /** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
 const PASS_PINS = new Map<string, ReadonlySet<string>>();
@@ -189,6 +190,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     }
   };
   let undo: UndoLog | null = null;
+  /** The removal of a committed pass's undo areas and staging directory, started after its ACK. */
+  let staleRemoval: Promise<void> = Promise.resolve();
   /** RENAME hints: entry digest (latin1) → a path of the slave's tree at the first walk with that digest. */
   const hintIndex = new Map<string, Buffer>();
   /** Targets of the RENAMEs applied, with the digest their precondition verified: the master's next DIGESTQ of it. */
@@ -863,6 +866,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
       if (r.type !== 'BLOCK' && r.type !== 'BLOCKS' && r.type !== 'DIGESTQ' && r.type !== 'HASHQ') await storePending();
       switch (r.type) {
         case 'PASS_BEGIN': {
+          await staleRemoval; // the last pass's stale areas are gone before this one looks at its own
           passIdHex = r.passId.toString('hex');
           passMode = r.mode;
           // a rollback that was killed is finished first (its areas are half reversed: they cannot take more lines);
@@ -1052,10 +1056,9 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           if (bindTo !== null && state.masterUuid === undefined) state.masterUuid = bindTo;
           writeMirrorState(parent, state);
           hook('claim-written');
-          // the claim is durable: the undo areas are stale now (state.pass is null) and go
-          dropUndoAreas(parent);
+          // the claim is durable: the undo areas and the staging directory are stale now (state.pass is null) and
+          // go in the thread pool after the ACK, while the master ends its side; the TERM (or an error) waits for them
           undo = null;
-          removeTree(path.join(mirrorDirectory(parent), 'staging'));
           try {
             // an incremental pass saw only its dirty paths: the cache of the last content pass is kept as it is
             if (passMode !== 'incremental') digestCache?.save();
@@ -1064,12 +1067,15 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           }
           summary.committed = true;
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
+          staleRemoval = Promise.all([dropUndoAreasAsync(parent), fsp.rm(path.join(mirrorDirectory(parent), 'staging'), { recursive: true, force: true })]).then(() => undefined);
+          staleRemoval.catch(() => undefined); // awaited at the TERM or after an error
           break;
         }
         case 'IDLE':
           // nothing changed on the master in the pass's range (§4.6 step 1): its COMMIT follows
           break;
         case 'TERM':
+          await staleRemoval;
           await out?.send({ type: 'TERM', reason: REASON.OK });
           await out?.end();
           if (!summary.committed) throw new DdfsError('TOO_SHORT', `${parentDir}: the master ended the stream before COMMIT`);
@@ -1097,6 +1103,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
     await Promise.allSettled(stagedWrites.splice(0));
     // nor any block write: every one settled before the volume closes
     await Promise.allSettled(storing.splice(0));
+    // nor the removal of stale areas (a pass ended by an error after its ACK: the next one removes what is left)
+    await staleRemoval.catch(() => undefined);
     await writeback;
     await (hashWorkers as HashWorkers | null)?.close(); // assigned in submitPending
     unpin();

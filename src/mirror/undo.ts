@@ -26,6 +26,7 @@
  * - Nothing is ever read or written through a symlink: areas and manifests are opened O_NOFOLLOW (io/mirror_fs.ts).
  * - Paths are bytes (hex in the manifest), never decoded.
  */
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
@@ -346,6 +347,18 @@ export function dropUndoAreas(parentDir: string): number {
     syncDirectory(mirrorDirectory(parentDir));
   }
   return areas.length;
+}
+
+/**
+ * dropUndoAreas in the thread pool: for a slave whose claim was just written (state.pass is null), the areas of the
+ * pass it covers go while the master ends the pass (after the ACK), not before it; what is left by a process killed
+ * meanwhile goes at the start of the next pass, as any stale area does.
+ * @throws Node errors of the removal or of the directory's fsync
+ */
+export async function dropUndoAreasAsync(parentDir: string): Promise<void> {
+  if (lstatOrNull(pathBytes(undoDirectory(parentDir))) === null) return;
+  await fsp.rm(undoDirectory(parentDir), { recursive: true, force: true });
+  syncDirectory(mirrorDirectory(parentDir));
 }
 
 /**
