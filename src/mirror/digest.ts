@@ -57,6 +57,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { bytesEqual } from '../util/bytes.js';
 import { assert } from '../util/assert.js';
 import { ADDR_LOST, ADDR_ZERO, WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import type { HashName } from '../format/config.js';
@@ -957,7 +958,7 @@ export class VolumeDigests implements DigestTree {
     const address = decodeAddress(nodes, at, addrSize);
     if (address === ADDR_ZERO) return false;
     const hashAt = at + addrSize;
-    if (this.zeroHash.compare(nodes, hashAt, hashAt + hashSize) === 0) return false;
+    if (bytesEqual(nodes, hashAt, this.zeroHash, 0, hashSize)) return false;
     if (address === ADDR_LOST) {
       this.found.push({ kind: 'CORRUPT', path: p, blockIndex });
       return false;

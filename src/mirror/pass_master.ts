@@ -29,6 +29,7 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { bytesEqual } from '../util/bytes.js';
 import {
   MIRROR_CHECKPOINT_RECORD_COUNT, MIRROR_CHECKPOINT_SIZE_BYTES, MIRROR_DIGESTQ_AHEAD_COUNT_MAX, MIRROR_DIGESTQ_BATCH_COUNT, MIRROR_DIRTY_FILE_UNASKED_NODE_COUNT_MAX, MIRROR_DIRLIST_ENTRY_COUNT_MAX,
   MIRROR_FILE_NODES_COUNT_MAX, MIRROR_HASHQ_COUNT_MAX, MIRROR_RENAME_COUNT_MAX, ADDR_ZERO, MIRROR_BLOCK_READ_SIZE_BYTES,
@@ -661,7 +662,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       if (job === undefined) break;
       const { run, result, frame } = job;
       const r = await result;
-      const whole = r !== null && batchBlocks && (frame !== null || run.length >= RUN_RECORD_BLOCK_COUNT_MIN) && run.every((w, k) => !w.file.changed && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0);
+      const whole = r !== null && batchBlocks && (frame !== null || run.length >= RUN_RECORD_BLOCK_COUNT_MIN) && run.every((w, k) => !w.file.changed && bytesEqual(r.hashes, k * hashSize, w.hash, 0, hashSize));
       if (whole && frame !== null) {
         // read and hashed in its frame: the frame itself is sent (and is the reader's from then on)
         await flushBlocks();
@@ -685,7 +686,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       }
       for (let k = 0; k < run.length; k++) {
         const w = run[k]!;
-        const ok = r !== null && r.hashes.compare(w.hash, 0, hashSize, k * hashSize, (k + 1) * hashSize) === 0;
+        const ok = r !== null && bytesEqual(r.hashes, k * hashSize, w.hash, 0, hashSize);
         await sendWanted(w, ok ? r.data.subarray(k * blockSize, (k + 1) * blockSize) : null);
       }
       // a frame not sent whole (a block that did not hash to its node's hash) goes back to the pool unsent
@@ -724,7 +725,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
         const at = j * nodeSize;
         const address = decodeAddress(f.nodes, at, addrSize);
         const ho = at + addrSize;
-        if (address === ADDR_ZERO || zeroHash.compare(f.nodes, ho, ho + hashSize) === 0) continue;
+        if (address === ADDR_ZERO || bytesEqual(f.nodes, ho, zeroHash, 0, hashSize)) continue;
         if (known.has(f.nodes, ho) || seen.has(f.nodes, ho)) continue;
         seen.set(f.nodes, 1, ho);
         // a view of the node list, which is never written once read (a retry reads the file's list anew)
@@ -776,7 +777,7 @@ export async function runMaster(vol: PassVolume, out: RecordWriter, options: Mas
       for (let j = 0; j < f.count && !unavailable; j++) {
         const at = j * nodeSize;
         const ho = at + addrSize;
-        if (decodeAddress(f.nodes, at, addrSize) === ADDR_ZERO || zeroHash.compare(f.nodes, ho, ho + hashSize) === 0) continue;
+        if (decodeAddress(f.nodes, at, addrSize) === ADDR_ZERO || bytesEqual(f.nodes, ho, zeroHash, 0, hashSize)) continue;
         const k = known.get(f.nodes, ho);
         if (k === KNOWN_UNAVAILABLE) unavailable = true;
         else if (k === undefined) unsettled = true;

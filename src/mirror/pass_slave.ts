@@ -40,6 +40,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { bytesEqual } from '../util/bytes.js';
 import {
   ADDR_ZERO, MIRROR_BLOCK_HASH_BATCH_COUNT_MAX, MIRROR_BLOCK_STORE_BATCH_SIZE_BYTES, MIRROR_BLOCK_STORE_WRITE_COUNT_MAX, MIRROR_BLOCK_WRITEBACK_SIZE_BYTES, MIRROR_MASS_DELETE_PERCENT, MIRROR_NEED_PATH_COUNT_MAX, MIRROR_RENAME_HINT_COUNT_MAX,
   MIRROR_STAGED_BUFFER_SIZE_BYTES, MIRROR_STAGED_FSYNC_COUNT_MAX, MIRROR_STAGED_WRITE_COUNT_MAX, MIRROR_STAGING_SUBDIRECTORY_COUNT, UFS_HEADER_SIZE,
@@ -281,7 +282,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
   };
 
   const localAddress = (hash: Buffer): number => {
-    if (hash.equals(store.zeroHash)) return ADDR_ZERO;
+    if (hash.length === hashSize && bytesEqual(hash, 0, store.zeroHash, 0, hashSize)) return ADDR_ZERO;
     const r = store.index.nodes.lookup(hash, 0);
     return r.found ? r.address : -1;
   };

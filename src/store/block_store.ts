@@ -11,6 +11,7 @@
  */
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
+import { bytesEqual } from '../util/bytes.js';
 import {
   ADDR_LOST, ADDR_ZERO, BACKING_FREE_RESERVE_BYTES, BACKING_RECHECK_BLOCK_COUNT, BLOCK_FILE_MAGIC, CHECKPOINT_CHANGE_COUNT,
 } from '../limits.js';
@@ -203,7 +204,7 @@ export class BlockStore {
   /** True for the zero-block hash and the all-zero (hole) hash (spec §7). */
   isZeroHash(h: Buffer, offset = 0): boolean {
     const hs = this.cfg.hashSize;
-    return this.zeroHash.compare(h, offset, offset + hs) === 0 || this.nullHash.compare(h, offset, offset + hs) === 0;
+    return bytesEqual(h, offset, this.zeroHash, 0, hs) || bytesEqual(h, offset, this.nullHash, 0, hs);
   }
 
   /**
@@ -238,7 +239,7 @@ export class BlockStore {
       if (hashes) hashes.copy(nodesOut, nodeOff + as, k * hs, (k + 1) * hs);
       else this.hasher.hashInto(block, nodesOut, nodeOff + as);
       this.counters.add('hash');
-      if (this.zeroHash.compare(nodesOut, nodeOff + as, nodeOff + as + hs) === 0) {
+      if (bytesEqual(nodesOut, nodeOff + as, this.zeroHash, 0, hs)) {
         encodeAddress(nodesOut, nodeOff, as, ADDR_ZERO);
         stored++;
         continue;
