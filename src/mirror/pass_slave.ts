@@ -66,9 +66,6 @@ import { claimTid, lineageIdOf, mirrorDirectory, readMirrorState, writeMirrorSta
 import { STREAM_VERSION } from './stream_codec.js';
 import { dropUndoAreas, dropUndoAreasAsync, rollbackInterrupted, rollbackPass, UndoLog } from './undo.js';
 
-/** Hashes the pin set of a content pass is sized for at its start (a larger pass grows it from there). */
-const PIN_CAPACITY_HINT_MAX = 1 << 20;
-
 /** Pins of the passes running in this process, by resolved parent directory (the RECLAIM PIN HOOK). */
 const PASS_PINS = new Map<string, ReadonlySet<string>>();
 
@@ -873,9 +870,6 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           await staleRemoval; // the last pass's stale areas are gone before this one looks at its own
           passIdHex = r.passId.toString('hex');
           passMode = r.mode;
-          // a content pass pins about every block the master has, at most one per block of this volume: the set is
-          // sized once (each growth moves every key); an incremental pass's few pins grow it from small
-          if (passMode !== 'incremental') pinnedHashes.reserve(Math.min(store.cfg.blockCount, PIN_CAPACITY_HINT_MAX));
           // a rollback that was killed is finished first (its areas are half reversed: they cannot take more lines);
           // with no pass in progress the areas left are those of a committed pass (killed before it dropped them)
           if (rollbackInterrupted(parent)) {

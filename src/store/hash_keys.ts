@@ -167,11 +167,6 @@ export class HashKeySet implements ReadonlySet<string> {
     return this.table.size;
   }
 
-  /** Make room for `count` keys in all (HashKeyTable.reserve). */
-  reserve(count: number): void {
-    this.table.reserve(count);
-  }
-
   /** Add a copy of the key at `key[offset]`. */
   add(key: Buffer, offset = 0): void {
     this.table.set(key, 1, offset);
