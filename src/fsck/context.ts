@@ -160,6 +160,7 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
   /** Paths found and errors met, in walk order, not yet handed to the caller. */
   const ahead: Array<Buffer | { path: Buffer; err: Error }> = [];
   const walk = walkUfsTree(root, {
+    syncCalls: true,
     onError: (rel, err) => {
       if (err instanceof DdfsError && err.code === 'CROSS_DEVICE') return 'skip';
       ahead.push({ path: joinPathBytes(root, rel), err });

@@ -24,7 +24,7 @@
 import { DdfsError } from '../errors.js';
 import { WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import { ROOT_RESERVED_NAMES } from '../format/layout.js';
-import { lstatEntry, readDirectory, type DirectoryListing } from '../io/tree_read.js';
+import { lstatEntry as lstatEntryAsync, lstatEntrySyncCall, readDirectory as readDirectoryAsync, readDirectorySyncCalls, type DirectoryListing } from '../io/tree_read.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 
 export type UfsEntryKind = 'file' | 'directory' | 'symlink' | 'other';
@@ -45,6 +45,12 @@ export interface UfsWalkOptions {
   depthMax?: number;
   /** Skip <root>/.ddumbfs and <root>/ddfsmirror (default true). */
   skipSpecial?: boolean;
+  /**
+   * Read directories and lstat entries with synchronous system calls (io/tree_read.ts readDirectorySyncCalls), for a
+   * caller with nothing else to do meanwhile (fsck): same entries, order and errors, without a thread-pool round trip
+   * per call. Default false: a daemon's walk must not block its event loop on a huge directory.
+   */
+  syncCalls?: boolean;
 }
 
 const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
@@ -94,6 +100,8 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
   const skipSpecial = options.skipSpecial ?? true;
   const startRel = trimSlashes(start ?? Buffer.alloc(0));
   const abs = (rel: Buffer): Buffer => joinPathBytes(root, rel);
+  const lstatEntry = options.syncCalls ? lstatEntrySyncCall : lstatEntryAsync;
+  const readDirectory = options.syncCalls ? readDirectorySyncCalls : readDirectoryAsync;
 
   let rootDev: number;
   try {
