@@ -278,24 +278,25 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       return 'skip';
     })) {
       throwIfInterrupted(options.signal, 'read files');
-      const where0 = { path: pathText(p) };
+      // the path as text only for a finding: most files have none, and decoding thousands of names costs
+      const where0 = (): { path: string } => ({ path: pathText(p) });
       s.files++;
       if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0, unit: 'files' });
       let f: UfsNodeFile;
       try {
         f = await UfsNodeFile.open(v.devices, p, ns);
       } catch (err) {
-        fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0);
+        fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0());
         continue;
       }
       try {
         if (f.headerState === 'empty') continue;
         if (f.headerState === 'bad') {
-          fileError('FILE_BAD_HEADER', rawText`corrupted header: ${p}`, where0);
+          fileError('FILE_BAD_HEADER', rawText`corrupted header: ${p}`, where0());
           continue;
         }
-        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', rawText`incomplete node in file: ${p}`, where0);
-        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', rawText`size mismatch in file: ${p}`, where0);
+        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', rawText`incomplete node in file: ${p}`, where0());
+        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', rawText`size mismatch in file: ${p}`, where0());
         let lostReported = false;
         for await (const { first, count, nodes } of f.chunks()) {
           for (let k = 0; k < count; k++) {
@@ -305,7 +306,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
             const a = decodeAddress(nodes, o, addrSize);
             if (a < bc) inFiles.add(a);
             const exp = expectedAddress(v, nodes, o);
-            const where = { path: where0.path, fileNode: first + k, address: a, expectedAddress: exp };
+            const where = { path: pathText(p), fileNode: first + k, address: a, expectedAddress: exp };
             if (a === 1) {
               // counted as lost even when the hash is back in the index (then also an error: repair re-links it)
               s.filesLostBlocks++;
@@ -321,7 +322,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           }
         }
       } catch (err) {
-        fileError('FILE_UNREADABLE', rawText`cannot read file: ${p}: ${(err as Error).message}`, where0);
+        fileError('FILE_UNREADABLE', rawText`cannot read file: ${p}: ${(err as Error).message}`, where0());
       } finally {
         await f.close().catch(() => undefined);
       }

@@ -89,11 +89,17 @@ export interface DeviceOpenOptions {
  */
 class FileDevice implements Device {
   private closed = false;
+  private pathTextCache: string | null = null;
 
-  readonly handlePath: string;
+  constructor(private readonly rawPath: string | Buffer, private readonly fd: number) {}
 
-  constructor(readonly path: string, private readonly fd: number) {
-    this.handlePath = `/proc/self/fd/${fd}`;
+  /** The path as text, made on first use: most devices (fsck's thousands of UFS files) never print theirs. */
+  get path(): string {
+    return (this.pathTextCache ??= pathText(this.rawPath));
+  }
+
+  get handlePath(): string {
+    return `/proc/self/fd/${this.fd}`;
   }
 
   async read(buf: Buffer, bufOffset: number, length: number, position: number): Promise<number> {
@@ -176,7 +182,7 @@ export const fileDevices: DeviceFactory = {
       if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
       fd = fs.openSync(path, flags, mode);
     }
-    return new FileDevice(pathText(path), fd);
+    return new FileDevice(path, fd);
   },
 
   async rename(from, to) {

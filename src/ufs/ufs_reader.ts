@@ -16,11 +16,13 @@
  * Paths are `string | Buffer` (Buffer for byte paths of the UFS tree; never decoded except for messages).
  */
 import { DdfsError } from '../errors.js';
-import { UFS_HEADER_SIZE, UFS_NODE_CHUNK_COUNT } from '../limits.js';
+import { UFS_FILE_MAGIC, UFS_HEADER_SIZE, UFS_NODE_CHUNK_COUNT } from '../limits.js';
 import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { pathText } from '../util/path_text.js';
+
+const UFS_MAGIC = Buffer.from(UFS_FILE_MAGIC, 'ascii');
 
 export type UfsHeaderState = 'empty' | 'valid' | 'bad';
 
@@ -44,8 +46,14 @@ export interface UfsHeaderRead {
 export async function readUfsHeader(device: Device, path: string | Buffer): Promise<UfsHeaderRead> {
   const length = await device.size();
   if (length === 0) return { length, state: 'empty', size: 0, error: null };
-  const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
+  const head = Buffer.allocUnsafe(Math.min(length, UFS_HEADER_SIZE));
   const n = await device.read(head, 0, head.length, 0);
+  // the common case without the message text or a BigInt (fsck reads thousands of headers); anything else is decoded
+  // by decodeUfsHeader, which says what is wrong
+  if (n === UFS_HEADER_SIZE && head.compare(UFS_MAGIC, 0, UFS_MAGIC.length, 0, UFS_MAGIC.length) === 0) {
+    const hi = head.readUInt32BE(8);
+    if (hi < 0x200000) return { length, state: 'valid', size: hi * 4294967296 + head.readUInt32BE(12), error: null };
+  }
   try {
     return { length, state: 'valid', size: decodeUfsHeader(head.subarray(0, n), pathText(path)), error: null };
   } catch (err) {
