@@ -177,6 +177,13 @@ export const FSCK_WALK_LOOKAHEAD_FILES = 64;
  */
 export const FSCK_PREFETCH_BYTES = 256 * 1024;
 
+/**
+ * A UFS file opened with `preread` (fsck's read-only visits) at most this long is read whole with one pread at open:
+ * header and node list together, one system call per small file instead of two (64 KiB: 2,426 nodes of 27 bytes,
+ * 9.5 MiB of file at 4 KiB blocks; the reads up to this size are synchronous anyway, io/device.ts).
+ */
+export const UFS_PREREAD_BYTES_MAX = 64 * 1024;
+
 /** Records between two CHECKPOINTs of a mirror pass (spec §4.6 "every few thousand records"): a kill resends at most this. */
 export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
 /** Stream bytes between two CHECKPOINTs of a mirror pass (spec §4.6 "about every 64 MiB"). */

@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { decodeAddress } from '../format/node.js';
+import { decodeAddress, idealSlot } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -27,7 +27,7 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import {
-  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, runsOf, throwIfInterrupted,
+  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, openWalkedUfsFile, runsOf, throwIfInterrupted,
   walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
@@ -83,6 +83,70 @@ export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buff
   return nodeCount;
 }
 
+/** Where scanSoundNodes stopped, and whether the node before it is empty (step 1's `prevEmpty`). */
+interface SoundScan {
+  prevEmpty: boolean;
+}
+
+/**
+ * Step 1's common case in one small synchronous loop (V8 optimizes it; the general loop costs hundreds of ns a node):
+ * from node `from` up to `limit`, pass over every node that has no finding and record it as the general loop would
+ * (a used node's address in `inIndexBytes`, its position + 1 in `nodeOfAddress`), and return the first node that
+ * needs the general loop, or `limit`. A node has no finding when it is a sound empty node (address 0 and the null or
+ * the zero-block hash), or a used node with an address in [2, block_count) not seen before, a hash that is neither
+ * of those, at or after its ideal slot, and either at its ideal slot after an empty node or after a node with a
+ * smaller hash. `st.prevEmpty` is read at `from` and left as it is at the node returned.
+ */
+export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: SoundScan, nodeOfAddress: Uint32Array, inIndexBytes: Uint8Array): number {
+  const idx = v.store.index.nodes;
+  const { addrSize: as, hashSize: hs, nodeSize: ns, blockCount: bc, nodeOverflow: ov } = v.cfg;
+  const chunks = idx.chunks;
+  const npc = NodeIndex.nodesPerChunk(ns);
+  let prevEmpty = st.prevEmpty;
+  let i = from;
+  while (i < limit) {
+    const nz = idx.firstNonZeroNodeFrom(i);
+    if (nz > i) {
+      prevEmpty = true;
+      i = nz;
+      if (i >= limit) break;
+    }
+    const k = Math.floor(i / npc);
+    const c = chunks[k]!;
+    const o = (i - k * npc) * ns;
+    const a = as === 3 ? c[o]! | (c[o + 1]! << 8) | (c[o + 2]! << 16) : decodeAddress(c, o, as);
+    const ho = o + as;
+    if (a === 0) {
+      if (!isZeroOrNullHash(v, c, ho)) break;
+      prevEmpty = true;
+      i++;
+      continue;
+    }
+    if (a < 2 || a >= bc || nodeOfAddress[a] !== 0 || isZeroOrNullHash(v, c, ho)) break;
+    const ideal = idealSlot(c, ho, bc, ov);
+    if (i < ideal) break;
+    if (prevEmpty) {
+      if (i > ideal) break;
+    } else {
+      // the previous node's hash, in this chunk or at the end of the one before
+      const pc = o >= ns ? c : chunks[k - 1]!;
+      const po = (o >= ns ? o : pc.length) - ns + as;
+      let d = 0;
+      for (let j = 0; j < hs; j++) {
+        d = pc[po + j]! - c[ho + j]!;
+        if (d !== 0) break;
+      }
+      if (d >= 0) break;
+    }
+    inIndexBytes[a >>> 3] = inIndexBytes[a >>> 3]! | (0x80 >>> (a & 7));
+    nodeOfAddress[a] = i + 1;
+    prevEmpty = false;
+    i++;
+  }
+  st.prevEmpty = prevEmpty;
+  return Math.min(i, limit);
+}
+
 /**
  * Step 3's common case in a small synchronous loop (V8 optimizes it, unlike the same loop inside the async check):
  * from node `from` of a chunk of `count` file nodes, add each sound node's address to `inFiles` and return the
@@ -91,11 +155,12 @@ export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buff
  */
 function skipSoundFileNodes(v: FsckVolume, nodes: Buffer, from: number, count: number, inFiles: BitSet): number {
   const { nodeSize: ns, addrSize, blockCount: bc } = v.cfg;
+  const inFilesBytes = inFiles.bytes;
   for (let k = from; k < count; k++) {
     const o = k * ns;
-    const a = decodeAddress(nodes, o, addrSize);
+    const a = addrSize === 3 ? nodes[o]! | (nodes[o + 1]! << 8) | (nodes[o + 2]! << 16) : decodeAddress(nodes, o, addrSize);
     if (a === 1 || a !== expectedAddress(v, nodes, o)) return k;
-    if (a < bc) inFiles.add(a);
+    if (a < bc) inFilesBytes[a >>> 3] = inFilesBytes[a >>> 3]! | (0x80 >>> (a & 7));
   }
   return count;
 }
@@ -157,18 +222,23 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
     };
     let progressAt = -1;
     // a synchronous function of its own, so that V8 optimizes the loop (it does not, inside the async check)
+    const sound: SoundScan = { prevEmpty: true };
     const scanIndex = (): void => {
       for (let i = 0; i < idx.nodeCount; i++) {
-        const next = skipSoundEmptyNodes(idx, i, v.store.zeroHash);
-        if (next > i) {
-          prevEmpty = true;
-          i = next;
-          if (i >= idx.nodeCount) break;
-        }
         if (i >>> 16 !== progressAt) {
           progressAt = i >>> 16;
           options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount, unit: 'nodes' });
         }
+        // the nodes without a finding, up to the next progress step; the node it stops at is handled below
+        sound.prevEmpty = prevEmpty;
+        const limit = Math.min(idx.nodeCount, (progressAt + 1) * 0x10000);
+        const next = scanSoundNodes(v, i, limit, sound, nodeOfAddress, inIndex.bytes);
+        prevEmpty = sound.prevEmpty;
+        if (next >= limit) {
+          i = limit - 1;
+          continue;
+        }
+        i = next;
         // the node read in place: a hashView per node would allocate a Buffer for each of millions of nodes
         const nodes = idx.chunkOfNode(i);
         const ho = idx.nodeOffsetInChunk(i) + cfg.addrSize;
@@ -284,7 +354,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0, unit: 'files' });
       let f: UfsNodeFile;
       try {
-        f = await UfsNodeFile.open(v.devices, p, ns);
+        f = await openWalkedUfsFile(v, p);
       } catch (err) {
         fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0());
         continue;

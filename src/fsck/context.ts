@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { bitmapWordBytes, type DdfsConfig } from '../format/config.js';
 import type { Device, DeviceFactory } from '../io/device.js';
-import { fileDevices } from '../io/device.js';
+import { fileDevices, openPrefetchedFile } from '../io/device.js';
 import { Bitmap } from '../store/bitmap.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
 import { FSCK_PREFETCH_BYTES, FSCK_WALK_LOOKAHEAD_FILES } from '../limits.js';
@@ -169,7 +169,10 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
   });
   const entries = walk[Symbol.asyncIterator]();
   const devices = v.devices;
+  // only the real file system's own factory: a test's factory (faults, memory) opens every file itself
+  const keepOpen = devices === fileDevices;
   let walking = true;
+  let next: Buffer | { path: Buffer; err: Error } | undefined;
   try {
     for (;;) {
       while (walking && ahead.length < FSCK_WALK_LOOKAHEAD_FILES) {
@@ -180,17 +183,53 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
         }
         if (r.value.kind !== 'file') continue;
         const p = joinPathBytes(root, r.value.path);
-        devices.prefetch?.(p, FSCK_PREFETCH_BYTES);
+        if (keepOpen) {
+          const d = openPrefetchedFile(p, FSCK_PREFETCH_BYTES);
+          if (d !== null) prefetchedDevices.set(p, d);
+        } else {
+          devices.prefetch?.(p, FSCK_PREFETCH_BYTES);
+        }
         ahead.push(p);
       }
-      const next = ahead.shift();
+      next = ahead.shift();
       if (next === undefined) return;
-      if (Buffer.isBuffer(next)) yield next;
-      else onError(next.path, next.err);
+      if (Buffer.isBuffer(next)) {
+        yield next;
+        await closePrefetched(next);
+      } else {
+        onError(next.path, next.err);
+      }
     }
   } finally {
+    if (Buffer.isBuffer(next)) await closePrefetched(next);
+    for (const p of ahead) if (Buffer.isBuffer(p)) await closePrefetched(p);
     if (walking) await entries.return?.(undefined);
   }
+}
+
+/** Files walkUfsFiles opened when it prefetched them, by the path Buffer it yields, until openWalkedUfsFile takes them. */
+const prefetchedDevices = new WeakMap<Buffer, Device>();
+
+async function closePrefetched(p: Buffer): Promise<void> {
+  const d = prefetchedDevices.get(p);
+  if (d === undefined) return;
+  prefetchedDevices.delete(p);
+  await d.close().catch(() => undefined);
+}
+
+/**
+ * Open a path walkUfsFiles yielded (the same Buffer) read-only as a UfsNodeFile, read whole at open when small
+ * (UfsNodeFileOpenOptions.preread): through the descriptor the walk opened when it prefetched the file when there is
+ * one, else `v.devices.open`.
+ * @throws as UfsNodeFile.open
+ */
+export async function openWalkedUfsFile(v: FsckVolume, p: Buffer): Promise<UfsNodeFile> {
+  const d = prefetchedDevices.get(p);
+  if (d !== undefined) {
+    prefetchedDevices.delete(p);
+    return UfsNodeFile.openDevice(d, p, v.cfg.nodeSize, { preread: true });
+  }
+  return UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, { preread: true });
 }
 
 /**
@@ -260,7 +299,7 @@ export async function visitUfsFilesOrAbort(
     if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0, unit: 'files' });
     let f: UfsNodeFile;
     try {
-      f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize);
+      f = await openWalkedUfsFile(v, p);
     } catch (err) {
       throw new DdfsError('IO', `cannot open file ${pathText(p)}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
     }

@@ -209,28 +209,49 @@ export const fileDevices: DeviceFactory = {
   },
 
   prefetch(p, bytes) {
-    // O_NONBLOCK: a FIFO swapped in for the file must not block the open; O_NOATIME as for any volume read
-    const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
-    let fd: number;
-    try {
-      try {
-        fd = fs.openSync(p, flags | (fsc.O_NOATIME ?? 0));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EPERM') return;
-        fd = fs.openSync(p, flags);
-      }
-    } catch {
-      return; // a hint only: the real open reports the error
-    }
-    try {
-      adviseWillNeed(fd, 0, bytes);
-    } catch {
-      // no libc binding: no read-ahead, the reads are only slower
-    } finally {
-      fs.closeSync(fd);
-    }
+    const fd = openForPrefetch(p, bytes);
+    if (fd >= 0) fs.closeSync(fd);
   },
 };
+
+/**
+ * open(2) `p` read-only for a read-ahead and ask the kernel to read its first `bytes` (posix_fadvise WILLNEED).
+ * O_NONBLOCK: a FIFO swapped in for the file must not block the open; O_NOFOLLOW: a symlink is not read ahead;
+ * O_NOATIME as for any volume read.
+ * @returns the descriptor, or -1 when the file cannot be opened (never throws: the real open reports the error)
+ */
+function openForPrefetch(p: string | Buffer, bytes: number): number {
+  const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+  let fd: number;
+  try {
+    try {
+      fd = fs.openSync(p, flags | (fsc.O_NOATIME ?? 0));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') return -1;
+      fd = fs.openSync(p, flags);
+    }
+  } catch {
+    return -1;
+  }
+  try {
+    adviseWillNeed(fd, 0, bytes);
+  } catch {
+    // no libc binding: no read-ahead, the reads are only slower
+  }
+  return fd;
+}
+
+/**
+ * `fileDevices.prefetch` that keeps the file open: the read-only Device it returns reads the file it asked the kernel
+ * to read ahead, so a walk that prefetches each file and then reads it (fsck) opens and closes it once, not twice
+ * (two of its eight system calls per small file). A regular file read through it reads as through
+ * `fileDevices.open(p, { readOnly: true })` (O_NONBLOCK does nothing to regular files); the caller closes it.
+ * @returns the device, or null when the file cannot be opened (never throws: the caller's own open reports why)
+ */
+export function openPrefetchedFile(p: string | Buffer, bytes: number): Device | null {
+  const fd = openForPrefetch(p, bytes);
+  return fd >= 0 ? new FileDevice(p, fd) : null;
+}
 
 /**
  * Whether `path` is a block device (a volume's block or index file may be one, spec §2). A block device keeps its
