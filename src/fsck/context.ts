@@ -155,7 +155,7 @@ export function volumePaths(parentDir: string, cfg: DdfsConfig): { root: string;
  * caller reaches them, so its reports come out in the same order as without the look-ahead, and an `onError` that
  * throws aborts at the same point (the files walked past it were only prefetched, never visited).
  */
-export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: Error) => 'skip'): AsyncGenerator<Buffer> {
+export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: Error) => 'skip', options: { write?: boolean } = {}): AsyncGenerator<Buffer> {
   const root = pathBytes(v.rootDir);
   /** Paths found and errors met, in walk order, not yet handed to the caller. */
   const ahead: Array<Buffer | { path: Buffer; err: Error }> = [];
@@ -184,7 +184,7 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
         if (r.value.kind !== 'file') continue;
         const p = joinPathBytes(root, r.value.path);
         if (keepOpen) {
-          const d = openPrefetchedFile(p, FSCK_PREFETCH_BYTES);
+          const d = openPrefetchedFile(p, FSCK_PREFETCH_BYTES, options.write === true);
           if (d !== null) prefetchedDevices.set(p, d);
         } else {
           devices.prefetch?.(p, FSCK_PREFETCH_BYTES);
@@ -218,18 +218,20 @@ async function closePrefetched(p: Buffer): Promise<void> {
 }
 
 /**
- * Open a path walkUfsFiles yielded (the same Buffer) read-only as a UfsNodeFile, read whole at open when small
+ * Open a path walkUfsFiles yielded (the same Buffer) as a UfsNodeFile, read whole at open when small
  * (UfsNodeFileOpenOptions.preread): through the descriptor the walk opened when it prefetched the file when there is
- * one, else `v.devices.open`.
+ * one (read-write when the walk was asked `write` and could), else as `UfsNodeFile.open(v.devices, p, node_size,
+ * { write })`.
+ * @param write as UfsNodeFileOpenOptions.write; pass the walk's own `write`
  * @throws as UfsNodeFile.open
  */
-export async function openWalkedUfsFile(v: FsckVolume, p: Buffer): Promise<UfsNodeFile> {
+export async function openWalkedUfsFile(v: FsckVolume, p: Buffer, write = false): Promise<UfsNodeFile> {
   const d = prefetchedDevices.get(p);
   if (d !== undefined) {
     prefetchedDevices.delete(p);
-    return UfsNodeFile.openDevice(d, p, v.cfg.nodeSize, { preread: true });
+    return UfsNodeFile.openDevice(d, p, v.cfg.nodeSize, { preread: true, writable: write });
   }
-  return UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, { preread: true });
+  return UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, { preread: true, write });
 }
 
 /**

@@ -220,8 +220,8 @@ export const fileDevices: DeviceFactory = {
  * O_NOATIME as for any volume read.
  * @returns the descriptor, or -1 when the file cannot be opened (never throws: the real open reports the error)
  */
-function openForPrefetch(p: string | Buffer, bytes: number): number {
-  const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+function openForPrefetch(p: string | Buffer, bytes: number, write = false): number {
+  const flags = (write ? fsc.O_RDWR : fsc.O_RDONLY) | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
   let fd: number;
   try {
     try {
@@ -242,14 +242,15 @@ function openForPrefetch(p: string | Buffer, bytes: number): number {
 }
 
 /**
- * `fileDevices.prefetch` that keeps the file open: the read-only Device it returns reads the file it asked the kernel
- * to read ahead, so a walk that prefetches each file and then reads it (fsck) opens and closes it once, not twice
- * (two of its eight system calls per small file). A regular file read through it reads as through
- * `fileDevices.open(p, { readOnly: true })` (O_NONBLOCK does nothing to regular files); the caller closes it.
+ * `fileDevices.prefetch` that keeps the file open: the Device it returns reads the file it asked the kernel to read
+ * ahead, so a walk that prefetches each file and then reads it (fsck) opens and closes it once, not twice (two of its
+ * eight system calls per small file). A regular file read through it reads as through `fileDevices.open(p,
+ * { readOnly: !write })` (O_NONBLOCK does nothing to regular files); the caller closes it.
+ * @param write open it read-write (O_RDWR); a file that cannot be opened so gives null
  * @returns the device, or null when the file cannot be opened (never throws: the caller's own open reports why)
  */
-export function openPrefetchedFile(p: string | Buffer, bytes: number): Device | null {
-  const fd = openForPrefetch(p, bytes);
+export function openPrefetchedFile(p: string | Buffer, bytes: number, write = false): Device | null {
+  const fd = openForPrefetch(p, bytes, write);
   return fd >= 0 ? new FileDevice(p, fd) : null;
 }
 

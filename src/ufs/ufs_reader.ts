@@ -154,13 +154,13 @@ export class UfsNodeFile {
   }
 
   /**
-   * A UFS file on `device`, opened read-only by the caller (fsck's walk opens each file when it asks the kernel to
-   * read it ahead, context.ts): as `open` from the header on; the object owns the device (closed by close(), or here
-   * when the header cannot be read).
+   * A UFS file on `device`, opened by the caller (fsck's walk opens each file when it asks the kernel to read it
+   * ahead, context.ts), read-write when `options.writable`: as `open` from the header on; the object owns the device
+   * (closed by close(), or here when the header cannot be read).
    * @throws as open
    */
-  static async openDevice(device: Device, path: string | Buffer, nodeSize: number, options: UfsNodeFileOpenOptions = {}): Promise<UfsNodeFile> {
-    return UfsNodeFile.onDevice(device, false, path, nodeSize, options);
+  static async openDevice(device: Device, path: string | Buffer, nodeSize: number, options: UfsNodeFileOpenOptions & { writable?: boolean } = {}): Promise<UfsNodeFile> {
+    return UfsNodeFile.onDevice(device, options.writable === true, path, nodeSize, options);
   }
 
   private static async onDevice(device: Device, writable: boolean, path: string | Buffer, nodeSize: number, options: UfsNodeFileOpenOptions): Promise<UfsNodeFile> {
