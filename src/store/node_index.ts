@@ -42,7 +42,12 @@ export class NodeIndex {
   private readonly overflow: number;
   private readonly nodesPerChunk: number;
   readonly chunks: Buffer[];
-  private readonly dirtyPages = new Set<number>();
+  /**
+   * Dirty 4 KiB pages of the node array, one bit each (MSB-first), and how many are set: a rebuild or repair marks a
+   * page for every node it writes, and a Set's add cost more than the node's own write (fsck -r: ~90 ms of 333,000).
+   */
+  private readonly dirtyPages: Uint8Array;
+  private dirtyPageCount = 0;
   private readonly scratch: Buffer;
 
   /**
@@ -58,6 +63,7 @@ export class NodeIndex {
     this.overflow = geo.nodeOverflow;
     this.nodesPerChunk = NodeIndex.nodesPerChunk(geo.nodeSize);
     this.scratch = Buffer.alloc(geo.nodeSize);
+    this.dirtyPages = new Uint8Array(Math.ceil(Math.ceil((this.nodeCount * this.nodeSize) / INDEX_PAGE_SIZE) / 8));
     if (chunks) {
       this.chunks = chunks;
     } else {
@@ -94,13 +100,22 @@ export class NodeIndex {
   markDirtyBytes(offset: number, length: number): void {
     const p0 = Math.floor(offset / INDEX_PAGE_SIZE);
     const p1 = Math.floor((offset + length - 1) / INDEX_PAGE_SIZE);
-    for (let p = p0; p <= p1; p++) this.dirtyPages.add(p);
+    for (let p = p0; p <= p1; p++) this.markPage(p);
+  }
+
+  private markPage(p: number): void {
+    if (p < 0 || p >>> 3 >= this.dirtyPages.length) return; // past the node array: nothing to write there
+    const m = 0x80 >>> (p & 7);
+    const b = this.dirtyPages[p >>> 3]!;
+    if ((b & m) !== 0) return;
+    this.dirtyPages[p >>> 3] = b | m;
+    this.dirtyPageCount++;
   }
 
   private markDirty(first: number, last: number): void {
     const p0 = Math.floor((first * this.nodeSize) / INDEX_PAGE_SIZE);
     const p1 = Math.floor(((last + 1) * this.nodeSize - 1) / INDEX_PAGE_SIZE);
-    for (let p = p0; p <= p1; p++) this.dirtyPages.add(p);
+    for (let p = p0; p <= p1; p++) this.markPage(p);
   }
 
   /**
@@ -127,6 +142,11 @@ export class NodeIndex {
   firstNonZeroNodeFrom(from: number): number {
     const npc = this.nodesPerChunk;
     const ns = this.nodeSize;
+    if (from >= 0 && from < this.nodeCount) {
+      // the scans call it at every used node: one whose first byte is set answers at once
+      const k0 = Math.floor(from / npc);
+      if (this.chunks[k0]![(from - k0 * npc) * ns] !== 0) return from;
+    }
     this.chunkWords ??= this.chunks.map((c) => (c.byteOffset % 4 === 0 ? new Uint32Array(c.buffer, c.byteOffset, c.length >>> 2) : null));
     let i = Math.max(0, from);
     while (i < this.nodeCount) {
@@ -379,7 +399,7 @@ export class NodeIndex {
   clearAll(): void {
     for (const c of this.chunks) c.fill(0);
     const pages = Math.ceil((this.nodeCount * this.nodeSize) / INDEX_PAGE_SIZE);
-    for (let p = 0; p < pages; p++) this.dirtyPages.add(p);
+    for (let p = 0; p < pages; p++) this.markPage(p);
   }
 
   /**
@@ -387,8 +407,17 @@ export class NodeIndex {
    * Each range lies within one chunk.
    */
   takeDirtyRanges(): Array<{ offset: number; chunk: Buffer; chunkOffset: number; length: number }> {
-    const pages = [...this.dirtyPages].sort((a, b) => a - b);
-    this.dirtyPages.clear();
+    const pages: number[] = [];
+    if (this.dirtyPageCount > 0) {
+      const d = this.dirtyPages;
+      for (let i = 0; i < d.length; i++) {
+        const b = d[i]!;
+        if (b === 0) continue;
+        for (let j = 0; j < 8; j++) if ((b & (0x80 >>> j)) !== 0) pages.push(i * 8 + j);
+        d[i] = 0;
+      }
+      this.dirtyPageCount = 0;
+    }
     const chunkBytes = this.nodesPerChunk * this.nodeSize;
     const total = this.nodeCount * this.nodeSize;
     const out: Array<{ offset: number; chunk: Buffer; chunkOffset: number; length: number }> = [];
