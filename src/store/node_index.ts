@@ -17,6 +17,8 @@ import { DdfsError } from '../errors.js';
 import { INDEX_CHUNK_SIZE_MAX, INDEX_PAGE_SIZE } from '../limits.js';
 import { decodeAddress, encodeAddress, idealSlot } from '../format/node.js';
 
+const TWO_64 = 18446744073709551616;
+
 export interface NodeIndexGeometry {
   blockCount: number;
   nodeOverflow: number;
@@ -40,6 +42,8 @@ export class NodeIndex {
   readonly hashSize: number;
   private readonly blockCount: number;
   private readonly overflow: number;
+  /** block_count·node_overflow / 2^64, the factor of the ideal slot (format/node.ts idealSlot computes the same). */
+  private readonly slotScale: number;
   private readonly nodesPerChunk: number;
   readonly chunks: Buffer[];
   /**
@@ -61,6 +65,7 @@ export class NodeIndex {
     this.hashSize = geo.hashSize;
     this.blockCount = geo.blockCount;
     this.overflow = geo.nodeOverflow;
+    this.slotScale = (geo.blockCount * geo.nodeOverflow) / TWO_64;
     this.nodesPerChunk = NodeIndex.nodesPerChunk(geo.nodeSize);
     this.scratch = Buffer.alloc(geo.nodeSize);
     this.dirtyPages = new Uint8Array(Math.ceil(Math.ceil((this.nodeCount * this.nodeSize) / INDEX_PAGE_SIZE) / 8));
@@ -296,15 +301,29 @@ export class NodeIndex {
     const ns = this.nodeSize;
     const as = this.addrSize;
     const hs = this.hashSize;
-    for (let i = this.idealSlot(h, hOffset); i < this.nodeCount; i++) {
-      const k = Math.floor(i / npc);
-      const c = this.chunks[k]!;
-      const o = (i - k * npc) * ns;
-      const a = decodeAddress(c, o, as);
+    const n = this.nodeCount;
+    // idealSlot inline, from the bytes: the same two exact 32-bit halves and the same double operations
+    const hi = h[hOffset]! * 16777216 + ((h[hOffset + 1]! << 16) | (h[hOffset + 2]! << 8) | h[hOffset + 3]!);
+    const lo = h[hOffset + 4]! * 16777216 + ((h[hOffset + 5]! << 16) | (h[hOffset + 6]! << 8) | h[hOffset + 7]!);
+    let i = Math.floor((hi * 4294967296 + lo) * this.slotScale);
+    if (i >= n) throw new DdfsError('NO_SPACE', 'index exhausted: no free node after the ideal slot');
+    let k = Math.floor(i / npc);
+    let c = this.chunks[k]!;
+    let o = (i - k * npc) * ns;
+    // the probe walks the chunk in place (one division per lookup, not per node); addresses of 3 and 4 bytes inline
+    for (; i < n; i++, o += ns) {
+      if (o >= c.length) {
+        c = this.chunks[++k]!;
+        o = 0;
+      }
+      const a = as === 3 ? c[o]! | (c[o + 1]! << 8) | (c[o + 2]! << 16)
+        : as === 4 ? (c[o]! | (c[o + 1]! << 8) | (c[o + 2]! << 16)) + c[o + 3]! * 16777216
+          : decodeAddress(c, o, as);
       if (a === 0) return -1;
+      const ho = o + as;
       let d = 0;
       for (let j = 0; j < hs; j++) {
-        d = c[o + as + j]! - h[hOffset + j]!;
+        d = c[ho + j]! - h[hOffset + j]!;
         if (d !== 0) break;
       }
       if (d === 0) return a;
