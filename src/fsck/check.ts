@@ -91,13 +91,14 @@ interface SoundScan {
 /**
  * Step 1's common case in one small synchronous loop (V8 optimizes it; the general loop costs hundreds of ns a node):
  * from node `from` up to `limit`, pass over every node that has no finding and record it as the general loop would
- * (a used node's address in `inIndexBytes`, its position + 1 in `nodeOfAddress`), and return the first node that
+ * (a used node's address in `inIndexBytes`, its position + 1 in `nodeOfAddress` when there is one), and return the
+ * first node that
  * needs the general loop, or `limit`. A node has no finding when it is a sound empty node (address 0 and the null or
  * the zero-block hash), or a used node with an address in [2, block_count) not seen before, a hash that is neither
  * of those, at or after its ideal slot, and either at its ideal slot after an empty node or after a node with a
  * smaller hash. `st.prevEmpty` is read at `from` and left as it is at the node returned.
  */
-export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: SoundScan, nodeOfAddress: Uint32Array, inIndexBytes: Uint8Array): number {
+export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: SoundScan, nodeOfAddress: Uint32Array | null, inIndexBytes: Uint8Array): number {
   const idx = v.store.index.nodes;
   const { addrSize: as, hashSize: hs, nodeSize: ns, blockCount: bc, nodeOverflow: ov } = v.cfg;
   const chunks = idx.chunks;
@@ -122,7 +123,8 @@ export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: S
       i++;
       continue;
     }
-    if (a < 2 || a >= bc || nodeOfAddress[a] !== 0 || isZeroOrNullHash(v, c, ho)) break;
+    // an address seen before is set in inIndexBytes (which holds exactly the first nodes' addresses and 0, 1)
+    if (a < 2 || a >= bc || (inIndexBytes[a >>> 3]! & (0x80 >>> (a & 7))) !== 0 || isZeroOrNullHash(v, c, ho)) break;
     const ideal = idealSlot(c, ho, bc, ov);
     if (i < ideal) break;
     if (prevEmpty) {
@@ -139,7 +141,7 @@ export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: S
       if (d >= 0) break;
     }
     inIndexBytes[a >>> 3] = inIndexBytes[a >>> 3]! | (0x80 >>> (a & 7));
-    nodeOfAddress[a] = i + 1;
+    if (nodeOfAddress !== null) nodeOfAddress[a] = i + 1;
     prevEmpty = false;
     i++;
   }
@@ -210,9 +212,25 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
     const inIndex = new BitSet(bc);
     inIndex.add(0);
     inIndex.add(1);
-    /** node position + 1 of the first node holding each address (0 = none). */
+    /**
+     * Node position + 1 of the first node holding each address (0 = none), made only when something needs it (-C, a
+     * duplicate address's message, the recent-block check, a block past the end): 4 bytes a block that a clean -c
+     * never reads, and the scan's random writes to it were a third of the scan's time. Once made, the scan keeps it.
+     */
     assert(idx.nodeCount < 0xffffffff, 'node_count fits 32 bits');
-    const nodeOfAddress = new Uint32Array(bc);
+    let nodeOfAddress: Uint32Array | null = options.hashBlocks ? new Uint32Array(bc) : null;
+    /** nodeOfAddress, made from the nodes before `upTo` (the ones the scan has passed) when it is not yet. */
+    const nodeMap = (upTo: number): Uint32Array => {
+      if (nodeOfAddress !== null) return nodeOfAddress;
+      const m = new Uint32Array(bc);
+      const as = cfg.addrSize;
+      for (let j = idx.firstNonZeroNodeFrom(0); j < upTo; j = idx.firstNonZeroNodeFrom(j + 1)) {
+        const a = decodeAddress(idx.chunkOfNode(j), idx.nodeOffsetInChunk(j), as);
+        if (a >= 2 && a < bc && m[a] === 0) m[a] = j + 1;
+      }
+      nodeOfAddress = m;
+      return m;
+    };
     const dupNodes: number[] = [];
     const dupAddresses = new BitSet(bc);
     let prevEmpty = true;
@@ -252,15 +270,15 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           indexError('INDEX_LOST_ADDRESS', `node ${i} (addr=1) holds the lost-block address`, i, a);
         } else if (a >= bc) {
           indexError('INDEX_ADDRESS_OUT_OF_RANGE', `node ${i} (addr=${a}) is out of range (block_count=${bc})`, i, a);
-        } else if (nodeOfAddress[a] !== 0) {
+        } else if (inIndex.has(a)) {
           // "Index blocks dup" counts addresses used more than once; every extra node is a finding
           if (!dupAddresses.has(a)) s.indexBlocksDup++;
           dupAddresses.add(a);
           dupNodes.push(i);
-          report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeOfAddress[a]! - 1}`, { node: i, address: a });
+          report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeMap(i)[a]! - 1}`, { node: i, address: a });
         } else {
           inIndex.add(a);
-          nodeOfAddress[a] = i + 1;
+          if (nodeOfAddress !== null) nodeOfAddress[a] = i + 1;
         }
         if (isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
         // one placement finding per node, the first that applies (as upstream)
@@ -291,11 +309,12 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       out('== Check block hash');
       t0 = performance.now();
       const unmatching: number[] = [];
+      const nodeOf = nodeMap(idx.nodeCount);
       const r = await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, threads, totalBlocks: toHash,
         runs: runsOf(inIndex.ascending(2)), signal: options.signal,
         onBlock: (a, h) => {
-          const node = nodeOfAddress[a]! - 1;
+          const node = nodeOf[a]! - 1;
           if (!h || isZeroOrNullHash(v, h) || idx.compareHash(node, h) !== 0) unmatching.push(node);
         },
         onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash, unit: 'blocks' }),
@@ -407,11 +426,12 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       const recent: number[] = [];
       for (const a of inFiles.ascending(2)) if (!checkpoint.has(a)) recent.push(a);
       out(`== Check 'last recently added' blocks: ${recent.length}.`);
+      const nodeOf = nodeMap(idx.nodeCount);
       await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, totalBlocks: recent.length,
         threads: options.hashThreads, runs: runsOf(recent), signal: options.signal,
         onBlock: (a, h) => {
-          const node = nodeOfAddress[a]! - 1;
+          const node = nodeOf[a]! - 1;
           s.testedHashes++;
           if (!h) {
             s.wrongHashes++;
@@ -434,7 +454,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         if (unreadableReported.has(a)) continue;
         unreadableReported.add(a);
         s.blockErrors++;
-        const node = nodeOfAddress[a]! - 1;
+        const node = nodeMap(idx.nodeCount)[a]! - 1;
         const who = node >= 0 ? `node ${node}` : 'a file node';
         report('BLOCK_PAST_END', 'ERR', `${who} cannot read block ${a} (beyond the end of the block file).`,
           { node: node >= 0 ? node : undefined, address: a });

@@ -130,6 +130,10 @@ describe('scanSoundNodes', () => {
         }
         expect(nodeOfAddress.filter((n) => n !== 0).length).toBe(want.passed.length);
         if (got < GEO.nodeCount) expect(st.prevEmpty).toBe(got === 0 || idx.address(got - 1) === 0);
+        // without a node map (a plain -c): the same stop and the same addresses
+        const inIndexOnly = new Uint8Array(GEO.blockCount / 8);
+        expect(scanSoundNodes(v, 0, GEO.nodeCount, { prevEmpty: true }, null, inIndexOnly)).toBe(got);
+        expect(inIndexOnly).toEqual(inIndex);
       },
     ), { numRuns: 2000 });
   });
