@@ -116,6 +116,7 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
       result.salvagedBlocks += st.salvaged;
       if (!st.listed) continue;
       const status = st.status;
+      status.path = pathText(p);
       const bad = isBadFile(status);
       if (bad) result.corruptedFiles++;
       else if (status.fixed) result.fixedFiles++;
@@ -154,7 +155,8 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   return result;
 
   async function fixOneFile(vol: FsckVolume, p: Buffer, o: FixFilesOptions): Promise<{ status: FileRepairStatus; listed: boolean; salvaged: number }> {
-    const status: FileRepairStatus = { path: pathText(p), fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
+    // the path as text is set by the caller for a listed file only (most are not: a name decode per file)
+    const status: FileRepairStatus = { path: '', fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
     let f: UfsNodeFile;
     try {
       f = await openWalkedUfsFile(vol, p, true);
