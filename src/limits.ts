@@ -443,8 +443,9 @@ export const JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX = 65536;
 /** Largest journal segment number (8 decimal digits in `NNNNNNNN.jnl`). */
 export const JOURNAL_SEGMENT_NUMBER_MAX = 99_999_999;
 /**
- * Bytes of consecutive blocks fsck reads with one pread and hands to a hash worker. Up to two such batches per worker
- * are in flight, so this bounds the hashing's buffers (4 MiB with 2 workers): a 1 MiB pread already streams at disk
+ * Bytes of consecutive blocks fsck reads with one pread and hands to a hash worker. Up to four such batches per worker
+ * are in flight (store/hash_pool.ts HASH_BATCHES_IN_FLIGHT_PER_THREAD), so this bounds the hashing's buffers (8 MiB
+ * with 2 workers): a 1 MiB pread already streams at disk
  * speed and 256 blocks of 4 KiB make a job long enough that the hand-off costs under 1 %.
  */
 export const HASH_JOB_SIZE_MAX = 1024 * 1024;

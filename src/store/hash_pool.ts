@@ -4,7 +4,8 @@
  *
  * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) into shared
  * buffers and names each batch (neither copied nor transferred) to the least busy worker, which hashes the wanted
- * blocks in place into the batch's shared hashes buffer. Up to 2 batches per worker are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
+ * blocks in place into the batch's shared hashes buffer. Up to HASH_BATCHES_IN_FLIGHT_PER_THREAD batches per worker
+ * are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
  * the order of the runs, on the main thread (callers update the index there without locks).
  *
  * Small jobs (fewer than HASH_WORKER_MIN_BLOCKS blocks) and runs from TypeScript sources (tests: workers need the
@@ -28,6 +29,13 @@ import { assert } from '../util/assert.js';
 export const HASH_BATCH_SIZE_MAX = 4 * 1024 * 1024;
 /** Below this many blocks, starting workers costs more than it saves. */
 export const HASH_WORKER_MIN_BLOCKS = 2048;
+/**
+ * Batches of hashBlocks queued or hashing per hash thread. With two, each thread sat idle a quarter of fsck -C's hash
+ * phase, waiting for the main thread to read its next batch (its reads and deliveries compete with the threads for
+ * the same cores); four keep a batch queued behind the one hashing (hash phase of the bench volume, warm: ~2.3 ->
+ * ~1.8 s; six or eight gained nothing more). Memory: this many HASH_JOB_SIZE_MAX buffers per thread.
+ */
+export const HASH_BATCHES_IN_FLIGHT_PER_THREAD = 4;
 /** Two unwanted blocks between wanted ones are read rather than split into two preads when the gap is at most this. */
 export const HASH_READ_GAP_MAX = 16;
 
@@ -343,7 +351,7 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     let slotCount = 0;
     const queue: Array<{ batch: Batch; slot: BatchSlot; result: Promise<void>; validBytes: number; badBlocks: Set<number> | null }> = [];
     let nextId = 0;
-    const inFlightMax = 2 * threads;
+    const inFlightMax = HASH_BATCHES_IN_FLIGHT_PER_THREAD * threads;
     const finishOne = async (): Promise<void> => {
       const head = queue.shift()!;
       await head.result;
