@@ -177,6 +177,13 @@ export const FSCK_WALK_LOOKAHEAD_FILES = 64;
  */
 export const FSCK_PREFETCH_BYTES = 256 * 1024;
 
+/**
+ * A UFS file opened with `preread` (fsck's read-only visits) at most this long is read whole with one pread at open:
+ * header and node list together, one system call per small file instead of two (64 KiB: 2,426 nodes of 27 bytes,
+ * 9.5 MiB of file at 4 KiB blocks; the reads up to this size are synchronous anyway, io/device.ts).
+ */
+export const UFS_PREREAD_BYTES_MAX = 64 * 1024;
+
 /** Records between two CHECKPOINTs of a mirror pass (spec §4.6 "every few thousand records"): a kill resends at most this. */
 export const MIRROR_CHECKPOINT_RECORD_COUNT = 2000;
 /** Stream bytes between two CHECKPOINTs of a mirror pass (spec §4.6 "about every 64 MiB"). */
@@ -436,8 +443,9 @@ export const JOURNAL_WRITE_WINDOW_FILE_COUNT_MAX = 65536;
 /** Largest journal segment number (8 decimal digits in `NNNNNNNN.jnl`). */
 export const JOURNAL_SEGMENT_NUMBER_MAX = 99_999_999;
 /**
- * Bytes of consecutive blocks fsck reads with one pread and hands to a hash worker. Up to two such batches per worker
- * are in flight, so this bounds the hashing's buffers (4 MiB with 2 workers): a 1 MiB pread already streams at disk
+ * Bytes of consecutive blocks fsck reads with one pread and hands to a hash worker. Up to four such batches per worker
+ * are in flight (store/hash_pool.ts HASH_BATCHES_IN_FLIGHT_PER_THREAD), so this bounds the hashing's buffers (8 MiB
+ * with 2 workers): a 1 MiB pread already streams at disk
  * speed and 256 blocks of 4 KiB make a job long enough that the hand-off costs under 1 %.
  */
 export const HASH_JOB_SIZE_MAX = 1024 * 1024;

@@ -88,3 +88,13 @@ describe('countUsage', () => {
     ));
   });
 });
+
+describe('BitSet.isEmpty', () => {
+  it('is true exactly when no address is set, at any size and position (fast-check)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 200 }), fc.array(fc.nat(), { maxLength: 3 }), (size, adds) => {
+      const b = new BitSet(size);
+      for (const a of adds) b.add(a % size);
+      expect(b.isEmpty()).toBe(adds.length === 0);
+    }));
+  });
+});

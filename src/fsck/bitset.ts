@@ -43,6 +43,19 @@ export class BitSet {
     }
   }
 
+  /** Whether no address is set (a scan of the bytes, a word at a time where aligned). */
+  isEmpty(): boolean {
+    const b = this.bytes;
+    const words = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2) : null;
+    let i = 0;
+    if (words !== null) {
+      for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
+      i = words.length * 4;
+    }
+    for (; i < b.length; i++) if (b[i] !== 0) return false;
+    return true;
+  }
+
   count(): number {
     let n = 0;
     for (let i = 0; i < this.bytes.length; i++) n += POPCOUNT[this.bytes[i]!]!;

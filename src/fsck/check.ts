@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { decodeAddress } from '../format/node.js';
+import { decodeAddress, idealSlot } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -27,7 +27,7 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import {
-  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, runsOf, throwIfInterrupted,
+  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, openWalkedUfsFile, runsOf, throwIfInterrupted,
   walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
@@ -83,6 +83,72 @@ export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buff
   return nodeCount;
 }
 
+/** Where scanSoundNodes stopped, and whether the node before it is empty (step 1's `prevEmpty`). */
+interface SoundScan {
+  prevEmpty: boolean;
+}
+
+/**
+ * Step 1's common case in one small synchronous loop (V8 optimizes it; the general loop costs hundreds of ns a node):
+ * from node `from` up to `limit`, pass over every node that has no finding and record it as the general loop would
+ * (a used node's address in `inIndexBytes`, its position + 1 in `nodeOfAddress` when there is one), and return the
+ * first node that
+ * needs the general loop, or `limit`. A node has no finding when it is a sound empty node (address 0 and the null or
+ * the zero-block hash), or a used node with an address in [2, block_count) not seen before, a hash that is neither
+ * of those, at or after its ideal slot, and either at its ideal slot after an empty node or after a node with a
+ * smaller hash. `st.prevEmpty` is read at `from` and left as it is at the node returned.
+ */
+export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: SoundScan, nodeOfAddress: Uint32Array | null, inIndexBytes: Uint8Array): number {
+  const idx = v.store.index.nodes;
+  const { addrSize: as, hashSize: hs, nodeSize: ns, blockCount: bc, nodeOverflow: ov } = v.cfg;
+  const chunks = idx.chunks;
+  const npc = NodeIndex.nodesPerChunk(ns);
+  let prevEmpty = st.prevEmpty;
+  let i = from;
+  while (i < limit) {
+    const nz = idx.firstNonZeroNodeFrom(i);
+    if (nz > i) {
+      prevEmpty = true;
+      i = nz;
+      if (i >= limit) break;
+    }
+    const k = Math.floor(i / npc);
+    const c = chunks[k]!;
+    const o = (i - k * npc) * ns;
+    const a = as === 3 ? c[o]! | (c[o + 1]! << 8) | (c[o + 2]! << 16) : decodeAddress(c, o, as);
+    const ho = o + as;
+    if (a === 0) {
+      if (!isZeroOrNullHash(v, c, ho)) break;
+      prevEmpty = true;
+      i++;
+      continue;
+    }
+    // an address seen before is set in inIndexBytes (which holds exactly the first nodes' addresses and 0, 1)
+    if (a < 2 || a >= bc || (inIndexBytes[a >>> 3]! & (0x80 >>> (a & 7))) !== 0 || isZeroOrNullHash(v, c, ho)) break;
+    const ideal = idealSlot(c, ho, bc, ov);
+    if (i < ideal) break;
+    if (prevEmpty) {
+      if (i > ideal) break;
+    } else {
+      // the previous node's hash, in this chunk or at the end of the one before
+      const pc = o >= ns ? c : chunks[k - 1]!;
+      const po = (o >= ns ? o : pc.length) - ns + as;
+      let d = 0;
+      for (let j = 0; j < hs; j++) {
+        d = pc[po + j]! - c[ho + j]!;
+        if (d !== 0) break;
+      }
+      if (d >= 0) break;
+    }
+    inIndexBytes[a >>> 3] = inIndexBytes[a >>> 3]! | (0x80 >>> (a & 7));
+    if (nodeOfAddress !== null) nodeOfAddress[a] = i + 1;
+    prevEmpty = false;
+    i++;
+  }
+  st.prevEmpty = prevEmpty;
+  return Math.min(i, limit);
+}
+
 /**
  * Step 3's common case in a small synchronous loop (V8 optimizes it, unlike the same loop inside the async check):
  * from node `from` of a chunk of `count` file nodes, add each sound node's address to `inFiles` and return the
@@ -91,11 +157,12 @@ export function skipSoundEmptyNodes(idx: NodeIndex, from: number, zeroHash: Buff
  */
 function skipSoundFileNodes(v: FsckVolume, nodes: Buffer, from: number, count: number, inFiles: BitSet): number {
   const { nodeSize: ns, addrSize, blockCount: bc } = v.cfg;
+  const inFilesBytes = inFiles.bytes;
   for (let k = from; k < count; k++) {
     const o = k * ns;
-    const a = decodeAddress(nodes, o, addrSize);
+    const a = addrSize === 3 ? nodes[o]! | (nodes[o + 1]! << 8) | (nodes[o + 2]! << 16) : decodeAddress(nodes, o, addrSize);
     if (a === 1 || a !== expectedAddress(v, nodes, o)) return k;
-    if (a < bc) inFiles.add(a);
+    if (a < bc) inFilesBytes[a >>> 3] = inFilesBytes[a >>> 3]! | (0x80 >>> (a & 7));
   }
   return count;
 }
@@ -145,9 +212,25 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
     const inIndex = new BitSet(bc);
     inIndex.add(0);
     inIndex.add(1);
-    /** node position + 1 of the first node holding each address (0 = none). */
+    /**
+     * Node position + 1 of the first node holding each address (0 = none), made only when something needs it (-C, a
+     * duplicate address's message, the recent-block check, a block past the end): 4 bytes a block that a clean -c
+     * never reads, and the scan's random writes to it were a third of the scan's time. Once made, the scan keeps it.
+     */
     assert(idx.nodeCount < 0xffffffff, 'node_count fits 32 bits');
-    const nodeOfAddress = new Uint32Array(bc);
+    let nodeOfAddress: Uint32Array | null = options.hashBlocks ? new Uint32Array(bc) : null;
+    /** nodeOfAddress, made from the nodes before `upTo` (the ones the scan has passed) when it is not yet. */
+    const nodeMap = (upTo: number): Uint32Array => {
+      if (nodeOfAddress !== null) return nodeOfAddress;
+      const m = new Uint32Array(bc);
+      const as = cfg.addrSize;
+      for (let j = idx.firstNonZeroNodeFrom(0); j < upTo; j = idx.firstNonZeroNodeFrom(j + 1)) {
+        const a = decodeAddress(idx.chunkOfNode(j), idx.nodeOffsetInChunk(j), as);
+        if (a >= 2 && a < bc && m[a] === 0) m[a] = j + 1;
+      }
+      nodeOfAddress = m;
+      return m;
+    };
     const dupNodes: number[] = [];
     const dupAddresses = new BitSet(bc);
     let prevEmpty = true;
@@ -157,18 +240,23 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
     };
     let progressAt = -1;
     // a synchronous function of its own, so that V8 optimizes the loop (it does not, inside the async check)
+    const sound: SoundScan = { prevEmpty: true };
     const scanIndex = (): void => {
       for (let i = 0; i < idx.nodeCount; i++) {
-        const next = skipSoundEmptyNodes(idx, i, v.store.zeroHash);
-        if (next > i) {
-          prevEmpty = true;
-          i = next;
-          if (i >= idx.nodeCount) break;
-        }
         if (i >>> 16 !== progressAt) {
           progressAt = i >>> 16;
           options.progress?.({ phase: 'check index', done: i, total: idx.nodeCount, unit: 'nodes' });
         }
+        // the nodes without a finding, up to the next progress step; the node it stops at is handled below
+        sound.prevEmpty = prevEmpty;
+        const limit = Math.min(idx.nodeCount, (progressAt + 1) * 0x10000);
+        const next = scanSoundNodes(v, i, limit, sound, nodeOfAddress, inIndex.bytes);
+        prevEmpty = sound.prevEmpty;
+        if (next >= limit) {
+          i = limit - 1;
+          continue;
+        }
+        i = next;
         // the node read in place: a hashView per node would allocate a Buffer for each of millions of nodes
         const nodes = idx.chunkOfNode(i);
         const ho = idx.nodeOffsetInChunk(i) + cfg.addrSize;
@@ -182,15 +270,15 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           indexError('INDEX_LOST_ADDRESS', `node ${i} (addr=1) holds the lost-block address`, i, a);
         } else if (a >= bc) {
           indexError('INDEX_ADDRESS_OUT_OF_RANGE', `node ${i} (addr=${a}) is out of range (block_count=${bc})`, i, a);
-        } else if (nodeOfAddress[a] !== 0) {
+        } else if (inIndex.has(a)) {
           // "Index blocks dup" counts addresses used more than once; every extra node is a finding
           if (!dupAddresses.has(a)) s.indexBlocksDup++;
           dupAddresses.add(a);
           dupNodes.push(i);
-          report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeOfAddress[a]! - 1}`, { node: i, address: a });
+          report('INDEX_DUPLICATE_ADDRESS', 'ERR', `node ${i} (addr=${a}) address already used by node ${nodeMap(i)[a]! - 1}`, { node: i, address: a });
         } else {
           inIndex.add(a);
-          nodeOfAddress[a] = i + 1;
+          if (nodeOfAddress !== null) nodeOfAddress[a] = i + 1;
         }
         if (isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
         // one placement finding per node, the first that applies (as upstream)
@@ -221,11 +309,12 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       out('== Check block hash');
       t0 = performance.now();
       const unmatching: number[] = [];
+      const nodeOf = nodeMap(idx.nodeCount);
       const r = await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, threads, totalBlocks: toHash,
         runs: runsOf(inIndex.ascending(2)), signal: options.signal,
         onBlock: (a, h) => {
-          const node = nodeOfAddress[a]! - 1;
+          const node = nodeOf[a]! - 1;
           if (!h || isZeroOrNullHash(v, h) || idx.compareHash(node, h) !== 0) unmatching.push(node);
         },
         onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash, unit: 'blocks' }),
@@ -278,24 +367,25 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       return 'skip';
     })) {
       throwIfInterrupted(options.signal, 'read files');
-      const where0 = { path: pathText(p) };
+      // the path as text only for a finding: most files have none, and decoding thousands of names costs
+      const where0 = (): { path: string } => ({ path: pathText(p) });
       s.files++;
       if ((s.files & 0x3ff) === 0) options.progress?.({ phase: 'read files', done: s.files, total: 0, unit: 'files' });
       let f: UfsNodeFile;
       try {
-        f = await UfsNodeFile.open(v.devices, p, ns);
+        f = await openWalkedUfsFile(v, p);
       } catch (err) {
-        fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0);
+        fileError('FILE_UNREADABLE', rawText`cannot open file: ${p}: ${(err as Error).message}`, where0());
         continue;
       }
       try {
         if (f.headerState === 'empty') continue;
         if (f.headerState === 'bad') {
-          fileError('FILE_BAD_HEADER', rawText`corrupted header: ${p}`, where0);
+          fileError('FILE_BAD_HEADER', rawText`corrupted header: ${p}`, where0());
           continue;
         }
-        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', rawText`incomplete node in file: ${p}`, where0);
-        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', rawText`size mismatch in file: ${p}`, where0);
+        if (f.partialBytes > 0) fileError('FILE_PARTIAL_NODE', rawText`incomplete node in file: ${p}`, where0());
+        if (f.nodeCount !== Math.ceil(f.size / bs)) fileError('FILE_SIZE_MISMATCH', rawText`size mismatch in file: ${p}`, where0());
         let lostReported = false;
         for await (const { first, count, nodes } of f.chunks()) {
           for (let k = 0; k < count; k++) {
@@ -305,7 +395,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
             const a = decodeAddress(nodes, o, addrSize);
             if (a < bc) inFiles.add(a);
             const exp = expectedAddress(v, nodes, o);
-            const where = { path: where0.path, fileNode: first + k, address: a, expectedAddress: exp };
+            const where = { path: pathText(p), fileNode: first + k, address: a, expectedAddress: exp };
             if (a === 1) {
               // counted as lost even when the hash is back in the index (then also an error: repair re-links it)
               s.filesLostBlocks++;
@@ -321,7 +411,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           }
         }
       } catch (err) {
-        fileError('FILE_UNREADABLE', rawText`cannot read file: ${p}: ${(err as Error).message}`, where0);
+        fileError('FILE_UNREADABLE', rawText`cannot read file: ${p}: ${(err as Error).message}`, where0());
       } finally {
         await f.close().catch(() => undefined);
       }
@@ -336,11 +426,12 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
       const recent: number[] = [];
       for (const a of inFiles.ascending(2)) if (!checkpoint.has(a)) recent.push(a);
       out(`== Check 'last recently added' blocks: ${recent.length}.`);
+      const nodeOf = nodeMap(idx.nodeCount);
       await hashBlocks({
         device: v.store.blockDevice, blockSize: cfg.blockSize, hashName: cfg.hashName, totalBlocks: recent.length,
         threads: options.hashThreads, runs: runsOf(recent), signal: options.signal,
         onBlock: (a, h) => {
-          const node = nodeOfAddress[a]! - 1;
+          const node = nodeOf[a]! - 1;
           s.testedHashes++;
           if (!h) {
             s.wrongHashes++;
@@ -363,7 +454,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         if (unreadableReported.has(a)) continue;
         unreadableReported.add(a);
         s.blockErrors++;
-        const node = nodeOfAddress[a]! - 1;
+        const node = nodeMap(idx.nodeCount)[a]! - 1;
         const who = node >= 0 ? `node ${node}` : 'a file node';
         report('BLOCK_PAST_END', 'ERR', `${who} cannot read block ${a} (beyond the end of the block file).`,
           { node: node >= 0 ? node : undefined, address: a });

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { bitmapWordBytes, type DdfsConfig } from '../format/config.js';
 import type { Device, DeviceFactory } from '../io/device.js';
-import { fileDevices } from '../io/device.js';
+import { fileDevices, openPrefetchedFile } from '../io/device.js';
 import { Bitmap } from '../store/bitmap.js';
 import { BlockStore, resolveVolumePath } from '../store/block_store.js';
 import { FSCK_PREFETCH_BYTES, FSCK_WALK_LOOKAHEAD_FILES } from '../limits.js';
@@ -155,11 +155,12 @@ export function volumePaths(parentDir: string, cfg: DdfsConfig): { root: string;
  * caller reaches them, so its reports come out in the same order as without the look-ahead, and an `onError` that
  * throws aborts at the same point (the files walked past it were only prefetched, never visited).
  */
-export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: Error) => 'skip'): AsyncGenerator<Buffer> {
+export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: Error) => 'skip', options: { write?: boolean } = {}): AsyncGenerator<Buffer> {
   const root = pathBytes(v.rootDir);
   /** Paths found and errors met, in walk order, not yet handed to the caller. */
   const ahead: Array<Buffer | { path: Buffer; err: Error }> = [];
   const walk = walkUfsTree(root, {
+    syncCalls: true,
     onError: (rel, err) => {
       if (err instanceof DdfsError && err.code === 'CROSS_DEVICE') return 'skip';
       ahead.push({ path: joinPathBytes(root, rel), err });
@@ -168,7 +169,10 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
   });
   const entries = walk[Symbol.asyncIterator]();
   const devices = v.devices;
+  // only the real file system's own factory: a test's factory (faults, memory) opens every file itself
+  const keepOpen = devices === fileDevices;
   let walking = true;
+  let next: Buffer | { path: Buffer; err: Error } | undefined;
   try {
     for (;;) {
       while (walking && ahead.length < FSCK_WALK_LOOKAHEAD_FILES) {
@@ -179,17 +183,55 @@ export async function* walkUfsFiles(v: FsckVolume, onError: (path: Buffer, err: 
         }
         if (r.value.kind !== 'file') continue;
         const p = joinPathBytes(root, r.value.path);
-        devices.prefetch?.(p, FSCK_PREFETCH_BYTES);
+        if (keepOpen) {
+          const d = openPrefetchedFile(p, FSCK_PREFETCH_BYTES, options.write === true);
+          if (d !== null) prefetchedDevices.set(p, d);
+        } else {
+          devices.prefetch?.(p, FSCK_PREFETCH_BYTES);
+        }
         ahead.push(p);
       }
-      const next = ahead.shift();
+      next = ahead.shift();
       if (next === undefined) return;
-      if (Buffer.isBuffer(next)) yield next;
-      else onError(next.path, next.err);
+      if (Buffer.isBuffer(next)) {
+        yield next;
+        await closePrefetched(next);
+      } else {
+        onError(next.path, next.err);
+      }
     }
   } finally {
+    if (Buffer.isBuffer(next)) await closePrefetched(next);
+    for (const p of ahead) if (Buffer.isBuffer(p)) await closePrefetched(p);
     if (walking) await entries.return?.(undefined);
   }
+}
+
+/** Files walkUfsFiles opened when it prefetched them, by the path Buffer it yields, until openWalkedUfsFile takes them. */
+const prefetchedDevices = new WeakMap<Buffer, Device>();
+
+async function closePrefetched(p: Buffer): Promise<void> {
+  const d = prefetchedDevices.get(p);
+  if (d === undefined) return;
+  prefetchedDevices.delete(p);
+  await d.close().catch(() => undefined);
+}
+
+/**
+ * Open a path walkUfsFiles yielded (the same Buffer) as a UfsNodeFile, read whole at open when small
+ * (UfsNodeFileOpenOptions.preread): through the descriptor the walk opened when it prefetched the file when there is
+ * one (read-write when the walk was asked `write` and could), else as `UfsNodeFile.open(v.devices, p, node_size,
+ * { write })`.
+ * @param write as UfsNodeFileOpenOptions.write; pass the walk's own `write`
+ * @throws as UfsNodeFile.open
+ */
+export async function openWalkedUfsFile(v: FsckVolume, p: Buffer, write = false): Promise<UfsNodeFile> {
+  const d = prefetchedDevices.get(p);
+  if (d !== undefined) {
+    prefetchedDevices.delete(p);
+    return UfsNodeFile.openDevice(d, p, v.cfg.nodeSize, { preread: true, writable: write });
+  }
+  return UfsNodeFile.open(v.devices, p, v.cfg.nodeSize, { preread: true, write });
 }
 
 /**
@@ -259,7 +301,7 @@ export async function visitUfsFilesOrAbort(
     if ((files & 0x3ff) === 0) progress?.({ phase: 'read files', done: files, total: 0, unit: 'files' });
     let f: UfsNodeFile;
     try {
-      f = await UfsNodeFile.open(v.devices, p, v.cfg.nodeSize);
+      f = await openWalkedUfsFile(v, p);
     } catch (err) {
       throw new DdfsError('IO', `cannot open file ${pathText(p)}: ${(err as Error).message}: ${action} aborted`, { path: p }, err);
     }

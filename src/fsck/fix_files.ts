@@ -31,7 +31,7 @@ import { CORRUPTED_LIST_FILE, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { openNoFollow } from '../volume/special_paths.js';
 import { concatText, pathText, rawText, textBytes } from '../util/path_text.js';
-import { elapsedText, expectedAddress, walkUfsFiles, type FsckVolume, type ProgressSink } from './context.js';
+import { elapsedText, expectedAddress, openWalkedUfsFile, walkUfsFiles, type FsckVolume, type ProgressSink } from './context.js';
 import { fileFlags, isBadFile, type FileRepairStatus } from './findings.js';
 
 /** Per-node "update file" lines logged per file before they are summarised (a rebuild may re-point millions). */
@@ -109,13 +109,14 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   try {
     for await (const p of walkUfsFiles(v, (dir, err) => {
       throw new DdfsError('IO', `cannot read directory ${pathText(dir)}: ${err.message}: repair aborted`, { path: dir }, err);
-    })) {
+    }, { write: true })) {
       result.files++;
       if ((result.files & 0x3ff) === 0) options.progress?.({ phase: 'fix files', done: result.files, total: Math.max(expected, result.files), unit: 'files' });
       const st = await fixOneFile(v, p, options);
       result.salvagedBlocks += st.salvaged;
       if (!st.listed) continue;
       const status = st.status;
+      status.path = pathText(p);
       const bad = isBadFile(status);
       if (bad) result.corruptedFiles++;
       else if (status.fixed) result.fixedFiles++;
@@ -154,10 +155,11 @@ export async function fixFiles(v: FsckVolume, options: FixFilesOptions): Promise
   return result;
 
   async function fixOneFile(vol: FsckVolume, p: Buffer, o: FixFilesOptions): Promise<{ status: FileRepairStatus; listed: boolean; salvaged: number }> {
-    const status: FileRepairStatus = { path: pathText(p), fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
+    // the path as text is set by the caller for a listed file only (most are not: a name decode per file)
+    const status: FileRepairStatus = { path: '', fixed: false, corrupted: false, size: 'ok', length: 'ok', badHeader: false };
     let f: UfsNodeFile;
     try {
-      f = await UfsNodeFile.open(vol.devices, p, ns, { write: true });
+      f = await openWalkedUfsFile(vol, p, true);
     } catch (err) {
       throw new DdfsError('IO', `cannot open file ${pathText(p)}: ${(err as Error).message}: repair aborted`, { path: p }, err);
     }

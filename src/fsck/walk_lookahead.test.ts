@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileDevices, type DeviceFactory } from '../io/device.js';
 import { FSCK_WALK_LOOKAHEAD_FILES } from '../limits.js';
-import { walkUfsFiles, type FsckVolume } from './context.js';
+import { openWalkedUfsFile, walkUfsFiles, type FsckVolume } from './context.js';
 
 const DIRS = 12;
 const FILES_PER_DIR = 10;
@@ -84,4 +84,30 @@ describe('walkUfsFiles look-ahead', () => {
     await expect(walk()).rejects.toThrow('abort');
     expect(seen).toBe(3 * FILES_PER_DIR);
   });
+
+  it('on the real file system each file is read through the descriptor its prefetch opened, and the ones not taken are closed', async () => {
+    const root = makeTree();
+    const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+    const v = { rootDir: root, devices: fileDevices, cfg: { nodeSize: 27 } } as unknown as FsckVolume;
+    const before = fds();
+    let n = 0;
+    for await (const p of walkUfsFiles(v, () => 'skip')) {
+      // while the walk runs ahead, it holds the files it prefetched open
+      if (n === 0) expect(fds()).toBeGreaterThanOrEqual(before + FSCK_WALK_LOOKAHEAD_FILES);
+      n++;
+      if (n % 2 === 0) continue; // not taken: closed by the walk
+      const f = await openWalkedUfsFile(v, p);
+      expect(f.length).toBe(1);
+      await f.close();
+    }
+    expect(n).toBe(DIRS * FILES_PER_DIR);
+    expect(fds()).toBe(before);
+    // a walk left early closes every file it opened ahead
+    for await (const p of walkUfsFiles(v, () => 'skip')) {
+      expect(p.length).toBeGreaterThan(0);
+      break;
+    }
+    expect(fds()).toBe(before);
+  });
 });
+

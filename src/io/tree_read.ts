@@ -19,6 +19,8 @@ const TYPES: readonly TreeEntryType[] = ['file', 'directory', 'symlink', 'other'
 
 /** Entries read per readdir batch: bounds the transient Dirent objects of a huge directory. */
 const READDIR_BATCH_COUNT = 256;
+/** st_size up to which readDirectorySyncCalls lists a directory with one readdirSync (ext4: 16 blocks, ~2,000 names). */
+const READDIR_WHOLE_SIZE_MAX = 64 * 1024;
 
 /** The entries of one directory, sorted bytewise by name. */
 export class DirectoryListing {
@@ -55,61 +57,135 @@ function typeOf(d: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink()
   return 4;
 }
 
+/** A listing being read: names packed as they come, sorted once at the end (see DirectoryListing). */
+class ListingBuilder {
+  private pool = Buffer.allocUnsafe(4096);
+  private used = 0;
+  private starts = new Uint32Array(64);
+  private types = new Uint8Array(64);
+  private count = 0;
+
+  constructor(private readonly dir: Buffer, private readonly entryCountMax: number) {}
+
+  /** @throws DdfsError INVALID past entryCountMax entries */
+  add(d: fs.Dirent): void {
+    const name = d.name as unknown as Buffer;
+    if (this.count >= this.entryCountMax) {
+      throw new DdfsError('INVALID', `${pathText(this.dir)}: more than ${this.entryCountMax} entries in one directory`, { path: this.dir, entryCountMax: this.entryCountMax });
+    }
+    if (this.used + name.length > this.pool.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.pool.length * 2, this.used + name.length));
+      this.pool.copy(grown, 0, 0, this.used);
+      this.pool = grown;
+    }
+    if (this.count + 2 > this.starts.length) {
+      const s = new Uint32Array(this.starts.length * 2);
+      s.set(this.starts);
+      this.starts = s;
+      const t = new Uint8Array(this.types.length * 2);
+      t.set(this.types);
+      this.types = t;
+    }
+    this.starts[this.count] = this.used;
+    this.types[this.count] = typeOf(d);
+    name.copy(this.pool, this.used);
+    this.used += name.length;
+    this.count++;
+  }
+
+  finish(): DirectoryListing {
+    const { pool, starts, count } = this;
+    starts[count] = this.used;
+    const order = new Uint32Array(count);
+    for (let i = 0; i < count; i++) order[i] = i;
+    order.sort((a, b) => pool.compare(pool, starts[b]!, starts[b + 1]!, starts[a]!, starts[a + 1]!));
+    return new DirectoryListing(pool, starts, this.types, order);
+  }
+}
+
+/** opendir options: raw name bytes ('buffer': Node supports it, its typings only list string encodings). */
+const OPENDIR_OPTIONS = { encoding: 'buffer' as BufferEncoding, bufferSize: READDIR_BATCH_COUNT };
+
 /**
  * Read the names of directory `dir` (raw bytes, sorted bytewise).
  * @param entryCountMax more entries than this is an error (the listing must fit in memory to be sorted)
+ * @param _sizeHint not used (the signature of readDirectorySyncCalls, so a walk takes either)
  * @throws Node system errors of opendir/readdir unchanged (ENOENT, ENOTDIR, EACCES, EMFILE…);
  *   DdfsError INVALID when the directory holds more than `entryCountMax` entries
  */
-export async function readDirectory(dir: Buffer, entryCountMax: number): Promise<DirectoryListing> {
-  // encoding 'buffer' gives raw name bytes (Node supports it; its typings only list string encodings)
-  const handle = await fsp.opendir(dir, { encoding: 'buffer' as BufferEncoding, bufferSize: READDIR_BATCH_COUNT });
-  let pool = Buffer.allocUnsafe(4096);
-  let used = 0;
-  let starts = new Uint32Array(64);
-  let types = new Uint8Array(64);
-  let count = 0;
+export async function readDirectory(dir: Buffer, entryCountMax: number, _sizeHint = -1): Promise<DirectoryListing> {
+  const handle = await fsp.opendir(dir, OPENDIR_OPTIONS);
+  const b = new ListingBuilder(dir, entryCountMax);
   try {
     for (;;) {
       const d = await handle.read();
       if (d === null) break;
-      const name = d.name as unknown as Buffer;
-      if (count >= entryCountMax) {
-        throw new DdfsError('INVALID', `${pathText(dir)}: more than ${entryCountMax} entries in one directory`, { path: dir, entryCountMax });
-      }
-      if (used + name.length > pool.length) {
-        const grown = Buffer.allocUnsafe(Math.max(pool.length * 2, used + name.length));
-        pool.copy(grown, 0, 0, used);
-        pool = grown;
-      }
-      if (count + 2 > starts.length) {
-        const s = new Uint32Array(starts.length * 2);
-        s.set(starts);
-        starts = s;
-        const t = new Uint8Array(types.length * 2);
-        t.set(types);
-        types = t;
-      }
-      starts[count] = used;
-      types[count] = typeOf(d);
-      name.copy(pool, used);
-      used += name.length;
-      count++;
+      b.add(d);
     }
   } finally {
     await handle.close().catch(() => undefined);
   }
-  starts[count] = used;
-  const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[i] = i;
-  order.sort((a, b) => pool.compare(pool, starts[b]!, starts[b + 1]!, starts[a]!, starts[a + 1]!));
-  return new DirectoryListing(pool, starts, types, order);
+  return b.finish();
 }
 
-/** What lstat says about a path: its type (never 'unknown') and the device it lives on. */
+/**
+ * readDirectory with synchronous system calls, for a caller whose thread has nothing else to do meanwhile (fsck's
+ * walk): each asynchronous opendir, readdir batch and close is a thread-pool round trip, and a walk of many small
+ * directories spent half its time waiting for them (issue 9). A failing call is redone by readDirectory, so the error
+ * thrown is the asynchronous one, message included (node's opendirSync errors do not name the path).
+ * A directory whose st_size (`sizeHint`, from the walk's lstat) is at most READDIR_WHOLE_SIZE_MAX is listed with one
+ * readdirSync instead: node's Dir object costs ~0.3 ms to make (it promisifies its methods), more than listing a
+ * small directory; the bound keeps the Dirent objects of one call few (a few thousand entries at most).
+ * @param sizeHint the directory's st_size, or -1 when not known
+ * @throws as readDirectory
+ */
+export async function readDirectorySyncCalls(dir: Buffer, entryCountMax: number, sizeHint = -1): Promise<DirectoryListing> {
+  if (sizeHint >= 0 && sizeHint <= READDIR_WHOLE_SIZE_MAX) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { encoding: 'buffer' as BufferEncoding, withFileTypes: true });
+    } catch {
+      return readDirectory(dir, entryCountMax);
+    }
+    const b = new ListingBuilder(dir, entryCountMax);
+    for (const d of entries) b.add(d);
+    return b.finish();
+  }
+  let handle: fs.Dir;
+  try {
+    handle = fs.opendirSync(dir, OPENDIR_OPTIONS);
+  } catch {
+    return readDirectory(dir, entryCountMax);
+  }
+  const b = new ListingBuilder(dir, entryCountMax);
+  let failed = false;
+  try {
+    for (;;) {
+      let d: fs.Dirent | null;
+      try {
+        d = handle.readSync();
+      } catch {
+        failed = true;
+        break;
+      }
+      if (d === null) break;
+      b.add(d);
+    }
+  } finally {
+    try {
+      handle.closeSync();
+    } catch {
+      // as readDirectory: a failed close loses nothing that was read
+    }
+  }
+  return failed ? readDirectory(dir, entryCountMax) : b.finish();
+}
+
+/** What lstat says about a path: its type (never 'unknown'), the device it lives on and its st_size. */
 export interface TreeEntryStat {
   type: Exclude<TreeEntryType, 'unknown'>;
   dev: number;
+  size: number;
 }
 
 /**
@@ -117,9 +193,17 @@ export interface TreeEntryStat {
  * @throws Node system errors unchanged (ENOENT when it vanished, EACCES…)
  */
 export async function lstatEntry(p: Buffer): Promise<TreeEntryStat> {
-  const st = await fsp.lstat(p);
+  return entryStat(await fsp.lstat(p));
+}
+
+/** lstatEntry with a synchronous lstat (see readDirectorySyncCalls; lstatSync's errors are the asynchronous ones). */
+export async function lstatEntrySyncCall(p: Buffer): Promise<TreeEntryStat> {
+  return entryStat(fs.lstatSync(p));
+}
+
+function entryStat(st: fs.Stats): TreeEntryStat {
   const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
-  return { type, dev: st.dev };
+  return { type, dev: st.dev, size: st.size };
 }
 
 /** What /proc/self/mountinfo says about one directory (mountsIn). */

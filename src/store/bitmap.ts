@@ -12,7 +12,8 @@ export class Bitmap {
   private countSetCache: number;
   /** Next-fit cursor (spec §5.7); 0 at every process start. */
   cursor = 0;
-  private readonly dirtyPages = new Set<number>();
+  /** Dirty 4 KiB pages of `bytes`, a flag each: fsck's fix files sets a bit per used block (a Set.add each before). */
+  private readonly dirtyPages: Uint8Array;
 
   /**
    * @param blockCount number of addresses (bits) that are meaningful
@@ -21,6 +22,7 @@ export class Bitmap {
   constructor(readonly blockCount: number, bytes: Buffer) {
     assert(bytes.length >= Math.ceil(blockCount / 8), 'bitmap too short for block_count');
     this.bytes = bytes;
+    this.dirtyPages = new Uint8Array(Math.ceil(bytes.length / INDEX_PAGE_SIZE));
     this.countSetCache = this.recount();
   }
 
@@ -42,7 +44,7 @@ export class Bitmap {
     if ((this.bytes[i]! & m) === 0) {
       this.bytes[i] = this.bytes[i]! | m;
       this.countSetCache++;
-      this.dirtyPages.add(Math.floor(i / INDEX_PAGE_SIZE));
+      this.dirtyPages[Math.floor(i / INDEX_PAGE_SIZE)] = 1;
     }
   }
 
@@ -53,7 +55,7 @@ export class Bitmap {
     if ((this.bytes[i]! & m) !== 0) {
       this.bytes[i] = this.bytes[i]! & ~m;
       this.countSetCache--;
-      this.dirtyPages.add(Math.floor(i / INDEX_PAGE_SIZE));
+      this.dirtyPages[Math.floor(i / INDEX_PAGE_SIZE)] = 1;
     }
   }
 
@@ -136,14 +138,18 @@ export class Bitmap {
   }
 
   markAllDirty(): void {
-    for (let p = 0; p * INDEX_PAGE_SIZE < this.bytes.length; p++) this.dirtyPages.add(p);
+    this.dirtyPages.fill(1);
   }
 
   /** Dirty byte ranges [offset, end) relative to the bitmap start, and clear the dirty set. */
   takeDirtyRanges(): Array<[number, number]> {
-    const pages = [...this.dirtyPages].sort((x, y) => x - y);
-    this.dirtyPages.clear();
-    return pages.map((p) => [p * INDEX_PAGE_SIZE, Math.min((p + 1) * INDEX_PAGE_SIZE, this.bytes.length)]);
+    const out: Array<[number, number]> = [];
+    for (let p = 0; p < this.dirtyPages.length; p++) {
+      if (this.dirtyPages[p] === 0) continue;
+      this.dirtyPages[p] = 0;
+      out.push([p * INDEX_PAGE_SIZE, Math.min((p + 1) * INDEX_PAGE_SIZE, this.bytes.length)]);
+    }
+    return out;
   }
 
   /**

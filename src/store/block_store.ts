@@ -79,8 +79,9 @@ export class BlockStore {
     private readonly readOnly: boolean,
     private readonly devices: DeviceFactory,
     options: BlockStoreOptions,
+    hasher: BlockHasher,
   ) {
-    this.hasher = createHasher(cfg.hashName);
+    this.hasher = hasher;
     this.zeroHash = this.hasher.hash(Buffer.alloc(cfg.blockSize));
     this.nullHash = Buffer.alloc(cfg.hashSize);
     this.hashScratch = Buffer.alloc(cfg.hashSize);
@@ -111,8 +112,21 @@ export class BlockStore {
       }
       indexDevice = await openExisting(devices, indexPath, readOnly, 'index file');
       checkIndexFileSize(cfg, indexPath, await indexDevice.size(), isBlockDevicePath(indexPath));
-      const index = await IndexFile.load(indexDevice, cfg);
-      return new BlockStore(parentDir, cfg, blockDevice, index, readOnly, devices, options);
+      const loading = IndexFile.load(indexDevice, cfg);
+      loading.catch(() => undefined); // awaited below; not unhandled while the hash loads
+      // the hash (koffi and libgcrypt, ~20 ms of loading) is made while the thread pool reads the node table: the
+      // immediate lets the load run up to that read first
+      await new Promise((resolve) => setImmediate(resolve));
+      let hasher: BlockHasher | null = null;
+      let hasherError: unknown = null;
+      try {
+        hasher = createHasher(cfg.hashName);
+      } catch (err) {
+        hasherError = err;
+      }
+      const index = await loading; // the index's errors first, as when the hash was made after it
+      if (hasher === null) throw hasherError;
+      return new BlockStore(parentDir, cfg, blockDevice, index, readOnly, devices, options, hasher);
     } catch (err) {
       await blockDevice.close().catch(() => undefined);
       await indexDevice?.close().catch(() => undefined);

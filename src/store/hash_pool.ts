@@ -2,9 +2,10 @@
  * Read and hash many blocks of the block file, using every core (fsck -C, -r, -R, and the suspect re-hash of -n;
  * mirror passes hash through the persistent HashWorkers below).
  *
- * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) and hands
- * each batch (transferred, not copied) to the least busy worker, which hashes the wanted blocks and hands the buffer
- * back. Up to 2 batches per worker are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
+ * The main thread reads batches (one pread of up to HASH_JOB_SIZE_MAX bytes of consecutive addresses) into shared
+ * buffers and names each batch (neither copied nor transferred) to the least busy worker, which hashes the wanted
+ * blocks in place into the batch's shared hashes buffer. Up to HASH_BATCHES_IN_FLIGHT_PER_THREAD batches per worker
+ * are in flight, so reading overlaps hashing. Results are delivered to `onBlock` in
  * the order of the runs, on the main thread (callers update the index there without locks).
  *
  * Small jobs (fewer than HASH_WORKER_MIN_BLOCKS blocks) and runs from TypeScript sources (tests: workers need the
@@ -28,6 +29,13 @@ import { assert } from '../util/assert.js';
 export const HASH_BATCH_SIZE_MAX = 4 * 1024 * 1024;
 /** Below this many blocks, starting workers costs more than it saves. */
 export const HASH_WORKER_MIN_BLOCKS = 2048;
+/**
+ * Batches of hashBlocks queued or hashing per hash thread. With two, each thread sat idle a quarter of fsck -C's hash
+ * phase, waiting for the main thread to read its next batch (its reads and deliveries compete with the threads for
+ * the same cores); four keep a batch queued behind the one hashing (hash phase of the bench volume, warm: ~2.3 ->
+ * ~1.8 s; six or eight gained nothing more). Memory: this many HASH_JOB_SIZE_MAX buffers per thread.
+ */
+export const HASH_BATCHES_IN_FLIGHT_PER_THREAD = 4;
 /** Two unwanted blocks between wanted ones are read rather than split into two preads when the gap is at most this. */
 export const HASH_READ_GAP_MAX = 16;
 
@@ -65,7 +73,13 @@ export interface HashDone {
  */
 export type HashSlotMessage =
   | { op: 'slot'; slot: number; data: SharedArrayBuffer; hashes: SharedArrayBuffer }
-  | { op: 'hash'; id: number; slot: number; blockCount: number; offset: number };
+  | {
+    op: 'hash'; id: number; slot: number; blockCount: number; offset: number;
+    /** hashBlocks only: blocks wholly inside the first validBytes of the batch are hashed (default: all). */
+    validBytes?: number;
+    /** hashBlocks only: wanted[k] = 0 skips block k, a gap read only to keep one pread (default: all wanted). */
+    wanted?: Uint8Array | null;
+  };
 
 /**
  * The end of a hash thread: it answers the jobs posted before it (messages are taken in order), then closes its port
@@ -317,12 +331,12 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     return { hashed, unreadable, threads: 0 };
   }
 
-  const waiting = new Map<number, { resolve: (d: HashDone) => void; reject: (e: unknown) => void }>();
+  const waiting = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   let failure: unknown = null;
   const pool = startHashThreads(threads, { hashName: options.hashName, blockSize: bs, nice: HASH_WORKER_NICE }, (m) => {
     const p = waiting.get(m.id);
     waiting.delete(m.id);
-    p?.resolve(m as HashDone);
+    p?.resolve();
   }, (err) => {
     failure = err;
     for (const p of waiting.values()) p.reject(err);
@@ -330,28 +344,35 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
   });
   const workers = pool.threads;
   try {
-    const free: ArrayBuffer[] = [];
-    const queue: Array<{ batch: Batch; result: Promise<HashDone>; validBytes: number; badBlocks: Set<number> | null }> = [];
+    // Batches are shared buffers (slots) registered once with each thread that hashes them: a job crosses with a
+    // message of a few numbers, where transferring each batch's ArrayBuffer there and back cost ~150 µs of
+    // postMessage per MiB on each side and a full GC every few dozen MiB (fsck -C of 1.3 GiB: ~0.5 s of CPU).
+    const free: BatchSlot[] = [];
+    let slotCount = 0;
+    const queue: Array<{ batch: Batch; slot: BatchSlot; result: Promise<void>; validBytes: number; badBlocks: Set<number> | null }> = [];
     let nextId = 0;
-    const inFlightMax = 2 * threads;
+    const inFlightMax = HASH_BATCHES_IN_FLIGHT_PER_THREAD * threads;
     const finishOne = async (): Promise<void> => {
       const head = queue.shift()!;
-      const r = await head.result;
-      deliver(head.batch, Buffer.from(r.data, 0, head.batch.blockCount * bs), head.validBytes, Buffer.from(r.hashes), head.badBlocks);
-      free.push(r.data);
+      await head.result;
+      deliver(head.batch, head.slot.data, head.validBytes, head.slot.hashes, head.badBlocks);
+      free.push(head.slot);
     };
     for (const batch of batchesOf(options.runs, blocksMax)) {
       if (failure) throw failure;
       if (options.signal?.aborted) break;
-      const ab = free.pop() ?? new ArrayBuffer(blocksMax * bs);
-      const { validBytes, badBlocks } = await readBatch(batch, Buffer.from(ab));
-      const slot = workers.reduce((x, y) => (y.pending < x.pending ? y : x));
+      const slot = free.pop() ?? newBatchSlot(slotCount++, blocksMax * bs, blocksMax * hs);
+      const { validBytes, badBlocks } = await readBatch(batch, slot.data);
+      const t = workers.reduce((x, y) => (y.pending < x.pending ? y : x));
       const id = nextId++;
-      const result = new Promise<HashDone>((resolve, reject) => waiting.set(id, { resolve, reject }));
-      slot.pending++;
-      const job: HashJob = { id, data: ab, blockCount: batch.blockCount, validBytes, wanted: batch.wanted };
-      slot.w.postMessage(job, [ab]);
-      queue.push({ batch, result, validBytes, badBlocks });
+      const result = new Promise<void>((resolve, reject) => waiting.set(id, { resolve, reject }));
+      t.pending++;
+      if (!t.slots.has(slot.slot)) {
+        t.slots.add(slot.slot);
+        t.w.postMessage({ op: 'slot', slot: slot.slot, data: slot.dataBuffer, hashes: slot.hashesBuffer } satisfies HashSlotMessage);
+      }
+      t.w.postMessage({ op: 'hash', id, slot: slot.slot, blockCount: batch.blockCount, offset: 0, validBytes, wanted: batch.wanted } satisfies HashSlotMessage);
+      queue.push({ batch, slot, result, validBytes, badBlocks });
       while (queue.length >= inFlightMax) await finishOne();
     }
     while (queue.length > 0) await finishOne();
@@ -360,6 +381,21 @@ export async function hashBlocks(options: HashBlocksOptions): Promise<HashBlocks
     await pool.end();
   }
   return { hashed, unreadable, threads };
+}
+
+/** One shared batch buffer of hashBlocks and the shared buffer its hashes are written to (registered per thread). */
+interface BatchSlot {
+  slot: number;
+  dataBuffer: SharedArrayBuffer;
+  hashesBuffer: SharedArrayBuffer;
+  data: Buffer;
+  hashes: Buffer;
+}
+
+function newBatchSlot(slot: number, dataBytes: number, hashBytes: number): BatchSlot {
+  const dataBuffer = new SharedArrayBuffer(dataBytes);
+  const hashesBuffer = new SharedArrayBuffer(hashBytes);
+  return { slot, dataBuffer, hashesBuffer, data: Buffer.from(dataBuffer), hashes: Buffer.from(hashesBuffer) };
 }
 
 /** What HashWorkers.hash resolves to: the batch's bytes handed back, and hashSize bytes of hash per block. */

@@ -38,7 +38,12 @@ parentPort!.on('message', (job: HashJob | HashSlotMessage | HashEndMessage) => {
     // hashed in place: the batch and its hashes are shared with the main thread, only the id goes back
     const s = slots.get(job.slot)!;
     const at = job.offset;
-    for (let k = 0; k < job.blockCount; k++) hasher.hashInto(s.data.subarray(at + k * blockSize, at + (k + 1) * blockSize), s.hashes, k * hasher.hashSize);
+    const wanted = job.wanted ?? null;
+    const count = job.validBytes === undefined ? job.blockCount : Math.min(job.blockCount, Math.floor(job.validBytes / blockSize));
+    for (let k = 0; k < count; k++) {
+      if (wanted !== null && wanted[k] === 0) continue;
+      hasher.hashInto(s.data.subarray(at + k * blockSize, at + (k + 1) * blockSize), s.hashes, k * hasher.hashSize);
+    }
     parentPort!.postMessage({ id: job.id, slot: job.slot } satisfies HashSlotDone);
     return;
   }

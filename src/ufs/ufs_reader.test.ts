@@ -87,3 +87,51 @@ describe('UfsNodeFile', () => {
     expect(mem.openCount).toBe(0);
   });
 });
+
+describe('UfsNodeFile preread', () => {
+  it('a small file read whole at open gives the same header, nodes and errors as reading it piece by piece', async () => {
+    const cases: Array<[string, Buffer]> = [
+      ['valid', Buffer.concat([encodeUfsHeader(3 * 4096 - 10), nodes(3)])],
+      ['partial node', Buffer.concat([encodeUfsHeader(4096), nodes(1), Buffer.alloc(5, 1)])],
+      ['truncated header', Buffer.from('DDUMB')],
+      ['bad magic', Buffer.concat([Buffer.from('XXXXXXXX'), Buffer.alloc(8), nodes(2)])],
+      ['absurd size', Buffer.concat([Buffer.from('DDUMBFSF'), Buffer.alloc(8, 0xff), nodes(1)])],
+      ['empty', Buffer.alloc(0)],
+    ];
+    for (const [name, bytes] of cases) {
+      const p = path.join(dir, `preread-${name.replace(/ /g, '-')}`);
+      await fsp.writeFile(p, bytes);
+      const plain = await UfsNodeFile.open(fileDevices, p, NODE_SIZE);
+      const pre = await UfsNodeFile.open(fileDevices, p, NODE_SIZE, { preread: true });
+      try {
+        for (const k of ['headerState', 'size', 'length', 'nodeCount', 'partialBytes'] as const) expect(pre[k], `${name} ${k}`).toBe(plain[k]);
+        expect(pre.headerError?.message, name).toBe(plain.headerError?.message);
+        const all = async (f: UfsNodeFile): Promise<Buffer> => {
+          const parts: Buffer[] = [];
+          for await (const c of f.chunks(2)) parts.push(Buffer.from(c.nodes.subarray(0, c.count * NODE_SIZE)));
+          return Buffer.concat(parts);
+        };
+        expect((await all(pre)).equals(await all(plain)), name).toBe(true);
+        await expect(pre.readNodes(pre.nodeCount, 1)).rejects.toThrow(/short read/);
+      } finally {
+        await plain.close();
+        await pre.close();
+      }
+    }
+  });
+
+  it('reads the device again once the file is written through it', async () => {
+    const p = path.join(dir, 'preread-write');
+    await fsp.writeFile(p, Buffer.concat([encodeUfsHeader(2 * 4096), nodes(2)]));
+    const f = await UfsNodeFile.open(fileDevices, p, NODE_SIZE, { preread: true, write: true });
+    try {
+      const changed = Buffer.alloc(NODE_SIZE, 0x42);
+      await f.writeNodes(1, changed);
+      expect((await f.readNodes(1, 1)).equals(changed)).toBe(true);
+      await f.truncateToNodes(1);
+      await expect(f.readNodes(1, 1)).rejects.toThrow(/short read/);
+    } finally {
+      await f.close();
+    }
+  });
+});

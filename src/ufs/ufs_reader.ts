@@ -16,11 +16,13 @@
  * Paths are `string | Buffer` (Buffer for byte paths of the UFS tree; never decoded except for messages).
  */
 import { DdfsError } from '../errors.js';
-import { UFS_HEADER_SIZE, UFS_NODE_CHUNK_COUNT } from '../limits.js';
+import { UFS_FILE_MAGIC, UFS_HEADER_SIZE, UFS_NODE_CHUNK_COUNT, UFS_PREREAD_BYTES_MAX } from '../limits.js';
 import { decodeUfsHeader, encodeUfsHeader } from '../format/ufs_header.js';
 import type { Device, DeviceFactory } from '../io/device.js';
 import { fileDevices } from '../io/device.js';
 import { pathText } from '../util/path_text.js';
+
+const UFS_MAGIC = Buffer.from(UFS_FILE_MAGIC, 'ascii');
 
 export type UfsHeaderState = 'empty' | 'valid' | 'bad';
 
@@ -34,6 +36,8 @@ export interface UfsHeaderRead {
   size: number;
   /** Why the header is bad (DdfsError BAD_HEADER), else null. */
   error: DdfsError | null;
+  /** With `prereadMax` ≥ length: the file's first bytes, read with the header (as many as one pread gave). */
+  whole?: Buffer;
 }
 
 /**
@@ -41,11 +45,33 @@ export interface UfsHeaderRead {
  * @param path for messages
  * @throws Node/Device errors of size() and read() unchanged
  */
-export async function readUfsHeader(device: Device, path: string | Buffer): Promise<UfsHeaderRead> {
+export async function readUfsHeader(device: Device, path: string | Buffer, prereadMax = 0): Promise<UfsHeaderRead> {
   const length = await device.size();
   if (length === 0) return { length, state: 'empty', size: 0, error: null };
-  const head = Buffer.alloc(Math.min(length, UFS_HEADER_SIZE));
+  if (length <= prereadMax) {
+    // only a whole read is kept; a failed or short one is left to the reads it stands for, so their errors (a node
+    // read's EIO, a short read of the node list) come where they come without it
+    const whole = Buffer.allocUnsafe(length);
+    const got = await device.read(whole, 0, length, 0).catch(() => -1);
+    if (got === length) {
+      const h = decodeHeader(whole, Math.min(length, UFS_HEADER_SIZE), length, path);
+      h.whole = whole;
+      return h;
+    }
+  }
+  const head = Buffer.allocUnsafe(Math.min(length, UFS_HEADER_SIZE));
   const n = await device.read(head, 0, head.length, 0);
+  return decodeHeader(head, n, length, path);
+}
+
+/** The header of a UFS file of `length` bytes from its first `n` bytes in `head` (readUfsHeader). */
+function decodeHeader(head: Buffer, n: number, length: number, path: string | Buffer): UfsHeaderRead {
+  // the common case without the message text or a BigInt (fsck reads thousands of headers); anything else is decoded
+  // by decodeUfsHeader, which says what is wrong
+  if (n === UFS_HEADER_SIZE && head.compare(UFS_MAGIC, 0, UFS_MAGIC.length, 0, UFS_MAGIC.length) === 0) {
+    const hi = head.readUInt32BE(8);
+    if (hi < 0x200000) return { length, state: 'valid', size: hi * 4294967296 + head.readUInt32BE(12), error: null };
+  }
   try {
     return { length, state: 'valid', size: decodeUfsHeader(head.subarray(0, n), pathText(path)), error: null };
   } catch (err) {
@@ -75,6 +101,12 @@ export interface UfsNodeFileOpenOptions {
   write?: boolean;
   /** Throw DdfsError BAD_HEADER for an invalid header instead of giving headerState 'bad'. Default false. */
   strict?: boolean;
+  /**
+   * Read a file of at most UFS_PREREAD_BYTES_MAX bytes whole at open, header and nodes in one pread, and serve
+   * readNodes from those bytes (until the file is written through this object). For a walk that reads every node of
+   * thousands of small files (fsck). Default false.
+   */
+  preread?: boolean;
 }
 
 /**
@@ -95,6 +127,8 @@ export class UfsNodeFile {
     public size: number,
     /** Why the header is bad (tolerant mode), else null. */
     readonly headerError: DdfsError | null,
+    /** The file's bytes read at open (`preread`), or null: readNodes reads the device. */
+    private whole: Buffer | null = null,
   ) {}
 
   /**
@@ -116,10 +150,24 @@ export class UfsNodeFile {
     } else {
       device = await devices.open(path, { readOnly: true });
     }
+    return UfsNodeFile.onDevice(device, writable, path, nodeSize, options);
+  }
+
+  /**
+   * A UFS file on `device`, opened by the caller (fsck's walk opens each file when it asks the kernel to read it
+   * ahead, context.ts), read-write when `options.writable`: as `open` from the header on; the object owns the device
+   * (closed by close(), or here when the header cannot be read).
+   * @throws as open
+   */
+  static async openDevice(device: Device, path: string | Buffer, nodeSize: number, options: UfsNodeFileOpenOptions & { writable?: boolean } = {}): Promise<UfsNodeFile> {
+    return UfsNodeFile.onDevice(device, options.writable === true, path, nodeSize, options);
+  }
+
+  private static async onDevice(device: Device, writable: boolean, path: string | Buffer, nodeSize: number, options: UfsNodeFileOpenOptions): Promise<UfsNodeFile> {
     try {
-      const h = await readUfsHeader(device, path);
+      const h = await readUfsHeader(device, path, options.preread ? UFS_PREREAD_BYTES_MAX : 0);
       if (h.error && options.strict) throw h.error;
-      return new UfsNodeFile(path, device, writable, nodeSize, h.length, h.state, h.size, h.error);
+      return new UfsNodeFile(path, device, writable, nodeSize, h.length, h.state, h.size, h.error, h.whole ?? null);
     } catch (err) {
       await device.close().catch(() => undefined);
       throw err;
@@ -144,7 +192,8 @@ export class UfsNodeFile {
   async readNodes(first: number, count: number, into?: Buffer): Promise<Buffer> {
     const len = count * this.nodeSize;
     const buf = into && into.length >= len ? into.subarray(0, len) : Buffer.allocUnsafe(len);
-    const n = await this.device.read(buf, 0, len, UFS_HEADER_SIZE + first * this.nodeSize);
+    const at = UFS_HEADER_SIZE + first * this.nodeSize;
+    const n = this.whole !== null ? this.whole.copy(buf, 0, Math.min(at, this.whole.length), Math.min(at + len, this.whole.length)) : await this.device.read(buf, 0, len, at);
     if (n !== len) throw new DdfsError('IO', `${pathText(this.path)}: short read of the node list`, { path: this.path });
     return buf;
   }
@@ -162,11 +211,13 @@ export class UfsNodeFile {
 
   /** Write `nodes` (whole nodes) at node position `first`. */
   async writeNodes(first: number, nodes: Buffer): Promise<void> {
+    this.whole = null;
     await this.device.write(nodes, UFS_HEADER_SIZE + first * this.nodeSize);
   }
 
   /** Cut the UFS file to the header and `count` nodes. */
   async truncateToNodes(count: number): Promise<void> {
+    this.whole = null;
     const len = UFS_HEADER_SIZE + count * this.nodeSize;
     await this.device.truncate(len);
     this.length = len;
@@ -174,6 +225,7 @@ export class UfsNodeFile {
 
   /** Rewrite the header with `size`. */
   async writeHeader(size: number): Promise<void> {
+    this.whole = null;
     await this.device.write(encodeUfsHeader(size), 0);
     this.size = size;
   }

@@ -210,3 +210,39 @@ describe.skipIf(!existsSync(DIST_WALK))('walkUfsTree in a child (compiled walker
     expect(r.errors).toEqual([['m', 'CROSS_DEVICE']]);
   });
 });
+
+describe('walkUfsTree with synchronous calls (fsck)', () => {
+  it('yields the same entries in the same order as the asynchronous walk, small and large directories alike', async () => {
+    const top = await fsp.mkdtemp(path.join(tmpdir(), 'walk-sync-'));
+    try {
+      // one directory past READDIR_WHOLE_SIZE_MAX of st_size (listed in batches), small ones (one readdirSync each)
+      const big = path.join(top, 'big');
+      await fsp.mkdir(big);
+      for (let k = 0; k < 3000; k++) await fsp.writeFile(path.join(big, `file-with-a-rather-long-name-${String(k).padStart(5, '0')}`), '');
+      expect((await fsp.stat(big)).size).toBeGreaterThan(64 * 1024);
+      for (const d of ['a', 'a/b', 'c']) await fsp.mkdir(path.join(top, d));
+      for (const f of ['a/x', 'a/b/y', 'c/z', 'top']) await fsp.writeFile(path.join(top, f), 'x');
+      await fsp.symlink('a/x', path.join(top, 'link'));
+      await fsp.writeFile(path.join(top, Buffer.from('n\xffame', 'latin1').toString('latin1')), '');
+      const walk = async (syncCalls: boolean): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const e of walkUfsTree(top, { onError: () => 'skip', syncCalls })) out.push(`${e.kind} ${e.depth} ${e.path.toString('hex')}`);
+        return out;
+      };
+      const want = await walk(false);
+      expect(want.length).toBe(3000 + 3 + 4 + 2 + 1);
+      expect(await walk(true)).toEqual(want);
+    } finally {
+      await fsp.rm(top, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a directory it cannot list with the asynchronous error', async () => {
+    const errs = async (syncCalls: boolean): Promise<string[]> => {
+      const out: string[] = [];
+      for await (const e of walkUfsTree(path.join(tmpdir(), 'walk-sync-missing-dir'), { onError: (p, err) => { out.push(`${p.toString()} ${err.message}`); return 'skip'; }, syncCalls })) out.push(e.path.toString());
+      return out;
+    };
+    expect(await errs(true)).toEqual(await errs(false));
+  });
+});

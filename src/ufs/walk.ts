@@ -24,7 +24,7 @@
 import { DdfsError } from '../errors.js';
 import { WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import { ROOT_RESERVED_NAMES } from '../format/layout.js';
-import { lstatEntry, readDirectory, type DirectoryListing } from '../io/tree_read.js';
+import { lstatEntry as lstatEntryAsync, lstatEntrySyncCall, readDirectory as readDirectoryAsync, readDirectorySyncCalls, type DirectoryListing } from '../io/tree_read.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 
 export type UfsEntryKind = 'file' | 'directory' | 'symlink' | 'other';
@@ -45,6 +45,12 @@ export interface UfsWalkOptions {
   depthMax?: number;
   /** Skip <root>/.ddumbfs and <root>/ddfsmirror (default true). */
   skipSpecial?: boolean;
+  /**
+   * Read directories and lstat entries with synchronous system calls (io/tree_read.ts readDirectorySyncCalls), for a
+   * caller with nothing else to do meanwhile (fsck): same entries, order and errors, without a thread-pool round trip
+   * per call. Default false: a daemon's walk must not block its event loop on a huge directory.
+   */
+  syncCalls?: boolean;
 }
 
 const RESERVED = ROOT_RESERVED_NAMES.map((n) => Buffer.from(n, 'latin1'));
@@ -94,10 +100,16 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
   const skipSpecial = options.skipSpecial ?? true;
   const startRel = trimSlashes(start ?? Buffer.alloc(0));
   const abs = (rel: Buffer): Buffer => joinPathBytes(root, rel);
+  const lstatEntry = options.syncCalls ? lstatEntrySyncCall : lstatEntryAsync;
+  const readDirectory = options.syncCalls ? readDirectorySyncCalls : readDirectoryAsync;
 
   let rootDev: number;
+  /** st_size of the directory listed next (a hint for readDirectorySyncCalls; -1: not known). */
+  let sizeHint = -1;
   try {
-    rootDev = (await lstatEntry(root)).dev;
+    const st = await lstatEntry(root);
+    rootDev = st.dev;
+    sizeHint = st.size;
   } catch (err) {
     options.onError(Buffer.alloc(0), asError(err));
     return;
@@ -110,16 +122,17 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
         throw new DdfsError('INVALID', `${pathText(abs(startRel))}: not a directory`, { path: startRel });
       }
       if (st.dev !== rootDev) throw crossDevice(abs(startRel));
+      sizeHint = st.size;
     } catch (err) {
       options.onError(startRel, asError(err));
       return;
     }
   }
   const frames: Frame[] = [];
-  const enter = async (rel: Buffer, depth: number): Promise<void> => {
+  const enter = async (rel: Buffer, depth: number, dirSize: number): Promise<void> => {
     let listing: DirectoryListing;
     try {
-      listing = await readDirectory(abs(rel), WALK_DIRECTORY_ENTRY_COUNT_MAX);
+      listing = await readDirectory(abs(rel), WALK_DIRECTORY_ENTRY_COUNT_MAX, dirSize);
     } catch (err) {
       options.onError(rel, asError(err));
       return;
@@ -130,7 +143,7 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
     }
     frames.push({ path: rel, depth, listing, next: 0 });
   };
-  await enter(startRel, startDepth + 1);
+  await enter(startRel, startDepth + 1, sizeHint);
 
   while (frames.length > 0) {
     const f = frames[frames.length - 1]!;
@@ -143,11 +156,13 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
     if (skipSpecial && f.path.length === 0 && RESERVED.some((r) => r.equals(name))) continue;
     const rel = joinPathBytes(f.path, Buffer.from(name));
     let type = f.listing.type(k);
+    let dirSize = -1;
     if (type === 'unknown' || type === 'directory') {
       // a directory's device must be known before it is yielded or entered; unknown d_type needs lstat anyway
       try {
         const st = await lstatEntry(abs(rel));
         type = st.type;
+        dirSize = st.size;
         if (type === 'directory' && st.dev !== rootDev) throw crossDevice(abs(rel));
       } catch (err) {
         options.onError(rel, asError(err));
@@ -156,7 +171,7 @@ export async function* walkUfsTree(rootDir: string | Buffer, options: UfsWalkOpt
     }
     const kind: UfsEntryKind = type;
     yield { path: rel, kind, depth: f.depth };
-    if (kind === 'directory') await enter(rel, f.depth + 1);
+    if (kind === 'directory') await enter(rel, f.depth + 1, dirSize);
   }
 }
 
