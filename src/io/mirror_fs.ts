@@ -299,6 +299,11 @@ export function removeTree(p: Buffer | string): void {
   fs.rmSync(p, { recursive: true, force: true });
 }
 
+/** removeTree on libuv's thread pool: the JS thread goes on while the tree goes (rm -rf; a missing tree is fine). */
+export async function removeTreeAsync(p: Buffer | string): Promise<void> {
+  await fsp.rm(p, { recursive: true, force: true });
+}
+
 /** mkdir(2) of one directory. */
 export function makeDirectory(p: Buffer, mode: number): void {
   fs.mkdirSync(p, { mode });

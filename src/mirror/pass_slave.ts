@@ -37,7 +37,6 @@
  *   volume (PassVolume.pin, Volume.addReferenceProvider), which the daemon's reclaim reads at its start and sweep.
  * - A mounted slave is applied inside its daemon (control.ts), against the daemon's block store and index.
  */
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { bytesEqual } from '../util/bytes.js';
@@ -50,7 +49,7 @@ import { encodeAddress } from '../format/node.js';
 import { encodeUfsHeader } from '../format/ufs_header.js';
 import {
   closeFd, createExclusive, ensureDirectory, listKinds, listNames, lstatOrNull, makeDirectory, makeHardLink, makeSpecial, makeSymlink,
-  readBytesOrNull, readLinkOrNull, removeTree, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile, CreateLane,
+  readBytesOrNull, readLinkOrNull, removeTree, removeTreeAsync, renamePath, setMode, setMtimes, setOwner, syncDirectory, syncFile, syncFilesystem, writeAt, writeNewFile, CreateLane,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
 import type { RecordReader, RecordWriter } from './channel.js';
@@ -1068,7 +1067,7 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           }
           summary.committed = true;
           await out?.send({ type: 'ACK', passId: r.passId, committedTid: 0n });
-          staleRemoval = Promise.all([dropUndoAreasAsync(parent), fsp.rm(path.join(mirrorDirectory(parent), 'staging'), { recursive: true, force: true })]).then(() => undefined);
+          staleRemoval = Promise.all([dropUndoAreasAsync(parent), removeTreeAsync(path.join(mirrorDirectory(parent), 'staging'))]).then(() => undefined);
           staleRemoval.catch(() => undefined); // awaited at the TERM or after an error
           break;
         }

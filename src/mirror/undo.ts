@@ -26,14 +26,13 @@
  * - Nothing is ever read or written through a symlink: areas and manifests are opened O_NOFOLLOW (io/mirror_fs.ts).
  * - Paths are bytes (hex in the manifest), never decoded.
  */
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
 import { ROOT_DIRECTORY } from '../format/layout.js';
 import { decodeAddress } from '../format/node.js';
 import { ADDR_ZERO, UFS_FILE_MAGIC, UFS_HEADER_SIZE, WALK_DEPTH_MAX } from '../limits.js';
 import {
-  appendDurable, ensureDirectory, listNames, lstatOrNull, readBytesOrNull, readNoFollow, removeTree, renamePath, setMode, setOwner, syncDirectory,
+  appendDurable, ensureDirectory, listNames, lstatOrNull, readBytesOrNull, readNoFollow, removeTree, removeTreeAsync, renamePath, setMode, setOwner, syncDirectory,
   truncateDurable, writeAtomic,
 } from '../io/mirror_fs.js';
 import { joinPathBytes, pathBytes, pathText } from '../util/path_text.js';
@@ -357,7 +356,7 @@ export function dropUndoAreas(parentDir: string): number {
  */
 export async function dropUndoAreasAsync(parentDir: string): Promise<void> {
   if (lstatOrNull(pathBytes(undoDirectory(parentDir))) === null) return;
-  await fsp.rm(undoDirectory(parentDir), { recursive: true, force: true });
+  await removeTreeAsync(undoDirectory(parentDir));
   syncDirectory(mirrorDirectory(parentDir));
 }
 
