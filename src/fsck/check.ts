@@ -27,7 +27,7 @@ import { UfsNodeFile } from '../ufs/ufs_reader.js';
 import { pathText, rawText } from '../util/path_text.js';
 import { BitSet, countSetInRange, countUsage, lastSetBelow } from './bitset.js';
 import {
-  closeDiscard, elapsedText, expectedAddress, isZeroOrNullHash, loadCheckpoint, openFsckVolume, openWalkedUfsFile, runsOf, throwIfInterrupted,
+  closeDiscard, elapsedText, expectedAddress, loadCheckpoint, openFsckVolume, openWalkedUfsFile, runsOf, throwIfInterrupted,
   walkUfsFiles,
   type FsckVolume, type ProgressSink,
 } from './context.js';
@@ -118,13 +118,13 @@ export function scanSoundNodes(v: FsckVolume, from: number, limit: number, st: S
     const a = as === 3 ? c[o]! | (c[o + 1]! << 8) | (c[o + 2]! << 16) : decodeAddress(c, o, as);
     const ho = o + as;
     if (a === 0) {
-      if (!isZeroOrNullHash(v, c, ho)) break;
+      if (!v.store.isZeroHash(c, ho)) break;
       prevEmpty = true;
       i++;
       continue;
     }
     // an address seen before is set in inIndexBytes (which holds exactly the first nodes' addresses and 0, 1)
-    if (a < 2 || a >= bc || (inIndexBytes[a >>> 3]! & (0x80 >>> (a & 7))) !== 0 || isZeroOrNullHash(v, c, ho)) break;
+    if (a < 2 || a >= bc || (inIndexBytes[a >>> 3]! & (0x80 >>> (a & 7))) !== 0 || v.store.isZeroHash(c, ho)) break;
     const ideal = idealSlot(c, ho, bc, ov);
     if (i < ideal) break;
     if (prevEmpty) {
@@ -262,7 +262,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         const ho = idx.nodeOffsetInChunk(i) + cfg.addrSize;
         const a = decodeAddress(nodes, ho - cfg.addrSize, cfg.addrSize);
         if (a === 0) {
-          if (!isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_EMPTY_NODE_HASH', `node ${i} (addr=0) has a wrong hash`, i, 0);
+          if (!v.store.isZeroHash(nodes, ho)) indexError('INDEX_EMPTY_NODE_HASH', `node ${i} (addr=0) has a wrong hash`, i, 0);
           prevEmpty = true;
           continue;
         }
@@ -280,7 +280,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           inIndex.add(a);
           if (nodeOfAddress !== null) nodeOfAddress[a] = i + 1;
         }
-        if (isZeroOrNullHash(v, nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
+        if (v.store.isZeroHash(nodes, ho)) indexError('INDEX_ZERO_HASH', `node ${i} (addr=${a}) holds the zero-block hash`, i, a);
         // one placement finding per node, the first that applies (as upstream)
         const ideal = idx.idealSlotOf(i);
         const c = prevEmpty ? 0 : idx.compareHash(i - 1, nodes, ho);
@@ -315,7 +315,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
         runs: runsOf(inIndex.ascending(2)), signal: options.signal,
         onBlock: (a, h) => {
           const node = nodeOf[a]! - 1;
-          if (!h || isZeroOrNullHash(v, h) || idx.compareHash(node, h) !== 0) unmatching.push(node);
+          if (!h || v.store.isZeroHash(h) || idx.compareHash(node, h) !== 0) unmatching.push(node);
         },
         onProgress: (done) => options.progress?.({ phase: 'check block hash', done, total: toHash, unit: 'blocks' }),
       });
@@ -338,7 +338,7 @@ export async function checkVolume(parentDir: string, options: CheckOptions): Pro
           continue;
         }
         const h = v.store.hasher.hash(block);
-        if (isZeroOrNullHash(v, h)) {
+        if (v.store.isZeroHash(h)) {
           s.blockErrors++;
           report('BLOCK_ZERO', 'ERR', `node ${node} (addr=${a}) block ${a} is the zero block`, { node, address: a });
         } else if (idx.compareHash(node, h) !== 0) {

@@ -116,7 +116,9 @@ describe('scanSoundNodes', () => {
           }
           else c.fill(0, o, o + 3);
         }
-        const v = { cfg, store: { index: { nodes: idx }, zeroHash, nullHash } } as unknown as FsckVolume;
+        // the BlockStore surface the scan uses: its index, and isZeroHash (the zero-block or the null hash, spec §7)
+        const isZeroHash = (h: Buffer, o = 0): boolean => h.subarray(o, o + 24).equals(zeroHash) || h.subarray(o, o + 24).equals(nullHash);
+        const v = { cfg, store: { index: { nodes: idx }, zeroHash, nullHash, isZeroHash } } as unknown as FsckVolume;
         const nodeOfAddress = new Uint32Array(GEO.blockCount);
         const inIndex = new Uint8Array(GEO.blockCount / 8);
         const st = { prevEmpty: true };

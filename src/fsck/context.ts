@@ -89,25 +89,13 @@ export async function openFsckVolume(parentDir: string, options: OpenFsckOptions
 /** What the file walk's rule gives for a node: 0, the index address, or 1 (lost). Shared with repair. */
 export function expectedAddress(v: FsckVolume, nodes: Buffer, nodeOffset: number): number {
   const { addrSize } = v.cfg;
-  if (isZeroOrNullHash(v, nodes, nodeOffset + addrSize)) return 0;
+  if (v.store.isZeroHash(nodes, nodeOffset + addrSize)) return 0;
   try {
     const a = v.store.index.nodes.lookupAddress(nodes, nodeOffset + addrSize);
     return a >= 0 ? a : 1;
   } catch {
     return 1; // the probe ran off the end of a damaged table: not found
   }
-}
-
-/** Byte equality (a JS loop: for a 16–24 byte hash, Buffer.compare's native call costs more than the bytes). */
-export function sameBytes(x: Buffer, xo: number, y: Buffer, yo: number, n: number): boolean {
-  for (let k = 0; k < n; k++) if (x[xo + k] !== y[yo + k]) return false;
-  return true;
-}
-
-/** True for the zero-block hash and the null hash (spec §7), like BlockStore.isZeroHash but cheaper in hot loops. */
-export function isZeroOrNullHash(v: FsckVolume, h: Buffer, offset = 0): boolean {
-  const n = v.cfg.hashSize;
-  return sameBytes(h, offset, v.store.zeroHash, 0, n) || sameBytes(h, offset, v.store.nullHash, 0, n);
 }
 
 /** Close without writing anything back (a check, or a repair that failed: its in-memory index is discarded). */

@@ -30,7 +30,7 @@ import { readVolumeConfig } from '../volume/volume.js';
 import { refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, openFsckVolume, runsOf, throwIfInterrupted,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, openFsckVolume, runsOf, throwIfInterrupted,
   visitUfsFilesOrAbort,
   type FsckVolume, type ProgressSink,
 } from './context.js';
@@ -192,7 +192,7 @@ async function rebuildOpen(v: FsckVolume, options: RebuildOptions, t0: number): 
         log.error(`cannot read block ${a}`);
         return;
       }
-      if (!isZeroOrNullHash(v, h)) idx.add(a, h, 'duplicates');
+      if (!v.store.isZeroHash(h)) idx.add(a, h, 'duplicates');
     },
     onProgress: (done) => options.progress?.({ phase: 'read and hash blocks', done, total: wanted, unit: 'blocks' }),
   });

@@ -26,11 +26,12 @@ import { existsSync } from 'node:fs';
 import { decodeAddress } from '../format/node.js';
 import type { DeviceFactory } from '../io/device.js';
 import { assert } from '../util/assert.js';
+import { bytesEqual } from '../util/bytes.js';
 import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER } from '../format/layout.js';
 import { BitSet } from './bitset.js';
 import {
-  closeDiscard, closePersist, flushIndexInPlace, elapsedText, isZeroOrNullHash, loadCheckpoint, sameBytes, openFsckVolume, runsOf, throwIfInterrupted,
+  closeDiscard, closePersist, flushIndexInPlace, elapsedText, loadCheckpoint, openFsckVolume, runsOf, throwIfInterrupted,
   visitUfsFilesOrAbort, type FsckVolume, type ProgressSink,
 } from './context.js';
 import { rawText } from '../util/path_text.js';
@@ -171,7 +172,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
         orderFixed++;
         continue;
       }
-      if (isZeroOrNullHash(v, idx.chunkOfNode(i), idx.nodeOffsetInChunk(i) + cfg.addrSize)) {
+      if (v.store.isZeroHash(idx.chunkOfNode(i), idx.nodeOffsetInChunk(i) + cfg.addrSize)) {
         log.error(`repair_node_order: node ${i} (addr=${a}) holds the zero-block hash, delete`);
         suspect.add(a);
         idx.delete(i);
@@ -227,7 +228,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
       const a = decodeAddress(nodes, o, cfg.addrSize);
       if (a >= bc) continue;
       inFiles.add(a);
-      if (a < 2 || suspect.has(a) || isZeroOrNullHash(v, nodes, o + cfg.addrSize)) continue;
+      if (a < 2 || suspect.has(a) || v.store.isZeroHash(nodes, o + cfg.addrSize)) continue;
       let found = -1;
       try {
         found = idx.lookupAddress(nodes, o + cfg.addrSize);
@@ -308,7 +309,7 @@ async function repairOpen(v: FsckVolume, options: RepairVolumeOptions, t0: numbe
     totalBlocks: suspects.length, runs: runsOf(suspects), signal: options.signal,
     onBlock: (a, h) => {
       if (h) {
-        content.record(a, h, isZeroOrNullHash(v, h));
+        content.record(a, h, v.store.isZeroHash(h));
       } else {
         content.record(a, null, false);
         rehashErrors++;
@@ -398,7 +399,7 @@ class SuspectContent {
 
   /** Whether node hash bytes equal the k-th content hash. */
   matches(k: number, nodeHash: Buffer): boolean {
-    return sameBytes(this.hashes, k * this.hashSize, nodeHash, 0, this.hashSize);
+    return bytesEqual(this.hashes, k * this.hashSize, nodeHash, 0, this.hashSize);
   }
 }
 
@@ -426,7 +427,7 @@ function deleteLyingNodes(v: FsckVolume, suspect: BitSet, content: SuspectConten
     if (state === 3) why = `cannot read block ${a}`;
     else if (state === 2) why = `block ${a} is a zero block`;
     else if (state === 1 && !content.matches(k, idx.hashView(i))) why = `block ${a} does not match the hash`;
-    if (!why && equalToo && i > 0 && idx.address(i - 1) !== 0 && sameBytes(idx.hashView(i - 1), 0, idx.hashView(i), 0, hs)) {
+    if (!why && equalToo && i > 0 && idx.address(i - 1) !== 0 && bytesEqual(idx.hashView(i - 1), 0, idx.hashView(i), 0, hs)) {
       why = `hash equal to the previous node (addr=${idx.address(i - 1)})`;
     }
     if (why) {
