@@ -57,7 +57,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { DdfsError } from '../errors.js';
-import { bytesEqual } from '../util/bytes.js';
+import { bytesEqual, copyBytes } from '../util/bytes.js';
 import { assert } from '../util/assert.js';
 import { ADDR_LOST, ADDR_ZERO, WALK_DEPTH_MAX, WALK_DIRECTORY_ENTRY_COUNT_MAX } from '../limits.js';
 import type { HashName } from '../format/config.js';
@@ -756,11 +756,11 @@ export class VolumeDigests implements DigestTree {
     await closeStore(this.store);
   }
 
-  /** The first walk: every directory's digest, the link groups and the findings (once, on the first request). */
   prefetch(): void {
     this.walk().catch(() => undefined); // kept in this.walked: entry(), list() and findings() throw it
   }
 
+  /** The first walk: every directory's digest, the link groups and the findings (once, on the first request). */
   private walk(): Promise<void> {
     this.walked ??= this.walkOnce();
     return this.walked;
@@ -913,7 +913,10 @@ export class VolumeDigests implements DigestTree {
           const at = j * nodeSize;
           this.canonicalHash(chunk.nodes, at, addrSize, out, j * hashSize);
           // the deep check (a block read) only for a node the index check leaves to it: no await per node otherwise
-          if (collect && this.checkNode(p, done + j, chunk.nodes, at, danglingSeen) && this.deep) await this.scrubNode(p, done + j, chunk.nodes, at);
+          if (collect) {
+            const indexed = this.checkNode(p, done + j, chunk.nodes, at, danglingSeen);
+            if (indexed !== null && this.deep) await this.scrubNode(p, done + j, chunk.nodes, at, indexed);
+          }
         }
         hasher.update(out.subarray(0, n * hashSize));
         done += n;
@@ -929,14 +932,9 @@ export class VolumeDigests implements DigestTree {
   private canonicalHash(nodes: Buffer, at: number, addrSize: number, out: Buffer, outAt: number): void {
     const hashSize = this.store.cfg.hashSize;
     const address = decodeAddress(nodes, at, addrSize);
-    // byte loops: a Buffer.copy call costs more than the 16..24 bytes it would move (one per node of the tree)
-    if (address === ADDR_ZERO) {
-      const z = this.zeroHash;
-      for (let i = 0; i < hashSize; i++) out[outAt + i] = z[i]!;
-    } else {
-      const from = at + addrSize;
-      for (let i = 0; i < hashSize; i++) out[outAt + i] = nodes[from + i]!;
-    }
+    // copyBytes: a Buffer.copy call costs more than the 16..24 bytes it would move (one per node of the tree)
+    if (address === ADDR_ZERO) copyBytes(this.zeroHash, 0, out, outAt, hashSize);
+    else copyBytes(nodes, at + addrSize, out, outAt, hashSize);
   }
 
   /** `count` zero-block hashes back to back (nodes past the end of a node list). */
@@ -951,20 +949,22 @@ export class VolumeDigests implements DigestTree {
    * The integrity checks of one node: address 1 (lost) is CORRUPT; an address past the block file, or a hash the
    * index does not map to this address (unmounted volumes only), is DANGLING. Synchronous: a walk pays no await
    * per node.
-   * @returns whether the node names a block inside the block file (the ones the deep check, scrubNode, reads)
+   * @returns null when the node names no block inside the block file (nothing for the deep check, scrubNode, to
+   *   read); else whether the index maps its hash to its address (always false on a mounted volume)
    */
-  private checkNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number, danglingSeen: Set<string>): boolean {
+  private checkNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number, danglingSeen: Set<string>): boolean | null {
     const { addrSize, hashSize } = this.store.cfg;
     const address = decodeAddress(nodes, at, addrSize);
-    if (address === ADDR_ZERO) return false;
+    if (address === ADDR_ZERO) return null;
     const hashAt = at + addrSize;
-    if (bytesEqual(nodes, hashAt, this.zeroHash, 0, hashSize)) return false;
+    if (bytesEqual(nodes, hashAt, this.zeroHash, 0, hashSize)) return null;
     if (address === ADDR_LOST) {
       this.found.push({ kind: 'CORRUPT', path: p, blockIndex });
-      return false;
+      return null;
     }
     const inFile = address < this.blockCountInFile;
-    if (!inFile || (this.mountPoint === null && !this.indexed(nodes, hashAt, address))) {
+    const indexed = inFile && this.mountPoint === null && this.indexed(nodes, hashAt, address);
+    if (!inFile || (this.mountPoint === null && !indexed)) {
       const hash = Buffer.from(nodes.subarray(hashAt, hashAt + hashSize));
       const key = hash.toString('latin1');
       if (!danglingSeen.has(key)) {
@@ -972,7 +972,7 @@ export class VolumeDigests implements DigestTree {
         this.found.push({ kind: 'DANGLING', path: p, hash });
       }
     }
-    return inFile;
+    return inFile ? indexed : null;
   }
 
   /** Whether the index maps the hash at `nodes[hashAt]` to `address` (false for a probe off a damaged table). */
@@ -988,12 +988,12 @@ export class VolumeDigests implements DigestTree {
   /**
    * The deep check of a node checkNode passed on (an address inside the block file, not the zero block): its block
    * re-read and re-hashed; a block whose bytes do not hash to the node's hash is CORRUPT.
+   * @param indexed checkNode's verdict: the index maps the node's hash to its address
    */
-  private async scrubNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number): Promise<void> {
+  private async scrubNode(p: Buffer, blockIndex: number, nodes: Buffer, at: number, indexed: boolean): Promise<void> {
     const { addrSize, hashSize, blockSize } = this.store.cfg;
     const address = decodeAddress(nodes, at, addrSize);
     const hashAt = at + addrSize;
-    const indexed = this.mountPoint === null && this.indexed(nodes, hashAt, address);
     // one index node per address: the verdict on an address the index agrees with holds for every node naming it
     if (indexed && this.scrubbed!.has(address)) {
       if (this.scrubbedBad!.has(address)) this.found.push({ kind: 'CORRUPT', path: p, blockIndex });

@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { assert } from '../util/assert.js';
+import { copyBytes } from '../util/bytes.js';
 
 /** Slots of a new table (a power of two). */
 const CAPACITY_MIN = 1024;
@@ -32,17 +33,14 @@ export class HashKeyTable {
 
   /**
    * @param keySize bytes of each key (at least 8: a block hash of the volume's hash, spec §6)
-   * @param capacityHint keys expected (the table grows past it as needed)
    */
-  constructor(readonly keySize: number, capacityHint = 0) {
+  constructor(readonly keySize: number) {
     assert(Number.isInteger(keySize) && keySize >= 8, 'a hash key has at least 8 bytes');
-    let capacity = CAPACITY_MIN;
-    while (capacity < 2 * capacityHint) capacity *= 2;
-    this.capacity = capacity;
-    this.mask = capacity - 1;
-    this.keys = Buffer.allocUnsafe(capacity * keySize);
-    this.tags = new Int32Array(capacity);
-    this.values = new Uint8Array(capacity);
+    this.capacity = CAPACITY_MIN;
+    this.mask = CAPACITY_MIN - 1;
+    this.keys = Buffer.allocUnsafe(CAPACITY_MIN * keySize);
+    this.tags = new Int32Array(CAPACITY_MIN);
+    this.values = new Uint8Array(CAPACITY_MIN);
     this.seed = randomBytes(4).readInt32LE(0) | 1;
   }
 
@@ -102,10 +100,7 @@ export class HashKeyTable {
         k = this.slotOf(key, offset, tag);
       }
       this.tags[k] = tag;
-      // a byte loop: a Buffer.copy call costs several times the 16..24 bytes it would move
-      const keys = this.keys;
-      const at = k * this.keySize;
-      for (let b = 0; b < this.keySize; b++) keys[at + b] = key[offset + b]!;
+      copyBytes(key, offset, this.keys, k * this.keySize, this.keySize);
       this.size++;
     }
     this.values[k] = value;
@@ -145,8 +140,7 @@ export class HashKeyTable {
       let s = tag & this.mask;
       while (this.tags[s] !== 0) s = (s + 1) & this.mask;
       this.tags[s] = tag;
-      const to = this.keys;
-      for (let b = 0, from = k * ks, at = s * ks; b < ks; b++) to[at + b] = keys[from + b]!;
+      copyBytes(keys, k * ks, this.keys, s * ks, ks);
       this.values[s] = values[k]!;
     }
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bytesEqual } from './bytes.js';
+import { bytesEqual, copyBytes } from './bytes.js';
 
 describe('bytesEqual', () => {
   it('compares ranges at offsets, as Buffer#compare of those ranges does', () => {
@@ -22,5 +22,11 @@ describe('bytesEqual', () => {
     const x = Buffer.alloc(4);
     expect(bytesEqual(x, 2, Buffer.alloc(4), 0, 4)).toBe(false);
     expect(bytesEqual(Buffer.alloc(4), 0, x, 1, 4)).toBe(false);
+  });
+
+  it('copyBytes moves exactly the range asked for', () => {
+    const to = Buffer.alloc(8, 0xaa);
+    copyBytes(Buffer.from('0011223344', 'hex'), 1, to, 3, 3);
+    expect(to.toString('hex')).toBe('aaaaaa112233aaaa');
   });
 });
