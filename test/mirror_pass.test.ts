@@ -377,6 +377,24 @@ describe('mirror pass by content (in process)', () => {
     return s;
   }
 
+  it('a master that exits after its TERM, closing the pipe before the slave answers TERM (ssh on a loaded host): the slave still reports the committed pass', async () => {
+    const { master, slave } = await pair();
+    await buildTree(master);
+    const toSlave = new PassThrough();
+    const fromSlave = new PassThrough();
+    // the master's end closes the slave's way back at once, as ssh's exit does: the slave's TERM finds it destroyed
+    toSlave.on('end', () => fromSlave.destroy());
+    const [m, sl] = await Promise.all([
+      masterOverStreams(master, toSlave, fromSlave, { access: nodeTreeAccess }),
+      slaveOverStreams(slave, toSlave, fromSlave, { access: nodeTreeAccess }),
+    ]);
+    expect(fromSlave.destroyed).toBe(true);
+    expect(m.blocksSent).toBeGreaterThan(0);
+    expect(sl.committed).toBe(true);
+    expect(readMirrorState(slave)!.claim!.kind).toBe('content');
+    expect(await verifyLines(master, slave)).toEqual([]);
+  }, 120_000);
+
   it('replaying a one-way pass is idempotent: every op a no-op, verify still empty', async () => {
     const { master, slave } = await pair();
     await buildTree(master);

@@ -1076,8 +1076,14 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
           break;
         case 'TERM':
           await staleRemoval;
-          await out?.send({ type: 'TERM', reason: REASON.OK });
-          await out?.end();
+          try {
+            await out?.send({ type: 'TERM', reason: REASON.OK });
+            await out?.end();
+          } catch {
+            // the master ends its side after its TERM and need not read ours: over ssh its exit can close our pipe
+            // first (a loaded host, a slow stale-area removal). The pass stands or falls by the ACKed COMMIT alone
+            out?.closeQuietly();
+          }
           if (!summary.committed) throw new DdfsError('TOO_SHORT', `${parentDir}: the master ended the stream before COMMIT`);
           return summary;
         case 'ERROR':
