@@ -217,12 +217,6 @@ export class RecordWriter {
     });
   }
 
-  /** Stop sending for good without ending the Writable (its peer is gone): no heartbeat, every later send throws. */
-  closeQuietly(): void {
-    this.closed = true;
-    this.stopHeartbeat();
-  }
-
   /** End the Writable (after TERM or ERROR) and wait until its bytes are handed on. */
   async end(): Promise<void> {
     this.closed = true;

@@ -1081,8 +1081,8 @@ export async function runSlave(vol: PassVolume, input: RecordReader, options: Sl
             await out?.end();
           } catch {
             // the master ends its side after its TERM and need not read ours: over ssh its exit can close our pipe
-            // first (a loaded host, a slow stale-area removal). The pass stands or falls by the ACKed COMMIT alone
-            out?.closeQuietly();
+            // first (a loaded host, a slow stale-area removal). The pass stands or falls by the ACKed COMMIT alone.
+            // send already marked the writer closed and stopped its heartbeat before it threw
           }
           if (!summary.committed) throw new DdfsError('TOO_SHORT', `${parentDir}: the master ended the stream before COMMIT`);
           return summary;
