@@ -140,6 +140,7 @@ interface FuseNativeClass {
   hostUtimensat(path: BytePath, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): number;
   hostMknod(path: BytePath, mode: number, dev: number): number;
   hostSetNoAtime(fd: number): number;
+  setAttrCache(ms: number): number[];
   UTIME_NOW: number;
   UTIME_OMIT: number;
   FI_DIRECT_IO: number;
@@ -209,7 +210,7 @@ function withXattrAnswers(cls: FuseNativeClass): FuseNativeClass {
 function fuseNative(): FuseNativeClass {
   if (!loaded) {
     const cls = require('fuse-native') as FuseNativeClass;
-    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function') {
+    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function' || typeof cls.setAttrCache !== 'function') {
       throw new Error('fuse-native is not the patched build: run scripts/setup.sh (patch-package + node-gyp rebuild)');
     }
     loaded = withXattrAnswers(cls);
@@ -278,4 +279,24 @@ export function hostMknod(path: BytePath, mode: number, dev: number): number {
 /** fcntl(fd, F_SETFL, O_NOATIME): reads through `fd` stop moving the file's atime. @returns 0 or a negative errno */
 export function hostSetNoAtime(fd: number): number {
   return fuseNative().hostSetNoAtime(fd);
+}
+
+/** Counts of the binding's attribute cache since the process started. */
+export interface AttrCacheCounts {
+  /** getattr/fgetattr answered by the FUSE thread from the cache, without a hand-off to JS. */
+  hits: number;
+  /** getattr/fgetattr of a cacheable path handed to JS. */
+  misses: number;
+}
+
+/**
+ * Turn the binding's attribute cache on for `ms` milliseconds per answer, or off (0); -1 changes nothing. The FUSE
+ * threads then answer a getattr of a path JS answered before, unless an op that may have changed it started since
+ * (see the attribute cache in node_modules/fuse-native/fuse-native.c). Only for a mount whose UFS tree changes
+ * through its own ops alone: never for a mirror slave.
+ * @returns the hit and miss counts so far
+ */
+export function setAttrCache(ms: number): AttrCacheCounts {
+  const [hits = 0, misses = 0] = fuseNative().setAttrCache(Math.max(-1, Math.floor(ms)));
+  return { hits, misses };
 }

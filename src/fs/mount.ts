@@ -28,14 +28,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DdfsError, messageOf } from '../errors.js';
 import { assert } from '../util/assert.js';
-import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
+import { BACKGROUND_TICK_MS, FREE_BLOCK_RESERVE, FUSE_CACHE_TIMEOUT_S, WRITE_BEHIND_SIZE_MAX } from '../limits.js';
 import { resolveVolumePath } from '../store/block_store.js';
 import type { Logger } from '../util/log.js';
 import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_DIRECTORY } from '../format/layout.js';
 import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
-import { mountFuse, type FuseMount } from './fuse_binding.js';
+import { mountFuse, setAttrCache, type FuseMount } from './fuse_binding.js';
 import { lockInMemory } from '../io/memory_lock.js';
 import { libfuseOptions, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { OpStats, guardOps } from './op_guard.js';
@@ -420,6 +420,9 @@ async function serve(
   const loopEndedPromise = new Promise<void>((resolve) => {
     loopEndedSignal = resolve;
   });
+  // the FUSE threads' attribute cache: only where the tree changes through this mount's ops alone (not a slave)
+  const attrCache = options.attrCache && !options.servedReadOnlyReason;
+  setAttrCache(attrCache ? FUSE_CACHE_TIMEOUT_S * 1000 : 0);
   let mount: FuseMount | null;
   try {
     // An unmount right after mount(2), before libfuse's INIT, ends the loop without INIT: do not wait for it then.
@@ -517,6 +520,10 @@ async function serve(
   const reason = await stopped;
   log.info(`stopping: ${reason}`);
   if (opStats) for (const line of opStats.report()) log.info(`opstats: ${line}`);
+  if (attrCache) {
+    const { hits, misses } = setAttrCache(0);
+    log.info(`attribute cache: ${hits} getattr answered from it, ${misses} passed to the ops`);
+  }
   // a pass through the control socket uses the volume: it ends (or is cut) before the volume closes
   await service?.close().catch((err: unknown) => log.warn(`control socket: ${messageOf(err)}`));
   clearInterval(poll);

@@ -14,7 +14,13 @@ describe('parseMountOptions', () => {
     expect(o).toMatchObject({ parent: null, pool: -100, lockIndex: true, directIo: null, reclaimPercent: 95, check: false, readOnly: false });
   });
 
-  it('ro is the read-only mode (mount.ts flags the mount ro itself), rw undoes it; neither goes to libfuse as given', () => {
+  it('attr_cache is on by default; noattr_cache turns it off, the last one wins; neither goes to libfuse', () => {
+    expect(parseMountOptions([])).toMatchObject({ attrCache: true });
+    expect(parseMountOptions(['noattr_cache'])).toMatchObject({ attrCache: false, fuseOptions: [] });
+    expect(parseMountOptions(['noattr_cache,attr_cache'])).toMatchObject({ attrCache: true, fuseOptions: [] });
+  });
+
+    it('ro is the read-only mode (mount.ts flags the mount ro itself), rw undoes it; neither goes to libfuse as given', () => {
     expect(parseMountOptions(['parent=p,ro'])).toMatchObject({ readOnly: true, fuseOptions: [] });
     expect(parseMountOptions(['ro', 'rw'])).toMatchObject({ readOnly: false, fuseOptions: [] });
     expect(parseMountOptions(['rw,ro,allow_root'])).toMatchObject({ readOnly: true, fuseOptions: ['allow_root'] });

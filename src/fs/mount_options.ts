@@ -15,7 +15,8 @@ export const POOL_DEFAULT = -100;
  * for FUSE_CACHE_TIMEOUT_S. With zero timeouts every path walk was a lookup round trip to the daemon per component
  * (≈100 µs each through fuse-native), a large part of the ~9 getattr per small file copied (issue 9). It is safe
  * because the daemon is the only writer of the UFS tree while mounted and every change of a name goes through the
- * mount, which updates the kernel's names. Attributes stay uncached (attr_timeout=0, see below). A mirror slave,
+ * mount, which updates the kernel's names. The kernel keeps no attributes (attr_timeout=0, see below): the daemon's
+ * FUSE threads do, and drop them at every change through the mount (-o attr_cache, fuse_binding.ts). A mirror slave,
  * whose tree its passes change behind the mount, keeps zero timeouts (FUSE_NO_CACHE_OPTIONS).
  */
 export const FUSE_DEFAULT_OPTIONS: readonly string[] = [
@@ -79,6 +80,11 @@ export interface DdumbfsMountOptions {
   fuseDefault: boolean;
   /** `syslog` (default) / `nosyslog`: the daemon's log lines go to syslog too (io/syslog.ts), or only to its log file. */
   syslog: boolean;
+  /**
+   * `attr_cache` (default) / `noattr_cache`: the daemon's FUSE threads answer a repeated getattr of an unchanged path
+   * from their own cache (fuse_binding.ts setAttrCache). Never on for a mirror slave, whose tree changes behind it.
+   */
+  attrCache: boolean;
   /** Options for libfuse, in the order given. */
   fuseOptions: string[];
 }
@@ -149,6 +155,7 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
     readOnly: false,
     fuseDefault: true,
     syslog: true,
+    attrCache: true,
     fuseOptions: [],
   };
   for (const arg of args) {
@@ -202,6 +209,12 @@ export function parseMountOptions(args: readonly string[]): DdumbfsMountOptions 
           break;
         case 'nosyslog':
           o.syslog = false;
+          break;
+        case 'attr_cache':
+          o.attrCache = true;
+          break;
+        case 'noattr_cache':
+          o.attrCache = false;
           break;
         default:
           if (!isMountOnlyOption(key)) o.fuseOptions.push(item);
