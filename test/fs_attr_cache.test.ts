@@ -2,11 +2,13 @@
  * The FUSE threads' attribute cache (issue 9, fuse-native.c): a repeated getattr of an unchanged path is answered
  * without the hand-off to the daemon's ops, and every change made through the mount shows at once on every name,
  * hard links included (the kernel itself keeps no attributes, attr_timeout=0). `-o noattr_cache` turns it off.
+ * The kernel's security.capability probe before each write(2) is answered by the FUSE threads from the UFS.
  */
-import { appendFileSync, chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, chmodSync, chownSync, closeSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import fc from 'fast-check';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeVolume, mountVolume, unmountAll, type MountedVolume } from './helpers/mount.js';
 
@@ -190,3 +192,53 @@ describe('attribute cache of the FUSE threads', () => {
     expect(log.match(/attribute cache:/g)).toHaveLength(1);
   });
 });
+
+describe('security.capability, asked by the kernel before every write(2), answered by the FUSE threads', () => {
+  // a version-2 file capability: cap_net_raw permitted and effective
+  const CAP = '0x0100000200200000000000000000000000000000';
+  const getCap = (p: string): string => {
+    try {
+      return execFileSync('getfattr', ['--absolute-names', '-e', 'hex', '-n', 'security.capability', p], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return 'none';
+    }
+  };
+
+  it('gives the UFS value; a write drops it as on the host; no write asks the ops', async () => {
+    process.env.DDUMBFS_OPSTATS = '1';
+    try {
+      m = await mountVolume(parent, mnt);
+    } finally {
+      delete process.env.DDUMBFS_OPSTATS;
+    }
+    const host = join(work, 'cap-host');
+    const there = join(mnt, 'cap');
+    for (const p of [host, there]) {
+      writeFileSync(p, 'binary');
+      execFileSync('setfattr', ['-n', 'security.capability', '-v', CAP, p]);
+    }
+    expect(getCap(there)).toContain(`security.capability=${CAP}`);
+    expect(getCap(there)).toBe(getCap(host).replace(host, there));
+    for (const p of [host, there]) {
+      const fd = openSync(p, 'r+');
+      try {
+        for (let i = 0; i < 20; i++) writeSync(fd, 'x', i);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    // root's write removes a file capability (the kernel's killpriv), on ext4 and through the mount alike
+    expect(getCap(host)).toBe('none');
+    expect(getCap(there)).toBe('none');
+    expect(readFileSync(there, 'utf8')).toBe('x'.repeat(20));
+    await m.unmount();
+    m = null;
+    const log = readFileSync(join(parent, 'ddfsroot', '.ddumbfs', 'ddumbfs.log'), 'utf8');
+    const writes = Number(/opstats: write\s+(\d+) ops/.exec(log)?.[1] ?? 0);
+    expect(writes).toBeGreaterThanOrEqual(20);
+    // the ops saw the setxattr, but none of the kernel's capability probes (1 per write) nor getfattr's
+    expect(log).toMatch(/opstats: setxattr\s+1 ops/);
+    expect(log).not.toMatch(/opstats: getxattr/);
+  });
+});
+

@@ -141,6 +141,7 @@ interface FuseNativeClass {
   hostMknod(path: BytePath, mode: number, dev: number): number;
   hostSetNoAtime(fd: number): number;
   setAttrCache(ms: number): number[];
+  setUfsCapability(on: boolean): void;
   UTIME_NOW: number;
   UTIME_OMIT: number;
   FI_DIRECT_IO: number;
@@ -210,7 +211,7 @@ function withXattrAnswers(cls: FuseNativeClass): FuseNativeClass {
 function fuseNative(): FuseNativeClass {
   if (!loaded) {
     const cls = require('fuse-native') as FuseNativeClass;
-    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function' || typeof cls.setAttrCache !== 'function') {
+    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function' || typeof cls.setAttrCache !== 'function' || typeof cls.setUfsCapability !== 'function') {
       throw new Error('fuse-native is not the patched build: run scripts/setup.sh (patch-package + node-gyp rebuild)');
     }
     loaded = withXattrAnswers(cls);
@@ -299,4 +300,13 @@ export interface AttrCacheCounts {
 export function setAttrCache(ms: number): AttrCacheCounts {
   const [hits = 0, misses = 0] = fuseNative().setAttrCache(Math.max(-1, Math.floor(ms)));
   return { hits, misses };
+}
+
+/**
+ * Let the FUSE threads answer getxattr of security.capability themselves, by lgetxattr of the path relative to the
+ * process cwd, which must be the UFS root (mount.ts chdirs there first). The kernel asks for it before every
+ * write(2) of a FUSE file; the answer is the one the getxattr op gives (the name is not a reserved one).
+ */
+export function setUfsCapability(on: boolean): void {
+  fuseNative().setUfsCapability(on);
 }
