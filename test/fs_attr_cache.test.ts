@@ -51,6 +51,33 @@ describe('attribute cache of the FUSE threads', () => {
     expect(opsGetattrCount() - before).toBeLessThan(60);
   });
 
+  it('directories, symlinks, FIFOs and missing names are answered from the UFS, never stale', () => {
+    const d = join(mnt, 'ufs-answers');
+    mkdirSync(d);
+    symlinkSync('target', join(d, 'lnk'));
+    execFileSync('mkfifo', [join(d, 'fifo')]);
+    const before = opsGetattrCount();
+    for (let i = 0; i < 100; i++) {
+      expect(statSync(d).isDirectory()).toBe(true);
+      expect(lstatSync(join(d, 'lnk')).isSymbolicLink()).toBe(true);
+      expect(lstatSync(join(d, 'fifo')).isFIFO()).toBe(true);
+      expect(() => statSync(join(d, 'missing'))).toThrow(/ENOENT/);
+    }
+    // without the UFS answers: 400 and more (the reading of the stats file itself may add one)
+    expect(opsGetattrCount() - before).toBeLessThanOrEqual(2);
+    const nlink = statSync(d).nlink;
+    mkdirSync(join(d, 'sub'));
+    expect(statSync(d).nlink).toBe(nlink + 1);
+    chmodSync(d, 0o711);
+    expect(statSync(d).mode & 0o777).toBe(0o711);
+    utimesSync(d, 5, 6);
+    expect(statSync(d).mtimeMs).toBe(6000);
+    writeFileSync(join(d, 'missing'), 'now here');
+    expect(statSync(join(d, 'missing')).size).toBe(8);
+    // the UFS object as it is: what the ops answered before (a directory's lstat)
+    expect(statSync(d).ino).toBe(statSync(join(parent, 'ddfsroot', 'ufs-answers')).ino);
+  });
+
   it('a change through one name of a hard-linked file shows at once through the other', () => {
     const a = join(mnt, 'h-a');
     const b = join(mnt, 'h-b');

@@ -51,9 +51,9 @@ const HELP = `Options for -o (comma separated, -o may be repeated):
   syslog / nosyslog   send the log lines to syslog too (default: facility daemon, ident
                       ddumbfs, via /dev/log or $DDUMBFS_SYSLOG_SOCKET; skipped when nothing
                       listens), or only to .ddumbfs/ddumbfs.log
-  attr_cache          the daemon answers a repeated stat of an unchanged path without a
+  attr_cache          the daemon answers a repeated stat of an unchanged file without a
                       round trip to its ops (default; never on a mirror slave)
-  noattr_cache        every stat goes to the ops
+  noattr_cache        every stat of a file goes to the ops
   other options       passed to libfuse as given (e.g. allow_root, noexec, entry_timeout=0)
   defaults, _netdev, noauto, auto, user, nouser, users, owner, group, nofail, x-*, X-*, comment=
                       mount(8)/fstab options: accepted and ignored

@@ -141,7 +141,7 @@ interface FuseNativeClass {
   hostMknod(path: BytePath, mode: number, dev: number): number;
   hostSetNoAtime(fd: number): number;
   setAttrCache(ms: number): number[];
-  setUfsCapability(on: boolean): void;
+  setUfsAnswers(on: boolean): void;
   UTIME_NOW: number;
   UTIME_OMIT: number;
   FI_DIRECT_IO: number;
@@ -211,7 +211,7 @@ function withXattrAnswers(cls: FuseNativeClass): FuseNativeClass {
 function fuseNative(): FuseNativeClass {
   if (!loaded) {
     const cls = require('fuse-native') as FuseNativeClass;
-    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function' || typeof cls.setAttrCache !== 'function' || typeof cls.setUfsCapability !== 'function') {
+    if (typeof cls.hostUtimensat !== 'function' || typeof cls.hostSetNoAtime !== 'function' || typeof cls.setAttrCache !== 'function' || typeof cls.setUfsAnswers !== 'function') {
       throw new Error('fuse-native is not the patched build: run scripts/setup.sh (patch-package + node-gyp rebuild)');
     }
     loaded = withXattrAnswers(cls);
@@ -286,8 +286,10 @@ export function hostSetNoAtime(fd: number): number {
 export interface AttrCacheCounts {
   /** getattr/fgetattr answered by the FUSE thread from the cache, without a hand-off to JS. */
   hits: number;
-  /** getattr/fgetattr of a cacheable path handed to JS. */
+  /** getattr/fgetattr handed to JS (a regular file the cache did not hold, or an fgetattr). */
   misses: number;
+  /** getattr answered from the UFS by the FUSE threads (not a regular file; see setUfsAnswers). */
+  fromUfs: number;
 }
 
 /**
@@ -295,18 +297,20 @@ export interface AttrCacheCounts {
  * threads then answer a getattr of a path JS answered before, unless an op that may have changed it started since
  * (see the attribute cache in node_modules/fuse-native/fuse-native.c). Only for a mount whose UFS tree changes
  * through its own ops alone: never for a mirror slave.
- * @returns the hit and miss counts so far
+ * @returns the counts so far
  */
 export function setAttrCache(ms: number): AttrCacheCounts {
-  const [hits = 0, misses = 0] = fuseNative().setAttrCache(Math.max(-1, Math.floor(ms)));
-  return { hits, misses };
+  const [hits = 0, misses = 0, fromUfs = 0] = fuseNative().setAttrCache(Math.max(-1, Math.floor(ms)));
+  return { hits, misses, fromUfs };
 }
 
 /**
- * Let the FUSE threads answer getxattr of security.capability themselves, by lgetxattr of the path relative to the
- * process cwd, which must be the UFS root (mount.ts chdirs there first). The kernel asks for it before every
- * write(2) of a FUSE file; the answer is the one the getxattr op gives (the name is not a reserved one).
+ * Let the FUSE threads answer from the UFS, by one syscall on the path relative to the process cwd (which must be
+ * the UFS root: mount.ts chdirs there first), what the ops would answer without the dedup layer: getxattr of
+ * security.capability (the kernel asks for it before every write(2) of a FUSE file; not a reserved name), and
+ * getattr of anything but a regular file, or of a missing path (ops.ts statOf gives such an object's lstat as it
+ * is). The kernel asks for a directory's attributes at each permission check of a path walk, create or unlink.
  */
-export function setUfsCapability(on: boolean): void {
-  fuseNative().setUfsCapability(on);
+export function setUfsAnswers(on: boolean): void {
+  fuseNative().setUfsAnswers(on);
 }

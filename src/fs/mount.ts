@@ -35,7 +35,7 @@ import { AUTOFSCK_MARKER, LOG_FILE, REBUILDFSCK_MARKER, ROOT_DIRECTORY, SPECIAL_
 import { takeVolumeLock } from '../volume/lock.js';
 import { Volume, findParent, mountPointOf } from '../volume/volume.js';
 import { openLogFileNoFollow, refuseSpecialSymlinks, writeFileNoFollow } from '../volume/special_paths.js';
-import { mountFuse, setAttrCache, setUfsCapability, type FuseMount } from './fuse_binding.js';
+import { mountFuse, setAttrCache, setUfsAnswers, type FuseMount } from './fuse_binding.js';
 import { lockInMemory } from '../io/memory_lock.js';
 import { libfuseOptions, writerCount, type DdumbfsMountOptions } from './mount_options.js';
 import { OpStats, guardOps } from './op_guard.js';
@@ -423,8 +423,8 @@ async function serve(
   // the FUSE threads' attribute cache: only where the tree changes through this mount's ops alone (not a slave)
   const attrCache = options.attrCache && !options.servedReadOnlyReason;
   setAttrCache(attrCache ? FUSE_CACHE_TIMEOUT_S * 1000 : 0);
-  // the kernel's security.capability probe before each write(2): answered from the UFS (the cwd) by the FUSE threads
-  setUfsCapability(true);
+  // the kernel's security.capability probe and getattr of directories and the like: answered from the UFS (the cwd)
+  setUfsAnswers(true);
   let mount: FuseMount | null;
   try {
     // An unmount right after mount(2), before libfuse's INIT, ends the loop without INIT: do not wait for it then.
@@ -523,8 +523,8 @@ async function serve(
   log.info(`stopping: ${reason}`);
   if (opStats) for (const line of opStats.report()) log.info(`opstats: ${line}`);
   if (attrCache) {
-    const { hits, misses } = setAttrCache(0);
-    log.info(`attribute cache: ${hits} getattr answered from it, ${misses} passed to the ops`);
+    const { hits, misses, fromUfs } = setAttrCache(0);
+    log.info(`attribute cache: ${hits} getattr answered from it, ${fromUfs} from the UFS, ${misses} passed to the ops`);
   }
   // a pass through the control socket uses the volume: it ends (or is cut) before the volume closes
   await service?.close().catch((err: unknown) => log.warn(`control socket: ${messageOf(err)}`));
