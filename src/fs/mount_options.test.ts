@@ -20,7 +20,7 @@ describe('parseMountOptions', () => {
     expect(parseMountOptions(['noattr_cache,attr_cache'])).toMatchObject({ attrCache: true, fuseOptions: [] });
   });
 
-    it('ro is the read-only mode (mount.ts flags the mount ro itself), rw undoes it; neither goes to libfuse as given', () => {
+  it('ro is the read-only mode (mount.ts flags the mount ro itself), rw undoes it; neither goes to libfuse as given', () => {
     expect(parseMountOptions(['parent=p,ro'])).toMatchObject({ readOnly: true, fuseOptions: [] });
     expect(parseMountOptions(['ro', 'rw'])).toMatchObject({ readOnly: false, fuseOptions: [] });
     expect(parseMountOptions(['rw,ro,allow_root'])).toMatchObject({ readOnly: true, fuseOptions: ['allow_root'] });

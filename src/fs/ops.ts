@@ -14,8 +14,8 @@
  *   any later write of the UFS file that is not a new write of the user (cp -p, rsync -t, tar keep their times).
  * Metadata syscalls on the UFS are synchronous: a few µs each on a cached inode, against ≈250 µs through the libuv
  * pool, where they would also queue behind block I/O (getattr runs several times per file created: the kernel keeps
- * no attributes, and the FUSE threads' attribute cache, fuse_binding.ts setAttrCache, answers only repeated ones). They only ever touch the UFS, never a FUSE mount. The data path (UfsFile)
- * stays asynchronous.
+ * no attributes, and the FUSE threads' attribute cache, fuse_binding.ts setAttrCache, answers only repeated ones).
+ * They only ever touch the UFS, never a FUSE mount. The data path (UfsFile) stays asynchronous.
  * Every method may throw; op_guard.ts answers the errno.
  */
 import * as fs from 'node:fs';
