@@ -4,12 +4,15 @@
 // The sources are first copied to /dev/shm (tmpfs, when present) so reading them costs the same on both sides.
 // Workloads, host then mount, ROUNDS rounds on fresh copies, the better round kept (the disk is noisy):
 //   cp -a of each tree of BENCH_TREES (default /usr/share/doc:/usr/include), a second cp -a of it (all duplicate
-//   on the mount), rm -rf of both copies; cp -a of 500 small files (100..3100 random bytes) as ms per file.
+//   on the mount), tar -c of the first copy after drop_caches (a restore: piped, so GNU tar reads every file, which
+//   it skips when writing to /dev/null; issue 9 goal at most 5x), rm -rf of both copies, then tar -x of the tree from
+//   a tarball in tmpfs and rsync -a of it (both new on the host, duplicate on the mount); cp -a of 500 small files
+//   (100..3100 random bytes) as ms per file.
 // A benchmark, not a test. Environment: BENCH_DIR, BENCH_TREES, BENCH_TREE_ROUNDS.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bin, runChild, unmount } from './bench-common.mjs';
+import { bin, dropCaches, runChild, unmount } from './bench-common.mjs';
 
 function seconds(fn) {
   const t0 = process.hrtime.bigint();
@@ -32,7 +35,9 @@ export async function benchTree(work) {
     const sources = trees.map((t, i) => {
       const dest = path.join(shm, `t${i}`);
       runChild('cp', ['-a', t, dest]);
-      return { name: t, src: dest };
+      const tarball = path.join(shm, `t${i}.tar`);
+      runChild('tar', ['-cf', tarball, '-C', shm, `t${i}`]);
+      return { name: t, src: dest, tarball };
     });
     const small = path.join(shm, 'small');
     fs.mkdirSync(small);
@@ -53,13 +58,21 @@ export async function benchTree(work) {
       runChild(bin('ddumbfs'), [mnt, '-o', `parent=${parent}`]);
       try {
         for (const [side, dir] of [['host', host], ['mount', mnt]]) {
-          sources.forEach(({ name, src }, i) => {
+          sources.forEach(({ name, src, tarball }, i) => {
             sync();
             keep(`cp -a ${name}`, side, seconds(() => runChild('cp', ['-a', src, path.join(dir, `a${i}`)])));
             if (name === '500 small files') return;
             keep(`cp -a ${name} again (duplicate)`, side, seconds(() => runChild('cp', ['-a', src, path.join(dir, `b${i}`)])));
+            dropCaches();
+            keep(`tar -c of ${name} after drop_caches`, side, seconds(() => runChild('sh', ['-c', 'tar -cf - -C "$1" . | wc -c >/dev/null', 'tar-c', path.join(dir, `a${i}`)])));
             sync();
             keep(`rm -rf of both copies of ${name}`, side, seconds(() => runChild('rm', ['-rf', path.join(dir, `a${i}`), path.join(dir, `b${i}`)])));
+            fs.mkdirSync(path.join(dir, `x${i}`));
+            sync();
+            keep(`tar -x of ${name}`, side, seconds(() => runChild('tar', ['-xf', tarball, '-C', path.join(dir, `x${i}`)])));
+            sync();
+            keep(`rsync -a of ${name}`, side, seconds(() => runChild('rsync', ['-a', `${src}/`, path.join(dir, `r${i}`)])));
+            runChild('rm', ['-rf', path.join(dir, `x${i}`), path.join(dir, `r${i}`)]);
           });
         }
       } finally {
