@@ -7,8 +7,10 @@
 //   on the mount), tar -c of the first copy after drop_caches (a restore: piped, so GNU tar reads every file, which
 //   it skips when writing to /dev/null; issue 9 goal at most 5x), rm -rf of both copies, then tar -x of the tree from
 //   a tarball in tmpfs and rsync -a of it (both new on the host, duplicate on the mount); cp -a of 500 small files
-//   (100..3100 random bytes) as ms per file.
-// A benchmark, not a test. Environment: BENCH_DIR, BENCH_TREES, BENCH_TREE_ROUNDS.
+//   (100..3100 random bytes) as ms per file; cp -a and rm -rf of a generated tree of BENCH_TREE_FILES (default
+//   100000, 0 skips it) such files in directories of 100, also as ms per file (issue 9: "a 100,000-file tree took
+//   22 minutes through the mount").
+// A benchmark, not a test. Environment: BENCH_DIR, BENCH_TREES, BENCH_TREE_ROUNDS, BENCH_TREE_FILES.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -25,12 +27,15 @@ const sync = () => runChild('sync', []);
 export async function benchTree(work) {
   const trees = (process.env.BENCH_TREES ?? '/usr/share/doc:/usr/include').split(':').filter((t) => fs.existsSync(t));
   const rounds = Number(process.env.BENCH_TREE_ROUNDS ?? 2);
+  const generatedCount = Number(process.env.BENCH_TREE_FILES ?? 100_000);
   const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/ddumbfs-bench-tree-') : path.join(work, 'tree-src');
   fs.mkdirSync(shm, { recursive: true });
   const parent = path.join(work, 'tvol');
   const mnt = path.join(work, 'tmnt');
   const host = path.join(work, 'thost');
-  console.log(`== trees of small files: ${trees.join(', ')} and 500 small files; host = the file system of ${work}; ${rounds} rounds, best kept`);
+  const generatedName = `a generated tree of ${generatedCount} files`;
+  const what = [...trees, '500 small files', ...(generatedCount > 0 ? [generatedName] : [])].join(', ');
+  console.log(`== trees of small files: ${what}; host = the file system of ${work}; ${rounds} rounds, best kept`);
   try {
     const sources = trees.map((t, i) => {
       const dest = path.join(shm, `t${i}`);
@@ -43,6 +48,16 @@ export async function benchTree(work) {
     fs.mkdirSync(small);
     for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(small, `f${i}`), randomBytes(100 + ((i * 7919) % 3000)));
     sources.push({ name: '500 small files', src: small, perFile: 500 });
+    if (generatedCount > 0) {
+      const gen = path.join(shm, 'generated');
+      for (let i = 0; i < generatedCount; i++) {
+        const dir = path.join(gen, `d${String(Math.floor(i / 100)).padStart(4, '0')}`);
+        if (i % 100 === 0) fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, `f${i % 100}`), randomBytes(100 + ((i * 7919) % 3000)));
+      }
+      sources.push({ name: generatedName, src: gen, perFile: generatedCount, remove: true });
+    }
+    const perFileOf = new Map(sources.filter((x) => x.perFile).flatMap((x) => [[`cp -a ${x.name}`, x.perFile], [`rm -rf of ${x.name}`, x.perFile]]));
 
     const best = new Map();
     const keep = (label, side, s) => {
@@ -58,10 +73,15 @@ export async function benchTree(work) {
       runChild(bin('ddumbfs'), [mnt, '-o', `parent=${parent}`]);
       try {
         for (const [side, dir] of [['host', host], ['mount', mnt]]) {
-          sources.forEach(({ name, src, tarball }, i) => {
+          sources.forEach(({ name, src, tarball, perFile, remove }, i) => {
             sync();
             keep(`cp -a ${name}`, side, seconds(() => runChild('cp', ['-a', src, path.join(dir, `a${i}`)])));
-            if (name === '500 small files') return;
+            if (perFile) {
+              if (!remove) return;
+              sync();
+              keep(`rm -rf of ${name}`, side, seconds(() => runChild('rm', ['-rf', path.join(dir, `a${i}`)])));
+              return;
+            }
             keep(`cp -a ${name} again (duplicate)`, side, seconds(() => runChild('cp', ['-a', src, path.join(dir, `b${i}`)])));
             dropCaches();
             keep(`tar -c of ${name} after drop_caches`, side, seconds(() => runChild('sh', ['-c', 'tar -cf - -C "$1" . | wc -c >/dev/null', 'tar-c', path.join(dir, `a${i}`)])));
@@ -83,7 +103,8 @@ export async function benchTree(work) {
     for (const label of labels) {
       const h = best.get(`${label}|host`);
       const m = best.get(`${label}|mount`);
-      const per = label === 'cp -a 500 small files' ? `  ${((m / 500) * 1000).toFixed(2)} ms/file (host ${((h / 500) * 1000).toFixed(2)})` : '';
+      const n = perFileOf.get(label);
+      const per = n ? `  ${((m / n) * 1000).toFixed(2)} ms/file (host ${((h / n) * 1000).toFixed(2)})` : '';
       console.log(`${label.padEnd(52)} host ${h.toFixed(2).padStart(6)} s  mount ${m.toFixed(2).padStart(6)} s  ${(m / h).toFixed(1).padStart(5)}x host${per}`);
     }
   } finally {
