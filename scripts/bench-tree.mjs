@@ -22,6 +22,8 @@ function seconds(fn) {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 const sync = () => runChild('sync', []);
+/** The content of small file number `i` of a generated set: 100..3100 random bytes. */
+const smallFileBytes = (i) => randomBytes(100 + ((i * 7919) % 3000));
 
 /** Run the tree section in `work`. */
 export async function benchTree(work) {
@@ -46,14 +48,14 @@ export async function benchTree(work) {
     });
     const small = path.join(shm, 'small');
     fs.mkdirSync(small);
-    for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(small, `f${i}`), randomBytes(100 + ((i * 7919) % 3000)));
+    for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(small, `f${i}`), smallFileBytes(i));
     sources.push({ name: '500 small files', src: small, perFile: 500 });
     if (generatedCount > 0) {
       const gen = path.join(shm, 'generated');
       for (let i = 0; i < generatedCount; i++) {
         const dir = path.join(gen, `d${String(Math.floor(i / 100)).padStart(4, '0')}`);
         if (i % 100 === 0) fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(path.join(dir, `f${i % 100}`), randomBytes(100 + ((i * 7919) % 3000)));
+        fs.writeFileSync(path.join(dir, `f${i % 100}`), smallFileBytes(i));
       }
       sources.push({ name: generatedName, src: gen, perFile: generatedCount, remove: true });
     }
